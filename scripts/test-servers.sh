@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Starts (or stops) the real database servers the integration tests and the quick
+# start use, on loopback only, under $SE_IT_DIR (default /tmp/session-exporter-it):
+#   MariaDB on 127.0.0.1:$SE_MARIADB_PORT (33306), seekdb on 127.0.0.1:$SE_SEEKDB_PORT (32881).
+# Idempotent: a server that already answers is left alone. Each gets a least-privilege
+# account `monitor` (password in $SE_IT_DIR/monitor.password) and root stays local.
+# Prints `export …` lines describing the servers, for `eval "$(… start)"`.
+# Usage: scripts/test-servers.sh start|stop|env
+set -euo pipefail
+
+dir=${SE_IT_DIR:-/tmp/session-exporter-it}
+mariadb_port=${SE_MARIADB_PORT:-33306}
+seekdb_port=${SE_SEEKDB_PORT:-32881}
+mkdir -p "$dir"
+pwfile=$dir/monitor.password
+[ -s "$pwfile" ] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$pwfile"; chmod 600 "$pwfile"; }
+monitor_pw=$(cat "$pwfile")
+
+log() { echo "test-servers: $*" >&2; }
+
+mariadb_sql() { mariadb --no-defaults -S "$dir/mariadb/mysqld.sock" -uroot -N -B -e "$1"; }
+seekdb_sql() { mariadb --no-defaults -h127.0.0.1 -P"$seekdb_port" -uroot --skip-ssl -N -B -e "$1"; }
+
+start_mariadb() {
+  local d=$dir/mariadb
+  if mariadb_sql 'SELECT 1' >/dev/null 2>&1; then log "MariaDB already up on $mariadb_port"; return; fi
+  mkdir -p "$d"
+  if [ ! -d "$d/data/mysql" ]; then
+    rm -rf "$d/data"; mkdir -p "$d/data"
+    mariadb-install-db --no-defaults --datadir="$d/data" --user=root \
+      --auth-root-authentication-method=socket >"$d/install.log" 2>&1
+  fi
+  log "starting MariaDB on 127.0.0.1:$mariadb_port"
+  setsid mariadbd --no-defaults --datadir="$d/data" --user=root --port="$mariadb_port" \
+    --bind-address=127.0.0.1 --socket="$d/mysqld.sock" --pid-file="$d/mysqld.pid" \
+    --max-connections=2000 --skip-name-resolve --log-error="$d/error.log" </dev/null >/dev/null 2>&1 &
+  for _ in $(seq 1 120); do
+    mariadb_sql 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.25
+  done
+  mariadb_sql 'SELECT 1' >/dev/null || { log "MariaDB did not start; see $d/error.log"; exit 1; }
+  mariadb_sql "CREATE USER IF NOT EXISTS 'monitor'@'%' IDENTIFIED BY '$monitor_pw';
+    ALTER USER 'monitor'@'%' IDENTIFIED BY '$monitor_pw'; GRANT PROCESS ON *.* TO 'monitor'@'%';"
+}
+
+seekdb_bin() {
+  python3 -c 'import pylibseekdb,os;print(os.path.join(os.path.dirname(pylibseekdb.__file__),"seekdb"))'
+}
+
+start_seekdb() {
+  local d=$dir/seekdb
+  if seekdb_sql 'SELECT 1' >/dev/null 2>&1; then log "seekdb already up on $seekdb_port"; return; fi
+  # A base dir whose first start failed cannot be reused: start from scratch unless
+  # an earlier start completed (marked below).
+  [ -f "$d.ok" ] || rm -rf "$d"
+  mkdir -p "$d"
+  log "starting seekdb on 127.0.0.1:$seekdb_port (first start takes up to a minute)"
+  TELEMETRY_ENABLED=false setsid "$(seekdb_bin)" --nodaemon --base-dir "$d" --port "$seekdb_port" \
+    --parameter memory_budget=2G --parameter log_disk_size=2G --parameter syslog_level=ERROR \
+    --variable ob_query_timeout=3600000000 --variable time_zone=+00:00 \
+    </dev/null >"$dir/seekdb.out" 2>&1 &
+  echo $! > "$dir/seekdb.pid"
+  for _ in $(seq 1 360); do
+    seekdb_sql 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  seekdb_sql 'SELECT 1' >/dev/null || { log "seekdb did not start; see $dir/seekdb.out"; exit 1; }
+  touch "$d.ok"
+  seekdb_sql "CREATE USER IF NOT EXISTS monitor IDENTIFIED BY '$monitor_pw';
+    ALTER USER monitor IDENTIFIED BY '$monitor_pw'; GRANT SELECT ON oceanbase.* TO monitor;"
+}
+
+stop_one() {
+  local pidfile=$1
+  [ -s "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$pidfile"
+}
+
+print_env() {
+  cat <<ENV
+export SE_TEST_MARIADB_ADDR=127.0.0.1:$mariadb_port
+export SE_TEST_MARIADB_ROOT_SOCKET=$dir/mariadb/mysqld.sock
+export SE_TEST_SEEKDB_ADDR=127.0.0.1:$seekdb_port
+export SE_TEST_MONITOR_PASSWORD_FILE=$pwfile
+ENV
+}
+
+case "${1:-}" in
+  start) start_mariadb; start_seekdb; print_env ;;
+  stop) stop_one "$dir/mariadb/mysqld.pid"; stop_one "$dir/seekdb.pid" ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,670 @@
+//! The configuration file: its types, loading, and validation.
+//!
+//! Loading is two steps. serde turns the YAML into raw structs (unknown keys and wrong
+//! types stop it, with serde's own line and column). Then [`validate`] checks meaning
+//! (addresses, durations, names, which keys fit which kind) and collects *every* problem
+//! with its `file:line: key`, so one run tells the user all there is to fix.
+//! A secret never appears in an error, a log line or a `Debug` print.
+
+mod duration;
+mod locate;
+
+pub use duration::parse_duration;
+
+use locate::KeyLines;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Collection interval used when the file names none.
+pub const DEFAULT_COLLECT_INTERVAL: Duration = Duration::from_secs(15);
+/// Collection timeout used when the file names none.
+pub const DEFAULT_COLLECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Labels the exporter sets itself; a target's constant labels may not reuse them.
+const RESERVED_LABELS: [&str; 9] = [
+    "target",
+    "tenant",
+    "db",
+    "user",
+    "client_ip",
+    "svr_ip",
+    "reason",
+    "instance",
+    "job",
+];
+
+/// A validated configuration, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub targets: Vec<Target>,
+}
+
+/// What kind of database a target is, which decides how its sessions are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// OceanBase through `GV$OB_PROCESSLIST` (a cluster's sys tenant), or
+    /// `V$OB_PROCESSLIST` for single-tenant servers such as seekdb.
+    Oceanbase,
+    /// MySQL or MariaDB through `information_schema.PROCESSLIST`.
+    Mysql,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Oceanbase => "oceanbase",
+            Kind::Mysql => "mysql",
+        }
+    }
+}
+
+/// One database endpoint to collect from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Unique name; the `target` label of every series of this target.
+    pub name: String,
+    pub kind: Kind,
+    pub address: Address,
+    pub user: String,
+    pub password: Secret,
+    /// OceanBase only: the tenants to report; `None` reports every tenant visible.
+    pub tenants: Option<Vec<String>>,
+    /// OceanBase only: the tenant label for a single-tenant server that does not tell
+    /// its tenant's name (seekdb).
+    pub tenant: Option<String>,
+    /// Constant labels added to every series of this target, sorted by name.
+    pub labels: Vec<(String, String)>,
+    pub collect_interval: Duration,
+    pub collect_timeout: Duration,
+    /// OceanBase only: relations read instead of `oceanbase.GV$OB_PROCESSLIST` and
+    /// `oceanbase.DBA_OB_TENANTS` (a view of the user's own, or a test table).
+    pub processlist_view: Option<Relation>,
+    pub tenants_view: Option<Relation>,
+}
+
+/// `host:port` of a database server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Address {
+    /// Parses `host:port` or `[v6]:port`; the port is required because guessing
+    /// between 2881 (OceanBase) and 3306 (MySQL) would hide a typo.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}` opens `[` without closing it"))?;
+            let port = after
+                .strip_prefix(':')
+                .ok_or_else(|| format!("`{text}` has no port: write it as [{host}]:2881"))?;
+            (host, port)
+        } else {
+            match text.rsplit_once(':') {
+                Some((host, _)) if host.contains(':') => {
+                    return Err(format!(
+                        "`{text}` looks like an IPv6 address: write it as [address]:port"
+                    ))
+                }
+                Some((host, port)) => (host, port),
+                None => {
+                    return Err(format!(
+                        "`{text}` has no port: write host:port, e.g. 127.0.0.1:2881 \
+                         (OceanBase) or 127.0.0.1:3306 (MySQL)"
+                    ))
+                }
+            }
+        };
+        if host.is_empty() {
+            return Err(format!(
+                "`{text}` has no host: write host:port, e.g. 127.0.0.1:2881"
+            ));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| format!("`{port}` is not a port: use a number from 1 to 65535"))?;
+        Ok(Self {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// A schema-qualified relation name such as `oceanbase.GV$OB_PROCESSLIST`.
+///
+/// Only identifier characters are accepted, and each part is quoted with backticks
+/// when written into SQL, so a config value can never change a query's meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    parts: Vec<String>,
+}
+
+impl Relation {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let parts: Vec<String> = text.split('.').map(str::to_string).collect();
+        let valid = |part: &String| {
+            !part.is_empty()
+                && part.len() <= 64
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        };
+        if parts.len() > 2 || !parts.iter().all(valid) {
+            return Err(format!(
+                "`{text}` is not a relation name: write `schema.name` with letters, \
+                 digits, `_` and `$`, e.g. oceanbase.GV$OB_PROCESSLIST"
+            ));
+        }
+        Ok(Self { parts })
+    }
+
+    /// The relation quoted for SQL, e.g. `` `oceanbase`.`GV$OB_PROCESSLIST` ``.
+    pub fn to_sql(&self) -> String {
+        self.parts
+            .iter()
+            .map(|part| format!("`{part}`"))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+/// A password: printed as `<redacted>` by `Debug`, readable only through [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Why a configuration could not be used. Each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {}: {source} (pass another with --config.file)", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{location}{message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        /// `line:column: ` when serde knows it, else empty.
+        location: String,
+        message: String,
+    },
+    #[error("{} has {} problem(s):\n{}", path.display(), problems.len(), render(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One semantic problem in the file: where, which key, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+fn render(path: &Path, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| match p.line {
+            Some(line) => format!("  {}:{line}: {}: {}", path.display(), p.key, p.message),
+            None => format!("  {}: {}: {}", path.display(), p.key, p.message),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: RawGlobal,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    collect_interval: Option<String>,
+    collect_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    kind: Kind,
+    address: String,
+    user: String,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    tenants: Option<Vec<String>>,
+    tenant: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    collect_interval: Option<String>,
+    collect_timeout: Option<String>,
+    processlist_view: Option<String>,
+    tenants_view: Option<String>,
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates `text` as read from `path` (used in messages and to resolve
+/// relative `password_file`s). `env` looks up `${VAR}` references in passwords.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_yaml::from_str(text).map_err(|err| syntax_error(path, &err))?
+    };
+    let lines = KeyLines::index(text);
+    let mut check = Checker {
+        lines: &lines,
+        problems: Vec::new(),
+    };
+    let config = validate(raw, path, env, &mut check);
+    // Reported in file order, however the checks ran.
+    check.problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+    if check.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: check.problems,
+        })
+    }
+}
+
+fn syntax_error(path: &Path, err: &serde_yaml::Error) -> ConfigError {
+    let mut message = err.to_string();
+    let location = match err.location() {
+        Some(loc) => {
+            // serde appends " at line L column C"; the location moves to the front.
+            if let Some(cut) = message.rfind(" at line ") {
+                message.truncate(cut);
+            }
+            format!("{}:{}: ", loc.line(), loc.column())
+        }
+        None => " ".to_string(),
+    };
+    ConfigError::Syntax {
+        path: path.to_path_buf(),
+        location,
+        message,
+    }
+}
+
+/// Collects problems, each placed on the line of its key.
+struct Checker<'a> {
+    lines: &'a KeyLines,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: self.lines.line_of(key),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, key: &str, text: Option<&str>, default: Duration) -> Duration {
+        match text.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) if d.is_zero() => {
+                self.problem(key, "must be longer than 0s");
+                default
+            }
+            Some(Ok(d)) => d,
+            Some(Err(message)) => {
+                self.problem(key, message);
+                default
+            }
+        }
+    }
+}
+
+fn validate(
+    raw: RawConfig,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    check: &mut Checker<'_>,
+) -> Config {
+    let interval = check.duration(
+        "global.collect_interval",
+        raw.global.collect_interval.as_deref(),
+        DEFAULT_COLLECT_INTERVAL,
+    );
+    let timeout = check.duration(
+        "global.collect_timeout",
+        raw.global.collect_timeout.as_deref(),
+        default_timeout(DEFAULT_COLLECT_TIMEOUT, interval),
+    );
+    if raw.global.collect_timeout.is_some() && timeout >= interval {
+        check.problem(
+            "global.collect_timeout",
+            format!(
+                "must be shorter than collect_interval ({}), so a slow cycle ends before the next starts",
+                format_duration(interval)
+            ),
+        );
+    }
+    if raw.targets.is_empty() {
+        check.problem(
+            "targets",
+            "no targets: add at least one (see config.example.yaml)",
+        );
+    }
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let mut names = HashSet::new();
+    let targets = raw
+        .targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let key = format!("targets[{i}]");
+            if !names.insert(raw.name.clone()) {
+                check.problem(
+                    &format!("{key}.name"),
+                    format!(
+                        "`{}` is used by an earlier target: names must be unique",
+                        raw.name
+                    ),
+                );
+            }
+            validate_target(raw, &key, interval, timeout, base_dir, env, check)
+        })
+        .collect();
+    Config { targets }
+}
+
+fn validate_target(
+    raw: RawTarget,
+    key: &str,
+    global_interval: Duration,
+    global_timeout: Duration,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    check: &mut Checker<'_>,
+) -> Target {
+    let k = |field: &str| format!("{key}.{field}");
+    if !valid_name(&raw.name) {
+        check.problem(
+            &k("name"),
+            format!(
+                "`{}` is not a valid name: use 1-64 letters, digits, `_`, `-` or `.`, starting with a letter or digit",
+                raw.name
+            ),
+        );
+    }
+    let address = Address::parse(&raw.address).unwrap_or_else(|message| {
+        check.problem(&k("address"), message);
+        Address {
+            host: String::new(),
+            port: 0,
+        }
+    });
+    if raw.user.trim().is_empty() {
+        check.problem(
+            &k("user"),
+            "is empty: name the monitoring account, e.g. monitor@sys",
+        );
+    }
+    let password = match (raw.password, raw.password_file) {
+        (Some(_), Some(_)) => {
+            check.problem(
+                &k("password_file"),
+                "give either password or password_file, not both",
+            );
+            Secret::default()
+        }
+        (Some(text), None) => expand_env(&text, env).unwrap_or_else(|message| {
+            check.problem(&k("password"), message);
+            Secret::default()
+        }),
+        (None, Some(file)) => read_password_file(&base_dir.join(file)).unwrap_or_else(|message| {
+            check.problem(&k("password_file"), message);
+            Secret::default()
+        }),
+        (None, None) => Secret::default(),
+    };
+
+    let oceanbase_only = [
+        ("tenants", raw.tenants.is_some()),
+        ("tenant", raw.tenant.is_some()),
+        ("processlist_view", raw.processlist_view.is_some()),
+        ("tenants_view", raw.tenants_view.is_some()),
+    ];
+    if raw.kind != Kind::Oceanbase {
+        for (field, present) in oceanbase_only {
+            if present {
+                check.problem(
+                    &k(field),
+                    format!(
+                        "applies to kind oceanbase only; a {} target has one tenant named after the target: remove it",
+                        raw.kind.as_str()
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(tenants) = &raw.tenants {
+        if tenants.is_empty() {
+            check.problem(
+                &k("tenants"),
+                "is empty: list tenants, or remove the key to report every tenant",
+            );
+        }
+        let mut seen = HashSet::new();
+        for (i, tenant) in tenants.iter().enumerate() {
+            if !valid_tenant(tenant) {
+                check.problem(
+                    &format!("{key}.tenants[{i}]"),
+                    format!("`{tenant}` is not a tenant name: OceanBase tenant names are letters, digits and `_`"),
+                );
+            } else if !seen.insert(tenant) {
+                check.problem(
+                    &format!("{key}.tenants[{i}]"),
+                    format!("`{tenant}` is listed twice"),
+                );
+            }
+        }
+    }
+    if let Some(tenant) = &raw.tenant {
+        if !valid_tenant(tenant) {
+            check.problem(
+                &k("tenant"),
+                format!("`{tenant}` is not a tenant name: OceanBase tenant names are letters, digits and `_`"),
+            );
+        }
+    }
+    let mut relation = |field: &str, text: Option<&str>| {
+        text.and_then(|text| {
+            Relation::parse(text)
+                .map_err(|message| check.problem(&k(field), message))
+                .ok()
+        })
+    };
+    let processlist_view = relation("processlist_view", raw.processlist_view.as_deref());
+    let tenants_view = relation("tenants_view", raw.tenants_view.as_deref());
+
+    for name in raw.labels.keys() {
+        let label_key = format!("{key}.labels.{name}");
+        if RESERVED_LABELS.contains(&name.as_str()) {
+            check.problem(
+                &label_key,
+                format!("`{name}` is set by the exporter itself: choose another label name"),
+            );
+        } else if !valid_label_name(name) {
+            check.problem(
+                &label_key,
+                format!("`{name}` is not a Prometheus label name: use letters, digits and `_`, not starting with a digit or `__`"),
+            );
+        }
+    }
+
+    let interval = check.duration(
+        &k("collect_interval"),
+        raw.collect_interval.as_deref(),
+        global_interval,
+    );
+    let timeout = check.duration(
+        &k("collect_timeout"),
+        raw.collect_timeout.as_deref(),
+        default_timeout(global_timeout, interval),
+    );
+    if (raw.collect_interval.is_some() || raw.collect_timeout.is_some()) && timeout >= interval {
+        check.problem(
+            &k("collect_timeout"),
+            format!(
+                "{} must be shorter than this target's collect_interval ({})",
+                format_duration(timeout),
+                format_duration(interval)
+            ),
+        );
+    }
+
+    Target {
+        name: raw.name,
+        kind: raw.kind,
+        address,
+        user: raw.user,
+        password,
+        tenants: raw.tenants,
+        tenant: raw.tenant,
+        labels: raw.labels.into_iter().collect(),
+        collect_interval: interval,
+        collect_timeout: timeout,
+        processlist_view,
+        tenants_view,
+    }
+}
+
+/// The timeout when none is given: `timeout` if it fits in `interval`, else 80 % of
+/// the interval, so a short interval alone is a valid configuration.
+fn default_timeout(timeout: Duration, interval: Duration) -> Duration {
+    if timeout < interval {
+        timeout
+    } else {
+        interval.mul_f64(0.8)
+    }
+}
+
+/// Replaces `${NAME}` with the environment variable's value. The error names the
+/// variable, never a value.
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or("has `${` without a closing `}`: write ${VARIABLE}")?;
+        let name = &after[..end];
+        let value = env(name).ok_or_else(|| {
+            format!("refers to the environment variable {name}, which is not set: set it, or use password_file")
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(Secret::new(out))
+}
+
+fn read_password_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    // Files written by `echo` end with a newline that is not part of the password.
+    Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn valid_tenant(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with("__")
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Formats a duration the way the config writes it (`15s`, `500ms`, `1m30s`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    let mut out = String::new();
+    let mut rest = ms;
+    for (unit, len) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+        if rest >= len {
+            out.push_str(&format!("{}{unit}", rest / len));
+            rest %= len;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

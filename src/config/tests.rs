@@ -1,0 +1,265 @@
+use super::*;
+
+fn parse_str(text: &str) -> Result<Config, ConfigError> {
+    parse(Path::new("test.yaml"), text, &|name| {
+        (name == "OB_PASSWORD").then(|| "s3cret-from-env".to_string())
+    })
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse_str(text) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+const MINIMAL: &str = "\
+targets:
+  - name: maria
+    kind: mysql
+    address: 127.0.0.1:3306
+    user: monitor
+";
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let config = parse_str(MINIMAL).unwrap();
+    let t = &config.targets[0];
+    assert_eq!(t.name, "maria");
+    assert_eq!(t.kind, Kind::Mysql);
+    assert_eq!(
+        t.address,
+        Address {
+            host: "127.0.0.1".into(),
+            port: 3306
+        }
+    );
+    assert_eq!(t.collect_interval, DEFAULT_COLLECT_INTERVAL);
+    assert_eq!(t.collect_timeout, DEFAULT_COLLECT_TIMEOUT);
+    assert_eq!(t.password.expose(), "");
+}
+
+#[test]
+fn full_target_is_read() {
+    let config = parse_str(
+        "\
+global:
+  collect_interval: 10s
+  collect_timeout: 2500ms
+targets:
+  - name: ob-prod
+    kind: oceanbase
+    address: '[::1]:2881'
+    user: monitor@sys
+    password: pre-${OB_PASSWORD}
+    tenants: [t1, t2]
+    labels: {cluster: prod, az: a}
+    collect_interval: 30s
+    processlist_view: test.GV$OB_PROCESSLIST
+",
+    )
+    .unwrap();
+    let t = &config.targets[0];
+    assert_eq!(t.address.to_string(), "[::1]:2881");
+    assert_eq!(t.password.expose(), "pre-s3cret-from-env");
+    assert_eq!(
+        t.tenants.as_deref(),
+        Some(&["t1".to_string(), "t2".to_string()][..])
+    );
+    assert_eq!(
+        t.labels,
+        vec![("az".into(), "a".into()), ("cluster".into(), "prod".into())]
+    );
+    assert_eq!(t.collect_interval, Duration::from_secs(30));
+    assert_eq!(t.collect_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        t.processlist_view.as_ref().unwrap().to_sql(),
+        "`test`.`GV$OB_PROCESSLIST`"
+    );
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_line() {
+    let err = parse_str("targets:\n  - name: a\n    kind: mysql\n    adress: x\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("test.yaml:4:5: "), "{text}");
+    assert!(text.contains("unknown field `adress`"), "{text}");
+}
+
+#[test]
+fn unknown_kind_lists_the_valid_ones() {
+    let err = parse_str(&MINIMAL.replace("kind: mysql", "kind: postgres")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("test.yaml:3:"), "{text}");
+    assert!(
+        text.contains("oceanbase") && text.contains("mysql"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_lines() {
+    let found = problems(
+        "\
+global:
+  collect_interval: 5s
+  collect_timeout: 10s
+targets:
+  - name: a
+    kind: mysql
+    address: localhost
+    user: monitor
+    tenants: [t1]
+  - name: a
+    kind: oceanbase
+    address: 127.0.0.1:99999
+    user: ''
+    labels: {target: x, 0bad: y}
+",
+    );
+    let got: Vec<(Option<usize>, &str)> = found.iter().map(|p| (p.line, p.key.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(3), "global.collect_timeout"),
+            (Some(7), "targets[0].address"),
+            (Some(9), "targets[0].tenants"),
+            (Some(10), "targets[1].name"),
+            (Some(12), "targets[1].address"),
+            (Some(13), "targets[1].user"),
+            (Some(14), "targets[1].labels.0bad"),
+            (Some(14), "targets[1].labels.target"),
+        ]
+    );
+    let text = ConfigError::Invalid {
+        path: "test.yaml".into(),
+        problems: found,
+    }
+    .to_string();
+    assert!(
+        text.contains("test.yaml:7: targets[0].address: `localhost` has no port"),
+        "{text}"
+    );
+    assert!(
+        text.contains("must be shorter than collect_interval (5s)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn empty_file_asks_for_targets() {
+    let found = problems("");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].message.contains("no targets"));
+}
+
+#[test]
+fn missing_env_variable_is_named_but_no_secret_is_printed() {
+    let found = problems(&format!("{MINIMAL}    password: ${{NOT_SET}}\n"));
+    assert_eq!(found[0].key, "targets[0].password");
+    assert!(found[0].message.contains("NOT_SET"));
+}
+
+#[test]
+fn secrets_never_show_in_debug_or_errors() {
+    let config = parse_str(&format!("{MINIMAL}    password: hunter2-sentinel\n")).unwrap();
+    assert!(!format!("{config:?}").contains("hunter2-sentinel"));
+    // A problem elsewhere in a file with a password does not echo it either.
+    let err = parse_str(&format!(
+        "{MINIMAL}    password: hunter2-sentinel\n    tenants: [x]\n"
+    ))
+    .unwrap_err();
+    assert!(!err.to_string().contains("hunter2-sentinel"));
+}
+
+#[test]
+fn password_file_is_read_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "from-file\n").unwrap();
+    let config = parse(
+        &dir.path().join("config.yaml"),
+        &format!("{MINIMAL}    password_file: pw\n"),
+        &|_| None,
+    )
+    .unwrap();
+    assert_eq!(config.targets[0].password.expose(), "from-file");
+
+    let found = problems(&format!("{MINIMAL}    password_file: /nonexistent/pw\n"));
+    assert_eq!(found[0].key, "targets[0].password_file");
+    assert!(found[0].message.contains("cannot read /nonexistent/pw"));
+}
+
+#[test]
+fn both_password_and_file_is_an_error() {
+    let found = problems(&format!("{MINIMAL}    password: a\n    password_file: b\n"));
+    assert!(found[0]
+        .message
+        .contains("either password or password_file"));
+}
+
+#[test]
+fn target_timeout_must_fit_its_interval() {
+    let found = problems(&format!(
+        "{MINIMAL}    collect_interval: 2s\n    collect_timeout: 3s\n"
+    ));
+    assert_eq!(found[0].key, "targets[0].collect_timeout");
+    // A target interval shorter than the global timeout shrinks the default timeout.
+    let config = parse_str(&format!("{MINIMAL}    collect_interval: 2s\n")).unwrap();
+    assert_eq!(config.targets[0].collect_timeout, Duration::from_millis(1600));
+}
+
+#[test]
+fn bad_tenant_and_relation_names_are_refused() {
+    let found = problems(
+        "\
+targets:
+  - name: ob
+    kind: oceanbase
+    address: 127.0.0.1:2881
+    user: root
+    tenants: [t1, 'x;drop', t1]
+    processlist_view: a.b.c
+    tenants_view: 'x`y'
+",
+    );
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "targets[0].tenants[1]",
+            "targets[0].tenants[2]",
+            "targets[0].processlist_view",
+            "targets[0].tenants_view"
+        ]
+    );
+}
+
+#[test]
+fn addresses() {
+    assert_eq!(
+        Address::parse("db.example:3306").unwrap(),
+        Address {
+            host: "db.example".into(),
+            port: 3306
+        }
+    );
+    assert_eq!(Address::parse("[fe80::1]:2881").unwrap().host, "fe80::1");
+    for (bad, why) in [
+        ("::1:2881", "IPv6"),
+        (":2881", "no host"),
+        ("h:0", "not a port"),
+        ("h:x", "not a port"),
+        ("[::1]", "no port"),
+        ("[::1:2", "without closing"),
+    ] {
+        let err = Address::parse(bad).unwrap_err();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn durations_format_back() {
+    assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
+    assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+    assert_eq!(format_duration(Duration::ZERO), "0s");
+}

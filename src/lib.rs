@@ -1,0 +1,21 @@
+//! session_exporter: a Prometheus exporter for database session metrics.
+//!
+//! The pieces, in the order data flows through them: [`config`] says what to collect;
+//! [`scheduler`] runs one loop per target that asks its [`source`] for grouped session
+//! rows on every interval; [`stats`] folds those rows into per-tenant statistics;
+//! [`snapshot`] keeps the latest result of every target and re-encodes the exposition
+//! once per change, through [`metrics`] and [`exposition`]; [`http`] serves it. A scrape
+//! only copies bytes that are already prepared: it never touches a database.
+
+pub mod config;
+pub mod exposition;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod scheduler;
+pub mod snapshot;
+pub mod source;
+pub mod stats;
+
+/// The exporter's version, from Cargo.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

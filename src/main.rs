@@ -1,0 +1,220 @@
+//! `session_exporter`: flags, wiring and shutdown order. No logic lives here.
+//!
+//! Shutdown, on SIGTERM or SIGINT: one cancellation token stops the HTTP server
+//! (in-flight scrapes finish) and every target loop (an in-flight query is dropped
+//! and its pool closed in the background); the process exits within one second.
+
+use clap::Parser;
+use session_exporter::config::{self, ConfigError};
+use session_exporter::http::{self, AppState};
+use session_exporter::logging::{self, LogFormat, LogLevel};
+use session_exporter::{scheduler, snapshot};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("SESSION_EXPORTER_REVISION"),
+    ", rustc ",
+    env!("SESSION_EXPORTER_RUSTC"),
+    ")"
+);
+
+/// Prometheus exporter for database session metrics: OceanBase clusters, seekdb,
+/// MySQL and MariaDB. Every flag can also be set through the environment variable
+/// shown with it.
+#[derive(Debug, Parser)]
+#[command(name = "session_exporter", version = LONG_VERSION, about)]
+struct Cli {
+    /// Path to the configuration file (see config.example.yaml).
+    #[arg(
+        long = "config.file",
+        env = "SESSION_EXPORTER_CONFIG_FILE",
+        default_value = "config.yaml"
+    )]
+    config_file: PathBuf,
+
+    /// Check the configuration file, print what is wrong, and exit (0 if valid, 2 if not).
+    #[arg(long = "config.check")]
+    config_check: bool,
+
+    /// Address to listen on: `:9767` (all interfaces), `127.0.0.1:9767` or `[::1]:9767`.
+    #[arg(
+        long = "web.listen-address",
+        env = "SESSION_EXPORTER_WEB_LISTEN_ADDRESS",
+        default_value = ":9767"
+    )]
+    listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        env = "SESSION_EXPORTER_WEB_TELEMETRY_PATH",
+        default_value = "/metrics"
+    )]
+    telemetry_path: String,
+
+    /// Only log messages with the given severity or above.
+    #[arg(
+        long = "log.level",
+        env = "SESSION_EXPORTER_LOG_LEVEL",
+        value_enum,
+        default_value = "info"
+    )]
+    log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(
+        long = "log.format",
+        env = "SESSION_EXPORTER_LOG_FORMAT",
+        value_enum,
+        default_value = "logfmt"
+    )]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
+
+    let config = match config::load(&cli.config_file) {
+        Ok(config) => config,
+        Err(err) => return config_failure(&err),
+    };
+    if cli.config_check {
+        println!(
+            "{}: valid, {} target(s)",
+            cli.config_file.display(),
+            config.targets.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    if !cli.telemetry_path.starts_with('/') || cli.telemetry_path.len() < 2 {
+        eprintln!("--web.telemetry-path must start with / and name a path, e.g. /metrics");
+        return ExitCode::from(2);
+    }
+    let listen = match parse_listen_address(&cli.listen_address) {
+        Ok(addr) => addr,
+        Err(message) => {
+            eprintln!("--web.listen-address: {message}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(config, listen, cli.telemetry_path));
+    // Pools close in the background; do not wait for a server that does not answer.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    code
+}
+
+fn config_failure(err: &ConfigError) -> ExitCode {
+    tracing::error!("{err}");
+    eprintln!("{err}");
+    ExitCode::from(2)
+}
+
+async fn run(config: config::Config, listen: SocketAddr, telemetry_path: String) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(
+                "cannot listen on {listen}: {err} (choose another with --web.listen-address)"
+            );
+            eprintln!(
+                "cannot listen on {listen}: {err} (choose another with --web.listen-address)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().map_or(listen, |a| a);
+    tracing::info!(
+        version = session_exporter::VERSION,
+        address = %bound,
+        targets = config.targets.len(),
+        "session_exporter listening"
+    );
+
+    let cancel = CancellationToken::new();
+    let channels = snapshot::start(&config.targets);
+    let loops = scheduler::spawn(&config.targets, &channels.updates, &cancel);
+    drop(channels.updates);
+
+    let app = http::router(AppState {
+        published: channels.published,
+        telemetry_path: Arc::from(telemetry_path.as_str()),
+    });
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    // Keep-alive connections and slow clients do not hold the exit beyond a second.
+    let _ = tokio::time::timeout(Duration::from_millis(800), async {
+        let _ = server.await;
+        for task in loops {
+            let _ = task.await;
+        }
+    })
+    .await;
+    ExitCode::SUCCESS
+}
+
+/// Parses `:port`, `host:port` or `[v6]:port`. A bare `:port` listens on every
+/// interface (IPv6 and IPv4 where the system allows), as Go exporters do.
+fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    let with_host = if text.starts_with(':') {
+        format!("[::]{text}")
+    } else {
+        text.to_string()
+    };
+    let addr: SocketAddr = with_host
+        .parse()
+        .map_err(|_| format!("`{text}` is not host:port, e.g. :9767 or 127.0.0.1:9767"))?;
+    if text.starts_with(':') && !ipv6_available() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], addr.port())));
+    }
+    Ok(addr)
+}
+
+fn ipv6_available() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!("cannot watch SIGTERM ({err}); only Ctrl-C stops the exporter");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

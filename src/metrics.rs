@@ -1,0 +1,327 @@
+//! Every exported metric: its name, help, type and labels, in one place. Dashboards
+//! and alerts depend on these names; change them only with a changelog entry.
+//!
+//! The exposition is encoded from the published [`TargetStatus`]es through a
+//! prometheus-client `Collector`, once per change (see `snapshot`), never per scrape.
+
+use crate::snapshot::{TargetStatus, TenantStatus};
+use crate::source::Reason;
+use crate::stats::{Counts, TenantStats};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, LabelSetEncoder,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::fmt;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+/// Appended to the help of every session metric: Prometheus' exporter guidelines ask
+/// an exporter that serves cached values to say so.
+const CACHED: &str = "Served from the last collection (every collect_interval); a scrape never queries the database.";
+
+pub const UP: &str = "dbsession_up";
+pub const SESSIONS: &str = "dbsession_sessions";
+pub const ACTIVE_SESSIONS: &str = "dbsession_active_sessions";
+pub const MAX_ACTIVE_TIME: &str = "dbsession_max_active_time_seconds";
+pub const LAST_SUCCESS: &str = "dbsession_last_collect_success_timestamp_seconds";
+pub const COLLECT_DURATION: &str = "dbsession_collect_duration_seconds";
+/// Written as `dbsession_collect_errors_total`: prometheus-client appends `_total`.
+pub const COLLECT_ERRORS: &str = "dbsession_collect_errors";
+pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
+
+/// One per-dimension pair of families: name of the label, and the two metric names.
+struct Dimension {
+    label: &'static str,
+    sessions: &'static str,
+    active: &'static str,
+    what: &'static str,
+    values: fn(&TenantStats) -> &std::collections::BTreeMap<String, Counts>,
+}
+
+const DIMENSIONS: [Dimension; 4] = [
+    Dimension {
+        label: "db",
+        sessions: "dbsession_db_sessions",
+        active: "dbsession_db_active_sessions",
+        what: "per current database (__none__: no database selected)",
+        values: |s| &s.by_db,
+    },
+    Dimension {
+        label: "user",
+        sessions: "dbsession_user_sessions",
+        active: "dbsession_user_active_sessions",
+        what: "per database user",
+        values: |s| &s.by_user,
+    },
+    Dimension {
+        label: "client_ip",
+        sessions: "dbsession_client_sessions",
+        active: "dbsession_client_active_sessions",
+        what: "per client address (__none__: background threads)",
+        values: |s| &s.by_client,
+    },
+    Dimension {
+        label: "svr_ip",
+        sessions: "dbsession_server_sessions",
+        active: "dbsession_server_active_sessions",
+        what: "per server the sessions are on (the target's address for a single server)",
+        values: |s| &s.by_server,
+    },
+];
+
+/// The labels of one series: target, then tenant and one dimension where they apply,
+/// then the target's constant labels.
+///
+/// Written by hand rather than derived: the derive cannot borrow, and encoding
+/// 100,000 series should not clone 100,000 label strings.
+struct SeriesLabels<'a> {
+    target: &'a TargetStatus,
+    tenant: Option<&'a str>,
+    extra: Option<(&'static str, &'a str)>,
+}
+
+impl EncodeLabelSet for SeriesLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(3 + self.target.labels.len());
+        pairs.push(("target", &self.target.name));
+        if let Some(tenant) = self.tenant {
+            pairs.push(("tenant", tenant));
+        }
+        if let Some(extra) = self.extra {
+            pairs.push(extra);
+        }
+        pairs.extend(
+            self.target
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        pairs.as_slice().encode(encoder)
+    }
+}
+
+#[derive(Debug)]
+struct SessionCollector {
+    targets: Vec<Arc<TargetStatus>>,
+}
+
+/// Encodes the whole exposition (OpenMetrics text) for `targets`.
+pub fn encode(targets: &[Arc<TargetStatus>]) -> Result<String, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SessionCollector {
+        targets: targets.to_vec(),
+    }));
+    let series: usize = targets.iter().map(|t| t.tenants.len()).sum();
+    let mut out = String::with_capacity(4096 + series * 2048);
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+impl SessionCollector {
+    /// Every (target, tenant, stats) whose last cycle succeeded.
+    fn up_tenants(&self) -> impl Iterator<Item = (&TargetStatus, &str, &TenantStats)> {
+        self.targets.iter().flat_map(|t| {
+            t.tenants
+                .iter()
+                .filter_map(move |(name, status)| match status {
+                    TenantStatus::Up(stats) => Some((t.as_ref(), name.as_str(), stats)),
+                    TenantStatus::Down => None,
+                })
+        })
+    }
+
+    fn tenant_gauge<V: EncodeGaugeValue>(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        value: fn(&TenantStats) -> V,
+    ) -> fmt::Result {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (target, tenant, stats) in self.up_tenants() {
+            let labels = SeriesLabels {
+                target,
+                tenant: Some(tenant),
+                extra: None,
+            };
+            metric.encode_family(&labels)?.encode_gauge(&value(stats))?;
+        }
+        Ok(())
+    }
+
+    fn dimension(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        dim: &Dimension,
+        active: bool,
+    ) -> fmt::Result {
+        let (name, help) = if active {
+            (
+                dim.active,
+                format!("Active sessions {}. {CACHED}", dim.what),
+            )
+        } else {
+            (dim.sessions, format!("Sessions {}. {CACHED}", dim.what))
+        };
+        let mut metric = encoder.encode_descriptor(name, &help, None, MetricType::Gauge)?;
+        for (target, tenant, stats) in self.up_tenants() {
+            for (value, counts) in (dim.values)(stats) {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: Some((dim.label, value)),
+                };
+                let n = if active {
+                    counts.active
+                } else {
+                    counts.sessions
+                };
+                metric.encode_family(&labels)?.encode_gauge(&n)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn health(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut metric = encoder.encode_descriptor(
+            UP,
+            "1 if the last collection of this tenant succeeded; 0 if it failed, timed out, \
+             or the configured tenant was not found (tenant=\"\" while no tenant is known yet).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for target in &self.targets {
+            if target.tenants.is_empty() {
+                // Nothing known yet (or a cluster never reached): one series still says
+                // whether the target works, so an alert on dbsession_up == 0 fires.
+                if target.tried {
+                    let labels = SeriesLabels {
+                        target,
+                        tenant: Some(""),
+                        extra: None,
+                    };
+                    metric
+                        .encode_family(&labels)?
+                        .encode_gauge(&i64::from(target.is_up()))?;
+                }
+                continue;
+            }
+            for (tenant, status) in &target.tenants {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: None,
+                };
+                let up = matches!(status, TenantStatus::Up(_));
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&i64::from(up))?;
+            }
+        }
+
+        let mut metric = encoder.encode_descriptor(
+            LAST_SUCCESS,
+            "Unix time of this target's last successful collection; 0 before the first.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for target in &self.targets {
+            let seconds = target
+                .last_success
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            let labels = SeriesLabels {
+                target,
+                tenant: None,
+                extra: None,
+            };
+            metric.encode_family(&labels)?.encode_gauge(&seconds)?;
+        }
+
+        let mut metric = encoder.encode_descriptor(
+            COLLECT_DURATION,
+            "Wall time of this target's last collection cycle (connect and query), in seconds.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for target in &self.targets {
+            if let Some(took) = target.last_duration {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: None,
+                    extra: None,
+                };
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&took.as_secs_f64())?;
+            }
+        }
+
+        let mut metric = encoder.encode_descriptor(
+            COLLECT_ERRORS,
+            "Failed collection cycles of this target, by reason (connect, auth, timeout, query).",
+            None,
+            MetricType::Counter,
+        )?;
+        for target in &self.targets {
+            for reason in Reason::ALL {
+                let count = target.errors.get(&reason).copied().unwrap_or(0);
+                let labels = SeriesLabels {
+                    target,
+                    tenant: None,
+                    extra: Some(("reason", reason.as_str())),
+                };
+                metric
+                    .encode_family(&labels)?
+                    .encode_counter::<SeriesLabels, _, f64>(&count, None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Collector for SessionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        self.health(&mut encoder)?;
+        self.tenant_gauge(
+            &mut encoder,
+            SESSIONS,
+            &format!("Sessions of the tenant. {CACHED}"),
+            |s| s.sessions,
+        )?;
+        self.tenant_gauge(
+            &mut encoder,
+            ACTIVE_SESSIONS,
+            &format!("Active sessions of the tenant (OceanBase: STATE = 'ACTIVE'; MySQL: COMMAND not idle). {CACHED}"),
+            |s| s.active_sessions,
+        )?;
+        self.tenant_gauge(
+            &mut encoder,
+            MAX_ACTIVE_TIME,
+            &format!("Longest TIME among the tenant's active sessions, in seconds; 0 when none is active. {CACHED}"),
+            |s| s.max_active_time,
+        )?;
+        for dim in &DIMENSIONS {
+            self.dimension(&mut encoder, dim, false)?;
+            self.dimension(&mut encoder, dim, true)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            BUILD_INFO,
+            "A metric with a constant 1 labelled by the exporter's version, git revision and rustc version.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = [
+            ("version", crate::VERSION),
+            ("revision", env!("SESSION_EXPORTER_REVISION")),
+            ("rustc", env!("SESSION_EXPORTER_RUSTC")),
+        ];
+        metric.encode_family(&labels)?.encode_gauge(&1_i64)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! MySQL 8 and MariaDB 10.6+: `information_schema.PROCESSLIST`, which needs only the
+//! PROCESS privilege. The tenant label is the target's name.
+//!
+//! Active means the thread is working for a client: `COMMAND` is none of
+//! [`IDLE_COMMANDS`] (idle connections, server daemons, replication threads). The
+//! server bounds the query at `collect_timeout`: MariaDB through `SET STATEMENT
+//! max_statement_time` inside a `/*M! */` comment that only MariaDB executes, MySQL
+//! through the `MAX_EXECUTION_TIME` hint that only MySQL reads, so one statement
+//! serves both without asking the server which it is.
+
+use super::conn::{classify, Connector};
+use super::sql::{decode_group, host_without_port, RowContext, TAG};
+use super::{BoxFuture, Source, SourceError};
+use crate::config::Target;
+use crate::stats::Collection;
+use mysql_async::prelude::Queryable;
+use mysql_async::Row;
+
+/// `COMMAND` values that do not count as active: an idle client (`Sleep`), server
+/// background threads (`Daemon`), and replication threads on a source (`Binlog Dump*`)
+/// or a replica (MariaDB `Slave_*`, MySQL `Connect`).
+pub const IDLE_COMMANDS: [&str; 8] = [
+    "Sleep",
+    "Daemon",
+    "Binlog Dump",
+    "Binlog Dump GTID",
+    "Slave_IO",
+    "Slave_SQL",
+    "Slave_worker",
+    "Connect",
+];
+
+const GRANT: &str = "grant it with GRANT PROCESS ON *.* TO the account";
+
+pub struct MysqlSource {
+    target: Target,
+    connector: Connector,
+    sql: String,
+}
+
+impl MysqlSource {
+    pub fn new(target: &Target) -> Self {
+        Self {
+            connector: Connector::new(target, Vec::new()),
+            sql: grouped_sql(target),
+            target: target.clone(),
+        }
+    }
+
+    async fn run(&mut self) -> Result<Collection, SourceError> {
+        const WHAT: &str = "reading information_schema.PROCESSLIST";
+        let mut conn = self
+            .connector
+            .conn()
+            .await
+            .map_err(|e| classify(&e, &self.target, "connecting", GRANT))?;
+        let rows = conn
+            .query::<Row, _>(&self.sql)
+            .await
+            .map_err(|e| classify(&e, &self.target, WHAT, GRANT))?;
+        let ctx = RowContext {
+            tenant: &self.target.name,
+            server: &self.target.address.host,
+            null_string_is_no_db: false,
+        };
+        Ok(Collection {
+            tenants: vec![self.target.name.clone()],
+            groups: rows
+                .into_iter()
+                .map(|row| decode_group(row.unwrap(), &ctx))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl Source for MysqlSource {
+    fn collect(&mut self) -> BoxFuture<'_, Result<Collection, SourceError>> {
+        Box::pin(self.run())
+    }
+
+    fn reset(&mut self) {
+        self.connector.reset();
+    }
+}
+
+fn grouped_sql(target: &Target) -> String {
+    let timeout = target.collect_timeout;
+    let idle: Vec<String> = IDLE_COMMANDS.iter().map(|c| format!("'{c}'")).collect();
+    format!(
+        "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ \
+         SELECT /*+ MAX_EXECUTION_TIME({}) */ NULL, NULL, DB, USER, {}, \
+         COMMAND NOT IN ({}), COUNT(*), MAX(TIME) \
+         FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+         GROUP BY 3, 4, 5, 6",
+        timeout.as_secs_f64(),
+        timeout.as_millis().max(1),
+        host_without_port("HOST"),
+        idle.join(", "),
+    )
+}

@@ -1,0 +1,265 @@
+//! Grouped session rows -> per-tenant statistics.
+//!
+//! Sources send one grouped query per cycle; each row says how many sessions share a
+//! (tenant, server, db, user, client, active) combination. [`fold`] adds those rows up
+//! per tenant and per dimension. It is the one aggregation in the exporter: `/metrics`
+//! and the obshell-compatible stats API both read its result, so they cannot disagree.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The `db` label of sessions without a current database, and the `client_ip` label of
+/// sessions without a client address (background threads).
+pub const NONE_LABEL: &str = "__none__";
+
+/// One row of a grouped session query: `sessions` sessions share these attributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionGroup {
+    pub tenant: String,
+    /// The server the sessions are on (`svr_ip` label).
+    pub server: String,
+    /// Label-ready database name ([`NONE_LABEL`] when none).
+    pub db: String,
+    pub user: String,
+    /// Label-ready client address (see [`client_label`]).
+    pub client: String,
+    pub active: bool,
+    pub sessions: u64,
+    /// Longest TIME in the group, in seconds.
+    pub max_time: f64,
+}
+
+/// What one collection found: every tenant that exists, and the grouped sessions.
+/// A tenant with no sessions is in `tenants` and in no group, and reports zeros.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collection {
+    pub tenants: Vec<String>,
+    pub groups: Vec<SessionGroup>,
+}
+
+/// Session counts of one value of one dimension.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub sessions: u64,
+    pub active: u64,
+}
+
+impl Counts {
+    fn add(&mut self, sessions: u64, active: bool) {
+        self.sessions += sessions;
+        if active {
+            self.active += sessions;
+        }
+    }
+}
+
+/// The statistics of one tenant, shaped like obshell's `TenantSessionStats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TenantStats {
+    pub sessions: u64,
+    pub active_sessions: u64,
+    /// Longest TIME among *active* sessions, 0 when none is active. obshell takes the
+    /// max over all sessions, so an idle connection pool would look like a stuck query.
+    pub max_active_time: f64,
+    pub by_db: BTreeMap<String, Counts>,
+    pub by_user: BTreeMap<String, Counts>,
+    pub by_client: BTreeMap<String, Counts>,
+    pub by_server: BTreeMap<String, Counts>,
+}
+
+/// Adds up `collection` per tenant. Every tenant of `collection.tenants` is present
+/// in the result, with zeros when it has no sessions.
+pub fn fold(collection: Collection) -> BTreeMap<String, TenantStats> {
+    let mut tenants: BTreeMap<String, TenantStats> = collection
+        .tenants
+        .into_iter()
+        .map(|tenant| (tenant, TenantStats::default()))
+        .collect();
+    for group in collection.groups {
+        if group.sessions == 0 {
+            continue;
+        }
+        let stats = tenants.entry(group.tenant).or_default();
+        stats.sessions += group.sessions;
+        if group.active {
+            stats.active_sessions += group.sessions;
+            stats.max_active_time = stats.max_active_time.max(group.max_time);
+        }
+        let (n, active) = (group.sessions, group.active);
+        stats.by_db.entry(group.db).or_default().add(n, active);
+        stats.by_user.entry(group.user).or_default().add(n, active);
+        stats
+            .by_client
+            .entry(group.client)
+            .or_default()
+            .add(n, active);
+        stats
+            .by_server
+            .entry(group.server)
+            .or_default()
+            .add(n, active);
+    }
+    tenants
+}
+
+/// The host part of a processlist `HOST` value: `ip:port`, `[v6]:port`, `host:port`,
+/// a bare host, or empty. A trailing `:digits` is the port; MySQL writes IPv6 clients
+/// without brackets (`::1:51234`), so the last colon group is the port there too.
+///
+/// The sources do the same cut in SQL (see `source::sql::HOST_WITHOUT_PORT`) so the
+/// database can group by client; this is the reference the SQL is tested against.
+pub fn host_without_port(host: &str) -> &str {
+    let host = host.trim();
+    match host.rsplit_once(':') {
+        Some((rest, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => host,
+    }
+}
+
+/// The `client_ip` label for a client host with the port already removed: an IP
+/// address in canonical form (IPv4-mapped IPv6 becomes IPv4), a host name as it is,
+/// or [`NONE_LABEL`] when empty.
+pub fn client_label(host: &str) -> String {
+    let host = host.trim();
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.is_empty() {
+        return NONE_LABEL.to_string();
+    }
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => ip.to_canonical().to_string(),
+        Err(_) => bare.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(
+        tenant: &str,
+        db: &str,
+        user: &str,
+        client: &str,
+        active: bool,
+        n: u64,
+        t: f64,
+    ) -> SessionGroup {
+        SessionGroup {
+            tenant: tenant.into(),
+            server: "10.0.0.1".into(),
+            db: db.into(),
+            user: user.into(),
+            client: client.into(),
+            active,
+            sessions: n,
+            max_time: t,
+        }
+    }
+
+    #[test]
+    fn folds_rows_into_every_dimension() {
+        let stats = fold(Collection {
+            tenants: vec!["t1".into(), "empty".into()],
+            groups: vec![
+                group("t1", "app", "root", "10.0.0.100", true, 3, 12.5),
+                group("t1", "app", "root", "10.0.0.100", false, 4, 999.0),
+                group("t1", "sys", "admin", "10.0.0.101", true, 1, 3600.5),
+                group("t1", NONE_LABEL, "admin", "10.0.0.101", false, 2, 7.0),
+            ],
+        });
+        assert_eq!(stats.len(), 2);
+        assert_eq!(stats["empty"], TenantStats::default());
+        let t1 = &stats["t1"];
+        assert_eq!((t1.sessions, t1.active_sessions), (10, 4));
+        // The sleeping group's 999 s does not count: only active sessions do.
+        assert_eq!(t1.max_active_time, 3600.5);
+        let c = |sessions, active| Counts { sessions, active };
+        assert_eq!(
+            t1.by_db,
+            BTreeMap::from([
+                (NONE_LABEL.into(), c(2, 0)),
+                ("app".into(), c(7, 3)),
+                ("sys".into(), c(1, 1)),
+            ])
+        );
+        assert_eq!(
+            t1.by_user,
+            BTreeMap::from([("admin".into(), c(3, 1)), ("root".into(), c(7, 3))])
+        );
+        assert_eq!(
+            t1.by_client,
+            BTreeMap::from([
+                ("10.0.0.100".into(), c(7, 3)),
+                ("10.0.0.101".into(), c(3, 1))
+            ])
+        );
+        assert_eq!(
+            t1.by_server,
+            BTreeMap::from([("10.0.0.1".into(), c(10, 4))])
+        );
+    }
+
+    #[test]
+    fn rows_that_normalize_alike_are_added_up() {
+        let stats = fold(Collection {
+            tenants: vec![],
+            groups: vec![
+                group("t", "d", "u", &client_label("[::1]"), false, 1, 0.0),
+                group("t", "d", "u", &client_label("::1"), false, 2, 0.0),
+            ],
+        });
+        assert_eq!(
+            stats["t"].by_client["::1"],
+            Counts {
+                sessions: 3,
+                active: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_zero_row_names_a_tenant_without_sessions() {
+        // The cluster query LEFT JOINs tenants to sessions: an idle tenant comes back
+        // as one row with a count of 0 and must not create `__none__` dimension values.
+        let stats = fold(Collection {
+            tenants: vec!["idle".into()],
+            groups: vec![group("idle", NONE_LABEL, "", NONE_LABEL, false, 0, 0.0)],
+        });
+        assert_eq!(stats["idle"], TenantStats::default());
+    }
+
+    #[test]
+    fn host_port_is_cut() {
+        for (host, expected) in [
+            ("10.0.0.5:51234", "10.0.0.5"),
+            ("[fe80::1]:2881", "[fe80::1]"),
+            ("::1:51234", "::1"),
+            ("db.example:3306", "db.example"),
+            ("localhost", "localhost"),
+            ("", ""),
+            ("  10.0.0.5:1 ", "10.0.0.5"),
+            ("host:", "host:"),
+            ("host:abc", "host:abc"),
+        ] {
+            assert_eq!(host_without_port(host), expected, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn client_labels_are_canonical() {
+        for (host, expected) in [
+            ("10.0.0.5", "10.0.0.5"),
+            ("[fe80::1]", "fe80::1"),
+            ("::ffff:127.0.0.9", "127.0.0.9"),
+            ("0:0:0:0:0:0:0:1", "::1"),
+            ("app-7.example", "app-7.example"),
+            ("", NONE_LABEL),
+            ("[]", NONE_LABEL),
+        ] {
+            assert_eq!(client_label(host), expected, "{host:?}");
+        }
+    }
+}
