@@ -205,7 +205,10 @@ fn target_timeout_must_fit_its_interval() {
     assert_eq!(found[0].key, "targets[0].collect_timeout");
     // A target interval shorter than the global timeout shrinks the default timeout.
     let config = parse_str(&format!("{MINIMAL}    collect_interval: 2s\n")).unwrap();
-    assert_eq!(config.targets[0].collect_timeout, Duration::from_millis(1600));
+    assert_eq!(
+        config.targets[0].collect_timeout,
+        Duration::from_millis(1600)
+    );
 }
 
 #[test]

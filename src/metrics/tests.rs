@@ -1,1 +1,185 @@
+use super::*;
+use crate::config;
+use crate::source::SourceError;
+use crate::stats::{Collection, SessionGroup, NONE_LABEL};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
+fn target(yaml_extra: &str) -> crate::config::Target {
+    let text = format!(
+        "targets:\n  - name: ob\n    kind: oceanbase\n    address: 10.0.0.1:2881\n    user: monitor@sys\n{yaml_extra}"
+    );
+    config::parse(Path::new("t.yaml"), &text, &|_| None)
+        .unwrap()
+        .targets
+        .remove(0)
+}
+
+fn group(tenant: &str, user: &str, active: bool, sessions: u64, max_time: f64) -> SessionGroup {
+    SessionGroup {
+        tenant: tenant.into(),
+        server: "10.0.0.1".into(),
+        db: NONE_LABEL.into(),
+        user: user.into(),
+        client: "10.0.0.100".into(),
+        active,
+        sessions,
+        max_time,
+    }
+}
+
+/// The sample lines (no comments) of `name`.
+fn samples<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .collect()
+}
+
+#[test]
+fn exact_series_for_a_collected_cluster() {
+    let mut status = TargetStatus::new(&target(
+        "    tenants: [t1, gone]\n    labels: {cluster: prod}\n",
+    ));
+    status.record_success(
+        Collection {
+            tenants: vec!["t1".into()],
+            groups: vec![
+                group("t1", "root", true, 2, 4.5),
+                group("t1", "app", false, 3, 100.0),
+            ],
+        },
+        Duration::from_millis(1500),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    );
+    let text = encode(&[Arc::new(status)]).unwrap();
+    assert_eq!(
+        samples(&text, UP),
+        [
+            r#"dbsession_up{target="ob",tenant="gone",cluster="prod"} 0"#,
+            r#"dbsession_up{target="ob",tenant="t1",cluster="prod"} 1"#,
+        ]
+    );
+    assert_eq!(
+        samples(&text, SESSIONS),
+        [r#"dbsession_sessions{target="ob",tenant="t1",cluster="prod"} 5"#]
+    );
+    assert_eq!(
+        samples(&text, ACTIVE_SESSIONS),
+        [r#"dbsession_active_sessions{target="ob",tenant="t1",cluster="prod"} 2"#]
+    );
+    assert_eq!(
+        samples(&text, MAX_ACTIVE_TIME),
+        [r#"dbsession_max_active_time_seconds{target="ob",tenant="t1",cluster="prod"} 4.5"#]
+    );
+    assert_eq!(
+        samples(&text, "dbsession_user_sessions"),
+        [
+            r#"dbsession_user_sessions{target="ob",tenant="t1",user="app",cluster="prod"} 3"#,
+            r#"dbsession_user_sessions{target="ob",tenant="t1",user="root",cluster="prod"} 2"#,
+        ]
+    );
+    assert_eq!(
+        samples(&text, "dbsession_db_active_sessions"),
+        [r#"dbsession_db_active_sessions{target="ob",tenant="t1",db="__none__",cluster="prod"} 2"#]
+    );
+    assert_eq!(
+        samples(&text, "dbsession_client_sessions"),
+        [
+            r#"dbsession_client_sessions{target="ob",tenant="t1",client_ip="10.0.0.100",cluster="prod"} 5"#
+        ]
+    );
+    assert_eq!(
+        samples(&text, "dbsession_server_active_sessions"),
+        [
+            r#"dbsession_server_active_sessions{target="ob",tenant="t1",svr_ip="10.0.0.1",cluster="prod"} 2"#
+        ]
+    );
+    assert_eq!(
+        samples(&text, LAST_SUCCESS),
+        [
+            r#"dbsession_last_collect_success_timestamp_seconds{target="ob",cluster="prod"} 1700000000.0"#
+        ]
+    );
+    assert_eq!(
+        samples(&text, COLLECT_DURATION),
+        [r#"dbsession_collect_duration_seconds{target="ob",cluster="prod"} 1.5"#]
+    );
+    assert_eq!(samples(&text, "dbsession_collect_errors_total").len(), 4);
+    assert!(text.contains(
+        "# HELP dbsession_sessions Sessions of the tenant. Served from the last collection"
+    ));
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn a_failed_target_keeps_up_and_errors_but_drops_session_series() {
+    let mut status = TargetStatus::new(&target(""));
+    status.record_success(
+        Collection {
+            tenants: vec!["t1".into(), "t2".into()],
+            groups: vec![group("t1", "root", true, 1, 1.0)],
+        },
+        Duration::from_millis(5),
+        SystemTime::now(),
+    );
+    status.record_failure(
+        SourceError::new(crate::source::Reason::Timeout, "slow"),
+        Duration::from_secs(5),
+    );
+    let text = encode(&[Arc::new(status)]).unwrap();
+    assert_eq!(
+        samples(&text, UP),
+        [
+            r#"dbsession_up{target="ob",tenant="t1"} 0"#,
+            r#"dbsession_up{target="ob",tenant="t2"} 0"#,
+        ]
+    );
+    assert!(samples(&text, SESSIONS).is_empty());
+    assert!(samples(&text, "dbsession_user_sessions").is_empty());
+    assert_eq!(
+        samples(&text, "dbsession_collect_errors_total"),
+        [
+            r#"dbsession_collect_errors_total{target="ob",reason="connect"} 0"#,
+            r#"dbsession_collect_errors_total{target="ob",reason="auth"} 0"#,
+            r#"dbsession_collect_errors_total{target="ob",reason="timeout"} 1"#,
+            r#"dbsession_collect_errors_total{target="ob",reason="query"} 0"#,
+        ]
+    );
+}
+
+#[test]
+fn a_target_never_reached_reports_up_zero_once_tried() {
+    let mut status = TargetStatus::new(&target(""));
+    let text = encode(&[Arc::new(status.clone())]).unwrap();
+    assert!(
+        samples(&text, UP).is_empty(),
+        "nothing before the first cycle"
+    );
+    status.record_failure(
+        SourceError::new(crate::source::Reason::Connect, "refused"),
+        Duration::ZERO,
+    );
+    let text = encode(&[Arc::new(status)]).unwrap();
+    assert_eq!(
+        samples(&text, UP),
+        [r#"dbsession_up{target="ob",tenant=""} 0"#]
+    );
+}
+
+#[test]
+fn hostile_label_values_are_escaped() {
+    let mut status = TargetStatus::new(&target(""));
+    status.record_success(
+        Collection {
+            tenants: vec!["t".into()],
+            groups: vec![group("t", "a\"b\\c\nd", false, 1, 0.0)],
+        },
+        Duration::ZERO,
+        SystemTime::now(),
+    );
+    let text = encode(&[Arc::new(status)]).unwrap();
+    assert_eq!(
+        samples(&text, "dbsession_user_sessions"),
+        [r#"dbsession_user_sessions{target="ob",tenant="t",user="a\"b\\c\nd"} 1"#]
+    );
+}

@@ -1,0 +1,492 @@
+//! Fixtures for integration tests against real servers: the shared seekdb and MariaDB
+//! started by `scripts/test-servers.sh`, private MariaDB instances a test may kill,
+//! the real exporter binary, and client sessions opened with the `mariadb` CLI
+//! (which can bind a chosen loopback source address, so client IPs are known).
+//!
+//! Every process a fixture starts is ended by PID when the fixture is dropped.
+#![allow(dead_code)]
+
+pub mod scenario;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The shared servers, from the environment `scripts/test-servers.sh env` prints.
+pub struct Servers {
+    pub mariadb_addr: String,
+    pub mariadb_root_socket: String,
+    pub seekdb_addr: String,
+    pub monitor_password_file: PathBuf,
+}
+
+impl Servers {
+    /// The servers, or None (with the reason printed) when they are not configured.
+    /// In CI a missing server fails the test: it must never pass by skipping.
+    pub fn get() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (
+            var("SE_TEST_MARIADB_ADDR"),
+            var("SE_TEST_MARIADB_ROOT_SOCKET"),
+            var("SE_TEST_SEEKDB_ADDR"),
+            var("SE_TEST_MONITOR_PASSWORD_FILE"),
+        ) {
+            (Some(m), Some(s), Some(o), Some(p)) => Some(Self {
+                mariadb_addr: m,
+                mariadb_root_socket: s,
+                seekdb_addr: o,
+                monitor_password_file: p.into(),
+            }),
+            _ => {
+                let why = "SE_TEST_* variables are not set: run the tests with ./scripts/test.sh, \
+                           which starts MariaDB and seekdb";
+                if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                    panic!("{why}");
+                }
+                eprintln!("SKIPPED: {why}");
+                None
+            }
+        }
+    }
+
+    pub fn monitor_password(&self) -> String {
+        std::fs::read_to_string(&self.monitor_password_file)
+            .expect("monitor password file")
+            .trim()
+            .to_string()
+    }
+
+    /// Runs SQL as root on the shared MariaDB.
+    pub fn mariadb_root(&self, sql: &str) -> String {
+        run_sql(&["-S", &self.mariadb_root_socket, "-uroot"], sql)
+    }
+
+    /// Runs SQL as root on seekdb (root has no password there).
+    pub fn seekdb_root(&self, sql: &str) -> String {
+        let (host, port) = split_addr(&self.seekdb_addr);
+        run_sql(&["-h", host, "-P", port, "-uroot"], sql)
+    }
+}
+
+pub fn split_addr(addr: &str) -> (&str, &str) {
+    addr.rsplit_once(':').expect("host:port")
+}
+
+fn run_sql(conn_args: &[&str], sql: &str) -> String {
+    let out = Command::new("mariadb")
+        .arg("--no-defaults")
+        .args(conn_args)
+        .args(["--skip-ssl", "-N", "-B", "-e", sql])
+        .output()
+        .expect("the mariadb client is installed (scripts/install-deps.sh)");
+    assert!(
+        out.status.success(),
+        "SQL failed: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A client session: a real connection from a chosen loopback source address,
+/// idle, or busy in `SELECT SLEEP(n)` on its own thread.
+pub struct Session {
+    /// The idle connection, or the thread running the busy one.
+    _conn: Option<mysql::Conn>,
+    busy: Option<std::thread::JoinHandle<()>>,
+    kill: Option<(mysql::Opts, u32)>,
+}
+
+/// What a test session connects as, and what it does.
+pub struct SessionSpec<'a> {
+    pub addr: &'a str,
+    pub user: &'a str,
+    pub password: &'a str,
+    pub db: Option<&'a str>,
+    /// Loopback source address, e.g. 127.0.0.21: the session's client IP.
+    pub from: &'a str,
+    /// Some(n): run `SELECT SLEEP(n)` (active); None: stay idle.
+    pub sleep: Option<u32>,
+}
+
+impl Session {
+    pub fn open(spec: &SessionSpec<'_>) -> Self {
+        let (host, port) = split_addr(spec.addr);
+        let opts: mysql::Opts = mysql::OptsBuilder::new()
+            .ip_or_hostname(Some(host))
+            .tcp_port(port.parse().expect("port"))
+            .user(Some(spec.user))
+            .pass(Some(spec.password))
+            .db_name(spec.db)
+            .prefer_socket(false)
+            .tcp_connect_timeout(Some(Duration::from_secs(10)))
+            .bind_address(Some(std::net::SocketAddr::new(
+                spec.from.parse().expect("source IP"),
+                0,
+            )))
+            .into();
+        let mut conn = mysql::Conn::new(opts.clone())
+            .unwrap_or_else(|e| panic!("connect as {} from {}: {e}", spec.user, spec.from));
+        match spec.sleep {
+            None => Self {
+                _conn: Some(conn),
+                busy: None,
+                kill: None,
+            },
+            Some(seconds) => {
+                let id = conn.connection_id();
+                let busy = std::thread::spawn(move || {
+                    use mysql::prelude::Queryable;
+                    // Ends when the sleep is killed at drop; the error is expected then.
+                    let _ = conn.query_drop(format!("SELECT SLEEP({seconds})"));
+                });
+                Self {
+                    _conn: None,
+                    busy: Some(busy),
+                    kill: Some((opts, id)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A busy session is ended from a second connection, as a DBA would kill it.
+        if let Some((opts, id)) = self.kill.take() {
+            use mysql::prelude::Queryable;
+            let opts =
+                mysql::OptsBuilder::from_opts(opts).bind_address(None::<std::net::SocketAddr>);
+            if let Ok(mut conn) = mysql::Conn::new(opts) {
+                let _ = conn.query_drop(format!("KILL {id}"));
+            }
+        }
+        if let Some(busy) = self.busy.take() {
+            let _ = busy.join();
+        }
+    }
+}
+
+/// A free loopback port (bound and released: a small race, acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The exporter binary, running with a config written to a temporary directory.
+pub struct Exporter {
+    child: Child,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Exporter {
+    pub fn start(config_yaml: &str) -> Self {
+        Self::start_with(config_yaml, &[])
+    }
+
+    pub fn start_with(config_yaml: &str, extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, config_yaml).expect("write config");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.path().join("exporter.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_session_exporter"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .args(["--log.level=debug"])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn session_exporter");
+        let mut exporter = Self { child, addr, dir };
+        let start = Instant::now();
+        while exporter.try_get("/-/healthy").is_none() {
+            if let Ok(Some(status)) = exporter.child.try_wait() {
+                panic!("the exporter exited with {status}:\n{}", exporter.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the exporter did not listen:\n{}",
+                exporter.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        exporter
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("exporter.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// GET `path`: (status, headers, body), or None when the server does not answer.
+    pub fn try_get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<(u16, String, Vec<u8>)> {
+        http_get(&self.addr, path, headers)
+    }
+
+    pub fn try_get(&self, path: &str) -> Option<(u16, String, Vec<u8>)> {
+        self.try_get_with(path, &[])
+    }
+
+    /// The classic-format metrics text.
+    pub fn metrics(&self) -> Metrics {
+        let (status, _, body) = self.try_get("/metrics").expect("scrape /metrics");
+        assert_eq!(status, 200);
+        Metrics::parse(&String::from_utf8(body).expect("utf-8 exposition"))
+    }
+
+    /// Polls `check` every 100 ms until it holds, failing the test (with the
+    /// exporter's log) after `limit`.
+    pub fn wait_until(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "timed out after {limit:?} waiting until {what}\n--- exporter log ---\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits until the metrics satisfy `check`, returning them.
+    pub fn wait_for_metrics(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        let mut last = None;
+        self.wait_until(what, limit, || {
+            let m = self.metrics();
+            let ok = check(&m);
+            last = Some(m);
+            ok
+        });
+        last.expect("checked at least once")
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET over loopback (no client crate needed for tests).
+pub fn http_get(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Some((status, head, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..line_end]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&data[start..start + size]);
+        data = &data[start + size + 2..];
+    }
+    out
+}
+
+/// Parsed sample lines: series (name plus sorted labels) -> value.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub text: String,
+    samples: BTreeMap<String, f64>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_string(), value.parse().ok()?))
+            })
+            .collect();
+        Self {
+            text: text.to_string(),
+            samples,
+        }
+    }
+
+    /// The value of `name` with exactly `labels` (in exposition order).
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let rendered: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        self.samples
+            .get(&format!("{name}{{{}}}", rendered.join(",")))
+            .copied()
+    }
+
+    /// Every series of `name` whose labels include all of `labels`.
+    pub fn matching(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(String, f64)> {
+        self.samples
+            .iter()
+            .filter(|(series, _)| {
+                series.starts_with(&format!("{name}{{"))
+                    && labels
+                        .iter()
+                        .all(|(k, v)| series.contains(&format!("{k}=\"{v}\"")))
+            })
+            .map(|(s, v)| (s.clone(), *v))
+            .collect()
+    }
+}
+
+/// A private MariaDB instance a test may stop and restart (the shared one must stay up).
+pub struct PrivateMariadb {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateMariadb {
+    /// Initializes a data directory and starts the server; `monitor` gets PROCESS.
+    pub fn start(monitor_password: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let status = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--auth-root-authentication-method=socket",
+            ])
+            .arg(format!("--datadir={}", data.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mariadb-install-db (scripts/install-deps.sh installs it)");
+        assert!(status.success(), "mariadb-install-db failed");
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.restart();
+        server.root(&format!(
+            "CREATE USER 'monitor'@'%' IDENTIFIED BY '{monitor_password}'; GRANT PROCESS ON *.* TO 'monitor'@'%';"
+        ));
+        server
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("mysqld.sock")
+    }
+
+    pub fn root(&self, sql: &str) -> String {
+        run_sql(&["-S", &self.socket().display().to_string(), "-uroot"], sql)
+    }
+
+    /// Starts the server (again) on the same port and data, waiting until it answers.
+    pub fn restart(&mut self) {
+        let path = |name: &str| self.dir.path().join(name).display().to_string();
+        let child = Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+            ])
+            .arg(format!("--datadir={}", path("data")))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--socket={}", path("mysqld.sock")))
+            .arg(format!("--pid-file={}", path("mysqld.pid")))
+            .arg(format!("--log-error={}", path("error.log")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mariadbd (scripts/install-deps.sh installs it)");
+        self.child = Some(child);
+        wait_for_sql(&self.socket(), Duration::from_secs(30));
+    }
+
+    /// Kills the server abruptly, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateMariadb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_for_sql(socket: &Path, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let ok = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-e", "SELECT 1"])
+            .arg(format!("--socket={}", socket.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "MariaDB at {} did not answer within {limit:?}",
+        socket.display()
+    );
+}
