@@ -132,7 +132,7 @@ targets:
             )
             .unwrap_or(0.0);
     assert!(
-        warnings >= 1 && warnings <= 3,
+        (1..=3).contains(&warnings),
         "{warnings} warnings for {failures} failures:\n{log}"
     );
     assert!(
