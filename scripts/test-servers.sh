@@ -5,7 +5,7 @@
 # Idempotent: a server that already answers is left alone. Each gets a least-privilege
 # account `monitor` (password in $SE_IT_DIR/monitor.password) and root stays local.
 # Prints `export …` lines describing the servers, for `eval "$(… start)"`.
-# Usage: scripts/test-servers.sh start|stop|env
+# Usage: scripts/test-servers.sh start|stop|status|env
 set -euo pipefail
 
 dir=${SE_IT_DIR:-/tmp/session-exporter-it}
@@ -93,6 +93,7 @@ ENV
 case "${1:-}" in
   start) start_mariadb; start_seekdb; print_env ;;
   stop) stop_one "$dir/mariadb/mysqld.pid"; stop_one "$dir/seekdb.pid" ;;
+  status) mariadb_sql 'SELECT 1' >/dev/null 2>&1 && seekdb_sql 'SELECT 1' >/dev/null 2>&1 ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
 esac

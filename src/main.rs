@@ -122,8 +122,8 @@ fn main() -> ExitCode {
     code
 }
 
+/// Printed plainly, not as a log line: it spans lines and is read by a person.
 fn config_failure(err: &ConfigError) -> ExitCode {
-    tracing::error!("{err}");
     eprintln!("{err}");
     ExitCode::from(2)
 }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, and integration tests against real MariaDB and seekdb
+# servers and promtool. Installs what is missing (Debian packages, PyPI's pylibseekdb)
+# and starts the servers on loopback; servers this run started are stopped at the end
+# unless SE_KEEP_SERVERS=1 (keeping them makes the next run start in a second).
+# Extra arguments go to `cargo test`, e.g. `./scripts/test.sh --test mariadb`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+started_here=0
+bash scripts/test-servers.sh status || started_here=1
+eval "$(bash scripts/test-servers.sh start)"
+if [ "$started_here" = 1 ] && [ "${SE_KEEP_SERVERS:-0}" != 1 ]; then
+  trap 'bash scripts/test-servers.sh stop' EXIT
+fi
+
+cargo test --locked "$@"

@@ -1,0 +1,237 @@
+//! The real binary: flags, config errors, HTTP endpoints, formats, shutdown, secrets.
+
+mod common;
+
+use common::{Exporter, Servers};
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn exporter_cmd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_session_exporter"))
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(
+        &config,
+        "global:\n  collect_interval: 5x\ntargets:\n  - name: a\n    kind: mysql\n    address: nowhere\n    user: m\n    password: sentinel-SECRET-1\n",
+    )
+    .unwrap();
+    let out = exporter_cmd().arg(format!("--config.file={}", config.display())).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let path = config.display();
+    assert!(stderr.contains(&format!("{path}:2: global.collect_interval: `5x` has no unit")), "{stderr}");
+    assert!(stderr.contains(&format!("{path}:6: targets[0].address: `nowhere` has no port")), "{stderr}");
+    assert!(!stderr.contains("sentinel-SECRET-1"), "{stderr}");
+
+    let out = exporter_cmd().arg("--config.file=/nonexistent/config.yaml").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config file /nonexistent/config.yaml"));
+}
+
+#[test]
+fn version_help_and_config_check() {
+    let out = exporter_cmd().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.starts_with(&format!("session_exporter {}", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(version.contains("rustc"), "{version}");
+
+    let out = exporter_cmd().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--config.file", "--web.listen-address", "--web.telemetry-path", "--log.level", "--log.format", "SESSION_EXPORTER_CONFIG_FILE"] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+
+    let out = exporter_cmd()
+        .args(["--config.check", "--config.file", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml")])
+        .env("SEEKDB_PASSWORD", "x")
+        .output()
+        .unwrap();
+    // The example names password files that do not exist here: exactly those fail.
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("password_file: cannot read").count(), 2, "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.contains("config.example.yaml:")).count(), 2, "{stderr}");
+}
+
+/// A database that accepts TCP and never says a word.
+struct SilentServer {
+    addr: String,
+    _listener: std::thread::JoinHandle<()>,
+}
+
+impl SilentServer {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let handle = std::thread::spawn(move || {
+            // Holds every connection open; bounded, so the thread ends on its own.
+            let mut held = Vec::new();
+            for stream in listener.incoming().take(64) {
+                match stream {
+                    Ok(s) => held.push(s),
+                    Err(_) => break,
+                }
+            }
+        });
+        Self { addr, _listener: handle }
+    }
+}
+
+#[test]
+fn readiness_waits_for_a_first_try_and_a_silent_database_times_out() {
+    let silent = SilentServer::start();
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 3s\n  collect_timeout: 1500ms\ntargets:\n  - name: mute\n    kind: mysql\n    address: {}\n    user: monitor\n",
+        silent.addr
+    ));
+    let (status, _, body) = exporter.try_get("/-/ready").unwrap();
+    assert_eq!(status, 503, "not ready before the first cycle ends");
+    assert!(String::from_utf8_lossy(&body).contains("mute"));
+    assert_eq!(exporter.try_get("/-/healthy").unwrap().0, 200);
+
+    exporter.wait_until("ready after the first cycle", Duration::from_secs(5), || {
+        exporter.try_get("/-/ready").is_some_and(|r| r.0 == 200)
+    });
+    let m = exporter.metrics();
+    assert_eq!(m.get("dbsession_up", &[("target", "mute"), ("tenant", "mute")]), Some(0.0));
+    assert_eq!(m.get("dbsession_collect_errors_total", &[("target", "mute"), ("reason", "timeout")]), Some(1.0));
+    let took = m.get("dbsession_collect_duration_seconds", &[("target", "mute")]).unwrap();
+    assert!((1.4..3.0).contains(&took), "the cycle ended at collect_timeout, took {took}");
+}
+
+#[test]
+fn sigterm_stops_within_a_second() {
+    let silent = SilentServer::start();
+    let mut exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 10s\n  collect_timeout: 5s\ntargets:\n  - name: mute\n    kind: mysql\n    address: {}\n    user: monitor\n",
+        silent.addr
+    ));
+    // A cycle is hanging on the silent server while the signal arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = Command::new("kill").args(["-TERM", &exporter.pid().to_string()]).status().unwrap();
+    assert!(status.success());
+    let child = exporter.child();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit}");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn exposition_formats_pass_promtool_and_never_show_a_secret() {
+    let Some(servers) = Servers::get() else { return };
+    let sentinel = "sentinel-PW-4711";
+    let exporter = Exporter::start(&format!(
+        r#"global:
+  collect_interval: 500ms
+  collect_timeout: 400ms
+targets:
+  - name: maria
+    kind: mysql
+    address: {maria}
+    user: monitor
+    password_file: {pw}
+    labels: {{env: "quote\"d"}}
+  - name: seek
+    kind: oceanbase
+    address: {seek}
+    user: monitor
+    password_file: {pw}
+  - name: wrongpw
+    kind: mysql
+    address: {maria}
+    user: monitor
+    password: {sentinel}
+"#,
+        maria = servers.mariadb_addr,
+        seek = servers.seekdb_addr,
+        pw = servers.monitor_password_file.display(),
+    ));
+    let m = exporter.wait_for_metrics("all three targets tried", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", "seek"), ("tenant", "seek")]) == Some(1.0)
+            && m.get("dbsession_collect_errors_total", &[("target", "wrongpw"), ("reason", "auth")]).is_some_and(|v| v >= 2.0)
+    });
+    assert_eq!(m.get("dbsession_up", &[("target", "maria"), ("tenant", "maria"), ("env", "quote\\\"d")]), Some(1.0));
+
+    // Classic text for clients that do not ask for OpenMetrics, checked by promtool.
+    let (status, head, classic) = exporter.try_get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/install-deps.sh installs Debian's prometheus)");
+    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), &classic).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // OpenMetrics for Prometheus, which asks for it.
+    let (_, head, om) = exporter
+        .try_get_with("/metrics", &[("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")])
+        .unwrap();
+    assert!(head.to_ascii_lowercase().contains("content-type: application/openmetrics-text; version=1.0.0"), "{head}");
+    let om = String::from_utf8(om).unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("# TYPE dbsession_collect_errors counter\n"));
+
+    // gzip when asked: the same text, compressed.
+    let (_, head, gz) = exporter.try_get_with("/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
+    assert!(head.to_ascii_lowercase().contains("content-encoding: gzip"), "{head}");
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut unzipped).unwrap();
+    assert!(unzipped.starts_with("# HELP dbsession_up "), "{unzipped}");
+
+    // The landing page names every target and its state.
+    let (status, _, page) = exporter.try_get("/").unwrap();
+    let page = String::from_utf8_lossy(&page).into_owned();
+    assert_eq!(status, 200);
+    for fragment in ["maria", "seek", "wrongpw", "down (auth)", "check user and password"] {
+        assert!(page.contains(fragment), "landing page lacks {fragment}:\n{page}");
+    }
+
+    // The password is nowhere: not in logs (debug level), metrics, or the page.
+    let log = exporter.log();
+    assert!(log.contains("reason=auth"), "{log}");
+    for (place, text) in [("log", &log), ("metrics", &m.text), ("openmetrics", &om), ("landing page", &page)] {
+        assert!(!text.contains(sentinel), "the password appears in the {place}");
+    }
+}
+
+#[test]
+fn json_logs_and_a_custom_telemetry_path() {
+    let silent = SilentServer::start();
+    let exporter = Exporter::start_with(
+        &format!(
+            "global:\n  collect_interval: 2s\n  collect_timeout: 200ms\ntargets:\n  - name: mute\n    kind: mysql\n    address: {}\n    user: monitor\n",
+            silent.addr
+        ),
+        &["--log.format=json", "--web.telemetry-path=/custom"],
+    );
+    exporter.wait_until("the first cycle is logged", Duration::from_secs(5), || exporter.log().contains("collection failed"));
+    assert_eq!(exporter.try_get("/custom").unwrap().0, 200);
+    assert_eq!(exporter.try_get("/metrics").unwrap().0, 404);
+    for line in exporter.log().lines() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "not JSON: {line}");
+    }
+}
