@@ -21,17 +21,34 @@ fn a_bad_config_exits_2_naming_file_line_and_key() {
         "global:\n  collect_interval: 5x\ntargets:\n  - name: a\n    kind: mysql\n    address: nowhere\n    user: m\n    password: sentinel-SECRET-1\n",
     )
     .unwrap();
-    let out = exporter_cmd().arg(format!("--config.file={}", config.display())).output().unwrap();
+    let out = exporter_cmd()
+        .arg(format!("--config.file={}", config.display()))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let path = config.display();
-    assert!(stderr.contains(&format!("{path}:2: global.collect_interval: `5x` has no unit")), "{stderr}");
-    assert!(stderr.contains(&format!("{path}:6: targets[0].address: `nowhere` has no port")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{path}:2: global.collect_interval: `5x` has no unit"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{path}:6: targets[0].address: `nowhere` has no port"
+        )),
+        "{stderr}"
+    );
     assert!(!stderr.contains("sentinel-SECRET-1"), "{stderr}");
 
-    let out = exporter_cmd().arg("--config.file=/nonexistent/config.yaml").output().unwrap();
+    let out = exporter_cmd()
+        .arg("--config.file=/nonexistent/config.yaml")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the config file /nonexistent/config.yaml"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read the config file /nonexistent/config.yaml"));
 }
 
 #[test]
@@ -39,25 +56,50 @@ fn version_help_and_config_check() {
     let out = exporter_cmd().arg("--version").output().unwrap();
     assert!(out.status.success());
     let version = String::from_utf8_lossy(&out.stdout);
-    assert!(version.starts_with(&format!("session_exporter {}", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(
+        version.starts_with(&format!("session_exporter {}", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
     assert!(version.contains("rustc"), "{version}");
 
     let out = exporter_cmd().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--config.file", "--web.listen-address", "--web.telemetry-path", "--log.level", "--log.format", "SESSION_EXPORTER_CONFIG_FILE"] {
+    for flag in [
+        "--config.file",
+        "--web.listen-address",
+        "--web.telemetry-path",
+        "--log.level",
+        "--log.format",
+        "SESSION_EXPORTER_CONFIG_FILE",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 
     let out = exporter_cmd()
-        .args(["--config.check", "--config.file", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml")])
+        .args([
+            "--config.check",
+            "--config.file",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"),
+        ])
         .env("SEEKDB_PASSWORD", "x")
         .output()
         .unwrap();
     // The example names password files that do not exist here: exactly those fail.
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.matches("password_file: cannot read").count(), 2, "{stderr}");
-    assert_eq!(stderr.lines().filter(|l| l.contains("config.example.yaml:")).count(), 2, "{stderr}");
+    assert_eq!(
+        stderr.matches("password_file: cannot read").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("config.example.yaml:"))
+            .count(),
+        2,
+        "{stderr}"
+    );
 }
 
 /// A database that accepts TCP and never says a word.
@@ -80,7 +122,10 @@ impl SilentServer {
                 }
             }
         });
-        Self { addr, _listener: handle }
+        Self {
+            addr,
+            _listener: handle,
+        }
     }
 }
 
@@ -96,14 +141,30 @@ fn readiness_waits_for_a_first_try_and_a_silent_database_times_out() {
     assert!(String::from_utf8_lossy(&body).contains("mute"));
     assert_eq!(exporter.try_get("/-/healthy").unwrap().0, 200);
 
-    exporter.wait_until("ready after the first cycle", Duration::from_secs(5), || {
-        exporter.try_get("/-/ready").is_some_and(|r| r.0 == 200)
-    });
+    exporter.wait_until(
+        "ready after the first cycle",
+        Duration::from_secs(5),
+        || exporter.try_get("/-/ready").is_some_and(|r| r.0 == 200),
+    );
     let m = exporter.metrics();
-    assert_eq!(m.get("dbsession_up", &[("target", "mute"), ("tenant", "mute")]), Some(0.0));
-    assert_eq!(m.get("dbsession_collect_errors_total", &[("target", "mute"), ("reason", "timeout")]), Some(1.0));
-    let took = m.get("dbsession_collect_duration_seconds", &[("target", "mute")]).unwrap();
-    assert!((1.4..3.0).contains(&took), "the cycle ended at collect_timeout, took {took}");
+    assert_eq!(
+        m.get("dbsession_up", &[("target", "mute"), ("tenant", "mute")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get(
+            "dbsession_collect_errors_total",
+            &[("target", "mute"), ("reason", "timeout")]
+        ),
+        Some(1.0)
+    );
+    let took = m
+        .get("dbsession_collect_duration_seconds", &[("target", "mute")])
+        .unwrap();
+    assert!(
+        (1.4..3.0).contains(&took),
+        "the cycle ended at collect_timeout, took {took}"
+    );
 }
 
 #[test]
@@ -116,23 +177,35 @@ fn sigterm_stops_within_a_second() {
     // A cycle is hanging on the silent server while the signal arrives.
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &exporter.pid().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &exporter.pid().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let child = exporter.child();
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
         }
-        assert!(started.elapsed() < Duration::from_secs(3), "still running after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still running after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "{exit}");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn exposition_formats_pass_promtool_and_never_show_a_secret() {
-    let Some(servers) = Servers::get() else { return };
+    let Some(servers) = Servers::get() else {
+        return;
+    };
     let sentinel = "sentinel-PW-4711";
     let exporter = Exporter::start(&format!(
         r#"global:
@@ -162,14 +235,32 @@ targets:
     ));
     let m = exporter.wait_for_metrics("all three targets tried", Duration::from_secs(30), |m| {
         m.get("dbsession_up", &[("target", "seek"), ("tenant", "seek")]) == Some(1.0)
-            && m.get("dbsession_collect_errors_total", &[("target", "wrongpw"), ("reason", "auth")]).is_some_and(|v| v >= 2.0)
+            && m.get(
+                "dbsession_collect_errors_total",
+                &[("target", "wrongpw"), ("reason", "auth")],
+            )
+            .is_some_and(|v| v >= 2.0)
     });
-    assert_eq!(m.get("dbsession_up", &[("target", "maria"), ("tenant", "maria"), ("env", "quote\\\"d")]), Some(1.0));
+    assert_eq!(
+        m.get(
+            "dbsession_up",
+            &[
+                ("target", "maria"),
+                ("tenant", "maria"),
+                ("env", "quote\\\"d")
+            ]
+        ),
+        Some(1.0)
+    );
 
     // Classic text for clients that do not ask for OpenMetrics, checked by promtool.
     let (status, head, classic) = exporter.try_get("/metrics").unwrap();
     assert_eq!(status, 200);
-    assert!(head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -188,33 +279,67 @@ targets:
 
     // OpenMetrics for Prometheus, which asks for it.
     let (_, head, om) = exporter
-        .try_get_with("/metrics", &[("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")])
+        .try_get_with(
+            "/metrics",
+            &[(
+                "Accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+            )],
+        )
         .unwrap();
-    assert!(head.to_ascii_lowercase().contains("content-type: application/openmetrics-text; version=1.0.0"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
     let om = String::from_utf8(om).unwrap();
     assert!(om.ends_with("# EOF\n"));
     assert!(om.contains("# TYPE dbsession_collect_errors counter\n"));
 
     // gzip when asked: the same text, compressed.
-    let (_, head, gz) = exporter.try_get_with("/metrics", &[("Accept-Encoding", "gzip")]).unwrap();
-    assert!(head.to_ascii_lowercase().contains("content-encoding: gzip"), "{head}");
+    let (_, head, gz) = exporter
+        .try_get_with("/metrics", &[("Accept-Encoding", "gzip")])
+        .unwrap();
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
     let mut unzipped = String::new();
-    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut unzipped).unwrap();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
     assert!(unzipped.starts_with("# HELP dbsession_up "), "{unzipped}");
 
     // The landing page names every target and its state.
     let (status, _, page) = exporter.try_get("/").unwrap();
     let page = String::from_utf8_lossy(&page).into_owned();
     assert_eq!(status, 200);
-    for fragment in ["maria", "seek", "wrongpw", "down (auth)", "check user and password"] {
-        assert!(page.contains(fragment), "landing page lacks {fragment}:\n{page}");
+    for fragment in [
+        "maria",
+        "seek",
+        "wrongpw",
+        "down (auth)",
+        "check user and password",
+    ] {
+        assert!(
+            page.contains(fragment),
+            "landing page lacks {fragment}:\n{page}"
+        );
     }
 
     // The password is nowhere: not in logs (debug level), metrics, or the page.
     let log = exporter.log();
     assert!(log.contains("reason=auth"), "{log}");
-    for (place, text) in [("log", &log), ("metrics", &m.text), ("openmetrics", &om), ("landing page", &page)] {
-        assert!(!text.contains(sentinel), "the password appears in the {place}");
+    for (place, text) in [
+        ("log", &log),
+        ("metrics", &m.text),
+        ("openmetrics", &om),
+        ("landing page", &page),
+    ] {
+        assert!(
+            !text.contains(sentinel),
+            "the password appears in the {place}"
+        );
     }
 }
 
@@ -228,10 +353,81 @@ fn json_logs_and_a_custom_telemetry_path() {
         ),
         &["--log.format=json", "--web.telemetry-path=/custom"],
     );
-    exporter.wait_until("the first cycle is logged", Duration::from_secs(5), || exporter.log().contains("collection failed"));
+    exporter.wait_until("the first cycle is logged", Duration::from_secs(5), || {
+        exporter.log().contains("collection failed")
+    });
     assert_eq!(exporter.try_get("/custom").unwrap().0, 200);
     assert_eq!(exporter.try_get("/metrics").unwrap().0, 404);
     for line in exporter.log().lines() {
-        assert!(line.starts_with('{') && line.ends_with('}'), "not JSON: {line}");
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not JSON: {line}"
+        );
     }
+}
+
+/// Prometheus negotiates OpenMetrics; a real Prometheus scraping us proves that output
+/// parses (promtool only reads the classic format).
+#[test]
+fn a_real_prometheus_scrapes_the_openmetrics_output() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: maria\n    kind: mysql\n    address: {}\n    user: monitor\n    password_file: {}\n",
+        servers.mariadb_addr,
+        servers.monitor_password_file.display()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 500ms\nscrape_configs:\n  - job_name: se\n    static_configs:\n      - targets: ['{}']\n",
+            exporter.addr
+        ),
+    )
+    .unwrap();
+    let prom_addr = format!("127.0.0.1:{}", common::free_port());
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={prom_addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus (scripts/install-deps.sh installs Debian's prometheus)");
+    let query = |q: &str| {
+        common::http_get(&prom_addr, &format!("/api/v1/query?query={q}"), &[])
+            .map(|(_, _, body)| String::from_utf8_lossy(&body).into_owned())
+            .unwrap_or_default()
+    };
+    let started = Instant::now();
+    let mut last;
+    let ok = loop {
+        // `up` 1 means Prometheus parsed the scrape; the series prove what it read.
+        let up = query("up");
+        last = format!(
+            "{up}\n{}\n{}",
+            query("dbsession_sessions"),
+            query("dbsession_collect_errors_total")
+        );
+        if up.contains(r#""job":"se""#)
+            && up.contains(r#","1"]"#)
+            && last.contains(r#""__name__":"dbsession_sessions""#)
+            && last.contains(r#""__name__":"dbsession_collect_errors_total""#)
+        {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert!(ok, "Prometheus did not ingest the exposition:\n{last}");
 }

@@ -9,7 +9,7 @@
 //! serves both without asking the server which it is.
 
 use super::conn::{classify, Connector};
-use super::sql::{decode_group, host_without_port, RowContext, TAG};
+use super::sql::{host_without_port, single_tenant, RowContext, TAG};
 use super::{BoxFuture, Source, SourceError};
 use crate::config::Target;
 use crate::stats::Collection;
@@ -63,13 +63,7 @@ impl MysqlSource {
             server: &self.target.address.host,
             null_string_is_no_db: false,
         };
-        Ok(Collection {
-            tenants: vec![self.target.name.clone()],
-            groups: rows
-                .into_iter()
-                .map(|row| decode_group(row.unwrap(), &ctx))
-                .collect::<Result<_, _>>()?,
-        })
+        single_tenant(rows, &ctx)
     }
 }
 

@@ -8,12 +8,12 @@
 //! OBProxy), falling back to `HOST` without its port.
 
 use super::conn::{classify, is_missing_or_denied_relation, Connector};
-use super::sql::{decode_group, host_without_port, RowContext, TAG};
+use super::sql::{decode_rows, host_without_port, single_tenant, RowContext, TAG};
 use super::{BoxFuture, Source, SourceError};
 use crate::config::{Relation, Target};
 use crate::stats::Collection;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Row, Value};
+use mysql_async::Row;
 use std::collections::BTreeSet;
 
 const GRANT: &str = "grant it with GRANT SELECT ON oceanbase.* TO the account \
@@ -62,37 +62,43 @@ impl OceanbaseSource {
             .await
             .map_err(|e| classify(&e, &self.target, "connecting", GRANT))?;
         match self.mode {
-            Some(Mode::Cluster) => self.cluster(&mut conn).await,
-            Some(Mode::SingleTenant) => self.single(&mut conn).await,
-            None => {
-                let collection = match conn.query::<Row, _>(&self.cluster_sql).await {
-                    Ok(rows) => {
-                        self.mode = Some(Mode::Cluster);
-                        return self.decode_cluster(rows);
-                    }
-                    Err(err) if is_missing_or_denied_relation(&err) => {
-                        tracing::info!(
-                            target = %self.target.name,
-                            tenant = %self.single_tenant,
-                            "GV$OB_PROCESSLIST is not visible to this account ({err}); \
-                             collecting the connected tenant through V$OB_PROCESSLIST"
-                        );
-                        self.single(&mut conn).await?
-                    }
-                    Err(err) => return Err(self.classify_cluster(&err)),
-                };
-                self.mode = Some(Mode::SingleTenant);
-                Ok(collection)
+            Some(Mode::Cluster) => {
+                let rows = self
+                    .query_cluster(&mut conn)
+                    .await
+                    .map_err(|e| self.classify_cluster(&e))?;
+                self.decode_cluster(rows)
             }
+            Some(Mode::SingleTenant) => self.single(&mut conn).await,
+            // First success decides the mode; it is not revisited, so a privilege
+            // revoked later shows as an auth error instead of a silent switch to
+            // the connected tenant alone.
+            None => match self.query_cluster(&mut conn).await {
+                Ok(rows) => {
+                    self.mode = Some(Mode::Cluster);
+                    self.decode_cluster(rows)
+                }
+                Err(err) if is_missing_or_denied_relation(&err) => {
+                    tracing::info!(
+                        target = %self.target.name,
+                        tenant = %self.single_tenant,
+                        "GV$OB_PROCESSLIST is not visible to this account ({err}); \
+                         collecting the connected tenant through V$OB_PROCESSLIST"
+                    );
+                    let collection = self.single(&mut conn).await?;
+                    self.mode = Some(Mode::SingleTenant);
+                    Ok(collection)
+                }
+                Err(err) => Err(self.classify_cluster(&err)),
+            },
         }
     }
 
-    async fn cluster(&self, conn: &mut mysql_async::Conn) -> Result<Collection, SourceError> {
-        let rows = conn
-            .query::<Row, _>(&self.cluster_sql)
-            .await
-            .map_err(|e| self.classify_cluster(&e))?;
-        self.decode_cluster(rows)
+    async fn query_cluster(
+        &self,
+        conn: &mut mysql_async::Conn,
+    ) -> Result<Vec<Row>, mysql_async::Error> {
+        conn.query(&self.cluster_sql).await
     }
 
     fn classify_cluster(&self, err: &mysql_async::Error) -> SourceError {
@@ -113,10 +119,7 @@ impl OceanbaseSource {
             server: &self.target.address.host,
             null_string_is_no_db: true,
         };
-        let groups = rows
-            .into_iter()
-            .map(|row| decode_group(row.unwrap(), &ctx))
-            .collect::<Result<Vec<_>, _>>()?;
+        let groups = decode_rows(rows, &ctx)?;
         let tenants: BTreeSet<&str> = groups.iter().map(|g| g.tenant.as_str()).collect();
         Ok(Collection {
             tenants: tenants.into_iter().map(str::to_string).collect(),
@@ -125,32 +128,20 @@ impl OceanbaseSource {
     }
 
     async fn single(&self, conn: &mut mysql_async::Conn) -> Result<Collection, SourceError> {
-        let rows: Vec<Vec<Value>> = conn
-            .query::<Row, _>(&self.single_sql)
-            .await
-            .map_err(|e| {
-                classify(
-                    &e,
-                    &self.target,
-                    "reading oceanbase.V$OB_PROCESSLIST",
-                    GRANT,
-                )
-            })?
-            .into_iter()
-            .map(Row::unwrap)
-            .collect();
+        let rows = conn.query::<Row, _>(&self.single_sql).await.map_err(|e| {
+            classify(
+                &e,
+                &self.target,
+                "reading oceanbase.V$OB_PROCESSLIST",
+                GRANT,
+            )
+        })?;
         let ctx = RowContext {
             tenant: &self.single_tenant,
             server: &self.target.address.host,
             null_string_is_no_db: true,
         };
-        Ok(Collection {
-            tenants: vec![self.single_tenant.clone()],
-            groups: rows
-                .into_iter()
-                .map(|row| decode_group(row, &ctx))
-                .collect::<Result<_, _>>()?,
-        })
+        single_tenant(rows, &ctx)
     }
 }
 

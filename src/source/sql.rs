@@ -5,7 +5,7 @@
 //! DECIMAL). Values are decoded here by one tolerant set of helpers.
 
 use super::{Reason, SourceError};
-use crate::stats::{client_label, SessionGroup, NONE_LABEL};
+use crate::stats::{client_label, Collection, SessionGroup, NONE_LABEL};
 use mysql_async::Value;
 
 /// Leading comment on every statement, so a DBA reading the processlist or a slow log
@@ -34,6 +34,27 @@ pub struct RowContext<'a> {
     pub server: &'a str,
     /// OceanBase writes the *string* `NULL` in DB for sessions without a database.
     pub null_string_is_no_db: bool,
+}
+
+/// Decodes every row of a grouped query's answer.
+pub fn decode_rows(
+    rows: Vec<mysql_async::Row>,
+    ctx: &RowContext<'_>,
+) -> Result<Vec<SessionGroup>, SourceError> {
+    rows.into_iter()
+        .map(|row| decode_group(row.unwrap(), ctx))
+        .collect()
+}
+
+/// The collection of a source with exactly one tenant, `ctx.tenant`.
+pub fn single_tenant(
+    rows: Vec<mysql_async::Row>,
+    ctx: &RowContext<'_>,
+) -> Result<Collection, SourceError> {
+    Ok(Collection {
+        tenants: vec![ctx.tenant.to_string()],
+        groups: decode_rows(rows, ctx)?,
+    })
 }
 
 /// Decodes one grouped row (see [`GROUP_COLUMNS`]).
