@@ -12,6 +12,7 @@ pub mod exposition;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod reload;
 pub mod scheduler;
 pub mod snapshot;
 pub mod source;

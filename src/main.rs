@@ -1,19 +1,25 @@
 //! `session_exporter`: flags, wiring and shutdown order. No logic lives here.
 //!
+//! Start: load the config (exit 2 if bad), start the publisher, apply the config to
+//! the scheduler, then serve HTTP and reload requests (SIGHUP, `POST /-/reload`).
 //! Shutdown, on SIGTERM or SIGINT: one cancellation token stops the HTTP server
-//! (in-flight scrapes finish) and every target loop (an in-flight query is dropped
-//! and its pool closed in the background); the process exits within one second.
+//! (in-flight scrapes finish), the reload task and every target loop (an in-flight
+//! query is dropped and its pool closed in the background); the process exits
+//! within one second.
 
 use clap::Parser;
 use session_exporter::config::{self, ConfigError};
 use session_exporter::http::{self, AppState};
 use session_exporter::logging::{self, LogFormat, LogLevel};
-use session_exporter::{scheduler, snapshot};
+use session_exporter::reload::{self, ReloadRequest};
+use session_exporter::scheduler::{Scheduler, Shard};
+use session_exporter::snapshot;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const LONG_VERSION: &str = concat!(
@@ -76,12 +82,39 @@ struct Cli {
         default_value = "logfmt"
     )]
     log_format: LogFormat,
+
+    /// Enable POST /-/reload (SIGHUP always reloads the configuration).
+    #[arg(
+        long = "web.enable-lifecycle",
+        env = "SESSION_EXPORTER_WEB_ENABLE_LIFECYCLE"
+    )]
+    enable_lifecycle: bool,
+
+    /// This replica's shard, from 0: it collects only the targets whose name hashes
+    /// to it. Replicas with the same shard collect the same targets (HA).
+    #[arg(long = "shard", env = "SESSION_EXPORTER_SHARD", default_value_t = 0)]
+    shard: u32,
+
+    /// The number of shards the targets are split into.
+    #[arg(
+        long = "total-shards",
+        env = "SESSION_EXPORTER_TOTAL_SHARDS",
+        default_value_t = 1
+    )]
+    total_shards: u32,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
 
+    if cli.total_shards == 0 || cli.shard >= cli.total_shards {
+        eprintln!(
+            "--shard={} --total-shards={}: the shard must be from 0 to total-shards - 1",
+            cli.shard, cli.total_shards
+        );
+        return ExitCode::from(2);
+    }
     let config = match config::load(&cli.config_file) {
         Ok(config) => config,
         Err(err) => return config_failure(&err),
@@ -116,7 +149,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(config, listen, cli.telemetry_path));
+    let shard = Shard {
+        index: cli.shard,
+        total: cli.total_shards,
+    };
+    let code = runtime.block_on(run(cli, config, listen, shard));
     // Pools close in the background; do not wait for a server that does not answer.
     runtime.shutdown_timeout(Duration::from_millis(200));
     code
@@ -128,14 +165,11 @@ fn config_failure(err: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(config: config::Config, listen: SocketAddr, telemetry_path: String) -> ExitCode {
+async fn run(cli: Cli, config: config::Config, listen: SocketAddr, shard: Shard) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
             tracing::error!(
-                "cannot listen on {listen}: {err} (choose another with --web.listen-address)"
-            );
-            eprintln!(
                 "cannot listen on {listen}: {err} (choose another with --web.listen-address)"
             );
             return ExitCode::FAILURE;
@@ -146,17 +180,37 @@ async fn run(config: config::Config, listen: SocketAddr, telemetry_path: String)
         version = session_exporter::VERSION,
         address = %bound,
         targets = config.targets.len(),
+        shard = shard.index,
+        total_shards = shard.total,
         "session_exporter listening"
     );
 
     let cancel = CancellationToken::new();
-    let channels = snapshot::start(&config.targets);
-    let loops = scheduler::spawn(&config.targets, &channels.updates, &cancel);
-    drop(channels.updates);
+    let channels = snapshot::start();
+    let mut scheduler = Scheduler::new(channels.updates.clone(), cancel.clone(), shard);
+    let applied = scheduler.apply(&config).await;
+    if applied.other_shards > 0 {
+        tracing::info!(
+            collected = applied.started.len(),
+            other_shards = applied.other_shards,
+            "collecting this shard's targets only"
+        );
+    }
+
+    let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let reloader = tokio::spawn(reload::serve(
+        cli.config_file.clone(),
+        scheduler,
+        channels.updates,
+        reload_rx,
+        cancel.clone(),
+    ));
+    tokio::spawn(forward_sighup(reload_tx.clone(), cancel.clone()));
 
     let app = http::router(AppState {
         published: channels.published,
-        telemetry_path: Arc::from(telemetry_path.as_str()),
+        telemetry_path: Arc::from(cli.telemetry_path.as_str()),
+        reload: cli.enable_lifecycle.then_some(reload_tx),
     });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
@@ -168,12 +222,39 @@ async fn run(config: config::Config, listen: SocketAddr, telemetry_path: String)
     // Keep-alive connections and slow clients do not hold the exit beyond a second.
     let _ = tokio::time::timeout(Duration::from_millis(800), async {
         let _ = server.await;
-        for task in loops {
-            let _ = task.await;
+        if let Ok(scheduler) = reloader.await {
+            scheduler.shutdown(Duration::from_millis(300)).await;
         }
     })
     .await;
     ExitCode::SUCCESS
+}
+
+/// Turns every SIGHUP into a reload request.
+async fn forward_sighup(requests: mpsc::Sender<ReloadRequest>, cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(hup) => hup,
+            Err(err) => {
+                tracing::warn!("cannot watch SIGHUP ({err}); reload with POST /-/reload instead");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                received = hup.recv() => {
+                    if received.is_none() || requests.send(ReloadRequest { respond: None }).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (requests, cancel);
 }
 
 /// Parses `:port`, `host:port` or `[v6]:port`. A bare `:port` listens on every

@@ -2,7 +2,9 @@
 //! and alerts depend on these names; change them only with a changelog entry.
 //!
 //! The exposition is encoded from the published [`TargetStatus`]es through a
-//! prometheus-client `Collector`, once per change (see `snapshot`), never per scrape.
+//! prometheus-client `Collector`: each target's samples once per change of that
+//! target, split by family, so `snapshot` assembles the whole exposition (and one
+//! target's, for `/probe`) by concatenation, never per scrape.
 
 use crate::snapshot::{TargetStatus, TenantStatus};
 use crate::source::Reason;
@@ -30,6 +32,8 @@ pub const COLLECT_DURATION: &str = "dbsession_collect_duration_seconds";
 /// Written as `dbsession_collect_errors_total`: prometheus-client appends `_total`.
 pub const COLLECT_ERRORS: &str = "dbsession_collect_errors";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
+pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
+pub const RELOAD_SUCCESS_TIME: &str = "dbsession_config_last_reload_success_timestamp_seconds";
 
 /// One per-dimension pair of families: name of the label, and the two metric names.
 struct Dimension {
@@ -107,16 +111,106 @@ struct SessionCollector {
     targets: Vec<Arc<TargetStatus>>,
 }
 
-/// Encodes the whole exposition (OpenMetrics text) for `targets`.
-pub fn encode(targets: &[Arc<TargetStatus>]) -> Result<String, fmt::Error> {
+/// One metric family's text: its `# HELP`/`# TYPE` header and its sample lines.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FamilyText {
+    pub header: String,
+    pub samples: String,
+}
+
+/// Encodes the per-target families (OpenMetrics text, no `# EOF`) for `targets`,
+/// split by family, in the fixed order every encoding uses. With no targets it
+/// yields the headers alone, which is how the exposition is assembled from
+/// per-target chunks (see `snapshot`).
+pub fn encode_families(targets: &[Arc<TargetStatus>]) -> Result<Vec<FamilyText>, fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SessionCollector {
         targets: targets.to_vec(),
     }));
     let series: usize = targets.iter().map(|t| t.tenants.len()).sum();
     let mut out = String::with_capacity(4096 + series * 2048);
-    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    prometheus_client::encoding::text::encode_registry(&mut out, &registry)?;
+    Ok(split_families(&out))
+}
+
+/// Splits OpenMetrics text into families at each `# HELP` line.
+fn split_families(text: &str) -> Vec<FamilyText> {
+    let mut families: Vec<FamilyText> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") {
+            families.push(FamilyText::default());
+        }
+        let Some(family) = families.last_mut() else {
+            continue;
+        };
+        let part = if line.starts_with('#') {
+            &mut family.header
+        } else {
+            &mut family.samples
+        };
+        part.push_str(line);
+        part.push('\n');
+    }
+    families
+}
+
+/// The state of configuration (re)loads, for the `dbsession_config_*` metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReloadStatus {
+    pub last_successful: bool,
+    /// Unix time of the last successful load (the start counts as one).
+    pub last_success: std::time::SystemTime,
+}
+
+/// Encodes the process-wide families (build info, config reloads) with headers.
+pub fn encode_process(reload: ReloadStatus) -> Result<String, fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(ProcessCollector { reload }));
+    let mut out = String::with_capacity(1024);
+    prometheus_client::encoding::text::encode_registry(&mut out, &registry)?;
     Ok(out)
+}
+
+#[derive(Debug)]
+struct ProcessCollector {
+    reload: ReloadStatus,
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let mut metric = encoder.encode_descriptor(
+            BUILD_INFO,
+            "A metric with a constant 1 labelled by the exporter's version, git revision and rustc version.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = [
+            ("version", crate::VERSION),
+            ("revision", env!("SESSION_EXPORTER_REVISION")),
+            ("rustc", env!("SESSION_EXPORTER_RUSTC")),
+        ];
+        metric.encode_family(&labels)?.encode_gauge(&1_i64)?;
+        let mut metric = encoder.encode_descriptor(
+            RELOAD_SUCCESSFUL,
+            "1 if the last configuration load (start, SIGHUP or POST /-/reload) succeeded; 0 if the file was refused and the previous configuration kept running.",
+            None,
+            MetricType::Gauge,
+        )?;
+        metric.encode_gauge(&i64::from(self.reload.last_successful))?;
+        let mut metric = encoder.encode_descriptor(
+            RELOAD_SUCCESS_TIME,
+            "Unix time of the last successful configuration load.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let seconds = self
+            .reload
+            .last_success
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metric.encode_gauge(&seconds)?;
+        Ok(())
+    }
 }
 
 impl SessionCollector {
@@ -307,18 +401,6 @@ impl Collector for SessionCollector {
             self.dimension(&mut encoder, dim, false)?;
             self.dimension(&mut encoder, dim, true)?;
         }
-        let mut metric = encoder.encode_descriptor(
-            BUILD_INFO,
-            "A metric with a constant 1 labelled by the exporter's version, git revision and rustc version.",
-            None,
-            MetricType::Gauge,
-        )?;
-        let labels = [
-            ("version", crate::VERSION),
-            ("revision", env!("SESSION_EXPORTER_REVISION")),
-            ("rustc", env!("SESSION_EXPORTER_RUSTC")),
-        ];
-        metric.encode_family(&labels)?.encode_gauge(&1_i64)?;
         Ok(())
     }
 }

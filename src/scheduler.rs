@@ -8,9 +8,10 @@
 //! reused. Failures are logged when they start, when the error changes, and at most
 //! every [`REPEAT_LOG_EVERY`] while they last; recovery is logged once.
 
-use crate::config::Target;
-use crate::snapshot::TargetStatus;
+use crate::config::{Config, Target};
+use crate::snapshot::{TargetStatus, Update};
 use crate::source::{self, Source, SourceError};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -22,33 +23,149 @@ pub const REPEAT_LOG_EVERY: Duration = Duration::from_secs(300);
 /// Backoff never waits longer than this many intervals.
 const MAX_BACKOFF_INTERVALS: u32 = 4;
 
-/// Starts one loop per target. Each ends when `cancel` fires or the publisher is gone.
-pub fn spawn(
-    targets: &[Target],
-    updates: &mpsc::Sender<Arc<TargetStatus>>,
-    cancel: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
-    targets
-        .iter()
-        .map(|target| {
-            let source = source::build(target);
-            tokio::spawn(run_target(
+/// Which targets this replica collects: `--shard=I --total-shards=N` keeps the
+/// targets whose stable hash modulo N is I (as kube-state-metrics shards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub total: u32,
+}
+
+impl Shard {
+    /// Every target: one shard of one.
+    pub const ALL: Shard = Shard { index: 0, total: 1 };
+
+    /// True when `target` belongs to this shard. FNV-1a of the name: stable across
+    /// processes, versions and platforms, unlike the standard library's hasher.
+    pub fn owns(self, target: &str) -> bool {
+        let hash = target.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        hash % u64::from(self.total.max(1)) == u64::from(self.index)
+    }
+}
+
+/// What applying a configuration changed, for the log.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub started: Vec<String>,
+    pub restarted: Vec<String>,
+    pub stopped: Vec<String>,
+    pub kept: usize,
+    /// Configured targets that belong to other shards.
+    pub other_shards: usize,
+}
+
+/// Runs one loop per target and applies new configurations to the running set.
+pub struct Scheduler {
+    running: HashMap<String, Running>,
+    updates: mpsc::Sender<Update>,
+    cancel: CancellationToken,
+    shard: Shard,
+    next_generation: u64,
+}
+
+struct Running {
+    target: Target,
+    generation: u64,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Scheduler {
+    /// A scheduler with nothing running; `cancel` stops every loop at shutdown.
+    pub fn new(updates: mpsc::Sender<Update>, cancel: CancellationToken, shard: Shard) -> Self {
+        Self {
+            running: HashMap::new(),
+            updates,
+            cancel,
+            shard,
+            next_generation: 1,
+        }
+    }
+
+    /// Makes the running loops match `config`. A target whose settings are unchanged
+    /// keeps its loop, pool and series; a changed one is restarted (its last state
+    /// stays published until the new loop reports); a removed one is stopped.
+    pub async fn apply(&mut self, config: &Config) -> Applied {
+        let mut applied = Applied::default();
+        let mut previous = std::mem::take(&mut self.running);
+        let mut plan = Vec::new();
+        let mut to_start = Vec::new();
+        for target in &config.targets {
+            if !self.shard.owns(&target.name) {
+                applied.other_shards += 1;
+                continue;
+            }
+            match previous.remove(&target.name) {
+                Some(running) if running.target == *target => {
+                    applied.kept += 1;
+                    plan.push((target.clone(), running.generation));
+                    self.running.insert(target.name.clone(), running);
+                }
+                old => {
+                    if let Some(old) = old {
+                        old.stop.cancel();
+                        applied.restarted.push(target.name.clone());
+                    } else {
+                        applied.started.push(target.name.clone());
+                    }
+                    let generation = self.next_generation;
+                    self.next_generation += 1;
+                    plan.push((target.clone(), generation));
+                    to_start.push((target.clone(), generation));
+                }
+            }
+        }
+        for (name, old) in previous {
+            old.stop.cancel();
+            applied.stopped.push(name);
+        }
+        // The publisher learns the new set before any new loop can report into it.
+        let _ = self.updates.send(Update::Targets(plan)).await;
+        for (target, generation) in to_start {
+            let stop = self.cancel.child_token();
+            let task = tokio::spawn(run_target(
                 target.clone(),
-                source,
-                updates.clone(),
-                cancel.clone(),
-            ))
+                generation,
+                source::build(&target),
+                self.updates.clone(),
+                stop.clone(),
+            ));
+            self.running.insert(
+                target.name.clone(),
+                Running {
+                    target,
+                    generation,
+                    stop,
+                    task,
+                },
+            );
+        }
+        applied
+    }
+
+    /// Stops every loop and waits (bounded) for them to end.
+    pub async fn shutdown(self, limit: Duration) {
+        self.cancel.cancel();
+        let tasks = self.running.into_values().map(|r| r.task);
+        let _ = tokio::time::timeout(limit, async {
+            for task in tasks {
+                let _ = task.await;
+            }
         })
-        .collect()
+        .await;
+    }
 }
 
 async fn run_target(
     target: Target,
+    generation: u64,
     mut source: Box<dyn Source>,
-    updates: mpsc::Sender<Arc<TargetStatus>>,
+    updates: mpsc::Sender<Update>,
     cancel: CancellationToken,
 ) {
-    let mut status = TargetStatus::new(&target);
+    let mut status = TargetStatus::new(&target, generation);
     let mut log = FailureLog::default();
     let mut failures: u32 = 0;
     let mut jitter = Jitter::seeded(&target.name);
@@ -76,7 +193,11 @@ async fn run_target(
                 status.record_failure(error, took);
             }
         }
-        if updates.send(Arc::new(status.clone())).await.is_err() {
+        if updates
+            .send(Update::Status(Arc::new(status.clone())))
+            .await
+            .is_err()
+        {
             break;
         }
         let wait = next_delay(target.collect_interval, failures, &mut jitter).saturating_sub(took);
@@ -157,6 +278,25 @@ impl FailureLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_split_targets_exactly_once_and_stably() {
+        let names: Vec<String> = (0..1000).map(|i| format!("target-{i}")).collect();
+        for total in [1, 2, 3, 7] {
+            let shards: Vec<Shard> = (0..total).map(|index| Shard { index, total }).collect();
+            for name in &names {
+                let owners = shards.iter().filter(|s| s.owns(name)).count();
+                assert_eq!(owners, 1, "{name} with {total} shards");
+            }
+            // Not all in one shard: the hash spreads them.
+            let first = names.iter().filter(|n| shards[0].owns(n)).count();
+            assert!(first > 1000 / total as usize / 2, "{total}: {first}");
+        }
+        // Stable: a name lands in the same shard in every process and version
+        // (FNV-1a, computed independently: ob-prod -> 0 of 3, mariadb-app -> 6 of 7).
+        assert!(Shard { index: 0, total: 3 }.owns("ob-prod"));
+        assert!(Shard { index: 6, total: 7 }.owns("mariadb-app"));
+    }
 
     #[test]
     fn backoff_doubles_up_to_four_intervals_with_jitter() {

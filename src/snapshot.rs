@@ -1,22 +1,30 @@
 //! The published state: the latest result of every target, and the exposition bytes
-//! encoded from it.
+//! prepared from it.
 //!
-//! Target loops send their new [`TargetStatus`] to one publisher task, which encodes
-//! the exposition once per change (coalescing bursts) in both text formats, plain and
-//! gzip, and swaps it in through a `watch` channel. A scrape borrows the current
-//! [`Published`] and copies out ready bytes; it never queries or encodes anything.
+//! Target loops send their new [`TargetStatus`] to one publisher task. The publisher
+//! encodes a target's samples only when that target changed (split by metric family),
+//! and assembles the whole exposition by concatenating, family by family, the header
+//! and every target's chunk: an interval in which N targets report costs N small
+//! encodings, not N full ones. It publishes at most every [`PUBLISH_EVERY`], so
+//! targets finishing together cost one assembly and one gzip. Each target also keeps
+//! its own prepared bodies for `/probe`. A scrape borrows the current [`Published`]
+//! and copies out ready bytes; it never queries or encodes anything.
 
 use crate::config::{Kind, Target};
 use crate::exposition::{openmetrics_to_classic, Format};
-use crate::metrics;
+use crate::metrics::{self, FamilyText, ReloadStatus};
 use crate::source::{Reason, SourceError};
 use crate::stats::{self, Collection, TenantStats};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
+
+/// Publishing is rate-limited to this: values are at most this much later than their
+/// collection, and a burst of results costs one assembly.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// What is known about one tenant after the last cycle.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +42,10 @@ pub struct TargetStatus {
     pub name: String,
     pub kind: Kind,
     pub labels: Vec<(String, String)>,
-    /// True once the first cycle has ended (success or failure): readiness.
+    /// Which run of this target produced the status: a reload that changes a target
+    /// starts a new run, and a late result of the old one must not win.
+    pub generation: u64,
+    /// True once the first cycle has ended (success or failure).
     pub tried: bool,
     pub tenants: BTreeMap<String, TenantStatus>,
     pub last_success: Option<SystemTime>,
@@ -46,8 +57,8 @@ pub struct TargetStatus {
 }
 
 impl TargetStatus {
-    /// The state before the first cycle.
-    pub fn new(target: &Target) -> Self {
+    /// The state before the first cycle of run `generation`.
+    pub fn new(target: &Target, generation: u64) -> Self {
         let expected_tenants = match target.kind {
             Kind::Mysql => vec![target.name.clone()],
             Kind::Oceanbase => target.tenants.clone().unwrap_or_default(),
@@ -56,6 +67,7 @@ impl TargetStatus {
             name: target.name.clone(),
             kind: target.kind,
             labels: target.labels.clone(),
+            generation,
             tried: false,
             tenants: BTreeMap::new(),
             last_success: None,
@@ -106,14 +118,6 @@ impl TargetStatus {
     }
 }
 
-/// Everything a scrape or a page needs, prepared once per change.
-#[derive(Debug)]
-pub struct Published {
-    pub targets: Vec<Arc<TargetStatus>>,
-    openmetrics: Body,
-    classic: Body,
-}
-
 /// One encoded exposition, plain and gzip-compressed.
 #[derive(Debug, Clone)]
 pub struct Body {
@@ -121,38 +125,12 @@ pub struct Body {
     pub gzip: Bytes,
 }
 
-impl Published {
-    /// Encodes `targets`. Encoding only fails if a `fmt::Write` into a String fails,
-    /// which it cannot; the error is still carried rather than unwrapped.
-    pub fn encode(targets: Vec<Arc<TargetStatus>>) -> Result<Self, std::fmt::Error> {
-        let openmetrics = metrics::encode(&targets)?;
-        let classic = openmetrics_to_classic(&openmetrics);
-        Ok(Self {
-            openmetrics: Body::new(openmetrics.into_bytes()),
-            classic: Body::new(classic.into_bytes()),
-            targets,
-        })
-    }
-
-    pub fn body(&self, format: Format) -> &Body {
-        match format {
-            Format::OpenMetrics => &self.openmetrics,
-            Format::Classic => &self.classic,
-        }
-    }
-
-    /// Ready once every target has finished its first cycle.
-    pub fn ready(&self) -> bool {
-        self.targets.iter().all(|t| t.tried)
-    }
-}
-
 impl Body {
     fn new(plain: Vec<u8>) -> Self {
-        // Fast compression: this runs once per change, and most of the gain of gzip on
-        // repetitive exposition text comes at the lowest level.
+        // Fast compression: this runs once per publish, and most of the gain of gzip
+        // on repetitive exposition text comes at the lowest level.
         let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(plain.len() / 8),
+            Vec::with_capacity(plain.len() / 8 + 64),
             flate2::Compression::fast(),
         );
         let gzip = encoder
@@ -166,48 +144,365 @@ impl Body {
     }
 }
 
+/// An exposition in both formats.
+#[derive(Debug, Clone)]
+pub struct Bodies {
+    openmetrics: Body,
+    classic: Body,
+}
+
+impl Bodies {
+    fn new(openmetrics: String) -> Self {
+        let classic = openmetrics_to_classic(&openmetrics);
+        Self {
+            openmetrics: Body::new(openmetrics.into_bytes()),
+            classic: Body::new(classic.into_bytes()),
+        }
+    }
+
+    pub fn get(&self, format: Format) -> &Body {
+        match format {
+            Format::OpenMetrics => &self.openmetrics,
+            Format::Classic => &self.classic,
+        }
+    }
+}
+
+/// One target as published: its status, and its prepared samples and `/probe` bodies.
+#[derive(Debug)]
+pub struct TargetEntry {
+    pub status: Arc<TargetStatus>,
+    families: Vec<FamilyText>,
+    pub probe: Bodies,
+}
+
+impl TargetEntry {
+    fn new(status: Arc<TargetStatus>, headers: &[FamilyText]) -> Result<Self, std::fmt::Error> {
+        let families = metrics::encode_families(std::slice::from_ref(&status))?;
+        let probe = Bodies::new(assemble(headers, std::slice::from_ref(&&families[..]), ""));
+        Ok(Self {
+            status,
+            families,
+            probe,
+        })
+    }
+}
+
+/// Everything a scrape or a page needs, prepared once per publish.
+#[derive(Debug)]
+pub struct Published {
+    /// Targets in config order.
+    pub targets: Vec<Arc<TargetEntry>>,
+    pub all: Bodies,
+    /// Set once every target of the first configuration has been tried, and never
+    /// cleared: a reload that adds a target does not take a running exporter out of
+    /// service.
+    pub ready: bool,
+    pub reload: ReloadStatus,
+}
+
+impl Published {
+    pub fn target(&self, name: &str) -> Option<&TargetEntry> {
+        self.targets
+            .iter()
+            .find(|t| t.status.name == name)
+            .map(|t| t.as_ref())
+    }
+}
+
+/// Concatenates, family by family, each header and every target's samples, then the
+/// process-wide families, then `# EOF`.
+fn assemble(headers: &[FamilyText], targets: &[&[FamilyText]], process: &str) -> String {
+    let size: usize = headers.iter().map(|h| h.header.len()).sum::<usize>()
+        + targets
+            .iter()
+            .flat_map(|t| t.iter())
+            .map(|f| f.samples.len())
+            .sum::<usize>()
+        + process.len()
+        + 8;
+    let mut out = String::with_capacity(size);
+    for (i, header) in headers.iter().enumerate() {
+        out.push_str(&header.header);
+        for families in targets {
+            if let Some(family) = families.get(i) {
+                out.push_str(&family.samples);
+            }
+        }
+    }
+    out.push_str(process);
+    out.push_str("# EOF\n");
+    out
+}
+
+/// A message to the publisher.
+#[derive(Debug)]
+pub enum Update {
+    /// A target finished a cycle.
+    Status(Arc<TargetStatus>),
+    /// The configured targets after a (re)load, in order, with the run generation of
+    /// each. Targets kept by name keep their state until their run reports; new ones
+    /// start pending; the others and their series go.
+    Targets(Vec<(Target, u64)>),
+    /// A configuration load finished.
+    Reload { successful: bool, at: SystemTime },
+}
+
 /// Channel ends that connect target loops, the publisher and the HTTP server.
 pub struct Channels {
-    pub updates: mpsc::Sender<Arc<TargetStatus>>,
+    pub updates: mpsc::Sender<Update>,
     pub published: watch::Receiver<Arc<Published>>,
 }
 
-/// Starts the publisher for `targets` and returns where to send updates and where to
-/// read the published state. The publisher ends when every update sender is dropped.
-pub fn start(targets: &[Target]) -> Channels {
-    let statuses: Vec<Arc<TargetStatus>> = targets
-        .iter()
-        .map(|t| Arc::new(TargetStatus::new(t)))
-        .collect();
-    let first = Published::encode(statuses.clone()).expect("encoding into a String cannot fail");
+/// Starts the publisher and returns where to send updates and where to read the
+/// published state. The publisher ends when every update sender is dropped.
+pub fn start() -> Channels {
+    let mut publisher = Publisher::new();
+    let first = publisher.publish();
     let (published_tx, published_rx) = watch::channel(Arc::new(first));
-    let (updates_tx, updates_rx) = mpsc::channel(targets.len().max(1) * 2);
-    tokio::spawn(publish(updates_rx, published_tx, statuses));
+    let (updates_tx, updates_rx) = mpsc::channel(256);
+    tokio::spawn(publisher.run(updates_rx, published_tx));
     Channels {
         updates: updates_tx,
         published: published_rx,
     }
 }
 
-async fn publish(
-    mut updates: mpsc::Receiver<Arc<TargetStatus>>,
-    published: watch::Sender<Arc<Published>>,
-    mut statuses: Vec<Arc<TargetStatus>>,
-) {
-    while let Some(first) = updates.recv().await {
-        let mut next = Some(first);
-        // Targets that finish together are published together.
-        while let Some(update) = next {
-            if let Some(slot) = statuses.iter_mut().find(|s| s.name == update.name) {
-                *slot = update;
-            }
-            next = updates.try_recv().ok();
+struct Publisher {
+    headers: Vec<FamilyText>,
+    order: Vec<String>,
+    /// The run generation of every configured target: only its results are taken.
+    generations: HashMap<String, u64>,
+    entries: HashMap<String, Arc<TargetEntry>>,
+    ever_ready: bool,
+    reload: ReloadStatus,
+    process: String,
+}
+
+impl Publisher {
+    fn new() -> Self {
+        let reload = ReloadStatus {
+            last_successful: true,
+            last_success: SystemTime::now(),
+        };
+        Self {
+            headers: metrics::encode_families(&[]).expect("encoding into a String cannot fail"),
+            order: Vec::new(),
+            generations: HashMap::new(),
+            entries: HashMap::new(),
+            ever_ready: false,
+            reload,
+            process: metrics::encode_process(reload).expect("encoding into a String cannot fail"),
         }
-        match Published::encode(statuses.clone()) {
-            Ok(snapshot) => {
-                published.send_replace(Arc::new(snapshot));
+    }
+
+    async fn run(
+        mut self,
+        mut updates: mpsc::Receiver<Update>,
+        published: watch::Sender<Arc<Published>>,
+    ) {
+        let mut last_publish = Instant::now();
+        while let Some(first) = updates.recv().await {
+            self.apply(first);
+            // Wait out the rate limit, taking in whatever else arrives meanwhile.
+            let due = last_publish + PUBLISH_EVERY;
+            while let Ok(Some(update)) = tokio::time::timeout_at(due.into(), updates.recv()).await {
+                self.apply(update);
             }
-            Err(err) => tracing::error!("encoding the exposition failed: {err}"),
+            published.send_replace(Arc::new(self.publish()));
+            last_publish = Instant::now();
         }
+    }
+
+    fn apply(&mut self, update: Update) {
+        let result = match update {
+            Update::Status(status) => self.apply_status(status),
+            Update::Targets(targets) => self.apply_targets(targets),
+            Update::Reload { successful, at } => {
+                self.reload.last_successful = successful;
+                if successful {
+                    self.reload.last_success = at;
+                }
+                metrics::encode_process(self.reload).map(|text| self.process = text)
+            }
+        };
+        if let Err(err) = result {
+            tracing::error!("encoding the exposition failed: {err}");
+        }
+    }
+
+    fn apply_status(&mut self, status: Arc<TargetStatus>) -> Result<(), std::fmt::Error> {
+        // From a target removed by a reload, or from a run a reload replaced: drop it.
+        if self.generations.get(&status.name) != Some(&status.generation) {
+            return Ok(());
+        }
+        let entry = TargetEntry::new(status, &self.headers)?;
+        self.entries
+            .insert(entry.status.name.clone(), Arc::new(entry));
+        Ok(())
+    }
+
+    fn apply_targets(&mut self, targets: Vec<(Target, u64)>) -> Result<(), std::fmt::Error> {
+        let mut entries = HashMap::with_capacity(targets.len());
+        self.order.clear();
+        self.generations.clear();
+        for (target, generation) in targets {
+            self.generations.insert(target.name.clone(), generation);
+            let entry = match self.entries.remove(&target.name) {
+                // A kept or restarted target shows its last state until its run reports.
+                Some(entry) => entry,
+                None => Arc::new(TargetEntry::new(
+                    Arc::new(TargetStatus::new(&target, generation)),
+                    &self.headers,
+                )?),
+            };
+            self.order.push(target.name.clone());
+            entries.insert(target.name, entry);
+        }
+        self.entries = entries;
+        Ok(())
+    }
+
+    fn publish(&mut self) -> Published {
+        let targets: Vec<Arc<TargetEntry>> = self
+            .order
+            .iter()
+            .filter_map(|name| self.entries.get(name).cloned())
+            .collect();
+        let chunks: Vec<&[FamilyText]> = targets.iter().map(|t| &t.families[..]).collect();
+        let all = Bodies::new(assemble(&self.headers, &chunks, &self.process));
+        self.ever_ready |= !targets.is_empty() && targets.iter().all(|t| t.status.tried);
+        Published {
+            all,
+            ready: self.ever_ready,
+            reload: self.reload,
+            targets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use std::path::Path;
+
+    fn target(name: &str) -> Target {
+        let text = format!("targets:\n  - name: {name}\n    kind: mysql\n    address: 127.0.0.1:3306\n    user: m\n");
+        config::parse(Path::new("t.yaml"), &text, &|_| None)
+            .unwrap()
+            .targets
+            .remove(0)
+    }
+
+    fn text(body: &Body) -> String {
+        String::from_utf8(body.plain.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn assembly_equals_a_direct_encoding_of_all_targets() {
+        let mut publisher = Publisher::new();
+        publisher
+            .apply_targets(vec![(target("a"), 1), (target("b"), 1)])
+            .unwrap();
+        let mut statuses = Vec::new();
+        for name in ["a", "b"] {
+            let mut status = TargetStatus::new(&target(name), 1);
+            status.record_success(
+                Collection {
+                    tenants: vec![name.into()],
+                    groups: vec![],
+                },
+                Duration::from_millis(3),
+                SystemTime::UNIX_EPOCH,
+            );
+            let status = Arc::new(status);
+            publisher.apply_status(status.clone()).unwrap();
+            statuses.push(status);
+        }
+        let published = publisher.publish();
+        let direct: String = metrics::encode_families(&statuses)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.header + &f.samples)
+            .collect();
+        let all = text(published.all.get(Format::OpenMetrics));
+        assert_eq!(all, format!("{direct}{}# EOF\n", publisher.process));
+        assert!(published.ready);
+
+        // A target's probe body holds its own series only.
+        let probe = text(
+            published
+                .target("b")
+                .unwrap()
+                .probe
+                .get(Format::OpenMetrics),
+        );
+        assert!(probe.contains(r#"dbsession_up{target="b",tenant="b"} 1"#));
+        assert!(!probe.contains(r#"target="a""#));
+        assert!(!probe.contains("dbsession_exporter_build_info"));
+        assert!(probe.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn reloads_keep_state_drop_removed_and_ignore_stale_runs() {
+        let mut publisher = Publisher::new();
+        publisher
+            .apply_targets(vec![(target("keep"), 1), (target("gone"), 1)])
+            .unwrap();
+        for name in ["keep", "gone"] {
+            let mut status = TargetStatus::new(&target(name), 1);
+            status.record_failure(SourceError::new(Reason::Auth, "x"), Duration::ZERO);
+            publisher.apply_status(Arc::new(status)).unwrap();
+        }
+        assert!(publisher.publish().ready);
+
+        // "keep" restarts as run 2, "gone" goes, "new" comes.
+        publisher
+            .apply_targets(vec![(target("new"), 3), (target("keep"), 2)])
+            .unwrap();
+        let published = publisher.publish();
+        let names: Vec<&str> = published
+            .targets
+            .iter()
+            .map(|t| t.status.name.as_str())
+            .collect();
+        assert_eq!(names, ["new", "keep"]);
+        assert!(
+            published.target("keep").unwrap().status.tried,
+            "kept state until the new run reports"
+        );
+        assert!(published.ready, "readiness is not lost by a reload");
+        let all = text(published.all.get(Format::Classic));
+        assert!(!all.contains(r#"target="gone""#));
+
+        // A late result of run 1 of "keep" does not overwrite run 2's.
+        let mut newer = TargetStatus::new(&target("keep"), 2);
+        newer.record_success(Collection::default(), Duration::ZERO, SystemTime::now());
+        publisher.apply_status(Arc::new(newer)).unwrap();
+        let mut stale = TargetStatus::new(&target("keep"), 1);
+        stale.record_failure(SourceError::new(Reason::Timeout, "late"), Duration::ZERO);
+        publisher.apply_status(Arc::new(stale)).unwrap();
+        assert!(publisher.publish().target("keep").unwrap().status.is_up());
+
+        // A result for a removed target is dropped.
+        let mut ghost = TargetStatus::new(&target("gone"), 1);
+        ghost.record_failure(SourceError::new(Reason::Timeout, "late"), Duration::ZERO);
+        publisher.apply_status(Arc::new(ghost)).unwrap();
+        assert!(publisher.publish().target("gone").is_none());
+    }
+
+    #[test]
+    fn reload_outcomes_are_exported() {
+        let mut publisher = Publisher::new();
+        publisher.apply(Update::Reload {
+            successful: false,
+            at: SystemTime::now(),
+        });
+        let all = text(publisher.publish().all.get(Format::Classic));
+        assert!(
+            all.contains("dbsession_config_last_reload_successful 0\n"),
+            "{all}"
+        );
     }
 }

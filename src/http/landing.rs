@@ -11,7 +11,7 @@ pub async fn page(State(state): State<AppState>) -> Html<String> {
     let published = state.current();
     let mut rows = String::new();
     for target in &published.targets {
-        row(&mut rows, target);
+        row(&mut rows, &target.status);
     }
     let path = escape(&state.telemetry_path);
     Html(format!(
@@ -20,7 +20,7 @@ pub async fn page(State(state): State<AppState>) -> Html<String> {
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.down{{color:#b00}}.up{{color:#070}}</style>\
 </head><body><h1>session_exporter</h1>\
 <p>Version {version} (revision {revision}). Prometheus exporter for database session metrics.</p>\
-<ul><li><a href=\"{path}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li>\
+<ul><li><a href=\"{path}\">Metrics</a> (one target: <code>/probe?target=NAME</code>)</li><li><a href=\"/-/healthy\">Health</a></li>\
 <li><a href=\"/-/ready\">Readiness</a></li></ul>\
 <h2>Targets</h2><table><tr><th>target</th><th>kind</th><th>state</th><th>tenants</th>\
 <th>last success</th><th>last error</th></tr>{rows}</table></body></html>\n",

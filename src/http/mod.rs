@@ -1,5 +1,7 @@
-//! The HTTP server: `/metrics` (path configurable), the landing page, and the
-//! `/-/healthy` and `/-/ready` probes.
+//! The HTTP server: `/metrics` (path configurable), `/probe?target=NAME` (one
+//! target's series, for multi-target scrape configs), the landing page, the
+//! `/-/healthy` and `/-/ready` probes, and `POST /-/reload` when the lifecycle API is
+//! enabled.
 //!
 //! Handlers only read the published snapshot: a scrape costs a pointer copy and a
 //! write of bytes encoded earlier, whatever the number of targets or the scrape rate.
@@ -7,21 +9,25 @@
 mod landing;
 
 use crate::exposition::Format;
-use crate::snapshot::Published;
+use crate::reload::ReloadRequest;
+use crate::snapshot::{Bodies, Published};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
+use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// What every handler can read.
 #[derive(Clone)]
 pub struct AppState {
     pub published: watch::Receiver<Arc<Published>>,
     pub telemetry_path: Arc<str>,
+    /// Where `POST /-/reload` sends its request; None unless --web.enable-lifecycle.
+    pub reload: Option<mpsc::Sender<ReloadRequest>>,
 }
 
 impl AppState {
@@ -35,16 +41,58 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(landing::page))
         .route(&state.telemetry_path.clone(), get(metrics))
+        .route("/probe", get(probe))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload).put(reload))
         .with_state(state)
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let format = Format::negotiate(header_str(&headers, header::ACCEPT));
-    let gzip = header_str(&headers, header::ACCEPT_ENCODING).is_some_and(accepts_gzip);
     let published = state.current();
-    let body = published.body(format);
+    exposition(&published.all, &headers)
+}
+
+/// One target's series, like mysqld_exporter's multi-target `/probe`: Prometheus
+/// scrapes it once per target with `target` set by relabelling.
+async fn probe(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(name) = params.get("target").filter(|n| !n.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, "missing parameter `target`: use /probe?target=NAME with a target name from the configuration\n").into_response();
+    };
+    let published = state.current();
+    match published.target(name) {
+        Some(entry) => exposition(&entry.probe, &headers),
+        None => {
+            let known: Vec<&str> = published
+                .targets
+                .iter()
+                .map(|t| t.status.name.as_str())
+                .collect();
+            (
+                StatusCode::NOT_FOUND,
+                format!(
+                    "unknown target `{name}`: this exporter collects {}\n",
+                    if known.is_empty() {
+                        "no target".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Answers with prepared `bodies` in the format and encoding the client asked for.
+fn exposition(bodies: &Bodies, headers: &HeaderMap) -> Response {
+    let format = Format::negotiate(header_str(headers, header::ACCEPT));
+    let gzip = header_str(headers, header::ACCEPT_ENCODING).is_some_and(accepts_gzip);
+    let body = bodies.get(format);
     let mut response = if gzip {
         let mut response = Response::new(Body::from(body.gzip.clone()));
         response
@@ -66,29 +114,57 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     response
 }
 
+async fn reload(State(state): State<AppState>) -> Response {
+    let Some(requests) = state.reload else {
+        return (
+            StatusCode::FORBIDDEN,
+            "Lifecycle API is not enabled: start with --web.enable-lifecycle\n",
+        )
+            .into_response();
+    };
+    let (respond, outcome) = oneshot::channel();
+    if requests
+        .send(ReloadRequest {
+            respond: Some(respond),
+        })
+        .await
+        .is_err()
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match outcome.await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("{summary}\n")).into_response(),
+        Ok(Err(message)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{message}\n")).into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
 async fn healthy() -> &'static str {
     "Healthy\n"
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
     let published = state.current();
-    if published.ready() {
+    if published.ready {
         (StatusCode::OK, "Ready\n").into_response()
     } else {
         let waiting: Vec<&str> = published
             .targets
             .iter()
-            .filter(|t| !t.tried)
-            .map(|t| t.name.as_str())
+            .filter(|t| !t.status.tried)
+            .map(|t| t.status.name.as_str())
             .collect();
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
+        let message = if waiting.is_empty() {
+            "Not ready: starting\n".to_string()
+        } else {
             format!(
                 "Not ready: first collection pending for {}\n",
                 waiting.join(", ")
-            ),
-        )
-            .into_response()
+            )
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
     }
 }
 

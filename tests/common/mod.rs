@@ -364,9 +364,12 @@ impl Metrics {
     /// The value of `name` with exactly `labels` (in exposition order).
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let rendered: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-        self.samples
-            .get(&format!("{name}{{{}}}", rendered.join(",")))
-            .copied()
+        let series = if labels.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}{{{}}}", rendered.join(","))
+        };
+        self.samples.get(&series).copied()
     }
 
     /// Every series of `name` whose labels include all of `labels`.

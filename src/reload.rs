@@ -1,0 +1,79 @@
+//! Configuration reloads, from SIGHUP or `POST /-/reload`: re-read the file, and
+//! either apply it or refuse it whole and keep running the previous one.
+//!
+//! One task owns the scheduler and serves reload requests in order, so two reloads
+//! never interleave. Each outcome is logged and exported as
+//! `dbsession_config_last_reload_successful` and `…_success_timestamp_seconds`.
+
+use crate::config;
+use crate::scheduler::Scheduler;
+use crate::snapshot::Update;
+use std::path::PathBuf;
+use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// A request to reload; `respond` carries the outcome back to an HTTP caller.
+pub struct ReloadRequest {
+    pub respond: Option<oneshot::Sender<Result<String, String>>>,
+}
+
+/// Serves reload requests until `cancel` fires, then hands the scheduler back for
+/// an orderly shutdown.
+pub async fn serve(
+    path: PathBuf,
+    mut scheduler: Scheduler,
+    updates: mpsc::Sender<Update>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    cancel: CancellationToken,
+) -> Scheduler {
+    loop {
+        let request = tokio::select! {
+            _ = cancel.cancelled() => break,
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => break,
+            },
+        };
+        let outcome = match config::load(&path) {
+            Ok(config) => {
+                let applied = scheduler.apply(&config).await;
+                let summary = format!(
+                    "configuration reloaded: {} started, {} restarted, {} stopped, {} unchanged{}",
+                    applied.started.len(),
+                    applied.restarted.len(),
+                    applied.stopped.len(),
+                    applied.kept,
+                    if applied.other_shards > 0 {
+                        format!(", {} in other shards", applied.other_shards)
+                    } else {
+                        String::new()
+                    }
+                );
+                tracing::info!(
+                    started = ?applied.started,
+                    restarted = ?applied.restarted,
+                    stopped = ?applied.stopped,
+                    "{summary}"
+                );
+                Ok(summary)
+            }
+            Err(err) => {
+                tracing::error!(
+                    "configuration reload refused, the previous configuration keeps running: {err}"
+                );
+                Err(err.to_string())
+            }
+        };
+        let _ = updates
+            .send(Update::Reload {
+                successful: outcome.is_ok(),
+                at: SystemTime::now(),
+            })
+            .await;
+        if let Some(respond) = request.respond {
+            let _ = respond.send(outcome);
+        }
+    }
+    scheduler
+}
