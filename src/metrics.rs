@@ -31,6 +31,7 @@ pub const LAST_SUCCESS: &str = "dbsession_last_collect_success_timestamp_seconds
 pub const COLLECT_DURATION: &str = "dbsession_collect_duration_seconds";
 /// Written as `dbsession_collect_errors_total`: prometheus-client appends `_total`.
 pub const COLLECT_ERRORS: &str = "dbsession_collect_errors";
+pub const SERIES_DROPPED: &str = "dbsession_series_dropped";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
 pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
 pub const RELOAD_SUCCESS_TIME: &str = "dbsession_config_last_reload_success_timestamp_seconds";
@@ -400,6 +401,29 @@ impl Collector for SessionCollector {
         for dim in &DIMENSIONS {
             self.dimension(&mut encoder, dim, false)?;
             self.dimension(&mut encoder, dim, true)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            SERIES_DROPPED,
+            "Distinct values of a dimension (db, user, client_ip) summed into the `__other__` series by the cardinality guard (max_series_per_dimension); totals stay exact.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            let folded = stats.folded;
+            for (dimension, count) in [
+                ("db", folded.db),
+                ("user", folded.user),
+                ("client_ip", folded.client),
+            ] {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: Some(("dimension", dimension)),
+                };
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&(count as u64))?;
+            }
         }
         Ok(())
     }

@@ -54,6 +54,7 @@ pub struct TargetStatus {
     pub last_error: Option<SourceError>,
     /// Tenants the config names: reported (down) even when they do not exist.
     expected_tenants: Vec<String>,
+    max_series_per_dimension: usize,
 }
 
 impl TargetStatus {
@@ -75,6 +76,7 @@ impl TargetStatus {
             errors: Reason::ALL.iter().map(|r| (*r, 0)).collect(),
             last_error: None,
             expected_tenants,
+            max_series_per_dimension: target.max_series_per_dimension,
         }
     }
 
@@ -83,7 +85,10 @@ impl TargetStatus {
     pub fn record_success(&mut self, collection: Collection, took: Duration, now: SystemTime) {
         let mut tenants: BTreeMap<String, TenantStatus> = stats::fold(collection)
             .into_iter()
-            .map(|(name, stats)| (name, TenantStatus::Up(stats)))
+            .map(|(name, mut stats)| {
+                stats.limit(self.max_series_per_dimension);
+                (name, TenantStatus::Up(stats))
+            })
             .collect();
         for name in &self.expected_tenants {
             tenants.entry(name.clone()).or_insert(TenantStatus::Down);

@@ -12,6 +12,9 @@ use std::net::IpAddr;
 /// sessions without a client address (background threads).
 pub const NONE_LABEL: &str = "__none__";
 
+/// The value that stands for every value folded away by the cardinality guard.
+pub const OTHER_LABEL: &str = "__other__";
+
 /// One row of a grouped session query: `sessions` sessions share these attributes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionGroup {
@@ -65,6 +68,64 @@ pub struct TenantStats {
     pub by_user: BTreeMap<String, Counts>,
     pub by_client: BTreeMap<String, Counts>,
     pub by_server: BTreeMap<String, Counts>,
+    /// How many distinct values [`TenantStats::limit`] folded into [`OTHER_LABEL`].
+    pub folded: Folded,
+}
+
+/// Distinct values folded into [`OTHER_LABEL`], per guarded dimension.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Folded {
+    pub db: usize,
+    pub user: usize,
+    pub client: usize,
+}
+
+impl TenantStats {
+    /// The cardinality guard: keeps at most `max` values per db, user and client
+    /// dimension, [`OTHER_LABEL`] included. The values with the most sessions (ties:
+    /// the most active, then by name) keep their own entry; the rest are summed into
+    /// [`OTHER_LABEL`]. Totals do not change. `max` 0 turns the guard off; the server
+    /// dimension is bounded by the cluster's size and never folded.
+    pub fn limit(&mut self, max: usize) {
+        if max == 0 {
+            return;
+        }
+        self.folded = Folded {
+            db: fold_smallest(&mut self.by_db, max),
+            user: fold_smallest(&mut self.by_user, max),
+            client: fold_smallest(&mut self.by_client, max),
+        };
+    }
+}
+
+/// Folds all but the `max - 1` largest entries of `values` into [`OTHER_LABEL`] when
+/// there are more than `max`; returns how many distinct values were folded.
+fn fold_smallest(values: &mut BTreeMap<String, Counts>, max: usize) -> usize {
+    if values.len() <= max {
+        return 0;
+    }
+    let mut ranked: Vec<(String, Counts)> = std::mem::take(values).into_iter().collect();
+    ranked.sort_by(|(a_name, a), (b_name, b)| {
+        b.sessions
+            .cmp(&a.sessions)
+            .then(b.active.cmp(&a.active))
+            .then_with(|| a_name.cmp(b_name))
+    });
+    let keep = max.saturating_sub(1).max(1);
+    let mut other = Counts::default();
+    let mut folded = 0;
+    for (i, (name, counts)) in ranked.into_iter().enumerate() {
+        // A real value spelled like the marker is folded too, never merged silently.
+        if i < keep && name != OTHER_LABEL {
+            values.insert(name, counts);
+        } else {
+            other.sessions += counts.sessions;
+            other.active += counts.active;
+            folded += 1;
+        }
+    }
+    values.insert(OTHER_LABEL.to_string(), other);
+    folded
 }
 
 /// Adds up `collection` per tenant. Every tenant of `collection.tenants` is present
@@ -229,6 +290,53 @@ mod tests {
             groups: vec![group("idle", NONE_LABEL, "", NONE_LABEL, false, 0, 0.0)],
         });
         assert_eq!(stats["idle"], TenantStats::default());
+    }
+
+    #[test]
+    fn the_guard_keeps_the_largest_and_sums_the_rest() {
+        let mut stats = fold(Collection {
+            tenants: vec![],
+            groups: (1..=10)
+                .map(|i| group("t", "d", &format!("u{i:02}"), "c", i % 2 == 0, i, 0.0))
+                .collect(),
+        })
+        .remove("t")
+        .unwrap();
+        let before = stats.clone();
+        stats.limit(4);
+        let c = |sessions, active| Counts { sessions, active };
+        assert_eq!(
+            stats.by_user,
+            BTreeMap::from([
+                ("u10".into(), c(10, 10)),
+                ("u09".into(), c(9, 0)),
+                ("u08".into(), c(8, 8)),
+                (OTHER_LABEL.into(), c(28, 12)),
+            ])
+        );
+        assert_eq!(
+            stats.folded,
+            Folded {
+                db: 0,
+                user: 7,
+                client: 0
+            }
+        );
+        assert_eq!(
+            (stats.sessions, stats.active_sessions),
+            (before.sessions, before.active_sessions)
+        );
+        assert_eq!(stats.by_db, before.by_db, "under the limit: untouched");
+
+        let mut off = before.clone();
+        off.limit(0);
+        assert_eq!(off, before);
+        let mut exact = before.clone();
+        exact.limit(10);
+        assert_eq!(
+            exact.by_user, before.by_user,
+            "exactly at the limit: untouched"
+        );
     }
 
     #[test]

@@ -217,3 +217,121 @@ fn sql_host_cut_matches_the_rust_reference() {
         assert_eq!(got, expected, "{name}");
     }
 }
+
+/// The cardinality guard on a tenant with 5,000 distinct client IPs: 100 series at
+/// most (the 99 largest and `__other__`), exact totals, and the fold counted.
+#[test]
+fn the_cardinality_guard_bounds_client_series_and_keeps_totals_exact() {
+    use mysql::prelude::Queryable;
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.seekdb_root(
+        "CREATE DATABASE IF NOT EXISTS it_guard;
+         DROP TABLE IF EXISTS it_guard.PL; DROP TABLE IF EXISTS it_guard.TENANTS;
+         CREATE TABLE it_guard.TENANTS (TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
+         INSERT INTO it_guard.TENANTS VALUES ('big', 'USER');
+         CREATE TABLE it_guard.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), USER VARCHAR(128),
+           HOST VARCHAR(128), DB VARCHAR(128), TIME DOUBLE, STATE VARCHAR(32), USER_CLIENT_IP VARCHAR(46));
+         GRANT SELECT ON it_guard.* TO monitor;",
+    );
+    // IP k (k < 5000) has one session; the first ten have ten more each.
+    let mut rows = Vec::new();
+    for k in 0..5000_u32 {
+        let copies = if k < 10 { 11 } else { 1 };
+        for _ in 0..copies {
+            let ip = format!("10.{}.{}.{}", k / 65536, (k / 256) % 256, k % 256);
+            rows.push(format!(
+                "({}, 'big', '10.0.0.1', 'app', '{ip}:1', 'd', 1, 'SLEEP', '{ip}')",
+                rows.len()
+            ));
+        }
+    }
+    let (host, port) = common::split_addr(&servers.seekdb_addr);
+    let mut root = mysql::Conn::new(
+        mysql::OptsBuilder::new()
+            .ip_or_hostname(Some(host))
+            .tcp_port(port.parse().unwrap())
+            .user(Some("root"))
+            .prefer_socket(false),
+    )
+    .unwrap();
+    for chunk in rows.chunks(1000) {
+        root.query_drop(format!(
+            "INSERT INTO it_guard.PL VALUES {}",
+            chunk.join(", ")
+        ))
+        .unwrap();
+    }
+    let pw = servers.monitor_password_file.display();
+    let target = |name: &str, extra: &str| {
+        format!(
+            "  - name: {name}\n    kind: oceanbase\n    address: {}\n    user: monitor@sys\n    password_file: {pw}\n    processlist_view: it_guard.PL\n    tenants_view: it_guard.TENANTS\n{extra}",
+            servers.seekdb_addr
+        )
+    };
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n{}{}",
+        target("guarded", ""),
+        target("unguarded", "    max_series_per_dimension: 0\n"),
+    ));
+    let m = exporter.wait_for_metrics("both targets collected", Duration::from_secs(30), |m| {
+        m.get(
+            "dbsession_sessions",
+            &[("target", "guarded"), ("tenant", "big")],
+        )
+        .is_some()
+            && m.get(
+                "dbsession_sessions",
+                &[("target", "unguarded"), ("tenant", "big")],
+            )
+            .is_some()
+    });
+    let clients = |target: &str| {
+        m.matching(
+            "dbsession_client_sessions",
+            &[("target", target), ("tenant", "big")],
+        )
+    };
+
+    let guarded = clients("guarded");
+    assert_eq!(guarded.len(), 100, "99 largest plus __other__");
+    assert_eq!(
+        guarded.iter().map(|(_, v)| v).sum::<f64>(),
+        5100.0,
+        "the sum stays exact"
+    );
+    let get = |name: &str, extra: (&str, &str)| {
+        m.get(name, &[("target", "guarded"), ("tenant", "big"), extra])
+    };
+    assert_eq!(
+        get("dbsession_client_sessions", ("client_ip", "10.0.0.9")),
+        Some(11.0),
+        "a large one keeps its series"
+    );
+    assert_eq!(
+        get("dbsession_client_sessions", ("client_ip", "__other__")),
+        Some(5100.0 - 110.0 - 89.0)
+    );
+    assert_eq!(
+        get("dbsession_series_dropped", ("dimension", "client_ip")),
+        Some(4901.0)
+    );
+    assert_eq!(
+        get("dbsession_series_dropped", ("dimension", "user")),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get(
+            "dbsession_sessions",
+            &[("target", "guarded"), ("tenant", "big")]
+        ),
+        Some(5100.0)
+    );
+
+    assert_eq!(
+        clients("unguarded").len(),
+        5000,
+        "max_series_per_dimension: 0 turns the guard off"
+    );
+}

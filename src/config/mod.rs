@@ -22,9 +22,11 @@ use std::time::Duration;
 pub const DEFAULT_COLLECT_INTERVAL: Duration = Duration::from_secs(15);
 /// Collection timeout used when the file names none.
 pub const DEFAULT_COLLECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Series per tenant and dimension (db, user, client_ip) when the file names none.
+pub const DEFAULT_MAX_SERIES_PER_DIMENSION: usize = 100;
 
 /// Labels the exporter sets itself; a target's constant labels may not reuse them.
-const RESERVED_LABELS: [&str; 9] = [
+const RESERVED_LABELS: [&str; 10] = [
     "target",
     "tenant",
     "db",
@@ -32,6 +34,7 @@ const RESERVED_LABELS: [&str; 9] = [
     "client_ip",
     "svr_ip",
     "reason",
+    "dimension",
     "instance",
     "job",
 ];
@@ -80,6 +83,9 @@ pub struct Target {
     pub labels: Vec<(String, String)>,
     pub collect_interval: Duration,
     pub collect_timeout: Duration,
+    /// The cardinality guard: at most this many db, user and client_ip series per
+    /// tenant, `__other__` included; 0 turns it off.
+    pub max_series_per_dimension: usize,
     /// OceanBase only: relations read instead of `oceanbase.GV$OB_PROCESSLIST` and
     /// `oceanbase.DBA_OB_TENANTS` (a view of the user's own, or a test table).
     pub processlist_view: Option<Relation>,
@@ -263,6 +269,7 @@ struct RawConfig {
 struct RawGlobal {
     collect_interval: Option<String>,
     collect_timeout: Option<String>,
+    max_series_per_dimension: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +287,7 @@ struct RawTarget {
     labels: BTreeMap<String, String>,
     collect_interval: Option<String>,
     collect_timeout: Option<String>,
+    max_series_per_dimension: Option<usize>,
     processlist_view: Option<String>,
     tenants_view: Option<String>,
 }
@@ -357,6 +365,15 @@ impl Checker<'_> {
         });
     }
 
+    fn max_series(&mut self, key: &str, max: usize) {
+        if max == 1 {
+            self.problem(
+                key,
+                "1 leaves room for `__other__` alone: use 2 or more, or 0 to turn the guard off",
+            );
+        }
+    }
+
     fn duration(&mut self, key: &str, text: Option<&str>, default: Duration) -> Duration {
         match text.map(parse_duration) {
             None => default,
@@ -404,6 +421,15 @@ fn validate(
             "no targets: add at least one (see config.example.yaml)",
         );
     }
+    let global = Defaults {
+        interval,
+        timeout,
+        max_series: raw
+            .global
+            .max_series_per_dimension
+            .unwrap_or(DEFAULT_MAX_SERIES_PER_DIMENSION),
+    };
+    check.max_series("global.max_series_per_dimension", global.max_series);
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let mut names = HashSet::new();
     let targets = raw
@@ -421,17 +447,23 @@ fn validate(
                     ),
                 );
             }
-            validate_target(raw, &key, interval, timeout, base_dir, env, check)
+            validate_target(raw, &key, &global, base_dir, env, check)
         })
         .collect();
     Config { targets }
 }
 
+/// The global settings a target inherits unless it sets its own.
+struct Defaults {
+    interval: Duration,
+    timeout: Duration,
+    max_series: usize,
+}
+
 fn validate_target(
     raw: RawTarget,
     key: &str,
-    global_interval: Duration,
-    global_timeout: Duration,
+    global: &Defaults,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
     check: &mut Checker<'_>,
@@ -555,13 +587,15 @@ fn validate_target(
     let interval = check.duration(
         &k("collect_interval"),
         raw.collect_interval.as_deref(),
-        global_interval,
+        global.interval,
     );
     let timeout = check.duration(
         &k("collect_timeout"),
         raw.collect_timeout.as_deref(),
-        default_timeout(global_timeout, interval),
+        default_timeout(global.timeout, interval),
     );
+    let max_series = raw.max_series_per_dimension.unwrap_or(global.max_series);
+    check.max_series(&k("max_series_per_dimension"), max_series);
     if (raw.collect_interval.is_some() || raw.collect_timeout.is_some()) && timeout >= interval {
         check.problem(
             &k("collect_timeout"),
@@ -584,6 +618,7 @@ fn validate_target(
         labels: raw.labels.into_iter().collect(),
         collect_interval: interval,
         collect_timeout: timeout,
+        max_series_per_dimension: max_series,
         processlist_view,
         tenants_view,
     }

@@ -266,3 +266,22 @@ fn durations_format_back() {
     assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
     assert_eq!(format_duration(Duration::ZERO), "0s");
 }
+
+#[test]
+fn the_cardinality_guard_is_configurable_per_target() {
+    let config = parse_str(&format!(
+        "global:\n  max_series_per_dimension: 20\n{}    max_series_per_dimension: 0\n{}",
+        MINIMAL,
+        MINIMAL.replace("targets:\n", "").replace("maria", "other")
+    ))
+    .unwrap();
+    assert_eq!(config.targets[0].max_series_per_dimension, 0);
+    assert_eq!(config.targets[1].max_series_per_dimension, 20);
+    assert_eq!(
+        parse_str(MINIMAL).unwrap().targets[0].max_series_per_dimension,
+        DEFAULT_MAX_SERIES_PER_DIMENSION
+    );
+    let found = problems(&format!("{MINIMAL}    max_series_per_dimension: 1\n"));
+    assert_eq!(found[0].key, "targets[0].max_series_per_dimension");
+    assert!(found[0].message.contains("use 2 or more, or 0"));
+}

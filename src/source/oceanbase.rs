@@ -244,6 +244,7 @@ mod tests {
             labels: vec![],
             collect_interval: Duration::from_secs(15),
             collect_timeout: Duration::from_secs(5),
+            max_series_per_dimension: 100,
             processlist_view: None,
             tenants_view: None,
         }
