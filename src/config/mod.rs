@@ -239,6 +239,8 @@ pub enum ConfigError {
 /// One semantic problem in the file: where, which key, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The file, when it is not the main config file (a `targets_files` match).
+    pub file: Option<PathBuf>,
     pub line: Option<usize>,
     pub key: String,
     pub message: String,
@@ -247,9 +249,12 @@ pub struct Problem {
 fn render(path: &Path, problems: &[Problem]) -> String {
     problems
         .iter()
-        .map(|p| match p.line {
-            Some(line) => format!("  {}:{line}: {}: {}", path.display(), p.key, p.message),
-            None => format!("  {}: {}: {}", path.display(), p.key, p.message),
+        .map(|p| {
+            let file = p.file.as_deref().unwrap_or(path).display();
+            match p.line {
+                Some(line) => format!("  {file}:{line}: {}: {}", p.key, p.message),
+                None => format!("  {file}: {}: {}", p.key, p.message),
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -260,6 +265,16 @@ fn render(path: &Path, problems: &[Problem]) -> String {
 struct RawConfig {
     #[serde(default)]
     global: RawGlobal,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+    #[serde(default)]
+    targets_files: Vec<String>,
+}
+
+/// A file matched by `targets_files`: targets only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTargetsFile {
     #[serde(default)]
     targets: Vec<RawTarget>,
 }
@@ -315,18 +330,22 @@ pub fn parse(
     };
     let lines = KeyLines::index(text);
     let mut check = Checker {
-        lines: &lines,
+        file: None,
+        lines,
         problems: Vec::new(),
     };
     let config = validate(raw, path, env, &mut check);
-    // Reported in file order, however the checks ran.
-    check.problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
-    if check.problems.is_empty() {
+    let mut problems = check.problems;
+    // Reported file by file, in line order, however the checks ran.
+    problems.sort_by(|a, b| {
+        (&a.file, a.line.unwrap_or(usize::MAX)).cmp(&(&b.file, b.line.unwrap_or(usize::MAX)))
+    });
+    if problems.is_empty() {
         Ok(config)
     } else {
         Err(ConfigError::Invalid {
             path: path.to_path_buf(),
-            problems: check.problems,
+            problems,
         })
     }
 }
@@ -350,15 +369,17 @@ fn syntax_error(path: &Path, err: &serde_yaml::Error) -> ConfigError {
     }
 }
 
-/// Collects problems, each placed on the line of its key.
-struct Checker<'a> {
-    lines: &'a KeyLines,
+/// Collects problems, each placed on the line of its key in the file being checked.
+struct Checker {
+    file: Option<PathBuf>,
+    lines: KeyLines,
     problems: Vec<Problem>,
 }
 
-impl Checker<'_> {
+impl Checker {
     fn problem(&mut self, key: &str, message: impl Into<String>) {
         self.problems.push(Problem {
+            file: self.file.clone(),
             line: self.lines.line_of(key),
             key: key.to_string(),
             message: message.into(),
@@ -394,7 +415,7 @@ fn validate(
     raw: RawConfig,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    check: &mut Checker<'_>,
+    check: &mut Checker,
 ) -> Config {
     let interval = check.duration(
         "global.collect_interval",
@@ -415,12 +436,6 @@ fn validate(
             ),
         );
     }
-    if raw.targets.is_empty() {
-        check.problem(
-            "targets",
-            "no targets: add at least one (see config.example.yaml)",
-        );
-    }
     let global = Defaults {
         interval,
         timeout,
@@ -432,9 +447,36 @@ fn validate(
     check.max_series("global.max_series_per_dimension", global.max_series);
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let mut names = HashSet::new();
-    let targets = raw
-        .targets
-        .into_iter()
+    let mut targets = validate_targets(raw.targets, &global, base_dir, env, check, &mut names);
+    for (i, pattern) in raw.targets_files.iter().enumerate() {
+        match expand_pattern(base_dir, pattern) {
+            Ok(files) => {
+                for file in files {
+                    targets.extend(load_targets_file(&file, &global, env, check, &mut names));
+                }
+            }
+            Err(message) => check.problem(&format!("targets_files[{i}]"), message),
+        }
+    }
+    if targets.is_empty() && check.problems.is_empty() {
+        check.problem(
+            "targets",
+            "no targets: add at least one here or in a targets_files match (see config.example.yaml)",
+        );
+    }
+    Config { targets }
+}
+
+/// Validates a list of targets; `names` holds the names taken so far in any file.
+fn validate_targets(
+    raw: Vec<RawTarget>,
+    global: &Defaults,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    check: &mut Checker,
+    names: &mut HashSet<String>,
+) -> Vec<Target> {
+    raw.into_iter()
         .enumerate()
         .map(|(i, raw)| {
             let key = format!("targets[{i}]");
@@ -447,10 +489,73 @@ fn validate(
                     ),
                 );
             }
-            validate_target(raw, &key, &global, base_dir, env, check)
+            validate_target(raw, &key, global, base_dir, env, check)
         })
-        .collect();
-    Config { targets }
+        .collect()
+}
+
+/// The files matching `pattern` (relative to `base_dir`), sorted so the target order
+/// does not depend on the file system.
+fn expand_pattern(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let full = base_dir.join(pattern);
+    let full = full
+        .to_str()
+        .ok_or_else(|| format!("`{pattern}` is not valid UTF-8"))?;
+    let matches =
+        glob::glob(full).map_err(|err| format!("`{pattern}` is not a valid pattern: {err}"))?;
+    let mut files = Vec::new();
+    for entry in matches {
+        match entry {
+            Ok(path) if path.is_file() => files.push(path),
+            Ok(_) => {}
+            Err(err) => return Err(format!("cannot read a match of `{pattern}`: {err}")),
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads one `targets_files` match; its problems name that file and its lines.
+fn load_targets_file(
+    file: &Path,
+    global: &Defaults,
+    env: &dyn Fn(&str) -> Option<String>,
+    check: &mut Checker,
+    names: &mut HashSet<String>,
+) -> Vec<Target> {
+    let mut local = Checker {
+        file: Some(file.to_path_buf()),
+        lines: KeyLines::default(),
+        problems: Vec::new(),
+    };
+    let targets = match std::fs::read_to_string(file) {
+        Err(err) => {
+            local.problem("targets", format!("cannot read this file: {err}"));
+            Vec::new()
+        }
+        Ok(text) => match serde_yaml::from_str::<RawTargetsFile>(&text) {
+            Err(err) => {
+                let mut message = err.to_string();
+                if let Some(cut) = message.rfind(" at line ") {
+                    message.truncate(cut);
+                }
+                local.problems.push(Problem {
+                    file: Some(file.to_path_buf()),
+                    line: err.location().map(|l| l.line()),
+                    key: "targets".to_string(),
+                    message,
+                });
+                Vec::new()
+            }
+            Ok(raw) => {
+                local.lines = KeyLines::index(&text);
+                let base_dir = file.parent().unwrap_or(Path::new("."));
+                validate_targets(raw.targets, global, base_dir, env, &mut local, names)
+            }
+        },
+    };
+    check.problems.append(&mut local.problems);
+    targets
 }
 
 /// The global settings a target inherits unless it sets its own.
@@ -466,7 +571,7 @@ fn validate_target(
     global: &Defaults,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    check: &mut Checker<'_>,
+    check: &mut Checker,
 ) -> Target {
     let k = |field: &str| format!("{key}.{field}");
     if !valid_name(&raw.name) {

@@ -285,3 +285,72 @@ fn the_cardinality_guard_is_configurable_per_target() {
     assert_eq!(found[0].key, "targets[0].max_series_per_dimension");
     assert!(found[0].message.contains("use 2 or more, or 0"));
 }
+
+#[test]
+fn targets_files_add_targets_and_report_problems_in_their_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf.d")).unwrap();
+    let one = |name: &str, address: &str| {
+        format!("  - name: {name}\n    kind: mysql\n    address: {address}\n    user: m\n")
+    };
+    std::fs::write(
+        dir.path().join("conf.d/a.yaml"),
+        format!("targets:\n{}", one("a", "127.0.0.1:1")),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("conf.d/ignored.txt"), "not yaml: [").unwrap();
+    let main = dir.path().join("config.yaml");
+    let text = format!(
+        "targets:\n{}targets_files: ['conf.d/*.yaml']\n",
+        one("main", "127.0.0.1:2")
+    );
+    let config = parse(&main, &text, &|_| None).unwrap();
+    let names: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["main", "a"]);
+
+    // A second file with a duplicate name and a bad address: both named with that file.
+    std::fs::write(
+        dir.path().join("conf.d/b.yaml"),
+        format!(
+            "targets:\n{}{}",
+            one("a", "127.0.0.1:3"),
+            one("b", "nowhere")
+        ),
+    )
+    .unwrap();
+    let err = parse(&main, &text, &|_| None).unwrap_err().to_string();
+    let b = dir.path().join("conf.d/b.yaml");
+    assert!(
+        err.contains(&format!(
+            "{}:2: targets[0].name: `a` is used by an earlier target",
+            b.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:8: targets[1].address: `nowhere` has no port",
+            b.display()
+        )),
+        "{err}"
+    );
+
+    // A file that is not valid YAML for targets is refused with its line.
+    std::fs::write(dir.path().join("conf.d/b.yaml"), "targets:\n  - nme: x\n").unwrap();
+    let err = parse(&main, &text, &|_| None).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "{}:2: targets: targets[0]: unknown field `nme`",
+            b.display()
+        )),
+        "{err}"
+    );
+
+    let err = parse(&main, "targets_files: ['[']\n", &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("targets_files[0]: `[` is not a valid pattern"),
+        "{err}"
+    );
+}
