@@ -8,7 +8,7 @@
 
 use crate::snapshot::{TargetStatus, TenantStatus};
 use crate::source::Reason;
-use crate::stats::{Counts, TenantStats};
+use crate::stats::{Counts, TenantStats, TopSession};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, LabelSetEncoder,
@@ -32,6 +32,7 @@ pub const COLLECT_DURATION: &str = "dbsession_collect_duration_seconds";
 /// Written as `dbsession_collect_errors_total`: prometheus-client appends `_total`.
 pub const COLLECT_ERRORS: &str = "dbsession_collect_errors";
 pub const SERIES_DROPPED: &str = "dbsession_series_dropped";
+pub const TOP_ACTIVE_SESSION: &str = "dbsession_top_active_session_seconds";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
 pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
 pub const RELOAD_SUCCESS_TIME: &str = "dbsession_config_last_reload_success_timestamp_seconds";
@@ -97,6 +98,41 @@ impl EncodeLabelSet for SeriesLabels<'_> {
         if let Some(extra) = self.extra {
             pairs.push(extra);
         }
+        pairs.extend(
+            self.target
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        pairs.as_slice().encode(encoder)
+    }
+}
+
+/// The labels of one of the longest active sessions. Each rank is its own series, and
+/// the session in it changes as sessions come and go: bounded by `top_sessions`, but
+/// churning, which is why the default is small.
+struct TopLabels<'a> {
+    target: &'a TargetStatus,
+    tenant: &'a str,
+    rank: usize,
+    session: &'a TopSession,
+}
+
+impl EncodeLabelSet for TopLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        let rank = self.rank.to_string();
+        let session_id = self.session.session_id.to_string();
+        let s = self.session;
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("target", &self.target.name),
+            ("tenant", self.tenant),
+            ("rank", &rank),
+            ("session_id", &session_id),
+            ("user", &s.user),
+            ("db", &s.db),
+            ("client_ip", &s.client),
+            ("sql_id", &s.sql_id),
+        ];
         pairs.extend(
             self.target
                 .labels
@@ -401,6 +437,23 @@ impl Collector for SessionCollector {
         for dim in &DIMENSIONS {
             self.dimension(&mut encoder, dim, false)?;
             self.dimension(&mut encoder, dim, true)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            TOP_ACTIVE_SESSION,
+            &format!("TIME of the tenant's longest active sessions, rank 1 the longest (top_sessions per tenant), with what locates the session; never its SQL text. {CACHED}"),
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            for (i, session) in stats.top.iter().enumerate() {
+                let labels = TopLabels {
+                    target,
+                    tenant,
+                    rank: i + 1,
+                    session,
+                };
+                metric.encode_family(&labels)?.encode_gauge(&session.time)?;
+            }
         }
         let mut metric = encoder.encode_descriptor(
             SERIES_DROPPED,

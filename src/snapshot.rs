@@ -417,6 +417,7 @@ mod tests {
                 Collection {
                     tenants: vec![name.into()],
                     groups: vec![],
+                    top: vec![],
                 },
                 Duration::from_millis(3),
                 SystemTime::UNIX_EPOCH,

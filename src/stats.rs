@@ -32,12 +32,28 @@ pub struct SessionGroup {
     pub max_time: f64,
 }
 
-/// What one collection found: every tenant that exists, and the grouped sessions.
-/// A tenant with no sessions is in `tenants` and in no group, and reports zeros.
+/// One of a tenant's longest active sessions: enough to find and kill it, never its
+/// SQL text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopSession {
+    pub tenant: String,
+    pub session_id: u64,
+    pub user: String,
+    pub db: String,
+    pub client: String,
+    /// OceanBase's SQL_ID; empty on MySQL/MariaDB, which have none.
+    pub sql_id: String,
+    pub time: f64,
+}
+
+/// What one collection found: every tenant that exists, the grouped sessions, and
+/// each tenant's longest active sessions. A tenant with no sessions is in `tenants`
+/// and in no group, and reports zeros.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Collection {
     pub tenants: Vec<String>,
     pub groups: Vec<SessionGroup>,
+    pub top: Vec<TopSession>,
 }
 
 /// Session counts of one value of one dimension.
@@ -70,6 +86,8 @@ pub struct TenantStats {
     pub by_server: BTreeMap<String, Counts>,
     /// How many distinct values [`TenantStats::limit`] folded into [`OTHER_LABEL`].
     pub folded: Folded,
+    /// The longest active sessions, longest first: rank = index + 1.
+    pub top: Vec<TopSession>,
 }
 
 /// Distinct values folded into [`OTHER_LABEL`], per guarded dimension.
@@ -160,6 +178,21 @@ pub fn fold(collection: Collection) -> BTreeMap<String, TenantStats> {
             .or_default()
             .add(n, active);
     }
+    for session in collection.top {
+        tenants
+            .entry(session.tenant.clone())
+            .or_default()
+            .top
+            .push(session);
+    }
+    for stats in tenants.values_mut() {
+        // Longest first; equal times in session id order, so ranks do not flap.
+        stats.top.sort_by(|a, b| {
+            b.time
+                .total_cmp(&a.time)
+                .then(a.session_id.cmp(&b.session_id))
+        });
+    }
     tenants
 }
 
@@ -167,7 +200,7 @@ pub fn fold(collection: Collection) -> BTreeMap<String, TenantStats> {
 /// a bare host, or empty. A trailing `:digits` is the port; MySQL writes IPv6 clients
 /// without brackets (`::1:51234`), so the last colon group is the port there too.
 ///
-/// The sources do the same cut in SQL (see `source::sql::HOST_WITHOUT_PORT`) so the
+/// The sources do the same cut in SQL (`source::sql::host_without_port`) so the
 /// database can group by client; this is the reference the SQL is tested against.
 pub fn host_without_port(host: &str) -> &str {
     let host = host.trim();
@@ -230,6 +263,7 @@ mod tests {
                 group("t1", "sys", "admin", "10.0.0.101", true, 1, 3600.5),
                 group("t1", NONE_LABEL, "admin", "10.0.0.101", false, 2, 7.0),
             ],
+            top: vec![],
         });
         assert_eq!(stats.len(), 2);
         assert_eq!(stats["empty"], TenantStats::default());
@@ -264,6 +298,42 @@ mod tests {
     }
 
     #[test]
+    fn top_sessions_are_ranked_per_tenant() {
+        let top = |tenant: &str, id: u64, time: f64| TopSession {
+            tenant: tenant.into(),
+            session_id: id,
+            user: "u".into(),
+            db: "d".into(),
+            client: "c".into(),
+            sql_id: String::new(),
+            time,
+        };
+        let stats = fold(Collection {
+            tenants: vec!["a".into(), "b".into()],
+            groups: vec![],
+            top: vec![
+                top("a", 7, 1.0),
+                top("b", 1, 5.0),
+                top("a", 3, 9.5),
+                top("a", 2, 1.0),
+            ],
+        });
+        let ids = |t: &str| {
+            stats[t]
+                .top
+                .iter()
+                .map(|s| s.session_id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids("a"), [3, 2, 7]);
+        assert_eq!(ids("b"), [1]);
+        assert_eq!(
+            stats["a"].sessions, 0,
+            "top rows are not counted as sessions"
+        );
+    }
+
+    #[test]
     fn rows_that_normalize_alike_are_added_up() {
         let stats = fold(Collection {
             tenants: vec![],
@@ -271,6 +341,7 @@ mod tests {
                 group("t", "d", "u", &client_label("[::1]"), false, 1, 0.0),
                 group("t", "d", "u", &client_label("::1"), false, 2, 0.0),
             ],
+            top: vec![],
         });
         assert_eq!(
             stats["t"].by_client["::1"],
@@ -288,6 +359,7 @@ mod tests {
         let stats = fold(Collection {
             tenants: vec!["idle".into()],
             groups: vec![group("idle", NONE_LABEL, "", NONE_LABEL, false, 0, 0.0)],
+            top: vec![],
         });
         assert_eq!(stats["idle"], TenantStats::default());
     }
@@ -299,6 +371,7 @@ mod tests {
             groups: (1..=10)
                 .map(|i| group("t", "d", &format!("u{i:02}"), "c", i % 2 == 0, i, 0.0))
                 .collect(),
+            top: vec![],
         })
         .remove("t")
         .unwrap();

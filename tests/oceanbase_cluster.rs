@@ -16,17 +16,19 @@ CREATE TABLE it_cluster.`DBA_OB_TENANTS` (TENANT_ID BIGINT, TENANT_NAME VARCHAR(
 CREATE TABLE it_cluster.`GV$OB_PROCESSLIST` (
   ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, USER VARCHAR(128),
   HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
-  INFO TEXT, USER_CLIENT_IP VARCHAR(46));
+  INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64) DEFAULT '');
 INSERT INTO it_cluster.`DBA_OB_TENANTS` VALUES
   (1, 'sys', 'SYS'), (1001, 'META$1002', 'META'), (1002, 't1', 'USER'),
   (1004, 't2', 'USER'), (1006, 'idle', 'USER');
-INSERT INTO it_cluster.`GV$OB_PROCESSLIST` VALUES
+INSERT INTO it_cluster.`GV$OB_PROCESSLIST`
+  (ID, TENANT, SVR_IP, SVR_PORT, USER, HOST, DB, COMMAND, TIME, STATE, INFO, USER_CLIENT_IP) VALUES
   (101, 't1', '10.0.0.1', 2882, 'app', '10.1.1.1:5000', 'shop', 'Query', 12.5, 'ACTIVE', 'SELECT 1', ''),
   (102, 't1', '10.0.0.2', 2882, 'app', '172.16.0.9:2883', 'shop', 'Sleep', 900, 'SLEEP', NULL, '10.1.1.2'),
   (103, 't1', '10.0.0.2', 2882, 'admin', '172.16.0.9:2883', 'NULL', 'Query', 3, 'ACTIVE', 'x', '10.1.1.2'),
   (104, 't2', '10.0.0.1', 2882, 'u2', '[fe80::1]:40000', 'db2', 'Sleep', 5, 'SLEEP', NULL, NULL),
   (105, 'sys', '10.0.0.3', 2882, 'root', '10.1.1.9:1', NULL, 'Query', 1, 'ACTIVE', NULL, '10.1.1.9'),
   (106, 'META$1002', '10.0.0.1', 2882, 'x', '10.1.1.1:2', NULL, 'Query', 50, 'ACTIVE', NULL, '');
+UPDATE it_cluster.`GV$OB_PROCESSLIST` SET SQL_ID = CONCAT('SQL', ID) WHERE STATE = 'ACTIVE';
 "#;
 
 #[test]
@@ -55,6 +57,18 @@ targets:
     user: monitor@sys
     password_file: {pw}
     tenants: [t1, nosuch]
+    processlist_view: it_cluster.GV$OB_PROCESSLIST
+    tenants_view: it_cluster.DBA_OB_TENANTS
+  - name: filtered
+    kind: oceanbase
+    address: {addr}
+    user: monitor@sys
+    password_file: {pw}
+    top_sessions: 1
+    filter:
+      min_time: 4s
+      users: {{deny: [admin]}}
+      databases: {{allow: [shop, db2]}}
     processlist_view: it_cluster.GV$OB_PROCESSLIST
     tenants_view: it_cluster.DBA_OB_TENANTS
 "#,
@@ -166,6 +180,52 @@ targets:
         .matching("dbsession_up", &[("target", "some"), ("tenant", "t2")])
         .is_empty());
 
+    // The longest active sessions per tenant, ranked, with what locates them.
+    let top = |target: &str, tenant: &str| {
+        m.matching(
+            "dbsession_top_active_session_seconds",
+            &[("target", target), ("tenant", tenant)],
+        )
+    };
+    assert_eq!(
+        top("all", "t1"),
+        vec![
+            (r#"dbsession_top_active_session_seconds{target="all",tenant="t1",rank="1",session_id="101",user="app",db="shop",client_ip="10.1.1.1",sql_id="SQL101"}"#.to_string(), 12.5),
+            (r#"dbsession_top_active_session_seconds{target="all",tenant="t1",rank="2",session_id="103",user="admin",db="__none__",client_ip="10.1.1.2",sql_id="SQL103"}"#.to_string(), 3.0),
+        ]
+    );
+    assert_eq!(top("all", "sys").len(), 1);
+    assert!(
+        top("all", "t2").is_empty(),
+        "no active session, no top series"
+    );
+    assert!(m
+        .matching(
+            "dbsession_top_active_session_seconds",
+            &[("tenant", "META$1002")]
+        )
+        .is_empty());
+
+    // Filters: admin denied, only shop and db2, at least 4 s; top_sessions 1.
+    assert_eq!(get("filtered", "dbsession_sessions", "t1", None), Some(2.0));
+    assert_eq!(
+        get("filtered", "dbsession_active_sessions", "t1", None),
+        Some(1.0)
+    );
+    assert_eq!(get("filtered", "dbsession_sessions", "t2", None), Some(1.0));
+    assert_eq!(
+        get("filtered", "dbsession_sessions", "sys", None),
+        Some(0.0),
+        "a filtered-out tenant still reports 0"
+    );
+    assert_eq!(top("filtered", "t1").len(), 1);
+    assert!(m
+        .matching(
+            "dbsession_user_sessions",
+            &[("target", "filtered"), ("user", "admin")]
+        )
+        .is_empty());
+
     // A tenant that is dropped disappears with its series at the next cycle.
     servers.seekdb_root("DELETE FROM it_cluster.`DBA_OB_TENANTS` WHERE TENANT_NAME = 't2'");
     exporter.wait_for_metrics(
@@ -232,7 +292,8 @@ fn the_cardinality_guard_bounds_client_series_and_keeps_totals_exact() {
          CREATE TABLE it_guard.TENANTS (TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
          INSERT INTO it_guard.TENANTS VALUES ('big', 'USER');
          CREATE TABLE it_guard.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), USER VARCHAR(128),
-           HOST VARCHAR(128), DB VARCHAR(128), TIME DOUBLE, STATE VARCHAR(32), USER_CLIENT_IP VARCHAR(46));
+           HOST VARCHAR(128), DB VARCHAR(128), TIME DOUBLE, STATE VARCHAR(32), USER_CLIENT_IP VARCHAR(46),
+           SQL_ID VARCHAR(64));
          GRANT SELECT ON it_guard.* TO monitor;",
     );
     // IP k (k < 5000) has one session; the first ten have ten more each.
@@ -242,7 +303,7 @@ fn the_cardinality_guard_bounds_client_series_and_keeps_totals_exact() {
         for _ in 0..copies {
             let ip = format!("10.{}.{}.{}", k / 65536, (k / 256) % 256, k % 256);
             rows.push(format!(
-                "({}, 'big', '10.0.0.1', 'app', '{ip}:1', 'd', 1, 'SLEEP', '{ip}')",
+                "({}, 'big', '10.0.0.1', 'app', '{ip}:1', 'd', 1, 'SLEEP', '{ip}', '')",
                 rows.len()
             ));
         }

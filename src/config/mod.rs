@@ -24,6 +24,10 @@ pub const DEFAULT_COLLECT_INTERVAL: Duration = Duration::from_secs(15);
 pub const DEFAULT_COLLECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Series per tenant and dimension (db, user, client_ip) when the file names none.
 pub const DEFAULT_MAX_SERIES_PER_DIMENSION: usize = 100;
+/// Longest active sessions exported per tenant when the file names none.
+pub const DEFAULT_TOP_SESSIONS: usize = 5;
+/// More would turn the top-sessions series into a session list: use the passthrough.
+pub const MAX_TOP_SESSIONS: usize = 50;
 
 /// Labels the exporter sets itself; a target's constant labels may not reuse them.
 const RESERVED_LABELS: [&str; 10] = [
@@ -86,10 +90,37 @@ pub struct Target {
     /// The cardinality guard: at most this many db, user and client_ip series per
     /// tenant, `__other__` included; 0 turns it off.
     pub max_series_per_dimension: usize,
+    /// How many of each tenant's longest active sessions to export; 0 turns it off.
+    pub top_sessions: usize,
+    /// Which sessions count at all.
+    pub filter: Filter,
     /// OceanBase only: relations read instead of `oceanbase.GV$OB_PROCESSLIST` and
     /// `oceanbase.DBA_OB_TENANTS` (a view of the user's own, or a test table).
     pub processlist_view: Option<Relation>,
     pub tenants_view: Option<Relation>,
+}
+
+/// Which sessions a target counts. Sessions filtered out appear in no series, totals
+/// included, as with mysqld_exporter's `processlist.min_time`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only sessions whose TIME is at least this long.
+    pub min_time: Option<Duration>,
+    pub users: NameList,
+    pub databases: NameList,
+}
+
+/// Exact names to keep (`allow`, when given) and to drop (`deny`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameList {
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
+}
+
+impl NameList {
+    pub fn is_empty(&self) -> bool {
+        self.allow.is_none() && self.deny.is_empty()
+    }
 }
 
 /// `host:port` of a database server.
@@ -285,6 +316,25 @@ struct RawGlobal {
     collect_interval: Option<String>,
     collect_timeout: Option<String>,
     max_series_per_dimension: Option<usize>,
+    top_sessions: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    min_time: Option<String>,
+    #[serde(default)]
+    users: RawNameList,
+    #[serde(default)]
+    databases: RawNameList,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNameList {
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    deny: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -303,6 +353,9 @@ struct RawTarget {
     collect_interval: Option<String>,
     collect_timeout: Option<String>,
     max_series_per_dimension: Option<usize>,
+    top_sessions: Option<usize>,
+    #[serde(default)]
+    filter: RawFilter,
     processlist_view: Option<String>,
     tenants_view: Option<String>,
 }
@@ -386,6 +439,44 @@ impl Checker {
         });
     }
 
+    fn top_sessions(&mut self, key: &str, n: usize) {
+        if n > MAX_TOP_SESSIONS {
+            self.problem(
+                key,
+                format!("{n} is more than {MAX_TOP_SESSIONS}: keep it small (each rank is a series that churns), and list sessions through the passthrough API"),
+            );
+        }
+    }
+
+    /// Names are written into SQL as string literals: refuse what could not be
+    /// quoted the same way in every SQL mode.
+    fn name_list(&mut self, key: &str, raw: RawNameList) -> NameList {
+        let lists = [
+            ("allow", raw.allow.as_deref().unwrap_or_default()),
+            ("deny", &raw.deny[..]),
+        ];
+        for (field, names) in lists {
+            for (i, name) in names.iter().enumerate() {
+                if name.is_empty() || name.contains('\\') || name.chars().any(char::is_control) {
+                    self.problem(
+                        &format!("{key}.{field}[{i}]"),
+                        "names must be non-empty, without backslashes or control characters",
+                    );
+                }
+            }
+        }
+        if raw.allow.as_ref().is_some_and(Vec::is_empty) {
+            self.problem(
+                &format!("{key}.allow"),
+                "is empty, which would drop every session: list names, or remove the key",
+            );
+        }
+        NameList {
+            allow: raw.allow,
+            deny: raw.deny,
+        }
+    }
+
     fn max_series(&mut self, key: &str, max: usize) {
         if max == 1 {
             self.problem(
@@ -443,8 +534,10 @@ fn validate(
             .global
             .max_series_per_dimension
             .unwrap_or(DEFAULT_MAX_SERIES_PER_DIMENSION),
+        top_sessions: raw.global.top_sessions.unwrap_or(DEFAULT_TOP_SESSIONS),
     };
     check.max_series("global.max_series_per_dimension", global.max_series);
+    check.top_sessions("global.top_sessions", global.top_sessions);
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let mut names = HashSet::new();
     let mut targets = validate_targets(raw.targets, &global, base_dir, env, check, &mut names);
@@ -563,6 +656,7 @@ struct Defaults {
     interval: Duration,
     timeout: Duration,
     max_series: usize,
+    top_sessions: usize,
 }
 
 fn validate_target(
@@ -701,6 +795,17 @@ fn validate_target(
     );
     let max_series = raw.max_series_per_dimension.unwrap_or(global.max_series);
     check.max_series(&k("max_series_per_dimension"), max_series);
+    let top_sessions = raw.top_sessions.unwrap_or(global.top_sessions);
+    check.top_sessions(&k("top_sessions"), top_sessions);
+    let filter = Filter {
+        min_time: raw.filter.min_time.as_deref().and_then(|text| {
+            parse_duration(text)
+                .map_err(|message| check.problem(&k("filter.min_time"), message))
+                .ok()
+        }),
+        users: check.name_list(&k("filter.users"), raw.filter.users),
+        databases: check.name_list(&k("filter.databases"), raw.filter.databases),
+    };
     if (raw.collect_interval.is_some() || raw.collect_timeout.is_some()) && timeout >= interval {
         check.problem(
             &k("collect_timeout"),
@@ -724,6 +829,8 @@ fn validate_target(
         collect_interval: interval,
         collect_timeout: timeout,
         max_series_per_dimension: max_series,
+        top_sessions,
+        filter,
         processlist_view,
         tenants_view,
     }

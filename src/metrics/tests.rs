@@ -56,6 +56,7 @@ fn exact_series_for_a_collected_cluster() {
                 group("t1", "root", true, 2, 4.5),
                 group("t1", "app", false, 3, 100.0),
             ],
+            top: vec![],
         },
         Duration::from_millis(1500),
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
@@ -126,6 +127,7 @@ fn a_failed_target_keeps_up_and_errors_but_drops_session_series() {
         Collection {
             tenants: vec!["t1".into(), "t2".into()],
             groups: vec![group("t1", "root", true, 1, 1.0)],
+            top: vec![],
         },
         Duration::from_millis(5),
         SystemTime::now(),
@@ -181,6 +183,7 @@ fn hostile_label_values_are_escaped() {
         Collection {
             tenants: vec!["t".into()],
             groups: vec![group("t", "a\"b\\c\nd", false, 1, 0.0)],
+            top: vec![],
         },
         Duration::ZERO,
         SystemTime::now(),

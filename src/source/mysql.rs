@@ -9,7 +9,7 @@
 //! serves both without asking the server which it is.
 
 use super::conn::{classify, Connector};
-use super::sql::{host_without_port, single_tenant, RowContext, TAG};
+use super::sql::{decode_rows, filter_conditions, host_without_port, RowContext, TAG};
 use super::{BoxFuture, Source, SourceError};
 use crate::config::Target;
 use crate::stats::Collection;
@@ -63,7 +63,7 @@ impl MysqlSource {
             server: &self.target.address.host,
             null_string_is_no_db: false,
         };
-        single_tenant(rows, &ctx)
+        decode_rows(rows, &ctx, Some(vec![self.target.name.clone()]))
     }
 }
 
@@ -77,18 +77,30 @@ impl Source for MysqlSource {
     }
 }
 
+/// The statement of every cycle: the grouped sessions, and with `top_sessions` the
+/// longest active ones, in one UNION ALL (see `sql::COLUMNS`).
 fn grouped_sql(target: &Target) -> String {
     let timeout = target.collect_timeout;
     let idle: Vec<String> = IDLE_COMMANDS.iter().map(|c| format!("'{c}'")).collect();
-    format!(
+    let active = format!("COMMAND NOT IN ({})", idle.join(", "));
+    let client = host_without_port("HOST");
+    let filters = filter_conditions(&target.filter, "");
+    let mut sql = format!(
         "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ \
-         SELECT /*+ MAX_EXECUTION_TIME({}) */ NULL, NULL, DB, USER, {}, \
-         COMMAND NOT IN ({}), COUNT(*), MAX(TIME) \
-         FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
-         GROUP BY 3, 4, 5, 6",
+         SELECT /*+ MAX_EXECUTION_TIME({}) */ 'g', NULL, NULL, DB, USER, {client}, {active}, \
+         COUNT(*), MAX(TIME), NULL, NULL \
+         FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID(){filters} \
+         GROUP BY 4, 5, 6, 7",
         timeout.as_secs_f64(),
         timeout.as_millis().max(1),
-        host_without_port("HOST"),
-        idle.join(", "),
-    )
+    );
+    if target.top_sessions > 0 {
+        sql.push_str(&format!(
+            " UNION ALL (SELECT 't', NULL, NULL, DB, USER, {client}, 1, 1, TIME, ID, NULL \
+             FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND {active}{filters} \
+             ORDER BY TIME DESC, ID LIMIT {})",
+            target.top_sessions
+        ));
+    }
+    sql
 }

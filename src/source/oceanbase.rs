@@ -8,13 +8,12 @@
 //! OBProxy), falling back to `HOST` without its port.
 
 use super::conn::{classify, is_missing_or_denied_relation, Connector};
-use super::sql::{decode_rows, host_without_port, single_tenant, RowContext, TAG};
+use super::sql::{decode_rows, filter_conditions, host_without_port, RowContext, TAG};
 use super::{BoxFuture, Source, SourceError};
 use crate::config::{Relation, Target};
 use crate::stats::Collection;
 use mysql_async::prelude::Queryable;
 use mysql_async::Row;
-use std::collections::BTreeSet;
 
 const GRANT: &str = "grant it with GRANT SELECT ON oceanbase.* TO the account \
                      (a cluster needs GV$OB_PROCESSLIST and DBA_OB_TENANTS in the sys tenant)";
@@ -49,7 +48,7 @@ impl OceanbaseSource {
             connector: Connector::new(target, init),
             mode,
             cluster_sql: cluster_sql(target),
-            single_sql: single_sql(),
+            single_sql: single_sql(target),
             single_tenant: single_tenant_name(target),
             target: target.clone(),
         }
@@ -119,12 +118,8 @@ impl OceanbaseSource {
             server: &self.target.address.host,
             null_string_is_no_db: true,
         };
-        let groups = decode_rows(rows, &ctx)?;
-        let tenants: BTreeSet<&str> = groups.iter().map(|g| g.tenant.as_str()).collect();
-        Ok(Collection {
-            tenants: tenants.into_iter().map(str::to_string).collect(),
-            groups,
-        })
+        // Every tenant comes back in a group row (a zero row when it has no sessions).
+        decode_rows(rows, &ctx, None)
     }
 
     async fn single(&self, conn: &mut mysql_async::Conn) -> Result<Collection, SourceError> {
@@ -141,7 +136,7 @@ impl OceanbaseSource {
             server: &self.target.address.host,
             null_string_is_no_db: true,
         };
-        single_tenant(rows, &ctx)
+        decode_rows(rows, &ctx, Some(vec![self.single_tenant.clone()]))
     }
 }
 
@@ -155,8 +150,9 @@ impl Source for OceanbaseSource {
     }
 }
 
-/// The cluster query: one row per (tenant, server, db, user, client, active), plus
-/// one zero row per tenant without sessions.
+/// The cluster statement: one row per (tenant, server, db, user, client, active),
+/// one zero row per tenant without sessions, and with `top_sessions` each tenant's
+/// longest active sessions (a window function picks N per tenant).
 fn cluster_sql(target: &Target) -> String {
     let processlist = target.processlist_view.as_ref().map_or(
         "`oceanbase`.`GV$OB_PROCESSLIST`".to_string(),
@@ -181,27 +177,52 @@ fn cluster_sql(target: &Target) -> String {
     );
     // The exporter's own session is excluded: on OceanBase 4 a session id is unique
     // per server, so it is matched with the server the session runs on.
-    format!(
-        "{TAG} SELECT t.TENANT_NAME, p.SVR_IP, p.DB, p.USER, {client}, p.STATE = 'ACTIVE', \
-         COUNT(p.ID), MAX(p.TIME) \
+    let not_own = "NOT (p.ID = CONNECTION_ID() AND p.SVR_IP = HOST_IP())";
+    let filters = filter_conditions(&target.filter, "p.");
+    let mut sql = format!(
+        "{TAG} SELECT 'g', t.TENANT_NAME, p.SVR_IP, p.DB, p.USER, {client}, p.STATE = 'ACTIVE', \
+         COUNT(p.ID), MAX(p.TIME), NULL, NULL \
          FROM {tenants_view} t LEFT JOIN {processlist} p ON p.TENANT = t.TENANT_NAME \
-         AND NOT (p.ID = CONNECTION_ID() AND p.SVR_IP = HOST_IP()) \
+         AND {not_own}{filters} \
          WHERE t.TENANT_TYPE <> 'META'{tenant_filter} \
-         GROUP BY 1, 2, 3, 4, 5, 6"
-    )
+         GROUP BY 2, 3, 4, 5, 6, 7"
+    );
+    if target.top_sessions > 0 {
+        sql.push_str(&format!(
+            " UNION ALL SELECT 't', x.TENANT, x.SVR_IP, x.DB, x.USER, x.CLIENT, 1, 1, x.TIME, x.ID, x.SQL_ID \
+             FROM (SELECT p.TENANT, p.SVR_IP, p.DB, p.USER, {client} AS CLIENT, p.TIME, p.ID, p.SQL_ID, \
+             ROW_NUMBER() OVER (PARTITION BY p.TENANT ORDER BY p.TIME DESC, p.ID) AS RN \
+             FROM {processlist} p JOIN {tenants_view} t ON p.TENANT = t.TENANT_NAME \
+             WHERE t.TENANT_TYPE <> 'META'{tenant_filter} AND p.STATE = 'ACTIVE' AND {not_own}{filters}) x \
+             WHERE x.RN <= {}",
+            target.top_sessions
+        ));
+    }
+    sql
 }
 
-/// The single-tenant query; tenant and server come from the config (see `RowContext`).
-fn single_sql() -> String {
+/// The single-tenant statement; tenant and server come from the config (see
+/// `RowContext`).
+fn single_sql(target: &Target) -> String {
     let client = format!(
         "COALESCE(NULLIF(USER_CLIENT_IP, ''), {})",
         host_without_port("HOST")
     );
-    format!(
-        "{TAG} SELECT NULL, NULL, DB, USER, {client}, STATE = 'ACTIVE', COUNT(*), MAX(TIME) \
-         FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID <> CONNECTION_ID() \
-         GROUP BY 3, 4, 5, 6"
-    )
+    let filters = filter_conditions(&target.filter, "");
+    let mut sql = format!(
+        "{TAG} SELECT 'g', NULL, NULL, DB, USER, {client}, STATE = 'ACTIVE', COUNT(*), MAX(TIME), NULL, NULL \
+         FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID <> CONNECTION_ID(){filters} \
+         GROUP BY 4, 5, 6, 7"
+    );
+    if target.top_sessions > 0 {
+        sql.push_str(&format!(
+            " UNION ALL (SELECT 't', NULL, NULL, DB, USER, {client}, 1, 1, TIME, ID, SQL_ID \
+             FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID <> CONNECTION_ID() AND STATE = 'ACTIVE'{filters} \
+             ORDER BY TIME DESC, ID LIMIT {})",
+            target.top_sessions
+        ));
+    }
+    sql
 }
 
 /// The tenant label of a single-tenant server, which (seekdb) does not tell its name:
@@ -245,6 +266,8 @@ mod tests {
             collect_interval: Duration::from_secs(15),
             collect_timeout: Duration::from_secs(5),
             max_series_per_dimension: 100,
+            top_sessions: 5,
+            filter: Default::default(),
             processlist_view: None,
             tenants_view: None,
         }

@@ -5,7 +5,8 @@
 //! DECIMAL). Values are decoded here by one tolerant set of helpers.
 
 use super::{Reason, SourceError};
-use crate::stats::{client_label, Collection, SessionGroup, NONE_LABEL};
+use crate::config::Filter;
+use crate::stats::{client_label, Collection, SessionGroup, TopSession, NONE_LABEL};
 use mysql_async::Value;
 
 /// Leading comment on every statement, so a DBA reading the processlist or a slow log
@@ -22,11 +23,13 @@ pub fn host_without_port(column: &str) -> String {
     )
 }
 
-/// The columns every grouped query returns, in this order:
-/// tenant, server, db, user, client, active, sessions, max_time.
+/// The columns every query returns, in this order: kind (`'g'` a group of sessions,
+/// `'t'` one of the longest active sessions), tenant, server, db, user, client,
+/// active, sessions, time (the group's longest), session id and SQL id (top rows).
 /// A source that has one tenant or one server selects NULL for those and passes the
-/// value to [`decode_group`] as a default.
-pub const GROUP_COLUMNS: usize = 8;
+/// value to [`decode_row`] as a default. One statement carries both kinds of rows
+/// (UNION ALL), so a cycle costs the database exactly one query.
+pub const COLUMNS: usize = 11;
 
 /// Defaults and quirks for decoding one source's rows.
 pub struct RowContext<'a> {
@@ -36,34 +39,20 @@ pub struct RowContext<'a> {
     pub null_string_is_no_db: bool,
 }
 
-/// Decodes every row of a grouped query's answer.
-pub fn decode_rows(
-    rows: Vec<mysql_async::Row>,
-    ctx: &RowContext<'_>,
-) -> Result<Vec<SessionGroup>, SourceError> {
-    rows.into_iter()
-        .map(|row| decode_group(row.unwrap(), ctx))
-        .collect()
+/// One decoded row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Group(SessionGroup),
+    Top(TopSession),
 }
 
-/// The collection of a source with exactly one tenant, `ctx.tenant`.
-pub fn single_tenant(
-    rows: Vec<mysql_async::Row>,
-    ctx: &RowContext<'_>,
-) -> Result<Collection, SourceError> {
-    Ok(Collection {
-        tenants: vec![ctx.tenant.to_string()],
-        groups: decode_rows(rows, ctx)?,
-    })
-}
-
-/// Decodes one grouped row (see [`GROUP_COLUMNS`]).
-pub fn decode_group(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<SessionGroup, SourceError> {
+/// Decodes one row (see [`COLUMNS`]).
+pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<Decoded, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, active, sessions, max_time]: [Value; GROUP_COLUMNS] =
-        values
-            .try_into()
-            .map_err(|_| bad_answer(format!("expected {GROUP_COLUMNS} columns, got {got}")))?;
+    let [kind, tenant, server, db, user, client, active, sessions, time, id, sql_id]: [Value;
+        COLUMNS] = values
+        .try_into()
+        .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
     let db = match text(db) {
         None => NONE_LABEL.to_string(),
         Some(db) if db.is_empty() || (ctx.null_string_is_no_db && db == "NULL") => {
@@ -71,16 +60,88 @@ pub fn decode_group(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<SessionG
         }
         Some(db) => db,
     };
-    Ok(SessionGroup {
-        tenant: text(tenant).unwrap_or_else(|| ctx.tenant.to_string()),
-        server: text(server).unwrap_or_else(|| ctx.server.to_string()),
-        db,
-        user: text(user).unwrap_or_else(|| NONE_LABEL.to_string()),
-        client: client_label(&text(client).unwrap_or_default()),
-        active: flag(active, "active")?,
-        sessions: count(sessions, "sessions")?,
-        max_time: seconds(max_time, "max_time")?,
-    })
+    let tenant = text(tenant).unwrap_or_else(|| ctx.tenant.to_string());
+    let user = text(user).unwrap_or_else(|| NONE_LABEL.to_string());
+    let client = client_label(&text(client).unwrap_or_default());
+    match text(kind).as_deref() {
+        Some("g") => Ok(Decoded::Group(SessionGroup {
+            tenant,
+            server: text(server).unwrap_or_else(|| ctx.server.to_string()),
+            db,
+            user,
+            client,
+            active: flag(active, "active")?,
+            sessions: count(sessions, "sessions")?,
+            max_time: seconds(time, "time")?,
+        })),
+        Some("t") => Ok(Decoded::Top(TopSession {
+            tenant,
+            session_id: count(id, "id")?,
+            user,
+            db,
+            client,
+            sql_id: text(sql_id).unwrap_or_default(),
+            time: seconds(time, "time")?,
+        })),
+        other => Err(bad_answer(format!("unknown row kind {other:?}"))),
+    }
+}
+
+/// Decodes every row of a query's answer into a collection with the given tenants
+/// (None: the tenants named by the group rows).
+pub fn decode_rows(
+    rows: Vec<mysql_async::Row>,
+    ctx: &RowContext<'_>,
+    tenants: Option<Vec<String>>,
+) -> Result<Collection, SourceError> {
+    let mut collection = Collection::default();
+    for row in rows {
+        match decode_row(row.unwrap(), ctx)? {
+            Decoded::Group(group) => collection.groups.push(group),
+            Decoded::Top(top) => collection.top.push(top),
+        }
+    }
+    collection.tenants = tenants.unwrap_or_else(|| {
+        let names: std::collections::BTreeSet<&str> = collection
+            .groups
+            .iter()
+            .map(|g| g.tenant.as_str())
+            .collect();
+        names.into_iter().map(str::to_string).collect()
+    });
+    Ok(collection)
+}
+
+/// ` AND …` conditions that apply `filter` to processlist columns named with
+/// `prefix` (`"p."` or `""`). Names are quoted as string literals; config validation
+/// refused backslashes and control characters, so doubling quotes is enough in every
+/// SQL mode.
+pub fn filter_conditions(filter: &Filter, prefix: &str) -> String {
+    let mut sql = String::new();
+    if let Some(min) = filter.min_time {
+        sql.push_str(&format!(" AND {prefix}TIME >= {}", min.as_secs_f64()));
+    }
+    for (column, list) in [("USER", &filter.users), ("DB", &filter.databases)] {
+        if let Some(allow) = &list.allow {
+            sql.push_str(&format!(" AND {prefix}{column} IN ({})", quote_list(allow)));
+        }
+        if !list.deny.is_empty() {
+            // NULL (no database) is not a denied name: keep it explicitly.
+            sql.push_str(&format!(
+                " AND ({prefix}{column} IS NULL OR {prefix}{column} NOT IN ({}))",
+                quote_list(&list.deny)
+            ));
+        }
+    }
+    sql
+}
+
+fn quote_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|name| format!("'{}'", name.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn bad_answer(detail: String) -> SourceError {
@@ -154,9 +215,26 @@ fn flag(value: Value, column: &str) -> Result<bool, SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::NameList;
+    use std::time::Duration;
 
     fn bytes(s: &str) -> Value {
         Value::Bytes(s.as_bytes().to_vec())
+    }
+
+    /// A group row: the kind column, the eight given values, no id or SQL id.
+    fn group_row(values: [Value; 8]) -> Vec<Value> {
+        let mut row = vec![bytes("g")];
+        row.extend(values);
+        row.extend([Value::NULL, Value::NULL]);
+        row
+    }
+
+    fn group(values: [Value; 8], ctx: &RowContext<'_>) -> Result<SessionGroup, SourceError> {
+        match decode_row(group_row(values), ctx)? {
+            Decoded::Group(group) => Ok(group),
+            other => panic!("not a group: {other:?}"),
+        }
     }
 
     const OB: RowContext<'static> = RowContext {
@@ -167,8 +245,8 @@ mod tests {
 
     #[test]
     fn decodes_text_protocol_rows() {
-        let group = decode_group(
-            vec![
+        let decoded = group(
+            [
                 bytes("t1"),
                 bytes("10.0.0.1"),
                 bytes("app"),
@@ -182,7 +260,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            group,
+            decoded,
             SessionGroup {
                 tenant: "t1".into(),
                 server: "10.0.0.1".into(),
@@ -197,9 +275,44 @@ mod tests {
     }
 
     #[test]
+    fn decodes_top_session_rows() {
+        let row = vec![
+            bytes("t"),
+            Value::NULL,
+            Value::NULL,
+            bytes("NULL"),
+            bytes("app"),
+            bytes("10.0.0.7"),
+            bytes("1"),
+            bytes("1"),
+            bytes("33.5"),
+            bytes("3221588508"),
+            bytes("C82D7414C2E9706348979FC0CE2199E9"),
+        ];
+        assert_eq!(
+            decode_row(row, &OB).unwrap(),
+            Decoded::Top(TopSession {
+                tenant: "fallback-tenant".into(),
+                session_id: 3_221_588_508,
+                user: "app".into(),
+                db: NONE_LABEL.into(),
+                client: "10.0.0.7".into(),
+                sql_id: "C82D7414C2E9706348979FC0CE2199E9".into(),
+                time: 33.5,
+            })
+        );
+        let mut bad = vec![bytes("x")];
+        bad.extend(vec![Value::NULL; 10]);
+        assert!(decode_row(bad, &OB)
+            .unwrap_err()
+            .message
+            .contains("unknown row kind"));
+    }
+
+    #[test]
     fn nulls_quirks_and_binary_types_are_tolerated() {
-        let group = decode_group(
-            vec![
+        let g = group(
+            [
                 Value::NULL,
                 Value::NULL,
                 bytes("NULL"),
@@ -212,18 +325,18 @@ mod tests {
             &OB,
         )
         .unwrap();
-        assert_eq!(group.tenant, "fallback-tenant");
-        assert_eq!(group.server, "10.0.0.9");
-        assert_eq!(group.db, NONE_LABEL);
-        assert_eq!(group.user, NONE_LABEL);
-        assert_eq!(group.client, "::1");
-        assert!(!group.active);
-        assert_eq!(group.sessions, 0);
-        assert_eq!(group.max_time, 0.0);
+        assert_eq!(g.tenant, "fallback-tenant");
+        assert_eq!(g.server, "10.0.0.9");
+        assert_eq!(g.db, NONE_LABEL);
+        assert_eq!(g.user, NONE_LABEL);
+        assert_eq!(g.client, "::1");
+        assert!(!g.active);
+        assert_eq!(g.sessions, 0);
+        assert_eq!(g.max_time, 0.0);
 
         // A DECIMAL count, a UInt flag and a float time decode too.
-        let group = decode_group(
-            vec![
+        let g = group(
+            [
                 bytes("t"),
                 bytes("s"),
                 bytes(""),
@@ -236,13 +349,10 @@ mod tests {
             &OB,
         )
         .unwrap();
-        assert_eq!(group.db, NONE_LABEL);
-        assert_eq!(group.user, "u\u{fffd}\"\n");
-        assert_eq!(group.client, NONE_LABEL);
-        assert_eq!(
-            (group.active, group.sessions, group.max_time),
-            (true, 7, 1.5)
-        );
+        assert_eq!(g.db, NONE_LABEL);
+        assert_eq!(g.user, "u\u{fffd}\"\n");
+        assert_eq!(g.client, NONE_LABEL);
+        assert_eq!((g.active, g.sessions, g.max_time), (true, 7, 1.5));
     }
 
     #[test]
@@ -251,7 +361,7 @@ mod tests {
             null_string_is_no_db: false,
             ..OB
         };
-        let row = vec![
+        let values = [
             Value::NULL,
             Value::NULL,
             bytes("NULL"),
@@ -261,13 +371,13 @@ mod tests {
             bytes("1"),
             bytes("0"),
         ];
-        assert_eq!(decode_group(row, &ctx).unwrap().db, "NULL");
+        assert_eq!(group(values, &ctx).unwrap().db, "NULL");
     }
 
     #[test]
     fn malformed_answers_are_errors_not_panics() {
-        let row = |sessions: Value| {
-            vec![
+        let values = |sessions: Value| {
+            [
                 Value::NULL,
                 Value::NULL,
                 Value::NULL,
@@ -285,14 +395,34 @@ mod tests {
             bytes("NaN"),
             bytes("inf"),
         ] {
-            let err = decode_group(row(bad.clone()), &OB).unwrap_err();
+            let err = group(values(bad.clone()), &OB).unwrap_err();
             assert_eq!(err.reason, Reason::Query, "{bad:?}");
         }
-        let err = decode_group(vec![Value::NULL; 3], &OB).unwrap_err();
+        let err = decode_row(vec![Value::NULL; 3], &OB).unwrap_err();
         assert!(
-            err.message.contains("expected 8 columns, got 3"),
+            err.message.contains("expected 11 columns, got 3"),
             "{}",
             err.message
+        );
+    }
+
+    #[test]
+    fn filters_become_quoted_conditions() {
+        assert_eq!(filter_conditions(&Filter::default(), "p."), "");
+        let filter = Filter {
+            min_time: Some(Duration::from_millis(1500)),
+            users: NameList {
+                allow: None,
+                deny: vec!["repl".into(), "o'brien".into()],
+            },
+            databases: NameList {
+                allow: Some(vec!["app".into()]),
+                deny: vec![],
+            },
+        };
+        assert_eq!(
+            filter_conditions(&filter, "p."),
+            " AND p.TIME >= 1.5 AND (p.USER IS NULL OR p.USER NOT IN ('repl', 'o''brien')) AND p.DB IN ('app')"
         );
     }
 }

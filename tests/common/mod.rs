@@ -93,6 +93,8 @@ fn run_sql(conn_args: &[&str], sql: &str) -> String {
 /// A client session: a real connection from a chosen loopback source address,
 /// idle, or busy in `SELECT SLEEP(n)` on its own thread.
 pub struct Session {
+    /// The session id the server gave the connection.
+    pub id: u32,
     /// The idle connection, or the thread running the busy one.
     _conn: Option<mysql::Conn>,
     busy: Option<std::thread::JoinHandle<()>>,
@@ -129,26 +131,35 @@ impl Session {
             .into();
         let mut conn = mysql::Conn::new(opts.clone())
             .unwrap_or_else(|e| panic!("connect as {} from {}: {e}", spec.user, spec.from));
+        let id = conn.connection_id();
         match spec.sleep {
             None => Self {
+                id,
                 _conn: Some(conn),
                 busy: None,
                 kill: None,
             },
             Some(seconds) => {
-                let id = conn.connection_id();
                 let busy = std::thread::spawn(move || {
                     use mysql::prelude::Queryable;
                     // Ends when the sleep is killed at drop; the error is expected then.
                     let _ = conn.query_drop(format!("SELECT SLEEP({seconds})"));
                 });
                 Self {
+                    id,
                     _conn: None,
                     busy: Some(busy),
                     kill: Some((opts, id)),
                 }
             }
         }
+    }
+}
+
+impl Session {
+    /// True for a session busy in `SELECT SLEEP`.
+    pub fn is_busy(&self) -> bool {
+        self.busy.is_some()
     }
 }
 

@@ -159,6 +159,38 @@ pub fn assert_exact_sessions(server: &Server<'_>) {
         3.0
     );
 
+    // The longest active sessions are exactly the three busy ones, ranked 1 to 3.
+    let top = m.matching("dbsession_top_active_session_seconds", &base);
+    let mut top_ids: Vec<String> = top
+        .iter()
+        .map(|(series, _)| {
+            series
+                .split("session_id=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    top_ids.sort();
+    let mut busy_ids: Vec<String> = sessions
+        .iter()
+        .filter(|s| s.is_busy())
+        .map(|s| s.id.to_string())
+        .collect();
+    busy_ids.sort();
+    assert_eq!(top_ids, busy_ids, "{top:?}");
+    for rank in ["1", "2", "3"] {
+        assert_eq!(
+            m.matching(
+                "dbsession_top_active_session_seconds",
+                &[("target", t), ("rank", rank)]
+            )
+            .len(),
+            1
+        );
+    }
+
     drop(sessions);
     exporter.wait_for_metrics("closed sessions disappear", Duration::from_secs(30), |m| {
         m.get("dbsession_sessions", &base) == Some(before)
