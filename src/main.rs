@@ -9,6 +9,8 @@
 
 use clap::Parser;
 use session_exporter::config::{self, ConfigError};
+use session_exporter::http::server::{self, Web};
+use session_exporter::http::web_config::{self, WebConfig};
 use session_exporter::http::{self, AppState};
 use session_exporter::logging::{self, LogFormat, LogLevel};
 use session_exporter::reload::{self, ReloadRequest};
@@ -83,6 +85,11 @@ struct Cli {
     )]
     log_format: LogFormat,
 
+    /// Path to a web configuration file (exporter-toolkit format): TLS, basic auth
+    /// users with bcrypt hashes, response headers. Re-read on every reload.
+    #[arg(long = "web.config.file", env = "SESSION_EXPORTER_WEB_CONFIG_FILE")]
+    web_config_file: Option<PathBuf>,
+
     /// Enable POST /-/reload (SIGHUP always reloads the configuration).
     #[arg(
         long = "web.enable-lifecycle",
@@ -119,6 +126,18 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return config_failure(&err),
     };
+    let web_config = match cli
+        .web_config_file
+        .as_deref()
+        .map(web_config::load)
+        .transpose()
+    {
+        Ok(web) => web.unwrap_or_default(),
+        Err(err) => {
+            eprintln!("--web.config.file {err}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.config_check {
         println!(
             "{}: valid, {} target(s)",
@@ -153,7 +172,7 @@ fn main() -> ExitCode {
         index: cli.shard,
         total: cli.total_shards,
     };
-    let code = runtime.block_on(run(cli, config, listen, shard));
+    let code = runtime.block_on(run(cli, config, web_config, listen, shard));
     // Pools close in the background; do not wait for a server that does not answer.
     runtime.shutdown_timeout(Duration::from_millis(200));
     code
@@ -165,7 +184,13 @@ fn config_failure(err: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(cli: Cli, config: config::Config, listen: SocketAddr, shard: Shard) -> ExitCode {
+async fn run(
+    cli: Cli,
+    config: config::Config,
+    web_config: WebConfig,
+    listen: SocketAddr,
+    shard: Shard,
+) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -182,8 +207,11 @@ async fn run(cli: Cli, config: config::Config, listen: SocketAddr, shard: Shard)
         targets = config.targets.len(),
         shard = shard.index,
         total_shards = shard.total,
+        tls = web_config.tls.is_some(),
+        basic_auth = web_config.auth.is_some(),
         "session_exporter listening"
     );
+    let web = Arc::new(Web::new(web_config));
 
     let cancel = CancellationToken::new();
     let channels = snapshot::start();
@@ -198,8 +226,13 @@ async fn run(cli: Cli, config: config::Config, listen: SocketAddr, shard: Shard)
     }
 
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
+    let files = reload::Files {
+        config: cli.config_file.clone(),
+        web_config: cli.web_config_file.clone(),
+        web: web.clone(),
+    };
     let reloader = tokio::spawn(reload::serve(
-        cli.config_file.clone(),
+        files,
         scheduler,
         channels.updates,
         reload_rx,
@@ -211,10 +244,15 @@ async fn run(cli: Cli, config: config::Config, listen: SocketAddr, shard: Shard)
         published: channels.published,
         telemetry_path: Arc::from(cli.telemetry_path.as_str()),
         reload: cli.enable_lifecycle.then_some(reload_tx),
+        web: web.clone(),
     });
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server::serve(
+        listener,
+        app,
+        web,
+        cancel.clone(),
+        Duration::from_millis(500),
+    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -6,9 +6,12 @@
 //! `dbsession_config_last_reload_successful` and `…_success_timestamp_seconds`.
 
 use crate::config;
+use crate::http::server::Web;
+use crate::http::web_config;
 use crate::scheduler::Scheduler;
 use crate::snapshot::Update;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -18,10 +21,19 @@ pub struct ReloadRequest {
     pub respond: Option<oneshot::Sender<Result<String, String>>>,
 }
 
+/// The files a reload reads again.
+pub struct Files {
+    pub config: PathBuf,
+    /// --web.config.file, re-read too: certificates and users change without restart.
+    pub web_config: Option<PathBuf>,
+    pub web: Arc<Web>,
+}
+
 /// Serves reload requests until `cancel` fires, then hands the scheduler back for
-/// an orderly shutdown.
+/// an orderly shutdown. Both files are read first; nothing changes unless both are
+/// valid.
 pub async fn serve(
-    path: PathBuf,
+    files: Files,
     mut scheduler: Scheduler,
     updates: mpsc::Sender<Update>,
     mut requests: mpsc::Receiver<ReloadRequest>,
@@ -35,8 +47,22 @@ pub async fn serve(
                 None => break,
             },
         };
-        let outcome = match config::load(&path) {
-            Ok(config) => {
+        let loaded = config::load(&files.config)
+            .map_err(|err| err.to_string())
+            .and_then(|config| {
+                let web = files
+                    .web_config
+                    .as_deref()
+                    .map(web_config::load)
+                    .transpose()
+                    .map_err(|err| err.to_string())?;
+                Ok((config, web))
+            });
+        let outcome = match loaded {
+            Ok((config, web)) => {
+                if let Some(web) = web {
+                    files.web.set(web);
+                }
                 let applied = scheduler.apply(&config).await;
                 let summary = format!(
                     "configuration reloaded: {} started, {} restarted, {} stopped, {} unchanged{}",

@@ -7,6 +7,8 @@
 //! write of bytes encoded earlier, whatever the number of targets or the scrape rate.
 
 mod landing;
+pub mod server;
+pub mod web_config;
 
 use crate::exposition::Format;
 use crate::reload::ReloadRequest;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub telemetry_path: Arc<str>,
     /// Where `POST /-/reload` sends its request; None unless --web.enable-lifecycle.
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
+    /// TLS, basic auth users and headers from --web.config.file.
+    pub web: Arc<server::Web>,
 }
 
 impl AppState {
@@ -45,7 +49,49 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Basic auth (when users are configured) and the configured response headers, on
+/// every endpoint, as exporter-toolkit does.
+async fn guard(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let config = state.web.get();
+    if let Some(auth) = &config.auth {
+        let header = header_str(request.headers(), header::AUTHORIZATION).map(str::to_string);
+        let allowed = match header {
+            None => false,
+            Some(header) if auth.cached(&header) => true,
+            Some(header) => {
+                let auth = auth.clone();
+                tokio::task::spawn_blocking(move || auth.verify(&header))
+                    .await
+                    .unwrap_or(false)
+            }
+        };
+        if !allowed {
+            let mut response = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"session_exporter\""),
+            );
+            add_headers(&mut response, &config.headers);
+            return response;
+        }
+    }
+    let mut response = next.run(request).await;
+    add_headers(&mut response, &config.headers);
+    response
+}
+
+fn add_headers(response: &mut Response, headers: &[(header::HeaderName, HeaderValue)]) {
+    for (name, value) in headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -217,8 +217,9 @@ impl Exporter {
             .spawn()
             .expect("spawn session_exporter");
         let mut exporter = Self { child, addr, dir };
+        // Listening is enough (plain or TLS): requests wait in the accept queue.
         let start = Instant::now();
-        while exporter.try_get("/-/healthy").is_none() {
+        while TcpStream::connect(&exporter.addr).is_err() {
             if let Ok(Some(status)) = exporter.child.try_wait() {
                 panic!("the exporter exited with {status}:\n{}", exporter.log());
             }

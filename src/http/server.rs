@@ -1,0 +1,124 @@
+//! The listener: accepts connections, performs the TLS handshake when the web
+//! configuration asks for it, and serves HTTP/1.1 with the router.
+//!
+//! axum's own `serve` speaks plain TCP only; this loop adds TLS, a bound on how long a
+//! client may take to send its headers (a slow client cannot hold a connection
+//! forever), a cap on open connections, and graceful shutdown that lets in-flight
+//! requests finish. The web configuration is read per connection from [`Web`], so a
+//! reload changes certificates and users for every new connection.
+
+use super::web_config::WebConfig;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Open connections at most; more wait in the kernel's accept queue.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// The current web configuration, swapped whole on reload.
+#[derive(Debug, Default)]
+pub struct Web {
+    current: RwLock<Arc<WebConfig>>,
+}
+
+impl Web {
+    pub fn new(config: WebConfig) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(config)),
+        }
+    }
+
+    pub fn get(&self) -> Arc<WebConfig> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn set(&self, config: WebConfig) {
+        match self.current.write() {
+            Ok(mut current) => *current = Arc::new(config),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `cancel` fires, then lets open requests finish
+/// for up to `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    web: Arc<Web>,
+    cancel: CancellationToken,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let slot = tokio::select! {
+            _ = cancel.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!("accepting a connection failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let config = web.get();
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            match &config.tls {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, "TLS handshake failed: {err}");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = http.serve_connection(TokioIo::new(tls), service);
+                    let _ = watcher.watch(conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+}
