@@ -1,0 +1,283 @@
+//! End to end with a real Prometheus: it scrapes the exporter every second and loads
+//! the shipped alerting rules; every PromQL expression of the Grafana dashboard and of
+//! the rules is evaluated through Prometheus' HTTP API, and the long-running-session
+//! alert must actually fire when a session sleeps past a lowered threshold.
+
+mod common;
+
+use common::{free_port, http_get, Exporter, Servers, Session, SessionSpec};
+use serde_json::Value as Json;
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+struct Prometheus {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(exporter_addr: &str, rules: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alerts.yml"), rules).unwrap();
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\nrule_files: [alerts.yml]\nscrape_configs:\n  - job_name: session-exporter\n    static_configs:\n      - targets: ['{exporter_addr}']\n"
+            ),
+        )
+        .unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (scripts/install-deps.sh installs Debian's prometheus)");
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn api(&self, path_and_query: &str) -> Json {
+        let (status, _, body) =
+            http_get(&self.addr, path_and_query, &[]).unwrap_or((0, String::new(), Vec::new()));
+        let json: Json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+        assert!(
+            status == 200 || json.is_null() || status == 400 || status == 422,
+            "{path_and_query}: {status}"
+        );
+        json
+    }
+
+    /// Evaluates `expr`; (status, number of result series).
+    fn query(&self, expr: &str) -> (String, usize, Json) {
+        let json = self.api(&format!("/api/v1/query?query={}", percent_encode(expr)));
+        let status = json["status"].as_str().unwrap_or("no answer").to_string();
+        let n = json["data"]["result"].as_array().map_or(0, Vec::len);
+        (status, n, json)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every `expr` of the dashboard's panels, with Grafana's variables substituted.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dashboard: Json = serde_json::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/grafana/session-exporter.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            let expr = expr
+                .replace("$target", ".+")
+                .replace("$tenant", ".*")
+                .replace("$__rate_interval", "1m");
+            queries.push((panel["title"].as_str().unwrap().to_string(), expr));
+        }
+    }
+    // The template variables' label_values() queries select these series.
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(definition) = variable["definition"].as_str() {
+            let selector = definition
+                .trim_start_matches("label_values(")
+                .rsplit_once(',')
+                .unwrap()
+                .0
+                .replace("$target", ".+");
+            queries.push((format!("variable {}", variable["name"]), selector));
+        }
+    }
+    queries
+}
+
+/// Metric names an expression reads (ours and Prometheus' `up`).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut word = String::new();
+    for c in expr.chars().chain([' ']) {
+        if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            if word.starts_with("dbsession") || word == "up" {
+                names.insert(word.clone());
+            }
+            word.clear();
+        }
+    }
+    names
+}
+
+#[test]
+fn every_dashboard_and_rule_expression_works_and_the_long_running_alert_fires() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let pw = servers.monitor_password_file.display();
+    let exporter = Exporter::start(&format!(
+        r#"global:
+  collect_interval: 1s
+  collect_timeout: 800ms
+targets:
+  - name: maria
+    kind: mysql
+    address: {m}
+    user: monitor
+    password_file: {pw}
+  - name: seek
+    kind: oceanbase
+    address: {s}
+    user: monitor
+    password_file: {pw}
+"#,
+        m = servers.mariadb_addr,
+        s = servers.seekdb_addr,
+    ));
+    // Known sessions: a busy one on each server, an idle one on MariaDB.
+    servers.mariadb_root("CREATE USER IF NOT EXISTS 'it_e2e'@'%' IDENTIFIED BY 'E2e-pw-1'");
+    servers.seekdb_root("CREATE USER IF NOT EXISTS 'it_e2e'@'%' IDENTIFIED BY 'E2e-pw-1'");
+    let session = |addr: &str, sleep: Option<u32>, from: &str| {
+        Session::open(&SessionSpec {
+            addr,
+            user: "it_e2e",
+            password: "E2e-pw-1",
+            db: None,
+            from,
+            sleep,
+        })
+    };
+    let _sessions = [
+        session(&servers.mariadb_addr, Some(300), "127.0.0.41"),
+        session(&servers.mariadb_addr, None, "127.0.0.42"),
+        session(&servers.seekdb_addr, Some(300), "127.0.0.43"),
+    ];
+
+    // The shipped rules, with the long-running threshold lowered to 2 s and no wait.
+    let mut rules: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(format!("{ROOT}/deploy/prometheus/alerts.yml")).unwrap(),
+    )
+    .unwrap();
+    let mut rule_exprs = Vec::new();
+    for group in rules["groups"].as_sequence_mut().unwrap() {
+        for rule in group["rules"].as_sequence_mut().unwrap() {
+            rule_exprs.push(rule["expr"].as_str().unwrap().to_string());
+            if rule["alert"].as_str() == Some("DbSessionLongRunning") {
+                rule["expr"] = "dbsession_max_active_time_seconds > 2".into();
+                rule["for"] = "0s".into();
+            }
+        }
+    }
+    let prometheus = Prometheus::start(&exporter.addr, &serde_yaml::to_string(&rules).unwrap());
+
+    // Wait until Prometheus holds a few scrapes and the rules have run.
+    let started = Instant::now();
+    loop {
+        let (_, n, _) = prometheus.query("rate(dbsession_collect_errors_total[1m])");
+        let (_, limits, _) = prometheus.query("dbsession:active_sessions_limit");
+        let (_, top, _) =
+            prometheus.query(r#"dbsession_top_active_session_seconds{target="seek"}"#);
+        if n > 0 && limits > 0 && top > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "Prometheus has no data yet:\n{}",
+            exporter.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let mut failures = Vec::new();
+    for (panel, expr) in dashboard_queries() {
+        let (status, n, json) = prometheus.query(&expr);
+        if status != "success" || n == 0 {
+            failures.push(format!(
+                "dashboard panel {panel:?}: {expr}\n  -> {status}, {n} series: {json}"
+            ));
+        }
+    }
+    for expr in &rule_exprs {
+        let (status, _, json) = prometheus.query(expr);
+        if status != "success" {
+            failures.push(format!("rule: {expr}\n  -> {json}"));
+        }
+    }
+    // Every metric any expression names exists in Prometheus: no panel or rule reads
+    // a name the exporter does not produce.
+    let names: BTreeSet<String> = dashboard_queries()
+        .iter()
+        .map(|(_, e)| e.clone())
+        .chain(rule_exprs.iter().cloned())
+        .flat_map(|e| metric_names(&e))
+        .collect();
+    assert!(names.len() > 15, "{names:?}");
+    for name in &names {
+        let (_, n, _) = prometheus.query(&format!("count({name})"));
+        if n == 0 {
+            failures.push(format!("no series named {name}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The lowered long-running alert fires for both busy sessions' tenants.
+    let started = Instant::now();
+    loop {
+        let alerts = prometheus.api("/api/v1/alerts");
+        let firing: BTreeSet<String> = alerts["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| {
+                a["labels"]["alertname"] == "DbSessionLongRunning" && a["state"] == "firing"
+            })
+            .map(|a| a["labels"]["target"].as_str().unwrap_or("").to_string())
+            .collect();
+        if firing.contains("maria") && firing.contains("seek") {
+            let alert = alerts["data"]["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "DbSessionLongRunning")
+                .unwrap();
+            let summary = alert["annotations"]["summary"].as_str().unwrap();
+            assert!(summary.contains("has been active for"), "{summary}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "DbSessionLongRunning did not fire: {alerts}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
