@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs every server and tool the tests need on a fresh Debian machine:
-# MariaDB and Prometheus (promtool) from Debian's packages, seekdb from PyPI's
-# `pylibseekdb`. Idempotent: a second run finds everything present and does nothing.
+# MariaDB, Prometheus (promtool), curl and systemd-analyze from Debian's packages;
+# seekdb (`pylibseekdb`) and `kubernetes-validate` from PyPI. Idempotent: a second
+# run finds everything present and does nothing.
 set -euo pipefail
 
 need_apt=()
 command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server mariadb-client)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=()
@@ -17,7 +19,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pylibseekdb' >/dev/null 2>&1; then
-  echo "install-deps: pip install pylibseekdb" >&2
-  python3 -m pip install -q pylibseekdb
+need_pip=()
+python3 -c 'import pylibseekdb' >/dev/null 2>&1 || need_pip+=(pylibseekdb)
+# Validates deploy/kubernetes against the Kubernetes JSON schemas it ships.
+command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
+if [ ${#need_pip[@]} -gt 0 ]; then
+  echo "install-deps: pip install ${need_pip[*]}" >&2
+  python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"
 fi
