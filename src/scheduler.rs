@@ -183,8 +183,15 @@ async fn run_target(
                 }
                 failures = 0;
                 log = FailureLog::default();
+                let rows = collection.rows;
                 status.record_success(collection, took, SystemTime::now());
-                tracing::debug!(target = %target.name, took_ms = took.as_millis() as u64, tenants = status.tenants.len(), "collected");
+                tracing::debug!(
+                    target = %target.name,
+                    took_ms = took.as_millis() as u64,
+                    rows,
+                    tenants = status.tenants.len(),
+                    "collected"
+                );
             }
             Err(error) => {
                 failures = failures.saturating_add(1);

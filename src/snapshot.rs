@@ -6,19 +6,25 @@
 //! and assembles the whole exposition by concatenating, family by family, the header
 //! and every target's chunk: an interval in which N targets report costs N small
 //! encodings, not N full ones. It publishes at most every [`PUBLISH_EVERY`], so
-//! targets finishing together cost one assembly and one gzip. Each target also keeps
-//! its own prepared bodies for `/probe`. A scrape borrows the current [`Published`]
-//! and copies out ready bytes; it never queries or encodes anything.
+//! targets finishing together cost one assembly and one gzip.
+//!
+//! What Prometheus asks for (OpenMetrics, gzip) is prepared eagerly. The classic text
+//! format and each target's `/probe` bodies are prepared at most once per publish, by
+//! the first request that needs them: a large exposition then costs one copy in
+//! memory instead of six, and nobody pays for a variant no one scrapes. A scrape
+//! never queries a database.
 
 use crate::config::{Kind, Target};
 use crate::exposition::{openmetrics_to_classic, Format};
 use crate::metrics::{self, FamilyText, ReloadStatus};
 use crate::source::{Reason, SourceError};
-use crate::stats::{self, Collection, TenantStats};
+#[cfg(test)]
+use crate::stats::Collection;
+use crate::stats::{Collected, TenantStats};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch};
 
@@ -82,8 +88,15 @@ impl TargetStatus {
 
     /// Records a successful cycle: the tenants found replace the previous ones, so a
     /// dropped tenant's series disappear. Configured tenants not found are down.
-    pub fn record_success(&mut self, collection: Collection, took: Duration, now: SystemTime) {
-        let mut tenants: BTreeMap<String, TenantStatus> = stats::fold(collection)
+    pub fn record_success(
+        &mut self,
+        collected: impl Into<Collected>,
+        took: Duration,
+        now: SystemTime,
+    ) {
+        let mut tenants: BTreeMap<String, TenantStatus> = collected
+            .into()
+            .tenants
             .into_iter()
             .map(|(name, mut stats)| {
                 stats.limit(self.max_series_per_dimension);
@@ -149,47 +162,60 @@ impl Body {
     }
 }
 
-/// An exposition in both formats.
-#[derive(Debug, Clone)]
+/// An exposition in both formats: OpenMetrics prepared now, the classic format when
+/// first asked for.
+#[derive(Debug)]
 pub struct Bodies {
     openmetrics: Body,
-    classic: Body,
+    classic: OnceLock<Body>,
 }
 
 impl Bodies {
     fn new(openmetrics: String) -> Self {
-        let classic = openmetrics_to_classic(&openmetrics);
         Self {
             openmetrics: Body::new(openmetrics.into_bytes()),
-            classic: Body::new(classic.into_bytes()),
+            classic: OnceLock::new(),
         }
     }
 
     pub fn get(&self, format: Format) -> &Body {
         match format {
             Format::OpenMetrics => &self.openmetrics,
-            Format::Classic => &self.classic,
+            Format::Classic => self.classic.get_or_init(|| {
+                let openmetrics = String::from_utf8_lossy(&self.openmetrics.plain);
+                Body::new(openmetrics_to_classic(&openmetrics).into_bytes())
+            }),
         }
     }
 }
 
-/// One target as published: its status, and its prepared samples and `/probe` bodies.
+/// One target as published: its status, and its samples split by family.
 #[derive(Debug)]
 pub struct TargetEntry {
     pub status: Arc<TargetStatus>,
     families: Vec<FamilyText>,
-    pub probe: Bodies,
+    headers: Arc<Vec<FamilyText>>,
+    probe: OnceLock<Bodies>,
 }
 
 impl TargetEntry {
-    fn new(status: Arc<TargetStatus>, headers: &[FamilyText]) -> Result<Self, std::fmt::Error> {
+    fn new(
+        status: Arc<TargetStatus>,
+        headers: &Arc<Vec<FamilyText>>,
+    ) -> Result<Self, std::fmt::Error> {
         let families = metrics::encode_families(std::slice::from_ref(&status))?;
-        let probe = Bodies::new(assemble(headers, std::slice::from_ref(&&families[..]), ""));
         Ok(Self {
             status,
             families,
-            probe,
+            headers: headers.clone(),
+            probe: OnceLock::new(),
         })
+    }
+
+    /// This target's own exposition, for `/probe`.
+    pub fn probe(&self) -> &Bodies {
+        self.probe
+            .get_or_init(|| Bodies::new(assemble(&self.headers, &[&self.families[..]], "")))
     }
 }
 
@@ -274,7 +300,7 @@ pub fn start() -> Channels {
 }
 
 struct Publisher {
-    headers: Vec<FamilyText>,
+    headers: Arc<Vec<FamilyText>>,
     order: Vec<String>,
     /// The run generation of every configured target: only its results are taken.
     generations: HashMap<String, u64>,
@@ -291,7 +317,9 @@ impl Publisher {
             last_success: SystemTime::now(),
         };
         Self {
-            headers: metrics::encode_families(&[]).expect("encoding into a String cannot fail"),
+            headers: Arc::new(
+                metrics::encode_families(&[]).expect("encoding into a String cannot fail"),
+            ),
             order: Vec::new(),
             generations: HashMap::new(),
             entries: HashMap::new(),
@@ -441,7 +469,7 @@ mod tests {
             published
                 .target("b")
                 .unwrap()
-                .probe
+                .probe()
                 .get(Format::OpenMetrics),
         );
         assert!(probe.contains(r#"dbsession_up{target="b",tenant="b"} 1"#));

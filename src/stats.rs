@@ -46,9 +46,9 @@ pub struct TopSession {
     pub time: f64,
 }
 
-/// What one collection found: every tenant that exists, the grouped sessions, and
-/// each tenant's longest active sessions. A tenant with no sessions is in `tenants`
-/// and in no group, and reports zeros.
+/// Rows as a list: what unit tests feed to [`fold`]. (Sources fold rows as they
+/// arrive with a [`Folder`] instead.) A tenant with no sessions is in `tenants` and in
+/// no group, and reports zeros.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Collection {
     pub tenants: Vec<String>,
@@ -146,19 +146,38 @@ fn fold_smallest(values: &mut BTreeMap<String, Counts>, max: usize) -> usize {
     folded
 }
 
-/// Adds up `collection` per tenant. Every tenant of `collection.tenants` is present
-/// in the result, with zeros when it has no sessions.
-pub fn fold(collection: Collection) -> BTreeMap<String, TenantStats> {
-    let mut tenants: BTreeMap<String, TenantStats> = collection
-        .tenants
-        .into_iter()
-        .map(|tenant| (tenant, TenantStats::default()))
-        .collect();
-    for group in collection.groups {
-        if group.sessions == 0 {
-            continue;
+/// Statistics folded from one collection, and how many rows the database sent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collected {
+    pub tenants: BTreeMap<String, TenantStats>,
+    pub rows: usize,
+}
+
+/// Folds rows into per-tenant statistics as they arrive, so a cycle holds the
+/// statistics, never the list of rows.
+#[derive(Debug, Default)]
+pub struct Folder {
+    collected: Collected,
+}
+
+impl Folder {
+    /// Makes `tenant` present even if no row names it (it then reports zeros).
+    pub fn add_tenant(&mut self, tenant: &str) {
+        if !self.collected.tenants.contains_key(tenant) {
+            self.collected
+                .tenants
+                .insert(tenant.to_string(), TenantStats::default());
         }
-        let stats = tenants.entry(group.tenant).or_default();
+    }
+
+    /// Adds one group of sessions. A group of 0 sessions (the cluster query's row for
+    /// a tenant without sessions) only makes its tenant present.
+    pub fn add_group(&mut self, group: SessionGroup) {
+        self.collected.rows += 1;
+        let stats = self.collected.tenants.entry(group.tenant).or_default();
+        if group.sessions == 0 {
+            return;
+        }
         stats.sessions += group.sessions;
         if group.active {
             stats.active_sessions += group.sessions;
@@ -178,22 +197,51 @@ pub fn fold(collection: Collection) -> BTreeMap<String, TenantStats> {
             .or_default()
             .add(n, active);
     }
-    for session in collection.top {
-        tenants
+
+    /// Adds one of a tenant's longest active sessions.
+    pub fn add_top(&mut self, session: TopSession) {
+        self.collected.rows += 1;
+        self.collected
+            .tenants
             .entry(session.tenant.clone())
             .or_default()
             .top
             .push(session);
     }
-    for stats in tenants.values_mut() {
-        // Longest first; equal times in session id order, so ranks do not flap.
-        stats.top.sort_by(|a, b| {
-            b.time
-                .total_cmp(&a.time)
-                .then(a.session_id.cmp(&b.session_id))
-        });
+
+    pub fn finish(mut self) -> Collected {
+        for stats in self.collected.tenants.values_mut() {
+            // Longest first; equal times in session id order, so ranks do not flap.
+            stats.top.sort_by(|a, b| {
+                b.time
+                    .total_cmp(&a.time)
+                    .then(a.session_id.cmp(&b.session_id))
+            });
+        }
+        self.collected
     }
-    tenants
+}
+
+/// Adds up `collection` per tenant. Every tenant of `collection.tenants` is present
+/// in the result, with zeros when it has no sessions.
+pub fn fold(collection: Collection) -> BTreeMap<String, TenantStats> {
+    Collected::from(collection).tenants
+}
+
+impl From<Collection> for Collected {
+    fn from(collection: Collection) -> Self {
+        let mut folder = Folder::default();
+        for tenant in &collection.tenants {
+            folder.add_tenant(tenant);
+        }
+        for group in collection.groups {
+            folder.add_group(group);
+        }
+        for top in collection.top {
+            folder.add_top(top);
+        }
+        folder.finish()
+    }
 }
 
 /// The host part of a processlist `HOST` value: `ip:port`, `[v6]:port`, `host:port`,

@@ -111,7 +111,7 @@ async fn probe(
     };
     let published = state.current();
     match published.target(name) {
-        Some(entry) => exposition(&entry.probe, &headers),
+        Some(entry) => exposition(entry.probe(), &headers),
         None => {
             let known: Vec<&str> = published
                 .targets

@@ -12,7 +12,7 @@ mod oceanbase;
 pub mod sql;
 
 use crate::config::{Kind, Target};
-use crate::stats::Collection;
+use crate::stats::Collected;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Source: Send {
     /// Runs one collection: connect if needed, send the grouped query, decode it.
     /// The caller bounds it with the target's `collect_timeout`.
-    fn collect(&mut self) -> BoxFuture<'_, Result<Collection, SourceError>>;
+    fn collect(&mut self) -> BoxFuture<'_, Result<Collected, SourceError>>;
 
     /// Forgets every pooled connection. Called after a failed or abandoned cycle, so a
     /// connection left in an unknown state (mid-query, server restarted) is never reused.

@@ -9,12 +9,10 @@
 //! serves both without asking the server which it is.
 
 use super::conn::{classify, Connector};
-use super::sql::{decode_rows, filter_conditions, host_without_port, RowContext, TAG};
+use super::sql::{filter_conditions, host_without_port, query, RowContext, TAG};
 use super::{BoxFuture, Source, SourceError};
 use crate::config::Target;
-use crate::stats::Collection;
-use mysql_async::prelude::Queryable;
-use mysql_async::Row;
+use crate::stats::Collected;
 
 /// `COMMAND` values that do not count as active: an idle client (`Sleep`), server
 /// background threads (`Daemon`), and replication threads on a source (`Binlog Dump*`)
@@ -47,28 +45,26 @@ impl MysqlSource {
         }
     }
 
-    async fn run(&mut self) -> Result<Collection, SourceError> {
+    async fn run(&mut self) -> Result<Collected, SourceError> {
         const WHAT: &str = "reading information_schema.PROCESSLIST";
         let mut conn = self
             .connector
             .conn()
             .await
             .map_err(|e| classify(&e, &self.target, "connecting", GRANT))?;
-        let rows = conn
-            .query::<Row, _>(&self.sql)
-            .await
-            .map_err(|e| classify(&e, &self.target, WHAT, GRANT))?;
         let ctx = RowContext {
             tenant: &self.target.name,
             server: &self.target.address.host,
             null_string_is_no_db: false,
         };
-        decode_rows(rows, &ctx, Some(vec![self.target.name.clone()]))
+        query(&mut conn, &self.sql, &ctx, &[&self.target.name])
+            .await
+            .map_err(|e| classify(&e, &self.target, WHAT, GRANT))?
     }
 }
 
 impl Source for MysqlSource {
-    fn collect(&mut self) -> BoxFuture<'_, Result<Collection, SourceError>> {
+    fn collect(&mut self) -> BoxFuture<'_, Result<Collected, SourceError>> {
         Box::pin(self.run())
     }
 

@@ -8,12 +8,10 @@
 //! OBProxy), falling back to `HOST` without its port.
 
 use super::conn::{classify, is_missing_or_denied_relation, Connector};
-use super::sql::{decode_rows, filter_conditions, host_without_port, RowContext, TAG};
+use super::sql::{filter_conditions, host_without_port, query, RowContext, TAG};
 use super::{BoxFuture, Source, SourceError};
 use crate::config::{Relation, Target};
-use crate::stats::Collection;
-use mysql_async::prelude::Queryable;
-use mysql_async::Row;
+use crate::stats::Collected;
 
 const GRANT: &str = "grant it with GRANT SELECT ON oceanbase.* TO the account \
                      (a cluster needs GV$OB_PROCESSLIST and DBA_OB_TENANTS in the sys tenant)";
@@ -54,28 +52,25 @@ impl OceanbaseSource {
         }
     }
 
-    async fn run(&mut self) -> Result<Collection, SourceError> {
+    async fn run(&mut self) -> Result<Collected, SourceError> {
         let mut conn = self
             .connector
             .conn()
             .await
             .map_err(|e| classify(&e, &self.target, "connecting", GRANT))?;
         match self.mode {
-            Some(Mode::Cluster) => {
-                let rows = self
-                    .query_cluster(&mut conn)
-                    .await
-                    .map_err(|e| self.classify_cluster(&e))?;
-                self.decode_cluster(rows)
-            }
+            Some(Mode::Cluster) => self
+                .query_cluster(&mut conn)
+                .await
+                .map_err(|e| self.classify_cluster(&e))?,
             Some(Mode::SingleTenant) => self.single(&mut conn).await,
             // First success decides the mode; it is not revisited, so a privilege
             // revoked later shows as an auth error instead of a silent switch to
             // the connected tenant alone.
             None => match self.query_cluster(&mut conn).await {
-                Ok(rows) => {
+                Ok(collection) => {
                     self.mode = Some(Mode::Cluster);
-                    self.decode_cluster(rows)
+                    collection
                 }
                 Err(err) if is_missing_or_denied_relation(&err) => {
                     tracing::info!(
@@ -93,11 +88,18 @@ impl OceanbaseSource {
         }
     }
 
+    /// The cluster statement; every tenant comes back in a group row (a zero row
+    /// when it has no sessions).
     async fn query_cluster(
         &self,
         conn: &mut mysql_async::Conn,
-    ) -> Result<Vec<Row>, mysql_async::Error> {
-        conn.query(&self.cluster_sql).await
+    ) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
+        let ctx = RowContext {
+            tenant: "",
+            server: &self.target.address.host,
+            null_string_is_no_db: true,
+        };
+        query(conn, &self.cluster_sql, &ctx, &[]).await
     }
 
     fn classify_cluster(&self, err: &mysql_async::Error) -> SourceError {
@@ -112,36 +114,27 @@ impl OceanbaseSource {
             .map_or("oceanbase.GV$OB_PROCESSLIST".to_string(), Relation::to_sql)
     }
 
-    fn decode_cluster(&self, rows: Vec<Row>) -> Result<Collection, SourceError> {
-        let ctx = RowContext {
-            tenant: "",
-            server: &self.target.address.host,
-            null_string_is_no_db: true,
-        };
-        // Every tenant comes back in a group row (a zero row when it has no sessions).
-        decode_rows(rows, &ctx, None)
-    }
-
-    async fn single(&self, conn: &mut mysql_async::Conn) -> Result<Collection, SourceError> {
-        let rows = conn.query::<Row, _>(&self.single_sql).await.map_err(|e| {
-            classify(
-                &e,
-                &self.target,
-                "reading oceanbase.V$OB_PROCESSLIST",
-                GRANT,
-            )
-        })?;
+    async fn single(&self, conn: &mut mysql_async::Conn) -> Result<Collected, SourceError> {
         let ctx = RowContext {
             tenant: &self.single_tenant,
             server: &self.target.address.host,
             null_string_is_no_db: true,
         };
-        decode_rows(rows, &ctx, Some(vec![self.single_tenant.clone()]))
+        query(conn, &self.single_sql, &ctx, &[&self.single_tenant])
+            .await
+            .map_err(|e| {
+                classify(
+                    &e,
+                    &self.target,
+                    "reading oceanbase.V$OB_PROCESSLIST",
+                    GRANT,
+                )
+            })?
     }
 }
 
 impl Source for OceanbaseSource {
-    fn collect(&mut self) -> BoxFuture<'_, Result<Collection, SourceError>> {
+    fn collect(&mut self) -> BoxFuture<'_, Result<Collected, SourceError>> {
         Box::pin(self.run())
     }
 

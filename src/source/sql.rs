@@ -6,7 +6,7 @@
 
 use super::{Reason, SourceError};
 use crate::config::Filter;
-use crate::stats::{client_label, Collection, SessionGroup, TopSession, NONE_LABEL};
+use crate::stats::{client_label, Collected, Folder, SessionGroup, TopSession, NONE_LABEL};
 use mysql_async::Value;
 
 /// Leading comment on every statement, so a DBA reading the processlist or a slow log
@@ -87,29 +87,38 @@ pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<Decoded, S
     }
 }
 
-/// Decodes every row of a query's answer into a collection with the given tenants
-/// (None: the tenants named by the group rows).
-pub fn decode_rows(
-    rows: Vec<mysql_async::Row>,
+/// Sends `sql` and folds its rows as they arrive (no row list is kept). `tenants`
+/// are present even without rows (a single-tenant source's one tenant).
+/// The outer error is the driver's, for the caller to classify with context.
+pub async fn query(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
     ctx: &RowContext<'_>,
-    tenants: Option<Vec<String>>,
-) -> Result<Collection, SourceError> {
-    let mut collection = Collection::default();
-    for row in rows {
-        match decode_row(row.unwrap(), ctx)? {
-            Decoded::Group(group) => collection.groups.push(group),
-            Decoded::Top(top) => collection.top.push(top),
-        }
+    tenants: &[&str],
+) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    let mut folder = Folder::default();
+    for tenant in tenants {
+        folder.add_tenant(tenant);
     }
-    collection.tenants = tenants.unwrap_or_else(|| {
-        let names: std::collections::BTreeSet<&str> = collection
-            .groups
-            .iter()
-            .map(|g| g.tenant.as_str())
-            .collect();
-        names.into_iter().map(str::to_string).collect()
-    });
-    Ok(collection)
+    let mut failure = None;
+    let mut result = conn.query_iter(sql).await?;
+    result
+        .for_each(|row| {
+            if failure.is_some() {
+                return;
+            }
+            match decode_row(row.unwrap(), ctx) {
+                Ok(Decoded::Group(group)) => folder.add_group(group),
+                Ok(Decoded::Top(top)) => folder.add_top(top),
+                Err(err) => failure = Some(err),
+            }
+        })
+        .await?;
+    Ok(match failure {
+        Some(err) => Err(err),
+        None => Ok(folder.finish()),
+    })
 }
 
 /// ` AND …` conditions that apply `filter` to processlist columns named with
