@@ -142,7 +142,8 @@ def wrk(url, seconds, connections=8, like_prometheus=False):
     """(requests per second, p99 latency in ms) from one wrk run; `like_prometheus`
     sends the Accept and Accept-Encoding headers Prometheus sends."""
     headers = PROMETHEUS_HEADERS if like_prometheus else []
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", *headers, url],
+    threads = min(2, connections)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *headers, url],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -318,7 +319,7 @@ def load_scale_tables(sessions, tenants, servers):
     if batch:
         statements.append(f"INSERT INTO bench_scale.PL VALUES {', '.join(batch)};")
     sql("seekdb", None, stdin="\n".join(statements))
-    groups = sql("seekdb", "SELECT COUNT(*) FROM (SELECT DISTINCT TENANT, SVR_IP, DB, USER, USER_CLIENT_IP, STATE "
+    groups = sql("seekdb", "SELECT COUNT(*) FROM (SELECT DISTINCT TENANT, SVR_IP, DB, USER, USER_CLIENT_IP "
                            "FROM bench_scale.PL) g").strip()
     return int(groups)
 
@@ -350,15 +351,22 @@ def scenario_scale(quick):
     record("3a exporter CPU per collection cycle (ms), beyond the query", f"{cpu_per_cycle_ms:.1f}",
            f"cycle wall time {median(took)} ms", f"{cycles} cycles", "<= 100 ms", cpu_per_cycle_ms <= 100 and cycles > 0)
     top_rows = 1000 * 5
-    record("3b rows returned per cycle vs distinct groups", f"{max(rows) - top_rows:,} group rows (+{top_rows:,} top)",
-           f"{distinct:,} distinct groups, 100,000 sessions", "", "<= distinct groups", max(rows) - top_rows <= distinct + 1000)
-    body = http(url + "/metrics")[1]
-    runs = 5
-    seconds = 2 if quick else 10
-    p99s = [wrk(url + "/metrics", seconds, like_prometheus=True)[1] for _ in range(runs)]
+    group_rows = max(rows) - top_rows
+    record("3b rows returned per cycle vs distinct (tenant, server, db, user, client) groups",
+           f"{group_rows:,} group rows (+{top_rows:,} top sessions)", f"{distinct:,} groups in 100,000 sessions",
+           f"{100_000 / group_rows:.1f} sessions per row", "<= distinct groups", group_rows <= distinct)
+    # What Prometheus asks for, uncompressed, to count the series it would ingest.
+    body = http(url + "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"})[1]
     series = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
-    record(f"3c /metrics p99 latency (ms), {series:,} series, Prometheus' headers (OpenMetrics, gzip)",
-           f"{median(p99s):.2f}", "", "", "<= 5 ms", median(p99s) <= 5)
+    seconds = 2 if quick else 10
+    # One connection scraping back to back is one Prometheus (which scrapes a target
+    # over one connection), at a rate thousands of times its own; 8 connections are
+    # shown too: on 2 cores they queue behind each other and behind the database.
+    one, eight = interleaved(lambda: wrk(url + "/metrics", seconds, 1, like_prometheus=True)[1],
+                             lambda: wrk(url + "/metrics", seconds, 8, like_prometheus=True)[1], 5)
+    record(f"3c /metrics p99 latency (ms), {series:,} series, Prometheus' headers (OpenMetrics, gzip), "
+           "one connection back to back",
+           f"{median(one):.2f}", f"8 connections: {median(eight):.2f}", "", "<= 5 ms", median(one) <= 5)
     hwm = rss_kib(ours, "VmHWM")
     record("3d peak resident memory (MiB)", f"{hwm / 1024:.1f}", "", "", "<= 64 MiB", hwm <= 64 * 1024)
     stop(ours)

@@ -11,7 +11,7 @@ use crate::source::Reason;
 use crate::stats::{Counts, TenantStats, TopSession};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, LabelSetEncoder,
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabel, EncodeLabelSet, LabelSetEncoder,
 };
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -90,22 +90,29 @@ struct SeriesLabels<'a> {
 
 impl EncodeLabelSet for SeriesLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(3 + self.target.labels.len());
-        pairs.push(("target", &self.target.name));
+        label(encoder, "target", &self.target.name)?;
         if let Some(tenant) = self.tenant {
-            pairs.push(("tenant", tenant));
+            label(encoder, "tenant", tenant)?;
         }
-        if let Some(extra) = self.extra {
-            pairs.push(extra);
+        if let Some((key, value)) = self.extra {
+            label(encoder, key, value)?;
         }
-        pairs.extend(
-            self.target
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        pairs.as_slice().encode(encoder)
+        constant_labels(encoder, self.target)
     }
+}
+
+/// Encodes one label; pair by pair rather than through a slice, so a series costs
+/// no allocation.
+fn label(encoder: &mut LabelSetEncoder, key: &str, value: &str) -> Result<(), fmt::Error> {
+    (key, value).encode(encoder.encode_label())
+}
+
+/// The target's constant labels, after the series' own.
+fn constant_labels(encoder: &mut LabelSetEncoder, target: &TargetStatus) -> Result<(), fmt::Error> {
+    for (key, value) in &target.labels {
+        label(encoder, key, value)?;
+    }
+    Ok(())
 }
 
 /// The labels of one of the longest active sessions. Each rank is its own series, and
@@ -123,8 +130,8 @@ impl EncodeLabelSet for TopLabels<'_> {
         let rank = self.rank.to_string();
         let session_id = self.session.session_id.to_string();
         let s = self.session;
-        let mut pairs: Vec<(&str, &str)> = vec![
-            ("target", &self.target.name),
+        for (key, value) in [
+            ("target", self.target.name.as_str()),
             ("tenant", self.tenant),
             ("rank", &rank),
             ("session_id", &session_id),
@@ -132,14 +139,10 @@ impl EncodeLabelSet for TopLabels<'_> {
             ("db", &s.db),
             ("client_ip", &s.client),
             ("sql_id", &s.sql_id),
-        ];
-        pairs.extend(
-            self.target
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        pairs.as_slice().encode(encoder)
+        ] {
+            label(encoder, key, value)?;
+        }
+        constant_labels(encoder, self.target)
     }
 }
 
@@ -148,47 +151,103 @@ struct SessionCollector {
     targets: Vec<Arc<TargetStatus>>,
 }
 
-/// One metric family's text: its `# HELP`/`# TYPE` header and its sample lines.
+/// Families encoded as OpenMetrics text (no `# EOF`), in the fixed order every
+/// encoding uses, with where each family's header and samples lie: the exposition
+/// is assembled from these parts without splitting them into separate strings.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FamilyText {
-    pub header: String,
-    pub samples: String,
+pub struct EncodedFamilies {
+    text: String,
+    /// Per family: start of its `#` lines, start of its samples, end.
+    bounds: Vec<(usize, usize, usize)>,
 }
 
-/// Encodes the per-target families (OpenMetrics text, no `# EOF`) for `targets`,
-/// split by family, in the fixed order every encoding uses. With no targets it
-/// yields the headers alone, which is how the exposition is assembled from
-/// per-target chunks (see `snapshot`).
-pub fn encode_families(targets: &[Arc<TargetStatus>]) -> Result<Vec<FamilyText>, fmt::Error> {
+impl EncodedFamilies {
+    /// Finds the families of OpenMetrics text: each starts at a `# HELP` line, and
+    /// is its `#` lines followed by its samples.
+    fn new(text: String) -> Self {
+        let mut starts: Vec<usize> = text
+            .match_indices("# HELP ")
+            .map(|(i, _)| i)
+            .filter(|&i| i == 0 || text.as_bytes()[i - 1] == b'\n')
+            .collect();
+        starts.push(text.len());
+        let bounds = starts
+            .windows(2)
+            .map(|w| {
+                let mut samples = w[0];
+                for line in text[w[0]..w[1]].split_inclusive('\n') {
+                    if !line.starts_with('#') {
+                        break;
+                    }
+                    samples += line.len();
+                }
+                (w[0], samples, w[1])
+            })
+            .collect();
+        Self { text, bounds }
+    }
+
+    /// How many families there are.
+    pub fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bounds.is_empty()
+    }
+
+    /// The `# HELP`, `# TYPE` (and `# UNIT`) lines of family `i`; empty past the end.
+    pub fn header(&self, i: usize) -> &str {
+        self.bounds
+            .get(i)
+            .map_or("", |&(start, samples, _)| &self.text[start..samples])
+    }
+
+    /// The sample lines of family `i`; empty past the end.
+    pub fn samples(&self, i: usize) -> &str {
+        self.bounds
+            .get(i)
+            .map_or("", |&(_, samples, end)| &self.text[samples..end])
+    }
+
+    /// Every family, headers and samples, as one text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Encodes the per-target families (OpenMetrics text, no `# EOF`) for `targets`.
+/// With no targets it yields the headers alone, which is how the exposition is
+/// assembled from per-target chunks (see `snapshot`).
+pub fn encode_families(targets: &[Arc<TargetStatus>]) -> Result<EncodedFamilies, fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SessionCollector {
         targets: targets.to_vec(),
     }));
-    let series: usize = targets.iter().map(|t| t.tenants.len()).sum();
-    let mut out = String::with_capacity(4096 + series * 2048);
+    let mut out = String::with_capacity(estimated_size(targets));
     prometheus_client::encoding::text::encode_registry(&mut out, &registry)?;
-    Ok(split_families(&out))
+    Ok(EncodedFamilies::new(out))
 }
 
-/// Splits OpenMetrics text into families at each `# HELP` line.
-fn split_families(text: &str) -> Vec<FamilyText> {
-    let mut families: Vec<FamilyText> = Vec::new();
-    for line in text.lines() {
-        if line.starts_with("# HELP ") {
-            families.push(FamilyText::default());
-        }
-        let Some(family) = families.last_mut() else {
-            continue;
-        };
-        let part = if line.starts_with('#') {
-            &mut family.header
-        } else {
-            &mut family.samples
-        };
-        part.push_str(line);
-        part.push('\n');
-    }
-    families
+/// A little above the encoded size of `targets`, so the buffer is not regrown and
+/// copied while encoding (a large cluster encodes to megabytes).
+fn estimated_size(targets: &[Arc<TargetStatus>]) -> usize {
+    // Bytes per series line (names and labels), series per tenant beside its values.
+    const LINE: usize = 128;
+    const PER_TENANT: usize = 16;
+    let series: usize = targets
+        .iter()
+        .flat_map(|t| t.tenants.values())
+        .map(|status| match status {
+            TenantStatus::Up(s) => {
+                let values =
+                    s.by_db.len() + s.by_user.len() + s.by_client.len() + s.by_server.len();
+                PER_TENANT + 2 * values + s.top.len()
+            }
+            TenantStatus::Down => 1,
+        })
+        .sum();
+    16 * 1024 + series * LINE
 }
 
 /// The state of configuration (re)loads, for the `dbsession_config_*` metrics.
@@ -339,7 +398,7 @@ impl SessionCollector {
                 }
                 continue;
             }
-            for (tenant, status) in &target.tenants {
+            for (tenant, status) in target.tenants.iter() {
                 let labels = SeriesLabels {
                     target,
                     tenant: Some(tenant),

@@ -16,7 +16,7 @@
 
 use crate::config::{Kind, Target};
 use crate::exposition::{openmetrics_to_classic, Format};
-use crate::metrics::{self, FamilyText, ReloadStatus};
+use crate::metrics::{self, EncodedFamilies, ReloadStatus};
 use crate::source::{Reason, SourceError};
 #[cfg(test)]
 use crate::stats::Collection;
@@ -53,7 +53,9 @@ pub struct TargetStatus {
     pub generation: u64,
     /// True once the first cycle has ended (success or failure).
     pub tried: bool,
-    pub tenants: BTreeMap<String, TenantStatus>,
+    /// Shared, so that sending the status to the publisher every cycle copies a
+    /// pointer, not every tenant's maps. A cycle replaces it whole.
+    pub tenants: Arc<BTreeMap<String, TenantStatus>>,
     pub last_success: Option<SystemTime>,
     pub last_duration: Option<Duration>,
     pub errors: BTreeMap<Reason, u64>,
@@ -76,7 +78,7 @@ impl TargetStatus {
             labels: target.labels.clone(),
             generation,
             tried: false,
-            tenants: BTreeMap::new(),
+            tenants: Arc::default(),
             last_success: None,
             last_duration: None,
             errors: Reason::ALL.iter().map(|r| (*r, 0)).collect(),
@@ -106,7 +108,7 @@ impl TargetStatus {
         for name in &self.expected_tenants {
             tenants.entry(name.clone()).or_insert(TenantStatus::Down);
         }
-        self.tenants = tenants;
+        self.tenants = Arc::new(tenants);
         self.tried = true;
         self.last_duration = Some(took);
         self.last_success = Some(now);
@@ -116,14 +118,13 @@ impl TargetStatus {
     /// Records a failed cycle: every known tenant goes down and loses its session
     /// series (stale numbers shown as current would mislead), keeping its `up` series.
     pub fn record_failure(&mut self, error: SourceError, took: Duration) {
-        for name in &self.expected_tenants {
-            self.tenants
-                .entry(name.clone())
-                .or_insert(TenantStatus::Down);
-        }
-        for status in self.tenants.values_mut() {
-            *status = TenantStatus::Down;
-        }
+        let down = self
+            .tenants
+            .keys()
+            .chain(&self.expected_tenants)
+            .map(|name| (name.clone(), TenantStatus::Down))
+            .collect();
+        self.tenants = Arc::new(down);
         *self.errors.entry(error.reason).or_default() += 1;
         self.tried = true;
         self.last_duration = Some(took);
@@ -193,15 +194,15 @@ impl Bodies {
 #[derive(Debug)]
 pub struct TargetEntry {
     pub status: Arc<TargetStatus>,
-    families: Vec<FamilyText>,
-    headers: Arc<Vec<FamilyText>>,
+    families: EncodedFamilies,
+    headers: Arc<EncodedFamilies>,
     probe: OnceLock<Bodies>,
 }
 
 impl TargetEntry {
     fn new(
         status: Arc<TargetStatus>,
-        headers: &Arc<Vec<FamilyText>>,
+        headers: &Arc<EncodedFamilies>,
     ) -> Result<Self, std::fmt::Error> {
         let families = metrics::encode_families(std::slice::from_ref(&status))?;
         Ok(Self {
@@ -215,7 +216,7 @@ impl TargetEntry {
     /// This target's own exposition, for `/probe`.
     pub fn probe(&self) -> &Bodies {
         self.probe
-            .get_or_init(|| Bodies::new(assemble(&self.headers, &[&self.families[..]], "")))
+            .get_or_init(|| Bodies::new(assemble(&self.headers, &[&self.families], "")))
     }
 }
 
@@ -243,22 +244,16 @@ impl Published {
 
 /// Concatenates, family by family, each header and every target's samples, then the
 /// process-wide families, then `# EOF`.
-fn assemble(headers: &[FamilyText], targets: &[&[FamilyText]], process: &str) -> String {
-    let size: usize = headers.iter().map(|h| h.header.len()).sum::<usize>()
-        + targets
-            .iter()
-            .flat_map(|t| t.iter())
-            .map(|f| f.samples.len())
-            .sum::<usize>()
+fn assemble(headers: &EncodedFamilies, targets: &[&EncodedFamilies], process: &str) -> String {
+    let size = headers.as_str().len()
+        + targets.iter().map(|t| t.as_str().len()).sum::<usize>()
         + process.len()
         + 8;
     let mut out = String::with_capacity(size);
-    for (i, header) in headers.iter().enumerate() {
-        out.push_str(&header.header);
+    for i in 0..headers.len() {
+        out.push_str(headers.header(i));
         for families in targets {
-            if let Some(family) = families.get(i) {
-                out.push_str(&family.samples);
-            }
+            out.push_str(families.samples(i));
         }
     }
     out.push_str(process);
@@ -287,20 +282,26 @@ pub struct Channels {
 
 /// Starts the publisher and returns where to send updates and where to read the
 /// published state. The publisher ends when every update sender is dropped.
-pub fn start() -> Channels {
+///
+/// It runs on its own thread, not on the runtime: encoding and compressing a large
+/// exposition takes tens of milliseconds of CPU, which on a runtime worker would stall
+/// the scrapes queued behind it (measured as the p99 of `bench/` scenario 3).
+pub fn start() -> std::io::Result<Channels> {
     let mut publisher = Publisher::new();
     let first = publisher.publish();
     let (published_tx, published_rx) = watch::channel(Arc::new(first));
     let (updates_tx, updates_rx) = mpsc::channel(256);
-    tokio::spawn(publisher.run(updates_rx, published_tx));
-    Channels {
+    std::thread::Builder::new()
+        .name("publisher".into())
+        .spawn(move || publisher.run(updates_rx, published_tx))?;
+    Ok(Channels {
         updates: updates_tx,
         published: published_rx,
-    }
+    })
 }
 
 struct Publisher {
-    headers: Arc<Vec<FamilyText>>,
+    headers: Arc<EncodedFamilies>,
     order: Vec<String>,
     /// The run generation of every configured target: only its results are taken.
     generations: HashMap<String, u64>,
@@ -329,17 +330,19 @@ impl Publisher {
         }
     }
 
-    async fn run(
+    fn run(
         mut self,
         mut updates: mpsc::Receiver<Update>,
         published: watch::Sender<Arc<Published>>,
     ) {
         let mut last_publish = Instant::now();
-        while let Some(first) = updates.recv().await {
+        while let Some(first) = updates.blocking_recv() {
             self.apply(first);
-            // Wait out the rate limit, taking in whatever else arrives meanwhile.
-            let due = last_publish + PUBLISH_EVERY;
-            while let Ok(Some(update)) = tokio::time::timeout_at(due.into(), updates.recv()).await {
+            // Wait out the rate limit, then take in whatever arrived meanwhile.
+            std::thread::sleep(
+                (last_publish + PUBLISH_EVERY).saturating_duration_since(Instant::now()),
+            );
+            while let Ok(update) = updates.try_recv() {
                 self.apply(update);
             }
             published.send_replace(Arc::new(self.publish()));
@@ -402,7 +405,7 @@ impl Publisher {
             .iter()
             .filter_map(|name| self.entries.get(name).cloned())
             .collect();
-        let chunks: Vec<&[FamilyText]> = targets.iter().map(|t| &t.families[..]).collect();
+        let chunks: Vec<&EncodedFamilies> = targets.iter().map(|t| &t.families).collect();
         let all = Bodies::new(assemble(&self.headers, &chunks, &self.process));
         self.ever_ready |= !targets.is_empty() && targets.iter().all(|t| t.status.tried);
         Published {
@@ -455,11 +458,8 @@ mod tests {
             statuses.push(status);
         }
         let published = publisher.publish();
-        let direct: String = metrics::encode_families(&statuses)
-            .unwrap()
-            .into_iter()
-            .map(|f| f.header + &f.samples)
-            .collect();
+        let direct = metrics::encode_families(&statuses).unwrap();
+        let direct = direct.as_str();
         let all = text(published.all.get(Format::OpenMetrics));
         assert_eq!(all, format!("{direct}{}# EOF\n", publisher.process));
         assert!(published.ready);

@@ -5,7 +5,10 @@
 //! per tenant and per dimension. It is the one aggregation in the exporter: `/metrics`
 //! and the obshell-compatible stats API both read its result, so they cannot disagree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// Maps that only live while a cycle's rows are folded.
+type FoldMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
 
 /// The `db` label of sessions without a current database, and the `client_ip` label of
@@ -15,7 +18,9 @@ pub const NONE_LABEL: &str = "__none__";
 /// The value that stands for every value folded away by the cardinality guard.
 pub const OTHER_LABEL: &str = "__other__";
 
-/// One row of a grouped session query: `sessions` sessions share these attributes.
+/// One row of a grouped session query: `sessions` sessions share these attributes,
+/// `active` of them are running a statement. (Active and idle sessions of one client
+/// share a row: grouping by state too would double the rows of a busy cluster.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionGroup {
     pub tenant: String,
@@ -26,10 +31,10 @@ pub struct SessionGroup {
     pub user: String,
     /// Label-ready client address (see [`client_label`]).
     pub client: String,
-    pub active: bool,
+    pub active: u64,
     pub sessions: u64,
-    /// Longest TIME in the group, in seconds.
-    pub max_time: f64,
+    /// Longest TIME among the group's active sessions, in seconds; 0 when none.
+    pub max_active_time: f64,
 }
 
 /// One of a tenant's longest active sessions: enough to find and kill it, never its
@@ -64,11 +69,9 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, sessions: u64, active: bool) {
+    fn add(&mut self, sessions: u64, active: u64) {
         self.sessions += sessions;
-        if active {
-            self.active += sessions;
-        }
+        self.active += active;
     }
 }
 
@@ -155,43 +158,57 @@ pub struct Collected {
 
 /// Folds rows into per-tenant statistics as they arrive, so a cycle holds the
 /// statistics, never the list of rows.
+///
+/// Folding uses hash maps (a row costs five lookups, and a cluster sends tens of
+/// thousands of rows); [`Folder::finish`] turns them into the ordered maps that
+/// encoding and the stats API walk.
 #[derive(Debug, Default)]
 pub struct Folder {
-    collected: Collected,
+    tenants: FoldMap<TenantFold>,
+    rows: usize,
+}
+
+/// One tenant while folding: totals and top sessions in `stats`, dimensions here.
+#[derive(Debug, Default)]
+struct TenantFold {
+    stats: TenantStats,
+    by_db: FoldMap<Counts>,
+    by_user: FoldMap<Counts>,
+    by_client: FoldMap<Counts>,
+    by_server: FoldMap<Counts>,
 }
 
 impl Folder {
     /// Makes `tenant` present even if no row names it (it then reports zeros).
     pub fn add_tenant(&mut self, tenant: &str) {
-        if !self.collected.tenants.contains_key(tenant) {
-            self.collected
-                .tenants
-                .insert(tenant.to_string(), TenantStats::default());
+        if !self.tenants.contains_key(tenant) {
+            self.tenants
+                .insert(tenant.to_string(), TenantFold::default());
         }
     }
 
     /// Adds one group of sessions. A group of 0 sessions (the cluster query's row for
     /// a tenant without sessions) only makes its tenant present.
     pub fn add_group(&mut self, group: SessionGroup) {
-        self.collected.rows += 1;
-        let stats = self.collected.tenants.entry(group.tenant).or_default();
+        self.rows += 1;
+        let tenant = self.tenants.entry(group.tenant).or_default();
         if group.sessions == 0 {
             return;
         }
-        stats.sessions += group.sessions;
-        if group.active {
-            stats.active_sessions += group.sessions;
-            stats.max_active_time = stats.max_active_time.max(group.max_time);
-        }
         let (n, active) = (group.sessions, group.active);
-        stats.by_db.entry(group.db).or_default().add(n, active);
-        stats.by_user.entry(group.user).or_default().add(n, active);
-        stats
+        tenant.stats.sessions += n;
+        tenant.stats.active_sessions += active;
+        if active > 0 {
+            tenant.stats.max_active_time = tenant.stats.max_active_time.max(group.max_active_time);
+        }
+        tenant.by_db.entry(group.db).or_default().add(n, active);
+        tenant.by_user.entry(group.user).or_default().add(n, active);
+        tenant
             .by_client
             .entry(group.client)
             .or_default()
             .add(n, active);
-        stats
+        tenant
             .by_server
             .entry(group.server)
             .or_default()
@@ -200,25 +217,38 @@ impl Folder {
 
     /// Adds one of a tenant's longest active sessions.
     pub fn add_top(&mut self, session: TopSession) {
-        self.collected.rows += 1;
-        self.collected
-            .tenants
+        self.rows += 1;
+        self.tenants
             .entry(session.tenant.clone())
             .or_default()
+            .stats
             .top
             .push(session);
     }
 
-    pub fn finish(mut self) -> Collected {
-        for stats in self.collected.tenants.values_mut() {
-            // Longest first; equal times in session id order, so ranks do not flap.
-            stats.top.sort_by(|a, b| {
-                b.time
-                    .total_cmp(&a.time)
-                    .then(a.session_id.cmp(&b.session_id))
-            });
+    pub fn finish(self) -> Collected {
+        let tenants = self
+            .tenants
+            .into_iter()
+            .map(|(name, fold)| {
+                let mut stats = fold.stats;
+                stats.by_db = fold.by_db.into_iter().collect();
+                stats.by_user = fold.by_user.into_iter().collect();
+                stats.by_client = fold.by_client.into_iter().collect();
+                stats.by_server = fold.by_server.into_iter().collect();
+                // Longest first; equal times in session id order, so ranks do not flap.
+                stats.top.sort_by(|a, b| {
+                    b.time
+                        .total_cmp(&a.time)
+                        .then(a.session_id.cmp(&b.session_id))
+                });
+                (name, stats)
+            })
+            .collect();
+        Collected {
+            tenants,
+            rows: self.rows,
         }
-        self.collected
     }
 }
 
@@ -260,18 +290,22 @@ pub fn host_without_port(host: &str) -> &str {
 
 /// The `client_ip` label for a client host with the port already removed: an IP
 /// address in canonical form (IPv4-mapped IPv6 becomes IPv4), a host name as it is,
-/// or [`NONE_LABEL`] when empty.
-pub fn client_label(host: &str) -> String {
-    let host = host.trim();
-    let bare = host
+/// or [`NONE_LABEL`] when empty. Takes the host by value: the common case, a
+/// dotted-quad IPv4 address, is already canonical (Rust's parser refuses leading
+/// zeros and other spellings) and is returned without a new allocation.
+pub fn client_label(host: String) -> String {
+    let trimmed = host.trim();
+    let bare = trimmed
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+        .unwrap_or(trimmed);
     if bare.is_empty() {
         return NONE_LABEL.to_string();
     }
     match bare.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) if bare.len() == host.len() => host,
         Ok(ip) => ip.to_canonical().to_string(),
+        Err(_) if bare.len() == host.len() => host,
         Err(_) => bare.to_string(),
     }
 }
@@ -295,9 +329,9 @@ mod tests {
             db: db.into(),
             user: user.into(),
             client: client.into(),
-            active,
+            active: if active { n } else { 0 },
             sessions: n,
-            max_time: t,
+            max_active_time: if active { t } else { 0.0 },
         }
     }
 
@@ -386,8 +420,8 @@ mod tests {
         let stats = fold(Collection {
             tenants: vec![],
             groups: vec![
-                group("t", "d", "u", &client_label("[::1]"), false, 1, 0.0),
-                group("t", "d", "u", &client_label("::1"), false, 2, 0.0),
+                group("t", "d", "u", &client_label("[::1]".into()), false, 1, 0.0),
+                group("t", "d", "u", &client_label("::1".into()), false, 2, 0.0),
             ],
             top: vec![],
         });
@@ -487,8 +521,11 @@ mod tests {
             ("app-7.example", "app-7.example"),
             ("", NONE_LABEL),
             ("[]", NONE_LABEL),
+            (" 10.0.0.5 ", "10.0.0.5"),
+            (" app-7.example\t", "app-7.example"),
+            ("[app]", "app"),
         ] {
-            assert_eq!(client_label(host), expected, "{host:?}");
+            assert_eq!(client_label(host.to_string()), expected, "{host:?}");
         }
     }
 }

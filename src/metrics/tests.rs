@@ -22,18 +22,15 @@ fn group(tenant: &str, user: &str, active: bool, sessions: u64, max_time: f64) -
         db: NONE_LABEL.into(),
         user: user.into(),
         client: "10.0.0.100".into(),
-        active,
+        active: if active { sessions } else { 0 },
         sessions,
-        max_time,
+        max_active_time: if active { max_time } else { 0.0 },
     }
 }
 
 /// Every family of `targets`, headers and samples, as one text.
 fn encode(targets: &[Arc<TargetStatus>]) -> Result<String, fmt::Error> {
-    Ok(encode_families(targets)?
-        .into_iter()
-        .map(|f| f.header + &f.samples)
-        .collect())
+    Ok(encode_families(targets)?.as_str().to_string())
 }
 
 /// The sample lines (no comments) of `name`.

@@ -83,10 +83,10 @@ fn grouped_sql(target: &Target) -> String {
     let filters = filter_conditions(&target.filter, "");
     let mut sql = format!(
         "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ \
-         SELECT /*+ MAX_EXECUTION_TIME({}) */ 'g', NULL, NULL, DB, USER, {client}, {active}, \
-         COUNT(*), MAX(TIME), NULL, NULL \
+         SELECT /*+ MAX_EXECUTION_TIME({}) */ 'g', NULL, NULL, DB, USER, {client}, SUM({active}), \
+         COUNT(*), MAX(CASE WHEN {active} THEN TIME END), NULL, NULL \
          FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID(){filters} \
-         GROUP BY 4, 5, 6, 7",
+         GROUP BY 4, 5, 6",
         timeout.as_secs_f64(),
         timeout.as_millis().max(1),
     );

@@ -173,12 +173,12 @@ fn cluster_sql(target: &Target) -> String {
     let not_own = "NOT (p.ID = CONNECTION_ID() AND p.SVR_IP = HOST_IP())";
     let filters = filter_conditions(&target.filter, "p.");
     let mut sql = format!(
-        "{TAG} SELECT 'g', t.TENANT_NAME, p.SVR_IP, p.DB, p.USER, {client}, p.STATE = 'ACTIVE', \
-         COUNT(p.ID), MAX(p.TIME), NULL, NULL \
+        "{TAG} SELECT 'g', t.TENANT_NAME, p.SVR_IP, p.DB, p.USER, {client}, \
+         SUM(p.STATE = 'ACTIVE'), COUNT(p.ID), MAX(CASE WHEN p.STATE = 'ACTIVE' THEN p.TIME END), NULL, NULL \
          FROM {tenants_view} t LEFT JOIN {processlist} p ON p.TENANT = t.TENANT_NAME \
          AND {not_own}{filters} \
          WHERE t.TENANT_TYPE <> 'META'{tenant_filter} \
-         GROUP BY 2, 3, 4, 5, 6, 7"
+         GROUP BY 2, 3, 4, 5, 6"
     );
     if target.top_sessions > 0 {
         sql.push_str(&format!(
@@ -203,9 +203,10 @@ fn single_sql(target: &Target) -> String {
     );
     let filters = filter_conditions(&target.filter, "");
     let mut sql = format!(
-        "{TAG} SELECT 'g', NULL, NULL, DB, USER, {client}, STATE = 'ACTIVE', COUNT(*), MAX(TIME), NULL, NULL \
+        "{TAG} SELECT 'g', NULL, NULL, DB, USER, {client}, SUM(STATE = 'ACTIVE'), COUNT(*), \
+         MAX(CASE WHEN STATE = 'ACTIVE' THEN TIME END), NULL, NULL \
          FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID <> CONNECTION_ID(){filters} \
-         GROUP BY 4, 5, 6, 7"
+         GROUP BY 4, 5, 6"
     );
     if target.top_sessions > 0 {
         sql.push_str(&format!(

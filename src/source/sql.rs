@@ -25,7 +25,8 @@ pub fn host_without_port(column: &str) -> String {
 
 /// The columns every query returns, in this order: kind (`'g'` a group of sessions,
 /// `'t'` one of the longest active sessions), tenant, server, db, user, client,
-/// active, sessions, time (the group's longest), session id and SQL id (top rows).
+/// active (how many of the group are active; 1 on top rows), sessions, time (the
+/// longest active one's; NULL when none is active), session id and SQL id (top rows).
 /// A source that has one tenant or one server selects NULL for those and passes the
 /// value to [`decode_row`] as a default. One statement carries both kinds of rows
 /// (UNION ALL), so a cycle costs the database exactly one query.
@@ -62,19 +63,32 @@ pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<Decoded, S
     };
     let tenant = text(tenant).unwrap_or_else(|| ctx.tenant.to_string());
     let user = text(user).unwrap_or_else(|| NONE_LABEL.to_string());
-    let client = client_label(&text(client).unwrap_or_default());
-    match text(kind).as_deref() {
-        Some("g") => Ok(Decoded::Group(SessionGroup {
-            tenant,
-            server: text(server).unwrap_or_else(|| ctx.server.to_string()),
-            db,
-            user,
-            client,
-            active: flag(active, "active")?,
-            sessions: count(sessions, "sessions")?,
-            max_time: seconds(time, "time")?,
-        })),
-        Some("t") => Ok(Decoded::Top(TopSession {
+    let client = client_label(text(client).unwrap_or_default());
+    let kind: &[u8] = match &kind {
+        Value::Bytes(kind) => kind,
+        _ => b"",
+    };
+    match kind {
+        b"g" => {
+            let sessions = count(sessions, "sessions")?;
+            let active = count(active, "active")?;
+            if active > sessions {
+                return Err(bad_answer(format!(
+                    "a group of {sessions} sessions has {active} active ones"
+                )));
+            }
+            Ok(Decoded::Group(SessionGroup {
+                tenant,
+                server: text(server).unwrap_or_else(|| ctx.server.to_string()),
+                db,
+                user,
+                client,
+                active,
+                sessions,
+                max_active_time: seconds(time, "time")?,
+            }))
+        }
+        b"t" => Ok(Decoded::Top(TopSession {
             tenant,
             session_id: count(id, "id")?,
             user,
@@ -83,7 +97,10 @@ pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<Decoded, S
             sql_id: text(sql_id).unwrap_or_default(),
             time: seconds(time, "time")?,
         })),
-        other => Err(bad_answer(format!("unknown row kind {other:?}"))),
+        other => Err(bad_answer(format!(
+            "unknown row kind `{}`",
+            String::from_utf8_lossy(other)
+        ))),
     }
 }
 
@@ -186,6 +203,15 @@ fn number(value: Value, column: &str) -> Result<Option<f64>, SourceError> {
         Value::UInt(n) => Ok(Some(n as f64)),
         Value::Float(n) => Ok(Some(f64::from(n))),
         Value::Double(n) => Ok(Some(n)),
+        // Counts, most of a large answer, are plain digits: summed without the float
+        // parser (exact below 2^53, hence at most 15 digits).
+        Value::Bytes(bytes)
+            if (1..=15).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_digit) =>
+        {
+            Ok(Some(
+                bytes.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64,
+            ))
+        }
         Value::Bytes(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
             text.trim()
@@ -214,11 +240,6 @@ fn count(value: Value, column: &str) -> Result<u64, SourceError> {
 /// A duration in seconds; NULL (no sessions) and negative values (clock skew) are 0.
 fn seconds(value: Value, column: &str) -> Result<f64, SourceError> {
     Ok(number(value, column)?.unwrap_or(0.0).max(0.0))
-}
-
-/// A boolean from 0/1; NULL (a tenant without sessions) is false.
-fn flag(value: Value, column: &str) -> Result<bool, SourceError> {
-    Ok(number(value, column)?.is_some_and(|n| n != 0.0))
 }
 
 #[cfg(test)]
@@ -276,9 +297,9 @@ mod tests {
                 db: "app".into(),
                 user: "root".into(),
                 client: "10.0.0.100".into(),
-                active: true,
+                active: 1,
                 sessions: 3,
-                max_time: 12.005242,
+                max_active_time: 12.005242,
             }
         );
     }
@@ -339,9 +360,9 @@ mod tests {
         assert_eq!(g.db, NONE_LABEL);
         assert_eq!(g.user, NONE_LABEL);
         assert_eq!(g.client, "::1");
-        assert!(!g.active);
+        assert_eq!(g.active, 0);
         assert_eq!(g.sessions, 0);
-        assert_eq!(g.max_time, 0.0);
+        assert_eq!(g.max_active_time, 0.0);
 
         // A DECIMAL count, a UInt flag and a float time decode too.
         let g = group(
@@ -361,7 +382,24 @@ mod tests {
         assert_eq!(g.db, NONE_LABEL);
         assert_eq!(g.user, "u\u{fffd}\"\n");
         assert_eq!(g.client, NONE_LABEL);
-        assert_eq!((g.active, g.sessions, g.max_time), (true, 7, 1.5));
+        assert_eq!((g.active, g.sessions, g.max_active_time), (1, 7, 1.5));
+
+        // More active sessions than sessions is a broken answer, not a number to show.
+        let err = group(
+            [
+                bytes("t"),
+                bytes("s"),
+                bytes("d"),
+                bytes("u"),
+                bytes("10.0.0.1"),
+                bytes("3"),
+                bytes("2"),
+                Value::NULL,
+            ],
+            &OB,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("has 3 active"), "{}", err.message);
     }
 
     #[test]
