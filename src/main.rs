@@ -139,6 +139,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(message) = config.passthrough.check_auth(web_config.auth.is_some()) {
+        eprintln!("{}: {message}", cli.config_file.display());
+        return ExitCode::from(2);
+    }
     if cli.config_check {
         println!(
             "{}: valid, {} target(s)",
@@ -252,11 +256,13 @@ async fn run(
         );
     }
 
+    let passthrough = Arc::new(session_exporter::passthrough::Registry::new(&config));
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let files = reload::Files {
         config: cli.config_file.clone(),
         web_config: cli.web_config_file.clone(),
         web: web.clone(),
+        passthrough: passthrough.clone(),
     };
     let reloader = tokio::spawn(reload::serve(
         files,
@@ -272,6 +278,7 @@ async fn run(
         telemetry_path: Arc::from(cli.telemetry_path.as_str()),
         reload: cli.enable_lifecycle.then_some(reload_tx),
         web: web.clone(),
+        passthrough,
     });
     let server = tokio::spawn(server::serve(
         listener,

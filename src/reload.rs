@@ -27,6 +27,7 @@ pub struct Files {
     /// --web.config.file, re-read too: certificates and users change without restart.
     pub web_config: Option<PathBuf>,
     pub web: Arc<Web>,
+    pub passthrough: Arc<crate::passthrough::Registry>,
 }
 
 /// Serves reload requests until `cancel` fires, then hands the scheduler back for
@@ -56,6 +57,13 @@ pub async fn serve(
                     .map(web_config::load)
                     .transpose()
                     .map_err(|err| err.to_string())?;
+                // Enabling the session API needs authentication: the web config
+                // being loaded (or the one running) must provide it if the file does not.
+                let web_has_users = match &web {
+                    Some(web) => web.auth.is_some(),
+                    None => files.web.get().auth.is_some(),
+                };
+                config.passthrough.check_auth(web_has_users)?;
                 Ok((config, web))
             });
         let outcome = match loaded {
@@ -64,6 +72,7 @@ pub async fn serve(
                     files.web.set(web);
                 }
                 let applied = scheduler.apply(&config).await;
+                files.passthrough.apply(&config);
                 let summary = format!(
                     "configuration reloaded: {} started, {} restarted, {} stopped, {} unchanged{}",
                     applied.started.len(),

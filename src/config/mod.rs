@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_SERIES_PER_DIMENSION: usize = 100;
 pub const DEFAULT_TOP_SESSIONS: usize = 5;
 /// More would turn the top-sessions series into a session list: use the passthrough.
 pub const MAX_TOP_SESSIONS: usize = 50;
+/// Concurrent passthrough queries per target when the file names none.
+pub const DEFAULT_PASSTHROUGH_CONCURRENCY: usize = 4;
+/// Passthrough request timeout when the file names none.
+pub const DEFAULT_PASSTHROUGH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Labels the exporter sets itself; a target's constant labels may not reuse them.
 const RESERVED_LABELS: [&str; 10] = [
@@ -47,6 +51,49 @@ const RESERVED_LABELS: [&str; 10] = [
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub targets: Vec<Target>,
+    pub passthrough: Passthrough,
+}
+
+/// The obshell-compatible session API (`/api/v1/tenant/...`): off unless enabled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passthrough {
+    pub enabled: bool,
+    /// Accepted as `Authorization: Bearer <token>`, read from `bearer_token_file`.
+    pub bearer_token: Option<Secret>,
+    /// Serve without any authentication; only when set explicitly, and warned about.
+    pub insecure_no_auth: bool,
+    /// Live queries at once per target; more wait, up to `request_timeout`.
+    pub max_concurrent_per_target: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for Passthrough {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bearer_token: None,
+            insecure_no_auth: false,
+            max_concurrent_per_target: DEFAULT_PASSTHROUGH_CONCURRENCY,
+            request_timeout: DEFAULT_PASSTHROUGH_TIMEOUT,
+        }
+    }
+}
+
+impl Passthrough {
+    /// The API returns SQL text, which can hold secrets: enabled, it needs a bearer
+    /// token, basic auth users (`web_has_users`, from --web.config.file), or an
+    /// explicit `insecure_no_auth`. The message says what to add.
+    pub fn check_auth(&self, web_has_users: bool) -> Result<(), String> {
+        if !self.enabled || self.bearer_token.is_some() || web_has_users || self.insecure_no_auth {
+            return Ok(());
+        }
+        Err(
+            "passthrough.enabled needs authentication, since sessions show SQL text: set \
+             passthrough.bearer_token_file, or basic_auth_users in --web.config.file \
+             (or, on a trusted network only, passthrough.insecure_no_auth: true)"
+                .to_string(),
+        )
+    }
 }
 
 /// What kind of database a target is, which decides how its sessions are read.
@@ -300,6 +347,20 @@ struct RawConfig {
     targets: Vec<RawTarget>,
     #[serde(default)]
     targets_files: Vec<String>,
+    #[serde(default)]
+    passthrough: RawPassthrough,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPassthrough {
+    #[serde(default)]
+    enabled: bool,
+    bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_no_auth: bool,
+    max_concurrent_per_target: Option<usize>,
+    request_timeout: Option<String>,
 }
 
 /// A file matched by `targets_files`: targets only.
@@ -557,7 +618,53 @@ fn validate(
             "no targets: add at least one here or in a targets_files match (see config.example.yaml)",
         );
     }
-    Config { targets }
+    let passthrough = validate_passthrough(raw.passthrough, base_dir, check);
+    Config {
+        targets,
+        passthrough,
+    }
+}
+
+fn validate_passthrough(raw: RawPassthrough, base_dir: &Path, check: &mut Checker) -> Passthrough {
+    let concurrency = raw
+        .max_concurrent_per_target
+        .unwrap_or(DEFAULT_PASSTHROUGH_CONCURRENCY);
+    if !(1..=64).contains(&concurrency) {
+        check.problem(
+            "passthrough.max_concurrent_per_target",
+            format!(
+                "{concurrency} is out of range: use 1 to 64 (each is a connection to the database)"
+            ),
+        );
+    }
+    let request_timeout = check.duration(
+        "passthrough.request_timeout",
+        raw.request_timeout.as_deref(),
+        DEFAULT_PASSTHROUGH_TIMEOUT,
+    );
+    let bearer_token = raw.bearer_token_file.and_then(|file| {
+        match read_password_file(&base_dir.join(&file)) {
+            Ok(token) if token.expose().trim().len() < 16 => {
+                check.problem(
+                    "passthrough.bearer_token_file",
+                    format!("{} holds a token shorter than 16 characters: write a long random one, e.g. `openssl rand -hex 32`", file.display()),
+                );
+                None
+            }
+            Ok(token) => Some(Secret::new(token.expose().trim().to_string())),
+            Err(message) => {
+                check.problem("passthrough.bearer_token_file", message);
+                None
+            }
+        }
+    });
+    Passthrough {
+        enabled: raw.enabled,
+        bearer_token,
+        insecure_no_auth: raw.insecure_no_auth,
+        max_concurrent_per_target: concurrency.clamp(1, 64),
+        request_timeout,
+    }
 }
 
 /// Validates a list of targets; `names` holds the names taken so far in any file.

@@ -32,6 +32,8 @@ pub struct AppState {
     pub reload: Option<mpsc::Sender<ReloadRequest>>,
     /// TLS, basic auth users and headers from --web.config.file.
     pub web: Arc<server::Web>,
+    /// The obshell-compatible session API (answers 404 while disabled).
+    pub passthrough: Arc<crate::passthrough::Registry>,
 }
 
 impl AppState {
@@ -49,8 +51,13 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
+        .with_state(state.clone())
+        .merge(crate::passthrough::routes(crate::passthrough::ApiState {
+            registry: state.passthrough.clone(),
+            published: state.published.clone(),
+            web: state.web.clone(),
+        }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
-        .with_state(state)
 }
 
 /// Basic auth (when users are configured) and the configured response headers, on
@@ -61,7 +68,10 @@ async fn guard(
     next: axum::middleware::Next,
 ) -> Response {
     let config = state.web.get();
-    if let Some(auth) = &config.auth {
+    // The session API authenticates itself (bearer token or these users) and
+    // answers 401 in its JSON envelope.
+    let api = request.uri().path().starts_with("/api/");
+    if let Some(auth) = config.auth.as_ref().filter(|_| !api) {
         let header = header_str(request.headers(), header::AUTHORIZATION).map(str::to_string);
         let allowed = match header {
             None => false,

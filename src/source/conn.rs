@@ -15,32 +15,8 @@ pub struct Connector {
 impl Connector {
     /// `init` statements run once on every new connection (e.g. a session timeout).
     pub fn new(target: &Target, init: Vec<String>) -> Self {
-        // Idle connections live a few intervals, so a long interval does not keep
-        // a connection open that the server's wait_timeout would kill anyway.
-        let idle_ttl = (target.collect_interval * 3).max(Duration::from_secs(60));
-        let pool_opts = PoolOpts::default()
-            .with_constraints(PoolConstraints::new(0, 2).expect("0 <= 2"))
-            // Nothing we do changes session state that a reset would undo, and
-            // OceanBase does not support COM_RESET_CONNECTION.
-            .with_reset_connection(false)
-            .with_inactive_connection_ttl(idle_ttl)
-            .with_ttl_check_interval(Duration::from_secs(30));
-        let password = target.password.expose();
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(target.address.host.clone())
-            .tcp_port(target.address.port)
-            .user(Some(target.user.clone()))
-            .pass((!password.is_empty()).then(|| password.to_string()))
-            // Given 127.0.0.1, mysql_async would otherwise switch to the unix socket
-            // and the server would see another client.
-            .prefer_socket(false)
-            .stmt_cache_size(0)
-            .tcp_keepalive(Some(Duration::from_secs(30)))
-            .init(init)
-            .connect_attribute("program_name", "session_exporter")
-            .pool_opts(pool_opts);
         Self {
-            opts: opts.into(),
+            opts: opts(target, init, 2),
             pool: None,
         }
     }
@@ -57,13 +33,53 @@ impl Connector {
     /// because a server that hangs would otherwise hold the close forever.
     pub fn reset(&mut self) {
         if let Some(pool) = self.pool.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), pool.disconnect()).await;
-                });
-            }
+            close_in_background(pool);
         }
     }
+}
+
+/// A pool of at most `max` connections to `target`, separate from its collection's
+/// (the passthrough's own, so requests cannot take the scheduler's connections).
+/// Nothing connects until a connection is asked for.
+pub fn pool(target: &Target, init: Vec<String>, max: usize) -> Pool {
+    Pool::new(opts(target, init, max))
+}
+
+/// Closes `pool`'s connections in the background, bounded in time.
+pub fn close_in_background(pool: Pool) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), pool.disconnect()).await;
+        });
+    }
+}
+
+fn opts(target: &Target, init: Vec<String>, max: usize) -> Opts {
+    // Idle connections live a few intervals, so a long interval does not keep
+    // a connection open that the server's wait_timeout would kill anyway.
+    let idle_ttl = (target.collect_interval * 3).max(Duration::from_secs(60));
+    let pool_opts = PoolOpts::default()
+        .with_constraints(PoolConstraints::new(0, max.max(1)).expect("0 <= max"))
+        // Nothing we do changes session state that a reset would undo, and
+        // OceanBase does not support COM_RESET_CONNECTION.
+        .with_reset_connection(false)
+        .with_inactive_connection_ttl(idle_ttl)
+        .with_ttl_check_interval(Duration::from_secs(30));
+    let password = target.password.expose();
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(target.address.host.clone())
+        .tcp_port(target.address.port)
+        .user(Some(target.user.clone()))
+        .pass((!password.is_empty()).then(|| password.to_string()))
+        // Given 127.0.0.1, mysql_async would otherwise switch to the unix socket
+        // and the server would see another client.
+        .prefer_socket(false)
+        .stmt_cache_size(0)
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .init(init)
+        .connect_attribute("program_name", "session_exporter")
+        .pool_opts(pool_opts);
+    opts.into()
 }
 
 impl Drop for Connector {

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use conn::classify;
+pub use conn::{classify, close_in_background, is_missing_or_denied_relation, pool};
 
 /// A boxed future, so [`Source`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -38,6 +38,95 @@ pub fn build(target: &Target) -> Box<dyn Source> {
     match target.kind {
         Kind::Oceanbase => Box::new(oceanbase::OceanbaseSource::new(target)),
         Kind::Mysql => Box::new(mysql::MysqlSource::new(target)),
+    }
+}
+
+/// Which relation a target's sessions are read from: what the passthrough needs to
+/// know to read them itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// An OceanBase cluster's sys tenant: `GV$OB_PROCESSLIST` (or the configured
+    /// `processlist_view`), every tenant, with `TENANT` and server columns.
+    Cluster,
+    /// A single-tenant OceanBase server (seekdb): `V$OB_PROCESSLIST`.
+    SingleTenant,
+    /// MySQL or MariaDB: `information_schema.PROCESSLIST`.
+    Mysql,
+}
+
+impl View {
+    /// The relation the sessions of `target` are read from in this view.
+    pub fn relation(self, target: &Target) -> String {
+        match self {
+            View::Cluster => oceanbase::processlist_relation(target),
+            View::SingleTenant => "`oceanbase`.`V$OB_PROCESSLIST`".to_string(),
+            View::Mysql => "`information_schema`.`PROCESSLIST`".to_string(),
+        }
+    }
+}
+
+/// `COMMAND` values that do not make a MySQL/MariaDB session active.
+pub fn mysql_idle_commands() -> &'static [&'static str] {
+    &mysql::IDLE_COMMANDS
+}
+
+/// Finds the view of `target` the way its collection does: configured views or a
+/// visible `DBA_OB_TENANTS` mean a cluster; a missing or denied one, a single tenant.
+pub async fn detect_view(
+    conn: &mut mysql_async::Conn,
+    target: &Target,
+) -> Result<View, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    if target.kind == Kind::Mysql {
+        return Ok(View::Mysql);
+    }
+    if target.processlist_view.is_some() || target.tenants_view.is_some() {
+        return Ok(View::Cluster);
+    }
+    let probe = format!(
+        "{} SELECT 1 FROM {} WHERE 1 = 0",
+        sql::TAG,
+        oceanbase::tenants_relation(target)
+    );
+    match conn.query_drop(probe).await {
+        Ok(()) => Ok(View::Cluster),
+        Err(err) if is_missing_or_denied_relation(&err) => Ok(View::SingleTenant),
+        Err(err) => Err(err),
+    }
+}
+
+/// One tenant's statistics, read now: the statement and the fold of a collection
+/// cycle, restricted to `tenant` (a bound parameter in a cluster) and without top
+/// sessions, so the passthrough's stats and `/metrics` cannot disagree on method.
+/// `tenant` must be the tenant this view serves (checked by the caller).
+pub async fn tenant_stats(
+    conn: &mut mysql_async::Conn,
+    target: &Target,
+    view: View,
+    tenant: &str,
+) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
+    let ctx = sql::RowContext {
+        tenant,
+        server: &target.address.host,
+        null_string_is_no_db: target.kind == Kind::Oceanbase,
+    };
+    match view {
+        View::Cluster => {
+            let statement = oceanbase::tenant_stats_sql(target);
+            // No tenant is added up front: one the cluster no longer has is absent.
+            sql::query_bound(
+                conn,
+                &statement,
+                mysql_async::Params::Positional(vec![tenant.into()]),
+                &ctx,
+                &[],
+            )
+            .await
+        }
+        View::SingleTenant => {
+            sql::query(conn, &oceanbase::single_stats_sql(target), &ctx, &[tenant]).await
+        }
+        View::Mysql => sql::query(conn, &mysql::stats_sql(target), &ctx, &[tenant]).await,
     }
 }
 

@@ -75,6 +75,14 @@ impl Source for MysqlSource {
 
 /// The statement of every cycle: the grouped sessions, and with `top_sessions` the
 /// longest active ones, in one UNION ALL (see `sql::COLUMNS`).
+/// The statement without top sessions: the passthrough's live stats.
+pub(super) fn stats_sql(target: &Target) -> String {
+    grouped_sql(&Target {
+        top_sessions: 0,
+        ..target.clone()
+    })
+}
+
 fn grouped_sql(target: &Target) -> String {
     let timeout = target.collect_timeout;
     let idle: Vec<String> = IDLE_COMMANDS.iter().map(|c| format!("'{c}'")).collect();

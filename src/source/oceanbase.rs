@@ -108,10 +108,7 @@ impl OceanbaseSource {
     }
 
     fn processlist_name(&self) -> String {
-        self.target
-            .processlist_view
-            .as_ref()
-            .map_or("oceanbase.GV$OB_PROCESSLIST".to_string(), Relation::to_sql)
+        processlist_relation(&self.target)
     }
 
     async fn single(&self, conn: &mut mysql_async::Conn) -> Result<Collected, SourceError> {
@@ -147,14 +144,6 @@ impl Source for OceanbaseSource {
 /// one zero row per tenant without sessions, and with `top_sessions` each tenant's
 /// longest active sessions (a window function picks N per tenant).
 fn cluster_sql(target: &Target) -> String {
-    let processlist = target.processlist_view.as_ref().map_or(
-        "`oceanbase`.`GV$OB_PROCESSLIST`".to_string(),
-        Relation::to_sql,
-    );
-    let tenants_view = target
-        .tenants_view
-        .as_ref()
-        .map_or("`oceanbase`.`DBA_OB_TENANTS`".to_string(), Relation::to_sql);
     // Tenant names are validated as [A-Za-z0-9_] at config load, so quoting is safe.
     let tenant_filter = target
         .tenants
@@ -164,6 +153,46 @@ fn cluster_sql(target: &Target) -> String {
             format!(" AND t.TENANT_NAME IN ({})", list.join(", "))
         })
         .unwrap_or_default();
+    cluster_sql_with(target, &tenant_filter)
+}
+
+/// The cluster statement for one tenant, given as the statement's one parameter:
+/// the passthrough's live stats, without top sessions.
+pub(super) fn tenant_stats_sql(target: &Target) -> String {
+    let target = Target {
+        top_sessions: 0,
+        ..target.clone()
+    };
+    cluster_sql_with(&target, " AND t.TENANT_NAME = ?")
+}
+
+/// The single-tenant statement without top sessions: the passthrough's live stats.
+pub(super) fn single_stats_sql(target: &Target) -> String {
+    single_sql(&Target {
+        top_sessions: 0,
+        ..target.clone()
+    })
+}
+
+/// The relation sessions are read from in cluster mode.
+pub(super) fn processlist_relation(target: &Target) -> String {
+    target.processlist_view.as_ref().map_or(
+        "`oceanbase`.`GV$OB_PROCESSLIST`".to_string(),
+        Relation::to_sql,
+    )
+}
+
+/// The relation tenants are read from in cluster mode.
+pub(super) fn tenants_relation(target: &Target) -> String {
+    target
+        .tenants_view
+        .as_ref()
+        .map_or("`oceanbase`.`DBA_OB_TENANTS`".to_string(), Relation::to_sql)
+}
+
+fn cluster_sql_with(target: &Target, tenant_filter: &str) -> String {
+    let processlist = processlist_relation(target);
+    let tenants_view = tenants_relation(target);
     let client = format!(
         "COALESCE(NULLIF(p.USER_CLIENT_IP, ''), {})",
         host_without_port("p.HOST")

@@ -114,12 +114,34 @@ pub async fn query(
     tenants: &[&str],
 ) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
     use mysql_async::prelude::Queryable;
+    let result = conn.query_iter(sql).await?;
+    fold_rows(result, ctx, tenants).await
+}
+
+/// [`query`] for a statement with parameters (a passthrough request's tenant), which
+/// are bound by the server, never written into the SQL text.
+pub async fn query_bound(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    params: mysql_async::Params,
+    ctx: &RowContext<'_>,
+    tenants: &[&str],
+) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    let result = conn.exec_iter(sql, params).await?;
+    fold_rows(result, ctx, tenants).await
+}
+
+async fn fold_rows<P: mysql_async::prelude::Protocol>(
+    mut result: mysql_async::QueryResult<'_, 'static, P>,
+    ctx: &RowContext<'_>,
+    tenants: &[&str],
+) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
     let mut folder = Folder::default();
     for tenant in tenants {
         folder.add_tenant(tenant);
     }
     let mut failure = None;
-    let mut result = conn.query_iter(sql).await?;
     result
         .for_each(|row| {
             if failure.is_some() {

@@ -1,0 +1,368 @@
+//! The obshell-compatible session API, off by default: `GET /api/v1/tenant/:name/
+//! sessions` (list with filters, sort and paging), `.../sessions/:sessionId` (one
+//! session) and `.../sessions/stats`, answered live from the tenant's database in
+//! obshell's envelope.
+//!
+//! Unlike `/metrics`, these query a database on request, so they are guarded three
+//! ways: authentication (a bearer token, or the basic auth users of
+//! --web.config.file; `insecure_no_auth` is the explicit opt-out), a timeout per
+//! request, and a cap on concurrent queries per target on a pool of their own, so the
+//! API can never take the scheduler's connections.
+//!
+//! `:name` is a tenant the exporter knows: a tenant of an OceanBase target (configured
+//! or found by its last collection), or a MySQL target's name. When two targets have a
+//! tenant of the same name, the first in the configuration answers.
+
+mod backend;
+pub mod envelope;
+pub mod params;
+pub mod session;
+
+use crate::config::{Config, Kind, Passthrough};
+use crate::http::server::Web;
+use crate::snapshot::Published;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use backend::Backend;
+use envelope::{respond, Failure, TraceId};
+use params::ListParams;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+use tokio::sync::watch;
+
+/// The passthrough's settings and one backend per target, replaced on reload.
+pub struct Registry {
+    current: RwLock<Arc<Current>>,
+}
+
+struct Current {
+    settings: Passthrough,
+    backends: HashMap<String, Arc<Backend>>,
+}
+
+impl Registry {
+    pub fn new(config: &Config) -> Self {
+        let registry = Self {
+            current: RwLock::new(Arc::new(Current {
+                settings: Passthrough::default(),
+                backends: HashMap::new(),
+            })),
+        };
+        registry.apply(config);
+        registry
+    }
+
+    /// Takes a new configuration: backends of unchanged targets keep their
+    /// connections, the others are rebuilt or dropped (their pools close in the
+    /// background).
+    pub fn apply(&self, config: &Config) {
+        let settings = config.passthrough.clone();
+        let old = self.get();
+        let backends = if settings.enabled {
+            config
+                .targets
+                .iter()
+                .map(|target| {
+                    let (max, timeout) =
+                        (settings.max_concurrent_per_target, settings.request_timeout);
+                    let backend = match old.backends.get(&target.name) {
+                        Some(kept) if kept.serves(target, max, timeout) => kept.clone(),
+                        _ => Arc::new(Backend::new(target, max, timeout)),
+                    };
+                    (target.name.clone(), backend)
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        if settings.enabled && settings.insecure_no_auth {
+            tracing::warn!(
+                "passthrough.insecure_no_auth: the session API answers anyone who can reach \
+                 this port, with the SQL text of every session; set bearer_token_file or \
+                 basic auth users instead"
+            );
+        }
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(Current { settings, backends });
+    }
+
+    fn get(&self) -> Arc<Current> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What the passthrough's handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub registry: Arc<Registry>,
+    pub published: watch::Receiver<Arc<Published>>,
+    pub web: Arc<Web>,
+}
+
+/// The three endpoints. They answer 404 in the envelope while the passthrough is off.
+pub fn routes(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/tenant/{name}/sessions", get(list))
+        .route("/api/v1/tenant/{name}/sessions/stats", get(stats))
+        .route("/api/v1/tenant/{name}/sessions/{session_id}", get(detail))
+        .with_state(state)
+}
+
+async fn list(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    handle(
+        &state,
+        &headers,
+        "list",
+        &name,
+        |backend, tenant| async move {
+            let params = ListParams::parse(query.as_deref())?;
+            backend.list(&tenant, &params).await
+        },
+    )
+    .await
+}
+
+async fn detail(
+    State(state): State<ApiState>,
+    Path((name, session_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    handle(
+        &state,
+        &headers,
+        "detail",
+        &name,
+        |backend, tenant| async move {
+            let id = session_id.parse::<u64>().map_err(|_| {
+                Failure::bad_parameter(
+                    "sessionId",
+                    format!(
+                        "sessionId must be a whole number (a session ID), not `{}`",
+                        session_id.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?;
+            backend.detail(&tenant, id).await
+        },
+    )
+    .await
+}
+
+async fn stats(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    handle(
+        &state,
+        &headers,
+        "stats",
+        &name,
+        |backend, tenant| async move { backend.stats(&tenant).await },
+    )
+    .await
+}
+
+/// What every endpoint does around its query: authentication, the tenant lookup,
+/// the timeout, the envelope and the log line.
+async fn handle<T, F, Fut>(
+    state: &ApiState,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    name: &str,
+    run: F,
+) -> Response
+where
+    T: serde::Serialize,
+    F: FnOnce(Arc<Backend>, String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let started = Instant::now();
+    let trace = TraceId::new();
+    let current = state.registry.get();
+    let result = match authorize(state, &current.settings, headers).await {
+        Err(failure) => Err(failure),
+        Ok(()) => match resolve(&current, &published(state), name) {
+            Err(failure) => Err(failure),
+            Ok(backend) => {
+                let timeout = current.settings.request_timeout;
+                match tokio::time::timeout(timeout, run(backend.clone(), name.to_string())).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Failure::unavailable(format!(
+                        "target `{}`: no answer within passthrough.request_timeout ({}): the database \
+                         is slow or unreachable, or {} passthrough queries are already running on it",
+                        backend.target.name,
+                        crate::config::format_duration(timeout),
+                        current.settings.max_concurrent_per_target
+                    ))),
+                }
+            }
+        },
+    };
+    let response = respond(&result, trace, started);
+    let status = response.status().as_u16();
+    let error = result
+        .as_ref()
+        .err()
+        .map(|f| f.message.as_str())
+        .unwrap_or("");
+    if status >= 500 {
+        tracing::warn!(trace_id = %trace, endpoint, tenant = name, status, error, "passthrough request failed");
+    } else {
+        tracing::info!(
+            trace_id = %trace,
+            endpoint,
+            tenant = name,
+            status,
+            duration_ms = started.elapsed().as_millis() as u64,
+            error,
+            "passthrough request"
+        );
+    }
+    response
+}
+
+/// The latest published state (the borrow ends here, before any await).
+fn published(state: &ApiState) -> Arc<Published> {
+    state.published.borrow().clone()
+}
+
+/// The bearer token, or basic auth users of --web.config.file, or the explicit
+/// opt-out. A passthrough enabled with none of them (refused at load) stays closed.
+async fn authorize(
+    state: &ApiState,
+    settings: &Passthrough,
+    headers: &HeaderMap,
+) -> Result<(), Failure> {
+    if !settings.enabled {
+        return Err(Failure::not_found(
+            "Common.NotFound",
+            "the session API is disabled: set passthrough.enabled in the configuration",
+        ));
+    }
+    let web = state.web.get();
+    if settings.insecure_no_auth && settings.bearer_token.is_none() && web.auth.is_none() {
+        return Ok(());
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(given) = given else {
+        return Err(Failure::unauthorized());
+    };
+    if let (Some(token), Some(bearer)) = (&settings.bearer_token, strip_scheme(given, "bearer")) {
+        if constant_time_eq(bearer.trim().as_bytes(), token.expose().as_bytes()) {
+            return Ok(());
+        }
+    }
+    if let (Some(auth), Some(_)) = (&web.auth, strip_scheme(given, "basic")) {
+        if auth.cached(given) {
+            return Ok(());
+        }
+        let (auth, header) = (auth.clone(), given.to_string());
+        // bcrypt is slow on purpose: off the runtime's workers.
+        if tokio::task::spawn_blocking(move || auth.verify(&header))
+            .await
+            .unwrap_or(false)
+        {
+            return Ok(());
+        }
+    }
+    Err(Failure::unauthorized())
+}
+
+/// The credentials after `scheme ` (the scheme is case-insensitive).
+fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = header.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then_some(rest)
+}
+
+/// Compares without returning early at the first difference, so the time taken
+/// does not tell how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The backend serving tenant `name`, from what the last collections found.
+fn resolve(current: &Current, published: &Published, name: &str) -> Result<Arc<Backend>, Failure> {
+    let serves = |entry: &crate::snapshot::TargetEntry| match entry.status.kind {
+        Kind::Mysql => entry.status.name == name,
+        Kind::Oceanbase => entry.status.tenants.contains_key(name),
+    };
+    published
+        .targets
+        .iter()
+        .find(|entry| serves(entry))
+        .and_then(|entry| current.backends.get(&entry.status.name).cloned())
+        .ok_or_else(|| {
+            let mut known: Vec<&str> = published
+                .targets
+                .iter()
+                .flat_map(|entry| match entry.status.kind {
+                    Kind::Mysql => vec![entry.status.name.as_str()],
+                    Kind::Oceanbase => entry.status.tenants.keys().map(String::as_str).collect(),
+                })
+                .collect();
+            known.sort_unstable();
+            known.dedup();
+            let shown = known.len().min(20);
+            let more = if known.len() > shown {
+                format!(" and {} more", known.len() - shown)
+            } else {
+                String::new()
+            };
+            if !published.ready {
+                return Failure::unavailable(
+                    "the exporter is starting: tenants are known once every target's first \
+                     collection has finished; retry in a moment",
+                );
+            }
+            Failure::not_found(
+                "OB.Tenant.NotExist",
+                format!(
+                    "unknown tenant `{}`: known tenants are {}{more}",
+                    name.chars().take(128).collect::<String>(),
+                    if known.is_empty() {
+                        "none yet (no collection has finished)".to_string()
+                    } else {
+                        known[..shown].join(", ")
+                    }
+                ),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abcdef0123456789", b"abcdef0123456789"));
+        assert!(!constant_time_eq(b"abcdef0123456789", b"abcdef012345678x"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn schemes_are_case_insensitive() {
+        assert_eq!(strip_scheme("Bearer t0k", "bearer"), Some("t0k"));
+        assert_eq!(strip_scheme("bearer t0k", "bearer"), Some("t0k"));
+        assert_eq!(strip_scheme("Basic dTpw", "bearer"), None);
+        assert_eq!(strip_scheme("Bearer", "bearer"), None);
+    }
+}

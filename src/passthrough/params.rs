@@ -1,0 +1,359 @@
+//! The list endpoint's query parameters, parsed strictly: a value that is not what
+//! the contract accepts is a 400 naming the parameter and what it accepts, never a
+//! silent default. Values are percent-decoded here and must be UTF-8; they reach SQL
+//! only as bound parameters (see `backend`).
+
+use super::envelope::Failure;
+use super::session::Field;
+use std::net::IpAddr;
+
+/// obshell's default page size, also the largest accepted.
+pub const MAX_SIZE: u64 = 2_147_483_647;
+
+/// What `GET /api/v1/tenant/:name/sessions` was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListParams {
+    pub page: u64,
+    pub size: u64,
+    /// Substrings of USER, DB and HOST; `%` and `_` in them are literal.
+    pub user: Option<String>,
+    pub db: Option<String>,
+    pub host: Option<String>,
+    pub id: Option<u64>,
+    pub observers: Option<Vec<Observer>>,
+    pub active_only: bool,
+    pub sort: Option<(Field, Direction)>,
+}
+
+impl Default for ListParams {
+    fn default() -> Self {
+        Self {
+            page: 1,
+            size: MAX_SIZE,
+            user: None,
+            db: None,
+            host: None,
+            id: None,
+            observers: None,
+            active_only: false,
+            sort: None,
+        }
+    }
+}
+
+/// One `observer_list` item: a server address, with the port when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observer {
+    pub ip: IpAddr,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+impl Direction {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Direction::Asc => "ASC",
+            Direction::Desc => "DESC",
+        }
+    }
+}
+
+const ACCEPTED: &str = "page, size, user, db, host, id, observer_list, active_only, sort";
+
+impl ListParams {
+    /// Parses a raw query string (`None`: no `?`).
+    pub fn parse(query: Option<&str>) -> Result<Self, Failure> {
+        let mut params = ListParams::default();
+        let mut seen: Vec<&'static str> = Vec::new();
+        for (key, value) in pairs(query.unwrap_or(""))? {
+            let key: &'static str = match key.as_str() {
+                "page" => "page",
+                "size" => "size",
+                "user" => "user",
+                "db" => "db",
+                "host" => "host",
+                "id" => "id",
+                "observer_list" => "observer_list",
+                "active_only" => "active_only",
+                "sort" => "sort",
+                other => {
+                    return Err(Failure::bad_parameter(
+                        "query",
+                        format!(
+                            "unknown parameter `{}`: accepted are {ACCEPTED}",
+                            printable(other)
+                        ),
+                    ))
+                }
+            };
+            if seen.contains(&key) {
+                return Err(Failure::bad_parameter(
+                    key,
+                    format!("`{key}` is given more than once: give it once"),
+                ));
+            }
+            seen.push(key);
+            match key {
+                "page" => params.page = whole(key, &value, 1, u64::MAX)?,
+                "size" => params.size = whole(key, &value, 1, MAX_SIZE)?,
+                "user" => params.user = Some(value),
+                "db" => params.db = Some(value),
+                "host" => params.host = Some(value),
+                "id" => params.id = Some(whole(key, &value, 0, u64::MAX)?),
+                "observer_list" => params.observers = Some(observers(&value)?),
+                "active_only" => params.active_only = boolean(key, &value)?,
+                _ => params.sort = Some(sort(&value)?),
+            }
+        }
+        Ok(params)
+    }
+
+    /// Rows to skip: `(page - 1) * size`, refused when it does not fit SQL's range.
+    pub fn offset(&self) -> Result<u64, Failure> {
+        (self.page - 1)
+            .checked_mul(self.size)
+            .filter(|&offset| offset <= i64::MAX as u64)
+            .ok_or_else(|| {
+                Failure::bad_parameter(
+                    "page",
+                    format!(
+                        "page {} of size {} is beyond any result: ask for an earlier page",
+                        self.page, self.size
+                    ),
+                )
+            })
+    }
+}
+
+/// Splits and percent-decodes `a=1&b=2` (`+` is a space, as in forms).
+fn pairs(query: &str) -> Result<Vec<(String, String)>, Failure> {
+    query
+        .split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (key, value) = part.split_once('=').unwrap_or((part, ""));
+            let key = decode(key).map_err(|_| {
+                Failure::bad_parameter(
+                    "query",
+                    "a parameter name is not valid UTF-8 once percent-decoded",
+                )
+            })?;
+            let value = decode(value).map_err(|_| {
+                Failure::bad_parameter(
+                    "query",
+                    format!(
+                        "the value of `{}` is not valid UTF-8 once percent-decoded",
+                        printable(&key)
+                    ),
+                )
+            })?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let plus = text.replace('+', " ");
+    String::from_utf8(percent_encoding::percent_decode_str(&plus).collect())
+}
+
+/// A parameter name as it may be echoed in a message: bounded, without controls.
+fn printable(text: &str) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(64).collect();
+    if text.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+fn whole(key: &'static str, value: &str, min: u64, max: u64) -> Result<u64, Failure> {
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            Failure::bad_parameter(
+                key,
+                format!(
+                    "`{key}` must be a whole number from {min} to {max}, not `{}`",
+                    printable(value)
+                ),
+            )
+        })
+}
+
+/// Go's `strconv.ParseBool`, which obshell's binding uses.
+fn boolean(key: &'static str, value: &str) -> Result<bool, Failure> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(Failure::bad_parameter(
+            key,
+            format!("`{key}` must be true or false, not `{}`", printable(value)),
+        )),
+    }
+}
+
+fn observers(value: &str) -> Result<Vec<Observer>, Failure> {
+    let bad = |item: &str| {
+        Failure::bad_parameter(
+            "observer_list",
+            format!(
+                "`{}` is not a server address: observer_list is comma-separated IPs, each with an optional port (10.0.0.1,10.0.0.2:2882,[::1]:2882)",
+                printable(item)
+            ),
+        )
+    };
+    value
+        .split(',')
+        .map(|item| {
+            let item = item.trim();
+            if let Ok(ip) = item.parse::<IpAddr>() {
+                return Ok(Observer { ip, port: None });
+            }
+            let (host, port) = item.rsplit_once(':').ok_or_else(|| bad(item))?;
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let ip = host.parse::<IpAddr>().map_err(|_| bad(item))?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(item))?;
+            // An IPv6 address with a port needs brackets, or the port is ambiguous.
+            if ip.is_ipv6() && !item.starts_with('[') {
+                return Err(bad(item));
+            }
+            Ok(Observer {
+                ip,
+                port: Some(port),
+            })
+        })
+        .collect()
+}
+
+fn sort(value: &str) -> Result<(Field, Direction), Failure> {
+    let (name, direction) = value.split_once(',').unwrap_or((value, "asc"));
+    let field = Field::sortable(name.trim()).ok_or_else(|| {
+        let names: Vec<&str> = Field::ALL
+            .iter()
+            .filter(|f| Field::sortable(f.name()).is_some())
+            .map(|f| f.name())
+            .collect();
+        Failure::bad_parameter(
+            "sort",
+            format!(
+                "cannot sort by `{}`: sort is `field,asc` or `field,desc` with a field among {}",
+                printable(name),
+                names.join(", ")
+            ),
+        )
+    })?;
+    let direction = match direction.trim().to_ascii_lowercase().as_str() {
+        "asc" => Direction::Asc,
+        "desc" => Direction::Desc,
+        other => {
+            return Err(Failure::bad_parameter(
+                "sort",
+                format!("sort order `{}` is neither asc nor desc", printable(other)),
+            ))
+        }
+    };
+    Ok((field, direction))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<ListParams, Failure> {
+        ListParams::parse(Some(query))
+    }
+
+    fn field_of(query: &str) -> &'static str {
+        parse(query).unwrap_err().field.unwrap()
+    }
+
+    #[test]
+    fn defaults_match_obshell() {
+        let p = ListParams::parse(None).unwrap();
+        assert_eq!((p.page, p.size, p.active_only), (1, MAX_SIZE, false));
+        assert_eq!(p.offset().unwrap(), 0);
+    }
+
+    #[test]
+    fn every_parameter_is_parsed() {
+        let p = parse("page=2&size=10&user=ro%25t&db=a+b&host=10.0&id=7&observer_list=10.0.0.1,10.0.0.2:2882,[::1]:2882&active_only=true&sort=time,desc").unwrap();
+        assert_eq!((p.page, p.size, p.offset().unwrap()), (2, 10, 10));
+        assert_eq!(p.user.as_deref(), Some("ro%t"));
+        assert_eq!(p.db.as_deref(), Some("a b"));
+        assert_eq!(p.host.as_deref(), Some("10.0"));
+        assert_eq!(p.id, Some(7));
+        let observers = p.observers.unwrap();
+        assert_eq!(observers.len(), 3);
+        assert_eq!(observers[1].port, Some(2882));
+        assert_eq!(observers[2].ip, "::1".parse::<IpAddr>().unwrap());
+        assert!(p.active_only);
+        assert_eq!(p.sort, Some((Field::Time, Direction::Desc)));
+        assert_eq!(
+            parse("sort=user").unwrap().sort,
+            Some((Field::User, Direction::Asc))
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_parameter() {
+        assert_eq!(field_of("page=0"), "page");
+        assert_eq!(field_of("page=-1"), "page");
+        assert_eq!(field_of("page=abc"), "page");
+        assert_eq!(field_of("size=0"), "size");
+        assert_eq!(field_of("size=2147483648"), "size");
+        assert_eq!(field_of("id=1.5"), "id");
+        assert_eq!(field_of("active_only=yes"), "active_only");
+        assert_eq!(field_of("sort=password,desc"), "sort");
+        assert_eq!(field_of("sort=time,sideways"), "sort");
+        assert_eq!(field_of("sort=proxy_ip"), "sort");
+        assert_eq!(
+            field_of("observer_list=10.0.0.1,,10.0.0.2"),
+            "observer_list"
+        );
+        assert_eq!(field_of("observer_list=db.example"), "observer_list");
+        // `::1:2882` is an IPv6 address; a port after IPv6 needs brackets.
+        assert!(
+            parse("observer_list=::1:2882").unwrap().observers.unwrap()[0]
+                .port
+                .is_none()
+        );
+        assert_eq!(field_of("observer_list=fe80::1:99999"), "observer_list");
+        assert_eq!(field_of("observer_list=10.0.0.1:0"), "observer_list");
+        assert_eq!(field_of("page=1&page=2"), "page");
+        assert_eq!(field_of("pgae=1"), "query");
+        assert_eq!(field_of("user=%FF%FE"), "query");
+        let message = parse("sort=nope").unwrap_err().message;
+        assert!(
+            message.contains("time") && message.contains("svr_ip"),
+            "{message}"
+        );
+        let beyond = parse(&format!("page={}&size={MAX_SIZE}", u64::MAX)).unwrap();
+        assert_eq!(beyond.offset().unwrap_err().field, Some("page"));
+    }
+
+    #[test]
+    fn strange_text_is_kept_verbatim_for_binding() {
+        let p = parse("user=%27%3B%20DROP%20TABLE%20t%3B--&db=%5C%00_%25").unwrap();
+        assert_eq!(p.user.as_deref(), Some("'; DROP TABLE t;--"));
+        assert_eq!(p.db.as_deref(), Some("\\\0_%"));
+        let long = "x".repeat(10_240);
+        assert_eq!(
+            parse(&format!("host={long}")).unwrap().host.unwrap().len(),
+            10_240
+        );
+    }
+}
