@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every server and tool the tests need on a fresh Debian machine:
 # MariaDB, Prometheus (promtool), curl and systemd-analyze from Debian's packages;
-# seekdb (`pylibseekdb`) and `kubernetes-validate` from PyPI. Idempotent: a second
+# seekdb (`pylibseekdb`), `kubernetes-validate` and `schemathesis` from PyPI. Idempotent: a second
 # run finds everything present and does nothing.
 set -euo pipefail
 
@@ -23,6 +23,10 @@ need_pip=()
 python3 -c 'import pylibseekdb' >/dev/null 2>&1 || need_pip+=(pylibseekdb)
 # Validates deploy/kubernetes against the Kubernetes JSON schemas it ships.
 command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
+# Fuzzes the session API against docs/openapi.yaml (tests/schemathesis.rs); pinned,
+# since its command line changes between major versions.
+# hypothesis is pinned with it: later releases break schemathesis 3's generators.
+command -v schemathesis >/dev/null 2>&1 || need_pip+=(schemathesis==3.39.16 hypothesis==6.123.2)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "install-deps: pip install ${need_pip[*]}" >&2
   python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"

@@ -11,6 +11,22 @@ use std::time::Duration;
 
 const TOKEN: &str = "pt-test-token-0123456789abcdef";
 
+thread_local! {
+    static SPEC: common::openapi::Spec = common::openapi::Spec::load();
+}
+
+/// The spec's path template for a request path.
+fn template_of(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or(path);
+    if path.ends_with("/sessions/stats") {
+        "/api/v1/tenant/{name}/sessions/stats"
+    } else if path.ends_with("/sessions") {
+        "/api/v1/tenant/{name}/sessions"
+    } else {
+        "/api/v1/tenant/{name}/sessions/{sessionId}"
+    }
+}
+
 /// GET `path` with the bearer token (or `auth` as the Authorization header).
 fn api_with(exporter: &Exporter, path: &str, auth: Option<&str>) -> (u16, Value) {
     let header;
@@ -53,6 +69,8 @@ fn api_with(exporter: &Exporter, path: &str, auth: Option<&str>) -> (u16, Value)
         );
         assert!(json["error"]["errCode"].is_string(), "{json}");
     }
+    // Every answer is one the OpenAPI spec documents, field by field.
+    SPEC.with(|spec| spec.check(template_of(path), status, &json));
     (status, json)
 }
 
@@ -452,6 +470,11 @@ fn seekdb_sessions_api() {
     });
     let (host, _) = common::split_addr(&servers.seekdb_addr);
     check_sessions_api(&exporter, "seek", &opened, host);
+    // Prepared statements are closed after each request: OceanBase refuses new ones
+    // ("maximum open cursors exceeded") once a connection holds too many.
+    for _ in 0..300 {
+        ok(&exporter, "/api/v1/tenant/seek/sessions?size=1&user=pt_s");
+    }
     let busy = ok(
         &exporter,
         &format!("/api/v1/tenant/seek/sessions/{}", opened.busy[0].id),
@@ -640,4 +663,32 @@ fn disabled_by_default_and_insecure_only_when_asked() {
     exporter.wait_until("the trace id is logged", Duration::from_secs(5), || {
         exporter.log().contains(&trace)
     });
+}
+
+/// The spec check above can fail: answers it does not describe are refused.
+#[test]
+fn the_spec_check_refuses_undocumented_answers() {
+    let spec = common::openapi::Spec::load();
+    let list = "/api/v1/tenant/{name}/sessions";
+    let good = serde_json::json!({
+        "successful": true, "timestamp": "2026-11-24T10:37:00.123456789Z", "duration": 3,
+        "status": 200, "traceId": "0123456789abcdef",
+        "data": {"page": {"total_elements": 0, "total_pages": 0, "size": 10, "number": 1}, "contents": []}
+    });
+    spec.check(list, 200, &good);
+    let mut extra = good.clone();
+    extra["data"]["page"]["bogus"] = 1.into();
+    let mut missing = good.clone();
+    missing["data"].as_object_mut().unwrap().remove("contents");
+    let mut wrong_type = good.clone();
+    wrong_type["duration"] = "3".into();
+    for (what, body, status) in [
+        ("extra", &extra, 200),
+        ("missing", &missing, 200),
+        ("type", &wrong_type, 200),
+        ("status", &good, 418),
+    ] {
+        let refused = std::panic::catch_unwind(|| spec.check(list, status, body)).is_err();
+        assert!(refused, "{what} was accepted");
+    }
 }

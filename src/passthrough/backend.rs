@@ -183,11 +183,12 @@ impl Backend {
             "{TAG} SELECT COUNT(*) FROM {} WHERE {conditions}",
             shape.relation
         );
-        let total: Option<Value> = conn
-            .exec_first(count_sql, values.clone())
+        let total = exec(&mut conn, &count_sql, values.clone())
             .await
-            .map_err(|e| self.failure(&e))?;
-        let total = total
+            .map_err(|e| self.failure(&e))?
+            .into_iter()
+            .next()
+            .and_then(|row| row.unwrap().into_iter().next())
             .and_then(crate::source::sql::text)
             .and_then(|t| t.trim().parse::<u64>().ok())
             .ok_or_else(|| Failure::unavailable("the database did not return a session count"))?;
@@ -205,8 +206,9 @@ impl Backend {
         );
         values.push(params.size.into());
         values.push(offset.into());
-        let rows: Vec<mysql_async::Row> =
-            conn.exec(sql, values).await.map_err(|e| self.failure(&e))?;
+        let rows = exec(&mut conn, &sql, values)
+            .await
+            .map_err(|e| self.failure(&e))?;
         let contents = rows
             .into_iter()
             .map(|row| self.session(shape, tenant, &fields, row))
@@ -330,6 +332,14 @@ impl Backend {
                 continue;
             };
             match expression(shape.view, field, &shape.columns) {
+                // information_schema is utf8mb3 on MySQL and MariaDB: compared as is,
+                // a 4-byte character in the filter is a collation error, not a miss.
+                Some(expr) if shape.view == View::Mysql => {
+                    sql.push_str(&format!(
+                        " AND CONVERT({expr} USING utf8mb4) LIKE ? ESCAPE '!'"
+                    ));
+                    values.push(contains_pattern(wanted).into());
+                }
                 Some(expr) => {
                     sql.push_str(&format!(" AND {expr} LIKE ? ESCAPE '!'"));
                     values.push(contains_pattern(wanted).into());
@@ -436,6 +446,22 @@ impl Backend {
         );
         Failure::unavailable(format!("target `{}`: {error}", self.target.name))
     }
+}
+
+/// Runs a prepared statement and closes it: with no statement cache, the driver would
+/// leave every statement open on the pooled connection (MySQL counts them against
+/// max_prepared_stmt_count; OceanBase soon refuses with "maximum open cursors").
+async fn exec(
+    conn: &mut Conn,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<mysql_async::Row>, mysql_async::Error> {
+    let statement = conn.prep(sql).await?;
+    let rows = conn.exec(&statement, values).await;
+    let closed = conn.close(statement).await;
+    let rows = rows?;
+    closed?;
+    Ok(rows)
 }
 
 /// The SELECT list: every field the view can read, and which field each column is.

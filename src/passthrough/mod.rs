@@ -112,7 +112,21 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/tenant/{name}/sessions", get(list))
         .route("/api/v1/tenant/{name}/sessions/stats", get(stats))
         .route("/api/v1/tenant/{name}/sessions/{session_id}", get(detail))
+        .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
         .with_state(state)
+}
+
+/// Anything else under /api/ answers in the envelope too.
+async fn no_such_endpoint(uri: axum::http::Uri) -> Response {
+    let failure = Failure::not_found(
+        "Common.NotFound",
+        format!(
+            "no endpoint {}: the API serves GET /api/v1/tenant/:name/sessions, \
+             /sessions/:sessionId and /sessions/stats",
+            uri.path().chars().take(200).collect::<String>()
+        ),
+    );
+    respond::<()>(&Err(failure), TraceId::new(), Instant::now())
 }
 
 async fn list(

@@ -119,7 +119,9 @@ pub async fn query(
 }
 
 /// [`query`] for a statement with parameters (a passthrough request's tenant), which
-/// are bound by the server, never written into the SQL text.
+/// are bound by the server, never written into the SQL text. The prepared statement
+/// is closed after use: with no statement cache, the driver would otherwise leave it
+/// open on the connection (and OceanBase soon refuses with "maximum open cursors").
 pub async fn query_bound(
     conn: &mut mysql_async::Conn,
     sql: &str,
@@ -128,8 +130,15 @@ pub async fn query_bound(
     tenants: &[&str],
 ) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
     use mysql_async::prelude::Queryable;
-    let result = conn.exec_iter(sql, params).await?;
-    fold_rows(result, ctx, tenants).await
+    let statement = conn.prep(sql).await?;
+    let folded = match conn.exec_iter(&statement, params).await {
+        Ok(result) => fold_rows(result, ctx, tenants).await,
+        Err(err) => Err(err),
+    };
+    let closed = conn.close(statement).await;
+    let folded = folded?;
+    closed?;
+    Ok(folded)
 }
 
 async fn fold_rows<P: mysql_async::prelude::Protocol>(
