@@ -692,3 +692,49 @@ fn the_spec_check_refuses_undocumented_answers() {
         assert!(refused, "{what} was accepted");
     }
 }
+
+/// Basic auth users of --web.config.file are enough to enable the API, and are
+/// checked by it (answering 401 in the envelope); /metrics keeps its own check.
+#[test]
+fn basic_auth_users_guard_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yaml");
+    let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+    let port = common::free_port();
+    let exporter = Exporter::start_with(
+        &format!("passthrough:\n  enabled: true\ntargets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: u\n"),
+        &[&format!("--web.config.file={}", web.display())],
+    );
+    let path = "/api/v1/tenant/nobody/sessions";
+    let (status, _) = api_with(&exporter, path, None);
+    assert_eq!(status, 401);
+    let wrong = format!("Basic {}", base64("alice:wrong"));
+    assert_eq!(api_with(&exporter, path, Some(&wrong)).0, 401);
+    let right = format!("Basic {}", base64("alice:s3cret-pass"));
+    exporter.wait_until("past authentication", Duration::from_secs(10), || {
+        // Authenticated: the tenant is unknown (404), or not known yet (503).
+        matches!(api_with(&exporter, path, Some(&right)).0, 404 | 503)
+    });
+    assert_eq!(exporter.try_get("/metrics").unwrap().0, 401);
+}
+
+fn base64(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
