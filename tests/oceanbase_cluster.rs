@@ -75,11 +75,12 @@ targets:
         addr = servers.seekdb_addr,
     ));
     let m = exporter.wait_for_metrics(
-        "both cluster targets are collected",
+        "the three cluster targets are collected",
         Duration::from_secs(30),
         |m| {
             m.get("dbsession_up", &[("target", "all"), ("tenant", "t1")]) == Some(1.0)
                 && m.get("dbsession_up", &[("target", "some"), ("tenant", "t1")]) == Some(1.0)
+                && m.get("dbsession_up", &[("target", "filtered"), ("tenant", "t1")]) == Some(1.0)
         },
     );
     let get = |target: &str, name: &str, tenant: &str, extra: Option<(&str, &str)>| {
