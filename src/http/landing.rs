@@ -7,7 +7,7 @@ use axum::response::Html;
 use std::fmt::Write;
 use std::time::SystemTime;
 
-pub async fn page(State(state): State<AppState>) -> Html<String> {
+pub async fn page(State(state): State<std::sync::Arc<AppState>>) -> Html<String> {
     let published = state.current();
     let mut rows = String::new();
     for target in &published.targets {

@@ -8,7 +8,6 @@
 //! reload changes certificates and users for every new connection.
 
 use super::web_config::WebConfig;
-use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -57,7 +56,7 @@ impl Web {
 /// for up to `drain`.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: super::App,
     web: Arc<Web>,
     cancel: CancellationToken,
     drain: Duration,
@@ -89,7 +88,19 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let config = web.get();
-        let service = TowerToHyperService::new(app.clone());
+        // Scrapes take the direct path; everything else goes through the router.
+        let router = TowerToHyperService::new(app.router.clone());
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request| {
+            use hyper::service::Service as _;
+            let answer = app.scrape(&request).ok_or_else(|| router.call(request));
+            async move {
+                match answer {
+                    Ok(response) => Ok(response),
+                    Err(routed) => routed.await,
+                }
+            }
+        });
         let watcher = graceful.watcher();
         let http = http.clone();
         tokio::spawn(async move {
