@@ -308,11 +308,11 @@ pub fn host_without_port(host: &str) -> &str {
 /// dotted-quad IPv4 address, is already canonical (Rust's parser refuses leading
 /// zeros and other spellings) and is returned without a new allocation.
 pub fn client_label(host: String) -> String {
-    let trimmed = host.trim();
-    let bare = trimmed
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(trimmed);
+    let mut bare = host.trim();
+    // `[v6]`; nested brackets are stripped too, so a label is its own label.
+    while let Some(inner) = bare.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        bare = inner.trim();
+    }
     if bare.is_empty() {
         return NONE_LABEL.to_string();
     }
@@ -565,8 +565,29 @@ mod tests {
             (" 10.0.0.5 ", "10.0.0.5"),
             (" app-7.example\t", "app-7.example"),
             ("[app]", "app"),
+            ("[[]]", NONE_LABEL),
+            ("[[::1]]", "::1"),
         ] {
             assert_eq!(client_label(host.to_string()), expected, "{host:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any HOST text: no panic, the cut is a prefix, and labels are stable.
+        #[test]
+        fn host_and_client_parsing_never_fail(host in "\\PC{0,60}|[0-9a-f:.\\[\\]]{0,40}") {
+            let cut = host_without_port(&host);
+            proptest::prop_assert!(host.trim().starts_with(cut));
+            let label = client_label(cut.to_string());
+            proptest::prop_assert!(!label.is_empty());
+            proptest::prop_assert_eq!(client_label(label.clone()), label);
         }
     }
 }

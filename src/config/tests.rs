@@ -354,3 +354,30 @@ fn targets_files_add_targets_and_report_problems_in_their_own_file() {
         "{err}"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+    /// Any text as a config file: loaded or refused with a message, never a panic.
+    #[test]
+    fn any_text_is_loaded_or_refused(text in "\\PC{0,200}|(targets:\n  - (name|kind|address|user|password|tenants|labels|filter): [^\n]{0,30}\n){0,5}") {
+        let _ = parse(Path::new("fuzz.yaml"), &text, &|_| None).map_err(|e| e.to_string());
+    }
+
+    /// Structured YAML with hostile values: every problem names a key.
+    #[test]
+    fn hostile_values_are_refused_by_key(
+        name in "\\PC{0,20}",
+        address in "\\PC{0,30}",
+        interval in "\\PC{0,8}",
+    ) {
+        let text = format!(
+            "global:\n  collect_interval: {interval:?}\ntargets:\n  - name: {name:?}\n    kind: mysql\n    address: {address:?}\n    user: u\n"
+        );
+        if let Err(ConfigError::Invalid { problems, .. }) = parse(Path::new("fuzz.yaml"), &text, &|_| None) {
+            for problem in problems {
+                proptest::prop_assert!(!problem.key.is_empty() && !problem.message.is_empty());
+            }
+        }
+    }
+}

@@ -191,3 +191,91 @@ fn hostile_label_values_are_escaped() {
         [r#"dbsession_user_sessions{target="ob",tenant="t",user="a\"b\\c\nd"} 1"#]
     );
 }
+
+/// Checks one sample line of the text format: `name{k="v",...} value`, with label
+/// values escaped (`\\`, `\"`, `\n` only). Returns the label values, unescaped.
+fn parse_sample(line: &str) -> Result<Vec<String>, String> {
+    let (name_end, rest) = match line.find(['{', ' ']) {
+        Some(i) => (i, &line[i..]),
+        None => return Err(format!("no value: {line}")),
+    };
+    if name_end == 0
+        || !line[..name_end]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    {
+        return Err(format!("bad name: {line}"));
+    }
+    let mut values = Vec::new();
+    let mut chars = rest.chars().peekable();
+    if chars.peek() == Some(&'{') {
+        chars.next();
+        loop {
+            let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("bad label name `{key}`: {line}"));
+            }
+            if chars.next() != Some('"') {
+                return Err(format!("unquoted value: {line}"));
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next() {
+                    Some('\\') => match chars.next() {
+                        Some('\\') => value.push('\\'),
+                        Some('"') => value.push('"'),
+                        Some('n') => value.push('\n'),
+                        other => return Err(format!("bad escape {other:?}: {line}")),
+                    },
+                    Some('"') => break,
+                    Some('\n') | None => return Err(format!("unterminated value: {line}")),
+                    Some(c) => value.push(c),
+                }
+            }
+            values.push(value);
+            match chars.next() {
+                Some(',') => continue,
+                Some('}') => break,
+                other => return Err(format!("expected , or }} got {other:?}: {line}")),
+            }
+        }
+    }
+    let value: String = chars.collect();
+    value
+        .trim()
+        .parse::<f64>()
+        .map(|_| values)
+        .map_err(|_| format!("bad value `{value}`: {line}"))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever the database sends as names (quotes, backslashes, newlines, any
+    /// Unicode), every sample line of both formats parses, and the values come back.
+    #[test]
+    fn any_names_encode_to_valid_expositions(
+        tenant in "\\PC{0,20}",
+        user in proptest::string::string_regex("[\\s\\S]{0,40}").unwrap(),
+        db in "(\\\\|\"|\n|.){0,12}",
+    ) {
+        let mut status = TargetStatus::new(&target(""), 1);
+        let mut g = group(&tenant, &user, true, 2, 1.5);
+        g.db = db.clone();
+        status.record_success(
+            Collection { tenants: vec![], groups: vec![g], top: vec![] },
+            Duration::from_millis(5),
+            SystemTime::UNIX_EPOCH,
+        );
+        let text = encode(&[Arc::new(status)]).unwrap();
+        let classic = crate::exposition::openmetrics_to_classic(&format!("{text}# EOF\n"));
+        for body in [&text, &classic] {
+            let mut seen = Vec::new();
+            for line in body.lines().filter(|l| !l.starts_with('#')) {
+                seen.extend(parse_sample(line).map_err(proptest::test_runner::TestCaseError::fail)?);
+            }
+            proptest::prop_assert!(seen.contains(&tenant), "tenant {tenant:?} missing");
+            proptest::prop_assert!(seen.contains(&user), "user {user:?} missing");
+        }
+    }
+}

@@ -357,3 +357,26 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any query string: parsed or refused with a parameter named, never a panic.
+        #[test]
+        fn any_query_string_is_parsed_or_refused(query in "\\PC{0,80}|([a-z_]{1,12}=[%0-9A-Fa-f,:.\\[\\]a-z]{0,20}&?){0,6}") {
+            match ListParams::parse(Some(&query)) {
+                Ok(params) => {
+                    proptest::prop_assert!(params.page >= 1 && (1..=MAX_SIZE).contains(&params.size));
+                }
+                Err(failure) => {
+                    proptest::prop_assert_eq!(failure.status, axum::http::StatusCode::BAD_REQUEST);
+                    proptest::prop_assert!(failure.field.is_some());
+                }
+            }
+        }
+    }
+}
