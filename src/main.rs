@@ -5,7 +5,7 @@
 //! Shutdown, on SIGTERM or SIGINT: one cancellation token stops the HTTP server
 //! (in-flight scrapes finish), the reload task and every target loop (an in-flight
 //! query is dropped and its pool closed in the background); the process exits
-//! within one second.
+//! within one second, with 0. A second signal meanwhile exits at once, with 1.
 
 use clap::Parser;
 use session_exporter::config::{self, ConfigError};
@@ -289,8 +289,14 @@ async fn run(
     ));
 
     wait_for_signal().await;
-    tracing::info!("shutting down");
+    tracing::info!("shutting down (a second signal exits at once)");
     cancel.cancel();
+    // An operator who signals again does not want to wait for in-flight work.
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting without waiting for in-flight work");
+        std::process::exit(1);
+    });
     // Keep-alive connections and slow clients do not hold the exit beyond a second.
     let _ = tokio::time::timeout(Duration::from_millis(800), async {
         let _ = server.await;

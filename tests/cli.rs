@@ -208,6 +208,63 @@ fn sigterm_stops_within_a_second() {
     );
 }
 
+/// A second signal does not wait for the graceful shutdown: it exits at once, with 1.
+#[test]
+fn a_second_signal_exits_at_once() {
+    let silent = SilentServer::start();
+    let mut exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 10s\n  collect_timeout: 5s\npassthrough:\n  enabled: true\n  insecure_no_auth: true\n  request_timeout: 5s\ntargets:\n  - name: mute\n    kind: mysql\n    address: {}\n    user: monitor\n",
+        silent.addr
+    ));
+    // A request held by the silent database keeps the graceful shutdown draining.
+    exporter.wait_until("the target is published", Duration::from_secs(10), || {
+        exporter
+            .try_get("/probe?target=mute")
+            .is_some_and(|(status, _, _)| status == 200)
+    });
+    let addr = exporter.addr.clone();
+    let held = std::thread::spawn(move || {
+        let _ = common::http_get(&addr, "/api/v1/tenant/mute/sessions/stats", &[]);
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let signal = |pid: u32| {
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let pid = exporter.pid();
+    signal(pid);
+    std::thread::sleep(Duration::from_millis(50));
+    signal(pid);
+    let child = exporter.child();
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "still running after two signals"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        exit.code(),
+        Some(1),
+        "the second signal did not cut the drain short after {:?}\n{}",
+        started.elapsed(),
+        exporter.log()
+    );
+    assert!(
+        exporter.log().contains("second signal"),
+        "{}",
+        exporter.log()
+    );
+    let _ = held.join();
+}
+
 #[test]
 fn exposition_formats_pass_promtool_and_never_show_a_secret() {
     let Some(servers) = Servers::get() else {

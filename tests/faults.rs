@@ -256,3 +256,83 @@ fn a_target_removed_while_its_query_hangs_goes_at_once() {
     );
     assert!(last_success(&m).is_some());
 }
+
+const HOSTILE: &str = r#"
+CREATE DATABASE IF NOT EXISTS it_hostile;
+DROP TABLE IF EXISTS it_hostile.`GV$OB_PROCESSLIST`;
+DROP TABLE IF EXISTS it_hostile.`DBA_OB_TENANTS`;
+CREATE TABLE it_hostile.`DBA_OB_TENANTS` (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
+CREATE TABLE it_hostile.`GV$OB_PROCESSLIST` (
+  ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), USER MEDIUMTEXT, HOST TEXT, DB VARBINARY(255),
+  COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32), INFO TEXT, USER_CLIENT_IP VARCHAR(255), SQL_ID VARCHAR(64));
+INSERT INTO it_hostile.`DBA_OB_TENANTS` VALUES (1002, 't1', 'USER'), (1004, 'empty', 'USER');
+INSERT INTO it_hostile.`GV$OB_PROCESSLIST` VALUES
+  (1, 't1', '10.0.0.1', REPEAT('u', 65536), '10.1.1.1:1', X'FF00FE', 'Query', 1, 'ACTIVE', NULL, '', 'S1'),
+  (2, 't1', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  (3, 't1', '', '', '', '', '', 0, '', '', '', ''),
+  (4, 't1', '10.0.0.1', 'quote"back\\slash', 'new\nline:2', 'db\n"x"', 'Query', -5, 'ACTIVE', 'x', 'not an ip', ''),
+  (5, 't1', '10.0.0.1', 'émoji 🦀', '[::ffff:10.1.1.5]:3', 'ünï', 'Sleep', 1e300, 'SLEEP', NULL, NULL, NULL);
+"#;
+
+/// Whatever the database puts in names (NULL everywhere, empty strings, a 64 KiB user
+/// name, bytes that are not UTF-8, quotes, backslashes, newlines, absurd times), the
+/// exposition stays valid for promtool and the counts stay right.
+#[test]
+fn hostile_database_answers_give_a_valid_exposition() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.seekdb_root(HOSTILE);
+    servers.seekdb_root("GRANT SELECT ON it_hostile.* TO monitor");
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\n  max_series_per_dimension: 0\ntargets:\n  - name: hostile\n    kind: oceanbase\n    address: {}\n    user: monitor@sys\n    password_file: {}\n    processlist_view: it_hostile.GV$OB_PROCESSLIST\n    tenants_view: it_hostile.DBA_OB_TENANTS\n",
+        servers.seekdb_addr,
+        servers.monitor_password_file.display(),
+    ));
+    let m = exporter.wait_for_metrics(
+        "the hostile tenant is collected",
+        Duration::from_secs(30),
+        |m| m.get("dbsession_up", &[("target", "hostile"), ("tenant", "t1")]) == Some(1.0),
+    );
+    assert_eq!(
+        m.get(
+            "dbsession_sessions",
+            &[("target", "hostile"), ("tenant", "t1")]
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        m.get(
+            "dbsession_sessions",
+            &[("target", "hostile"), ("tenant", "empty")]
+        ),
+        Some(0.0)
+    );
+    let (_, _, classic) = exporter.try_get("/metrics").expect("classic exposition");
+    assert!(classic.len() > 65_536, "the 64 KiB user name is exported");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/install-deps.sh installs Debian's prometheus)");
+    promtool.stdin.take().unwrap().write_all(&classic).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Still alive and collecting after many cycles of it.
+    exporter.wait_for_metrics("more cycles", Duration::from_secs(10), |m| {
+        m.get(
+            "dbsession_collect_errors_total",
+            &[("target", "hostile"), ("reason", "query")],
+        )
+        .unwrap_or(0.0)
+            == 0.0
+            && m.get("dbsession_up", &[("target", "hostile"), ("tenant", "t1")]) == Some(1.0)
+    });
+}
