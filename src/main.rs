@@ -90,6 +90,16 @@ struct Cli {
     #[arg(long = "web.config.file", env = "SESSION_EXPORTER_WEB_CONFIG_FILE")]
     web_config_file: Option<PathBuf>,
 
+    /// Open HTTP connections served at once; more wait in the kernel's accept queue
+    /// until one closes (an idle or trickling client is closed after 10 s).
+    #[arg(
+        long = "web.max-connections",
+        env = "SESSION_EXPORTER_WEB_MAX_CONNECTIONS",
+        default_value_t = server::MAX_CONNECTIONS as u32,
+        value_parser = clap::value_parser!(u32).range(1..=65_536)
+    )]
+    max_connections: u32,
+
     /// Enable POST /-/reload (SIGHUP always reloads the configuration).
     #[arg(
         long = "web.enable-lifecycle",
@@ -283,6 +293,7 @@ async fn run(
     let server = tokio::spawn(server::serve(
         listener,
         app,
+        cli.max_connections as usize,
         web,
         cancel.clone(),
         Duration::from_millis(500),

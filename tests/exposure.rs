@@ -225,3 +225,52 @@ fn a_client_trickling_its_headers_is_cut_off() {
         Some(200)
     );
 }
+
+/// With every connection slot taken by clients trickling their headers, a scrape waits
+/// (the cap holds) and is served once the header timeout frees a slot (the slow
+/// clients cannot keep the server).
+#[test]
+fn slow_clients_cannot_hold_the_connection_cap() {
+    let port = common::free_port();
+    let exporter = Exporter::start_with(
+        &format!(
+            "targets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: u\n"
+        ),
+        &["--web.max-connections=4"],
+    );
+    let addr = exporter.addr.clone();
+    exporter.wait_until("the exporter answers", Duration::from_secs(10), || {
+        http_get(&addr, "/-/healthy", &[]).is_some()
+    });
+    let slow: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut scrape = TcpStream::connect(&addr).unwrap();
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    scrape
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut first = [0u8; 12];
+    assert!(
+        scrape.read(&mut first).is_err(),
+        "served while every slot was taken: the cap does not hold"
+    );
+    scrape
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = scrape.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "not served after the slow clients timed out: {text:?}"
+    );
+    drop(slow);
+}

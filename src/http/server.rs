@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client may take to send a request's headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Open connections at most; more wait in the kernel's accept queue.
+/// Open connections at most by default (--web.max-connections); more wait in the
+/// kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 1024;
 
 /// The current web configuration, swapped whole on reload.
@@ -57,12 +58,13 @@ impl Web {
 pub async fn serve(
     listener: TcpListener,
     app: super::App,
+    max_connections: usize,
     web: Arc<Web>,
     cancel: CancellationToken,
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
