@@ -2,7 +2,7 @@
 # Benchmarks against the peers, in one command: installs what they need (Debian's
 # prometheus-mysqld-exporter and wrk, plus the test servers), starts MariaDB and
 # seekdb on loopback, builds the release binaries, runs bench/bench.py and rewrites
-# BENCHMARKS.md. `--quick` finishes in under 3 minutes; the full run takes ~15.
+# BENCHMARKS.md. `--quick` takes about 3 minutes; the full run about 20.
 # Exits non-zero if a goal is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
