@@ -349,7 +349,7 @@ def scenario_scale(quick):
     time.sleep(6)
     cycles_before = open(log_file).read().count('msg=collected')
     cpu_before = cpu_seconds(ours)
-    time.sleep(10 if quick else 30)
+    time.sleep(14 if quick else 30)
     cycles = open(log_file).read().count('msg=collected') - cycles_before
     cpu_per_cycle_ms = (cpu_seconds(ours) - cpu_before) * 1000 / max(cycles, 1)
     took = [int(m) for m in re.findall(r"msg=collected target=scale took_ms=(\d+)", open(log_file).read())]
