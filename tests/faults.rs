@@ -359,3 +359,52 @@ fn a_missing_privilege_names_the_grant() {
         .unwrap_or_else(|| panic!("no warning for noview\n{log}"));
     assert!(line.contains("GRANT SELECT ON oceanbase"), "{line}");
 }
+
+/// A MySQL/MariaDB account without PROCESS gets no error from the server, only its own
+/// sessions: the exporter says so, with the GRANT to run.
+#[test]
+fn an_account_without_process_is_warned_about() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.mariadb_root(
+        "CREATE USER IF NOT EXISTS 'it_noproc'@'%' IDENTIFIED BY 'Noproc-pw-1'; \
+         REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'it_noproc'@'%'",
+    );
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: noproc\n    kind: mysql\n    address: {}\n    user: it_noproc\n    password: Noproc-pw-1\n  - name: granted\n    kind: mysql\n    address: {}\n    user: monitor\n    password_file: {}\n",
+        servers.mariadb_addr,
+        servers.mariadb_addr,
+        servers.monitor_password_file.display(),
+    ));
+    exporter.wait_until("the warning is logged", Duration::from_secs(30), || {
+        exporter
+            .log()
+            .lines()
+            .any(|l| l.contains("target=noproc") && l.contains("lacks the PROCESS privilege"))
+    });
+    exporter.wait_for_metrics("both targets are up", Duration::from_secs(30), |m| {
+        m.get(
+            "dbsession_up",
+            &[("target", "noproc"), ("tenant", "noproc")],
+        ) == Some(1.0)
+            && m.get(
+                "dbsession_up",
+                &[("target", "granted"), ("tenant", "granted")],
+            ) == Some(1.0)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let log = exporter.log();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("target=granted") && l.contains("lacks the PROCESS")),
+        "{log}"
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("lacks the PROCESS"))
+            .count(),
+        1,
+        "warned once per pool, not every cycle:\n{log}"
+    );
+}

@@ -34,6 +34,8 @@ pub struct MysqlSource {
     target: Target,
     connector: Connector,
     sql: String,
+    /// Whether the account's grants were checked since the pool was (re)made.
+    grants_checked: bool,
 }
 
 impl MysqlSource {
@@ -42,6 +44,32 @@ impl MysqlSource {
             connector: Connector::new(target, Vec::new()),
             sql: grouped_sql(target),
             target: target.clone(),
+            grants_checked: false,
+        }
+    }
+
+    /// Warns when the account lacks PROCESS: the server then shows it only its own
+    /// sessions without any error, and every count would be silently too low. Once
+    /// per pool, so a healthy target still costs one query per interval. Grants
+    /// through roles cannot be read this way: then nothing is said.
+    async fn check_grants(&self, conn: &mut mysql_async::Conn) {
+        use mysql_async::prelude::Queryable;
+        let Ok(grants) = conn.query::<String, _>("SHOW GRANTS").await else {
+            return;
+        };
+        let grants: Vec<String> = grants.iter().map(|g| g.to_uppercase()).collect();
+        let global = |g: &String| g.contains(" ON *.* ");
+        let enough = grants
+            .iter()
+            .any(|g| global(g) && (g.contains("PROCESS") || g.contains("ALL PRIVILEGES")));
+        let through_roles = grants.iter().any(|g| !g.contains(" ON "));
+        if !enough && !through_roles {
+            tracing::warn!(
+                target = %self.target.name,
+                "user `{}` lacks the PROCESS privilege: the server shows it only its own \
+                 sessions, so every count is too low; {GRANT}",
+                self.target.user
+            );
         }
     }
 
@@ -52,6 +80,10 @@ impl MysqlSource {
             .conn()
             .await
             .map_err(|e| classify(&e, &self.target, "connecting", GRANT))?;
+        if !self.grants_checked {
+            self.grants_checked = true;
+            self.check_grants(&mut conn).await;
+        }
         let ctx = RowContext {
             tenant: &self.target.name,
             server: &self.target.address.host,
@@ -70,6 +102,7 @@ impl Source for MysqlSource {
 
     fn reset(&mut self) {
         self.connector.reset();
+        self.grants_checked = false;
     }
 }
 
