@@ -9,7 +9,9 @@ addresses are used, and every loop is bounded. Rewrites BENCHMARKS.md.
 Scenarios (issue 6): mysqld_exporter side by side on MariaDB with 500 sessions; the
 HTTP limit of a minimal hyper server serving the same bytes; 1,000 tenants and
 100,000 sessions in a GV$OB_PROCESSLIST-shaped table on seekdb; a soak with churning
-tenants; start-up time.
+tenants; start-up time. Issue 7: the p99 of /metrics at 64 connections while three
+targets fail (wrong password, silent server, unresolvable name) and reloads run,
+against the same exporter with one healthy target.
 """
 
 import argparse
@@ -438,6 +440,65 @@ def scenario_soak(quick):
     stop(ours)
 
 
+def silent_server(seconds):
+    """A loopback listener that accepts and never answers, for `seconds` at most."""
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    held = []
+
+    def hold():
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                pass
+        for conn in held:
+            conn.close()
+        listener.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    return "127.0.0.1:%d" % listener.getsockname()[1]
+
+
+def scenario_fault_load(quick):
+    log("scenario 6: 64 connections on /metrics, quiet vs while targets fail and reload")
+    maria, pw = ENV["SE_TEST_MARIADB_ADDR"], ENV["SE_TEST_MONITOR_PASSWORD_FILE"]
+    seconds = 2 if quick else 10
+    runs = 5
+    base = (f"global:\n  collect_interval: 1s\n  collect_timeout: 800ms\ntargets:\n"
+            f"  - name: maria\n    kind: mysql\n    address: {maria}\n    user: monitor\n    password_file: {pw}\n")
+    silent = silent_server(runs * seconds * 2 + 120)
+    faulty = base + (f"  - name: wrongpw\n    kind: mysql\n    address: {maria}\n    user: monitor\n    password: wrong\n"
+                     f"  - name: mute\n    kind: mysql\n    address: {silent}\n    user: monitor\n"
+                     f"  - name: nowhere\n    kind: mysql\n    address: no-such-host.invalid:3306\n    user: monitor\n")
+    quiet_proc, quiet_url = start_exporter(base)
+    faulty_proc, faulty_url = start_exporter(faulty)
+    wait_http(quiet_url + "/-/ready")
+    wait_http(faulty_url + "/-/ready")
+
+    def faulty_run():
+        # A reload in the middle of every run, on top of three failing targets.
+        import threading
+        timer = threading.Timer(seconds / 2, lambda: faulty_proc.send_signal(signal.SIGHUP))
+        timer.start()
+        try:
+            return wrk(faulty_url + "/metrics", seconds, 64)[1]
+        finally:
+            timer.cancel()
+
+    quiet, noisy = interleaved(lambda: wrk(quiet_url + "/metrics", seconds, 64)[1], faulty_run, runs)
+    ratio = median([n / q for n, q in zip(noisy, quiet)])
+    record("6 /metrics p99 at 64 connections while 3 targets fail and reloads run (ms)",
+           f"{median(noisy):.2f}", f"quiet run: {median(quiet):.2f}", f"{ratio:.2f}x", "<= 2x quiet, no error",
+           ratio <= 2)
+    stop(quiet_proc)
+    stop(faulty_proc)
+
+
 def scenario_startup():
     log("scenario 5: start-up to /-/ready with both databases answering")
     maria, seek = ENV["SE_TEST_MARIADB_ADDR"], ENV["SE_TEST_SEEKDB_ADDR"]
@@ -535,9 +596,9 @@ def write_report(command, quick, elapsed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs; under 3 minutes")
-    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup")
+    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload")
     args = parser.parse_args()
-    chosen = set((args.only or "peer,scale,soak,startup").split(","))
+    chosen = set((args.only or "peer,scale,soak,startup,faultload").split(","))
     t0 = time.monotonic()
     try:
         if "peer" in chosen:
@@ -548,6 +609,8 @@ def main():
             scenario_soak(args.quick)
         if "startup" in chosen:
             scenario_startup()
+        if "faultload" in chosen:
+            scenario_fault_load(args.quick)
     finally:
         for proc in started:
             if proc.poll() is None:
