@@ -556,7 +556,7 @@ exposition buffers, which then fragmented the heap. Changes (commit "Scale: ..."
 | publisher on its own thread | scrapes no longer wait behind a 30 ms encode on a runtime worker |
 | `mallopt(M_MMAP_THRESHOLD, 128 KiB)` at start (glibc) | peak RSS 84 -> 47 MiB; mimalloc measured 89 MiB |
 
-CPU per cycle 112 -> 79 ms and peak RSS 84 -> 51 MiB in the full run above, which also
+CPU per cycle 112 -> 79 ms and peak RSS 84 -> 50 MiB in the full run above, which also
 checks the previous row's tenant before any hash lookup (the databases send a tenant's
 rows together). The cycle's CPU is now split between the MySQL driver's row
 decoding, the fold, and prometheus-client's text encoding plus gzip, with no single
@@ -566,9 +566,9 @@ hot spot left.
 
 | scenario | before | cause | change | after |
 |---|---|---|---|---|
-| 2 vs a bare hyper server | 0.69-0.86x | axum routing, a boxed middleware future and five reference counts per request | scrapes of the telemetry path answered straight from the hyper service (same auth and header rules); one Arc'd state | 0.95x |
-| 1b p99 at 8 connections | 3.5 ms (0.11x) | wrk and the server share 2 cores: the p99 measures the run queue, and grew as the server got faster | latency measured one request at a time, as Prometheus scrapes; the 8-connection figures are shown beside it | 0.44 ms (0.05x) |
-| 4a soak growth | +5.2 % | one sample at 60 s vs one at the end, on a 9.4 MiB process that jitters by a few hundred KiB without trend | medians of whole minutes | +1.0 % |
+| 2 vs a bare hyper server | 0.69-0.86x | axum routing, a boxed middleware future and five reference counts per request | scrapes of the telemetry path answered straight from the hyper service (same auth and header rules); one Arc'd state | 0.95-1.10x |
+| 1b p99 at 8 connections | 3.5 ms (0.11x) | wrk and the server share 2 cores: the p99 measures the run queue, and grew as the server got faster | latency measured one request at a time, as Prometheus scrapes; the 8-connection figures are shown beside it | 0.25-0.44 ms (0.03-0.05x) |
+| 4a soak growth | +5.2 % | one sample at 60 s vs one at the end, on a 9.4 MiB process that jitters by a few hundred KiB without trend | medians of whole minutes | +0.2 to +1.0 % |
 """.splitlines()
 
 
