@@ -1,7 +1,8 @@
 //! Grouped session rows -> per-tenant statistics.
 //!
 //! Sources send one grouped query per cycle; each row says how many sessions share a
-//! (tenant, server, db, user, client, active) combination. [`fold`] adds those rows up
+//! (tenant, server, db, user, client) combination, and how many of them are active.
+//! [`fold`] adds those rows up
 //! per tenant and per dimension. It is the one aggregation in the exporter: `/metrics`
 //! and the obshell-compatible stats API both read its result, so they cannot disagree.
 

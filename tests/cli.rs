@@ -325,21 +325,7 @@ targets:
             .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (scripts/install-deps.sh installs Debian's prometheus)");
-    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), &classic).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check_metrics(&classic);
 
     // OpenMetrics for Prometheus, which asks for it.
     let (_, head, om) = exporter

@@ -311,21 +311,7 @@ fn hostile_database_answers_give_a_valid_exposition() {
     );
     let (_, _, classic) = exporter.try_get("/metrics").expect("classic exposition");
     assert!(classic.len() > 65_536, "the 64 KiB user name is exported");
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (scripts/install-deps.sh installs Debian's prometheus)");
-    promtool.stdin.take().unwrap().write_all(&classic).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check_metrics(&classic);
     // Still alive and collecting after many cycles of it.
     exporter.wait_for_metrics("more cycles", Duration::from_secs(10), |m| {
         m.get(

@@ -174,24 +174,52 @@ impl Backend {
     }
 
     pub async fn list(&self, tenant: &str, params: &ListParams) -> Result<Page, Failure> {
+        let (total, contents) = self.sessions(tenant, params, true).await?;
+        let total = total.unwrap_or_default();
+        Ok(Page {
+            page: PageInfo {
+                total_elements: total,
+                total_pages: total.div_ceil(params.size),
+                size: params.size,
+                number: params.page,
+            },
+            contents,
+        })
+    }
+
+    /// The sessions `params` asks for, and with `count` how many match in all pages
+    /// (one more query: the detail endpoint does without it).
+    async fn sessions(
+        &self,
+        tenant: &str,
+        params: &ListParams,
+        count: bool,
+    ) -> Result<(Option<u64>, Vec<TenantSession>), Failure> {
         let offset = params.offset()?;
         let _permit = self.permit().await?;
         let mut conn = self.conn().await?;
         let shape = self.shape(&mut conn).await?;
         let (conditions, mut values) = self.conditions(shape, tenant, params)?;
-        let count_sql = format!(
-            "{TAG} SELECT COUNT(*) FROM {} WHERE {conditions}",
-            shape.relation
-        );
-        let total = exec(&mut conn, &count_sql, values.clone())
-            .await
-            .map_err(|e| self.failure(&e))?
-            .into_iter()
-            .next()
-            .and_then(|row| row.unwrap().into_iter().next())
-            .and_then(crate::source::sql::text)
-            .and_then(|t| t.trim().parse::<u64>().ok())
-            .ok_or_else(|| Failure::unavailable("the database did not return a session count"))?;
+        let total = if count {
+            let count_sql = format!(
+                "{TAG} SELECT COUNT(*) FROM {} WHERE {conditions}",
+                shape.relation
+            );
+            let total = exec(&mut conn, &count_sql, values.clone())
+                .await
+                .map_err(|e| self.failure(&e))?
+                .into_iter()
+                .next()
+                .and_then(|row| row.unwrap().into_iter().next())
+                .and_then(crate::source::sql::text)
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Failure::unavailable("the database did not return a session count")
+                })?;
+            Some(total)
+        } else {
+            None
+        };
         let (fields, select) = select_list(shape);
         let mut order = String::new();
         if let Some((field, direction)) = params.sort {
@@ -213,15 +241,7 @@ impl Backend {
             .into_iter()
             .map(|row| self.session(shape, tenant, &fields, row))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            page: PageInfo {
-                total_elements: total,
-                total_pages: total.div_ceil(params.size),
-                size: params.size,
-                number: params.page,
-            },
-            contents,
-        })
+        Ok((total, contents))
     }
 
     pub async fn detail(&self, tenant: &str, id: u64) -> Result<TenantSession, Failure> {
@@ -230,8 +250,8 @@ impl Backend {
             size: 1,
             ..ListParams::default()
         };
-        let page = self.list(tenant, &params).await?;
-        page.contents.into_iter().next().ok_or_else(|| {
+        let (_, contents) = self.sessions(tenant, &params, false).await?;
+        contents.into_iter().next().ok_or_else(|| {
             Failure::not_found(
                 "OB.Session.NotExist",
                 format!("tenant `{tenant}` has no session {id} (it may have ended)"),

@@ -2,7 +2,8 @@
 //! grouped query per cycle.
 //!
 //! A source never reads SQL text (`INFO`) and never pulls one row per session: the
-//! database groups by (tenant, server, db, user, client, active), so the answer is as
+//! database groups by (tenant, server, db, user, client), counting the active sessions
+//! of each group, so the answer is as
 //! small as the number of distinct combinations. Adding a kind means one new file and
 //! one arm in [`build`].
 

@@ -140,7 +140,8 @@ impl Source for OceanbaseSource {
     }
 }
 
-/// The cluster statement: one row per (tenant, server, db, user, client, active),
+/// The cluster statement: one row per (tenant, server, db, user, client) with its
+/// active count,
 /// one zero row per tenant without sessions, and with `top_sessions` each tenant's
 /// longest active sessions (a window function picks N per tenant).
 fn cluster_sql(target: &Target) -> String {

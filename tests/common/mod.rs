@@ -307,6 +307,31 @@ impl Drop for Exporter {
     }
 }
 
+/// Runs `promtool check metrics` on a classic-format exposition, failing the test
+/// with promtool's words when it refuses it.
+pub fn promtool_check_metrics(exposition: &[u8]) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/install-deps.sh installs Debian's prometheus)");
+    promtool
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(exposition)
+        .expect("write to promtool");
+    let out = promtool.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A minimal HTTP/1.1 POST without a body: (status, body), or None without an answer.
 pub fn http_post(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
