@@ -7,9 +7,11 @@
 //! once per change, through [`metrics`] and [`exposition`]; [`http`] serves it. A scrape
 //! only copies bytes that are already prepared: it never touches a database.
 //! [`passthrough`], off by default, is the one part that queries a database on
-//! request: obshell's session API, answered live.
+//! request: obshell's session API, answered live, and DBSS's SQL detail, forwarded.
+//! [`dbss`] holds what the DBSS source and passthrough share.
 
 pub mod config;
+pub mod dbss;
 pub mod exposition;
 pub mod http;
 pub mod logging;

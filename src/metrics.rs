@@ -7,7 +7,6 @@
 //! target's, for `/probe`) by concatenation, never per scrape.
 
 use crate::snapshot::{TargetStatus, TenantStatus};
-use crate::source::Reason;
 use crate::stats::{Counts, TenantStats, TopSession};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -33,6 +32,7 @@ pub const COLLECT_DURATION: &str = "dbsession_collect_duration_seconds";
 pub const COLLECT_ERRORS: &str = "dbsession_collect_errors";
 pub const SERIES_DROPPED: &str = "dbsession_series_dropped";
 pub const TOP_ACTIVE_SESSION: &str = "dbsession_top_active_session_seconds";
+pub const DBSS_CLIENT_SESSIONS: &str = "dbsession_dbss_client_sessions";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
 pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
 pub const RELOAD_SUCCESS_TIME: &str = "dbsession_config_last_reload_success_timestamp_seconds";
@@ -146,6 +146,29 @@ impl EncodeLabelSet for TopLabels<'_> {
     }
 }
 
+/// The labels of one database in a DBSS target's client session distribution.
+struct DbssLabels<'a> {
+    target: &'a TargetStatus,
+    instance_id: &'a str,
+    database: &'a (String, String, String),
+}
+
+impl EncodeLabelSet for DbssLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        let (db_id, db_ip, db_name) = self.database;
+        for (key, value) in [
+            ("target", self.target.name.as_str()),
+            ("instance_id", self.instance_id),
+            ("db_id", db_id),
+            ("db_ip", db_ip),
+            ("db_name", db_name),
+        ] {
+            label(encoder, key, value)?;
+        }
+        constant_labels(encoder, self.target)
+    }
+}
+
 #[derive(Debug)]
 struct SessionCollector {
     targets: Vec<Arc<TargetStatus>>,
@@ -246,7 +269,12 @@ fn estimated_size(targets: &[Arc<TargetStatus>]) -> usize {
             }
             TenantStatus::Down => 1,
         })
-        .sum();
+        .sum::<usize>()
+        + targets
+            .iter()
+            .filter_map(|t| t.dbss.as_ref())
+            .map(|d| d.sessions.len())
+            .sum::<usize>();
     16 * 1024 + series * LINE
 }
 
@@ -456,8 +484,7 @@ impl SessionCollector {
             MetricType::Counter,
         )?;
         for target in &self.targets {
-            for reason in Reason::ALL {
-                let count = target.errors.get(&reason).copied().unwrap_or(0);
+            for (reason, &count) in &target.errors {
                 let labels = SeriesLabels {
                     target,
                     tenant: None,
@@ -515,8 +542,25 @@ impl Collector for SessionCollector {
             }
         }
         let mut metric = encoder.encode_descriptor(
+            DBSS_CLIENT_SESSIONS,
+            &format!("Sessions Huawei Cloud DBSS counted per audited database over the target's time_range (its client session distribution); __none__ where DBSS gave no value. {CACHED}"),
+            None,
+            MetricType::Gauge,
+        )?;
+        for target in &self.targets {
+            let Some(dbss) = &target.dbss else { continue };
+            for (database, sessions) in &dbss.sessions {
+                let labels = DbssLabels {
+                    target,
+                    instance_id: &dbss.instance_id,
+                    database,
+                };
+                metric.encode_family(&labels)?.encode_gauge(sessions)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
             SERIES_DROPPED,
-            "Distinct values of a dimension (db, user, client_ip) summed into the `__other__` series by the cardinality guard (max_series_per_dimension); totals stay exact.",
+            "Distinct values of a dimension (db, user, client_ip; dbss_database for DBSS targets) summed into the `__other__` series by the cardinality guard (max_series_per_dimension); totals stay exact.",
             None,
             MetricType::Gauge,
         )?;
@@ -536,6 +580,17 @@ impl Collector for SessionCollector {
                     .encode_family(&labels)?
                     .encode_gauge(&(count as u64))?;
             }
+        }
+        for target in &self.targets {
+            let Some(dbss) = &target.dbss else { continue };
+            let labels = SeriesLabels {
+                target,
+                tenant: None,
+                extra: Some(("dimension", "dbss_database")),
+            };
+            metric
+                .encode_family(&labels)?
+                .encode_gauge(&(dbss.folded as u64))?;
         }
         Ok(())
     }

@@ -271,10 +271,13 @@ impl FailureLog {
             tracing::debug!(target = %target, reason = error.reason.as_str(), "collection failed: {error}");
             return;
         }
+        let api = error.api_error.as_ref();
         tracing::warn!(
             target = %target,
             reason = error.reason.as_str(),
             repeated = self.suppressed,
+            error_code = api.map(|e| e.code.as_str()),
+            error_msg = api.map(|e| e.message.as_str()),
             "collection failed: {error}"
         );
         self.suppressed = 0;

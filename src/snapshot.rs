@@ -20,7 +20,7 @@ use crate::metrics::{self, EncodedFamilies, ReloadStatus};
 use crate::source::{Reason, SourceError};
 #[cfg(test)]
 use crate::stats::Collection;
-use crate::stats::{Collected, TenantStats};
+use crate::stats::{Collected, DbssClients, TenantStats};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -56,6 +56,9 @@ pub struct TargetStatus {
     /// Shared, so that sending the status to the publisher every cycle copies a
     /// pointer, not every tenant's maps. A cycle replaces it whole.
     pub tenants: Arc<BTreeMap<String, TenantStatus>>,
+    /// A DBSS target's last client session distribution; `None` after a failure
+    /// (and always for database targets).
+    pub dbss: Option<Arc<DbssClients>>,
     pub last_success: Option<SystemTime>,
     pub last_duration: Option<Duration>,
     pub errors: BTreeMap<Reason, u64>,
@@ -71,6 +74,7 @@ impl TargetStatus {
         let expected_tenants = match target.kind {
             Kind::Mysql => vec![target.name.clone()],
             Kind::Oceanbase => target.tenants.clone().unwrap_or_default(),
+            Kind::Dbss => Vec::new(),
         };
         Self {
             name: target.name.clone(),
@@ -79,9 +83,10 @@ impl TargetStatus {
             generation,
             tried: false,
             tenants: Arc::default(),
+            dbss: None,
             last_success: None,
             last_duration: None,
-            errors: Reason::ALL.iter().map(|r| (*r, 0)).collect(),
+            errors: Reason::of(target.kind).iter().map(|r| (*r, 0)).collect(),
             last_error: None,
             expected_tenants,
             max_series_per_dimension: target.max_series_per_dimension,
@@ -96,8 +101,9 @@ impl TargetStatus {
         took: Duration,
         now: SystemTime,
     ) {
+        let collected = collected.into();
+        self.dbss = collected.dbss.map(Arc::new);
         let mut tenants: BTreeMap<String, TenantStatus> = collected
-            .into()
             .tenants
             .into_iter()
             .map(|(name, mut stats)| {
@@ -125,6 +131,7 @@ impl TargetStatus {
             .map(|name| (name.clone(), TenantStatus::Down))
             .collect();
         self.tenants = Arc::new(down);
+        self.dbss = None;
         *self.errors.entry(error.reason).or_default() += 1;
         self.tried = true;
         self.last_duration = Some(took);

@@ -155,6 +155,73 @@ fn fold_smallest(values: &mut BTreeMap<String, Counts>, max: usize) -> usize {
 pub struct Collected {
     pub tenants: BTreeMap<String, TenantStats>,
     pub rows: usize,
+    /// A DBSS target's client session distribution (`None` for database targets).
+    pub dbss: Option<DbssClients>,
+}
+
+/// A DBSS instance's client session distribution: sessions per audited database,
+/// ready to be labels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DbssClients {
+    pub instance_id: String,
+    /// Keyed by (db_id, db_ip, db_name), each [`NONE_LABEL`] where DBSS sent null or
+    /// nothing; entries DBSS sent twice with the same labels are summed.
+    pub sessions: BTreeMap<(String, String, String), u64>,
+    /// Entries summed into the `__other__` one by the cardinality guard.
+    pub folded: usize,
+}
+
+/// One entry of DBSS's answer, as sent (any field may be null).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbssEntry {
+    pub db_id: Option<String>,
+    pub db_ip: Option<String>,
+    pub db_name: Option<String>,
+    pub session_num: u64,
+}
+
+impl DbssClients {
+    /// Groups `entries` by their labels. With more than `max_series` distinct
+    /// databases (0: no limit), those with the most sessions keep their series and
+    /// the rest are summed into one whose three labels are [`OTHER_LABEL`].
+    pub fn fold(instance_id: &str, entries: Vec<DbssEntry>, max_series: usize) -> Self {
+        let label = |value: Option<String>| match value {
+            Some(text) if !text.is_empty() => text,
+            _ => NONE_LABEL.to_string(),
+        };
+        let mut sessions: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        for entry in entries {
+            let key = (label(entry.db_id), label(entry.db_ip), label(entry.db_name));
+            let count = sessions.entry(key).or_default();
+            *count = count.saturating_add(entry.session_num);
+        }
+        let mut folded = 0;
+        if max_series > 0 && sessions.len() > max_series {
+            let mut ranked: Vec<_> = std::mem::take(&mut sessions).into_iter().collect();
+            ranked.sort_by(|(a_key, a), (b_key, b)| b.cmp(a).then_with(|| a_key.cmp(b_key)));
+            let keep = max_series.saturating_sub(1).max(1);
+            let mut other = 0_u64;
+            for (i, (key, count)) in ranked.into_iter().enumerate() {
+                if i < keep {
+                    sessions.insert(key, count);
+                } else {
+                    other = other.saturating_add(count);
+                    folded += 1;
+                }
+            }
+            let other_key = (
+                OTHER_LABEL.to_string(),
+                OTHER_LABEL.to_string(),
+                OTHER_LABEL.to_string(),
+            );
+            *sessions.entry(other_key).or_default() += other;
+        }
+        Self {
+            instance_id: instance_id.to_string(),
+            sessions,
+            folded,
+        }
+    }
 }
 
 /// Folds rows into per-tenant statistics as they arrive, so a cycle holds the
@@ -263,6 +330,7 @@ impl Folder {
         Collected {
             tenants,
             rows: self.rows,
+            dbss: None,
         }
     }
 }
@@ -571,6 +639,59 @@ mod tests {
         ] {
             assert_eq!(client_label(host.to_string()), expected, "{host:?}");
         }
+    }
+
+    fn entry(id: Option<&str>, ip: Option<&str>, name: Option<&str>, n: u64) -> DbssEntry {
+        DbssEntry {
+            db_id: id.map(str::to_string),
+            db_ip: ip.map(str::to_string),
+            db_name: name.map(str::to_string),
+            session_num: n,
+        }
+    }
+
+    fn key(id: &str, ip: &str, name: &str) -> (String, String, String) {
+        (id.to_string(), ip.to_string(), name.to_string())
+    }
+
+    #[test]
+    fn dbss_entries_with_nulls_become_labels_and_duplicates_add_up() {
+        // The documented example: null db_id and db_name.
+        let clients = DbssClients::fold(
+            "inst",
+            vec![
+                entry(None, Some("100.79.0.248"), None, 16),
+                entry(None, Some("100.79.0.247"), None, 13),
+                entry(Some(""), Some("100.79.0.247"), None, 2),
+                entry(Some("db1"), Some("10.0.0.37"), Some("orders"), 0),
+            ],
+            0,
+        );
+        let expected: BTreeMap<_, _> = [
+            (key(NONE_LABEL, "100.79.0.247", NONE_LABEL), 15),
+            (key(NONE_LABEL, "100.79.0.248", NONE_LABEL), 16),
+            (key("db1", "10.0.0.37", "orders"), 0),
+        ]
+        .into();
+        assert_eq!(clients.sessions, expected);
+        assert_eq!((clients.instance_id.as_str(), clients.folded), ("inst", 0));
+    }
+
+    #[test]
+    fn dbss_guard_keeps_the_largest_and_sums_the_rest() {
+        let entries = (1..=5)
+            .map(|i| entry(Some(&format!("db{i}")), Some("10.0.0.1"), None, i))
+            .collect();
+        let clients = DbssClients::fold("inst", entries, 3);
+        let expected: BTreeMap<_, _> = [
+            (key("db5", "10.0.0.1", NONE_LABEL), 5),
+            (key("db4", "10.0.0.1", NONE_LABEL), 4),
+            (key(OTHER_LABEL, OTHER_LABEL, OTHER_LABEL), 1 + 2 + 3),
+        ]
+        .into();
+        assert_eq!(clients.sessions, expected);
+        assert_eq!(clients.folded, 3);
+        assert_eq!(clients.sessions.values().sum::<u64>(), 15);
     }
 }
 

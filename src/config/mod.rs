@@ -6,9 +6,11 @@
 //! with its `file:line: key`, so one run tells the user all there is to fix.
 //! A secret never appears in an error, a log line or a `Debug` print.
 
+mod dbss;
 mod duration;
 mod locate;
 
+pub use dbss::{valid_path_id, Dbss, Endpoint, TimeRange};
 pub use duration::parse_duration;
 
 use locate::KeyLines;
@@ -34,7 +36,7 @@ pub const DEFAULT_PASSTHROUGH_CONCURRENCY: usize = 4;
 pub const DEFAULT_PASSTHROUGH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Labels the exporter sets itself; a target's constant labels may not reuse them.
-const RESERVED_LABELS: [&str; 10] = [
+const RESERVED_LABELS: [&str; 14] = [
     "target",
     "tenant",
     "db",
@@ -45,6 +47,10 @@ const RESERVED_LABELS: [&str; 10] = [
     "dimension",
     "instance",
     "job",
+    "instance_id",
+    "db_id",
+    "db_ip",
+    "db_name",
 ];
 
 /// A validated configuration, ready to run.
@@ -105,6 +111,9 @@ pub enum Kind {
     Oceanbase,
     /// MySQL or MariaDB through `information_schema.PROCESSLIST`.
     Mysql,
+    /// Huawei Cloud Database Security Service: its client session distribution report,
+    /// over HTTPS.
+    Dbss,
 }
 
 impl Kind {
@@ -112,6 +121,7 @@ impl Kind {
         match self {
             Kind::Oceanbase => "oceanbase",
             Kind::Mysql => "mysql",
+            Kind::Dbss => "dbss",
         }
     }
 }
@@ -145,6 +155,9 @@ pub struct Target {
     /// `oceanbase.DBA_OB_TENANTS` (a view of the user's own, or a test table).
     pub processlist_view: Option<Relation>,
     pub tenants_view: Option<Relation>,
+    /// Kind dbss only: the DBSS API and what to ask it. (`address` is then the
+    /// endpoint's host and port, and `user` is empty.)
+    pub dbss: Option<Dbss>,
 }
 
 /// Which sessions a target counts. Sessions filtered out appear in no series, totals
@@ -403,8 +416,8 @@ struct RawNameList {
 struct RawTarget {
     name: String,
     kind: Kind,
-    address: String,
-    user: String,
+    address: Option<String>,
+    user: Option<String>,
     password: Option<String>,
     password_file: Option<PathBuf>,
     tenants: Option<Vec<String>>,
@@ -415,10 +428,20 @@ struct RawTarget {
     collect_timeout: Option<String>,
     max_series_per_dimension: Option<usize>,
     top_sessions: Option<usize>,
-    #[serde(default)]
-    filter: RawFilter,
+    filter: Option<RawFilter>,
     processlist_view: Option<String>,
     tenants_view: Option<String>,
+    // Kind dbss (see `dbss::RawDbss`); flatten cannot be combined with
+    // deny_unknown_fields, so the keys are listed here.
+    endpoint: Option<String>,
+    project_id: Option<String>,
+    instance_id: Option<String>,
+    token_file: Option<PathBuf>,
+    db_ids: Option<Vec<String>>,
+    time_range: Option<TimeRange>,
+    ca_file: Option<PathBuf>,
+    insecure_skip_verify: Option<bool>,
+    connect_timeout: Option<String>,
 }
 
 /// Reads and validates the config file at `path`.
@@ -767,7 +790,7 @@ struct Defaults {
 }
 
 fn validate_target(
-    raw: RawTarget,
+    mut raw: RawTarget,
     key: &str,
     global: &Defaults,
     base_dir: &Path,
@@ -784,14 +807,71 @@ fn validate_target(
             ),
         );
     }
-    let address = Address::parse(&raw.address).unwrap_or_else(|message| {
-        check.problem(&k("address"), message);
-        Address {
+    let raw_dbss = dbss::RawDbss {
+        endpoint: raw.endpoint.take(),
+        project_id: raw.project_id.take(),
+        instance_id: raw.instance_id.take(),
+        token_file: raw.token_file.take(),
+        db_ids: raw.db_ids.take(),
+        time_range: raw.time_range.take(),
+        ca_file: raw.ca_file.take(),
+        insecure_skip_verify: raw.insecure_skip_verify.take(),
+        connect_timeout: raw.connect_timeout.take(),
+    };
+    let is_dbss = raw.kind == Kind::Dbss;
+    if is_dbss {
+        let database_only = [
+            ("address", raw.address.is_some()),
+            ("user", raw.user.is_some()),
+            ("password", raw.password.is_some()),
+            ("password_file", raw.password_file.is_some()),
+            ("top_sessions", raw.top_sessions.is_some()),
+            ("filter", raw.filter.is_some()),
+        ];
+        for (field, present) in database_only {
+            if present {
+                check.problem(
+                    &k(field),
+                    "does not apply to kind dbss, which reads DBSS's report over HTTPS: remove it (the endpoint and token_file say where and how)",
+                );
+            }
+        }
+    } else {
+        for field in raw_dbss.present() {
+            check.problem(
+                &k(field),
+                format!(
+                    "applies to kind dbss only, not to a {} target: remove it",
+                    raw.kind.as_str()
+                ),
+            );
+        }
+    }
+    let address = match (&raw.address, is_dbss) {
+        (_, true) => Address {
             host: String::new(),
             port: 0,
+        },
+        (None, false) => {
+            check.problem(
+                &k("address"),
+                "is required: the database's host:port, e.g. 127.0.0.1:2881",
+            );
+            Address {
+                host: String::new(),
+                port: 0,
+            }
         }
-    });
-    if raw.user.trim().is_empty() {
+        (Some(text), false) => Address::parse(text).unwrap_or_else(|message| {
+            check.problem(&k("address"), message);
+            Address {
+                host: String::new(),
+                port: 0,
+            }
+        }),
+    };
+    let user = raw.user.take().unwrap_or_default();
+    if !is_dbss && user.trim().is_empty() {
         check.problem(
             &k("user"),
             "is empty: name the monitoring account, e.g. monitor@sys",
@@ -827,10 +907,15 @@ fn validate_target(
             if present {
                 check.problem(
                     &k(field),
-                    format!(
-                        "applies to kind oceanbase only; a {} target has one tenant named after the target: remove it",
-                        raw.kind.as_str()
-                    ),
+                    if is_dbss {
+                        "applies to kind oceanbase only; a dbss target has no tenants: remove it"
+                            .to_string()
+                    } else {
+                        format!(
+                            "applies to kind oceanbase only; a {} target has one tenant named after the target: remove it",
+                            raw.kind.as_str()
+                        )
+                    },
                 );
             }
         }
@@ -904,14 +989,15 @@ fn validate_target(
     check.max_series(&k("max_series_per_dimension"), max_series);
     let top_sessions = raw.top_sessions.unwrap_or(global.top_sessions);
     check.top_sessions(&k("top_sessions"), top_sessions);
+    let raw_filter = raw.filter.unwrap_or_default();
     let filter = Filter {
-        min_time: raw.filter.min_time.as_deref().and_then(|text| {
+        min_time: raw_filter.min_time.as_deref().and_then(|text| {
             parse_duration(text)
                 .map_err(|message| check.problem(&k("filter.min_time"), message))
                 .ok()
         }),
-        users: check.name_list(&k("filter.users"), raw.filter.users),
-        databases: check.name_list(&k("filter.databases"), raw.filter.databases),
+        users: check.name_list(&k("filter.users"), raw_filter.users),
+        databases: check.name_list(&k("filter.databases"), raw_filter.databases),
     };
     if (raw.collect_interval.is_some() || raw.collect_timeout.is_some()) && timeout >= interval {
         check.problem(
@@ -924,11 +1010,21 @@ fn validate_target(
         );
     }
 
+    let (address, dbss) = if is_dbss {
+        let settings = dbss::validate(raw_dbss, key, base_dir, timeout, check);
+        let address = Address {
+            host: settings.endpoint.host.clone(),
+            port: settings.endpoint.port,
+        };
+        (address, Some(settings))
+    } else {
+        (address, None)
+    };
     Target {
         name: raw.name,
         kind: raw.kind,
         address,
-        user: raw.user,
+        user,
         password,
         tenants: raw.tenants,
         tenant: raw.tenant,
@@ -940,6 +1036,7 @@ fn validate_target(
         filter,
         processlist_view,
         tenants_view,
+        dbss,
     }
 }
 

@@ -355,6 +355,107 @@ fn targets_files_add_targets_and_report_problems_in_their_own_file() {
     );
 }
 
+/// A directory with a token file, and the config path beside it.
+fn dbss_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dbss.token"), "MIItoken-secret\n").unwrap();
+    let path = dir.path().join("config.yaml");
+    (dir, path)
+}
+
+const PROJECT: &str = "0123456789abcdef0123456789abcdef";
+const INSTANCE: &str = "fedcba9876543210fedcba9876543210ab";
+
+#[test]
+fn dbss_target_is_read_with_defaults() {
+    let (_dir, path) = dbss_dir();
+    let text = format!(
+        "targets:\n  - name: dbss-prod\n    kind: dbss\n    endpoint: https://dbss.example-region.example.com\n    project_id: {PROJECT}\n    instance_id: {INSTANCE}\n    token_file: dbss.token\n    db_ids: [a1, b2]\n    time_range: THREE_HOUR\n    labels: {{region: r1}}\n"
+    );
+    let config = parse(&path, &text, &|_| None).unwrap();
+    let t = &config.targets[0];
+    assert_eq!(t.kind, Kind::Dbss);
+    let d = t.dbss.as_ref().unwrap();
+    assert_eq!(d.endpoint.host, "dbss.example-region.example.com");
+    assert_eq!(
+        (t.address.host.as_str(), t.address.port),
+        ("dbss.example-region.example.com", 443)
+    );
+    assert_eq!(
+        (d.project_id.as_str(), d.instance_id.as_str()),
+        (PROJECT, INSTANCE)
+    );
+    assert_eq!(d.db_ids, vec!["a1".to_string(), "b2".to_string()]);
+    assert_eq!(d.time_range, TimeRange::ThreeHour);
+    assert_eq!(d.token_file, path.parent().unwrap().join("dbss.token"));
+    assert_eq!(d.connect_timeout, dbss::DEFAULT_CONNECT_TIMEOUT);
+    assert!(!d.insecure_skip_verify && d.ca_file.is_none());
+    // The token is not part of the configuration (nor of its Debug print).
+    assert!(!format!("{config:?}").contains("MIItoken"));
+    // HALF_HOUR when unset.
+    let text = text.replace("    time_range: THREE_HOUR\n", "");
+    let config = parse(&path, &text, &|_| None).unwrap();
+    assert_eq!(
+        config.targets[0].dbss.as_ref().unwrap().time_range,
+        TimeRange::HalfHour
+    );
+}
+
+#[test]
+fn dbss_problems_name_their_keys() {
+    let (dir, path) = dbss_dir();
+    std::fs::write(dir.path().join("empty.token"), "\n").unwrap();
+    let text = format!(
+        "targets:\n  - name: d1\n    kind: dbss\n    endpoint: http://dbss.example.com\n    project_id: short\n    instance_id: {INSTANCE}/x\n    token_file: empty.token\n    address: 127.0.0.1:1\n    user: u\n    tenants: [t1]\n    db_ids: [a, a]\n    connect_timeout: 1h\n  - name: d2\n    kind: dbss\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:3306\n    user: u\n    endpoint: https://x.example.com\n    token_file: dbss.token\n"
+    );
+    let problems = match parse(&path, &text, &|_| None) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("{other:?}"),
+    };
+    let found: Vec<(String, Option<usize>)> =
+        problems.iter().map(|p| (p.key.clone(), p.line)).collect();
+    for (key, line) in [
+        ("targets[0].endpoint", 4),
+        ("targets[0].project_id", 5),
+        ("targets[0].instance_id", 6),
+        ("targets[0].token_file", 7),
+        ("targets[0].address", 8),
+        ("targets[0].user", 9),
+        ("targets[0].tenants", 10),
+        ("targets[0].db_ids[1]", 11),
+        ("targets[0].connect_timeout", 12),
+        ("targets[1].endpoint", 13),
+        ("targets[1].project_id", 13),
+        ("targets[1].instance_id", 13),
+        ("targets[1].token_file", 13),
+        ("targets[2].endpoint", 19),
+        ("targets[2].token_file", 20),
+    ] {
+        assert!(
+            found.contains(&(key.to_string(), Some(line))),
+            "{key} at {line} missing from {problems:#?}"
+        );
+    }
+    let text = problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(text.contains("clear text"), "{text}");
+    assert!(text.contains("32 to 64"), "{text}");
+    assert!(text.contains("is empty"), "{text}");
+    assert!(!text.contains("MIItoken"), "{text}");
+    // A wrong time_range is serde's: it lists the accepted values.
+    let err = parse(
+        &path,
+        &format!("targets:\n  - name: d\n    kind: dbss\n    endpoint: https://x.example.com\n    project_id: {PROJECT}\n    instance_id: {PROJECT}\n    token_file: dbss.token\n    time_range: YEAR\n"),
+        &|_| None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("HALF_HOUR") && err.contains(":8:"), "{err}");
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
 

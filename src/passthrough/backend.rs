@@ -155,7 +155,8 @@ impl Backend {
                 "{TAG} SET SESSION ob_query_timeout = {}",
                 timeout.as_micros().max(1)
             )],
-            Kind::Mysql => Vec::new(),
+            // (DBSS targets have no backend: they are forwarded over HTTPS.)
+            Kind::Mysql | Kind::Dbss => Vec::new(),
         };
         Self {
             target: target.clone(),
@@ -456,7 +457,7 @@ impl Backend {
     fn failure(&self, err: &mysql_async::Error) -> Failure {
         let grant = match self.target.kind {
             Kind::Oceanbase => "grant it with GRANT SELECT ON oceanbase.* TO the account",
-            Kind::Mysql => "grant it with GRANT PROCESS ON *.* TO the account",
+            Kind::Mysql | Kind::Dbss => "grant it with GRANT PROCESS ON *.* TO the account",
         };
         let error = source::classify(
             err,

@@ -14,6 +14,7 @@
 //! tenant of the same name, the first in the configuration answers.
 
 mod backend;
+mod dbss;
 pub mod envelope;
 pub mod params;
 pub mod session;
@@ -41,7 +42,10 @@ pub struct Registry {
 
 struct Current {
     settings: Passthrough,
+    /// Database targets, for the obshell-compatible endpoints.
     backends: HashMap<String, Arc<Backend>>,
+    /// DBSS targets, for the SQL-detail forward.
+    dbss: HashMap<String, Arc<dbss::Forward>>,
 }
 
 impl Registry {
@@ -50,6 +54,7 @@ impl Registry {
             current: RwLock::new(Arc::new(Current {
                 settings: Passthrough::default(),
                 backends: HashMap::new(),
+                dbss: HashMap::new(),
             })),
         };
         registry.apply(config);
@@ -62,13 +67,23 @@ impl Registry {
     pub fn apply(&self, config: &Config) {
         let settings = config.passthrough.clone();
         let old = self.get();
+        let (max, timeout) = (settings.max_concurrent_per_target, settings.request_timeout);
+        let mut dbss = HashMap::new();
         let backends = if settings.enabled {
+            for target in &config.targets {
+                if let Some(dbss_settings) = &target.dbss {
+                    let forward = match old.dbss.get(&target.name) {
+                        Some(kept) if kept.serves(dbss_settings, max) => kept.clone(),
+                        _ => Arc::new(dbss::Forward::new(&target.name, dbss_settings, max)),
+                    };
+                    dbss.insert(target.name.clone(), forward);
+                }
+            }
             config
                 .targets
                 .iter()
+                .filter(|target| target.kind != Kind::Dbss)
                 .map(|target| {
-                    let (max, timeout) =
-                        (settings.max_concurrent_per_target, settings.request_timeout);
                     let backend = match old.backends.get(&target.name) {
                         Some(kept) if kept.serves(target, max, timeout) => kept.clone(),
                         _ => Arc::new(Backend::new(target, max, timeout)),
@@ -86,8 +101,11 @@ impl Registry {
                  basic auth users instead"
             );
         }
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(Current { settings, backends });
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Current {
+            settings,
+            backends,
+            dbss,
+        });
     }
 
     fn get(&self) -> Arc<Current> {
@@ -112,6 +130,7 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/tenant/{name}/sessions", get(list))
         .route("/api/v1/tenant/{name}/sessions/stats", get(stats))
         .route("/api/v1/tenant/{name}/sessions/{session_id}", get(detail))
+        .route("/api/v1/dbss/{target}/sqls/{id}", get(dbss::sql_detail))
         .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
         .with_state(state)
 }
@@ -122,7 +141,7 @@ async fn no_such_endpoint(uri: axum::http::Uri) -> Response {
         "Common.NotFound",
         format!(
             "no endpoint {}: the API serves GET /api/v1/tenant/:name/sessions, \
-             /sessions/:sessionId and /sessions/stats",
+             /sessions/:sessionId and /sessions/stats, and GET /api/v1/dbss/:target/sqls/:id",
             uri.path().chars().take(200).collect::<String>()
         ),
     );
@@ -317,6 +336,7 @@ fn resolve(current: &Current, published: &Published, name: &str) -> Result<Arc<B
     let serves = |entry: &crate::snapshot::TargetEntry| match entry.status.kind {
         Kind::Mysql => entry.status.name == name,
         Kind::Oceanbase => entry.status.tenants.contains_key(name),
+        Kind::Dbss => false,
     };
     published
         .targets
@@ -330,6 +350,7 @@ fn resolve(current: &Current, published: &Published, name: &str) -> Result<Arc<B
                 .flat_map(|entry| match entry.status.kind {
                     Kind::Mysql => vec![entry.status.name.as_str()],
                     Kind::Oceanbase => entry.status.tenants.keys().map(String::as_str).collect(),
+                    Kind::Dbss => Vec::new(),
                 })
                 .collect();
             known.sort_unstable();

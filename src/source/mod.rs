@@ -8,6 +8,7 @@
 //! one arm in [`build`].
 
 mod conn;
+mod dbss;
 mod mysql;
 mod oceanbase;
 pub mod sql;
@@ -39,6 +40,7 @@ pub fn build(target: &Target) -> Box<dyn Source> {
     match target.kind {
         Kind::Oceanbase => Box::new(oceanbase::OceanbaseSource::new(target)),
         Kind::Mysql => Box::new(mysql::MysqlSource::new(target)),
+        Kind::Dbss => Box::new(dbss::DbssSource::new(target)),
     }
 }
 
@@ -141,17 +143,45 @@ pub enum Reason {
     Auth,
     /// The cycle did not finish within `collect_timeout`.
     Timeout,
-    /// The query failed or its answer could not be read.
+    /// The query failed or its answer could not be read (DBSS: an answer that is not
+    /// the documented one, e.g. an unexpected status or body).
     Query,
+    /// DBSS answered 400 (or another 4xx): the request does not fit the API.
+    BadRequest,
+    /// DBSS answered 403: the token's user may not read this instance's reports.
+    Forbidden,
+    /// DBSS answered 500 or another 5xx.
+    Server,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [
+    /// The reasons a database target can fail with.
+    pub const DATABASE: [Reason; 4] = [
         Reason::Connect,
         Reason::Auth,
         Reason::Timeout,
         Reason::Query,
     ];
+
+    /// The reasons a DBSS target can fail with (401 is `auth`).
+    pub const DBSS: [Reason; 7] = [
+        Reason::Connect,
+        Reason::Auth,
+        Reason::Timeout,
+        Reason::Query,
+        Reason::BadRequest,
+        Reason::Forbidden,
+        Reason::Server,
+    ];
+
+    /// The reasons targets of `kind` can fail with: each gets an error counter from
+    /// the start, so `rate()` and `increase()` see the first failure.
+    pub fn of(kind: Kind) -> &'static [Reason] {
+        match kind {
+            Kind::Oceanbase | Kind::Mysql => &Self::DATABASE,
+            Kind::Dbss => &Self::DBSS,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,16 +189,29 @@ impl Reason {
             Reason::Auth => "auth",
             Reason::Timeout => "timeout",
             Reason::Query => "query",
+            Reason::BadRequest => "bad_request",
+            Reason::Forbidden => "forbidden",
+            Reason::Server => "server",
         }
     }
 }
 
 /// A failed collection: the reason label plus a message that says what to check.
-/// Messages never contain a password.
+/// Messages never contain a password or token.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct SourceError {
     pub reason: Reason,
+    pub message: String,
+    /// The error an HTTP API returned (DBSS's `error_code`, `error_msg`), logged as
+    /// fields of their own.
+    pub api_error: Option<ApiError>,
+}
+
+/// An API's own error code and message, as it sent them (cleaned for logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: String,
     pub message: String,
 }
 
@@ -177,6 +220,7 @@ impl SourceError {
         Self {
             reason,
             message: message.into(),
+            api_error: None,
         }
     }
 

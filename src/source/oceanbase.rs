@@ -294,6 +294,7 @@ mod tests {
             filter: Default::default(),
             processlist_view: None,
             tenants_view: None,
+            dbss: None,
         }
     }
 

@@ -1,0 +1,234 @@
+//! `GET /api/v1/dbss/:target/sqls/:id`: DBSS's SQL statement detail, forwarded.
+//!
+//! The request goes to `GET /v2/{project_id}/audit/{instance_id}/sqls/{id}` of the
+//! target's endpoint with its token, and DBSS's answer comes back as it was sent:
+//! status, body (`{"sql": SqlDetailBean}` or DBSS's error) and content type. What the
+//! exporter answers itself (no such target, a malformed id, no answer in time) uses
+//! DBSS's error shape (`error_code`, `error_msg`, `details`,
+//! `encoded_authorization_message`), so a client reads one shape whoever failed; its
+//! codes start with `EXPORTER.`. Authentication, the timeout and the concurrency cap
+//! are the passthrough's own.
+
+use super::envelope::{Failure, TraceId};
+use super::{authorize, ApiState};
+use crate::config::{Dbss, Passthrough};
+use crate::dbss::api;
+use crate::dbss::client::{Client, ClientError};
+use crate::dbss::token::TokenFile;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// One DBSS target as the passthrough reaches it.
+pub struct Forward {
+    name: String,
+    settings: Dbss,
+    client: Result<Client, ClientError>,
+    token: TokenFile,
+    permits: Semaphore,
+    max_concurrent: usize,
+}
+
+impl Forward {
+    pub fn new(name: &str, settings: &Dbss, max_concurrent: usize) -> Self {
+        Self {
+            name: name.to_string(),
+            client: Client::new(settings),
+            token: TokenFile::new(settings.token_file.clone()),
+            settings: settings.clone(),
+            permits: Semaphore::new(max_concurrent),
+            max_concurrent,
+        }
+    }
+
+    /// True when this forward already serves `settings` with `max_concurrent`: a
+    /// reload then keeps its pooled connections.
+    pub fn serves(&self, settings: &Dbss, max_concurrent: usize) -> bool {
+        self.settings == *settings && self.max_concurrent == max_concurrent
+    }
+
+    async fn fetch(&self, id: &str) -> Result<Response, Failure> {
+        let client = self.client.as_ref().map_err(|err| {
+            failure(
+                StatusCode::BAD_GATEWAY,
+                "EXPORTER.BadGateway",
+                format!("target `{}`: {err}", self.name),
+            )
+        })?;
+        let token = self.token.get().map_err(|message| {
+            failure(
+                StatusCode::BAD_GATEWAY,
+                "EXPORTER.BadGateway",
+                format!("target `{}`: {message}", self.name),
+            )
+        })?;
+        let _permit = self.permits.acquire().await.map_err(|_| {
+            failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "EXPORTER.Unavailable",
+                "the exporter is shutting down",
+            )
+        })?;
+        let answer = client
+            .send(
+                axum::http::Method::GET,
+                &api::sql_detail_path(&self.settings, id),
+                &token,
+                None,
+            )
+            .await
+            .map_err(|err| {
+                failure(
+                    StatusCode::BAD_GATEWAY,
+                    "EXPORTER.BadGateway",
+                    format!("target `{}`: {err}", self.name),
+                )
+            })?;
+        let content_type = answer
+            .content_type
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        let mut response = (answer.status, answer.body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        Ok(response)
+    }
+}
+
+fn failure(status: StatusCode, err_code: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        status,
+        err_code,
+        message: message.into(),
+        field: None,
+    }
+}
+
+/// DBSS's error body for an answer of the exporter's own.
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error_code: &'a str,
+    error_msg: &'a str,
+    details: [(); 0],
+    encoded_authorization_message: Option<()>,
+}
+
+fn error_response(failure: &Failure) -> Response {
+    let body = ErrorBody {
+        error_code: failure.err_code,
+        error_msg: &failure.message,
+        details: [],
+        encoded_authorization_message: None,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = (failure.status, json).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if failure.status == StatusCode::UNAUTHORIZED {
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                "Bearer realm=\"session_exporter\", Basic realm=\"session_exporter\"",
+            ),
+        );
+    }
+    response
+}
+
+/// The handler.
+pub async fn sql_detail(
+    State(state): State<ApiState>,
+    Path((target, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let trace = TraceId::new();
+    let current = state.registry.get();
+    let result = match authorize(&state, &current.settings, &headers).await {
+        Err(failure) => Err(dbss_shaped(failure)),
+        Ok(()) => forward(&current.dbss, &current.settings, &target, &id).await,
+    };
+    let (mut response, error) = match result {
+        Ok(response) => (response, String::new()),
+        Err(failure) => (error_response(&failure), failure.message),
+    };
+    if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
+        response.headers_mut().insert("x-trace-id", value);
+    }
+    let status = response.status().as_u16();
+    let target = target.chars().take(64).collect::<String>();
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let error = error.as_str();
+    if status >= 500 {
+        tracing::warn!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "passthrough request failed");
+    } else {
+        tracing::info!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "passthrough request");
+    }
+    response
+}
+
+/// The passthrough's own failures (disabled, unauthorized) with codes of this API.
+fn dbss_shaped(failure: Failure) -> Failure {
+    let err_code = match failure.status {
+        StatusCode::UNAUTHORIZED => "EXPORTER.Unauthorized",
+        StatusCode::NOT_FOUND => "EXPORTER.NotFound",
+        _ => "EXPORTER.Error",
+    };
+    Failure {
+        err_code,
+        ..failure
+    }
+}
+
+/// Finds the target, checks the id, and forwards within the request timeout.
+async fn forward(
+    forwards: &HashMap<String, Arc<Forward>>,
+    settings: &Passthrough,
+    target: &str,
+    id: &str,
+) -> Result<Response, Failure> {
+    let Some(forward) = forwards.get(target) else {
+        let mut known: Vec<&str> = forwards.keys().map(String::as_str).collect();
+        known.sort_unstable();
+        return Err(failure(
+            StatusCode::NOT_FOUND,
+            "EXPORTER.NotFound",
+            format!(
+                "no dbss target `{}`: the dbss targets are {}",
+                target.chars().take(64).collect::<String>(),
+                if known.is_empty() {
+                    "none (add one with kind: dbss)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    };
+    if !api::valid_sql_id(id) {
+        return Err(failure(
+            StatusCode::BAD_REQUEST,
+            "EXPORTER.IllegalArgument",
+            "id must be 1 to 128 letters, digits, `-` or `_`: the id field of an entry of DBSS's SQL list",
+        ));
+    }
+    let limit: Duration = settings.request_timeout;
+    match tokio::time::timeout(limit, forward.fetch(id)).await {
+        Ok(result) => result,
+        Err(_) => Err(failure(
+            StatusCode::GATEWAY_TIMEOUT,
+            "EXPORTER.GatewayTimeout",
+            format!(
+                "target `{}`: no answer from DBSS within passthrough.request_timeout ({})",
+                forward.name,
+                crate::config::format_duration(limit)
+            ),
+        )),
+    }
+}
