@@ -84,7 +84,8 @@ fn version_help_and_config_check() {
         .env("SEEKDB_PASSWORD", "x")
         .output()
         .unwrap();
-    // The example names password files that do not exist here: exactly those fail.
+    // The example names password and token files that do not exist here: exactly
+    // those fail.
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -93,11 +94,16 @@ fn version_help_and_config_check() {
         "{stderr}"
     );
     assert_eq!(
+        stderr.matches("token_file: cannot read").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
         stderr
             .lines()
             .filter(|l| l.contains("config.example.yaml:"))
             .count(),
-        2,
+        3,
         "{stderr}"
     );
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::dbss::ContractServer;
 use common::{free_port, http_get, Exporter, Servers, Session, SessionSpec};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
@@ -145,6 +146,11 @@ fn every_dashboard_and_rule_expression_works_and_the_long_running_alert_fires() 
         return;
     };
     let pw = servers.monitor_password_file.display();
+    // A DBSS target too, on the local contract server: its panel needs series.
+    let dbss = ContractServer::start("e2e-dbss-token");
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("dbss.token");
+    std::fs::write(&token, "e2e-dbss-token").unwrap();
     let exporter = Exporter::start(&format!(
         r#"global:
   collect_interval: 1s
@@ -160,9 +166,10 @@ targets:
     address: {s}
     user: monitor
     password_file: {pw}
-"#,
+{d}"#,
         m = servers.mariadb_addr,
         s = servers.seekdb_addr,
+        d = dbss.target_yaml("dbss", &token, ""),
     ));
     // Known sessions: a busy one on each server, an idle one on MariaDB.
     servers.mariadb_root("CREATE USER IF NOT EXISTS 'it_e2e'@'%' IDENTIFIED BY 'E2e-pw-1'");

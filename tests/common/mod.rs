@@ -6,6 +6,7 @@
 //! Every process a fixture starts is ended by PID when the fixture is dropped.
 #![allow(dead_code)]
 
+pub mod dbss;
 pub mod openapi;
 pub mod scenario;
 
