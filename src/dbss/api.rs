@@ -301,3 +301,30 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Any answer DBSS could send: decoded or refused with a one-line message,
+        /// never a panic; the error of any body is printable and bounded.
+        #[test]
+        fn any_answer_is_decoded_or_refused(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            json in r#"\[(\{"(db_id|db_ip|db_name|session_num|x)":(null|-?[0-9]{1,20}|"[^"]{0,8}"|\[\]),?\}, ?){0,4}\]"#,
+        ) {
+            for input in [&body[..], json.as_bytes()] {
+                if let Err(message) = decode_client_sessions(input) {
+                    proptest::prop_assert!(!message.chars().any(char::is_control));
+                }
+                let error = decode_error(input, Some(&Secret::new("tok".into())));
+                proptest::prop_assert!(error.message.chars().count() <= MAX_MESSAGE_CHARS);
+                proptest::prop_assert!(!error.message.chars().any(char::is_control));
+                proptest::prop_assert!(!error.code.chars().any(char::is_control));
+            }
+        }
+    }
+}
