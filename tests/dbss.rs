@@ -352,6 +352,27 @@ fn a_rotated_token_is_used_without_a_reload() {
         "{}",
         exporter.log()
     );
+    // A removed token file stops the use of the token: auth failures, no request.
+    let before = exporter.metrics();
+    std::fs::remove_file(&token).unwrap();
+    let requests = server.requests().len();
+    exporter.wait_for_metrics(
+        "the missing token file fails",
+        Duration::from_secs(20),
+        |m| {
+            errors(m, "dbss-prod", "auth") > errors(&before, "dbss-prod", "auth")
+                && up(m, "dbss-prod") == Some(0.0)
+        },
+    );
+    assert!(
+        server.requests().len() <= requests + 1,
+        "requests went on without a token"
+    );
+    assert!(
+        exporter.log().contains("cannot read token_file"),
+        "{}",
+        exporter.log()
+    );
     assert!(!exporter.log().contains("reload"), "no reload was needed");
     assert_no_token(&exporter, &[]);
 }
@@ -527,6 +548,16 @@ fn sql_detail_is_forwarded_unchanged() {
         requests_before,
         "refused requests reached DBSS"
     );
+    // Without a readable token file nothing is sent: 502.
+    std::fs::remove_file(&token).unwrap();
+    let (status, _, body) = api_get(&exporter, &url("dbss-prod", SQL_ID), Some(API_TOKEN));
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("EXPORTER.BadGateway") && body.contains("token_file"),
+        "{body}"
+    );
+    assert_eq!(server.requests().len(), requests_before);
+    answers.push(body);
     let texts: Vec<&str> = answers.iter().map(String::as_str).collect();
     assert_no_token(&exporter, &texts);
 }

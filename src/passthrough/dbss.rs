@@ -51,21 +51,22 @@ impl Forward {
         self.settings == *settings && self.max_concurrent == max_concurrent
     }
 
+    /// A 502 naming this target: DBSS could not be asked (client setup, token file,
+    /// connection).
+    fn bad_gateway(&self, problem: impl std::fmt::Display) -> Failure {
+        failure(
+            StatusCode::BAD_GATEWAY,
+            "EXPORTER.BadGateway",
+            format!("target `{}`: {problem}", self.name),
+        )
+    }
+
     async fn fetch(&self, id: &str) -> Result<Response, Failure> {
-        let client = self.client.as_ref().map_err(|err| {
-            failure(
-                StatusCode::BAD_GATEWAY,
-                "EXPORTER.BadGateway",
-                format!("target `{}`: {err}", self.name),
-            )
-        })?;
-        let token = self.token.get().map_err(|message| {
-            failure(
-                StatusCode::BAD_GATEWAY,
-                "EXPORTER.BadGateway",
-                format!("target `{}`: {message}", self.name),
-            )
-        })?;
+        let client = self.client.as_ref().map_err(|err| self.bad_gateway(err))?;
+        let token = self
+            .token
+            .get()
+            .map_err(|message| self.bad_gateway(message))?;
         let _permit = self.permits.acquire().await.map_err(|_| {
             failure(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -73,21 +74,11 @@ impl Forward {
                 "the exporter is shutting down",
             )
         })?;
+        let path = api::sql_detail_path(&self.settings, id);
         let answer = client
-            .send(
-                axum::http::Method::GET,
-                &api::sql_detail_path(&self.settings, id),
-                &token,
-                None,
-            )
+            .send(axum::http::Method::GET, &path, &token, None)
             .await
-            .map_err(|err| {
-                failure(
-                    StatusCode::BAD_GATEWAY,
-                    "EXPORTER.BadGateway",
-                    format!("target `{}`: {err}", self.name),
-                )
-            })?;
+            .map_err(|err| self.bad_gateway(err))?;
         let content_type = answer
             .content_type
             .unwrap_or(HeaderValue::from_static("application/json"));
