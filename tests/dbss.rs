@@ -243,6 +243,12 @@ fn every_error_status_has_its_reason_and_the_healthy_target_carries_on() {
         untrusted.endpoint(),
         good.display()
     ));
+    // The same server with verification turned off explicitly: collected, and warned.
+    targets.push_str(&format!(
+        "  - name: unverified\n    kind: dbss\n    endpoint: {}\n    project_id: {PROJECT_ID}\n    instance_id: {INSTANCE_ID}\n    token_file: {}\n    insecure_skip_verify: true\n",
+        untrusted.endpoint(),
+        good.display()
+    ));
     let exporter = Exporter::start(&format!(
         "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\ntargets:\n{targets}"
     ));
@@ -291,6 +297,7 @@ fn every_error_status_has_its_reason_and_the_healthy_target_carries_on() {
         assert_eq!(total, errors(&m, target, reason), "{target}: {}", m.text);
     }
     assert_eq!(up(&m, "healthy"), Some(1.0));
+    assert_eq!(up(&m, "unverified"), Some(1.0));
     assert!(
         value(
             &m,
@@ -315,6 +322,7 @@ fn every_error_status_has_its_reason_and_the_healthy_target_carries_on() {
         "ReportClientSessionNew",
         "collect_timeout",
         "certificate",
+        "insecure_skip_verify: the DBSS certificate is not verified",
     ] {
         assert!(log.contains(needle), "`{needle}` not in the log:\n{log}");
     }
