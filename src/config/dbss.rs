@@ -337,10 +337,14 @@ pub(super) fn validate(
 /// DBSS's project and instance IDs: 32 to 64 characters. They go into a URL path, so
 /// only characters that need no escaping are accepted.
 pub fn valid_path_id(id: &str) -> bool {
-    (32..=64).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    (32..=64).contains(&id.len()) && is_path_safe(id)
+}
+
+/// Letters, digits, `-` and `_` only: a path segment that needs no escaping and
+/// cannot step out of its place (`/`, `..`, `?`, `%`).
+pub fn is_path_safe(id: &str) -> bool {
+    id.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]

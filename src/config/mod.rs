@@ -10,7 +10,7 @@ mod dbss;
 mod duration;
 mod locate;
 
-pub use dbss::{valid_path_id, Dbss, Endpoint, TimeRange};
+pub use dbss::{is_path_safe, valid_path_id, Dbss, Endpoint, TimeRange};
 pub use duration::parse_duration;
 
 use locate::KeyLines;

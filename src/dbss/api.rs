@@ -33,10 +33,7 @@ pub fn sql_detail_path(settings: &Dbss, id: &str) -> String {
 /// `J8Zcg5gBPj4d6CRtK3Y4`). It goes into a URL path: letters, digits, `-` and `_`
 /// only, 1 to 128 of them, so nothing can escape the path.
 pub fn valid_sql_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    (1..=128).contains(&id.len()) && crate::config::is_path_safe(id)
 }
 
 #[derive(Serialize)]
