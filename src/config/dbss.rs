@@ -241,7 +241,13 @@ pub(super) fn validate(
             .ok(),
     };
     let mut path_id = |field: &str, value: Option<String>| {
-        let value = value.unwrap_or_default();
+        let Some(value) = value else {
+            check.problem(
+                &k(field),
+                format!("is required for kind dbss: the {field} shown in the DBSS console (32 to 64 characters)"),
+            );
+            return String::new();
+        };
         if !valid_path_id(&value) {
             check.problem(
                 &k(field),

@@ -68,32 +68,28 @@ impl Registry {
         let settings = config.passthrough.clone();
         let old = self.get();
         let (max, timeout) = (settings.max_concurrent_per_target, settings.request_timeout);
-        let mut dbss = HashMap::new();
-        let backends = if settings.enabled {
-            for target in &config.targets {
-                if let Some(dbss_settings) = &target.dbss {
-                    let forward = match old.dbss.get(&target.name) {
+        // Database targets get a backend (the obshell-compatible endpoints), DBSS
+        // targets a forward (the SQL detail); nothing while the API is off.
+        let (mut backends, mut dbss) = (HashMap::new(), HashMap::new());
+        for target in config.targets.iter().filter(|_| settings.enabled) {
+            let name = target.name.clone();
+            match &target.dbss {
+                Some(dbss_settings) => {
+                    let forward = match old.dbss.get(&name) {
                         Some(kept) if kept.serves(dbss_settings, max) => kept.clone(),
-                        _ => Arc::new(dbss::Forward::new(&target.name, dbss_settings, max)),
+                        _ => Arc::new(dbss::Forward::new(&name, dbss_settings, max)),
                     };
-                    dbss.insert(target.name.clone(), forward);
+                    dbss.insert(name, forward);
                 }
-            }
-            config
-                .targets
-                .iter()
-                .filter(|target| target.kind != Kind::Dbss)
-                .map(|target| {
-                    let backend = match old.backends.get(&target.name) {
+                None => {
+                    let backend = match old.backends.get(&name) {
                         Some(kept) if kept.serves(target, max, timeout) => kept.clone(),
                         _ => Arc::new(Backend::new(target, max, timeout)),
                     };
-                    (target.name.clone(), backend)
-                })
-                .collect()
-        } else {
-            HashMap::new()
-        };
+                    backends.insert(name, backend);
+                }
+            }
+        }
         if settings.enabled && settings.insecure_no_auth {
             tracing::warn!(
                 "passthrough.insecure_no_auth: the session API answers anyone who can reach \
