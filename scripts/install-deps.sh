@@ -23,7 +23,7 @@ need_pip=()
 python3 -c 'import pylibseekdb' >/dev/null 2>&1 || need_pip+=(pylibseekdb)
 # Validates deploy/kubernetes against the Kubernetes JSON schemas it ships.
 command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
-# Fuzzes the session API against docs/openapi.yaml (tests/schemathesis.rs); pinned,
+# Fuzzes the session API against docs/openapi.yaml (tests/it/schemathesis.rs); pinned,
 # since its command line changes between major versions.
 # hypothesis is pinned with it: later releases break schemathesis 3's generators.
 command -v schemathesis >/dev/null 2>&1 || need_pip+=(schemathesis==3.39.16 hypothesis==6.123.2)

@@ -9,13 +9,14 @@
 
 use clap::Parser;
 use session_exporter::config::{self, ConfigError};
-use session_exporter::http::server::{self, Web};
-use session_exporter::http::web_config::{self, WebConfig};
+use session_exporter::http::server;
 use session_exporter::http::{self, AppState};
 use session_exporter::logging::{self, LogFormat, LogLevel};
 use session_exporter::reload::{self, ReloadRequest};
 use session_exporter::scheduler::{Scheduler, Shard};
 use session_exporter::snapshot;
+use session_exporter::web::config as web_config;
+use session_exporter::web::{Web, WebConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -292,7 +293,8 @@ async fn run(
     });
     let server = tokio::spawn(server::serve(
         listener,
-        app,
+        app.router.clone(),
+        app.fast_path(),
         cli.max_connections as usize,
         web,
         cancel.clone(),

@@ -6,8 +6,8 @@
 //! target, split by family, so `snapshot` assembles the whole exposition (and one
 //! target's, for `/probe`) by concatenation, never per scrape.
 
-use crate::snapshot::{TargetStatus, TenantStatus};
 use crate::stats::{Counts, TenantStats, TopSession};
+use crate::status::{TargetStatus, TenantStatus};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabel, EncodeLabelSet, LabelSetEncoder,
@@ -272,7 +272,7 @@ fn estimated_size(targets: &[Arc<TargetStatus>]) -> usize {
         .sum::<usize>()
         + targets
             .iter()
-            .filter_map(|t| t.dbss.as_ref())
+            .filter_map(|t| t.clients.as_ref())
             .map(|d| d.sessions.len())
             .sum::<usize>();
     16 * 1024 + series * LINE
@@ -479,7 +479,7 @@ impl SessionCollector {
 
         let mut metric = encoder.encode_descriptor(
             COLLECT_ERRORS,
-            "Failed collection cycles of this target, by reason (connect, auth, timeout, query).",
+            "Failed collection cycles of this target, by reason: connect, auth, timeout, query; for DBSS targets also bad_request (HTTP 400 or another 4xx), forbidden (403) and server (5xx).",
             None,
             MetricType::Counter,
         )?;
@@ -548,7 +548,9 @@ impl Collector for SessionCollector {
             MetricType::Gauge,
         )?;
         for target in &self.targets {
-            let Some(dbss) = &target.dbss else { continue };
+            let Some(dbss) = &target.clients else {
+                continue;
+            };
             for (database, sessions) in &dbss.sessions {
                 let labels = DbssLabels {
                     target,
@@ -565,11 +567,11 @@ impl Collector for SessionCollector {
             MetricType::Gauge,
         )?;
         for (target, tenant, stats) in self.up_tenants() {
-            let folded = stats.folded;
+            let dropped = stats.dropped;
             for (dimension, count) in [
-                ("db", folded.db),
-                ("user", folded.user),
-                ("client_ip", folded.client),
+                ("db", dropped.db),
+                ("user", dropped.user),
+                ("client_ip", dropped.client),
             ] {
                 let labels = SeriesLabels {
                     target,
@@ -582,7 +584,9 @@ impl Collector for SessionCollector {
             }
         }
         for target in &self.targets {
-            let Some(dbss) = &target.dbss else { continue };
+            let Some(dbss) = &target.clients else {
+                continue;
+            };
             let labels = SeriesLabels {
                 target,
                 tenant: None,
@@ -590,7 +594,7 @@ impl Collector for SessionCollector {
             };
             metric
                 .encode_family(&labels)?
-                .encode_gauge(&(dbss.folded as u64))?;
+                .encode_gauge(&(dbss.dropped as u64))?;
         }
         Ok(())
     }

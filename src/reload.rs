@@ -6,10 +6,10 @@
 //! `dbsession_config_last_reload_successful` and `…_success_timestamp_seconds`.
 
 use crate::config;
-use crate::http::server::Web;
-use crate::http::web_config;
 use crate::scheduler::Scheduler;
 use crate::snapshot::Update;
+use crate::web::config as web_config;
+use crate::web::Web;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;

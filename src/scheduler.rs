@@ -9,8 +9,9 @@
 //! every [`REPEAT_LOG_EVERY`] while they last; recovery is logged once.
 
 use crate::config::{Config, Target};
-use crate::snapshot::{TargetStatus, Update};
-use crate::source::{self, Source, SourceError};
+use crate::snapshot::Update;
+use crate::source::{self, Reason, Source, SourceError};
+use crate::status::TargetStatus;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -68,6 +69,8 @@ pub struct Scheduler {
 struct Running {
     target: Target,
     generation: u64,
+    /// What its source can fail with, for the pending status a reload publishes.
+    reasons: &'static [Reason],
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -100,7 +103,8 @@ impl Scheduler {
             match previous.remove(&target.name) {
                 Some(running) if running.target == *target => {
                     applied.kept += 1;
-                    plan.push((target.clone(), running.generation));
+                    let pending = TargetStatus::new(target, running.generation, running.reasons);
+                    plan.push(Arc::new(pending));
                     self.running.insert(target.name.clone(), running);
                 }
                 old => {
@@ -112,8 +116,10 @@ impl Scheduler {
                     }
                     let generation = self.next_generation;
                     self.next_generation += 1;
-                    plan.push((target.clone(), generation));
-                    to_start.push((target.clone(), generation));
+                    let source = source::build(target);
+                    let pending = TargetStatus::new(target, generation, source.reasons());
+                    plan.push(Arc::new(pending));
+                    to_start.push((target.clone(), generation, source));
                 }
             }
         }
@@ -123,12 +129,13 @@ impl Scheduler {
         }
         // The publisher learns the new set before any new loop can report into it.
         let _ = self.updates.send(Update::Targets(plan)).await;
-        for (target, generation) in to_start {
+        for (target, generation, source) in to_start {
             let stop = self.cancel.child_token();
+            let reasons = source.reasons();
             let task = tokio::spawn(run_target(
                 target.clone(),
                 generation,
-                source::build(&target),
+                source,
                 self.updates.clone(),
                 stop.clone(),
             ));
@@ -137,6 +144,7 @@ impl Scheduler {
                 Running {
                     target,
                     generation,
+                    reasons,
                     stop,
                     task,
                 },
@@ -165,7 +173,7 @@ async fn run_target(
     updates: mpsc::Sender<Update>,
     cancel: CancellationToken,
 ) {
-    let mut status = TargetStatus::new(&target, generation);
+    let mut status = TargetStatus::new(&target, generation, source.reasons());
     let mut log = FailureLog::default();
     let mut failures: u32 = 0;
     let mut jitter = Jitter::seeded(&target.name);

@@ -14,15 +14,11 @@
 //! memory instead of six, and nobody pays for a variant no one scrapes. A scrape
 //! never queries a database.
 
-use crate::config::{Kind, Target};
 use crate::exposition::{openmetrics_to_classic, Format};
 use crate::metrics::{self, EncodedFamilies, ReloadStatus};
-use crate::source::{Reason, SourceError};
-#[cfg(test)]
-use crate::stats::Collection;
-use crate::stats::{Collected, DbssClients, TenantStats};
+use crate::status::TargetStatus;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,118 +27,6 @@ use tokio::sync::{mpsc, watch};
 /// Publishing is rate-limited to this: values are at most this much later than their
 /// collection, and a burst of results costs one assembly.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-
-/// What is known about one tenant after the last cycle.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TenantStatus {
-    /// Collected in the last cycle.
-    Up(TenantStats),
-    /// Known (configured, or seen before) but not collected in the last cycle:
-    /// the target failed, or the configured tenant does not exist.
-    Down,
-}
-
-/// One target's state after its last cycle.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetStatus {
-    pub name: String,
-    pub kind: Kind,
-    pub labels: Vec<(String, String)>,
-    /// Which run of this target produced the status: a reload that changes a target
-    /// starts a new run, and a late result of the old one must not win.
-    pub generation: u64,
-    /// True once the first cycle has ended (success or failure).
-    pub tried: bool,
-    /// Shared, so that sending the status to the publisher every cycle copies a
-    /// pointer, not every tenant's maps. A cycle replaces it whole.
-    pub tenants: Arc<BTreeMap<String, TenantStatus>>,
-    /// A DBSS target's last client session distribution; `None` after a failure
-    /// (and always for database targets).
-    pub dbss: Option<Arc<DbssClients>>,
-    pub last_success: Option<SystemTime>,
-    pub last_duration: Option<Duration>,
-    pub errors: BTreeMap<Reason, u64>,
-    pub last_error: Option<SourceError>,
-    /// Tenants the config names: reported (down) even when they do not exist.
-    expected_tenants: Vec<String>,
-    max_series_per_dimension: usize,
-}
-
-impl TargetStatus {
-    /// The state before the first cycle of run `generation`.
-    pub fn new(target: &Target, generation: u64) -> Self {
-        let expected_tenants = match target.kind {
-            Kind::Mysql => vec![target.name.clone()],
-            Kind::Oceanbase => target.tenants.clone().unwrap_or_default(),
-            Kind::Dbss => Vec::new(),
-        };
-        Self {
-            name: target.name.clone(),
-            kind: target.kind,
-            labels: target.labels.clone(),
-            generation,
-            tried: false,
-            tenants: Arc::default(),
-            dbss: None,
-            last_success: None,
-            last_duration: None,
-            errors: Reason::of(target.kind).iter().map(|r| (*r, 0)).collect(),
-            last_error: None,
-            expected_tenants,
-            max_series_per_dimension: target.max_series_per_dimension,
-        }
-    }
-
-    /// Records a successful cycle: the tenants found replace the previous ones, so a
-    /// dropped tenant's series disappear. Configured tenants not found are down.
-    pub fn record_success(
-        &mut self,
-        collected: impl Into<Collected>,
-        took: Duration,
-        now: SystemTime,
-    ) {
-        let collected = collected.into();
-        self.dbss = collected.dbss.map(Arc::new);
-        let mut tenants: BTreeMap<String, TenantStatus> = collected
-            .tenants
-            .into_iter()
-            .map(|(name, mut stats)| {
-                stats.limit(self.max_series_per_dimension);
-                (name, TenantStatus::Up(stats))
-            })
-            .collect();
-        for name in &self.expected_tenants {
-            tenants.entry(name.clone()).or_insert(TenantStatus::Down);
-        }
-        self.tenants = Arc::new(tenants);
-        self.tried = true;
-        self.last_duration = Some(took);
-        self.last_success = Some(now);
-        self.last_error = None;
-    }
-
-    /// Records a failed cycle: every known tenant goes down and loses its session
-    /// series (stale numbers shown as current would mislead), keeping its `up` series.
-    pub fn record_failure(&mut self, error: SourceError, took: Duration) {
-        let down = self
-            .tenants
-            .keys()
-            .chain(&self.expected_tenants)
-            .map(|name| (name.clone(), TenantStatus::Down))
-            .collect();
-        self.tenants = Arc::new(down);
-        self.dbss = None;
-        *self.errors.entry(error.reason).or_default() += 1;
-        self.tried = true;
-        self.last_duration = Some(took);
-        self.last_error = Some(error);
-    }
-
-    /// True when the last cycle succeeded.
-    pub fn is_up(&self) -> bool {
-        self.tried && self.last_error.is_none()
-    }
-}
 
 /// One encoded exposition, plain and gzip-compressed.
 #[derive(Debug, Clone)]
@@ -273,10 +157,10 @@ fn assemble(headers: &EncodedFamilies, targets: &[&EncodedFamilies], process: &s
 pub enum Update {
     /// A target finished a cycle.
     Status(Arc<TargetStatus>),
-    /// The configured targets after a (re)load, in order, with the run generation of
-    /// each. Targets kept by name keep their state until their run reports; new ones
-    /// start pending; the others and their series go.
-    Targets(Vec<(Target, u64)>),
+    /// The configured targets after a (re)load, in order, each as its run starts
+    /// (pending, with its generation). Targets kept by name keep their state until
+    /// their run reports; new ones start pending; the others and their series go.
+    Targets(Vec<Arc<TargetStatus>>),
     /// A configuration load finished.
     Reload { successful: bool, at: SystemTime },
 }
@@ -385,22 +269,20 @@ impl Publisher {
         Ok(())
     }
 
-    fn apply_targets(&mut self, targets: Vec<(Target, u64)>) -> Result<(), std::fmt::Error> {
+    fn apply_targets(&mut self, targets: Vec<Arc<TargetStatus>>) -> Result<(), std::fmt::Error> {
         let mut entries = HashMap::with_capacity(targets.len());
         self.order.clear();
         self.generations.clear();
-        for (target, generation) in targets {
-            self.generations.insert(target.name.clone(), generation);
-            let entry = match self.entries.remove(&target.name) {
+        for pending in targets {
+            let name = pending.name.clone();
+            self.generations.insert(name.clone(), pending.generation);
+            let entry = match self.entries.remove(&name) {
                 // A kept or restarted target shows its last state until its run reports.
                 Some(entry) => entry,
-                None => Arc::new(TargetEntry::new(
-                    Arc::new(TargetStatus::new(&target, generation)),
-                    &self.headers,
-                )?),
+                None => Arc::new(TargetEntry::new(pending, &self.headers)?),
             };
-            self.order.push(target.name.clone());
-            entries.insert(target.name, entry);
+            self.order.push(name.clone());
+            entries.insert(name, entry);
         }
         self.entries = entries;
         Ok(())
@@ -427,15 +309,26 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config;
-    use std::path::Path;
+    use crate::config::{testing, Target};
+    use crate::source::{Reason, SourceError};
+    use crate::stats::SessionRows;
+    use std::time::{Duration, SystemTime};
 
     fn target(name: &str) -> Target {
-        let text = format!("targets:\n  - name: {name}\n    kind: mysql\n    address: 127.0.0.1:3306\n    user: m\n");
-        config::parse(Path::new("t.yaml"), &text, &|_| None)
-            .unwrap()
-            .targets
-            .remove(0)
+        testing::mysql(name)
+    }
+
+    /// The status of run `generation` of `name` before its first cycle.
+    fn pending(name: &str, generation: u64) -> TargetStatus {
+        TargetStatus::new(&target(name), generation, &Reason::DATABASE)
+    }
+
+    /// The targets of a (re)load, in order.
+    fn plan(targets: &[(&str, u64)]) -> Vec<Arc<TargetStatus>> {
+        targets
+            .iter()
+            .map(|(name, generation)| Arc::new(pending(name, *generation)))
+            .collect()
     }
 
     fn text(body: &Body) -> String {
@@ -446,13 +339,13 @@ mod tests {
     fn assembly_equals_a_direct_encoding_of_all_targets() {
         let mut publisher = Publisher::new();
         publisher
-            .apply_targets(vec![(target("a"), 1), (target("b"), 1)])
+            .apply_targets(plan(&[("a", 1), ("b", 1)]))
             .unwrap();
         let mut statuses = Vec::new();
         for name in ["a", "b"] {
-            let mut status = TargetStatus::new(&target(name), 1);
+            let mut status = pending(name, 1);
             status.record_success(
-                Collection {
+                SessionRows {
                     tenants: vec![name.into()],
                     groups: vec![],
                     top: vec![],
@@ -489,10 +382,10 @@ mod tests {
     fn reloads_keep_state_drop_removed_and_ignore_stale_runs() {
         let mut publisher = Publisher::new();
         publisher
-            .apply_targets(vec![(target("keep"), 1), (target("gone"), 1)])
+            .apply_targets(plan(&[("keep", 1), ("gone", 1)]))
             .unwrap();
         for name in ["keep", "gone"] {
-            let mut status = TargetStatus::new(&target(name), 1);
+            let mut status = pending(name, 1);
             status.record_failure(SourceError::new(Reason::Auth, "x"), Duration::ZERO);
             publisher.apply_status(Arc::new(status)).unwrap();
         }
@@ -500,7 +393,7 @@ mod tests {
 
         // "keep" restarts as run 2, "gone" goes, "new" comes.
         publisher
-            .apply_targets(vec![(target("new"), 3), (target("keep"), 2)])
+            .apply_targets(plan(&[("new", 3), ("keep", 2)]))
             .unwrap();
         let published = publisher.publish();
         let names: Vec<&str> = published
@@ -518,16 +411,16 @@ mod tests {
         assert!(!all.contains(r#"target="gone""#));
 
         // A late result of run 1 of "keep" does not overwrite run 2's.
-        let mut newer = TargetStatus::new(&target("keep"), 2);
-        newer.record_success(Collection::default(), Duration::ZERO, SystemTime::now());
+        let mut newer = pending("keep", 2);
+        newer.record_success(SessionRows::default(), Duration::ZERO, SystemTime::now());
         publisher.apply_status(Arc::new(newer)).unwrap();
-        let mut stale = TargetStatus::new(&target("keep"), 1);
+        let mut stale = pending("keep", 1);
         stale.record_failure(SourceError::new(Reason::Timeout, "late"), Duration::ZERO);
         publisher.apply_status(Arc::new(stale)).unwrap();
         assert!(publisher.publish().target("keep").unwrap().status.is_up());
 
         // A result for a removed target is dropped.
-        let mut ghost = TargetStatus::new(&target("gone"), 1);
+        let mut ghost = pending("gone", 1);
         ghost.record_failure(SourceError::new(Reason::Timeout, "late"), Duration::ZERO);
         publisher.apply_status(Arc::new(ghost)).unwrap();
         assert!(publisher.publish().target("gone").is_none());

@@ -1,22 +1,27 @@
-//! Grouped session rows -> per-tenant statistics.
+//! Grouped session rows -> per-tenant statistics, and the cardinality guard.
+//!
+//! Two words, two meanings: rows are *aggregated* (added up), and the guard *caps* a
+//! dimension by summing its long tail into one `__other__` series.
 //!
 //! Sources send one grouped query per cycle; each row says how many sessions share a
 //! (tenant, server, db, user, client) combination, and how many of them are active.
-//! [`fold`] adds those rows up
-//! per tenant and per dimension. It is the one aggregation in the exporter: `/metrics`
-//! and the obshell-compatible stats API both read its result, so they cannot disagree.
+//! [`Aggregator`] adds those rows up per tenant and per dimension as they arrive. It
+//! is the one aggregation in the exporter: `/metrics` and the obshell-compatible stats
+//! API both read its result, so they cannot disagree. [`cap`] is the one cardinality
+//! guard, for every dimension of every kind. This module imports nothing of the
+//! crate: every layer above may use its types.
 
 use std::collections::{BTreeMap, HashMap};
-
-/// Maps that only live while a cycle's rows are folded.
-type FoldMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 use std::net::IpAddr;
+
+/// Maps that only live while a cycle's rows are aggregated.
+type CycleMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 /// The `db` label of sessions without a current database, and the `client_ip` label of
 /// sessions without a client address (background threads).
 pub const NONE_LABEL: &str = "__none__";
 
-/// The value that stands for every value folded away by the cardinality guard.
+/// The value that stands for every value the cardinality guard summed away.
 pub const OTHER_LABEL: &str = "__other__";
 
 /// One row of a grouped session query: `sessions` sessions share these attributes,
@@ -52,11 +57,11 @@ pub struct TopSession {
     pub time: f64,
 }
 
-/// Rows as a list: what unit tests feed to [`fold`]. (Sources fold rows as they
-/// arrive with a [`Folder`] instead.) A tenant with no sessions is in `tenants` and in
-/// no group, and reports zeros.
+/// Rows as a list: what unit tests feed to [`aggregate`]. (Sources add rows up as
+/// they arrive with an [`Aggregator`] instead.) A tenant with no sessions is in
+/// `tenants` and in no group, and reports zeros.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Collection {
+pub struct SessionRows {
     pub tenants: Vec<String>,
     pub groups: Vec<SessionGroup>,
     pub top: Vec<TopSession>,
@@ -76,6 +81,63 @@ impl Counts {
     }
 }
 
+/// A value the guard can rank and sum: larger first, by [`Tally::rank`].
+pub trait Tally: Copy + Default {
+    /// Compared in order, largest first.
+    fn rank(&self) -> (u64, u64);
+    fn absorb(&mut self, other: Self);
+}
+
+impl Tally for Counts {
+    /// The most sessions first; then the most active.
+    fn rank(&self) -> (u64, u64) {
+        (self.sessions, self.active)
+    }
+
+    fn absorb(&mut self, other: Self) {
+        self.sessions = self.sessions.saturating_add(other.sessions);
+        self.active = self.active.saturating_add(other.active);
+    }
+}
+
+impl Tally for u64 {
+    fn rank(&self) -> (u64, u64) {
+        (*self, 0)
+    }
+
+    fn absorb(&mut self, other: Self) {
+        *self = self.saturating_add(other);
+    }
+}
+
+/// The cardinality guard: when `values` has more than `max` entries, keeps the
+/// `max - 1` largest (ties by key, so the choice is stable) and sums the rest into
+/// one entry at `other`. Returns how many distinct values were summed away; totals do
+/// not change. `max` 0 turns the guard off.
+///
+/// A real value equal to `other` (a database named `__other__`) is summed with the
+/// rest and counted, never kept beside the marker or merged with it silently.
+pub fn cap<K: Ord, V: Tally>(values: &mut BTreeMap<K, V>, max: usize, other: K) -> usize {
+    if max == 0 || values.len() <= max {
+        return 0;
+    }
+    let mut ranked: Vec<(K, V)> = std::mem::take(values).into_iter().collect();
+    ranked.sort_by(|(a_key, a), (b_key, b)| b.rank().cmp(&a.rank()).then_with(|| a_key.cmp(b_key)));
+    let keep = max.saturating_sub(1).max(1);
+    let mut rest = V::default();
+    let mut dropped = 0;
+    for (i, (key, value)) in ranked.into_iter().enumerate() {
+        if i < keep && key != other {
+            values.insert(key, value);
+        } else {
+            rest.absorb(value);
+            dropped += 1;
+        }
+    }
+    values.insert(other, rest);
+    dropped
+}
+
 /// The statistics of one tenant, shaped like obshell's `TenantSessionStats`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TenantStats {
@@ -88,103 +150,83 @@ pub struct TenantStats {
     pub by_user: BTreeMap<String, Counts>,
     pub by_client: BTreeMap<String, Counts>,
     pub by_server: BTreeMap<String, Counts>,
-    /// How many distinct values [`TenantStats::limit`] folded into [`OTHER_LABEL`].
-    pub folded: Folded,
+    /// How many distinct values [`TenantStats::cap`] summed into [`OTHER_LABEL`].
+    pub dropped: Dropped,
     /// The longest active sessions, longest first: rank = index + 1.
     pub top: Vec<TopSession>,
 }
 
-/// Distinct values folded into [`OTHER_LABEL`], per guarded dimension.
+/// Distinct values summed into [`OTHER_LABEL`], per guarded dimension.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Folded {
+pub struct Dropped {
     pub db: usize,
     pub user: usize,
     pub client: usize,
 }
 
 impl TenantStats {
-    /// The cardinality guard: keeps at most `max` values per db, user and client
-    /// dimension, [`OTHER_LABEL`] included. The values with the most sessions (ties:
-    /// the most active, then by name) keep their own entry; the rest are summed into
-    /// [`OTHER_LABEL`]. Totals do not change. `max` 0 turns the guard off; the server
-    /// dimension is bounded by the cluster's size and never folded.
-    pub fn limit(&mut self, max: usize) {
-        if max == 0 {
-            return;
-        }
-        self.folded = Folded {
-            db: fold_smallest(&mut self.by_db, max),
-            user: fold_smallest(&mut self.by_user, max),
-            client: fold_smallest(&mut self.by_client, max),
+    /// Applies the cardinality guard ([`cap`]) to the db, user and client
+    /// dimensions; the server dimension is bounded by the cluster's size and never
+    /// capped.
+    pub fn cap(&mut self, max: usize) {
+        let other = || OTHER_LABEL.to_string();
+        self.dropped = Dropped {
+            db: cap(&mut self.by_db, max, other()),
+            user: cap(&mut self.by_user, max, other()),
+            client: cap(&mut self.by_client, max, other()),
         };
     }
 }
 
-/// Folds all but the `max - 1` largest entries of `values` into [`OTHER_LABEL`] when
-/// there are more than `max`; returns how many distinct values were folded.
-fn fold_smallest(values: &mut BTreeMap<String, Counts>, max: usize) -> usize {
-    if values.len() <= max {
-        return 0;
-    }
-    let mut ranked: Vec<(String, Counts)> = std::mem::take(values).into_iter().collect();
-    ranked.sort_by(|(a_name, a), (b_name, b)| {
-        b.sessions
-            .cmp(&a.sessions)
-            .then(b.active.cmp(&a.active))
-            .then_with(|| a_name.cmp(b_name))
-    });
-    let keep = max.saturating_sub(1).max(1);
-    let mut other = Counts::default();
-    let mut folded = 0;
-    for (i, (name, counts)) in ranked.into_iter().enumerate() {
-        // A real value spelled like the marker is folded too, never merged silently.
-        if i < keep && name != OTHER_LABEL {
-            values.insert(name, counts);
-        } else {
-            other.sessions += counts.sessions;
-            other.active += counts.active;
-            folded += 1;
-        }
-    }
-    values.insert(OTHER_LABEL.to_string(), other);
-    folded
+/// What one collection cycle produced, and how many rows (or entries) it read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collected {
+    pub statistics: Statistics,
+    pub rows: usize,
 }
 
-/// Statistics folded from one collection, and how many rows the database sent.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Collected {
-    pub tenants: BTreeMap<String, TenantStats>,
-    pub rows: usize,
-    /// A DBSS target's client session distribution (`None` for database targets).
-    pub dbss: Option<DbssClients>,
+/// The statistics of one cycle: per tenant for the databases, per audited database
+/// for DBSS, whose report has no tenants.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statistics {
+    Tenants(BTreeMap<String, TenantStats>),
+    Clients(ClientDistribution),
+}
+
+impl Collected {
+    /// The per-tenant statistics; empty for a kind without tenants.
+    pub fn into_tenants(self) -> BTreeMap<String, TenantStats> {
+        match self.statistics {
+            Statistics::Tenants(tenants) => tenants,
+            Statistics::Clients(_) => BTreeMap::new(),
+        }
+    }
 }
 
 /// A DBSS instance's client session distribution: sessions per audited database,
 /// ready to be labels.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DbssClients {
+pub struct ClientDistribution {
     pub instance_id: String,
     /// Keyed by (db_id, db_ip, db_name), each [`NONE_LABEL`] where DBSS sent null or
-    /// nothing; entries DBSS sent twice with the same labels are summed.
+    /// nothing; entries DBSS sent twice with the same labels are added up.
     pub sessions: BTreeMap<(String, String, String), u64>,
-    /// Entries summed into the `__other__` one by the cardinality guard.
-    pub folded: usize,
+    /// Databases summed into the `__other__` one by the cardinality guard.
+    pub dropped: usize,
 }
 
 /// One entry of DBSS's answer, as sent (any field may be null).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DbssEntry {
+pub struct ClientEntry {
     pub db_id: Option<String>,
     pub db_ip: Option<String>,
     pub db_name: Option<String>,
     pub session_num: u64,
 }
 
-impl DbssClients {
-    /// Groups `entries` by their labels. With more than `max_series` distinct
-    /// databases (0: no limit), those with the most sessions keep their series and
-    /// the rest are summed into one whose three labels are [`OTHER_LABEL`].
-    pub fn fold(instance_id: &str, entries: Vec<DbssEntry>, max_series: usize) -> Self {
+impl ClientDistribution {
+    /// Adds up `entries` by their labels.
+    pub fn new(instance_id: &str, entries: Vec<ClientEntry>) -> Self {
         let label = |value: Option<String>| match value {
             Some(text) if !text.is_empty() => text,
             _ => NONE_LABEL.to_string(),
@@ -192,64 +234,54 @@ impl DbssClients {
         let mut sessions: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         for entry in entries {
             let key = (label(entry.db_id), label(entry.db_ip), label(entry.db_name));
-            let count = sessions.entry(key).or_default();
-            *count = count.saturating_add(entry.session_num);
-        }
-        let mut folded = 0;
-        if max_series > 0 && sessions.len() > max_series {
-            let mut ranked: Vec<_> = std::mem::take(&mut sessions).into_iter().collect();
-            ranked.sort_by(|(a_key, a), (b_key, b)| b.cmp(a).then_with(|| a_key.cmp(b_key)));
-            let keep = max_series.saturating_sub(1).max(1);
-            let mut other = 0_u64;
-            for (i, (key, count)) in ranked.into_iter().enumerate() {
-                if i < keep {
-                    sessions.insert(key, count);
-                } else {
-                    other = other.saturating_add(count);
-                    folded += 1;
-                }
-            }
-            let other_key = (
-                OTHER_LABEL.to_string(),
-                OTHER_LABEL.to_string(),
-                OTHER_LABEL.to_string(),
-            );
-            *sessions.entry(other_key).or_default() += other;
+            sessions.entry(key).or_default().absorb(entry.session_num);
         }
         Self {
             instance_id: instance_id.to_string(),
             sessions,
-            folded,
+            dropped: 0,
         }
+    }
+
+    /// Applies the cardinality guard ([`cap`]): the databases with the most sessions
+    /// keep their series, the rest are summed into one whose three labels are
+    /// [`OTHER_LABEL`].
+    pub fn cap(&mut self, max: usize) {
+        let other = (
+            OTHER_LABEL.to_string(),
+            OTHER_LABEL.to_string(),
+            OTHER_LABEL.to_string(),
+        );
+        self.dropped = cap(&mut self.sessions, max, other);
     }
 }
 
-/// Folds rows into per-tenant statistics as they arrive, so a cycle holds the
+/// Adds rows up into per-tenant statistics as they arrive, so a cycle holds the
 /// statistics, never the list of rows.
 ///
-/// Folding uses hash maps (a row costs up to five lookups, and a cluster sends tens of
-/// thousands of rows); [`Folder::finish`] turns them into the ordered maps that
-/// encoding and the stats API walk. The databases send a tenant's rows together, so
-/// the tenant of the previous row is checked before any lookup.
+/// It uses hash maps while adding (a row costs up to five lookups, and a cluster sends
+/// tens of thousands of rows); [`Aggregator::finish`] turns them into the ordered maps
+/// that encoding and the stats API walk. The databases send a tenant's rows together,
+/// so the tenant of the previous row is checked before any lookup.
 #[derive(Debug, Default)]
-pub struct Folder {
-    tenants: Vec<(String, TenantFold)>,
-    index: FoldMap<usize>,
+pub struct Aggregator {
+    tenants: Vec<(String, TenantTally)>,
+    index: CycleMap<usize>,
     last: Option<usize>,
     rows: usize,
 }
 
-/// One tenant while folding: totals and top sessions in `stats`, dimensions here.
+/// One tenant while adding up: totals and top sessions in `stats`, dimensions here.
 #[derive(Debug, Default)]
-struct TenantFold {
+struct TenantTally {
     stats: TenantStats,
-    by_db: FoldMap<Counts>,
-    by_user: FoldMap<Counts>,
-    by_client: FoldMap<Counts>,
-    by_server: FoldMap<Counts>,
+    by_db: CycleMap<Counts>,
+    by_user: CycleMap<Counts>,
+    by_client: CycleMap<Counts>,
+    by_server: CycleMap<Counts>,
 }
 
-impl Folder {
+impl Aggregator {
     /// Makes `tenant` present even if no row names it (it then reports zeros).
     pub fn add_tenant(&mut self, tenant: &str) {
         if !self.index.contains_key(tenant) {
@@ -257,15 +289,15 @@ impl Folder {
         }
     }
 
-    /// The fold of tenant `name`, created on first sight.
-    fn tenant(&mut self, name: String) -> &mut TenantFold {
+    /// The tally of tenant `name`, created on first sight.
+    fn tenant(&mut self, name: String) -> &mut TenantTally {
         let i = match self.last {
             Some(i) if self.tenants[i].0 == name => i,
             _ => match self.index.get(name.as_str()) {
                 Some(&i) => i,
                 None => {
                     self.index.insert(name.clone(), self.tenants.len());
-                    self.tenants.push((name, TenantFold::default()));
+                    self.tenants.push((name, TenantTally::default()));
                     self.tenants.len() - 1
                 }
             },
@@ -312,12 +344,12 @@ impl Folder {
         let tenants = self
             .tenants
             .into_iter()
-            .map(|(name, fold)| {
-                let mut stats = fold.stats;
-                stats.by_db = fold.by_db.into_iter().collect();
-                stats.by_user = fold.by_user.into_iter().collect();
-                stats.by_client = fold.by_client.into_iter().collect();
-                stats.by_server = fold.by_server.into_iter().collect();
+            .map(|(name, tally)| {
+                let mut stats = tally.stats;
+                stats.by_db = tally.by_db.into_iter().collect();
+                stats.by_user = tally.by_user.into_iter().collect();
+                stats.by_client = tally.by_client.into_iter().collect();
+                stats.by_server = tally.by_server.into_iter().collect();
                 // Longest first; equal times in session id order, so ranks do not flap.
                 stats.top.sort_by(|a, b| {
                     b.time
@@ -328,32 +360,31 @@ impl Folder {
             })
             .collect();
         Collected {
-            tenants,
+            statistics: Statistics::Tenants(tenants),
             rows: self.rows,
-            dbss: None,
         }
     }
 }
 
-/// Adds up `collection` per tenant. Every tenant of `collection.tenants` is present
-/// in the result, with zeros when it has no sessions.
-pub fn fold(collection: Collection) -> BTreeMap<String, TenantStats> {
-    Collected::from(collection).tenants
+/// Adds up `rows` per tenant. Every tenant of `rows.tenants` is present in the
+/// result, with zeros when it has no sessions.
+pub fn aggregate(rows: SessionRows) -> BTreeMap<String, TenantStats> {
+    Collected::from(rows).into_tenants()
 }
 
-impl From<Collection> for Collected {
-    fn from(collection: Collection) -> Self {
-        let mut folder = Folder::default();
-        for tenant in &collection.tenants {
-            folder.add_tenant(tenant);
+impl From<SessionRows> for Collected {
+    fn from(rows: SessionRows) -> Self {
+        let mut aggregator = Aggregator::default();
+        for tenant in &rows.tenants {
+            aggregator.add_tenant(tenant);
         }
-        for group in collection.groups {
-            folder.add_group(group);
+        for group in rows.groups {
+            aggregator.add_group(group);
         }
-        for top in collection.top {
-            folder.add_top(top);
+        for top in rows.top {
+            aggregator.add_top(top);
         }
-        folder.finish()
+        aggregator.finish()
     }
 }
 
@@ -419,8 +450,8 @@ mod tests {
     }
 
     #[test]
-    fn folds_rows_into_every_dimension() {
-        let stats = fold(Collection {
+    fn aggregates_rows_into_every_dimension() {
+        let stats = aggregate(SessionRows {
             tenants: vec!["t1".into(), "empty".into()],
             groups: vec![
                 group("t1", "app", "root", "10.0.0.100", true, 3, 12.5),
@@ -473,7 +504,7 @@ mod tests {
             sql_id: String::new(),
             time,
         };
-        let stats = fold(Collection {
+        let stats = aggregate(SessionRows {
             tenants: vec!["a".into(), "b".into()],
             groups: vec![],
             top: vec![
@@ -500,7 +531,7 @@ mod tests {
 
     #[test]
     fn interleaved_tenants_stay_apart() {
-        let folded = fold(Collection {
+        let stats = aggregate(SessionRows {
             tenants: vec!["t3".into()],
             groups: vec![
                 group("t1", "d", "u", "10.0.0.1", true, 2, 5.0),
@@ -510,7 +541,7 @@ mod tests {
             ],
             top: vec![],
         });
-        let (t1, t2) = (&folded["t1"], &folded["t2"]);
+        let (t1, t2) = (&stats["t1"], &stats["t2"]);
         assert_eq!(
             (t1.sessions, t1.active_sessions, t1.max_active_time),
             (6, 2, 5.0)
@@ -521,13 +552,13 @@ mod tests {
         );
         assert_eq!(t1.by_db.len(), 2);
         assert_eq!(t2.by_user.len(), 2);
-        assert_eq!(folded["t3"].sessions, 0);
-        assert_eq!(folded.len(), 3);
+        assert_eq!(stats["t3"].sessions, 0);
+        assert_eq!(stats.len(), 3);
     }
 
     #[test]
     fn rows_that_normalize_alike_are_added_up() {
-        let stats = fold(Collection {
+        let stats = aggregate(SessionRows {
             tenants: vec![],
             groups: vec![
                 group("t", "d", "u", &client_label("[::1]".into()), false, 1, 0.0),
@@ -548,7 +579,7 @@ mod tests {
     fn a_zero_row_names_a_tenant_without_sessions() {
         // The cluster query LEFT JOINs tenants to sessions: an idle tenant comes back
         // as one row with a count of 0 and must not create `__none__` dimension values.
-        let stats = fold(Collection {
+        let stats = aggregate(SessionRows {
             tenants: vec!["idle".into()],
             groups: vec![group("idle", NONE_LABEL, "", NONE_LABEL, false, 0, 0.0)],
             top: vec![],
@@ -558,7 +589,7 @@ mod tests {
 
     #[test]
     fn the_guard_keeps_the_largest_and_sums_the_rest() {
-        let mut stats = fold(Collection {
+        let mut stats = aggregate(SessionRows {
             tenants: vec![],
             groups: (1..=10)
                 .map(|i| group("t", "d", &format!("u{i:02}"), "c", i % 2 == 0, i, 0.0))
@@ -568,7 +599,7 @@ mod tests {
         .remove("t")
         .unwrap();
         let before = stats.clone();
-        stats.limit(4);
+        stats.cap(4);
         let c = |sessions, active| Counts { sessions, active };
         assert_eq!(
             stats.by_user,
@@ -580,8 +611,8 @@ mod tests {
             ])
         );
         assert_eq!(
-            stats.folded,
-            Folded {
+            stats.dropped,
+            Dropped {
                 db: 0,
                 user: 7,
                 client: 0
@@ -594,10 +625,10 @@ mod tests {
         assert_eq!(stats.by_db, before.by_db, "under the limit: untouched");
 
         let mut off = before.clone();
-        off.limit(0);
+        off.cap(0);
         assert_eq!(off, before);
         let mut exact = before.clone();
-        exact.limit(10);
+        exact.cap(10);
         assert_eq!(
             exact.by_user, before.by_user,
             "exactly at the limit: untouched"
@@ -641,8 +672,8 @@ mod tests {
         }
     }
 
-    fn entry(id: Option<&str>, ip: Option<&str>, name: Option<&str>, n: u64) -> DbssEntry {
-        DbssEntry {
+    fn entry(id: Option<&str>, ip: Option<&str>, name: Option<&str>, n: u64) -> ClientEntry {
+        ClientEntry {
             db_id: id.map(str::to_string),
             db_ip: ip.map(str::to_string),
             db_name: name.map(str::to_string),
@@ -657,7 +688,7 @@ mod tests {
     #[test]
     fn dbss_entries_with_nulls_become_labels_and_duplicates_add_up() {
         // The documented example: null db_id and db_name.
-        let clients = DbssClients::fold(
+        let clients = ClientDistribution::new(
             "inst",
             vec![
                 entry(None, Some("100.79.0.248"), None, 16),
@@ -665,7 +696,6 @@ mod tests {
                 entry(Some(""), Some("100.79.0.247"), None, 2),
                 entry(Some("db1"), Some("10.0.0.37"), Some("orders"), 0),
             ],
-            0,
         );
         let expected: BTreeMap<_, _> = [
             (key(NONE_LABEL, "100.79.0.247", NONE_LABEL), 15),
@@ -674,7 +704,7 @@ mod tests {
         ]
         .into();
         assert_eq!(clients.sessions, expected);
-        assert_eq!((clients.instance_id.as_str(), clients.folded), ("inst", 0));
+        assert_eq!((clients.instance_id.as_str(), clients.dropped), ("inst", 0));
     }
 
     #[test]
@@ -682,7 +712,8 @@ mod tests {
         let entries = (1..=5)
             .map(|i| entry(Some(&format!("db{i}")), Some("10.0.0.1"), None, i))
             .collect();
-        let clients = DbssClients::fold("inst", entries, 3);
+        let mut clients = ClientDistribution::new("inst", entries);
+        clients.cap(3);
         let expected: BTreeMap<_, _> = [
             (key("db5", "10.0.0.1", NONE_LABEL), 5),
             (key("db4", "10.0.0.1", NONE_LABEL), 4),
@@ -690,7 +721,7 @@ mod tests {
         ]
         .into();
         assert_eq!(clients.sessions, expected);
-        assert_eq!(clients.folded, 3);
+        assert_eq!(clients.dropped, 3);
         assert_eq!(clients.sessions.values().sum::<u64>(), 15);
     }
 }

@@ -3,9 +3,11 @@
 //! characters), the token file, the database filter and the time range.
 //!
 //! The token itself is not part of the configuration: only its file is, and it is
-//! re-read whenever it changes (see `dbss::token`), so a rotation needs no reload.
+//! re-read whenever it changes (see [`crate::secret::TokenFile`]), so a rotation needs
+//! no reload.
 
-use super::{parse_duration, Checker};
+use super::{fields_of, parse_duration, KindInput, TargetKind};
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -184,73 +186,54 @@ pub struct Dbss {
     pub connect_timeout: Duration,
 }
 
-/// The DBSS keys of a raw target, as serde read them.
-#[derive(Debug, Default)]
-pub(super) struct RawDbss {
-    pub endpoint: Option<String>,
-    pub project_id: Option<String>,
-    pub instance_id: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub db_ids: Option<Vec<String>>,
-    pub time_range: Option<TimeRange>,
-    pub ca_file: Option<PathBuf>,
-    pub insecure_skip_verify: Option<bool>,
-    pub connect_timeout: Option<String>,
+/// The keys of a `kind: dbss` target, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDbss {
+    endpoint: Option<String>,
+    project_id: Option<String>,
+    instance_id: Option<String>,
+    token_file: Option<PathBuf>,
+    db_ids: Option<Vec<String>>,
+    time_range: Option<TimeRange>,
+    ca_file: Option<PathBuf>,
+    insecure_skip_verify: Option<bool>,
+    connect_timeout: Option<String>,
 }
 
-impl RawDbss {
-    /// The keys that are set, for "applies to kind dbss only" checks.
-    pub fn present(&self) -> Vec<&'static str> {
-        [
-            ("endpoint", self.endpoint.is_some()),
-            ("project_id", self.project_id.is_some()),
-            ("instance_id", self.instance_id.is_some()),
-            ("token_file", self.token_file.is_some()),
-            ("db_ids", self.db_ids.is_some()),
-            ("time_range", self.time_range.is_some()),
-            ("ca_file", self.ca_file.is_some()),
-            ("insecure_skip_verify", self.insecure_skip_verify.is_some()),
-            ("connect_timeout", self.connect_timeout.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(key, set)| set.then_some(key))
-        .collect()
-    }
+/// Every key this kind accepts.
+pub(super) fn keys() -> Vec<&'static str> {
+    fields_of::<RawDbss>().to_vec()
 }
 
-/// Checks the DBSS keys of the target at `key`; `collect_timeout` caps the connect
-/// timeout. Problems go to `check`; the result is usable either way.
-pub(super) fn validate(
-    raw: RawDbss,
-    key: &str,
-    base_dir: &Path,
-    collect_timeout: Duration,
-    check: &mut Checker,
-) -> Dbss {
-    let k = |field: &str| format!("{key}.{field}");
+/// Checks the DBSS keys; the target's `collect_timeout` caps the connect timeout.
+/// Problems go to `input`; the result is usable either way.
+pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
+    let raw = input.read::<RawDbss>();
+    let collect_timeout = input.collect_timeout;
     let endpoint = match raw.endpoint.as_deref() {
         None => {
-            check.problem(
-                &k("endpoint"),
+            input.problem(
+                "endpoint",
                 "is required for kind dbss: the DBSS base URL, e.g. https://dbss.ap-southeast-1.myhuaweicloud.com",
             );
             None
         }
         Some(text) => Endpoint::parse(text)
-            .map_err(|message| check.problem(&k("endpoint"), message))
+            .map_err(|message| input.problem("endpoint", message))
             .ok(),
     };
     let mut path_id = |field: &str, value: Option<String>| {
         let Some(value) = value else {
-            check.problem(
-                &k(field),
+            input.problem(
+                field,
                 format!("is required for kind dbss: the {field} shown in the DBSS console (32 to 64 characters)"),
             );
             return String::new();
         };
         if !valid_path_id(&value) {
-            check.problem(
-                &k(field),
+            input.problem(
+                field,
                 format!(
                     "`{}` is not a DBSS {field}: it has 32 to 64 characters (letters, digits, `-`, `_`), as shown in the console",
                     value.chars().take(80).collect::<String>()
@@ -263,16 +246,16 @@ pub(super) fn validate(
     let instance_id = path_id("instance_id", raw.instance_id);
     let token_file = match raw.token_file {
         None => {
-            check.problem(
-                &k("token_file"),
+            input.problem(
+                "token_file",
                 "is required for kind dbss: a file holding the IAM token (X-Subject-Token) sent as X-Auth-Token",
             );
             PathBuf::new()
         }
         Some(file) => {
-            let path = base_dir.join(file);
-            if let Err(message) = crate::dbss::token::read(&path) {
-                check.problem(&k("token_file"), message);
+            let path = input.base_dir.join(file);
+            if let Err(message) = crate::secret::read_token_file(&path) {
+                input.problem("token_file", message);
             }
             path
         }
@@ -280,35 +263,32 @@ pub(super) fn validate(
     let db_ids = raw.db_ids.unwrap_or_default();
     for (i, id) in db_ids.iter().enumerate() {
         if id.trim().is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-            check.problem(
-                &format!("{key}.db_ids[{i}]"),
+            input.problem(
+                &format!("db_ids[{i}]"),
                 "database IDs are 1 to 128 characters without control characters",
             );
         } else if db_ids[..i].contains(id) {
-            check.problem(
-                &format!("{key}.db_ids[{i}]"),
-                format!("`{id}` is listed twice"),
-            );
+            input.problem(&format!("db_ids[{i}]"), format!("`{id}` is listed twice"));
         }
     }
-    let ca_file = raw.ca_file.map(|file| base_dir.join(file));
+    let ca_file = raw.ca_file.map(|file| input.base_dir.join(file));
     if let Some(file) = &ca_file {
-        if let Err(message) = crate::dbss::client::read_ca_file(file) {
-            check.problem(&k("ca_file"), message);
+        if let Err(message) = read_ca_file(file) {
+            input.problem("ca_file", message);
         }
     }
     let insecure_skip_verify = raw.insecure_skip_verify.unwrap_or(false);
     if insecure_skip_verify && ca_file.is_some() {
-        check.problem(
-            &k("insecure_skip_verify"),
+        input.problem(
+            "insecure_skip_verify",
             "turns verification off, so ca_file would be ignored: keep one of them (ca_file, preferably)",
         );
     }
     let connect_timeout = match raw.connect_timeout.as_deref().map(parse_duration) {
         None => DEFAULT_CONNECT_TIMEOUT.min(collect_timeout),
         Some(Ok(d)) if d.is_zero() || d > collect_timeout => {
-            check.problem(
-                &k("connect_timeout"),
+            input.problem(
+                "connect_timeout",
                 format!(
                     "must be longer than 0s and at most collect_timeout ({})",
                     super::format_duration(collect_timeout)
@@ -318,11 +298,11 @@ pub(super) fn validate(
         }
         Some(Ok(d)) => d,
         Some(Err(message)) => {
-            check.problem(&k("connect_timeout"), message);
+            input.problem("connect_timeout", message);
             collect_timeout
         }
     };
-    Dbss {
+    TargetKind::Dbss(Dbss {
         endpoint: endpoint.unwrap_or(Endpoint {
             tls: true,
             host: String::new(),
@@ -337,7 +317,23 @@ pub(super) fn validate(
         ca_file,
         insecure_skip_verify,
         connect_timeout,
+    })
+}
+
+/// The certificates of a PEM file, for `ca_file`: checked at load, read again by the
+/// client whenever it is (re)built, so a fixed file is picked up.
+pub fn read_ca_file(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+        .and_then(|iter| iter.collect::<Result<_, _>>())
+        .map_err(|e| format!("cannot read CA certificates from {}: {e}", file.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            file.display()
+        ));
     }
+    Ok(certs)
 }
 
 /// DBSS's project and instance IDs: 32 to 64 characters. They go into a URL path, so
@@ -394,6 +390,19 @@ mod tests {
             let err = Endpoint::parse(text).unwrap_err();
             assert!(err.contains(expect), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn ca_files_without_certificates_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "not a certificate\n").unwrap();
+        assert!(read_ca_file(&file)
+            .unwrap_err()
+            .contains("no PEM certificate"));
+        assert!(read_ca_file(&dir.path().join("missing.pem"))
+            .unwrap_err()
+            .contains("cannot read CA certificates"));
     }
 
     #[test]

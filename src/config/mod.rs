@@ -1,22 +1,35 @@
 //! The configuration file: its types, loading, and validation.
 //!
 //! Loading is two steps. serde turns the YAML into raw structs (unknown keys and wrong
-//! types stop it, with serde's own line and column). Then [`validate`] checks meaning
-//! (addresses, durations, names, which keys fit which kind) and collects *every* problem
-//! with its `file:line: key`, so one run tells the user all there is to fix.
-//! A secret never appears in an error, a log line or a `Debug` print.
+//! types of the common keys stop it, with serde's own line and column). Then
+//! [`validate`] checks meaning (addresses, durations, names, and which keys fit which
+//! kind) and collects *every* problem with its `file:line: key`, so one run tells the
+//! user all there is to fix. A secret never appears in an error, a log line or a
+//! `Debug` print.
+//!
+//! A target is its common keys ([`Target`]) plus one kind's settings
+//! ([`TargetKind`]). Each kind's keys, their types and their checks live in the
+//! kind's own module; [`KINDS`] registers them, and is the only list of kinds here.
 
+mod database;
 mod dbss;
 mod duration;
+mod keys;
 mod locate;
+mod mysql;
+mod oceanbase;
 
-pub use dbss::{is_path_safe, valid_path_id, Dbss, Endpoint, TimeRange};
+pub use database::{Address, AddressError, Database, Filter, NameList};
+pub use dbss::{is_path_safe, read_ca_file, valid_path_id, Dbss, Endpoint, TimeRange};
 pub use duration::parse_duration;
+pub use mysql::Mysql;
+pub use oceanbase::{Oceanbase, Relation, RelationError};
 
+use crate::secret::{read_password_file, Secret};
+use keys::{fields_of, RawTarget};
 use locate::KeyLines;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
-use std::fmt;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -102,207 +115,99 @@ impl Passthrough {
     }
 }
 
-/// What kind of database a target is, which decides how its sessions are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// OceanBase through `GV$OB_PROCESSLIST` (a cluster's sys tenant), or
-    /// `V$OB_PROCESSLIST` for single-tenant servers such as seekdb.
-    Oceanbase,
-    /// MySQL or MariaDB through `information_schema.PROCESSLIST`.
-    Mysql,
-    /// Huawei Cloud Database Security Service: its client session distribution report,
-    /// over HTTPS.
-    Dbss,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Oceanbase => "oceanbase",
-            Kind::Mysql => "mysql",
-            Kind::Dbss => "dbss",
-        }
-    }
-}
-
-/// One database endpoint to collect from.
+/// One target to collect from: what every kind has, and its kind's own settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// Unique name; the `target` label of every series of this target.
     pub name: String,
-    pub kind: Kind,
-    pub address: Address,
-    pub user: String,
-    pub password: Secret,
-    /// OceanBase only: the tenants to report; `None` reports every tenant visible.
-    pub tenants: Option<Vec<String>>,
-    /// OceanBase only: the tenant label for a single-tenant server that does not tell
-    /// its tenant's name (seekdb).
-    pub tenant: Option<String>,
     /// Constant labels added to every series of this target, sorted by name.
     pub labels: Vec<(String, String)>,
     pub collect_interval: Duration,
     pub collect_timeout: Duration,
-    /// The cardinality guard: at most this many db, user and client_ip series per
-    /// tenant, `__other__` included; 0 turns it off.
+    /// The cardinality guard: at most this many series per tenant and dimension (db,
+    /// user, client_ip; a DBSS target's databases), `__other__` included; 0 turns it
+    /// off.
     pub max_series_per_dimension: usize,
-    /// How many of each tenant's longest active sessions to export; 0 turns it off.
-    pub top_sessions: usize,
-    /// Which sessions count at all.
-    pub filter: Filter,
-    /// OceanBase only: relations read instead of `oceanbase.GV$OB_PROCESSLIST` and
-    /// `oceanbase.DBA_OB_TENANTS` (a view of the user's own, or a test table).
-    pub processlist_view: Option<Relation>,
-    pub tenants_view: Option<Relation>,
-    /// Kind dbss only: the DBSS API and what to ask it. (`address` is then the
-    /// endpoint's host and port, and `user` is empty.)
-    pub dbss: Option<Dbss>,
+    pub kind: TargetKind,
 }
 
-/// Which sessions a target counts. Sessions filtered out appear in no series, totals
-/// included, as with mysqld_exporter's `processlist.min_time`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Only sessions whose TIME is at least this long.
-    pub min_time: Option<Duration>,
-    pub users: NameList,
-    pub databases: NameList,
+/// What kind of target this is, with that kind's own settings: which decides how its
+/// sessions are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetKind {
+    /// OceanBase through `GV$OB_PROCESSLIST` (a cluster's sys tenant), or
+    /// `V$OB_PROCESSLIST` for single-tenant servers such as seekdb.
+    Oceanbase(Oceanbase),
+    /// MySQL or MariaDB through `information_schema.PROCESSLIST`.
+    Mysql(Mysql),
+    /// Huawei Cloud Database Security Service: its client session distribution report,
+    /// over HTTPS.
+    Dbss(Dbss),
 }
 
-/// Exact names to keep (`allow`, when given) and to drop (`deny`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NameList {
-    pub allow: Option<Vec<String>>,
-    pub deny: Vec<String>,
-}
-
-impl NameList {
-    pub fn is_empty(&self) -> bool {
-        self.allow.is_none() && self.deny.is_empty()
+impl TargetKind {
+    /// The name written in `kind:`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TargetKind::Oceanbase(_) => "oceanbase",
+            TargetKind::Mysql(_) => "mysql",
+            TargetKind::Dbss(_) => "dbss",
+        }
     }
-}
 
-/// `host:port` of a database server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Address {
-    pub host: String,
-    pub port: u16,
-}
+    /// The SQL settings of a kind read over the MySQL protocol; None for the others.
+    pub fn database(&self) -> Option<&Database> {
+        match self {
+            TargetKind::Oceanbase(settings) => Some(&settings.database),
+            TargetKind::Mysql(settings) => Some(&settings.database),
+            TargetKind::Dbss(_) => None,
+        }
+    }
 
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
+    /// The tenants the configuration names for target `name`: reported (down) even
+    /// when a collection does not find them.
+    pub fn expected_tenants(&self, name: &str) -> Vec<String> {
+        match self {
+            TargetKind::Oceanbase(settings) => settings.tenants.clone().unwrap_or_default(),
+            // One server, one tenant, named after the target.
+            TargetKind::Mysql(_) => vec![name.to_string()],
+            TargetKind::Dbss(_) => Vec::new(),
         }
     }
 }
 
-impl Address {
-    /// Parses `host:port` or `[v6]:port`; the port is required because guessing
-    /// between 2881 (OceanBase) and 3306 (MySQL) would hide a typo.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-            let (host, after) = rest
-                .split_once(']')
-                .ok_or_else(|| format!("`{text}` opens `[` without closing it"))?;
-            let port = after
-                .strip_prefix(':')
-                .ok_or_else(|| format!("`{text}` has no port: write it as [{host}]:2881"))?;
-            (host, port)
-        } else {
-            match text.rsplit_once(':') {
-                Some((host, _)) if host.contains(':') => {
-                    return Err(format!(
-                        "`{text}` looks like an IPv6 address: write it as [address]:port"
-                    ))
-                }
-                Some((host, port)) => (host, port),
-                None => {
-                    return Err(format!(
-                        "`{text}` has no port: write host:port, e.g. 127.0.0.1:2881 \
-                         (OceanBase) or 127.0.0.1:3306 (MySQL)"
-                    ))
-                }
-            }
-        };
-        if host.is_empty() {
-            return Err(format!(
-                "`{text}` has no host: write host:port, e.g. 127.0.0.1:2881"
-            ));
-        }
-        let port = port
-            .parse::<u16>()
-            .ok()
-            .filter(|port| *port != 0)
-            .ok_or_else(|| format!("`{port}` is not a port: use a number from 1 to 65535"))?;
-        Ok(Self {
-            host: host.to_string(),
-            port,
-        })
-    }
+/// A kind as the configuration knows it: its `kind:` name, the keys its settings
+/// accept (read from its settings types), what to tell a user who gives it another
+/// kind's key, and the validation of its keys.
+pub(crate) struct KindEntry {
+    pub name: &'static str,
+    pub keys: fn() -> Vec<&'static str>,
+    /// Follows "applies to kind X only, not to a <name> target".
+    pub foreign_key_hint: &'static str,
+    pub validate: fn(&mut KindInput<'_>) -> TargetKind,
 }
 
-/// A schema-qualified relation name such as `oceanbase.GV$OB_PROCESSLIST`.
-///
-/// Only identifier characters are accepted, and each part is quoted with backticks
-/// when written into SQL, so a config value can never change a query's meaning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relation {
-    parts: Vec<String>,
-}
-
-impl Relation {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let parts: Vec<String> = text.split('.').map(str::to_string).collect();
-        let valid = |part: &String| {
-            !part.is_empty()
-                && part.len() <= 64
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-        };
-        if parts.len() > 2 || !parts.iter().all(valid) {
-            return Err(format!(
-                "`{text}` is not a relation name: write `schema.name` with letters, \
-                 digits, `_` and `$`, e.g. oceanbase.GV$OB_PROCESSLIST"
-            ));
-        }
-        Ok(Self { parts })
-    }
-
-    /// The relation quoted for SQL, e.g. `` `oceanbase`.`GV$OB_PROCESSLIST` ``.
-    pub fn to_sql(&self) -> String {
-        self.parts
-            .iter()
-            .map(|part| format!("`{part}`"))
-            .collect::<Vec<_>>()
-            .join(".")
-    }
-}
-
-/// A password: printed as `<redacted>` by `Debug`, readable only through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// Every kind of target. Adding a kind is its module and one entry here.
+pub(crate) const KINDS: &[KindEntry] = &[
+    KindEntry {
+        name: "oceanbase",
+        keys: oceanbase::keys,
+        foreign_key_hint: "",
+        validate: oceanbase::validate,
+    },
+    KindEntry {
+        name: "mysql",
+        keys: mysql::keys,
+        foreign_key_hint: "; a mysql target has one tenant named after the target",
+        validate: mysql::validate,
+    },
+    KindEntry {
+        name: "dbss",
+        keys: dbss::keys,
+        foreign_key_hint: "; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how)",
+        validate: dbss::validate,
+    },
+];
 
 /// Why a configuration could not be used. Each message says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -393,57 +298,6 @@ struct RawGlobal {
     top_sessions: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFilter {
-    min_time: Option<String>,
-    #[serde(default)]
-    users: RawNameList,
-    #[serde(default)]
-    databases: RawNameList,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNameList {
-    allow: Option<Vec<String>>,
-    #[serde(default)]
-    deny: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    name: String,
-    kind: Kind,
-    address: Option<String>,
-    user: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    tenants: Option<Vec<String>>,
-    tenant: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    collect_interval: Option<String>,
-    collect_timeout: Option<String>,
-    max_series_per_dimension: Option<usize>,
-    top_sessions: Option<usize>,
-    filter: Option<RawFilter>,
-    processlist_view: Option<String>,
-    tenants_view: Option<String>,
-    // Kind dbss (see `dbss::RawDbss`); flatten cannot be combined with
-    // deny_unknown_fields, so the keys are listed here.
-    endpoint: Option<String>,
-    project_id: Option<String>,
-    instance_id: Option<String>,
-    token_file: Option<PathBuf>,
-    db_ids: Option<Vec<String>>,
-    time_range: Option<TimeRange>,
-    ca_file: Option<PathBuf>,
-    insecure_skip_verify: Option<bool>,
-    connect_timeout: Option<String>,
-}
-
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -525,39 +379,7 @@ impl Checker {
 
     fn top_sessions(&mut self, key: &str, n: usize) {
         if n > MAX_TOP_SESSIONS {
-            self.problem(
-                key,
-                format!("{n} is more than {MAX_TOP_SESSIONS}: keep it small (each rank is a series that churns), and list sessions through the passthrough API"),
-            );
-        }
-    }
-
-    /// Names are written into SQL as string literals: refuse what could not be
-    /// quoted the same way in every SQL mode.
-    fn name_list(&mut self, key: &str, raw: RawNameList) -> NameList {
-        let lists = [
-            ("allow", raw.allow.as_deref().unwrap_or_default()),
-            ("deny", &raw.deny[..]),
-        ];
-        for (field, names) in lists {
-            for (i, name) in names.iter().enumerate() {
-                if name.is_empty() || name.contains('\\') || name.chars().any(char::is_control) {
-                    self.problem(
-                        &format!("{key}.{field}[{i}]"),
-                        "names must be non-empty, without backslashes or control characters",
-                    );
-                }
-            }
-        }
-        if raw.allow.as_ref().is_some_and(Vec::is_empty) {
-            self.problem(
-                &format!("{key}.allow"),
-                "is empty, which would drop every session: list names, or remove the key",
-            );
-        }
-        NameList {
-            allow: raw.allow,
-            deny: raw.deny,
+            self.problem(key, top_sessions_problem(n));
         }
     }
 
@@ -790,7 +612,7 @@ struct Defaults {
 }
 
 fn validate_target(
-    mut raw: RawTarget,
+    raw: RawTarget,
     key: &str,
     global: &Defaults,
     base_dir: &Path,
@@ -807,159 +629,6 @@ fn validate_target(
             ),
         );
     }
-    let raw_dbss = dbss::RawDbss {
-        endpoint: raw.endpoint.take(),
-        project_id: raw.project_id.take(),
-        instance_id: raw.instance_id.take(),
-        token_file: raw.token_file.take(),
-        db_ids: raw.db_ids.take(),
-        time_range: raw.time_range.take(),
-        ca_file: raw.ca_file.take(),
-        insecure_skip_verify: raw.insecure_skip_verify.take(),
-        connect_timeout: raw.connect_timeout.take(),
-    };
-    let is_dbss = raw.kind == Kind::Dbss;
-    if is_dbss {
-        let database_only = [
-            ("address", raw.address.is_some()),
-            ("user", raw.user.is_some()),
-            ("password", raw.password.is_some()),
-            ("password_file", raw.password_file.is_some()),
-            ("top_sessions", raw.top_sessions.is_some()),
-            ("filter", raw.filter.is_some()),
-        ];
-        for (field, present) in database_only {
-            if present {
-                check.problem(
-                    &k(field),
-                    "does not apply to kind dbss, which reads DBSS's report over HTTPS: remove it (the endpoint and token_file say where and how)",
-                );
-            }
-        }
-    } else {
-        for field in raw_dbss.present() {
-            check.problem(
-                &k(field),
-                format!(
-                    "applies to kind dbss only, not to a {} target: remove it",
-                    raw.kind.as_str()
-                ),
-            );
-        }
-    }
-    let address = match (&raw.address, is_dbss) {
-        (_, true) => Address {
-            host: String::new(),
-            port: 0,
-        },
-        (None, false) => {
-            check.problem(
-                &k("address"),
-                "is required: the database's host:port, e.g. 127.0.0.1:2881",
-            );
-            Address {
-                host: String::new(),
-                port: 0,
-            }
-        }
-        (Some(text), false) => Address::parse(text).unwrap_or_else(|message| {
-            check.problem(&k("address"), message);
-            Address {
-                host: String::new(),
-                port: 0,
-            }
-        }),
-    };
-    let user = raw.user.take().unwrap_or_default();
-    if !is_dbss && user.trim().is_empty() {
-        check.problem(
-            &k("user"),
-            "is empty: name the monitoring account, e.g. monitor@sys",
-        );
-    }
-    let password = match (raw.password, raw.password_file) {
-        (Some(_), Some(_)) => {
-            check.problem(
-                &k("password_file"),
-                "give either password or password_file, not both",
-            );
-            Secret::default()
-        }
-        (Some(text), None) => expand_env(&text, env).unwrap_or_else(|message| {
-            check.problem(&k("password"), message);
-            Secret::default()
-        }),
-        (None, Some(file)) => read_password_file(&base_dir.join(file)).unwrap_or_else(|message| {
-            check.problem(&k("password_file"), message);
-            Secret::default()
-        }),
-        (None, None) => Secret::default(),
-    };
-
-    let oceanbase_only = [
-        ("tenants", raw.tenants.is_some()),
-        ("tenant", raw.tenant.is_some()),
-        ("processlist_view", raw.processlist_view.is_some()),
-        ("tenants_view", raw.tenants_view.is_some()),
-    ];
-    if raw.kind != Kind::Oceanbase {
-        for (field, present) in oceanbase_only {
-            if present {
-                check.problem(
-                    &k(field),
-                    if is_dbss {
-                        "applies to kind oceanbase only; a dbss target has no tenants: remove it"
-                            .to_string()
-                    } else {
-                        format!(
-                            "applies to kind oceanbase only; a {} target has one tenant named after the target: remove it",
-                            raw.kind.as_str()
-                        )
-                    },
-                );
-            }
-        }
-    }
-    if let Some(tenants) = &raw.tenants {
-        if tenants.is_empty() {
-            check.problem(
-                &k("tenants"),
-                "is empty: list tenants, or remove the key to report every tenant",
-            );
-        }
-        let mut seen = HashSet::new();
-        for (i, tenant) in tenants.iter().enumerate() {
-            if !valid_tenant(tenant) {
-                check.problem(
-                    &format!("{key}.tenants[{i}]"),
-                    format!("`{tenant}` is not a tenant name: OceanBase tenant names are letters, digits and `_`"),
-                );
-            } else if !seen.insert(tenant) {
-                check.problem(
-                    &format!("{key}.tenants[{i}]"),
-                    format!("`{tenant}` is listed twice"),
-                );
-            }
-        }
-    }
-    if let Some(tenant) = &raw.tenant {
-        if !valid_tenant(tenant) {
-            check.problem(
-                &k("tenant"),
-                format!("`{tenant}` is not a tenant name: OceanBase tenant names are letters, digits and `_`"),
-            );
-        }
-    }
-    let mut relation = |field: &str, text: Option<&str>| {
-        text.and_then(|text| {
-            Relation::parse(text)
-                .map_err(|message| check.problem(&k(field), message))
-                .ok()
-        })
-    };
-    let processlist_view = relation("processlist_view", raw.processlist_view.as_deref());
-    let tenants_view = relation("tenants_view", raw.tenants_view.as_deref());
-
     for name in raw.labels.keys() {
         let label_key = format!("{key}.labels.{name}");
         if RESERVED_LABELS.contains(&name.as_str()) {
@@ -974,7 +643,6 @@ fn validate_target(
             );
         }
     }
-
     let interval = check.duration(
         &k("collect_interval"),
         raw.collect_interval.as_deref(),
@@ -987,18 +655,6 @@ fn validate_target(
     );
     let max_series = raw.max_series_per_dimension.unwrap_or(global.max_series);
     check.max_series(&k("max_series_per_dimension"), max_series);
-    let top_sessions = raw.top_sessions.unwrap_or(global.top_sessions);
-    check.top_sessions(&k("top_sessions"), top_sessions);
-    let raw_filter = raw.filter.unwrap_or_default();
-    let filter = Filter {
-        min_time: raw_filter.min_time.as_deref().and_then(|text| {
-            parse_duration(text)
-                .map_err(|message| check.problem(&k("filter.min_time"), message))
-                .ok()
-        }),
-        users: check.name_list(&k("filter.users"), raw_filter.users),
-        databases: check.name_list(&k("filter.databases"), raw_filter.databases),
-    };
     if (raw.collect_interval.is_some() || raw.collect_timeout.is_some()) && timeout >= interval {
         check.problem(
             &k("collect_timeout"),
@@ -1009,35 +665,106 @@ fn validate_target(
             ),
         );
     }
-
-    let (address, dbss) = if is_dbss {
-        let settings = dbss::validate(raw_dbss, key, base_dir, timeout, check);
-        let address = Address {
-            host: settings.endpoint.host.clone(),
-            port: settings.endpoint.port,
-        };
-        (address, Some(settings))
-    } else {
-        (address, None)
+    let entry = KINDS
+        .iter()
+        .find(|entry| entry.name == raw.kind)
+        .expect("the parser accepts registered kinds only");
+    let mut input = KindInput {
+        key,
+        settings: raw.settings,
+        base_dir,
+        env,
+        global,
+        collect_timeout: timeout,
+        check,
     };
+    input.refuse_foreign_keys(entry);
+    let kind = (entry.validate)(&mut input);
     Target {
         name: raw.name,
-        kind: raw.kind,
-        address,
-        user,
-        password,
-        tenants: raw.tenants,
-        tenant: raw.tenant,
         labels: raw.labels.into_iter().collect(),
         collect_interval: interval,
         collect_timeout: timeout,
         max_series_per_dimension: max_series,
-        top_sessions,
-        filter,
-        processlist_view,
-        tenants_view,
-        dbss,
+        kind,
     }
+}
+
+/// What a kind's validation reads: its keys as written, and what they may depend on
+/// (the file's directory for relative paths, `${VAR}` lookups, the global defaults,
+/// the target's collect timeout). Problems are reported by the kind's key.
+pub(crate) struct KindInput<'a> {
+    /// `targets[i]`: problems are placed on `targets[i].<key>`.
+    key: &'a str,
+    /// The keys not read yet.
+    settings: serde_yaml::Mapping,
+    base_dir: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    global: &'a Defaults,
+    collect_timeout: Duration,
+    check: &'a mut Checker,
+}
+
+impl KindInput<'_> {
+    /// A problem with `field` of this target (`tenants[1]`, `filter.min_time`).
+    fn problem(&mut self, field: &str, message: impl Into<String>) {
+        self.check
+            .problem(&format!("{}.{field}", self.key), message);
+    }
+
+    /// Reports, and drops, every key that belongs to other kinds only.
+    fn refuse_foreign_keys(&mut self, kind: &KindEntry) {
+        let accepted = (kind.keys)();
+        let foreign: Vec<String> = self
+            .settings
+            .keys()
+            .filter_map(|key| key.as_str())
+            .filter(|key| !accepted.contains(key))
+            .map(str::to_string)
+            .collect();
+        for key in foreign {
+            self.settings.remove(key.as_str());
+            let owners = keys::kinds_accepting(&key);
+            let owners = match owners.as_slice() {
+                [one] => format!("kind {one}"),
+                many => format!("kinds {}", many.join(" and ")),
+            };
+            self.problem(
+                &key,
+                format!(
+                    "applies to {owners} only, not to a {} target{}: remove it",
+                    kind.name, kind.foreign_key_hint
+                ),
+            );
+        }
+    }
+
+    /// Takes the keys of `T` out of the unread ones and deserializes them. A key of
+    /// the wrong type is a problem on that key (with serde's message), and `T`'s
+    /// default stands in, so the other keys are still checked.
+    fn read<T: for<'de> Deserialize<'de> + Default>(&mut self) -> T {
+        let fields = fields_of::<T>();
+        let mut mine = serde_yaml::Mapping::new();
+        for field in fields {
+            if let Some(value) = self.settings.remove(*field) {
+                mine.insert(serde_yaml::Value::String(field.to_string()), value);
+            }
+        }
+        keys::settings_of(mine).unwrap_or_else(|(field, message)| {
+            self.problem(field.as_deref().unwrap_or(fields[0]), message);
+            T::default()
+        })
+    }
+
+    /// Replaces `${NAME}` in `text` with the environment variable's value.
+    fn expand_env(&self, text: &str) -> Result<Secret, String> {
+        expand_env(text, self.env)
+    }
+}
+
+/// The problem with a `top_sessions` above [`MAX_TOP_SESSIONS`].
+fn top_sessions_problem(n: usize) -> String {
+    format!("{n} is more than {MAX_TOP_SESSIONS}: keep it small (each rank is a series that churns), and list sessions through the passthrough API")
 }
 
 /// The timeout when none is given: `timeout` if it fits in `interval`, else 80 % of
@@ -1072,25 +799,12 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret
     Ok(Secret::new(out))
 }
 
-fn read_password_file(path: &Path) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    // Files written by `echo` end with a newline that is not part of the password.
-    Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
-}
-
 fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-fn valid_tenant(name: &str) -> bool {
-    (1..=128).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn valid_label_name(name: &str) -> bool {
@@ -1117,5 +831,7 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The landing page at `/`: version, every target with its state, and links.
 
 use super::AppState;
-use crate::snapshot::TargetStatus;
+use crate::status::TargetStatus;
 use axum::extract::State;
 use axum::response::Html;
 use std::fmt::Write;
@@ -50,7 +50,7 @@ fn row(out: &mut String, target: &TargetStatus) {
         out,
         "<tr><td>{}</td><td>{}</td>{state}<td>{}</td><td>{last_success}</td><td>{error}</td></tr>",
         escape(&target.name),
-        target.kind.as_str(),
+        target.kind,
         target.tenants.len(),
     );
 }

@@ -7,11 +7,14 @@
 //! requests finish. The web configuration is read per connection from [`Web`], so a
 //! reload changes certificates and users for every new connection.
 
-use super::web_config::WebConfig;
+use crate::web::Web;
+use axum::response::Response;
+use axum::Router;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -25,39 +28,15 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// The current web configuration, swapped whole on reload.
-#[derive(Debug, Default)]
-pub struct Web {
-    current: RwLock<Arc<WebConfig>>,
-}
+/// Answers a request without the router when it can (a scrape), else None.
+pub type FastPath = Arc<dyn Fn(&hyper::Request<Incoming>) -> Option<Response> + Send + Sync>;
 
-impl Web {
-    pub fn new(config: WebConfig) -> Self {
-        Self {
-            current: RwLock::new(Arc::new(config)),
-        }
-    }
-
-    pub fn get(&self) -> Arc<WebConfig> {
-        match self.current.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    pub fn set(&self, config: WebConfig) {
-        match self.current.write() {
-            Ok(mut current) => *current = Arc::new(config),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(config),
-        }
-    }
-}
-
-/// Serves `app` on `listener` until `cancel` fires, then lets open requests finish
-/// for up to `drain`.
+/// Serves `router` on `listener` until `cancel` fires, then lets open requests finish
+/// for up to `drain`. Requests `fast` answers skip the router.
 pub async fn serve(
     listener: TcpListener,
-    app: super::App,
+    router: Router,
+    fast: FastPath,
     max_connections: usize,
     web: Arc<Web>,
     cancel: CancellationToken,
@@ -91,11 +70,11 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let config = web.get();
         // Scrapes take the direct path; everything else goes through the router.
-        let router = TowerToHyperService::new(app.router.clone());
-        let app = app.clone();
+        let router = TowerToHyperService::new(router.clone());
+        let fast = fast.clone();
         let service = hyper::service::service_fn(move |request| {
             use hyper::service::Service as _;
-            let answer = app.scrape(&request).ok_or_else(|| router.call(request));
+            let answer = fast(&request).ok_or_else(|| router.call(request));
             async move {
                 match answer {
                     Ok(response) => Ok(response),

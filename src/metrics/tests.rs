@@ -1,7 +1,7 @@
 use super::*;
 use crate::config;
-use crate::source::SourceError;
-use crate::stats::{Collection, SessionGroup, NONE_LABEL};
+use crate::source::{Reason, SourceError};
+use crate::stats::{SessionGroup, SessionRows, NONE_LABEL};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -45,9 +45,10 @@ fn exact_series_for_a_collected_cluster() {
     let mut status = TargetStatus::new(
         &target("    tenants: [t1, gone]\n    labels: {cluster: prod}\n"),
         1,
+        &Reason::DATABASE,
     );
     status.record_success(
-        Collection {
+        SessionRows {
             tenants: vec!["t1".into()],
             groups: vec![
                 group("t1", "root", true, 2, 4.5),
@@ -119,9 +120,9 @@ fn exact_series_for_a_collected_cluster() {
 
 #[test]
 fn a_failed_target_keeps_up_and_errors_but_drops_session_series() {
-    let mut status = TargetStatus::new(&target(""), 1);
+    let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
     status.record_success(
-        Collection {
+        SessionRows {
             tenants: vec!["t1".into(), "t2".into()],
             groups: vec![group("t1", "root", true, 1, 1.0)],
             top: vec![],
@@ -156,7 +157,7 @@ fn a_failed_target_keeps_up_and_errors_but_drops_session_series() {
 
 #[test]
 fn a_target_never_reached_reports_up_zero_once_tried() {
-    let mut status = TargetStatus::new(&target(""), 1);
+    let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
     let text = encode(&[Arc::new(status.clone())]).unwrap();
     assert!(
         samples(&text, UP).is_empty(),
@@ -175,9 +176,9 @@ fn a_target_never_reached_reports_up_zero_once_tried() {
 
 #[test]
 fn hostile_label_values_are_escaped() {
-    let mut status = TargetStatus::new(&target(""), 1);
+    let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
     status.record_success(
-        Collection {
+        SessionRows {
             tenants: vec!["t".into()],
             groups: vec![group("t", "a\"b\\c\nd", false, 1, 0.0)],
             top: vec![],
@@ -259,11 +260,11 @@ proptest::proptest! {
         user in proptest::string::string_regex("[\\s\\S]{0,40}").unwrap(),
         db in "(\\\\|\"|\n|.){0,12}",
     ) {
-        let mut status = TargetStatus::new(&target(""), 1);
+        let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
         let mut g = group(&tenant, &user, true, 2, 1.5);
         g.db = db.clone();
         status.record_success(
-            Collection { tenants: vec![], groups: vec![g], top: vec![] },
+            SessionRows { tenants: vec![], groups: vec![g], top: vec![] },
             Duration::from_millis(5),
             SystemTime::UNIX_EPOCH,
         );

@@ -7,10 +7,11 @@
 
 use super::envelope::Failure;
 use super::params::{ListParams, Observer};
-use super::session::{expression, mysql_active, Field, TenantSession};
-use crate::config::{Kind, Target};
+use super::session::{expression, Field, TenantSession};
+use crate::source::processlist::{Processlist, View};
+use crate::source::sql::SqlError;
 use crate::source::sql::{filter_conditions, TAG};
-use crate::source::{self, View};
+use crate::source::{self};
 use crate::stats::{Counts, TenantStats, NONE_LABEL};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
@@ -132,7 +133,7 @@ impl From<TenantStats> for SessionStats {
 
 /// One target's passthrough connections and what it knows about its relation.
 pub struct Backend {
-    pub target: Target,
+    pub target: Processlist,
     pool: Pool,
     permits: Semaphore,
     max_concurrent: usize,
@@ -147,20 +148,18 @@ impl Drop for Backend {
 }
 
 impl Backend {
-    pub fn new(target: &Target, max_concurrent: usize, timeout: Duration) -> Self {
-        // OceanBase stops the query at the request's timeout itself; MySQL/MariaDB
-        // queries on the processlist are short, and the request is abandoned anyway.
-        let init = match target.kind {
-            Kind::Oceanbase => vec![format!(
-                "{TAG} SET SESSION ob_query_timeout = {}",
-                timeout.as_micros().max(1)
-            )],
-            // (DBSS targets have no backend: they are forwarded over HTTPS.)
-            Kind::Mysql | Kind::Dbss => Vec::new(),
-        };
+    /// `interval` is the target's collect interval, which sets how long idle
+    /// connections are kept.
+    pub fn new(
+        target: Processlist,
+        interval: Duration,
+        max_concurrent: usize,
+        timeout: Duration,
+    ) -> Self {
+        let init = target.init_statements(timeout);
         Self {
-            target: target.clone(),
-            pool: source::pool(target, init, max_concurrent),
+            pool: source::pool(target.database(), interval, init, max_concurrent),
+            target,
             permits: Semaphore::new(max_concurrent),
             max_concurrent,
             timeout,
@@ -170,7 +169,7 @@ impl Backend {
 
     /// True when this backend serves `target` with these settings unchanged, so a
     /// reload keeps its connections.
-    pub fn serves(&self, target: &Target, max_concurrent: usize, timeout: Duration) -> bool {
+    pub fn serves(&self, target: &Processlist, max_concurrent: usize, timeout: Duration) -> bool {
         self.target == *target && self.max_concurrent == max_concurrent && self.timeout == timeout
     }
 
@@ -264,12 +263,18 @@ impl Backend {
         let _permit = self.permit().await?;
         let mut conn = self.conn().await?;
         let shape = self.shape(&mut conn).await?;
-        let collected = source::tenant_stats(&mut conn, &self.target, shape.view, tenant)
+        let collected = self
+            .target
+            .tenant_stats(&mut conn, shape.view, tenant)
             .await
-            .map_err(|e| self.failure(&e))?
-            .map_err(|e| Failure::unavailable(format!("target `{}`: {e}", self.target.name)))?;
+            .map_err(|err| match err {
+                SqlError::Driver(err) => self.failure(&err),
+                SqlError::Answer(err) => {
+                    Failure::unavailable(format!("target `{}`: {err}", self.target.name()))
+                }
+            })?;
         let stats = collected
-            .tenants
+            .into_tenants()
             .into_iter()
             .find(|(name, _)| name == tenant)
             .map(|(_, s)| s);
@@ -278,7 +283,7 @@ impl Backend {
                 "OB.Tenant.NotExist",
                 format!(
                     "tenant `{tenant}` no longer exists in target `{}`",
-                    self.target.name
+                    self.target.name()
                 ),
             )
         })
@@ -298,10 +303,10 @@ impl Backend {
     async fn shape(&self, conn: &mut Conn) -> Result<&Shape, Failure> {
         self.shape
             .get_or_try_init(|| async {
-                let view = source::detect_view(conn, &self.target)
+                let view = self.target.detect_view(conn)
                     .await
                     .map_err(|e| self.failure(&e))?;
-                let relation = view.relation(&self.target);
+                let relation = self.target.relation(view);
                 let probe = format!("{TAG} SELECT * FROM {relation} WHERE 1 = 0");
                 let result = conn.query_iter(probe).await.map_err(|e| self.failure(&e))?;
                 let columns: HashSet<String> = result
@@ -343,7 +348,7 @@ impl Backend {
             View::SingleTenant | View::Mysql => "`ID` <> CONNECTION_ID()".to_string(),
         };
         // The target's own filters apply, so the list agrees with the stats.
-        sql.push_str(&filter_conditions(&self.target.filter, ""));
+        sql.push_str(&filter_conditions(&self.target.database().filter, ""));
         for (field, wanted) in [
             (Field::User, &params.user),
             (Field::Db, &params.db),
@@ -376,10 +381,7 @@ impl Backend {
             sql.push_str(&self.observer_condition(shape, observers, &mut values));
         }
         if params.active_only {
-            match shape.view {
-                View::Mysql => sql.push_str(&format!(" AND {}", mysql_active())),
-                View::Cluster | View::SingleTenant => sql.push_str(" AND `STATE` = 'ACTIVE'"),
-            }
+            sql.push_str(&format!(" AND {}", self.target.active_condition()));
         }
         Ok((sql, values))
     }
@@ -407,17 +409,15 @@ impl Backend {
         }
         // One server: the target itself. It matches by address, and by port when
         // one is given (its SQL port, the only one it has).
-        let host = self
-            .target
-            .address
+        let address = &self.target.database().address;
+        let host = address
             .host
             .parse::<IpAddr>()
             .ok()
             .map(|ip| ip.to_canonical());
-        let matches = observers.iter().any(|o| {
-            host == Some(o.ip.to_canonical())
-                && o.port.is_none_or(|p| p == self.target.address.port)
-        });
+        let matches = observers
+            .iter()
+            .any(|o| host == Some(o.ip.to_canonical()) && o.port.is_none_or(|p| p == address.port));
         if matches {
             String::new()
         } else {
@@ -435,7 +435,7 @@ impl Backend {
         let mut session = TenantSession::default();
         for (field, value) in fields.iter().zip(row.unwrap()) {
             session.set(*field, value).map_err(|message| {
-                Failure::unavailable(format!("target `{}`: {message}", self.target.name))
+                Failure::unavailable(format!("target `{}`: {message}", self.target.name()))
             })?;
         }
         // What a single server does not say comes from the configuration.
@@ -443,11 +443,12 @@ impl Backend {
             session.tenant = tenant.to_string();
         }
         if shape.view != View::Cluster {
+            let address = &self.target.database().address;
             if session.svr_ip.is_empty() {
-                session.svr_ip = self.target.address.host.clone();
+                session.svr_ip = address.host.clone();
             }
             if session.sql_port == 0 {
-                session.sql_port = i64::from(self.target.address.port);
+                session.sql_port = i64::from(address.port);
             }
         }
         session.finish();
@@ -455,17 +456,8 @@ impl Backend {
     }
 
     fn failure(&self, err: &mysql_async::Error) -> Failure {
-        let grant = match self.target.kind {
-            Kind::Oceanbase => "grant it with GRANT SELECT ON oceanbase.* TO the account",
-            Kind::Mysql | Kind::Dbss => "grant it with GRANT PROCESS ON *.* TO the account",
-        };
-        let error = source::classify(
-            err,
-            &self.target,
-            "reading sessions for the passthrough",
-            grant,
-        );
-        Failure::unavailable(format!("target `{}`: {error}", self.target.name))
+        let error = self.target.classify(err);
+        Failure::unavailable(format!("target `{}`: {error}", self.target.name()))
     }
 }
 

@@ -12,9 +12,9 @@
 use super::envelope::{Failure, TraceId};
 use super::{authorize, ApiState};
 use crate::config::{Dbss, Passthrough};
-use crate::dbss::api;
-use crate::dbss::client::{Client, ClientError};
-use crate::dbss::token::TokenFile;
+use crate::secret::TokenFile;
+use crate::source::dbss::api;
+use crate::source::dbss::client::{Client, ClientError};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

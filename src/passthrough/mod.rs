@@ -19,9 +19,11 @@ pub mod envelope;
 pub mod params;
 pub mod session;
 
-use crate::config::{Config, Kind, Passthrough};
-use crate::http::server::Web;
+use crate::config::{Config, Passthrough, TargetKind};
 use crate::snapshot::Published;
+use crate::source::processlist::Processlist;
+use crate::web::auth::Credentials;
+use crate::web::Web;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
@@ -73,21 +75,23 @@ impl Registry {
         let (mut backends, mut dbss) = (HashMap::new(), HashMap::new());
         for target in config.targets.iter().filter(|_| settings.enabled) {
             let name = target.name.clone();
-            match &target.dbss {
-                Some(dbss_settings) => {
-                    let forward = match old.dbss.get(&name) {
-                        Some(kept) if kept.serves(dbss_settings, max) => kept.clone(),
-                        _ => Arc::new(dbss::Forward::new(&name, dbss_settings, max)),
-                    };
-                    dbss.insert(name, forward);
-                }
-                None => {
-                    let backend = match old.backends.get(&name) {
-                        Some(kept) if kept.serves(target, max, timeout) => kept.clone(),
-                        _ => Arc::new(Backend::new(target, max, timeout)),
-                    };
-                    backends.insert(name, backend);
-                }
+            if let TargetKind::Dbss(dbss_settings) = &target.kind {
+                let forward = match old.dbss.get(&name) {
+                    Some(kept) if kept.serves(dbss_settings, max) => kept.clone(),
+                    _ => Arc::new(dbss::Forward::new(&name, dbss_settings, max)),
+                };
+                dbss.insert(name, forward);
+            } else if let Some(processlist) = Processlist::of(target) {
+                let backend = match old.backends.get(&name) {
+                    Some(kept) if kept.serves(&processlist, max, timeout) => kept.clone(),
+                    _ => Arc::new(Backend::new(
+                        processlist,
+                        target.collect_interval,
+                        max,
+                        timeout,
+                    )),
+                };
+                backends.insert(name, backend);
             }
         }
         if settings.enabled && settings.insecure_no_auth {
@@ -232,7 +236,7 @@ where
                     Err(_) => Err(Failure::unavailable(format!(
                         "target `{}`: no answer within passthrough.request_timeout ({}): the database \
                          is slow or unreachable, or {} passthrough queries are already running on it",
-                        backend.target.name,
+                        backend.target.name(),
                         crate::config::format_duration(timeout),
                         current.settings.max_concurrent_per_target
                     ))),
@@ -282,72 +286,39 @@ async fn authorize(
         ));
     }
     let web = state.web.get();
-    if settings.insecure_no_auth && settings.bearer_token.is_none() && web.auth.is_none() {
-        return Ok(());
+    let credentials = Credentials {
+        basic: web.auth.as_ref(),
+        bearer: settings.bearer_token.as_ref(),
+    };
+    // Nothing configured is open only when asked for explicitly.
+    if credentials.is_empty() && !settings.insecure_no_auth {
+        return Err(Failure::unauthorized());
     }
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(given) = given else {
-        return Err(Failure::unauthorized());
-    };
-    if let (Some(token), Some(bearer)) = (&settings.bearer_token, strip_scheme(given, "bearer")) {
-        if constant_time_eq(bearer.trim().as_bytes(), token.expose().as_bytes()) {
-            return Ok(());
-        }
+    if credentials.check(given).await {
+        Ok(())
+    } else {
+        Err(Failure::unauthorized())
     }
-    if let (Some(auth), Some(_)) = (&web.auth, strip_scheme(given, "basic")) {
-        if auth.cached(given) {
-            return Ok(());
-        }
-        let (auth, header) = (auth.clone(), given.to_string());
-        // bcrypt is slow on purpose: off the runtime's workers.
-        if tokio::task::spawn_blocking(move || auth.verify(&header))
-            .await
-            .unwrap_or(false)
-        {
-            return Ok(());
-        }
-    }
-    Err(Failure::unauthorized())
-}
-
-/// The credentials after `scheme ` (the scheme is case-insensitive).
-fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
-    let (given, rest) = header.split_once(' ')?;
-    given.eq_ignore_ascii_case(scheme).then_some(rest)
-}
-
-/// Compares without returning early at the first difference, so the time taken
-/// does not tell how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The backend serving tenant `name`, from what the last collections found.
 fn resolve(current: &Current, published: &Published, name: &str) -> Result<Arc<Backend>, Failure> {
-    let serves = |entry: &crate::snapshot::TargetEntry| match entry.status.kind {
-        Kind::Mysql => entry.status.name == name,
-        Kind::Oceanbase => entry.status.tenants.contains_key(name),
-        Kind::Dbss => false,
+    // Published targets in config order, with their backend (DBSS targets have none).
+    let with_backends = || {
+        published.targets.iter().filter_map(|entry| {
+            let backend = current.backends.get(&entry.status.name)?;
+            Some((entry, backend))
+        })
     };
-    published
-        .targets
-        .iter()
-        .find(|entry| serves(entry))
-        .and_then(|entry| current.backends.get(&entry.status.name).cloned())
+    with_backends()
+        .find(|(entry, backend)| backend.target.serves(entry.status.tenants.keys(), name))
+        .map(|(_, backend)| backend.clone())
         .ok_or_else(|| {
-            let mut known: Vec<&str> = published
-                .targets
-                .iter()
-                .flat_map(|entry| match entry.status.kind {
-                    Kind::Mysql => vec![entry.status.name.as_str()],
-                    Kind::Oceanbase => entry.status.tenants.keys().map(String::as_str).collect(),
-                    Kind::Dbss => Vec::new(),
-                })
+            let mut known: Vec<&str> = with_backends()
+                .flat_map(|(entry, backend)| backend.target.tenants(entry.status.tenants.keys()))
                 .collect();
             known.sort_unstable();
             known.dedup();
@@ -376,24 +347,4 @@ fn resolve(current: &Current, published: &Published, name: &str) -> Result<Arc<B
                 ),
             )
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"abcdef0123456789", b"abcdef0123456789"));
-        assert!(!constant_time_eq(b"abcdef0123456789", b"abcdef012345678x"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
-
-    #[test]
-    fn schemes_are_case_insensitive() {
-        assert_eq!(strip_scheme("Bearer t0k", "bearer"), Some("t0k"));
-        assert_eq!(strip_scheme("bearer t0k", "bearer"), Some("t0k"));
-        assert_eq!(strip_scheme("Basic dTpw", "bearer"), None);
-        assert_eq!(strip_scheme("Bearer", "bearer"), None);
-    }
 }

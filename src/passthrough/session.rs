@@ -7,8 +7,7 @@
 //! type's zero value: `0`, or `""`. Which columns exist is read from the server once
 //! per target, so a custom `processlist_view` with fewer columns still works.
 
-use crate::source::mysql_idle_commands;
-use crate::source::View;
+use crate::source::processlist::{mysql_active, View};
 use mysql_async::Value;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -162,15 +161,6 @@ pub fn expression(view: View, field: Field, columns: &HashSet<String>) -> Option
             _ => None,
         },
     }
-}
-
-/// MySQL's "active": `COMMAND` is none of the idle commands.
-pub fn mysql_active() -> String {
-    let idle: Vec<String> = mysql_idle_commands()
-        .iter()
-        .map(|c| format!("'{c}'"))
-        .collect();
-    format!("`COMMAND` NOT IN ({})", idle.join(", "))
 }
 
 /// obshell's `TenantSession`.

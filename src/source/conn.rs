@@ -1,7 +1,7 @@
 //! Connection pools and error classification shared by every MySQL-protocol source.
 
-use super::{Reason, SourceError};
-use crate::config::Target;
+use super::error::{Reason, SourceError};
+use crate::config::Database;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 use std::time::Duration;
 
@@ -14,9 +14,9 @@ pub struct Connector {
 
 impl Connector {
     /// `init` statements run once on every new connection (e.g. a session timeout).
-    pub fn new(target: &Target, init: Vec<String>) -> Self {
+    pub fn new(database: &Database, interval: Duration, init: Vec<String>) -> Self {
         Self {
-            opts: opts(target, init, 2),
+            opts: opts(database, interval, init, 2),
             pool: None,
         }
     }
@@ -38,11 +38,11 @@ impl Connector {
     }
 }
 
-/// A pool of at most `max` connections to `target`, separate from its collection's
+/// A pool of at most `max` connections to `database`, separate from its collection's
 /// (the passthrough's own, so requests cannot take the scheduler's connections).
 /// Nothing connects until a connection is asked for.
-pub fn pool(target: &Target, init: Vec<String>, max: usize) -> Pool {
-    Pool::new(opts(target, init, max))
+pub fn pool(database: &Database, interval: Duration, init: Vec<String>, max: usize) -> Pool {
+    Pool::new(opts(database, interval, init, max))
 }
 
 /// Closes `pool`'s connections in the background, bounded in time.
@@ -54,10 +54,10 @@ pub fn close_in_background(pool: Pool) {
     }
 }
 
-fn opts(target: &Target, init: Vec<String>, max: usize) -> Opts {
+fn opts(database: &Database, interval: Duration, init: Vec<String>, max: usize) -> Opts {
     // Idle connections live a few intervals, so a long interval does not keep
     // a connection open that the server's wait_timeout would kill anyway.
-    let idle_ttl = (target.collect_interval * 3).max(Duration::from_secs(60));
+    let idle_ttl = (interval * 3).max(Duration::from_secs(60));
     let pool_opts = PoolOpts::default()
         .with_constraints(PoolConstraints::new(0, max.max(1)).expect("0 <= max"))
         // Nothing we do changes session state that a reset would undo, and
@@ -65,11 +65,11 @@ fn opts(target: &Target, init: Vec<String>, max: usize) -> Opts {
         .with_reset_connection(false)
         .with_inactive_connection_ttl(idle_ttl)
         .with_ttl_check_interval(Duration::from_secs(30));
-    let password = target.password.expose();
+    let password = database.password.expose();
     let opts = OptsBuilder::default()
-        .ip_or_hostname(target.address.host.clone())
-        .tcp_port(target.address.port)
-        .user(Some(target.user.clone()))
+        .ip_or_hostname(database.address.host.clone())
+        .tcp_port(database.address.port)
+        .user(Some(database.user.clone()))
         .pass((!password.is_empty()).then(|| password.to_string()))
         // Given 127.0.0.1, mysql_async would otherwise switch to the unix socket
         // and the server would see another client.
@@ -110,11 +110,16 @@ pub fn is_missing_or_denied_relation(err: &mysql_async::Error) -> bool {
 }
 
 /// Turns a driver error into a reason and a message that says what to check.
-/// `target` and `what` (e.g. "reading information_schema.PROCESSLIST") give context;
-/// `grant` is the privilege to suggest when one is missing.
-pub fn classify(err: &mysql_async::Error, target: &Target, what: &str, grant: &str) -> SourceError {
+/// `database` and `what` (e.g. "reading information_schema.PROCESSLIST") give
+/// context; `grant` is the privilege to suggest when one is missing.
+pub fn classify(
+    err: &mysql_async::Error,
+    database: &Database,
+    what: &str,
+    grant: &str,
+) -> SourceError {
     use mysql_async::Error as E;
-    let addr = &target.address;
+    let addr = &database.address;
     match err {
         E::Io(io) => SourceError::new(
             Reason::Connect,
@@ -128,14 +133,14 @@ pub fn classify(err: &mysql_async::Error, target: &Target, what: &str, grant: &s
             Reason::Auth,
             format!(
                 "{addr} refused user `{}` (error {}: {}): check user and password",
-                target.user, e.code, e.message
+                database.user, e.code, e.message
             ),
         ),
         E::Server(e) if code::NO_PRIVILEGE.contains(&e.code) => SourceError::new(
             Reason::Auth,
             format!(
                 "user `{}` may not do this while {what} (error {}: {}): {grant}",
-                target.user, e.code, e.message
+                database.user, e.code, e.message
             ),
         ),
         E::Server(e) if code::TOO_MANY_CONNECTIONS.contains(&e.code) => SourceError::new(

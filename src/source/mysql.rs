@@ -8,11 +8,13 @@
 //! through the `MAX_EXECUTION_TIME` hint that only MySQL reads, so one statement
 //! serves both without asking the server which it is.
 
+use super::collect::{BoxFuture, Source};
 use super::conn::{classify, Connector};
-use super::sql::{filter_conditions, host_without_port, query, RowContext, TAG};
-use super::{BoxFuture, Source, SourceError};
-use crate::config::Target;
+use super::error::SourceError;
+use super::sql::{filter_conditions, host_without_port, query, RowContext, SqlError, TAG};
+use crate::config::{Database, Mysql, Target};
 use crate::stats::Collected;
+use std::time::Duration;
 
 /// `COMMAND` values that do not count as active: an idle client (`Sleep`), server
 /// background threads (`Daemon`), and replication threads on a source (`Binlog Dump*`)
@@ -28,10 +30,12 @@ pub const IDLE_COMMANDS: [&str; 8] = [
     "Connect",
 ];
 
-const GRANT: &str = "grant it with GRANT PROCESS ON *.* TO the account";
+/// The privilege to suggest when one is missing.
+pub(super) const GRANT: &str = "grant it with GRANT PROCESS ON *.* TO the account";
 
 pub struct MysqlSource {
-    target: Target,
+    name: String,
+    database: Database,
     connector: Connector,
     sql: String,
     /// Whether the account's grants were checked since the pool was (re)made.
@@ -39,11 +43,12 @@ pub struct MysqlSource {
 }
 
 impl MysqlSource {
-    pub fn new(target: &Target) -> Self {
+    pub fn new(target: &Target, settings: &Mysql) -> Self {
         Self {
-            connector: Connector::new(target, Vec::new()),
-            sql: grouped_sql(target),
-            target: target.clone(),
+            connector: Connector::new(&settings.database, target.collect_interval, Vec::new()),
+            sql: grouped_sql(&settings.database, target.collect_timeout),
+            name: target.name.clone(),
+            database: settings.database.clone(),
             grants_checked: false,
         }
     }
@@ -65,10 +70,10 @@ impl MysqlSource {
         let through_roles = grants.iter().any(|g| !g.contains(" ON "));
         if !enough && !through_roles {
             tracing::warn!(
-                target = %self.target.name,
+                target = %self.name,
                 "user `{}` lacks the PROCESS privilege: the server shows it only its own \
                  sessions, so every count is too low; {GRANT}",
-                self.target.user
+                self.database.user
             );
         }
     }
@@ -79,19 +84,15 @@ impl MysqlSource {
             .connector
             .conn()
             .await
-            .map_err(|e| classify(&e, &self.target, "connecting", GRANT))?;
+            .map_err(|e| classify(&e, &self.database, "connecting", GRANT))?;
         if !self.grants_checked {
             self.grants_checked = true;
             self.check_grants(&mut conn).await;
         }
-        let ctx = RowContext {
-            tenant: &self.target.name,
-            server: &self.target.address.host,
-            null_string_is_no_db: false,
-        };
-        query(&mut conn, &self.sql, &ctx, &[&self.target.name])
+        let ctx = row_context(&self.database, &self.name);
+        query(&mut conn, &self.sql, &ctx, &[&self.name])
             .await
-            .map_err(|e| classify(&e, &self.target, WHAT, GRANT))?
+            .map_err(|e| e.classify(&self.database, WHAT, GRANT))
     }
 }
 
@@ -106,22 +107,45 @@ impl Source for MysqlSource {
     }
 }
 
-/// The statement of every cycle: the grouped sessions, and with `top_sessions` the
-/// longest active ones, in one UNION ALL (see `sql::COLUMNS`).
-/// The statement without top sessions: the passthrough's live stats.
-pub(super) fn stats_sql(target: &Target) -> String {
-    grouped_sql(&Target {
-        top_sessions: 0,
-        ..target.clone()
-    })
+/// How rows of this kind are decoded: the one tenant is the target's name, the
+/// server its host.
+fn row_context<'a>(database: &'a Database, tenant: &'a str) -> RowContext<'a> {
+    RowContext {
+        tenant,
+        server: &database.address.host,
+        null_string_is_no_db: false,
+    }
 }
 
-fn grouped_sql(target: &Target) -> String {
-    let timeout = target.collect_timeout;
+/// The target's statistics, read now for the session API: the statement of a cycle
+/// without top sessions, bounded at the request's `timeout`, so the API's stats and
+/// `/metrics` cannot disagree on method.
+pub(super) async fn tenant_stats(
+    conn: &mut mysql_async::Conn,
+    database: &Database,
+    timeout: Duration,
+    tenant: &str,
+) -> Result<Collected, SqlError> {
+    let database = Database {
+        top_sessions: 0,
+        ..database.clone()
+    };
+    let ctx = row_context(&database, tenant);
+    query(conn, &grouped_sql(&database, timeout), &ctx, &[tenant]).await
+}
+
+/// `column` (with its prefix) is none of [`IDLE_COMMANDS`]: the session is active.
+pub(super) fn active_condition(column: &str) -> String {
     let idle: Vec<String> = IDLE_COMMANDS.iter().map(|c| format!("'{c}'")).collect();
-    let active = format!("COMMAND NOT IN ({})", idle.join(", "));
+    format!("{column} NOT IN ({})", idle.join(", "))
+}
+
+/// The statement of every cycle: the grouped sessions, and with `top_sessions` the
+/// longest active ones, in one UNION ALL (see `sql::COLUMNS`).
+fn grouped_sql(database: &Database, timeout: Duration) -> String {
+    let active = active_condition("COMMAND");
     let client = host_without_port("HOST");
-    let filters = filter_conditions(&target.filter, "");
+    let filters = filter_conditions(&database.filter, "");
     let mut sql = format!(
         "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ \
          SELECT /*+ MAX_EXECUTION_TIME({}) */ 'g', NULL, NULL, DB, USER, {client}, SUM({active}), \
@@ -131,13 +155,82 @@ fn grouped_sql(target: &Target) -> String {
         timeout.as_secs_f64(),
         timeout.as_millis().max(1),
     );
-    if target.top_sessions > 0 {
+    if database.top_sessions > 0 {
         sql.push_str(&format!(
             " UNION ALL (SELECT 't', NULL, NULL, DB, USER, {client}, 1, 1, TIME, ID, NULL \
              FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND {active}{filters} \
              ORDER BY TIME DESC, ID LIMIT {})",
-            target.top_sessions
+            database.top_sessions
         ));
     }
     sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing;
+    use crate::source::sql::fixtures::{counts as c, pairs, row};
+    use crate::source::sql::Rows;
+    use crate::stats::NONE_LABEL;
+
+    /// Fixed rows in, exact statistics out: the one tenant is the target's name and
+    /// the server its host; a NULL DB is `__none__`, while the string `NULL` is a
+    /// database of that name here (only OceanBase writes it for none); background
+    /// threads without a host are `__none__` clients.
+    #[test]
+    fn processlist_rows_give_exact_statistics() {
+        let database = testing::database("monitor", 3306);
+        let ctx = row_context(&database, "maria");
+        let mut rows = Rows::new(&ctx, &["maria"]);
+        for text in [
+            "g|∅|∅|shop|app|10.0.0.100|2|5|7|∅|∅",
+            "g|∅|∅|∅|app|10.0.0.101|0|1|∅|∅|∅",
+            "g|∅|∅|NULL|odd|10.0.0.101|0|1|∅|∅|∅",
+            "g|∅|∅|∅|system user||1|1|86400|∅|∅",
+            "t|∅|∅|∅|system user||1|1|86400|5|∅",
+            "t|∅|∅|shop|app|10.0.0.100|1|1|7|42|∅",
+        ] {
+            rows.add(row(text));
+        }
+        let tenants = rows.finish().unwrap().into_tenants();
+        assert_eq!(tenants.keys().collect::<Vec<_>>(), ["maria"]);
+        let t = &tenants["maria"];
+        assert_eq!(
+            (t.sessions, t.active_sessions, t.max_active_time),
+            (8, 3, 86400.0)
+        );
+        assert_eq!(
+            pairs(&t.by_db),
+            [("NULL", c(1, 0)), (NONE_LABEL, c(2, 1)), ("shop", c(5, 2))]
+        );
+        assert_eq!(
+            pairs(&t.by_client),
+            [
+                ("10.0.0.100", c(5, 2)),
+                ("10.0.0.101", c(2, 0)),
+                (NONE_LABEL, c(1, 1))
+            ]
+        );
+        assert_eq!(t.by_server.keys().collect::<Vec<_>>(), ["10.0.0.1"]);
+        let top: Vec<(u64, &str, &str)> = t
+            .top
+            .iter()
+            .map(|s| (s.session_id, s.user.as_str(), s.sql_id.as_str()))
+            .collect();
+        assert_eq!(top, [(5, "system user", ""), (42, "app", "")]);
+    }
+
+    #[test]
+    fn one_statement_bounds_itself_on_both_servers() {
+        let mut database = testing::database("monitor", 3306);
+        let sql = grouped_sql(&database, Duration::from_millis(2500));
+        assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */"));
+        assert!(sql.contains("/*+ MAX_EXECUTION_TIME(2500) */"));
+        assert!(sql.contains("WHERE ID <> CONNECTION_ID()"));
+        assert!(sql.contains("UNION ALL"), "top sessions by default");
+        assert!(!sql.contains("INFO"), "statistics never read the SQL text");
+        database.top_sessions = 0;
+        assert!(!grouped_sql(&database, Duration::from_secs(1)).contains("UNION ALL"));
+    }
 }

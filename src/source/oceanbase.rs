@@ -7,24 +7,32 @@
 //! `USER_CLIENT_IP` (the real client; `HOST` is the proxy for sessions through
 //! OBProxy), falling back to `HOST` without its port.
 
+use super::collect::{BoxFuture, Source};
 use super::conn::{classify, is_missing_or_denied_relation, Connector};
-use super::sql::{filter_conditions, host_without_port, query, RowContext, TAG};
-use super::{BoxFuture, Source, SourceError};
-use crate::config::{Relation, Target};
+use super::error::SourceError;
+use super::sql::{self, filter_conditions, host_without_port, query, RowContext, SqlError, TAG};
+use crate::config::{Oceanbase, Relation, Target};
 use crate::stats::Collected;
+use std::time::Duration;
 
-const GRANT: &str = "grant it with GRANT SELECT ON oceanbase.* TO the account \
+/// The privilege to suggest when one is missing.
+pub(super) const GRANT: &str = "grant it with GRANT SELECT ON oceanbase.* TO the account \
                      (a cluster needs GV$OB_PROCESSLIST and DBA_OB_TENANTS in the sys tenant)";
 
-/// Which view this target is read through; found on the first successful cycle.
+/// Which view a target is read through. Collection finds it on its first successful
+/// cycle; the session API finds it with [`detect_mode`], the same probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
+    /// A cluster's sys tenant: `GV$OB_PROCESSLIST` (or the configured
+    /// `processlist_view`), every tenant, with `TENANT` and server columns.
     Cluster,
+    /// A single-tenant server (seekdb): `V$OB_PROCESSLIST`.
     SingleTenant,
 }
 
 pub struct OceanbaseSource {
-    target: Target,
+    name: String,
+    settings: Oceanbase,
     connector: Connector,
     mode: Option<Mode>,
     cluster_sql: String,
@@ -33,22 +41,58 @@ pub struct OceanbaseSource {
     single_tenant: String,
 }
 
+/// The statement every new connection runs first: the server stops our queries at
+/// `timeout` itself, so an abandoned cycle or request leaves no work behind.
+pub(super) fn init_statements(timeout: Duration) -> Vec<String> {
+    vec![format!(
+        "{TAG} SET SESSION ob_query_timeout = {}",
+        timeout.as_micros().max(1)
+    )]
+}
+
+/// The mode the configuration decides alone: configured views force cluster mode
+/// (the user told us what to read).
+fn configured_mode(settings: &Oceanbase) -> Option<Mode> {
+    (settings.processlist_view.is_some() || settings.tenants_view.is_some())
+        .then_some(Mode::Cluster)
+}
+
+/// Finds the mode of `settings` the way collection does: configured views or a
+/// visible `DBA_OB_TENANTS` mean a cluster; a missing or denied one, a single tenant.
+pub(super) async fn detect_mode(
+    conn: &mut mysql_async::Conn,
+    settings: &Oceanbase,
+) -> Result<Mode, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    if let Some(mode) = configured_mode(settings) {
+        return Ok(mode);
+    }
+    let probe = format!(
+        "{TAG} SELECT 1 FROM {} WHERE 1 = 0",
+        tenants_relation(settings)
+    );
+    match conn.query_drop(probe).await {
+        Ok(()) => Ok(Mode::Cluster),
+        Err(err) if is_missing_or_denied_relation(&err) => Ok(Mode::SingleTenant),
+        Err(err) => Err(err),
+    }
+}
+
 impl OceanbaseSource {
-    pub fn new(target: &Target) -> Self {
-        // The server stops our query at the same limit the scheduler abandons it, so
-        // an abandoned cycle leaves no work behind in the database.
-        let timeout_us = target.collect_timeout.as_micros().max(1);
-        let init = vec![format!("{TAG} SET SESSION ob_query_timeout = {timeout_us}")];
-        // Configured views force cluster mode: the user told us what to read.
-        let mode = (target.processlist_view.is_some() || target.tenants_view.is_some())
-            .then_some(Mode::Cluster);
+    pub fn new(target: &Target, settings: &Oceanbase) -> Self {
+        let connector = Connector::new(
+            &settings.database,
+            target.collect_interval,
+            init_statements(target.collect_timeout),
+        );
         Self {
-            connector: Connector::new(target, init),
-            mode,
-            cluster_sql: cluster_sql(target),
-            single_sql: single_sql(target),
-            single_tenant: single_tenant_name(target),
-            target: target.clone(),
+            connector,
+            mode: configured_mode(settings),
+            cluster_sql: cluster_sql(settings),
+            single_sql: single_sql(settings),
+            single_tenant: single_tenant_name(&target.name, settings),
+            name: target.name.clone(),
+            settings: settings.clone(),
         }
     }
 
@@ -57,76 +101,65 @@ impl OceanbaseSource {
             .connector
             .conn()
             .await
-            .map_err(|e| classify(&e, &self.target, "connecting", GRANT))?;
+            .map_err(|e| classify(&e, &self.settings.database, "connecting", GRANT))?;
         match self.mode {
             Some(Mode::Cluster) => self
                 .query_cluster(&mut conn)
                 .await
-                .map_err(|e| self.classify_cluster(&e))?,
+                .map_err(|e| self.classify_cluster(e)),
             Some(Mode::SingleTenant) => self.single(&mut conn).await,
             // First success decides the mode; it is not revisited, so a privilege
             // revoked later shows as an auth error instead of a silent switch to
             // the connected tenant alone.
             None => match self.query_cluster(&mut conn).await {
-                Ok(collection) => {
+                Ok(collected) => {
                     self.mode = Some(Mode::Cluster);
-                    collection
+                    Ok(collected)
                 }
-                Err(err) if is_missing_or_denied_relation(&err) => {
+                // The cluster view answered, if strangely: it is a cluster.
+                Err(SqlError::Answer(err)) => {
+                    self.mode = Some(Mode::Cluster);
+                    Err(err)
+                }
+                Err(SqlError::Driver(err)) if is_missing_or_denied_relation(&err) => {
                     tracing::info!(
-                        target = %self.target.name,
+                        target = %self.name,
                         tenant = %self.single_tenant,
                         "GV$OB_PROCESSLIST is not visible to this account ({err}); \
                          collecting the connected tenant through V$OB_PROCESSLIST"
                     );
-                    let collection = self.single(&mut conn).await?;
+                    let collected = self.single(&mut conn).await?;
                     self.mode = Some(Mode::SingleTenant);
-                    Ok(collection)
+                    Ok(collected)
                 }
-                Err(err) => Err(self.classify_cluster(&err)),
+                Err(err) => Err(self.classify_cluster(err)),
             },
         }
     }
 
     /// The cluster statement; every tenant comes back in a group row (a zero row
     /// when it has no sessions).
-    async fn query_cluster(
-        &self,
-        conn: &mut mysql_async::Conn,
-    ) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
-        let ctx = RowContext {
-            tenant: "",
-            server: &self.target.address.host,
-            null_string_is_no_db: true,
-        };
+    async fn query_cluster(&self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
+        let ctx = row_context(&self.settings, "");
         query(conn, &self.cluster_sql, &ctx, &[]).await
     }
 
-    fn classify_cluster(&self, err: &mysql_async::Error) -> SourceError {
-        let what = format!("reading {}", self.processlist_name());
-        classify(err, &self.target, &what, GRANT)
-    }
-
-    fn processlist_name(&self) -> String {
-        processlist_relation(&self.target)
+    fn classify_cluster(&self, err: SqlError) -> SourceError {
+        let what = format!("reading {}", processlist_relation(&self.settings));
+        err.classify(&self.settings.database, &what, GRANT)
     }
 
     async fn single(&self, conn: &mut mysql_async::Conn) -> Result<Collected, SourceError> {
-        let ctx = RowContext {
-            tenant: &self.single_tenant,
-            server: &self.target.address.host,
-            null_string_is_no_db: true,
-        };
+        let ctx = row_context(&self.settings, &self.single_tenant);
         query(conn, &self.single_sql, &ctx, &[&self.single_tenant])
             .await
             .map_err(|e| {
-                classify(
-                    &e,
-                    &self.target,
+                e.classify(
+                    &self.settings.database,
                     "reading oceanbase.V$OB_PROCESSLIST",
                     GRANT,
                 )
-            })?
+            })
     }
 }
 
@@ -140,13 +173,57 @@ impl Source for OceanbaseSource {
     }
 }
 
+/// How rows of this kind are decoded: `tenant` and the target's host stand in for
+/// what a single server does not say; OceanBase writes the string `NULL` for no
+/// database.
+fn row_context<'a>(settings: &'a Oceanbase, tenant: &'a str) -> RowContext<'a> {
+    RowContext {
+        tenant,
+        server: &settings.database.address.host,
+        null_string_is_no_db: true,
+    }
+}
+
+/// One tenant's statistics, read now for the session API: the statement and the
+/// aggregation of a collection cycle, restricted to `tenant` (a bound parameter in a
+/// cluster) and without top sessions, so the API's stats and `/metrics` cannot
+/// disagree on method. `tenant` must be the tenant this mode serves.
+pub(super) async fn tenant_stats(
+    conn: &mut mysql_async::Conn,
+    settings: &Oceanbase,
+    mode: Mode,
+    tenant: &str,
+) -> Result<Collected, SqlError> {
+    let settings = &without_top_sessions(settings);
+    let ctx = row_context(settings, tenant);
+    match mode {
+        Mode::Cluster => {
+            // No tenant is added up front: one the cluster no longer has is absent.
+            sql::query_bound(
+                conn,
+                &cluster_sql_with(settings, " AND t.TENANT_NAME = ?"),
+                mysql_async::Params::Positional(vec![tenant.into()]),
+                &ctx,
+                &[],
+            )
+            .await
+        }
+        Mode::SingleTenant => query(conn, &single_sql(settings), &ctx, &[tenant]).await,
+    }
+}
+
+fn without_top_sessions(settings: &Oceanbase) -> Oceanbase {
+    let mut settings = settings.clone();
+    settings.database.top_sessions = 0;
+    settings
+}
+
 /// The cluster statement: one row per (tenant, server, db, user, client) with its
-/// active count,
-/// one zero row per tenant without sessions, and with `top_sessions` each tenant's
-/// longest active sessions (a window function picks N per tenant).
-fn cluster_sql(target: &Target) -> String {
+/// active count, one zero row per tenant without sessions, and with `top_sessions`
+/// each tenant's longest active sessions (a window function picks N per tenant).
+fn cluster_sql(settings: &Oceanbase) -> String {
     // Tenant names are validated as [A-Za-z0-9_] at config load, so quoting is safe.
-    let tenant_filter = target
+    let tenant_filter = settings
         .tenants
         .as_ref()
         .map(|names| {
@@ -154,46 +231,37 @@ fn cluster_sql(target: &Target) -> String {
             format!(" AND t.TENANT_NAME IN ({})", list.join(", "))
         })
         .unwrap_or_default();
-    cluster_sql_with(target, &tenant_filter)
+    cluster_sql_with(settings, &tenant_filter)
 }
 
-/// The cluster statement for one tenant, given as the statement's one parameter:
-/// the passthrough's live stats, without top sessions.
-pub(super) fn tenant_stats_sql(target: &Target) -> String {
-    let target = Target {
-        top_sessions: 0,
-        ..target.clone()
-    };
-    cluster_sql_with(&target, " AND t.TENANT_NAME = ?")
-}
-
-/// The single-tenant statement without top sessions: the passthrough's live stats.
-pub(super) fn single_stats_sql(target: &Target) -> String {
-    single_sql(&Target {
-        top_sessions: 0,
-        ..target.clone()
-    })
+/// The relation sessions are read from in `mode`.
+pub(super) fn relation(settings: &Oceanbase, mode: Mode) -> String {
+    match mode {
+        Mode::Cluster => processlist_relation(settings),
+        Mode::SingleTenant => "`oceanbase`.`V$OB_PROCESSLIST`".to_string(),
+    }
 }
 
 /// The relation sessions are read from in cluster mode.
-pub(super) fn processlist_relation(target: &Target) -> String {
-    target.processlist_view.as_ref().map_or(
+fn processlist_relation(settings: &Oceanbase) -> String {
+    settings.processlist_view.as_ref().map_or(
         "`oceanbase`.`GV$OB_PROCESSLIST`".to_string(),
         Relation::to_sql,
     )
 }
 
 /// The relation tenants are read from in cluster mode.
-pub(super) fn tenants_relation(target: &Target) -> String {
-    target
+fn tenants_relation(settings: &Oceanbase) -> String {
+    settings
         .tenants_view
         .as_ref()
         .map_or("`oceanbase`.`DBA_OB_TENANTS`".to_string(), Relation::to_sql)
 }
 
-fn cluster_sql_with(target: &Target, tenant_filter: &str) -> String {
-    let processlist = processlist_relation(target);
-    let tenants_view = tenants_relation(target);
+fn cluster_sql_with(settings: &Oceanbase, tenant_filter: &str) -> String {
+    let processlist = processlist_relation(settings);
+    let tenants_view = tenants_relation(settings);
+    let database = &settings.database;
     let client = format!(
         "COALESCE(NULLIF(p.USER_CLIENT_IP, ''), {})",
         host_without_port("p.HOST")
@@ -201,7 +269,7 @@ fn cluster_sql_with(target: &Target, tenant_filter: &str) -> String {
     // The exporter's own session is excluded: on OceanBase 4 a session id is unique
     // per server, so it is matched with the server the session runs on.
     let not_own = "NOT (p.ID = CONNECTION_ID() AND p.SVR_IP = HOST_IP())";
-    let filters = filter_conditions(&target.filter, "p.");
+    let filters = filter_conditions(&database.filter, "p.");
     let mut sql = format!(
         "{TAG} SELECT 'g', t.TENANT_NAME, p.SVR_IP, p.DB, p.USER, {client}, \
          SUM(p.STATE = 'ACTIVE'), COUNT(p.ID), MAX(CASE WHEN p.STATE = 'ACTIVE' THEN p.TIME END), NULL, NULL \
@@ -210,7 +278,7 @@ fn cluster_sql_with(target: &Target, tenant_filter: &str) -> String {
          WHERE t.TENANT_TYPE <> 'META'{tenant_filter} \
          GROUP BY 2, 3, 4, 5, 6"
     );
-    if target.top_sessions > 0 {
+    if database.top_sessions > 0 {
         sql.push_str(&format!(
             " UNION ALL SELECT 't', x.TENANT, x.SVR_IP, x.DB, x.USER, x.CLIENT, 1, 1, x.TIME, x.ID, x.SQL_ID \
              FROM (SELECT p.TENANT, p.SVR_IP, p.DB, p.USER, {client} AS CLIENT, p.TIME, p.ID, p.SQL_ID, \
@@ -218,7 +286,7 @@ fn cluster_sql_with(target: &Target, tenant_filter: &str) -> String {
              FROM {processlist} p JOIN {tenants_view} t ON p.TENANT = t.TENANT_NAME \
              WHERE t.TENANT_TYPE <> 'META'{tenant_filter} AND p.STATE = 'ACTIVE' AND {not_own}{filters}) x \
              WHERE x.RN <= {}",
-            target.top_sessions
+            database.top_sessions
         ));
     }
     sql
@@ -226,24 +294,25 @@ fn cluster_sql_with(target: &Target, tenant_filter: &str) -> String {
 
 /// The single-tenant statement; tenant and server come from the config (see
 /// `RowContext`).
-fn single_sql(target: &Target) -> String {
+fn single_sql(settings: &Oceanbase) -> String {
+    let database = &settings.database;
     let client = format!(
         "COALESCE(NULLIF(USER_CLIENT_IP, ''), {})",
         host_without_port("HOST")
     );
-    let filters = filter_conditions(&target.filter, "");
+    let filters = filter_conditions(&database.filter, "");
     let mut sql = format!(
         "{TAG} SELECT 'g', NULL, NULL, DB, USER, {client}, SUM(STATE = 'ACTIVE'), COUNT(*), \
          MAX(CASE WHEN STATE = 'ACTIVE' THEN TIME END), NULL, NULL \
          FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID <> CONNECTION_ID(){filters} \
          GROUP BY 4, 5, 6"
     );
-    if target.top_sessions > 0 {
+    if database.top_sessions > 0 {
         sql.push_str(&format!(
             " UNION ALL (SELECT 't', NULL, NULL, DB, USER, {client}, 1, 1, TIME, ID, SQL_ID \
              FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID <> CONNECTION_ID() AND STATE = 'ACTIVE'{filters} \
              ORDER BY TIME DESC, ID LIMIT {})",
-            target.top_sessions
+            database.top_sessions
         ));
     }
     sql
@@ -252,68 +321,48 @@ fn single_sql(target: &Target) -> String {
 /// The tenant label of a single-tenant server, which (seekdb) does not tell its name:
 /// `tenant` from the config, else the tenant in `user` (`monitor@t1`, `monitor@t1#c`,
 /// `c:t1:monitor`), else the target's name.
-fn single_tenant_name(target: &Target) -> String {
-    if let Some(tenant) = &target.tenant {
+pub(super) fn single_tenant_name(target: &str, settings: &Oceanbase) -> String {
+    if let Some(tenant) = &settings.tenant {
         return tenant.clone();
     }
-    let from_user = if let Some((_, rest)) = target.user.split_once('@') {
+    let user = &settings.database.user;
+    let from_user = if let Some((_, rest)) = user.split_once('@') {
         rest.split('#').next()
     } else {
-        let parts: Vec<&str> = target.user.split(':').collect();
+        let parts: Vec<&str> = user.split(':').collect();
         (parts.len() == 3).then(|| parts[1])
     };
     from_user
         .filter(|t| !t.is_empty())
-        .unwrap_or(&target.name)
+        .unwrap_or(target)
         .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Address, Kind, Secret};
-    use std::time::Duration;
-
-    fn target(user: &str) -> Target {
-        Target {
-            name: "ob".into(),
-            kind: Kind::Oceanbase,
-            address: Address {
-                host: "10.0.0.1".into(),
-                port: 2881,
-            },
-            user: user.into(),
-            password: Secret::default(),
-            tenants: None,
-            tenant: None,
-            labels: vec![],
-            collect_interval: Duration::from_secs(15),
-            collect_timeout: Duration::from_secs(5),
-            max_series_per_dimension: 100,
-            top_sessions: 5,
-            filter: Default::default(),
-            processlist_view: None,
-            tenants_view: None,
-            dbss: None,
-        }
-    }
+    use crate::config::testing;
+    use crate::source::sql::fixtures::{counts as c, pairs, row};
+    use crate::source::sql::Rows;
+    use crate::stats::{TopSession, NONE_LABEL};
 
     #[test]
     fn single_tenant_name_sources_in_order() {
-        assert_eq!(single_tenant_name(&target("monitor@t1")), "t1");
-        assert_eq!(single_tenant_name(&target("monitor@t1#prod")), "t1");
-        assert_eq!(single_tenant_name(&target("prod:t2:monitor")), "t2");
-        assert_eq!(single_tenant_name(&target("monitor")), "ob");
-        assert_eq!(single_tenant_name(&target("monitor@")), "ob");
-        let mut t = target("monitor@t1");
-        t.tenant = Some("configured".into());
-        assert_eq!(single_tenant_name(&t), "configured");
+        let name = |user: &str| single_tenant_name("ob", &testing::oceanbase(user));
+        assert_eq!(name("monitor@t1"), "t1");
+        assert_eq!(name("monitor@t1#prod"), "t1");
+        assert_eq!(name("prod:t2:monitor"), "t2");
+        assert_eq!(name("monitor"), "ob");
+        assert_eq!(name("monitor@"), "ob");
+        let mut settings = testing::oceanbase("monitor@t1");
+        settings.tenant = Some("configured".into());
+        assert_eq!(single_tenant_name("ob", &settings), "configured");
     }
 
     #[test]
     fn cluster_sql_filters_tenants_and_reads_configured_views() {
-        let mut t = target("monitor@sys");
-        let sql = cluster_sql(&t);
+        let mut settings = testing::oceanbase("monitor@sys");
+        let sql = cluster_sql(&settings);
         assert!(sql.starts_with("/* session_exporter "));
         assert!(sql.contains(
             "FROM `oceanbase`.`DBA_OB_TENANTS` t LEFT JOIN `oceanbase`.`GV$OB_PROCESSLIST` p"
@@ -321,10 +370,76 @@ mod tests {
         assert!(!sql.contains("IN ("));
         assert!(!sql.contains("INFO"), "statistics never read the SQL text");
 
-        t.tenants = Some(vec!["t1".into(), "t2".into()]);
-        t.processlist_view = Some(Relation::parse("test.PL").unwrap());
-        let sql = cluster_sql(&t);
+        settings.tenants = Some(vec!["t1".into(), "t2".into()]);
+        settings.processlist_view = Some(Relation::parse("test.PL").unwrap());
+        let sql = cluster_sql(&settings);
         assert!(sql.contains("AND t.TENANT_NAME IN ('t1', 't2')"));
         assert!(sql.contains("LEFT JOIN `test`.`PL` p"));
+    }
+
+    /// Fixed rows of a cluster in, exact statistics out: two servers, a tenant
+    /// without sessions (the LEFT JOIN's zero row), OceanBase's string `NULL` for no
+    /// database, an idle group's TIME not counted, and top rows ranked.
+    #[test]
+    fn cluster_rows_give_exact_statistics() {
+        let settings = testing::oceanbase("monitor@sys");
+        let ctx = row_context(&settings, "");
+        let mut rows = Rows::new(&ctx, &[]);
+        for text in [
+            "g|t1|10.0.0.1|app|root|10.0.0.100|2|3|12.5|∅|∅",
+            "g|t1|10.0.0.2|NULL|root|10.0.0.100|0|4|∅|∅|∅",
+            "g|t1|10.0.0.2|app|etl|::ffff:10.0.0.7|1|1|30|∅|∅",
+            "g|idle|∅|∅|∅|∅|0|0|∅|∅|∅",
+            "t|t1|10.0.0.1|app|root|10.0.0.100|1|1|12.5|3221487|SQL1",
+            "t|t1|10.0.0.2|app|etl|10.0.0.7|1|1|30|3221490|",
+        ] {
+            rows.add(row(text));
+        }
+        let collected = rows.finish().unwrap();
+        assert_eq!(collected.rows, 6);
+        let tenants = collected.into_tenants();
+        assert_eq!(tenants.keys().collect::<Vec<_>>(), ["idle", "t1"]);
+        assert_eq!(tenants["idle"], Default::default());
+        let t1 = &tenants["t1"];
+        assert_eq!(
+            (t1.sessions, t1.active_sessions, t1.max_active_time),
+            (8, 3, 30.0)
+        );
+        assert_eq!(pairs(&t1.by_db), [(NONE_LABEL, c(4, 0)), ("app", c(4, 3))]);
+        assert_eq!(pairs(&t1.by_user), [("etl", c(1, 1)), ("root", c(7, 2))]);
+        assert_eq!(
+            pairs(&t1.by_client),
+            [("10.0.0.100", c(7, 2)), ("10.0.0.7", c(1, 1))]
+        );
+        assert_eq!(
+            pairs(&t1.by_server),
+            [("10.0.0.1", c(3, 2)), ("10.0.0.2", c(5, 1))]
+        );
+        let top: Vec<(u64, &str, f64)> = t1
+            .top
+            .iter()
+            .map(|s: &TopSession| (s.session_id, s.sql_id.as_str(), s.time))
+            .collect();
+        assert_eq!(top, [(3221490, "", 30.0), (3221487, "SQL1", 12.5)]);
+    }
+
+    /// A single-tenant server names neither tenant nor server: both come from the
+    /// configuration, and the tenant is there even without sessions.
+    #[test]
+    fn single_tenant_rows_take_tenant_and_server_from_the_target() {
+        let settings = testing::oceanbase("monitor@t1");
+        let ctx = row_context(&settings, "t1");
+        let empty = Rows::new(&ctx, &["t1"]).finish().unwrap().into_tenants();
+        assert_eq!(empty["t1"], Default::default());
+        let mut rows = Rows::new(&ctx, &["t1"]);
+        rows.add(row("g|∅|∅|∅|app|10.0.0.100|1|2|4|∅|∅"));
+        let tenants = rows.finish().unwrap().into_tenants();
+        let t1 = &tenants["t1"];
+        assert_eq!(
+            (t1.sessions, t1.active_sessions, t1.max_active_time),
+            (2, 1, 4.0)
+        );
+        assert_eq!(t1.by_server.keys().collect::<Vec<_>>(), ["10.0.0.1"]);
+        assert_eq!(t1.by_db.keys().collect::<Vec<_>>(), [NONE_LABEL]);
     }
 }

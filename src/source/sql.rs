@@ -4,9 +4,10 @@
 //! bound, and the binary protocol's strict integer/double typing broke on `SUM`'s
 //! DECIMAL). Values are decoded here by one tolerant set of helpers.
 
-use super::{Reason, SourceError};
-use crate::config::Filter;
-use crate::stats::{client_label, Collected, Folder, SessionGroup, TopSession, NONE_LABEL};
+use super::conn::classify;
+use super::error::{Reason, SourceError};
+use crate::config::{Database, Filter};
+use crate::stats::{client_label, Aggregator, Collected, SessionGroup, TopSession, NONE_LABEL};
 use mysql_async::Value;
 
 /// Leading comment on every statement, so a DBA reading the processlist or a slow log
@@ -104,18 +105,42 @@ pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<Decoded, S
     }
 }
 
-/// Sends `sql` and folds its rows as they arrive (no row list is kept). `tenants`
+/// Why a statement gave no statistics: the driver failed (classified by the caller,
+/// who knows what it was doing), or the server's answer is not what we asked for.
+#[derive(Debug)]
+pub enum SqlError {
+    Driver(mysql_async::Error),
+    Answer(SourceError),
+}
+
+impl From<mysql_async::Error> for SqlError {
+    fn from(err: mysql_async::Error) -> Self {
+        SqlError::Driver(err)
+    }
+}
+
+impl SqlError {
+    /// The collection error: a driver error classified with `what` the source was
+    /// doing and the `grant` to suggest; a bad answer as it is.
+    pub fn classify(self, database: &Database, what: &str, grant: &str) -> SourceError {
+        match self {
+            SqlError::Driver(err) => classify(&err, database, what, grant),
+            SqlError::Answer(err) => err,
+        }
+    }
+}
+
+/// Sends `sql` and adds up its rows as they arrive (no row list is kept). `tenants`
 /// are present even without rows (a single-tenant source's one tenant).
-/// The outer error is the driver's, for the caller to classify with context.
 pub async fn query(
     conn: &mut mysql_async::Conn,
     sql: &str,
     ctx: &RowContext<'_>,
     tenants: &[&str],
-) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
+) -> Result<Collected, SqlError> {
     use mysql_async::prelude::Queryable;
     let result = conn.query_iter(sql).await?;
-    fold_rows(result, ctx, tenants).await
+    aggregate_rows(result, ctx, tenants).await
 }
 
 /// [`query`] for a statement with parameters (a passthrough request's tenant), which
@@ -128,45 +153,69 @@ pub async fn query_bound(
     params: mysql_async::Params,
     ctx: &RowContext<'_>,
     tenants: &[&str],
-) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
+) -> Result<Collected, SqlError> {
     use mysql_async::prelude::Queryable;
     let statement = conn.prep(sql).await?;
-    let folded = match conn.exec_iter(&statement, params).await {
-        Ok(result) => fold_rows(result, ctx, tenants).await,
-        Err(err) => Err(err),
+    let aggregated = match conn.exec_iter(&statement, params).await {
+        Ok(result) => aggregate_rows(result, ctx, tenants).await,
+        Err(err) => Err(err.into()),
     };
     let closed = conn.close(statement).await;
-    let folded = folded?;
+    let aggregated = aggregated?;
     closed?;
-    Ok(folded)
+    Ok(aggregated)
 }
 
-async fn fold_rows<P: mysql_async::prelude::Protocol>(
+async fn aggregate_rows<P: mysql_async::prelude::Protocol>(
     mut result: mysql_async::QueryResult<'_, 'static, P>,
     ctx: &RowContext<'_>,
     tenants: &[&str],
-) -> Result<Result<Collected, SourceError>, mysql_async::Error> {
-    let mut folder = Folder::default();
-    for tenant in tenants {
-        folder.add_tenant(tenant);
+) -> Result<Collected, SqlError> {
+    let mut rows = Rows::new(ctx, tenants);
+    result.for_each(|row| rows.add(row.unwrap())).await?;
+    rows.finish().map_err(SqlError::Answer)
+}
+
+/// Decodes rows and adds them up, one at a time; the first bad row stops the
+/// decoding, and is the answer's error. Fed by [`query`] as rows arrive, and by the
+/// sources' unit tests with fixed rows.
+pub struct Rows<'a> {
+    ctx: &'a RowContext<'a>,
+    aggregator: Aggregator,
+    failure: Option<SourceError>,
+}
+
+impl<'a> Rows<'a> {
+    /// `tenants` are present even without rows.
+    pub fn new(ctx: &'a RowContext<'a>, tenants: &[&str]) -> Self {
+        let mut aggregator = Aggregator::default();
+        for tenant in tenants {
+            aggregator.add_tenant(tenant);
+        }
+        Self {
+            ctx,
+            aggregator,
+            failure: None,
+        }
     }
-    let mut failure = None;
-    result
-        .for_each(|row| {
-            if failure.is_some() {
-                return;
-            }
-            match decode_row(row.unwrap(), ctx) {
-                Ok(Decoded::Group(group)) => folder.add_group(group),
-                Ok(Decoded::Top(top)) => folder.add_top(top),
-                Err(err) => failure = Some(err),
-            }
-        })
-        .await?;
-    Ok(match failure {
-        Some(err) => Err(err),
-        None => Ok(folder.finish()),
-    })
+
+    pub fn add(&mut self, values: Vec<Value>) {
+        if self.failure.is_some() {
+            return;
+        }
+        match decode_row(values, self.ctx) {
+            Ok(Decoded::Group(group)) => self.aggregator.add_group(group),
+            Ok(Decoded::Top(top)) => self.aggregator.add_top(top),
+            Err(err) => self.failure = Some(err),
+        }
+    }
+
+    pub fn finish(self) -> Result<Collected, SourceError> {
+        match self.failure {
+            Some(err) => Err(err),
+            None => Ok(self.aggregator.finish()),
+        }
+    }
 }
 
 /// ` AND …` conditions that apply `filter` to processlist columns named with
@@ -271,6 +320,35 @@ fn count(value: Value, column: &str) -> Result<u64, SourceError> {
 /// A duration in seconds; NULL (no sessions) and negative values (clock skew) are 0.
 fn seconds(value: Value, column: &str) -> Result<f64, SourceError> {
     Ok(number(value, column)?.unwrap_or(0.0).max(0.0))
+}
+
+/// Rows as a test writes them, for the sources' "fixed rows in, exact statistics
+/// out" tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::stats::Counts;
+    use mysql_async::Value;
+    use std::collections::BTreeMap;
+
+    /// A text-protocol row written as
+    /// `kind|tenant|server|db|user|client|active|sessions|time|id|sql_id`, `∅` for NULL.
+    pub fn row(text: &str) -> Vec<Value> {
+        text.split('|')
+            .map(|v| match v {
+                "∅" => Value::NULL,
+                v => Value::Bytes(v.as_bytes().to_vec()),
+            })
+            .collect()
+    }
+
+    /// A dimension as (value, counts) pairs, in label order.
+    pub fn pairs(values: &BTreeMap<String, Counts>) -> Vec<(&str, Counts)> {
+        values.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+    }
+
+    pub fn counts(sessions: u64, active: u64) -> Counts {
+        Counts { sessions, active }
+    }
 }
 
 #[cfg(test)]

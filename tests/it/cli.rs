@@ -1,8 +1,6 @@
 //! The real binary: flags, config errors, HTTP endpoints, formats, shutdown, secrets.
 
-mod common;
-
-use common::{Exporter, Servers};
+use crate::common::{Exporter, Servers};
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -230,7 +228,7 @@ fn a_second_signal_exits_at_once() {
     });
     let addr = exporter.addr.clone();
     let held = std::thread::spawn(move || {
-        let _ = common::http_get(&addr, "/api/v1/tenant/mute/sessions/stats", &[]);
+        let _ = crate::common::http_get(&addr, "/api/v1/tenant/mute/sessions/stats", &[]);
     });
     std::thread::sleep(Duration::from_millis(500));
     let signal = |pid: u32| {
@@ -331,7 +329,7 @@ targets:
             .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
-    common::promtool_check_metrics(&classic);
+    crate::common::promtool_check_metrics(&classic);
 
     // OpenMetrics for Prometheus, which asks for it.
     let (_, head, om) = exporter
@@ -444,7 +442,7 @@ fn a_real_prometheus_scrapes_the_openmetrics_output() {
         ),
     )
     .unwrap();
-    let prom_addr = format!("127.0.0.1:{}", common::free_port());
+    let prom_addr = format!("127.0.0.1:{}", crate::common::free_port());
     let mut prometheus = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
@@ -457,7 +455,7 @@ fn a_real_prometheus_scrapes_the_openmetrics_output() {
         .spawn()
         .expect("prometheus (scripts/install-deps.sh installs Debian's prometheus)");
     let query = |q: &str| {
-        common::http_get(&prom_addr, &format!("/api/v1/query?query={q}"), &[])
+        crate::common::http_get(&prom_addr, &format!("/api/v1/query?query={q}"), &[])
             .map(|(_, _, body)| String::from_utf8_lossy(&body).into_owned())
             .unwrap_or_default()
     };

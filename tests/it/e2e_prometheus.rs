@@ -3,10 +3,8 @@
 //! the rules is evaluated through Prometheus' HTTP API, and the long-running-session
 //! alert must actually fire when a session sleeps past a lowered threshold.
 
-mod common;
-
-use common::dbss::ContractServer;
-use common::{free_port, http_get, Exporter, Servers, Session, SessionSpec};
+use crate::common::dbss::ContractServer;
+use crate::common::{free_port, http_get, Exporter, Servers, Session, SessionSpec};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};

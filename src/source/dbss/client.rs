@@ -8,7 +8,8 @@
 //! own scheme, host and port, at most [`MAX_REDIRECTS`] times: the token must never
 //! be sent anywhere else. Answers are read up to [`MAX_BODY_BYTES`].
 
-use crate::config::{Dbss, Endpoint, Secret};
+use crate::config::{read_ca_file, Dbss, Endpoint};
+use crate::secret::Secret;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT};
@@ -20,7 +21,6 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -160,7 +160,7 @@ impl Client {
                     .await
                     .map_err(|err| ClientError::Connect {
                         endpoint: endpoint.clone(),
-                        detail: error_chain(&err),
+                        detail: with_tls_hint(error_chain(&err)),
                     })?;
             let status = response.status();
             if status.is_redirection() {
@@ -234,21 +234,6 @@ impl Client {
     }
 }
 
-/// Reads the CA certificates of `file` (PEM); an error names the file and the fix.
-pub fn read_ca_file(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
-        .and_then(|iter| iter.collect::<Result<_, _>>())
-        .map_err(|e| format!("cannot read CA certificates from {}: {e}", file.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            file.display()
-        ));
-    }
-    Ok(certs)
-}
-
 /// The system's CA store, loaded once per process.
 fn system_roots() -> Result<Arc<RootCertStore>, String> {
     static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
@@ -279,6 +264,20 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     parts.join(": ")
+}
+
+/// rustls names certificate problems by their variant; the one users meet most
+/// (a self-made CA certificate installed as the server's own) gets what to do.
+fn with_tls_hint(detail: String) -> String {
+    if detail.contains("CaUsedAsEndEntity") {
+        format!(
+            "{detail} (the server presents a CA certificate as its own, which TLS clients \
+             refuse: issue the server a leaf certificate signed by that CA, and list the CA \
+             in ca_file)"
+        )
+    } else {
+        detail
+    }
 }
 
 /// `insecure_skip_verify`: any certificate is accepted, but the handshake's
@@ -351,6 +350,19 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_certificate_as_the_server_s_own_is_explained() {
+        let detail = with_tls_hint(
+            "client error (Connect): invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))"
+                .to_string(),
+        );
+        assert!(
+            detail.contains("leaf certificate signed by that CA"),
+            "{detail}"
+        );
+        assert_eq!(with_tls_hint("refused".into()), "refused");
+    }
+
+    #[test]
     fn redirects_stay_on_the_endpoint() {
         let c = client("https://dbss.example.com/gw");
         assert_eq!(
@@ -374,18 +386,5 @@ mod tests {
         ] {
             assert_eq!(c.same_origin(elsewhere), None, "{elsewhere}");
         }
-    }
-
-    #[test]
-    fn ca_files_without_certificates_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ca.pem");
-        std::fs::write(&file, "not a certificate\n").unwrap();
-        assert!(read_ca_file(&file)
-            .unwrap_err()
-            .contains("no PEM certificate"));
-        assert!(read_ca_file(&dir.path().join("missing.pem"))
-            .unwrap_err()
-            .contains("cannot read CA certificates"));
     }
 }

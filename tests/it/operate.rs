@@ -1,15 +1,13 @@
 //! Operating the exporter: hot reload (SIGHUP and POST /-/reload), `/probe`, shards.
 
-mod common;
-
-use common::{http_get, Exporter, Metrics, Servers};
+use crate::common::{http_get, Exporter, Metrics, Servers};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 fn post(addr: &str, path: &str) -> (u16, String) {
-    common::http_post(addr, path).expect("the exporter answers POST")
+    crate::common::http_post(addr, path).expect("the exporter answers POST")
 }
 
 fn mysql_target(name: &str, servers: &Servers, extra: &str) -> String {

@@ -1,23 +1,56 @@
-//! The IAM token sent as `X-Auth-Token`, read from `token_file` and re-read whenever
-//! the file changes.
+//! Secrets: passwords and tokens, and the files they are read from.
 //!
-//! IAM tokens expire (24 h), so whatever renews them rewrites the file; the exporter
-//! notices on its next request without a reload. A `stat` per request decides: the
-//! file is read again when its modification time, size or inode differ (an atomic
-//! rename gives a new inode even within one clock tick). Messages name the file,
-//! never its content.
+//! A leaf module, so that the configuration (which checks the files at load) and the
+//! clients (which read them again when they change) share one reader without
+//! importing each other. A secret never appears in an error, a log line or a `Debug`
+//! print: messages name the file, never its content.
+//!
+//! The IAM token a DBSS target sends as `X-Auth-Token` is re-read whenever its file
+//! changes: IAM tokens expire (24 h), so whatever renews them rewrites the file, and
+//! the exporter notices on its next request without a reload. A `stat` per request
+//! decides: the file is read again when its modification time, size or inode differ
+//! (an atomic rename gives a new inode even within one clock tick).
 
-use crate::config::Secret;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
+
+/// A password or token: printed as `<redacted>` by `Debug`, readable only through
+/// [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reads a password file. Files written by `echo` end with a newline that is not
+/// part of the password; everything else is kept as it is.
+pub fn read_password_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
+}
 
 /// Longer than any IAM token (PKI tokens run to a few KiB); a larger file is a mistake.
 const MAX_TOKEN_BYTES: usize = 64 * 1024;
 
 /// Reads and checks a token file: trimmed, non-empty, and made only of characters a
 /// header value may hold.
-pub fn read(path: &Path) -> Result<Secret, String> {
+pub fn read_token_file(path: &Path) -> Result<Secret, String> {
     let bytes =
         std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     if bytes.len() > MAX_TOKEN_BYTES {
@@ -94,7 +127,8 @@ impl TokenFile {
                 return Ok(token.clone());
             }
         }
-        let token = read(&self.path).map_err(|message| format!("token_file: {message}"))?;
+        let token =
+            read_token_file(&self.path).map_err(|message| format!("token_file: {message}"))?;
         if cached.is_some() {
             tracing::info!(file = %self.path.display(), "token_file changed: using the new token");
         }
@@ -112,7 +146,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "  MIIsecret-token\n").unwrap();
-        assert_eq!(read(&path).unwrap().expose(), "MIIsecret-token");
+        assert_eq!(read_token_file(&path).unwrap().expose(), "MIIsecret-token");
         for bad in [
             "",
             " \n",
@@ -121,12 +155,12 @@ mod tests {
             "caf\u{e9}-secret",
         ] {
             std::fs::write(&path, bad).unwrap();
-            let err = read(&path).unwrap_err();
+            let err = read_token_file(&path).unwrap_err();
             assert!(!err.contains("secret"), "{err}");
             assert!(err.contains("token"), "{err}");
         }
         std::fs::write(&path, "a".repeat(MAX_TOKEN_BYTES + 1)).unwrap();
-        assert!(read(&path).unwrap_err().contains("KiB"));
+        assert!(read_token_file(&path).unwrap_err().contains("KiB"));
     }
 
     #[test]

@@ -3,16 +3,14 @@
 //! cluster shaped table on seekdb with exact rows. Auth, the envelope, every filter,
 //! sort, paging, detail, stats equal to /metrics, and bad input.
 
-mod common;
-
-use common::{Exporter, Servers, Session, SessionSpec};
+use crate::common::{Exporter, Servers, Session, SessionSpec};
 use serde_json::Value;
 use std::time::Duration;
 
 const TOKEN: &str = "pt-test-token-0123456789abcdef";
 
 thread_local! {
-    static SPEC: common::openapi::Spec = common::openapi::Spec::load();
+    static SPEC: crate::common::openapi::Spec = crate::common::openapi::Spec::load();
 }
 
 /// The spec's path template for a request path.
@@ -441,7 +439,7 @@ fn mariadb_sessions_api() {
     exporter.wait_for_metrics("MariaDB is collected", Duration::from_secs(30), |m| {
         m.get("dbsession_up", &[("target", "maria"), ("tenant", "maria")]) == Some(1.0)
     });
-    let (host, port) = common::split_addr(&servers.mariadb_addr);
+    let (host, port) = crate::common::split_addr(&servers.mariadb_addr);
     check_sessions_api(&exporter, "maria", &opened, host);
     let detail = ok(
         &exporter,
@@ -468,7 +466,7 @@ fn seekdb_sessions_api() {
     exporter.wait_for_metrics("seekdb is collected", Duration::from_secs(30), |m| {
         m.get("dbsession_up", &[("target", "seek"), ("tenant", "seek")]) == Some(1.0)
     });
-    let (host, _) = common::split_addr(&servers.seekdb_addr);
+    let (host, _) = crate::common::split_addr(&servers.seekdb_addr);
     check_sessions_api(&exporter, "seek", &opened, host);
     // Prepared statements are closed after each request: OceanBase refuses new ones
     // ("maximum open cursors exceeded") once a connection holds too many.
@@ -638,7 +636,7 @@ fn enabling_without_authentication_is_refused() {
 
 #[test]
 fn disabled_by_default_and_insecure_only_when_asked() {
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let exporter = Exporter::start(&format!(
         "targets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: u\n"
     ));
@@ -668,7 +666,7 @@ fn disabled_by_default_and_insecure_only_when_asked() {
 /// The spec check above can fail: answers it does not describe are refused.
 #[test]
 fn the_spec_check_refuses_undocumented_answers() {
-    let spec = common::openapi::Spec::load();
+    let spec = crate::common::openapi::Spec::load();
     let list = "/api/v1/tenant/{name}/sessions";
     let good = serde_json::json!({
         "successful": true, "timestamp": "2026-11-24T10:37:00.123456789Z", "duration": 3,
@@ -701,7 +699,7 @@ fn basic_auth_users_guard_the_api() {
     let web = dir.path().join("web.yaml");
     let hash = bcrypt::hash("s3cret-pass", 4).unwrap();
     std::fs::write(&web, format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let exporter = Exporter::start_with(
         &format!("passthrough:\n  enabled: true\ntargets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: u\n"),
         &[&format!("--web.config.file={}", web.display())],

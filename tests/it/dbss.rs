@@ -3,11 +3,9 @@
 //! slow upstream, untrusted certificates, redirects, a token rotation without reload,
 //! the SQL-detail passthrough, and the token never showing in logs, pages or metrics.
 
-mod common;
-
-use common::dbss::{ContractServer, INSTANCE_ID, PROJECT_ID, SQL_ID};
-use common::openapi::Spec;
-use common::{http_get, promtool_check_metrics, Exporter, Metrics};
+use crate::common::dbss::{ContractServer, INSTANCE_ID, PROJECT_ID, SQL_ID};
+use crate::common::openapi::Spec;
+use crate::common::{http_get, promtool_check_metrics, Exporter, Metrics};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -463,7 +461,7 @@ fn sql_detail_is_forwarded_unchanged() {
     // The round trip: DBSS's body, byte for byte, and its status.
     let (status, head, body) = api_get(&exporter, &url("dbss-prod", SQL_ID), Some(API_TOKEN));
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, common::dbss::EXAMPLE_SQL);
+    assert_eq!(body, crate::common::dbss::EXAMPLE_SQL);
     assert!(
         head.to_ascii_lowercase()
             .contains("content-type: application/json"),

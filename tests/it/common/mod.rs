@@ -4,7 +4,6 @@
 //! (which can bind a chosen loopback source address, so client IPs are known).
 //!
 //! Every process a fixture starts is ended by PID when the fixture is dropped.
-#![allow(dead_code)]
 
 pub mod dbss;
 pub mod openapi;

@@ -4,9 +4,10 @@
 //! 400, 401, 403 and 500 (`error_code`, `error_msg`, `details`,
 //! `encoded_authorization_message`).
 
-use crate::config::{Dbss, Secret};
-use crate::source::{ApiError, Reason};
-use crate::stats::DbssEntry;
+use crate::config::Dbss;
+use crate::secret::Secret;
+use crate::source::error::{ApiError, Reason};
+use crate::stats::ClientEntry;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +74,7 @@ struct ReportClientSession {
 /// Decodes a 200 answer. Entries whose `session_num` is null carry no count and are
 /// left out; anything else off the contract (not an array, a negative count) is an
 /// error that says what came.
-pub fn decode_client_sessions(body: &[u8]) -> Result<(Vec<DbssEntry>, usize), String> {
+pub fn decode_client_sessions(body: &[u8]) -> Result<(Vec<ClientEntry>, usize), String> {
     let entries: Vec<ReportClientSession> = serde_json::from_slice(body).map_err(|err| {
         format!(
             "the answer is not the documented array of ReportClientSessionNew: {err} (it began with `{}`)",
@@ -84,7 +85,7 @@ pub fn decode_client_sessions(body: &[u8]) -> Result<(Vec<DbssEntry>, usize), St
     let entries = entries
         .into_iter()
         .filter_map(|e| {
-            Some(DbssEntry {
+            Some(ClientEntry {
                 session_num: e.session_num?,
                 db_id: e.db_id,
                 db_ip: e.db_ip,

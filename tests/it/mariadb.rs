@@ -1,9 +1,7 @@
 //! MariaDB, for real: exact gauges, and outage isolation and recovery.
 
-mod common;
-
-use common::scenario::{assert_exact_sessions, Server};
-use common::{Exporter, PrivateMariadb, Servers};
+use crate::common::scenario::{assert_exact_sessions, Server};
+use crate::common::{Exporter, PrivateMariadb, Servers};
 use std::time::Duration;
 
 #[test]
@@ -76,7 +74,7 @@ targets:
     assert_eq!(down.get("dbsession_up", &seek), Some(1.0));
 
     // The other target keeps collecting every interval while this one is down.
-    let last_success = |m: &common::Metrics| {
+    let last_success = |m: &crate::common::Metrics| {
         m.get(
             "dbsession_last_collect_success_timestamp_seconds",
             &[("target", "seek")],

@@ -1,9 +1,7 @@
 //! seekdb (a real OceanBase kernel, single tenant through V$OB_PROCESSLIST): exact gauges.
 
-mod common;
-
-use common::scenario::{assert_exact_sessions, Server};
-use common::Servers;
+use crate::common::scenario::{assert_exact_sessions, Server};
+use crate::common::Servers;
 
 #[test]
 fn counts_every_session_exactly() {

@@ -3,9 +3,7 @@
 //! authentication cannot be bypassed by path or method tricks; a client that trickles
 //! its headers is cut off.
 
-mod common;
-
-use common::{http_get, Exporter, Servers};
+use crate::common::{http_get, Exporter, Servers};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -114,7 +112,7 @@ fn raw(addr: &str, request: &[u8]) -> (u16, String) {
 fn authentication_cannot_be_bypassed() {
     let dir = tempfile::tempdir().unwrap();
     let web = web_config(dir.path());
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let exporter = Exporter::start_with(
         &format!("passthrough:\n  enabled: true\ntargets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: u\n"),
         &[&format!("--web.config.file={}", web.display())],
@@ -179,7 +177,7 @@ fn authentication_cannot_be_bypassed() {
 
 #[test]
 fn a_client_trickling_its_headers_is_cut_off() {
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let exporter = Exporter::start(&format!(
         "targets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: u\n"
     ));
@@ -231,7 +229,7 @@ fn a_client_trickling_its_headers_is_cut_off() {
 /// clients cannot keep the server).
 #[test]
 fn slow_clients_cannot_hold_the_connection_cap() {
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let exporter = Exporter::start_with(
         &format!(
             "targets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: u\n"

@@ -1,9 +1,7 @@
 //! --web.config.file for real: TLS with generated certificates, client certificates,
 //! bcrypt basic auth, headers, and reloading all of it; checked with curl.
 
-mod common;
-
-use common::Exporter;
+use crate::common::Exporter;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,

@@ -4,9 +4,7 @@
 //! whole body, and no connection may be dropped. (Latency under this load is a
 //! timing goal: bench/, not here.)
 
-mod common;
-
-use common::{Exporter, PrivateMariadb, Servers};
+use crate::common::{Exporter, PrivateMariadb, Servers};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -146,7 +144,7 @@ fn sixty_four_clients_see_no_error_while_databases_fail() {
     at(35);
     std::fs::write(exporter.dir.path().join("config.yaml"), config(false)).unwrap();
     assert_eq!(
-        common::http_post(&exporter.addr, "/-/reload").map(|(s, _)| s),
+        crate::common::http_post(&exporter.addr, "/-/reload").map(|(s, _)| s),
         Some(200)
     );
     at(SECONDS);

@@ -6,9 +6,7 @@
 //! out, because a query string cannot tell the boolean `false` from the string
 //! "false" it generates as "not a boolean".
 
-mod common;
-
-use common::{Exporter, Servers};
+use crate::common::{Exporter, Servers};
 use std::process::Command;
 use std::time::Duration;
 

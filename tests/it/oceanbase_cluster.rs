@@ -3,9 +3,7 @@
 //! `processlist_view` / `tenants_view` options, so the cluster query (LEFT JOIN,
 //! META exclusion, tenant filter, USER_CLIENT_IP vs HOST) runs for real.
 
-mod common;
-
-use common::{Exporter, Servers};
+use crate::common::{Exporter, Servers};
 use std::time::Duration;
 
 const SETUP: &str = r#"
@@ -309,7 +307,7 @@ fn the_cardinality_guard_bounds_client_series_and_keeps_totals_exact() {
             ));
         }
     }
-    let (host, port) = common::split_addr(&servers.seekdb_addr);
+    let (host, port) = crate::common::split_addr(&servers.seekdb_addr);
     let mut root = mysql::Conn::new(
         mysql::OptsBuilder::new()
             .ip_or_hostname(Some(host))

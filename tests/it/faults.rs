@@ -3,9 +3,7 @@
 //! removed by reload while its query hangs. For each, the reason label and log say
 //! what happened, and the healthy target beside it stays fresh every interval.
 
-mod common;
-
-use common::{Exporter, Metrics, PrivateMariadb, Servers};
+use crate::common::{Exporter, Metrics, PrivateMariadb, Servers};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -243,7 +241,7 @@ fn a_target_removed_while_its_query_hangs_goes_at_once() {
     // The hanging target's first cycle is in flight (8 s timeout); remove it.
     std::fs::write(exporter.dir.path().join("config.yaml"), config(false)).unwrap();
     let started = Instant::now();
-    let answer = common::http_post(&exporter.addr, "/-/reload");
+    let answer = crate::common::http_post(&exporter.addr, "/-/reload");
     assert_eq!(answer.map(|(status, _)| status), Some(200));
     let m = exporter.wait_for_metrics(
         "the removed target's series are gone",
@@ -311,7 +309,7 @@ fn hostile_database_answers_give_a_valid_exposition() {
     );
     let (_, _, classic) = exporter.try_get("/metrics").expect("classic exposition");
     assert!(classic.len() > 65_536, "the 64 KiB user name is exported");
-    common::promtool_check_metrics(&classic);
+    crate::common::promtool_check_metrics(&classic);
     // Still alive and collecting after many cycles of it.
     exporter.wait_for_metrics("more cycles", Duration::from_secs(10), |m| {
         m.get(

@@ -1,4 +1,8 @@
-//! Huawei Cloud DBSS: each cycle, one `POST .../statistics/session/db-client` for the
+//! Huawei Cloud DBSS (Database Security Service), everything of the kind but its
+//! settings (`config::dbss`) and its passthrough endpoint: the API contract ([`api`]),
+//! the HTTPS client ([`client`]), and the source.
+//!
+//! Each cycle, one `POST .../statistics/session/db-client` for the
 //! client session distribution of the configured instance (sessions per audited
 //! database over `time_range`), published as `dbsession_dbss_client_sessions`.
 //!
@@ -7,18 +11,31 @@
 //! to the `reason` label (400 `bad_request`, 401 `auth`, 403 `forbidden`, 5xx
 //! `server`) and carry DBSS's `error_code`/`error_msg` into the log line.
 
-use super::{BoxFuture, Reason, Source, SourceError};
+pub mod api;
+pub mod client;
+
+use super::collect::{BoxFuture, Source};
+use super::error::{Reason, SourceError};
 use crate::config::{Dbss, Target};
-use crate::dbss::api;
-use crate::dbss::client::{Client, ClientError};
-use crate::dbss::token::TokenFile;
-use crate::stats::{Collected, DbssClients};
+use crate::secret::TokenFile;
+use crate::stats::{ClientDistribution, Collected, Statistics};
 use bytes::Bytes;
+use client::{Client, ClientError};
 use hyper::{Method, StatusCode};
+
+/// The reasons a DBSS target can fail with (401 is `auth`).
+const REASONS: [Reason; 7] = [
+    Reason::Connect,
+    Reason::Auth,
+    Reason::Timeout,
+    Reason::Query,
+    Reason::BadRequest,
+    Reason::Forbidden,
+    Reason::Server,
+];
 
 pub struct DbssSource {
     settings: Dbss,
-    max_series: usize,
     token: TokenFile,
     /// Built on first use and dropped by [`Source::reset`], so a failed cycle never
     /// reuses a pooled connection and a fixed `ca_file` is picked up.
@@ -28,11 +45,7 @@ pub struct DbssSource {
 }
 
 impl DbssSource {
-    pub fn new(target: &Target) -> Self {
-        let settings = target
-            .dbss
-            .clone()
-            .expect("config validation gives every kind: dbss target its dbss settings");
+    pub fn new(target: &Target, settings: &Dbss) -> Self {
         if settings.insecure_skip_verify {
             tracing::warn!(
                 target = %target.name,
@@ -43,10 +56,9 @@ impl DbssSource {
         }
         Self {
             token: TokenFile::new(settings.token_file.clone()),
-            path: api::client_sessions_path(&settings),
-            body: Bytes::from(api::client_sessions_body(&settings)),
-            max_series: target.max_series_per_dimension,
-            settings,
+            path: api::client_sessions_path(settings),
+            body: Bytes::from(api::client_sessions_body(settings)),
+            settings: settings.clone(),
             client: None,
         }
     }
@@ -93,14 +105,11 @@ impl DbssSource {
                 "DBSS entries without session_num left out"
             );
         }
-        let rows = entries.len();
         Ok(Collected {
-            tenants: Default::default(),
-            rows,
-            dbss: Some(DbssClients::fold(
+            rows: entries.len(),
+            statistics: Statistics::Clients(ClientDistribution::new(
                 &self.settings.instance_id,
                 entries,
-                self.max_series,
             )),
         })
     }
@@ -128,5 +137,55 @@ impl Source for DbssSource {
 
     fn reset(&mut self) {
         self.client = None;
+    }
+
+    fn reasons(&self) -> &'static [Reason] {
+        &REASONS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::NONE_LABEL;
+
+    /// A documented answer in, the exact distribution out: nulls become `__none__`,
+    /// entries with the same labels add up, one without a count is left out.
+    #[test]
+    fn an_answer_gives_the_exact_distribution() {
+        let body = br#"[
+            {"db_id": null, "db_ip": "100.79.0.248", "session_num": 16, "db_name": null},
+            {"db_id": "d1", "db_ip": "10.0.0.37", "session_num": 3, "db_name": "orders"},
+            {"db_id": "d1", "db_ip": "10.0.0.37", "session_num": 2, "db_name": "orders"},
+            {"db_id": "d2", "db_ip": "10.0.0.38", "session_num": null, "db_name": "x"}
+        ]"#;
+        let (entries, without_count) = api::decode_client_sessions(body).unwrap();
+        assert_eq!((entries.len(), without_count), (3, 1));
+        let clients = ClientDistribution::new("inst", entries);
+        let got: Vec<((&str, &str, &str), u64)> = clients
+            .sessions
+            .iter()
+            .map(|((id, ip, name), n)| ((id.as_str(), ip.as_str(), name.as_str()), *n))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ((NONE_LABEL, "100.79.0.248", NONE_LABEL), 16),
+                (("d1", "10.0.0.37", "orders"), 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn statuses_without_an_answer_are_connect_or_query() {
+        let connect = client_error(ClientError::Connect {
+            endpoint: "https://x".into(),
+            detail: "refused".into(),
+        });
+        assert_eq!(connect.reason, Reason::Connect);
+        let large = client_error(ClientError::TooLarge {
+            endpoint: "https://x".into(),
+        });
+        assert_eq!(large.reason, Reason::Query);
     }
 }

@@ -1,0 +1,29 @@
+//! The contract between the scheduler and a kind of target: [`Source`].
+//!
+//! A leaf of `source`: each kind implements the trait here, and the registry in
+//! `source/mod.rs` builds them, so no kind imports the registry.
+
+use super::error::{Reason, SourceError};
+use crate::stats::Collected;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so [`Source`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One target's way of reading its sessions: one statement (or request) per cycle.
+pub trait Source: Send {
+    /// Runs one collection: connect if needed, send the grouped query, decode it.
+    /// The caller bounds it with the target's `collect_timeout`.
+    fn collect(&mut self) -> BoxFuture<'_, Result<Collected, SourceError>>;
+
+    /// Forgets every pooled connection. Called after a failed or abandoned cycle, so a
+    /// connection left in an unknown state (mid-query, server restarted) is never reused.
+    fn reset(&mut self);
+
+    /// The reasons this kind can fail with: each gets an error counter from the
+    /// start, so `rate()` and `increase()` see the first failure.
+    fn reasons(&self) -> &'static [Reason] {
+        &Reason::DATABASE
+    }
+}

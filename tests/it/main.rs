@@ -1,0 +1,25 @@
+//! The integration tests: one binary, a module per area, so the crate is linked once
+//! (ripgrep's layout). They run the real `session_exporter` against real servers
+//! (MariaDB, seekdb, promtool, Prometheus, schemathesis) that `scripts/test.sh`
+//! installs and starts; run alone, a test that needs a missing server says so and
+//! skips, except under `CI=true`, where it fails.
+//!
+//! Run one area with `./scripts/test.sh --test it mariadb::`.
+
+mod common;
+
+mod cli;
+mod dbss;
+mod deploy;
+mod e2e_prometheus;
+mod exposure;
+mod faults;
+mod load;
+mod mariadb;
+mod modules;
+mod oceanbase_cluster;
+mod operate;
+mod passthrough;
+mod schemathesis;
+mod seekdb;
+mod web;
