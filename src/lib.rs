@@ -23,6 +23,7 @@ pub mod passthrough;
 pub mod reload;
 pub mod scheduler;
 pub mod secret;
+pub mod sessions;
 pub mod snapshot;
 pub mod source;
 pub mod stats;

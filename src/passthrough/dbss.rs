@@ -12,9 +12,7 @@
 use super::envelope::{Failure, TraceId};
 use super::{authorize, ApiState};
 use crate::config::{Dbss, Passthrough};
-use crate::secret::TokenFile;
-use crate::source::dbss::api;
-use crate::source::dbss::client::{Client, ClientError};
+use crate::source::dbss::{api, SqlDetail};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,12 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-/// One DBSS target as the passthrough reaches it.
+/// One DBSS target as the passthrough reaches it: the kind's SQL-detail request,
+/// and the passthrough's cap on concurrent requests.
 pub struct Forward {
     name: String,
-    settings: Dbss,
-    client: Result<Client, ClientError>,
-    token: TokenFile,
+    detail: SqlDetail,
     permits: Semaphore,
     max_concurrent: usize,
 }
@@ -37,9 +34,7 @@ impl Forward {
     pub fn new(name: &str, settings: &Dbss, max_concurrent: usize) -> Self {
         Self {
             name: name.to_string(),
-            client: Client::new(settings),
-            token: TokenFile::new(settings.token_file.clone()),
-            settings: settings.clone(),
+            detail: SqlDetail::new(settings),
             permits: Semaphore::new(max_concurrent),
             max_concurrent,
         }
@@ -48,7 +43,7 @@ impl Forward {
     /// True when this forward already serves `settings` with `max_concurrent`: a
     /// reload then keeps its pooled connections.
     pub fn serves(&self, settings: &Dbss, max_concurrent: usize) -> bool {
-        self.settings == *settings && self.max_concurrent == max_concurrent
+        self.detail.settings() == settings && self.max_concurrent == max_concurrent
     }
 
     /// A 502 naming this target: DBSS could not be asked (client setup, token file,
@@ -62,11 +57,8 @@ impl Forward {
     }
 
     async fn fetch(&self, id: &str) -> Result<Response, Failure> {
-        let client = self.client.as_ref().map_err(|err| self.bad_gateway(err))?;
-        let token = self
-            .token
-            .get()
-            .map_err(|message| self.bad_gateway(message))?;
+        // What can fail without asking DBSS fails before waiting for a slot.
+        let ready = self.detail.ready().map_err(|err| self.bad_gateway(err))?;
         let _permit = self.permits.acquire().await.map_err(|_| {
             failure(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -74,11 +66,7 @@ impl Forward {
                 "the exporter is shutting down",
             )
         })?;
-        let path = api::sql_detail_path(&self.settings, id);
-        let answer = client
-            .send(axum::http::Method::GET, &path, &token, None)
-            .await
-            .map_err(|err| self.bad_gateway(err))?;
+        let answer = ready.fetch(id).await.map_err(|err| self.bad_gateway(err))?;
         let content_type = answer
             .content_type
             .unwrap_or(HeaderValue::from_static("application/json"));

@@ -4,6 +4,7 @@
 //! legacy numeric code; here the HTTP status), `errCode`, `message`, and `subErrors`
 //! naming the offending parameter.
 
+pub use crate::sessions::Failure;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -40,57 +41,6 @@ impl Default for TraceId {
 impl std::fmt::Display for TraceId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:016x}", self.0)
-    }
-}
-
-/// A failed request: the HTTP status, obshell-style error code, and a message that
-/// says what to change.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    pub status: StatusCode,
-    pub err_code: &'static str,
-    pub message: String,
-    /// The query parameter at fault, for 400s.
-    pub field: Option<&'static str>,
-}
-
-impl Failure {
-    pub fn bad_parameter(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            err_code: "Common.IllegalArgument",
-            message: message.into(),
-            field: Some(field),
-        }
-    }
-
-    pub fn not_found(err_code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            err_code,
-            message: message.into(),
-            field: None,
-        }
-    }
-
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            err_code: "Common.Unavailable",
-            message: message.into(),
-            field: None,
-        }
-    }
-
-    pub fn unauthorized() -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            err_code: "Common.Unauthorized",
-            message: "unauthorized: send `Authorization: Bearer <token>` or HTTP basic \
-                      credentials"
-                .to_string(),
-            field: None,
-        }
     }
 }
 

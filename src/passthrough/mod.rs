@@ -13,15 +13,12 @@
 //! or found by its last collection), or a MySQL target's name. When two targets have a
 //! tenant of the same name, the first in the configuration answers.
 
-mod backend;
 mod dbss;
 pub mod envelope;
-pub mod params;
-pub mod session;
 
-use crate::config::{Config, Passthrough, TargetKind};
+use crate::config::{Config, Passthrough, Target, TargetKind};
+use crate::sessions::{ListParams, SessionApi};
 use crate::snapshot::Published;
-use crate::source::processlist::Processlist;
 use crate::web::auth::Credentials;
 use crate::web::Web;
 use axum::extract::{Path, RawQuery, State};
@@ -29,9 +26,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use backend::Backend;
 use envelope::{respond, Failure, TraceId};
-use params::ListParams;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -44,8 +39,8 @@ pub struct Registry {
 
 struct Current {
     settings: Passthrough,
-    /// Database targets, for the obshell-compatible endpoints.
-    backends: HashMap<String, Arc<Backend>>,
+    /// Targets with sessions to list, for the obshell-compatible endpoints.
+    backends: HashMap<String, Served>,
     /// DBSS targets, for the SQL-detail forward.
     dbss: HashMap<String, Arc<dbss::Forward>>,
 }
@@ -81,17 +76,22 @@ impl Registry {
                     _ => Arc::new(dbss::Forward::new(&name, dbss_settings, max)),
                 };
                 dbss.insert(name, forward);
-            } else if let Some(processlist) = Processlist::of(target) {
-                let backend = match old.backends.get(&name) {
-                    Some(kept) if kept.serves(&processlist, max, timeout) => kept.clone(),
-                    _ => Arc::new(Backend::new(
-                        processlist,
-                        target.collect_interval,
-                        max,
+            } else {
+                let kept = old.backends.get(&name).filter(|kept| {
+                    kept.target == *target && kept.max_concurrent == max && kept.timeout == timeout
+                });
+                let served = match kept {
+                    Some(kept) => Some(kept.clone()),
+                    None => crate::source::session_api(target, max, timeout).map(|api| Served {
+                        target: target.clone(),
+                        max_concurrent: max,
                         timeout,
-                    )),
+                        api,
+                    }),
                 };
-                backends.insert(name, backend);
+                if let Some(served) = served {
+                    backends.insert(name, served);
+                }
             }
         }
         if settings.enabled && settings.insecure_no_auth {
@@ -114,6 +114,16 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// A target's session API, and what it was built from, so a reload that changes
+/// neither keeps its connections.
+#[derive(Clone)]
+struct Served {
+    target: Target,
+    max_concurrent: usize,
+    timeout: std::time::Duration,
+    api: Arc<dyn SessionApi>,
 }
 
 /// What the passthrough's handlers read.
@@ -219,7 +229,7 @@ async fn handle<T, F, Fut>(
 ) -> Response
 where
     T: serde::Serialize,
-    F: FnOnce(Arc<Backend>, String) -> Fut,
+    F: FnOnce(Arc<dyn SessionApi>, String) -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
 {
     let started = Instant::now();
@@ -236,7 +246,7 @@ where
                     Err(_) => Err(Failure::unavailable(format!(
                         "target `{}`: no answer within passthrough.request_timeout ({}): the database \
                          is slow or unreachable, or {} passthrough queries are already running on it",
-                        backend.target.name(),
+                        backend.target(),
                         crate::config::format_duration(timeout),
                         current.settings.max_concurrent_per_target
                     ))),
@@ -305,20 +315,24 @@ async fn authorize(
 }
 
 /// The backend serving tenant `name`, from what the last collections found.
-fn resolve(current: &Current, published: &Published, name: &str) -> Result<Arc<Backend>, Failure> {
+fn resolve(
+    current: &Current,
+    published: &Published,
+    name: &str,
+) -> Result<Arc<dyn SessionApi>, Failure> {
     // Published targets in config order, with their backend (DBSS targets have none).
     let with_backends = || {
         published.targets.iter().filter_map(|entry| {
-            let backend = current.backends.get(&entry.status.name)?;
-            Some((entry, backend))
+            let served = current.backends.get(&entry.status.name)?;
+            Some((entry, &served.api))
         })
     };
     with_backends()
-        .find(|(entry, backend)| backend.target.serves(entry.status.tenants.keys(), name))
-        .map(|(_, backend)| backend.clone())
+        .find(|(entry, api)| api.serves(&mut entry.status.tenants.keys(), name))
+        .map(|(_, api)| api.clone())
         .ok_or_else(|| {
-            let mut known: Vec<&str> = with_backends()
-                .flat_map(|(entry, backend)| backend.target.tenants(entry.status.tenants.keys()))
+            let mut known: Vec<String> = with_backends()
+                .flat_map(|(entry, api)| api.tenants(&mut entry.status.tenants.keys()))
                 .collect();
             known.sort_unstable();
             known.dedup();

@@ -6,7 +6,8 @@
 //! sessions of each group, so the answer is as small as the number of distinct
 //! combinations. Each kind lives in its own module: its statement and its decoding,
 //! its mode detection, and what the session API reads of it (see [`processlist`]).
-//! Adding a kind means its module and one arm in [`build`].
+//! Adding a kind means its module and one arm in [`build`] (and in [`session_api`]
+//! when it has sessions to list).
 
 mod collect;
 mod conn;
@@ -18,10 +19,12 @@ pub mod processlist;
 pub mod sql;
 
 pub use collect::{BoxFuture, Source};
-pub use conn::{close_in_background, pool};
 pub use error::{ApiError, Reason, SourceError};
 
 use crate::config::{Target, TargetKind};
+use crate::sessions::SessionApi;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Builds the source for `target`.
 pub fn build(target: &Target) -> Box<dyn Source> {
@@ -32,4 +35,25 @@ pub fn build(target: &Target) -> Box<dyn Source> {
         TargetKind::Mysql(settings) => Box::new(mysql::MysqlSource::new(target, settings)),
         TargetKind::Dbss(settings) => Box::new(dbss::DbssSource::new(target, settings)),
     }
+}
+
+/// The session API of `target`, on a pool of at most `max_concurrent` connections of
+/// its own, its queries bounded at `timeout` where the server can; None for a kind
+/// without one (DBSS, whose SQL detail the passthrough forwards instead).
+pub fn session_api(
+    target: &Target,
+    max_concurrent: usize,
+    timeout: Duration,
+) -> Option<Arc<dyn SessionApi>> {
+    let processlist: Box<dyn processlist::Processlist> = match &target.kind {
+        TargetKind::Oceanbase(settings) => Box::new(oceanbase::Sessions::new(target, settings)),
+        TargetKind::Mysql(settings) => Box::new(mysql::Sessions::new(target, settings)),
+        TargetKind::Dbss(_) => return None,
+    };
+    Some(Arc::new(processlist::Backend::new(
+        processlist,
+        target.collect_interval,
+        max_concurrent,
+        timeout,
+    )))
 }

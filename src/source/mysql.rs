@@ -11,9 +11,12 @@
 use super::collect::{BoxFuture, Source};
 use super::conn::{classify, Connector};
 use super::error::SourceError;
+use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{filter_conditions, host_without_port, query, RowContext, SqlError, TAG};
 use crate::config::{Database, Mysql, Target};
+use crate::sessions::Field;
 use crate::stats::Collected;
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// `COMMAND` values that do not count as active: an idle client (`Sleep`), server
@@ -31,7 +34,107 @@ pub const IDLE_COMMANDS: [&str; 8] = [
 ];
 
 /// The privilege to suggest when one is missing.
-pub(super) const GRANT: &str = "grant it with GRANT PROCESS ON *.* TO the account";
+const GRANT: &str = "grant it with GRANT PROCESS ON *.* TO the account";
+
+/// A MySQL/MariaDB target as the session API reads it: `ID, USER, HOST, DB,
+/// COMMAND, TIME, STATE, INFO` (MariaDB adds `TIME_MS` and `MEMORY_USED`); its one
+/// tenant is the target's name.
+pub struct Sessions {
+    name: String,
+    database: Database,
+    collect_timeout: Duration,
+}
+
+impl Sessions {
+    pub fn new(target: &Target, settings: &Mysql) -> Self {
+        Self {
+            name: target.name.clone(),
+            database: settings.database.clone(),
+            collect_timeout: target.collect_timeout,
+        }
+    }
+}
+
+impl Processlist for Sessions {
+    fn target(&self) -> &str {
+        &self.name
+    }
+
+    fn database(&self) -> &Database {
+        &self.database
+    }
+
+    fn serves(&self, _: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
+        self.name == name
+    }
+
+    fn tenants(&self, _: &mut dyn Iterator<Item = &String>) -> Vec<String> {
+        vec![self.name.clone()]
+    }
+
+    /// Processlist queries are short, and the request is abandoned anyway.
+    fn init_statements(&self, _: Duration) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn detect<'a>(
+        &'a self,
+        _: &'a mut mysql_async::Conn,
+    ) -> processlist::BoxFuture<'a, Result<View, mysql_async::Error>> {
+        Box::pin(async {
+            Ok(View {
+                relation: "`information_schema`.`PROCESSLIST`".to_string(),
+                cluster: false,
+            })
+        })
+    }
+
+    fn column(&self, _: &View, field: Field, columns: &HashSet<String>) -> Option<String> {
+        let has = |c: &str| columns.contains(c);
+        match field {
+            Field::Id | Field::User | Field::Host | Field::Db | Field::Command | Field::Info => {
+                plain_column(field, columns)
+            }
+            // MariaDB has milliseconds; MySQL whole seconds.
+            Field::Time if has("TIME_MS") => Some("`TIME_MS` / 1000".to_string()),
+            Field::Time => has("TIME").then(|| "`TIME`".to_string()),
+            // The contract's state is OceanBase's ACTIVE/SLEEP; MySQL's STATE column is
+            // a thread stage. The same rule as the metrics' "active" decides it.
+            Field::State => has("COMMAND")
+                .then(|| format!("IF({}, 'ACTIVE', 'SLEEP')", self.active_condition())),
+            Field::MemoryUsage => has("MEMORY_USED").then(|| "`MEMORY_USED`".to_string()),
+            _ => None,
+        }
+    }
+
+    /// information_schema is utf8mb3 on MySQL and MariaDB: compared as is, a 4-byte
+    /// character in the filter is a collation error, not a miss.
+    fn like_operand(&self, expression: &str) -> String {
+        format!("CONVERT({expression} USING utf8mb4)")
+    }
+
+    fn active_condition(&self) -> String {
+        active_condition("`COMMAND`")
+    }
+
+    fn tenant_stats<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        _: &'a View,
+        tenant: &'a str,
+    ) -> processlist::BoxFuture<'a, Result<Collected, SqlError>> {
+        Box::pin(tenant_stats(
+            conn,
+            &self.database,
+            self.collect_timeout,
+            tenant,
+        ))
+    }
+
+    fn grant(&self) -> &'static str {
+        GRANT
+    }
+}
 
 pub struct MysqlSource {
     name: String,
@@ -120,7 +223,7 @@ fn row_context<'a>(database: &'a Database, tenant: &'a str) -> RowContext<'a> {
 /// The target's statistics, read now for the session API: the statement of a cycle
 /// without top sessions, bounded at the request's `timeout`, so the API's stats and
 /// `/metrics` cannot disagree on method.
-pub(super) async fn tenant_stats(
+async fn tenant_stats(
     conn: &mut mysql_async::Conn,
     database: &Database,
     timeout: Duration,
@@ -135,7 +238,7 @@ pub(super) async fn tenant_stats(
 }
 
 /// `column` (with its prefix) is none of [`IDLE_COMMANDS`]: the session is active.
-pub(super) fn active_condition(column: &str) -> String {
+fn active_condition(column: &str) -> String {
     let idle: Vec<String> = IDLE_COMMANDS.iter().map(|c| format!("'{c}'")).collect();
     format!("{column} NOT IN ({})", idle.join(", "))
 }
@@ -219,6 +322,47 @@ mod tests {
             .map(|s| (s.session_id, s.user.as_str(), s.sql_id.as_str()))
             .collect();
         assert_eq!(top, [(5, "system user", ""), (42, "app", "")]);
+    }
+
+    #[test]
+    fn each_field_comes_from_the_column_this_server_has() {
+        let settings = Mysql {
+            database: testing::database("monitor", 3306),
+        };
+        let sessions = Sessions::new(&testing::mysql("maria"), &settings);
+        let view = View {
+            relation: "`information_schema`.`PROCESSLIST`".into(),
+            cluster: false,
+        };
+        let columns =
+            |names: &[&str]| -> HashSet<String> { names.iter().map(|n| n.to_string()).collect() };
+        let maria = columns(&[
+            "ID",
+            "USER",
+            "HOST",
+            "DB",
+            "COMMAND",
+            "TIME",
+            "STATE",
+            "INFO",
+            "TIME_MS",
+            "MEMORY_USED",
+        ]);
+        let column = |field, columns: &HashSet<String>| sessions.column(&view, field, columns);
+        assert_eq!(
+            column(Field::Time, &maria).as_deref(),
+            Some("`TIME_MS` / 1000")
+        );
+        assert_eq!(
+            column(Field::MemoryUsage, &maria).as_deref(),
+            Some("`MEMORY_USED`")
+        );
+        assert!(column(Field::State, &maria).unwrap().contains("'Sleep'"));
+        assert_eq!(column(Field::SvrPort, &maria), None);
+        let mysql = columns(&[
+            "ID", "USER", "HOST", "DB", "COMMAND", "TIME", "STATE", "INFO",
+        ]);
+        assert_eq!(column(Field::Time, &mysql).as_deref(), Some("`TIME`"));
     }
 
     #[test]

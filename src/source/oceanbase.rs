@@ -10,19 +10,22 @@
 use super::collect::{BoxFuture, Source};
 use super::conn::{classify, is_missing_or_denied_relation, Connector};
 use super::error::SourceError;
+use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{self, filter_conditions, host_without_port, query, RowContext, SqlError, TAG};
-use crate::config::{Oceanbase, Relation, Target};
+use crate::config::{Database, Oceanbase, Relation, Target};
+use crate::sessions::Field;
 use crate::stats::Collected;
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// The privilege to suggest when one is missing.
-pub(super) const GRANT: &str = "grant it with GRANT SELECT ON oceanbase.* TO the account \
+const GRANT: &str = "grant it with GRANT SELECT ON oceanbase.* TO the account \
                      (a cluster needs GV$OB_PROCESSLIST and DBA_OB_TENANTS in the sys tenant)";
 
 /// Which view a target is read through. Collection finds it on its first successful
 /// cycle; the session API finds it with [`detect_mode`], the same probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+enum Mode {
     /// A cluster's sys tenant: `GV$OB_PROCESSLIST` (or the configured
     /// `processlist_view`), every tenant, with `TENANT` and server columns.
     Cluster,
@@ -41,9 +44,93 @@ pub struct OceanbaseSource {
     single_tenant: String,
 }
 
+/// An OceanBase target as the session API reads it: every processlist column has
+/// the conventional name; seekdb's `V$OB_PROCESSLIST` lacks the server and tenant
+/// columns, which then come from the target.
+pub struct Sessions {
+    name: String,
+    settings: Oceanbase,
+}
+
+impl Sessions {
+    pub fn new(target: &Target, settings: &Oceanbase) -> Self {
+        Self {
+            name: target.name.clone(),
+            settings: settings.clone(),
+        }
+    }
+}
+
+impl Processlist for Sessions {
+    fn target(&self) -> &str {
+        &self.name
+    }
+
+    fn database(&self) -> &Database {
+        &self.settings.database
+    }
+
+    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
+        // (`any` needs a sized iterator; the loop takes the trait object as it is.)
+        for tenant in found {
+            if tenant == name {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String> {
+        found.cloned().collect()
+    }
+
+    fn init_statements(&self, timeout: Duration) -> Vec<String> {
+        init_statements(timeout)
+    }
+
+    fn detect<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+    ) -> processlist::BoxFuture<'a, Result<View, mysql_async::Error>> {
+        Box::pin(async move {
+            let mode = detect_mode(conn, &self.settings).await?;
+            Ok(View {
+                relation: relation(&self.settings, mode),
+                cluster: mode == Mode::Cluster,
+            })
+        })
+    }
+
+    fn column(&self, _: &View, field: Field, columns: &HashSet<String>) -> Option<String> {
+        plain_column(field, columns)
+    }
+
+    fn active_condition(&self) -> String {
+        "`STATE` = 'ACTIVE'".to_string()
+    }
+
+    fn tenant_stats<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        view: &'a View,
+        tenant: &'a str,
+    ) -> processlist::BoxFuture<'a, Result<Collected, SqlError>> {
+        let mode = if view.cluster {
+            Mode::Cluster
+        } else {
+            Mode::SingleTenant
+        };
+        Box::pin(tenant_stats(conn, &self.settings, mode, tenant))
+    }
+
+    fn grant(&self) -> &'static str {
+        "grant it with GRANT SELECT ON oceanbase.* TO the account"
+    }
+}
+
 /// The statement every new connection runs first: the server stops our queries at
 /// `timeout` itself, so an abandoned cycle or request leaves no work behind.
-pub(super) fn init_statements(timeout: Duration) -> Vec<String> {
+fn init_statements(timeout: Duration) -> Vec<String> {
     vec![format!(
         "{TAG} SET SESSION ob_query_timeout = {}",
         timeout.as_micros().max(1)
@@ -59,7 +146,7 @@ fn configured_mode(settings: &Oceanbase) -> Option<Mode> {
 
 /// Finds the mode of `settings` the way collection does: configured views or a
 /// visible `DBA_OB_TENANTS` mean a cluster; a missing or denied one, a single tenant.
-pub(super) async fn detect_mode(
+async fn detect_mode(
     conn: &mut mysql_async::Conn,
     settings: &Oceanbase,
 ) -> Result<Mode, mysql_async::Error> {
@@ -188,7 +275,7 @@ fn row_context<'a>(settings: &'a Oceanbase, tenant: &'a str) -> RowContext<'a> {
 /// aggregation of a collection cycle, restricted to `tenant` (a bound parameter in a
 /// cluster) and without top sessions, so the API's stats and `/metrics` cannot
 /// disagree on method. `tenant` must be the tenant this mode serves.
-pub(super) async fn tenant_stats(
+async fn tenant_stats(
     conn: &mut mysql_async::Conn,
     settings: &Oceanbase,
     mode: Mode,
@@ -235,7 +322,7 @@ fn cluster_sql(settings: &Oceanbase) -> String {
 }
 
 /// The relation sessions are read from in `mode`.
-pub(super) fn relation(settings: &Oceanbase, mode: Mode) -> String {
+fn relation(settings: &Oceanbase, mode: Mode) -> String {
     match mode {
         Mode::Cluster => processlist_relation(settings),
         Mode::SingleTenant => "`oceanbase`.`V$OB_PROCESSLIST`".to_string(),
@@ -321,7 +408,7 @@ fn single_sql(settings: &Oceanbase) -> String {
 /// The tenant label of a single-tenant server, which (seekdb) does not tell its name:
 /// `tenant` from the config, else the tenant in `user` (`monitor@t1`, `monitor@t1#c`,
 /// `c:t1:monitor`), else the target's name.
-pub(super) fn single_tenant_name(target: &str, settings: &Oceanbase) -> String {
+fn single_tenant_name(target: &str, settings: &Oceanbase) -> String {
     if let Some(tenant) = &settings.tenant {
         return tenant.clone();
     }
@@ -345,6 +432,28 @@ mod tests {
     use crate::source::sql::fixtures::{counts as c, pairs, row};
     use crate::source::sql::Rows;
     use crate::stats::{TopSession, NONE_LABEL};
+
+    #[test]
+    fn every_field_is_its_conventional_column_when_the_view_has_it() {
+        let sessions = Sessions::new(
+            &testing::target(
+                "ob",
+                crate::config::TargetKind::Oceanbase(testing::oceanbase("m")),
+            ),
+            &testing::oceanbase("m"),
+        );
+        let view = View {
+            relation: "`oceanbase`.`GV$OB_PROCESSLIST`".into(),
+            cluster: true,
+        };
+        let columns: HashSet<String> = ["ID", "SVR_IP", "TENANT", "TIME", "STATE"]
+            .map(String::from)
+            .into();
+        let column = |field| sessions.column(&view, field, &columns);
+        assert_eq!(column(Field::SvrIp).as_deref(), Some("`SVR_IP`"));
+        assert_eq!(column(Field::SqlId), None);
+        assert_eq!(column(Field::ProxyIp), None);
+    }
 
     #[test]
     fn single_tenant_name_sources_in_order() {

@@ -115,6 +115,70 @@ impl DbssSource {
     }
 }
 
+/// DBSS's SQL statement detail (`GET /v2/{project_id}/audit/{instance_id}/sqls/{id}`),
+/// which the passthrough forwards: the kind's one request on demand.
+pub struct SqlDetail {
+    settings: Dbss,
+    /// Built once; a client that cannot be built (a bad `ca_file`) is every
+    /// request's error until a reload builds a new one.
+    client: Result<Client, ClientError>,
+    token: TokenFile,
+}
+
+/// Why the SQL detail could not be asked for or answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SqlDetailError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The token file is unreadable or holds no valid token.
+    #[error("{0}")]
+    Token(String),
+}
+
+/// A client and a current token: everything but the request itself.
+pub struct ReadyDetail<'a> {
+    settings: &'a Dbss,
+    client: &'a Client,
+    token: crate::secret::Secret,
+}
+
+impl SqlDetail {
+    pub fn new(settings: &Dbss) -> Self {
+        Self {
+            client: Client::new(settings),
+            token: TokenFile::new(settings.token_file.clone()),
+            settings: settings.clone(),
+        }
+    }
+
+    pub fn settings(&self) -> &Dbss {
+        &self.settings
+    }
+
+    /// The client and the token as of now, or why a request cannot be sent.
+    pub fn ready(&self) -> Result<ReadyDetail<'_>, SqlDetailError> {
+        let client = self.client.as_ref().map_err(|err| err.clone())?;
+        let token = self.token.get().map_err(SqlDetailError::Token)?;
+        Ok(ReadyDetail {
+            settings: &self.settings,
+            client,
+            token,
+        })
+    }
+}
+
+impl ReadyDetail<'_> {
+    /// Asks for statement `id`, which must pass [`api::valid_sql_id`]. DBSS's answer
+    /// is returned as it came, whatever its status.
+    pub async fn fetch(&self, id: &str) -> Result<client::Answer, SqlDetailError> {
+        let path = api::sql_detail_path(self.settings, id);
+        Ok(self
+            .client
+            .send(Method::GET, &path, &self.token, None)
+            .await?)
+    }
+}
+
 /// The reason of an exchange that produced no answer: unreachable (connect, TLS,
 /// broken answer) or an answer the exporter will not read (redirected elsewhere,
 /// too large).

@@ -1,22 +1,23 @@
-//! One target's live queries for the passthrough: its own small pool (never the
-//! scheduler's connections), a cap on concurrent requests, and the SQL of the list,
-//! detail and stats endpoints.
+//! One SQL target's session API: its own small pool (never the scheduler's
+//! connections), a cap on concurrent requests, and the SQL of the list, detail and
+//! stats endpoints, on the relation and columns its kind ([`Processlist`]) names.
+//! Which columns exist is read from the server once per target, so a custom
+//! `processlist_view` with fewer columns still works.
 //!
 //! Every value from a request is a bound parameter of a prepared statement; the SQL
 //! text holds only names of ours (columns from an allowlist, the configured views).
 
-use super::envelope::Failure;
-use super::params::{ListParams, Observer};
-use super::session::{expression, Field, TenantSession};
-use crate::source::processlist::{Processlist, View};
-use crate::source::sql::SqlError;
-use crate::source::sql::{filter_conditions, TAG};
-use crate::source::{self};
-use crate::stats::{Counts, TenantStats, NONE_LABEL};
+use super::{Processlist, View};
+use crate::sessions::params::Observer;
+use crate::sessions::{
+    BoxFuture, Failure, Field, FieldValue, ListParams, Page, PageInfo, SessionApi, SessionStats,
+    TenantSession,
+};
+use crate::source::conn::{close_in_background, pool};
+use crate::source::sql::{filter_conditions, SqlError, TAG};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::{OnceCell, Semaphore};
@@ -25,155 +26,76 @@ use tokio::sync::{OnceCell, Semaphore};
 #[derive(Debug)]
 struct Shape {
     view: View,
-    relation: String,
     columns: HashSet<String>,
-}
-
-/// A page of the list: obshell's `PaginatedTenantSessions`.
-#[derive(Debug, Serialize)]
-pub struct Page {
-    pub page: PageInfo,
-    pub contents: Vec<TenantSession>,
-}
-
-/// obshell's `CustomPage`; `total_elements` is the real number of sessions matching
-/// the filters (obshell reports the page's length).
-#[derive(Debug, Serialize, PartialEq)]
-pub struct PageInfo {
-    pub total_elements: u64,
-    pub total_pages: u64,
-    pub size: u64,
-    pub number: u64,
-}
-
-/// obshell's `TenantSessionStats`; `max_active_time` covers active sessions only.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct SessionStats {
-    pub total_count: u64,
-    pub active_count: u64,
-    pub max_active_time: f64,
-    pub db_stats: Vec<DbStat>,
-    pub user_stats: Vec<UserStat>,
-    pub client_stats: Vec<ClientStat>,
-}
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct DbStat {
-    pub db_name: String,
-    pub total_count: u64,
-    pub active_count: u64,
-}
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct UserStat {
-    pub user_name: String,
-    pub total_count: u64,
-    pub active_count: u64,
-}
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct ClientStat {
-    pub client_ip: String,
-    pub total_count: u64,
-    pub active_count: u64,
-}
-
-impl From<TenantStats> for SessionStats {
-    fn from(stats: TenantStats) -> Self {
-        // Largest first, like obshell's example; names break ties. The metrics'
-        // `__none__` (no database, no client address) is the API's empty string.
-        fn ranked(values: BTreeMap<String, Counts>) -> Vec<(String, Counts)> {
-            let mut list: Vec<(String, Counts)> = values
-                .into_iter()
-                .map(|(name, counts)| {
-                    (
-                        if name == NONE_LABEL {
-                            String::new()
-                        } else {
-                            name
-                        },
-                        counts,
-                    )
-                })
-                .collect();
-            list.sort_by(|(a, x), (b, y)| y.sessions.cmp(&x.sessions).then_with(|| a.cmp(b)));
-            list
-        }
-        Self {
-            total_count: stats.sessions,
-            active_count: stats.active_sessions,
-            max_active_time: stats.max_active_time,
-            db_stats: ranked(stats.by_db)
-                .into_iter()
-                .map(|(db_name, c)| DbStat {
-                    db_name,
-                    total_count: c.sessions,
-                    active_count: c.active,
-                })
-                .collect(),
-            user_stats: ranked(stats.by_user)
-                .into_iter()
-                .map(|(user_name, c)| UserStat {
-                    user_name,
-                    total_count: c.sessions,
-                    active_count: c.active,
-                })
-                .collect(),
-            client_stats: ranked(stats.by_client)
-                .into_iter()
-                .map(|(client_ip, c)| ClientStat {
-                    client_ip,
-                    total_count: c.sessions,
-                    active_count: c.active,
-                })
-                .collect(),
-        }
-    }
 }
 
 /// One target's passthrough connections and what it knows about its relation.
 pub struct Backend {
-    pub target: Processlist,
+    target: Box<dyn Processlist>,
     pool: Pool,
     permits: Semaphore,
-    max_concurrent: usize,
-    timeout: Duration,
     shape: OnceCell<Shape>,
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        source::close_in_background(self.pool.clone());
+        close_in_background(self.pool.clone());
+    }
+}
+
+impl SessionApi for Backend {
+    fn target(&self) -> &str {
+        self.target.target()
+    }
+
+    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
+        self.target.serves(found, name)
+    }
+
+    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String> {
+        self.target.tenants(found)
+    }
+
+    fn list<'a>(
+        &'a self,
+        tenant: &'a str,
+        params: &'a ListParams,
+    ) -> BoxFuture<'a, Result<Page, Failure>> {
+        Box::pin(self.list(tenant, params))
+    }
+
+    fn detail<'a>(
+        &'a self,
+        tenant: &'a str,
+        id: u64,
+    ) -> BoxFuture<'a, Result<TenantSession, Failure>> {
+        Box::pin(self.detail(tenant, id))
+    }
+
+    fn stats<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<SessionStats, Failure>> {
+        Box::pin(self.stats(tenant))
     }
 }
 
 impl Backend {
     /// `interval` is the target's collect interval, which sets how long idle
-    /// connections are kept.
+    /// connections are kept; `timeout` is the request timeout.
     pub fn new(
-        target: Processlist,
+        target: Box<dyn Processlist>,
         interval: Duration,
         max_concurrent: usize,
         timeout: Duration,
     ) -> Self {
         let init = target.init_statements(timeout);
         Self {
-            pool: source::pool(target.database(), interval, init, max_concurrent),
+            pool: pool(target.database(), interval, init, max_concurrent),
             target,
             permits: Semaphore::new(max_concurrent),
-            max_concurrent,
-            timeout,
             shape: OnceCell::new(),
         }
     }
 
-    /// True when this backend serves `target` with these settings unchanged, so a
-    /// reload keeps its connections.
-    pub fn serves(&self, target: &Processlist, max_concurrent: usize, timeout: Duration) -> bool {
-        self.target == *target && self.max_concurrent == max_concurrent && self.timeout == timeout
-    }
-
-    pub async fn list(&self, tenant: &str, params: &ListParams) -> Result<Page, Failure> {
+    async fn list(&self, tenant: &str, params: &ListParams) -> Result<Page, Failure> {
         let (total, contents) = self.sessions(tenant, params, true).await?;
         let total = total.unwrap_or_default();
         Ok(Page {
@@ -203,7 +125,7 @@ impl Backend {
         let total = if count {
             let count_sql = format!(
                 "{TAG} SELECT COUNT(*) FROM {} WHERE {conditions}",
-                shape.relation
+                shape.view.relation
             );
             let total = exec(&mut conn, &count_sql, values.clone())
                 .await
@@ -220,17 +142,17 @@ impl Backend {
         } else {
             None
         };
-        let (fields, select) = select_list(shape);
+        let (fields, select) = self.select_list(shape);
         let mut order = String::new();
         if let Some((field, direction)) = params.sort {
-            if let Some(expr) = expression(shape.view, field, &shape.columns) {
+            if let Some(expr) = self.target.column(&shape.view, field, &shape.columns) {
                 order = format!("{expr} {}, ", direction.sql());
             }
         }
         order.push_str(&tiebreak(shape));
         let sql = format!(
             "{TAG} SELECT {select} FROM {} WHERE {conditions} ORDER BY {order} LIMIT ? OFFSET ?",
-            shape.relation
+            shape.view.relation
         );
         values.push(params.size.into());
         values.push(offset.into());
@@ -244,7 +166,7 @@ impl Backend {
         Ok((total, contents))
     }
 
-    pub async fn detail(&self, tenant: &str, id: u64) -> Result<TenantSession, Failure> {
+    async fn detail(&self, tenant: &str, id: u64) -> Result<TenantSession, Failure> {
         let params = ListParams {
             id: Some(id),
             size: 1,
@@ -259,18 +181,18 @@ impl Backend {
         })
     }
 
-    pub async fn stats(&self, tenant: &str) -> Result<SessionStats, Failure> {
+    async fn stats(&self, tenant: &str) -> Result<SessionStats, Failure> {
         let _permit = self.permit().await?;
         let mut conn = self.conn().await?;
         let shape = self.shape(&mut conn).await?;
         let collected = self
             .target
-            .tenant_stats(&mut conn, shape.view, tenant)
+            .tenant_stats(&mut conn, &shape.view, tenant)
             .await
             .map_err(|err| match err {
                 SqlError::Driver(err) => self.failure(&err),
                 SqlError::Answer(err) => {
-                    Failure::unavailable(format!("target `{}`: {err}", self.target.name()))
+                    Failure::unavailable(format!("target `{}`: {err}", self.target.target()))
                 }
             })?;
         let stats = collected
@@ -283,7 +205,7 @@ impl Backend {
                 "OB.Tenant.NotExist",
                 format!(
                     "tenant `{tenant}` no longer exists in target `{}`",
-                    self.target.name()
+                    self.target.target()
                 ),
             )
         })
@@ -303,11 +225,12 @@ impl Backend {
     async fn shape(&self, conn: &mut Conn) -> Result<&Shape, Failure> {
         self.shape
             .get_or_try_init(|| async {
-                let view = self.target.detect_view(conn)
+                let view = self
+                    .target
+                    .detect(conn)
                     .await
                     .map_err(|e| self.failure(&e))?;
-                let relation = self.target.relation(view);
-                let probe = format!("{TAG} SELECT * FROM {relation} WHERE 1 = 0");
+                let probe = format!("{TAG} SELECT * FROM {} WHERE 1 = 0", view.relation);
                 let result = conn.query_iter(probe).await.map_err(|e| self.failure(&e))?;
                 let columns: HashSet<String> = result
                     .columns_ref()
@@ -315,12 +238,13 @@ impl Backend {
                     .map(|c| c.name_str().to_ascii_uppercase())
                     .collect();
                 result.drop_result().await.map_err(|e| self.failure(&e))?;
-                if view == View::Cluster && !columns.contains("TENANT") {
+                if view.cluster && !columns.contains("TENANT") {
                     return Err(Failure::unavailable(format!(
-                        "{relation} has no TENANT column: the passthrough needs it to tell tenants apart"
+                        "{} has no TENANT column: the passthrough needs it to tell tenants apart",
+                        view.relation
                     )));
                 }
-                Ok(Shape { view, relation, columns })
+                Ok(Shape { view, columns })
             })
             .await
     }
@@ -335,17 +259,15 @@ impl Backend {
         let has = |c: &str| shape.columns.contains(c);
         let mut values: Vec<Value> = Vec::new();
         // The passthrough's own session is not one of the tenant's.
-        let mut sql = match shape.view {
-            View::Cluster => {
-                values.push(tenant.into());
-                if has("SVR_IP") {
-                    "`TENANT` = ? AND NOT (`ID` = CONNECTION_ID() AND `SVR_IP` = HOST_IP())"
-                        .to_string()
-                } else {
-                    "`TENANT` = ? AND `ID` <> CONNECTION_ID()".to_string()
-                }
+        let mut sql = if shape.view.cluster {
+            values.push(tenant.into());
+            if has("SVR_IP") {
+                "`TENANT` = ? AND NOT (`ID` = CONNECTION_ID() AND `SVR_IP` = HOST_IP())".to_string()
+            } else {
+                "`TENANT` = ? AND `ID` <> CONNECTION_ID()".to_string()
             }
-            View::SingleTenant | View::Mysql => "`ID` <> CONNECTION_ID()".to_string(),
+        } else {
+            "`ID` <> CONNECTION_ID()".to_string()
         };
         // The target's own filters apply, so the list agrees with the stats.
         sql.push_str(&filter_conditions(&self.target.database().filter, ""));
@@ -357,17 +279,10 @@ impl Backend {
             let Some(wanted) = wanted.as_deref().filter(|w| !w.is_empty()) else {
                 continue;
             };
-            match expression(shape.view, field, &shape.columns) {
-                // information_schema is utf8mb3 on MySQL and MariaDB: compared as is,
-                // a 4-byte character in the filter is a collation error, not a miss.
-                Some(expr) if shape.view == View::Mysql => {
-                    sql.push_str(&format!(
-                        " AND CONVERT({expr} USING utf8mb4) LIKE ? ESCAPE '!'"
-                    ));
-                    values.push(contains_pattern(wanted).into());
-                }
+            match self.target.column(&shape.view, field, &shape.columns) {
                 Some(expr) => {
-                    sql.push_str(&format!(" AND {expr} LIKE ? ESCAPE '!'"));
+                    let operand = self.target.like_operand(&expr);
+                    sql.push_str(&format!(" AND {operand} LIKE ? ESCAPE '!'"));
                     values.push(contains_pattern(wanted).into());
                 }
                 None => sql.push_str(" AND 1 = 0"),
@@ -392,7 +307,7 @@ impl Backend {
         observers: &[Observer],
         values: &mut Vec<Value>,
     ) -> String {
-        if shape.view == View::Cluster && shape.columns.contains("SVR_IP") {
+        if shape.view.cluster && shape.columns.contains("SVR_IP") {
             let mut items = Vec::new();
             for observer in observers {
                 values.push(observer.ip.to_string().into());
@@ -434,15 +349,15 @@ impl Backend {
     ) -> Result<TenantSession, Failure> {
         let mut session = TenantSession::default();
         for (field, value) in fields.iter().zip(row.unwrap()) {
-            session.set(*field, value).map_err(|message| {
-                Failure::unavailable(format!("target `{}`: {message}", self.target.name()))
+            session.set(*field, field_value(value)).map_err(|message| {
+                Failure::unavailable(format!("target `{}`: {message}", self.target.target()))
             })?;
         }
         // What a single server does not say comes from the configuration.
-        if shape.view != View::Cluster || !shape.columns.contains("TENANT") {
+        if !shape.view.cluster || !shape.columns.contains("TENANT") {
             session.tenant = tenant.to_string();
         }
-        if shape.view != View::Cluster {
+        if !shape.view.cluster {
             let address = &self.target.database().address;
             if session.svr_ip.is_empty() {
                 session.svr_ip = address.host.clone();
@@ -456,8 +371,26 @@ impl Backend {
     }
 
     fn failure(&self, err: &mysql_async::Error) -> Failure {
-        let error = self.target.classify(err);
-        Failure::unavailable(format!("target `{}`: {error}", self.target.name()))
+        let error = crate::source::conn::classify(
+            err,
+            self.target.database(),
+            "reading sessions for the passthrough",
+            self.target.grant(),
+        );
+        Failure::unavailable(format!("target `{}`: {error}", self.target.target()))
+    }
+
+    /// The SELECT list: every field the view can read, and which field each column is.
+    fn select_list(&self, shape: &Shape) -> (Vec<Field>, String) {
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        for field in Field::ALL {
+            if let Some(expr) = self.target.column(&shape.view, field, &shape.columns) {
+                fields.push(field);
+                columns.push(expr);
+            }
+        }
+        (fields, columns.join(", "))
     }
 }
 
@@ -477,22 +410,23 @@ async fn exec(
     Ok(rows)
 }
 
-/// The SELECT list: every field the view can read, and which field each column is.
-fn select_list(shape: &Shape) -> (Vec<Field>, String) {
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for field in Field::ALL {
-        if let Some(expr) = expression(shape.view, field, &shape.columns) {
-            fields.push(field);
-            columns.push(expr);
-        }
+/// A driver value as the session model takes it. Bytes that are not UTF-8 are
+/// replaced, not refused, as in collection.
+fn field_value(value: Value) -> FieldValue {
+    match value {
+        Value::NULL => FieldValue::Null,
+        Value::Int(n) => FieldValue::Int(n),
+        Value::UInt(n) => FieldValue::UInt(n),
+        // As its text, so an f32 is not widened into digits it never had.
+        Value::Float(n) => FieldValue::Text(n.to_string()),
+        Value::Double(n) => FieldValue::Float(n),
+        other => FieldValue::Text(crate::source::sql::text(other).unwrap_or_default()),
     }
-    (fields, columns.join(", "))
 }
 
 /// Stable order under paging: a session is (server, id) in a cluster, id elsewhere.
 fn tiebreak(shape: &Shape) -> String {
-    if shape.view == View::Cluster && shape.columns.contains("SVR_IP") {
+    if shape.view.cluster && shape.columns.contains("SVR_IP") {
         "`ID` ASC, `SVR_IP` ASC".to_string()
     } else {
         "`ID` ASC".to_string()
@@ -523,43 +457,5 @@ mod tests {
         assert_eq!(contains_pattern("ro"), "%ro%");
         assert_eq!(contains_pattern("50%_!x"), "%50!%!_!!x%");
         assert_eq!(contains_pattern("'\\\0"), "%'\\\0%");
-    }
-
-    #[test]
-    fn stats_are_ranked_and_none_is_empty() {
-        let mut stats = TenantStats {
-            sessions: 10,
-            active_sessions: 5,
-            max_active_time: 3.5,
-            ..TenantStats::default()
-        };
-        stats.by_db.insert(
-            "sys".into(),
-            Counts {
-                sessions: 2,
-                active: 1,
-            },
-        );
-        stats.by_db.insert(
-            "test".into(),
-            Counts {
-                sessions: 8,
-                active: 4,
-            },
-        );
-        stats.by_client.insert(
-            NONE_LABEL.into(),
-            Counts {
-                sessions: 1,
-                active: 0,
-            },
-        );
-        let api = SessionStats::from(stats);
-        assert_eq!(api.db_stats[0].db_name, "test");
-        assert_eq!(api.db_stats[1].db_name, "sys");
-        assert_eq!(api.client_stats[0].client_ip, "");
-        let json = serde_json::to_value(&api).unwrap();
-        assert_eq!(json["db_stats"][0]["total_count"], 8);
-        assert_eq!(json["max_active_time"], 3.5);
     }
 }

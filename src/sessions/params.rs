@@ -3,7 +3,7 @@
 //! silent default. Values are percent-decoded here and must be UTF-8; they reach SQL
 //! only as bound parameters (see `backend`).
 
-use super::envelope::Failure;
+use super::failure::Failure;
 use super::session::Field;
 use std::net::IpAddr;
 

@@ -1,16 +1,19 @@
-//! obshell's `TenantSession`, and where each of its fields comes from in each view.
-//!
-//! OceanBase's processlist has every field (a cluster's `GV$OB_PROCESSLIST`; seekdb's
-//! `V$OB_PROCESSLIST` lacks the server and tenant columns, which then come from the
-//! target). MySQL and MariaDB have `ID, USER, HOST, DB, COMMAND, TIME, STATE, INFO`
-//! (MariaDB adds `TIME_MS` and `MEMORY_USED`); the fields they cannot supply are the
-//! type's zero value: `0`, or `""`. Which columns exist is read from the server once
-//! per target, so a custom `processlist_view` with fewer columns still works.
+//! obshell's `TenantSession` and its fields. Where each field comes from is the
+//! kind's business (`source::oceanbase`, `source::mysql`); a field a kind cannot
+//! supply is the type's zero value: `0`, or `""`.
 
-use crate::source::processlist::{mysql_active, View};
-use mysql_async::Value;
 use serde::Serialize;
-use std::collections::HashSet;
+
+/// A value as a database sent it, for [`TenantSession::set`]: each kind's driver
+/// values are turned into these.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Text(String),
+}
 
 /// Every field of obshell's `TenantSession`, in its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,64 +106,6 @@ impl Field {
             .into_iter()
             .find(|f| f.name() == name && *f != Field::ProxyIp)
     }
-
-    /// OceanBase's column for this field.
-    fn ob_column(self) -> Option<&'static str> {
-        Some(match self {
-            Field::Id => "ID",
-            Field::SvrIp => "SVR_IP",
-            Field::SvrPort => "SVR_PORT",
-            Field::SqlPort => "SQL_PORT",
-            Field::User => "USER",
-            Field::Db => "DB",
-            Field::Tenant => "TENANT",
-            Field::Host => "HOST",
-            Field::Command => "COMMAND",
-            Field::Time => "TIME",
-            Field::State => "STATE",
-            Field::Info => "INFO",
-            Field::ProxySessId => "PROXY_SESSID",
-            Field::ProxyIp => return None,
-            Field::Action => "ACTION",
-            Field::Module => "MODULE",
-            Field::ClientInfo => "CLIENT_INFO",
-            Field::Level => "LEVEL",
-            Field::SamplePercentage => "SAMPLE_PERCENTAGE",
-            Field::RecordPolicy => "RECORD_POLICY",
-            Field::SqlId => "SQL_ID",
-            Field::TotalCpuTime => "TOTAL_CPU_TIME",
-            Field::MemoryUsage => "MEMORY_USAGE",
-        })
-    }
-}
-
-/// The SQL expression that reads `field` in `view`, given the relation's columns
-/// (upper case); None when the view has no such column (the field then comes from
-/// the target, or is the zero value). Only names of ours are ever written here.
-pub fn expression(view: View, field: Field, columns: &HashSet<String>) -> Option<String> {
-    let has = |c: &str| columns.contains(c);
-    match view {
-        View::Cluster | View::SingleTenant => {
-            let column = field.ob_column()?;
-            has(column).then(|| format!("`{column}`"))
-        }
-        View::Mysql => match field {
-            Field::Id | Field::User | Field::Host | Field::Db | Field::Command | Field::Info => {
-                let column = field.ob_column()?;
-                has(column).then(|| format!("`{column}`"))
-            }
-            // MariaDB has milliseconds; MySQL whole seconds.
-            Field::Time if has("TIME_MS") => Some("`TIME_MS` / 1000".to_string()),
-            Field::Time => has("TIME").then(|| "`TIME`".to_string()),
-            // The contract's state is OceanBase's ACTIVE/SLEEP; MySQL's STATE column is
-            // a thread stage. The same rule as the metrics' "active" decides it.
-            Field::State => {
-                has("COMMAND").then(|| format!("IF({}, 'ACTIVE', 'SLEEP')", mysql_active()))
-            }
-            Field::MemoryUsage => has("MEMORY_USED").then(|| "`MEMORY_USED`".to_string()),
-            _ => None,
-        },
-    }
 }
 
 /// obshell's `TenantSession`.
@@ -194,8 +139,8 @@ pub struct TenantSession {
 impl TenantSession {
     /// Sets `field` from a database value. NULL leaves the zero value; a value of the
     /// wrong shape is an error naming the field.
-    pub fn set(&mut self, field: Field, value: Value) -> Result<(), String> {
-        if value == Value::NULL {
+    pub fn set(&mut self, field: Field, value: FieldValue) -> Result<(), String> {
+        if value == FieldValue::Null {
             return Ok(());
         }
         match field {
@@ -238,11 +183,17 @@ impl TenantSession {
     }
 }
 
-fn text(value: Value) -> String {
-    crate::source::sql::text(value).unwrap_or_default()
+fn text(value: FieldValue) -> String {
+    match value {
+        FieldValue::Null => String::new(),
+        FieldValue::Int(n) => n.to_string(),
+        FieldValue::UInt(n) => n.to_string(),
+        FieldValue::Float(n) => n.to_string(),
+        FieldValue::Text(text) => text,
+    }
 }
 
-fn float(value: Value, field: Field) -> Result<f64, String> {
+fn float(value: FieldValue, field: Field) -> Result<f64, String> {
     let text = text(value);
     text.trim()
         .parse::<f64>()
@@ -256,10 +207,10 @@ fn float(value: Value, field: Field) -> Result<f64, String> {
         })
 }
 
-fn integer(value: Value, field: Field) -> Result<i64, String> {
+fn integer(value: FieldValue, field: Field) -> Result<i64, String> {
     match value {
-        Value::Int(n) => Ok(n),
-        Value::UInt(n) => {
+        FieldValue::Int(n) => Ok(n),
+        FieldValue::UInt(n) => {
             i64::try_from(n).map_err(|_| format!("{} is out of range: {n}", field.name()))
         }
         other => {
@@ -290,64 +241,18 @@ fn integer(value: Value, field: Field) -> Result<i64, String> {
 mod tests {
     use super::*;
 
-    fn columns(names: &[&str]) -> HashSet<String> {
-        names.iter().map(|n| n.to_string()).collect()
-    }
-
-    #[test]
-    fn each_view_reads_what_it_has() {
-        let ob = columns(&["ID", "SVR_IP", "TENANT", "TIME", "STATE"]);
-        assert_eq!(
-            expression(View::Cluster, Field::SvrIp, &ob).as_deref(),
-            Some("`SVR_IP`")
-        );
-        assert_eq!(expression(View::Cluster, Field::SqlId, &ob), None);
-        assert_eq!(expression(View::Cluster, Field::ProxyIp, &ob), None);
-        let maria = columns(&[
-            "ID",
-            "USER",
-            "HOST",
-            "DB",
-            "COMMAND",
-            "TIME",
-            "STATE",
-            "INFO",
-            "TIME_MS",
-            "MEMORY_USED",
-        ]);
-        assert_eq!(
-            expression(View::Mysql, Field::Time, &maria).as_deref(),
-            Some("`TIME_MS` / 1000")
-        );
-        assert_eq!(
-            expression(View::Mysql, Field::MemoryUsage, &maria).as_deref(),
-            Some("`MEMORY_USED`")
-        );
-        assert!(expression(View::Mysql, Field::State, &maria)
-            .unwrap()
-            .contains("'Sleep'"));
-        assert_eq!(expression(View::Mysql, Field::SvrPort, &maria), None);
-        let mysql = columns(&[
-            "ID", "USER", "HOST", "DB", "COMMAND", "TIME", "STATE", "INFO",
-        ]);
-        assert_eq!(
-            expression(View::Mysql, Field::Time, &mysql).as_deref(),
-            Some("`TIME`")
-        );
-    }
-
     #[test]
     fn values_decode_tolerantly_and_proxy_ip_is_derived() {
         let mut s = TenantSession::default();
-        s.set(Field::Id, Value::Bytes(b"3221588508".to_vec()))
+        s.set(Field::Id, FieldValue::Text("3221588508".into()))
             .unwrap();
-        s.set(Field::Time, Value::Double(12.5)).unwrap();
-        s.set(Field::MemoryUsage, Value::Bytes(b"1024000.000".to_vec()))
+        s.set(Field::Time, FieldValue::Float(12.5)).unwrap();
+        s.set(Field::MemoryUsage, FieldValue::Text("1024000.000".into()))
             .unwrap();
-        s.set(Field::Db, Value::NULL).unwrap();
-        s.set(Field::Host, Value::Bytes(b"10.0.0.9:41000".to_vec()))
+        s.set(Field::Db, FieldValue::Null).unwrap();
+        s.set(Field::Host, FieldValue::Text("10.0.0.9:41000".into()))
             .unwrap();
-        s.set(Field::ProxySessId, Value::UInt(77)).unwrap();
+        s.set(Field::ProxySessId, FieldValue::UInt(77)).unwrap();
         s.finish();
         assert_eq!(
             (s.id, s.time, s.memory_usage),
@@ -356,14 +261,14 @@ mod tests {
         assert_eq!(s.db, "");
         assert_eq!(s.proxy_ip, "10.0.0.9");
         assert!(s
-            .set(Field::Level, Value::Bytes(b"high".to_vec()))
+            .set(Field::Level, FieldValue::Text("high".into()))
             .unwrap_err()
             .contains("level"));
-        assert!(s.set(Field::Id, Value::UInt(u64::MAX)).is_err());
+        assert!(s.set(Field::Id, FieldValue::UInt(u64::MAX)).is_err());
 
         let mut direct = TenantSession::default();
         direct
-            .set(Field::Host, Value::Bytes(b"10.0.0.9:41000".to_vec()))
+            .set(Field::Host, FieldValue::Text("10.0.0.9:41000".into()))
             .unwrap();
         direct.finish();
         assert_eq!(direct.proxy_ip, "", "no proxy session id, no proxy");

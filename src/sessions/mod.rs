@@ -1,0 +1,54 @@
+//! The obshell-compatible session API's model: what a request asks ([`params`]), what
+//! it gets ([`answers`], [`session`]) or why it failed ([`failure`]), and the
+//! [`SessionApi`] a kind of target implements to answer it.
+//!
+//! A leaf between the HTTP layer (`passthrough`: routes, authentication, timeouts,
+//! obshell's envelope) and the kinds (`source`), so that neither imports the other.
+
+pub mod answers;
+pub mod failure;
+pub mod params;
+pub mod session;
+
+pub use answers::{Page, PageInfo, SessionStats};
+pub use failure::Failure;
+pub use params::ListParams;
+pub use session::{Field, FieldValue, TenantSession};
+
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so [`SessionApi`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One target's sessions, read live on request. Implementations bound their own
+/// concurrency and use connections of their own, never the collection's; the caller
+/// bounds each request with `passthrough.request_timeout`.
+pub trait SessionApi: Send + Sync {
+    /// The target's name, for messages.
+    fn target(&self) -> &str;
+
+    /// True when this target answers for tenant `name`, given the tenants its last
+    /// collection found.
+    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool;
+
+    /// The tenants it answers for, given those its last collection found.
+    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String>;
+
+    /// A page of `tenant`'s sessions, filtered and sorted as `params` asks.
+    fn list<'a>(
+        &'a self,
+        tenant: &'a str,
+        params: &'a ListParams,
+    ) -> BoxFuture<'a, Result<Page, Failure>>;
+
+    /// One session of `tenant`, with its SQL text.
+    fn detail<'a>(
+        &'a self,
+        tenant: &'a str,
+        id: u64,
+    ) -> BoxFuture<'a, Result<TenantSession, Failure>>;
+
+    /// `tenant`'s statistics, computed as a collection computes them.
+    fn stats<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<SessionStats, Failure>>;
+}

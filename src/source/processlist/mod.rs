@@ -1,0 +1,117 @@
+//! The session API over a MySQL-protocol processlist, shared by the SQL kinds
+//! (OceanBase and MySQL/MariaDB): [`backend`] answers list, detail and stats with its
+//! own pool, and each kind supplies what differs through [`Processlist`] (its
+//! relation, found the way its collection finds it; its columns; what "active"
+//! means; its statistics statement).
+
+pub mod backend;
+
+use super::sql::SqlError;
+use crate::config::Database;
+use crate::sessions::Field;
+use crate::stats::Collected;
+use mysql_async::Conn;
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use backend::Backend;
+
+/// A boxed future, so [`Processlist`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Which relation a target's sessions are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The relation, quoted for SQL.
+    pub relation: String,
+    /// Every tenant of a cluster, told apart by a `TENANT` column (and servers by
+    /// `SVR_IP`); otherwise one server's one tenant, which the configuration names.
+    pub cluster: bool,
+}
+
+/// What one SQL kind tells the shared backend.
+pub trait Processlist: Send + Sync + 'static {
+    /// The target's name.
+    fn target(&self) -> &str;
+
+    /// Where the server is and how to log in.
+    fn database(&self) -> &Database;
+
+    /// True when this target answers for tenant `name`, given the tenants its last
+    /// collection found.
+    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool;
+
+    /// The tenants it answers for, given those its last collection found.
+    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String>;
+
+    /// Statements a new connection runs first, bounding its queries at `timeout`
+    /// where the server can.
+    fn init_statements(&self, timeout: Duration) -> Vec<String>;
+
+    /// Finds the view, as collection does.
+    fn detect<'a>(&'a self, conn: &'a mut Conn) -> BoxFuture<'a, Result<View, mysql_async::Error>>;
+
+    /// The SQL expression that reads `field`, given the relation's columns (upper
+    /// case); None when there is no such column (the field then comes from the
+    /// target, or is the zero value). Only names of ours are ever written here.
+    fn column(&self, view: &View, field: Field, columns: &HashSet<String>) -> Option<String>;
+
+    /// `expression` as the left side of a `LIKE` with a bound pattern.
+    fn like_operand(&self, expression: &str) -> String {
+        expression.to_string()
+    }
+
+    /// The SQL condition "the session in this row is active", on the view's columns:
+    /// the rule its collection counts with.
+    fn active_condition(&self) -> String;
+
+    /// One tenant's statistics, read now with the collection's own statement (without
+    /// top sessions). `tenant` is one this target serves.
+    fn tenant_stats<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        view: &'a View,
+        tenant: &'a str,
+    ) -> BoxFuture<'a, Result<Collected, SqlError>>;
+
+    /// The privilege to suggest when one is missing.
+    fn grant(&self) -> &'static str;
+}
+
+/// The processlist's conventional column for `field`, as OceanBase names them (MySQL
+/// shares the first few names); None for a field no processlist has.
+pub fn column_name(field: Field) -> Option<&'static str> {
+    Some(match field {
+        Field::Id => "ID",
+        Field::SvrIp => "SVR_IP",
+        Field::SvrPort => "SVR_PORT",
+        Field::SqlPort => "SQL_PORT",
+        Field::User => "USER",
+        Field::Db => "DB",
+        Field::Tenant => "TENANT",
+        Field::Host => "HOST",
+        Field::Command => "COMMAND",
+        Field::Time => "TIME",
+        Field::State => "STATE",
+        Field::Info => "INFO",
+        Field::ProxySessId => "PROXY_SESSID",
+        Field::ProxyIp => return None,
+        Field::Action => "ACTION",
+        Field::Module => "MODULE",
+        Field::ClientInfo => "CLIENT_INFO",
+        Field::Level => "LEVEL",
+        Field::SamplePercentage => "SAMPLE_PERCENTAGE",
+        Field::RecordPolicy => "RECORD_POLICY",
+        Field::SqlId => "SQL_ID",
+        Field::TotalCpuTime => "TOTAL_CPU_TIME",
+        Field::MemoryUsage => "MEMORY_USAGE",
+    })
+}
+
+/// `` `COLUMN` `` when the relation has the conventional column for `field`.
+pub fn plain_column(field: Field, columns: &HashSet<String>) -> Option<String> {
+    let column = column_name(field)?;
+    columns.contains(column).then(|| format!("`{column}`"))
+}
