@@ -11,7 +11,10 @@ HTTP limit of a minimal hyper server serving the same bytes; 1,000 tenants and
 100,000 sessions in a GV$OB_PROCESSLIST-shaped table on seekdb; a soak with churning
 tenants; start-up time. Issue 7: the p99 of /metrics at 64 connections while three
 targets fail (wrong password, silent server, unresolvable name) and reloads run,
-against the same exporter with one healthy target.
+against the same exporter with one healthy target. `--before BINARY` (issue 15): the
+exporter's CPU per collection cycle of scenario 3 against another build of it (the
+commit before a change), interleaved, so a refactoring is held to the figures of the
+code it replaced whatever the machine's speed that day.
 """
 
 import argparse
@@ -106,14 +109,15 @@ def wait_http(url, limit=30.0, ok=lambda status: status == 200):
     raise RuntimeError(f"{url} did not answer within {limit}s")
 
 
-def start_exporter(config_text, extra=(), log_file=None):
+def start_exporter(config_text, extra=(), log_file=None, binary=None):
     directory = tempfile.mkdtemp(prefix="bench-exporter-")
     config = os.path.join(directory, "config.yaml")
     with open(config, "w") as f:
         f.write(config_text)
     port = free_port()
     err = open(log_file, "w") if log_file else subprocess.DEVNULL
-    proc = spawn([EXPORTER, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}", *extra], stderr=err)
+    proc = spawn([binary or EXPORTER, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}", *extra],
+                 stderr=err)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -593,10 +597,34 @@ def write_report(command, quick, elapsed):
         f.write("\n".join(lines))
 
 
+def scenario_before(before, quick):
+    """Scenario 3's CPU per cycle, this build against `before`, interleaved."""
+    log(f"scenario 3e: CPU per collection cycle against {before}")
+    load_scale_tables(100_000, 1000, 10)
+    window = 20 if quick else 40
+    per_cycle = {EXPORTER: [], before: []}
+    for binary in [before, EXPORTER] * 3:
+        log_file = tempfile.mktemp(suffix=".log")
+        proc, url = start_exporter(scale_target(), ["--log.level=debug"], log_file, binary=binary)
+        wait_http(url + "/-/ready", 60)
+        time.sleep(6)
+        cycles_before = open(log_file).read().count("msg=collected")
+        cpu_before = cpu_seconds(proc)
+        time.sleep(window)
+        cycles = open(log_file).read().count("msg=collected") - cycles_before
+        per_cycle[binary].append((cpu_seconds(proc) - cpu_before) * 1000 / max(cycles, 1))
+        stop(proc)
+    ours, theirs = median(per_cycle[EXPORTER]), median(per_cycle[before])
+    record("3e exporter CPU per collection cycle (ms) vs the build before the change", f"{ours:.1f}",
+           f"{theirs:.1f} ({os.path.basename(before)})", f"{ours / theirs:.2f}x", "<= 1.1x", ours <= theirs * 1.1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs; under 3 minutes")
     parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload")
+    parser.add_argument("--before", metavar="BINARY",
+                        help="another build of session_exporter to compare scenario 3's CPU per cycle with")
     args = parser.parse_args()
     chosen = set((args.only or "peer,scale,soak,startup,faultload").split(","))
     t0 = time.monotonic()
@@ -611,12 +639,15 @@ def main():
             scenario_startup()
         if "faultload" in chosen:
             scenario_fault_load(args.quick)
+        if args.before:
+            scenario_before(os.path.abspath(args.before), args.quick)
     finally:
         for proc in started:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    command = "bench/run.sh" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+    command = ("bench/run.sh" + (" --quick" if args.quick else "") + (f" --only {args.only}" if args.only else "")
+               + (f" --before {args.before}" if args.before else ""))
     if not args.only:
         write_report(command, args.quick, time.monotonic() - t0)
     failed = [r for r in results if not r[5]]

@@ -3,7 +3,8 @@
 # prometheus-mysqld-exporter and wrk, plus the test servers), starts MariaDB and
 # seekdb on loopback, builds the release binaries, runs bench/bench.py and rewrites
 # BENCHMARKS.md. `--quick` takes about 3 minutes; the full run about 20.
-# Exits non-zero if a goal is missed.
+# `--before BINARY` adds scenario 3e: CPU per collection cycle against another build
+# (e.g. the commit before a refactoring). Exits non-zero if a goal is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

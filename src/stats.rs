@@ -635,6 +635,46 @@ mod tests {
         );
     }
 
+    /// One rule for a real value spelled like the marker, for every key type: it is
+    /// summed with the rest and counted, never kept beside the marker.
+    #[test]
+    fn a_real_other_value_is_summed_and_counted() {
+        let c = |sessions| Counts {
+            sessions,
+            active: 0,
+        };
+        let mut by_db: BTreeMap<String, Counts> = [
+            ("a".to_string(), c(9)),
+            (OTHER_LABEL.to_string(), c(8)),
+            ("b".to_string(), c(1)),
+        ]
+        .into();
+        assert_eq!(cap(&mut by_db, 2, OTHER_LABEL.to_string()), 2);
+        assert_eq!(
+            by_db,
+            BTreeMap::from([("a".to_string(), c(9)), (OTHER_LABEL.to_string(), c(9))])
+        );
+        let other = || {
+            (
+                OTHER_LABEL.to_string(),
+                OTHER_LABEL.to_string(),
+                OTHER_LABEL.to_string(),
+            )
+        };
+        let mut clients = ClientDistribution::new(
+            "inst",
+            vec![
+                entry(Some(OTHER_LABEL), Some(OTHER_LABEL), Some(OTHER_LABEL), 7),
+                entry(Some("d1"), Some("10.0.0.1"), None, 9),
+                entry(Some("d2"), Some("10.0.0.2"), None, 1),
+            ],
+        );
+        clients.cap(2);
+        assert_eq!(clients.dropped, 2);
+        assert_eq!(clients.sessions[&other()], 8);
+        assert_eq!(clients.sessions.len(), 2);
+    }
+
     #[test]
     fn host_port_is_cut() {
         for (host, expected) in [

@@ -155,15 +155,6 @@ impl TargetKind {
         }
     }
 
-    /// The SQL settings of a kind read over the MySQL protocol; None for the others.
-    pub fn database(&self) -> Option<&Database> {
-        match self {
-            TargetKind::Oceanbase(settings) => Some(&settings.database),
-            TargetKind::Mysql(settings) => Some(&settings.database),
-            TargetKind::Dbss(_) => None,
-        }
-    }
-
     /// The tenants the configuration names for target `name`: reported (down) even
     /// when a collection does not find them.
     pub fn expected_tenants(&self, name: &str) -> Vec<String> {
@@ -740,8 +731,8 @@ impl KindInput<'_> {
     }
 
     /// Takes the keys of `T` out of the unread ones and deserializes them. A key of
-    /// the wrong type is a problem on that key (with serde's message), and `T`'s
-    /// default stands in, so the other keys are still checked.
+    /// the wrong type is a problem on that key (with serde's message) and is left
+    /// out, so the other keys are still read and checked.
     fn read<T: for<'de> Deserialize<'de> + Default>(&mut self) -> T {
         let fields = fields_of::<T>();
         let mut mine = serde_yaml::Mapping::new();
@@ -750,10 +741,24 @@ impl KindInput<'_> {
                 mine.insert(serde_yaml::Value::String(field.to_string()), value);
             }
         }
-        keys::settings_of(mine).unwrap_or_else(|(field, message)| {
-            self.problem(field.as_deref().unwrap_or(fields[0]), message);
-            T::default()
-        })
+        // Each round drops the key that failed: at most one round per key.
+        for _ in 0..=fields.len() {
+            match keys::settings_of(mine.clone()) {
+                Ok(settings) => return settings,
+                Err((Some(path), message)) => {
+                    self.problem(&path, message);
+                    let key = path.split(['.', '[']).next().unwrap_or_default();
+                    if mine.remove(key).is_none() {
+                        break;
+                    }
+                }
+                Err((None, message)) => {
+                    self.problem(fields.first().copied().unwrap_or("kind"), message);
+                    break;
+                }
+            }
+        }
+        T::default()
     }
 
     /// Replaces `${NAME}` in `text` with the environment variable's value.

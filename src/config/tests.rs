@@ -8,7 +8,11 @@ fn parse_str(text: &str) -> Result<Config, ConfigError> {
 
 /// The database settings of a SQL target.
 fn database(t: &Target) -> &Database {
-    t.kind.database().expect("a SQL target")
+    match &t.kind {
+        TargetKind::Oceanbase(settings) => &settings.database,
+        TargetKind::Mysql(settings) => &settings.database,
+        other => panic!("not a SQL target: {other:?}"),
+    }
 }
 
 fn oceanbase(t: &Target) -> &Oceanbase {
@@ -447,6 +451,72 @@ fn dbss_problems_name_their_keys() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("HALF_HOUR") && err.contains(":8:"), "{err}");
+}
+
+#[test]
+fn another_kind_s_key_is_refused_by_key_with_the_kinds_that_take_it() {
+    let (_dir, path) = dbss_dir();
+    let text = format!(
+        "targets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:3306\n    user: u\n    tenant: t1\n  - name: d\n    kind: dbss\n    endpoint: https://x.example.com\n    project_id: {PROJECT}\n    instance_id: {PROJECT}\n    token_file: dbss.token\n    address: 127.0.0.1:1\n"
+    );
+    let problems = match parse(&path, &text, &|_| None) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("{other:?}"),
+    };
+    let got: Vec<(&str, Option<usize>, &str)> = problems
+        .iter()
+        .map(|p| (p.key.as_str(), p.line, p.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "targets[0].tenant",
+                Some(6),
+                "applies to kind oceanbase only, not to a mysql target; a mysql target has one tenant named after the target: remove it"
+            ),
+            (
+                "targets[1].address",
+                Some(13),
+                "applies to kinds oceanbase and mysql only, not to a dbss target; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how): remove it"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_kind_key_of_the_wrong_type_is_one_problem_among_the_others() {
+    let found = problems(
+        "targets:\n  - name: ob\n    kind: oceanbase\n    address: nowhere\n    user: u\n    tenants: 5\n    top_sessions: many\n",
+    );
+    let got: Vec<(&str, Option<usize>)> = found.iter().map(|p| (p.key.as_str(), p.line)).collect();
+    assert_eq!(
+        got,
+        [
+            ("targets[0].address", Some(4)),
+            ("targets[0].tenants", Some(6)),
+            ("targets[0].top_sessions", Some(7)),
+        ]
+    );
+    assert!(found[1].message.contains("invalid type"), "{found:?}");
+}
+
+#[test]
+fn the_keys_of_each_kind_come_from_its_settings_types() {
+    let keys = |name: &str| (KINDS.iter().find(|k| k.name == name).unwrap().keys)();
+    assert_eq!(
+        keys("mysql"),
+        [
+            "address",
+            "user",
+            "password",
+            "password_file",
+            "top_sessions",
+            "filter"
+        ]
+    );
+    assert!(keys("oceanbase").contains(&"processlist_view"));
+    assert!(keys("dbss").contains(&"token_file") && !keys("dbss").contains(&"user"));
 }
 
 proptest::proptest! {

@@ -318,7 +318,9 @@ fn the_module_graph_has_no_cycles() {
     for (module, uses) in &graph {
         if module.starts_with("passthrough") || module.starts_with("http") {
             assert!(
-                !uses.iter().any(|u| u == "source::oceanbase" || u == "source::mysql"),
+                !uses
+                    .iter()
+                    .any(|u| u == "source::oceanbase" || u == "source::mysql"),
                 "{module} uses a kind: {uses:?}"
             );
         }
