@@ -2,14 +2,14 @@
 //!
 //! Loading is two steps. serde turns the YAML into raw structs (unknown keys and wrong
 //! types of the common keys stop it, with serde's own line and column). Then
-//! [`validate`] checks meaning (addresses, durations, names, and which keys fit which
+//! `validate` checks meaning (addresses, durations, names, and which keys fit which
 //! kind) and collects *every* problem with its `file:line: key`, so one run tells the
 //! user all there is to fix. A secret never appears in an error, a log line or a
 //! `Debug` print.
 //!
 //! A target is its common keys ([`Target`]) plus one kind's settings
 //! ([`TargetKind`]). Each kind's keys, their types and their checks live in the
-//! kind's own module; [`KINDS`] registers them, and is the only list of kinds here.
+//! kind's own module; `KINDS` registers them, and is the only list of kinds here.
 
 mod database;
 mod dbss;
@@ -173,7 +173,7 @@ impl TargetKind {
 pub(crate) struct KindEntry {
     pub name: &'static str,
     pub keys: fn() -> Vec<&'static str>,
-    /// Follows "applies to kind X only, not to a <name> target".
+    /// Follows "applies to kind X only, not to a `name` target".
     pub foreign_key_hint: &'static str,
     pub validate: fn(&mut KindInput<'_>) -> TargetKind,
 }

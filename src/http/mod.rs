@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// What every handler can read. Handlers get it behind one `Arc` ([`Shared`]), so a
+/// What every handler can read. Handlers get it behind one `Arc` (`Shared`), so a
 /// request costs one reference count, not one per field.
 pub struct AppState {
     pub published: watch::Receiver<Arc<Published>>,
@@ -61,7 +61,7 @@ impl App {
 
     /// Answers a scrape of the telemetry path without the router and middleware
     /// (routing, boxed futures, state clones: a tenth of a small scrape's cost), with
-    /// the same rules as [`guard`]. None for any other request, and for credentials
+    /// the same rules as `guard`. None for any other request, and for credentials
     /// not verified before (bcrypt runs on the router's path, off the runtime).
     pub fn scrape<B>(&self, request: &axum::http::Request<B>) -> Option<Response> {
         if request.method() != axum::http::Method::GET

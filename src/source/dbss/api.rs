@@ -114,7 +114,7 @@ struct ErrorDetail {
 }
 
 /// The `error_code` and `error_msg` of an error answer, cleaned for a log line: at
-/// most [`MAX_MESSAGE_CHARS`], no control characters, and the token blanked should
+/// most `MAX_MESSAGE_CHARS`, no control characters, and the token blanked should
 /// the server echo it. A body that is not the documented JSON gives its first
 /// characters as the message. The first of `details` stands in for missing fields.
 pub fn decode_error(body: &[u8], token: Option<&Secret>) -> ApiError {
