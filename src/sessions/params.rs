@@ -7,8 +7,9 @@ use super::failure::Failure;
 use super::session::Field;
 use std::net::IpAddr;
 
-/// obshell's default page size, also the largest accepted.
-pub const MAX_SIZE: u64 = 2_147_483_647;
+/// obshell's default page size. Any larger `size` up to `u64::MAX` is accepted too,
+/// as obshell accepts it: its Python SDK sends `sys.maxsize` by default.
+pub const DEFAULT_SIZE: u64 = 2_147_483_647;
 
 /// What `GET /api/v1/tenant/:name/sessions` was asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +30,7 @@ impl Default for ListParams {
     fn default() -> Self {
         Self {
             page: 1,
-            size: MAX_SIZE,
+            size: DEFAULT_SIZE,
             user: None,
             db: None,
             host: None,
@@ -63,7 +64,18 @@ impl Direction {
     }
 }
 
-const ACCEPTED: &str = "page, size, user, db, host, id, observer_list, active_only, sort";
+const ACCEPTED: &str =
+    "page, size, user, db, host (or client_ip), id, observer_list (or svr_ip), active_only, sort";
+
+/// The other name a parameter is sent under: obshell's SDK sends `client_ip` for
+/// `host` and `svr_ip` for `observer_list`, which mean the same.
+fn canonical(key: &'static str) -> &'static str {
+    match key {
+        "client_ip" => "host",
+        "svr_ip" => "observer_list",
+        key => key,
+    }
+}
 
 impl ListParams {
     /// Parses a raw query string (`None`: no `?`).
@@ -77,8 +89,10 @@ impl ListParams {
                 "user" => "user",
                 "db" => "db",
                 "host" => "host",
+                "client_ip" => "client_ip",
                 "id" => "id",
                 "observer_list" => "observer_list",
+                "svr_ip" => "svr_ip",
                 "active_only" => "active_only",
                 "sort" => "sort",
                 other => {
@@ -91,21 +105,23 @@ impl ListParams {
                     ))
                 }
             };
-            if seen.contains(&key) {
-                return Err(Failure::bad_parameter(
-                    key,
-                    format!("`{key}` is given more than once: give it once"),
-                ));
+            if let Some(earlier) = seen.iter().find(|k| canonical(k) == canonical(key)) {
+                let message = if *earlier == key {
+                    format!("`{key}` is given more than once: give it once")
+                } else {
+                    format!("`{earlier}` and `{key}` are one parameter under two names: give one")
+                };
+                return Err(Failure::bad_parameter(key, message));
             }
             seen.push(key);
-            match key {
+            match canonical(key) {
                 "page" => params.page = whole(key, &value, 1, u64::MAX)?,
-                "size" => params.size = whole(key, &value, 1, MAX_SIZE)?,
+                "size" => params.size = whole(key, &value, 1, u64::MAX)?,
                 "user" => params.user = Some(value),
                 "db" => params.db = Some(value),
                 "host" => params.host = Some(value),
                 "id" => params.id = Some(whole(key, &value, 0, u64::MAX)?),
-                "observer_list" => params.observers = Some(observers(&value)?),
+                "observer_list" => params.observers = Some(observers(key, &value)?),
                 "active_only" => params.active_only = boolean(key, &value)?,
                 _ => params.sort = Some(sort(&value)?),
             }
@@ -199,12 +215,14 @@ fn boolean(key: &'static str, value: &str) -> Result<bool, Failure> {
     }
 }
 
-fn observers(value: &str) -> Result<Vec<Observer>, Failure> {
+/// `observer_list` (or `svr_ip`, named by `key`): comma-separated IPs, each with an
+/// optional port.
+fn observers(key: &'static str, value: &str) -> Result<Vec<Observer>, Failure> {
     let bad = |item: &str| {
         Failure::bad_parameter(
-            "observer_list",
+            key,
             format!(
-                "`{}` is not a server address: observer_list is comma-separated IPs, each with an optional port (10.0.0.1,10.0.0.2:2882,[::1]:2882)",
+                "`{}` is not a server address: {key} is comma-separated IPs, each with an optional port (10.0.0.1,10.0.0.2:2882,[::1]:2882)",
                 printable(item)
             ),
         )
@@ -282,9 +300,27 @@ mod tests {
     }
 
     #[test]
+    fn the_sdk_s_spellings_and_sizes_are_accepted() {
+        // What obshell's Python SDK sends by default: size=sys.maxsize.
+        let p = parse("page=1&size=9223372036854775807&client_ip=10.0.0&svr_ip=10.0.0.1,10.0.0.2")
+            .unwrap();
+        assert_eq!(p.size, 9_223_372_036_854_775_807);
+        assert_eq!(p.host.as_deref(), Some("10.0.0"));
+        assert_eq!(p.observers.as_ref().map(Vec::len), Some(2));
+        assert_eq!(parse("size=18446744073709551615").unwrap().size, u64::MAX);
+        for (query, field) in [
+            ("host=a&client_ip=b", "client_ip"),
+            ("svr_ip=10.0.0.1&observer_list=10.0.0.2", "observer_list"),
+            ("svr_ip=db.example", "svr_ip"),
+        ] {
+            assert_eq!(field_of(query), field, "{query}");
+        }
+    }
+
+    #[test]
     fn defaults_match_obshell() {
         let p = ListParams::parse(None).unwrap();
-        assert_eq!((p.page, p.size, p.active_only), (1, MAX_SIZE, false));
+        assert_eq!((p.page, p.size, p.active_only), (1, DEFAULT_SIZE, false));
         assert_eq!(p.offset().unwrap(), 0);
     }
 
@@ -314,7 +350,7 @@ mod tests {
         assert_eq!(field_of("page=-1"), "page");
         assert_eq!(field_of("page=abc"), "page");
         assert_eq!(field_of("size=0"), "size");
-        assert_eq!(field_of("size=2147483648"), "size");
+        assert_eq!(field_of("size=18446744073709551616"), "size");
         assert_eq!(field_of("id=1.5"), "id");
         assert_eq!(field_of("active_only=yes"), "active_only");
         assert_eq!(field_of("sort=password,desc"), "sort");
@@ -341,7 +377,7 @@ mod tests {
             message.contains("time") && message.contains("svr_ip"),
             "{message}"
         );
-        let beyond = parse(&format!("page={}&size={MAX_SIZE}", u64::MAX)).unwrap();
+        let beyond = parse(&format!("page={}&size={DEFAULT_SIZE}", u64::MAX)).unwrap();
         assert_eq!(beyond.offset().unwrap_err().field, Some("page"));
     }
 
@@ -370,7 +406,7 @@ mod properties {
         fn any_query_string_is_parsed_or_refused(query in "\\PC{0,80}|([a-z_]{1,12}=[%0-9A-Fa-f,:.\\[\\]a-z]{0,20}&?){0,6}") {
             match ListParams::parse(Some(&query)) {
                 Ok(params) => {
-                    proptest::prop_assert!(params.page >= 1 && (1..=MAX_SIZE).contains(&params.size));
+                    proptest::prop_assert!(params.page >= 1 && params.size >= 1);
                 }
                 Err(failure) => {
                     proptest::prop_assert_eq!(failure.status, axum::http::StatusCode::BAD_REQUEST);

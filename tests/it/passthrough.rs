@@ -239,6 +239,28 @@ fn check_sessions_api(exporter: &Exporter, tenant: &str, o: &Opened, server_ip: 
     }
     let idle_ip1 = ok(exporter, &format!("{base}?host={}", o.ip1));
     assert_eq!(idle_ip1["page"]["total_elements"], 3);
+    // The same, as obshell's Python SDK spells it: client_ip for host, svr_ip for
+    // observer_list, and size=sys.maxsize.
+    let sdk = ok(
+        exporter,
+        &format!(
+            "{base}?page=1&size=9223372036854775807&client_ip={}&svr_ip={server_ip}&db={}&active_only=true",
+            o.ip2, o.db1
+        ),
+    );
+    assert_eq!(
+        sdk["page"],
+        active_db1["page"]
+            .as_object()
+            .map(|p| {
+                let mut p = serde_json::Value::Object(p.clone());
+                p["size"] = serde_json::json!(9223372036854775807_u64);
+                p
+            })
+            .unwrap(),
+        "{sdk}"
+    );
+    assert_eq!(ids(&sdk), ids(&active_db1));
 
     // Sort and paging, against the ids the server gave the sessions.
     let mine = format!("{base}?user={}", o.app);
@@ -335,7 +357,8 @@ fn check_sessions_api(exporter: &Exporter, tenant: &str, o: &Opened, server_ip: 
     for (query, field) in [
         ("page=0", "page"),
         ("size=x", "size"),
-        ("size=2147483648", "size"),
+        ("size=18446744073709551616", "size"),
+        ("host=a&client_ip=b", "client_ip"),
         ("id=-1", "id"),
         ("active_only=maybe", "active_only"),
         ("sort=password,desc", "sort"),

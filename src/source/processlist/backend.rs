@@ -154,7 +154,9 @@ impl Backend {
             "{TAG} SELECT {select} FROM {} WHERE {conditions} ORDER BY {order} LIMIT ? OFFSET ?",
             shape.view.relation
         );
-        values.push(params.size.into());
+        // A size past any result (the SDK sends sys.maxsize) is the same LIMIT as
+        // i64::MAX, the largest every server takes.
+        values.push(params.size.min(i64::MAX as u64).into());
         values.push(offset.into());
         let rows = exec(&mut conn, &sql, values)
             .await
