@@ -1,9 +1,75 @@
-//! Connection pools and error classification shared by every MySQL-protocol source.
+//! Connection pools, the exporter's own sessions, and error classification, shared
+//! by every MySQL-protocol source and the session API.
 
 use super::error::{Reason, SourceError};
 use crate::config::Database;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Own sessions remembered per server at most; past it the oldest are forgotten
+/// (both pools of a target hold at most 66 connections).
+const MAX_OWN_SESSIONS: usize = 256;
+/// How long after a pool's idle timeout a connection may still be open: the pool
+/// checks its idle connections every 30 s.
+const IDLE_CHECK_SLACK: Duration = Duration::from_secs(45);
+
+/// The sessions this process holds on one server, by connection id, with when each
+/// is known to be closed at the latest: the collection's pool and the session API's
+/// both connect as the monitoring account, and neither may count the other's idle
+/// connections (nor its own second one) as sessions of the tenant.
+#[derive(Debug, Default)]
+pub struct OwnSessions {
+    open_until: Mutex<HashMap<u32, Instant>>,
+}
+
+impl OwnSessions {
+    /// The own sessions of the server `conn` is connected to, with `conn` noted among
+    /// them (as open until its pool would have closed it idle).
+    pub fn of(conn: &Conn) -> Arc<OwnSessions> {
+        /// By server: host (as configured) and port.
+        type Servers = Mutex<HashMap<(String, u16), Arc<OwnSessions>>>;
+        static SERVERS: OnceLock<Servers> = OnceLock::new();
+        let opts = conn.opts();
+        let key = (opts.ip_or_hostname().to_string(), opts.tcp_port());
+        let own = SERVERS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let idle = opts.pool_opts().inactive_connection_ttl();
+        own.note(conn.id(), Instant::now() + idle + IDLE_CHECK_SLACK);
+        own
+    }
+
+    fn note(&self, id: u32, open_until: Instant) {
+        let mut map = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        map.retain(|_, until| *until > now);
+        if map.len() >= MAX_OWN_SESSIONS && !map.contains_key(&id) {
+            if let Some(oldest) = map.iter().min_by_key(|(_, until)| **until).map(|(k, _)| *k) {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(id, open_until);
+    }
+
+    /// The ids of the sessions that may still be open, in order.
+    pub fn ids(&self) -> Vec<u32> {
+        let now = Instant::now();
+        let map = self.open_until.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids: Vec<u32> = map
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
 
 /// Owns one target's pool. The pool is small (a cycle uses one connection) and kept
 /// across cycles, so a healthy target costs one query per interval and no handshakes.
@@ -162,5 +228,26 @@ pub fn classify(
             format!("error {} while {what}: {}", e.code, e.message),
         ),
         other => SourceError::new(Reason::Query, format!("{what} failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_sessions_expire_and_stay_bounded() {
+        let own = OwnSessions::default();
+        let later = Instant::now() + Duration::from_secs(60);
+        own.note(7, later);
+        own.note(3, later);
+        own.note(9, Instant::now());
+        assert_eq!(own.ids(), [3, 7], "a session past its idle timeout is gone");
+        for id in 100..(100 + MAX_OWN_SESSIONS as u32 + 10) {
+            own.note(id, later + Duration::from_millis(u64::from(id)));
+        }
+        let ids = own.ids();
+        assert_eq!(ids.len(), MAX_OWN_SESSIONS);
+        assert!(!ids.contains(&3) && ids.contains(&(100 + MAX_OWN_SESSIONS as u32 + 9)));
     }
 }

@@ -12,7 +12,9 @@ use super::collect::{BoxFuture, Source};
 use super::conn::{classify, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
-use super::sql::{filter_conditions, host_without_port, query, RowContext, SqlError, TAG};
+use super::sql::{
+    filter_conditions, host_without_port, query, RowContext, SqlError, OWN_SESSIONS, TAG,
+};
 use crate::config::{Database, Mysql, Target};
 use crate::sessions::Field;
 use crate::stats::Collected;
@@ -253,7 +255,7 @@ fn grouped_sql(database: &Database, timeout: Duration) -> String {
         "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ \
          SELECT /*+ MAX_EXECUTION_TIME({}) */ 'g', NULL, NULL, DB, USER, {client}, SUM({active}), \
          COUNT(*), MAX(CASE WHEN {active} THEN TIME END), NULL, NULL \
-         FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID(){filters} \
+         FROM information_schema.PROCESSLIST WHERE ID NOT IN ({OWN_SESSIONS}){filters} \
          GROUP BY 4, 5, 6",
         timeout.as_secs_f64(),
         timeout.as_millis().max(1),
@@ -261,7 +263,7 @@ fn grouped_sql(database: &Database, timeout: Duration) -> String {
     if database.top_sessions > 0 {
         sql.push_str(&format!(
             " UNION ALL (SELECT 't', NULL, NULL, DB, USER, {client}, 1, 1, TIME, ID, NULL \
-             FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND {active}{filters} \
+             FROM information_schema.PROCESSLIST WHERE ID NOT IN ({OWN_SESSIONS}) AND {active}{filters} \
              ORDER BY TIME DESC, ID LIMIT {})",
             database.top_sessions
         ));
@@ -371,7 +373,7 @@ mod tests {
         let sql = grouped_sql(&database, Duration::from_millis(2500));
         assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */"));
         assert!(sql.contains("/*+ MAX_EXECUTION_TIME(2500) */"));
-        assert!(sql.contains("WHERE ID <> CONNECTION_ID()"));
+        assert!(sql.contains(&format!("WHERE ID NOT IN ({OWN_SESSIONS})")));
         assert!(sql.contains("UNION ALL"), "top sessions by default");
         assert!(!sql.contains("INFO"), "statistics never read the SQL text");
         database.top_sessions = 0;

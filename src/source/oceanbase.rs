@@ -11,7 +11,9 @@ use super::collect::{BoxFuture, Source};
 use super::conn::{classify, is_missing_or_denied_relation, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
-use super::sql::{self, filter_conditions, host_without_port, query, RowContext, SqlError, TAG};
+use super::sql::{
+    self, filter_conditions, host_without_port, query, RowContext, SqlError, OWN_SESSIONS, TAG,
+};
 use crate::config::{Database, Oceanbase, Relation, Target};
 use crate::sessions::Field;
 use crate::stats::Collected;
@@ -353,9 +355,10 @@ fn cluster_sql_with(settings: &Oceanbase, tenant_filter: &str) -> String {
         "COALESCE(NULLIF(p.USER_CLIENT_IP, ''), {})",
         host_without_port("p.HOST")
     );
-    // The exporter's own session is excluded: on OceanBase 4 a session id is unique
-    // per server, so it is matched with the server the session runs on.
-    let not_own = "NOT (p.ID = CONNECTION_ID() AND p.SVR_IP = HOST_IP())";
+    // The exporter's own sessions are excluded: on OceanBase 4 a session id is
+    // unique per server, so they are matched with the server they run on, the one
+    // every connection of this target reaches.
+    let not_own = format!("NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())");
     let filters = filter_conditions(&database.filter, "p.");
     let mut sql = format!(
         "{TAG} SELECT 'g', t.TENANT_NAME, p.SVR_IP, p.DB, p.USER, {client}, \
@@ -391,13 +394,13 @@ fn single_sql(settings: &Oceanbase) -> String {
     let mut sql = format!(
         "{TAG} SELECT 'g', NULL, NULL, DB, USER, {client}, SUM(STATE = 'ACTIVE'), COUNT(*), \
          MAX(CASE WHEN STATE = 'ACTIVE' THEN TIME END), NULL, NULL \
-         FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID <> CONNECTION_ID(){filters} \
+         FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID NOT IN ({OWN_SESSIONS}){filters} \
          GROUP BY 4, 5, 6"
     );
     if database.top_sessions > 0 {
         sql.push_str(&format!(
             " UNION ALL (SELECT 't', NULL, NULL, DB, USER, {client}, 1, 1, TIME, ID, SQL_ID \
-             FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID <> CONNECTION_ID() AND STATE = 'ACTIVE'{filters} \
+             FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID NOT IN ({OWN_SESSIONS}) AND STATE = 'ACTIVE'{filters} \
              ORDER BY TIME DESC, ID LIMIT {})",
             database.top_sessions
         ));
@@ -476,7 +479,10 @@ mod tests {
         assert!(sql.contains(
             "FROM `oceanbase`.`DBA_OB_TENANTS` t LEFT JOIN `oceanbase`.`GV$OB_PROCESSLIST` p"
         ));
-        assert!(!sql.contains("IN ("));
+        assert!(!sql.contains("TENANT_NAME IN ("), "every tenant by default");
+        assert!(sql.contains(&format!(
+            "NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())"
+        )));
         assert!(!sql.contains("INFO"), "statistics never read the SQL text");
 
         settings.tenants = Some(vec!["t1".into(), "t2".into()]);

@@ -14,6 +14,23 @@ use mysql_async::Value;
 /// sees who sent it.
 pub const TAG: &str = concat!("/* session_exporter ", env!("CARGO_PKG_VERSION"), " */");
 
+/// Stands, in a statement's text, for the list of the exporter's own session ids on
+/// the server (`ID NOT IN (…)`): [`with_own_sessions`] writes them in just before the
+/// statement is sent, so no statement counts or lists the exporter's connections.
+pub const OWN_SESSIONS: &str = "CONNECTION_ID() /* own sessions */";
+
+/// `sql` with [`OWN_SESSIONS`] replaced by `CONNECTION_ID()` and the ids of every
+/// other connection this process holds to `conn`'s server (the collection's pool,
+/// the session API's); `conn` is noted among them.
+pub fn with_own_sessions(conn: &mysql_async::Conn, sql: &str) -> String {
+    let own = super::conn::OwnSessions::of(conn);
+    let mut list = String::from("CONNECTION_ID()");
+    for id in own.ids() {
+        list.push_str(&format!(", {id}"));
+    }
+    sql.replace(OWN_SESSIONS, &list)
+}
+
 /// SQL for "HOST without its `:port`", mirroring [`crate::stats::host_without_port`]
 /// so the database can group by client address instead of by connection.
 pub fn host_without_port(column: &str) -> String {
@@ -139,6 +156,7 @@ pub async fn query(
     tenants: &[&str],
 ) -> Result<Collected, SqlError> {
     use mysql_async::prelude::Queryable;
+    let sql = with_own_sessions(conn, sql);
     let result = conn.query_iter(sql).await?;
     aggregate_rows(result, ctx, tenants).await
 }
@@ -155,6 +173,7 @@ pub async fn query_bound(
     tenants: &[&str],
 ) -> Result<Collected, SqlError> {
     use mysql_async::prelude::Queryable;
+    let sql = with_own_sessions(conn, sql);
     let statement = conn.prep(sql).await?;
     let aggregated = match conn.exec_iter(&statement, params).await {
         Ok(result) => aggregate_rows(result, ctx, tenants).await,

@@ -759,3 +759,84 @@ fn base64(text: &str) -> String {
     }
     out
 }
+
+/// With the session API in use, neither `/metrics` nor the API counts or lists any
+/// of the exporter's own connections: the collection's, or the API pool's idle ones.
+/// The exporter logs in with an account of this test alone, on seekdb (single
+/// tenant) and a private MariaDB, so any session of that account is the exporter's.
+#[test]
+fn the_exporter_never_counts_its_own_connections() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = "own-sessions-Pw1";
+    let password_file = dir.path().join("own.password");
+    std::fs::write(&password_file, password).expect("password file");
+    servers.seekdb_root(&format!(
+        "CREATE USER IF NOT EXISTS own_mon IDENTIFIED BY '{password}'; \
+         ALTER USER own_mon IDENTIFIED BY '{password}'; GRANT SELECT ON oceanbase.* TO own_mon;"
+    ));
+    let maria = crate::common::PrivateMariadb::start(password);
+    maria.root(&format!(
+        "CREATE USER 'own_mon'@'%' IDENTIFIED BY '{password}'; GRANT PROCESS ON *.* TO 'own_mon'@'%';"
+    ));
+    let exporter = start(&format!(
+        "  - name: seek\n    kind: oceanbase\n    address: {}\n    user: own_mon\n    password_file: {pw}\n    tenant: seek\n  - name: maria\n    kind: mysql\n    address: {}\n    user: own_mon\n    password_file: {pw}\n",
+        servers.seekdb_addr,
+        maria.addr(),
+        pw = password_file.display()
+    ));
+    for tenant in ["seek", "maria"] {
+        exporter.wait_for_metrics("both are collected", Duration::from_secs(30), |m| {
+            m.get("dbsession_up", &[("target", tenant), ("tenant", tenant)]) == Some(1.0)
+        });
+        // Several requests at once, so the API's pool holds more than one connection.
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    ok(
+                        &exporter,
+                        &format!("/api/v1/tenant/{tenant}/sessions/stats"),
+                    )
+                });
+            }
+        });
+        let base = format!("/api/v1/tenant/{tenant}/sessions");
+        assert_eq!(
+            ok(&exporter, &format!("{base}?user=own_mon"))["page"]["total_elements"],
+            0
+        );
+        let stats = ok(&exporter, &format!("{base}/stats"));
+        let users: Vec<&str> = stats["user_stats"]
+            .as_array()
+            .expect("user_stats")
+            .iter()
+            .filter_map(|u| u["user_name"].as_str())
+            .collect();
+        assert!(!users.contains(&"own_mon"), "{tenant}: {stats}");
+        // Two collections later, with the API's connections idle in its pool.
+        let collected = exporter.metrics();
+        let seen = |m: &crate::common::Metrics| {
+            m.get(
+                "dbsession_last_collect_success_timestamp_seconds",
+                &[("target", tenant)],
+            )
+        };
+        let before = seen(&collected);
+        exporter.wait_for_metrics("two more collections", Duration::from_secs(10), |m| {
+            seen(m)
+                .zip(before)
+                .is_some_and(|(now, then)| now >= then + 0.9)
+        });
+        let m = exporter.metrics();
+        assert_eq!(
+            m.get(
+                "dbsession_user_sessions",
+                &[("target", tenant), ("tenant", tenant), ("user", "own_mon")]
+            ),
+            None,
+            "{tenant}: the exporter's own connections are counted"
+        );
+    }
+}

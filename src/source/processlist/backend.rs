@@ -14,7 +14,7 @@ use crate::sessions::{
     TenantSession,
 };
 use crate::source::conn::{close_in_background, pool};
-use crate::source::sql::{filter_conditions, SqlError, TAG};
+use crate::source::sql::{filter_conditions, with_own_sessions, SqlError, OWN_SESSIONS, TAG};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
 use std::collections::HashSet;
@@ -264,12 +264,12 @@ impl Backend {
         let mut sql = if shape.view.cluster {
             values.push(tenant.into());
             if has("SVR_IP") {
-                "`TENANT` = ? AND NOT (`ID` = CONNECTION_ID() AND `SVR_IP` = HOST_IP())".to_string()
+                format!("`TENANT` = ? AND NOT (`ID` IN ({OWN_SESSIONS}) AND `SVR_IP` = HOST_IP())")
             } else {
-                "`TENANT` = ? AND `ID` <> CONNECTION_ID()".to_string()
+                format!("`TENANT` = ? AND `ID` NOT IN ({OWN_SESSIONS})")
             }
         } else {
-            "`ID` <> CONNECTION_ID()".to_string()
+            format!("`ID` NOT IN ({OWN_SESSIONS})")
         };
         // The target's own filters apply, so the list agrees with the stats.
         sql.push_str(&filter_conditions(&self.target.database().filter, ""));
@@ -396,7 +396,8 @@ impl Backend {
     }
 }
 
-/// Runs a prepared statement and closes it: with no statement cache, the driver would
+/// Runs a prepared statement, with the exporter's own sessions written in (see
+/// `sql::OWN_SESSIONS`), and closes it: with no statement cache, the driver would
 /// leave every statement open on the pooled connection (MySQL counts them against
 /// max_prepared_stmt_count; OceanBase soon refuses with "maximum open cursors").
 async fn exec(
@@ -404,6 +405,7 @@ async fn exec(
     sql: &str,
     values: Vec<Value>,
 ) -> Result<Vec<mysql_async::Row>, mysql_async::Error> {
+    let sql = with_own_sessions(conn, sql);
     let statement = conn.prep(sql).await?;
     let rows = conn.exec(&statement, values).await;
     let closed = conn.close(statement).await;
