@@ -27,6 +27,8 @@ command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate
 # since its command line changes between major versions.
 # hypothesis is pinned with it: later releases break schemathesis 3's generators.
 command -v schemathesis >/dev/null 2>&1 || need_pip+=(schemathesis==3.39.16 hypothesis==6.123.2)
+# obshell's own Python SDK, which tests/it/obshell_sdk.rs drives unchanged.
+python3 -c 'import obshell' >/dev/null 2>&1 || need_pip+=(obshell==0.0.9)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "install-deps: pip install ${need_pip[*]}" >&2
   python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"

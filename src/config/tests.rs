@@ -519,6 +519,50 @@ fn the_keys_of_each_kind_come_from_its_settings_types() {
     assert!(keys("dbss").contains(&"token_file") && !keys("dbss").contains(&"user"));
 }
 
+#[test]
+fn obshell_auth_is_read_and_its_problems_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ob.pw"), "root-pw\n").unwrap();
+    std::fs::write(dir.path().join("bad.pem"), "not a key\n").unwrap();
+    let path = dir.path().join("config.yaml");
+    let text = format!(
+        "{MINIMAL}passthrough:\n  enabled: true\n  obshell_auth:\n    password_file: ob.pw\n    max_header_lifetime: 2m\n"
+    );
+    let config = parse(&path, &text, &|_| None).unwrap();
+    let auth = config.passthrough.obshell_auth.as_ref().unwrap();
+    assert_eq!(auth.password.expose(), "root-pw");
+    assert_eq!(auth.max_header_lifetime, Duration::from_secs(120));
+    assert!(auth.private_key.is_none());
+    assert!(
+        config.passthrough.check_auth(false).is_ok(),
+        "obshell_auth authenticates"
+    );
+    assert!(!format!("{config:?}").contains("root-pw"));
+
+    let text = format!(
+        "{MINIMAL}passthrough:\n  enabled: true\n  obshell_auth:\n    private_key_file: bad.pem\n    max_header_lifetime: 0s\n"
+    );
+    let problems = match parse(&path, &text, &|_| None) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        other => panic!("{other:?}"),
+    };
+    let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "passthrough.obshell_auth.password_file",
+            "passthrough.obshell_auth.private_key_file",
+            "passthrough.obshell_auth.max_header_lifetime",
+        ],
+        "{problems:#?}"
+    );
+    assert!(problems[0].message.contains("is required"), "{problems:#?}");
+    assert!(
+        problems[1].message.contains("openssl genpkey"),
+        "{problems:#?}"
+    );
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
 

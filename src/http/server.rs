@@ -7,7 +7,7 @@
 //! requests finish. The web configuration is read per connection from [`Web`], so a
 //! reload changes certificates and users for every new connection.
 
-use crate::web::Web;
+use crate::web::{ClientAddr, Web};
 use axum::response::Response;
 use axum::Router;
 use hyper::body::Incoming;
@@ -72,8 +72,9 @@ pub async fn serve(
         // Scrapes take the direct path; everything else goes through the router.
         let router = TowerToHyperService::new(router.clone());
         let fast = fast.clone();
-        let service = hyper::service::service_fn(move |request| {
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             use hyper::service::Service as _;
+            request.extensions_mut().insert(ClientAddr(peer));
             let answer = fast(&request).ok_or_else(|| router.call(request));
             async move {
                 match answer {

@@ -10,11 +10,11 @@
 //! are the passthrough's own.
 
 use super::envelope::{Failure, TraceId};
-use super::{authorize, ApiState};
+use super::{authorize, ApiState, Caller};
 use crate::config::{Dbss, Passthrough};
 use crate::source::dbss::{api, SqlDetail};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,6 +84,7 @@ fn failure(status: StatusCode, err_code: &'static str, message: impl Into<String
         err_code,
         message: message.into(),
         field: None,
+        code: None,
     }
 }
 
@@ -125,12 +126,12 @@ fn error_response(failure: &Failure) -> Response {
 pub async fn sql_detail(
     State(state): State<ApiState>,
     Path((target, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Response {
     let started = Instant::now();
     let trace = TraceId::new();
     let current = state.registry.get();
-    let result = match authorize(&state, &current.settings, &headers).await {
+    let result = match authorize(&current, &state, &caller).await {
         Err(failure) => Err(dbss_shaped(failure)),
         Ok(()) => forward(&current.dbss, &current.settings, &target, &id).await,
     };

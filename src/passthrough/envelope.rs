@@ -88,7 +88,7 @@ pub fn respond<T: Serialize>(
             failure.status,
             None,
             Some(ApiError {
-                code: failure.status.as_u16(),
+                code: failure.code.unwrap_or(failure.status.as_u16()),
                 err_code: failure.err_code,
                 message: &failure.message,
                 sub_errors: failure

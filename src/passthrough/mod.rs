@@ -20,7 +20,7 @@ use crate::config::{Config, Passthrough, Target, TargetKind};
 use crate::sessions::{ListParams, SessionApi};
 use crate::snapshot::Published;
 use crate::web::auth::Credentials;
-use crate::web::Web;
+use crate::web::{obshell, Web};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
@@ -39,6 +39,9 @@ pub struct Registry {
 
 struct Current {
     settings: Passthrough,
+    /// obshell's header authentication, with its key; kept across reloads that leave
+    /// `obshell_auth` unchanged, so clients keep the key they fetched.
+    obshell: Option<Arc<obshell::ObshellAuth>>,
     /// Targets with sessions to list, for the obshell-compatible endpoints.
     backends: HashMap<String, Served>,
     /// DBSS targets, for the SQL-detail forward.
@@ -50,6 +53,7 @@ impl Registry {
         let registry = Self {
             current: RwLock::new(Arc::new(Current {
                 settings: Passthrough::default(),
+                obshell: None,
                 backends: HashMap::new(),
                 dbss: HashMap::new(),
             })),
@@ -101,8 +105,34 @@ impl Registry {
                  basic auth users instead"
             );
         }
+        let obshell = match (&settings.obshell_auth, &old.obshell) {
+            (Some(new), Some(kept)) if old.settings.obshell_auth.as_ref() == Some(new) => {
+                Some(kept.clone())
+            }
+            (Some(new), _) => match obshell::ObshellAuth::new(
+                new.password.clone(),
+                new.private_key.as_deref(),
+                new.max_header_lifetime,
+            ) {
+                Ok(auth) => {
+                    if new.private_key.is_none() {
+                        tracing::info!(
+                            "passthrough.obshell_auth: a new RSA key was made at start; set \
+                             private_key_file to share one between replicas behind one address"
+                        );
+                    }
+                    Some(Arc::new(auth))
+                }
+                Err(err) => {
+                    tracing::error!("passthrough.obshell_auth: {err}; obshell headers are refused");
+                    None
+                }
+            },
+            (None, _) => None,
+        };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Current {
             settings,
+            obshell,
             backends,
             dbss,
         });
@@ -141,8 +171,95 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/tenant/{name}/sessions/stats", get(stats))
         .route("/api/v1/tenant/{name}/sessions/{session_id}", get(detail))
         .route("/api/v1/dbss/{target}/sqls/{id}", get(dbss::sql_detail))
+        .route("/api/v1/info", get(info))
+        .route("/api/v1/secret", get(secret))
         .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
         .with_state(state)
+}
+
+/// The session API is off.
+fn disabled() -> Failure {
+    Failure::not_found(
+        "Common.NotFound",
+        "the session API is disabled: set passthrough.enabled in the configuration",
+    )
+}
+
+/// What obshell's `GET /api/v1/info` tells a client about the agent; its SDK reads
+/// it first, to choose the authentication.
+#[derive(serde::Serialize)]
+struct AgentInfo {
+    /// Not `SINGLE`, for which the SDK would send an empty password.
+    identity: &'static str,
+    /// The obshell version whose session API this one serves.
+    version: &'static str,
+    #[serde(rename = "supportedAuth")]
+    supported_auth: &'static [&'static str],
+    /// No agent password: clients send `X-OCS-Header`, not `X-OCS-Agent-Header`.
+    security: bool,
+    #[serde(rename = "isObproxyAgent")]
+    is_obproxy_agent: bool,
+}
+
+/// `GET /api/v1/info`, without credentials, as obshell answers it.
+async fn info(State(state): State<ApiState>) -> Response {
+    let current = state.registry.get();
+    let result = if current.settings.enabled {
+        Ok(AgentInfo {
+            identity: "CLUSTER AGENT",
+            version: "4.3.1.0",
+            supported_auth: if current.obshell.is_some() {
+                &["v2"]
+            } else {
+                &[]
+            },
+            security: false,
+            is_obproxy_agent: false,
+        })
+    } else {
+        Err(disabled())
+    };
+    respond(&result, TraceId::new(), Instant::now())
+}
+
+/// obshell's `GET /api/v1/secret`: the key clients encrypt their header with.
+#[derive(serde::Serialize)]
+struct AgentSecret {
+    ip: String,
+    port: u16,
+    public_key: String,
+}
+
+/// `GET /api/v1/secret`, without credentials; `ip` and `port` are where the client
+/// reached the exporter.
+async fn secret(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    let current = state.registry.get();
+    let result = match (&current.obshell, current.settings.enabled) {
+        (_, false) => Err(disabled()),
+        (None, true) => Err(Failure::not_found(
+            "Common.NotFound",
+            "obshell's header authentication is off: set passthrough.obshell_auth",
+        )),
+        (Some(auth), true) => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            let (ip, port) = match host.rsplit_once(':') {
+                Some((ip, port)) if !ip.ends_with(':') => (
+                    ip.trim_matches(['[', ']']).to_string(),
+                    port.parse().unwrap_or(0),
+                ),
+                _ => (host.to_string(), 0),
+            };
+            Ok(AgentSecret {
+                ip,
+                port,
+                public_key: auth.public_key().to_string(),
+            })
+        }
+    };
+    respond(&result, TraceId::new(), Instant::now())
 }
 
 /// Anything else under /api/ answers in the envelope too.
@@ -151,7 +268,8 @@ async fn no_such_endpoint(uri: axum::http::Uri) -> Response {
         "Common.NotFound",
         format!(
             "no endpoint {}: the API serves GET /api/v1/tenant/:name/sessions, \
-             /sessions/:sessionId and /sessions/stats, and GET /api/v1/dbss/:target/sqls/:id",
+             /sessions/:sessionId and /sessions/stats, GET /api/v1/info and /api/v1/secret, \
+             and GET /api/v1/dbss/:target/sqls/:id",
             uri.path().chars().take(200).collect::<String>()
         ),
     );
@@ -162,11 +280,11 @@ async fn list(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Response {
     handle(
         &state,
-        &headers,
+        &caller,
         "list",
         &name,
         |backend, tenant| async move {
@@ -180,11 +298,11 @@ async fn list(
 async fn detail(
     State(state): State<ApiState>,
     Path((name, session_id)): Path<(String, String)>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Response {
     handle(
         &state,
-        &headers,
+        &caller,
         "detail",
         &name,
         |backend, tenant| async move {
@@ -206,11 +324,11 @@ async fn detail(
 async fn stats(
     State(state): State<ApiState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Response {
     handle(
         &state,
-        &headers,
+        &caller,
         "stats",
         &name,
         |backend, tenant| async move { backend.stats(&tenant).await },
@@ -222,7 +340,7 @@ async fn stats(
 /// the timeout, the envelope and the log line.
 async fn handle<T, F, Fut>(
     state: &ApiState,
-    headers: &HeaderMap,
+    caller: &Caller,
     endpoint: &'static str,
     name: &str,
     run: F,
@@ -235,7 +353,7 @@ where
     let started = Instant::now();
     let trace = TraceId::new();
     let current = state.registry.get();
-    let result = match authorize(state, &current.settings, headers).await {
+    let result = match authorize(&current, state, caller).await {
         Err(failure) => Err(failure),
         Ok(()) => match resolve(&current, &published(state), name) {
             Err(failure) => Err(failure),
@@ -282,26 +400,70 @@ fn published(state: &ApiState) -> Arc<Published> {
     state.published.borrow().clone()
 }
 
-/// The bearer token, or basic auth users of --web.config.file, or the explicit
-/// opt-out. A passthrough enabled with none of them (refused at load) stays closed.
-async fn authorize(
-    state: &ApiState,
-    settings: &Passthrough,
-    headers: &HeaderMap,
-) -> Result<(), Failure> {
-    if !settings.enabled {
-        return Err(Failure::not_found(
-            "Common.NotFound",
-            "the session API is disabled: set passthrough.enabled in the configuration",
-        ));
+/// Who asks: the request's headers, its path and query as received (what an obshell
+/// header must name), and the client's address (what failed attempts are counted
+/// by).
+pub struct Caller {
+    pub headers: HeaderMap,
+    pub uri: String,
+    pub peer: Option<std::net::IpAddr>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            headers: parts.headers.clone(),
+            uri: parts.uri.path_and_query().map_or_else(
+                || parts.uri.path().to_string(),
+                |pq| pq.as_str().to_string(),
+            ),
+            peer: parts
+                .extensions
+                .get::<crate::web::ClientAddr>()
+                .map(|addr| addr.0.ip()),
+        })
     }
+}
+
+/// An obshell header (`X-OCS-Header`, when `obshell_auth` is set), or the bearer
+/// token, or basic auth users of --web.config.file, or the explicit opt-out. A
+/// passthrough enabled with none of them (refused at load) stays closed.
+async fn authorize(current: &Current, state: &ApiState, caller: &Caller) -> Result<(), Failure> {
+    let settings = &current.settings;
+    if !settings.enabled {
+        return Err(disabled());
+    }
+    if let Some(header) = caller.headers.get(obshell::HEADER) {
+        let Some(auth) = current.obshell.clone() else {
+            return Err(Failure::unauthorized());
+        };
+        let header = header.to_str().unwrap_or_default().to_string();
+        let (uri, peer) = (caller.uri.clone(), caller.peer);
+        // RSA decryption is slow by design: off the runtime's workers, as bcrypt.
+        let verified = tokio::task::spawn_blocking(move || {
+            auth.verify(&header, &uri, peer, std::time::SystemTime::now())
+        })
+        .await
+        .unwrap_or(Err(obshell::HeaderError::Undecryptable));
+        return verified.map(|_| ()).map_err(|error| {
+            tracing::info!(peer = ?caller.peer, err_code = error.err_code(), "obshell header refused");
+            Failure::obshell_header(error)
+        });
+    }
+    let headers = &caller.headers;
     let web = state.web.get();
     let credentials = Credentials {
         basic: web.auth.as_ref(),
         bearer: settings.bearer_token.as_ref(),
     };
-    // Nothing configured is open only when asked for explicitly.
-    if credentials.is_empty() && !settings.insecure_no_auth {
+    // Nothing configured is open only when asked for explicitly (an obshell header
+    // is the only way in when obshell_auth is all there is).
+    if credentials.is_empty() && (!settings.insecure_no_auth || current.obshell.is_some()) {
         return Err(Failure::unauthorized());
     }
     let given = headers

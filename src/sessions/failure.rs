@@ -13,6 +13,9 @@ pub struct Failure {
     pub message: String,
     /// The query parameter at fault, for 400s.
     pub field: Option<&'static str>,
+    /// obshell's old numeric code, where obshell sends one (its SDK's retry logic reads
+    /// it); otherwise the envelope's `code` is the HTTP status.
+    pub code: Option<u16>,
 }
 
 impl Failure {
@@ -22,6 +25,7 @@ impl Failure {
             err_code: "Common.IllegalArgument",
             message: message.into(),
             field: Some(field),
+            code: None,
         }
     }
 
@@ -31,6 +35,7 @@ impl Failure {
             err_code,
             message: message.into(),
             field: None,
+            code: None,
         }
     }
 
@@ -40,6 +45,23 @@ impl Failure {
             err_code: "Common.Unavailable",
             message: message.into(),
             field: None,
+            code: None,
+        }
+    }
+
+    /// A refused obshell header: obshell's status, codes and message for it.
+    pub fn obshell_header(error: crate::web::obshell::HeaderError) -> Self {
+        use crate::web::obshell::HeaderError;
+        let status = match error {
+            HeaderError::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Self {
+            status,
+            err_code: error.err_code(),
+            message: error.message().to_string(),
+            field: None,
+            code: Some(error.code()),
         }
     }
 
@@ -51,6 +73,7 @@ impl Failure {
                       credentials"
                 .to_string(),
             field: None,
+            code: None,
         }
     }
 }

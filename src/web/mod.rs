@@ -5,10 +5,16 @@
 
 pub mod auth;
 pub mod config;
+pub mod obshell;
 
 pub use config::{BasicAuth, WebConfig, WebConfigError};
 
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+
+/// The address a request came from, put into its extensions by the accept loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// The current web configuration, swapped whole on reload.
 #[derive(Debug, Default)]

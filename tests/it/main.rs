@@ -17,6 +17,7 @@ mod faults;
 mod load;
 mod mariadb;
 mod modules;
+mod obshell_sdk;
 mod oceanbase_cluster;
 mod operate;
 mod passthrough;

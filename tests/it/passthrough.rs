@@ -106,17 +106,24 @@ fn start(target_yaml: &str) -> Exporter {
 
 /// Users, databases and sessions of a scenario: 3 idle `app` sessions on db1 from
 /// ip1, 2 busy `app` on db1 from ip2, 1 busy `rpt` on db2 from ip2.
-struct Opened {
-    idle: Vec<Session>,
-    busy: Vec<Session>,
-    app: String,
-    rpt: String,
-    db1: String,
-    ip1: String,
-    ip2: String,
+/// Sessions a test opened: 3 idle and 2 busy as `app` (idle from `ip1`, busy from
+/// `ip2`, in `db1`), and 1 busy as `rpt`.
+pub(crate) struct Opened {
+    pub idle: Vec<Session>,
+    pub busy: Vec<Session>,
+    pub app: String,
+    pub rpt: String,
+    pub db1: String,
+    pub ip1: String,
+    pub ip2: String,
 }
 
-fn open_sessions(addr: &str, admin: &dyn Fn(&str) -> String, prefix: &str, ip_base: u8) -> Opened {
+pub(crate) fn open_sessions(
+    addr: &str,
+    admin: &dyn Fn(&str) -> String,
+    prefix: &str,
+    ip_base: u8,
+) -> Opened {
     let (app, rpt, db1, db2) = (
         format!("{prefix}_app"),
         format!("{prefix}_rpt"),

@@ -1,0 +1,270 @@
+//! obshell's own Python SDK, unchanged, against the session API (`obshell_sdk.py`):
+//! it discovers the agent (`/api/v1/info`), fetches the key (`/api/v1/secret`),
+//! authenticates every call with `X-OCS-Header`, and lists, pages, filters, sorts,
+//! reads one session and the stats, on seekdb and MariaDB, with exact answers
+//! against sessions the test opens. Hand-made headers (expired, too far ahead, for
+//! another URI, undecryptable) are refused, and none reaches a database.
+
+use crate::common::{split_addr, Exporter, Servers};
+use crate::passthrough::{open_sessions, Opened};
+use serde_json::Value;
+use std::process::Command;
+use std::time::Duration;
+
+const PASSWORD: &str = "obshell-Root-pw-1";
+
+fn start(targets: &str) -> (Exporter, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("obshell.password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).expect("password file");
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n  request_timeout: 5s\n  obshell_auth:\n    password_file: {}\ntargets:\n{targets}",
+        password.display()
+    ));
+    (exporter, dir)
+}
+
+/// Runs the SDK script; its JSON answer.
+fn sdk(exporter: &Exporter, tenant: &str, o: &Opened, server_ip: &str) -> Value {
+    let (host, port) = split_addr(&exporter.addr);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/obshell_sdk.py");
+    let output = Command::new("python3")
+        .args([
+            script, host, port, PASSWORD, tenant, &o.app, &o.db1, &o.ip2, server_ip,
+        ])
+        .output()
+        .expect("python3 (scripts/install-deps.sh installs the obshell SDK)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the SDK failed: {stderr}\n{}",
+        exporter.log()
+    );
+    serde_json::from_slice(&output.stdout).expect("the script prints JSON")
+}
+
+fn check(exporter: &Exporter, tenant: &str, o: &Opened, server_ip: &str) {
+    let got = sdk(exporter, tenant, o, server_ip);
+    let mut app_ids: Vec<u64> = o
+        .idle
+        .iter()
+        .chain(&o.busy[..2])
+        .map(|s| u64::from(s.id))
+        .collect();
+    app_ids.sort_unstable();
+    let busy: Vec<u64> = o.busy[..2].iter().map(|s| u64::from(s.id)).collect();
+    let mut busy_sorted = busy.clone();
+    busy_sorted.sort_unstable();
+    assert_eq!(got["app"]["ids"], serde_json::json!(app_ids), "{got}");
+    assert_eq!(got["app"]["page"][0], 5, "{got}");
+    assert_eq!(
+        got["app"]["page"][2], 9223372036854775807_u64,
+        "the SDK's default size: {got}"
+    );
+    assert_eq!(
+        got["app_page2"]["page"],
+        serde_json::json!([5, 3, 2, 2]),
+        "{got}"
+    );
+    assert_eq!(
+        got["app_page2"]["ids"],
+        serde_json::json!(app_ids[2..4]),
+        "{got}"
+    );
+    assert_eq!(got["busy"]["ids"], serde_json::json!(busy_sorted), "{got}");
+    assert_eq!(
+        got["busy"]["states"],
+        serde_json::json!(["ACTIVE"]),
+        "{got}"
+    );
+    assert_eq!(got["on_server"], serde_json::json!(app_ids), "{got}");
+    assert_eq!(got["detail"]["user"], o.app.as_str(), "{got}");
+    assert!(
+        got["detail"]["info"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SLEEP(300)"),
+        "{got}"
+    );
+    assert_eq!(got["stats"][&o.app], serde_json::json!([5, 2]), "{got}");
+    assert!(
+        got["default"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == o.rpt.as_str()),
+        "the default call lists every session: {got}"
+    );
+    assert_eq!(
+        got["wrong_password"]["error"],
+        serde_json::json!([10008, "Security.Authentication.IncorrectOceanbasePassword"]),
+        "{got}"
+    );
+}
+
+#[test]
+fn the_official_sdk_works_unchanged() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let seek = open_sessions(
+        &servers.seekdb_addr,
+        &|sql| servers.seekdb_root(sql),
+        "sdk_s",
+        80,
+    );
+    let maria = open_sessions(
+        &servers.mariadb_addr,
+        &|sql| servers.mariadb_root(sql),
+        "sdk_m",
+        90,
+    );
+    let (exporter, _dir) = start(&format!(
+        "  - name: seek\n    kind: oceanbase\n    address: {}\n    user: monitor\n    password_file: {pw}\n    tenant: seek\n  - name: maria\n    kind: mysql\n    address: {}\n    user: monitor\n    password_file: {pw}\n",
+        servers.seekdb_addr,
+        servers.mariadb_addr,
+        pw = servers.monitor_password_file.display()
+    ));
+    for tenant in ["seek", "maria"] {
+        exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+            m.get("dbsession_up", &[("target", tenant), ("tenant", tenant)]) == Some(1.0)
+        });
+    }
+    check(&exporter, "seek", &seek, split_addr(&servers.seekdb_addr).0);
+    check(
+        &exporter,
+        "maria",
+        &maria,
+        split_addr(&servers.mariadb_addr).0,
+    );
+}
+
+/// An X-OCS-Header made the SDK's way (its own encryption code) for `ts` and `uri`.
+fn header(public_key: &str, password: &str, ts: i64, uri: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/obshell_sdk.py");
+    let output = Command::new("python3")
+        .args([script, "header", public_key, password, &ts.to_string(), uri])
+        .output()
+        .expect("python3 with the obshell SDK");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("ASCII")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn hand_made_headers_are_refused_before_any_database() {
+    // The target's database does not exist: a request that got past authentication
+    // would try to reach it and answer 503, so a 401 shows it never did.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let (exporter, _dir) = start(&format!(
+        "  - name: gone\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: monitor\n"
+    ));
+    exporter.wait_until(
+        "the first collection ended",
+        Duration::from_secs(30),
+        || {
+            exporter
+                .try_get_with("/-/ready", &[])
+                .is_some_and(|(status, _, _)| status == 200)
+        },
+    );
+    let spec = crate::common::openapi::Spec::load();
+    let (status, _, body) = exporter.try_get_with("/api/v1/info", &[]).expect("info");
+    let info: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(
+        info["data"]["supportedAuth"],
+        serde_json::json!(["v2"]),
+        "{info}"
+    );
+    spec.check("/api/v1/info", status, &info);
+    let (status, _, body) = exporter
+        .try_get_with("/api/v1/secret", &[])
+        .expect("secret");
+    let secret: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(status, 200, "{secret}");
+    spec.check("/api/v1/secret", status, &secret);
+    let key = secret["data"]["public_key"]
+        .as_str()
+        .expect("public_key")
+        .to_string();
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let list = "/api/v1/tenant/gone/sessions";
+    let stats = "/api/v1/tenant/gone/sessions/stats";
+    let ask = |path: &str, header: &str| -> (u16, Value) {
+        let (status, _, body) = exporter
+            .try_get_with(path, &[("X-OCS-Header", header)])
+            .expect("an answer");
+        (
+            status,
+            serde_json::from_slice(&body).expect("JSON envelope"),
+        )
+    };
+    for (what, path, header, err_code) in [
+        (
+            "expired",
+            list,
+            header(&key, PASSWORD, now - 5, list),
+            "Security.Authentication.Expired",
+        ),
+        (
+            "valid too far ahead",
+            list,
+            header(&key, PASSWORD, now + 3600, list),
+            "Security.Authentication.Timestamp.Invalid",
+        ),
+        (
+            "made for another URI",
+            list,
+            header(&key, PASSWORD, now + 60, "/api/v1/tenant/other/sessions"),
+            "Security.Authentication.Header.UriMismatch",
+        ),
+        (
+            "replayed against another path",
+            stats,
+            header(&key, PASSWORD, now + 60, list),
+            "Security.Authentication.Header.UriMismatch",
+        ),
+        (
+            "undecryptable",
+            list,
+            "QUJDRA==".to_string(),
+            "Security.Authentication.Header.DecryptFailed",
+        ),
+        (
+            "a wrong password",
+            list,
+            header(&key, "guess", now + 60, list),
+            "Security.Authentication.IncorrectOceanbasePassword",
+        ),
+    ] {
+        let (status, json) = ask(path, &header);
+        assert_eq!(status, 401, "{what}: {json}");
+        assert_eq!(json["error"]["errCode"], err_code, "{what}: {json}");
+        let template = if path == stats {
+            "/api/v1/tenant/{name}/sessions/stats"
+        } else {
+            "/api/v1/tenant/{name}/sessions"
+        };
+        spec.check(template, status, &json);
+    }
+    // A good header gets past authentication, to the database that is not there.
+    let (status, json) = ask(list, &header(&key, PASSWORD, now + 60, list));
+    assert_eq!(status, 503, "a valid header reaches the backend: {json}");
+    assert!(
+        !exporter.log().contains(PASSWORD),
+        "the password never reaches the log"
+    );
+}
