@@ -177,7 +177,7 @@ impl Backend {
         let (_, contents) = self.sessions(tenant, &params, false).await?;
         contents.into_iter().next().ok_or_else(|| {
             Failure::not_found(
-                "OB.Session.NotExist",
+                "OB.Tenant.Session.NotExist",
                 format!("tenant `{tenant}` has no session {id} (it may have ended)"),
             )
         })
