@@ -86,6 +86,8 @@ pub struct Passthrough {
     pub request_timeout: Duration,
     /// obshell's own authentication (`X-OCS-Header`), for obshell's SDKs and clients.
     pub obshell_auth: Option<ObshellAuthSettings>,
+    /// Serve `DELETE .../sessions` (KILL) and `.../sessions/queries` (KILL QUERY).
+    pub allow_kill: bool,
 }
 
 /// `passthrough.obshell_auth`: what obshell clients authenticate with.
@@ -124,6 +126,7 @@ impl Default for Passthrough {
             max_concurrent_per_target: DEFAULT_PASSTHROUGH_CONCURRENCY,
             request_timeout: DEFAULT_PASSTHROUGH_TIMEOUT,
             obshell_auth: None,
+            allow_kill: false,
         }
     }
 }
@@ -306,6 +309,8 @@ struct RawPassthrough {
     max_concurrent_per_target: Option<usize>,
     request_timeout: Option<String>,
     obshell_auth: Option<RawObshellAuth>,
+    #[serde(default)]
+    allow_kill: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -548,6 +553,7 @@ fn validate_passthrough(raw: RawPassthrough, base_dir: &Path, check: &mut Checke
         max_concurrent_per_target: concurrency.clamp(1, 64),
         request_timeout,
         obshell_auth,
+        allow_kill: raw.allow_kill,
     }
 }
 

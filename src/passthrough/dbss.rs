@@ -133,7 +133,7 @@ pub async fn sql_detail(
     let current = state.registry.get();
     let result = match authorize(&current, &state, &caller).await {
         Err(failure) => Err(dbss_shaped(failure)),
-        Ok(()) => forward(&current.dbss, &current.settings, &target, &id).await,
+        Ok(_) => forward(&current.dbss, &current.settings, &target, &id).await,
     };
     let (mut response, error) = match result {
         Ok(response) => (response, String::new()),

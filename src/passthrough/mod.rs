@@ -167,7 +167,11 @@ pub struct ApiState {
 /// The three endpoints. They answer 404 in the envelope while the passthrough is off.
 pub fn routes(state: ApiState) -> Router {
     Router::new()
-        .route("/api/v1/tenant/{name}/sessions", get(list))
+        .route("/api/v1/tenant/{name}/sessions", get(list).delete(kill))
+        .route(
+            "/api/v1/tenant/{name}/sessions/queries",
+            get(detail_named_queries).delete(kill_queries),
+        )
         .route("/api/v1/tenant/{name}/sessions/stats", get(stats))
         .route("/api/v1/tenant/{name}/sessions/{session_id}", get(detail))
         .route("/api/v1/dbss/{target}/sqls/{id}", get(dbss::sql_detail))
@@ -287,7 +291,7 @@ async fn list(
         &caller,
         "list",
         &name,
-        |backend, tenant| async move {
+        |backend, tenant, _| async move {
             let params = ListParams::parse(query.as_deref())?;
             backend.list(&tenant, &params).await
         },
@@ -305,7 +309,7 @@ async fn detail(
         &caller,
         "detail",
         &name,
-        |backend, tenant| async move {
+        |backend, tenant, _| async move {
             let id = session_id.parse::<u64>().map_err(|_| {
                 Failure::bad_parameter(
                     "sessionId",
@@ -321,6 +325,129 @@ async fn detail(
     .await
 }
 
+/// `GET .../sessions/queries` is a session id that is not a number, as for detail.
+async fn detail_named_queries(
+    state: State<ApiState>,
+    Path(name): Path<String>,
+    caller: Caller,
+) -> Response {
+    detail(state, Path((name, "queries".to_string())), caller).await
+}
+
+/// Largest kill request body: a few thousand ids, encrypted and base64.
+const MAX_KILL_BODY: usize = 64 * 1024;
+/// Sessions one kill request may name.
+const MAX_KILL_IDS: usize = 1000;
+
+/// obshell's kill request body, and the answer's data: the sessions ended.
+#[derive(serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct SessionIds {
+    session_ids: Vec<u64>,
+}
+
+/// `DELETE .../sessions`: KILL each session.
+async fn kill(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    caller: Caller,
+    body: axum::body::Body,
+) -> Response {
+    kill_sessions(&state, &caller, &name, body, false).await
+}
+
+/// `DELETE .../sessions/queries`: KILL QUERY each session.
+async fn kill_queries(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    caller: Caller,
+    body: axum::body::Body,
+) -> Response {
+    kill_sessions(&state, &caller, &name, body, true).await
+}
+
+/// Refused unless `allow_kill`, before any database is asked; the ids come from the
+/// body (opened with the obshell header's key when one was sent); every kill is
+/// logged, with its outcome.
+async fn kill_sessions(
+    state: &ApiState,
+    caller: &Caller,
+    name: &str,
+    body: axum::body::Body,
+    query_only: bool,
+) -> Response {
+    let endpoint = if query_only { "kill_query" } else { "kill" };
+    let allowed = state.registry.get().settings.allow_kill;
+    let body = axum::body::to_bytes(body, MAX_KILL_BODY).await;
+    let trace = TraceId::new();
+    handle(
+        state,
+        caller,
+        endpoint,
+        name,
+        |backend, tenant, verified| async move {
+            if !allowed {
+                return Err(Failure {
+                    status: axum::http::StatusCode::FORBIDDEN,
+                    err_code: "Common.Forbidden",
+                    message: "ending sessions is off: set passthrough.allow_kill: true".to_string(),
+                    field: None,
+                    code: None,
+                });
+            }
+            let body = body.map_err(|_| {
+                Failure::bad_parameter(
+                    "body",
+                    format!("the body is larger than {} KiB", MAX_KILL_BODY / 1024),
+                )
+            })?;
+            let plain = match &verified {
+                Some(verified) => verified.open_body(&body).ok_or_else(|| {
+                    Failure::bad_parameter(
+                    "body",
+                    "the body is not encrypted with the X-OCS-Header's key (base64 of AES-128-CBC)",
+                )
+                })?,
+                None => body.to_vec(),
+            };
+            let ids = serde_json::from_slice::<SessionIds>(&plain)
+                .map_err(|err| {
+                    Failure::bad_parameter(
+                        "session_ids",
+                        format!("the body must be {{\"session_ids\": [ids]}}: {err}"),
+                    )
+                })?
+                .session_ids;
+            if ids.is_empty() || ids.len() > MAX_KILL_IDS {
+                return Err(Failure::bad_parameter(
+                    "session_ids",
+                    format!("session_ids must list 1 to {MAX_KILL_IDS} sessions"),
+                ));
+            }
+            let outcome = backend.kill(&tenant, &ids, query_only).await;
+            let result = match &outcome {
+                Ok(()) => "ended".to_string(),
+                Err(failure) => failure.message.clone(),
+            };
+            let outcome = outcome.map(|()| SessionIds {
+                session_ids: ids.clone(),
+            });
+            tracing::info!(
+                trace_id = %trace,
+                endpoint,
+                tenant,
+                peer = ?caller.peer,
+                by = if verified.is_some() { "obshell header" } else { "bearer or basic" },
+                ids = ?ids,
+                outcome = %result,
+                "sessions killed on request"
+            );
+            outcome
+        },
+    )
+    .await
+}
+
 async fn stats(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -331,7 +458,7 @@ async fn stats(
         &caller,
         "stats",
         &name,
-        |backend, tenant| async move { backend.stats(&tenant).await },
+        |backend, tenant, _| async move { backend.stats(&tenant).await },
     )
     .await
 }
@@ -347,7 +474,7 @@ async fn handle<T, F, Fut>(
 ) -> Response
 where
     T: serde::Serialize,
-    F: FnOnce(Arc<dyn SessionApi>, String) -> Fut,
+    F: FnOnce(Arc<dyn SessionApi>, String, Option<obshell::Verified>) -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
 {
     let started = Instant::now();
@@ -355,11 +482,12 @@ where
     let current = state.registry.get();
     let result = match authorize(&current, state, caller).await {
         Err(failure) => Err(failure),
-        Ok(()) => match resolve(&current, &published(state), name) {
+        Ok(verified) => match resolve(&current, &published(state), name) {
             Err(failure) => Err(failure),
             Ok(backend) => {
                 let timeout = current.settings.request_timeout;
-                match tokio::time::timeout(timeout, run(backend.clone(), name.to_string())).await {
+                let run = run(backend.clone(), name.to_string(), verified);
+                match tokio::time::timeout(timeout, run).await {
                     Ok(result) => result,
                     Err(_) => Err(Failure::unavailable(format!(
                         "target `{}`: no answer within passthrough.request_timeout ({}): the database \
@@ -433,7 +561,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 /// An obshell header (`X-OCS-Header`, when `obshell_auth` is set), or the bearer
 /// token, or basic auth users of --web.config.file, or the explicit opt-out. A
 /// passthrough enabled with none of them (refused at load) stays closed.
-async fn authorize(current: &Current, state: &ApiState, caller: &Caller) -> Result<(), Failure> {
+async fn authorize(
+    current: &Current,
+    state: &ApiState,
+    caller: &Caller,
+) -> Result<Option<obshell::Verified>, Failure> {
     let settings = &current.settings;
     if !settings.enabled {
         return Err(disabled());
@@ -450,7 +582,7 @@ async fn authorize(current: &Current, state: &ApiState, caller: &Caller) -> Resu
         })
         .await
         .unwrap_or(Err(obshell::HeaderError::Undecryptable));
-        return verified.map(|_| ()).map_err(|error| {
+        return verified.map(Some).map_err(|error| {
             tracing::info!(peer = ?caller.peer, err_code = error.err_code(), "obshell header refused");
             Failure::obshell_header(error)
         });
@@ -470,7 +602,7 @@ async fn authorize(current: &Current, state: &ApiState, caller: &Caller) -> Resu
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if credentials.check(given).await {
-        Ok(())
+        Ok(None)
     } else {
         Err(Failure::unauthorized())
     }

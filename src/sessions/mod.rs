@@ -51,4 +51,13 @@ pub trait SessionApi: Send + Sync {
 
     /// `tenant`'s statistics, computed as a collection computes them.
     fn stats<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<SessionStats, Failure>>;
+
+    /// Ends sessions `ids` of `tenant` (`query_only`: their running statements). Every
+    /// id must be a session of `tenant` now, or nothing is done.
+    fn kill<'a>(
+        &'a self,
+        tenant: &'a str,
+        ids: &'a [u64],
+        query_only: bool,
+    ) -> BoxFuture<'a, Result<(), Failure>>;
 }

@@ -136,6 +136,10 @@ impl Processlist for Sessions {
     fn grant(&self) -> &'static str {
         GRANT
     }
+
+    fn kill_grant(&self) -> &'static str {
+        "ending other users' sessions needs CONNECTION ADMIN (MariaDB 10.5+: GRANT CONNECTION ADMIN ON *.*; MySQL 8: GRANT CONNECTION_ADMIN ON *.*) or SUPER"
+    }
 }
 
 pub struct MysqlSource {

@@ -128,6 +128,10 @@ impl Processlist for Sessions {
     fn grant(&self) -> &'static str {
         "grant it with GRANT SELECT ON oceanbase.* TO the account"
     }
+
+    fn kill_grant(&self) -> &'static str {
+        "ending other users' sessions needs the SUPER privilege in the tenant (GRANT SUPER ON *.* TO the account)"
+    }
 }
 
 /// The statement every new connection runs first: the server stops our queries at

@@ -108,6 +108,28 @@ pub struct Verified {
     pub body_key: Option<[u8; 32]>,
 }
 
+impl Verified {
+    /// The request body as sent under this header: base64 of AES-128-CBC with PKCS#7
+    /// padding, under the header's key and IV. None when it is not that.
+    pub fn open_body(&self, body: &[u8]) -> Option<Vec<u8>> {
+        use aws_lc_rs::cipher::{
+            DecryptionContext, PaddedBlockDecryptingKey, UnboundCipherKey, AES_128,
+        };
+        let keys = self.body_key?;
+        let (key, iv) = keys.split_at(16);
+        let mut sealed = base64::engine::general_purpose::STANDARD
+            .decode(body.trim_ascii())
+            .ok()?;
+        let key =
+            PaddedBlockDecryptingKey::cbc_pkcs7(UnboundCipherKey::new(&AES_128, key).ok()?).ok()?;
+        let iv: [u8; 16] = iv.try_into().ok()?;
+        let plain = key
+            .decrypt(&mut sealed, DecryptionContext::Iv128(iv.into()))
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
 /// The JSON inside a header. obshell's Go server reads the keys case-insensitively;
 /// its SDK sends them in lower case.
 #[derive(serde::Deserialize)]
@@ -507,6 +529,34 @@ pub(crate) mod tests {
             HeaderError::TooManyAttempts
         );
         assert!(auth.verify(&good, uri, Some(other), now).is_ok());
+    }
+
+    #[test]
+    fn a_body_under_the_header_s_key_is_opened() {
+        use aws_lc_rs::cipher::{
+            EncryptionContext, PaddedBlockEncryptingKey, UnboundCipherKey, AES_128,
+        };
+        let (key, iv) = ([3u8; 16], [5u8; 16]);
+        let sealing =
+            PaddedBlockEncryptingKey::cbc_pkcs7(UnboundCipherKey::new(&AES_128, &key).unwrap())
+                .unwrap();
+        let mut body = br#"{"session_ids": [7, 8]}"#.to_vec();
+        sealing
+            .less_safe_encrypt(&mut body, EncryptionContext::Iv128(iv.into()))
+            .unwrap();
+        let sent = base64::engine::general_purpose::STANDARD.encode(&body);
+        let mut keys = [0u8; 32];
+        keys[..16].copy_from_slice(&key);
+        keys[16..].copy_from_slice(&iv);
+        let verified = Verified {
+            body_key: Some(keys),
+        };
+        assert_eq!(
+            verified.open_body(sent.as_bytes()).unwrap(),
+            br#"{"session_ids": [7, 8]}"#
+        );
+        assert_eq!(verified.open_body(b"not base64"), None);
+        assert_eq!(Verified { body_key: None }.open_body(sent.as_bytes()), None);
     }
 
     #[test]

@@ -5,7 +5,10 @@ OBShellHandleError is reported as {"error": [code, errCode]}.
 
 Usage: obshell_sdk.py HOST PORT PASSWORD TENANT APP_USER DB CLIENT_IP SERVER_IP
        obshell_sdk.py header PUBLIC_KEY PASSWORD TS URI
-The second form prints an X-OCS-Header made the SDK's way, for any ts and uri.
+       obshell_sdk.py kill HOST PORT PASSWORD TENANT query|session ID[,ID...]
+The second form prints an X-OCS-Header made the SDK's way, for any ts and uri; the
+third calls kill_tenant_session_query or kill_tenant_sessions and prints
+{"ok": ...} or {"error": [code, errCode, message]}.
 """
 import json
 import sys
@@ -18,6 +21,20 @@ if sys.argv[1] == "header":
     method = PasswordAuthMethodV2(password, None, 60)
     method.pk = public_key
     print(method.encrypt_header({"auth": password, "ts": ts, "uri": uri, "keys": ""}))
+    sys.exit(0)
+
+if sys.argv[1] == "kill":
+    host, port, password, tenant, what, ids = sys.argv[2:8]
+    client = ClientV1(host, int(port), PasswordAuth(password))
+    ids = [int(i) for i in ids.split(",")]
+    try:
+        if what == "query":
+            ok = client.kill_tenant_session_query(tenant, ids)
+        else:
+            ok = client.kill_tenant_sessions(tenant, ids)
+        print(json.dumps({"ok": ok}))
+    except OBShellHandleError as err:
+        print(json.dumps({"error": [err.code, err.err_code, err.message]}))
     sys.exit(0)
 
 host, port, password, tenant, app, db, client_ip, server_ip = sys.argv[1:9]

@@ -14,11 +14,16 @@ use std::time::Duration;
 const PASSWORD: &str = "obshell-Root-pw-1";
 
 fn start(targets: &str) -> (Exporter, tempfile::TempDir) {
+    start_with("", targets)
+}
+
+/// An exporter with obshell_auth and `passthrough` (lines of that section) added.
+fn start_with(passthrough: &str, targets: &str) -> (Exporter, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let password = dir.path().join("obshell.password");
     std::fs::write(&password, format!("{PASSWORD}\n")).expect("password file");
     let exporter = Exporter::start(&format!(
-        "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n  request_timeout: 5s\n  obshell_auth:\n    password_file: {}\ntargets:\n{targets}",
+        "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n  request_timeout: 5s\n{passthrough}  obshell_auth:\n    password_file: {}\ntargets:\n{targets}",
         password.display()
     ));
     (exporter, dir)
@@ -266,5 +271,145 @@ fn hand_made_headers_are_refused_before_any_database() {
     assert!(
         !exporter.log().contains(PASSWORD),
         "the password never reaches the log"
+    );
+}
+
+/// `kill_tenant_session_query` or `kill_tenant_sessions` through the SDK.
+fn sdk_kill(exporter: &Exporter, tenant: &str, query_only: bool, ids: &[u64]) -> Value {
+    let (host, port) = split_addr(&exporter.addr);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/obshell_sdk.py");
+    let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+    let what = if query_only { "query" } else { "session" };
+    let output = Command::new("python3")
+        .args([
+            script,
+            "kill",
+            host,
+            port,
+            PASSWORD,
+            tenant,
+            what,
+            &ids.join(","),
+        ])
+        .output()
+        .expect("python3 with the obshell SDK");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        exporter.log()
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+/// Whether session `id` is in the server's processlist, and busy.
+fn state_of(servers: &Servers, id: u32) -> Option<String> {
+    let out = servers.mariadb_root(&format!(
+        "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = {id}"
+    ));
+    let command = out.trim();
+    (!command.is_empty()).then(|| command.to_string())
+}
+
+#[test]
+fn sessions_are_killed_through_the_sdk_only_when_allowed_and_only_their_own() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let password = "Killer-pw-1";
+    servers.mariadb_root(&format!(
+        "CREATE USER IF NOT EXISTS 'killer'@'%' IDENTIFIED BY '{password}'; \
+         ALTER USER 'killer'@'%' IDENTIFIED BY '{password}'; \
+         GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'killer'@'%';"
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let killer_pw = dir.path().join("killer.password");
+    std::fs::write(&killer_pw, password).expect("password file");
+    let o = open_sessions(
+        &servers.mariadb_addr,
+        &|sql| servers.mariadb_root(sql),
+        "kill_m",
+        100,
+    );
+    let target = |name: &str, user: &str, pw: &std::path::Path| {
+        format!(
+            "  - name: {name}\n    kind: mysql\n    address: {}\n    user: {user}\n    password_file: {}\n",
+            servers.mariadb_addr,
+            pw.display()
+        )
+    };
+    let (exporter, _d1) = start_with(
+        "  allow_kill: true\n",
+        &(target("maria", "killer", &killer_pw)
+            + &target("weak", "monitor", &servers.monitor_password_file)),
+    );
+    let (closed, _d2) = start_with("", &target("maria", "killer", &killer_pw));
+    for (e, tenant) in [
+        (&exporter, "maria"),
+        (&exporter, "weak"),
+        (&closed, "maria"),
+    ] {
+        e.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+            m.get("dbsession_up", &[("target", tenant), ("tenant", tenant)]) == Some(1.0)
+        });
+    }
+    let (idle0, idle1) = (o.idle[0].id, o.idle[1].id);
+    let busy0 = o.busy[0].id;
+    assert_eq!(state_of(&servers, busy0).as_deref(), Some("Query"));
+
+    // Off unless allowed: 403, and nothing reaches the database.
+    let refused = sdk_kill(&closed, "maria", false, &[u64::from(idle0)]);
+    assert_eq!(refused["error"][1], "Common.Forbidden", "{refused}");
+    assert_eq!(refused["error"][0], 403, "{refused}");
+    assert!(state_of(&servers, idle0).is_some());
+
+    // An id that is not a session of the tenant refuses the whole request.
+    let mixed = sdk_kill(
+        &exporter,
+        "maria",
+        false,
+        &[u64::from(idle0), 4_000_000_000],
+    );
+    assert_eq!(mixed["error"][1], "OB.Tenant.Session.NotExist", "{mixed}");
+    assert!(
+        mixed["error"][2].as_str().unwrap().contains("4000000000"),
+        "{mixed}"
+    );
+    assert!(state_of(&servers, idle0).is_some(), "nothing was killed");
+
+    // An account without CONNECTION ADMIN is told which grant it needs.
+    let weak = sdk_kill(&exporter, "weak", false, &[u64::from(idle1)]);
+    assert!(
+        weak["error"][2]
+            .as_str()
+            .unwrap()
+            .contains("CONNECTION ADMIN"),
+        "{weak}"
+    );
+    assert!(state_of(&servers, idle1).is_some());
+
+    // KILL QUERY ends the statement; KILL ends the session.
+    assert_eq!(
+        sdk_kill(&exporter, "maria", true, &[u64::from(busy0)])["ok"],
+        true
+    );
+    exporter.wait_until("the query is ended", Duration::from_secs(10), || {
+        state_of(&servers, busy0).as_deref() != Some("Query")
+    });
+    assert_eq!(
+        sdk_kill(&exporter, "maria", false, &[u64::from(idle0)])["ok"],
+        true
+    );
+    exporter.wait_until("the session is gone", Duration::from_secs(10), || {
+        state_of(&servers, idle0).is_none()
+    });
+    assert!(
+        state_of(&servers, idle1).is_some(),
+        "only the named session"
+    );
+    let log = exporter.log();
+    assert!(
+        log.contains("sessions killed on request") && log.contains(&idle0.to_string()),
+        "{log}"
     );
 }

@@ -354,7 +354,10 @@ fn check_sessions_api(exporter: &Exporter, tenant: &str, o: &Opened, server_ip: 
     }
     let (status, json) = api(exporter, &format!("{base}/4000000000"));
     assert_eq!(status, 404, "{json}");
-    assert_eq!(json["error"]["errCode"], "OB.Tenant.Session.NotExist", "{json}");
+    assert_eq!(
+        json["error"]["errCode"], "OB.Tenant.Session.NotExist",
+        "{json}"
+    );
     let (status, json) = api(exporter, &format!("{base}/abc"));
     assert_eq!(
         (status, json["error"]["subErrors"][0]["field"].as_str()),

@@ -75,6 +75,15 @@ impl SessionApi for Backend {
     fn stats<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<SessionStats, Failure>> {
         Box::pin(self.stats(tenant))
     }
+
+    fn kill<'a>(
+        &'a self,
+        tenant: &'a str,
+        ids: &'a [u64],
+        query_only: bool,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(self.kill(tenant, ids, query_only))
+    }
 }
 
 impl Backend {
@@ -211,6 +220,79 @@ impl Backend {
                 ),
             )
         })
+    }
+
+    /// Checks that every id is a session of `tenant` now, then ends them one by one
+    /// (stopping at the first the server refuses, as obshell does).
+    async fn kill(&self, tenant: &str, ids: &[u64], query_only: bool) -> Result<(), Failure> {
+        let _permit = self.permit().await?;
+        let mut conn = self.conn().await?;
+        let shape = self.shape(&mut conn).await?;
+        let (conditions, mut values) = self.conditions(shape, tenant, &ListParams::default())?;
+        let marks = vec!["?"; ids.len()].join(", ");
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        let sql = format!(
+            "{TAG} SELECT `ID` FROM {} WHERE {conditions} AND `ID` IN ({marks})",
+            shape.view.relation
+        );
+        let rows = exec(&mut conn, &sql, values)
+            .await
+            .map_err(|e| self.failure(&e))?;
+        let mut found: Vec<u64> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row
+                .unwrap()
+                .into_iter()
+                .next()
+                .and_then(crate::source::sql::text)
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Failure::unavailable("the database sent a session id that is not a number")
+                })?;
+            if found.contains(&id) {
+                return Err(Failure::bad_parameter(
+                    "session_ids",
+                    format!("session {id} of tenant `{tenant}` is on more than one server: end it on its server itself; nothing was ended"),
+                ));
+            }
+            found.push(id);
+        }
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !found.contains(id))
+            .map(u64::to_string)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Failure::not_found(
+                "OB.Tenant.Session.NotExist",
+                format!(
+                    "tenant `{tenant}` has no session {}: nothing was ended",
+                    missing.join(", ")
+                ),
+            ));
+        }
+        let what = if query_only { "KILL QUERY" } else { "KILL" };
+        for id in ids {
+            // A number checked above, never text from the request.
+            if let Err(err) = conn.query_drop(format!("{TAG} {what} {id}")).await {
+                let denied =
+                    matches!(&err, mysql_async::Error::Server(e) if [1095, 1227].contains(&e.code));
+                let done = ids.iter().take_while(|done| *done != id).count();
+                return Err(Failure::unavailable(if denied {
+                    format!(
+                        "target `{}`: {what} {id} was refused ({err}): {}; {done} of the sessions before it were ended",
+                        self.target.target(),
+                        self.target.kill_grant()
+                    )
+                } else {
+                    format!(
+                        "target `{}`: {what} {id} failed: {err}; {done} of the sessions before it were ended",
+                        self.target.target()
+                    )
+                }));
+            }
+        }
+        Ok(())
     }
 
     async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Failure> {

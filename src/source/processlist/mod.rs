@@ -78,6 +78,9 @@ pub trait Processlist: Send + Sync + 'static {
 
     /// The privilege to suggest when one is missing.
     fn grant(&self) -> &'static str;
+
+    /// The privilege to suggest when the account may not end other users' sessions.
+    fn kill_grant(&self) -> &'static str;
 }
 
 /// The processlist's conventional column for `field`, as OceanBase names them (MySQL
