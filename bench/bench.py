@@ -11,7 +11,9 @@ HTTP limit of a minimal hyper server serving the same bytes; 1,000 tenants and
 100,000 sessions in a GV$OB_PROCESSLIST-shaped table on seekdb; a soak with churning
 tenants; start-up time. Issue 7: the p99 of /metrics at 64 connections while three
 targets fail (wrong password, silent server, unresolvable name) and reloads run,
-against the same exporter with one healthy target. `--before BINARY` (issue 15): the
+against the same exporter with one healthy target. Issue 16: the session list of 100,000 sessions
+with 4 KiB statements, as obshell's SDK asks for it (size=sys.maxsize): peak RSS
+against the answer's size. `--before BINARY` (issue 15): the
 exporter's CPU per collection cycle of scenario 3 against another build of it (the
 commit before a change), interleaved, so a refactoring is held to the figures of the
 code it replaced whatever the machine's speed that day.
@@ -597,6 +599,59 @@ def write_report(command, quick, elapsed):
         f.write("\n".join(lines))
 
 
+def scenario_list_stream(quick):
+    """The session list of one tenant with 100,000 sessions of 4 KiB statements each,
+    asked for the way obshell's SDK asks (size=sys.maxsize): the answer is streamed,
+    so the exporter's memory stays bounded whatever its size."""
+    sessions = 100_000
+    log(f"scenario 7: the session list of {sessions:,} sessions with 4 KiB statements")
+    sql("seekdb", "CREATE DATABASE IF NOT EXISTS bench_list; DROP TABLE IF EXISTS bench_list.PL;"
+                  "DROP TABLE IF EXISTS bench_list.TENANTS; DROP TABLE IF EXISTS bench_list.N;"
+                  "CREATE TABLE bench_list.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));"
+                  "INSERT INTO bench_list.TENANTS VALUES (1002, 't1', 'USER');"
+                  "CREATE TABLE bench_list.N (n BIGINT);"
+                  "CREATE TABLE bench_list.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), USER VARCHAR(128),"
+                  " HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),"
+                  " INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64));"
+                  "GRANT SELECT ON bench_list.* TO monitor;")
+    sql("seekdb", None, stdin="INSERT INTO bench_list.N VALUES " + ", ".join(f"({i})" for i in range(1000)) + ";")
+    sql("seekdb", "INSERT INTO bench_list.PL SELECT a.n * 1000 + b.n, 't1', '10.0.0.1', 'app',"
+                  " CONCAT('10.1.0.', b.n % 200, ':', 20000 + a.n), 'shop', 'Query', b.n % 600, 'ACTIVE',"
+                  f" CONCAT('SELECT /* ', a.n * 1000 + b.n, ' */ ', REPEAT('x', 4064)), '10.1.0.1', ''"
+                  f" FROM bench_list.N a, bench_list.N b WHERE a.n < {sessions // 1000}")
+    config = (f"global:\n  collect_interval: 10s\n  collect_timeout: 8s\npassthrough:\n  enabled: true\n"
+              f"  insecure_no_auth: true\n  request_timeout: 60s\ntargets:\n"
+              f"  - name: list\n    kind: oceanbase\n    address: {ENV['SE_TEST_SEEKDB_ADDR']}\n    user: monitor@sys\n"
+              f"    password_file: {ENV['SE_TEST_MONITOR_PASSWORD_FILE']}\n"
+              f"    processlist_view: bench_list.PL\n    tenants_view: bench_list.TENANTS\n")
+    ours, url = start_exporter(config)
+    wait_http(url + "/-/ready", 60)
+    rss_before = rss_kib(ours)
+    runs = []
+    for _ in range(1 if quick else 3):
+        started = time.monotonic()
+        received, ids, tail = 0, 0, b""
+        with urllib.request.urlopen(url + "/api/v1/tenant/t1/sessions?page=1&size=9223372036854775807",
+                                    timeout=120) as answer:
+            while True:
+                chunk = answer.read(1 << 20)
+                if not chunk:
+                    break
+                received += len(chunk)
+                ids += (tail[-8:] + chunk).count(b'"id":') - tail[-8:].count(b'"id":')
+                tail = chunk[-64:]
+        runs.append((time.monotonic() - started, received, ids, tail.endswith(b"]}}")))
+    hwm = rss_kib(ours, "VmHWM")
+    stop(ours)
+    took, received, ids, whole = runs[-1]
+    mib = received / 1024 / 1024
+    record(f"7 session list, {sessions:,} sessions of 4 KiB statements, size=sys.maxsize: peak RSS (MiB)",
+           f"{hwm / 1024:.1f}", f"answer {mib:,.0f} MiB in {took:.1f} s ({mib / took:,.0f} MiB/s), "
+           f"{ids:,} sessions, RSS before {rss_before / 1024:.1f}", f"{hwm / 1024 / mib:.3f}x the answer",
+           "<= 64 MiB", hwm <= 64 * 1024 and ids == sessions and whole)
+    sql("seekdb", "DROP DATABASE bench_list")
+
+
 def scenario_before(before, quick):
     """Scenario 3's CPU per cycle, this build against `before`, interleaved."""
     log(f"scenario 3e: CPU per collection cycle against {before}")
@@ -622,11 +677,11 @@ def scenario_before(before, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs; under 3 minutes")
-    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload")
+    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list")
     parser.add_argument("--before", metavar="BINARY",
                         help="another build of session_exporter to compare scenario 3's CPU per cycle with")
     args = parser.parse_args()
-    chosen = set((args.only or "peer,scale,soak,startup,faultload").split(","))
+    chosen = set((args.only or "peer,scale,soak,startup,faultload,list").split(","))
     t0 = time.monotonic()
     try:
         if "peer" in chosen:
@@ -639,6 +694,8 @@ def main():
             scenario_startup()
         if "faultload" in chosen:
             scenario_fault_load(args.quick)
+        if "list" in chosen:
+            scenario_list_stream(args.quick)
         if args.before:
             scenario_before(os.path.abspath(args.before), args.quick)
     finally:

@@ -135,6 +135,105 @@ pub fn respond<T: Serialize>(
     response
 }
 
+/// Sessions gathered into one chunk of a streamed list before it is written.
+const CHUNK_BYTES: usize = 16 * 1024;
+
+/// The list's envelope, streamed: the head (with the page, whose total is known
+/// first), then each session as the database sends it, then the end. Memory stays
+/// bounded whatever the page's size. A failure once the head is sent cannot change
+/// the status any more: the answer then breaks off (so no client takes a partial
+/// list for a whole one), and the failure is logged with the trace id.
+pub fn respond_page(
+    page: crate::sessions::PageStream,
+    trace: TraceId,
+    started: Instant,
+) -> Response {
+    use crate::sessions::PageStream;
+    let head = format!(
+        r#"{{"successful":true,"timestamp":{},"duration":{},"status":200,"traceId":"{trace}","data":{{"page":{},"contents":["#,
+        serde_json::to_string(&crate::timefmt::rfc3339(SystemTime::now(), 9)).unwrap_or_default(),
+        started.elapsed().as_millis() as u64,
+        serde_json::to_string(&page.page).unwrap_or_default(),
+    );
+    enum State {
+        Head(String, PageStream),
+        Rows { sessions: PageStream, first: bool },
+        Done,
+    }
+    let stream = futures_util::stream::unfold(State::Head(head, page), move |state| async move {
+        match state {
+            State::Head(head, sessions) => Some((
+                Ok(bytes::Bytes::from(head)),
+                State::Rows {
+                    sessions,
+                    first: true,
+                },
+            )),
+            State::Rows {
+                mut sessions,
+                mut first,
+            } => {
+                let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+                let mut ended = false;
+                while chunk.len() < CHUNK_BYTES {
+                    let next = if chunk.is_empty() {
+                        sessions.sessions.recv().await
+                    } else {
+                        match sessions.sessions.try_recv() {
+                            Ok(next) => Some(next),
+                            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+                        }
+                    };
+                    match next {
+                        Some(Ok(session)) => {
+                            if !first {
+                                chunk.push(b',');
+                            }
+                            first = false;
+                            if serde_json::to_writer(&mut chunk, &session).is_err() {
+                                return Some((
+                                    Err(broken(trace, "encoding a session failed")),
+                                    State::Done,
+                                ));
+                            }
+                        }
+                        Some(Err(failure)) => {
+                            return Some((Err(broken(trace, &failure.message)), State::Done));
+                        }
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+                if ended {
+                    chunk.extend_from_slice(b"]}}");
+                    Some((Ok(bytes::Bytes::from(chunk)), State::Done))
+                } else {
+                    Some((
+                        Ok(bytes::Bytes::from(chunk)),
+                        State::Rows { sessions, first },
+                    ))
+                }
+            }
+            State::Done => None,
+        }
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(stream));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The error that breaks a streamed answer off, logged.
+fn broken(trace: TraceId, message: &str) -> std::io::Error {
+    tracing::warn!(trace_id = %trace, error = message, "a streamed session list broke off");
+    std::io::Error::other(message.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -473,7 +473,7 @@ async fn handle<T, F, Fut>(
     run: F,
 ) -> Response
 where
-    T: serde::Serialize,
+    T: Reply,
     F: FnOnce(Arc<dyn SessionApi>, String, Option<obshell::Verified>) -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
 {
@@ -500,13 +500,10 @@ where
             }
         },
     };
-    let response = respond(&result, trace, started);
+    let error_message = result.as_ref().err().map(|f| f.message.clone());
+    let response = T::reply(result, trace, started);
     let status = response.status().as_u16();
-    let error = result
-        .as_ref()
-        .err()
-        .map(|f| f.message.as_str())
-        .unwrap_or("");
+    let error = error_message.as_deref().unwrap_or("");
     if status >= 500 {
         tracing::warn!(trace_id = %trace, endpoint, tenant = name, status, error, "passthrough request failed");
     } else {
@@ -521,6 +518,39 @@ where
         );
     }
     response
+}
+
+/// How an endpoint's answer becomes a response: whole, in obshell's envelope, or
+/// (the list) streamed into it.
+trait Reply: Sized {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response;
+}
+
+impl Reply for crate::sessions::TenantSession {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
+        respond(&result, trace, started)
+    }
+}
+
+impl Reply for crate::sessions::SessionStats {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
+        respond(&result, trace, started)
+    }
+}
+
+impl Reply for SessionIds {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
+        respond(&result, trace, started)
+    }
+}
+
+impl Reply for crate::sessions::PageStream {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
+        match result {
+            Ok(page) => envelope::respond_page(page, trace, started),
+            Err(failure) => respond::<()>(&Err(failure), trace, started),
+        }
+    }
 }
 
 /// The latest published state (the borrow ends here, before any await).

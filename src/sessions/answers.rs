@@ -6,11 +6,13 @@ use crate::stats::{Counts, TenantStats, NONE_LABEL};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// A page of the list: obshell's `PaginatedTenantSessions`.
-#[derive(Debug, Serialize)]
-pub struct Page {
+/// A page of the list, obshell's `PaginatedTenantSessions`, whose sessions arrive
+/// one at a time as the database sends them, so an answer of any size costs bounded
+/// memory. The channel ends after the last session, or after an error.
+#[derive(Debug)]
+pub struct PageStream {
     pub page: PageInfo,
-    pub contents: Vec<TenantSession>,
+    pub sessions: tokio::sync::mpsc::Receiver<Result<TenantSession, super::Failure>>,
 }
 
 /// obshell's `CustomPage`; `total_elements` is the real number of sessions matching

@@ -10,7 +10,7 @@ pub mod failure;
 pub mod params;
 pub mod session;
 
-pub use answers::{Page, PageInfo, SessionStats};
+pub use answers::{PageInfo, PageStream, SessionStats};
 pub use failure::Failure;
 pub use params::ListParams;
 pub use session::{Field, FieldValue, TenantSession};
@@ -35,12 +35,12 @@ pub trait SessionApi: Send + Sync {
     /// The tenants it answers for, given those its last collection found.
     fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String>;
 
-    /// A page of `tenant`'s sessions, filtered and sorted as `params` asks.
+    /// A page of `tenant`'s sessions, filtered and sorted as `params` asks, streamed.
     fn list<'a>(
         &'a self,
         tenant: &'a str,
         params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<Page, Failure>>;
+    ) -> BoxFuture<'a, Result<PageStream, Failure>>;
 
     /// One session of `tenant`, with its SQL text.
     fn detail<'a>(

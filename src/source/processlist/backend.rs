@@ -8,10 +8,11 @@
 //! text holds only names of ours (columns from an allowlist, the configured views).
 
 use super::{Processlist, View};
+use crate::config::Address;
 use crate::sessions::params::Observer;
 use crate::sessions::{
-    BoxFuture, Failure, Field, FieldValue, ListParams, Page, PageInfo, SessionApi, SessionStats,
-    TenantSession,
+    BoxFuture, Failure, Field, FieldValue, ListParams, PageInfo, PageStream, SessionApi,
+    SessionStats, TenantSession,
 };
 use crate::source::conn::{close_in_background, pool};
 use crate::source::sql::{filter_conditions, with_own_sessions, SqlError, OWN_SESSIONS, TAG};
@@ -19,8 +20,13 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
+
+/// Sessions converted ahead of the client: what the list holds in memory at most,
+/// whatever its size.
+const STREAM_AHEAD: usize = 64;
 
 /// The relation and columns a target's sessions are read from, found once.
 #[derive(Debug)]
@@ -33,7 +39,10 @@ struct Shape {
 pub struct Backend {
     target: Box<dyn Processlist>,
     pool: Pool,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    /// The request timeout: also how long a list waits for a client that stopped
+    /// reading before it gives the connection back.
+    timeout: Duration,
     shape: OnceCell<Shape>,
 }
 
@@ -60,7 +69,7 @@ impl SessionApi for Backend {
         &'a self,
         tenant: &'a str,
         params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<Page, Failure>> {
+    ) -> BoxFuture<'a, Result<PageStream, Failure>> {
         Box::pin(self.list(tenant, params))
     }
 
@@ -99,35 +108,61 @@ impl Backend {
         Self {
             pool: pool(target.database(), interval, init, max_concurrent),
             target,
-            permits: Semaphore::new(max_concurrent),
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            timeout,
             shape: OnceCell::new(),
         }
     }
 
-    async fn list(&self, tenant: &str, params: &ListParams) -> Result<Page, Failure> {
-        let (total, contents) = self.sessions(tenant, params, true).await?;
-        let total = total.unwrap_or_default();
-        Ok(Page {
-            page: PageInfo {
-                total_elements: total,
-                total_pages: total.div_ceil(params.size),
-                size: params.size,
-                number: params.page,
-            },
-            contents,
-        })
+    /// Counts, then streams the page's rows from the database into the answer on a
+    /// task of its own, which holds the connection and the permit until the last row
+    /// is handed over (or the client stops reading for `timeout`).
+    async fn list(&self, tenant: &str, params: &ListParams) -> Result<PageStream, Failure> {
+        let query = self.query(tenant, params, true).await?;
+        let total = query.total.unwrap_or_default();
+        let page = PageInfo {
+            total_elements: total,
+            total_pages: total.div_ceil(params.size),
+            size: params.size,
+            number: params.page,
+        };
+        let (tx, rx) = mpsc::channel(STREAM_AHEAD);
+        let timeout = self.timeout;
+        tokio::spawn(async move {
+            let Query {
+                mut conn,
+                permit,
+                sql,
+                values,
+                rows,
+                ..
+            } = query;
+            let completed = stream_rows(&mut conn, &sql, values, &rows, &tx, timeout).await;
+            if !completed {
+                // Rows may be left unread on it: never back into the pool.
+                let _ = tokio::time::timeout(timeout, conn.disconnect()).await;
+            }
+            drop(permit);
+        });
+        Ok(PageStream { page, sessions: rx })
     }
 
-    /// The sessions `params` asks for, and with `count` how many match in all pages
-    /// (one more query: the detail endpoint does without it).
-    async fn sessions(
+    /// The statement `params` asks for, on a connection with its permit, and with
+    /// `count` how many sessions match in all pages (one more query: the detail
+    /// endpoint does without it).
+    async fn query(
         &self,
         tenant: &str,
         params: &ListParams,
         count: bool,
-    ) -> Result<(Option<u64>, Vec<TenantSession>), Failure> {
+    ) -> Result<Query, Failure> {
         let offset = params.offset()?;
-        let _permit = self.permit().await?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Failure::unavailable("the passthrough is shutting down"))?;
         let mut conn = self.conn().await?;
         let shape = self.shape(&mut conn).await?;
         let (conditions, mut values) = self.conditions(shape, tenant, params)?;
@@ -167,14 +202,27 @@ impl Backend {
         // i64::MAX, the largest every server takes.
         values.push(params.size.min(i64::MAX as u64).into());
         values.push(offset.into());
-        let rows = exec(&mut conn, &sql, values)
-            .await
-            .map_err(|e| self.failure(&e))?;
-        let contents = rows
-            .into_iter()
-            .map(|row| self.session(shape, tenant, &fields, row))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((total, contents))
+        let rows = RowMaker {
+            fields,
+            tenant: tenant.to_string(),
+            fill_tenant: !shape.view.cluster || !shape.columns.contains("TENANT"),
+            fill_server: !shape.view.cluster,
+            address: self.target.database().address.clone(),
+            target: self.target.target().to_string(),
+            failure: FailureContext {
+                target: self.target.target().to_string(),
+                database: self.target.database().clone(),
+                grant: self.target.grant(),
+            },
+        };
+        Ok(Query {
+            conn,
+            permit,
+            total,
+            sql,
+            values,
+            rows,
+        })
     }
 
     async fn detail(&self, tenant: &str, id: u64) -> Result<TenantSession, Failure> {
@@ -183,8 +231,16 @@ impl Backend {
             size: 1,
             ..ListParams::default()
         };
-        let (_, contents) = self.sessions(tenant, &params, false).await?;
-        contents.into_iter().next().ok_or_else(|| {
+        let mut query = self.query(tenant, &params, false).await?;
+        let rows = exec(&mut query.conn, &query.sql, query.values)
+            .await
+            .map_err(|e| self.failure(&e))?;
+        let session = rows
+            .into_iter()
+            .next()
+            .map(|row| query.rows.make(row))
+            .transpose()?;
+        session.ok_or_else(|| {
             Failure::not_found(
                 "OB.Tenant.Session.NotExist",
                 format!("tenant `{tenant}` has no session {id} (it may have ended)"),
@@ -424,36 +480,6 @@ impl Backend {
         }
     }
 
-    fn session(
-        &self,
-        shape: &Shape,
-        tenant: &str,
-        fields: &[Field],
-        row: mysql_async::Row,
-    ) -> Result<TenantSession, Failure> {
-        let mut session = TenantSession::default();
-        for (field, value) in fields.iter().zip(row.unwrap()) {
-            session.set(*field, field_value(value)).map_err(|message| {
-                Failure::unavailable(format!("target `{}`: {message}", self.target.target()))
-            })?;
-        }
-        // What a single server does not say comes from the configuration.
-        if !shape.view.cluster || !shape.columns.contains("TENANT") {
-            session.tenant = tenant.to_string();
-        }
-        if !shape.view.cluster {
-            let address = &self.target.database().address;
-            if session.svr_ip.is_empty() {
-                session.svr_ip = address.host.clone();
-            }
-            if session.sql_port == 0 {
-                session.sql_port = i64::from(address.port);
-            }
-        }
-        session.finish();
-        Ok(session)
-    }
-
     fn failure(&self, err: &mysql_async::Error) -> Failure {
         let error = crate::source::conn::classify(
             err,
@@ -494,6 +520,119 @@ async fn exec(
     let rows = rows?;
     closed?;
     Ok(rows)
+}
+
+/// A list statement ready to send, with what it holds.
+struct Query {
+    conn: Conn,
+    permit: OwnedSemaphorePermit,
+    total: Option<u64>,
+    sql: String,
+    values: Vec<Value>,
+    rows: RowMaker,
+}
+
+/// What turning a row into a `TenantSession` needs, owned, so a list's streaming
+/// task can do it.
+struct RowMaker {
+    fields: Vec<Field>,
+    tenant: String,
+    /// What a single server does not say comes from the configuration.
+    fill_tenant: bool,
+    fill_server: bool,
+    address: Address,
+    target: String,
+    failure: FailureContext,
+}
+
+/// What a driver error is reported with.
+struct FailureContext {
+    target: String,
+    database: crate::config::Database,
+    grant: &'static str,
+}
+
+impl FailureContext {
+    fn failure(&self, err: &mysql_async::Error) -> Failure {
+        let error = crate::source::conn::classify(
+            err,
+            &self.database,
+            "reading sessions for the passthrough",
+            self.grant,
+        );
+        Failure::unavailable(format!("target `{}`: {error}", self.target))
+    }
+}
+
+impl RowMaker {
+    fn make(&self, row: mysql_async::Row) -> Result<TenantSession, Failure> {
+        let mut session = TenantSession::default();
+        for (field, value) in self.fields.iter().zip(row.unwrap()) {
+            session.set(*field, field_value(value)).map_err(|message| {
+                Failure::unavailable(format!("target `{}`: {message}", self.target))
+            })?;
+        }
+        if self.fill_tenant {
+            session.tenant = self.tenant.clone();
+        }
+        if self.fill_server {
+            if session.svr_ip.is_empty() {
+                session.svr_ip = self.address.host.clone();
+            }
+            if session.sql_port == 0 {
+                session.sql_port = i64::from(self.address.port);
+            }
+        }
+        session.finish();
+        Ok(session)
+    }
+}
+
+/// Sends `sql`'s rows, as sessions, into `tx` as they arrive; false when it stopped
+/// early (an error, sent into `tx`; or a client that went away or stopped reading
+/// for `idle`), leaving `conn` in an unknown state.
+async fn stream_rows(
+    conn: &mut Conn,
+    sql: &str,
+    values: Vec<Value>,
+    rows: &RowMaker,
+    tx: &mpsc::Sender<Result<TenantSession, Failure>>,
+    idle: Duration,
+) -> bool {
+    let sql = with_own_sessions(conn, sql);
+    let statement = match conn.prep(sql).await {
+        Ok(statement) => statement,
+        Err(err) => {
+            let _ = tx.send(Err(rows.failure.failure(&err))).await;
+            return false;
+        }
+    };
+    let mut result = match conn.exec_iter(&statement, values).await {
+        Ok(result) => result,
+        Err(err) => {
+            let _ = tx.send(Err(rows.failure.failure(&err))).await;
+            return false;
+        }
+    };
+    loop {
+        match result.next().await {
+            Ok(Some(row)) => {
+                let session = rows.make(row);
+                let failed = session.is_err();
+                let sent = tokio::time::timeout(idle, tx.send(session)).await;
+                if failed || !matches!(sent, Ok(Ok(()))) {
+                    return false;
+                }
+            }
+            Ok(None) => break,
+            Err(err) => {
+                let _ = tx.send(Err(rows.failure.failure(&err))).await;
+                return false;
+            }
+        }
+    }
+    drop(result);
+    conn.close(statement).await.is_ok()
 }
 
 /// A driver value as the session model takes it. Bytes that are not UTF-8 are
