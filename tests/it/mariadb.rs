@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[test]
 fn counts_every_session_exactly() {
-    let Some(servers) = Servers::get() else {
+    let Some(servers) = Servers::exclusive() else {
         return;
     };
     let admin = |sql: &str| servers.mariadb_root(sql);

@@ -413,3 +413,54 @@ fn sessions_are_killed_through_the_sdk_only_when_allowed_and_only_their_own() {
         "{log}"
     );
 }
+
+#[test]
+fn seekdb_sessions_are_killed_through_the_sdk() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let password = "Killer-pw-2";
+    servers.seekdb_root(&format!(
+        "CREATE USER IF NOT EXISTS ob_killer IDENTIFIED BY '{password}'; \
+         ALTER USER ob_killer IDENTIFIED BY '{password}'; \
+         GRANT SELECT ON oceanbase.* TO ob_killer; GRANT SUPER ON *.* TO ob_killer;"
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = dir.path().join("ob_killer.password");
+    std::fs::write(&pw, password).expect("password file");
+    let o = open_sessions(
+        &servers.seekdb_addr,
+        &|sql| servers.seekdb_root(sql),
+        "kill_s",
+        110,
+    );
+    let (exporter, _d) = start_with(
+        "  allow_kill: true\n",
+        &format!(
+            "  - name: seek\n    kind: oceanbase\n    address: {}\n    user: ob_killer\n    password_file: {}\n    tenant: seek\n",
+            servers.seekdb_addr,
+            pw.display()
+        ),
+    );
+    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", "seek"), ("tenant", "seek")]) == Some(1.0)
+    });
+    let seen = |id: u32| {
+        !servers
+            .seekdb_root(&format!(
+                "SELECT ID FROM oceanbase.V$OB_PROCESSLIST WHERE ID = {id}"
+            ))
+            .trim()
+            .is_empty()
+    };
+    let (idle0, idle1, busy0) = (o.idle[0].id, o.idle[1].id, o.busy[0].id);
+    assert!(seen(idle0) && seen(busy0));
+    let query = sdk_kill(&exporter, "seek", true, &[u64::from(busy0)]);
+    assert_eq!(query["ok"], true, "{query}\n{}", exporter.log());
+    let killed = sdk_kill(&exporter, "seek", false, &[u64::from(idle0)]);
+    assert_eq!(killed["ok"], true, "{killed}\n{}", exporter.log());
+    exporter.wait_until("the session is gone", Duration::from_secs(10), || {
+        !seen(idle0)
+    });
+    assert!(seen(idle1), "only the named session");
+}

@@ -5,7 +5,7 @@ use crate::common::Servers;
 
 #[test]
 fn counts_every_session_exactly() {
-    let Some(servers) = Servers::get() else {
+    let Some(servers) = Servers::exclusive() else {
         return;
     };
     let admin = |sql: &str| servers.seekdb_root(sql);

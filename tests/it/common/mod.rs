@@ -17,17 +17,41 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The shared servers, from the environment `scripts/test-servers.sh env` prints.
+///
+/// The tests run in one process, two at a time: a test that counts every session of
+/// a shared server exactly takes it for itself ([`Servers::exclusive`]), and waits
+/// until no other test holds it; the others share it ([`Servers::get`]) for as long
+/// as they hold the value.
 pub struct Servers {
     pub mariadb_addr: String,
     pub mariadb_root_socket: String,
     pub seekdb_addr: String,
     pub monitor_password_file: PathBuf,
+    _access: Access,
+}
+
+static ACCESS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+enum Access {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
 }
 
 impl Servers {
+    /// The servers, shared with the other tests running meanwhile.
+    pub fn get() -> Option<Self> {
+        Self::configured(|| Access::Shared(ACCESS.read().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    /// The servers, with no other test using them meanwhile: for exact counts of
+    /// every session on a server.
+    pub fn exclusive() -> Option<Self> {
+        Self::configured(|| Access::Exclusive(ACCESS.write().unwrap_or_else(|e| e.into_inner())))
+    }
+
     /// The servers, or None (with the reason printed) when they are not configured.
     /// In CI a missing server fails the test: it must never pass by skipping.
-    pub fn get() -> Option<Self> {
+    fn configured(access: impl FnOnce() -> Access) -> Option<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         match (
             var("SE_TEST_MARIADB_ADDR"),
@@ -40,6 +64,7 @@ impl Servers {
                 mariadb_root_socket: s,
                 seekdb_addr: o,
                 monitor_password_file: p.into(),
+                _access: access(),
             }),
             _ => {
                 let why = "SE_TEST_* variables are not set: run the tests with ./scripts/test.sh, \
