@@ -274,6 +274,32 @@ fn hand_made_headers_are_refused_before_any_database() {
     );
 }
 
+const TOKEN: &str = "kill-test-token-0123456789";
+
+/// `DELETE path` with the bearer token and a JSON `body`: the status and the envelope.
+fn delete(addr: &str, path: &str, body: &str) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("answer");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let json = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(json).expect("JSON envelope"))
+}
+
 /// `kill_tenant_session_query` or `kill_tenant_sessions` through the SDK.
 fn sdk_kill(exporter: &Exporter, tenant: &str, query_only: bool, ids: &[u64]) -> Value {
     let (host, port) = split_addr(&exporter.addr);
@@ -338,8 +364,13 @@ fn sessions_are_killed_through_the_sdk_only_when_allowed_and_only_their_own() {
             pw.display()
         )
     };
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
     let (exporter, _d1) = start_with(
-        "  allow_kill: true\n",
+        &format!(
+            "  allow_kill: true\n  bearer_token_file: {}\n",
+            token_file.display()
+        ),
         &(target("maria", "killer", &killer_pw)
             + &target("weak", "monitor", &servers.monitor_password_file)),
     );
@@ -407,6 +438,22 @@ fn sessions_are_killed_through_the_sdk_only_when_allowed_and_only_their_own() {
         state_of(&servers, idle1).is_some(),
         "only the named session"
     );
+
+    // With a bearer token the body is plain JSON.
+    let (status, answer) = delete(
+        &exporter.addr,
+        "/api/v1/tenant/maria/sessions",
+        &format!("{{\"session_ids\": [{idle1}]}}"),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["data"]["session_ids"],
+        serde_json::json!([idle1]),
+        "{answer}"
+    );
+    exporter.wait_until("the session is gone", Duration::from_secs(10), || {
+        state_of(&servers, idle1).is_none()
+    });
     let log = exporter.log();
     assert!(
         log.contains("sessions killed on request") && log.contains(&idle0.to_string()),
