@@ -379,13 +379,12 @@ async fn kill_sessions(
     let endpoint = if query_only { "kill_query" } else { "kill" };
     let allowed = state.registry.get().settings.allow_kill;
     let body = axum::body::to_bytes(body, MAX_KILL_BODY).await;
-    let trace = TraceId::new();
     handle(
         state,
         caller,
         endpoint,
         name,
-        |backend, tenant, verified| async move {
+        |backend, tenant, Authorized { verified, trace }| async move {
             if !allowed {
                 return Err(Failure {
                     status: axum::http::StatusCode::FORBIDDEN,
@@ -474,7 +473,7 @@ async fn handle<T, F, Fut>(
 ) -> Response
 where
     T: Reply,
-    F: FnOnce(Arc<dyn SessionApi>, String, Option<obshell::Verified>) -> Fut,
+    F: FnOnce(Arc<dyn SessionApi>, String, Authorized) -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
 {
     let started = Instant::now();
@@ -486,7 +485,11 @@ where
             Err(failure) => Err(failure),
             Ok(backend) => {
                 let timeout = current.settings.request_timeout;
-                let run = run(backend.clone(), name.to_string(), verified);
+                let run = run(
+                    backend.clone(),
+                    name.to_string(),
+                    Authorized { verified, trace },
+                );
                 match tokio::time::timeout(timeout, run).await {
                     Ok(result) => result,
                     Err(_) => Err(Failure::unavailable(format!(
@@ -518,6 +521,13 @@ where
         );
     }
     response
+}
+
+/// What an endpoint's work gets from the checks before it: the verified obshell
+/// header (whose key opens a body), and the request's trace id, for its own log lines.
+struct Authorized {
+    verified: Option<obshell::Verified>,
+    trace: TraceId,
 }
 
 /// How an endpoint's answer becomes a response: whole, in obshell's envelope, or

@@ -157,12 +157,7 @@ impl Backend {
         count: bool,
     ) -> Result<Query, Failure> {
         let offset = params.offset()?;
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Failure::unavailable("the passthrough is shutting down"))?;
+        let permit = self.permit().await?;
         let mut conn = self.conn().await?;
         let shape = self.shape(&mut conn).await?;
         let (conditions, mut values) = self.conditions(shape, tenant, params)?;
@@ -351,9 +346,12 @@ impl Backend {
         Ok(())
     }
 
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Failure> {
+    /// A slot of `max_concurrent_per_target`, owned, so a list's streaming task can
+    /// hold it until its last row.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, Failure> {
         self.permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Failure::unavailable("the passthrough is shutting down"))
     }
