@@ -6,7 +6,7 @@
 //! target, split by family, so `snapshot` assembles the whole exposition (and one
 //! target's, for `/probe`) by concatenation, never per scrape.
 
-use crate::stats::{Counts, TenantStats, TopSession};
+use crate::stats::{Blocker, Counts, Parts, TenantStats, TopSession};
 use crate::status::{TargetStatus, TenantStatus};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -32,6 +32,16 @@ pub const COLLECT_DURATION: &str = "dbsession_collect_duration_seconds";
 pub const COLLECT_ERRORS: &str = "dbsession_collect_errors";
 pub const SERIES_DROPPED: &str = "dbsession_series_dropped";
 pub const TOP_ACTIVE_SESSION: &str = "dbsession_top_active_session_seconds";
+pub const TRANSACTION_SESSIONS: &str = "dbsession_transaction_sessions";
+pub const IDLE_IN_TRANSACTION: &str = "dbsession_idle_in_transaction_sessions";
+pub const USER_IDLE_IN_TRANSACTION: &str = "dbsession_user_idle_in_transaction_sessions";
+pub const CLIENT_IDLE_IN_TRANSACTION: &str = "dbsession_client_idle_in_transaction_sessions";
+pub const MAX_TRANSACTION_AGE: &str = "dbsession_max_transaction_age_seconds";
+pub const MAX_IDLE_IN_TRANSACTION: &str = "dbsession_max_idle_in_transaction_seconds";
+pub const LOCK_WAITING: &str = "dbsession_lock_waiting_sessions";
+pub const MAX_LOCK_WAIT: &str = "dbsession_max_lock_wait_seconds";
+pub const TOP_BLOCKER: &str = "dbsession_top_blocker_sessions";
+pub const STATE_SESSIONS: &str = "dbsession_state_sessions";
 pub const DBSS_CLIENT_SESSIONS: &str = "dbsession_dbss_client_sessions";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
 pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
@@ -85,7 +95,7 @@ const DIMENSIONS: [Dimension; 4] = [
 struct SeriesLabels<'a> {
     target: &'a TargetStatus,
     tenant: Option<&'a str>,
-    extra: Option<(&'static str, &'a str)>,
+    extra: &'a [(&'static str, &'a str)],
 }
 
 impl EncodeLabelSet for SeriesLabels<'_> {
@@ -94,7 +104,7 @@ impl EncodeLabelSet for SeriesLabels<'_> {
         if let Some(tenant) = self.tenant {
             label(encoder, "tenant", tenant)?;
         }
-        if let Some((key, value)) = self.extra {
+        for (key, value) in self.extra {
             label(encoder, key, value)?;
         }
         constant_labels(encoder, self.target)
@@ -139,6 +149,35 @@ impl EncodeLabelSet for TopLabels<'_> {
             ("db", &s.db),
             ("client_ip", &s.client),
             ("sql_id", &s.sql_id),
+        ] {
+            label(encoder, key, value)?;
+        }
+        constant_labels(encoder, self.target)
+    }
+}
+
+/// The labels of one of the sessions others wait on most; like [`TopLabels`], one
+/// series per rank, bounded by `top_sessions`.
+struct BlockerLabels<'a> {
+    target: &'a TargetStatus,
+    tenant: &'a str,
+    rank: usize,
+    blocker: &'a Blocker,
+}
+
+impl EncodeLabelSet for BlockerLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
+        let rank = self.rank.to_string();
+        let session_id = self.blocker.session_id.to_string();
+        let b = self.blocker;
+        for (key, value) in [
+            ("target", self.target.name.as_str()),
+            ("tenant", self.tenant),
+            ("rank", &rank),
+            ("session_id", &session_id),
+            ("user", &b.user),
+            ("db", &b.db),
+            ("client_ip", &b.client),
         ] {
             label(encoder, key, value)?;
         }
@@ -265,7 +304,11 @@ fn estimated_size(targets: &[Arc<TargetStatus>]) -> usize {
             TenantStatus::Up(s) => {
                 let values =
                     s.by_db.len() + s.by_user.len() + s.by_client.len() + s.by_server.len();
-                PER_TENANT + 2 * values + s.top.len()
+                let reasons = s.by_state.len()
+                    + s.idle_in_transaction_by_user.len()
+                    + s.idle_in_transaction_by_client.len()
+                    + s.blockers.len();
+                PER_TENANT + 2 * values + s.top.len() + reasons
             }
             TenantStatus::Down => 1,
         })
@@ -344,7 +387,7 @@ impl SessionCollector {
             t.tenants
                 .iter()
                 .filter_map(move |(name, status)| match status {
-                    TenantStatus::Up(stats) => Some((t.as_ref(), name.as_str(), stats)),
+                    TenantStatus::Up(stats) => Some((t.as_ref(), name.as_str(), stats.as_ref())),
                     TenantStatus::Down => None,
                 })
         })
@@ -357,12 +400,28 @@ impl SessionCollector {
         help: &str,
         value: fn(&TenantStats) -> V,
     ) -> fmt::Result {
+        self.part_gauge(encoder, name, help, |_| true, value)
+    }
+
+    /// A per-tenant gauge of an optional part: tenants whose target does not collect
+    /// it (`collected` false) have no series.
+    fn part_gauge<V: EncodeGaugeValue>(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        collected: fn(&Parts) -> bool,
+        value: fn(&TenantStats) -> V,
+    ) -> fmt::Result {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
         for (target, tenant, stats) in self.up_tenants() {
+            if !collected(&stats.parts) {
+                continue;
+            }
             let labels = SeriesLabels {
                 target,
                 tenant: Some(tenant),
-                extra: None,
+                extra: &[],
             };
             metric.encode_family(&labels)?.encode_gauge(&value(stats))?;
         }
@@ -389,7 +448,7 @@ impl SessionCollector {
                 let labels = SeriesLabels {
                     target,
                     tenant: Some(tenant),
-                    extra: Some((dim.label, value)),
+                    extra: &[(dim.label, value)],
                 };
                 let n = if active {
                     counts.active
@@ -397,6 +456,140 @@ impl SessionCollector {
                     counts.sessions
                 };
                 metric.encode_family(&labels)?.encode_gauge(&n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why sessions pile up: open transactions, idle ones inside them, lock waits
+    /// and who they wait on, sessions by command and state. Each family covers the
+    /// tenants whose target collects its part.
+    fn transactions_and_locks(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        self.part_gauge(
+            encoder,
+            TRANSACTION_SESSIONS,
+            &format!("Sessions with an open transaction (OceanBase: a row in the transaction schedulers view; MySQL: an INNODB_TRX row, read-only ones included). {CACHED}"),
+            |p| p.transactions,
+            |s| s.transaction_sessions,
+        )?;
+        self.part_gauge(
+            encoder,
+            IDLE_IN_TRANSACTION,
+            &format!("Sessions with an open transaction that are not running a statement (idle in transaction). {CACHED}"),
+            |p| p.transactions,
+            |s| s.idle_in_transaction_sessions,
+        )?;
+        self.idle_dimension(
+            encoder,
+            USER_IDLE_IN_TRANSACTION,
+            "user",
+            "per database user",
+            |s| &s.idle_in_transaction_by_user,
+        )?;
+        self.idle_dimension(
+            encoder,
+            CLIENT_IDLE_IN_TRANSACTION,
+            "client_ip",
+            "per client address",
+            |s| &s.idle_in_transaction_by_client,
+        )?;
+        self.part_gauge(
+            encoder,
+            MAX_TRANSACTION_AGE,
+            &format!(
+                "Age of the tenant's oldest open transaction, in seconds; 0 when none. {CACHED}"
+            ),
+            |p| p.transactions,
+            |s| s.max_transaction_age,
+        )?;
+        self.part_gauge(
+            encoder,
+            MAX_IDLE_IN_TRANSACTION,
+            &format!("Longest time a session has sat idle inside an open transaction (its TIME since the last statement), in seconds; 0 when none. {CACHED}"),
+            |p| p.transactions,
+            |s| s.max_idle_in_transaction,
+        )?;
+        self.part_gauge(
+            encoder,
+            LOCK_WAITING,
+            &format!("Sessions waiting for a lock: row locks (OceanBase V$OB_LOCKS BLOCK = 1; InnoDB LOCK WAIT) and, on MySQL/MariaDB, metadata and table locks (STATE 'Waiting for ... lock'). {CACHED}"),
+            |p| p.locks,
+            |s| s.lock_waiting_sessions,
+        )?;
+        self.part_gauge(
+            encoder,
+            MAX_LOCK_WAIT,
+            &format!("Longest current lock wait, in seconds; 0 when none waits. {CACHED}"),
+            |p| p.locks,
+            |s| s.max_lock_wait,
+        )?;
+        let mut metric = encoder.encode_descriptor(
+            TOP_BLOCKER,
+            &format!("Sessions waiting for a row lock held by this session, for the tenant's top blockers (rank 1 the most waited on; top_sessions per tenant), with what locates the session; never its SQL text. {CACHED}"),
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            if !stats.parts.locks {
+                continue;
+            }
+            for (i, blocker) in stats.blockers.iter().enumerate() {
+                let labels = BlockerLabels {
+                    target,
+                    tenant,
+                    rank: i + 1,
+                    blocker,
+                };
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&blocker.waiters)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            STATE_SESSIONS,
+            &format!("Sessions by the processlist's COMMAND and STATE (MySQL: the thread's state text; OceanBase: ACTIVE or SLEEP; __none__: empty), under the cardinality guard. {CACHED}"),
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            if !stats.parts.states {
+                continue;
+            }
+            for ((command, state), n) in &stats.by_state {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[("command", command), ("state", state)],
+                };
+                metric.encode_family(&labels)?.encode_gauge(n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Idle-in-transaction sessions per value of a dimension: only values with some,
+    /// so a large connection pool costs no series while all is well.
+    fn idle_dimension(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        label: &'static str,
+        what: &str,
+        values: fn(&TenantStats) -> &std::collections::BTreeMap<String, u64>,
+    ) -> fmt::Result {
+        let help = format!("Sessions idle inside an open transaction {what}; values without any have no series. {CACHED}");
+        let mut metric = encoder.encode_descriptor(name, &help, None, MetricType::Gauge)?;
+        for (target, tenant, stats) in self.up_tenants() {
+            if !stats.parts.transactions {
+                continue;
+            }
+            for (value, n) in values(stats) {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[(label, value)],
+                };
+                metric.encode_family(&labels)?.encode_gauge(n)?;
             }
         }
         Ok(())
@@ -418,7 +611,7 @@ impl SessionCollector {
                     let labels = SeriesLabels {
                         target,
                         tenant: Some(""),
-                        extra: None,
+                        extra: &[],
                     };
                     metric
                         .encode_family(&labels)?
@@ -430,7 +623,7 @@ impl SessionCollector {
                 let labels = SeriesLabels {
                     target,
                     tenant: Some(tenant),
-                    extra: None,
+                    extra: &[],
                 };
                 let up = matches!(status, TenantStatus::Up(_));
                 metric
@@ -453,7 +646,7 @@ impl SessionCollector {
             let labels = SeriesLabels {
                 target,
                 tenant: None,
-                extra: None,
+                extra: &[],
             };
             metric.encode_family(&labels)?.encode_gauge(&seconds)?;
         }
@@ -469,7 +662,7 @@ impl SessionCollector {
                 let labels = SeriesLabels {
                     target,
                     tenant: None,
-                    extra: None,
+                    extra: &[],
                 };
                 metric
                     .encode_family(&labels)?
@@ -488,7 +681,7 @@ impl SessionCollector {
                 let labels = SeriesLabels {
                     target,
                     tenant: None,
-                    extra: Some(("reason", reason.as_str())),
+                    extra: &[("reason", reason.as_str())],
                 };
                 metric
                     .encode_family(&labels)?
@@ -541,6 +734,7 @@ impl Collector for SessionCollector {
                 metric.encode_family(&labels)?.encode_gauge(&session.time)?;
             }
         }
+        self.transactions_and_locks(&mut encoder)?;
         let mut metric = encoder.encode_descriptor(
             DBSS_CLIENT_SESSIONS,
             &format!("Sessions Huawei Cloud DBSS counted per audited database over the target's time_range (its client session distribution); __none__ where DBSS gave no value. {CACHED}"),
@@ -562,7 +756,7 @@ impl Collector for SessionCollector {
         }
         let mut metric = encoder.encode_descriptor(
             SERIES_DROPPED,
-            "Distinct values of a dimension (db, user, client_ip; dbss_database for DBSS targets) summed into the `__other__` series by the cardinality guard (max_series_per_dimension); totals stay exact.",
+            "Distinct values of a dimension (db, user, client_ip, state: command and state pairs; dbss_database for DBSS targets) summed into the `__other__` series by the cardinality guard (max_series_per_dimension); totals stay exact.",
             None,
             MetricType::Gauge,
         )?;
@@ -572,11 +766,12 @@ impl Collector for SessionCollector {
                 ("db", dropped.db),
                 ("user", dropped.user),
                 ("client_ip", dropped.client),
+                ("state", dropped.state),
             ] {
                 let labels = SeriesLabels {
                     target,
                     tenant: Some(tenant),
-                    extra: Some(("dimension", dimension)),
+                    extra: &[("dimension", dimension)],
                 };
                 metric
                     .encode_family(&labels)?
@@ -590,7 +785,7 @@ impl Collector for SessionCollector {
             let labels = SeriesLabels {
                 target,
                 tenant: None,
-                extra: Some(("dimension", "dbss_database")),
+                extra: &[("dimension", "dbss_database")],
             };
             metric
                 .encode_family(&labels)?

@@ -26,8 +26,12 @@ pub const OTHER_LABEL: &str = "__other__";
 
 /// One row of a grouped session query: `sessions` sessions share these attributes,
 /// `active` of them are running a statement. (Active and idle sessions of one client
-/// share a row: grouping by state too would double the rows of a busy cluster.)
-#[derive(Debug, Clone, PartialEq)]
+/// share a row: grouping by activity too would double the rows of a busy cluster.)
+///
+/// The same statement keeps a few sessions apart, each in a row of its own with
+/// [`SessionGroup::session`] set: the longest active ones and every session others
+/// wait on, so the exporter can name them without a second read of the processlist.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionGroup {
     pub tenant: String,
     /// The server the sessions are on (`svr_ip` label).
@@ -37,10 +41,77 @@ pub struct SessionGroup {
     pub user: String,
     /// Label-ready client address (see [`client_label`]).
     pub client: String,
+    /// The processlist's COMMAND and STATE, label-ready; empty when the target does
+    /// not collect states.
+    pub command: String,
+    pub state: String,
     pub active: u64,
     pub sessions: u64,
     /// Longest TIME among the group's active sessions, in seconds; 0 when none.
     pub max_active_time: f64,
+    /// Sessions of the group with an open transaction, and those of them idle.
+    pub transactions: u64,
+    pub idle_in_transaction: u64,
+    /// Age of the group's oldest open transaction, in seconds; 0 when none.
+    pub max_transaction_age: f64,
+    /// Longest TIME among the group's sessions idle inside a transaction; 0 when none.
+    pub max_idle_in_transaction: f64,
+    /// Sessions of the group waiting for a lock, and the longest current wait.
+    pub lock_waiting: u64,
+    pub max_lock_wait: f64,
+    /// Set when the row is one session kept apart (see above).
+    pub session: Option<OneSession>,
+}
+
+/// A session the statement kept in a row of its own.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OneSession {
+    pub id: u64,
+    /// OceanBase's SQL_ID; empty on MySQL/MariaDB, which have none.
+    pub sql_id: String,
+    /// The session's TIME, in seconds.
+    pub time: f64,
+    /// How many sessions wait for a lock this session holds.
+    pub waiters: u64,
+}
+
+/// A session others wait on: enough to find and kill it, never its SQL text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocker {
+    pub session_id: u64,
+    pub user: String,
+    pub db: String,
+    pub client: String,
+    /// Sessions waiting for a lock this one holds.
+    pub waiters: u64,
+}
+
+/// Which of the optional parts a target collects (`collect:` in its config); a part
+/// not collected has no series, rather than zeros that would read as "none".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub transactions: bool,
+    pub locks: bool,
+    pub states: bool,
+}
+
+impl Parts {
+    /// No optional part: what the session API's stats read (counts only).
+    pub const NONE: Parts = Parts {
+        transactions: false,
+        locks: false,
+        states: false,
+    };
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Self {
+            transactions: true,
+            locks: true,
+            states: true,
+        }
+    }
 }
 
 /// One of a tenant's longest active sessions: enough to find and kill it, never its
@@ -154,6 +225,25 @@ pub struct TenantStats {
     pub dropped: Dropped,
     /// The longest active sessions, longest first: rank = index + 1.
     pub top: Vec<TopSession>,
+    /// Which optional parts were collected; the fields below are zero when not.
+    pub parts: Parts,
+    /// Sessions with an open transaction, and those of them not running a statement.
+    pub transaction_sessions: u64,
+    pub idle_in_transaction_sessions: u64,
+    /// Age of the oldest open transaction, in seconds; 0 when none.
+    pub max_transaction_age: f64,
+    /// Longest time a session has sat idle inside an open transaction; 0 when none.
+    pub max_idle_in_transaction: f64,
+    /// Idle-in-transaction sessions per user and per client; only values with some.
+    pub idle_in_transaction_by_user: BTreeMap<String, u64>,
+    pub idle_in_transaction_by_client: BTreeMap<String, u64>,
+    /// Sessions waiting for a lock, and the longest current wait in seconds.
+    pub lock_waiting_sessions: u64,
+    pub max_lock_wait: f64,
+    /// The sessions others wait on most, most waiters first: rank = index + 1.
+    pub blockers: Vec<Blocker>,
+    /// Sessions per (command, state).
+    pub by_state: BTreeMap<(String, String), u64>,
 }
 
 /// Distinct values summed into [`OTHER_LABEL`], per guarded dimension.
@@ -162,6 +252,7 @@ pub struct Dropped {
     pub db: usize,
     pub user: usize,
     pub client: usize,
+    pub state: usize,
 }
 
 impl TenantStats {
@@ -174,7 +265,12 @@ impl TenantStats {
             db: cap(&mut self.by_db, max, other()),
             user: cap(&mut self.by_user, max, other()),
             client: cap(&mut self.by_client, max, other()),
+            state: cap(&mut self.by_state, max, (other(), other())),
         };
+        // The idle-in-transaction series are a subset of the user and client ones:
+        // capped alike, they stay within the same bound.
+        cap(&mut self.idle_in_transaction_by_user, max, other());
+        cap(&mut self.idle_in_transaction_by_client, max, other());
     }
 }
 
@@ -263,12 +359,22 @@ impl ClientDistribution {
 /// tens of thousands of rows); [`Aggregator::finish`] turns them into the ordered maps
 /// that encoding and the stats API walk. The databases send a tenant's rows together,
 /// so the tenant of the previous row is checked before any lookup.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Aggregator {
     tenants: Vec<(String, TenantTally)>,
     index: CycleMap<usize>,
     last: Option<usize>,
     rows: usize,
+    /// How many top sessions and top blockers a tenant keeps.
+    keep: usize,
+    parts: Parts,
+}
+
+impl Default for Aggregator {
+    /// Keeps every session a row names, and expects every part.
+    fn default() -> Self {
+        Self::new(usize::MAX, Parts::default())
+    }
 }
 
 /// One tenant while adding up: totals and top sessions in `stats`, dimensions here.
@@ -279,9 +385,26 @@ struct TenantTally {
     by_user: CycleMap<Counts>,
     by_client: CycleMap<Counts>,
     by_server: CycleMap<Counts>,
+    by_state: HashMap<(String, String), u64, foldhash::fast::RandomState>,
+    idle_by_user: CycleMap<u64>,
+    idle_by_client: CycleMap<u64>,
 }
 
 impl Aggregator {
+    /// Keeps `keep` top sessions and top blockers per tenant (the statement may name
+    /// more: an active blocker is kept apart for both reasons); `parts` says which
+    /// optional statistics the rows carry.
+    pub fn new(keep: usize, parts: Parts) -> Self {
+        Self {
+            tenants: Vec::new(),
+            index: CycleMap::default(),
+            last: None,
+            rows: 0,
+            keep,
+            parts,
+        }
+    }
+
     /// Makes `tenant` present even if no row names it (it then reports zeros).
     pub fn add_tenant(&mut self, tenant: &str) {
         if !self.index.contains_key(tenant) {
@@ -310,15 +433,61 @@ impl Aggregator {
     /// a tenant without sessions) only makes its tenant present.
     pub fn add_group(&mut self, group: SessionGroup) {
         self.rows += 1;
+        let states = self.parts.states;
         let tenant = self.tenant(group.tenant);
         if group.sessions == 0 {
             return;
         }
         let (n, active) = (group.sessions, group.active);
-        tenant.stats.sessions += n;
-        tenant.stats.active_sessions += active;
+        let stats = &mut tenant.stats;
+        stats.sessions += n;
+        stats.active_sessions += active;
         if active > 0 {
-            tenant.stats.max_active_time = tenant.stats.max_active_time.max(group.max_active_time);
+            stats.max_active_time = stats.max_active_time.max(group.max_active_time);
+        }
+        stats.transaction_sessions += group.transactions;
+        stats.idle_in_transaction_sessions += group.idle_in_transaction;
+        stats.max_transaction_age = stats.max_transaction_age.max(group.max_transaction_age);
+        stats.max_idle_in_transaction = stats
+            .max_idle_in_transaction
+            .max(group.max_idle_in_transaction);
+        stats.lock_waiting_sessions += group.lock_waiting;
+        stats.max_lock_wait = stats.max_lock_wait.max(group.max_lock_wait);
+        if let Some(session) = group.session {
+            if active > 0 {
+                stats.top.push(TopSession {
+                    tenant: String::new(),
+                    session_id: session.id,
+                    user: group.user.clone(),
+                    db: group.db.clone(),
+                    client: group.client.clone(),
+                    sql_id: session.sql_id,
+                    time: session.time,
+                });
+            }
+            if session.waiters > 0 {
+                stats.blockers.push(Blocker {
+                    session_id: session.id,
+                    user: group.user.clone(),
+                    db: group.db.clone(),
+                    client: group.client.clone(),
+                    waiters: session.waiters,
+                });
+            }
+        }
+        if group.idle_in_transaction > 0 {
+            let idle = group.idle_in_transaction;
+            *tenant.idle_by_user.entry(group.user.clone()).or_default() += idle;
+            *tenant
+                .idle_by_client
+                .entry(group.client.clone())
+                .or_default() += idle;
+        }
+        if states {
+            *tenant
+                .by_state
+                .entry((group.command, group.state))
+                .or_default() += n;
         }
         tenant.by_db.entry(group.db).or_default().add(n, active);
         tenant.by_user.entry(group.user).or_default().add(n, active);
@@ -334,28 +503,44 @@ impl Aggregator {
             .add(n, active);
     }
 
-    /// Adds one of a tenant's longest active sessions.
+    /// Adds one of a tenant's longest active sessions, as unit tests write them
+    /// (sources send sessions as rows of their own, see [`SessionGroup::session`]).
     pub fn add_top(&mut self, session: TopSession) {
         self.rows += 1;
         self.tenant(session.tenant.clone()).stats.top.push(session);
     }
 
     pub fn finish(self) -> Collected {
+        let (keep, parts) = (self.keep, self.parts);
         let tenants = self
             .tenants
             .into_iter()
             .map(|(name, tally)| {
                 let mut stats = tally.stats;
+                stats.parts = parts;
                 stats.by_db = tally.by_db.into_iter().collect();
                 stats.by_user = tally.by_user.into_iter().collect();
                 stats.by_client = tally.by_client.into_iter().collect();
                 stats.by_server = tally.by_server.into_iter().collect();
+                stats.by_state = tally.by_state.into_iter().collect();
+                stats.idle_in_transaction_by_user = tally.idle_by_user.into_iter().collect();
+                stats.idle_in_transaction_by_client = tally.idle_by_client.into_iter().collect();
                 // Longest first; equal times in session id order, so ranks do not flap.
                 stats.top.sort_by(|a, b| {
                     b.time
                         .total_cmp(&a.time)
                         .then(a.session_id.cmp(&b.session_id))
                 });
+                stats.top.truncate(keep);
+                for top in &mut stats.top {
+                    top.tenant.clone_from(&name);
+                }
+                stats.blockers.sort_by(|a, b| {
+                    b.waiters
+                        .cmp(&a.waiters)
+                        .then(a.session_id.cmp(&b.session_id))
+                });
+                stats.blockers.truncate(keep);
                 (name, stats)
             })
             .collect();
@@ -446,6 +631,7 @@ mod tests {
             active: if active { n } else { 0 },
             sessions: n,
             max_active_time: if active { t } else { 0.0 },
+            ..SessionGroup::default()
         }
     }
 
@@ -615,7 +801,8 @@ mod tests {
             Dropped {
                 db: 0,
                 user: 7,
-                client: 0
+                client: 0,
+                state: 0,
             }
         );
         assert_eq!(

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone, PartialEq)]
 pub enum TenantStatus {
     /// Collected in the last cycle.
-    Up(TenantStats),
+    Up(Box<TenantStats>),
     /// Known (configured, or seen before) but not collected in the last cycle:
     /// the target failed, or the configured tenant does not exist.
     Down,
@@ -93,7 +93,7 @@ impl TargetStatus {
             .into_iter()
             .map(|(name, mut stats)| {
                 stats.cap(max_series);
-                (name, TenantStatus::Up(stats))
+                (name, TenantStatus::Up(Box::new(stats)))
             })
             .collect();
         for name in &self.expected_tenants {

@@ -6,6 +6,7 @@
 
 use super::{KindInput, MAX_TOP_SESSIONS};
 use crate::secret::{read_password_file, Secret};
+pub use crate::stats::Parts;
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub struct Database {
     pub top_sessions: usize,
     /// Which sessions count at all.
     pub filter: Filter,
+    /// Which optional parts each cycle reads (`collect:`); all by default.
+    pub collect: Parts,
 }
 
 /// Which sessions a target counts. Sessions filtered out appear in no series, totals
@@ -130,6 +133,27 @@ pub(super) struct RawDatabase {
     password_file: Option<PathBuf>,
     top_sessions: Option<usize>,
     filter: Option<RawFilter>,
+    collect: Option<RawParts>,
+}
+
+/// `collect:`: each optional part can be turned off where its view is expensive.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParts {
+    transactions: Option<bool>,
+    locks: Option<bool>,
+    states: Option<bool>,
+}
+
+impl RawParts {
+    fn parts(self) -> Parts {
+        let all = Parts::default();
+        Parts {
+            transactions: self.transactions.unwrap_or(all.transactions),
+            locks: self.locks.unwrap_or(all.locks),
+            states: self.states.unwrap_or(all.states),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +240,7 @@ impl RawDatabase {
             password,
             top_sessions,
             filter,
+            collect: self.collect.map(RawParts::parts).unwrap_or_default(),
         }
     }
 }

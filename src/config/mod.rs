@@ -19,7 +19,7 @@ mod locate;
 mod mysql;
 mod oceanbase;
 
-pub use database::{Address, AddressError, Database, Filter, NameList};
+pub use database::{Address, AddressError, Database, Filter, NameList, Parts};
 pub use dbss::{is_path_safe, read_ca_file, valid_path_id, Dbss, Endpoint, TimeRange};
 pub use duration::parse_duration;
 pub use mysql::Mysql;

@@ -19,6 +19,10 @@ pub struct Oceanbase {
     /// `oceanbase.DBA_OB_TENANTS` (a view of the user's own, or a test table).
     pub processlist_view: Option<Relation>,
     pub tenants_view: Option<Relation>,
+    /// Relations read instead of `oceanbase.GV$OB_TRANSACTION_SCHEDULERS` and
+    /// `oceanbase.GV$OB_LOCKS` in cluster mode.
+    pub transactions_view: Option<Relation>,
+    pub locks_view: Option<Relation>,
 }
 
 /// A schema-qualified relation name such as `oceanbase.GV$OB_PROCESSLIST`.
@@ -70,6 +74,8 @@ struct RawOceanbase {
     tenant: Option<String>,
     processlist_view: Option<String>,
     tenants_view: Option<String>,
+    transactions_view: Option<String>,
+    locks_view: Option<String>,
 }
 
 /// Every key this kind accepts.
@@ -111,12 +117,16 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     };
     let processlist_view = relation("processlist_view", raw.processlist_view.as_deref());
     let tenants_view = relation("tenants_view", raw.tenants_view.as_deref());
+    let transactions_view = relation("transactions_view", raw.transactions_view.as_deref());
+    let locks_view = relation("locks_view", raw.locks_view.as_deref());
     TargetKind::Oceanbase(Oceanbase {
         database,
         tenants: raw.tenants,
         tenant: raw.tenant,
         processlist_view,
         tenants_view,
+        transactions_view,
+        locks_view,
     })
 }
 

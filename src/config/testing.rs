@@ -14,6 +14,7 @@ pub fn database(user: &str, port: u16) -> Database {
         password: Secret::default(),
         top_sessions: DEFAULT_TOP_SESSIONS,
         filter: Filter::default(),
+        collect: Parts::default(),
     }
 }
 
@@ -37,6 +38,8 @@ pub fn oceanbase(user: &str) -> Oceanbase {
         tenant: None,
         processlist_view: None,
         tenants_view: None,
+        transactions_view: None,
+        locks_view: None,
     }
 }
 

@@ -512,10 +512,12 @@ fn the_keys_of_each_kind_come_from_its_settings_types() {
             "password",
             "password_file",
             "top_sessions",
-            "filter"
+            "filter",
+            "collect"
         ]
     );
     assert!(keys("oceanbase").contains(&"processlist_view"));
+    assert!(keys("oceanbase").contains(&"locks_view"));
     assert!(keys("dbss").contains(&"token_file") && !keys("dbss").contains(&"user"));
 }
 

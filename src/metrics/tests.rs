@@ -25,6 +25,7 @@ fn group(tenant: &str, user: &str, active: bool, sessions: u64, max_time: f64) -
         active: if active { sessions } else { 0 },
         sessions,
         max_active_time: if active { max_time } else { 0.0 },
+        ..SessionGroup::default()
     }
 }
 
@@ -279,4 +280,112 @@ proptest::proptest! {
             proptest::prop_assert!(seen.contains(&user), "user {user:?} missing");
         }
     }
+}
+
+/// Transactions, locks and states: exact series from rows, idle-in-transaction
+/// series only for users and clients that have some, top blockers ranked, and a part
+/// a target does not collect has no series at all (not zeros that read as "none").
+#[test]
+fn transactions_locks_and_states_have_exact_series() {
+    use crate::stats::{Aggregator, OneSession, Parts};
+    let rows = |parts: Parts| {
+        let mut aggregator = Aggregator::new(5, parts);
+        let base = |user: &str, command: &str, state: &str| SessionGroup {
+            command: command.into(),
+            state: state.into(),
+            ..group("t1", user, false, 1, 0.0)
+        };
+        aggregator.add_group(SessionGroup {
+            sessions: 3,
+            transactions: 2,
+            idle_in_transaction: 2,
+            max_transaction_age: 61.5,
+            max_idle_in_transaction: 60.25,
+            ..base("app", "Sleep", "SLEEP")
+        });
+        aggregator.add_group(SessionGroup {
+            transactions: 1,
+            idle_in_transaction: 1,
+            max_transaction_age: 90.0,
+            max_idle_in_transaction: 89.0,
+            session: Some(OneSession {
+                id: 42,
+                waiters: 1,
+                ..OneSession::default()
+            }),
+            ..base("batch", "Sleep", "SLEEP")
+        });
+        aggregator.add_group(SessionGroup {
+            active: 1,
+            max_active_time: 12.0,
+            transactions: 1,
+            max_transaction_age: 12.0,
+            lock_waiting: 1,
+            max_lock_wait: 11.5,
+            ..base("app", "Query", "ACTIVE")
+        });
+        aggregator.finish()
+    };
+    let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
+    let now = SystemTime::UNIX_EPOCH;
+    status.record_success(rows(Parts::default()), Duration::from_millis(1), now);
+    let text = encode(&[Arc::new(status)]).unwrap();
+    let tenant = r#"target="ob",tenant="t1""#;
+    for (name, value) in [
+        (TRANSACTION_SESSIONS, "4"),
+        (IDLE_IN_TRANSACTION, "3"),
+        (MAX_TRANSACTION_AGE, "90.0"),
+        (MAX_IDLE_IN_TRANSACTION, "89.0"),
+        (LOCK_WAITING, "1"),
+        (MAX_LOCK_WAIT, "11.5"),
+    ] {
+        assert_eq!(
+            samples(&text, name),
+            [format!("{name}{{{tenant}}} {value}")]
+        );
+    }
+    assert_eq!(
+        samples(&text, USER_IDLE_IN_TRANSACTION),
+        [
+            format!(r#"{USER_IDLE_IN_TRANSACTION}{{{tenant},user="app"}} 2"#),
+            format!(r#"{USER_IDLE_IN_TRANSACTION}{{{tenant},user="batch"}} 1"#),
+        ]
+    );
+    assert_eq!(
+        samples(&text, CLIENT_IDLE_IN_TRANSACTION),
+        [format!(
+            r#"{CLIENT_IDLE_IN_TRANSACTION}{{{tenant},client_ip="10.0.0.100"}} 3"#
+        )]
+    );
+    assert_eq!(
+        samples(&text, TOP_BLOCKER),
+        [format!(
+            r#"{TOP_BLOCKER}{{{tenant},rank="1",session_id="42",user="batch",db="__none__",client_ip="10.0.0.100"}} 1"#
+        )]
+    );
+    assert_eq!(
+        samples(&text, STATE_SESSIONS),
+        [
+            format!(r#"{STATE_SESSIONS}{{{tenant},command="Query",state="ACTIVE"}} 1"#),
+            format!(r#"{STATE_SESSIONS}{{{tenant},command="Sleep",state="SLEEP"}} 4"#),
+        ]
+    );
+
+    let off = Parts::NONE;
+    let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
+    status.record_success(rows(off), Duration::from_millis(1), now);
+    let text = encode(&[Arc::new(status)]).unwrap();
+    for name in [
+        TRANSACTION_SESSIONS,
+        IDLE_IN_TRANSACTION,
+        MAX_TRANSACTION_AGE,
+        LOCK_WAITING,
+        MAX_LOCK_WAIT,
+        STATE_SESSIONS,
+        USER_IDLE_IN_TRANSACTION,
+        TOP_BLOCKER,
+    ] {
+        assert_eq!(samples(&text, name), Vec::<&str>::new(), "{name}");
+    }
+    assert_eq!(samples(&text, SESSIONS).len(), 1);
 }

@@ -13,9 +13,10 @@ use super::conn::{classify, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{
-    filter_conditions, host_without_port, query, RowContext, SqlError, OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, probe_relation, query, RowContext, Scan, SqlError,
+    OWN_SESSIONS, TAG,
 };
-use crate::config::{Database, Mysql, Target};
+use crate::config::{Database, Mysql, Parts, Target};
 use crate::sessions::Field;
 use crate::stats::Collected;
 use std::collections::HashSet;
@@ -146,20 +147,62 @@ pub struct MysqlSource {
     name: String,
     database: Database,
     connector: Connector,
-    sql: String,
-    /// Whether the account's grants were checked since the pool was (re)made.
-    grants_checked: bool,
+    collect_timeout: Duration,
+    /// The statement of a cycle and the settings it was written for (the parts this
+    /// account can read), once the server was probed after the pool was (re)made.
+    prepared: Option<(String, Database)>,
 }
 
 impl MysqlSource {
     pub fn new(target: &Target, settings: &Mysql) -> Self {
         Self {
             connector: Connector::new(&settings.database, target.collect_interval, Vec::new()),
-            sql: grouped_sql(&settings.database, target.collect_timeout),
+            collect_timeout: target.collect_timeout,
+            prepared: None,
             name: target.name.clone(),
             database: settings.database.clone(),
-            grants_checked: false,
         }
+    }
+
+    /// Writes the statement for what this account can read, once per pool: without
+    /// `INNODB_TRX` (PROCESS is missing) no transaction or lock is collected, without
+    /// the lock-waits relation no blocker is named; each is said once.
+    async fn prepare(
+        &self,
+        conn: &mut mysql_async::Conn,
+    ) -> Result<(String, Database), mysql_async::Error> {
+        use mysql_async::prelude::Queryable;
+        let mut database = self.database.clone();
+        let parts = &mut database.collect;
+        if parts.transactions || parts.locks {
+            if let Some(err) = probe_relation(conn, "information_schema.INNODB_TRX").await? {
+                tracing::warn!(
+                    target = %self.name,
+                    "information_schema.INNODB_TRX is not readable ({err}): transactions and \
+                     lock waits are not collected; {GRANT}"
+                );
+                parts.transactions = false;
+                parts.locks = false;
+            }
+        }
+        let mut lock_waits = None;
+        if parts.locks {
+            let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+            let found = LockWaits::of(version.as_deref().unwrap_or_default());
+            match probe_relation(conn, found.relation()).await? {
+                None => lock_waits = Some(found),
+                Some(err) => tracing::warn!(
+                    target = %self.name,
+                    "{} is not readable ({err}): lock waits are counted, but their \
+                     blockers are not named; grant SELECT on it to `{}`",
+                    found.relation(),
+                    self.database.user
+                ),
+            }
+        }
+        let sql = grouped_sql(&database, self.collect_timeout, lock_waits);
+        tracing::debug!(target = %self.name, %sql, "statement of every cycle");
+        Ok((sql, database))
     }
 
     /// Warns when the account lacks PROCESS: the server then shows it only its own
@@ -194,14 +237,21 @@ impl MysqlSource {
             .conn()
             .await
             .map_err(|e| classify(&e, &self.database, "connecting", GRANT))?;
-        if !self.grants_checked {
-            self.grants_checked = true;
-            self.check_grants(&mut conn).await;
-        }
-        let ctx = row_context(&self.database, &self.name);
-        query(&mut conn, &self.sql, &ctx, &[&self.name])
+        let (sql, database) = match self.prepared.take() {
+            Some(prepared) => prepared,
+            None => {
+                self.check_grants(&mut conn).await;
+                self.prepare(&mut conn)
+                    .await
+                    .map_err(|e| classify(&e, &self.database, "probing the server", GRANT))?
+            }
+        };
+        let ctx = row_context(&database, &self.name);
+        let collected = query(&mut conn, &sql, &ctx, &[&self.name])
             .await
-            .map_err(|e| e.classify(&self.database, WHAT, GRANT))
+            .map_err(|e| e.classify(&self.database, WHAT, GRANT));
+        self.prepared = Some((sql, database));
+        collected
     }
 }
 
@@ -212,7 +262,7 @@ impl Source for MysqlSource {
 
     fn reset(&mut self) {
         self.connector.reset();
-        self.grants_checked = false;
+        self.prepared = None;
     }
 }
 
@@ -223,6 +273,8 @@ fn row_context<'a>(database: &'a Database, tenant: &'a str) -> RowContext<'a> {
         tenant,
         server: &database.address.host,
         null_string_is_no_db: false,
+        keep: database.top_sessions,
+        parts: database.collect,
     }
 }
 
@@ -235,12 +287,21 @@ async fn tenant_stats(
     timeout: Duration,
     tenant: &str,
 ) -> Result<Collected, SqlError> {
+    // The API's stats are counts: no top sessions, transactions, locks or states.
     let database = Database {
         top_sessions: 0,
+        collect: Parts::NONE,
         ..database.clone()
     };
     let ctx = row_context(&database, tenant);
-    query(conn, &grouped_sql(&database, timeout), &ctx, &[tenant]).await
+    // Who blocks whom is not part of the stats the API answers.
+    query(
+        conn,
+        &grouped_sql(&database, timeout, None),
+        &ctx,
+        &[tenant],
+    )
+    .await
 }
 
 /// `column` (with its prefix) is none of [`IDLE_COMMANDS`]: the session is active.
@@ -249,30 +310,105 @@ fn active_condition(column: &str) -> String {
     format!("{column} NOT IN ({})", idle.join(", "))
 }
 
-/// The statement of every cycle: the grouped sessions, and with `top_sessions` the
-/// longest active ones, in one UNION ALL (see `sql::COLUMNS`).
-fn grouped_sql(database: &Database, timeout: Duration) -> String {
-    let active = active_condition("COMMAND");
-    let client = host_without_port("HOST");
-    let filters = filter_conditions(&database.filter, "");
-    let mut sql = format!(
-        "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ \
-         SELECT /*+ MAX_EXECUTION_TIME({}) */ 'g', NULL, NULL, DB, USER, {client}, SUM({active}), \
-         COUNT(*), MAX(CASE WHEN {active} THEN TIME END), NULL, NULL \
-         FROM information_schema.PROCESSLIST WHERE ID NOT IN ({OWN_SESSIONS}){filters} \
-         GROUP BY 4, 5, 6",
-        timeout.as_secs_f64(),
-        timeout.as_millis().max(1),
-    );
-    if database.top_sessions > 0 {
-        sql.push_str(&format!(
-            " UNION ALL (SELECT 't', NULL, NULL, DB, USER, {client}, 1, 1, TIME, ID, NULL \
-             FROM information_schema.PROCESSLIST WHERE ID NOT IN ({OWN_SESSIONS}) AND {active}{filters} \
-             ORDER BY TIME DESC, ID LIMIT {})",
-            database.top_sessions
-        ));
+/// Where a server tells which transaction waits for which: MariaDB keeps
+/// `information_schema.INNODB_LOCK_WAITS` (readable with PROCESS); MySQL 8 moved it
+/// to `performance_schema.data_lock_waits` (which needs SELECT on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockWaits {
+    InformationSchema,
+    PerformanceSchema,
+}
+
+impl LockWaits {
+    /// The server's flavour, from its version string.
+    fn of(version: &str) -> Self {
+        if version.to_ascii_lowercase().contains("mariadb") {
+            LockWaits::InformationSchema
+        } else {
+            LockWaits::PerformanceSchema
+        }
     }
-    sql
+
+    fn relation(self) -> &'static str {
+        match self {
+            LockWaits::InformationSchema => "information_schema.INNODB_LOCK_WAITS",
+            LockWaits::PerformanceSchema => "performance_schema.data_lock_waits",
+        }
+    }
+
+    /// Per blocking thread, how many transactions wait on it.
+    fn blockers(self) -> String {
+        let (waiting, blocking) = match self {
+            LockWaits::InformationSchema => ("requesting_trx_id", "blocking_trx_id"),
+            LockWaits::PerformanceSchema => (
+                "REQUESTING_ENGINE_TRANSACTION_ID",
+                "BLOCKING_ENGINE_TRANSACTION_ID",
+            ),
+        };
+        format!(
+            "SELECT bt.trx_mysql_thread_id AS THREAD, COUNT(DISTINCT lw.{waiting}) AS WAITERS \
+             FROM {} lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.{blocking} \
+             GROUP BY bt.trx_mysql_thread_id",
+            self.relation()
+        )
+    }
+}
+
+/// The statement of every cycle (see [`Scan::statement`]). An open transaction is
+/// an `INNODB_TRX` row of the thread; a lock wait is a transaction in `LOCK WAIT`
+/// (a row lock, waited since `trx_wait_started`) or a thread whose STATE is `Waiting
+/// for … lock` (a metadata or table lock, waited for its statement's TIME); blockers
+/// come from `lock_waits` when the server lets the account read it.
+fn grouped_sql(database: &Database, timeout: Duration, lock_waits: Option<LockWaits>) -> String {
+    let parts = database.collect;
+    let mut from = "information_schema.PROCESSLIST p".to_string();
+    if parts.transactions || parts.locks {
+        from.push_str(" LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID");
+    }
+    let mut scan = Scan {
+        prefix: format!(
+            "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ ",
+            timeout.as_secs_f64()
+        ),
+        hint: format!("/*+ MAX_EXECUTION_TIME({}) */ ", timeout.as_millis().max(1)),
+        filter: format!(
+            "p.ID NOT IN ({OWN_SESSIONS}){}",
+            filter_conditions(&database.filter, "p.")
+        ),
+        tenant: "NULL".to_string(),
+        server: "NULL".to_string(),
+        client: host_without_port("p.HOST"),
+        active: active_condition("p.COMMAND"),
+        sql_id: "NULL".to_string(),
+        in_transaction: "0".to_string(),
+        transaction_age: "NULL".to_string(),
+        lock_wait: "NULL".to_string(),
+        waiters: "0".to_string(),
+        states: parts.states,
+        top_sessions: database.top_sessions,
+        ..Scan::default()
+    };
+    if parts.transactions {
+        scan.in_transaction =
+            "CASE WHEN t.trx_mysql_thread_id IS NULL THEN 0 ELSE 1 END".to_string();
+        // InnoDB keeps whole seconds.
+        scan.transaction_age = "TIMESTAMPDIFF(SECOND, t.trx_started, NOW())".to_string();
+    }
+    if parts.locks {
+        scan.lock_wait = "CASE WHEN t.trx_state = 'LOCK WAIT' \
+             THEN TIMESTAMPDIFF(SECOND, t.trx_wait_started, NOW()) \
+             WHEN p.STATE LIKE 'Waiting for %lock' THEN p.TIME END"
+            .to_string();
+        if let Some(lock_waits) = lock_waits {
+            from.push_str(&format!(
+                " LEFT JOIN ({}) b ON b.THREAD = p.ID",
+                lock_waits.blockers()
+            ));
+            scan.waiters = "COALESCE(b.WAITERS, 0)".to_string();
+        }
+    }
+    scan.from = from;
+    scan.statement()
 }
 
 #[cfg(test)]
@@ -281,24 +417,24 @@ mod tests {
     use crate::config::testing;
     use crate::source::sql::fixtures::{counts as c, pairs, row};
     use crate::source::sql::Rows;
-    use crate::stats::NONE_LABEL;
+    use crate::stats::{Parts, NONE_LABEL};
 
     /// Fixed rows in, exact statistics out: the one tenant is the target's name and
     /// the server its host; a NULL DB is `__none__`, while the string `NULL` is a
     /// database of that name here (only OceanBase writes it for none); background
-    /// threads without a host are `__none__` clients.
+    /// threads without a host are `__none__` clients. Sessions kept in rows of their
+    /// own count like any other, and are the top sessions and the blockers.
     #[test]
     fn processlist_rows_give_exact_statistics() {
         let database = testing::database("monitor", 3306);
         let ctx = row_context(&database, "maria");
         let mut rows = Rows::new(&ctx, &["maria"]);
         for text in [
-            "g|∅|∅|shop|app|10.0.0.100|2|5|7|∅|∅",
-            "g|∅|∅|∅|app|10.0.0.101|0|1|∅|∅|∅",
-            "g|∅|∅|NULL|odd|10.0.0.101|0|1|∅|∅|∅",
-            "g|∅|∅|∅|system user||1|1|86400|∅|∅",
-            "t|∅|∅|∅|system user||1|1|86400|5|∅",
-            "t|∅|∅|shop|app|10.0.0.100|1|1|7|42|∅",
+            "∅|∅|shop|app|10.0.0.100|Sleep||0|4|∅|3|3|120|60|0|∅|∅|∅|60|0",
+            "∅|∅|shop|app|10.0.0.100|Query|Updating|1|1|7|1|0|9|∅|1|7|42|∅|7|0",
+            "∅|∅|∅|app|10.0.0.101|Sleep||0|1|∅|1|1|300|250|0|∅|17|∅|250|1",
+            "∅|∅|NULL|odd|10.0.0.101|Sleep||0|1|∅|0|0|∅|∅|0|∅|∅|∅|3|0",
+            "∅|∅|∅|system user||Query||1|1|86400|0|0|∅|∅|0|∅|5|∅|86400|0",
         ] {
             rows.add(row(text));
         }
@@ -307,27 +443,60 @@ mod tests {
         let t = &tenants["maria"];
         assert_eq!(
             (t.sessions, t.active_sessions, t.max_active_time),
-            (8, 3, 86400.0)
+            (8, 2, 86400.0)
         );
         assert_eq!(
+            (t.transaction_sessions, t.idle_in_transaction_sessions),
+            (5, 4)
+        );
+        assert_eq!(
+            (t.max_transaction_age, t.max_idle_in_transaction),
+            (300.0, 250.0)
+        );
+        assert_eq!((t.lock_waiting_sessions, t.max_lock_wait), (1, 7.0));
+        assert_eq!(
             pairs(&t.by_db),
-            [("NULL", c(1, 0)), (NONE_LABEL, c(2, 1)), ("shop", c(5, 2))]
+            [("NULL", c(1, 0)), (NONE_LABEL, c(2, 1)), ("shop", c(5, 1))]
         );
         assert_eq!(
             pairs(&t.by_client),
             [
-                ("10.0.0.100", c(5, 2)),
+                ("10.0.0.100", c(5, 1)),
                 ("10.0.0.101", c(2, 0)),
                 (NONE_LABEL, c(1, 1))
             ]
         );
         assert_eq!(t.by_server.keys().collect::<Vec<_>>(), ["10.0.0.1"]);
+        let state = |command: &str, state: &str| (command.to_string(), state.to_string());
+        assert_eq!(
+            t.by_state,
+            [
+                (state("Query", NONE_LABEL), 1),
+                (state("Query", "Updating"), 1),
+                (state("Sleep", NONE_LABEL), 6),
+            ]
+            .into()
+        );
+        assert_eq!(
+            t.idle_in_transaction_by_user,
+            [("app".to_string(), 4)].into()
+        );
+        assert_eq!(
+            t.idle_in_transaction_by_client,
+            [("10.0.0.100".to_string(), 3), ("10.0.0.101".to_string(), 1)].into()
+        );
         let top: Vec<(u64, &str, &str)> = t
             .top
             .iter()
             .map(|s| (s.session_id, s.user.as_str(), s.sql_id.as_str()))
             .collect();
         assert_eq!(top, [(5, "system user", ""), (42, "app", "")]);
+        let blockers: Vec<(u64, &str, &str, u64)> = t
+            .blockers
+            .iter()
+            .map(|b| (b.session_id, b.user.as_str(), b.client.as_str(), b.waiters))
+            .collect();
+        assert_eq!(blockers, [(17, "app", "10.0.0.101", 1)]);
     }
 
     #[test]
@@ -374,13 +543,62 @@ mod tests {
     #[test]
     fn one_statement_bounds_itself_on_both_servers() {
         let mut database = testing::database("monitor", 3306);
-        let sql = grouped_sql(&database, Duration::from_millis(2500));
-        assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */"));
-        assert!(sql.contains("/*+ MAX_EXECUTION_TIME(2500) */"));
-        assert!(sql.contains(&format!("WHERE ID NOT IN ({OWN_SESSIONS})")));
-        assert!(sql.contains("UNION ALL"), "top sessions by default");
+        let sql = grouped_sql(
+            &database,
+            Duration::from_millis(2500),
+            Some(LockWaits::InformationSchema),
+        );
+        assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) */ "));
+        assert!(sql.contains(&format!("WHERE p.ID NOT IN ({OWN_SESSIONS})")));
+        assert_eq!(
+            sql.matches("information_schema.PROCESSLIST").count(),
+            1,
+            "{sql}"
+        );
+        assert!(sql.contains("ROW_NUMBER()"), "top sessions by default");
+        assert!(sql
+            .contains("LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID"));
+        assert!(sql.contains("FROM information_schema.INNODB_LOCK_WAITS lw"));
         assert!(!sql.contains("INFO"), "statistics never read the SQL text");
         database.top_sessions = 0;
-        assert!(!grouped_sql(&database, Duration::from_secs(1)).contains("UNION ALL"));
+        let sql = grouped_sql(
+            &database,
+            Duration::from_secs(1),
+            Some(LockWaits::PerformanceSchema),
+        );
+        assert!(!sql.contains("ROW_NUMBER()"));
+        assert!(sql.contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
+    }
+
+    /// Each part can be turned off, and then reads nothing: no INNODB_TRX, no lock
+    /// waits, command and state not grouped by.
+    #[test]
+    fn parts_turned_off_read_nothing() {
+        let mut database = testing::database("monitor", 3306);
+        database.collect = Parts::NONE;
+        let sql = grouped_sql(
+            &database,
+            Duration::from_secs(1),
+            Some(LockWaits::InformationSchema),
+        );
+        assert!(!sql.contains("INNODB"), "{sql}");
+        assert!(sql.contains("NULL AS CMD, NULL AS ST"));
+        database.collect.locks = true;
+        let sql = grouped_sql(&database, Duration::from_secs(1), None);
+        assert!(
+            sql.contains("INNODB_TRX t"),
+            "row lock waits are in INNODB_TRX"
+        );
+        assert!(!sql.contains("LOCK_WAITS"), "{sql}");
+        assert!(sql.contains("'Waiting for %lock'"));
+    }
+
+    #[test]
+    fn the_flavour_decides_where_lock_waits_are() {
+        assert_eq!(
+            LockWaits::of("10.11.6-MariaDB-0+deb12u1"),
+            LockWaits::InformationSchema
+        );
+        assert_eq!(LockWaits::of("8.0.36"), LockWaits::PerformanceSchema);
     }
 }

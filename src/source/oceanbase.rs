@@ -12,7 +12,8 @@ use super::conn::{classify, is_missing_or_denied_relation, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{
-    self, filter_conditions, host_without_port, query, RowContext, SqlError, OWN_SESSIONS, TAG,
+    self, filter_conditions, host_without_port, query, RowContext, Scan, SqlError, OWN_SESSIONS,
+    TAG,
 };
 use crate::config::{Database, Oceanbase, Relation, Target};
 use crate::sessions::Field;
@@ -40,10 +41,20 @@ pub struct OceanbaseSource {
     settings: Oceanbase,
     connector: Connector,
     mode: Option<Mode>,
-    cluster_sql: String,
-    single_sql: String,
+    /// The statement of a mode, written for what this account can read there.
+    prepared: Option<Prepared>,
     /// The tenant label in single-tenant mode.
     single_tenant: String,
+}
+
+/// A mode's statement and the settings it was written for: the configured ones with
+/// every part off whose view is missing or denied ([`OceanbaseSource::prepare`]).
+struct Prepared {
+    mode: Mode,
+    settings: Oceanbase,
+    sql: String,
+    /// What was turned off and why, said once the mode proves right.
+    unread: Vec<String>,
 }
 
 /// An OceanBase target as the session API reads it: every processlist column has
@@ -181,11 +192,76 @@ impl OceanbaseSource {
         Self {
             connector,
             mode: configured_mode(settings),
-            cluster_sql: cluster_sql(settings),
-            single_sql: single_sql(settings),
+            prepared: None,
             single_tenant: single_tenant_name(&target.name, settings),
             name: target.name.clone(),
             settings: settings.clone(),
+        }
+    }
+
+    /// `mode`'s statement, written once per pool and mode (see [`Self::write`]).
+    async fn prepare(
+        &mut self,
+        conn: &mut mysql_async::Conn,
+        mode: Mode,
+    ) -> Result<&Prepared, mysql_async::Error> {
+        let prepared = match self.prepared.take() {
+            Some(prepared) if prepared.mode == mode => prepared,
+            _ => self.write(conn, mode).await?,
+        };
+        Ok(self.prepared.insert(prepared))
+    }
+
+    /// Writes `mode`'s statement for what this account can read: a part whose view
+    /// it cannot read (`GV$OB_LOCKS` not granted, a view an older version lacks) is
+    /// turned off rather than failing every cycle.
+    async fn write(
+        &self,
+        conn: &mut mysql_async::Conn,
+        mode: Mode,
+    ) -> Result<Prepared, mysql_async::Error> {
+        let mut settings = self.settings.clone();
+        let (transactions, locks) = match mode {
+            Mode::Cluster => (transactions_relation(&settings), locks_relation(&settings)),
+            Mode::SingleTenant => (
+                "`oceanbase`.`V$OB_TRANSACTION_SCHEDULERS`".to_string(),
+                "`oceanbase`.`V$OB_LOCKS`".to_string(),
+            ),
+        };
+        let mut unread = Vec::new();
+        let parts = &mut settings.database.collect;
+        for (on, relation, what) in [
+            (&mut parts.transactions, transactions, "transactions"),
+            (&mut parts.locks, locks, "lock waits and blockers"),
+        ] {
+            if *on {
+                if let Some(err) = sql::probe_relation(conn, &relation).await? {
+                    *on = false;
+                    unread.push(format!(
+                        "{relation} is not readable ({err}): {what} are not collected; {GRANT}"
+                    ));
+                }
+            }
+        }
+        let sql = match mode {
+            Mode::Cluster => cluster_sql(&settings),
+            Mode::SingleTenant => single_sql(&settings),
+        };
+        tracing::debug!(target = %self.name, %sql, "statement of every cycle");
+        Ok(Prepared {
+            mode,
+            settings,
+            sql,
+            unread,
+        })
+    }
+
+    /// Says once what the prepared statement leaves out.
+    fn say_unread(&mut self) {
+        if let Some(prepared) = &mut self.prepared {
+            for message in prepared.unread.drain(..) {
+                tracing::warn!(target = %self.name, "{message}");
+            }
         }
     }
 
@@ -195,7 +271,7 @@ impl OceanbaseSource {
             .conn()
             .await
             .map_err(|e| classify(&e, &self.settings.database, "connecting", GRANT))?;
-        match self.mode {
+        let collected = match self.mode {
             Some(Mode::Cluster) => self
                 .query_cluster(&mut conn)
                 .await
@@ -227,14 +303,19 @@ impl OceanbaseSource {
                 }
                 Err(err) => Err(self.classify_cluster(err)),
             },
+        };
+        if collected.is_ok() {
+            self.say_unread();
         }
+        collected
     }
 
     /// The cluster statement; every tenant comes back in a group row (a zero row
     /// when it has no sessions).
-    async fn query_cluster(&self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
-        let ctx = row_context(&self.settings, "");
-        query(conn, &self.cluster_sql, &ctx, &[]).await
+    async fn query_cluster(&mut self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
+        let prepared = self.prepare(conn, Mode::Cluster).await?;
+        let ctx = row_context(&prepared.settings, "");
+        query(conn, &prepared.sql, &ctx, &[]).await
     }
 
     fn classify_cluster(&self, err: SqlError) -> SourceError {
@@ -242,17 +323,20 @@ impl OceanbaseSource {
         err.classify(&self.settings.database, &what, GRANT)
     }
 
-    async fn single(&self, conn: &mut mysql_async::Conn) -> Result<Collected, SourceError> {
-        let ctx = row_context(&self.settings, &self.single_tenant);
-        query(conn, &self.single_sql, &ctx, &[&self.single_tenant])
+    async fn single(&mut self, conn: &mut mysql_async::Conn) -> Result<Collected, SourceError> {
+        let classify = |e: SqlError, database: &Database| {
+            e.classify(database, "reading oceanbase.V$OB_PROCESSLIST", GRANT)
+        };
+        let database = self.settings.database.clone();
+        let tenant = self.single_tenant.clone();
+        let prepared = self
+            .prepare(conn, Mode::SingleTenant)
             .await
-            .map_err(|e| {
-                e.classify(
-                    &self.settings.database,
-                    "reading oceanbase.V$OB_PROCESSLIST",
-                    GRANT,
-                )
-            })
+            .map_err(|e| classify(SqlError::Driver(e), &database))?;
+        let ctx = row_context(&prepared.settings, &tenant);
+        query(conn, &prepared.sql, &ctx, &[&tenant])
+            .await
+            .map_err(|e| classify(e, &database))
     }
 }
 
@@ -263,6 +347,7 @@ impl Source for OceanbaseSource {
 
     fn reset(&mut self) {
         self.connector.reset();
+        self.prepared = None;
     }
 }
 
@@ -274,6 +359,8 @@ fn row_context<'a>(settings: &'a Oceanbase, tenant: &'a str) -> RowContext<'a> {
         tenant,
         server: &settings.database.address.host,
         null_string_is_no_db: true,
+        keep: settings.database.top_sessions,
+        parts: settings.database.collect,
     }
 }
 
@@ -292,10 +379,11 @@ async fn tenant_stats(
     match mode {
         Mode::Cluster => {
             // No tenant is added up front: one the cluster no longer has is absent.
+            // The tenant condition is written twice: the sessions, the zero row.
             sql::query_bound(
                 conn,
                 &cluster_sql_with(settings, " AND t.TENANT_NAME = ?"),
-                mysql_async::Params::Positional(vec![tenant.into()]),
+                mysql_async::Params::Positional(vec![tenant.into(), tenant.into()]),
                 &ctx,
                 &[],
             )
@@ -305,9 +393,11 @@ async fn tenant_stats(
     }
 }
 
+/// The API's stats are counts: no top sessions, transactions, locks or states.
 fn without_top_sessions(settings: &Oceanbase) -> Oceanbase {
     let mut settings = settings.clone();
     settings.database.top_sessions = 0;
+    settings.database.collect = crate::stats::Parts::NONE;
     settings
 }
 
@@ -351,65 +441,129 @@ fn tenants_relation(settings: &Oceanbase) -> String {
         .map_or("`oceanbase`.`DBA_OB_TENANTS`".to_string(), Relation::to_sql)
 }
 
+/// The relations a cluster's transactions and locks are read from.
+fn transactions_relation(settings: &Oceanbase) -> String {
+    settings.transactions_view.as_ref().map_or(
+        "`oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS`".to_string(),
+        Relation::to_sql,
+    )
+}
+
+fn locks_relation(settings: &Oceanbase) -> String {
+    settings
+        .locks_view
+        .as_ref()
+        .map_or("`oceanbase`.`GV$OB_LOCKS`".to_string(), Relation::to_sql)
+}
+
+/// What the two modes read alike: an open transaction is a row in the transaction
+/// schedulers view (`s`, joined by the caller), a lock wait a `BLOCK = 1` row in the
+/// locks view, and a blocker the transaction such a row names in `ID1` (`TYPE =
+/// 'TR'`, a row lock). Lock rows are matched by transaction id, not session id: in
+/// a cluster a lock row is reported by the server holding the row, not the session's.
+/// `key` is the extra column that scopes a transaction id (`TENANT_ID, ` in a
+/// cluster), `on` the matching condition on `p`'s side.
+fn session_parts(scan: &mut Scan, settings: &Oceanbase, locks: &str, key: &str, on: &str) {
+    let parts = settings.database.collect;
+    if parts.transactions {
+        scan.in_transaction = "CASE WHEN s.SESSION_ID IS NULL THEN 0 ELSE 1 END".to_string();
+        scan.transaction_age =
+            "TIMESTAMPDIFF(MICROSECOND, s.ACTIVE_TIME, NOW(6)) / 1000000".to_string();
+    }
+    if parts.locks {
+        scan.from.push_str(&format!(
+            " LEFT JOIN (SELECT {key}TRANS_ID, MAX(CTIME) AS WAITED FROM {locks} \
+             WHERE BLOCK = 1 GROUP BY {key}TRANS_ID) w ON w.TRANS_ID = p.TRANS_ID{on_w} \
+             LEFT JOIN (SELECT {key}ID1, COUNT(DISTINCT TRANS_ID) AS WAITERS FROM {locks} \
+             WHERE BLOCK = 1 AND TYPE = 'TR' GROUP BY {key}ID1) b ON b.ID1 = p.TRANS_ID{on_b}",
+            on_w = on.replace("{}", "w"),
+            on_b = on.replace("{}", "b"),
+        ));
+        scan.lock_wait = "w.WAITED / 1000000".to_string();
+        scan.waiters = "COALESCE(b.WAITERS, 0)".to_string();
+    }
+    scan.states = parts.states;
+}
+
+/// The parts of a scan every mode starts from: no transaction, lock or state
+/// unless [`session_parts`] adds them.
+fn base_scan(settings: &Oceanbase, from: String, filter: String) -> Scan {
+    Scan {
+        prefix: format!("{TAG} "),
+        from,
+        filter,
+        active: "p.STATE = 'ACTIVE'".to_string(),
+        sql_id: "p.SQL_ID".to_string(),
+        in_transaction: "0".to_string(),
+        transaction_age: "NULL".to_string(),
+        lock_wait: "NULL".to_string(),
+        waiters: "0".to_string(),
+        client: format!(
+            "COALESCE(NULLIF(p.USER_CLIENT_IP, ''), {})",
+            host_without_port("p.HOST")
+        ),
+        top_sessions: settings.database.top_sessions,
+        ..Scan::default()
+    }
+}
+
 fn cluster_sql_with(settings: &Oceanbase, tenant_filter: &str) -> String {
     let processlist = processlist_relation(settings);
     let tenants_view = tenants_relation(settings);
-    let database = &settings.database;
-    let client = format!(
-        "COALESCE(NULLIF(p.USER_CLIENT_IP, ''), {})",
-        host_without_port("p.HOST")
-    );
     // The exporter's own sessions are excluded: on OceanBase 4 a session id is
     // unique per server, so they are matched with the server they run on, the one
     // every connection of this target reaches.
     let not_own = format!("NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())");
-    let filters = filter_conditions(&database.filter, "p.");
-    let mut sql = format!(
-        "{TAG} SELECT 'g', t.TENANT_NAME, p.SVR_IP, p.DB, p.USER, {client}, \
-         SUM(p.STATE = 'ACTIVE'), COUNT(p.ID), MAX(CASE WHEN p.STATE = 'ACTIVE' THEN p.TIME END), NULL, NULL \
-         FROM {tenants_view} t LEFT JOIN {processlist} p ON p.TENANT = t.TENANT_NAME \
-         AND {not_own}{filters} \
-         WHERE t.TENANT_TYPE <> 'META'{tenant_filter} \
-         GROUP BY 2, 3, 4, 5, 6"
-    );
-    if database.top_sessions > 0 {
-        sql.push_str(&format!(
-            " UNION ALL SELECT 't', x.TENANT, x.SVR_IP, x.DB, x.USER, x.CLIENT, 1, 1, x.TIME, x.ID, x.SQL_ID \
-             FROM (SELECT p.TENANT, p.SVR_IP, p.DB, p.USER, {client} AS CLIENT, p.TIME, p.ID, p.SQL_ID, \
-             ROW_NUMBER() OVER (PARTITION BY p.TENANT ORDER BY p.TIME DESC, p.ID) AS RN \
-             FROM {processlist} p JOIN {tenants_view} t ON p.TENANT = t.TENANT_NAME \
-             WHERE t.TENANT_TYPE <> 'META'{tenant_filter} AND p.STATE = 'ACTIVE' AND {not_own}{filters}) x \
-             WHERE x.RN <= {}",
-            database.top_sessions
+    let filters = filter_conditions(&settings.database.filter, "p.");
+    let tenants = format!("t.TENANT_TYPE <> 'META'{tenant_filter}");
+    let mut from =
+        format!("{processlist} p JOIN {tenants_view} t ON p.TENANT = t.TENANT_NAME AND {tenants}");
+    if settings.database.collect.transactions {
+        // A transaction's scheduler is on its session's server.
+        from.push_str(&format!(
+            " LEFT JOIN {} s ON s.TENANT_ID = t.TENANT_ID AND s.SVR_IP = p.SVR_IP \
+             AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID",
+            transactions_relation(settings)
         ));
     }
-    sql
+    let mut scan = base_scan(settings, from, format!("{not_own}{filters}"));
+    scan.tenant = "p.TENANT".to_string();
+    scan.server = "p.SVR_IP".to_string();
+    session_parts(
+        &mut scan,
+        settings,
+        &locks_relation(settings),
+        "TENANT_ID, ",
+        " AND {}.TENANT_ID = t.TENANT_ID",
+    );
+    // Every tenant also comes back in a row of zero sessions, so one without
+    // sessions is present (as obagent reports it).
+    scan.union = format!(
+        " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, \
+         0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 FROM {tenants_view} t WHERE {tenants}"
+    );
+    scan.statement()
 }
 
 /// The single-tenant statement; tenant and server come from the config (see
 /// `RowContext`).
 fn single_sql(settings: &Oceanbase) -> String {
-    let database = &settings.database;
-    let client = format!(
-        "COALESCE(NULLIF(USER_CLIENT_IP, ''), {})",
-        host_without_port("HOST")
-    );
-    let filters = filter_conditions(&database.filter, "");
-    let mut sql = format!(
-        "{TAG} SELECT 'g', NULL, NULL, DB, USER, {client}, SUM(STATE = 'ACTIVE'), COUNT(*), \
-         MAX(CASE WHEN STATE = 'ACTIVE' THEN TIME END), NULL, NULL \
-         FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID NOT IN ({OWN_SESSIONS}){filters} \
-         GROUP BY 4, 5, 6"
-    );
-    if database.top_sessions > 0 {
-        sql.push_str(&format!(
-            " UNION ALL (SELECT 't', NULL, NULL, DB, USER, {client}, 1, 1, TIME, ID, SQL_ID \
-             FROM `oceanbase`.`V$OB_PROCESSLIST` WHERE ID NOT IN ({OWN_SESSIONS}) AND STATE = 'ACTIVE'{filters} \
-             ORDER BY TIME DESC, ID LIMIT {})",
-            database.top_sessions
-        ));
+    let mut from = "`oceanbase`.`V$OB_PROCESSLIST` p".to_string();
+    if settings.database.collect.transactions {
+        from.push_str(
+            " LEFT JOIN `oceanbase`.`V$OB_TRANSACTION_SCHEDULERS` s ON s.SESSION_ID = p.ID",
+        );
     }
-    sql
+    let filters = filter_conditions(&settings.database.filter, "p.");
+    let mut scan = base_scan(
+        settings,
+        from,
+        format!("p.ID NOT IN ({OWN_SESSIONS}){filters}"),
+    );
+    scan.tenant = "NULL".to_string();
+    scan.server = "NULL".to_string();
+    session_parts(&mut scan, settings, "`oceanbase`.`V$OB_LOCKS`", "", "");
+    scan.statement()
 }
 
 /// The tenant label of a single-tenant server, which (seekdb) does not tell its name:
@@ -480,9 +634,27 @@ mod tests {
         let mut settings = testing::oceanbase("monitor@sys");
         let sql = cluster_sql(&settings);
         assert!(sql.starts_with("/* session_exporter "));
+        assert_eq!(
+            sql.matches("GV$OB_PROCESSLIST").count(),
+            1,
+            "read once: {sql}"
+        );
         assert!(sql.contains(
-            "FROM `oceanbase`.`DBA_OB_TENANTS` t LEFT JOIN `oceanbase`.`GV$OB_PROCESSLIST` p"
+            "FROM `oceanbase`.`GV$OB_PROCESSLIST` p JOIN `oceanbase`.`DBA_OB_TENANTS` t ON p.TENANT = t.TENANT_NAME"
         ));
+        assert!(sql.contains(
+            "LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s ON s.TENANT_ID = t.TENANT_ID AND s.SVR_IP = p.SVR_IP AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID"
+        ));
+        assert!(sql.contains("w ON w.TRANS_ID = p.TRANS_ID AND w.TENANT_ID = t.TENANT_ID"));
+        assert!(sql.contains("b ON b.ID1 = p.TRANS_ID AND b.TENANT_ID = t.TENANT_ID"));
+        assert!(
+            sql.contains("PARTITION BY p.TENANT"),
+            "top sessions per tenant"
+        );
+        assert!(
+            sql.contains(" UNION ALL SELECT t.TENANT_NAME, NULL"),
+            "a zero row per tenant"
+        );
         assert!(!sql.contains("TENANT_NAME IN ("), "every tenant by default");
         assert!(sql.contains(&format!(
             "NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())"
@@ -491,31 +663,45 @@ mod tests {
 
         settings.tenants = Some(vec!["t1".into(), "t2".into()]);
         settings.processlist_view = Some(Relation::parse("test.PL").unwrap());
+        settings.transactions_view = Some(Relation::parse("test.TX").unwrap());
+        settings.locks_view = Some(Relation::parse("test.LK").unwrap());
         let sql = cluster_sql(&settings);
-        assert!(sql.contains("AND t.TENANT_NAME IN ('t1', 't2')"));
-        assert!(sql.contains("LEFT JOIN `test`.`PL` p"));
+        assert_eq!(sql.matches("AND t.TENANT_NAME IN ('t1', 't2')").count(), 2);
+        assert!(sql.contains("FROM `test`.`PL` p JOIN"));
+        assert!(sql.contains("LEFT JOIN `test`.`TX` s"));
+        assert_eq!(sql.matches("FROM `test`.`LK` WHERE BLOCK = 1").count(), 2);
+
+        settings.database.collect = crate::stats::Parts {
+            states: true,
+            ..crate::stats::Parts::NONE
+        };
+        let sql = cluster_sql(&settings);
+        assert!(
+            !sql.contains("`test`.`TX`") && !sql.contains("`test`.`LK`"),
+            "{sql}"
+        );
     }
 
     /// Fixed rows of a cluster in, exact statistics out: two servers, a tenant
-    /// without sessions (the LEFT JOIN's zero row), OceanBase's string `NULL` for no
-    /// database, an idle group's TIME not counted, and top rows ranked.
+    /// without sessions (its zero row), OceanBase's string `NULL` for no database,
+    /// an idle group's TIME not counted, sessions kept apart counted like the rest
+    /// and ranked as top sessions and blockers, transactions and lock waits summed.
     #[test]
     fn cluster_rows_give_exact_statistics() {
         let settings = testing::oceanbase("monitor@sys");
         let ctx = row_context(&settings, "");
         let mut rows = Rows::new(&ctx, &[]);
         for text in [
-            "g|t1|10.0.0.1|app|root|10.0.0.100|2|3|12.5|∅|∅",
-            "g|t1|10.0.0.2|NULL|root|10.0.0.100|0|4|∅|∅|∅",
-            "g|t1|10.0.0.2|app|etl|::ffff:10.0.0.7|1|1|30|∅|∅",
-            "g|idle|∅|∅|∅|∅|0|0|∅|∅|∅",
-            "t|t1|10.0.0.1|app|root|10.0.0.100|1|1|12.5|3221487|SQL1",
-            "t|t1|10.0.0.2|app|etl|10.0.0.7|1|1|30|3221490|",
+            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|2|11|0|0|∅|∅|0|∅|∅|∅|11|0",
+            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|1|12.5|1|0|5|∅|0|∅|3221487|SQL1|12.5|2",
+            "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|0|4|∅|2|2|50|40|0|∅|∅|∅|40|0",
+            "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|1|1|30|1|0|6|∅|1|4.5|3221490||30|0",
+            "idle|∅|∅|∅|∅|∅|∅|0|0|∅|0|0|∅|∅|0|∅|∅|∅|∅|0",
         ] {
             rows.add(row(text));
         }
         let collected = rows.finish().unwrap();
-        assert_eq!(collected.rows, 6);
+        assert_eq!(collected.rows, 5);
         let tenants = collected.into_tenants();
         assert_eq!(tenants.keys().collect::<Vec<_>>(), ["idle", "t1"]);
         assert_eq!(tenants["idle"], Default::default());
@@ -540,6 +726,27 @@ mod tests {
             .map(|s: &TopSession| (s.session_id, s.sql_id.as_str(), s.time))
             .collect();
         assert_eq!(top, [(3221490, "", 30.0), (3221487, "SQL1", 12.5)]);
+        assert_eq!(
+            (t1.transaction_sessions, t1.idle_in_transaction_sessions),
+            (4, 2)
+        );
+        assert_eq!(
+            (t1.max_transaction_age, t1.max_idle_in_transaction),
+            (50.0, 40.0)
+        );
+        assert_eq!((t1.lock_waiting_sessions, t1.max_lock_wait), (1, 4.5));
+        let blockers: Vec<(u64, &str, u64)> = t1
+            .blockers
+            .iter()
+            .map(|b| (b.session_id, b.user.as_str(), b.waiters))
+            .collect();
+        assert_eq!(blockers, [(3221487, "root", 2)]);
+        let by_state: Vec<(&str, &str, u64)> = t1
+            .by_state
+            .iter()
+            .map(|((command, state), n)| (command.as_str(), state.as_str(), *n))
+            .collect();
+        assert_eq!(by_state, [("Query", "ACTIVE", 4), ("Sleep", "SLEEP", 4)]);
     }
 
     /// A single-tenant server names neither tenant nor server: both come from the
@@ -551,7 +758,9 @@ mod tests {
         let empty = Rows::new(&ctx, &["t1"]).finish().unwrap().into_tenants();
         assert_eq!(empty["t1"], Default::default());
         let mut rows = Rows::new(&ctx, &["t1"]);
-        rows.add(row("g|∅|∅|∅|app|10.0.0.100|1|2|4|∅|∅"));
+        rows.add(row(
+            "∅|∅|∅|app|10.0.0.100|Query|ACTIVE|1|2|4|0|0|∅|∅|0|∅|∅|∅|4|0",
+        ));
         let tenants = rows.finish().unwrap().into_tenants();
         let t1 = &tenants["t1"];
         assert_eq!(

@@ -4,10 +4,12 @@
 //! bound, and the binary protocol's strict integer/double typing broke on `SUM`'s
 //! DECIMAL). Values are decoded here by one tolerant set of helpers.
 
-use super::conn::classify;
+use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::{Reason, SourceError};
 use crate::config::{Database, Filter};
-use crate::stats::{client_label, Aggregator, Collected, SessionGroup, TopSession, NONE_LABEL};
+use crate::stats::{
+    client_label, Aggregator, Collected, OneSession, Parts, SessionGroup, NONE_LABEL,
+};
 use mysql_async::Value;
 
 /// Leading comment on every statement, so a DBA reading the processlist or a slow log
@@ -41,14 +43,16 @@ pub fn host_without_port(column: &str) -> String {
     )
 }
 
-/// The columns every query returns, in this order: kind (`'g'` a group of sessions,
-/// `'t'` one of the longest active sessions), tenant, server, db, user, client,
-/// active (how many of the group are active; 1 on top rows), sessions, time (the
-/// longest active one's; NULL when none is active), session id and SQL id (top rows).
-/// A source that has one tenant or one server selects NULL for those and passes the
-/// value to [`decode_row`] as a default. One statement carries both kinds of rows
-/// (UNION ALL), so a cycle costs the database exactly one query.
-pub const COLUMNS: usize = 11;
+/// The columns every query returns, in this order: tenant, server, db, user, client,
+/// command, state; active (how many of the group are active), sessions, time (the
+/// longest active one's; NULL when none is active); transactions, idle in
+/// transaction, oldest transaction's age, longest idle-in-transaction TIME; lock
+/// waiters, longest wait; then for a session kept in a row of its own its id (NULL
+/// for a group), SQL id, TIME and how many sessions wait on it. A source that has one
+/// tenant or one server selects NULL for those and passes the value to
+/// [`decode_row`] as a default. See [`Scan::statement`], which writes every such
+/// statement: one per cycle, reading the processlist once.
+pub const COLUMNS: usize = 20;
 
 /// Defaults and quirks for decoding one source's rows.
 pub struct RowContext<'a> {
@@ -56,19 +60,16 @@ pub struct RowContext<'a> {
     pub server: &'a str,
     /// OceanBase writes the *string* `NULL` in DB for sessions without a database.
     pub null_string_is_no_db: bool,
-}
-
-/// One decoded row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
-    Group(SessionGroup),
-    Top(TopSession),
+    /// How many top sessions and top blockers a tenant keeps.
+    pub keep: usize,
+    /// Which optional parts the statement reads.
+    pub parts: Parts,
 }
 
 /// Decodes one row (see [`COLUMNS`]).
-pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<Decoded, SourceError> {
+pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [kind, tenant, server, db, user, client, active, sessions, time, id, sql_id]: [Value;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, session_time, waiters]: [Value;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
@@ -79,46 +80,177 @@ pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<Decoded, S
         }
         Some(db) => db,
     };
-    let tenant = text(tenant).unwrap_or_else(|| ctx.tenant.to_string());
-    let user = text(user).unwrap_or_else(|| NONE_LABEL.to_string());
-    let client = client_label(text(client).unwrap_or_default());
-    let kind: &[u8] = match &kind {
-        Value::Bytes(kind) => kind,
-        _ => b"",
+    let label = |value: Value| match text(value) {
+        Some(text) if !text.is_empty() => text,
+        _ => NONE_LABEL.to_string(),
     };
-    match kind {
-        b"g" => {
-            let sessions = count(sessions, "sessions")?;
-            let active = count(active, "active")?;
-            if active > sessions {
-                return Err(bad_answer(format!(
-                    "a group of {sessions} sessions has {active} active ones"
-                )));
-            }
-            Ok(Decoded::Group(SessionGroup {
-                tenant,
-                server: text(server).unwrap_or_else(|| ctx.server.to_string()),
-                db,
-                user,
-                client,
-                active,
-                sessions,
-                max_active_time: seconds(time, "time")?,
-            }))
+    let (command, state) = if ctx.parts.states {
+        (label(command), label(state))
+    } else {
+        (String::new(), String::new())
+    };
+    let sessions = count(sessions, "sessions")?;
+    let part = |value: Value, column: &str| -> Result<u64, SourceError> {
+        let n = count(value, column)?;
+        if n > sessions {
+            return Err(bad_answer(format!(
+                "a group of {sessions} sessions has {n} {column}"
+            )));
         }
-        b"t" => Ok(Decoded::Top(TopSession {
-            tenant,
-            session_id: count(id, "id")?,
-            user,
-            db,
-            client,
+        Ok(n)
+    };
+    let active = part(active, "active")?;
+    let transactions = part(transactions, "in transaction")?;
+    let idle_in_transaction = part(idle_in_transaction, "idle in transaction")?;
+    let lock_waiting = part(lock_waiting, "waiting for a lock")?;
+    let session = match text(id.clone()) {
+        None => None,
+        Some(_) => Some(OneSession {
+            id: count(id, "id")?,
             sql_id: text(sql_id).unwrap_or_default(),
-            time: seconds(time, "time")?,
-        })),
-        other => Err(bad_answer(format!(
-            "unknown row kind `{}`",
-            String::from_utf8_lossy(other)
-        ))),
+            time: seconds(session_time, "session time")?,
+            waiters: count(waiters, "waiters")?,
+        }),
+    };
+    Ok(SessionGroup {
+        tenant: text(tenant).unwrap_or_else(|| ctx.tenant.to_string()),
+        server: text(server).unwrap_or_else(|| ctx.server.to_string()),
+        db,
+        user: text(user).unwrap_or_else(|| NONE_LABEL.to_string()),
+        client: client_label(text(client).unwrap_or_default()),
+        command,
+        state,
+        active,
+        sessions,
+        max_active_time: seconds(time, "time")?,
+        transactions,
+        idle_in_transaction,
+        max_transaction_age: seconds(transaction_age, "transaction age")?,
+        max_idle_in_transaction: seconds(idle_time, "idle time")?,
+        lock_waiting,
+        max_lock_wait: seconds(lock_wait, "lock wait")?,
+        session,
+    })
+}
+
+/// How one kind reads its processlist, for [`Scan::statement`]: expressions over the
+/// processlist `p` and whatever [`Scan::from`] joins to it.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// What comes before the statement's first SELECT (the tag, MariaDB's bound).
+    pub prefix: String,
+    /// Optimizer hints written right after the first SELECT (MySQL's bound).
+    pub hint: String,
+    /// `p` and its joins.
+    pub from: String,
+    /// Conditions on `p` every counted session meets (the exporter's own excluded,
+    /// the filters).
+    pub filter: String,
+    /// The tenant and server of a row; `NULL` where the target has one.
+    pub tenant: String,
+    pub server: String,
+    pub client: String,
+    /// The condition for an active session.
+    pub active: String,
+    pub sql_id: String,
+    /// 1 for a session with an open transaction, else 0; `0` when not collected.
+    pub in_transaction: String,
+    /// The age of its open transaction in seconds; `NULL` when none.
+    pub transaction_age: String,
+    /// How long it has waited for a lock in seconds; `NULL` when it does not wait.
+    pub lock_wait: String,
+    /// How many sessions wait for a lock it holds; `0` when none.
+    pub waiters: String,
+    /// Whether command and state are grouped by.
+    pub states: bool,
+    /// How many of each tenant's longest active sessions to keep apart.
+    pub top_sessions: usize,
+    /// Rows added after the grouped ones (the cluster's zero row per tenant).
+    pub union: String,
+}
+
+impl Scan {
+    /// The one statement of a cycle. The processlist is read once, in a derived table
+    /// that joins what each session needs (its transaction, its lock wait, how many
+    /// wait on it) and ranks the active ones; the outer query groups those rows by
+    /// (tenant, server, db, user, client, command, state). The longest active
+    /// sessions (a window function ranks them per tenant) and every session others
+    /// wait on are grouped by their own id too, so each is a row of its own (see
+    /// [`COLUMNS`]).
+    pub fn statement(&self) -> String {
+        let Scan {
+            prefix,
+            hint,
+            from,
+            filter,
+            tenant,
+            server,
+            client,
+            active,
+            sql_id,
+            in_transaction,
+            transaction_age,
+            lock_wait,
+            waiters,
+            states,
+            top_sessions,
+            union,
+        } = self;
+        let (command, state) = if *states {
+            ("p.COMMAND", "p.STATE")
+        } else {
+            ("NULL", "NULL")
+        };
+        // The rank is a column of its own, compared a level up: MariaDB 10.11 answers
+        // NULL for `a OR <window function> <= n` in one expression.
+        let (rank, apart) = if *top_sessions > 0 {
+            let partition = if tenant == "NULL" {
+                String::new()
+            } else {
+                format!("PARTITION BY {tenant} ")
+            };
+            (
+                format!(
+                    "ROW_NUMBER() OVER ({partition}ORDER BY CASE WHEN {active} THEN 0 ELSE 1 END, p.TIME DESC, p.ID)"
+                ),
+                format!("y.W > 0 OR (y.A = 1 AND y.R <= {top_sessions})"),
+            )
+        } else {
+            ("NULL".to_string(), "y.W > 0".to_string())
+        };
+        format!(
+            "{prefix}SELECT {hint}x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, SUM(x.A), COUNT(*), \
+             MAX(CASE WHEN x.A = 1 THEN x.T END), SUM(x.IT), SUM(x.IT * (1 - x.A)), MAX(x.TA), \
+             MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), \
+             MAX(x.LW), x.K, MAX(x.Q), MAX(x.T), MAX(x.W) \
+             FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
+             FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
+             {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
+             {sql_id} AS Q, {in_transaction} AS IT, {transaction_age} AS TA, {lock_wait} AS LW, \
+             {waiters} AS W, p.ID AS I, {rank} AS R \
+             FROM {from} WHERE {filter}) y) x \
+             GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K{union}"
+        )
+    }
+}
+
+/// Whether this account can read `relation`: `Ok(None)` when it can, `Ok(Some(err))`
+/// when the relation is missing or denied (the caller turns off what needs it and
+/// says why), `Err` for anything else (the cycle fails like any other).
+pub async fn probe_relation(
+    conn: &mut mysql_async::Conn,
+    relation: &str,
+) -> Result<Option<mysql_async::Error>, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    // LIMIT 1, not WHERE 1 = 0: for an impossible WHERE MariaDB does not fill an
+    // information_schema table, and so never checks the privilege it needs.
+    match conn
+        .query_drop(format!("{TAG} SELECT 1 FROM {relation} LIMIT 1"))
+        .await
+    {
+        Ok(()) => Ok(None),
+        Err(err) if is_missing_or_denied_relation(&err) => Ok(Some(err)),
+        Err(err) => Err(err),
     }
 }
 
@@ -207,7 +339,7 @@ pub struct Rows<'a> {
 impl<'a> Rows<'a> {
     /// `tenants` are present even without rows.
     pub fn new(ctx: &'a RowContext<'a>, tenants: &[&str]) -> Self {
-        let mut aggregator = Aggregator::default();
+        let mut aggregator = Aggregator::new(ctx.keep, ctx.parts);
         for tenant in tenants {
             aggregator.add_tenant(tenant);
         }
@@ -223,8 +355,7 @@ impl<'a> Rows<'a> {
             return;
         }
         match decode_row(values, self.ctx) {
-            Ok(Decoded::Group(group)) => self.aggregator.add_group(group),
-            Ok(Decoded::Top(top)) => self.aggregator.add_top(top),
+            Ok(group) => self.aggregator.add_group(group),
             Err(err) => self.failure = Some(err),
         }
     }
@@ -374,46 +505,50 @@ pub(crate) mod fixtures {
 mod tests {
     use super::*;
     use crate::config::NameList;
+    use fixtures::row;
     use std::time::Duration;
 
     fn bytes(s: &str) -> Value {
         Value::Bytes(s.as_bytes().to_vec())
     }
 
-    /// A group row: the kind column, the eight given values, no id or SQL id.
+    /// A group row: the eight given values (tenant … client, then active, sessions,
+    /// time), no command or state, no transaction, lock or session columns.
     fn group_row(values: [Value; 8]) -> Vec<Value> {
-        let mut row = vec![bytes("g")];
-        row.extend(values);
-        row.extend([Value::NULL, Value::NULL]);
+        let [tenant, server, db, user, client, active, sessions, time] = values;
+        let mut row = vec![tenant, server, db, user, client, Value::NULL, Value::NULL];
+        row.extend([active, sessions, time]);
+        row.extend([bytes("0"), bytes("0"), Value::NULL, Value::NULL, bytes("0")]);
+        row.extend([
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+            bytes("0"),
+        ]);
         row
     }
 
     fn group(values: [Value; 8], ctx: &RowContext<'_>) -> Result<SessionGroup, SourceError> {
-        match decode_row(group_row(values), ctx)? {
-            Decoded::Group(group) => Ok(group),
-            other => panic!("not a group: {other:?}"),
-        }
+        decode_row(group_row(values), ctx)
     }
 
     const OB: RowContext<'static> = RowContext {
         tenant: "fallback-tenant",
         server: "10.0.0.9",
         null_string_is_no_db: true,
+        keep: 5,
+        parts: Parts {
+            transactions: true,
+            locks: true,
+            states: true,
+        },
     };
 
     #[test]
     fn decodes_text_protocol_rows() {
-        let decoded = group(
-            [
-                bytes("t1"),
-                bytes("10.0.0.1"),
-                bytes("app"),
-                bytes("root"),
-                bytes("10.0.0.100"),
-                bytes("1"),
-                bytes("3"),
-                bytes("12.005242"),
-            ],
+        let decoded = decode_row(
+            row("t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP|1|3|12.005242|2|1|40.5|33.25|1|7.5|∅|∅|40|0"),
             &OB,
         )
         .unwrap();
@@ -425,46 +560,54 @@ mod tests {
                 db: "app".into(),
                 user: "root".into(),
                 client: "10.0.0.100".into(),
+                command: "Sleep".into(),
+                state: "SLEEP".into(),
                 active: 1,
                 sessions: 3,
                 max_active_time: 12.005242,
+                transactions: 2,
+                idle_in_transaction: 1,
+                max_transaction_age: 40.5,
+                max_idle_in_transaction: 33.25,
+                lock_waiting: 1,
+                max_lock_wait: 7.5,
+                session: None,
             }
         );
     }
 
+    /// A session kept apart: its id, SQL id, TIME and waiters; an empty state is
+    /// `__none__`; with states off, command and state are empty whatever was sent.
     #[test]
-    fn decodes_top_session_rows() {
-        let row = vec![
-            bytes("t"),
-            Value::NULL,
-            Value::NULL,
-            bytes("NULL"),
-            bytes("app"),
-            bytes("10.0.0.7"),
-            bytes("1"),
-            bytes("1"),
-            bytes("33.5"),
-            bytes("3221588508"),
-            bytes("C82D7414C2E9706348979FC0CE2199E9"),
-        ];
+    fn decodes_rows_of_one_session() {
+        let text = "∅|∅|NULL|app|10.0.0.7|Query||1|1|33.5|0|0|∅|∅|0|∅|3221588508|C82D74|33.5|4";
+        let decoded = decode_row(row(text), &OB).unwrap();
         assert_eq!(
-            decode_row(row, &OB).unwrap(),
-            Decoded::Top(TopSession {
-                tenant: "fallback-tenant".into(),
-                session_id: 3_221_588_508,
-                user: "app".into(),
-                db: NONE_LABEL.into(),
-                client: "10.0.0.7".into(),
-                sql_id: "C82D7414C2E9706348979FC0CE2199E9".into(),
+            (
+                decoded.tenant.as_str(),
+                decoded.db.as_str(),
+                decoded.state.as_str()
+            ),
+            ("fallback-tenant", NONE_LABEL, NONE_LABEL)
+        );
+        assert_eq!(
+            decoded.session,
+            Some(OneSession {
+                id: 3_221_588_508,
+                sql_id: "C82D74".into(),
                 time: 33.5,
+                waiters: 4,
             })
         );
-        let mut bad = vec![bytes("x")];
-        bad.extend(vec![Value::NULL; 10]);
-        assert!(decode_row(bad, &OB)
-            .unwrap_err()
-            .message
-            .contains("unknown row kind"));
+        let ctx = RowContext {
+            parts: Parts {
+                states: false,
+                ..OB.parts
+            },
+            ..OB
+        };
+        let decoded = decode_row(row(text), &ctx).unwrap();
+        assert_eq!((decoded.command.as_str(), decoded.state.as_str()), ("", ""));
     }
 
     #[test]
@@ -488,6 +631,10 @@ mod tests {
         assert_eq!(g.db, NONE_LABEL);
         assert_eq!(g.user, NONE_LABEL);
         assert_eq!(g.client, "::1");
+        assert_eq!(
+            (g.command.as_str(), g.state.as_str()),
+            (NONE_LABEL, NONE_LABEL)
+        );
         assert_eq!(g.active, 0);
         assert_eq!(g.sessions, 0);
         assert_eq!(g.max_active_time, 0.0);
@@ -511,23 +658,6 @@ mod tests {
         assert_eq!(g.user, "u\u{fffd}\"\n");
         assert_eq!(g.client, NONE_LABEL);
         assert_eq!((g.active, g.sessions, g.max_active_time), (1, 7, 1.5));
-
-        // More active sessions than sessions is a broken answer, not a number to show.
-        let err = group(
-            [
-                bytes("t"),
-                bytes("s"),
-                bytes("d"),
-                bytes("u"),
-                bytes("10.0.0.1"),
-                bytes("3"),
-                bytes("2"),
-                Value::NULL,
-            ],
-            &OB,
-        )
-        .unwrap_err();
-        assert!(err.message.contains("has 3 active"), "{}", err.message);
     }
 
     #[test]
@@ -575,10 +705,61 @@ mod tests {
         }
         let err = decode_row(vec![Value::NULL; 3], &OB).unwrap_err();
         assert!(
-            err.message.contains("expected 11 columns, got 3"),
+            err.message.contains("expected 20 columns, got 3"),
             "{}",
             err.message
         );
+        // More active, transactions or waiters than sessions is a broken answer,
+        // not a number to show; so is a session id that is not a number.
+        for (text, why) in [
+            ("t|s|d|u|c|Q|A|3|2|∅|0|0|∅|∅|0|∅|∅|∅|∅|0", "has 3 active"),
+            (
+                "t|s|d|u|c|Q|A|0|2|∅|3|0|∅|∅|0|∅|∅|∅|∅|0",
+                "3 in transaction",
+            ),
+            ("t|s|d|u|c|Q|A|0|2|∅|0|0|∅|∅|5|∅|∅|∅|∅|0", "5 waiting"),
+            ("t|s|d|u|c|Q|A|0|1|∅|0|0|∅|∅|0|∅|x|∅|∅|0", "column id"),
+        ] {
+            let err = decode_row(row(text), &OB).unwrap_err();
+            assert!(err.message.contains(why), "{text}: {}", err.message);
+        }
+    }
+
+    /// The statement reads the processlist once: one FROM names it, the window and
+    /// the grouping work on the derived table.
+    #[test]
+    fn one_statement_reads_the_processlist_once() {
+        let scan = Scan {
+            from: "PL p LEFT JOIN TRX s ON s.ID = p.ID".into(),
+            filter: "p.ID <> 0".into(),
+            tenant: "p.TENANT".into(),
+            server: "NULL".into(),
+            client: "p.HOST".into(),
+            active: "p.STATE = 'ACTIVE'".into(),
+            sql_id: "NULL".into(),
+            in_transaction: "0".into(),
+            transaction_age: "NULL".into(),
+            lock_wait: "NULL".into(),
+            waiters: "0".into(),
+            states: true,
+            top_sessions: 3,
+            ..Scan::default()
+        };
+        let sql = scan.statement();
+        assert_eq!(sql.matches(" PL p ").count(), 1, "{sql}");
+        assert!(sql.contains("ROW_NUMBER() OVER (PARTITION BY p.TENANT ORDER BY"));
+        assert!(sql.contains("y.A = 1 AND y.R <= 3"));
+        assert!(sql.contains("p.COMMAND AS CMD, p.STATE AS ST"));
+        assert!(sql.ends_with("GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K"));
+        let sql = Scan {
+            top_sessions: 0,
+            states: false,
+            tenant: "NULL".into(),
+            ..scan
+        }
+        .statement();
+        assert!(!sql.contains("ROW_NUMBER"), "{sql}");
+        assert!(sql.contains("NULL AS CMD, NULL AS ST"));
     }
 
     #[test]

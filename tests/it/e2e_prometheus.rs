@@ -1,10 +1,13 @@
 //! End to end with a real Prometheus: it scrapes the exporter every second and loads
 //! the shipped alerting rules; every PromQL expression of the Grafana dashboard and of
 //! the rules is evaluated through Prometheus' HTTP API, and the long-running-session
-//! alert must actually fire when a session sleeps past a lowered threshold.
+//! and idle-in-transaction alerts must actually fire when a session sleeps (or idles
+//! inside a transaction) past a lowered threshold.
 
 use crate::common::dbss::ContractServer;
-use crate::common::{free_port, http_get, Exporter, Servers, Session, SessionSpec};
+use crate::common::{
+    connect_as, free_port, http_get, Blocked, Exporter, Servers, Session, SessionSpec,
+};
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
@@ -139,7 +142,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn every_dashboard_and_rule_expression_works_and_the_long_running_alert_fires() {
+fn every_dashboard_and_rule_expression_works_and_the_idle_and_long_running_alerts_fire() {
     let Some(servers) = Servers::get() else {
         return;
     };
@@ -187,6 +190,33 @@ targets:
         session(&servers.mariadb_addr, None, "127.0.0.42"),
         session(&servers.seekdb_addr, Some(300), "127.0.0.43"),
     ];
+    // A session idle in a transaction holding a row lock, and one blocked on it: the
+    // transaction and lock panels need them.
+    servers.mariadb_root(
+        "CREATE DATABASE IF NOT EXISTS it_e2e; \
+         CREATE OR REPLACE TABLE it_e2e.r (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+         INSERT INTO it_e2e.r VALUES (1, 1); GRANT ALL ON it_e2e.* TO 'it_e2e'@'%'",
+    );
+    let mut holder = connect_as(&servers.mariadb_addr, "it_e2e", "E2e-pw-1", "127.0.0.44");
+    {
+        use mysql::prelude::Queryable;
+        holder.query_drop("BEGIN").unwrap();
+        holder
+            .query_drop("UPDATE it_e2e.r SET v = v + 1 WHERE id = 1")
+            .unwrap();
+    }
+    let socket = servers.mariadb_root_socket.clone();
+    let _waiter = Blocked::start(
+        connect_as(&servers.mariadb_addr, "it_e2e", "E2e-pw-1", "127.0.0.45"),
+        &["SET SESSION innodb_lock_wait_timeout = 300", "BEGIN"],
+        "UPDATE it_e2e.r SET v = v + 1 WHERE id = 1",
+        Box::new(move |id| {
+            let _ = Command::new("mariadb")
+                .args(["--no-defaults", "-S", &socket, "-uroot", "-e"])
+                .arg(format!("KILL {id}"))
+                .output();
+        }),
+    );
 
     // The shipped rules, with the long-running threshold lowered to 2 s and no wait.
     let mut rules: serde_yaml::Value = serde_yaml::from_str(
@@ -201,6 +231,10 @@ targets:
                 rule["expr"] = "dbsession_max_active_time_seconds > 2".into();
                 rule["for"] = "0s".into();
             }
+            if rule["alert"].as_str() == Some("DbSessionIdleInTransaction") {
+                rule["expr"] = "dbsession_max_idle_in_transaction_seconds > 2".into();
+                rule["for"] = "0s".into();
+            }
         }
     }
     let prometheus = Prometheus::start(&exporter.addr, &serde_yaml::to_string(&rules).unwrap());
@@ -212,7 +246,8 @@ targets:
         let (_, limits, _) = prometheus.query("dbsession:active_sessions_limit");
         let (_, top, _) =
             prometheus.query(r#"dbsession_top_active_session_seconds{target="seek"}"#);
-        if n > 0 && limits > 0 && top > 0 {
+        let (_, blockers, _) = prometheus.query("dbsession_top_blocker_sessions");
+        if n > 0 && limits > 0 && top > 0 && blockers > 0 {
             break;
         }
         assert!(
@@ -254,6 +289,37 @@ targets:
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The lowered idle-in-transaction alert fires for MariaDB, naming the holder's
+    // user and client.
+    let started = Instant::now();
+    loop {
+        let alerts = prometheus.api("/api/v1/alerts");
+        let alert = alerts["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| {
+                a["labels"]["alertname"] == "DbSessionIdleInTransaction"
+                    && a["labels"]["target"] == "maria"
+                    && a["state"] == "firing"
+            });
+        if let Some(alert) = alert {
+            let description = alert["annotations"]["description"].as_str().unwrap();
+            assert!(
+                description.contains("by user: it_e2e (1)")
+                    && description.contains("by client: 127.0.0.44 (1)"),
+                "{description}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "DbSessionIdleInTransaction did not fire: {alerts}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(holder);
 
     // The lowered long-running alert fires for both busy sessions' tenants.
     let started = Instant::now();

@@ -21,6 +21,7 @@ mod obshell_sdk;
 mod oceanbase_cluster;
 mod operate;
 mod passthrough;
+mod pileup;
 mod schemathesis;
 mod seekdb;
 mod web;

@@ -291,8 +291,8 @@ fn the_cardinality_guard_bounds_client_series_and_keeps_totals_exact() {
          CREATE TABLE it_guard.TENANTS (TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
          INSERT INTO it_guard.TENANTS VALUES ('big', 'USER');
          CREATE TABLE it_guard.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), USER VARCHAR(128),
-           HOST VARCHAR(128), DB VARCHAR(128), TIME DOUBLE, STATE VARCHAR(32), USER_CLIENT_IP VARCHAR(46),
-           SQL_ID VARCHAR(64));
+           HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
+           USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64));
          GRANT SELECT ON it_guard.* TO monitor;",
     );
     // IP k (k < 5000) has one session; the first ten have ten more each.
@@ -302,7 +302,7 @@ fn the_cardinality_guard_bounds_client_series_and_keeps_totals_exact() {
         for _ in 0..copies {
             let ip = format!("10.{}.{}.{}", k / 65536, (k / 256) % 256, k % 256);
             rows.push(format!(
-                "({}, 'big', '10.0.0.1', 'app', '{ip}:1', 'd', 1, 'SLEEP', '{ip}', '')",
+                "({}, 'big', '10.0.0.1', 'app', '{ip}:1', 'd', 'Sleep', 1, 'SLEEP', '{ip}', '')",
                 rows.len()
             ));
         }
@@ -393,5 +393,112 @@ fn the_cardinality_guard_bounds_client_series_and_keeps_totals_exact() {
         clients("unguarded").len(),
         5000,
         "max_series_per_dimension: 0 turns the guard off"
+    );
+}
+
+const TRANSACTIONS: &str = r#"
+CREATE DATABASE IF NOT EXISTS it_ctx;
+DROP TABLE IF EXISTS it_ctx.PL; DROP TABLE IF EXISTS it_ctx.TENANTS;
+DROP TABLE IF EXISTS it_ctx.TX; DROP TABLE IF EXISTS it_ctx.LK;
+CREATE TABLE it_ctx.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
+INSERT INTO it_ctx.TENANTS VALUES (1002, 't1', 'USER'), (1004, 't2', 'USER');
+CREATE TABLE it_ctx.PL (
+  ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, USER VARCHAR(128),
+  HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
+  USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64), TRANS_ID BIGINT);
+INSERT INTO it_ctx.PL VALUES
+  (201, 't1', '10.0.0.1', 2882, 'holder', '10.1.1.1:1', 'shop', 'Sleep', 95, 'SLEEP', '10.1.1.1', '', 9001),
+  (201, 't1', '10.0.0.2', 2882, 'other', '10.1.1.3:1', 'shop', 'Sleep', 7, 'SLEEP', '10.1.1.3', '', 0),
+  (202, 't1', '10.0.0.2', 2882, 'waiter', '10.1.1.2:1', 'shop', 'Query', 2, 'ACTIVE', '10.1.1.2', 'S2', 9002),
+  (301, 't2', '10.0.0.1', 2882, 'idle', '10.1.1.4:1', 'db2', 'Sleep', 40, 'SLEEP', '10.1.1.4', '', 9001);
+CREATE TABLE it_ctx.TX (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT, SESSION_ID BIGINT,
+  TX_ID BIGINT, STATE VARCHAR(32), ACTIVE_TIME DATETIME(6));
+INSERT INTO it_ctx.TX VALUES
+  (1002, '10.0.0.1', 2882, 201, 9001, 'ACTIVE', NOW(6) - INTERVAL 100 SECOND),
+  (1002, '10.0.0.2', 2882, 202, 9002, 'ACTIVE', NOW(6) - INTERVAL 10 SECOND),
+  (1004, '10.0.0.1', 2882, 301, 9001, 'ACTIVE', NOW(6) - INTERVAL 50 SECOND);
+CREATE TABLE it_ctx.LK (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT, TRANS_ID BIGINT,
+  SESSION_ID BIGINT, TYPE VARCHAR(9), ID1 BIGINT, ID2 BIGINT, CTIME BIGINT, BLOCK BIGINT);
+INSERT INTO it_ctx.LK VALUES
+  (1002, '10.0.0.3', 2882, 9001, 201, 'TR', 9001, 201, 99000000, 0),
+  (1002, '10.0.0.3', 2882, 9002, 202, 'TR', 9001, 201, 8000000, 1),
+  (1002, '10.0.0.3', 2882, 9002, 202, 'TX', 9002, 202, 9000000, 0);
+"#;
+
+/// Cluster mode's transaction and lock joins, on tables shaped like the sys tenant's
+/// `GV$` views: a transaction is matched by tenant, server and session (the same
+/// session id on another server has none), a lock row by tenant and transaction id
+/// (it is reported by a third server, the one holding the row), and the same
+/// transaction id in another tenant stays apart.
+#[test]
+fn cluster_transactions_and_lock_waits_are_joined_by_tenant_server_and_transaction() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.seekdb_root(TRANSACTIONS);
+    servers.seekdb_root("GRANT SELECT ON it_ctx.* TO monitor");
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: c\n    kind: oceanbase\n    address: {}\n    user: monitor@sys\n    password_file: {}\n    processlist_view: it_ctx.PL\n    tenants_view: it_ctx.TENANTS\n    transactions_view: it_ctx.TX\n    locks_view: it_ctx.LK\n",
+        servers.seekdb_addr,
+        servers.monitor_password_file.display(),
+    ));
+    let t1 = [("target", "c"), ("tenant", "t1")];
+    let t2 = [("target", "c"), ("tenant", "t2")];
+    let m = exporter.wait_for_metrics("both tenants collected", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &t1) == Some(1.0) && m.get("dbsession_up", &t2) == Some(1.0)
+    });
+    let get = |name: &str, tenant: &[(&str, &str)]| m.get(name, tenant);
+    assert_eq!(get("dbsession_transaction_sessions", &t1), Some(2.0));
+    assert_eq!(
+        get("dbsession_idle_in_transaction_sessions", &t1),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("dbsession_max_idle_in_transaction_seconds", &t1),
+        Some(95.0)
+    );
+    let age = get("dbsession_max_transaction_age_seconds", &t1).unwrap();
+    assert!((100.0..130.0).contains(&age), "{age}");
+    assert_eq!(get("dbsession_lock_waiting_sessions", &t1), Some(1.0));
+    assert_eq!(get("dbsession_max_lock_wait_seconds", &t1), Some(8.0));
+    assert_eq!(
+        m.matching("dbsession_top_blocker_sessions", &[("target", "c")]),
+        [(
+            r#"dbsession_top_blocker_sessions{target="c",tenant="t1",rank="1",session_id="201",user="holder",db="shop",client_ip="10.1.1.1"}"#.to_string(),
+            1.0
+        )]
+    );
+    assert_eq!(
+        m.get(
+            "dbsession_user_idle_in_transaction_sessions",
+            &[("target", "c"), ("tenant", "t1"), ("user", "holder")]
+        ),
+        Some(1.0)
+    );
+    assert!(m
+        .matching(
+            "dbsession_user_idle_in_transaction_sessions",
+            &[("user", "other")]
+        )
+        .is_empty());
+    assert_eq!(get("dbsession_transaction_sessions", &t2), Some(1.0));
+    assert_eq!(
+        get("dbsession_idle_in_transaction_sessions", &t2),
+        Some(1.0)
+    );
+    assert_eq!(get("dbsession_lock_waiting_sessions", &t2), Some(0.0));
+    let age = get("dbsession_max_transaction_age_seconds", &t2).unwrap();
+    assert!((50.0..80.0).contains(&age), "{age}");
+    assert_eq!(
+        m.get(
+            "dbsession_state_sessions",
+            &[
+                ("target", "c"),
+                ("tenant", "t1"),
+                ("command", "Sleep"),
+                ("state", "SLEEP")
+            ]
+        ),
+        Some(2.0)
     );
 }

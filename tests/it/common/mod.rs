@@ -206,6 +206,60 @@ impl Drop for Session {
     }
 }
 
+/// A connection as `user` from loopback address `from` (its client IP).
+pub fn connect_as(addr: &str, user: &str, password: &str, from: &str) -> mysql::Conn {
+    let (host, port) = split_addr(addr);
+    let opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(host))
+        .tcp_port(port.parse().expect("port"))
+        .user(Some(user))
+        .pass(Some(password))
+        .prefer_socket(false)
+        .tcp_connect_timeout(Some(Duration::from_secs(10)))
+        .bind_address(Some(std::net::SocketAddr::new(
+            from.parse().expect("source IP"),
+            0,
+        )));
+    mysql::Conn::new(opts).unwrap_or_else(|e| panic!("connect as {user} from {from}: {e}"))
+}
+
+/// A statement that blocks (on a lock), run on its own thread after `setup`; ended
+/// by `kill` (a `KILL <id>` from another connection) when dropped.
+pub struct Blocked {
+    pub id: u32,
+    thread: Option<std::thread::JoinHandle<()>>,
+    kill: Box<dyn Fn(u32)>,
+}
+
+impl Blocked {
+    pub fn start(mut conn: mysql::Conn, setup: &[&str], sql: &str, kill: Box<dyn Fn(u32)>) -> Self {
+        use mysql::prelude::Queryable;
+        for statement in setup {
+            conn.query_drop(*statement).expect(statement);
+        }
+        let id = conn.connection_id();
+        let sql = sql.to_string();
+        // Ends with an error when the session is killed at drop: expected.
+        let thread = std::thread::spawn(move || {
+            let _ = conn.query_drop(sql);
+        });
+        Self {
+            id,
+            thread: Some(thread),
+            kill,
+        }
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        (self.kill)(self.id);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A free loopback port (bound and released: a small race, acceptable in tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

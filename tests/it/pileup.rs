@@ -1,0 +1,337 @@
+//! Why sessions pile up, for real: a session that updates a row and then idles (idle
+//! in transaction, its user and client named, its age growing), a second one blocked
+//! on that row (waiting, its wait time, the first named as the top blocker with one
+//! waiter), and on MariaDB an `ALTER TABLE` waiting behind the open transaction
+//! (state `Waiting for table metadata lock`). Every value is exact: the target counts
+//! only the tests' own two users, so other tests' sessions on the shared servers do
+//! not change them.
+
+use crate::common::{connect_as, split_addr, Blocked, Exporter, Metrics, Servers};
+use mysql::prelude::Queryable;
+use std::time::Duration;
+
+const PASSWORD: &str = "it-pileup-pw";
+
+fn connect(addr: &str, user: &str, from: &str) -> mysql::Conn {
+    connect_as(addr, user, PASSWORD, from)
+}
+
+fn exporter_for(target_yaml: &str) -> Exporter {
+    Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: t\n{target_yaml}    filter: {{users: {{allow: [it_holder, it_waiter]}}}}\n"
+    ))
+}
+
+/// Waits until one session has waited for a lock for a second or more, and checks
+/// what it and the holder add up to: two transactions, one of them idle (the
+/// holder's), and the holder named as the only blocker, with one waiter.
+fn assert_one_waits_on_the_holder(
+    exporter: &Exporter,
+    tenant: &str,
+    holder_id: &str,
+    holder_ip: &str,
+) -> Metrics {
+    let labels = [("target", "t"), ("tenant", tenant)];
+    let blocked = exporter.wait_for_metrics(
+        "one session waits, for a second or more",
+        Duration::from_secs(30),
+        |m| {
+            value(m, "dbsession_lock_waiting_sessions", &labels) == Some(1.0)
+                && value(m, "dbsession_max_lock_wait_seconds", &labels).is_some_and(|w| w >= 1.0)
+        },
+    );
+    assert_eq!(
+        value(&blocked, "dbsession_transaction_sessions", &labels),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&blocked, "dbsession_idle_in_transaction_sessions", &labels),
+        Some(1.0)
+    );
+    assert_eq!(
+        blocked.matching("dbsession_top_blocker_sessions", &[]),
+        [(
+            format!(
+                "dbsession_top_blocker_sessions{{target=\"t\",tenant=\"{tenant}\",rank=\"1\",session_id=\"{holder_id}\",user=\"it_holder\",db=\"__none__\",client_ip=\"{holder_ip}\"}}"
+            ),
+            1.0
+        )]
+    );
+    blocked
+}
+
+fn state_labels<'a>(tenant: &'a str, command: &'a str, state: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("target", "t"),
+        ("tenant", tenant),
+        ("command", command),
+        ("state", state),
+    ]
+}
+
+fn value(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    m.get(name, labels)
+}
+
+#[test]
+fn mariadb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let root = |sql: &str| servers.mariadb_root(sql);
+    root(&format!(
+        "CREATE DATABASE IF NOT EXISTS it_pileup; \
+         CREATE OR REPLACE TABLE it_pileup.r (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+         INSERT INTO it_pileup.r VALUES (1, 1), (2, 2); \
+         CREATE USER IF NOT EXISTS 'it_holder'@'%' IDENTIFIED BY '{PASSWORD}'; \
+         CREATE USER IF NOT EXISTS 'it_waiter'@'%' IDENTIFIED BY '{PASSWORD}'; \
+         GRANT ALL ON it_pileup.* TO 'it_holder'@'%'; GRANT ALL ON it_pileup.* TO 'it_waiter'@'%';"
+    ));
+    let addr = servers.mariadb_addr.clone();
+    let exporter = exporter_for(&format!(
+        "    kind: mysql\n    address: {addr}\n    user: monitor\n    password_file: {}\n",
+        servers.monitor_password_file.display()
+    ));
+    let tenant = [("target", "t"), ("tenant", "t")];
+
+    // A read-only transaction: a plain SELECT with autocommit off opens one in InnoDB.
+    let mut reader = connect(&addr, "it_waiter", "127.0.0.74");
+    reader.query_drop("SET autocommit = 0").unwrap();
+    let _: Vec<(i32, i32)> = reader.query("SELECT id, v FROM it_pileup.r").unwrap();
+    // The holder updates a row and idles inside its transaction.
+    let mut holder = connect(&addr, "it_holder", "127.0.0.71");
+    holder.query_drop("BEGIN").unwrap();
+    holder
+        .query_drop("UPDATE it_pileup.r SET v = v + 1 WHERE id = 1")
+        .unwrap();
+    let holder_id = holder.connection_id().to_string();
+
+    let first = exporter.wait_for_metrics(
+        "two sessions idle in a transaction",
+        Duration::from_secs(20),
+        |m| {
+            value(m, "dbsession_idle_in_transaction_sessions", &tenant) == Some(2.0)
+                && value(m, "dbsession_max_transaction_age_seconds", &tenant)
+                    .is_some_and(|age| age >= 1.0)
+        },
+    );
+    assert_eq!(
+        value(&first, "dbsession_transaction_sessions", &tenant),
+        Some(2.0)
+    );
+    let user = |u: &'static str| [("target", "t"), ("tenant", "t"), ("user", u)];
+    let client = |c: &'static str| [("target", "t"), ("tenant", "t"), ("client_ip", c)];
+    let idle_user = "dbsession_user_idle_in_transaction_sessions";
+    let idle_client = "dbsession_client_idle_in_transaction_sessions";
+    assert_eq!(value(&first, idle_user, &user("it_holder")), Some(1.0));
+    assert_eq!(value(&first, idle_user, &user("it_waiter")), Some(1.0));
+    assert_eq!(value(&first, idle_client, &client("127.0.0.71")), Some(1.0));
+    assert_eq!(value(&first, idle_client, &client("127.0.0.74")), Some(1.0));
+    assert_eq!(
+        value(&first, "dbsession_lock_waiting_sessions", &tenant),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&first, "dbsession_max_lock_wait_seconds", &tenant),
+        Some(0.0)
+    );
+    assert!(first
+        .matching("dbsession_top_blocker_sessions", &[])
+        .is_empty());
+    let age = value(&first, "dbsession_max_transaction_age_seconds", &tenant).unwrap();
+    let idle = value(&first, "dbsession_max_idle_in_transaction_seconds", &tenant).unwrap();
+    exporter.wait_for_metrics("the age grows", Duration::from_secs(20), |m| {
+        value(m, "dbsession_max_transaction_age_seconds", &tenant).is_some_and(|a| a >= age + 1.0)
+            && value(m, "dbsession_max_idle_in_transaction_seconds", &tenant)
+                .is_some_and(|i| i >= idle + 1.0)
+    });
+    drop(reader);
+
+    // A second session blocks on the holder's row.
+    let kill_socket = servers.mariadb_root_socket.clone();
+    let kill = move |id: u32| {
+        let _ = std::process::Command::new("mariadb")
+            .args(["--no-defaults", "-S", &kill_socket, "-uroot", "-e"])
+            .arg(format!("KILL {id}"))
+            .output();
+    };
+    let waiter = Blocked::start(
+        connect(&addr, "it_waiter", "127.0.0.72"),
+        &["SET SESSION innodb_lock_wait_timeout = 120", "BEGIN"],
+        "UPDATE it_pileup.r SET v = v + 1 WHERE id = 1",
+        Box::new(kill.clone()),
+    );
+    let blocked = assert_one_waits_on_the_holder(&exporter, "t", &holder_id, "127.0.0.71");
+    let state = |command, state_| state_labels("t", command, state_);
+    assert_eq!(
+        value(
+            &blocked,
+            "dbsession_state_sessions",
+            &state("Sleep", "__none__")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &blocked,
+            "dbsession_state_sessions",
+            &state("Query", "Updating")
+        ),
+        Some(1.0)
+    );
+
+    // DDL waits behind the open transaction for the table's metadata lock.
+    let alter = Blocked::start(
+        connect(&addr, "it_waiter", "127.0.0.73"),
+        &["SET SESSION lock_wait_timeout = 120"],
+        "ALTER TABLE it_pileup.r ADD COLUMN w INT",
+        Box::new(kill),
+    );
+    let ddl = exporter.wait_for_metrics(
+        "the ALTER waits for the metadata lock",
+        Duration::from_secs(20),
+        |m| {
+            value(
+                m,
+                "dbsession_state_sessions",
+                &state("Query", "Waiting for table metadata lock"),
+            ) == Some(1.0)
+        },
+    );
+    assert_eq!(
+        value(&ddl, "dbsession_lock_waiting_sessions", &tenant),
+        Some(2.0)
+    );
+    drop(alter);
+    drop(waiter);
+    drop(holder);
+    exporter.wait_for_metrics("all is quiet again", Duration::from_secs(20), |m| {
+        value(m, "dbsession_transaction_sessions", &tenant) == Some(0.0)
+            && value(m, "dbsession_lock_waiting_sessions", &tenant) == Some(0.0)
+            && value(m, "dbsession_max_transaction_age_seconds", &tenant) == Some(0.0)
+    });
+}
+
+#[test]
+fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let root = |sql: &str| servers.seekdb_root(sql);
+    root("CREATE DATABASE IF NOT EXISTS it_pileup");
+    root("DROP TABLE IF EXISTS it_pileup.r");
+    root("CREATE TABLE it_pileup.r (id INT PRIMARY KEY, v INT)");
+    root("INSERT INTO it_pileup.r VALUES (1, 1), (2, 2)");
+    for user in ["it_holder", "it_waiter"] {
+        root(&format!(
+            "CREATE USER IF NOT EXISTS {user} IDENTIFIED BY '{PASSWORD}'"
+        ));
+        root(&format!("GRANT ALL ON it_pileup.* TO {user}"));
+    }
+    let addr = servers.seekdb_addr.clone();
+    let exporter = exporter_for(&format!(
+        "    kind: oceanbase\n    address: {addr}\n    user: monitor\n    password_file: {}\n    tenant: sys\n",
+        servers.monitor_password_file.display()
+    ));
+    let tenant = [("target", "t"), ("tenant", "sys")];
+    // seekdb ends idle and long transactions itself unless told not to.
+    let long = "SET SESSION ob_query_timeout = 120000000, ob_trx_timeout = 120000000, \
+                ob_trx_idle_timeout = 120000000";
+
+    // A plain SELECT with autocommit off opens no transaction on OceanBase.
+    let mut reader = connect(&addr, "it_waiter", "127.0.0.84");
+    reader.query_drop(long).unwrap();
+    reader.query_drop("SET autocommit = 0").unwrap();
+    let _: Vec<(i32, i32)> = reader.query("SELECT id, v FROM it_pileup.r").unwrap();
+    let mut holder = connect(&addr, "it_holder", "127.0.0.81");
+    holder.query_drop(long).unwrap();
+    holder.query_drop("BEGIN").unwrap();
+    holder
+        .query_drop("UPDATE it_pileup.r SET v = v + 1 WHERE id = 1")
+        .unwrap();
+    let holder_id = holder.connection_id().to_string();
+
+    let first = exporter.wait_for_metrics(
+        "the holder idles in its transaction",
+        Duration::from_secs(30),
+        |m| {
+            value(m, "dbsession_idle_in_transaction_sessions", &tenant) == Some(1.0)
+                && value(m, "dbsession_max_transaction_age_seconds", &tenant)
+                    .is_some_and(|age| age >= 1.0)
+        },
+    );
+    assert_eq!(
+        value(&first, "dbsession_transaction_sessions", &tenant),
+        Some(1.0),
+        "the read-only session holds no transaction"
+    );
+    let labels =
+        |key: &'static str, v: &'static str| [("target", "t"), ("tenant", "sys"), (key, v)];
+    assert_eq!(
+        value(
+            &first,
+            "dbsession_user_idle_in_transaction_sessions",
+            &labels("user", "it_holder")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &first,
+            "dbsession_client_idle_in_transaction_sessions",
+            &labels("client_ip", "127.0.0.81")
+        ),
+        Some(1.0)
+    );
+    assert!(first
+        .matching(
+            "dbsession_user_idle_in_transaction_sessions",
+            &[("user", "it_waiter")]
+        )
+        .is_empty());
+    let age = value(&first, "dbsession_max_transaction_age_seconds", &tenant).unwrap();
+    exporter.wait_for_metrics("the age grows", Duration::from_secs(20), |m| {
+        value(m, "dbsession_max_transaction_age_seconds", &tenant).is_some_and(|a| a >= age + 1.0)
+            && value(m, "dbsession_max_idle_in_transaction_seconds", &tenant)
+                .is_some_and(|i| i >= age)
+    });
+    drop(reader);
+
+    let kill_addr = addr.clone();
+    let waiter = Blocked::start(
+        connect(&addr, "it_waiter", "127.0.0.82"),
+        &[long, "BEGIN"],
+        "UPDATE it_pileup.r SET v = v + 1 WHERE id = 1",
+        Box::new(move |id| {
+            let (host, port) = split_addr(&kill_addr);
+            let _ = std::process::Command::new("mariadb")
+                .args(["--no-defaults", "-h", host, "-P", port, "-uroot", "-e"])
+                .arg(format!("KILL {id}"))
+                .output();
+        }),
+    );
+    let blocked = assert_one_waits_on_the_holder(&exporter, "sys", &holder_id, "127.0.0.81");
+    let state = |command, state_| state_labels("sys", command, state_);
+    assert_eq!(
+        value(
+            &blocked,
+            "dbsession_state_sessions",
+            &state("Sleep", "SLEEP")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &blocked,
+            "dbsession_state_sessions",
+            &state("Query", "ACTIVE")
+        ),
+        Some(1.0)
+    );
+    drop(waiter);
+    drop(holder);
+    exporter.wait_for_metrics("all is quiet again", Duration::from_secs(30), |m| {
+        value(m, "dbsession_transaction_sessions", &tenant) == Some(0.0)
+            && value(m, "dbsession_lock_waiting_sessions", &tenant) == Some(0.0)
+    });
+}
