@@ -16,7 +16,10 @@ with 4 KiB statements, as obshell's SDK asks for it (size=sys.maxsize): peak RSS
 against the answer's size. `--before BINARY` (issue 15): the
 exporter's CPU per collection cycle of scenario 3 against another build of it (the
 commit before a change), interleaved, so a refactoring is held to the figures of the
-code it replaced whatever the machine's speed that day.
+code it replaced whatever the machine's speed that day. Issue 17: the database's time
+for one cycle's statement on the scale relations (which then also hold transactions
+and lock rows) as a ratio to one bare scan, part by part; scenario 3 runs with every
+part on.
 """
 
 import argparse
@@ -302,20 +305,42 @@ def scenario_mysqld_exporter(quick):
     holder.wait(10)
 
 
+loaded_scale = None  # the (sessions, tenants, servers) the scale tables hold, and their groups
+
+
 def load_scale_tables(sessions, tenants, servers):
-    """A GV$OB_PROCESSLIST-shaped table and a DBA_OB_TENANTS-shaped one on seekdb."""
+    """Tables shaped like GV$OB_PROCESSLIST, DBA_OB_TENANTS, GV$OB_TRANSACTION_SCHEDULERS
+    and GV$OB_LOCKS on seekdb. Per tenant of 100 sessions: 10 active, 15 in a
+    transaction (10 of them idle), each transaction holding 5 row locks, and 2 active
+    sessions waiting for a row lock of an idle one. Loaded once per run."""
+    global loaded_scale
+    if loaded_scale and loaded_scale[0] == (sessions, tenants, servers):
+        return loaded_scale[1]
     sql("seekdb", "CREATE DATABASE IF NOT EXISTS bench_scale; DROP TABLE IF EXISTS bench_scale.PL;"
-                  "DROP TABLE IF EXISTS bench_scale.TENANTS;"
+                  "DROP TABLE IF EXISTS bench_scale.TENANTS; DROP TABLE IF EXISTS bench_scale.TX;"
+                  "DROP TABLE IF EXISTS bench_scale.LK;"
                   "CREATE TABLE bench_scale.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));"
-                  "CREATE TABLE bench_scale.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), USER VARCHAR(128),"
-                  " HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),"
-                  " INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64));"
+                  "CREATE TABLE bench_scale.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT,"
+                  " USER VARCHAR(128), HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE,"
+                  " STATE VARCHAR(32), INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64), TRANS_ID BIGINT);"
+                  "CREATE TABLE bench_scale.TX (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT,"
+                  " SESSION_ID BIGINT, TX_ID BIGINT, STATE VARCHAR(32), ACTIVE_TIME DATETIME(6));"
+                  "CREATE TABLE bench_scale.LK (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT,"
+                  " TRANS_ID BIGINT, SESSION_ID BIGINT, TYPE VARCHAR(9), ID1 BIGINT, ID2 BIGINT, CTIME BIGINT,"
+                  " BLOCK BIGINT);"
                   "GRANT SELECT ON bench_scale.* TO monitor;")
     rows = [f"({t}, 't{t:04d}', 'USER')" for t in range(tenants)]
     rows.append(f"({tenants}, 'META$x', 'META')")
     sql("seekdb", None, stdin=f"INSERT INTO bench_scale.TENANTS VALUES {', '.join(rows)};")
     statements = []
-    batch = []
+    batches = {"PL": [], "TX": [], "LK": []}
+
+    def add(table, row):
+        batches[table].append(row)
+        if len(batches[table]) == 2000:
+            statements.append(f"INSERT INTO bench_scale.{table} VALUES {', '.join(batches[table])};")
+            batches[table] = []
+
     # Realistic shape: per tenant, 8 application clients, each with its own user and
     # database, their sessions spread over the servers; 10 % active.
     per_tenant = sessions // tenants
@@ -324,26 +349,44 @@ def load_scale_tables(sessions, tenants, servers):
         c = j % 8
         client = f"10.{tenant // 250}.{tenant % 250}.{c + 1}"
         active = j < per_tenant // 10
-        batch.append(f"({i}, 't{tenant:04d}', '10.0.0.{(j * 7 + tenant) % servers + 1}', 'app{c % 4}',"
-                     f" '{client}:{1024 + j}', 'db{c % 3}', '{'Query' if active else 'Sleep'}', {(j * 37) % 600},"
-                     f" '{'ACTIVE' if active else 'SLEEP'}', NULL, '{client}', '{'SQL%d' % i if active else ''}')")
-        if len(batch) == 2000:
-            statements.append(f"INSERT INTO bench_scale.PL VALUES {', '.join(batch)};")
-            batch = []
-    if batch:
-        statements.append(f"INSERT INTO bench_scale.PL VALUES {', '.join(batch)};")
+        server = f"10.0.0.{(j * 7 + tenant) % servers + 1}"
+        in_tx = j < 5 or 10 <= j < 20
+        tx = i + 1 if in_tx else 0
+        add("PL", f"({i}, 't{tenant:04d}', '{server}', 2882, 'app{c % 4}',"
+                  f" '{client}:{1024 + j}', 'db{c % 3}', '{'Query' if active else 'Sleep'}', {(j * 37) % 600},"
+                  f" '{'ACTIVE' if active else 'SLEEP'}', NULL, '{client}', '{'SQL%d' % i if active else ''}', {tx})")
+        if in_tx:
+            add("TX", f"({tenant}, '{server}', 2882, {i}, {tx}, 'ACTIVE', NOW(6) - INTERVAL {j * 3 + 1} SECOND)")
+            for k in range(5):
+                add("LK", f"({tenant}, '10.0.0.{(k + j) % servers + 1}', 2882, {tx}, {i}, 'TR', {tx}, {i},"
+                          f" {(j + 1) * 1000000}, 0)")
+        if j < 2:
+            # Waits for a row lock of the tenant's idle session j + 10.
+            holder = i + 10
+            add("LK", f"({tenant}, '10.0.0.{j % servers + 1}', 2882, {tx}, {i}, 'TR', {holder + 1}, {holder},"
+                      f" {(j + 2) * 1000000}, 1)")
+    for table, batch in batches.items():
+        if batch:
+            statements.append(f"INSERT INTO bench_scale.{table} VALUES {', '.join(batch)};")
     sql("seekdb", None, stdin="\n".join(statements))
-    groups = sql("seekdb", "SELECT COUNT(*) FROM (SELECT DISTINCT TENANT, SVR_IP, DB, USER, USER_CLIENT_IP "
-                           "FROM bench_scale.PL) g").strip()
+    groups = sql("seekdb", "SELECT COUNT(*) FROM (SELECT DISTINCT TENANT, SVR_IP, DB, USER, USER_CLIENT_IP, "
+                           "COMMAND, STATE FROM bench_scale.PL) g").strip()
+    loaded_scale = ((sessions, tenants, servers), int(groups))
     return int(groups)
 
 
-def scale_target(name="scale", interval="2s", timeout="1900ms"):
-    seek = ENV["SE_TEST_SEEKDB_ADDR"]
+def scale_target(name="scale", interval="2s", timeout="1900ms", extra=""):
+    """The scale relations as one cluster target, every part on unless `extra` says."""
     return (f"global:\n  collect_interval: {interval}\n  collect_timeout: {timeout}\ntargets:\n"
-            f"  - name: {name}\n    kind: oceanbase\n    address: {seek}\n    user: monitor@sys\n"
+            + scale_target_entry(name, extra))
+
+
+def scale_target_entry(name, extra=""):
+    seek = ENV["SE_TEST_SEEKDB_ADDR"]
+    return (f"  - name: {name}\n    kind: oceanbase\n    address: {seek}\n    user: monitor@sys\n"
             f"    password_file: {ENV['SE_TEST_MONITOR_PASSWORD_FILE']}\n"
-            f"    processlist_view: bench_scale.PL\n    tenants_view: bench_scale.TENANTS\n")
+            f"    processlist_view: bench_scale.PL\n    tenants_view: bench_scale.TENANTS\n"
+            f"    transactions_view: bench_scale.TX\n    locks_view: bench_scale.LK\n{extra}")
 
 
 def scenario_scale(quick):
@@ -364,11 +407,15 @@ def scenario_scale(quick):
     rows = [int(m) for m in re.findall(r"msg=collected target=scale took_ms=\d+ rows=(\d+)", open(log_file).read())]
     record("3a exporter CPU per collection cycle (ms), beyond the query", f"{cpu_per_cycle_ms:.1f}",
            f"cycle wall time {median(took)} ms", f"{cycles} cycles", "<= 100 ms", cpu_per_cycle_ms <= 100 and cycles > 0)
-    top_rows = 1000 * 5
-    group_rows = max(rows) - top_rows
-    record("3b rows returned per cycle vs distinct (tenant, server, db, user, client) groups",
-           f"{group_rows:,} group rows (+{top_rows:,} top sessions)", f"{distinct:,} groups in 100,000 sessions",
-           f"{100_000 / group_rows:.1f} sessions per row", "<= distinct groups", group_rows <= distinct)
+    # Beside the groups: per tenant its 5 longest active sessions and its 2 blockers,
+    # each a row of its own, and one zero row.
+    apart = 1000 * (5 + 2)
+    zero = 1000
+    group_rows = max(rows) - apart - zero
+    record("3b rows returned per cycle vs distinct (tenant, server, db, user, client, command, state) groups",
+           f"{group_rows:,} group rows (+{apart:,} sessions apart, +{zero:,} tenant rows)",
+           f"{distinct:,} groups in 100,000 sessions",
+           f"{100_000 / max(rows):.1f} sessions per row", "<= distinct groups", group_rows <= distinct)
     # What Prometheus asks for, uncompressed, to count the series it would ingest.
     body = http(url + "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"})[1]
     series = sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))
@@ -384,6 +431,68 @@ def scenario_scale(quick):
     hwm = rss_kib(ours, "VmHWM")
     record("3d peak resident memory (MiB)", f"{hwm / 1024:.1f}", "", "", "<= 64 MiB", hwm <= 64 * 1024)
     stop(ours)
+
+
+def statement_seconds(statement, repeat):
+    """Wall time of `statement` run `repeat` times over one client connection, less the
+    same client running `SELECT 1` as often: the database's time for one run."""
+    def run(text):
+        t0 = time.monotonic()
+        sql("seekdb", None, stdin=(text.rstrip().rstrip(";") + ";\n") * repeat)
+        return time.monotonic() - t0
+    return max(run(statement) - run("SELECT 1"), 0.0) / repeat
+
+
+def scenario_database_cost(quick):
+    """Issue 17: what one cycle's statement costs the database, as a ratio to one bare
+    scan of the same 100,000-session relation, with every part on and then part by
+    part, so it shows where the time goes."""
+    log("scenario 8: the database's time for one cycle's statement vs one bare scan")
+    load_scale_tables(100_000, 1000, 10)
+    off = "    collect: {transactions: false, locks: false, states: false}\n"
+    variants = [
+        ("grouping alone", "    top_sessions: 0\n" + off),
+        ("+ top-sessions window", off),
+        ("+ command and state", "    collect: {transactions: false, locks: false}\n"),
+        ("+ transactions join", "    collect: {locks: false}\n"),
+        ("everything on (the default)", ""),
+    ]
+    config = ("global:\n  collect_interval: 60s\n  collect_timeout: 30s\ntargets:\n"
+              + "".join(scale_target_entry(f"v{i}", extra) for i, (_, extra) in enumerate(variants)))
+    log_file = tempfile.mktemp(suffix=".log")
+    proc, url = start_exporter(config, ["--log.level=debug", "--log.format=json"], log_file)
+    statements = {}
+    deadline = time.monotonic() + 60
+    while len(statements) < len(variants) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        for line in open(log_file):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("message") == "statement of every cycle":
+                statements[event["target"]] = event["sql"]
+    stop(proc)
+    if len(statements) < len(variants):
+        record("8 database time per cycle", "no statements logged", "", "", "", False)
+        return
+    bare = "SELECT COUNT(*) FROM bench_scale.PL"
+    repeat = 3 if quick else 5
+    times = {name: [] for name in [bare] + [v[0] for v in variants]}
+    for _ in range(3 if quick else 5):
+        times[bare].append(statement_seconds(bare, repeat))
+        for i, (name, _) in enumerate(variants):
+            times[name].append(statement_seconds(statements[f"v{i}"], repeat))
+    scan = median(times[bare]) * 1000
+    everything = statements[f"v{len(variants) - 1}"]
+    reads = everything.count("`bench_scale`.`PL`")
+    record("8a reads of the processlist per cycle, everything on", f"{reads}", "", "", "1", reads == 1)
+    for name, _ in variants:
+        ms = median(times[name]) * 1000
+        last = name == variants[-1][0]
+        record(f"8{'b' if last else '·'} database time per cycle, {name} (ms)", f"{ms:.1f}",
+               f"bare scan {scan:.1f}", f"{ms / scan:.2f}x",
+               "<= 3x one bare scan" if last else "", ms <= 3 * scan if last else True)
 
 
 def scenario_soak(quick):
@@ -677,11 +786,11 @@ def scenario_before(before, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs; under 3 minutes")
-    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list")
+    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list,cost")
     parser.add_argument("--before", metavar="BINARY",
                         help="another build of session_exporter to compare scenario 3's CPU per cycle with")
     args = parser.parse_args()
-    chosen = set((args.only or "peer,scale,soak,startup,faultload,list").split(","))
+    chosen = set((args.only or "peer,scale,soak,startup,faultload,list,cost").split(","))
     t0 = time.monotonic()
     try:
         if "peer" in chosen:
@@ -696,6 +805,8 @@ def main():
             scenario_fault_load(args.quick)
         if "list" in chosen:
             scenario_list_stream(args.quick)
+        if "cost" in chosen:
+            scenario_database_cost(args.quick)
         if args.before:
             scenario_before(os.path.abspath(args.before), args.quick)
     finally:

@@ -61,6 +61,9 @@ pub fn init(level: LogLevel, format: LogFormat) {
                     .with_writer(std::io::stderr)
                     .json()
                     .flatten_event(true)
+                    // The module path would be a second "target" key beside the
+                    // events' own `target` field (the configured target's name).
+                    .with_target(false)
                     .with_current_span(false),
             )
             .try_init(),

@@ -304,10 +304,7 @@ fn estimated_size(targets: &[Arc<TargetStatus>]) -> usize {
             TenantStatus::Up(s) => {
                 let values =
                     s.by_db.len() + s.by_user.len() + s.by_client.len() + s.by_server.len();
-                let reasons = s.by_state.len()
-                    + s.idle_in_transaction_by_user.len()
-                    + s.idle_in_transaction_by_client.len()
-                    + s.blockers.len();
+                let reasons = s.by_state.len() + s.blockers.len();
                 PER_TENANT + 2 * values + s.top.len() + reasons
             }
             TenantStatus::Down => 1,
@@ -484,14 +481,14 @@ impl SessionCollector {
             USER_IDLE_IN_TRANSACTION,
             "user",
             "per database user",
-            |s| &s.idle_in_transaction_by_user,
+            |s| &s.by_user,
         )?;
         self.idle_dimension(
             encoder,
             CLIENT_IDLE_IN_TRANSACTION,
             "client_ip",
             "per client address",
-            |s| &s.idle_in_transaction_by_client,
+            |s| &s.by_client,
         )?;
         self.part_gauge(
             encoder,
@@ -575,7 +572,7 @@ impl SessionCollector {
         name: &str,
         label: &'static str,
         what: &str,
-        values: fn(&TenantStats) -> &std::collections::BTreeMap<String, u64>,
+        values: fn(&TenantStats) -> &std::collections::BTreeMap<String, Counts>,
     ) -> fmt::Result {
         let help = format!("Sessions idle inside an open transaction {what}; values without any have no series. {CACHED}");
         let mut metric = encoder.encode_descriptor(name, &help, None, MetricType::Gauge)?;
@@ -583,13 +580,18 @@ impl SessionCollector {
             if !stats.parts.transactions {
                 continue;
             }
-            for (value, n) in values(stats) {
+            for (value, counts) in values(stats) {
+                if counts.idle_in_transaction == 0 {
+                    continue;
+                }
                 let labels = SeriesLabels {
                     target,
                     tenant: Some(tenant),
                     extra: &[(label, value)],
                 };
-                metric.encode_family(&labels)?.encode_gauge(n)?;
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&counts.idle_in_transaction)?;
             }
         }
         Ok(())

@@ -69,8 +69,6 @@ pub struct OneSession {
     pub id: u64,
     /// OceanBase's SQL_ID; empty on MySQL/MariaDB, which have none.
     pub sql_id: String,
-    /// The session's TIME, in seconds.
-    pub time: f64,
     /// How many sessions wait for a lock this session holds.
     pub waiters: u64,
 }
@@ -143,12 +141,16 @@ pub struct SessionRows {
 pub struct Counts {
     pub sessions: u64,
     pub active: u64,
+    /// Sessions idle inside an open transaction (the user and client dimensions
+    /// export them; counted in the same entry, so a row costs no extra lookup).
+    pub idle_in_transaction: u64,
 }
 
 impl Counts {
-    fn add(&mut self, sessions: u64, active: u64) {
-        self.sessions += sessions;
-        self.active += active;
+    fn add(&mut self, other: Counts) {
+        self.sessions += other.sessions;
+        self.active += other.active;
+        self.idle_in_transaction += other.idle_in_transaction;
     }
 }
 
@@ -168,6 +170,9 @@ impl Tally for Counts {
     fn absorb(&mut self, other: Self) {
         self.sessions = self.sessions.saturating_add(other.sessions);
         self.active = self.active.saturating_add(other.active);
+        self.idle_in_transaction = self
+            .idle_in_transaction
+            .saturating_add(other.idle_in_transaction);
     }
 }
 
@@ -234,9 +239,6 @@ pub struct TenantStats {
     pub max_transaction_age: f64,
     /// Longest time a session has sat idle inside an open transaction; 0 when none.
     pub max_idle_in_transaction: f64,
-    /// Idle-in-transaction sessions per user and per client; only values with some.
-    pub idle_in_transaction_by_user: BTreeMap<String, u64>,
-    pub idle_in_transaction_by_client: BTreeMap<String, u64>,
     /// Sessions waiting for a lock, and the longest current wait in seconds.
     pub lock_waiting_sessions: u64,
     pub max_lock_wait: f64,
@@ -267,10 +269,6 @@ impl TenantStats {
             client: cap(&mut self.by_client, max, other()),
             state: cap(&mut self.by_state, max, (other(), other())),
         };
-        // The idle-in-transaction series are a subset of the user and client ones:
-        // capped alike, they stay within the same bound.
-        cap(&mut self.idle_in_transaction_by_user, max, other());
-        cap(&mut self.idle_in_transaction_by_client, max, other());
     }
 }
 
@@ -385,9 +383,9 @@ struct TenantTally {
     by_user: CycleMap<Counts>,
     by_client: CycleMap<Counts>,
     by_server: CycleMap<Counts>,
-    by_state: HashMap<(String, String), u64, foldhash::fast::RandomState>,
-    idle_by_user: CycleMap<u64>,
-    idle_by_client: CycleMap<u64>,
+    /// A handful of (command, state) pairs: searched in order, most recent first
+    /// being no better, since rows alternate between them.
+    by_state: Vec<((String, String), u64)>,
 }
 
 impl Aggregator {
@@ -462,7 +460,7 @@ impl Aggregator {
                     db: group.db.clone(),
                     client: group.client.clone(),
                     sql_id: session.sql_id,
-                    time: session.time,
+                    time: group.max_active_time,
                 });
             }
             if session.waiters > 0 {
@@ -475,32 +473,36 @@ impl Aggregator {
                 });
             }
         }
-        if group.idle_in_transaction > 0 {
-            let idle = group.idle_in_transaction;
-            *tenant.idle_by_user.entry(group.user.clone()).or_default() += idle;
-            *tenant
-                .idle_by_client
-                .entry(group.client.clone())
-                .or_default() += idle;
-        }
         if states {
-            *tenant
+            let n = group.sessions;
+            match tenant
                 .by_state
-                .entry((group.command, group.state))
-                .or_default() += n;
+                .iter_mut()
+                .find(|((command, state), _)| *command == group.command && *state == group.state)
+            {
+                Some((_, count)) => *count += n,
+                None => tenant
+                    .by_state
+                    .push(((group.command.clone(), group.state.clone()), n)),
+            }
         }
-        tenant.by_db.entry(group.db).or_default().add(n, active);
-        tenant.by_user.entry(group.user).or_default().add(n, active);
+        let counts = Counts {
+            sessions: n,
+            active,
+            idle_in_transaction: group.idle_in_transaction,
+        };
+        tenant.by_db.entry(group.db).or_default().add(counts);
+        tenant.by_user.entry(group.user).or_default().add(counts);
         tenant
             .by_client
             .entry(group.client)
             .or_default()
-            .add(n, active);
+            .add(counts);
         tenant
             .by_server
             .entry(group.server)
             .or_default()
-            .add(n, active);
+            .add(counts);
     }
 
     /// Adds one of a tenant's longest active sessions, as unit tests write them
@@ -523,8 +525,6 @@ impl Aggregator {
                 stats.by_client = tally.by_client.into_iter().collect();
                 stats.by_server = tally.by_server.into_iter().collect();
                 stats.by_state = tally.by_state.into_iter().collect();
-                stats.idle_in_transaction_by_user = tally.idle_by_user.into_iter().collect();
-                stats.idle_in_transaction_by_client = tally.idle_by_client.into_iter().collect();
                 // Longest first; equal times in session id order, so ranks do not flap.
                 stats.top.sort_by(|a, b| {
                     b.time
@@ -653,7 +653,11 @@ mod tests {
         assert_eq!((t1.sessions, t1.active_sessions), (10, 4));
         // The sleeping group's 999 s does not count: only active sessions do.
         assert_eq!(t1.max_active_time, 3600.5);
-        let c = |sessions, active| Counts { sessions, active };
+        let c = |sessions, active| Counts {
+            sessions,
+            active,
+            ..Counts::default()
+        };
         assert_eq!(
             t1.by_db,
             BTreeMap::from([
@@ -756,7 +760,8 @@ mod tests {
             stats["t"].by_client["::1"],
             Counts {
                 sessions: 3,
-                active: 0
+                active: 0,
+                ..Counts::default()
             }
         );
     }
@@ -786,7 +791,11 @@ mod tests {
         .unwrap();
         let before = stats.clone();
         stats.cap(4);
-        let c = |sessions, active| Counts { sessions, active };
+        let c = |sessions, active| Counts {
+            sessions,
+            active,
+            ..Counts::default()
+        };
         assert_eq!(
             stats.by_user,
             BTreeMap::from([
@@ -828,7 +837,7 @@ mod tests {
     fn a_real_other_value_is_summed_and_counted() {
         let c = |sessions| Counts {
             sessions,
-            active: 0,
+            ..Counts::default()
         };
         let mut by_db: BTreeMap<String, Counts> = [
             ("a".to_string(), c(9)),

@@ -127,6 +127,7 @@ mod tests {
             Counts {
                 sessions: 2,
                 active: 1,
+                ..Counts::default()
             },
         );
         stats.by_db.insert(
@@ -134,6 +135,7 @@ mod tests {
             Counts {
                 sessions: 8,
                 active: 4,
+                ..Counts::default()
             },
         );
         stats.by_client.insert(
@@ -141,6 +143,7 @@ mod tests {
             Counts {
                 sessions: 1,
                 active: 0,
+                ..Counts::default()
             },
         );
         let api = SessionStats::from(stats);

@@ -415,7 +415,7 @@ fn grouped_sql(database: &Database, timeout: Duration, lock_waits: Option<LockWa
 mod tests {
     use super::*;
     use crate::config::testing;
-    use crate::source::sql::fixtures::{counts as c, pairs, row};
+    use crate::source::sql::fixtures::{counts as c, idle, pairs, row};
     use crate::source::sql::Rows;
     use crate::stats::{Parts, NONE_LABEL};
 
@@ -430,11 +430,11 @@ mod tests {
         let ctx = row_context(&database, "maria");
         let mut rows = Rows::new(&ctx, &["maria"]);
         for text in [
-            "∅|∅|shop|app|10.0.0.100|Sleep||0|4|∅|3|3|120|60|0|∅|∅|∅|60|0",
-            "∅|∅|shop|app|10.0.0.100|Query|Updating|1|1|7|1|0|9|∅|1|7|42|∅|7|0",
-            "∅|∅|∅|app|10.0.0.101|Sleep||0|1|∅|1|1|300|250|0|∅|17|∅|250|1",
-            "∅|∅|NULL|odd|10.0.0.101|Sleep||0|1|∅|0|0|∅|∅|0|∅|∅|∅|3|0",
-            "∅|∅|∅|system user||Query||1|1|86400|0|0|∅|∅|0|∅|5|∅|86400|0",
+            "∅|∅|shop|app|10.0.0.100|Sleep||0|4|∅|3|3|120|60|0|∅|∅|∅|0",
+            "∅|∅|shop|app|10.0.0.100|Query|Updating|1|1|7|1|0|9|∅|1|7|42|∅|0",
+            "∅|∅|∅|app|10.0.0.101|Sleep||0|1|∅|1|1|300|250|0|∅|17|∅|1",
+            "∅|∅|NULL|odd|10.0.0.101|Sleep||0|1|∅|0|0|∅|∅|0|∅|∅|∅|0",
+            "∅|∅|∅|system user||Query||1|1|86400|0|0|∅|∅|0|∅|5|∅|0",
         ] {
             rows.add(row(text));
         }
@@ -477,14 +477,8 @@ mod tests {
             ]
             .into()
         );
-        assert_eq!(
-            t.idle_in_transaction_by_user,
-            [("app".to_string(), 4)].into()
-        );
-        assert_eq!(
-            t.idle_in_transaction_by_client,
-            [("10.0.0.100".to_string(), 3), ("10.0.0.101".to_string(), 1)].into()
-        );
+        assert_eq!(idle(&t.by_user), [("app", 4)]);
+        assert_eq!(idle(&t.by_client), [("10.0.0.100", 3), ("10.0.0.101", 1)]);
         let top: Vec<(u64, &str, &str)> = t
             .top
             .iter()

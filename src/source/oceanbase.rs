@@ -539,8 +539,8 @@ fn cluster_sql_with(settings: &Oceanbase, tenant_filter: &str) -> String {
     // Every tenant also comes back in a row of zero sessions, so one without
     // sessions is present (as obagent reports it).
     scan.union = format!(
-        " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, \
-         0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 FROM {tenants_view} t WHERE {tenants}"
+        " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
+         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM {tenants_view} t WHERE {tenants}"
     );
     scan.statement()
 }
@@ -692,11 +692,11 @@ mod tests {
         let ctx = row_context(&settings, "");
         let mut rows = Rows::new(&ctx, &[]);
         for text in [
-            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|2|11|0|0|∅|∅|0|∅|∅|∅|11|0",
-            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|1|12.5|1|0|5|∅|0|∅|3221487|SQL1|12.5|2",
-            "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|0|4|∅|2|2|50|40|0|∅|∅|∅|40|0",
-            "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|1|1|30|1|0|6|∅|1|4.5|3221490||30|0",
-            "idle|∅|∅|∅|∅|∅|∅|0|0|∅|0|0|∅|∅|0|∅|∅|∅|∅|0",
+            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|2|11|0|0|∅|∅|0|∅|∅|∅|0",
+            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|1|12.5|1|0|5|∅|0|∅|3221487|SQL1|2",
+            "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|0|4|∅|2|2|50|40|0|∅|∅|∅|0",
+            "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|1|1|30|1|0|6|∅|1|4.5|3221490||0",
+            "idle|∅|∅|∅|∅|∅|∅|0|0|∅|0|0|∅|∅|0|∅|∅|∅|0",
         ] {
             rows.add(row(text));
         }
@@ -759,7 +759,7 @@ mod tests {
         assert_eq!(empty["t1"], Default::default());
         let mut rows = Rows::new(&ctx, &["t1"]);
         rows.add(row(
-            "∅|∅|∅|app|10.0.0.100|Query|ACTIVE|1|2|4|0|0|∅|∅|0|∅|∅|∅|4|0",
+            "∅|∅|∅|app|10.0.0.100|Query|ACTIVE|1|2|4|0|0|∅|∅|0|∅|∅|∅|0",
         ));
         let tenants = rows.finish().unwrap().into_tenants();
         let t1 = &tenants["t1"];

@@ -48,11 +48,17 @@ pub fn host_without_port(column: &str) -> String {
 /// longest active one's; NULL when none is active); transactions, idle in
 /// transaction, oldest transaction's age, longest idle-in-transaction TIME; lock
 /// waiters, longest wait; then for a session kept in a row of its own its id (NULL
-/// for a group), SQL id, TIME and how many sessions wait on it. A source that has one
+/// for a group), SQL id and how many sessions wait on it (its TIME is the time
+/// column when it is active). A source that has one
 /// tenant or one server selects NULL for those and passes the value to
 /// [`decode_row`] as a default. See [`Scan::statement`], which writes every such
 /// statement: one per cycle, reading the processlist once.
-pub const COLUMNS: usize = 20;
+///
+/// Most rows are groups of idle sessions without a transaction: their zero counts and
+/// the session columns come back as NULL, which the driver decodes without an
+/// allocation (a cycle of a large cluster is tens of thousands of rows); NULL counts
+/// are 0.
+pub const COLUMNS: usize = 19;
 
 /// Defaults and quirks for decoding one source's rows.
 pub struct RowContext<'a> {
@@ -69,7 +75,7 @@ pub struct RowContext<'a> {
 /// Decodes one row (see [`COLUMNS`]).
 pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, session_time, waiters]: [Value;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters]: [Value;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
@@ -108,7 +114,6 @@ pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<SessionGro
         Some(_) => Some(OneSession {
             id: count(id, "id")?,
             sql_id: text(sql_id).unwrap_or_default(),
-            time: seconds(session_time, "session time")?,
             waiters: count(waiters, "waiters")?,
         }),
     };
@@ -219,10 +224,11 @@ impl Scan {
             ("NULL".to_string(), "y.W > 0".to_string())
         };
         format!(
-            "{prefix}SELECT {hint}x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, SUM(x.A), COUNT(*), \
-             MAX(CASE WHEN x.A = 1 THEN x.T END), SUM(x.IT), SUM(x.IT * (1 - x.A)), MAX(x.TA), \
-             MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), \
-             MAX(x.LW), x.K, MAX(x.Q), MAX(x.T), MAX(x.W) \
+            "{prefix}SELECT {hint}x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, NULLIF(SUM(x.A), 0), COUNT(*), \
+             MAX(CASE WHEN x.A = 1 THEN x.T END), NULLIF(SUM(x.IT), 0), NULLIF(SUM(x.IT * (1 - x.A)), 0), \
+             MAX(x.TA), MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), \
+             NULLIF(SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), 0), MAX(x.LW), x.K, \
+             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0) \
              FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
              FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
              {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
@@ -491,13 +497,25 @@ pub(crate) mod fixtures {
             .collect()
     }
 
-    /// A dimension as (value, counts) pairs, in label order.
-    pub fn pairs(values: &BTreeMap<String, Counts>) -> Vec<(&str, Counts)> {
-        values.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+    /// A dimension as (value, (sessions, active)) pairs, in label order.
+    pub fn pairs(values: &BTreeMap<String, Counts>) -> Vec<(&str, (u64, u64))> {
+        values
+            .iter()
+            .map(|(k, v)| (k.as_str(), (v.sessions, v.active)))
+            .collect()
     }
 
-    pub fn counts(sessions: u64, active: u64) -> Counts {
-        Counts { sessions, active }
+    /// A dimension's values with sessions idle in a transaction, and how many.
+    pub fn idle(values: &BTreeMap<String, Counts>) -> Vec<(&str, u64)> {
+        values
+            .iter()
+            .filter(|(_, v)| v.idle_in_transaction > 0)
+            .map(|(k, v)| (k.as_str(), v.idle_in_transaction))
+            .collect()
+    }
+
+    pub fn counts(sessions: u64, active: u64) -> (u64, u64) {
+        (sessions, active)
     }
 }
 
@@ -519,13 +537,7 @@ mod tests {
         let mut row = vec![tenant, server, db, user, client, Value::NULL, Value::NULL];
         row.extend([active, sessions, time]);
         row.extend([bytes("0"), bytes("0"), Value::NULL, Value::NULL, bytes("0")]);
-        row.extend([
-            Value::NULL,
-            Value::NULL,
-            Value::NULL,
-            Value::NULL,
-            bytes("0"),
-        ]);
+        row.extend([Value::NULL, Value::NULL, Value::NULL, bytes("0")]);
         row
     }
 
@@ -548,7 +560,7 @@ mod tests {
     #[test]
     fn decodes_text_protocol_rows() {
         let decoded = decode_row(
-            row("t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP|1|3|12.005242|2|1|40.5|33.25|1|7.5|∅|∅|40|0"),
+            row("t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP|1|3|12.005242|2|1|40.5|33.25|1|7.5|∅|∅|0"),
             &OB,
         )
         .unwrap();
@@ -580,7 +592,7 @@ mod tests {
     /// `__none__`; with states off, command and state are empty whatever was sent.
     #[test]
     fn decodes_rows_of_one_session() {
-        let text = "∅|∅|NULL|app|10.0.0.7|Query||1|1|33.5|0|0|∅|∅|0|∅|3221588508|C82D74|33.5|4";
+        let text = "∅|∅|NULL|app|10.0.0.7|Query||1|1|33.5|0|0|∅|∅|0|∅|3221588508|C82D74|4";
         let decoded = decode_row(row(text), &OB).unwrap();
         assert_eq!(
             (
@@ -595,7 +607,6 @@ mod tests {
             Some(OneSession {
                 id: 3_221_588_508,
                 sql_id: "C82D74".into(),
-                time: 33.5,
                 waiters: 4,
             })
         );
@@ -705,20 +716,17 @@ mod tests {
         }
         let err = decode_row(vec![Value::NULL; 3], &OB).unwrap_err();
         assert!(
-            err.message.contains("expected 20 columns, got 3"),
+            err.message.contains("expected 19 columns, got 3"),
             "{}",
             err.message
         );
         // More active, transactions or waiters than sessions is a broken answer,
         // not a number to show; so is a session id that is not a number.
         for (text, why) in [
-            ("t|s|d|u|c|Q|A|3|2|∅|0|0|∅|∅|0|∅|∅|∅|∅|0", "has 3 active"),
-            (
-                "t|s|d|u|c|Q|A|0|2|∅|3|0|∅|∅|0|∅|∅|∅|∅|0",
-                "3 in transaction",
-            ),
-            ("t|s|d|u|c|Q|A|0|2|∅|0|0|∅|∅|5|∅|∅|∅|∅|0", "5 waiting"),
-            ("t|s|d|u|c|Q|A|0|1|∅|0|0|∅|∅|0|∅|x|∅|∅|0", "column id"),
+            ("t|s|d|u|c|Q|A|3|2|∅|0|0|∅|∅|0|∅|∅|∅|0", "has 3 active"),
+            ("t|s|d|u|c|Q|A|0|2|∅|3|0|∅|∅|0|∅|∅|∅|0", "3 in transaction"),
+            ("t|s|d|u|c|Q|A|0|2|∅|0|0|∅|∅|5|∅|∅|∅|0", "5 waiting"),
+            ("t|s|d|u|c|Q|A|0|1|∅|0|0|∅|∅|0|∅|x|∅|0", "column id"),
         ] {
             let err = decode_row(row(text), &OB).unwrap_err();
             assert!(err.message.contains(why), "{text}: {}", err.message);
