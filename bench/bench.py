@@ -19,11 +19,12 @@ commit before a change), interleaved, so a refactoring is held to the figures of
 code it replaced whatever the machine's speed that day. Issue 17: the database's time
 for one cycle's statement on the scale relations (which then also hold transactions
 and lock rows) as a ratio to one bare scan, part by part; scenario 3 runs with every
-part on.
+part on. Issue 18: postgres_exporter side by side on PostgreSQL with 500 sessions.
 """
 
 import argparse
 import datetime
+import glob
 import json
 import os
 import re
@@ -43,9 +44,12 @@ EXPORTER = os.path.join(RELEASE, "session_exporter")
 HTTP_LIMIT = os.path.join(RELEASE, "examples", "http_limit")
 HOLD_SESSIONS = os.path.join(RELEASE, "examples", "hold_sessions")
 PEER = shutil.which("prometheus-mysqld-exporter") or "prometheus-mysqld-exporter"
+PG_PEER = shutil.which("prometheus-postgres-exporter") or "prometheus-postgres-exporter"
+PGBENCH = (sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench")) or ["pgbench"])[-1]
 
 ENV = {k: os.environ[k] for k in ("SE_TEST_MARIADB_ADDR", "SE_TEST_MARIADB_ROOT_SOCKET",
-                                  "SE_TEST_SEEKDB_ADDR", "SE_TEST_MONITOR_PASSWORD_FILE")}
+                                  "SE_TEST_SEEKDB_ADDR", "SE_TEST_MONITOR_PASSWORD_FILE",
+                                  "SE_TEST_POSTGRES_ADDR", "SE_TEST_POSTGRES_ADMIN_PASSWORD_FILE")}
 MONITOR_PW = open(ENV["SE_TEST_MONITOR_PASSWORD_FILE"]).read().strip()
 PEER_PW = "Peer-bench-1"
 SESSIONS_PW = "Sessions-bench-1"
@@ -205,6 +209,104 @@ def scrape_loop(url, rate, seconds):
         n += 1
         time.sleep(max(0.0, 1.0 / rate - (time.monotonic() - tick)))
     return n
+
+
+def pg_sql(statement, database="postgres"):
+    """Runs SQL as the PostgreSQL superuser `admin` through psql."""
+    host, port = ENV["SE_TEST_POSTGRES_ADDR"].rsplit(":", 1)
+    env = dict(os.environ, PGPASSWORD=open(ENV["SE_TEST_POSTGRES_ADMIN_PASSWORD_FILE"]).read().strip())
+    out = subprocess.run(["psql", "-h", host, "-p", port, "-U", "admin", "-d", database, "-At",
+                          "-v", "ON_ERROR_STOP=1", "-c", statement],
+                         capture_output=True, text=True, check=True, env=env)
+    return out.stdout
+
+
+def pg_transactions(database):
+    """Transactions committed in `database`: one per statement each exporter sends,
+    since each connects to a database of its own."""
+    return int(pg_sql(f"SELECT pg_stat_force_next_flush(); "
+                      f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{database}'")
+               .split()[-1] or 0)
+
+
+def scenario_postgres_exporter(quick):
+    """Issue 18: against postgres_exporter on the same PostgreSQL with 500 sessions."""
+    log("scenario 9: against postgres_exporter on PostgreSQL with 500 sessions (100 busy)")
+    pg = ENV["SE_TEST_POSTGRES_ADDR"]
+    host, port = pg.rsplit(":", 1)
+    for db in ("bench_ours", "bench_peer"):
+        if pg_sql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'").strip() != "1":
+            pg_sql(f"CREATE DATABASE {db}")
+    pg_sql(f"DO $$ BEGIN CREATE ROLE bench_peer LOGIN PASSWORD '{PEER_PW}' IN ROLE pg_monitor; "
+           f"CREATE ROLE bench_sessions LOGIN PASSWORD '{SESSIONS_PW}'; "
+           "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    # 400 idle sessions and 100 in pg_sleep, held by pgbench (bounded by -T).
+    directory = tempfile.mkdtemp(prefix="bench-pg-")
+    for name, script in (("idle.sql", "\\sleep 3600 s\n"), ("busy.sql", "SELECT pg_sleep(3600);\n")):
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(script)
+    env = dict(os.environ, PGPASSWORD=SESSIONS_PW)
+    holders = [spawn([PGBENCH, "-n", "-h", host, "-p", port, "-U", "bench_sessions", "-c", str(n), "-j", "4",
+                      "-T", "900", "-f", os.path.join(directory, script), "postgres"], env=env)
+               for n, script in ((400, "idle.sql"), (100, "busy.sql"))]
+    interval = 5
+    ours, ours_url = start_exporter(
+        f"global:\n  collect_interval: {interval}s\n  collect_timeout: 2s\ntargets:\n"
+        f"  - name: pg\n    kind: postgresql\n    address: {pg}\n    user: monitor\n"
+        f"    password_file: {ENV['SE_TEST_MONITOR_PASSWORD_FILE']}\n    database: bench_ours\n"
+        f"    sslmode: disable\n")
+    peer_port = free_port()
+    peer = spawn([PG_PEER, f"--web.listen-address=127.0.0.1:{peer_port}"],
+                 env={"DATA_SOURCE_NAME": f"postgresql://bench_peer:{PEER_PW}@{pg}/bench_peer?sslmode=disable"})
+    peer_url = f"http://127.0.0.1:{peer_port}"
+    wait_http(ours_url + "/-/ready")
+    wait_http(peer_url + "/metrics")
+    deadline = time.monotonic() + 60
+    pattern = re.compile(rb'^dbsession_sessions\{target="pg",tenant="pg"\} (\d+)', re.M)
+    while int((pattern.search(http(ours_url + "/metrics")[1]) or [b"", b"0"])[1]) < 500:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the exporter does not see the 500 sessions")
+        time.sleep(0.5)
+
+    runs = 5
+    seconds = 1 if quick else 10
+    ours_runs, peer_runs = interleaved(lambda: wrk(ours_url + "/metrics", seconds),
+                                       lambda: wrk(peer_url + "/metrics", seconds), runs)
+    ratio = median([o[0] / p[0] for o, p in zip(ours_runs, peer_runs)])
+    record("9a /metrics throughput vs postgres_exporter, wrk -c 8 (req/s)",
+           f"{median([r[0] for r in ours_runs]):,.0f}", f"{median([r[0] for r in peer_runs]):,.0f}",
+           f"{ratio:.1f}x", ">= 20x", ratio >= 20)
+    ours_one, peer_one = interleaved(lambda: wrk(ours_url + "/metrics", seconds, 1)[1],
+                                     lambda: wrk(peer_url + "/metrics", seconds, 1)[1], runs)
+    p99_ratio = median([o / p for o, p in zip(ours_one, peer_one)])
+    record("9b /metrics p99 latency (ms), one connection", f"{median(ours_one):.2f}",
+           f"{median(peer_one):.2f}", f"{p99_ratio:.3f}x", "<= 0.1x", p99_ratio <= 0.1)
+    window = 20 if quick else 60
+    counts = {}
+    for rate in (1, 10):
+        before = (pg_transactions("bench_ours"), pg_transactions("bench_peer"))
+        pid = os.fork()
+        if pid == 0:
+            try:
+                scrape_loop(peer_url + "/metrics", rate, window)
+            finally:
+                os._exit(0)
+        scrape_loop(ours_url + "/metrics", rate, window)
+        os.waitpid(pid, 0)
+        after = (pg_transactions("bench_ours"), pg_transactions("bench_peer"))
+        counts[rate] = ((after[0] - before[0]) * 60 / window, (after[1] - before[1]) * 60 / window)
+    expected = 60 / interval
+    one_per_interval = all(abs(counts[r][0] - expected) <= 2 * 60 / window for r in counts)
+    record(f"9c statements to PostgreSQL per minute at 1 scrape/s (interval {interval}s)",
+           f"{counts[1][0]:.0f}", f"{counts[1][1]:.0f}",
+           f"at 10 scrapes/s: ours {counts[10][0]:.0f}, peer {counts[10][1]:.0f}",
+           f"= {expected:.0f} (one per interval)", one_per_interval)
+    ours_rss, peer_rss = rss_kib(ours), rss_kib(peer)
+    record("9d resident memory after the load (MiB)", f"{ours_rss / 1024:.1f}", f"{peer_rss / 1024:.1f}",
+           f"{ours_rss / peer_rss:.2f}x", "<= 1x", ours_rss <= peer_rss)
+    for proc in [ours, peer, *holders]:
+        stop(proc)
+    pg_sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'bench_sessions'")
 
 
 def scenario_mysqld_exporter(quick):
@@ -786,11 +888,11 @@ def scenario_before(before, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs; under 3 minutes")
-    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list,cost")
+    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list,cost,pg")
     parser.add_argument("--before", metavar="BINARY",
                         help="another build of session_exporter to compare scenario 3's CPU per cycle with")
     args = parser.parse_args()
-    chosen = set((args.only or "peer,scale,soak,startup,faultload,list,cost").split(","))
+    chosen = set((args.only or "peer,scale,soak,startup,faultload,list,cost,pg").split(","))
     t0 = time.monotonic()
     try:
         if "peer" in chosen:
@@ -807,6 +909,8 @@ def main():
             scenario_list_stream(args.quick)
         if "cost" in chosen:
             scenario_database_cost(args.quick)
+        if "pg" in chosen:
+            scenario_postgres_exporter(args.quick)
         if args.before:
             scenario_before(os.path.abspath(args.before), args.quick)
     finally:

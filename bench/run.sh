@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks against the peers, in one command: installs what they need (Debian's
-# prometheus-mysqld-exporter and wrk, plus the test servers), starts MariaDB and
+# prometheus-mysqld-exporter, prometheus-postgres-exporter and wrk, plus the test servers), starts MariaDB and
 # seekdb on loopback, builds the release binaries, runs bench/bench.py and rewrites
 # BENCHMARKS.md. `--quick` takes about 3 minutes; the full run about 20.
 # `--before BINARY` adds scenario 3e: CPU per collection cycle against another build
@@ -12,6 +12,7 @@ bash scripts/install-deps.sh
 need=()
 command -v prometheus-mysqld-exporter >/dev/null 2>&1 || need+=(prometheus-mysqld-exporter)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-postgres-exporter)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=()
   [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every server and tool the tests need on a fresh Debian machine:
-# MariaDB, Prometheus (promtool), curl and systemd-analyze from Debian's packages;
+# MariaDB, PostgreSQL, Prometheus (promtool), curl and systemd-analyze from Debian's packages;
 # seekdb (`pylibseekdb`), `kubernetes-validate` and `schemathesis` from PyPI. Idempotent: a second
 # run finds everything present and does nothing.
 set -euo pipefail
@@ -10,6 +10,7 @@ command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server mariadb-client)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts (or stops) the real database servers the integration tests and the quick
 # start use, on loopback only, under $SE_IT_DIR (default /tmp/session-exporter-it):
-#   MariaDB on 127.0.0.1:$SE_MARIADB_PORT (33306), seekdb on 127.0.0.1:$SE_SEEKDB_PORT (32881).
+#   MariaDB on 127.0.0.1:$SE_MARIADB_PORT (33306), seekdb on 127.0.0.1:$SE_SEEKDB_PORT (32881),
+#   PostgreSQL on 127.0.0.1:$SE_POSTGRES_PORT (35432; superuser `admin`, password in
+#   $SE_IT_DIR/postgres/admin.password).
 # Idempotent: a server that already answers is left alone. Each gets a least-privilege
 # account `monitor` (password in $SE_IT_DIR/monitor.password) and root stays local.
 # Prints `export …` lines describing the servers, for `eval "$(… start)"`.
@@ -11,6 +13,7 @@ set -euo pipefail
 dir=${SE_IT_DIR:-/tmp/session-exporter-it}
 mariadb_port=${SE_MARIADB_PORT:-33306}
 seekdb_port=${SE_SEEKDB_PORT:-32881}
+postgres_port=${SE_POSTGRES_PORT:-35432}
 mkdir -p "$dir"
 pwfile=$dir/monitor.password
 [ -s "$pwfile" ] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$pwfile"; chmod 600 "$pwfile"; }
@@ -70,6 +73,46 @@ start_seekdb() {
     ALTER USER monitor IDENTIFIED BY '$monitor_pw'; GRANT SELECT ON oceanbase.* TO monitor;"
 }
 
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+pg_sql() {
+  PGPASSWORD=$(cat "$dir/postgres/admin.password" 2>/dev/null) psql -h 127.0.0.1 -p "$postgres_port" \
+    -U admin -d postgres -At -v ON_ERROR_STOP=1 -c "$1"
+}
+# initdb and the server refuse to run as root: as root they run as Debian's postgres user.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+start_postgres() {
+  local d=$dir/postgres bin
+  if pg_sql 'SELECT 1' >/dev/null 2>&1; then log "PostgreSQL already up on $postgres_port"; return; fi
+  bin=$(pg_bin)
+  [ -n "$bin" ] || { log "PostgreSQL is not installed: run scripts/install-deps.sh"; exit 1; }
+  mkdir -p "$d"
+  if [ ! -s "$d/data/PG_VERSION" ]; then
+    rm -rf "$d/data"
+    head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$d/admin.password"
+    chmod 600 "$d/admin.password"
+    [ "$(id -u)" != 0 ] || chown -R postgres "$d"
+    as_pg "$bin/initdb" -D "$d/data" -A scram-sha-256 --pwfile="$d/admin.password" -U admin \
+      >"$d/initdb.log" 2>&1 || { log "initdb failed; see $d/initdb.log"; exit 1; }
+    # The default allows 127.0.0.1 only; the tests connect from other loopback addresses.
+    echo 'host all all 127.0.0.0/8 scram-sha-256' >> "$d/data/pg_hba.conf"
+  fi
+  [ "$(id -u)" != 0 ] || chown -R postgres "$d"
+  log "starting PostgreSQL on 127.0.0.1:$postgres_port"
+  as_pg "$bin/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t 60 \
+    -o "-p $postgres_port -k $d -c listen_addresses=127.0.0.1 -c max_connections=800" start >/dev/null \
+    || { log "PostgreSQL did not start; see $d/server.log"; exit 1; }
+  pg_sql "DO \$\$ BEGIN CREATE ROLE monitor LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$;
+    ALTER ROLE monitor PASSWORD '$monitor_pw'; GRANT pg_monitor TO monitor;" >/dev/null
+}
+
+stop_postgres() {
+  local d=$dir/postgres bin
+  bin=$(pg_bin)
+  [ -n "$bin" ] && [ -s "$d/data/postmaster.pid" ] || return 0
+  as_pg "$bin/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
 stop_one() {
   local pidfile=$1
   [ -s "$pidfile" ] || return 0
@@ -87,13 +130,16 @@ export SE_TEST_MARIADB_ADDR=127.0.0.1:$mariadb_port
 export SE_TEST_MARIADB_ROOT_SOCKET=$dir/mariadb/mysqld.sock
 export SE_TEST_SEEKDB_ADDR=127.0.0.1:$seekdb_port
 export SE_TEST_MONITOR_PASSWORD_FILE=$pwfile
+export SE_TEST_POSTGRES_ADDR=127.0.0.1:$postgres_port
+export SE_TEST_POSTGRES_ADMIN_PASSWORD_FILE=$dir/postgres/admin.password
 ENV
 }
 
 case "${1:-}" in
-  start) start_mariadb; start_seekdb; print_env ;;
-  stop) stop_one "$dir/mariadb/mysqld.pid"; stop_one "$dir/seekdb.pid" ;;
-  status) mariadb_sql 'SELECT 1' >/dev/null 2>&1 && seekdb_sql 'SELECT 1' >/dev/null 2>&1 ;;
+  start) start_mariadb; start_seekdb; start_postgres; print_env ;;
+  stop) stop_one "$dir/mariadb/mysqld.pid"; stop_one "$dir/seekdb.pid"; stop_postgres ;;
+  status) mariadb_sql 'SELECT 1' >/dev/null 2>&1 && seekdb_sql 'SELECT 1' >/dev/null 2>&1 \
+    && pg_sql 'SELECT 1' >/dev/null 2>&1 ;;
   env) print_env ;;
   *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
 esac

@@ -18,12 +18,14 @@ mod keys;
 mod locate;
 mod mysql;
 mod oceanbase;
+mod postgresql;
 
 pub use database::{Address, AddressError, Database, Filter, NameList, Parts};
 pub use dbss::{is_path_safe, read_ca_file, valid_path_id, Dbss, Endpoint, TimeRange};
 pub use duration::parse_duration;
 pub use mysql::Mysql;
 pub use oceanbase::{Oceanbase, Relation, RelationError};
+pub use postgresql::{Postgresql, SslMode};
 
 use crate::secret::{read_password_file, Secret};
 use keys::{fields_of, RawTarget};
@@ -178,6 +180,8 @@ pub enum TargetKind {
     Oceanbase(Oceanbase),
     /// MySQL or MariaDB through `information_schema.PROCESSLIST`.
     Mysql(Mysql),
+    /// PostgreSQL through `pg_stat_activity`.
+    Postgresql(Postgresql),
     /// Huawei Cloud Database Security Service: its client session distribution report,
     /// over HTTPS.
     Dbss(Dbss),
@@ -189,6 +193,7 @@ impl TargetKind {
         match self {
             TargetKind::Oceanbase(_) => "oceanbase",
             TargetKind::Mysql(_) => "mysql",
+            TargetKind::Postgresql(_) => "postgresql",
             TargetKind::Dbss(_) => "dbss",
         }
     }
@@ -199,7 +204,7 @@ impl TargetKind {
         match self {
             TargetKind::Oceanbase(settings) => settings.tenants.clone().unwrap_or_default(),
             // One server, one tenant, named after the target.
-            TargetKind::Mysql(_) => vec![name.to_string()],
+            TargetKind::Mysql(_) | TargetKind::Postgresql(_) => vec![name.to_string()],
             TargetKind::Dbss(_) => Vec::new(),
         }
     }
@@ -229,6 +234,12 @@ pub(crate) const KINDS: &[KindEntry] = &[
         keys: mysql::keys,
         foreign_key_hint: "; a mysql target has one tenant named after the target",
         validate: mysql::validate,
+    },
+    KindEntry {
+        name: "postgresql",
+        keys: postgresql::keys,
+        foreign_key_hint: "; a postgresql target has one tenant named after the target",
+        validate: postgresql::validate,
     },
     KindEntry {
         name: "dbss",
@@ -845,7 +856,8 @@ impl KindInput<'_> {
             let owners = keys::kinds_accepting(&key);
             let owners = match owners.as_slice() {
                 [one] => format!("kind {one}"),
-                many => format!("kinds {}", many.join(" and ")),
+                [many @ .., last] => format!("kinds {} and {last}", many.join(", ")),
+                [] => "no kind".to_string(),
             };
             self.problem(
                 &key,

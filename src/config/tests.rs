@@ -11,6 +11,7 @@ fn database(t: &Target) -> &Database {
     match &t.kind {
         TargetKind::Oceanbase(settings) => &settings.database,
         TargetKind::Mysql(settings) => &settings.database,
+        TargetKind::Postgresql(settings) => &settings.database,
         other => panic!("not a SQL target: {other:?}"),
     }
 }
@@ -478,7 +479,7 @@ fn another_kind_s_key_is_refused_by_key_with_the_kinds_that_take_it() {
             (
                 "targets[1].address",
                 Some(13),
-                "applies to kinds oceanbase and mysql only, not to a dbss target; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how): remove it"
+                "applies to kinds oceanbase, mysql and postgresql only, not to a dbss target; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how): remove it"
             ),
         ]
     );

@@ -73,20 +73,23 @@ pub struct RowContext<'a> {
 }
 
 /// Decodes one row (see [`COLUMNS`]).
-pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<SessionGroup, SourceError> {
+pub fn decode_row<C: Cell>(
+    values: Vec<C>,
+    ctx: &RowContext<'_>,
+) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters]: [Value;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters]: [C;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
-    let db = match text(db) {
+    let db = match db.into_text() {
         None => NONE_LABEL.to_string(),
         Some(db) if db.is_empty() || (ctx.null_string_is_no_db && db == "NULL") => {
             NONE_LABEL.to_string()
         }
         Some(db) => db,
     };
-    let label = |value: Value| match text(value) {
+    let label = |value: C| match value.into_text() {
         Some(text) if !text.is_empty() => text,
         _ => NONE_LABEL.to_string(),
     };
@@ -96,7 +99,7 @@ pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<SessionGro
         (String::new(), String::new())
     };
     let sessions = count(sessions, "sessions")?;
-    let part = |value: Value, column: &str| -> Result<u64, SourceError> {
+    let part = |value: C, column: &str| -> Result<u64, SourceError> {
         let n = count(value, column)?;
         if n > sessions {
             return Err(bad_answer(format!(
@@ -109,20 +112,20 @@ pub fn decode_row(values: Vec<Value>, ctx: &RowContext<'_>) -> Result<SessionGro
     let transactions = part(transactions, "in transaction")?;
     let idle_in_transaction = part(idle_in_transaction, "idle in transaction")?;
     let lock_waiting = part(lock_waiting, "waiting for a lock")?;
-    let session = match text(id.clone()) {
-        None => None,
-        Some(_) => Some(OneSession {
+    let session = match id.is_null() {
+        true => None,
+        false => Some(OneSession {
             id: count(id, "id")?,
-            sql_id: text(sql_id).unwrap_or_default(),
+            sql_id: sql_id.into_text().unwrap_or_default(),
             waiters: count(waiters, "waiters")?,
         }),
     };
     Ok(SessionGroup {
-        tenant: text(tenant).unwrap_or_else(|| ctx.tenant.to_string()),
-        server: text(server).unwrap_or_else(|| ctx.server.to_string()),
+        tenant: tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string()),
+        server: server.into_text().unwrap_or_else(|| ctx.server.to_string()),
         db,
-        user: text(user).unwrap_or_else(|| NONE_LABEL.to_string()),
-        client: client_label(text(client).unwrap_or_default()),
+        user: user.into_text().unwrap_or_else(|| NONE_LABEL.to_string()),
+        client: client_label(client.into_text().unwrap_or_default()),
         command,
         state,
         active,
@@ -356,7 +359,7 @@ impl<'a> Rows<'a> {
         }
     }
 
-    pub fn add(&mut self, values: Vec<Value>) {
+    pub fn add<C: Cell>(&mut self, values: Vec<C>) {
         if self.failure.is_some() {
             return;
         }
@@ -413,8 +416,60 @@ fn bad_answer(detail: String) -> SourceError {
     )
 }
 
-/// A text value; NULL is None. Bytes that are not UTF-8 are replaced, not rejected:
-/// a user name with a stray byte must not make the whole target go dark.
+/// One value of a row as a driver hands it over: MySQL's [`Value`], or the text of
+/// PostgreSQL's simple query protocol (`None` for NULL). Both are decoded by the same
+/// rules, so every kind's answer means the same.
+pub trait Cell {
+    fn is_null(&self) -> bool;
+    /// The value as text; NULL is None. Bytes that are not UTF-8 are replaced, not
+    /// rejected: a user name with a stray byte must not make the whole target go dark.
+    fn into_text(self) -> Option<String>;
+    /// A number from any representation the servers use: integer, double, or a
+    /// decimal string (`SUM` is DECIMAL on seekdb and MariaDB). NULL is None.
+    fn into_number(self, column: &str) -> Result<Option<f64>, SourceError>;
+}
+
+impl Cell for Value {
+    fn is_null(&self) -> bool {
+        matches!(self, Value::NULL)
+    }
+
+    fn into_text(self) -> Option<String> {
+        text(self)
+    }
+
+    fn into_number(self, column: &str) -> Result<Option<f64>, SourceError> {
+        match self {
+            Value::NULL => Ok(None),
+            Value::Int(n) => Ok(Some(n as f64)),
+            Value::UInt(n) => Ok(Some(n as f64)),
+            Value::Float(n) => Ok(Some(f64::from(n))),
+            Value::Double(n) => Ok(Some(n)),
+            Value::Bytes(bytes) => parse_number(&bytes, column).map(Some),
+            other => Err(bad_answer(format!(
+                "column {column} is {}, not a number",
+                other.as_sql(true)
+            ))),
+        }
+    }
+}
+
+impl Cell for Option<&str> {
+    fn is_null(&self) -> bool {
+        self.is_none()
+    }
+
+    fn into_text(self) -> Option<String> {
+        self.map(str::to_string)
+    }
+
+    fn into_number(self, column: &str) -> Result<Option<f64>, SourceError> {
+        self.map(|text| parse_number(text.as_bytes(), column))
+            .transpose()
+    }
+}
+
+/// A MySQL value as text; NULL is None (see [`Cell::into_text`]).
 pub fn text(value: Value) -> Option<String> {
     match value {
         Value::NULL => None,
@@ -430,43 +485,24 @@ pub fn text(value: Value) -> Option<String> {
     }
 }
 
-/// A number from any representation the servers use: integer, double, or a decimal
-/// string (`SUM` is DECIMAL on seekdb and MariaDB). NULL is None.
-fn number(value: Value, column: &str) -> Result<Option<f64>, SourceError> {
-    match value {
-        Value::NULL => Ok(None),
-        Value::Int(n) => Ok(Some(n as f64)),
-        Value::UInt(n) => Ok(Some(n as f64)),
-        Value::Float(n) => Ok(Some(f64::from(n))),
-        Value::Double(n) => Ok(Some(n)),
-        // Counts, most of a large answer, are plain digits: summed without the float
-        // parser (exact below 2^53, hence at most 15 digits).
-        Value::Bytes(bytes)
-            if (1..=15).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_digit) =>
-        {
-            Ok(Some(
-                bytes.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64,
-            ))
-        }
-        Value::Bytes(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            text.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|n| n.is_finite())
-                .map(Some)
-                .ok_or_else(|| bad_answer(format!("column {column} is `{text}`, not a number")))
-        }
-        other => Err(bad_answer(format!(
-            "column {column} is {}, not a number",
-            other.as_sql(true)
-        ))),
+/// A number written as text.
+fn parse_number(bytes: &[u8], column: &str) -> Result<f64, SourceError> {
+    // Counts, most of a large answer, are plain digits: summed without the float
+    // parser (exact below 2^53, hence at most 15 digits).
+    if (1..=15).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_digit) {
+        return Ok(bytes.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) as f64);
     }
+    let text = String::from_utf8_lossy(bytes);
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite())
+        .ok_or_else(|| bad_answer(format!("column {column} is `{text}`, not a number")))
 }
 
 /// A session count: a non-negative whole number; NULL counts as 0.
-fn count(value: Value, column: &str) -> Result<u64, SourceError> {
-    match number(value, column)? {
+fn count(value: impl Cell, column: &str) -> Result<u64, SourceError> {
+    match value.into_number(column)? {
         None => Ok(0),
         Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64 => Ok(n as u64),
         Some(n) => Err(bad_answer(format!("column {column} is {n}, not a count"))),
@@ -474,8 +510,8 @@ fn count(value: Value, column: &str) -> Result<u64, SourceError> {
 }
 
 /// A duration in seconds; NULL (no sessions) and negative values (clock skew) are 0.
-fn seconds(value: Value, column: &str) -> Result<f64, SourceError> {
-    Ok(number(value, column)?.unwrap_or(0.0).max(0.0))
+fn seconds(value: impl Cell, column: &str) -> Result<f64, SourceError> {
+    Ok(value.into_number(column)?.unwrap_or(0.0).max(0.0))
 }
 
 /// Rows as a test writes them, for the sources' "fixed rows in, exact statistics

@@ -88,7 +88,7 @@ fn version_help_and_config_check() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr.matches("password_file: cannot read").count(),
-        2,
+        3,
         "{stderr}"
     );
     assert_eq!(
@@ -101,7 +101,7 @@ fn version_help_and_config_check() {
             .lines()
             .filter(|l| l.contains("config.example.yaml:"))
             .count(),
-        3,
+        4,
         "{stderr}"
     );
 }

@@ -167,9 +167,16 @@ targets:
     address: {s}
     user: monitor
     password_file: {pw}
+  - name: pg
+    kind: postgresql
+    address: {p}
+    user: monitor
+    password_file: {pw}
+    sslmode: disable
 {d}"#,
         m = servers.mariadb_addr,
         s = servers.seekdb_addr,
+        p = servers.postgres_addr,
         d = dbss.target_yaml("dbss", &token, ""),
     ));
     // Known sessions: a busy one on each server, an idle one on MariaDB.
@@ -247,7 +254,8 @@ targets:
         let (_, top, _) =
             prometheus.query(r#"dbsession_top_active_session_seconds{target="seek"}"#);
         let (_, blockers, _) = prometheus.query("dbsession_top_blocker_sessions");
-        if n > 0 && limits > 0 && top > 0 && blockers > 0 {
+        let (_, pg, _) = prometheus.query(r#"dbsession_up{target="pg"} == 1"#);
+        if n > 0 && limits > 0 && top > 0 && blockers > 0 && pg > 0 {
             break;
         }
         assert!(

@@ -22,6 +22,7 @@ mod oceanbase_cluster;
 mod operate;
 mod passthrough;
 mod pileup;
+mod postgresql;
 mod schemathesis;
 mod seekdb;
 mod web;

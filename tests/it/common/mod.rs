@@ -27,6 +27,8 @@ pub struct Servers {
     pub mariadb_root_socket: String,
     pub seekdb_addr: String,
     pub monitor_password_file: PathBuf,
+    pub postgres_addr: String,
+    postgres_admin_password_file: PathBuf,
     _access: Access,
 }
 
@@ -58,17 +60,21 @@ impl Servers {
             var("SE_TEST_MARIADB_ROOT_SOCKET"),
             var("SE_TEST_SEEKDB_ADDR"),
             var("SE_TEST_MONITOR_PASSWORD_FILE"),
+            var("SE_TEST_POSTGRES_ADDR"),
+            var("SE_TEST_POSTGRES_ADMIN_PASSWORD_FILE"),
         ) {
-            (Some(m), Some(s), Some(o), Some(p)) => Some(Self {
+            (Some(m), Some(s), Some(o), Some(p), Some(pg), Some(pg_pw)) => Some(Self {
                 mariadb_addr: m,
                 mariadb_root_socket: s,
                 seekdb_addr: o,
                 monitor_password_file: p.into(),
+                postgres_addr: pg,
+                postgres_admin_password_file: pg_pw.into(),
                 _access: access(),
             }),
             _ => {
                 let why = "SE_TEST_* variables are not set: run the tests with ./scripts/test.sh, \
-                           which starts MariaDB and seekdb";
+                           which starts MariaDB, seekdb and PostgreSQL";
                 if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
                     panic!("{why}");
                 }
@@ -88,6 +94,28 @@ impl Servers {
     /// Runs SQL as root on the shared MariaDB.
     pub fn mariadb_root(&self, sql: &str) -> String {
         run_sql(&["-S", &self.mariadb_root_socket, "-uroot"], sql)
+    }
+
+    /// Runs SQL as the superuser `admin` on the shared PostgreSQL; its output, one
+    /// row per line.
+    pub fn postgres_admin(&self, sql: &str) -> String {
+        let password = std::fs::read_to_string(&self.postgres_admin_password_file)
+            .expect("PostgreSQL admin password file");
+        let (host, port) = split_addr(&self.postgres_addr);
+        let out = Command::new("psql")
+            .args([
+                "-h", host, "-p", port, "-U", "admin", "-d", "postgres", "-At",
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", password.trim())
+            .output()
+            .expect("psql is installed (scripts/install-deps.sh)");
+        assert!(
+            out.status.success(),
+            "SQL failed: {sql}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Runs SQL as root on seekdb (root has no password there).

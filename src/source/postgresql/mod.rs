@@ -1,0 +1,364 @@
+//! PostgreSQL: `pg_stat_activity`, on one connection of its own per target.
+//!
+//! The same statement shape as the MySQL-protocol kinds ([`Scan`]): one read of
+//! `pg_stat_activity` per cycle, joined to the lock waits of `pg_locks` and to the
+//! blockers `pg_blocking_pids()` names, grouped by (db, user, client, state,
+//! wait_event_type) in the server, each of the longest active sessions and every
+//! blocker kept in a row of its own. It is sent over the simple query protocol, so
+//! every value comes back as text and is decoded by the same rules as MySQL's.
+//!
+//! What counts: client backends (`backend_type = 'client backend'`); background
+//! workers, autovacuum, WAL senders and the server's own processes are not sessions
+//! of a client and are left out. Active means `state = 'active'`. The tenant label
+//! is the target's name. The exporter's own connection is never counted: its pid
+//! is `pg_backend_pid()`, and every connection it makes (the session API's too) is
+//! named `application_name = 'session_exporter'` under its own user.
+
+mod tls;
+
+use super::collect::{BoxFuture, Source};
+use super::error::{Reason, SourceError};
+use super::sql::{filter_conditions, RowContext, Rows, Scan, TAG};
+use crate::config::{Postgresql, SslMode, Target};
+use crate::stats::Collected;
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+/// The `application_name` of every connection the exporter makes.
+pub const APPLICATION_NAME: &str = "session_exporter";
+
+/// The role to suggest when one is missing.
+const GRANT: &str = "grant it with GRANT pg_monitor TO the account";
+
+pub struct PostgresqlSource {
+    name: String,
+    settings: Postgresql,
+    timeout: Duration,
+    sql: String,
+    client: Option<Client>,
+}
+
+impl PostgresqlSource {
+    pub fn new(target: &Target, settings: &Postgresql) -> Self {
+        Self {
+            name: target.name.clone(),
+            sql: grouped_sql(settings),
+            timeout: target.collect_timeout,
+            settings: settings.clone(),
+            client: None,
+        }
+    }
+
+    /// Warns when the account cannot see other users' sessions: PostgreSQL then shows
+    /// their state, query and wait as NULL without any error, so every one of them
+    /// would count as idle. Once per connection.
+    async fn check_role(&self, client: &Client) {
+        let sql = format!(
+            "{TAG} SELECT CASE WHEN pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') \
+             THEN 1 ELSE 0 END"
+        );
+        let Ok(rows) = client.simple_query(&sql).await else {
+            return;
+        };
+        let granted = rows.iter().any(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0) == Some("1"),
+            _ => false,
+        });
+        if !granted {
+            tracing::warn!(
+                target = %self.name,
+                "user `{}` is not a member of pg_monitor (or pg_read_all_stats): PostgreSQL \
+                 hides the state and query of other users' sessions, so they all count as \
+                 idle; {GRANT}",
+                self.settings.database.user
+            );
+        }
+    }
+
+    async fn run(&mut self) -> Result<Collected, SourceError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            let client = connect(&self.settings, self.timeout).await?;
+            self.check_role(&client).await;
+            self.client = Some(client);
+        }
+        let Some(client) = &self.client else {
+            return Err(SourceError::new(Reason::Connect, "no connection"));
+        };
+        let database = &self.settings.database;
+        let ctx = RowContext {
+            tenant: &self.name,
+            server: &database.address.host,
+            null_string_is_no_db: false,
+            keep: database.top_sessions,
+            parts: database.collect,
+        };
+        let what = "reading pg_stat_activity";
+        let stream = client
+            .simple_query_raw(&self.sql)
+            .await
+            .map_err(|e| classify(&e, &self.settings, what))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut rows = Rows::new(&ctx, &[&self.name]);
+        while let Some(message) = stream.next().await {
+            if let SimpleQueryMessage::Row(row) =
+                message.map_err(|e| classify(&e, &self.settings, what))?
+            {
+                rows.add((0..row.len()).map(|i| row.get(i)).collect());
+            }
+        }
+        rows.finish()
+    }
+}
+
+impl Source for PostgresqlSource {
+    fn collect(&mut self) -> BoxFuture<'_, Result<Collected, SourceError>> {
+        Box::pin(self.run())
+    }
+
+    fn reset(&mut self) {
+        self.client = None;
+    }
+}
+
+/// Connects as `settings` say; the server itself stops our statements at
+/// `timeout` (`statement_timeout`), so an abandoned cycle leaves no work behind.
+pub async fn connect(settings: &Postgresql, timeout: Duration) -> Result<Client, SourceError> {
+    let database = &settings.database;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&database.address.host)
+        .port(database.address.port)
+        .user(&database.user)
+        .password(database.password.expose())
+        .dbname(&settings.dbname)
+        .application_name(APPLICATION_NAME)
+        .connect_timeout(timeout)
+        .options(format!(
+            "-c statement_timeout={}",
+            timeout.as_millis().max(1)
+        ))
+        .ssl_mode(match settings.sslmode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+    let tls = tls::client_config(settings.sslmode, &settings.root_certs)
+        .map_err(|message| SourceError::new(Reason::Connect, message))?;
+    let failed = |e: tokio_postgres::Error| classify(&e, settings, "connecting");
+    // The connection task ends when the client is dropped (or the server goes).
+    match tls {
+        None => {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(failed)?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        Some(tls) => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+            let (client, connection) = config.connect(tls).await.map_err(failed)?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+    }
+}
+
+/// Turns a driver error into a reason and a message that says what to check.
+pub fn classify(err: &tokio_postgres::Error, settings: &Postgresql, what: &str) -> SourceError {
+    let database = &settings.database;
+    let addr = &database.address;
+    let Some(db) = err.as_db_error() else {
+        // No answer from the server: it could not be reached, or the connection broke.
+        let detail =
+            std::error::Error::source(err).map_or(err.to_string(), |s| format!("{err}: {s}"));
+        return SourceError::new(
+            Reason::Connect,
+            format!("cannot reach {addr} while {what}: {detail}: check the address, sslmode and that the server is running"),
+        );
+    };
+    let code = db.code();
+    let (reason, hint) = if *code == SqlState::INVALID_PASSWORD
+        || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    {
+        (
+            Reason::Auth,
+            format!(
+                "{addr} refused user `{}`: check user, password and pg_hba.conf",
+                database.user
+            ),
+        )
+    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        (Reason::Auth, GRANT.to_string())
+    } else if *code == SqlState::QUERY_CANCELED {
+        (
+            Reason::Timeout,
+            "the server stopped the query at collect_timeout (statement_timeout)".to_string(),
+        )
+    } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+        (
+            Reason::Connect,
+            "no free connection: raise max_connections or close idle sessions".to_string(),
+        )
+    } else if *code == SqlState::INVALID_CATALOG_NAME {
+        (
+            Reason::Connect,
+            format!(
+                "there is no database `{}`: set `database:` to one that exists",
+                settings.dbname
+            ),
+        )
+    } else {
+        (Reason::Query, "unexpected error".to_string())
+    };
+    SourceError::new(
+        reason,
+        format!(
+            "error {} while {what}: {}: {hint}",
+            code.code(),
+            db.message()
+        ),
+    )
+}
+
+/// The session columns [`Scan`] reads, named as it names them (PostgreSQL folds the
+/// unquoted names to lower case): `id, db, user, client, command, state, time`, plus
+/// what the transaction and lock parts need. `command` is the session's `state`
+/// (`active`, `idle`, `idle in transaction`, …), `state` its `wait_event_type`
+/// (`Lock`, `LWLock`, `IO`, `Client`, …; NULL when it waits for nothing); `time` is
+/// how long the session has been in its state: since `query_start` when active,
+/// `state_change` otherwise.
+const SESSIONS: &str = "SELECT a.pid AS id, a.datname AS db, a.usename AS user, \
+     host(a.client_addr) AS client, a.state AS command, a.wait_event_type AS state, \
+     EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
+     ELSE a.state_change END) AS time, a.xact_start, a.query_start, l.waitstart \
+     FROM pg_stat_activity a LEFT JOIN (SELECT pid, min(waitstart) AS waitstart FROM pg_locks \
+     WHERE NOT granted GROUP BY pid) l ON l.pid = a.pid \
+     WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() \
+     AND NOT (a.application_name = 'session_exporter' AND a.usename = current_user)";
+
+/// The statement of every cycle (see [`Scan::statement`]). An open transaction is a
+/// session with `xact_start`; a lock wait is `wait_event_type = 'Lock'`, waited since
+/// the lock's `waitstart`; the sessions a waiter waits on are
+/// `pg_blocking_pids(pid)`, counted per blocker.
+fn grouped_sql(settings: &Postgresql) -> String {
+    let database = &settings.database;
+    let parts = database.collect;
+    let mut from = format!("({SESSIONS}) p");
+    let mut scan = Scan {
+        prefix: format!("{TAG} "),
+        filter: format!("TRUE{}", filter_conditions(&database.filter, "p.")),
+        tenant: "NULL".to_string(),
+        server: "NULL".to_string(),
+        client: "p.client".to_string(),
+        active: "p.command = 'active'".to_string(),
+        sql_id: "NULL".to_string(),
+        in_transaction: "0".to_string(),
+        transaction_age: "NULL".to_string(),
+        lock_wait: "NULL".to_string(),
+        waiters: "0".to_string(),
+        states: parts.states,
+        top_sessions: database.top_sessions,
+        ..Scan::default()
+    };
+    if parts.transactions {
+        scan.in_transaction = "CASE WHEN p.xact_start IS NULL THEN 0 ELSE 1 END".to_string();
+        scan.transaction_age = "EXTRACT(EPOCH FROM clock_timestamp() - p.xact_start)".to_string();
+    }
+    if parts.locks {
+        scan.lock_wait = "CASE WHEN p.state = 'Lock' THEN EXTRACT(EPOCH FROM clock_timestamp() \
+             - COALESCE(p.waitstart, p.query_start)) END"
+            .to_string();
+        from.push_str(
+            " LEFT JOIN (SELECT bp AS pid, count(*) AS waiters FROM pg_stat_activity w \
+             CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp \
+             WHERE w.wait_event_type = 'Lock' GROUP BY bp) b ON b.pid = p.id",
+        );
+        scan.waiters = "COALESCE(b.waiters, 0)".to_string();
+    }
+    scan.from = from;
+    scan.statement()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing;
+    use crate::source::sql::fixtures::{counts as c, pairs};
+    use crate::stats::{Parts, NONE_LABEL};
+
+    fn settings() -> Postgresql {
+        Postgresql {
+            database: testing::database("monitor", 5432),
+            dbname: "postgres".into(),
+            sslmode: SslMode::Prefer,
+            root_certs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_statement_reads_pg_stat_activity_for_sessions_once() {
+        let sql = grouped_sql(&settings());
+        assert!(sql.starts_with("/* session_exporter "));
+        assert_eq!(sql.matches("FROM pg_stat_activity a").count(), 1, "{sql}");
+        assert!(sql.contains("a.backend_type = 'client backend'"));
+        assert!(sql.contains("a.pid <> pg_backend_pid()"));
+        assert!(sql.contains("pg_blocking_pids(w.pid)"));
+        assert!(sql.contains("ROW_NUMBER() OVER (ORDER BY"));
+        assert!(
+            !sql.contains("a.query "),
+            "statistics never read the SQL text"
+        );
+        let mut quiet = settings();
+        quiet.database.collect = Parts::NONE;
+        quiet.database.top_sessions = 0;
+        let sql = grouped_sql(&quiet);
+        assert!(!sql.contains("pg_blocking_pids") && !sql.contains("xact_start IS NULL"));
+    }
+
+    /// Text rows in, exact statistics out: a socket session has no client address,
+    /// and a session without a database (a replication connection) no db.
+    #[test]
+    fn text_rows_give_exact_statistics() {
+        let settings = settings();
+        let ctx = RowContext {
+            tenant: "pg",
+            server: "10.0.0.1",
+            null_string_is_no_db: false,
+            keep: 5,
+            parts: Parts::default(),
+        };
+        let mut rows = Rows::new(&ctx, &["pg"]);
+        let row = |text: &'static str| -> Vec<Option<&'static str>> {
+            text.split('|').map(|v| (v != "∅").then_some(v)).collect()
+        };
+        for text in [
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅",
+        ] {
+            rows.add(row(text));
+        }
+        let tenants = rows.finish().unwrap().into_tenants();
+        let t = &tenants["pg"];
+        assert_eq!(
+            (t.sessions, t.active_sessions, t.max_active_time),
+            (5, 1, 4.5)
+        );
+        assert_eq!(
+            pairs(&t.by_client),
+            [("10.0.0.7", c(4, 0)), (NONE_LABEL, c(1, 1))]
+        );
+        assert_eq!(
+            (t.transaction_sessions, t.idle_in_transaction_sessions),
+            (2, 1)
+        );
+        assert_eq!((t.lock_waiting_sessions, t.max_lock_wait), (1, 4.25));
+        assert_eq!(t.blockers.len(), 1);
+        assert_eq!((t.blockers[0].session_id, t.blockers[0].waiters), (41, 1));
+        assert_eq!(t.top.iter().map(|s| s.session_id).collect::<Vec<_>>(), [42]);
+        let _ = settings;
+    }
+}

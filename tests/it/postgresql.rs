@@ -1,0 +1,449 @@
+//! PostgreSQL, for real: exact counts per database, user and client from sessions the
+//! test opens as known users from known loopback addresses, some busy in
+//! `pg_sleep`; a session idle in a transaction holding a row lock and one blocked on
+//! it (waiting, its wait time, the holder named as the top blocker); a role without
+//! `pg_monitor` warned about. The target counts only the test's own users, so the
+//! other tests' sessions on the shared server do not change the values.
+
+use crate::common::{Exporter, Metrics, Servers};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_postgres::{Client, NoTls};
+
+const PASSWORD: &str = "It-pg-pw-1";
+
+/// Sessions opened from chosen loopback addresses: libpq cannot pick a source
+/// address, so the socket is bound here and handed to tokio-postgres.
+struct Clients {
+    runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+}
+
+impl Clients {
+    fn new(addr: &str) -> Self {
+        Self {
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap(),
+            addr: addr.parse().expect("host:port"),
+        }
+    }
+
+    /// A session as `user` on `db` from `from`.
+    fn open(&self, user: &str, db: &str, from: &str) -> Client {
+        let mut config = tokio_postgres::Config::new();
+        config.user(user).password(PASSWORD).dbname(db);
+        let (addr, from) = (self.addr, from.parse().expect("source IP"));
+        self.runtime.block_on(async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(from, 0)).unwrap();
+            let stream = socket.connect(addr).await.unwrap();
+            let (client, connection) = config.connect_raw(stream, NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        })
+    }
+
+    fn run(&self, client: &Client, sql: &str) {
+        self.runtime
+            .block_on(client.batch_execute(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
+    /// Starts `sql` without waiting for it (it blocks, or sleeps).
+    fn start(&self, client: &Client, sql: &str) {
+        let client_sql = sql.to_string();
+        // The query is sent at once; its answer is never awaited (the session is
+        // ended with pg_terminate_backend at the end of the test).
+        let future = client.simple_query(&client_sql);
+        let _ = self
+            .runtime
+            .block_on(async { tokio::time::timeout(Duration::from_millis(300), future).await });
+    }
+}
+
+fn pid(m: &Metrics, series: &str) -> String {
+    series
+        .split("session_id=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no session_id in {series}: {}", m.text.len()))
+        .to_string()
+}
+
+#[test]
+fn every_gauge_is_exact_and_the_blocker_is_named() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let admin = |sql: &str| servers.postgres_admin(sql);
+    for user in ["it_pg_app", "it_pg_rpt"] {
+        admin(&format!(
+            "DO $$ BEGIN CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}'; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ));
+    }
+    for db in ["it_pg_db1", "it_pg_db2"] {
+        if admin(&format!("SELECT 1 FROM pg_database WHERE datname = '{db}'")).trim() != "1" {
+            admin(&format!("CREATE DATABASE {db}"));
+        }
+        // The owner may create tables in its public schema (PostgreSQL 15+).
+        admin(&format!("ALTER DATABASE {db} OWNER TO it_pg_app"));
+        admin(&format!("GRANT ALL ON DATABASE {db} TO it_pg_rpt"));
+    }
+    // Sessions of an earlier, failed run (a pg_sleep outlives its client) would
+    // change the counts: end them first, and this run's at the end, even on failure.
+    let end_sessions = || {
+        admin(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename IN ('it_pg_app', 'it_pg_rpt')",
+        )
+    };
+    end_sessions();
+    struct EndSessions<F: Fn() -> String>(F);
+    impl<F: Fn() -> String> Drop for EndSessions<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _end = EndSessions(end_sessions);
+    let clients = Clients::new(&servers.postgres_addr);
+    let setup = clients.open("it_pg_app", "it_pg_db1", "127.0.0.90");
+    clients.run(
+        &setup,
+        "DROP TABLE IF EXISTS r; CREATE TABLE r (id int PRIMARY KEY, v int); \
+         INSERT INTO r VALUES (1, 1), (2, 2)",
+    );
+    drop(setup);
+
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: pg\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: disable\n    filter: {{users: {{allow: [it_pg_app, it_pg_rpt]}}}}\n",
+        servers.postgres_addr,
+        servers.monitor_password_file.display()
+    ));
+    let tenant = [("target", "pg"), ("tenant", "pg")];
+
+    let _idle = [
+        clients.open("it_pg_app", "it_pg_db1", "127.0.0.91"),
+        clients.open("it_pg_app", "it_pg_db1", "127.0.0.91"),
+    ];
+    let busy = clients.open("it_pg_rpt", "it_pg_db2", "127.0.0.92");
+    clients.start(&busy, "SELECT pg_sleep(60)");
+    let holder = clients.open("it_pg_app", "it_pg_db1", "127.0.0.93");
+    clients.run(&holder, "BEGIN; UPDATE r SET v = v + 1 WHERE id = 1");
+    let waiter = clients.open("it_pg_app", "it_pg_db1", "127.0.0.94");
+    clients.start(&waiter, "UPDATE r SET v = v + 1 WHERE id = 1");
+
+    let m = exporter.wait_for_metrics(
+        "five sessions, one waiting for a second",
+        Duration::from_secs(30),
+        |m| {
+            m.get("dbsession_sessions", &tenant) == Some(5.0)
+                && m.get("dbsession_max_lock_wait_seconds", &tenant)
+                    .is_some_and(|w| w >= 1.0)
+        },
+    );
+    let get = |name: &str, extra: &[(&str, &str)]| {
+        let labels: Vec<(&str, &str)> = tenant.iter().chain(extra).copied().collect();
+        m.get(name, &labels)
+    };
+    assert_eq!(get("dbsession_active_sessions", &[]), Some(2.0));
+    assert_eq!(
+        get("dbsession_db_sessions", &[("db", "it_pg_db1")]),
+        Some(4.0)
+    );
+    assert_eq!(
+        get("dbsession_db_sessions", &[("db", "it_pg_db2")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("dbsession_user_sessions", &[("user", "it_pg_app")]),
+        Some(4.0)
+    );
+    assert_eq!(
+        get("dbsession_user_active_sessions", &[("user", "it_pg_rpt")]),
+        Some(1.0)
+    );
+    for (ip, n) in [
+        ("127.0.0.91", 2.0),
+        ("127.0.0.92", 1.0),
+        ("127.0.0.93", 1.0),
+        ("127.0.0.94", 1.0),
+    ] {
+        assert_eq!(
+            get("dbsession_client_sessions", &[("client_ip", ip)]),
+            Some(n),
+            "{ip}"
+        );
+    }
+    // Every running statement is in a transaction on PostgreSQL: the sleeping and the
+    // waiting session's implicit ones, and the holder's open one.
+    assert_eq!(get("dbsession_transaction_sessions", &[]), Some(3.0));
+    assert_eq!(
+        get("dbsession_idle_in_transaction_sessions", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        get(
+            "dbsession_client_idle_in_transaction_sessions",
+            &[("client_ip", "127.0.0.93")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(get("dbsession_lock_waiting_sessions", &[]), Some(1.0));
+    for (command, state, n) in [
+        ("idle", "Client", 2.0),
+        ("active", "Timeout", 1.0),
+        ("idle in transaction", "Client", 1.0),
+        ("active", "Lock", 1.0),
+    ] {
+        assert_eq!(
+            get(
+                "dbsession_state_sessions",
+                &[("command", command), ("state", state)]
+            ),
+            Some(n),
+            "{command}/{state}"
+        );
+    }
+    let blockers = m.matching("dbsession_top_blocker_sessions", &[("target", "pg")]);
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert!(
+        blockers[0]
+            .0
+            .contains(r#"user="it_pg_app",db="it_pg_db1",client_ip="127.0.0.93""#),
+        "{blockers:?}"
+    );
+    assert_eq!(blockers[0].1, 1.0);
+    let top = m.matching("dbsession_top_active_session_seconds", &[("target", "pg")]);
+    assert_eq!(top.len(), 2, "{top:?}");
+    assert!(top.iter().any(|(s, _)| s.contains(r#"user="it_pg_rpt""#)));
+    assert_ne!(pid(&m, &blockers[0].0), pid(&m, &top[0].0));
+
+    // Every test session ends; the counts go back to zero.
+    end_sessions();
+    exporter.wait_for_metrics("the sessions are gone", Duration::from_secs(20), |m| {
+        m.get("dbsession_sessions", &tenant) == Some(0.0)
+    });
+    drop((busy, holder, waiter));
+}
+
+#[test]
+fn a_role_without_pg_monitor_is_warned_about() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.postgres_admin(&format!(
+        "DO $$ BEGIN CREATE ROLE it_pg_nomon LOGIN PASSWORD '{PASSWORD}'; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    ));
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: nomon\n    kind: postgresql\n    address: {}\n    user: it_pg_nomon\n    password: {PASSWORD}\n    sslmode: disable\n",
+        servers.postgres_addr,
+    ));
+    exporter.wait_until("the warning is logged", Duration::from_secs(30), || {
+        exporter
+            .log()
+            .lines()
+            .any(|l| l.contains("target=nomon") && l.contains("not a member of pg_monitor"))
+    });
+    exporter.wait_for_metrics("the target is up", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", "nomon"), ("tenant", "nomon")]) == Some(1.0)
+    });
+}
+
+/// A private PostgreSQL a test may stop and start again (the shared one stays up):
+/// initdb into a temporary directory, the server as a child process (as Debian's
+/// `postgres` user when the tests run as root: PostgreSQL refuses root).
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivatePostgres {
+    fn start(monitor_password: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, "admin-pw\n").unwrap();
+        std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let status = Self::command("initdb")
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-A", "scram-sha-256", "-U", "admin"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("initdb (scripts/install-deps.sh installs PostgreSQL)");
+        assert!(status.success(), "initdb failed");
+        let mut server = Self {
+            port: crate::common::free_port(),
+            dir,
+            child: None,
+        };
+        server.restart();
+        server.admin(&format!(
+            "CREATE ROLE monitor LOGIN PASSWORD '{monitor_password}' IN ROLE pg_monitor"
+        ));
+        server
+    }
+
+    /// A PostgreSQL program, run as `postgres` when this process is root.
+    fn command(program: &str) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .max()
+            .expect("a PostgreSQL version");
+        let mut command = std::process::Command::new(bin.join(program));
+        // Root or not, read from /proc (the tests do not link libc).
+        let root = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+        if root {
+            let id = |flag: &str| {
+                let out = std::process::Command::new("id")
+                    .args([flag, "postgres"])
+                    .output()
+                    .expect("id");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .expect("postgres user")
+            };
+            command.uid(id("-u")).gid(id("-g"));
+        }
+        command
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn admin(&self, sql: &str) -> String {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "admin",
+            ])
+            .args(["-d", "postgres", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", "admin-pw")
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts the server (again) on the same port and data, waiting until it answers.
+    fn restart(&mut self) {
+        let child = Self::command("postgres")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
+            .arg("-k")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("postgres");
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(self.addr()).is_err()
+            || std::process::Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "admin",
+                ])
+                .args(["-d", "postgres", "-c", "SELECT 1"])
+                .env("PGPASSWORD", "admin-pw")
+                .output()
+                .map_or(true, |o| !o.status.success())
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "PostgreSQL did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server (fast shutdown: connections are cut, as in a failover).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGINT is PostgreSQL's fast shutdown; std can only SIGKILL, so ask kill(1).
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The server goes: `up` drops to 0 and its session series go; it comes back on the
+/// same address and so does its data, without restarting the exporter.
+#[test]
+fn an_outage_is_seen_and_recovered_from() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let mut private = PrivatePostgres::start(&servers.monitor_password());
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: doomed\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: disable\n",
+        private.addr(),
+        servers.monitor_password_file.display()
+    ));
+    let doomed = [("target", "doomed"), ("tenant", "doomed")];
+    exporter.wait_for_metrics("the target is up", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &doomed) == Some(1.0)
+    });
+    private.stop();
+    let down = exporter.wait_for_metrics("up drops to 0", Duration::from_secs(20), |m| {
+        m.get("dbsession_up", &doomed) == Some(0.0)
+    });
+    assert_eq!(down.get("dbsession_sessions", &doomed), None);
+    assert!(
+        down.matching(
+            "dbsession_collect_errors_total",
+            &[("target", "doomed"), ("reason", "connect")]
+        )
+        .iter()
+        .any(|(_, n)| *n >= 1.0),
+        "{}",
+        down.text
+    );
+    private.restart();
+    exporter.wait_for_metrics("the target recovers", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &doomed) == Some(1.0)
+            && m.get("dbsession_sessions", &doomed).is_some()
+    });
+}
