@@ -52,8 +52,15 @@ pub fn session_api(
     let processlist: Box<dyn processlist::Processlist> = match &target.kind {
         TargetKind::Oceanbase(settings) => Box::new(oceanbase::Sessions::new(target, settings)),
         TargetKind::Mysql(settings) => Box::new(mysql::Sessions::new(target, settings)),
-        // Its session API is not written yet: the passthrough says so (404).
-        TargetKind::Postgresql(_) | TargetKind::Dbss(_) => return None,
+        TargetKind::Postgresql(settings) => {
+            return Some(Arc::new(postgresql::Sessions::new(
+                &target.name,
+                settings,
+                max_concurrent,
+                timeout,
+            )))
+        }
+        TargetKind::Dbss(_) => return None,
     };
     Some(Arc::new(processlist::Backend::new(
         processlist,

@@ -401,6 +401,21 @@ pub fn filter_conditions(filter: &Filter, prefix: &str) -> String {
     sql
 }
 
+/// A LIKE pattern for "contains `text`", with `!` as the escape character (the same
+/// in every SQL mode, unlike a backslash): `%`, `_` and `!` match themselves.
+pub fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 fn quote_list(names: &[String]) -> String {
     names
         .iter()
@@ -804,6 +819,13 @@ mod tests {
         .statement();
         assert!(!sql.contains("ROW_NUMBER"), "{sql}");
         assert!(sql.contains("NULL AS CMD, NULL AS ST"));
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(contains_pattern("ro"), "%ro%");
+        assert_eq!(contains_pattern("50%_!x"), "%50!%!_!!x%");
+        assert_eq!(contains_pattern("'\\\0"), "%'\\\0%");
     }
 
     #[test]

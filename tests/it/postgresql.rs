@@ -447,3 +447,168 @@ fn an_outage_is_seen_and_recovered_from() {
             && m.get("dbsession_sessions", &doomed).is_some()
     });
 }
+
+/// obshell's own SDK, unchanged, against a PostgreSQL target's session API: list,
+/// pages, filters, sort, detail with the query text, stats, and both kills.
+#[test]
+fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let admin = |sql: &str| servers.postgres_admin(sql);
+    for user in ["it_sdk_app", "it_sdk_rpt"] {
+        admin(&format!(
+            "DO $$ BEGIN CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}'; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ));
+    }
+    // The passthrough's account may end other users' sessions.
+    admin(&format!(
+        "DO $$ BEGIN CREATE ROLE it_sdk_killer LOGIN PASSWORD '{PASSWORD}' \
+         IN ROLE pg_monitor, pg_signal_backend; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    ));
+    for db in ["it_sdk_db1", "it_sdk_db2"] {
+        if admin(&format!("SELECT 1 FROM pg_database WHERE datname = '{db}'")).trim() != "1" {
+            admin(&format!("CREATE DATABASE {db}"));
+        }
+    }
+    let end_sessions = || {
+        admin(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename IN ('it_sdk_app', 'it_sdk_rpt')",
+        )
+    };
+    end_sessions();
+    let clients = Clients::new(&servers.postgres_addr);
+    let _idle: Vec<Client> = (0..3)
+        .map(|_| clients.open("it_sdk_app", "it_sdk_db1", "127.0.0.101"))
+        .collect();
+    let busy: Vec<Client> = (0..2)
+        .map(|_| clients.open("it_sdk_app", "it_sdk_db1", "127.0.0.102"))
+        .chain([clients.open("it_sdk_rpt", "it_sdk_db2", "127.0.0.102")])
+        .collect();
+    for client in &busy {
+        clients.start(client, "SELECT pg_sleep(300)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let obshell_password = "obshell-Root-pw-1";
+    std::fs::write(dir.path().join("obshell.password"), obshell_password).unwrap();
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n  request_timeout: 5s\n  allow_kill: true\n  obshell_auth:\n    password_file: {}\ntargets:\n  - name: pg\n    kind: postgresql\n    address: {}\n    user: it_sdk_killer\n    password: {PASSWORD}\n    sslmode: disable\n    filter: {{users: {{allow: [it_sdk_app, it_sdk_rpt]}}}}\n",
+        dir.path().join("obshell.password").display(),
+        servers.postgres_addr,
+    ));
+    exporter.wait_for_metrics("six sessions", Duration::from_secs(30), |m| {
+        m.get("dbsession_sessions", &[("target", "pg"), ("tenant", "pg")]) == Some(6.0)
+    });
+    let (host, port) = crate::common::split_addr(&exporter.addr);
+    let (server_ip, _) = crate::common::split_addr(&servers.postgres_addr);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/obshell_sdk.py");
+    let run = |args: &[&str]| -> serde_json::Value {
+        let output = std::process::Command::new("python3")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("python3 with the obshell SDK");
+        assert!(
+            output.status.success(),
+            "the SDK failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            exporter.log()
+        );
+        serde_json::from_slice(&output.stdout).expect("JSON")
+    };
+    let got = run(&[
+        host,
+        port,
+        obshell_password,
+        "pg",
+        "it_sdk_app",
+        "it_sdk_db1",
+        "127.0.0.102",
+        server_ip,
+    ]);
+    let pids = |user: &str, state: &str| -> Vec<u64> {
+        let mut pids: Vec<u64> = admin(&format!(
+            "SELECT pid FROM pg_stat_activity WHERE usename = '{user}' AND state = '{state}'"
+        ))
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+        pids.sort_unstable();
+        pids
+    };
+    let idle = pids("it_sdk_app", "idle");
+    let sleeping = pids("it_sdk_app", "active");
+    let mut app: Vec<u64> = idle.iter().chain(&sleeping).copied().collect();
+    app.sort_unstable();
+    assert_eq!(got["app"]["ids"], serde_json::json!(app), "{got}");
+    assert_eq!(got["app"]["page"][0], 5, "{got}");
+    assert_eq!(
+        got["app_page2"]["page"],
+        serde_json::json!([5, 3, 2, 2]),
+        "{got}"
+    );
+    assert_eq!(
+        got["app_page2"]["ids"],
+        serde_json::json!(app[2..4]),
+        "{got}"
+    );
+    assert_eq!(got["busy"]["ids"], serde_json::json!(sleeping), "{got}");
+    assert_eq!(
+        got["busy"]["states"],
+        serde_json::json!(["ACTIVE"]),
+        "{got}"
+    );
+    assert_eq!(got["on_server"], serde_json::json!(app), "{got}");
+    assert_eq!(got["detail"]["user"], "it_sdk_app", "{got}");
+    assert_eq!(got["detail"]["info"], "SELECT pg_sleep(300)", "{got}");
+    assert_eq!(
+        got["stats"]["it_sdk_app"],
+        serde_json::json!([5, 2]),
+        "{got}"
+    );
+    assert_eq!(
+        got["wrong_password"]["error"],
+        serde_json::json!([10008, "Security.Authentication.IncorrectOceanbasePassword"]),
+        "{got}"
+    );
+
+    // KILL QUERY cancels the statement, the session stays; KILL ends the session.
+    let kill = |what: &str, id: u64| {
+        run(&[
+            "kill",
+            host,
+            port,
+            obshell_password,
+            "pg",
+            what,
+            &id.to_string(),
+        ])
+    };
+    assert_eq!(kill("query", sleeping[0]), serde_json::json!({"ok": true}));
+    assert_eq!(
+        kill("session", sleeping[1]),
+        serde_json::json!({"ok": true})
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now_idle = pids("it_sdk_app", "idle");
+        let gone = !pids("it_sdk_app", "active").contains(&sleeping[1])
+            && !now_idle.contains(&sleeping[1]);
+        if now_idle.contains(&sleeping[0]) && gone {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the kills took no effect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A pid that is not one of the target's sessions is refused, and nothing ends.
+    let error = kill("session", 1);
+    assert_eq!(error["error"][1], "OB.Tenant.Session.NotExist", "{error}");
+    end_sessions();
+    drop(busy);
+}

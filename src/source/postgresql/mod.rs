@@ -14,6 +14,7 @@
 //! is `pg_backend_pid()`, and every connection it makes (the session API's too) is
 //! named `application_name = 'session_exporter'` under its own user.
 
+mod sessions;
 mod tls;
 
 use super::collect::{BoxFuture, Source};
@@ -22,6 +23,7 @@ use super::sql::{filter_conditions, RowContext, Rows, Scan, TAG};
 use crate::config::{Postgresql, SslMode, Target};
 use crate::stats::Collected;
 use futures_util::StreamExt;
+pub use sessions::Sessions;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};

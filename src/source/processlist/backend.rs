@@ -15,7 +15,9 @@ use crate::sessions::{
     SessionStats, TenantSession,
 };
 use crate::source::conn::{close_in_background, pool};
-use crate::source::sql::{filter_conditions, with_own_sessions, SqlError, OWN_SESSIONS, TAG};
+use crate::source::sql::{
+    contains_pattern, filter_conditions, with_own_sessions, SqlError, OWN_SESSIONS, TAG,
+};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
 use std::collections::HashSet;
@@ -653,32 +655,5 @@ fn tiebreak(shape: &Shape) -> String {
         "`ID` ASC, `SVR_IP` ASC".to_string()
     } else {
         "`ID` ASC".to_string()
-    }
-}
-
-/// A LIKE pattern for "contains `text`", with `!` as the escape character (the same
-/// in every SQL mode, unlike a backslash): `%`, `_` and `!` match themselves.
-fn contains_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '!') {
-            pattern.push('!');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(contains_pattern("ro"), "%ro%");
-        assert_eq!(contains_pattern("50%_!x"), "%50!%!_!!x%");
-        assert_eq!(contains_pattern("'\\\0"), "%'\\\0%");
     }
 }
