@@ -57,9 +57,22 @@ fn check(exporter: &Exporter, tenant: &str, o: &Opened, server_ip: &str) {
         .map(|s| u64::from(s.id))
         .collect();
     app_ids.sort_unstable();
-    let busy: Vec<u64> = o.busy[..2].iter().map(|s| u64::from(s.id)).collect();
-    let mut busy_sorted = busy.clone();
-    busy_sorted.sort_unstable();
+    let mut busy: Vec<u64> = o.busy[..2].iter().map(|s| u64::from(s.id)).collect();
+    busy.sort_unstable();
+    assert_answers(&got, &o.app, &o.rpt, &app_ids, &busy, "SLEEP(300)");
+}
+
+/// What `obshell_sdk.py` must have answered for a target where `app` has five
+/// sessions (`app_ids`, sorted), two of them busy (`busy`, sorted) running
+/// `statement`, and `rpt` has a session too.
+pub(crate) fn assert_answers(
+    got: &Value,
+    app: &str,
+    rpt: &str,
+    app_ids: &[u64],
+    busy: &[u64],
+    statement: &str,
+) {
     assert_eq!(got["app"]["ids"], serde_json::json!(app_ids), "{got}");
     assert_eq!(got["app"]["page"][0], 5, "{got}");
     assert_eq!(
@@ -76,28 +89,28 @@ fn check(exporter: &Exporter, tenant: &str, o: &Opened, server_ip: &str) {
         serde_json::json!(app_ids[2..4]),
         "{got}"
     );
-    assert_eq!(got["busy"]["ids"], serde_json::json!(busy_sorted), "{got}");
+    assert_eq!(got["busy"]["ids"], serde_json::json!(busy), "{got}");
     assert_eq!(
         got["busy"]["states"],
         serde_json::json!(["ACTIVE"]),
         "{got}"
     );
     assert_eq!(got["on_server"], serde_json::json!(app_ids), "{got}");
-    assert_eq!(got["detail"]["user"], o.app.as_str(), "{got}");
+    assert_eq!(got["detail"]["user"], app, "{got}");
     assert!(
         got["detail"]["info"]
             .as_str()
             .unwrap_or_default()
-            .contains("SLEEP(300)"),
+            .contains(statement),
         "{got}"
     );
-    assert_eq!(got["stats"][&o.app], serde_json::json!([5, 2]), "{got}");
+    assert_eq!(got["stats"][app], serde_json::json!([5, 2]), "{got}");
     assert!(
         got["default"]["users"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|u| u == o.rpt.as_str()),
+            .any(|u| u == rpt),
         "the default call lists every session: {got}"
     );
     assert_eq!(

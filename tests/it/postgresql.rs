@@ -261,10 +261,21 @@ struct PrivatePostgres {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<std::process::Child>,
+    /// `-c name=value` settings of the server.
+    settings: Vec<String>,
 }
 
 impl PrivatePostgres {
     fn start(monitor_password: &str) -> Self {
+        Self::start_with(monitor_password, |_| Vec::new())
+    }
+
+    /// `settings` gets the data directory's parent (for files such as keys) and
+    /// returns `name=value` server settings.
+    fn start_with(
+        monitor_password: &str,
+        settings: impl FnOnce(&std::path::Path) -> Vec<String>,
+    ) -> Self {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -281,10 +292,12 @@ impl PrivatePostgres {
             .status()
             .expect("initdb (scripts/install-deps.sh installs PostgreSQL)");
         assert!(status.success(), "initdb failed");
+        let settings = settings(dir.path());
         let mut server = Self {
             port: crate::common::free_port(),
             dir,
             child: None,
+            settings,
         };
         server.restart();
         server.admin(&format!(
@@ -302,25 +315,30 @@ impl PrivatePostgres {
             .max()
             .expect("a PostgreSQL version");
         let mut command = std::process::Command::new(bin.join(program));
+        if let Some((uid, gid)) = Self::server_user() {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    /// Debian's `postgres` user when this process is root (PostgreSQL refuses root).
+    fn server_user() -> Option<(u32, u32)> {
         // Root or not, read from /proc (the tests do not link libc).
         let root = std::fs::read_to_string("/proc/self/status")
             .unwrap_or_default()
             .lines()
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-        if root {
-            let id = |flag: &str| {
-                let out = std::process::Command::new("id")
-                    .args([flag, "postgres"])
-                    .output()
-                    .expect("id");
-                String::from_utf8_lossy(&out.stdout)
-                    .trim()
-                    .parse::<u32>()
-                    .expect("postgres user")
-            };
-            command.uid(id("-u")).gid(id("-g"));
-        }
-        command
+        let id = |flag: &str| {
+            let out = std::process::Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .expect("id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u32>()
+                .expect("postgres user")
+        };
+        root.then(|| (id("-u"), id("-g")))
     }
 
     fn addr(&self) -> String {
@@ -360,6 +378,7 @@ impl PrivatePostgres {
                 "-c",
                 "listen_addresses=127.0.0.1",
             ])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .arg("-k")
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
@@ -543,36 +562,13 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
     let sleeping = pids("it_sdk_app", "active");
     let mut app: Vec<u64> = idle.iter().chain(&sleeping).copied().collect();
     app.sort_unstable();
-    assert_eq!(got["app"]["ids"], serde_json::json!(app), "{got}");
-    assert_eq!(got["app"]["page"][0], 5, "{got}");
-    assert_eq!(
-        got["app_page2"]["page"],
-        serde_json::json!([5, 3, 2, 2]),
-        "{got}"
-    );
-    assert_eq!(
-        got["app_page2"]["ids"],
-        serde_json::json!(app[2..4]),
-        "{got}"
-    );
-    assert_eq!(got["busy"]["ids"], serde_json::json!(sleeping), "{got}");
-    assert_eq!(
-        got["busy"]["states"],
-        serde_json::json!(["ACTIVE"]),
-        "{got}"
-    );
-    assert_eq!(got["on_server"], serde_json::json!(app), "{got}");
-    assert_eq!(got["detail"]["user"], "it_sdk_app", "{got}");
-    assert_eq!(got["detail"]["info"], "SELECT pg_sleep(300)", "{got}");
-    assert_eq!(
-        got["stats"]["it_sdk_app"],
-        serde_json::json!([5, 2]),
-        "{got}"
-    );
-    assert_eq!(
-        got["wrong_password"]["error"],
-        serde_json::json!([10008, "Security.Authentication.IncorrectOceanbasePassword"]),
-        "{got}"
+    crate::obshell_sdk::assert_answers(
+        &got,
+        "it_sdk_app",
+        "it_sdk_rpt",
+        &app,
+        &sleeping,
+        "SELECT pg_sleep(300)",
     );
 
     // KILL QUERY cancels the statement, the session stays; KILL ends the session.
@@ -611,4 +607,90 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
     assert_eq!(error["error"][1], "OB.Tenant.Session.NotExist", "{error}");
     end_sessions();
     drop(busy);
+}
+
+/// sslmode as libpq means it, against a server whose certificate names `db.example`
+/// (not the 127.0.0.1 the exporter connects to): `require` encrypts without checking,
+/// `verify-ca` checks the chain, `verify-full` also the name, so it refuses; a CA
+/// that did not sign the certificate is refused by `verify-ca` too.
+#[test]
+fn sslmodes_check_what_libpq_checks() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    };
+    let (ours, other) = (ca("it pg CA"), ca("another CA"));
+    let pki = tempfile::tempdir().unwrap();
+    std::fs::write(pki.path().join("ca.pem"), ours.pem()).unwrap();
+    std::fs::write(pki.path().join("other.pem"), other.pem()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["db.example".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ours)
+        .unwrap();
+    let mut private = PrivatePostgres::start_with(&servers.monitor_password(), |dir| {
+        use std::os::unix::fs::PermissionsExt;
+        let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::write(&cert, server.pem()).unwrap();
+        std::fs::write(&key, server_key.serialize_pem()).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if let Some((uid, gid)) = PrivatePostgres::server_user() {
+            for file in [&cert, &key] {
+                std::os::unix::fs::chown(file, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        vec![
+            "ssl=on".to_string(),
+            format!("ssl_cert_file={}", cert.display()),
+            format!("ssl_key_file={}", key.display()),
+        ]
+    });
+    let target = |name: &str, mode: &str, ca: Option<&str>| {
+        let ca = ca.map_or(String::new(), |file| {
+            format!("    sslrootcert: {}\n", pki.path().join(file).display())
+        });
+        format!(
+            "  - name: {name}\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: {mode}\n{ca}",
+            private.addr(),
+            servers.monitor_password_file.display()
+        )
+    };
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n{}{}{}{}",
+        target("require", "require", None),
+        target("chain", "verify-ca", Some("ca.pem")),
+        target("name", "verify-full", Some("ca.pem")),
+        target("stranger", "verify-ca", Some("other.pem")),
+    ));
+    let up = |m: &Metrics, t: &str| m.get("dbsession_up", &[("target", t), ("tenant", t)]);
+    let m = exporter.wait_for_metrics("every target tried", Duration::from_secs(30), |m| {
+        up(m, "require") == Some(1.0)
+            && up(m, "chain") == Some(1.0)
+            && ["name", "stranger"].iter().all(|t| up(m, t).is_some())
+    });
+    assert_eq!(up(&m, "name"), Some(0.0));
+    assert_eq!(up(&m, "stranger"), Some(0.0));
+    assert!(
+        exporter
+            .log()
+            .lines()
+            .any(|l| l.contains("target=name") && l.contains("not valid for name")),
+        "{}",
+        exporter.log()
+    );
+    // The connections that work are encrypted.
+    let encrypted = private.admin(
+        "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid \
+         WHERE a.application_name = 'session_exporter' AND s.ssl",
+    );
+    assert!(encrypted.trim().parse::<u32>().unwrap() >= 2, "{encrypted}");
+    private.stop();
 }
