@@ -28,10 +28,9 @@ pub const OTHER_LABEL: &str = "__other__";
 /// `active` of them are running a statement. (Active and idle sessions of one client
 /// share a row: grouping by activity too would double the rows of a busy cluster.)
 ///
-/// The same statement names each group's longest active sessions
-/// ([`SessionGroup::top`]) and keeps every session others wait on in a row of its own
-/// ([`SessionGroup::session`]), so the exporter can name them without a second read
-/// of the processlist.
+/// The same statement keeps a few sessions apart, each in a row of its own with
+/// [`SessionGroup::session`] set: the longest active ones and every session others
+/// wait on, so the exporter can name them without a second read of the processlist.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionGroup {
     pub tenant: String,
@@ -62,25 +61,16 @@ pub struct SessionGroup {
     pub max_lock_wait: f64,
     /// Set when the row is one session kept apart (see above).
     pub session: Option<OneSession>,
-    /// The group's longest active sessions, longest first (at most `top_sessions`).
-    pub top: Vec<Longest>,
 }
 
-/// A session others wait on, which the statement kept in a row of its own.
+/// A session the statement kept in a row of its own.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OneSession {
     pub id: u64,
-    /// How many sessions wait for a lock this session holds.
-    pub waiters: u64,
-}
-
-/// One of a group's longest active sessions.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Longest {
-    pub id: u64,
-    pub time: f64,
     /// OceanBase's SQL_ID; empty on MySQL/MariaDB, which have none.
     pub sql_id: String,
+    /// How many sessions wait for a lock this session holds.
+    pub waiters: u64,
 }
 
 /// A session others wait on: enough to find and kill it, never its SQL text.
@@ -442,7 +432,6 @@ impl Aggregator {
     pub fn add_group(&mut self, group: SessionGroup) {
         self.rows += 1;
         let states = self.parts.states;
-        let keep = self.keep;
         let tenant = self.tenant(group.tenant);
         if group.sessions == 0 {
             return;
@@ -462,30 +451,18 @@ impl Aggregator {
             .max(group.max_idle_in_transaction);
         stats.lock_waiting_sessions += group.lock_waiting;
         stats.max_lock_wait = stats.max_lock_wait.max(group.max_lock_wait);
-        // The tenant's `keep` longest so far, longest first: a group's candidates come
-        // longest first too, so the first that does not make it ends the group's turn.
-        for top in group.top {
-            let place = stats.top.partition_point(|t| {
-                t.time > top.time || (t.time == top.time && t.session_id < top.id)
-            });
-            if place >= keep {
-                break;
-            }
-            stats.top.insert(
-                place,
-                TopSession {
+        if let Some(session) = group.session {
+            if active > 0 {
+                stats.top.push(TopSession {
                     tenant: String::new(),
-                    session_id: top.id,
+                    session_id: session.id,
                     user: group.user.clone(),
                     db: group.db.clone(),
                     client: group.client.clone(),
-                    sql_id: top.sql_id,
-                    time: top.time,
-                },
-            );
-            stats.top.truncate(keep);
-        }
-        if let Some(session) = group.session {
+                    sql_id: session.sql_id,
+                    time: group.max_active_time,
+                });
+            }
             if session.waiters > 0 {
                 stats.blockers.push(Blocker {
                     session_id: session.id,

@@ -311,6 +311,7 @@ fn transactions_locks_and_states_have_exact_series() {
             session: Some(OneSession {
                 id: 42,
                 waiters: 1,
+                ..OneSession::default()
             }),
             ..base("batch", "Sleep", "SLEEP")
         });

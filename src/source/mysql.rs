@@ -13,8 +13,8 @@ use super::conn::{classify, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{
-    filter_conditions, host_without_port, probe_relation, query, Dialect, RowContext, Scan,
-    SqlError, OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, probe_relation, query, RowContext, Scan, SqlError,
+    OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Mysql, Parts, Target};
 use crate::sessions::Field;
@@ -365,16 +365,12 @@ fn grouped_sql(database: &Database, timeout: Duration, lock_waits: Option<LockWa
     if parts.transactions || parts.locks {
         from.push_str(" LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID");
     }
-    let concat = Dialect::concat_limit(database.top_sessions);
     let mut scan = Scan {
         prefix: format!(
-            "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3}, group_concat_max_len = {concat} FOR */ ",
+            "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ ",
             timeout.as_secs_f64()
         ),
-        hint: format!(
-            "/*+ MAX_EXECUTION_TIME({}) SET_VAR(group_concat_max_len = {concat}) */ ",
-            timeout.as_millis().max(1)
-        ),
+        hint: format!("/*+ MAX_EXECUTION_TIME({}) */ ", timeout.as_millis().max(1)),
         filter: format!(
             "p.ID NOT IN ({OWN_SESSIONS}){}",
             filter_conditions(&database.filter, "p.")
@@ -435,10 +431,10 @@ mod tests {
         let mut rows = Rows::new(&ctx, &["maria"]);
         for text in [
             "∅|∅|shop|app|10.0.0.100|Sleep||0|4|∅|3|3|120|60|0|∅|∅|∅|0",
-            "∅|∅|shop|app|10.0.0.100|Query|Updating|1|1|7|1|0|9|∅|1|7|∅|7 42 |0",
+            "∅|∅|shop|app|10.0.0.100|Query|Updating|1|1|7|1|0|9|∅|1|7|42|∅|0",
             "∅|∅|∅|app|10.0.0.101|Sleep||0|1|∅|1|1|300|250|0|∅|17|∅|1",
             "∅|∅|NULL|odd|10.0.0.101|Sleep||0|1|∅|0|0|∅|∅|0|∅|∅|∅|0",
-            "∅|∅|∅|system user||Query||1|1|86400|0|0|∅|∅|0|∅|∅|86400 5 |0",
+            "∅|∅|∅|system user||Query||1|1|86400|0|0|∅|∅|0|∅|5|∅|0",
         ] {
             rows.add(row(text));
         }
@@ -546,18 +542,14 @@ mod tests {
             Duration::from_millis(2500),
             Some(LockWaits::InformationSchema),
         );
-        assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500, group_concat_max_len = 1024 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) SET_VAR(group_concat_max_len = 1024) */ "));
+        assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) */ "));
         assert!(sql.contains(&format!("WHERE p.ID NOT IN ({OWN_SESSIONS})")));
         assert_eq!(
             sql.matches("information_schema.PROCESSLIST").count(),
             1,
             "{sql}"
         );
-        assert!(
-            sql.contains("GROUP_CONCAT(CASE WHEN"),
-            "top sessions by default"
-        );
-        assert!(!sql.contains("OVER ("), "no window function: {sql}");
+        assert!(sql.contains("ROW_NUMBER()"), "top sessions by default");
         assert!(sql
             .contains("LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID"));
         assert!(sql.contains("FROM information_schema.INNODB_LOCK_WAITS lw"));
@@ -568,7 +560,7 @@ mod tests {
             Duration::from_secs(1),
             Some(LockWaits::PerformanceSchema),
         );
-        assert!(!sql.contains("GROUP_CONCAT"));
+        assert!(!sql.contains("ROW_NUMBER()"));
         assert!(sql.contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
     }
 
@@ -584,7 +576,7 @@ mod tests {
             Some(LockWaits::InformationSchema),
         );
         assert!(!sql.contains("INNODB"), "{sql}");
-        assert!(sql.contains(", NULL, NULL, NULLIF(SUM("), "{sql}");
+        assert!(sql.contains("NULL AS CMD, NULL AS ST"));
         database.collect.locks = true;
         let sql = grouped_sql(&database, Duration::from_secs(1), None);
         assert!(

@@ -12,10 +12,10 @@ use super::conn::{classify, is_missing_or_denied_relation, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{
-    self, filter_conditions, host_without_port, query, Dialect, RowContext, Scan, SqlError,
-    OWN_SESSIONS, TAG,
+    self, filter_conditions, host_without_port, query, RowContext, Scan, SqlError, OWN_SESSIONS,
+    TAG,
 };
-use crate::config::{Database, Oceanbase, Relation, Target, MAX_TOP_SESSIONS};
+use crate::config::{Database, Oceanbase, Relation, Target};
 use crate::sessions::Field;
 use crate::stats::Collected;
 use std::collections::HashSet;
@@ -147,13 +147,10 @@ impl Processlist for Sessions {
 
 /// The statement every new connection runs first: the server stops our queries at
 /// `timeout` itself, so an abandoned cycle or request leaves no work behind.
-/// The statement of a cycle also needs room for each group's longest sessions
-/// (`group_concat_max_len`, see `sql::Dialect`).
 fn init_statements(timeout: Duration) -> Vec<String> {
     vec![format!(
-        "{TAG} SET SESSION ob_query_timeout = {}, group_concat_max_len = {}",
-        timeout.as_micros().max(1),
-        Dialect::concat_limit(MAX_TOP_SESSIONS)
+        "{TAG} SET SESSION ob_query_timeout = {}",
+        timeout.as_micros().max(1)
     )]
 }
 
@@ -651,7 +648,7 @@ mod tests {
         assert!(sql.contains("w ON w.TRANS_ID = p.TRANS_ID AND w.TENANT_ID = t.TENANT_ID"));
         assert!(sql.contains("b ON b.ID1 = p.TRANS_ID AND b.TENANT_ID = t.TENANT_ID"));
         assert!(
-            sql.contains("GROUP_CONCAT(CASE WHEN p.STATE = 'ACTIVE'"),
+            sql.contains("PARTITION BY p.TENANT"),
             "top sessions per tenant"
         );
         assert!(
@@ -695,10 +692,10 @@ mod tests {
         let ctx = row_context(&settings, "");
         let mut rows = Rows::new(&ctx, &[]);
         for text in [
-            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|2|11|0|0|∅|∅|0|∅|∅|11 3221480 SQL0|0",
-            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|1|12.5|1|0|5|∅|0|∅|3221487|12.5 3221487 SQL1|2",
+            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|2|11|0|0|∅|∅|0|∅|∅|∅|0",
+            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|1|12.5|1|0|5|∅|0|∅|3221487|SQL1|2",
             "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|0|4|∅|2|2|50|40|0|∅|∅|∅|0",
-            "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|1|1|30|1|0|6|∅|1|4.5|∅|30 3221490 |0",
+            "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|1|1|30|1|0|6|∅|1|4.5|3221490||0",
             "idle|∅|∅|∅|∅|∅|∅|0|0|∅|0|0|∅|∅|0|∅|∅|∅|0",
         ] {
             rows.add(row(text));
@@ -728,14 +725,7 @@ mod tests {
             .iter()
             .map(|s: &TopSession| (s.session_id, s.sql_id.as_str(), s.time))
             .collect();
-        assert_eq!(
-            top,
-            [
-                (3221490, "", 30.0),
-                (3221487, "SQL1", 12.5),
-                (3221480, "SQL0", 11.0)
-            ]
-        );
+        assert_eq!(top, [(3221490, "", 30.0), (3221487, "SQL1", 12.5)]);
         assert_eq!(
             (t1.transaction_sessions, t1.idle_in_transaction_sessions),
             (4, 2)

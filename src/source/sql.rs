@@ -8,7 +8,7 @@ use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::{Reason, SourceError};
 use crate::config::{Database, Filter};
 use crate::stats::{
-    client_label, Aggregator, Collected, Longest, OneSession, Parts, SessionGroup, NONE_LABEL,
+    client_label, Aggregator, Collected, OneSession, Parts, SessionGroup, NONE_LABEL,
 };
 use mysql_async::Value;
 
@@ -78,7 +78,7 @@ pub fn decode_row<C: Cell>(
     ctx: &RowContext<'_>,
 ) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, top, waiters]: [C;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters]: [C;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
@@ -116,12 +116,9 @@ pub fn decode_row<C: Cell>(
         true => None,
         false => Some(OneSession {
             id: count(id, "id")?,
+            sql_id: sql_id.into_text().unwrap_or_default(),
             waiters: count(waiters, "waiters")?,
         }),
-    };
-    let top = match top.into_text() {
-        None => Vec::new(),
-        Some(text) => longest(&text, ctx.keep)?,
     };
     Ok(SessionGroup {
         tenant: tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string()),
@@ -141,26 +138,7 @@ pub fn decode_row<C: Cell>(
         lock_waiting,
         max_lock_wait: seconds(lock_wait, "lock wait")?,
         session,
-        top,
     })
-}
-
-/// A group's longest active sessions as the statement writes them, `time id sql_id`
-/// separated by `;`, longest first; at most `keep` are read.
-fn longest(text: &str, keep: usize) -> Result<Vec<Longest>, SourceError> {
-    let mut sessions = Vec::new();
-    for entry in text.split(';').filter(|e| !e.is_empty()).take(keep) {
-        let mut parts = entry.splitn(3, ' ');
-        let (Some(time), Some(id)) = (parts.next(), parts.next()) else {
-            return Err(bad_answer(format!("`{entry}` is not `time id sql_id`")));
-        };
-        sessions.push(Longest {
-            id: count(Some(id), "top session id")?,
-            time: seconds(Some(time), "top session time")?,
-            sql_id: parts.next().unwrap_or_default().to_string(),
-        });
-    }
-    Ok(sessions)
 }
 
 /// How one kind reads its processlist, for [`Scan::statement`]: expressions over the
@@ -197,38 +175,16 @@ pub struct Scan {
     pub top_sessions: usize,
     /// Rows added after the grouped ones (the cluster's zero row per tenant).
     pub union: String,
-    pub dialect: Dialect,
-}
-
-/// How a server's SQL says "the group's `n` longest active sessions, as text".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Dialect {
-    /// MySQL, MariaDB, OceanBase: `GROUP_CONCAT(… ORDER BY …)`, cut to `n` entries.
-    /// The connection must allow [`Dialect::concat_limit`] bytes of it.
-    #[default]
-    Mysql,
-    /// PostgreSQL: `array_agg(… ORDER BY …)`, sliced.
-    Postgres,
-}
-
-impl Dialect {
-    /// The `group_concat_max_len` a statement keeping `n` sessions needs: the first `n`
-    /// entries of the concatenation (each at most 128 bytes: a time, an id, a SQL id)
-    /// must come back whole, whatever the rest of the group.
-    pub fn concat_limit(n: usize) -> usize {
-        (n.max(1) * 128).max(1024)
-    }
 }
 
 impl Scan {
-    /// The one statement of a cycle: the processlist read once, joined to what each
-    /// session needs (its transaction, its lock wait, how many wait on it), grouped by
-    /// (tenant, server, db, user, client, command, state) with no derived table and no
-    /// window function. Each group names its own `top_sessions` longest active
-    /// sessions (`time id sql_id;…`, longest first): the tenant's longest are among
-    /// them, and the exporter picks those, so no sort of every session is needed. A
-    /// session others wait on is grouped by its own id too, so each is a row of its
-    /// own (see [`COLUMNS`]).
+    /// The one statement of a cycle. The processlist is read once, in a derived table
+    /// that joins what each session needs (its transaction, its lock wait, how many
+    /// wait on it) and ranks the active ones; the outer query groups those rows by
+    /// (tenant, server, db, user, client, command, state). The longest active
+    /// sessions (a window function ranks them per tenant) and every session others
+    /// wait on are grouped by their own id too, so each is a row of its own (see
+    /// [`COLUMNS`]).
     pub fn statement(&self) -> String {
         let Scan {
             prefix,
@@ -247,36 +203,42 @@ impl Scan {
             states,
             top_sessions,
             union,
-            dialect,
         } = self;
         let (command, state) = if *states {
             ("p.COMMAND", "p.STATE")
         } else {
             ("NULL", "NULL")
         };
-        let is_active = format!("CASE WHEN {active} THEN 1 ELSE 0 END");
-        let top = match (top_sessions, dialect) {
-            (0, _) => "NULL".to_string(),
-            (n, Dialect::Mysql) => format!(
-                "SUBSTRING_INDEX(GROUP_CONCAT(CASE WHEN {active} THEN CONCAT(p.TIME, ' ', p.ID, ' ', \
-                 COALESCE({sql_id}, '')) END ORDER BY p.TIME DESC, p.ID SEPARATOR ';'), ';', {n})"
-            ),
-            (n, Dialect::Postgres) => format!(
-                "array_to_string((array_agg(p.TIME || ' ' || p.ID || ' ' || COALESCE({sql_id}, '') \
-                 ORDER BY p.TIME DESC, p.ID) FILTER (WHERE {active}))[1:{n}], ';')"
-            ),
+        // The rank is a column of its own, compared a level up: MariaDB 10.11 answers
+        // NULL for `a OR <window function> <= n` in one expression.
+        let (rank, apart) = if *top_sessions > 0 {
+            let partition = if tenant == "NULL" {
+                String::new()
+            } else {
+                format!("PARTITION BY {tenant} ")
+            };
+            (
+                format!(
+                    "ROW_NUMBER() OVER ({partition}ORDER BY CASE WHEN {active} THEN 0 ELSE 1 END, p.TIME DESC, p.ID)"
+                ),
+                format!("y.W > 0 OR (y.A = 1 AND y.R <= {top_sessions})"),
+            )
+        } else {
+            ("NULL".to_string(), "y.W > 0".to_string())
         };
         format!(
-            "{prefix}SELECT {hint}{tenant}, {server}, p.DB, p.USER, {client}, {command}, {state}, \
-             NULLIF(SUM({is_active}), 0), COUNT(*), MAX(CASE WHEN {active} THEN p.TIME END), \
-             NULLIF(SUM({in_transaction}), 0), \
-             NULLIF(SUM(CASE WHEN {active} THEN 0 ELSE {in_transaction} END), 0), \
-             MAX({transaction_age}), \
-             MAX(CASE WHEN {in_transaction} = 1 AND NOT ({active}) THEN p.TIME END), \
-             NULLIF(SUM(CASE WHEN {lock_wait} IS NULL THEN 0 ELSE 1 END), 0), MAX({lock_wait}), \
-             CASE WHEN {waiters} > 0 THEN p.ID END, {top}, NULLIF(MAX({waiters}), 0) \
-             FROM {from} WHERE {filter} \
-             GROUP BY 1, 2, 3, 4, 5, 6, 7, 17{union}"
+            "{prefix}SELECT {hint}x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, NULLIF(SUM(x.A), 0), COUNT(*), \
+             MAX(CASE WHEN x.A = 1 THEN x.T END), NULLIF(SUM(x.IT), 0), NULLIF(SUM(x.IT * (1 - x.A)), 0), \
+             MAX(x.TA), MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), \
+             NULLIF(SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), 0), MAX(x.LW), x.K, \
+             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0) \
+             FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
+             FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
+             {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
+             {sql_id} AS Q, {in_transaction} AS IT, {transaction_age} AS TA, {lock_wait} AS LW, \
+             {waiters} AS W, p.ID AS I, {rank} AS R \
+             FROM {from} WHERE {filter}) y) x \
+             GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K{union}"
         )
     }
 }
@@ -649,7 +611,7 @@ mod tests {
     #[test]
     fn decodes_text_protocol_rows() {
         let decoded = decode_row(
-            row("t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP|1|3|12.005242|2|1|40.5|33.25|1|7.5|∅|12.005242 17 C82D;3 9 |0"),
+            row("t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP|1|3|12.005242|2|1|40.5|33.25|1|7.5|∅|∅|0"),
             &OB,
         )
         .unwrap();
@@ -673,47 +635,15 @@ mod tests {
                 lock_waiting: 1,
                 max_lock_wait: 7.5,
                 session: None,
-                top: vec![
-                    Longest {
-                        id: 17,
-                        time: 12.005242,
-                        sql_id: "C82D".into()
-                    },
-                    Longest {
-                        id: 9,
-                        time: 3.0,
-                        sql_id: String::new()
-                    },
-                ],
             }
         );
     }
 
-    /// A group's longest sessions: at most `keep` are read; an entry that is not
-    /// `time id sql_id` is a broken answer.
-    #[test]
-    fn longest_sessions_are_read_up_to_keep() {
-        let ids = |text: &str, keep| -> Vec<u64> {
-            longest(text, keep).unwrap().iter().map(|l| l.id).collect()
-        };
-        assert_eq!(ids("9 1 A;8 2 B;7 3 ", 2), [1, 2]);
-        assert_eq!(ids("", 5), Vec::<u64>::new());
-        assert!(longest("9", 5)
-            .unwrap_err()
-            .message
-            .contains("not `time id sql_id`"));
-        assert!(longest("9 x ", 5)
-            .unwrap_err()
-            .message
-            .contains("top session id"));
-    }
-
-    /// A session kept apart: its id and waiters; an empty state is `__none__`; with
-    /// states off, command and state are empty whatever was sent.
+    /// A session kept apart: its id, SQL id, TIME and waiters; an empty state is
+    /// `__none__`; with states off, command and state are empty whatever was sent.
     #[test]
     fn decodes_rows_of_one_session() {
-        let text =
-            "∅|∅|NULL|app|10.0.0.7|Query||1|1|33.5|0|0|∅|∅|0|∅|3221588508|33.5 3221588508 C82D74|4";
+        let text = "∅|∅|NULL|app|10.0.0.7|Query||1|1|33.5|0|0|∅|∅|0|∅|3221588508|C82D74|4";
         let decoded = decode_row(row(text), &OB).unwrap();
         assert_eq!(
             (
@@ -727,10 +657,10 @@ mod tests {
             decoded.session,
             Some(OneSession {
                 id: 3_221_588_508,
+                sql_id: "C82D74".into(),
                 waiters: 4,
             })
         );
-        assert_eq!(decoded.top[0].sql_id, "C82D74");
         let ctx = RowContext {
             parts: Parts {
                 states: false,
@@ -854,8 +784,8 @@ mod tests {
         }
     }
 
-    /// The statement reads the processlist once: one FROM names it, no window
-    /// function sorts every session, each group names its own longest.
+    /// The statement reads the processlist once: one FROM names it, the window and
+    /// the grouping work on the derived table.
     #[test]
     fn one_statement_reads_the_processlist_once() {
         let scan = Scan {
@@ -876,14 +806,10 @@ mod tests {
         };
         let sql = scan.statement();
         assert_eq!(sql.matches(" PL p ").count(), 1, "{sql}");
-        assert!(sql.contains("SUBSTRING_INDEX(GROUP_CONCAT(CASE WHEN p.STATE = 'ACTIVE'"));
-        assert!(
-            sql.contains("SEPARATOR ';'), ';', 3)"),
-            "three per group: {sql}"
-        );
-        assert!(sql.contains("p.HOST, p.COMMAND, p.STATE, NULLIF"));
-        assert!(!sql.contains("OVER ("), "no window function");
-        assert!(sql.ends_with("GROUP BY 1, 2, 3, 4, 5, 6, 7, 17"));
+        assert!(sql.contains("ROW_NUMBER() OVER (PARTITION BY p.TENANT ORDER BY"));
+        assert!(sql.contains("y.A = 1 AND y.R <= 3"));
+        assert!(sql.contains("p.COMMAND AS CMD, p.STATE AS ST"));
+        assert!(sql.ends_with("GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K"));
         let sql = Scan {
             top_sessions: 0,
             states: false,
@@ -891,8 +817,8 @@ mod tests {
             ..scan
         }
         .statement();
-        assert!(!sql.contains("GROUP_CONCAT"), "{sql}");
-        assert!(sql.contains("p.HOST, NULL, NULL, NULLIF"), "{sql}");
+        assert!(!sql.contains("ROW_NUMBER"), "{sql}");
+        assert!(sql.contains("NULL AS CMD, NULL AS ST"));
     }
 
     #[test]

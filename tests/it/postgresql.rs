@@ -221,6 +221,9 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     assert_eq!(top.len(), 2, "{top:?}");
     assert!(top.iter().any(|(s, _)| s.contains(r#"user="it_pg_rpt""#)));
     assert_ne!(pid(&m, &blockers[0].0), pid(&m, &top[0].0));
+    // The whole exposition, PostgreSQL's series among them, is valid for promtool.
+    let (_, _, body) = exporter.try_get("/metrics").expect("/metrics");
+    crate::common::promtool_check_metrics(&body);
 
     // Every test session ends; the counts go back to zero.
     end_sessions();
