@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, and integration tests against real MariaDB and seekdb
+# Runs every test: unit tests, and integration tests against real MariaDB, seekdb and PostgreSQL
 # servers and promtool. Installs what is missing (Debian packages, PyPI's pylibseekdb)
 # and starts the servers on loopback; servers this run started are stopped at the end
 # unless SE_KEEP_SERVERS=1 (keeping them makes the next run start in a second).
