@@ -18,6 +18,7 @@ mod oceanbase;
 mod postgresql;
 pub mod processlist;
 pub mod sql;
+mod tls;
 
 pub use collect::{BoxFuture, Source};
 pub use error::{ApiError, Reason, SourceError};

@@ -375,15 +375,8 @@ fn grouped_sql(database: &Database, timeout: Duration, lock_waits: Option<LockWa
             "p.ID NOT IN ({OWN_SESSIONS}){}",
             filter_conditions(&database.filter, "p.")
         ),
-        tenant: "NULL".to_string(),
-        server: "NULL".to_string(),
         client: host_without_port("p.HOST"),
         active: active_condition("p.COMMAND"),
-        sql_id: "NULL".to_string(),
-        in_transaction: "0".to_string(),
-        transaction_age: "NULL".to_string(),
-        lock_wait: "NULL".to_string(),
-        waiters: "0".to_string(),
         states: parts.states,
         top_sessions: database.top_sessions,
         ..Scan::default()

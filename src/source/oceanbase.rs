@@ -494,10 +494,6 @@ fn base_scan(settings: &Oceanbase, from: String, filter: String) -> Scan {
         filter,
         active: "p.STATE = 'ACTIVE'".to_string(),
         sql_id: "p.SQL_ID".to_string(),
-        in_transaction: "0".to_string(),
-        transaction_age: "NULL".to_string(),
-        lock_wait: "NULL".to_string(),
-        waiters: "0".to_string(),
         client: format!(
             "COALESCE(NULLIF(p.USER_CLIENT_IP, ''), {})",
             host_without_port("p.HOST")
@@ -560,8 +556,6 @@ fn single_sql(settings: &Oceanbase) -> String {
         from,
         format!("p.ID NOT IN ({OWN_SESSIONS}){filters}"),
     );
-    scan.tenant = "NULL".to_string();
-    scan.server = "NULL".to_string();
     session_parts(&mut scan, settings, "`oceanbase`.`V$OB_LOCKS`", "", "");
     scan.statement()
 }

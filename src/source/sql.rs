@@ -142,8 +142,9 @@ pub fn decode_row<C: Cell>(
 }
 
 /// How one kind reads its processlist, for [`Scan::statement`]: expressions over the
-/// processlist `p` and whatever [`Scan::from`] joins to it.
-#[derive(Debug, Clone, Default)]
+/// processlist `p` and whatever [`Scan::from`] joins to it. The default reads no
+/// optional part and has one tenant and one server (see [`Scan::default`]).
+#[derive(Debug, Clone)]
 pub struct Scan {
     /// What comes before the statement's first SELECT (the tag, MariaDB's bound).
     pub prefix: String,
@@ -175,6 +176,33 @@ pub struct Scan {
     pub top_sessions: usize,
     /// Rows added after the grouped ones (the cluster's zero row per tenant).
     pub union: String,
+}
+
+impl Default for Scan {
+    /// A kind that reads no transaction, lock or state, with one tenant and one server
+    /// (NULL: the row context names them) and no SQL id; it still sets where the
+    /// sessions are (`from`, `filter`), `client` and `active`.
+    fn default() -> Self {
+        let null = || "NULL".to_string();
+        Self {
+            prefix: String::new(),
+            hint: String::new(),
+            from: String::new(),
+            filter: String::new(),
+            tenant: null(),
+            server: null(),
+            client: String::new(),
+            active: String::new(),
+            sql_id: null(),
+            in_transaction: "0".to_string(),
+            transaction_age: null(),
+            lock_wait: null(),
+            waiters: "0".to_string(),
+            states: false,
+            top_sessions: 0,
+            union: String::new(),
+        }
+    }
 }
 
 impl Scan {

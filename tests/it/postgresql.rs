@@ -64,6 +64,25 @@ impl Clients {
     }
 }
 
+/// Creates login role `name` (password [`PASSWORD`], `options` such as `IN ROLE …`)
+/// unless a run before made it.
+fn ensure_role(servers: &Servers, name: &str, options: &str) {
+    servers.postgres_admin(&format!(
+        "DO $$ BEGIN CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}' {options}; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    ));
+}
+
+/// Creates database `name` unless a run before made it.
+fn ensure_database(servers: &Servers, name: &str) {
+    let found = servers.postgres_admin(&format!(
+        "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+    ));
+    if found.trim() != "1" {
+        servers.postgres_admin(&format!("CREATE DATABASE {name}"));
+    }
+}
+
 fn pid(m: &Metrics, series: &str) -> String {
     series
         .split("session_id=\"")
@@ -80,15 +99,10 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     };
     let admin = |sql: &str| servers.postgres_admin(sql);
     for user in ["it_pg_app", "it_pg_rpt"] {
-        admin(&format!(
-            "DO $$ BEGIN CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}'; \
-             EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-        ));
+        ensure_role(&servers, user, "");
     }
     for db in ["it_pg_db1", "it_pg_db2"] {
-        if admin(&format!("SELECT 1 FROM pg_database WHERE datname = '{db}'")).trim() != "1" {
-            admin(&format!("CREATE DATABASE {db}"));
-        }
+        ensure_database(&servers, db);
         // The owner may create tables in its public schema (PostgreSQL 15+).
         admin(&format!("ALTER DATABASE {db} OWNER TO it_pg_app"));
         admin(&format!("GRANT ALL ON DATABASE {db} TO it_pg_rpt"));
@@ -238,10 +252,7 @@ fn a_role_without_pg_monitor_is_warned_about() {
     let Some(servers) = Servers::get() else {
         return;
     };
-    servers.postgres_admin(&format!(
-        "DO $$ BEGIN CREATE ROLE it_pg_nomon LOGIN PASSWORD '{PASSWORD}'; \
-         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-    ));
+    ensure_role(&servers, "it_pg_nomon", "");
     let exporter = Exporter::start(&format!(
         "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: nomon\n    kind: postgresql\n    address: {}\n    user: it_pg_nomon\n    password: {PASSWORD}\n    sslmode: disable\n",
         servers.postgres_addr,
@@ -479,21 +490,16 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
     };
     let admin = |sql: &str| servers.postgres_admin(sql);
     for user in ["it_sdk_app", "it_sdk_rpt"] {
-        admin(&format!(
-            "DO $$ BEGIN CREATE ROLE {user} LOGIN PASSWORD '{PASSWORD}'; \
-             EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-        ));
+        ensure_role(&servers, user, "");
     }
     // The passthrough's account may end other users' sessions.
-    admin(&format!(
-        "DO $$ BEGIN CREATE ROLE it_sdk_killer LOGIN PASSWORD '{PASSWORD}' \
-         IN ROLE pg_monitor, pg_signal_backend; \
-         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-    ));
+    ensure_role(
+        &servers,
+        "it_sdk_killer",
+        "IN ROLE pg_monitor, pg_signal_backend",
+    );
     for db in ["it_sdk_db1", "it_sdk_db2"] {
-        if admin(&format!("SELECT 1 FROM pg_database WHERE datname = '{db}'")).trim() != "1" {
-            admin(&format!("CREATE DATABASE {db}"));
-        }
+        ensure_database(&servers, db);
     }
     let end_sessions = || {
         admin(

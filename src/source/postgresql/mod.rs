@@ -252,15 +252,8 @@ fn grouped_sql(settings: &Postgresql) -> String {
     let mut scan = Scan {
         prefix: format!("{TAG} "),
         filter: format!("TRUE{}", filter_conditions(&database.filter, "p.")),
-        tenant: "NULL".to_string(),
-        server: "NULL".to_string(),
         client: "p.client".to_string(),
         active: "p.command = 'active'".to_string(),
-        sql_id: "NULL".to_string(),
-        in_transaction: "0".to_string(),
-        transaction_age: "NULL".to_string(),
-        lock_wait: "NULL".to_string(),
-        waiters: "0".to_string(),
         states: parts.states,
         top_sessions: database.top_sessions,
         ..Scan::default()

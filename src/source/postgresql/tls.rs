@@ -8,6 +8,7 @@
 //! `verify-full`.
 
 use crate::config::SslMode;
+use crate::source::tls::NoVerification;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -26,7 +27,8 @@ pub fn client_config(
         .map_err(|e| format!("TLS setup failed: {e}"))?;
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
         SslMode::Disable => return Ok(None),
-        SslMode::Prefer | SslMode::Require => Arc::new(Unchecked { provider }),
+        // As libpq: encrypted, whoever answers.
+        SslMode::Prefer | SslMode::Require => Arc::new(NoVerification(provider)),
         SslMode::VerifyCa | SslMode::VerifyFull => {
             let webpki =
                 WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider)
@@ -63,60 +65,6 @@ fn root_store(roots: &[CertificateDer<'static>]) -> Result<RootCertStore, String
         return Err("no CA certificate to verify the server with: set sslrootcert".to_string());
     }
     Ok(store)
-}
-
-/// `prefer` and `require`: any certificate, as libpq; the handshake's signatures are
-/// still checked, so the session is encrypted to whoever holds the key.
-#[derive(Debug)]
-struct Unchecked {
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// `verify-ca`: the chain must lead to a trusted root; the name in it may differ
