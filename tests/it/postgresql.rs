@@ -247,6 +247,7 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     drop((busy, holder, waiter));
 }
 
+/// Also the default sslmode, `prefer`, against a server without TLS: plain text.
 #[test]
 fn a_role_without_pg_monitor_is_warned_about() {
     let Some(servers) = Servers::get() else {
@@ -254,7 +255,7 @@ fn a_role_without_pg_monitor_is_warned_about() {
     };
     ensure_role(&servers, "it_pg_nomon", "");
     let exporter = Exporter::start(&format!(
-        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: nomon\n    kind: postgresql\n    address: {}\n    user: it_pg_nomon\n    password: {PASSWORD}\n    sslmode: disable\n",
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: nomon\n    kind: postgresql\n    address: {}\n    user: it_pg_nomon\n    password: {PASSWORD}\n",
         servers.postgres_addr,
     ));
     exporter.wait_until("the warning is logged", Duration::from_secs(30), || {
