@@ -211,6 +211,38 @@ def scrape_loop(url, rate, seconds):
     return n
 
 
+def against_peer(ours_url, peer_url, seconds, runs):
+    """Throughput at 8 connections and the p99 one request at a time (as Prometheus
+    scrapes a target), each run of ours interleaved with one of the peer's. At 8
+    connections on 2 cores wrk and the server share the run queue and the p99
+    measures the scheduler (ours 1.6-3.5 ms there, the faster it serves the worse)."""
+    ours_runs, peer_runs = interleaved(lambda: wrk(ours_url + "/metrics", seconds),
+                                       lambda: wrk(peer_url + "/metrics", seconds), runs)
+    ours_one, peer_one = interleaved(lambda: wrk(ours_url + "/metrics", seconds, 1)[1],
+                                     lambda: wrk(peer_url + "/metrics", seconds, 1)[1], runs)
+    return ours_runs, peer_runs, ours_one, peer_one
+
+
+def statements_per_minute(ours_url, peer_url, counts, window):
+    """Statements each exporter sends per minute while both are scraped at the same
+    rate at the same time, at 1 and then 10 scrapes/s; `counts()` reads (ours, peer)
+    from the database. {rate: (ours, peer)}."""
+    per_minute = {}
+    for rate in (1, 10):
+        before = counts()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                scrape_loop(peer_url + "/metrics", rate, window)
+            finally:
+                os._exit(0)
+        scrape_loop(ours_url + "/metrics", rate, window)
+        os.waitpid(pid, 0)
+        after = counts()
+        per_minute[rate] = ((after[0] - before[0]) * 60 / window, (after[1] - before[1]) * 60 / window)
+    return per_minute
+
+
 def pg_sql(statement, database="postgres"):
     """Runs SQL as the PostgreSQL superuser `admin` through psql."""
     host, port = ENV["SE_TEST_POSTGRES_ADDR"].rsplit(":", 1)
@@ -270,31 +302,17 @@ def scenario_postgres_exporter(quick):
 
     runs = 5
     seconds = 1 if quick else 10
-    ours_runs, peer_runs = interleaved(lambda: wrk(ours_url + "/metrics", seconds),
-                                       lambda: wrk(peer_url + "/metrics", seconds), runs)
+    ours_runs, peer_runs, ours_one, peer_one = against_peer(ours_url, peer_url, seconds, runs)
     ratio = median([o[0] / p[0] for o, p in zip(ours_runs, peer_runs)])
     record("9a /metrics throughput vs postgres_exporter, wrk -c 8 (req/s)",
            f"{median([r[0] for r in ours_runs]):,.0f}", f"{median([r[0] for r in peer_runs]):,.0f}",
            f"{ratio:.1f}x", ">= 20x", ratio >= 20)
-    ours_one, peer_one = interleaved(lambda: wrk(ours_url + "/metrics", seconds, 1)[1],
-                                     lambda: wrk(peer_url + "/metrics", seconds, 1)[1], runs)
     p99_ratio = median([o / p for o, p in zip(ours_one, peer_one)])
     record("9b /metrics p99 latency (ms), one connection", f"{median(ours_one):.2f}",
            f"{median(peer_one):.2f}", f"{p99_ratio:.3f}x", "<= 0.1x", p99_ratio <= 0.1)
     window = 20 if quick else 60
-    counts = {}
-    for rate in (1, 10):
-        before = (pg_transactions("bench_ours"), pg_transactions("bench_peer"))
-        pid = os.fork()
-        if pid == 0:
-            try:
-                scrape_loop(peer_url + "/metrics", rate, window)
-            finally:
-                os._exit(0)
-        scrape_loop(ours_url + "/metrics", rate, window)
-        os.waitpid(pid, 0)
-        after = (pg_transactions("bench_ours"), pg_transactions("bench_peer"))
-        counts[rate] = ((after[0] - before[0]) * 60 / window, (after[1] - before[1]) * 60 / window)
+    counts = statements_per_minute(
+        ours_url, peer_url, lambda: (pg_transactions("bench_ours"), pg_transactions("bench_peer")), window)
     expected = 60 / interval
     one_per_interval = all(abs(counts[r][0] - expected) <= 2 * 60 / window for r in counts)
     record(f"9c statements to PostgreSQL per minute at 1 scrape/s (interval {interval}s)",
@@ -343,18 +361,12 @@ def scenario_mysqld_exporter(quick):
 
     runs = 5
     seconds = 1 if quick else 10
-    ours_runs, peer_runs = interleaved(lambda: wrk(ours_url + "/metrics", seconds),
-                                       lambda: wrk(peer_url + "/metrics", seconds), runs)
+    ours_runs, peer_runs, ours_one, peer_one = against_peer(ours_url, peer_url, seconds, runs)
     ours_rps, peer_rps = median([r[0] for r in ours_runs]), median([r[0] for r in peer_runs])
     ours_p99, peer_p99 = median([r[1] for r in ours_runs]), median([r[1] for r in peer_runs])
     ratio = median([o[0] / p[0] for o, p in zip(ours_runs, peer_runs)])
     record("1a /metrics throughput, wrk -c 8 (req/s)", f"{ours_rps:,.0f}", f"{peer_rps:,.0f}",
            f"{ratio:.1f}x", ">= 20x", ratio >= 20)
-    # Latency one request at a time, as Prometheus scrapes a target: at 8 connections
-    # on 2 cores, wrk and the server share the run queue and the p99 measures the
-    # scheduler (ours 1.6-3.5 ms there, the faster it serves the worse); shown too.
-    ours_one, peer_one = interleaved(lambda: wrk(ours_url + "/metrics", seconds, 1)[1],
-                                     lambda: wrk(peer_url + "/metrics", seconds, 1)[1], runs)
     p99_ratio = median([o / p for o, p in zip(ours_one, peer_one)])
     record("1b /metrics p99 latency (ms), one connection", f"{median(ours_one):.2f}",
            f"{median(peer_one):.2f} (8 connections: ours {ours_p99:.2f}, peer {peer_p99:.2f})",
@@ -362,20 +374,8 @@ def scenario_mysqld_exporter(quick):
 
     # Queries sent to MariaDB while scraped once per second, then ten times per second.
     window = 20 if quick else 60
-    counts = {}
-    for rate in (1, 10):
-        before = (user_commands("monitor"), user_commands("peer"))
-        # Both exporters are scraped at the same rate, at the same time.
-        pid = os.fork()
-        if pid == 0:
-            try:
-                scrape_loop(peer_url + "/metrics", rate, window)
-            finally:
-                os._exit(0)
-        scrape_loop(ours_url + "/metrics", rate, window)
-        os.waitpid(pid, 0)
-        after = (user_commands("monitor"), user_commands("peer"))
-        counts[rate] = ((after[0] - before[0]) * 60 / window, (after[1] - before[1]) * 60 / window)
+    counts = statements_per_minute(ours_url, peer_url,
+                                   lambda: (user_commands("monitor"), user_commands("peer")), window)
     expected = 60 / interval
     ours_q = counts[1][0]
     one_per_interval = all(abs(counts[r][0] - expected) <= 60 / window for r in counts)

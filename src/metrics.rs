@@ -522,7 +522,7 @@ impl SessionCollector {
         )?;
         let mut metric = encoder.encode_descriptor(
             TOP_BLOCKER,
-            &format!("Sessions waiting for a row lock held by this session, for the tenant's top blockers (rank 1 the most waited on; top_sessions per tenant), with what locates the session; never its SQL text. {CACHED}"),
+            &format!("Sessions waiting for a lock held by this session (a row lock; on PostgreSQL any lock), for the tenant's top blockers (rank 1 the most waited on; top_sessions per tenant), with what locates the session; never its SQL text. {CACHED}"),
             None,
             MetricType::Gauge,
         )?;

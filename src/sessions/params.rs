@@ -49,6 +49,18 @@ pub struct Observer {
     pub port: Option<u16>,
 }
 
+impl Observer {
+    /// True when one of `observers` is the single server at `host:port` (a target
+    /// that is one server): by address, and by port when one is given (its SQL port,
+    /// the only one it has).
+    pub fn any_is(observers: &[Observer], host: &str, port: u16) -> bool {
+        let host = host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+        observers
+            .iter()
+            .any(|o| host == Some(o.ip.to_canonical()) && o.port.is_none_or(|p| p == port))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Asc,

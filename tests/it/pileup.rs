@@ -22,6 +22,31 @@ fn exporter_for(target_yaml: &str) -> Exporter {
     ))
 }
 
+/// A session as `it_waiter` from `from` that ran `setup`, then a plain SELECT with
+/// autocommit off, and idles.
+fn read_with_autocommit_off(addr: &str, from: &str, setup: &[&str]) -> mysql::Conn {
+    let mut reader = connect(addr, "it_waiter", from);
+    for statement in setup.iter().chain(&["SET autocommit = 0"]) {
+        reader.query_drop(*statement).expect(statement);
+    }
+    let _: Vec<(i32, i32)> = reader.query("SELECT id, v FROM it_pileup.r").unwrap();
+    reader
+}
+
+/// A session as `it_holder` from `from` that ran `setup`, then updated row 1 inside
+/// a transaction it leaves open; with its id.
+fn hold_a_row_lock(addr: &str, from: &str, setup: &[&str]) -> (mysql::Conn, String) {
+    let mut holder = connect(addr, "it_holder", from);
+    for statement in setup.iter().chain(&["BEGIN"]) {
+        holder.query_drop(*statement).expect(statement);
+    }
+    holder
+        .query_drop("UPDATE it_pileup.r SET v = v + 1 WHERE id = 1")
+        .unwrap();
+    let id = holder.connection_id().to_string();
+    (holder, id)
+}
+
 /// Waits until one session has waited for a lock for a second or more, and checks
 /// what it and the holder add up to: two transactions, one of them idle (the
 /// holder's), and the holder named as the only blocker, with one waiter.
@@ -95,16 +120,9 @@ fn mariadb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     let tenant = [("target", "t"), ("tenant", "t")];
 
     // A read-only transaction: a plain SELECT with autocommit off opens one in InnoDB.
-    let mut reader = connect(&addr, "it_waiter", "127.0.0.74");
-    reader.query_drop("SET autocommit = 0").unwrap();
-    let _: Vec<(i32, i32)> = reader.query("SELECT id, v FROM it_pileup.r").unwrap();
+    let reader = read_with_autocommit_off(&addr, "127.0.0.74", &[]);
     // The holder updates a row and idles inside its transaction.
-    let mut holder = connect(&addr, "it_holder", "127.0.0.71");
-    holder.query_drop("BEGIN").unwrap();
-    holder
-        .query_drop("UPDATE it_pileup.r SET v = v + 1 WHERE id = 1")
-        .unwrap();
-    let holder_id = holder.connection_id().to_string();
+    let (holder, holder_id) = hold_a_row_lock(&addr, "127.0.0.71", &[]);
 
     let first = exporter.wait_for_metrics(
         "two sessions idle in a transaction",
@@ -239,17 +257,8 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
                 ob_trx_idle_timeout = 120000000";
 
     // A plain SELECT with autocommit off opens no transaction on OceanBase.
-    let mut reader = connect(&addr, "it_waiter", "127.0.0.84");
-    reader.query_drop(long).unwrap();
-    reader.query_drop("SET autocommit = 0").unwrap();
-    let _: Vec<(i32, i32)> = reader.query("SELECT id, v FROM it_pileup.r").unwrap();
-    let mut holder = connect(&addr, "it_holder", "127.0.0.81");
-    holder.query_drop(long).unwrap();
-    holder.query_drop("BEGIN").unwrap();
-    holder
-        .query_drop("UPDATE it_pileup.r SET v = v + 1 WHERE id = 1")
-        .unwrap();
-    let holder_id = holder.connection_id().to_string();
+    let reader = read_with_autocommit_off(&addr, "127.0.0.84", &[long]);
+    let (holder, holder_id) = hold_a_row_lock(&addr, "127.0.0.81", &[long]);
 
     let first = exporter.wait_for_metrics(
         "the holder idles in its transaction",

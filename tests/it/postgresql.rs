@@ -64,6 +64,37 @@ impl Clients {
     }
 }
 
+/// Ends every session of `users`: when made (those of an earlier, failed run would
+/// change the counts; a pg_sleep outlives its client), on `end`, and when dropped,
+/// so a failing test leaves none behind.
+struct EndSessions<'a> {
+    servers: &'a Servers,
+    users: &'a [&'a str],
+}
+
+impl<'a> EndSessions<'a> {
+    fn of(servers: &'a Servers, users: &'a [&'a str]) -> Self {
+        let guard = Self { servers, users };
+        guard.end();
+        guard
+    }
+
+    fn end(&self) {
+        let users: Vec<String> = self.users.iter().map(|u| format!("'{u}'")).collect();
+        self.servers.postgres_admin(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename IN ({})",
+            users.join(", ")
+        ));
+    }
+}
+
+impl Drop for EndSessions<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 /// Creates login role `name` (password [`PASSWORD`], `options` such as `IN ROLE …`)
 /// unless a run before made it.
 fn ensure_role(servers: &Servers, name: &str, options: &str) {
@@ -109,20 +140,7 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     }
     // Sessions of an earlier, failed run (a pg_sleep outlives its client) would
     // change the counts: end them first, and this run's at the end, even on failure.
-    let end_sessions = || {
-        admin(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE usename IN ('it_pg_app', 'it_pg_rpt')",
-        )
-    };
-    end_sessions();
-    struct EndSessions<F: Fn() -> String>(F);
-    impl<F: Fn() -> String> Drop for EndSessions<F> {
-        fn drop(&mut self) {
-            (self.0)();
-        }
-    }
-    let _end = EndSessions(end_sessions);
+    let sessions = EndSessions::of(&servers, &["it_pg_app", "it_pg_rpt"]);
     let clients = Clients::new(&servers.postgres_addr);
     let setup = clients.open("it_pg_app", "it_pg_db1", "127.0.0.90");
     clients.run(
@@ -240,7 +258,7 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     crate::common::promtool_check_metrics(&body);
 
     // Every test session ends; the counts go back to zero.
-    end_sessions();
+    sessions.end();
     exporter.wait_for_metrics("the sessions are gone", Duration::from_secs(20), |m| {
         m.get("dbsession_sessions", &tenant) == Some(0.0)
     });
@@ -502,13 +520,7 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
     for db in ["it_sdk_db1", "it_sdk_db2"] {
         ensure_database(&servers, db);
     }
-    let end_sessions = || {
-        admin(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE usename IN ('it_sdk_app', 'it_sdk_rpt')",
-        )
-    };
-    end_sessions();
+    let sessions = EndSessions::of(&servers, &["it_sdk_app", "it_sdk_rpt"]);
     let clients = Clients::new(&servers.postgres_addr);
     let _idle: Vec<Client> = (0..3)
         .map(|_| clients.open("it_sdk_app", "it_sdk_db1", "127.0.0.101"))
@@ -615,7 +627,7 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
     // A pid that is not one of the target's sessions is refused, and nothing ends.
     let error = kill("session", 1);
     assert_eq!(error["error"][1], "OB.Tenant.Session.NotExist", "{error}");
-    end_sessions();
+    sessions.end();
     drop(busy);
 }
 

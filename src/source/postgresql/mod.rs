@@ -80,14 +80,15 @@ impl PostgresqlSource {
     }
 
     async fn run(&mut self) -> Result<Collected, SourceError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            let client = connect(&self.settings, self.timeout).await?;
-            self.check_role(&client).await;
-            self.client = Some(client);
-        }
-        let Some(client) = &self.client else {
-            return Err(SourceError::new(Reason::Connect, "no connection"));
+        let client = match self.client.take() {
+            Some(client) if !client.is_closed() => client,
+            _ => {
+                let client = connect(&self.settings, self.timeout).await?;
+                self.check_role(&client).await;
+                client
+            }
         };
+        let client = self.client.insert(client);
         let database = &self.settings.database;
         let ctx = RowContext {
             tenant: &self.name,

@@ -20,7 +20,6 @@ use crate::sessions::{
 };
 use crate::source::sql::{contains_pattern, filter_conditions, RowContext, Rows, TAG};
 use futures_util::StreamExt;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -161,7 +160,8 @@ impl Target {
             sql.push_str(&format!(" AND s.id = ${}", values.len()));
         }
         if let Some(observers) = &params.observers {
-            if !self.is_observer(observers) {
+            let address = &self.settings.database.address;
+            if !Observer::any_is(observers, &address.host, address.port) {
                 sql.push_str(" AND FALSE");
             }
         }
@@ -169,19 +169,6 @@ impl Target {
             sql.push_str(" AND s.state = 'ACTIVE'");
         }
         (sql, values)
-    }
-
-    /// One server: the target itself, matched by address and, when given, port.
-    fn is_observer(&self, observers: &[Observer]) -> bool {
-        let address = &self.settings.database.address;
-        let host = address
-            .host
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| ip.to_canonical());
-        observers
-            .iter()
-            .any(|o| host == Some(o.ip.to_canonical()) && o.port.is_none_or(|p| p == address.port))
     }
 
     /// Sends the page's sessions into `tx` as the server sends them; the connection

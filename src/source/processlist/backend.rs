@@ -21,7 +21,6 @@ use crate::source::sql::{
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
@@ -462,18 +461,9 @@ impl Backend {
             }
             return format!(" AND ({})", items.join(" OR "));
         }
-        // One server: the target itself. It matches by address, and by port when
-        // one is given (its SQL port, the only one it has).
+        // One server: the target itself.
         let address = &self.target.database().address;
-        let host = address
-            .host
-            .parse::<IpAddr>()
-            .ok()
-            .map(|ip| ip.to_canonical());
-        let matches = observers
-            .iter()
-            .any(|o| host == Some(o.ip.to_canonical()) && o.port.is_none_or(|p| p == address.port));
-        if matches {
+        if Observer::any_is(observers, &address.host, address.port) {
             String::new()
         } else {
             " AND 1 = 0".to_string()
