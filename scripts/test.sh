@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests, and integration tests against real MariaDB, seekdb and PostgreSQL
-# servers and promtool. Installs what is missing (Debian packages, PyPI's pylibseekdb)
-# and starts the servers on loopback; servers this run started are stopped at the end
-# unless SE_KEEP_SERVERS=1 (keeping them makes the next run start in a second).
+# Runs every test: unit tests, and integration tests against real MariaDB, seekdb and
+# PostgreSQL servers, promtool, and the .deb, .rpm and image built and used for real.
+# Installs what is missing (Debian packages, PyPI's pylibseekdb, cargo-deb and
+# cargo-generate-rpm) and starts the servers on loopback; servers this run started are
+# stopped at the end unless SE_KEEP_SERVERS=1 (keeping them makes the next run start in
+# a second).
 # Extra arguments go to `cargo test`, e.g. `./scripts/test.sh --test mariadb`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +17,10 @@ if [ "$started_here" = 1 ] && [ "${SE_KEEP_SERVERS:-0}" != 1 ]; then
   trap 'bash scripts/test-servers.sh stop' EXIT
 fi
 
+# The whole suite installs and runs the packages (tests/it/packages.rs): build them
+# first, so that the release build does not compete with the other tests for the CPU.
+# (The tests build them themselves when run alone.)
+if [ $# -eq 0 ]; then
+  bash scripts/package.sh >/dev/null
+fi
 cargo test --locked "$@"

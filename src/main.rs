@@ -35,10 +35,10 @@ const LONG_VERSION: &str = concat!(
 );
 
 /// Prometheus exporter for database session metrics: OceanBase clusters, seekdb,
-/// MySQL and MariaDB. Every flag can also be set through the environment variable
-/// shown with it.
+/// MySQL, MariaDB, PostgreSQL and Huawei Cloud DBSS. Every flag can also be set
+/// through the environment variable shown with it.
 #[derive(Debug, Parser)]
-#[command(name = "session_exporter", version = LONG_VERSION, about)]
+#[command(name = "session_exporter", version = LONG_VERSION)]
 struct Cli {
     /// Path to the configuration file (see config.example.yaml).
     #[arg(
@@ -120,11 +120,33 @@ struct Cli {
         default_value_t = 1
     )]
     total_shards: u32,
+
+    /// Print a man page or a shell's completion script for these flags, and exit. The
+    /// packages install them; from a tarball:
+    /// `session_exporter --generate=bash > /etc/bash_completion.d/session_exporter`.
+    #[arg(long = "generate", value_enum, value_name = "WHAT")]
+    generate: Option<Generated>,
+}
+
+/// What `--generate` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Generated {
+    /// The man page, session_exporter(1), in roff.
+    Man,
+    /// A bash completion script.
+    Bash,
+    /// A zsh completion script (`_session_exporter`).
+    Zsh,
+    /// A fish completion script.
+    Fish,
 }
 
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
+    if let Some(what) = cli.generate {
+        return generate(what);
+    }
     logging::init(cli.log_level, cli.log_format);
 
     if cli.total_shards == 0 || cli.shard >= cli.total_shards {
@@ -192,6 +214,41 @@ fn main() -> ExitCode {
     // Pools close in the background; do not wait for a server that does not answer.
     runtime.shutdown_timeout(Duration::from_millis(200));
     code
+}
+
+/// Renders from the flags' definitions, so the man page and the completions never
+/// disagree with `--help`. Rendered into memory first: the generators panic on a
+/// write error (a closed pipe), which must be a message and an exit code instead.
+fn generate(what: Generated) -> ExitCode {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    use std::io::Write;
+
+    let mut command = Cli::command();
+    let mut text = Vec::new();
+    let shell = match what {
+        Generated::Man => None,
+        Generated::Bash => Some(Shell::Bash),
+        Generated::Zsh => Some(Shell::Zsh),
+        Generated::Fish => Some(Shell::Fish),
+    };
+    match shell {
+        Some(shell) => clap_complete::generate(shell, &mut command, "session_exporter", &mut text),
+        None => {
+            if let Err(err) = clap_mangen::Man::new(command).render(&mut text) {
+                eprintln!("cannot render the man page: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&text).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cannot write to standard output: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Printed plainly, not as a log line: it spans lines and is read by a person.

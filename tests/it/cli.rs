@@ -106,6 +106,54 @@ fn version_help_and_config_check() {
     );
 }
 
+#[test]
+fn generates_the_man_page_and_completions_and_survives_a_closed_pipe() {
+    for (what, starts) in [
+        ("man", ".ie \\n(.g .ds Aq \\(aq"),
+        ("bash", "_session_exporter() {"),
+        ("zsh", "#compdef session_exporter"),
+        ("fish", "complete -c session_exporter"),
+    ] {
+        let out = exporter_cmd()
+            .arg(format!("--generate={what}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{what}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with(starts), "{what}:\n{text}");
+        // Generated from the flags themselves: every flag is in each of them.
+        for flag in [
+            "config.file",
+            "web.listen-address",
+            "log.format",
+            "total-shards",
+        ] {
+            assert!(text.contains(flag), "{what} lacks {flag}");
+        }
+    }
+    let out = exporter_cmd().arg("--generate=pdf").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // A reader that goes away: a message and exit 1, not a panic.
+    let mut child = exporter_cmd()
+        .arg("--generate=man")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("cannot write to standard output"),
+            "{stderr}"
+        );
+    }
+}
+
 /// A database that accepts TCP and never says a word.
 struct SilentServer {
     addr: String,

@@ -20,6 +20,7 @@ mod modules;
 mod obshell_sdk;
 mod oceanbase_cluster;
 mod operate;
+mod packages;
 mod passthrough;
 mod pileup;
 mod postgresql;

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the packages from a release build:
+#   target/package/session-exporter_<version>-1_<arch>.deb   (cargo-deb)
+#   target/package/session-exporter-<version>-1.<arch>.rpm   (cargo-generate-rpm)
+# and stages target/package/session_exporter, the stripped binary that both packages
+# and deploy/docker/Dockerfile take. Prints the paths of the two packages, one per line,
+# on stdout.
+#   ./scripts/package.sh && sudo apt-get install ./target/package/session-exporter_*.deb
+#
+# The binary is linked against glibc 2.17 (cargo-zigbuild, with zig from PyPI), not
+# against this machine's: a build on Debian 12 would need glibc 2.34 and refuse to start
+# on RHEL 8 and its rebuilds (2.28), where many OceanBase clusters run. Installs the
+# pinned cargo-deb, cargo-generate-rpm, cargo-zigbuild and ziglang when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_DEB_VERSION=3.8.0
+CARGO_GENERATE_RPM_VERSION=0.21.0
+CARGO_ZIGBUILD_VERSION=0.24.1
+ZIGLANG_VERSION=0.17.1
+GLIBC_VERSION=2.17
+
+need_tool() { # <cargo subcommand> <crate> <version>
+  if ! cargo "$1" --version 2>/dev/null | grep -qF "$3"; then
+    echo "package: cargo install $2@$3" >&2
+    cargo install --quiet --locked "$2@$3" >&2
+  fi
+}
+need_tool deb cargo-deb "$CARGO_DEB_VERSION"
+need_tool generate-rpm cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
+need_tool zigbuild cargo-zigbuild "$CARGO_ZIGBUILD_VERSION"
+if ! python3 -c 'import ziglang' 2>/dev/null; then
+  echo "package: pip install ziglang==$ZIGLANG_VERSION" >&2
+  python3 -m pip install -q --root-user-action=ignore "ziglang==$ZIGLANG_VERSION" >&2
+fi
+
+triple="$(uname -m)-unknown-linux-gnu"
+cargo zigbuild --release --locked --target "$triple.$GLIBC_VERSION" --bin session_exporter >&2
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+built="$target_dir/$triple/release/session_exporter"
+
+# Where Cargo.toml's package assets point (relative to the repository).
+out=target/package
+rm -rf "$out"
+mkdir -p "$out/generated" "$out/rpm"
+strip -o "$out/session_exporter" "$built"
+bin=$out/session_exporter
+# -n: no name or time stamp in the gzip header, so the same input gives the same file.
+"$bin" --generate=man | gzip -9n >"$out/generated/session_exporter.1.gz"
+"$bin" --generate=bash >"$out/generated/session_exporter.bash"
+"$bin" --generate=zsh >"$out/generated/_session_exporter"
+"$bin" --generate=fish >"$out/generated/session_exporter.fish"
+
+# The RPM's %pre makes the user from the sysusers.d line the package installs (what
+# Fedora's %sysusers_create_package does): the files need its group at unpack time.
+sysusers=deploy/systemd/session-exporter.sysusers
+{
+  echo "# The system user and group, from /usr/lib/sysusers.d/session-exporter.conf."
+  echo "systemd-sysusers --replace=/usr/lib/sysusers.d/session-exporter.conf - <<'SYSUSERS'"
+  grep -v '^#' "$sysusers"
+  echo "SYSUSERS"
+} >"$out/rpm/pre-install.sh"
+
+# --no-strip: the staged binary is stripped already.
+cargo deb --no-build --no-strip --locked --output "$out/" >&2
+# xz, not cargo-generate-rpm's default zstd: the payload RHEL 8's rpm reads for sure.
+cargo generate-rpm --output "$out/" --payload-compress xz \
+  --set-metadata "pre_install_script = \"$out/rpm/pre-install.sh\"" >&2
+
+ls "$out"/*.deb "$out"/*.rpm
