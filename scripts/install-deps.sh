@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs every server and tool the tests need on a fresh Debian machine:
 # MariaDB, PostgreSQL, Prometheus (promtool), curl, systemd-analyze, and for the packages
-# and the image dpkg-dev (dpkg-shlibdeps), rpm, podman with runc, and mmdebstrap, from
-# Debian's packages;
+# and the image rpm, podman with runc, mmdebstrap and man-db, from Debian's
+# packages;
 # seekdb (`pylibseekdb`), `kubernetes-validate` and `schemathesis` from PyPI. Idempotent: a second
 # run finds everything present and does nothing.
 set -euo pipefail
@@ -13,12 +13,13 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
-command -v dpkg-shlibdeps >/dev/null 2>&1 || need_apt+=(dpkg-dev)
 command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
 # runc, not crun: crun refuses this kind of machine's hybrid cgroups (tests/it/packages.rs).
 command -v podman >/dev/null 2>&1 || need_apt+=(podman)
 command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
+# `man`: the installed package's man page is looked up as users (and systemd-analyze) do.
+command -v man >/dev/null 2>&1 || need_apt+=(man-db)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=()

@@ -17,10 +17,10 @@ if [ "$started_here" = 1 ] && [ "${SE_KEEP_SERVERS:-0}" != 1 ]; then
   trap 'bash scripts/test-servers.sh stop' EXIT
 fi
 
-# The whole suite installs and runs the packages (tests/it/packages.rs): build them
-# first, so that the release build does not compete with the other tests for the CPU.
-# (The tests build them themselves when run alone.)
+# The whole suite builds, installs and runs the packages (tests/it/packages.rs): make
+# their release build first, so that it does not compete with the other tests for
+# the CPU. (Run alone, the package tests make it themselves.)
 if [ $# -eq 0 ]; then
-  bash scripts/package.sh >/dev/null
+  bash scripts/package.sh --build-only
 fi
 cargo test --locked "$@"

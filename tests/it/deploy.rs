@@ -124,9 +124,20 @@ fn the_systemd_unit_verifies_cleanly() {
     );
     let file = tmp.path().join("session-exporter.service");
     std::fs::write(&file, unit).unwrap();
+    // verify also runs `man` for Documentation=: give it the man page the binary makes.
+    let man1 = tmp.path().join("man/man1");
+    std::fs::create_dir_all(&man1).unwrap();
+    let page = Command::new(env!("CARGO_BIN_EXE_session_exporter"))
+        .arg("--generate=man")
+        .output()
+        .unwrap();
+    std::fs::write(man1.join("session_exporter.1"), page.stdout).unwrap();
     let (ok, out) = run(
-        Command::new("systemd-analyze").arg("verify").arg(&file),
-        "Debian's systemd",
+        Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&file)
+            .env("MANPATH", tmp.path().join("man")),
+        "Debian's systemd, and man-db",
     );
     // verify exits 0 on unknown keys but prints them: any word about the file fails.
     let about_unit: Vec<&str> = out

@@ -1,8 +1,9 @@
 //! The integration tests: one binary, a module per area, so the crate is linked once
 //! (ripgrep's layout). They run the real `session_exporter` against real servers
-//! (MariaDB, seekdb, promtool, Prometheus, schemathesis) that `scripts/test.sh`
-//! installs and starts; run alone, a test that needs a missing server says so and
-//! skips, except under `CI=true`, where it fails.
+//! (MariaDB, seekdb, PostgreSQL, promtool, Prometheus, schemathesis, obshell's SDK,
+//! apt, rpm and podman for the packages) that `scripts/test.sh` installs and starts;
+//! run alone, a test that needs a missing server says so and skips, except under
+//! `CI=true`, where it fails.
 //!
 //! Run one area with `./scripts/test.sh --test it mariadb::`.
 

@@ -36,8 +36,28 @@ struct Built {
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let out = Command::new("bash")
+        // An operator's environment, not `cargo test`'s: build scripts rerun when
+        // variables such as CARGO_PKG_NAME or OUT_DIR differ from the last build's,
+        // and the release build `scripts/test.sh` made beforehand would be redone.
+        let mut package = Command::new("bash");
+        package
             .arg(Path::new(ROOT).join("scripts/package.sh"))
+            .env_clear();
+        for name in [
+            "PATH",
+            "HOME",
+            "USER",
+            "LANG",
+            "TMPDIR",
+            "CARGO_HOME",
+            "RUSTUP_HOME",
+            "CI",
+        ] {
+            if let Some(value) = std::env::var_os(name) {
+                package.env(name, value);
+            }
+        }
+        let out = package
             .stderr(Stdio::piped())
             .output()
             .expect("run scripts/package.sh");
@@ -397,7 +417,7 @@ fn the_deb_installs_runs_as_its_user_and_purges_without_a_trace() {
     assert_eq!(
         depends.trim(),
         "libc6 (>= 2.17), systemd | systemd-sysusers",
-        "found by dpkg-shlibdeps from the binary, and the user's maker"
+        "glibc 2.17 (the image test checks the binary's symbol versions), and the user's maker"
     );
     assert_eq!(
         shipped,
@@ -475,6 +495,10 @@ fn the_deb_installs_runs_as_its_user_and_purges_without_a_trace() {
         "--config.check",
         "--config.file=/etc/session-exporter/config.yaml",
     ]));
+    assert_eq!(
+        run(Command::new("man").args(["-w", "session_exporter"])).trim(),
+        "/usr/share/man/man1/session_exporter.1.gz"
+    );
     let man = run(Command::new("zcat").arg("/usr/share/man/man1/session_exporter.1.gz"));
     assert!(man.contains(".TH session_exporter 1"), "{man}");
     assert!(man.contains("config.file"), "{man}");
@@ -698,11 +722,11 @@ fn the_rpm_has_the_same_files_modes_and_scripts() {
 
     // Its dependencies are the libraries the binary links, found from the binary.
     let requires = run(Command::new("rpm").args(["-qp", "--requires", rpm]));
-    assert!(
-        requires.contains("libc.so.6(GLIBC_2.34)(64bit)"),
-        "{requires}"
-    );
+    assert!(requires.contains("libc.so.6()(64bit)"), "{requires}");
     assert!(!requires.contains("libz"), "{requires}");
+    assert!(!requires.contains("GLIBC_2.18"), "{requires}");
+    // An xz payload, which RHEL 8's rpm reads (not zstd, cargo-generate-rpm's default).
+    assert!(!requires.contains("PayloadIsZstd"), "{requires}");
     let info = run(Command::new("rpm").args(["-qip", rpm]));
     assert!(info.contains("Apache-2.0"), "{info}");
     assert!(built.binary.exists());
