@@ -318,6 +318,29 @@ impl Drop for Installed {
     }
 }
 
+/// A `/usr/sbin/policy-rc.d` that denies every start (exit 101, invoke-rc.d(8)), while
+/// it lives. None when the host has a policy of its own, which is left alone.
+struct PolicyDeniesStart;
+
+impl PolicyDeniesStart {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> Option<Self> {
+        if Path::new(Self::PATH).exists() {
+            return None;
+        }
+        write_as_root(Self::PATH, "#!/bin/sh\nexit 101\n");
+        run(&mut as_root(&["chmod", "0755", Self::PATH]));
+        Some(Self)
+    }
+}
+
+impl Drop for PolicyDeniesStart {
+    fn drop(&mut self) {
+        let _ = as_root(&["rm", "-f", Self::PATH]).status();
+    }
+}
+
 /// A process started through [`as_root`], ended by its PID when dropped. Through
 /// sudo, the process is sudo's child: that PID is the one signalled, as root.
 struct Running {
@@ -426,14 +449,21 @@ fn the_deb_installs_runs_as_its_user_and_purges_without_a_trace() {
     );
 
     let _installed = Installed;
-    run(as_root(&[
-        "apt-get",
-        "install",
-        "-y",
-        "-q",
-        built.deb.to_str().expect("utf-8 path"),
-    ])
-    .env("DEBIAN_FRONTEND", "noninteractive"));
+    {
+        // On a host run by systemd the package would start its service, listening on
+        // every interface: tell deb-systemd-invoke not to, for this install only.
+        let _no_start = Path::new("/run/systemd/system")
+            .exists()
+            .then(PolicyDeniesStart::install);
+        run(as_root(&[
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            built.deb.to_str().expect("utf-8 path"),
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    }
 
     // The system user: no login, no home of its own, a system uid.
     let passwd = run(Command::new("getent").args(["passwd", USER]));
