@@ -302,18 +302,21 @@ impl Installed {
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("installed"))
     }
 
+    fn purge_command() -> Command {
+        let mut purge = as_root(&["apt-get", "purge", "-y", "-q", PACKAGE]);
+        purge.env("DEBIAN_FRONTEND", "noninteractive");
+        purge
+    }
+
     fn purge() -> String {
-        run(as_root(&["apt-get", "purge", "-y", "-q", PACKAGE])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
+        run(&mut Self::purge_command())
     }
 }
 
 impl Drop for Installed {
     fn drop(&mut self) {
         if Self::is_installed() {
-            let _ = as_root(&["apt-get", "purge", "-y", "-q", PACKAGE])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .output();
+            let _ = Self::purge_command().output();
         }
     }
 }
