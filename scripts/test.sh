@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests against real MariaDB, seekdb and
 # PostgreSQL servers, promtool, and the .deb, .rpm and image built and used for real.
-# Installs what is missing (Debian packages, PyPI's pylibseekdb, cargo-deb and
-# cargo-generate-rpm) and starts the servers on loopback; servers this run started are
+# Installs what is missing (Debian packages, PyPI packages, the packaging tools
+# of scripts/package.sh) and starts the servers on loopback; servers this run started are
 # stopped at the end unless SE_KEEP_SERVERS=1 (keeping them makes the next run start in
 # a second).
 # Extra arguments go to `cargo test`, e.g. `./scripts/test.sh --test mariadb`.
