@@ -407,6 +407,38 @@ def scenario_mysqld_exporter(quick):
     holder.wait(10)
 
 
+# Every column of the documented GV$OB_PROCESSLIST (OceanBase 4.2), so that a peer's
+# `SELECT *` fetches what it fetches from a real cluster (INFO and TOP_INFO as TEXT:
+# two VARCHAR(262143) are past an ordinary table's row size).
+PL_COLUMNS = ("SVR_IP VARCHAR(46), SVR_PORT BIGINT, SQL_PORT BIGINT, ID BIGINT, USER VARCHAR(32), HOST VARCHAR(128),"
+              " DB VARCHAR(128), TENANT VARCHAR(128), COMMAND VARCHAR(4096), TIME DOUBLE, TOTAL_TIME DOUBLE,"
+              " STATE VARCHAR(128), INFO TEXT, PROXY_SESSID BIGINT, MASTER_SESSID BIGINT,"
+              " USER_CLIENT_IP VARCHAR(46), USER_HOST VARCHAR(128), RETRY_CNT BIGINT, RETRY_INFO BIGINT,"
+              " SQL_ID VARCHAR(32), TRANS_ID BIGINT, THREAD_ID BIGINT, SSL_CIPHER VARCHAR(4096),"
+              " TRACE_ID VARCHAR(64), TRANS_STATE VARCHAR(32), ACTION VARCHAR(4096), MODULE VARCHAR(4096),"
+              " CLIENT_INFO VARCHAR(4096), LEVEL BIGINT, SAMPLE_PERCENTAGE BIGINT, RECORD_POLICY VARCHAR(32),"
+              " LB_VID BIGINT, LB_VIP VARCHAR(46), LB_VPORT BIGINT, IN_BYTES BIGINT, OUT_BYTES BIGINT,"
+              " USER_CLIENT_PORT BIGINT, PROXY_USER VARCHAR(128), SERVICE_NAME VARCHAR(64), TOTAL_CPU_TIME BIGINT,"
+              " TOP_INFO TEXT, MEMORY_USAGE BIGINT")
+
+
+def processlist_row(i, tenant, server, c, client, j, active, tx):
+    """One session as seekdb's V$OB_PROCESSLIST shows it: an active one with its
+    statement, SQL id and trace id; an idle one with none of them; TRANS_STATE set
+    while a transaction is open."""
+    port = 1024 + j
+    info = f"'SELECT o.id, o.total FROM orders o WHERE o.customer_id = {i} FOR UPDATE'" if active else "NULL"
+    sql_id = f"'{i:032X}'" if active else "''"
+    trace = f"'Y{tenant:X}A0000{server[-1]}-000{i:012X}-0-0'" if active else "NULL"
+    trans_state = "'ACTIVE'" if tx else "''"
+    time_ = (j * 37) % 600
+    return (f"('{server}', 2882, 2881, {i}, 'app{c % 4}', '{client}:{port}', 'db{c % 3}', 't{tenant:04d}',"
+            f" '{'Query' if active else 'Sleep'}', {time_}, {time_}, '{'ACTIVE' if active else 'SLEEP'}', {info},"
+            f" 0, NULL, '{client}', '%', 0, 0, {sql_id}, {tx}, {10000 + i}, NULL, {trace}, {trans_state},"
+            f" '', '', '', -1, -1, NULL, 0, '', 0, {192 * (j + 1)}, {4096 * j}, {port}, '', '', {j * 1000},"
+            f" NULL, NULL)")
+
+
 loaded_scale = None  # the (sessions, tenants, servers) the scale tables hold, and their groups
 
 
@@ -422,9 +454,7 @@ def load_scale_tables(sessions, tenants, servers):
                   "DROP TABLE IF EXISTS bench_scale.TENANTS; DROP TABLE IF EXISTS bench_scale.TX;"
                   "DROP TABLE IF EXISTS bench_scale.LK;"
                   "CREATE TABLE bench_scale.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));"
-                  "CREATE TABLE bench_scale.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT,"
-                  " USER VARCHAR(128), HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE,"
-                  " STATE VARCHAR(32), INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64), TRANS_ID BIGINT);"
+                  "CREATE TABLE bench_scale.PL (" + PL_COLUMNS + ");"
                   "CREATE TABLE bench_scale.TX (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT,"
                   " SESSION_ID BIGINT, TX_ID BIGINT, STATE VARCHAR(32), ACTIVE_TIME DATETIME(6));"
                   "CREATE TABLE bench_scale.LK (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT,"
@@ -454,9 +484,7 @@ def load_scale_tables(sessions, tenants, servers):
         server = f"10.0.0.{(j * 7 + tenant) % servers + 1}"
         in_tx = j < 5 or 10 <= j < 20
         tx = i + 1 if in_tx else 0
-        add("PL", f"({i}, 't{tenant:04d}', '{server}', 2882, 'app{c % 4}',"
-                  f" '{client}:{1024 + j}', 'db{c % 3}', '{'Query' if active else 'Sleep'}', {(j * 37) % 600},"
-                  f" '{'ACTIVE' if active else 'SLEEP'}', NULL, '{client}', '{'SQL%d' % i if active else ''}', {tx})")
+        add("PL", processlist_row(i, tenant, server, c, client, j, active, tx))
         if in_tx:
             add("TX", f"({tenant}, '{server}', 2882, {i}, {tx}, 'ACTIVE', NOW(6) - INTERVAL {j * 3 + 1} SECOND)")
             for k in range(5):

@@ -84,6 +84,24 @@ pub struct Blocker {
     pub waiters: u64,
 }
 
+/// A tenant's transactions and lock waits as a statement of details reads them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Detail {
+    /// Age of the oldest open transaction, in seconds.
+    pub max_transaction_age: f64,
+    /// Sessions waiting for a lock, and the longest wait in seconds.
+    pub lock_waiting: u64,
+    pub max_lock_wait: f64,
+}
+
+/// What the grouped rows of a cycle showed (see [`Aggregator::seen`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub active: bool,
+    pub transactions: bool,
+    pub lock_waits: bool,
+}
+
 /// Which of the optional parts a target collects (`collect:` in its config); a part
 /// not collected has no series, rather than zeros that would read as "none".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,6 +384,8 @@ pub struct Aggregator {
     /// How many top sessions and top blockers a tenant keeps.
     keep: usize,
     parts: Parts,
+    /// Whether only listed tenants are kept (see [`Aggregator::listed_only`]).
+    listed_only: bool,
 }
 
 impl Default for Aggregator {
@@ -386,6 +406,9 @@ struct TenantTally {
     /// A handful of (command, state) pairs: searched in order, most recent first
     /// being no better, since rows alternate between them.
     by_state: Vec<((String, String), u64)>,
+    /// Named by [`Aggregator::add_tenant`] or by a zero row (see
+    /// [`Aggregator::listed_only`]).
+    listed: bool,
 }
 
 impl Aggregator {
@@ -400,14 +423,22 @@ impl Aggregator {
             rows: 0,
             keep,
             parts,
+            listed_only: false,
         }
+    }
+
+    /// Keeps only the tenants a zero row (a group of 0 sessions) or
+    /// [`Aggregator::add_tenant`] names: a cluster's statement lists its tenants in
+    /// zero rows, so the processlist is read without a join to the tenants view, and
+    /// sessions of a tenant it does not list (a META tenant) are dropped here.
+    pub fn listed_only(mut self) -> Self {
+        self.listed_only = true;
+        self
     }
 
     /// Makes `tenant` present even if no row names it (it then reports zeros).
     pub fn add_tenant(&mut self, tenant: &str) {
-        if !self.index.contains_key(tenant) {
-            self.tenant(tenant.to_string());
-        }
+        self.tenant(tenant.to_string()).listed = true;
     }
 
     /// The tally of tenant `name`, created on first sight.
@@ -434,6 +465,7 @@ impl Aggregator {
         let states = self.parts.states;
         let tenant = self.tenant(group.tenant);
         if group.sessions == 0 {
+            tenant.listed = true;
             return;
         }
         let (n, active) = (group.sessions, group.active);
@@ -512,11 +544,41 @@ impl Aggregator {
         self.tenant(session.tenant.clone()).stats.top.push(session);
     }
 
+    /// Adds a session others wait on, read by a cycle's statement of details (its
+    /// row is counted by [`Aggregator::add_detail`]).
+    pub fn add_blocker(&mut self, tenant: String, blocker: Blocker) {
+        self.tenant(tenant).stats.blockers.push(blocker);
+    }
+
+    /// Adds what a cycle's statement of details read of `tenant`'s transactions and
+    /// lock waits (the kinds whose grouped rows cannot carry them).
+    pub fn add_detail(&mut self, tenant: String, detail: Detail) {
+        self.rows += 1;
+        let stats = &mut self.tenant(tenant).stats;
+        stats.max_transaction_age = stats.max_transaction_age.max(detail.max_transaction_age);
+        stats.lock_waiting_sessions += detail.lock_waiting;
+        stats.max_lock_wait = stats.max_lock_wait.max(detail.max_lock_wait);
+    }
+
+    /// Whether a group added so far has active sessions, sessions in a transaction,
+    /// or sessions waiting for a lock: what decides whether a cycle reads details.
+    pub fn seen(&self) -> Seen {
+        let mut seen = Seen::default();
+        for (_, tally) in &self.tenants {
+            let stats = &tally.stats;
+            seen.active |= stats.active_sessions > 0;
+            seen.transactions |= stats.transaction_sessions > 0;
+            seen.lock_waits |= stats.lock_waiting_sessions > 0;
+        }
+        seen
+    }
+
     pub fn finish(self) -> Collected {
-        let (keep, parts) = (self.keep, self.parts);
+        let (keep, parts, listed_only) = (self.keep, self.parts, self.listed_only);
         let tenants = self
             .tenants
             .into_iter()
+            .filter(|(_, tally)| tally.listed || !listed_only)
             .map(|(name, tally)| {
                 let mut stats = tally.stats;
                 stats.parts = parts;

@@ -13,8 +13,8 @@ use super::conn::{classify, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{
-    filter_conditions, host_without_port, probe_relation, query, RowContext, Scan, SqlError,
-    OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, probe_relation, read, Grouping, LockWait, Need, Pass,
+    RowContext, Rows, Rules, SqlError, Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Mysql, Parts, Target};
 use crate::sessions::Field;
@@ -148,9 +148,9 @@ pub struct MysqlSource {
     database: Database,
     connector: Connector,
     collect_timeout: Duration,
-    /// The statement of a cycle and the settings it was written for (the parts this
-    /// account can read), once the server was probed after the pool was (re)made.
-    prepared: Option<(String, Database)>,
+    /// The statements of a cycle and the settings they were written for (the parts
+    /// this account can read), once the server was probed after the pool was (re)made.
+    prepared: Option<(Statements, Database)>,
 }
 
 impl MysqlSource {
@@ -170,7 +170,7 @@ impl MysqlSource {
     async fn prepare(
         &self,
         conn: &mut mysql_async::Conn,
-    ) -> Result<(String, Database), mysql_async::Error> {
+    ) -> Result<(Statements, Database), mysql_async::Error> {
         use mysql_async::prelude::Queryable;
         let mut database = self.database.clone();
         let parts = &mut database.collect;
@@ -200,9 +200,9 @@ impl MysqlSource {
                 ),
             }
         }
-        let sql = grouped_sql(&database, self.collect_timeout, lock_waits);
-        tracing::debug!(target = %self.name, %sql, "statement of every cycle");
-        Ok((sql, database))
+        let statements = statements(&database, self.collect_timeout, lock_waits);
+        statements.log(&self.name);
+        Ok((statements, database))
     }
 
     /// Warns when the account lacks PROCESS: the server then shows it only its own
@@ -237,7 +237,7 @@ impl MysqlSource {
             .conn()
             .await
             .map_err(|e| classify(&e, &self.database, "connecting", GRANT))?;
-        let (sql, database) = match self.prepared.take() {
+        let (statements, database) = match self.prepared.take() {
             Some(prepared) => prepared,
             None => {
                 self.check_grants(&mut conn).await;
@@ -247,10 +247,11 @@ impl MysqlSource {
             }
         };
         let ctx = row_context(&database, &self.name);
-        let collected = query(&mut conn, &sql, &ctx, &[&self.name])
+        let collected = statements
+            .run(&mut conn, &ctx, &[&self.name])
             .await
             .map_err(|e| e.classify(&self.database, WHAT, GRANT));
-        self.prepared = Some((sql, database));
+        self.prepared = Some((statements, database));
         collected
     }
 }
@@ -275,8 +276,28 @@ fn row_context<'a>(database: &'a Database, tenant: &'a str) -> RowContext<'a> {
         null_string_is_no_db: false,
         keep: database.top_sessions,
         parts: database.collect,
+        rules: RULES,
+        listed_only: false,
     }
 }
+
+/// What a group's key means here: active is a COMMAND not in [`IDLE_COMMANDS`]; a
+/// thread with an `INNODB_TRX` row (its `trx_state` is the key) has an open
+/// transaction, and waits for a row lock in `LOCK WAIT`; a STATE `Waiting for … lock`
+/// is a metadata or table lock, waited for as long as the statement has run.
+const RULES: Rules = Rules {
+    active: |command, _| !IDLE_COMMANDS.contains(&command),
+    in_transaction: |_| true,
+    lock_wait: |transaction, state| {
+        if transaction == "LOCK WAIT" {
+            LockWait::Row
+        } else if state.starts_with("Waiting for ") && state.ends_with("lock") {
+            LockWait::Statement
+        } else {
+            LockWait::No
+        }
+    },
+};
 
 /// The target's statistics, read now for the session API: the statement of a cycle
 /// without top sessions, bounded at the request's `timeout`, so the API's stats and
@@ -294,14 +315,10 @@ async fn tenant_stats(
         ..database.clone()
     };
     let ctx = row_context(&database, tenant);
-    // Who blocks whom is not part of the stats the API answers.
-    query(
-        conn,
-        &grouped_sql(&database, timeout, None),
-        &ctx,
-        &[tenant],
-    )
-    .await
+    let mut rows = Rows::new(&ctx, &[tenant]);
+    let sql = grouping(&database, timeout).statement();
+    read(conn, &sql, &mut rows, Pass::Groups).await?;
+    rows.finish().map_err(SqlError::Answer)
 }
 
 /// `column` (with its prefix) is none of [`IDLE_COMMANDS`]: the session is active.
@@ -354,54 +371,87 @@ impl LockWaits {
     }
 }
 
-/// The statement of every cycle (see [`Scan::statement`]). An open transaction is
-/// an `INNODB_TRX` row of the thread; a lock wait is a transaction in `LOCK WAIT`
-/// (a row lock, waited since `trx_wait_started`) or a thread whose STATE is `Waiting
-/// for … lock` (a metadata or table lock, waited for its statement's TIME); blockers
-/// come from `lock_waits` when the server lets the account read it.
-fn grouped_sql(database: &Database, timeout: Duration, lock_waits: Option<LockWaits>) -> String {
-    let parts = database.collect;
-    let mut from = "information_schema.PROCESSLIST p".to_string();
-    if parts.transactions || parts.locks {
-        from.push_str(" LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID");
+/// The statements of every cycle (see [`Statements`]): the grouping, the top
+/// sessions, and who blocks whom when a thread waits (blockers come from
+/// `lock_waits` when the server lets the account read it).
+fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWaits>) -> Statements {
+    let grouping = grouping(database, timeout);
+    let top = (database.top_sessions > 0).then(|| grouping.top_statement(database.top_sessions));
+    let details = lock_waits
+        .filter(|_| database.collect.locks)
+        .map(|lock_waits| {
+            let Grouping {
+                prefix,
+                hint,
+                filter,
+                client,
+                ..
+            } = &grouping;
+            let sql = format!(
+            "{prefix}SELECT {hint}NULL, p.ID, p.USER, p.DB, {client}, NULL, NULL, NULL, b.WAITERS \
+             FROM information_schema.PROCESSLIST p JOIN ({}) b ON b.THREAD = p.ID WHERE {filter}",
+            lock_waits.blockers()
+        );
+            (sql, Need::LockWaits)
+        });
+    Statements {
+        groups: grouping.statement(),
+        top,
+        details,
     }
-    let mut scan = Scan {
+}
+
+/// The grouping of every cycle (see [`Grouping`]). An open transaction is an
+/// `INNODB_TRX` row of the thread, whose `trx_state` is a key of the grouping; its
+/// age and a row-lock wait (since `trx_wait_started`) are aggregated per group.
+fn grouping(database: &Database, timeout: Duration) -> Grouping {
+    let parts = database.collect;
+    let mut grouping = Grouping {
         prefix: format!(
             "{TAG} /*M!100108 SET STATEMENT max_statement_time = {:.3} FOR */ ",
             timeout.as_secs_f64()
         ),
         hint: format!("/*+ MAX_EXECUTION_TIME({}) */ ", timeout.as_millis().max(1)),
+        relation: "information_schema.PROCESSLIST p".to_string(),
+        joins: String::new(),
         filter: format!(
             "p.ID NOT IN ({OWN_SESSIONS}){}",
             filter_conditions(&database.filter, "p.")
         ),
+        tenant: "NULL".to_string(),
+        server: "NULL".to_string(),
         client: host_without_port("p.HOST"),
+        // The rules need COMMAND (active) always, and STATE for metadata lock waits.
+        command: "p.COMMAND".to_string(),
+        state: if parts.states || parts.locks {
+            "p.STATE"
+        } else {
+            "NULL"
+        }
+        .to_string(),
+        transaction: "NULL".to_string(),
+        transaction_age: "NULL".to_string(),
+        lock_wait: "NULL".to_string(),
         active: active_condition("p.COMMAND"),
-        states: parts.states,
-        top_sessions: database.top_sessions,
-        ..Scan::default()
+        sql_id: "NULL".to_string(),
+        union: String::new(),
     };
+    if parts.transactions || parts.locks {
+        grouping.joins =
+            " LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID"
+                .to_string();
+        grouping.transaction = "t.trx_state".to_string();
+    }
     if parts.transactions {
-        scan.in_transaction =
-            "CASE WHEN t.trx_mysql_thread_id IS NULL THEN 0 ELSE 1 END".to_string();
         // InnoDB keeps whole seconds.
-        scan.transaction_age = "TIMESTAMPDIFF(SECOND, t.trx_started, NOW())".to_string();
+        grouping.transaction_age = "TIMESTAMPDIFF(SECOND, t.trx_started, NOW())".to_string();
     }
     if parts.locks {
-        scan.lock_wait = "CASE WHEN t.trx_state = 'LOCK WAIT' \
-             THEN TIMESTAMPDIFF(SECOND, t.trx_wait_started, NOW()) \
-             WHEN p.STATE LIKE 'Waiting for %lock' THEN p.TIME END"
+        grouping.lock_wait = "CASE WHEN t.trx_state = 'LOCK WAIT' \
+             THEN TIMESTAMPDIFF(SECOND, t.trx_wait_started, NOW()) END"
             .to_string();
-        if let Some(lock_waits) = lock_waits {
-            from.push_str(&format!(
-                " LEFT JOIN ({}) b ON b.THREAD = p.ID",
-                lock_waits.blockers()
-            ));
-            scan.waiters = "COALESCE(b.WAITERS, 0)".to_string();
-        }
     }
-    scan.from = from;
-    scan.statement()
+    grouping
 }
 
 #[cfg(test)]
@@ -422,14 +472,27 @@ mod tests {
         let database = testing::database("monitor", 3306);
         let ctx = row_context(&database, "maria");
         let mut rows = Rows::new(&ctx, &["maria"]);
-        for text in [
-            "∅|∅|shop|app|10.0.0.100|Sleep||0|4|∅|3|3|120|60|0|∅|∅|∅|0",
-            "∅|∅|shop|app|10.0.0.100|Query|Updating|1|1|7|1|0|9|∅|1|7|42|∅|0",
-            "∅|∅|∅|app|10.0.0.101|Sleep||0|1|∅|1|1|300|250|0|∅|17|∅|1",
-            "∅|∅|NULL|odd|10.0.0.101|Sleep||0|1|∅|0|0|∅|∅|0|∅|∅|∅|0",
-            "∅|∅|∅|system user||Query||1|1|86400|0|0|∅|∅|0|∅|5|∅|0",
+        for (text, pass) in [
+            (
+                "∅|∅|shop|app|10.0.0.100|Sleep||RUNNING|3|60|120|∅",
+                Pass::Groups,
+            ),
+            ("∅|∅|shop|app|10.0.0.100|Sleep||∅|1|5|∅|∅", Pass::Groups),
+            (
+                "∅|∅|shop|app|10.0.0.100|Query|Updating|LOCK WAIT|1|7|9|7",
+                Pass::Groups,
+            ),
+            (
+                "∅|∅|∅|app|10.0.0.101|Sleep||RUNNING|1|250|300|∅",
+                Pass::Groups,
+            ),
+            ("∅|∅|NULL|odd|10.0.0.101|Sleep||∅|1|0|∅|∅", Pass::Groups),
+            ("∅|∅|∅|system user||Query||∅|1|86400|∅|∅", Pass::Groups),
+            ("∅|5|system user|∅||∅|86400", Pass::Top),
+            ("∅|42|app|shop|10.0.0.100|∅|7", Pass::Top),
+            ("∅|17|app|∅|10.0.0.101|∅|∅|∅|1", Pass::Details),
         ] {
-            rows.add(row(text));
+            rows.add_as(row(text), pass);
         }
         let tenants = rows.finish().unwrap().into_tenants();
         assert_eq!(tenants.keys().collect::<Vec<_>>(), ["maria"]);
@@ -528,56 +591,86 @@ mod tests {
     }
 
     #[test]
-    fn one_statement_bounds_itself_on_both_servers() {
+    fn every_statement_bounds_itself_on_both_servers() {
         let mut database = testing::database("monitor", 3306);
-        let sql = grouped_sql(
+        let st = statements(
             &database,
             Duration::from_millis(2500),
             Some(LockWaits::InformationSchema),
         );
-        assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) */ "));
-        assert!(sql.contains(&format!("WHERE p.ID NOT IN ({OWN_SESSIONS})")));
+        for sql in [
+            &st.groups,
+            st.top.as_ref().unwrap(),
+            &st.details.as_ref().unwrap().0,
+        ] {
+            assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) */ "), "{sql}");
+            assert!(
+                sql.contains(&format!("WHERE p.ID NOT IN ({OWN_SESSIONS})")),
+                "{sql}"
+            );
+            assert!(!sql.contains("INFO"), "statistics never read the SQL text");
+        }
+        let sql = &st.groups;
         assert_eq!(
             sql.matches("information_schema.PROCESSLIST").count(),
             1,
             "{sql}"
         );
-        assert!(sql.contains("ROW_NUMBER()"), "top sessions by default");
+        assert!(!sql.contains("OVER"), "no window in the grouping: {sql}");
         assert!(sql
             .contains("LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID"));
-        assert!(sql.contains("FROM information_schema.INNODB_LOCK_WAITS lw"));
-        assert!(!sql.contains("INFO"), "statistics never read the SQL text");
+        assert!(
+            st.top.as_deref().unwrap().contains("ROW_NUMBER()"),
+            "top sessions by default"
+        );
+        assert!(st
+            .details
+            .as_ref()
+            .unwrap()
+            .0
+            .contains("FROM information_schema.INNODB_LOCK_WAITS lw"));
+        assert_eq!(st.details.as_ref().unwrap().1, Need::LockWaits);
         database.top_sessions = 0;
-        let sql = grouped_sql(
+        let st = statements(
             &database,
             Duration::from_secs(1),
             Some(LockWaits::PerformanceSchema),
         );
-        assert!(!sql.contains("ROW_NUMBER()"));
-        assert!(sql.contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
+        assert!(st.top.is_none());
+        assert!(st.details.unwrap().0.contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
     }
 
     /// Each part can be turned off, and then reads nothing: no INNODB_TRX, no lock
-    /// waits, command and state not grouped by.
+    /// waits, STATE not grouped by.
     #[test]
     fn parts_turned_off_read_nothing() {
         let mut database = testing::database("monitor", 3306);
         database.collect = Parts::NONE;
-        let sql = grouped_sql(
+        let st = statements(
             &database,
             Duration::from_secs(1),
             Some(LockWaits::InformationSchema),
         );
-        assert!(!sql.contains("INNODB"), "{sql}");
-        assert!(sql.contains("NULL AS CMD, NULL AS ST"));
-        database.collect.locks = true;
-        let sql = grouped_sql(&database, Duration::from_secs(1), None);
         assert!(
-            sql.contains("INNODB_TRX t"),
+            !st.groups.contains("INNODB") && st.details.is_none(),
+            "{st:?}"
+        );
+        assert!(
+            st.groups.contains("p.COMMAND, NULL, NULL, COUNT(*)"),
+            "{}",
+            st.groups
+        );
+        database.collect.locks = true;
+        let st = statements(&database, Duration::from_secs(1), None);
+        assert!(
+            st.groups.contains("INNODB_TRX t"),
             "row lock waits are in INNODB_TRX"
         );
-        assert!(!sql.contains("LOCK_WAITS"), "{sql}");
-        assert!(sql.contains("'Waiting for %lock'"));
+        assert!(st.details.is_none(), "{st:?}");
+        assert!(
+            st.groups.contains("p.STATE"),
+            "metadata lock waits are a STATE"
+        );
     }
 
     #[test]

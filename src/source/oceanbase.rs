@@ -12,8 +12,8 @@ use super::conn::{classify, is_missing_or_denied_relation, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{
-    self, filter_conditions, host_without_port, query, RowContext, Scan, SqlError, OWN_SESSIONS,
-    TAG,
+    self, filter_conditions, host_without_port, Grouping, LockWait, Need, Pass, RowContext, Rows,
+    Rules, SqlError, Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Oceanbase, Relation, Target};
 use crate::sessions::Field;
@@ -47,12 +47,12 @@ pub struct OceanbaseSource {
     single_tenant: String,
 }
 
-/// A mode's statement and the settings it was written for: the configured ones with
-/// every part off whose view is missing or denied ([`OceanbaseSource::prepare`]).
+/// A mode's statements and the settings they were written for: the configured ones
+/// with every part off whose view is missing or denied ([`OceanbaseSource::prepare`]).
 struct Prepared {
     mode: Mode,
     settings: Oceanbase,
-    sql: String,
+    statements: Statements,
     /// What was turned off and why, said once the mode proves right.
     unread: Vec<String>,
 }
@@ -243,15 +243,15 @@ impl OceanbaseSource {
                 }
             }
         }
-        let sql = match mode {
-            Mode::Cluster => cluster_sql(&settings),
-            Mode::SingleTenant => single_sql(&settings),
-        };
-        tracing::debug!(target = %self.name, %sql, "statement of every cycle");
+        let parts = settings.database.collect;
+        let trans_state = (parts.transactions || parts.locks)
+            && sql::has_column(conn, &relation(&settings, mode), "TRANS_STATE").await?;
+        let statements = statements(&settings, mode, trans_state);
+        statements.log(&self.name);
         Ok(Prepared {
             mode,
             settings,
-            sql,
+            statements,
             unread,
         })
     }
@@ -314,8 +314,8 @@ impl OceanbaseSource {
     /// when it has no sessions).
     async fn query_cluster(&mut self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
         let prepared = self.prepare(conn, Mode::Cluster).await?;
-        let ctx = row_context(&prepared.settings, "");
-        query(conn, &prepared.sql, &ctx, &[]).await
+        let ctx = row_context(&prepared.settings, "", Mode::Cluster);
+        prepared.statements.run(conn, &ctx, &[]).await
     }
 
     fn classify_cluster(&self, err: SqlError) -> SourceError {
@@ -333,8 +333,10 @@ impl OceanbaseSource {
             .prepare(conn, Mode::SingleTenant)
             .await
             .map_err(|e| classify(SqlError::Driver(e), &database))?;
-        let ctx = row_context(&prepared.settings, &tenant);
-        query(conn, &prepared.sql, &ctx, &[&tenant])
+        let ctx = row_context(&prepared.settings, &tenant, Mode::SingleTenant);
+        prepared
+            .statements
+            .run(conn, &ctx, &[&tenant])
             .await
             .map_err(|e| classify(e, &database))
     }
@@ -354,15 +356,34 @@ impl Source for OceanbaseSource {
 /// How rows of this kind are decoded: `tenant` and the target's host stand in for
 /// what a single server does not say; OceanBase writes the string `NULL` for no
 /// database.
-fn row_context<'a>(settings: &'a Oceanbase, tenant: &'a str) -> RowContext<'a> {
+fn row_context<'a>(settings: &'a Oceanbase, tenant: &'a str, mode: Mode) -> RowContext<'a> {
     RowContext {
         tenant,
         server: &settings.database.address.host,
         null_string_is_no_db: true,
         keep: settings.database.top_sessions,
         parts: settings.database.collect,
+        rules: RULES,
+        // A cluster's tenants are the ones its zero rows list.
+        listed_only: mode == Mode::Cluster,
     }
 }
+
+/// What a group's key means here: active is `STATE = 'ACTIVE'`; an open
+/// transaction is a `TRANS_STATE` that is neither empty nor one of a finished or
+/// unused transaction (a session without one shows an empty TRANS_STATE; one inside
+/// a transaction `ACTIVE`, or `IMPLICIT_ACTIVE` for one opened by a statement with
+/// autocommit off). Lock waits are read by the statement of details.
+const RULES: Rules = Rules {
+    active: |_, state| state == "ACTIVE",
+    in_transaction: |state| {
+        !state.is_empty()
+            && !["IDLE", "INVALID", "INVL", "COMMITTED", "ROLLED_BACK"]
+                .iter()
+                .any(|done| state.eq_ignore_ascii_case(done))
+    },
+    lock_wait: |_, _| LockWait::No,
+};
 
 /// One tenant's statistics, read now for the session API: the statement and the
 /// aggregation of a collection cycle, restricted to `tenant` (a bound parameter in a
@@ -375,21 +396,34 @@ async fn tenant_stats(
     tenant: &str,
 ) -> Result<Collected, SqlError> {
     let settings = &without_top_sessions(settings);
-    let ctx = row_context(settings, tenant);
+    let ctx = row_context(settings, tenant, mode);
     match mode {
         Mode::Cluster => {
             // No tenant is added up front: one the cluster no longer has is absent.
             // The tenant condition is written twice: the sessions, the zero row.
-            sql::query_bound(
+            let mut rows = Rows::new(&ctx, &[]);
+            sql::read_bound(
                 conn,
-                &cluster_sql_with(settings, " AND t.TENANT_NAME = ?"),
+                &cluster_grouping(
+                    settings,
+                    " AND p.TENANT = ?",
+                    " AND t.TENANT_NAME = ?",
+                    false,
+                )
+                .statement(),
                 mysql_async::Params::Positional(vec![tenant.into(), tenant.into()]),
-                &ctx,
-                &[],
+                &mut rows,
+                Pass::Groups,
             )
-            .await
+            .await?;
+            rows.finish().map_err(SqlError::Answer)
         }
-        Mode::SingleTenant => query(conn, &single_sql(settings), &ctx, &[tenant]).await,
+        Mode::SingleTenant => {
+            let mut rows = Rows::new(&ctx, &[tenant]);
+            let sql = single_grouping(settings, false).statement();
+            sql::read(conn, &sql, &mut rows, Pass::Groups).await?;
+            rows.finish().map_err(SqlError::Answer)
+        }
     }
 }
 
@@ -401,20 +435,235 @@ fn without_top_sessions(settings: &Oceanbase) -> Oceanbase {
     settings
 }
 
-/// The cluster statement: one row per (tenant, server, db, user, client) with its
-/// active count, one zero row per tenant without sessions, and with `top_sessions`
-/// each tenant's longest active sessions (a window function picks N per tenant).
-fn cluster_sql(settings: &Oceanbase) -> String {
-    // Tenant names are validated as [A-Za-z0-9_] at config load, so quoting is safe.
-    let tenant_filter = settings
-        .tenants
-        .as_ref()
-        .map(|names| {
+/// The statements of a cycle in `mode` (see [`Statements`]); `trans_state` says
+/// whether the processlist has `TRANS_STATE`, which tells each session's
+/// transaction without a join.
+fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements {
+    let grouping = match mode {
+        Mode::Cluster => {
+            let (sessions, tenants) = tenant_filters(settings);
+            cluster_grouping(settings, &sessions, &tenants, trans_state)
+        }
+        Mode::SingleTenant => single_grouping(settings, trans_state),
+    };
+    let database = &settings.database;
+    let parts = database.collect;
+    let top = (database.top_sessions > 0).then(|| grouping.top_statement(database.top_sessions));
+    let details = (parts.transactions || parts.locks)
+        .then(|| (details_sql(settings, mode, trans_state), Need::Transactions));
+    Statements {
+        groups: grouping.statement(),
+        top,
+        details,
+    }
+}
+
+/// The `tenants:` list as conditions on the sessions and on the tenants view.
+/// Tenant names are validated as [A-Za-z0-9_] at config load, so quoting is safe.
+fn tenant_filters(settings: &Oceanbase) -> (String, String) {
+    match &settings.tenants {
+        Some(names) => {
             let list: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
-            format!(" AND t.TENANT_NAME IN ({})", list.join(", "))
-        })
-        .unwrap_or_default();
-    cluster_sql_with(settings, &tenant_filter)
+            let list = list.join(", ");
+            (
+                format!(" AND p.TENANT IN ({list})"),
+                format!(" AND t.TENANT_NAME IN ({list})"),
+            )
+        }
+        None => (String::new(), String::new()),
+    }
+}
+
+/// The client: `USER_CLIENT_IP` (the real client; `HOST` is the proxy for sessions
+/// through OBProxy), `HOST` without its port only where it is empty.
+fn client() -> String {
+    format!(
+        "CASE WHEN p.USER_CLIENT_IP <> '' THEN p.USER_CLIENT_IP ELSE {} END",
+        host_without_port("p.HOST")
+    )
+}
+
+/// An open transaction in SQL, as [`RULES`] decides it from `TRANS_STATE`.
+const IN_TRANSACTION: &str =
+    "p.TRANS_STATE NOT IN ('', 'IDLE', 'INVALID', 'INVL', 'COMMITTED', 'ROLLED_BACK')";
+
+/// The part of a grouping every mode shares.
+fn base_grouping(settings: &Oceanbase, relation: String, filter: String) -> Grouping {
+    let parts = settings.database.collect;
+    Grouping {
+        prefix: format!("{TAG} "),
+        hint: String::new(),
+        relation,
+        joins: String::new(),
+        filter,
+        tenant: "NULL".to_string(),
+        server: "NULL".to_string(),
+        client: client(),
+        command: if parts.states { "p.COMMAND" } else { "NULL" }.to_string(),
+        // The rules need STATE (active) whether states are collected or not.
+        state: "p.STATE".to_string(),
+        transaction: "NULL".to_string(),
+        transaction_age: "NULL".to_string(),
+        lock_wait: "NULL".to_string(),
+        active: "p.STATE = 'ACTIVE'".to_string(),
+        sql_id: "p.SQL_ID".to_string(),
+        union: String::new(),
+    }
+}
+
+/// The cluster's grouping. The processlist is read without a join: every tenant
+/// comes back in a zero row of its own (META tenants and those `tenants:` leaves out
+/// do not), and the rows of tenants no zero row lists are dropped when they are added
+/// up ([`RowContext::listed_only`]). Only a processlist without `TRANS_STATE`
+/// joins the transactions view (through the tenants view, for the tenant id).
+fn cluster_grouping(
+    settings: &Oceanbase,
+    session_filter: &str,
+    tenant_filter: &str,
+    trans_state: bool,
+) -> Grouping {
+    let processlist = processlist_relation(settings);
+    let tenants_view = tenants_relation(settings);
+    // The exporter's own sessions are excluded: on OceanBase 4 a session id is
+    // unique per server, so they are matched with the server they run on, the one
+    // every connection of this target reaches.
+    let not_own = format!("NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())");
+    let filters = filter_conditions(&settings.database.filter, "p.");
+    let tenants = format!("t.TENANT_TYPE <> 'META'{tenant_filter}");
+    let mut grouping = base_grouping(
+        settings,
+        format!("{processlist} p"),
+        format!("{not_own}{filters}{session_filter}"),
+    );
+    grouping.tenant = "p.TENANT".to_string();
+    grouping.server = "p.SVR_IP".to_string();
+    let parts = settings.database.collect;
+    if parts.transactions || parts.locks {
+        if trans_state {
+            grouping.transaction = "p.TRANS_STATE".to_string();
+        } else {
+            grouping.joins = format!(
+                " JOIN {tenants_view} t ON p.TENANT = t.TENANT_NAME{tx}",
+                tx = transactions_join(&transactions_relation(settings), true)
+            );
+            grouping.transaction =
+                "CASE WHEN s.SESSION_ID IS NOT NULL THEN 'ACTIVE' END".to_string();
+        }
+    }
+    grouping.union = format!(
+        " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
+         NULL, NULL FROM {tenants_view} t WHERE {tenants}"
+    );
+    grouping
+}
+
+/// The single-tenant grouping; tenant and server come from the config (see
+/// `RowContext`).
+fn single_grouping(settings: &Oceanbase, trans_state: bool) -> Grouping {
+    let filters = filter_conditions(&settings.database.filter, "p.");
+    let mut grouping = base_grouping(
+        settings,
+        "`oceanbase`.`V$OB_PROCESSLIST` p".to_string(),
+        format!("p.ID NOT IN ({OWN_SESSIONS}){filters}"),
+    );
+    let parts = settings.database.collect;
+    if parts.transactions || parts.locks {
+        if trans_state {
+            grouping.transaction = "p.TRANS_STATE".to_string();
+        } else {
+            grouping.joins = transactions_join(SINGLE_TRANSACTIONS, false);
+            grouping.transaction =
+                "CASE WHEN s.SESSION_ID IS NOT NULL THEN 'ACTIVE' END".to_string();
+        }
+    }
+    grouping
+}
+
+const SINGLE_TRANSACTIONS: &str = "`oceanbase`.`V$OB_TRANSACTION_SCHEDULERS`";
+const SINGLE_LOCKS: &str = "`oceanbase`.`V$OB_LOCKS`";
+
+/// `LEFT JOIN` of a session's transaction scheduler (`s`): on its session's server,
+/// in its tenant (`t`, joined by the caller) in a cluster.
+fn transactions_join(relation: &str, cluster: bool) -> String {
+    if cluster {
+        format!(
+            " LEFT JOIN {relation} s ON s.TENANT_ID = t.TENANT_ID AND s.SVR_IP = p.SVR_IP \
+             AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID"
+        )
+    } else {
+        format!(" LEFT JOIN {relation} s ON s.SESSION_ID = p.ID")
+    }
+}
+
+/// The statement of details, read when a session is in a transaction: of the
+/// sessions in one, per tenant the oldest transaction's age (its scheduler's
+/// `ACTIVE_TIME`), how many wait for a lock (a `BLOCK = 1` row of the locks view)
+/// and for how long, and in rows of their own the sessions others wait on (the
+/// transaction a `TYPE = 'TR'` waiting row names in `ID1`) with how many wait. Lock
+/// rows are matched by transaction id, not session id: in a cluster a lock row is
+/// reported by the server holding the row, not the session's.
+fn details_sql(settings: &Oceanbase, mode: Mode, trans_state: bool) -> String {
+    let parts = settings.database.collect;
+    let cluster = mode == Mode::Cluster;
+    let filters = filter_conditions(&settings.database.filter, "p.");
+    let (mut from, tenant, mut filter, transactions, locks, key, on) = if cluster {
+        let (sessions, tenants) = tenant_filters(settings);
+        (
+            format!(
+                "{} p JOIN {} t ON p.TENANT = t.TENANT_NAME AND t.TENANT_TYPE <> 'META'{tenants}",
+                processlist_relation(settings),
+                tenants_relation(settings)
+            ),
+            "p.TENANT",
+            format!("NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP()){filters}{sessions}"),
+            transactions_relation(settings),
+            locks_relation(settings),
+            "TENANT_ID, ",
+            " AND {}.TENANT_ID = t.TENANT_ID",
+        )
+    } else {
+        (
+            "`oceanbase`.`V$OB_PROCESSLIST` p".to_string(),
+            "NULL",
+            format!("p.ID NOT IN ({OWN_SESSIONS}){filters}"),
+            SINGLE_TRANSACTIONS.to_string(),
+            SINGLE_LOCKS.to_string(),
+            "",
+            "",
+        )
+    };
+    let (mut age, mut waiting, mut wait, mut waiters) = ("NULL", "0", "NULL", "NULL");
+    if parts.transactions || !trans_state {
+        from.push_str(&transactions_join(&transactions, cluster));
+    }
+    if parts.transactions {
+        age = "TIMESTAMPDIFF(MICROSECOND, s.ACTIVE_TIME, NOW(6)) / 1000000";
+    }
+    if trans_state {
+        filter.push_str(&format!(" AND {IN_TRANSACTION}"));
+    } else {
+        filter.push_str(" AND s.SESSION_ID IS NOT NULL");
+    }
+    if parts.locks {
+        from.push_str(&format!(
+            " LEFT JOIN (SELECT {key}TRANS_ID, MAX(CTIME) AS WAITED FROM {locks} \
+             WHERE BLOCK = 1 GROUP BY {key}TRANS_ID) w ON w.TRANS_ID = p.TRANS_ID{on_w} \
+             LEFT JOIN (SELECT {key}ID1, COUNT(DISTINCT TRANS_ID) AS WAITERS FROM {locks} \
+             WHERE BLOCK = 1 AND TYPE = 'TR' GROUP BY {key}ID1) b ON b.ID1 = p.TRANS_ID{on_b}",
+            on_w = on.replace("{}", "w"),
+            on_b = on.replace("{}", "b"),
+        ));
+        waiting = "CASE WHEN w.TRANS_ID IS NULL THEN 0 ELSE 1 END";
+        wait = "w.WAITED / 1000000";
+        waiters = "b.WAITERS";
+    }
+    let client = client();
+    format!(
+        "{TAG} SELECT x.TN, x.K, MAX(x.U), MAX(x.D), MAX(x.C), MAX(x.TA), NULLIF(SUM(x.WT), 0), \
+         MAX(x.LW), MAX(x.W) FROM (SELECT {tenant} AS TN, CASE WHEN {waiters} > 0 THEN p.ID END AS K, \
+         p.USER AS U, p.DB AS D, {client} AS C, {age} AS TA, {waiting} AS WT, {wait} AS LW, \
+         {waiters} AS W FROM {from} WHERE {filter}) x GROUP BY x.TN, x.K"
+    )
 }
 
 /// The relation sessions are read from in `mode`.
@@ -454,110 +703,6 @@ fn locks_relation(settings: &Oceanbase) -> String {
         .locks_view
         .as_ref()
         .map_or("`oceanbase`.`GV$OB_LOCKS`".to_string(), Relation::to_sql)
-}
-
-/// What the two modes read alike: an open transaction is a row in the transaction
-/// schedulers view (`s`, joined by the caller), a lock wait a `BLOCK = 1` row in the
-/// locks view, and a blocker the transaction such a row names in `ID1` (`TYPE =
-/// 'TR'`, a row lock). Lock rows are matched by transaction id, not session id: in
-/// a cluster a lock row is reported by the server holding the row, not the session's.
-/// `key` is the extra column that scopes a transaction id (`TENANT_ID, ` in a
-/// cluster), `on` the matching condition on `p`'s side.
-fn session_parts(scan: &mut Scan, settings: &Oceanbase, locks: &str, key: &str, on: &str) {
-    let parts = settings.database.collect;
-    if parts.transactions {
-        scan.in_transaction = "CASE WHEN s.SESSION_ID IS NULL THEN 0 ELSE 1 END".to_string();
-        scan.transaction_age =
-            "TIMESTAMPDIFF(MICROSECOND, s.ACTIVE_TIME, NOW(6)) / 1000000".to_string();
-    }
-    if parts.locks {
-        scan.from.push_str(&format!(
-            " LEFT JOIN (SELECT {key}TRANS_ID, MAX(CTIME) AS WAITED FROM {locks} \
-             WHERE BLOCK = 1 GROUP BY {key}TRANS_ID) w ON w.TRANS_ID = p.TRANS_ID{on_w} \
-             LEFT JOIN (SELECT {key}ID1, COUNT(DISTINCT TRANS_ID) AS WAITERS FROM {locks} \
-             WHERE BLOCK = 1 AND TYPE = 'TR' GROUP BY {key}ID1) b ON b.ID1 = p.TRANS_ID{on_b}",
-            on_w = on.replace("{}", "w"),
-            on_b = on.replace("{}", "b"),
-        ));
-        scan.lock_wait = "w.WAITED / 1000000".to_string();
-        scan.waiters = "COALESCE(b.WAITERS, 0)".to_string();
-    }
-    scan.states = parts.states;
-}
-
-/// The parts of a scan every mode starts from: no transaction, lock or state
-/// unless [`session_parts`] adds them.
-fn base_scan(settings: &Oceanbase, from: String, filter: String) -> Scan {
-    Scan {
-        prefix: format!("{TAG} "),
-        from,
-        filter,
-        active: "p.STATE = 'ACTIVE'".to_string(),
-        sql_id: "p.SQL_ID".to_string(),
-        client: format!(
-            "COALESCE(NULLIF(p.USER_CLIENT_IP, ''), {})",
-            host_without_port("p.HOST")
-        ),
-        top_sessions: settings.database.top_sessions,
-        ..Scan::default()
-    }
-}
-
-fn cluster_sql_with(settings: &Oceanbase, tenant_filter: &str) -> String {
-    let processlist = processlist_relation(settings);
-    let tenants_view = tenants_relation(settings);
-    // The exporter's own sessions are excluded: on OceanBase 4 a session id is
-    // unique per server, so they are matched with the server they run on, the one
-    // every connection of this target reaches.
-    let not_own = format!("NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())");
-    let filters = filter_conditions(&settings.database.filter, "p.");
-    let tenants = format!("t.TENANT_TYPE <> 'META'{tenant_filter}");
-    let mut from =
-        format!("{processlist} p JOIN {tenants_view} t ON p.TENANT = t.TENANT_NAME AND {tenants}");
-    if settings.database.collect.transactions {
-        // A transaction's scheduler is on its session's server.
-        from.push_str(&format!(
-            " LEFT JOIN {} s ON s.TENANT_ID = t.TENANT_ID AND s.SVR_IP = p.SVR_IP \
-             AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID",
-            transactions_relation(settings)
-        ));
-    }
-    let mut scan = base_scan(settings, from, format!("{not_own}{filters}"));
-    scan.tenant = "p.TENANT".to_string();
-    scan.server = "p.SVR_IP".to_string();
-    session_parts(
-        &mut scan,
-        settings,
-        &locks_relation(settings),
-        "TENANT_ID, ",
-        " AND {}.TENANT_ID = t.TENANT_ID",
-    );
-    // Every tenant also comes back in a row of zero sessions, so one without
-    // sessions is present (as obagent reports it).
-    scan.union = format!(
-        " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
-         NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM {tenants_view} t WHERE {tenants}"
-    );
-    scan.statement()
-}
-
-/// The single-tenant statement; tenant and server come from the config (see
-/// `RowContext`).
-fn single_sql(settings: &Oceanbase) -> String {
-    let mut from = "`oceanbase`.`V$OB_PROCESSLIST` p".to_string();
-    if settings.database.collect.transactions {
-        from.push_str(
-            " LEFT JOIN `oceanbase`.`V$OB_TRANSACTION_SCHEDULERS` s ON s.SESSION_ID = p.ID",
-        );
-    }
-    let filters = filter_conditions(&settings.database.filter, "p.");
-    let mut scan = base_scan(
-        settings,
-        from,
-        format!("p.ID NOT IN ({OWN_SESSIONS}){filters}"),
-    );
-    session_parts(&mut scan, settings, "`oceanbase`.`V$OB_LOCKS`", "", "");
-    scan.statement()
 }
 
 /// The tenant label of a single-tenant server, which (seekdb) does not tell its name:
@@ -624,55 +769,78 @@ mod tests {
     }
 
     #[test]
-    fn cluster_sql_filters_tenants_and_reads_configured_views() {
+    fn cluster_statements_filter_tenants_and_read_configured_views() {
         let mut settings = testing::oceanbase("monitor@sys");
-        let sql = cluster_sql(&settings);
+        let st = statements(&settings, Mode::Cluster, true);
+        let sql = &st.groups;
         assert!(sql.starts_with("/* session_exporter "));
         assert_eq!(
             sql.matches("GV$OB_PROCESSLIST").count(),
             1,
             "read once: {sql}"
         );
-        assert!(sql.contains(
-            "FROM `oceanbase`.`GV$OB_PROCESSLIST` p JOIN `oceanbase`.`DBA_OB_TENANTS` t ON p.TENANT = t.TENANT_NAME"
-        ));
-        assert!(sql.contains(
-            "LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s ON s.TENANT_ID = t.TENANT_ID AND s.SVR_IP = p.SVR_IP AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID"
-        ));
-        assert!(sql.contains("w ON w.TRANS_ID = p.TRANS_ID AND w.TENANT_ID = t.TENANT_ID"));
-        assert!(sql.contains("b ON b.ID1 = p.TRANS_ID AND b.TENANT_ID = t.TENANT_ID"));
         assert!(
-            sql.contains("PARTITION BY p.TENANT"),
-            "top sessions per tenant"
+            sql.contains("FROM `oceanbase`.`GV$OB_PROCESSLIST` p WHERE"),
+            "no join: {sql}"
         );
+        assert!(
+            sql.contains("p.TRANS_STATE, COUNT(*), MAX(p.TIME)"),
+            "{sql}"
+        );
+        assert!(!sql.contains("OVER"), "no window in the grouping: {sql}");
         assert!(
             sql.contains(" UNION ALL SELECT t.TENANT_NAME, NULL"),
             "a zero row per tenant"
         );
-        assert!(!sql.contains("TENANT_NAME IN ("), "every tenant by default");
         assert!(sql.contains(&format!(
             "NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())"
         )));
         assert!(!sql.contains("INFO"), "statistics never read the SQL text");
+        assert!(
+            st.top.as_deref().unwrap().contains("PARTITION BY p.TENANT"),
+            "top sessions per tenant"
+        );
+        let (details, need) = st.details.clone().unwrap();
+        assert_eq!(need, Need::Transactions);
+        assert!(details.contains(
+            "LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s ON s.TENANT_ID = t.TENANT_ID AND s.SVR_IP = p.SVR_IP AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID"
+        ), "{details}");
+        assert!(details.contains("w ON w.TRANS_ID = p.TRANS_ID AND w.TENANT_ID = t.TENANT_ID"));
+        assert!(details.contains("b ON b.ID1 = p.TRANS_ID AND b.TENANT_ID = t.TENANT_ID"));
+        assert!(
+            details.contains(IN_TRANSACTION),
+            "only sessions in a transaction: {details}"
+        );
+
+        // Without TRANS_STATE the grouping joins the transactions view instead.
+        let st = statements(&settings, Mode::Cluster, false);
+        assert!(st
+            .groups
+            .contains("LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s"));
 
         settings.tenants = Some(vec!["t1".into(), "t2".into()]);
         settings.processlist_view = Some(Relation::parse("test.PL").unwrap());
         settings.transactions_view = Some(Relation::parse("test.TX").unwrap());
         settings.locks_view = Some(Relation::parse("test.LK").unwrap());
-        let sql = cluster_sql(&settings);
-        assert_eq!(sql.matches("AND t.TENANT_NAME IN ('t1', 't2')").count(), 2);
-        assert!(sql.contains("FROM `test`.`PL` p JOIN"));
-        assert!(sql.contains("LEFT JOIN `test`.`TX` s"));
-        assert_eq!(sql.matches("FROM `test`.`LK` WHERE BLOCK = 1").count(), 2);
+        let st = statements(&settings, Mode::Cluster, true);
+        assert!(st.groups.contains("AND p.TENANT IN ('t1', 't2')"));
+        assert!(st.groups.contains("AND t.TENANT_NAME IN ('t1', 't2')"));
+        assert!(st.groups.contains("FROM `test`.`PL` p WHERE"));
+        let details = st.details.unwrap().0;
+        assert!(details.contains("LEFT JOIN `test`.`TX` s"));
+        assert_eq!(
+            details.matches("FROM `test`.`LK` WHERE BLOCK = 1").count(),
+            2
+        );
 
         settings.database.collect = crate::stats::Parts {
             states: true,
             ..crate::stats::Parts::NONE
         };
-        let sql = cluster_sql(&settings);
+        let st = statements(&settings, Mode::Cluster, true);
         assert!(
-            !sql.contains("`test`.`TX`") && !sql.contains("`test`.`LK`"),
-            "{sql}"
+            st.details.is_none() && !st.groups.contains("TRANS_STATE"),
+            "{st:?}"
         );
     }
 
@@ -683,19 +851,49 @@ mod tests {
     #[test]
     fn cluster_rows_give_exact_statistics() {
         let settings = testing::oceanbase("monitor@sys");
-        let ctx = row_context(&settings, "");
+        let ctx = row_context(&settings, "", Mode::Cluster);
         let mut rows = Rows::new(&ctx, &[]);
-        for text in [
-            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|2|11|0|0|∅|∅|0|∅|∅|∅|0",
-            "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|1|1|12.5|1|0|5|∅|0|∅|3221487|SQL1|2",
-            "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|0|4|∅|2|2|50|40|0|∅|∅|∅|0",
-            "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|1|1|30|1|0|6|∅|1|4.5|3221490||0",
-            "idle|∅|∅|∅|∅|∅|∅|0|0|∅|0|0|∅|∅|0|∅|∅|∅|0",
+        for (text, pass) in [
+            (
+                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE||1|11|∅|∅",
+                Pass::Groups,
+            ),
+            (
+                "t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP||1|3|∅|∅",
+                Pass::Groups,
+            ),
+            (
+                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|ACTIVE|1|12.5|∅|∅",
+                Pass::Groups,
+            ),
+            (
+                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP||2|20|∅|∅",
+                Pass::Groups,
+            ),
+            (
+                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|IMPLICIT_ACTIVE|2|40|∅|∅",
+                Pass::Groups,
+            ),
+            (
+                "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|ACTIVE|1|30|∅|∅",
+                Pass::Groups,
+            ),
+            (
+                "META$1|10.0.0.2|app|etl|10.0.0.7|Query|ACTIVE||1|99|∅|∅",
+                Pass::Groups,
+            ),
+            ("t1|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅", Pass::Groups),
+            ("idle|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅", Pass::Groups),
+            ("t1|3221490|etl|app|::ffff:10.0.0.7||30", Pass::Top),
+            ("t1|3221487|root|app|10.0.0.100|SQL1|12.5", Pass::Top),
+            ("t1|3221487|root|app|10.0.0.100|5|∅|∅|2", Pass::Details),
+            ("t1|∅|root|NULL|10.0.0.100|50|1|4.5|∅", Pass::Details),
         ] {
-            rows.add(row(text));
+            rows.add_as(row(text), pass);
         }
         let collected = rows.finish().unwrap();
-        assert_eq!(collected.rows, 5);
+        // Nine grouped rows (two zero rows), two top sessions, two rows of details.
+        assert_eq!(collected.rows, 13);
         let tenants = collected.into_tenants();
         assert_eq!(tenants.keys().collect::<Vec<_>>(), ["idle", "t1"]);
         assert_eq!(tenants["idle"], Default::default());
@@ -740,7 +938,8 @@ mod tests {
             .iter()
             .map(|((command, state), n)| (command.as_str(), state.as_str(), *n))
             .collect();
-        assert_eq!(by_state, [("Query", "ACTIVE", 4), ("Sleep", "SLEEP", 4)]);
+        // A group is active or not as a whole: its state says which.
+        assert_eq!(by_state, [("Query", "ACTIVE", 3), ("Sleep", "SLEEP", 5)]);
     }
 
     /// A single-tenant server names neither tenant nor server: both come from the
@@ -748,13 +947,18 @@ mod tests {
     #[test]
     fn single_tenant_rows_take_tenant_and_server_from_the_target() {
         let settings = testing::oceanbase("monitor@t1");
-        let ctx = row_context(&settings, "t1");
+        let ctx = row_context(&settings, "t1", Mode::SingleTenant);
         let empty = Rows::new(&ctx, &["t1"]).finish().unwrap().into_tenants();
         assert_eq!(empty["t1"], Default::default());
         let mut rows = Rows::new(&ctx, &["t1"]);
-        rows.add(row(
-            "∅|∅|∅|app|10.0.0.100|Query|ACTIVE|1|2|4|0|0|∅|∅|0|∅|∅|∅|0",
-        ));
+        rows.add_as(
+            row("∅|∅|∅|app|10.0.0.100|Query|ACTIVE||1|4|∅|∅"),
+            Pass::Groups,
+        );
+        rows.add_as(
+            row("∅|∅|∅|app|10.0.0.100|Sleep|SLEEP||1|9|∅|∅"),
+            Pass::Groups,
+        );
         let tenants = rows.finish().unwrap().into_tenants();
         let t1 = &tenants["t1"];
         assert_eq!(

@@ -8,7 +8,8 @@ use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::{Reason, SourceError};
 use crate::config::{Database, Filter};
 use crate::stats::{
-    client_label, Aggregator, Collected, OneSession, Parts, SessionGroup, NONE_LABEL,
+    client_label, Aggregator, Blocker, Collected, Detail, OneSession, Parts, Seen, SessionGroup,
+    TopSession, NONE_LABEL,
 };
 use mysql_async::Value;
 
@@ -68,8 +69,49 @@ pub struct RowContext<'a> {
     pub null_string_is_no_db: bool,
     /// How many top sessions and top blockers a tenant keeps.
     pub keep: usize,
+
     /// Which optional parts the statement reads.
     pub parts: Parts,
+    /// What a group's key means ([`Grouping`]'s rows).
+    pub rules: Rules,
+    /// Whether only the tenants the rows list are kept (see
+    /// [`Aggregator::listed_only`]): a cluster's statements read the processlist
+    /// without a join to the tenants view.
+    pub listed_only: bool,
+}
+
+/// What the key of a [`Grouping`] row means on one kind: which groups are active,
+/// in a transaction, waiting for a lock. The database groups by the raw columns and
+/// these decide per group, so no expression is evaluated per session.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// Whether sessions of this COMMAND and STATE are active.
+    pub active: fn(command: &str, state: &str) -> bool,
+    /// Whether this value of the transaction column means an open transaction.
+    pub in_transaction: fn(transaction: &str) -> bool,
+    /// Whether sessions of this transaction and STATE wait for a lock, and for how
+    /// long: [`LockWait::Statement`] waits as long as the statement has run.
+    pub lock_wait: fn(transaction: &str, state: &str) -> LockWait,
+}
+
+/// How a group waits for a lock (see [`Rules::lock_wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    No,
+    /// A row lock: the wait is the row's lock-wait column.
+    Row,
+    /// A lock the statement's TIME measures (MySQL's metadata and table locks).
+    Statement,
+}
+
+impl Rules {
+    /// For the kinds that read nothing through [`Grouping`] (PostgreSQL): no group
+    /// is active, in a transaction or waiting.
+    pub const NONE: Rules = Rules {
+        active: |_, _| false,
+        in_transaction: |_| false,
+        lock_wait: |_, _| LockWait::No,
+    };
 }
 
 /// Decodes one row (see [`COLUMNS`]).
@@ -82,13 +124,7 @@ pub fn decode_row<C: Cell>(
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
-    let db = match db.into_text() {
-        None => NONE_LABEL.to_string(),
-        Some(db) if db.is_empty() || (ctx.null_string_is_no_db && db == "NULL") => {
-            NONE_LABEL.to_string()
-        }
-        Some(db) => db,
-    };
+    let db = db_label(db, ctx);
     let label = |value: C| match value.into_text() {
         Some(text) if !text.is_empty() => text,
         _ => NONE_LABEL.to_string(),
@@ -139,6 +175,128 @@ pub fn decode_row<C: Cell>(
         max_lock_wait: seconds(lock_wait, "lock wait")?,
         session,
     })
+}
+
+/// A database name as a label: `__none__` for NULL, empty, and OceanBase's string
+/// `NULL`.
+fn db_label<C: Cell>(db: C, ctx: &RowContext<'_>) -> String {
+    match db.into_text() {
+        None => NONE_LABEL.to_string(),
+        Some(db) if db.is_empty() || (ctx.null_string_is_no_db && db == "NULL") => {
+            NONE_LABEL.to_string()
+        }
+        Some(db) => db,
+    }
+}
+
+/// A client address (the port already cut by the statement) as a label.
+fn client_of<C: Cell>(client: C) -> String {
+    client_label(client.into_text().unwrap_or_default())
+}
+
+/// Decodes one row of [`Grouping::statement`] (see [`GROUP_COLUMNS`]).
+pub fn decode_group<C: Cell>(
+    values: Vec<C>,
+    ctx: &RowContext<'_>,
+) -> Result<SessionGroup, SourceError> {
+    let got = values.len();
+    let [tenant, server, db, user, client, command, state, transaction, sessions, time, transaction_age, lock_wait]: [C;
+        GROUP_COLUMNS] = values
+        .try_into()
+        .map_err(|_| bad_answer(format!("expected {GROUP_COLUMNS} columns, got {got}")))?;
+    let label = |value: C| match value.into_text() {
+        Some(text) if !text.is_empty() => text,
+        _ => NONE_LABEL.to_string(),
+    };
+    let (command, state) = (label(command), label(state));
+    let transaction = transaction.into_text();
+    let rules = ctx.rules;
+    let active = (rules.active)(&command, &state);
+    let in_transaction = transaction
+        .as_deref()
+        .is_some_and(|t| (rules.in_transaction)(t));
+    let waits = (rules.lock_wait)(transaction.as_deref().unwrap_or_default(), &state);
+    let sessions = count(sessions, "sessions")?;
+    let time = seconds(time, "time")?;
+    let part = |yes: bool| if yes { sessions } else { 0 };
+    let (command, state) = if ctx.parts.states {
+        (command, state)
+    } else {
+        (String::new(), String::new())
+    };
+    let idle_in_transaction = in_transaction && !active;
+    let lock_wait = seconds(lock_wait, "lock wait")?;
+    Ok(SessionGroup {
+        tenant: tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string()),
+        server: server.into_text().unwrap_or_else(|| ctx.server.to_string()),
+        db: db_label(db, ctx),
+        user: user.into_text().unwrap_or_else(|| NONE_LABEL.to_string()),
+        client: client_of(client),
+        command,
+        state,
+        active: part(active),
+        sessions,
+        max_active_time: if active { time } else { 0.0 },
+        transactions: part(in_transaction),
+        idle_in_transaction: part(idle_in_transaction),
+        max_transaction_age: seconds(transaction_age, "transaction age")?,
+        max_idle_in_transaction: if idle_in_transaction { time } else { 0.0 },
+        lock_waiting: part(waits != LockWait::No),
+        max_lock_wait: match waits {
+            LockWait::Statement => lock_wait.max(time),
+            _ => lock_wait,
+        },
+        session: None,
+    })
+}
+
+/// Decodes one row of [`Grouping::top_statement`] (see [`TOP_COLUMNS`]).
+fn decode_top<C: Cell>(values: Vec<C>, ctx: &RowContext<'_>) -> Result<TopSession, SourceError> {
+    let got = values.len();
+    let [tenant, id, user, db, client, sql_id, time]: [C; TOP_COLUMNS] = values
+        .try_into()
+        .map_err(|_| bad_answer(format!("expected {TOP_COLUMNS} columns, got {got}")))?;
+    Ok(TopSession {
+        tenant: tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string()),
+        session_id: count(id, "id")?,
+        user: user.into_text().unwrap_or_else(|| NONE_LABEL.to_string()),
+        db: db_label(db, ctx),
+        client: client_of(client),
+        sql_id: sql_id.into_text().unwrap_or_default(),
+        time: seconds(time, "time")?,
+    })
+}
+
+/// Decodes one row of a statement of details (see [`DETAIL_COLUMNS`]): a tenant's
+/// transactions and lock waits, and the session the row names when others wait on
+/// it.
+fn decode_detail<C: Cell>(
+    values: Vec<C>,
+    ctx: &RowContext<'_>,
+) -> Result<(String, Detail, Option<Blocker>), SourceError> {
+    let got = values.len();
+    let [tenant, id, user, db, client, transaction_age, waiting, lock_wait, waiters]: [C;
+        DETAIL_COLUMNS] = values
+        .try_into()
+        .map_err(|_| bad_answer(format!("expected {DETAIL_COLUMNS} columns, got {got}")))?;
+    let tenant = tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string());
+    let detail = Detail {
+        max_transaction_age: seconds(transaction_age, "transaction age")?,
+        lock_waiting: count(waiting, "waiting for a lock")?,
+        max_lock_wait: seconds(lock_wait, "lock wait")?,
+    };
+    let waiters = count(waiters, "waiters")?;
+    let blocker = match id.is_null() || waiters == 0 {
+        true => None,
+        false => Some(Blocker {
+            session_id: count(id, "id")?,
+            user: user.into_text().unwrap_or_else(|| NONE_LABEL.to_string()),
+            db: db_label(db, ctx),
+            client: client_of(client),
+            waiters,
+        }),
+    };
+    Ok((tenant, detail, blocker))
 }
 
 /// How one kind reads its processlist, for [`Scan::statement`]: expressions over the
@@ -271,6 +429,193 @@ impl Scan {
     }
 }
 
+/// The first and cheap statement of a cycle on the MySQL-protocol kinds: one flat
+/// GROUP BY over the processlist read once, by the raw columns that decide what a
+/// session is (its tenant, server, database, user, client, command, state and
+/// transaction state), with nothing but `COUNT(*)` and `MAX(TIME)` per group. What a
+/// group is (active, in a transaction, waiting) is decided per group by the kind's
+/// [`Rules`], not per session by the database: OceanBase prices every expression and
+/// every nested derived table per row. The longest sessions and the details of
+/// transactions and locks are read by small statements of their own, and only when
+/// these rows show there is something to detail.
+#[derive(Debug, Clone)]
+pub struct Grouping {
+    /// What comes before the statement's SELECT (the tag, MariaDB's bound).
+    pub prefix: String,
+    /// Optimizer hints written right after SELECT (MySQL's bound).
+    pub hint: String,
+    /// The processlist `p`.
+    pub relation: String,
+    /// Joins the grouping needs beside `p` (MySQL's `INNODB_TRX`); not read by the
+    /// statement of top sessions.
+    pub joins: String,
+    /// Conditions on `p` every counted session meets.
+    pub filter: String,
+    /// Expressions of a row's tenant and server; `NULL` where the target has one.
+    pub tenant: String,
+    pub server: String,
+    /// The client address without its port.
+    pub client: String,
+    /// `p.COMMAND` and `p.STATE`, or `NULL` where neither the rules nor the states
+    /// need them.
+    pub command: String,
+    pub state: String,
+    /// The column telling a session's transaction; `NULL` when not read.
+    pub transaction: String,
+    /// Per session, its transaction's age and its row-lock wait in seconds
+    /// (aggregated with MAX); `NULL` where the rows cannot carry them.
+    pub transaction_age: String,
+    pub lock_wait: String,
+    /// The condition for an active session, and its SQL id (top sessions).
+    pub active: String,
+    pub sql_id: String,
+    /// Rows added after the grouped ones (the cluster's zero row per tenant).
+    pub union: String,
+}
+
+/// The columns of [`Grouping::statement`]: tenant, server, db, user, client,
+/// command, state, transaction; sessions, longest TIME, oldest transaction's age,
+/// longest row-lock wait.
+pub const GROUP_COLUMNS: usize = 12;
+
+/// The columns of [`Grouping::top_statement`]: tenant, id, user, db, client, SQL id,
+/// TIME.
+pub const TOP_COLUMNS: usize = 7;
+
+/// The columns of a statement of details: tenant, session id (NULL for what is not
+/// one session), user, db, client; oldest transaction's age, sessions waiting for a
+/// lock, longest wait, sessions waiting on this one.
+pub const DETAIL_COLUMNS: usize = 9;
+
+impl Grouping {
+    /// The statement of every cycle (see [`GROUP_COLUMNS`]).
+    pub fn statement(&self) -> String {
+        let Grouping {
+            prefix,
+            hint,
+            relation,
+            joins,
+            filter,
+            tenant,
+            server,
+            client,
+            command,
+            state,
+            transaction,
+            transaction_age,
+            lock_wait,
+            union,
+            ..
+        } = self;
+        let keys: Vec<&str> = [
+            tenant.as_str(),
+            server,
+            "p.DB",
+            "p.USER",
+            client,
+            command,
+            state,
+            transaction,
+        ]
+        .into_iter()
+        .filter(|key| *key != "NULL")
+        .collect();
+        format!(
+            "{prefix}SELECT {hint}{tenant}, {server}, p.DB, p.USER, {client}, {command}, {state}, \
+             {transaction}, COUNT(*), MAX(p.TIME), MAX({transaction_age}), MAX({lock_wait}) \
+             FROM {relation}{joins} WHERE {filter} GROUP BY {}{union}",
+            keys.join(", ")
+        )
+    }
+
+    /// Each tenant's `n` longest active sessions (see [`TOP_COLUMNS`]): a window over
+    /// the active sessions alone, so only they are sorted.
+    pub fn top_statement(&self, n: usize) -> String {
+        let Grouping {
+            prefix,
+            hint,
+            relation,
+            filter,
+            tenant,
+            client,
+            active,
+            sql_id,
+            ..
+        } = self;
+        let partition = if tenant == "NULL" {
+            String::new()
+        } else {
+            format!("PARTITION BY {tenant} ")
+        };
+        format!(
+            "{prefix}SELECT {hint}x.TN, x.I, x.U, x.D, x.C, x.Q, x.T FROM (SELECT {tenant} AS TN, \
+             p.ID AS I, p.USER AS U, p.DB AS D, {client} AS C, {sql_id} AS Q, p.TIME AS T, \
+             ROW_NUMBER() OVER ({partition}ORDER BY p.TIME DESC, p.ID) AS R \
+             FROM {relation} WHERE {filter} AND {active}) x WHERE x.R <= {n}"
+        )
+    }
+}
+
+/// The statements of one cycle: the grouping, and the small ones that read details
+/// only when the grouped rows show there are some.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    /// [`Grouping::statement`].
+    pub groups: String,
+    /// [`Grouping::top_statement`], read when some session is active.
+    pub top: Option<String>,
+    /// The kind's statement of details ([`DETAIL_COLUMNS`]), read when `Need` is seen.
+    pub details: Option<(String, Need)>,
+}
+
+/// What makes a cycle read its statement of details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A session in a transaction (it may wait for a lock, or hold one).
+    Transactions,
+    /// A session waiting for a lock.
+    LockWaits,
+}
+
+impl Statements {
+    /// Says at debug level what a cycle may send, for a DBA reading the log.
+    pub fn log(&self, target: &str) {
+        tracing::debug!(target = %target, sql = %self.groups, "statement of every cycle");
+        if let Some(top) = &self.top {
+            tracing::debug!(target = %target, sql = %top, "statement of top sessions");
+        }
+        if let Some((details, _)) = &self.details {
+            tracing::debug!(target = %target, sql = %details, "statement of details");
+        }
+    }
+
+    /// Runs the cycle's statements on `conn` and adds their rows up. `tenants` are
+    /// present even without rows.
+    pub async fn run(
+        &self,
+        conn: &mut mysql_async::Conn,
+        ctx: &RowContext<'_>,
+        tenants: &[&str],
+    ) -> Result<Collected, SqlError> {
+        let mut rows = Rows::new(ctx, tenants);
+        read(conn, &self.groups, &mut rows, Pass::Groups).await?;
+        let seen = rows.seen();
+        if let Some(top) = self.top.as_ref().filter(|_| seen.active && !rows.failed()) {
+            read(conn, top, &mut rows, Pass::Top).await?;
+        }
+        if let Some((details, need)) = &self.details {
+            let needed = match need {
+                Need::Transactions => seen.transactions,
+                Need::LockWaits => seen.lock_waits,
+            };
+            if needed && !rows.failed() {
+                read(conn, details, &mut rows, Pass::Details).await?;
+            }
+        }
+        rows.finish().map_err(SqlError::Answer)
+    }
+}
+
 /// Whether this account can read `relation`: `Ok(None)` when it can, `Ok(Some(err))`
 /// when the relation is missing or denied (the caller turns off what needs it and
 /// says why), `Err` for anything else (the cycle fails like any other).
@@ -287,6 +632,25 @@ pub async fn probe_relation(
     {
         Ok(()) => Ok(None),
         Err(err) if is_missing_or_denied_relation(&err) => Ok(Some(err)),
+        Err(err) => Err(err),
+    }
+}
+
+/// Whether `relation` has `column`; a missing relation is an error like any other
+/// (the caller probed it first).
+pub async fn has_column(
+    conn: &mut mysql_async::Conn,
+    relation: &str,
+    column: &str,
+) -> Result<bool, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    match conn
+        .query_drop(format!("{TAG} SELECT {column} FROM {relation} LIMIT 1"))
+        .await
+    {
+        Ok(()) => Ok(true),
+        // ER_BAD_FIELD_ERROR: unknown column.
+        Err(mysql_async::Error::Server(err)) if err.code == 1054 => Ok(false),
         Err(err) => Err(err),
     }
 }
@@ -324,48 +688,70 @@ pub async fn query(
     ctx: &RowContext<'_>,
     tenants: &[&str],
 ) -> Result<Collected, SqlError> {
-    use mysql_async::prelude::Queryable;
-    let sql = with_own_sessions(conn, sql);
-    let result = conn.query_iter(sql).await?;
-    aggregate_rows(result, ctx, tenants).await
-}
-
-/// [`query`] for a statement with parameters (a passthrough request's tenant), which
-/// are bound by the server, never written into the SQL text. The prepared statement
-/// is closed after use: with no statement cache, the driver would otherwise leave it
-/// open on the connection (and OceanBase soon refuses with "maximum open cursors").
-pub async fn query_bound(
-    conn: &mut mysql_async::Conn,
-    sql: &str,
-    params: mysql_async::Params,
-    ctx: &RowContext<'_>,
-    tenants: &[&str],
-) -> Result<Collected, SqlError> {
-    use mysql_async::prelude::Queryable;
-    let sql = with_own_sessions(conn, sql);
-    let statement = conn.prep(sql).await?;
-    let aggregated = match conn.exec_iter(&statement, params).await {
-        Ok(result) => aggregate_rows(result, ctx, tenants).await,
-        Err(err) => Err(err.into()),
-    };
-    let closed = conn.close(statement).await;
-    let aggregated = aggregated?;
-    closed?;
-    Ok(aggregated)
-}
-
-async fn aggregate_rows<P: mysql_async::prelude::Protocol>(
-    mut result: mysql_async::QueryResult<'_, 'static, P>,
-    ctx: &RowContext<'_>,
-    tenants: &[&str],
-) -> Result<Collected, SqlError> {
     let mut rows = Rows::new(ctx, tenants);
-    result.for_each(|row| rows.add(row.unwrap())).await?;
+    read(conn, sql, &mut rows, Pass::Sessions).await?;
     rows.finish().map_err(SqlError::Answer)
 }
 
+/// Sends `sql` and adds its rows, decoded as `pass` says, to `rows` as they arrive:
+/// one statement of a cycle that may send several.
+pub async fn read(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    rows: &mut Rows<'_>,
+    pass: Pass,
+) -> Result<(), SqlError> {
+    use mysql_async::prelude::Queryable;
+    let sql = with_own_sessions(conn, sql);
+    let mut result = conn.query_iter(sql).await?;
+    result
+        .for_each(|row| rows.add_as(row.unwrap(), pass))
+        .await?;
+    Ok(())
+}
+
+/// [`read`] for a statement with parameters (a passthrough request's tenant), which
+/// are bound by the server, never written into the SQL text. The prepared statement
+/// is closed after use: with no statement cache, the driver would otherwise leave it
+/// open on the connection (and OceanBase soon refuses with "maximum open cursors").
+pub async fn read_bound(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    params: mysql_async::Params,
+    rows: &mut Rows<'_>,
+    pass: Pass,
+) -> Result<(), SqlError> {
+    use mysql_async::prelude::Queryable;
+    let sql = with_own_sessions(conn, sql);
+    let statement = conn.prep(sql).await?;
+    let read = match conn.exec_iter(&statement, params).await {
+        Ok(mut result) => result
+            .for_each(|row| rows.add_as(row.unwrap(), pass))
+            .await
+            .map_err(SqlError::from),
+        Err(err) => Err(err.into()),
+    };
+    let closed = conn.close(statement).await;
+    read?;
+    closed?;
+    Ok(())
+}
+
+/// Which statement of a cycle a row comes from, and so how it is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// [`Scan::statement`]'s rows ([`COLUMNS`]), PostgreSQL's one statement.
+    Sessions,
+    /// [`Grouping::statement`]'s rows ([`GROUP_COLUMNS`]).
+    Groups,
+    /// [`Grouping::top_statement`]'s rows ([`TOP_COLUMNS`]).
+    Top,
+    /// A kind's statement of details ([`DETAIL_COLUMNS`]).
+    Details,
+}
+
 /// Decodes rows and adds them up, one at a time; the first bad row stops the
-/// decoding, and is the answer's error. Fed by [`query`] as rows arrive, and by the
+/// decoding, and is the answer's error. Fed by [`read`] as rows arrive, and by the
 /// sources' unit tests with fixed rows.
 pub struct Rows<'a> {
     ctx: &'a RowContext<'a>,
@@ -377,6 +763,9 @@ impl<'a> Rows<'a> {
     /// `tenants` are present even without rows.
     pub fn new(ctx: &'a RowContext<'a>, tenants: &[&str]) -> Self {
         let mut aggregator = Aggregator::new(ctx.keep, ctx.parts);
+        if ctx.listed_only {
+            aggregator = aggregator.listed_only();
+        }
         for tenant in tenants {
             aggregator.add_tenant(tenant);
         }
@@ -387,14 +776,41 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Adds a row of [`Scan::statement`].
     pub fn add<C: Cell>(&mut self, values: Vec<C>) {
+        self.add_as(values, Pass::Sessions);
+    }
+
+    /// Adds a row of the statement `pass` names.
+    pub fn add_as<C: Cell>(&mut self, values: Vec<C>, pass: Pass) {
         if self.failure.is_some() {
             return;
         }
-        match decode_row(values, self.ctx) {
-            Ok(group) => self.aggregator.add_group(group),
-            Err(err) => self.failure = Some(err),
+        let ctx = self.ctx;
+        let added = match pass {
+            Pass::Sessions => decode_row(values, ctx).map(|g| self.aggregator.add_group(g)),
+            Pass::Groups => decode_group(values, ctx).map(|g| self.aggregator.add_group(g)),
+            Pass::Top => decode_top(values, ctx).map(|t| self.aggregator.add_top(t)),
+            Pass::Details => decode_detail(values, ctx).map(|(tenant, detail, blocker)| {
+                if let Some(blocker) = blocker {
+                    self.aggregator.add_blocker(tenant.clone(), blocker);
+                }
+                self.aggregator.add_detail(tenant, detail);
+            }),
+        };
+        if let Err(err) = added {
+            self.failure = Some(err);
         }
+    }
+
+    /// Whether a row was bad: the cycle's answer is then that error.
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// What the rows so far showed (see [`Aggregator::seen`]).
+    pub fn seen(&self) -> Seen {
+        self.aggregator.seen()
     }
 
     pub fn finish(self) -> Result<Collected, SourceError> {
@@ -634,6 +1050,8 @@ mod tests {
             locks: true,
             states: true,
         },
+        rules: Rules::NONE,
+        listed_only: false,
     };
 
     #[test]
@@ -873,6 +1291,105 @@ mod tests {
         assert_eq!(
             filter_conditions(&filter, "p."),
             " AND p.TIME >= 1.5 AND (p.USER IS NULL OR p.USER NOT IN ('repl', 'o''brien')) AND p.DB IN ('app')"
+        );
+    }
+
+    /// The grouping is flat: one read, one GROUP BY of the raw key columns (NULL
+    /// ones left out), no window and no derived table; the top sessions rank the
+    /// active ones only.
+    #[test]
+    fn the_grouping_is_one_flat_group_by() {
+        let grouping = Grouping {
+            prefix: String::new(),
+            hint: String::new(),
+            relation: "PL p".into(),
+            joins: " LEFT JOIN TRX t ON t.ID = p.ID".into(),
+            filter: "p.ID <> 0".into(),
+            tenant: "p.TENANT".into(),
+            server: "NULL".into(),
+            client: "p.HOST".into(),
+            command: "p.COMMAND".into(),
+            state: "p.STATE".into(),
+            transaction: "t.S".into(),
+            transaction_age: "NULL".into(),
+            lock_wait: "NULL".into(),
+            active: "p.STATE = 'ACTIVE'".into(),
+            sql_id: "p.SQL_ID".into(),
+            union: String::new(),
+        };
+        let sql = grouping.statement();
+        assert_eq!(sql.matches(" PL p").count(), 1, "{sql}");
+        assert!(!sql.contains("OVER"), "{sql}");
+        assert!(sql.ends_with("GROUP BY p.TENANT, p.DB, p.USER, p.HOST, p.COMMAND, p.STATE, t.S"));
+        let top = grouping.top_statement(3);
+        assert!(
+            top.contains("FROM PL p WHERE p.ID <> 0 AND p.STATE = 'ACTIVE'"),
+            "{top}"
+        );
+        assert!(top.contains("PARTITION BY p.TENANT ORDER BY p.TIME DESC, p.ID"));
+        assert!(top.ends_with("x.R <= 3"));
+        assert!(!top.contains("TRX"), "top sessions need no join: {top}");
+    }
+
+    /// A group's key decides what it is, by the kind's rules: active and in a
+    /// transaction, idle in one, waiting for a lock for as long as its statement.
+    #[test]
+    fn group_rows_are_decoded_by_the_rules() {
+        const RULES: Rules = Rules {
+            active: |command, _| command != "Sleep",
+            in_transaction: |t| !t.is_empty(),
+            lock_wait: |t, state| match (t, state) {
+                ("LOCK WAIT", _) => LockWait::Row,
+                (_, "Waiting for table metadata lock") => LockWait::Statement,
+                _ => LockWait::No,
+            },
+        };
+        let ctx = RowContext { rules: RULES, ..OB };
+        let g = decode_group(row("t|s|NULL|u|c|Sleep|x|RUNNING|3|40|90|∅"), &ctx).unwrap();
+        assert_eq!(g.db, NONE_LABEL);
+        assert_eq!(
+            (g.sessions, g.active, g.transactions, g.idle_in_transaction),
+            (3, 0, 3, 3)
+        );
+        assert_eq!(
+            (
+                g.max_active_time,
+                g.max_idle_in_transaction,
+                g.max_transaction_age
+            ),
+            (0.0, 40.0, 90.0)
+        );
+        let g = decode_group(row("t|s|d|u|c|Query|y|LOCK WAIT|2|9|5|7|"), &ctx).unwrap_err();
+        assert!(
+            g.message.contains("expected 12 columns, got 13"),
+            "{}",
+            g.message
+        );
+        let g = decode_group(row("t|s|d|u|c|Query|y|LOCK WAIT|2|9|5|7"), &ctx).unwrap();
+        assert_eq!(
+            (g.active, g.lock_waiting, g.max_lock_wait, g.max_active_time),
+            (2, 2, 7.0, 9.0)
+        );
+        let g = decode_group(
+            row("t|s|d|u|c|Query|Waiting for table metadata lock|∅|1|30|∅|∅"),
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(
+            (g.transactions, g.lock_waiting, g.max_lock_wait),
+            (0, 1, 30.0)
+        );
+        let ctx = RowContext {
+            parts: Parts {
+                states: false,
+                ..OB.parts
+            },
+            ..ctx
+        };
+        let g = decode_group(row("t|s|d|u|c|Query|y|∅|1|1|∅|∅"), &ctx).unwrap();
+        assert_eq!(
+            (g.command.as_str(), g.state.as_str(), g.active),
+            ("", "", 1)
         );
     }
 }

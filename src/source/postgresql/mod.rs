@@ -19,7 +19,7 @@ mod tls;
 
 use super::collect::{BoxFuture, Source};
 use super::error::{Reason, SourceError};
-use super::sql::{filter_conditions, RowContext, Rows, Scan, TAG};
+use super::sql::{filter_conditions, RowContext, Rows, Rules, Scan, TAG};
 use crate::config::{Postgresql, SslMode, Target};
 use crate::stats::Collected;
 use futures_util::StreamExt;
@@ -96,6 +96,8 @@ impl PostgresqlSource {
             null_string_is_no_db: false,
             keep: database.top_sessions,
             parts: database.collect,
+            rules: Rules::NONE,
+            listed_only: false,
         };
         let what = "reading pg_stat_activity";
         let stream = client
@@ -325,6 +327,8 @@ mod tests {
             null_string_is_no_db: false,
             keep: 5,
             parts: Parts::default(),
+            rules: Rules::NONE,
+            listed_only: false,
         };
         let mut rows = Rows::new(&ctx, &["pg"]);
         let row = |text: &'static str| -> Vec<Option<&'static str>> {

@@ -18,7 +18,7 @@ use crate::sessions::{
     BoxFuture, Failure, Field, FieldValue, ListParams, PageInfo, PageStream, SessionApi,
     SessionStats, TenantSession,
 };
-use crate::source::sql::{contains_pattern, filter_conditions, RowContext, Rows, TAG};
+use crate::source::sql::{contains_pattern, filter_conditions, RowContext, Rows, Rules, TAG};
 use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -315,6 +315,8 @@ impl Sessions {
             null_string_is_no_db: false,
             keep: 0,
             parts: Parts::NONE,
+            rules: Rules::NONE,
+            listed_only: false,
         };
         let stream = client
             .simple_query_raw(&grouped_sql(&settings))
