@@ -87,6 +87,10 @@ pub struct Blocker {
 /// A tenant's transactions and lock waits as a statement of details reads them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Detail {
+    /// Longest TIME of an active session, and of a session idle in a transaction
+    /// (for the kinds whose grouped rows do not carry TIME).
+    pub max_active_time: f64,
+    pub max_idle_in_transaction: f64,
     /// Age of the oldest open transaction, in seconds.
     pub max_transaction_age: f64,
     /// Sessions waiting for a lock, and the longest wait in seconds.
@@ -544,6 +548,12 @@ impl Aggregator {
         self.tenant(session.tenant.clone()).stats.top.push(session);
     }
 
+    /// Adds one of a tenant's longest active sessions, read by a cycle's statement of
+    /// details (its row is counted by [`Aggregator::add_detail`]).
+    pub fn add_top_apart(&mut self, session: TopSession) {
+        self.tenant(session.tenant.clone()).stats.top.push(session);
+    }
+
     /// Adds a session others wait on, read by a cycle's statement of details (its
     /// row is counted by [`Aggregator::add_detail`]).
     pub fn add_blocker(&mut self, tenant: String, blocker: Blocker) {
@@ -555,6 +565,10 @@ impl Aggregator {
     pub fn add_detail(&mut self, tenant: String, detail: Detail) {
         self.rows += 1;
         let stats = &mut self.tenant(tenant).stats;
+        stats.max_active_time = stats.max_active_time.max(detail.max_active_time);
+        stats.max_idle_in_transaction = stats
+            .max_idle_in_transaction
+            .max(detail.max_idle_in_transaction);
         stats.max_transaction_age = stats.max_transaction_age.max(detail.max_transaction_age);
         stats.lock_waiting_sessions += detail.lock_waiting;
         stats.max_lock_wait = stats.max_lock_wait.max(detail.max_lock_wait);

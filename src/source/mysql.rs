@@ -288,6 +288,7 @@ fn row_context<'a>(database: &'a Database, tenant: &'a str) -> RowContext<'a> {
 const RULES: Rules = Rules {
     active: |command, _| !IDLE_COMMANDS.contains(&command),
     in_transaction: |_| true,
+    empty_client_read_again: false,
     lock_wait: |transaction, state| {
         if transaction == "LOCK WAIT" {
             LockWait::Row
@@ -388,14 +389,15 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
                 ..
             } = &grouping;
             let sql = format!(
-            "{prefix}SELECT {hint}NULL, p.ID, p.USER, p.DB, {client}, NULL, NULL, NULL, b.WAITERS \
-             FROM information_schema.PROCESSLIST p JOIN ({}) b ON b.THREAD = p.ID WHERE {filter}",
+            "{prefix}SELECT {hint}NULL, p.ID, p.USER, p.DB, {client}, NULL, NULL, NULL, NULL, NULL, \
+             NULL, b.WAITERS, 0 FROM information_schema.PROCESSLIST p JOIN ({}) b ON b.THREAD = p.ID WHERE {filter}",
             lock_waits.blockers()
         );
             (sql, Need::LockWaits)
         });
     Statements {
         groups: grouping.statement(),
+        fallback: None,
         top,
         details,
     }
@@ -430,6 +432,7 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
         }
         .to_string(),
         transaction: "NULL".to_string(),
+        time: "p.TIME".to_string(),
         transaction_age: "NULL".to_string(),
         lock_wait: "NULL".to_string(),
         active: active_condition("p.COMMAND"),
@@ -490,7 +493,7 @@ mod tests {
             ("∅|∅|∅|system user||Query||∅|1|86400|∅|∅", Pass::Groups),
             ("∅|5|system user|∅||∅|86400", Pass::Top),
             ("∅|42|app|shop|10.0.0.100|∅|7", Pass::Top),
-            ("∅|17|app|∅|10.0.0.101|∅|∅|∅|1", Pass::Details),
+            ("∅|17|app|∅|10.0.0.101|∅|∅|∅|∅|∅|∅|1|0", Pass::Details),
         ] {
             rows.add_as(row(text), pass);
         }

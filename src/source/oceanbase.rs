@@ -383,6 +383,7 @@ const RULES: Rules = Rules {
                 .any(|done| state.eq_ignore_ascii_case(done))
     },
     lock_wait: |_, _| LockWait::No,
+    empty_client_read_again: true,
 };
 
 /// One tenant's statistics, read now for the session API: the statement and the
@@ -396,7 +397,14 @@ async fn tenant_stats(
     tenant: &str,
 ) -> Result<Collected, SqlError> {
     let settings = &without_top_sessions(settings);
-    let ctx = row_context(settings, tenant, mode);
+    // One statement: every group is added, its client read in full.
+    let ctx = RowContext {
+        rules: Rules {
+            empty_client_read_again: false,
+            ..RULES
+        },
+        ..row_context(settings, tenant, mode)
+    };
     match mode {
         Mode::Cluster => {
             // No tenant is added up front: one the cluster no longer has is absent.
@@ -404,11 +412,13 @@ async fn tenant_stats(
             let mut rows = Rows::new(&ctx, &[]);
             sql::read_bound(
                 conn,
-                &cluster_grouping(
+                &grouping(
                     settings,
+                    mode,
                     " AND p.TENANT = ?",
                     " AND t.TENANT_NAME = ?",
                     false,
+                    true,
                 )
                 .statement(),
                 mysql_async::Params::Positional(vec![tenant.into(), tenant.into()]),
@@ -420,7 +430,7 @@ async fn tenant_stats(
         }
         Mode::SingleTenant => {
             let mut rows = Rows::new(&ctx, &[tenant]);
-            let sql = single_grouping(settings, false).statement();
+            let sql = grouping(settings, mode, "", "", false, true).statement();
             sql::read(conn, &sql, &mut rows, Pass::Groups).await?;
             rows.finish().map_err(SqlError::Answer)
         }
@@ -437,24 +447,29 @@ fn without_top_sessions(settings: &Oceanbase) -> Oceanbase {
 
 /// The statements of a cycle in `mode` (see [`Statements`]); `trans_state` says
 /// whether the processlist has `TRANS_STATE`, which tells each session's
-/// transaction without a join.
+/// transaction without a join. The grouping reads no TIME: the statement of
+/// details reads it for the active sessions and those in a transaction, the only
+/// ones whose TIME is exported.
 fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements {
-    let grouping = match mode {
-        Mode::Cluster => {
-            let (sessions, tenants) = tenant_filters(settings);
-            cluster_grouping(settings, &sessions, &tenants, trans_state)
-        }
-        Mode::SingleTenant => single_grouping(settings, trans_state),
+    let (sessions, tenants) = match mode {
+        Mode::Cluster => tenant_filters(settings),
+        Mode::SingleTenant => (String::new(), String::new()),
     };
-    let database = &settings.database;
-    let parts = database.collect;
-    let top = (database.top_sessions > 0).then(|| grouping.top_statement(database.top_sessions));
-    let details = (parts.transactions || parts.locks)
-        .then(|| (details_sql(settings, mode, trans_state), Need::Transactions));
+    let grouping = grouping(settings, mode, &sessions, &tenants, trans_state, false);
+    let mut fallback = grouping.clone();
+    fallback.client = host_without_port("p.HOST");
+    fallback
+        .filter
+        .push_str(" AND (p.USER_CLIENT_IP = '' OR p.USER_CLIENT_IP IS NULL)");
+    fallback.union = String::new();
     Statements {
         groups: grouping.statement(),
-        top,
-        details,
+        fallback: Some(fallback.statement()),
+        top: None,
+        details: Some((
+            details_sql(settings, mode, trans_state),
+            Need::ActiveOrTransactions,
+        )),
     }
 }
 
@@ -475,7 +490,9 @@ fn tenant_filters(settings: &Oceanbase) -> (String, String) {
 }
 
 /// The client: `USER_CLIENT_IP` (the real client; `HOST` is the proxy for sessions
-/// through OBProxy), `HOST` without its port only where it is empty.
+/// through OBProxy), `HOST` without its port only where it is empty. The grouping
+/// reads `USER_CLIENT_IP` alone, its statement of clients without an address the
+/// rest (see [`Statements::fallback`]); the statement of details, a few rows, both.
 fn client() -> String {
     format!(
         "CASE WHEN p.USER_CLIENT_IP <> '' THEN p.USER_CLIENT_IP ELSE {} END",
@@ -487,182 +504,187 @@ fn client() -> String {
 const IN_TRANSACTION: &str =
     "p.TRANS_STATE NOT IN ('', 'IDLE', 'INVALID', 'INVL', 'COMMITTED', 'ROLLED_BACK')";
 
-/// The part of a grouping every mode shares.
-fn base_grouping(settings: &Oceanbase, relation: String, filter: String) -> Grouping {
+/// Which sessions are counted, and where they are read, in `mode`.
+fn sessions_read(settings: &Oceanbase, mode: Mode, session_filter: &str) -> (String, String) {
+    let filters = filter_conditions(&settings.database.filter, "p.");
+    match mode {
+        // The exporter's own sessions are excluded: on OceanBase 4 a session id is
+        // unique per server, so they are matched with the server they run on, the
+        // one every connection of this target reaches.
+        Mode::Cluster => (
+            format!("{} p", processlist_relation(settings)),
+            format!(
+                "NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP()){filters}{session_filter}"
+            ),
+        ),
+        Mode::SingleTenant => (
+            "`oceanbase`.`V$OB_PROCESSLIST` p".to_string(),
+            format!("p.ID NOT IN ({OWN_SESSIONS}){filters}"),
+        ),
+    }
+}
+
+/// The grouping of `mode` (see [`Grouping`]). A cluster's processlist is read
+/// without a join: every tenant comes back in a zero row of its own (META tenants
+/// and those `tenants:` leaves out do not), and the rows of tenants no zero row
+/// lists are dropped when they are added up ([`RowContext::listed_only`]). Only a
+/// processlist without `TRANS_STATE` joins the transactions view. `api` writes the
+/// session API's stats, one statement alone: each group's longest TIME and the full
+/// client expression are read by it.
+fn grouping(
+    settings: &Oceanbase,
+    mode: Mode,
+    session_filter: &str,
+    tenant_filter: &str,
+    trans_state: bool,
+    api: bool,
+) -> Grouping {
     let parts = settings.database.collect;
-    Grouping {
+    let cluster = mode == Mode::Cluster;
+    let (relation, filter) = sessions_read(settings, mode, session_filter);
+    let mut grouping = Grouping {
         prefix: format!("{TAG} "),
         hint: String::new(),
         relation,
         joins: String::new(),
         filter,
-        tenant: "NULL".to_string(),
-        server: "NULL".to_string(),
-        client: client(),
+        tenant: if cluster { "p.TENANT" } else { "NULL" }.to_string(),
+        server: if cluster { "p.SVR_IP" } else { "NULL" }.to_string(),
+        client: if api {
+            client()
+        } else {
+            "p.USER_CLIENT_IP".to_string()
+        },
         command: if parts.states { "p.COMMAND" } else { "NULL" }.to_string(),
         // The rules need STATE (active) whether states are collected or not.
         state: "p.STATE".to_string(),
         transaction: "NULL".to_string(),
+        time: if api { "p.TIME" } else { "NULL" }.to_string(),
         transaction_age: "NULL".to_string(),
         lock_wait: "NULL".to_string(),
         active: "p.STATE = 'ACTIVE'".to_string(),
         sql_id: "p.SQL_ID".to_string(),
         union: String::new(),
-    }
-}
-
-/// The cluster's grouping. The processlist is read without a join: every tenant
-/// comes back in a zero row of its own (META tenants and those `tenants:` leaves out
-/// do not), and the rows of tenants no zero row lists are dropped when they are added
-/// up ([`RowContext::listed_only`]). Only a processlist without `TRANS_STATE`
-/// joins the transactions view (through the tenants view, for the tenant id).
-fn cluster_grouping(
-    settings: &Oceanbase,
-    session_filter: &str,
-    tenant_filter: &str,
-    trans_state: bool,
-) -> Grouping {
-    let processlist = processlist_relation(settings);
-    let tenants_view = tenants_relation(settings);
-    // The exporter's own sessions are excluded: on OceanBase 4 a session id is
-    // unique per server, so they are matched with the server they run on, the one
-    // every connection of this target reaches.
-    let not_own = format!("NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())");
-    let filters = filter_conditions(&settings.database.filter, "p.");
-    let tenants = format!("t.TENANT_TYPE <> 'META'{tenant_filter}");
-    let mut grouping = base_grouping(
-        settings,
-        format!("{processlist} p"),
-        format!("{not_own}{filters}{session_filter}"),
-    );
-    grouping.tenant = "p.TENANT".to_string();
-    grouping.server = "p.SVR_IP".to_string();
-    let parts = settings.database.collect;
+    };
     if parts.transactions || parts.locks {
         if trans_state {
             grouping.transaction = "p.TRANS_STATE".to_string();
         } else {
-            grouping.joins = format!(
-                " JOIN {tenants_view} t ON p.TENANT = t.TENANT_NAME{tx}",
-                tx = transactions_join(&transactions_relation(settings), true)
-            );
+            grouping.joins = transactions_join(&transactions(settings, mode), cluster);
             grouping.transaction =
                 "CASE WHEN s.SESSION_ID IS NOT NULL THEN 'ACTIVE' END".to_string();
         }
     }
-    grouping.union = format!(
-        " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
-         NULL, NULL FROM {tenants_view} t WHERE {tenants}"
-    );
-    grouping
-}
-
-/// The single-tenant grouping; tenant and server come from the config (see
-/// `RowContext`).
-fn single_grouping(settings: &Oceanbase, trans_state: bool) -> Grouping {
-    let filters = filter_conditions(&settings.database.filter, "p.");
-    let mut grouping = base_grouping(
-        settings,
-        "`oceanbase`.`V$OB_PROCESSLIST` p".to_string(),
-        format!("p.ID NOT IN ({OWN_SESSIONS}){filters}"),
-    );
-    let parts = settings.database.collect;
-    if parts.transactions || parts.locks {
-        if trans_state {
-            grouping.transaction = "p.TRANS_STATE".to_string();
-        } else {
-            grouping.joins = transactions_join(SINGLE_TRANSACTIONS, false);
-            grouping.transaction =
-                "CASE WHEN s.SESSION_ID IS NOT NULL THEN 'ACTIVE' END".to_string();
-        }
+    if cluster {
+        grouping.union = format!(
+            " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
+             NULL, NULL FROM {} t WHERE t.TENANT_TYPE <> 'META'{tenant_filter}",
+            tenants_relation(settings)
+        );
     }
     grouping
 }
 
-const SINGLE_TRANSACTIONS: &str = "`oceanbase`.`V$OB_TRANSACTION_SCHEDULERS`";
-const SINGLE_LOCKS: &str = "`oceanbase`.`V$OB_LOCKS`";
+/// The transactions view of `mode`.
+fn transactions(settings: &Oceanbase, mode: Mode) -> String {
+    match mode {
+        Mode::Cluster => transactions_relation(settings),
+        Mode::SingleTenant => "`oceanbase`.`V$OB_TRANSACTION_SCHEDULERS`".to_string(),
+    }
+}
 
-/// `LEFT JOIN` of a session's transaction scheduler (`s`): on its session's server,
-/// in its tenant (`t`, joined by the caller) in a cluster.
+/// The locks view of `mode`.
+fn locks(settings: &Oceanbase, mode: Mode) -> String {
+    match mode {
+        Mode::Cluster => locks_relation(settings),
+        Mode::SingleTenant => "`oceanbase`.`V$OB_LOCKS`".to_string(),
+    }
+}
+
+/// `LEFT JOIN` of a session's transaction scheduler (`s`), on its session's server
+/// in a cluster (a session id is unique per server).
 fn transactions_join(relation: &str, cluster: bool) -> String {
     if cluster {
         format!(
-            " LEFT JOIN {relation} s ON s.TENANT_ID = t.TENANT_ID AND s.SVR_IP = p.SVR_IP \
-             AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID"
+            " LEFT JOIN {relation} s ON s.SVR_IP = p.SVR_IP AND s.SVR_PORT = p.SVR_PORT \
+             AND s.SESSION_ID = p.ID"
         )
     } else {
         format!(" LEFT JOIN {relation} s ON s.SESSION_ID = p.ID")
     }
 }
 
-/// The statement of details, read when a session is in a transaction: of the
-/// sessions in one, per tenant the oldest transaction's age (its scheduler's
+/// The statement of details, read when a session is active or in a transaction:
+/// of those sessions alone, per tenant the longest active TIME, the longest TIME
+/// idle in a transaction, the oldest transaction's age (its scheduler's
 /// `ACTIVE_TIME`), how many wait for a lock (a `BLOCK = 1` row of the locks view)
-/// and for how long, and in rows of their own the sessions others wait on (the
-/// transaction a `TYPE = 'TR'` waiting row names in `ID1`) with how many wait. Lock
-/// rows are matched by transaction id, not session id: in a cluster a lock row is
-/// reported by the server holding the row, not the session's.
+/// and for how long; and in rows of their own the tenant's `top_sessions` longest
+/// active sessions (a window over these sessions only) and the sessions others wait
+/// on (the transaction and session a waiting `TYPE = 'TR'` row names in `ID1` and
+/// `ID2`) with how many wait. Lock rows are matched by transaction and session id,
+/// not by server: in a cluster a lock row is reported by the server holding the row.
 fn details_sql(settings: &Oceanbase, mode: Mode, trans_state: bool) -> String {
     let parts = settings.database.collect;
     let cluster = mode == Mode::Cluster;
-    let filters = filter_conditions(&settings.database.filter, "p.");
-    let (mut from, tenant, mut filter, transactions, locks, key, on) = if cluster {
-        let (sessions, tenants) = tenant_filters(settings);
-        (
-            format!(
-                "{} p JOIN {} t ON p.TENANT = t.TENANT_NAME AND t.TENANT_TYPE <> 'META'{tenants}",
-                processlist_relation(settings),
-                tenants_relation(settings)
-            ),
-            "p.TENANT",
-            format!("NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP()){filters}{sessions}"),
-            transactions_relation(settings),
-            locks_relation(settings),
-            "TENANT_ID, ",
-            " AND {}.TENANT_ID = t.TENANT_ID",
-        )
-    } else {
-        (
-            "`oceanbase`.`V$OB_PROCESSLIST` p".to_string(),
-            "NULL",
-            format!("p.ID NOT IN ({OWN_SESSIONS}){filters}"),
-            SINGLE_TRANSACTIONS.to_string(),
-            SINGLE_LOCKS.to_string(),
-            "",
-            "",
-        )
+    let (sessions, _) = match mode {
+        Mode::Cluster => tenant_filters(settings),
+        Mode::SingleTenant => (String::new(), String::new()),
     };
-    let (mut age, mut waiting, mut wait, mut waiters) = ("NULL", "0", "NULL", "NULL");
-    if parts.transactions || !trans_state {
-        from.push_str(&transactions_join(&transactions, cluster));
+    let (relation, mut filter) = sessions_read(settings, mode, &sessions);
+    let mut from = relation;
+    let tenant = if cluster { "p.TENANT" } else { "NULL" };
+    let reads_transactions = parts.transactions || parts.locks;
+    let in_transaction = match (reads_transactions, trans_state) {
+        (false, _) => "0",
+        (true, true) => IN_TRANSACTION,
+        (true, false) => "s.SESSION_ID IS NOT NULL",
+    };
+    if reads_transactions && (parts.transactions || !trans_state) {
+        from.push_str(&transactions_join(&transactions(settings, mode), cluster));
     }
-    if parts.transactions {
-        age = "TIMESTAMPDIFF(MICROSECOND, s.ACTIVE_TIME, NOW(6)) / 1000000";
-    }
-    if trans_state {
-        filter.push_str(&format!(" AND {IN_TRANSACTION}"));
+    let age = if parts.transactions {
+        "TIMESTAMPDIFF(MICROSECOND, s.ACTIVE_TIME, NOW(6)) / 1000000"
     } else {
-        filter.push_str(" AND s.SESSION_ID IS NOT NULL");
-    }
+        "NULL"
+    };
+    let (mut waiting, mut wait, mut waiters) = ("0", "NULL", "0");
     if parts.locks {
+        let locks = locks(settings, mode);
         from.push_str(&format!(
-            " LEFT JOIN (SELECT {key}TRANS_ID, MAX(CTIME) AS WAITED FROM {locks} \
-             WHERE BLOCK = 1 GROUP BY {key}TRANS_ID) w ON w.TRANS_ID = p.TRANS_ID{on_w} \
-             LEFT JOIN (SELECT {key}ID1, COUNT(DISTINCT TRANS_ID) AS WAITERS FROM {locks} \
-             WHERE BLOCK = 1 AND TYPE = 'TR' GROUP BY {key}ID1) b ON b.ID1 = p.TRANS_ID{on_b}",
-            on_w = on.replace("{}", "w"),
-            on_b = on.replace("{}", "b"),
+            " LEFT JOIN (SELECT TRANS_ID, SESSION_ID, MAX(CTIME) AS WAITED FROM {locks} \
+             WHERE BLOCK = 1 GROUP BY TRANS_ID, SESSION_ID) w \
+             ON w.TRANS_ID = p.TRANS_ID AND w.SESSION_ID = p.ID \
+             LEFT JOIN (SELECT ID1, ID2, COUNT(DISTINCT TRANS_ID) AS WAITERS FROM {locks} \
+             WHERE BLOCK = 1 AND TYPE = 'TR' GROUP BY ID1, ID2) b \
+             ON b.ID1 = p.TRANS_ID AND b.ID2 = p.ID"
         ));
         waiting = "CASE WHEN w.TRANS_ID IS NULL THEN 0 ELSE 1 END";
         wait = "w.WAITED / 1000000";
-        waiters = "b.WAITERS";
+        waiters = "COALESCE(b.WAITERS, 0)";
     }
+    filter.push_str(&format!(" AND (p.STATE = 'ACTIVE' OR {in_transaction})"));
+    let partition = if cluster {
+        "PARTITION BY p.TENANT "
+    } else {
+        ""
+    };
+    let top = settings.database.top_sessions;
     let client = client();
+    // The rank is a column of its own, compared a level up: MariaDB 10.11 answers
+    // NULL for `a OR <window function> <= n` in one expression (and OceanBase reads
+    // this statement's shape alike).
     format!(
-        "{TAG} SELECT x.TN, x.K, MAX(x.U), MAX(x.D), MAX(x.C), MAX(x.TA), NULLIF(SUM(x.WT), 0), \
-         MAX(x.LW), MAX(x.W) FROM (SELECT {tenant} AS TN, CASE WHEN {waiters} > 0 THEN p.ID END AS K, \
-         p.USER AS U, p.DB AS D, {client} AS C, {age} AS TA, {waiting} AS WT, {wait} AS LW, \
-         {waiters} AS W FROM {from} WHERE {filter}) x GROUP BY x.TN, x.K"
+        "{TAG} SELECT x.TN, x.K, MAX(x.U), MAX(x.D), MAX(x.C), MAX(x.Q), \
+         MAX(CASE WHEN x.A = 1 THEN x.T END), MAX(CASE WHEN x.A = 0 AND x.IT = 1 THEN x.T END), \
+         MAX(x.TA), NULLIF(SUM(x.WT), 0), MAX(x.LW), NULLIF(MAX(x.W), 0), \
+         CASE WHEN x.K IS NOT NULL THEN MAX(x.A) END \
+         FROM (SELECT y.*, CASE WHEN y.W > 0 OR (y.A = 1 AND y.R <= {top}) THEN y.I END AS K \
+         FROM (SELECT {tenant} AS TN, p.ID AS I, p.USER AS U, p.DB AS D, {client} AS C, \
+         p.SQL_ID AS Q, p.TIME AS T, CASE WHEN p.STATE = 'ACTIVE' THEN 1 ELSE 0 END AS A, \
+         CASE WHEN {in_transaction} THEN 1 ELSE 0 END AS IT, {age} AS TA, {waiting} AS WT, \
+         {wait} AS LW, {waiters} AS W, ROW_NUMBER() OVER ({partition}ORDER BY \
+         CASE WHEN p.STATE = 'ACTIVE' THEN 0 ELSE 1 END, p.TIME DESC, p.ID) AS R \
+         FROM {from} WHERE {filter}) y) x GROUP BY x.TN, x.K"
     )
 }
 
@@ -784,7 +806,9 @@ mod tests {
             "no join: {sql}"
         );
         assert!(
-            sql.contains("p.TRANS_STATE, COUNT(*), MAX(p.TIME)"),
+            sql.contains(
+                "p.USER_CLIENT_IP, p.COMMAND, p.STATE, p.TRANS_STATE, COUNT(*), MAX(NULL)"
+            ),
             "{sql}"
         );
         assert!(!sql.contains("OVER"), "no window in the grouping: {sql}");
@@ -796,20 +820,28 @@ mod tests {
             "NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())"
         )));
         assert!(!sql.contains("INFO"), "statistics never read the SQL text");
+        let fallback = st.fallback.as_deref().unwrap();
+        assert!(fallback.contains("AND (p.USER_CLIENT_IP = '' OR p.USER_CLIENT_IP IS NULL)"));
+        assert!(fallback.contains("p.HOST REGEXP"), "{fallback}");
+        assert!(!fallback.contains("UNION"), "{fallback}");
+        let (details, need) = st.details.clone().unwrap();
+        assert_eq!(need, Need::ActiveOrTransactions);
+        assert!(details.contains(
+            "LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s ON s.SVR_IP = p.SVR_IP AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID"
+        ), "{details}");
+        assert!(details.contains("w ON w.TRANS_ID = p.TRANS_ID AND w.SESSION_ID = p.ID"));
+        assert!(details.contains("b ON b.ID1 = p.TRANS_ID AND b.ID2 = p.ID"));
         assert!(
-            st.top.as_deref().unwrap().contains("PARTITION BY p.TENANT"),
+            details.contains(&format!("AND (p.STATE = 'ACTIVE' OR {IN_TRANSACTION})")),
+            "only active sessions and those in a transaction: {details}"
+        );
+        assert!(
+            details.contains("PARTITION BY p.TENANT"),
             "top sessions per tenant"
         );
-        let (details, need) = st.details.clone().unwrap();
-        assert_eq!(need, Need::Transactions);
-        assert!(details.contains(
-            "LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s ON s.TENANT_ID = t.TENANT_ID AND s.SVR_IP = p.SVR_IP AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID"
-        ), "{details}");
-        assert!(details.contains("w ON w.TRANS_ID = p.TRANS_ID AND w.TENANT_ID = t.TENANT_ID"));
-        assert!(details.contains("b ON b.ID1 = p.TRANS_ID AND b.TENANT_ID = t.TENANT_ID"));
         assert!(
-            details.contains(IN_TRANSACTION),
-            "only sessions in a transaction: {details}"
+            !details.contains("INFO"),
+            "statistics never read the SQL text"
         );
 
         // Without TRANS_STATE the grouping joins the transactions view instead.
@@ -828,6 +860,7 @@ mod tests {
         assert!(st.groups.contains("FROM `test`.`PL` p WHERE"));
         let details = st.details.unwrap().0;
         assert!(details.contains("LEFT JOIN `test`.`TX` s"));
+        assert!(details.contains("AND p.TENANT IN ('t1', 't2')"));
         assert_eq!(
             details.matches("FROM `test`.`LK` WHERE BLOCK = 1").count(),
             2
@@ -838,9 +871,11 @@ mod tests {
             ..crate::stats::Parts::NONE
         };
         let st = statements(&settings, Mode::Cluster, true);
+        assert!(!st.groups.contains("TRANS_STATE"), "{st:?}");
+        let details = st.details.unwrap().0;
         assert!(
-            st.details.is_none() && !st.groups.contains("TRANS_STATE"),
-            "{st:?}"
+            !details.contains("`test`.`TX`") && !details.contains("`test`.`LK`"),
+            "{details}"
         );
     }
 
@@ -855,27 +890,27 @@ mod tests {
         let mut rows = Rows::new(&ctx, &[]);
         for (text, pass) in [
             (
-                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE||1|11|∅|∅",
+                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE||1|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP||1|3|∅|∅",
+                "t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP||1|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|ACTIVE|1|12.5|∅|∅",
+                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|ACTIVE|1|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP||2|20|∅|∅",
+                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP||2|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|IMPLICIT_ACTIVE|2|40|∅|∅",
+                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|IMPLICIT_ACTIVE|2|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|ACTIVE|1|30|∅|∅",
+                "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|ACTIVE|1|∅|∅|∅",
                 Pass::Groups,
             ),
             (
@@ -884,16 +919,21 @@ mod tests {
             ),
             ("t1|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅", Pass::Groups),
             ("idle|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅", Pass::Groups),
-            ("t1|3221490|etl|app|::ffff:10.0.0.7||30", Pass::Top),
-            ("t1|3221487|root|app|10.0.0.100|SQL1|12.5", Pass::Top),
-            ("t1|3221487|root|app|10.0.0.100|5|∅|∅|2", Pass::Details),
-            ("t1|∅|root|NULL|10.0.0.100|50|1|4.5|∅", Pass::Details),
+            (
+                "t1|3221490|etl|app|::ffff:10.0.0.7||30|∅|6|1|4.5|∅|1",
+                Pass::Details,
+            ),
+            (
+                "t1|3221487|root|app|10.0.0.100|SQL1|12.5|∅|5|∅|∅|2|1",
+                Pass::Details,
+            ),
+            ("t1|∅|root|NULL|10.0.0.100||11|40|50|∅|∅|∅|∅", Pass::Details),
         ] {
             rows.add_as(row(text), pass);
         }
         let collected = rows.finish().unwrap();
-        // Nine grouped rows (two zero rows), two top sessions, two rows of details.
-        assert_eq!(collected.rows, 13);
+        // Nine grouped rows (two zero rows), three rows of details.
+        assert_eq!(collected.rows, 12);
         let tenants = collected.into_tenants();
         assert_eq!(tenants.keys().collect::<Vec<_>>(), ["idle", "t1"]);
         assert_eq!(tenants["idle"], Default::default());

@@ -92,6 +92,9 @@ pub struct Rules {
     /// Whether sessions of this transaction and STATE wait for a lock, and for how
     /// long: [`LockWait::Statement`] waits as long as the statement has run.
     pub lock_wait: fn(transaction: &str, state: &str) -> LockWait,
+    /// Whether groups without a client address are held back for
+    /// [`Statements::fallback`], which reads their client another way.
+    pub empty_client_read_again: bool,
 }
 
 /// How a group waits for a lock (see [`Rules::lock_wait`]).
@@ -111,6 +114,7 @@ impl Rules {
         active: |_, _| false,
         in_transaction: |_| false,
         lock_wait: |_, _| LockWait::No,
+        empty_client_read_again: false,
     };
 }
 
@@ -268,35 +272,66 @@ fn decode_top<C: Cell>(values: Vec<C>, ctx: &RowContext<'_>) -> Result<TopSessio
 }
 
 /// Decodes one row of a statement of details (see [`DETAIL_COLUMNS`]): a tenant's
-/// transactions and lock waits, and the session the row names when others wait on
-/// it.
-fn decode_detail<C: Cell>(
-    values: Vec<C>,
-    ctx: &RowContext<'_>,
-) -> Result<(String, Detail, Option<Blocker>), SourceError> {
+/// longest times, transactions and lock waits, and the session the row names when
+/// it is one of the longest active ones or others wait on it.
+fn decode_detail<C: Cell>(values: Vec<C>, ctx: &RowContext<'_>) -> Result<DetailRow, SourceError> {
     let got = values.len();
-    let [tenant, id, user, db, client, transaction_age, waiting, lock_wait, waiters]: [C;
+    let [tenant, id, user, db, client, sql_id, active_time, idle_time, transaction_age, waiting, lock_wait, waiters, active]: [C;
         DETAIL_COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {DETAIL_COLUMNS} columns, got {got}")))?;
     let tenant = tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string());
     let detail = Detail {
+        max_active_time: seconds(active_time, "active time")?,
+        max_idle_in_transaction: seconds(idle_time, "idle time")?,
         max_transaction_age: seconds(transaction_age, "transaction age")?,
         lock_waiting: count(waiting, "waiting for a lock")?,
         max_lock_wait: seconds(lock_wait, "lock wait")?,
     };
     let waiters = count(waiters, "waiters")?;
-    let blocker = match id.is_null() || waiters == 0 {
-        true => None,
-        false => Some(Blocker {
-            session_id: count(id, "id")?,
-            user: user.into_text().unwrap_or_else(|| NONE_LABEL.to_string()),
-            db: db_label(db, ctx),
-            client: client_of(client),
-            waiters,
-        }),
+    let active = count(active, "active")? > 0;
+    let mut row = DetailRow {
+        tenant,
+        detail,
+        top: None,
+        blocker: None,
     };
-    Ok((tenant, detail, blocker))
+    if id.is_null() || !(active || waiters > 0) {
+        return Ok(row);
+    }
+    let session_id = count(id, "id")?;
+    let user = user.into_text().unwrap_or_else(|| NONE_LABEL.to_string());
+    let db = db_label(db, ctx);
+    let client = client_of(client);
+    if active {
+        row.top = Some(TopSession {
+            tenant: row.tenant.clone(),
+            session_id,
+            user: user.clone(),
+            db: db.clone(),
+            client: client.clone(),
+            sql_id: sql_id.into_text().unwrap_or_default(),
+            time: row.detail.max_active_time,
+        });
+    }
+    if waiters > 0 {
+        row.blocker = Some(Blocker {
+            session_id,
+            user,
+            db,
+            client,
+            waiters,
+        });
+    }
+    Ok(row)
+}
+
+/// A row of a statement of details, decoded.
+struct DetailRow {
+    tenant: String,
+    detail: Detail,
+    top: Option<TopSession>,
+    blocker: Option<Blocker>,
 }
 
 /// How one kind reads its processlist, for [`Scan::statement`]: expressions over the
@@ -462,8 +497,10 @@ pub struct Grouping {
     pub state: String,
     /// The column telling a session's transaction; `NULL` when not read.
     pub transaction: String,
-    /// Per session, its transaction's age and its row-lock wait in seconds
-    /// (aggregated with MAX); `NULL` where the rows cannot carry them.
+    /// Per session, its TIME, its transaction's age and its row-lock wait in seconds
+    /// (aggregated with MAX); `NULL` where the rows do not carry them (a kind's
+    /// statement of details reads them for the few sessions concerned).
+    pub time: String,
     pub transaction_age: String,
     pub lock_wait: String,
     /// The condition for an active session, and its SQL id (top sessions).
@@ -474,7 +511,7 @@ pub struct Grouping {
 }
 
 /// The columns of [`Grouping::statement`]: tenant, server, db, user, client,
-/// command, state, transaction; sessions, longest TIME, oldest transaction's age,
+/// command, state, transaction; sessions, longest TIME (NULL when not read), oldest transaction's age,
 /// longest row-lock wait.
 pub const GROUP_COLUMNS: usize = 12;
 
@@ -483,9 +520,11 @@ pub const GROUP_COLUMNS: usize = 12;
 pub const TOP_COLUMNS: usize = 7;
 
 /// The columns of a statement of details: tenant, session id (NULL for what is not
-/// one session), user, db, client; oldest transaction's age, sessions waiting for a
-/// lock, longest wait, sessions waiting on this one.
-pub const DETAIL_COLUMNS: usize = 9;
+/// one session), user, db, client, SQL id; longest active TIME, longest TIME idle in
+/// a transaction, oldest transaction's age, sessions waiting for a lock, longest
+/// wait, sessions waiting on this one, and whether the session is active (one of the
+/// longest active ones).
+pub const DETAIL_COLUMNS: usize = 13;
 
 impl Grouping {
     /// The statement of every cycle (see [`GROUP_COLUMNS`]).
@@ -502,6 +541,7 @@ impl Grouping {
             command,
             state,
             transaction,
+            time,
             transaction_age,
             lock_wait,
             union,
@@ -522,7 +562,7 @@ impl Grouping {
         .collect();
         format!(
             "{prefix}SELECT {hint}{tenant}, {server}, p.DB, p.USER, {client}, {command}, {state}, \
-             {transaction}, COUNT(*), MAX(p.TIME), MAX({transaction_age}), MAX({lock_wait}) \
+             {transaction}, COUNT(*), MAX({time}), MAX({transaction_age}), MAX({lock_wait}) \
              FROM {relation}{joins} WHERE {filter} GROUP BY {}{union}",
             keys.join(", ")
         )
@@ -562,6 +602,10 @@ impl Grouping {
 pub struct Statements {
     /// [`Grouping::statement`].
     pub groups: String,
+    /// The grouping of the sessions without a client address, which reads it
+    /// another way (their rows are held back from the grouping's, see
+    /// [`Rules::empty_client_read_again`]); read only when there are such sessions.
+    pub fallback: Option<String>,
     /// [`Grouping::top_statement`], read when some session is active.
     pub top: Option<String>,
     /// The kind's statement of details ([`DETAIL_COLUMNS`]), read when `Need` is seen.
@@ -571,8 +615,9 @@ pub struct Statements {
 /// What makes a cycle read its statement of details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// A session in a transaction (it may wait for a lock, or hold one).
-    Transactions,
+    /// An active session (the longest ones are named) or one in a transaction (it
+    /// may wait for a lock, or hold one).
+    ActiveOrTransactions,
     /// A session waiting for a lock.
     LockWaits,
 }
@@ -581,6 +626,9 @@ impl Statements {
     /// Says at debug level what a cycle may send, for a DBA reading the log.
     pub fn log(&self, target: &str) {
         tracing::debug!(target = %target, sql = %self.groups, "statement of every cycle");
+        if let Some(fallback) = &self.fallback {
+            tracing::debug!(target = %target, sql = %fallback, "statement of clients without an address");
+        }
         if let Some(top) = &self.top {
             tracing::debug!(target = %target, sql = %top, "statement of top sessions");
         }
@@ -599,13 +647,20 @@ impl Statements {
     ) -> Result<Collected, SqlError> {
         let mut rows = Rows::new(ctx, tenants);
         read(conn, &self.groups, &mut rows, Pass::Groups).await?;
+        if let Some(fallback) = self
+            .fallback
+            .as_ref()
+            .filter(|_| rows.held && !rows.failed())
+        {
+            read(conn, fallback, &mut rows, Pass::Fallback).await?;
+        }
         let seen = rows.seen();
         if let Some(top) = self.top.as_ref().filter(|_| seen.active && !rows.failed()) {
             read(conn, top, &mut rows, Pass::Top).await?;
         }
         if let Some((details, need)) = &self.details {
             let needed = match need {
-                Need::Transactions => seen.transactions,
+                Need::ActiveOrTransactions => seen.active || seen.transactions,
                 Need::LockWaits => seen.lock_waits,
             };
             if needed && !rows.failed() {
@@ -744,6 +799,8 @@ pub enum Pass {
     Sessions,
     /// [`Grouping::statement`]'s rows ([`GROUP_COLUMNS`]).
     Groups,
+    /// [`Statements::fallback`]'s rows, the same columns.
+    Fallback,
     /// [`Grouping::top_statement`]'s rows ([`TOP_COLUMNS`]).
     Top,
     /// A kind's statement of details ([`DETAIL_COLUMNS`]).
@@ -757,6 +814,8 @@ pub struct Rows<'a> {
     ctx: &'a RowContext<'a>,
     aggregator: Aggregator,
     failure: Option<SourceError>,
+    /// Whether a group was held back for [`Statements::fallback`].
+    held: bool,
 }
 
 impl<'a> Rows<'a> {
@@ -773,6 +832,7 @@ impl<'a> Rows<'a> {
             ctx,
             aggregator,
             failure: None,
+            held: false,
         }
     }
 
@@ -789,13 +849,23 @@ impl<'a> Rows<'a> {
         let ctx = self.ctx;
         let added = match pass {
             Pass::Sessions => decode_row(values, ctx).map(|g| self.aggregator.add_group(g)),
-            Pass::Groups => decode_group(values, ctx).map(|g| self.aggregator.add_group(g)),
-            Pass::Top => decode_top(values, ctx).map(|t| self.aggregator.add_top(t)),
-            Pass::Details => decode_detail(values, ctx).map(|(tenant, detail, blocker)| {
-                if let Some(blocker) = blocker {
-                    self.aggregator.add_blocker(tenant.clone(), blocker);
+            Pass::Groups => decode_group(values, ctx).map(|g| {
+                if ctx.rules.empty_client_read_again && g.sessions > 0 && g.client == NONE_LABEL {
+                    self.held = true;
+                } else {
+                    self.aggregator.add_group(g);
                 }
-                self.aggregator.add_detail(tenant, detail);
+            }),
+            Pass::Fallback => decode_group(values, ctx).map(|g| self.aggregator.add_group(g)),
+            Pass::Top => decode_top(values, ctx).map(|t| self.aggregator.add_top(t)),
+            Pass::Details => decode_detail(values, ctx).map(|row| {
+                if let Some(top) = row.top {
+                    self.aggregator.add_top_apart(top);
+                }
+                if let Some(blocker) = row.blocker {
+                    self.aggregator.add_blocker(row.tenant.clone(), blocker);
+                }
+                self.aggregator.add_detail(row.tenant, row.detail);
             }),
         };
         if let Err(err) = added {
@@ -1311,6 +1381,7 @@ mod tests {
             command: "p.COMMAND".into(),
             state: "p.STATE".into(),
             transaction: "t.S".into(),
+            time: "p.TIME".into(),
             transaction_age: "NULL".into(),
             lock_wait: "NULL".into(),
             active: "p.STATE = 'ACTIVE'".into(),
@@ -1343,6 +1414,7 @@ mod tests {
                 (_, "Waiting for table metadata lock") => LockWait::Statement,
                 _ => LockWait::No,
             },
+            empty_client_read_again: false,
         };
         let ctx = RowContext { rules: RULES, ..OB };
         let g = decode_group(row("t|s|NULL|u|c|Sleep|x|RUNNING|3|40|90|∅"), &ctx).unwrap();
