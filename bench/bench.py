@@ -16,10 +16,12 @@ with 4 KiB statements, as obshell's SDK asks for it (size=sys.maxsize): peak RSS
 against the answer's size. `--before BINARY` (issue 15): the
 exporter's CPU per collection cycle of scenario 3 against another build of it (the
 commit before a change), interleaved, so a refactoring is held to the figures of the
-code it replaced whatever the machine's speed that day. Issue 17: the database's time
-for one cycle's statement on the scale relations (which then also hold transactions
-and lock rows) as a ratio to one bare scan, part by part; scenario 3 runs with every
-part on. Issue 18: postgres_exporter side by side on PostgreSQL with 500 sessions.
+code it replaced whatever the machine's speed that day. Scenario 3 runs with every
+part on (issue 17). Issue 18: postgres_exporter side by side on PostgreSQL with 500
+sessions. Issue 24 (scenario 8): the database server's own CPU per collection cycle
+(everything a cycle sends), part by part, against mysqld_exporter's processlist
+statement and obshell's stats call on the same scale relation (every column of
+GV$OB_PROCESSLIST, major-compacted first), and on MariaDB with 2,000 sessions.
 """
 
 import argparse
@@ -500,7 +502,7 @@ def load_scale_tables(sessions, tenants, servers):
             statements.append(f"INSERT INTO bench_scale.{table} VALUES {', '.join(batch)};")
     sql("seekdb", None, stdin="\n".join(statements))
     groups = sql("seekdb", "SELECT COUNT(*) FROM (SELECT DISTINCT TENANT, SVR_IP, DB, USER, USER_CLIENT_IP, "
-                           "COMMAND, STATE FROM bench_scale.PL) g").strip()
+                           "COMMAND, STATE, TRANS_STATE FROM bench_scale.PL) g").strip()
     loaded_scale = ((sessions, tenants, servers), int(groups))
     return int(groups)
 
@@ -539,13 +541,15 @@ def scenario_scale(quick):
     rows = [int(m) for m in re.findall(r"msg=collected target=scale took_ms=\d+ rows=(\d+)", open(log_file).read())]
     record("3a exporter CPU per collection cycle (ms), beyond the query", f"{cpu_per_cycle_ms:.1f}",
            f"cycle wall time {median(took)} ms", f"{cycles} cycles", "<= 100 ms", cpu_per_cycle_ms <= 100 and cycles > 0)
-    # Beside the groups: per tenant its 5 longest active sessions and its 2 blockers,
-    # each a row of its own, and one zero row.
-    apart = 1000 * (5 + 2)
+    # Beside the groups, the statement of details: per tenant its 5 longest active
+    # sessions and its 2 blockers, each a row of its own, and one row of the rest;
+    # and one zero row per tenant.
+    apart = 1000 * (5 + 2 + 1)
     zero = 1000
     group_rows = max(rows) - apart - zero
-    record("3b rows returned per cycle vs distinct (tenant, server, db, user, client, command, state) groups",
-           f"{group_rows:,} group rows (+{apart:,} sessions apart, +{zero:,} tenant rows)",
+    record("3b rows returned per cycle vs distinct (tenant, server, db, user, client, command, state, "
+           "transaction state) groups",
+           f"{group_rows:,} group rows (+{apart:,} rows of details, +{zero:,} tenant rows)",
            f"{distinct:,} groups in 100,000 sessions",
            f"{100_000 / max(rows):.1f} sessions per row", "<= distinct groups", group_rows <= distinct)
     # What Prometheus asks for, uncompressed, to count the series it would ingest.

@@ -545,7 +545,7 @@ impl Aggregator {
     /// (sources send sessions as rows of their own, see [`SessionGroup::session`]).
     pub fn add_top(&mut self, session: TopSession) {
         self.rows += 1;
-        self.tenant(session.tenant.clone()).stats.top.push(session);
+        self.add_top_apart(session);
     }
 
     /// Adds one of a tenant's longest active sessions, read by a cycle's statement of

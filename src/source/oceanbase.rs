@@ -377,10 +377,9 @@ fn row_context<'a>(settings: &'a Oceanbase, tenant: &'a str, mode: Mode) -> RowC
 const RULES: Rules = Rules {
     active: |_, state| state == "ACTIVE",
     in_transaction: |state| {
-        !state.is_empty()
-            && !["IDLE", "INVALID", "INVL", "COMMITTED", "ROLLED_BACK"]
-                .iter()
-                .any(|done| state.eq_ignore_ascii_case(done))
+        !NO_TRANSACTION
+            .iter()
+            .any(|none| state.eq_ignore_ascii_case(none))
     },
     lock_wait: |_, _| LockWait::No,
     empty_client_read_again: true,
@@ -500,9 +499,16 @@ fn client() -> String {
     )
 }
 
+/// The `TRANS_STATE`s of a session without an open transaction: none (empty), and
+/// those of a transaction not begun or already ended. [`RULES`] and
+/// [`in_transaction_sql`] both read this list.
+const NO_TRANSACTION: [&str; 6] = ["", "IDLE", "INVALID", "INVL", "COMMITTED", "ROLLED_BACK"];
+
 /// An open transaction in SQL, as [`RULES`] decides it from `TRANS_STATE`.
-const IN_TRANSACTION: &str =
-    "p.TRANS_STATE NOT IN ('', 'IDLE', 'INVALID', 'INVL', 'COMMITTED', 'ROLLED_BACK')";
+fn in_transaction_sql() -> String {
+    let states: Vec<String> = NO_TRANSACTION.iter().map(|s| format!("'{s}'")).collect();
+    format!("p.TRANS_STATE NOT IN ({})", states.join(", "))
+}
 
 /// Which sessions are counted, and where they are read, in `mode`.
 fn sessions_read(settings: &Oceanbase, mode: Mode, session_filter: &str) -> (String, String) {
@@ -635,9 +641,9 @@ fn details_sql(settings: &Oceanbase, mode: Mode, trans_state: bool) -> String {
     let tenant = if cluster { "p.TENANT" } else { "NULL" };
     let reads_transactions = parts.transactions || parts.locks;
     let in_transaction = match (reads_transactions, trans_state) {
-        (false, _) => "0",
-        (true, true) => IN_TRANSACTION,
-        (true, false) => "s.SESSION_ID IS NOT NULL",
+        (false, _) => "0".to_string(),
+        (true, true) => in_transaction_sql(),
+        (true, false) => "s.SESSION_ID IS NOT NULL".to_string(),
     };
     if reads_transactions && (parts.transactions || !trans_state) {
         from.push_str(&transactions_join(&transactions(settings, mode), cluster));
@@ -832,7 +838,10 @@ mod tests {
         assert!(details.contains("w ON w.TRANS_ID = p.TRANS_ID AND w.SESSION_ID = p.ID"));
         assert!(details.contains("b ON b.ID1 = p.TRANS_ID AND b.ID2 = p.ID"));
         assert!(
-            details.contains(&format!("AND (p.STATE = 'ACTIVE' OR {IN_TRANSACTION})")),
+            details.contains(&format!(
+                "AND (p.STATE = 'ACTIVE' OR {})",
+                in_transaction_sql()
+            )),
             "only active sessions and those in a transaction: {details}"
         );
         assert!(

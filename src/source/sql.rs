@@ -1,5 +1,10 @@
 //! SQL text shared by the sources, and tolerant decoding of their answers.
 //!
+//! Two shapes of cycle: [`Statements`] (OceanBase, MySQL/MariaDB), a flat
+//! [`Grouping`] of the raw columns and small statements of details sent only when
+//! its rows show something to detail; and [`Scan`] (PostgreSQL), one statement that
+//! joins and ranks in the same read.
+//!
 //! Every query is sent over the text protocol (no prepared statements: nothing is
 //! bound, and the binary protocol's strict integer/double typing broke on `SUM`'s
 //! DECIMAL). Values are decoded here by one tolerant set of helpers.
@@ -52,7 +57,7 @@ pub fn host_without_port(column: &str) -> String {
 /// for a group), SQL id and how many sessions wait on it (its TIME is the time
 /// column when it is active). A source that has one
 /// tenant or one server selects NULL for those and passes the value to
-/// [`decode_row`] as a default. See [`Scan::statement`], which writes every such
+/// [`decode_row`] as a default. See [`Scan::statement`], which writes such a
 /// statement: one per cycle, reading the processlist once.
 ///
 /// Most rows are groups of idle sessions without a transaction: their zero counts and
@@ -69,7 +74,6 @@ pub struct RowContext<'a> {
     pub null_string_is_no_db: bool,
     /// How many top sessions and top blockers a tenant keeps.
     pub keep: usize,
-
     /// Which optional parts the statement reads.
     pub parts: Parts,
     /// What a group's key means ([`Grouping`]'s rows).
@@ -733,19 +737,6 @@ impl SqlError {
             SqlError::Answer(err) => err,
         }
     }
-}
-
-/// Sends `sql` and adds up its rows as they arrive (no row list is kept). `tenants`
-/// are present even without rows (a single-tenant source's one tenant).
-pub async fn query(
-    conn: &mut mysql_async::Conn,
-    sql: &str,
-    ctx: &RowContext<'_>,
-    tenants: &[&str],
-) -> Result<Collected, SqlError> {
-    let mut rows = Rows::new(ctx, tenants);
-    read(conn, sql, &mut rows, Pass::Sessions).await?;
-    rows.finish().map_err(SqlError::Answer)
 }
 
 /// Sends `sql` and adds its rows, decoded as `pass` says, to `rows` as they arrive:

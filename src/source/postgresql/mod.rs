@@ -1,6 +1,7 @@
 //! PostgreSQL: `pg_stat_activity`, on one connection of its own per target.
 //!
-//! The same statement shape as the MySQL-protocol kinds ([`Scan`]): one read of
+//! One statement per cycle ([`Scan`]), the shape the MySQL-protocol kinds had before
+//! they split theirs (pg_stat_activity is no virtual table priced per row): one read of
 //! `pg_stat_activity` per cycle, joined to the lock waits of `pg_locks` and to the
 //! blockers `pg_blocking_pids()` names, grouped by (db, user, client, state,
 //! wait_event_type) in the server, each of the longest active sessions and every
