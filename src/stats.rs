@@ -466,7 +466,7 @@ impl Aggregator {
     /// a tenant without sessions) only makes its tenant present.
     pub fn add_group(&mut self, group: SessionGroup) {
         self.rows += 1;
-        let states = self.parts.states;
+        let (states, keep) = (self.parts.states, self.keep);
         let tenant = self.tenant(group.tenant);
         if group.sessions == 0 {
             tenant.listed = true;
@@ -498,6 +498,11 @@ impl Aggregator {
                     sql_id: session.sql_id,
                     time: group.max_active_time,
                 });
+                // A server with thousands of active threads sends each in a row of
+                // its own: keep at most twice what is exported, not all of them.
+                if stats.top.len() >= 2 * keep.max(1) {
+                    keep_longest(&mut stats.top, keep);
+                }
             }
             if session.waiters > 0 {
                 stats.blockers.push(Blocker {
@@ -601,13 +606,7 @@ impl Aggregator {
                 stats.by_client = tally.by_client.into_iter().collect();
                 stats.by_server = tally.by_server.into_iter().collect();
                 stats.by_state = tally.by_state.into_iter().collect();
-                // Longest first; equal times in session id order, so ranks do not flap.
-                stats.top.sort_by(|a, b| {
-                    b.time
-                        .total_cmp(&a.time)
-                        .then(a.session_id.cmp(&b.session_id))
-                });
-                stats.top.truncate(keep);
+                keep_longest(&mut stats.top, keep);
                 for top in &mut stats.top {
                     top.tenant.clone_from(&name);
                 }
@@ -625,6 +624,17 @@ impl Aggregator {
             rows: self.rows,
         }
     }
+}
+
+/// Keeps the `keep` longest sessions of `top`, longest first; equal times in
+/// session id order, so ranks do not flap.
+fn keep_longest(top: &mut Vec<TopSession>, keep: usize) {
+    top.sort_by(|a, b| {
+        b.time
+            .total_cmp(&a.time)
+            .then(a.session_id.cmp(&b.session_id))
+    });
+    top.truncate(keep);
 }
 
 /// Adds up `rows` per tenant. Every tenant of `rows.tenants` is present in the
@@ -793,6 +803,41 @@ mod tests {
             stats["a"].sessions, 0,
             "top rows are not counted as sessions"
         );
+    }
+
+    /// Active sessions kept in groups of their own are the top sessions: however
+    /// many arrive, in whatever order, the `keep` longest are kept, and each still
+    /// counts once.
+    #[test]
+    fn sessions_kept_apart_are_the_top_sessions() {
+        let mut aggregator = Aggregator::new(3, Parts::default());
+        // 1,000 active threads, times in a scrambled order, and one idle kept apart.
+        for i in 0..1000u64 {
+            let time = ((i * 7919) % 1000) as f64;
+            aggregator.add_group(SessionGroup {
+                session: Some(OneSession {
+                    id: 5000 + i,
+                    ..OneSession::default()
+                }),
+                ..group("t", "d", "u", "c", true, 1, time)
+            });
+        }
+        aggregator.add_group(SessionGroup {
+            session: Some(OneSession {
+                id: 1,
+                ..OneSession::default()
+            }),
+            ..group("t", "d", "u", "c", false, 1, 5000.0)
+        });
+        let stats = aggregator.finish().into_tenants();
+        let t = &stats["t"];
+        assert_eq!(
+            (t.sessions, t.active_sessions, t.max_active_time),
+            (1001, 1000, 999.0)
+        );
+        let top: Vec<(u64, f64)> = t.top.iter().map(|s| (s.session_id, s.time)).collect();
+        // i * 7919 % 1000 is 999, 998, 997 for i = 321, 642, 963.
+        assert_eq!(top, [(5321, 999.0), (5642, 998.0), (5963, 997.0)]);
     }
 
     #[test]

@@ -377,7 +377,6 @@ impl LockWaits {
 /// `lock_waits` when the server lets the account read it).
 fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWaits>) -> Statements {
     let grouping = grouping(database, timeout);
-    let top = (database.top_sessions > 0).then(|| grouping.top_statement(database.top_sessions));
     let details = lock_waits
         .filter(|_| database.collect.locks)
         .map(|lock_waits| {
@@ -398,7 +397,6 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
     Statements {
         groups: grouping.statement(),
         fallback: None,
-        top,
         details,
     }
 }
@@ -435,8 +433,11 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
         time: "p.TIME".to_string(),
         transaction_age: "NULL".to_string(),
         lock_wait: "NULL".to_string(),
-        active: active_condition("p.COMMAND"),
-        sql_id: "NULL".to_string(),
+        session: if database.top_sessions > 0 {
+            format!("CASE WHEN {} THEN p.ID END", active_condition("p.COMMAND"))
+        } else {
+            "NULL".to_string()
+        },
         union: String::new(),
     };
     if parts.transactions || parts.locks {
@@ -477,22 +478,20 @@ mod tests {
         let mut rows = Rows::new(&ctx, &["maria"]);
         for (text, pass) in [
             (
-                "∅|∅|shop|app|10.0.0.100|Sleep||RUNNING|3|60|120|∅",
+                "∅|∅|shop|app|10.0.0.100|Sleep||RUNNING|3|60|120|∅|∅",
                 Pass::Groups,
             ),
-            ("∅|∅|shop|app|10.0.0.100|Sleep||∅|1|5|∅|∅", Pass::Groups),
+            ("∅|∅|shop|app|10.0.0.100|Sleep||∅|1|5|∅|∅|∅", Pass::Groups),
             (
-                "∅|∅|shop|app|10.0.0.100|Query|Updating|LOCK WAIT|1|7|9|7",
+                "∅|∅|shop|app|10.0.0.100|Query|Updating|LOCK WAIT|1|7|9|7|42",
                 Pass::Groups,
             ),
             (
-                "∅|∅|∅|app|10.0.0.101|Sleep||RUNNING|1|250|300|∅",
+                "∅|∅|∅|app|10.0.0.101|Sleep||RUNNING|1|250|300|∅|∅",
                 Pass::Groups,
             ),
-            ("∅|∅|NULL|odd|10.0.0.101|Sleep||∅|1|0|∅|∅", Pass::Groups),
-            ("∅|∅|∅|system user||Query||∅|1|86400|∅|∅", Pass::Groups),
-            ("∅|5|system user|∅||∅|86400", Pass::Top),
-            ("∅|42|app|shop|10.0.0.100|∅|7", Pass::Top),
+            ("∅|∅|NULL|odd|10.0.0.101|Sleep||∅|1|0|∅|∅|∅", Pass::Groups),
+            ("∅|∅|∅|system user||Query||∅|1|86400|∅|∅|5", Pass::Groups),
             ("∅|17|app|∅|10.0.0.101|∅|∅|∅|∅|∅|∅|1|0", Pass::Details),
         ] {
             rows.add_as(row(text), pass);
@@ -601,11 +600,7 @@ mod tests {
             Duration::from_millis(2500),
             Some(LockWaits::InformationSchema),
         );
-        for sql in [
-            &st.groups,
-            st.top.as_ref().unwrap(),
-            &st.details.as_ref().unwrap().0,
-        ] {
+        for sql in [&st.groups, &st.details.as_ref().unwrap().0] {
             assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) */ "), "{sql}");
             assert!(
                 sql.contains(&format!("WHERE p.ID NOT IN ({OWN_SESSIONS})")),
@@ -623,8 +618,11 @@ mod tests {
         assert!(sql
             .contains("LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID"));
         assert!(
-            st.top.as_deref().unwrap().contains("ROW_NUMBER()"),
-            "top sessions by default"
+            sql.contains(&format!(
+                "CASE WHEN {} THEN p.ID END",
+                active_condition("p.COMMAND")
+            )),
+            "active threads are kept apart, the top sessions, by default: {sql}"
         );
         assert!(st
             .details
@@ -639,7 +637,7 @@ mod tests {
             Duration::from_secs(1),
             Some(LockWaits::PerformanceSchema),
         );
-        assert!(st.top.is_none());
+        assert!(!st.groups.contains("THEN p.ID END"), "{}", st.groups);
         assert!(st.details.unwrap().0.contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
     }
 

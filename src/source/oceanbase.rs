@@ -464,7 +464,6 @@ fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements
     Statements {
         groups: grouping.statement(),
         fallback: Some(fallback.statement()),
-        top: None,
         details: Some((
             details_sql(settings, mode, trans_state),
             Need::ActiveOrTransactions,
@@ -568,8 +567,7 @@ fn grouping(
         time: if api { "p.TIME" } else { "NULL" }.to_string(),
         transaction_age: "NULL".to_string(),
         lock_wait: "NULL".to_string(),
-        active: "p.STATE = 'ACTIVE'".to_string(),
-        sql_id: "p.SQL_ID".to_string(),
+        session: "NULL".to_string(),
         union: String::new(),
     };
     if parts.transactions || parts.locks {
@@ -584,7 +582,7 @@ fn grouping(
     if cluster {
         grouping.union = format!(
             " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
-             NULL, NULL FROM {} t WHERE t.TENANT_TYPE <> 'META'{tenant_filter}",
+             NULL, NULL, NULL FROM {} t WHERE t.TENANT_TYPE <> 'META'{tenant_filter}",
             tenants_relation(settings)
         );
     }
@@ -899,35 +897,35 @@ mod tests {
         let mut rows = Rows::new(&ctx, &[]);
         for (text, pass) in [
             (
-                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE||1|∅|∅|∅",
+                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE||1|∅|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP||1|∅|∅|∅",
+                "t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP||1|∅|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|ACTIVE|1|∅|∅|∅",
+                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|ACTIVE|1|∅|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP||2|∅|∅|∅",
+                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP||2|∅|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|IMPLICIT_ACTIVE|2|∅|∅|∅",
+                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|IMPLICIT_ACTIVE|2|∅|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|ACTIVE|1|∅|∅|∅",
+                "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|ACTIVE|1|∅|∅|∅|∅",
                 Pass::Groups,
             ),
             (
-                "META$1|10.0.0.2|app|etl|10.0.0.7|Query|ACTIVE||1|99|∅|∅",
+                "META$1|10.0.0.2|app|etl|10.0.0.7|Query|ACTIVE||1|99|∅|∅|∅",
                 Pass::Groups,
             ),
-            ("t1|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅", Pass::Groups),
-            ("idle|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅", Pass::Groups),
+            ("t1|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅|∅", Pass::Groups),
+            ("idle|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅|∅", Pass::Groups),
             (
                 "t1|3221490|etl|app|::ffff:10.0.0.7||30|∅|6|1|4.5|∅|1",
                 Pass::Details,
@@ -1001,11 +999,11 @@ mod tests {
         assert_eq!(empty["t1"], Default::default());
         let mut rows = Rows::new(&ctx, &["t1"]);
         rows.add_as(
-            row("∅|∅|∅|app|10.0.0.100|Query|ACTIVE||1|4|∅|∅"),
+            row("∅|∅|∅|app|10.0.0.100|Query|ACTIVE||1|4|∅|∅|∅"),
             Pass::Groups,
         );
         rows.add_as(
-            row("∅|∅|∅|app|10.0.0.100|Sleep|SLEEP||1|9|∅|∅"),
+            row("∅|∅|∅|app|10.0.0.100|Sleep|SLEEP||1|9|∅|∅|∅"),
             Pass::Groups,
         );
         let tenants = rows.finish().unwrap().into_tenants();

@@ -208,7 +208,7 @@ pub fn decode_group<C: Cell>(
     ctx: &RowContext<'_>,
 ) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, transaction, sessions, time, transaction_age, lock_wait]: [C;
+    let [tenant, server, db, user, client, command, state, transaction, sessions, time, transaction_age, lock_wait, session]: [C;
         GROUP_COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {GROUP_COLUMNS} columns, got {got}")))?;
@@ -254,24 +254,13 @@ pub fn decode_group<C: Cell>(
             LockWait::Statement => lock_wait.max(time),
             _ => lock_wait,
         },
-        session: None,
-    })
-}
-
-/// Decodes one row of [`Grouping::top_statement`] (see [`TOP_COLUMNS`]).
-fn decode_top<C: Cell>(values: Vec<C>, ctx: &RowContext<'_>) -> Result<TopSession, SourceError> {
-    let got = values.len();
-    let [tenant, id, user, db, client, sql_id, time]: [C; TOP_COLUMNS] = values
-        .try_into()
-        .map_err(|_| bad_answer(format!("expected {TOP_COLUMNS} columns, got {got}")))?;
-    Ok(TopSession {
-        tenant: tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string()),
-        session_id: count(id, "id")?,
-        user: user.into_text().unwrap_or_else(|| NONE_LABEL.to_string()),
-        db: db_label(db, ctx),
-        client: client_of(client),
-        sql_id: sql_id.into_text().unwrap_or_default(),
-        time: seconds(time, "time")?,
+        session: match session.is_null() {
+            true => None,
+            false => Some(OneSession {
+                id: count(session, "session id")?,
+                ..OneSession::default()
+            }),
+        },
     })
 }
 
@@ -507,21 +496,18 @@ pub struct Grouping {
     pub time: String,
     pub transaction_age: String,
     pub lock_wait: String,
-    /// The condition for an active session, and its SQL id (top sessions).
-    pub active: String,
-    pub sql_id: String,
+    /// The key that keeps a session in a group of its own, NULL for the others:
+    /// MySQL's active threads, whose group is then a top session with its TIME (see
+    /// [`SessionGroup::session`]); `NULL` where no session is kept apart.
+    pub session: String,
     /// Rows added after the grouped ones (the cluster's zero row per tenant).
     pub union: String,
 }
 
 /// The columns of [`Grouping::statement`]: tenant, server, db, user, client,
-/// command, state, transaction; sessions, longest TIME (NULL when not read), oldest transaction's age,
-/// longest row-lock wait.
-pub const GROUP_COLUMNS: usize = 12;
-
-/// The columns of [`Grouping::top_statement`]: tenant, id, user, db, client, SQL id,
-/// TIME.
-pub const TOP_COLUMNS: usize = 7;
+/// command, state, transaction; sessions, longest TIME (NULL when not read), oldest
+/// transaction's age, longest row-lock wait; the session kept apart (NULL for none).
+pub const GROUP_COLUMNS: usize = 13;
 
 /// The columns of a statement of details: tenant, session id (NULL for what is not
 /// one session), user, db, client, SQL id; longest active TIME, longest TIME idle in
@@ -548,8 +534,8 @@ impl Grouping {
             time,
             transaction_age,
             lock_wait,
+            session,
             union,
-            ..
         } = self;
         let keys: Vec<&str> = [
             tenant.as_str(),
@@ -560,42 +546,16 @@ impl Grouping {
             command,
             state,
             transaction,
+            session,
         ]
         .into_iter()
         .filter(|key| *key != "NULL")
         .collect();
         format!(
             "{prefix}SELECT {hint}{tenant}, {server}, p.DB, p.USER, {client}, {command}, {state}, \
-             {transaction}, COUNT(*), MAX({time}), MAX({transaction_age}), MAX({lock_wait}) \
-             FROM {relation}{joins} WHERE {filter} GROUP BY {}{union}",
+             {transaction}, COUNT(*), MAX({time}), MAX({transaction_age}), MAX({lock_wait}), \
+             {session} FROM {relation}{joins} WHERE {filter} GROUP BY {}{union}",
             keys.join(", ")
-        )
-    }
-
-    /// Each tenant's `n` longest active sessions (see [`TOP_COLUMNS`]): a window over
-    /// the active sessions alone, so only they are sorted.
-    pub fn top_statement(&self, n: usize) -> String {
-        let Grouping {
-            prefix,
-            hint,
-            relation,
-            filter,
-            tenant,
-            client,
-            active,
-            sql_id,
-            ..
-        } = self;
-        let partition = if tenant == "NULL" {
-            String::new()
-        } else {
-            format!("PARTITION BY {tenant} ")
-        };
-        format!(
-            "{prefix}SELECT {hint}x.TN, x.I, x.U, x.D, x.C, x.Q, x.T FROM (SELECT {tenant} AS TN, \
-             p.ID AS I, p.USER AS U, p.DB AS D, {client} AS C, {sql_id} AS Q, p.TIME AS T, \
-             ROW_NUMBER() OVER ({partition}ORDER BY p.TIME DESC, p.ID) AS R \
-             FROM {relation} WHERE {filter} AND {active}) x WHERE x.R <= {n}"
         )
     }
 }
@@ -610,8 +570,6 @@ pub struct Statements {
     /// another way (their rows are held back from the grouping's, see
     /// [`Rules::empty_client_read_again`]); read only when there are such sessions.
     pub fallback: Option<String>,
-    /// [`Grouping::top_statement`], read when some session is active.
-    pub top: Option<String>,
     /// The kind's statement of details ([`DETAIL_COLUMNS`]), read when `Need` is seen.
     pub details: Option<(String, Need)>,
 }
@@ -632,9 +590,6 @@ impl Statements {
         tracing::debug!(target = %target, sql = %self.groups, "statement of every cycle");
         if let Some(fallback) = &self.fallback {
             tracing::debug!(target = %target, sql = %fallback, "statement of clients without an address");
-        }
-        if let Some(top) = &self.top {
-            tracing::debug!(target = %target, sql = %top, "statement of top sessions");
         }
         if let Some((details, _)) = &self.details {
             tracing::debug!(target = %target, sql = %details, "statement of details");
@@ -659,9 +614,6 @@ impl Statements {
             read(conn, fallback, &mut rows, Pass::Fallback).await?;
         }
         let seen = rows.seen();
-        if let Some(top) = self.top.as_ref().filter(|_| seen.active && !rows.failed()) {
-            read(conn, top, &mut rows, Pass::Top).await?;
-        }
         if let Some((details, need)) = &self.details {
             let needed = match need {
                 Need::ActiveOrTransactions => seen.active || seen.transactions,
@@ -792,8 +744,6 @@ pub enum Pass {
     Groups,
     /// [`Statements::fallback`]'s rows, the same columns.
     Fallback,
-    /// [`Grouping::top_statement`]'s rows ([`TOP_COLUMNS`]).
-    Top,
     /// A kind's statement of details ([`DETAIL_COLUMNS`]).
     Details,
 }
@@ -848,7 +798,6 @@ impl<'a> Rows<'a> {
                 }
             }),
             Pass::Fallback => decode_group(values, ctx).map(|g| self.aggregator.add_group(g)),
-            Pass::Top => decode_top(values, ctx).map(|t| self.aggregator.add_top(t)),
             Pass::Details => decode_detail(values, ctx).map(|row| {
                 if let Some(top) = row.top {
                     self.aggregator.add_top_apart(top);
@@ -1356,8 +1305,8 @@ mod tests {
     }
 
     /// The grouping is flat: one read, one GROUP BY of the raw key columns (NULL
-    /// ones left out), no window and no derived table; the top sessions rank the
-    /// active ones only.
+    /// ones left out), no window and no derived table; a session kept apart is one
+    /// more key.
     #[test]
     fn the_grouping_is_one_flat_group_by() {
         let grouping = Grouping {
@@ -1375,22 +1324,20 @@ mod tests {
             time: "p.TIME".into(),
             transaction_age: "NULL".into(),
             lock_wait: "NULL".into(),
-            active: "p.STATE = 'ACTIVE'".into(),
-            sql_id: "p.SQL_ID".into(),
+            session: "NULL".into(),
             union: String::new(),
         };
         let sql = grouping.statement();
         assert_eq!(sql.matches(" PL p").count(), 1, "{sql}");
         assert!(!sql.contains("OVER"), "{sql}");
         assert!(sql.ends_with("GROUP BY p.TENANT, p.DB, p.USER, p.HOST, p.COMMAND, p.STATE, t.S"));
-        let top = grouping.top_statement(3);
-        assert!(
-            top.contains("FROM PL p WHERE p.ID <> 0 AND p.STATE = 'ACTIVE'"),
-            "{top}"
-        );
-        assert!(top.contains("PARTITION BY p.TENANT ORDER BY p.TIME DESC, p.ID"));
-        assert!(top.ends_with("x.R <= 3"));
-        assert!(!top.contains("TRX"), "top sessions need no join: {top}");
+        let apart = Grouping {
+            session: "CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END".into(),
+            ..grouping
+        }
+        .statement();
+        assert!(apart.contains(", CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END FROM PL p "));
+        assert!(apart.ends_with("t.S, CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END"));
     }
 
     /// A group's key decides what it is, by the kind's rules: active and in a
@@ -1408,7 +1355,7 @@ mod tests {
             empty_client_read_again: false,
         };
         let ctx = RowContext { rules: RULES, ..OB };
-        let g = decode_group(row("t|s|NULL|u|c|Sleep|x|RUNNING|3|40|90|∅"), &ctx).unwrap();
+        let g = decode_group(row("t|s|NULL|u|c|Sleep|x|RUNNING|3|40|90|∅|∅"), &ctx).unwrap();
         assert_eq!(g.db, NONE_LABEL);
         assert_eq!(
             (g.sessions, g.active, g.transactions, g.idle_in_transaction),
@@ -1422,19 +1369,19 @@ mod tests {
             ),
             (0.0, 40.0, 90.0)
         );
-        let g = decode_group(row("t|s|d|u|c|Query|y|LOCK WAIT|2|9|5|7|"), &ctx).unwrap_err();
+        let g = decode_group(row("t|s|d|u|c|Query|y|LOCK WAIT|2|9|5|7|∅|"), &ctx).unwrap_err();
         assert!(
-            g.message.contains("expected 12 columns, got 13"),
+            g.message.contains("expected 13 columns, got 14"),
             "{}",
             g.message
         );
-        let g = decode_group(row("t|s|d|u|c|Query|y|LOCK WAIT|2|9|5|7"), &ctx).unwrap();
+        let g = decode_group(row("t|s|d|u|c|Query|y|LOCK WAIT|2|9|5|7|∅"), &ctx).unwrap();
         assert_eq!(
             (g.active, g.lock_waiting, g.max_lock_wait, g.max_active_time),
             (2, 2, 7.0, 9.0)
         );
         let g = decode_group(
-            row("t|s|d|u|c|Query|Waiting for table metadata lock|∅|1|30|∅|∅"),
+            row("t|s|d|u|c|Query|Waiting for table metadata lock|∅|1|30|∅|∅|∅"),
             &ctx,
         )
         .unwrap();
@@ -1449,7 +1396,7 @@ mod tests {
             },
             ..ctx
         };
-        let g = decode_group(row("t|s|d|u|c|Query|y|∅|1|1|∅|∅"), &ctx).unwrap();
+        let g = decode_group(row("t|s|d|u|c|Query|y|∅|1|1|∅|∅|∅"), &ctx).unwrap();
         assert_eq!(
             (g.command.as_str(), g.state.as_str(), g.active),
             ("", "", 1)
