@@ -1046,10 +1046,16 @@ and 8,000 rows of details and encodes 85,000 series, against the build before is
 state, transaction and lock gauges: the synthetic relation puts idle-in-transaction
 sessions under every user and client of every tenant, the worst case). `perf record` on
 the cycles: no hot spot above 6 %; the MySQL driver's row decoding, the fold's four
-map lookups per group, label encoding and gzip each take a share. Peak RSS: the
-exposition is prepared while the previous one is served, and glibc's eight arenas per
-core kept the freed chunks of the decoding worker and of the publisher thread apart;
-two arenas bring the peak from 65 to 55 MiB (`tune_allocator` in `src/main.rs`).
+map lookups per group, label encoding and gzip each take a share. Peak RSS (3d, 64-66
+MiB before, bimodal between runs): massif showed the exposition three times at the peak,
+each target's encoded families (~15 MB, its buffer sized a quarter above the text), the
+assembled exposition copied from them (~15 MB) and the previous one still served; and
+glibc's eight arenas per core kept the freed chunks of the decoding worker and of the
+publisher thread apart. Now the families are shrunk to their text, the exposition is
+slices of them (gzip made from the slices, the plain text assembled only when a client
+asks for it uncompressed), and the process uses two arenas (`tune_allocator` in
+`src/main.rs`): 41-52 MiB in four runs of the same load, against 55-67 MiB with the
+arenas alone.
 
 ## Issue 19: the packaged binary, and what the packages cost CI
 
@@ -1251,7 +1257,7 @@ def scenario_before(before, quick):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="shorter runs; under 3 minutes")
+    parser.add_argument("--quick", action="store_true", help="shorter runs; about 12 minutes")
     parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list,cost,pg "
                         "(cost is 8a-8c; mariacost is 8c alone)")
     parser.add_argument("--before", metavar="BINARY",

@@ -2,7 +2,7 @@
 # Benchmarks against the peers, in one command: installs what they need (Debian's
 # prometheus-mysqld-exporter, prometheus-postgres-exporter and wrk, plus the test servers), starts MariaDB and
 # seekdb on loopback, builds the release binaries, runs bench/bench.py and rewrites
-# BENCHMARKS.md. `--quick` takes about 3 minutes; the full run about 20.
+# BENCHMARKS.md. `--quick` takes about 12 minutes; the full run soaks 10 minutes and runs longer.
 # `--before BINARY` adds scenario 3e: CPU per collection cycle against another build
 # (e.g. the commit before a refactoring). Exits non-zero if a goal is missed.
 set -euo pipefail

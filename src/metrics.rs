@@ -8,6 +8,7 @@
 
 use crate::stats::{Blocker, Counts, Parts, TenantStats, TopSession};
 use crate::status::{TargetStatus, TenantStatus};
+use bytes::Bytes;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabel, EncodeLabelSet, LabelSetEncoder,
@@ -215,10 +216,11 @@ struct SessionCollector {
 
 /// Families encoded as OpenMetrics text (no `# EOF`), in the fixed order every
 /// encoding uses, with where each family's header and samples lie: the exposition
-/// is assembled from these parts without splitting them into separate strings.
+/// is assembled from these parts without splitting them into separate strings. The
+/// text is shared (`Bytes`): an exposition holds slices of it, not a copy.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EncodedFamilies {
-    text: String,
+    text: Bytes,
     /// Per family: start of its `#` lines, start of its samples, end.
     bounds: Vec<(usize, usize, usize)>,
 }
@@ -246,7 +248,10 @@ impl EncodedFamilies {
                 (w[0], samples, w[1])
             })
             .collect();
-        Self { text, bounds }
+        Self {
+            text: Bytes::from(text),
+            bounds,
+        }
     }
 
     /// How many families there are.
@@ -259,21 +264,25 @@ impl EncodedFamilies {
     }
 
     /// The `# HELP`, `# TYPE` (and `# UNIT`) lines of family `i`; empty past the end.
-    pub fn header(&self, i: usize) -> &str {
+    pub fn header(&self, i: usize) -> Bytes {
         self.bounds
             .get(i)
-            .map_or("", |&(start, samples, _)| &self.text[start..samples])
+            .map_or_else(Bytes::new, |&(start, samples, _)| {
+                self.text.slice(start..samples)
+            })
     }
 
     /// The sample lines of family `i`; empty past the end.
-    pub fn samples(&self, i: usize) -> &str {
+    pub fn samples(&self, i: usize) -> Bytes {
         self.bounds
             .get(i)
-            .map_or("", |&(_, samples, end)| &self.text[samples..end])
+            .map_or_else(Bytes::new, |&(_, samples, end)| {
+                self.text.slice(samples..end)
+            })
     }
 
     /// Every family, headers and samples, as one text.
-    pub fn as_str(&self) -> &str {
+    pub fn text(&self) -> &Bytes {
         &self.text
     }
 }

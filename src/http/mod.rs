@@ -195,7 +195,7 @@ fn exposition(bodies: &Bodies, headers: &HeaderMap) -> Response {
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         response
     } else {
-        Response::new(Body::from(body.plain.clone()))
+        Response::new(Body::from(body.plain()))
     };
     let headers = response.headers_mut();
     headers.insert(
