@@ -1057,7 +1057,7 @@ asks for it uncompressed), and the process uses two arenas (`tune_allocator` in
 `src/main.rs`): 41-52 MiB in four runs of the same load, against 55-67 MiB with the
 arenas alone.
 
-**Not reached: 3e and 3a.** 3e is 1.39-1.62x the build before issue 17 in four runs of
+**Not reached: 3e and 3a.** 3e is 1.39-1.62x the build before issue 17 in three runs of
 the day (3a 140-212 ms): a cycle has 31 % more rows and 37 % more series than that
 build's, and costs about that much more. Reaching 1.0x needs about 30 % less CPU per row
 and per series across decoding, folding and encoding (no single hot spot to cut), or the
