@@ -674,6 +674,10 @@ fn details_sql(settings: &Oceanbase, mode: Mode, trans_state: bool) -> String {
     };
     let top = settings.database.top_sessions;
     let client = client();
+    let server = if cluster { "p.SVR_IP" } else { "NULL" };
+    // A session kept in a row of its own: one of the longest active, or waited on. Its
+    // key is its id and, in a cluster, its server (an id is unique per server only).
+    let apart = format!("y.W > 0 OR (y.A = 1 AND y.R <= {top})");
     // The rank is a column of its own, compared a level up: MariaDB 10.11 answers
     // NULL for `a OR <window function> <= n` in one expression (and OceanBase reads
     // this statement's shape alike).
@@ -682,13 +686,13 @@ fn details_sql(settings: &Oceanbase, mode: Mode, trans_state: bool) -> String {
          MAX(CASE WHEN x.A = 1 THEN x.T END), MAX(CASE WHEN x.A = 0 AND x.IT = 1 THEN x.T END), \
          MAX(x.TA), NULLIF(SUM(x.WT), 0), MAX(x.LW), NULLIF(MAX(x.W), 0), \
          CASE WHEN x.K IS NOT NULL THEN MAX(x.A) END \
-         FROM (SELECT y.*, CASE WHEN y.W > 0 OR (y.A = 1 AND y.R <= {top}) THEN y.I END AS K \
-         FROM (SELECT {tenant} AS TN, p.ID AS I, p.USER AS U, p.DB AS D, {client} AS C, \
+         FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K, CASE WHEN {apart} THEN y.SV END AS KS \
+         FROM (SELECT {tenant} AS TN, {server} AS SV, p.ID AS I, p.USER AS U, p.DB AS D, {client} AS C, \
          p.SQL_ID AS Q, p.TIME AS T, CASE WHEN p.STATE = 'ACTIVE' THEN 1 ELSE 0 END AS A, \
          CASE WHEN {in_transaction} THEN 1 ELSE 0 END AS IT, {age} AS TA, {waiting} AS WT, \
          {wait} AS LW, {waiters} AS W, ROW_NUMBER() OVER ({partition}ORDER BY \
          CASE WHEN p.STATE = 'ACTIVE' THEN 0 ELSE 1 END, p.TIME DESC, p.ID) AS R \
-         FROM {from} WHERE {filter}) y) x GROUP BY x.TN, x.K"
+         FROM {from} WHERE {filter}) y) x GROUP BY x.TN, x.K, x.KS"
     )
 }
 

@@ -29,6 +29,60 @@ INSERT INTO it_cluster.`GV$OB_PROCESSLIST`
 UPDATE it_cluster.`GV$OB_PROCESSLIST` SET SQL_ID = CONCAT('SQL', ID) WHERE STATE = 'ACTIVE';
 "#;
 
+/// A session id is unique per server only: two active sessions with the same id on two
+/// servers of one tenant are two top sessions, each with its own user, time and SQL id.
+#[test]
+fn sessions_with_one_id_on_two_servers_stay_two() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.seekdb_root(
+        r#"CREATE DATABASE IF NOT EXISTS it_same_id;
+DROP TABLE IF EXISTS it_same_id.`GV$OB_PROCESSLIST`;
+DROP TABLE IF EXISTS it_same_id.`DBA_OB_TENANTS`;
+CREATE TABLE it_same_id.`DBA_OB_TENANTS` (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
+CREATE TABLE it_same_id.`GV$OB_PROCESSLIST` (
+  ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, USER VARCHAR(128),
+  HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
+  INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64) DEFAULT '');
+INSERT INTO it_same_id.`DBA_OB_TENANTS` VALUES (1002, 't1', 'USER');
+INSERT INTO it_same_id.`GV$OB_PROCESSLIST`
+  (ID, TENANT, SVR_IP, SVR_PORT, USER, HOST, DB, COMMAND, TIME, STATE, INFO, USER_CLIENT_IP, SQL_ID) VALUES
+  (7, 't1', '10.0.0.1', 2882, 'app', '10.1.1.1:5000', 'shop', 'Query', 30, 'ACTIVE', 'x', '10.1.1.1', 'SQLA'),
+  (7, 't1', '10.0.0.2', 2882, 'etl', '10.1.1.2:5000', 'dw', 'Query', 20, 'ACTIVE', 'y', '10.1.1.2', 'SQLB');
+GRANT SELECT ON it_same_id.* TO monitor;"#,
+    );
+    let pw = servers.monitor_password_file.display();
+    let exporter = Exporter::start(&format!(
+        r#"global:
+  collect_interval: 500ms
+  collect_timeout: 400ms
+targets:
+  - name: same
+    kind: oceanbase
+    address: {addr}
+    user: monitor@sys
+    password_file: {pw}
+    processlist_view: it_same_id.GV$OB_PROCESSLIST
+    tenants_view: it_same_id.DBA_OB_TENANTS
+"#,
+        addr = servers.seekdb_addr,
+    ));
+    let m = exporter.wait_for_metrics("the target is collected", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", "same"), ("tenant", "t1")]) == Some(1.0)
+    });
+    assert_eq!(
+        m.matching(
+            "dbsession_top_active_session_seconds",
+            &[("target", "same"), ("tenant", "t1")]
+        ),
+        vec![
+            (r#"dbsession_top_active_session_seconds{target="same",tenant="t1",rank="1",session_id="7",user="app",db="shop",client_ip="10.1.1.1",sql_id="SQLA"}"#.to_string(), 30.0),
+            (r#"dbsession_top_active_session_seconds{target="same",tenant="t1",rank="2",session_id="7",user="etl",db="dw",client_ip="10.1.1.2",sql_id="SQLB"}"#.to_string(), 20.0),
+        ]
+    );
+}
+
 #[test]
 fn cluster_query_reports_every_tenant_exactly() {
     let Some(servers) = Servers::get() else {
