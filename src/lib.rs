@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod exposition;
+pub mod future;
 pub mod http;
 pub mod logging;
 pub mod metrics;

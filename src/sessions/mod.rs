@@ -15,11 +15,7 @@ pub use failure::Failure;
 pub use params::ListParams;
 pub use session::{Field, FieldValue, TenantSession};
 
-use std::future::Future;
-use std::pin::Pin;
-
-/// A boxed future, so [`SessionApi`] can be used as a trait object.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::future::BoxFuture;
 
 /// One target's sessions, read live on request. Implementations bound their own
 /// concurrency and use connections of their own, never the collection's; the caller

@@ -4,12 +4,8 @@
 //! `source/mod.rs` builds them, so no kind imports the registry.
 
 use super::error::{Reason, SourceError};
+pub use crate::future::BoxFuture;
 use crate::stats::Collected;
-use std::future::Future;
-use std::pin::Pin;
-
-/// A boxed future, so [`Source`] can be used as a trait object.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One target's way of reading its sessions: one statement (or request) per cycle.
 pub trait Source: Send {

@@ -214,12 +214,6 @@ impl ObshellAuth {
         &self.public_key
     }
 
-    /// True when `other` was made from the same settings, so a reload keeps the key
-    /// (and the clients that fetched it).
-    pub fn same_settings(&self, password: &Secret, max_lifetime: Duration) -> bool {
-        self.password == *password && self.max_lifetime == max_lifetime
-    }
-
     /// Checks `header` for a request to `uri` (path and query, as received) from
     /// `peer`. Slow by design (RSA): call it off the async workers.
     pub fn verify(

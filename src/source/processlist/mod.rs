@@ -12,14 +12,10 @@ use crate::sessions::Field;
 use crate::stats::Collected;
 use mysql_async::Conn;
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
+pub use crate::future::BoxFuture;
 pub use backend::Backend;
-
-/// A boxed future, so [`Processlist`] can be used as a trait object.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Which relation a target's sessions are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
