@@ -435,7 +435,7 @@ async fn kill_sessions(
                 trace_id = %trace,
                 endpoint,
                 tenant,
-                peer = ?caller.peer,
+                peer = %caller.peer_display(),
                 by = if verified.is_some() { "obshell header" } else { "bearer or basic" },
                 ids = ?ids,
                 outcome = %result,
@@ -577,6 +577,15 @@ pub struct Caller {
     pub peer: Option<std::net::IpAddr>,
 }
 
+impl Caller {
+    /// The client's address for a log line: the address, or `unknown` (a request
+    /// that did not come through the listener, as in unit tests).
+    pub fn peer_display(&self) -> String {
+        self.peer
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+    }
+}
+
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
     type Rejection = std::convert::Infallible;
 
@@ -623,7 +632,7 @@ async fn authorize(
         .await
         .unwrap_or(Err(obshell::HeaderError::Undecryptable));
         return verified.map(Some).map_err(|error| {
-            tracing::info!(peer = ?caller.peer, err_code = error.err_code(), "obshell header refused");
+            tracing::info!(peer = %caller.peer_display(), err_code = error.err_code(), "obshell header refused");
             Failure::obshell_header(error)
         });
     }

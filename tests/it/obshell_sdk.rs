@@ -472,6 +472,15 @@ fn sessions_are_killed_through_the_sdk_only_when_allowed_and_only_their_own() {
         log.contains("sessions killed on request") && log.contains(&idle0.to_string()),
         "{log}"
     );
+    // The audit line names the caller's address as an address.
+    let audit = log
+        .lines()
+        .find(|line| line.contains("sessions killed on request"))
+        .unwrap();
+    assert!(
+        audit.contains("peer=127.0.0.1") && !audit.contains("Some("),
+        "{audit}"
+    );
 }
 
 #[test]
