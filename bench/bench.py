@@ -132,6 +132,19 @@ def start_exporter(config_text, extra=(), log_file=None, binary=None):
     return proc, f"http://127.0.0.1:{port}"
 
 
+def serve_bytes(body):
+    """A minimal hyper server (`bench/http_limit.rs`) answering `body` on /metrics: the
+    floor of serving these bytes on this machine. (process, url)"""
+    fd, path = tempfile.mkstemp(suffix=".txt")
+    with os.fdopen(fd, "wb") as f:
+        f.write(body)
+    port = free_port()
+    proc = spawn([HTTP_LIMIT, f"127.0.0.1:{port}", path])
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_http(url)
+    return proc, url
+
+
 def rss_kib(proc, field="VmRSS"):
     with open(f"/proc/{proc.pid}/status") as f:
         for line in f:
@@ -314,14 +327,7 @@ def scenario_postgres_exporter(quick):
     # busy (~1.9 CPU seconds per second, measured), so any server waits in the run
     # queue. A minimal hyper server with the same bytes, interleaved with ours, shows
     # what this machine allows.
-    body = http(ours_url + "/metrics")[1]
-    fd, path = tempfile.mkstemp(suffix=".txt")
-    with os.fdopen(fd, "wb") as f:
-        f.write(body)
-    limit_port = free_port()
-    limit = spawn([HTTP_LIMIT, f"127.0.0.1:{limit_port}", path])
-    limit_url = f"http://127.0.0.1:{limit_port}/metrics"
-    wait_http(limit_url)
+    limit, limit_url = serve_bytes(http(ours_url + "/metrics")[1])
     ours_again, limit_one = interleaved(lambda: wrk(ours_url + "/metrics", seconds, 1)[1],
                                         lambda: wrk(limit_url, seconds, 1)[1], runs)
     stop(limit)
@@ -410,13 +416,7 @@ def scenario_mysqld_exporter(quick):
 
     # Scenario 2 reuses this exporter: the same bytes from a minimal hyper server.
     body = http(ours_url + "/metrics")[1]
-    fd, path = tempfile.mkstemp(suffix=".txt")
-    with os.fdopen(fd, "wb") as f:
-        f.write(body)
-    limit_port = free_port()
-    limit = spawn([HTTP_LIMIT, f"127.0.0.1:{limit_port}", path])
-    limit_url = f"http://127.0.0.1:{limit_port}/metrics"
-    wait_http(limit_url)
+    limit, limit_url = serve_bytes(body)
     ours_runs, limit_runs = interleaved(lambda: wrk(ours_url + "/metrics", seconds),
                                         lambda: wrk(limit_url, seconds), runs)
     ratio = median([o[0] / l[0] for o, l in zip(ours_runs, limit_runs)])

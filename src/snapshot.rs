@@ -66,19 +66,19 @@ impl Body {
         self.plain
             .get_or_init(|| match self.pieces.as_slice() {
                 [one] => one.clone(),
-                pieces => Bytes::from(self.concat(pieces)),
+                pieces => Bytes::from(concat(pieces)),
             })
             .clone()
     }
+}
 
-    /// The pieces as one text, not kept.
-    fn concat(&self, pieces: &[Bytes]) -> Vec<u8> {
-        let mut text = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
-        for piece in pieces {
-            text.extend_from_slice(piece);
-        }
-        text
+/// `pieces` as one text.
+fn concat(pieces: &[Bytes]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
+    for piece in pieces {
+        text.extend_from_slice(piece);
     }
+    text
 }
 
 /// An exposition in both formats: OpenMetrics prepared now, the classic format when
@@ -105,7 +105,7 @@ impl Bodies {
                 let body = &self.openmetrics;
                 let text = match body.plain.get() {
                     Some(plain) => plain.to_vec(),
-                    None => body.concat(&body.pieces),
+                    None => concat(&body.pieces),
                 };
                 let openmetrics = String::from_utf8_lossy(&text);
                 Body::new(vec![Bytes::from(

@@ -463,9 +463,11 @@ impl Scan {
 /// transaction state), with nothing but `COUNT(*)` and `MAX(TIME)` per group. What a
 /// group is (active, in a transaction, waiting) is decided per group by the kind's
 /// [`Rules`], not per session by the database: OceanBase prices every expression and
-/// every nested derived table per row. The longest sessions and the details of
-/// transactions and locks are read by small statements of their own, and only when
-/// these rows show there is something to detail.
+/// every nested derived table per row. Where a kind keeps sessions apart (MySQL's
+/// active threads, see [`Grouping::session`]) the longest sessions come from these
+/// rows too; the rest of the details (OceanBase's longest sessions, transactions and
+/// locks; MySQL's blockers) are read by a small statement of their own, and only
+/// when these rows show there is something to detail.
 #[derive(Debug, Clone)]
 pub struct Grouping {
     /// What comes before the statement's SELECT (the tag, MariaDB's bound).

@@ -6,15 +6,23 @@
 use crate::common::{Exporter, Servers};
 use std::time::Duration;
 
-const SETUP: &str = r#"
-CREATE DATABASE IF NOT EXISTS it_cluster;
-DROP TABLE IF EXISTS it_cluster.`GV$OB_PROCESSLIST`;
-DROP TABLE IF EXISTS it_cluster.`DBA_OB_TENANTS`;
-CREATE TABLE it_cluster.`DBA_OB_TENANTS` (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
-CREATE TABLE it_cluster.`GV$OB_PROCESSLIST` (
+/// Empty tables shaped like `GV$OB_PROCESSLIST` and `DBA_OB_TENANTS` in `database`,
+/// readable by the monitoring account.
+fn cluster_tables(database: &str) -> String {
+    format!(
+        r#"CREATE DATABASE IF NOT EXISTS {database};
+DROP TABLE IF EXISTS {database}.`GV$OB_PROCESSLIST`;
+DROP TABLE IF EXISTS {database}.`DBA_OB_TENANTS`;
+CREATE TABLE {database}.`DBA_OB_TENANTS` (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
+CREATE TABLE {database}.`GV$OB_PROCESSLIST` (
   ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, USER VARCHAR(128),
   HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
   INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64) DEFAULT '');
+GRANT SELECT ON {database}.* TO monitor;"#
+    )
+}
+
+const SETUP: &str = r#"
 INSERT INTO it_cluster.`DBA_OB_TENANTS` VALUES
   (1, 'sys', 'SYS'), (1001, 'META$1002', 'META'), (1002, 't1', 'USER'),
   (1004, 't2', 'USER'), (1006, 'idle', 'USER');
@@ -36,21 +44,13 @@ fn sessions_with_one_id_on_two_servers_stay_two() {
     let Some(servers) = Servers::get() else {
         return;
     };
+    servers.seekdb_root(&cluster_tables("it_same_id"));
     servers.seekdb_root(
-        r#"CREATE DATABASE IF NOT EXISTS it_same_id;
-DROP TABLE IF EXISTS it_same_id.`GV$OB_PROCESSLIST`;
-DROP TABLE IF EXISTS it_same_id.`DBA_OB_TENANTS`;
-CREATE TABLE it_same_id.`DBA_OB_TENANTS` (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
-CREATE TABLE it_same_id.`GV$OB_PROCESSLIST` (
-  ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, USER VARCHAR(128),
-  HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
-  INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64) DEFAULT '');
-INSERT INTO it_same_id.`DBA_OB_TENANTS` VALUES (1002, 't1', 'USER');
+        r#"INSERT INTO it_same_id.`DBA_OB_TENANTS` VALUES (1002, 't1', 'USER');
 INSERT INTO it_same_id.`GV$OB_PROCESSLIST`
   (ID, TENANT, SVR_IP, SVR_PORT, USER, HOST, DB, COMMAND, TIME, STATE, INFO, USER_CLIENT_IP, SQL_ID) VALUES
   (7, 't1', '10.0.0.1', 2882, 'app', '10.1.1.1:5000', 'shop', 'Query', 30, 'ACTIVE', 'x', '10.1.1.1', 'SQLA'),
-  (7, 't1', '10.0.0.2', 2882, 'etl', '10.1.1.2:5000', 'dw', 'Query', 20, 'ACTIVE', 'y', '10.1.1.2', 'SQLB');
-GRANT SELECT ON it_same_id.* TO monitor;"#,
+  (7, 't1', '10.0.0.2', 2882, 'etl', '10.1.1.2:5000', 'dw', 'Query', 20, 'ACTIVE', 'y', '10.1.1.2', 'SQLB');"#,
     );
     let pw = servers.monitor_password_file.display();
     let exporter = Exporter::start(&format!(
@@ -88,8 +88,8 @@ fn cluster_query_reports_every_tenant_exactly() {
     let Some(servers) = Servers::get() else {
         return;
     };
+    servers.seekdb_root(&cluster_tables("it_cluster"));
     servers.seekdb_root(SETUP);
-    servers.seekdb_root("GRANT SELECT ON it_cluster.* TO monitor");
     let pw = servers.monitor_password_file.display();
     let exporter = Exporter::start(&format!(
         r#"global:
