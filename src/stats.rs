@@ -11,6 +11,7 @@
 //! guard, for every dimension of every kind. This module imports nothing of the
 //! crate: every layer above may use its types.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
@@ -31,20 +32,24 @@ pub const OTHER_LABEL: &str = "__other__";
 /// The same statement keeps a few sessions apart, each in a row of its own with
 /// [`SessionGroup::session`] set: the longest active ones and every session others
 /// wait on, so the exporter can name them without a second read of the processlist.
+///
+/// Its text is owned (`String`) or borrowed (`&str`): a source that decodes a row in
+/// place lends the row's own text, and only a value seen for the first time in a
+/// cycle is copied (a large cycle is 100,000 rows of mostly repeated names).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct SessionGroup {
-    pub tenant: String,
+pub struct SessionGroup<S = String> {
+    pub tenant: S,
     /// The server the sessions are on (`svr_ip` label).
-    pub server: String,
+    pub server: S,
     /// Label-ready database name ([`NONE_LABEL`] when none).
-    pub db: String,
-    pub user: String,
+    pub db: S,
+    pub user: S,
     /// Label-ready client address (see [`client_label`]).
-    pub client: String,
+    pub client: S,
     /// The processlist's COMMAND and STATE, label-ready; empty when the target does
     /// not collect states.
-    pub command: String,
-    pub state: String,
+    pub command: S,
+    pub state: S,
     pub active: u64,
     pub sessions: u64,
     /// Longest TIME among the group's active sessions, in seconds; 0 when none.
@@ -442,16 +447,17 @@ impl Aggregator {
 
     /// Makes `tenant` present even if no row names it (it then reports zeros).
     pub fn add_tenant(&mut self, tenant: &str) {
-        self.tenant(tenant.to_string()).listed = true;
+        self.tenant(tenant).listed = true;
     }
 
     /// The tally of tenant `name`, created on first sight.
-    fn tenant(&mut self, name: String) -> &mut TenantTally {
+    fn tenant<S: AsRef<str> + Into<String>>(&mut self, name: S) -> &mut TenantTally {
         let i = match self.last {
-            Some(i) if self.tenants[i].0 == name => i,
-            _ => match self.index.get(name.as_str()) {
+            Some(i) if self.tenants[i].0 == name.as_ref() => i,
+            _ => match self.index.get(name.as_ref()) {
                 Some(&i) => i,
                 None => {
+                    let name: String = name.into();
                     self.index.insert(name.clone(), self.tenants.len());
                     self.tenants.push((name, TenantTally::default()));
                     self.tenants.len() - 1
@@ -464,7 +470,7 @@ impl Aggregator {
 
     /// Adds one group of sessions. A group of 0 sessions (the cluster query's row for
     /// a tenant without sessions) only makes its tenant present.
-    pub fn add_group(&mut self, group: SessionGroup) {
+    pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, group: SessionGroup<S>) {
         self.rows += 1;
         let (states, keep) = (self.parts.states, self.keep);
         let tenant = self.tenant(group.tenant);
@@ -488,13 +494,18 @@ impl Aggregator {
         stats.lock_waiting_sessions += group.lock_waiting;
         stats.max_lock_wait = stats.max_lock_wait.max(group.max_lock_wait);
         if let Some(session) = group.session {
+            let (user, db, client) = (
+                group.user.as_ref(),
+                group.db.as_ref(),
+                group.client.as_ref(),
+            );
             if active > 0 {
                 stats.top.push(TopSession {
                     tenant: String::new(),
                     session_id: session.id,
-                    user: group.user.clone(),
-                    db: group.db.clone(),
-                    client: group.client.clone(),
+                    user: user.to_string(),
+                    db: db.to_string(),
+                    client: client.to_string(),
                     sql_id: session.sql_id,
                     time: group.max_active_time,
                 });
@@ -507,24 +518,24 @@ impl Aggregator {
             if session.waiters > 0 {
                 stats.blockers.push(Blocker {
                     session_id: session.id,
-                    user: group.user.clone(),
-                    db: group.db.clone(),
-                    client: group.client.clone(),
+                    user: user.to_string(),
+                    db: db.to_string(),
+                    client: client.to_string(),
                     waiters: session.waiters,
                 });
             }
         }
         if states {
-            let n = group.sessions;
+            let (command, state) = (group.command.as_ref(), group.state.as_ref());
             match tenant
                 .by_state
                 .iter_mut()
-                .find(|((command, state), _)| *command == group.command && *state == group.state)
+                .find(|((c, s), _)| c == command && s == state)
             {
                 Some((_, count)) => *count += n,
                 None => tenant
                     .by_state
-                    .push(((group.command.clone(), group.state.clone()), n)),
+                    .push(((command.to_string(), state.to_string()), n)),
             }
         }
         let counts = Counts {
@@ -532,18 +543,10 @@ impl Aggregator {
             active,
             idle_in_transaction: group.idle_in_transaction,
         };
-        tenant.by_db.entry(group.db).or_default().add(counts);
-        tenant.by_user.entry(group.user).or_default().add(counts);
-        tenant
-            .by_client
-            .entry(group.client)
-            .or_default()
-            .add(counts);
-        tenant
-            .by_server
-            .entry(group.server)
-            .or_default()
-            .add(counts);
+        add_to(&mut tenant.by_db, group.db, counts);
+        add_to(&mut tenant.by_user, group.user, counts);
+        add_to(&mut tenant.by_client, group.client, counts);
+        add_to(&mut tenant.by_server, group.server, counts);
     }
 
     /// Adds one of a tenant's longest active sessions, as unit tests write them
@@ -556,7 +559,8 @@ impl Aggregator {
     /// Adds one of a tenant's longest active sessions, read by a cycle's statement of
     /// details (its row is counted by [`Aggregator::add_detail`]).
     pub fn add_top_apart(&mut self, session: TopSession) {
-        self.tenant(session.tenant.clone()).stats.top.push(session);
+        let tally = self.tenant(session.tenant.as_str());
+        tally.stats.top.push(session);
     }
 
     /// Adds a session others wait on, read by a cycle's statement of details (its
@@ -626,6 +630,14 @@ impl Aggregator {
     }
 }
 
+/// Adds `counts` to `key`'s entry, which is copied only when new.
+fn add_to<S: AsRef<str> + Into<String>>(map: &mut CycleMap<Counts>, key: S, counts: Counts) {
+    match map.get_mut(key.as_ref()) {
+        Some(known) => known.add(counts),
+        None => map.entry(key.into()).or_default().add(counts),
+    }
+}
+
 /// Keeps the `keep` longest sessions of `top`, longest first; equal times in
 /// session id order, so ranks do not flap.
 fn keep_longest(top: &mut Vec<TopSession>, keep: usize) {
@@ -679,19 +691,26 @@ pub fn host_without_port(host: &str) -> &str {
 /// dotted-quad IPv4 address, is already canonical (Rust's parser refuses leading
 /// zeros and other spellings) and is returned without a new allocation.
 pub fn client_label(host: String) -> String {
+    match client_label_of(&host) {
+        Cow::Borrowed(label) if label.len() == host.len() => host,
+        label => label.into_owned(),
+    }
+}
+
+/// [`client_label`] of borrowed text: borrowed too, unless an IPv6 address had to be
+/// written in its canonical form.
+pub fn client_label_of(host: &str) -> Cow<'_, str> {
     let mut bare = host.trim();
     // `[v6]`; nested brackets are stripped too, so a label is its own label.
     while let Some(inner) = bare.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         bare = inner.trim();
     }
     if bare.is_empty() {
-        return NONE_LABEL.to_string();
+        return Cow::Borrowed(NONE_LABEL);
     }
     match bare.parse::<IpAddr>() {
-        Ok(IpAddr::V4(_)) if bare.len() == host.len() => host,
-        Ok(ip) => ip.to_canonical().to_string(),
-        Err(_) if bare.len() == host.len() => host,
-        Err(_) => bare.to_string(),
+        Ok(IpAddr::V6(ip)) => Cow::Owned(ip.to_canonical().to_string()),
+        _ => Cow::Borrowed(bare),
     }
 }
 

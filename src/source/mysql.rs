@@ -13,8 +13,8 @@ use super::conn::{classify, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{
-    filter_conditions, host_without_port, probe_relation, read, Grouping, LockWait, Need, Pass,
-    RowContext, Rows, Rules, SqlError, Statements, OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, probe_relation, read, Grouping, LockWait, Pass,
+    RowContext, Rows, Rules, Shape, SqlError, Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Mysql, Parts, Target};
 use crate::sessions::Field;
@@ -248,7 +248,7 @@ impl MysqlSource {
         };
         let ctx = row_context(&database, &self.name);
         let collected = statements
-            .run(&mut conn, &ctx, &[&self.name])
+            .run(&mut conn, &ctx, &[&self.name], &mut Shape::default())
             .await
             .map_err(|e| e.classify(&self.database, WHAT, GRANT));
         self.prepared = Some((statements, database));
@@ -387,15 +387,17 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
                 client,
                 ..
             } = &grouping;
-            let sql = format!(
-            "{prefix}SELECT {hint}NULL, p.ID, p.USER, p.DB, {client}, NULL, NULL, NULL, NULL, NULL, \
-             NULL, b.WAITERS, 0 FROM information_schema.PROCESSLIST p JOIN ({}) b ON b.THREAD = p.ID WHERE {filter}",
-            lock_waits.blockers()
-        );
-            (sql, Need::LockWaits)
+            format!(
+                "{prefix}SELECT {hint}NULL, p.ID, p.USER, p.DB, {client}, NULL, NULL, NULL, NULL, NULL, \
+                 NULL, b.WAITERS, 0 FROM information_schema.PROCESSLIST p JOIN ({}) b ON b.THREAD = p.ID WHERE {filter}",
+                lock_waits.blockers()
+            )
         });
     Statements {
         groups: grouping.statement(),
+        session_read: false,
+        ungrouped: None,
+        particulars: None,
         fallback: None,
         details,
     }
@@ -600,7 +602,7 @@ mod tests {
             Duration::from_millis(2500),
             Some(LockWaits::InformationSchema),
         );
-        for sql in [&st.groups, &st.details.as_ref().unwrap().0] {
+        for sql in [&st.groups, st.details.as_ref().unwrap()] {
             assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) */ "), "{sql}");
             assert!(
                 sql.contains(&format!("WHERE p.ID NOT IN ({OWN_SESSIONS})")),
@@ -628,9 +630,7 @@ mod tests {
             .details
             .as_ref()
             .unwrap()
-            .0
             .contains("FROM information_schema.INNODB_LOCK_WAITS lw"));
-        assert_eq!(st.details.as_ref().unwrap().1, Need::LockWaits);
         database.top_sessions = 0;
         let st = statements(
             &database,
@@ -638,7 +638,7 @@ mod tests {
             Some(LockWaits::PerformanceSchema),
         );
         assert!(!st.groups.contains("THEN p.ID END"), "{}", st.groups);
-        assert!(st.details.unwrap().0.contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
+        assert!(st.details.unwrap().contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
     }
 
     /// Each part can be turned off, and then reads nothing: no INNODB_TRX, no lock

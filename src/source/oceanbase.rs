@@ -1,19 +1,20 @@
 //! OceanBase: a cluster through the sys tenant's `GV$OB_PROCESSLIST`, or a
 //! single-tenant server (seekdb) through `V$OB_PROCESSLIST`.
 //!
-//! Cluster mode LEFT JOINs `DBA_OB_TENANTS` to the processlist, as OceanBase's own
-//! obagent does, so a tenant without sessions still comes back (with a count of 0)
-//! in the same single query. Active means `STATE = 'ACTIVE'`. The client address is
-//! `USER_CLIENT_IP` (the real client; `HOST` is the proxy for sessions through
-//! OBProxy), falling back to `HOST` without its port.
+//! A cycle reads the processlist once, every session in a row of its own (see
+//! [`statements`]), after a small statement of particulars that lists a cluster's
+//! tenants (so a tenant without sessions reports zeros) and the open transactions
+//! and lock waits the sessions are matched with. Active means `STATE = 'ACTIVE'`.
+//! The client address is `USER_CLIENT_IP` (the real client; `HOST` is the proxy for
+//! sessions through OBProxy), falling back to `HOST` without its port.
 
 use super::collect::{BoxFuture, Source};
 use super::conn::{classify, is_missing_or_denied_relation, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
 use super::sql::{
-    self, filter_conditions, host_without_port, Grouping, LockWait, Need, Pass, RowContext, Rows,
-    Rules, SqlError, Statements, OWN_SESSIONS, TAG,
+    self, filter_conditions, host_without_port, Grouping, LockWait, Pass, RowContext, Rows, Rules,
+    Shape, SqlError, Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Oceanbase, Relation, Target};
 use crate::sessions::Field;
@@ -53,6 +54,8 @@ struct Prepared {
     mode: Mode,
     settings: Oceanbase,
     statements: Statements,
+    /// Which read of the sessions the next cycle sends.
+    shape: Shape,
     /// What was turned off and why, said once the mode proves right.
     unread: Vec<String>,
 }
@@ -204,7 +207,7 @@ impl OceanbaseSource {
         &mut self,
         conn: &mut mysql_async::Conn,
         mode: Mode,
-    ) -> Result<&Prepared, mysql_async::Error> {
+    ) -> Result<&mut Prepared, mysql_async::Error> {
         let prepared = match self.prepared.take() {
             Some(prepared) if prepared.mode == mode => prepared,
             _ => self.write(conn, mode).await?,
@@ -252,6 +255,7 @@ impl OceanbaseSource {
             mode,
             settings,
             statements,
+            shape: Shape::default(),
             unread,
         })
     }
@@ -313,9 +317,14 @@ impl OceanbaseSource {
     /// The cluster statement; every tenant comes back in a group row (a zero row
     /// when it has no sessions).
     async fn query_cluster(&mut self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
-        let prepared = self.prepare(conn, Mode::Cluster).await?;
-        let ctx = row_context(&prepared.settings, "", Mode::Cluster);
-        prepared.statements.run(conn, &ctx, &[]).await
+        let Prepared {
+            settings,
+            statements,
+            shape,
+            ..
+        } = self.prepare(conn, Mode::Cluster).await?;
+        let ctx = row_context(settings, "", Mode::Cluster);
+        statements.run(conn, &ctx, &[], shape).await
     }
 
     fn classify_cluster(&self, err: SqlError) -> SourceError {
@@ -329,14 +338,18 @@ impl OceanbaseSource {
         };
         let database = self.settings.database.clone();
         let tenant = self.single_tenant.clone();
-        let prepared = self
+        let Prepared {
+            settings,
+            statements,
+            shape,
+            ..
+        } = self
             .prepare(conn, Mode::SingleTenant)
             .await
             .map_err(|e| classify(SqlError::Driver(e), &database))?;
-        let ctx = row_context(&prepared.settings, &tenant, Mode::SingleTenant);
-        prepared
-            .statements
-            .run(conn, &ctx, &[&tenant])
+        let ctx = row_context(settings, &tenant, Mode::SingleTenant);
+        statements
+            .run(conn, &ctx, &[&tenant], shape)
             .await
             .map_err(|e| classify(e, &database))
     }
@@ -373,7 +386,7 @@ fn row_context<'a>(settings: &'a Oceanbase, tenant: &'a str, mode: Mode) -> RowC
 /// transaction is a `TRANS_STATE` that is neither empty nor one of a finished or
 /// unused transaction (a session without one shows an empty TRANS_STATE; one inside
 /// a transaction `ACTIVE`, or `IMPLICIT_ACTIVE` for one opened by a statement with
-/// autocommit off). Lock waits are read by the statement of details.
+/// autocommit off). Lock waits are read by the statement of particulars.
 const RULES: Rules = Rules {
     active: |_, state| state == "ACTIVE",
     in_transaction: |state| {
@@ -444,31 +457,125 @@ fn without_top_sessions(settings: &Oceanbase) -> Oceanbase {
     settings
 }
 
-/// The statements of a cycle in `mode` (see [`Statements`]); `trans_state` says
-/// whether the processlist has `TRANS_STATE`, which tells each session's
-/// transaction without a join. The grouping reads no TIME: the statement of
-/// details reads it for the active sessions and those in a transaction, the only
-/// ones whose TIME is exported.
+/// The statements of a cycle in `mode` (see [`Statements`]): first the
+/// particulars (a cluster's tenants, the open transactions, the lock waits and who
+/// holds them: a few rows, none when there is nothing to detail), then the sessions,
+/// grouped or one row each (see [`sql::SESSION_COLUMNS`] and [`sql::Shape`]), and
+/// the sessions without a client address grouped by HOST only when there are such.
+/// `trans_state` says whether the processlist has `TRANS_STATE`, which tells each
+/// session's transaction without a join.
 fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements {
     let (sessions, tenants) = match mode {
         Mode::Cluster => tenant_filters(settings),
         Mode::SingleTenant => (String::new(), String::new()),
     };
-    let grouping = grouping(settings, mode, &sessions, &tenants, trans_state, false);
-    let mut fallback = grouping.clone();
+    let cluster = mode == Mode::Cluster;
+    let parts = settings.database.collect;
+    let (relation, filter) = sessions_read(settings, mode, &sessions);
+    // Which sessions have particulars: a cheap superset of "active or in a
+    // transaction", which the rules decide from the key.
+    let (joins, transaction, detailed) = match (parts.transactions || parts.locks, trans_state) {
+        (false, _) => (String::new(), "''", "p.STATE = 'ACTIVE'"),
+        (true, true) => (
+            String::new(),
+            "IFNULL(p.TRANS_STATE, '')",
+            "p.STATE = 'ACTIVE' OR p.TRANS_STATE <> ''",
+        ),
+        (true, false) => (
+            transactions_join(&transactions(settings, mode), cluster),
+            "CASE WHEN s.SESSION_ID IS NOT NULL THEN 'ACTIVE' ELSE '' END",
+            "p.STATE = 'ACTIVE' OR s.SESSION_ID IS NOT NULL",
+        ),
+    };
+    let (tenant, server) = match cluster {
+        true => ("IFNULL(p.TENANT, '')", "IFNULL(p.SVR_IP, '')"),
+        false => ("''", "''"),
+    };
+    // The port tells a transaction's session (ids are unique per server); without
+    // transactions it is not read, and a configured view may lack it.
+    let port = match cluster && parts.transactions {
+        true => "p.SVR_PORT",
+        false => "0",
+    };
+    // Lock rows name a session by its transaction id: read only with locks.
+    let transaction_id = if parts.locks {
+        "IFNULL(p.TRANS_ID, 0)"
+    } else {
+        "0"
+    };
+    let command = if parts.states {
+        "IFNULL(p.COMMAND, '')"
+    } else {
+        "''"
+    };
+    // Of the particulars, the SQL id names a top session (an active one) and HOST the
+    // client of a session without USER_CLIENT_IP: each is sent only then.
+    let columns = format!(
+        "CONCAT_WS(CHAR(0), {tenant}, {server}, {command}, IFNULL(p.STATE, ''), {transaction}, \
+         IFNULL(p.USER_CLIENT_IP, '')), p.USER, p.DB, CASE WHEN {detailed} THEN CONCAT_WS(',', \
+         {port}, IFNULL(p.ID, 0), IFNULL(p.TIME, 0), {transaction_id}, \
+         IF(p.STATE = 'ACTIVE', IFNULL(p.SQL_ID, ''), ''), \
+         IF(p.USER_CLIENT_IP <> '', '', IFNULL(p.HOST, ''))) END"
+    );
+    let from = format!("FROM {relation}{joins} WHERE {filter}");
+    let mut fallback = grouping(settings, mode, &sessions, &tenants, trans_state, false);
     fallback.client = host_without_port("p.HOST");
-    fallback
-        .filter
-        .push_str(" AND (p.USER_CLIENT_IP = '' OR p.USER_CLIENT_IP IS NULL)");
+    fallback.filter.push_str(&format!(
+        " AND (p.USER_CLIENT_IP = '' OR p.USER_CLIENT_IP IS NULL) \
+         AND CASE WHEN {detailed} THEN 0 ELSE 1 END = 1"
+    ));
     fallback.union = String::new();
     Statements {
-        groups: grouping.statement(),
+        groups: format!("{TAG} SELECT {columns}, COUNT(*) {from} GROUP BY 1, 2, 3, 4"),
+        session_read: true,
+        ungrouped: Some(format!("{TAG} SELECT {columns} {from}")),
+        particulars: particulars_sql(settings, mode, &tenants),
         fallback: Some(fallback.statement()),
-        details: Some((
-            details_sql(settings, mode, trans_state),
-            Need::ActiveOrTransactions,
-        )),
+        details: None,
     }
+}
+
+/// The statement of particulars (see [`sql::PARTICULAR_COLUMNS`]): a cluster's
+/// tenants, one zero row each (META tenants and those `tenants:` leaves out are not
+/// listed, and their sessions are dropped when added up); each open transaction's
+/// age from its scheduler's `ACTIVE_TIME`; each session waiting for a lock (a
+/// `BLOCK = 1` row of the locks view) with its longest wait; and each session others
+/// wait on (the transaction and session a waiting `TYPE = 'TR'` row names in `ID1`
+/// and `ID2`) with how many wait. None of it joins the processlist: the per-session
+/// read that follows is matched with these rows by the exporter.
+fn particulars_sql(settings: &Oceanbase, mode: Mode, tenant_filter: &str) -> Option<String> {
+    let parts = settings.database.collect;
+    let mut rows = Vec::new();
+    if mode == Mode::Cluster {
+        rows.push(format!(
+            "SELECT 0, t.TENANT_NAME, NULL, NULL, NULL FROM {} t \
+             WHERE t.TENANT_TYPE <> 'META'{tenant_filter}",
+            tenants_relation(settings)
+        ));
+    }
+    if parts.transactions {
+        let server = match mode {
+            Mode::Cluster => "s.SVR_IP, s.SVR_PORT",
+            Mode::SingleTenant => "NULL, NULL",
+        };
+        rows.push(format!(
+            "SELECT 1, {server}, s.SESSION_ID, \
+             TIMESTAMPDIFF(MICROSECOND, s.ACTIVE_TIME, NOW(6)) / 1000000 FROM {} s",
+            transactions(settings, mode)
+        ));
+    }
+    if parts.locks {
+        let locks = locks(settings, mode);
+        rows.push(format!(
+            "SELECT 2, NULL, l.TRANS_ID, l.SESSION_ID, MAX(l.CTIME) / 1000000 FROM {locks} l \
+             WHERE l.BLOCK = 1 GROUP BY l.TRANS_ID, l.SESSION_ID"
+        ));
+        rows.push(format!(
+            "SELECT 3, NULL, l.ID1, l.ID2, COUNT(DISTINCT l.TRANS_ID) FROM {locks} l \
+             WHERE l.BLOCK = 1 AND l.TYPE = 'TR' GROUP BY l.ID1, l.ID2"
+        ));
+    }
+    (!rows.is_empty()).then(|| format!("{TAG} {}", rows.join(" UNION ALL ")))
 }
 
 /// The `tenants:` list as conditions on the sessions and on the tenants view.
@@ -488,9 +595,11 @@ fn tenant_filters(settings: &Oceanbase) -> (String, String) {
 }
 
 /// The client: `USER_CLIENT_IP` (the real client; `HOST` is the proxy for sessions
-/// through OBProxy), `HOST` without its port only where it is empty. The grouping
-/// reads `USER_CLIENT_IP` alone, its statement of clients without an address the
-/// rest (see [`Statements::fallback`]); the statement of details, a few rows, both.
+/// through OBProxy), `HOST` without its port only where it is empty: what the
+/// session API's stats group by. A cycle's per-session read sends `USER_CLIENT_IP`,
+/// and `HOST` only among a detailed session's particulars (the exporter cuts its
+/// port); its statement of clients without an address groups the rest by this cut
+/// (see [`Statements::fallback`]).
 fn client() -> String {
     format!(
         "CASE WHEN p.USER_CLIENT_IP <> '' THEN p.USER_CLIENT_IP ELSE {} END",
@@ -499,15 +608,9 @@ fn client() -> String {
 }
 
 /// The `TRANS_STATE`s of a session without an open transaction: none (empty), and
-/// those of a transaction not begun or already ended. [`RULES`] and
-/// [`in_transaction_sql`] both read this list.
+/// those of a transaction not begun or already ended, as [`RULES`] reads them (the
+/// statements select the particulars of every non-empty one, a cheaper superset).
 const NO_TRANSACTION: [&str; 6] = ["", "IDLE", "INVALID", "INVL", "COMMITTED", "ROLLED_BACK"];
-
-/// An open transaction in SQL, as [`RULES`] decides it from `TRANS_STATE`.
-fn in_transaction_sql() -> String {
-    let states: Vec<String> = NO_TRANSACTION.iter().map(|s| format!("'{s}'")).collect();
-    format!("p.TRANS_STATE NOT IN ({})", states.join(", "))
-}
 
 /// Which sessions are counted, and where they are read, in `mode`.
 fn sessions_read(settings: &Oceanbase, mode: Mode, session_filter: &str) -> (String, String) {
@@ -618,84 +721,6 @@ fn transactions_join(relation: &str, cluster: bool) -> String {
     }
 }
 
-/// The statement of details, read when a session is active or in a transaction:
-/// of those sessions alone, per tenant the longest active TIME, the longest TIME
-/// idle in a transaction, the oldest transaction's age (its scheduler's
-/// `ACTIVE_TIME`), how many wait for a lock (a `BLOCK = 1` row of the locks view)
-/// and for how long; and in rows of their own the tenant's `top_sessions` longest
-/// active sessions (a window over these sessions only) and the sessions others wait
-/// on (the transaction and session a waiting `TYPE = 'TR'` row names in `ID1` and
-/// `ID2`) with how many wait. Lock rows are matched by transaction and session id,
-/// not by server: in a cluster a lock row is reported by the server holding the row.
-fn details_sql(settings: &Oceanbase, mode: Mode, trans_state: bool) -> String {
-    let parts = settings.database.collect;
-    let cluster = mode == Mode::Cluster;
-    let (sessions, _) = match mode {
-        Mode::Cluster => tenant_filters(settings),
-        Mode::SingleTenant => (String::new(), String::new()),
-    };
-    let (relation, mut filter) = sessions_read(settings, mode, &sessions);
-    let mut from = relation;
-    let tenant = if cluster { "p.TENANT" } else { "NULL" };
-    let reads_transactions = parts.transactions || parts.locks;
-    let in_transaction = match (reads_transactions, trans_state) {
-        (false, _) => "0".to_string(),
-        (true, true) => in_transaction_sql(),
-        (true, false) => "s.SESSION_ID IS NOT NULL".to_string(),
-    };
-    if reads_transactions && (parts.transactions || !trans_state) {
-        from.push_str(&transactions_join(&transactions(settings, mode), cluster));
-    }
-    let age = if parts.transactions {
-        "TIMESTAMPDIFF(MICROSECOND, s.ACTIVE_TIME, NOW(6)) / 1000000"
-    } else {
-        "NULL"
-    };
-    let (mut waiting, mut wait, mut waiters) = ("0", "NULL", "0");
-    if parts.locks {
-        let locks = locks(settings, mode);
-        from.push_str(&format!(
-            " LEFT JOIN (SELECT TRANS_ID, SESSION_ID, MAX(CTIME) AS WAITED FROM {locks} \
-             WHERE BLOCK = 1 GROUP BY TRANS_ID, SESSION_ID) w \
-             ON w.TRANS_ID = p.TRANS_ID AND w.SESSION_ID = p.ID \
-             LEFT JOIN (SELECT ID1, ID2, COUNT(DISTINCT TRANS_ID) AS WAITERS FROM {locks} \
-             WHERE BLOCK = 1 AND TYPE = 'TR' GROUP BY ID1, ID2) b \
-             ON b.ID1 = p.TRANS_ID AND b.ID2 = p.ID"
-        ));
-        waiting = "CASE WHEN w.TRANS_ID IS NULL THEN 0 ELSE 1 END";
-        wait = "w.WAITED / 1000000";
-        waiters = "COALESCE(b.WAITERS, 0)";
-    }
-    filter.push_str(&format!(" AND (p.STATE = 'ACTIVE' OR {in_transaction})"));
-    let partition = if cluster {
-        "PARTITION BY p.TENANT "
-    } else {
-        ""
-    };
-    let top = settings.database.top_sessions;
-    let client = client();
-    let server = if cluster { "p.SVR_IP" } else { "NULL" };
-    // A session kept in a row of its own: one of the longest active, or waited on. Its
-    // key is its id and, in a cluster, its server (an id is unique per server only).
-    let apart = format!("y.W > 0 OR (y.A = 1 AND y.R <= {top})");
-    // The rank is a column of its own, compared a level up: MariaDB 10.11 answers
-    // NULL for `a OR <window function> <= n` in one expression (and OceanBase reads
-    // this statement's shape alike).
-    format!(
-        "{TAG} SELECT x.TN, x.K, MAX(x.U), MAX(x.D), MAX(x.C), MAX(x.Q), \
-         MAX(CASE WHEN x.A = 1 THEN x.T END), MAX(CASE WHEN x.A = 0 AND x.IT = 1 THEN x.T END), \
-         MAX(x.TA), NULLIF(SUM(x.WT), 0), MAX(x.LW), NULLIF(MAX(x.W), 0), \
-         CASE WHEN x.K IS NOT NULL THEN MAX(x.A) END \
-         FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K, CASE WHEN {apart} THEN y.SV END AS KS \
-         FROM (SELECT {tenant} AS TN, {server} AS SV, p.ID AS I, p.USER AS U, p.DB AS D, {client} AS C, \
-         p.SQL_ID AS Q, p.TIME AS T, CASE WHEN p.STATE = 'ACTIVE' THEN 1 ELSE 0 END AS A, \
-         CASE WHEN {in_transaction} THEN 1 ELSE 0 END AS IT, {age} AS TA, {waiting} AS WT, \
-         {wait} AS LW, {waiters} AS W, ROW_NUMBER() OVER ({partition}ORDER BY \
-         CASE WHEN p.STATE = 'ACTIVE' THEN 0 ELSE 1 END, p.TIME DESC, p.ID) AS R \
-         FROM {from} WHERE {filter}) y) x GROUP BY x.TN, x.K, x.KS"
-    )
-}
-
 /// The relation sessions are read from in `mode`.
 fn relation(settings: &Oceanbase, mode: Mode) -> String {
     match mode {
@@ -802,7 +827,15 @@ mod tests {
     fn cluster_statements_filter_tenants_and_read_configured_views() {
         let mut settings = testing::oceanbase("monitor@sys");
         let st = statements(&settings, Mode::Cluster, true);
-        let sql = &st.groups;
+        let grouped = &st.groups;
+        assert!(st.session_read);
+        let sql = st.ungrouped.as_ref().unwrap();
+        assert_eq!(
+            grouped,
+            &sql.replacen(" END FROM ", " END, COUNT(*) FROM ", 1)
+                .replace(" HOST_IP())", " HOST_IP()) GROUP BY 1, 2, 3, 4"),
+            "the same read, grouped"
+        );
         assert!(sql.starts_with("/* session_exporter "));
         assert_eq!(
             sql.matches("GV$OB_PROCESSLIST").count(),
@@ -815,51 +848,60 @@ mod tests {
         );
         assert!(
             sql.contains(
-                "p.USER_CLIENT_IP, p.COMMAND, p.STATE, p.TRANS_STATE, COUNT(*), MAX(NULL)"
+                "CONCAT_WS(CHAR(0), IFNULL(p.TENANT, ''), IFNULL(p.SVR_IP, ''), \
+                 IFNULL(p.COMMAND, ''), IFNULL(p.STATE, ''), \
+                 IFNULL(p.TRANS_STATE, ''), IFNULL(p.USER_CLIENT_IP, '')), p.USER, p.DB, \
+                 CASE WHEN p.STATE = 'ACTIVE' OR p.TRANS_STATE <> '' THEN"
             ),
             "{sql}"
         );
-        assert!(!sql.contains("OVER"), "no window in the grouping: {sql}");
-        assert!(
-            sql.contains(" UNION ALL SELECT t.TENANT_NAME, NULL"),
-            "a zero row per tenant"
-        );
+        for absent in ["GROUP BY", "OVER", "UNION", "JOIN", "INFO"] {
+            assert!(!sql.contains(absent), "no {absent}: {sql}");
+        }
+        assert!(sql.contains("IF(p.STATE = 'ACTIVE', IFNULL(p.SQL_ID, ''), '')"));
         assert!(sql.contains(&format!(
             "NOT (p.ID IN ({OWN_SESSIONS}) AND p.SVR_IP = HOST_IP())"
         )));
-        assert!(!sql.contains("INFO"), "statistics never read the SQL text");
+        let particulars = st.particulars.as_deref().unwrap();
+        assert!(
+            particulars.contains(
+                "SELECT 0, t.TENANT_NAME, NULL, NULL, NULL FROM `oceanbase`.`DBA_OB_TENANTS` t \
+                 WHERE t.TENANT_TYPE <> 'META'"
+            ),
+            "a zero row per tenant: {particulars}"
+        );
+        assert!(particulars.contains(
+            "SELECT 1, s.SVR_IP, s.SVR_PORT, s.SESSION_ID, TIMESTAMPDIFF(MICROSECOND, \
+             s.ACTIVE_TIME, NOW(6)) / 1000000 FROM `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s"
+        ));
+        assert_eq!(
+            particulars
+                .matches("FROM `oceanbase`.`GV$OB_LOCKS` l WHERE l.BLOCK = 1")
+                .count(),
+            2
+        );
+        assert!(
+            !particulars.contains("PROCESSLIST"),
+            "particulars never join the processlist: {particulars}"
+        );
         let fallback = st.fallback.as_deref().unwrap();
         assert!(fallback.contains("AND (p.USER_CLIENT_IP = '' OR p.USER_CLIENT_IP IS NULL)"));
+        assert!(
+            fallback.contains(
+                "AND CASE WHEN p.STATE = 'ACTIVE' OR p.TRANS_STATE <> '' THEN 0 ELSE 1 END = 1"
+            ),
+            "only the sessions without particulars: {fallback}"
+        );
         assert!(fallback.contains("p.HOST REGEXP"), "{fallback}");
         assert!(!fallback.contains("UNION"), "{fallback}");
-        let (details, need) = st.details.clone().unwrap();
-        assert_eq!(need, Need::ActiveOrTransactions);
-        assert!(details.contains(
-            "LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s ON s.SVR_IP = p.SVR_IP AND s.SVR_PORT = p.SVR_PORT AND s.SESSION_ID = p.ID"
-        ), "{details}");
-        assert!(details.contains("w ON w.TRANS_ID = p.TRANS_ID AND w.SESSION_ID = p.ID"));
-        assert!(details.contains("b ON b.ID1 = p.TRANS_ID AND b.ID2 = p.ID"));
-        assert!(
-            details.contains(&format!(
-                "AND (p.STATE = 'ACTIVE' OR {})",
-                in_transaction_sql()
-            )),
-            "only active sessions and those in a transaction: {details}"
-        );
-        assert!(
-            details.contains("PARTITION BY p.TENANT"),
-            "top sessions per tenant"
-        );
-        assert!(
-            !details.contains("INFO"),
-            "statistics never read the SQL text"
-        );
+        assert!(st.details.is_none());
 
-        // Without TRANS_STATE the grouping joins the transactions view instead.
+        // Without TRANS_STATE the read joins the transactions view instead.
         let st = statements(&settings, Mode::Cluster, false);
         assert!(st
             .groups
             .contains("LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s"));
+        assert!(st.groups.contains("OR s.SESSION_ID IS NOT NULL THEN"));
 
         settings.tenants = Some(vec!["t1".into(), "t2".into()]);
         settings.processlist_view = Some(Relation::parse("test.PL").unwrap());
@@ -867,13 +909,14 @@ mod tests {
         settings.locks_view = Some(Relation::parse("test.LK").unwrap());
         let st = statements(&settings, Mode::Cluster, true);
         assert!(st.groups.contains("AND p.TENANT IN ('t1', 't2')"));
-        assert!(st.groups.contains("AND t.TENANT_NAME IN ('t1', 't2')"));
         assert!(st.groups.contains("FROM `test`.`PL` p WHERE"));
-        let details = st.details.unwrap().0;
-        assert!(details.contains("LEFT JOIN `test`.`TX` s"));
-        assert!(details.contains("AND p.TENANT IN ('t1', 't2')"));
+        let particulars = st.particulars.unwrap();
+        assert!(particulars.contains("AND t.TENANT_NAME IN ('t1', 't2')"));
+        assert!(particulars.contains("FROM `test`.`TX` s"));
         assert_eq!(
-            details.matches("FROM `test`.`LK` WHERE BLOCK = 1").count(),
+            particulars
+                .matches("FROM `test`.`LK` l WHERE l.BLOCK = 1")
+                .count(),
             2
         );
 
@@ -883,68 +926,74 @@ mod tests {
         };
         let st = statements(&settings, Mode::Cluster, true);
         assert!(!st.groups.contains("TRANS_STATE"), "{st:?}");
-        let details = st.details.unwrap().0;
         assert!(
-            !details.contains("`test`.`TX`") && !details.contains("`test`.`LK`"),
-            "{details}"
+            st.groups.contains("CASE WHEN p.STATE = 'ACTIVE' THEN"),
+            "{}",
+            st.groups
         );
+        let particulars = st.particulars.unwrap();
+        assert!(
+            !particulars.contains("`test`.`TX`") && !particulars.contains("`test`.`LK`"),
+            "{particulars}"
+        );
+        let st = statements(&settings, Mode::SingleTenant, true);
+        assert!(st.particulars.is_none(), "{st:?}");
+        assert!(st
+            .groups
+            .contains("CONCAT_WS(CHAR(0), '', '', IFNULL(p.COMMAND, '')"));
+    }
+
+    /// A per-session row as a test writes it: [`row`], with the key's fields
+    /// separated by `/` instead of NUL.
+    fn session(text: &str) -> Vec<mysql_async::Value> {
+        let (key, rest) = text.split_once('|').unwrap();
+        row(&format!("{}|{rest}", key.replace('/', "\0")))
     }
 
     /// Fixed rows of a cluster in, exact statistics out: two servers, a tenant
-    /// without sessions (its zero row), OceanBase's string `NULL` for no database,
-    /// an idle group's TIME not counted, sessions kept apart counted like the rest
-    /// and ranked as top sessions and blockers, transactions and lock waits summed.
+    /// without sessions (its zero row), OceanBase's string `NULL` for no database, an
+    /// idle session's TIME not counted, the particulars matched by server, port and
+    /// id (transactions) or by transaction and id (locks), a session without a
+    /// client address named by its HOST when it has particulars and held back for
+    /// the fallback when not, and the longest active sessions and blockers named.
     #[test]
     fn cluster_rows_give_exact_statistics() {
         let settings = testing::oceanbase("monitor@sys");
         let ctx = row_context(&settings, "", Mode::Cluster);
         let mut rows = Rows::new(&ctx, &[]);
-        for (text, pass) in [
-            (
-                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE||1|∅|∅|∅|∅",
-                Pass::Groups,
-            ),
-            (
-                "t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP||1|∅|∅|∅|∅",
-                Pass::Groups,
-            ),
-            (
-                "t1|10.0.0.1|app|root|10.0.0.100|Query|ACTIVE|ACTIVE|1|∅|∅|∅|∅",
-                Pass::Groups,
-            ),
-            (
-                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP||2|∅|∅|∅|∅",
-                Pass::Groups,
-            ),
-            (
-                "t1|10.0.0.2|NULL|root|10.0.0.100|Sleep|SLEEP|IMPLICIT_ACTIVE|2|∅|∅|∅|∅",
-                Pass::Groups,
-            ),
-            (
-                "t1|10.0.0.2|app|etl|::ffff:10.0.0.7|Query|ACTIVE|ACTIVE|1|∅|∅|∅|∅",
-                Pass::Groups,
-            ),
-            (
-                "META$1|10.0.0.2|app|etl|10.0.0.7|Query|ACTIVE||1|99|∅|∅|∅",
-                Pass::Groups,
-            ),
-            ("t1|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅|∅", Pass::Groups),
-            ("idle|∅|∅|∅|∅|∅|∅|∅|0|∅|∅|∅|∅", Pass::Groups),
-            (
-                "t1|3221490|etl|app|::ffff:10.0.0.7||30|∅|6|1|4.5|∅|1",
-                Pass::Details,
-            ),
-            (
-                "t1|3221487|root|app|10.0.0.100|SQL1|12.5|∅|5|∅|∅|2|1",
-                Pass::Details,
-            ),
-            ("t1|∅|root|NULL|10.0.0.100||11|40|50|∅|∅|∅|∅", Pass::Details),
+        for text in [
+            "0|t1|∅|∅|∅",
+            "0|idle|∅|∅|∅",
+            "1|10.0.0.1|2882|3221487|5",
+            "1|10.0.0.2|2882|200|50",
+            "1|10.0.0.2|2882|3221490|6",
+            // Session 200 of another server: not the one below.
+            "1|10.0.0.1|2882|200|77",
+            "2|∅|6|3221490|4.5",
+            "2|∅|99|1|60",
+            "3|∅|7|3221487|2",
         ] {
-            rows.add_as(row(text), pass);
+            rows.add_as(row(text), Pass::Particulars);
+        }
+        for text in [
+            "t1/10.0.0.1/Query/ACTIVE//10.0.0.100|root|app|2882,100,11,0,,10.0.0.100:1",
+            "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100|root|app|∅",
+            "t1/10.0.0.1/Query/ACTIVE/ACTIVE/10.0.0.100|root|app|2882,3221487,12.5,7,SQL1,h:2",
+            "t1/10.0.0.2/Sleep/SLEEP//10.0.0.100|root|NULL|∅",
+            "t1/10.0.0.2/Sleep/SLEEP//10.0.0.100|root|NULL|∅",
+            "t1/10.0.0.2/Sleep/SLEEP/IMPLICIT_ACTIVE/10.0.0.100|root|NULL|2882,200,40,8,,h:3",
+            "t1/10.0.0.2/Sleep/SLEEP/IMPLICIT_ACTIVE/|root|NULL|2882,201,3,9,,10.0.0.100:4",
+            "t1/10.0.0.2/Query/ACTIVE/ACTIVE/::ffff:10.0.0.7|etl|app|2882,3221490,30,6,,h:9",
+            // Held back for the fallback: no address, no particulars.
+            "t1/10.0.0.2/Sleep/SLEEP//|root|NULL|∅",
+            // Not a listed tenant: dropped.
+            "META$1/10.0.0.2/Query/ACTIVE//10.0.0.7|etl|app|2882,5,99,0,,h:1",
+        ] {
+            rows.add_as(session(text), Pass::PerSession);
         }
         let collected = rows.finish().unwrap();
-        // Nine grouped rows (two zero rows), three rows of details.
-        assert_eq!(collected.rows, 12);
+        // Nine sessions added and two zero rows.
+        assert_eq!(collected.rows, 11);
         let tenants = collected.into_tenants();
         assert_eq!(tenants.keys().collect::<Vec<_>>(), ["idle", "t1"]);
         assert_eq!(tenants["idle"], Default::default());
@@ -968,7 +1017,14 @@ mod tests {
             .iter()
             .map(|s: &TopSession| (s.session_id, s.sql_id.as_str(), s.time))
             .collect();
-        assert_eq!(top, [(3221490, "", 30.0), (3221487, "SQL1", 12.5)]);
+        assert_eq!(
+            top,
+            [
+                (3221490, "", 30.0),
+                (3221487, "SQL1", 12.5),
+                (100, "", 11.0)
+            ]
+        );
         assert_eq!(
             (t1.transaction_sessions, t1.idle_in_transaction_sessions),
             (4, 2)
@@ -978,19 +1034,93 @@ mod tests {
             (50.0, 40.0)
         );
         assert_eq!((t1.lock_waiting_sessions, t1.max_lock_wait), (1, 4.5));
-        let blockers: Vec<(u64, &str, u64)> = t1
+        let blockers: Vec<(u64, &str, &str, u64)> = t1
             .blockers
             .iter()
-            .map(|b| (b.session_id, b.user.as_str(), b.waiters))
+            .map(|b| (b.session_id, b.user.as_str(), b.client.as_str(), b.waiters))
             .collect();
-        assert_eq!(blockers, [(3221487, "root", 2)]);
+        assert_eq!(blockers, [(3221487, "root", "10.0.0.100", 2)]);
         let by_state: Vec<(&str, &str, u64)> = t1
             .by_state
             .iter()
             .map(|((command, state), n)| (command.as_str(), state.as_str(), *n))
             .collect();
-        // A group is active or not as a whole: its state says which.
         assert_eq!(by_state, [("Query", "ACTIVE", 3), ("Sleep", "SLEEP", 5)]);
+    }
+
+    /// A row that does not have the shape of the statement is the cycle's error,
+    /// never a panic or a silently wrong count.
+    #[test]
+    fn malformed_session_rows_are_errors() {
+        let settings = testing::oceanbase("monitor@sys");
+        let ctx = row_context(&settings, "", Mode::Cluster);
+        for (text, pass, says) in [
+            (
+                "t1/10.0.0.1/Query/ACTIVE|root|app|∅",
+                Pass::PerSession,
+                "4 fields, not 6",
+            ),
+            (
+                "t1/a/b/c/d/e/f|root|app|∅",
+                Pass::PerSession,
+                "7 fields, not 6",
+            ),
+            (
+                "t1/a/Query/ACTIVE//x|root|app",
+                Pass::PerSession,
+                "expected 4 columns",
+            ),
+            (
+                "t1/a/Query/ACTIVE//x|root|app|2882,1,2",
+                Pass::PerSession,
+                "fewer than 6",
+            ),
+            (
+                "t1/a/Query/ACTIVE//x|root|app|2882,x,1,1,,h",
+                Pass::PerSession,
+                "column ID",
+            ),
+            ("7|∅|∅|∅|∅", Pass::Particulars, "kind 7"),
+            ("1|a|-1|2|3", Pass::Particulars, "SVR_PORT"),
+        ] {
+            let mut rows = Rows::new(&ctx, &[]);
+            let values = match pass {
+                Pass::PerSession => session(text),
+                _ => row(text),
+            };
+            rows.add_as(values, pass);
+            let err = rows.finish().unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
+
+    /// A grouped read's rows count their sessions in a fifth column; each session
+    /// with particulars is a row of its own (its id is in them).
+    #[test]
+    fn grouped_rows_count_their_sessions() {
+        let settings = testing::oceanbase("monitor@sys");
+        let ctx = row_context(&settings, "", Mode::Cluster);
+        let mut rows = Rows::new(&ctx, &[]);
+        rows.add_as(row("0|t1|∅|∅|∅"), Pass::Particulars);
+        for text in [
+            "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100|app|shop|∅|40",
+            "t1/10.0.0.1/Sleep/SLEEP/ACTIVE/10.0.0.100|app|shop|2882,7,12,0,,|1",
+            "t1/10.0.0.2/Query/ACTIVE//10.0.0.101|app|shop|2882,8,3,0,S8,|1",
+        ] {
+            rows.add_as(session(text), Pass::PerSession);
+        }
+        let tenants = rows.finish().unwrap().into_tenants();
+        let t1 = &tenants["t1"];
+        assert_eq!((t1.sessions, t1.active_sessions), (42, 1));
+        assert_eq!(
+            (t1.idle_in_transaction_sessions, t1.max_idle_in_transaction),
+            (1, 12.0)
+        );
+        assert_eq!(
+            pairs(&t1.by_server),
+            [("10.0.0.1", c(41, 0)), ("10.0.0.2", c(1, 1))]
+        );
+        assert_eq!(t1.top.len(), 1);
     }
 
     /// A single-tenant server names neither tenant nor server: both come from the
@@ -1003,12 +1133,12 @@ mod tests {
         assert_eq!(empty["t1"], Default::default());
         let mut rows = Rows::new(&ctx, &["t1"]);
         rows.add_as(
-            row("∅|∅|∅|app|10.0.0.100|Query|ACTIVE||1|4|∅|∅|∅"),
-            Pass::Groups,
+            session("//Query/ACTIVE//10.0.0.100|app|∅|0,1,4,0,,10.0.0.100:1"),
+            Pass::PerSession,
         );
         rows.add_as(
-            row("∅|∅|∅|app|10.0.0.100|Sleep|SLEEP||1|9|∅|∅|∅"),
-            Pass::Groups,
+            session("//Sleep/SLEEP//10.0.0.100|app|∅|∅"),
+            Pass::PerSession,
         );
         let tenants = rows.finish().unwrap().into_tenants();
         let t1 = &tenants["t1"];

@@ -1,9 +1,10 @@
 //! SQL text shared by the sources, and tolerant decoding of their answers.
 //!
-//! Two shapes of cycle: [`Statements`] (OceanBase, MySQL/MariaDB), a flat
-//! [`Grouping`] of the raw columns and small statements of details sent only when
-//! its rows show something to detail; and [`Scan`] (PostgreSQL), one statement that
-//! joins and ranks in the same read.
+//! Two shapes of cycle: [`Statements`] (OceanBase, MySQL/MariaDB), one read of the
+//! processlist (MySQL's a flat [`Grouping`] of the raw columns, OceanBase's every
+//! session in a row of its own, see [`SESSION_COLUMNS`]) and small statements of
+//! details whose cost follows what there is to detail; and [`Scan`] (PostgreSQL), one
+//! statement that joins and ranks in the same read.
 //!
 //! Every query is sent over the text protocol (no prepared statements: nothing is
 //! bound, and the binary protocol's strict integer/double typing broke on `SUM`'s
@@ -13,10 +14,12 @@ use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::{Reason, SourceError};
 use crate::config::{Database, Filter};
 use crate::stats::{
-    client_label, Aggregator, Blocker, Collected, Detail, OneSession, Parts, Seen, SessionGroup,
-    TopSession, NONE_LABEL,
+    client_label, client_label_of, host_without_port as bare_host, Aggregator, Blocker, Collected,
+    Detail, OneSession, Parts, Seen, SessionGroup, TopSession, NONE_LABEL,
 };
 use mysql_async::Value;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 
 /// Leading comment on every statement, so a DBA reading the processlist or a slow log
 /// sees who sent it.
@@ -327,6 +330,253 @@ struct DetailRow {
     blocker: Option<Blocker>,
 }
 
+/// The columns of OceanBase's read of the sessions (its statement of every cycle):
+/// a key, user and db, and the particulars of a session that is active or in a
+/// transaction (NULL for the others); grouped by all four, a fifth column counts the
+/// sessions of the group (see [`Shape`] for when each is sent). A session with
+/// particulars is a group of its own, since they hold its id.
+///
+/// OceanBase prices every column and expression of every row it sends, so the key is
+/// the session's tenant, server, command, state, transaction state and client address
+/// in one column, NUL between them (none of them can hold a NUL: tenant names are
+/// `[A-Za-z0-9_]`, the rest are addresses and the engine's words), and user and db,
+/// free text, are columns of their own. The particulars are the session's server
+/// port, id, TIME, transaction id, SQL id and HOST, commas between them (HOST, last,
+/// may hold one).
+pub const SESSION_COLUMNS: usize = 4;
+
+/// The fields of a per-session row's key and of its particulars.
+const KEY_FIELDS: usize = 6;
+const PARTICULAR_FIELDS: usize = 6;
+
+/// The columns of a statement of particulars: kind (0 a tenant, 1 an open
+/// transaction, 2 a lock wait, 3 a session others wait on), then by kind the
+/// tenant's name; the server, port, session id and age of the transaction (NULL
+/// server and port on a single server); the transaction id, session id and longest
+/// wait of a waiting session; the transaction id, session id and number of waiters
+/// of a blocker (the last three columns; the second is NULL).
+pub const PARTICULAR_COLUMNS: usize = 5;
+
+/// What a statement of particulars read, for the sessions of the per-session read
+/// that follows: open transactions by server, port and session id; waits and
+/// waiters by transaction id and session id (lock rows are matched by transaction
+/// and session, not by server: a lock row is reported by the server holding the row).
+#[derive(Debug, Default)]
+pub struct Particulars {
+    ages: HashMap<String, HashMap<(u64, u64), f64>>,
+    waits: HashMap<(u64, u64), f64>,
+    waiters: HashMap<(u64, u64), u64>,
+}
+
+/// Decodes one row of a statement of particulars (see [`PARTICULAR_COLUMNS`]); a
+/// tenant's row makes it present, like a grouping's zero row.
+fn decode_particular<C: Cell>(
+    values: Vec<C>,
+    found: &mut Particulars,
+    aggregator: &mut Aggregator,
+) -> Result<(), SourceError> {
+    let got = values.len();
+    let [kind, server, a, b, value]: [C; PARTICULAR_COLUMNS] = values
+        .try_into()
+        .map_err(|_| bad_answer(format!("expected {PARTICULAR_COLUMNS} columns, got {got}")))?;
+    match count(kind, "kind")? {
+        0 => aggregator.add_group(SessionGroup {
+            tenant: server.into_text().unwrap_or_default(),
+            ..SessionGroup::default()
+        }),
+        1 => {
+            let age = seconds(value, "transaction age")?;
+            let key = (count(a, "SVR_PORT")?, count(b, "SESSION_ID")?);
+            let ages = found.ages.entry(server.into_text().unwrap_or_default());
+            let known = ages.or_default().entry(key).or_default();
+            *known = known.max(age);
+        }
+        2 => {
+            let key = (count(a, "TRANS_ID")?, count(b, "SESSION_ID")?);
+            found.waits.insert(key, seconds(value, "lock wait")?);
+        }
+        3 => {
+            let key = (count(a, "ID1")?, count(b, "ID2")?);
+            found.waiters.insert(key, count(value, "waiters")?);
+        }
+        other => return Err(bad_answer(format!("a particular of kind {other}"))),
+    }
+    Ok(())
+}
+
+/// What makes two sessions one group: every label they are counted under.
+fn group_key<'a>(g: &SessionGroup<&'a str>) -> [&'a str; 9] {
+    let flag = |n: u64| if n > 0 { "1" } else { "0" };
+    [
+        g.tenant,
+        g.server,
+        g.db,
+        g.user,
+        g.client,
+        g.command,
+        g.state,
+        flag(g.active),
+        flag(g.transactions),
+    ]
+}
+
+/// `value`, or [`NONE_LABEL`] when empty.
+fn or_none(value: &str) -> &str {
+    if value.is_empty() {
+        NONE_LABEL
+    } else {
+        value
+    }
+}
+
+/// Decodes one row of a per-session read (see [`SESSION_COLUMNS`]) into a group of
+/// one session, matched with `found`, and hands it to `add` with whether the row had
+/// particulars. The group borrows the row's text: only the aggregator copies a value
+/// it has not seen yet. A session others wait on, or an active one, is kept apart
+/// ([`SessionGroup::session`]).
+fn decode_session<C: Cell>(
+    values: Vec<C>,
+    ctx: &RowContext<'_>,
+    found: &Particulars,
+    add: impl FnOnce(SessionGroup<&str>, bool),
+) -> Result<(), SourceError> {
+    let got = values.len();
+    let mut values = values.into_iter();
+    let (Some(key), Some(user), Some(db), Some(particulars), sessions, None) = (
+        values.next(),
+        values.next(),
+        values.next(),
+        values.next(),
+        values.next(),
+        values.next(),
+    ) else {
+        return Err(bad_answer(format!(
+            "expected {SESSION_COLUMNS} columns, or {} grouped, got {got}",
+            SESSION_COLUMNS + 1
+        )));
+    };
+    let sessions = match sessions {
+        Some(count_column) => count(count_column, "sessions")?,
+        None => 1,
+    };
+    let key = key.into_text().unwrap_or_default();
+    let mut fields = key.split('\0');
+    let [tenant, server, command, state, transaction, client] =
+        std::array::from_fn(|_| fields.next());
+    let (
+        Some(tenant),
+        Some(server),
+        Some(command),
+        Some(state),
+        Some(transaction),
+        Some(client),
+        None,
+    ) = (
+        tenant,
+        server,
+        command,
+        state,
+        transaction,
+        client,
+        fields.next(),
+    )
+    else {
+        return Err(bad_answer(format!(
+            "a session's key has {} fields, not {KEY_FIELDS} (is one of them NULL?)",
+            key.split('\0').count()
+        )));
+    };
+    let (command, state) = (or_none(command), or_none(state));
+    let rules = ctx.rules;
+    let active = (rules.active)(command, state);
+    let in_transaction = (rules.in_transaction)(transaction);
+    let idle_in_transaction = in_transaction && !active;
+    let (command, state) = if ctx.parts.states {
+        (command, state)
+    } else {
+        ("", "")
+    };
+    let part = |yes: bool| if yes { sessions } else { 0 };
+    let (db, user) = (db_label(db, ctx), user.into_text());
+    // Read before the client, which may borrow its HOST.
+    let particulars = particulars.into_text();
+    let mut client = client_label_of(client);
+    let mut group = SessionGroup {
+        tenant: if tenant.is_empty() {
+            ctx.tenant
+        } else {
+            tenant
+        },
+        server: if server.is_empty() {
+            ctx.server
+        } else {
+            server
+        },
+        db: db.as_str(),
+        user: user.as_deref().unwrap_or(NONE_LABEL),
+        client: "",
+        command,
+        state,
+        active: part(active),
+        sessions,
+        transactions: part(in_transaction),
+        idle_in_transaction: part(idle_in_transaction),
+        ..SessionGroup::default()
+    };
+    let Some(particulars) = &particulars else {
+        group.client = &client;
+        add(group, false);
+        return Ok(());
+    };
+    let mut fields = particulars.splitn(PARTICULAR_FIELDS, ',');
+    let [port, id, time, transaction_id, sql_id, host] = std::array::from_fn(|_| fields.next());
+    let (Some(port), Some(id), Some(time), Some(transaction_id), Some(sql_id), Some(host)) =
+        (port, id, time, transaction_id, sql_id, host)
+    else {
+        return Err(bad_answer(format!(
+            "a session's particulars `{particulars}` have fewer than {PARTICULAR_FIELDS} fields"
+        )));
+    };
+    if client == NONE_LABEL {
+        client = client_label_of(bare_host(host));
+    }
+    group.client = &client;
+    // The statement's condition is a superset of what the rules call active or in
+    // a transaction: only those are detailed.
+    if active || in_transaction {
+        let (port, id) = (count(Some(port), "SVR_PORT")?, count(Some(id), "ID")?);
+        let time = seconds(Some(time), "TIME")?;
+        let lock = (count(Some(transaction_id), "TRANS_ID")?, id);
+        if active {
+            group.max_active_time = time;
+        }
+        if idle_in_transaction {
+            group.max_idle_in_transaction = time;
+        }
+        if let Some(age) = found
+            .ages
+            .get(server)
+            .and_then(|ages| ages.get(&(port, id)))
+        {
+            group.max_transaction_age = *age;
+        }
+        if let Some(wait) = found.waits.get(&lock) {
+            group.lock_waiting = sessions;
+            group.max_lock_wait = *wait;
+        }
+        let waiters = found.waiters.get(&lock).copied().unwrap_or(0);
+        if active || waiters > 0 {
+            group.session = Some(OneSession {
+                id,
+                sql_id: sql_id.to_string(),
+                waiters,
+            });
+        }
+    }
+    add(group, true);
+    Ok(())
+}
+
 /// How one kind reads its processlist, for [`Scan::statement`]: expressions over the
 /// processlist `p` and whatever [`Scan::from`] joins to it. The default reads no
 /// optional part and has one tenant and one server (see [`Scan::default`]).
@@ -457,17 +707,16 @@ impl Scan {
     }
 }
 
-/// The first and cheap statement of a cycle on the MySQL-protocol kinds: one flat
-/// GROUP BY over the processlist read once, by the raw columns that decide what a
-/// session is (its tenant, server, database, user, client, command, state and
-/// transaction state), with nothing but `COUNT(*)` and `MAX(TIME)` per group. What a
-/// group is (active, in a transaction, waiting) is decided per group by the kind's
-/// [`Rules`], not per session by the database: OceanBase prices every expression and
-/// every nested derived table per row. Where a kind keeps sessions apart (MySQL's
-/// active threads, see [`Grouping::session`]) the longest sessions come from these
-/// rows too; the rest of the details (OceanBase's longest sessions, transactions and
-/// locks; MySQL's blockers) are read by a small statement of their own, and only
-/// when these rows show there is something to detail.
+/// The statement of every cycle on MySQL/MariaDB, and of OceanBase's session API
+/// stats and its sessions without a client address: one flat GROUP BY over the
+/// processlist read once, by the raw columns that decide what a session is (its
+/// tenant, server, database, user, client, command, state and transaction state),
+/// with nothing but `COUNT(*)` and `MAX(TIME)` per group. What a group is (active, in
+/// a transaction, waiting) is decided per group by the kind's [`Rules`], not per
+/// session by the database. Where a kind keeps sessions apart (MySQL's active
+/// threads, see [`Grouping::session`]) the longest sessions come from these rows
+/// too; MySQL's blockers are read by a small statement of their own, only when these
+/// rows show a thread waiting.
 #[derive(Debug, Clone)]
 pub struct Grouping {
     /// What comes before the statement's SELECT (the tag, MariaDB's bound).
@@ -562,52 +811,103 @@ impl Grouping {
     }
 }
 
-/// The statements of one cycle: the grouping, and the small ones that read details
-/// only when the grouped rows show there are some.
+/// The statements of one cycle: the grouping (or OceanBase's read of the sessions),
+/// and the small ones that read details only when there are some.
 #[derive(Debug, Clone)]
 pub struct Statements {
-    /// [`Grouping::statement`].
+    /// [`Grouping::statement`], or OceanBase's read of the sessions, grouped
+    /// ([`SESSION_COLUMNS`]) when `ungrouped` is set.
     pub groups: String,
+    /// Whether `groups` (and `ungrouped`) read OceanBase's sessions
+    /// ([`SESSION_COLUMNS`]) rather than a [`Grouping`].
+    pub session_read: bool,
+    /// The same read one row per session, sent instead of `groups` while the sessions
+    /// make nearly as many groups as there are sessions (see [`Shape`]).
+    pub ungrouped: Option<String>,
+    /// Read before `groups`: rows that OceanBase's sessions are matched with
+    /// ([`PARTICULAR_COLUMNS`]); their cost is in proportion to what there is to
+    /// detail (open transactions, lock waits), nothing when there is none.
+    pub particulars: Option<String>,
     /// The grouping of the sessions without a client address, which reads it
     /// another way (their rows are held back from the grouping's, see
     /// [`Rules::empty_client_read_again`]); read only when there are such sessions.
     pub fallback: Option<String>,
-    /// The kind's statement of details ([`DETAIL_COLUMNS`]), read when `Need` is seen.
-    pub details: Option<(String, Need)>,
+    /// The kind's statement of blockers ([`DETAIL_COLUMNS`]), read only when a
+    /// grouped row shows a session waiting for a lock.
+    pub details: Option<String>,
 }
 
-/// What makes a cycle read its statement of details.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// An active session (the longest ones are named) or one in a transaction (it
-    /// may wait for a lock, or hold one).
-    ActiveOrTransactions,
-    /// A session waiting for a lock.
-    LockWaits,
+/// Whether a kind that can read its sessions grouped or one row each
+/// ([`Statements::ungrouped`]) sends the grouped read next cycle.
+///
+/// A `GROUP BY` costs OceanBase in proportion to the groups it makes, and every
+/// session with particulars is a group of its own. Measured on seekdb with 100,000
+/// sessions (BENCHMARKS.md, issue 24): in 3,000 groups the grouped read costs 0.75x
+/// sending every session; in 22,000, 2x; in 60,000, 2.5x. The exporter's own work
+/// follows the rows it is sent. Each cycle counts both, and the next one sends the
+/// cheaper read: sessions one by one once the groups are more than a fifth of the
+/// sessions, grouped again once they are fewer than a tenth (apart enough not to
+/// flap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub ungrouped: bool,
+}
+
+impl Shape {
+    /// The shape for the next cycle, given this one's sessions and how many groups
+    /// they make.
+    pub fn next(self, sessions: u64, groups: u64) -> Shape {
+        let ungrouped = match self.ungrouped {
+            false => groups.saturating_mul(5) > sessions,
+            true => groups.saturating_mul(10) >= sessions,
+        };
+        Shape { ungrouped }
+    }
 }
 
 impl Statements {
     /// Says at debug level what a cycle may send, for a DBA reading the log.
     pub fn log(&self, target: &str) {
+        if let Some(particulars) = &self.particulars {
+            tracing::debug!(target = %target, sql = %particulars, "statement of particulars");
+        }
         tracing::debug!(target = %target, sql = %self.groups, "statement of every cycle");
+        if let Some(ungrouped) = &self.ungrouped {
+            tracing::debug!(target = %target, sql = %ungrouped, "statement of every cycle, one row per session");
+        }
         if let Some(fallback) = &self.fallback {
             tracing::debug!(target = %target, sql = %fallback, "statement of clients without an address");
         }
-        if let Some((details, _)) = &self.details {
+        if let Some(details) = &self.details {
             tracing::debug!(target = %target, sql = %details, "statement of details");
         }
     }
 
     /// Runs the cycle's statements on `conn` and adds their rows up. `tenants` are
-    /// present even without rows.
+    /// present even without rows; `shape` says which read of the sessions to send, and
+    /// is updated for the next cycle.
     pub async fn run(
         &self,
         conn: &mut mysql_async::Conn,
         ctx: &RowContext<'_>,
         tenants: &[&str],
+        shape: &mut Shape,
     ) -> Result<Collected, SqlError> {
         let mut rows = Rows::new(ctx, tenants);
-        read(conn, &self.groups, &mut rows, Pass::Groups).await?;
+        if let Some(particulars) = &self.particulars {
+            read(conn, particulars, &mut rows, Pass::Particulars).await?;
+        }
+        let pass = match self.session_read {
+            true => Pass::PerSession,
+            false => Pass::Groups,
+        };
+        let sql = match &self.ungrouped {
+            Some(ungrouped) if shape.ungrouped => ungrouped,
+            _ => &self.groups,
+        };
+        if !rows.failed() {
+            read(conn, sql, &mut rows, pass).await?;
+        }
         if let Some(fallback) = self
             .fallback
             .as_ref()
@@ -615,15 +915,13 @@ impl Statements {
         {
             read(conn, fallback, &mut rows, Pass::Fallback).await?;
         }
-        let seen = rows.seen();
-        if let Some((details, need)) = &self.details {
-            let needed = match need {
-                Need::ActiveOrTransactions => seen.active || seen.transactions,
-                Need::LockWaits => seen.lock_waits,
-            };
-            if needed && !rows.failed() {
+        if let Some(details) = &self.details {
+            if rows.seen().lock_waits && !rows.failed() {
                 read(conn, details, &mut rows, Pass::Details).await?;
             }
+        }
+        if self.ungrouped.is_some() && !rows.failed() {
+            *shape = shape.next(rows.sessions, rows.groups());
         }
         rows.finish().map_err(SqlError::Answer)
     }
@@ -748,6 +1046,10 @@ pub enum Pass {
     Fallback,
     /// A kind's statement of details ([`DETAIL_COLUMNS`]).
     Details,
+    /// OceanBase's read of every session ([`SESSION_COLUMNS`]).
+    PerSession,
+    /// What a per-session read's sessions are matched with ([`PARTICULAR_COLUMNS`]).
+    Particulars,
 }
 
 /// Decodes rows and adds them up, one at a time; the first bad row stops the
@@ -759,6 +1061,13 @@ pub struct Rows<'a> {
     failure: Option<SourceError>,
     /// Whether a group was held back for [`Statements::fallback`].
     held: bool,
+    particulars: Particulars,
+    /// Sessions the read of the sessions added, and how many groups they make: the
+    /// distinct keys of those without particulars (each with particulars is a group
+    /// of its own), or the rows of a grouped read (see [`Shape`]).
+    sessions: u64,
+    keys: HashSet<u64, foldhash::fast::RandomState>,
+    apart: u64,
 }
 
 impl<'a> Rows<'a> {
@@ -776,6 +1085,10 @@ impl<'a> Rows<'a> {
             aggregator,
             failure: None,
             held: false,
+            particulars: Particulars::default(),
+            sessions: 0,
+            keys: HashSet::default(),
+            apart: 0,
         }
     }
 
@@ -809,6 +1122,32 @@ impl<'a> Rows<'a> {
                 }
                 self.aggregator.add_detail(row.tenant, row.detail);
             }),
+            Pass::PerSession => {
+                let (aggregator, held) = (&mut self.aggregator, &mut self.held);
+                let (sessions, keys, detailed) =
+                    (&mut self.sessions, &mut self.keys, &mut self.apart);
+                decode_session(values, ctx, &self.particulars, |g, apart| {
+                    // A session with particulars has its client already (see
+                    // [`decode_session`]); the fallback reads only the others again.
+                    if ctx.rules.empty_client_read_again && !apart && g.client == NONE_LABEL {
+                        *held = true;
+                        return;
+                    }
+                    if g.sessions > 0 {
+                        *sessions += g.sessions;
+                        match apart {
+                            true => *detailed += 1,
+                            false => {
+                                keys.insert(keys.hasher().hash_one(group_key(&g)));
+                            }
+                        }
+                    }
+                    aggregator.add_group(g);
+                })
+            }
+            Pass::Particulars => {
+                decode_particular(values, &mut self.particulars, &mut self.aggregator)
+            }
         };
         if let Err(err) = added {
             self.failure = Some(err);
@@ -818,6 +1157,11 @@ impl<'a> Rows<'a> {
     /// Whether a row was bad: the cycle's answer is then that error.
     pub fn failed(&self) -> bool {
         self.failure.is_some()
+    }
+
+    /// How many groups the sessions added so far make (see [`Rows::sessions`]).
+    fn groups(&self) -> u64 {
+        self.keys.len() as u64 + self.apart
     }
 
     /// What the rows so far showed (see [`Aggregator::seen`]).
@@ -1309,6 +1653,33 @@ mod tests {
     /// The grouping is flat: one read, one GROUP BY of the raw key columns (NULL
     /// ones left out), no window and no derived table; a session kept apart is one
     /// more key.
+    /// The read of the sessions goes one row per session once they make more groups
+    /// than a fifth of their number, and back to grouped below a tenth; in between it
+    /// stays as it is.
+    #[test]
+    fn the_shape_follows_how_many_groups_the_sessions_make() {
+        let grouped = Shape::default();
+        let ungrouped = Shape { ungrouped: true };
+        for (shape, sessions, groups, next) in [
+            (grouped, 100_000, 60_000, ungrouped),
+            (grouped, 100_000, 20_001, ungrouped),
+            (grouped, 100_000, 20_000, grouped),
+            (grouped, 2_000, 40, grouped),
+            (grouped, 0, 0, grouped),
+            (ungrouped, 100_000, 15_000, ungrouped),
+            (ungrouped, 100_000, 10_000, ungrouped),
+            (ungrouped, 100_000, 9_999, grouped),
+            // Nothing to tell: as it was.
+            (ungrouped, 0, 0, ungrouped),
+        ] {
+            assert_eq!(
+                shape.next(sessions, groups),
+                next,
+                "{shape:?} {sessions} {groups}"
+            );
+        }
+    }
+
     #[test]
     fn the_grouping_is_one_flat_group_by() {
         let grouping = Grouping {
