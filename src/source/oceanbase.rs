@@ -554,13 +554,14 @@ fn particulars_sql(settings: &Oceanbase, mode: Mode, tenant_filter: &str) -> Opt
         ));
     }
     if parts.transactions {
+        // Ages are taken against the server's clock, read in the same statement.
         let server = match mode {
             Mode::Cluster => "s.SVR_IP, s.SVR_PORT",
-            Mode::SingleTenant => "NULL, NULL",
+            Mode::SingleTenant => "'', 0",
         };
         rows.push(format!(
-            "SELECT 1, {server}, s.SESSION_ID, \
-             TIMESTAMPDIFF(MICROSECOND, s.ACTIVE_TIME, NOW(6)) / 1000000 FROM {} s",
+            "SELECT 1, CONCAT_WS(',', {server}, s.SESSION_ID, s.ACTIVE_TIME), NULL, NULL, NULL \
+             FROM {} s UNION ALL SELECT 4, NULL, NULL, NULL, NOW(6)",
             transactions(settings, mode)
         ));
     }
@@ -871,8 +872,9 @@ mod tests {
             "a zero row per tenant: {particulars}"
         );
         assert!(particulars.contains(
-            "SELECT 1, s.SVR_IP, s.SVR_PORT, s.SESSION_ID, TIMESTAMPDIFF(MICROSECOND, \
-             s.ACTIVE_TIME, NOW(6)) / 1000000 FROM `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s"
+            "SELECT 1, CONCAT_WS(',', s.SVR_IP, s.SVR_PORT, s.SESSION_ID, s.ACTIVE_TIME), NULL, \
+             NULL, NULL FROM `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s UNION ALL SELECT 4, \
+             NULL, NULL, NULL, NOW(6)"
         ));
         assert_eq!(
             particulars
@@ -964,11 +966,14 @@ mod tests {
         for text in [
             "0|t1|∅|∅|∅",
             "0|idle|∅|∅|∅",
-            "1|10.0.0.1|2882|3221487|5",
-            "1|10.0.0.2|2882|200|50",
-            "1|10.0.0.2|2882|3221490|6",
+            "4|∅|∅|∅|2026-12-03 12:00:50",
+            "1|10.0.0.1,2882,3221487,2026-12-03 12:00:45|∅|∅|∅",
+            "1|10.0.0.2,2882,200,2026-12-03 12:00:00|∅|∅|∅",
+            "1|10.0.0.2,2882,3221490,2026-12-03 12:00:44|∅|∅|∅",
             // Session 200 of another server: not the one below.
-            "1|10.0.0.1|2882|200|77",
+            "1|10.0.0.1,2882,200,2026-12-03 11:59:33|∅|∅|∅",
+            // A NULL in the row: no session is matched.
+            "1|10.0.0.2,2882,201|∅|∅|∅",
             "2|∅|6|3221490|4.5",
             "2|∅|99|1|60",
             "3|∅|7|3221487|2",
@@ -1081,7 +1086,17 @@ mod tests {
                 "column ID",
             ),
             ("7|∅|∅|∅|∅", Pass::Particulars, "kind 7"),
-            ("1|a|-1|2|3", Pass::Particulars, "SVR_PORT"),
+            (
+                "1|a,-1,2,2026-01-01 00:00:00|∅|∅|∅",
+                Pass::Particulars,
+                "SVR_PORT",
+            ),
+            (
+                "1|a,1,2,yesterday|∅|∅|∅",
+                Pass::Particulars,
+                "not a date and time",
+            ),
+            ("4|∅|∅|∅|soon", Pass::Particulars, "NOW(6)"),
         ] {
             let mut rows = Rows::new(&ctx, &[]);
             let values = match pass {

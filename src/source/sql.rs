@@ -350,11 +350,12 @@ const KEY_FIELDS: usize = 6;
 const PARTICULAR_FIELDS: usize = 6;
 
 /// The columns of a statement of particulars: kind (0 a tenant, 1 an open
-/// transaction, 2 a lock wait, 3 a session others wait on), then by kind the
-/// tenant's name; the server, port, session id and age of the transaction (NULL
-/// server and port on a single server); the transaction id, session id and longest
-/// wait of a waiting session; the transaction id, session id and number of waiters
-/// of a blocker (the last three columns; the second is NULL).
+/// transaction, 2 a lock wait, 3 a session others wait on, 4 the server's clock),
+/// then by kind the tenant's name; the transaction's server, port, session id and
+/// start (`ACTIVE_TIME`), commas between them, in the second column (one column, as
+/// OceanBase prices each); the transaction id, session id and longest wait of a
+/// waiting session; the transaction id, session id and number of waiters of a
+/// blocker (the last three columns; the second is NULL); `NOW(6)` in the last.
 pub const PARTICULAR_COLUMNS: usize = 5;
 
 /// What a statement of particulars read, for the sessions of the per-session read
@@ -363,9 +364,47 @@ pub const PARTICULAR_COLUMNS: usize = 5;
 /// and session, not by server: a lock row is reported by the server holding the row).
 #[derive(Debug, Default)]
 pub struct Particulars {
-    ages: HashMap<String, HashMap<(u64, u64), f64>>,
+    /// When each open transaction began (microseconds on the server's clock), and
+    /// the server's clock when they were read: an age is their difference.
+    started: HashMap<String, HashMap<(u64, u64), i64>>,
+    now: Option<i64>,
     waits: HashMap<(u64, u64), f64>,
     waiters: HashMap<(u64, u64), u64>,
+}
+
+impl Particulars {
+    /// The age in seconds of the open transaction of session `id` on `server:port`.
+    fn age(&self, server: &str, port: u64, id: u64) -> Option<f64> {
+        let start = self.started.get(server)?.get(&(port, id))?;
+        Some((self.now? - start).max(0) as f64 / 1e6)
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, as the text protocol writes a DATETIME or a
+/// TIMESTAMP, in microseconds since 1970-01-01 00:00:00 of the same time zone; None
+/// for anything else. Only differences of two are used, both read in one session.
+fn datetime_micros(text: &str) -> Option<i64> {
+    let (date, time) = text.trim().split_once(' ')?;
+    let mut date = date.splitn(3, '-').map(|n| n.parse::<i64>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut clock = clock.splitn(3, ':').map(|n| n.parse::<i64>().ok());
+    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || fraction.len() > 6 {
+        return None;
+    }
+    let micros = match fraction {
+        "" => 0,
+        digits => digits.parse::<i64>().ok()? * 10_i64.pow(6 - digits.len() as u32),
+    };
+    // Days from the civil date (H. Hinnant's algorithm), March-based years.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros)
 }
 
 /// Decodes one row of a statement of particulars (see [`PARTICULAR_COLUMNS`]); a
@@ -385,11 +424,31 @@ fn decode_particular<C: Cell>(
             ..SessionGroup::default()
         }),
         1 => {
-            let age = seconds(value, "transaction age")?;
-            let key = (count(a, "SVR_PORT")?, count(b, "SESSION_ID")?);
-            let ages = found.ages.entry(server.into_text().unwrap_or_default());
-            let known = ages.or_default().entry(key).or_default();
-            *known = known.max(age);
+            // server,port,session,start: a row missing one (NULL) matches no session.
+            let text = server.into_text().unwrap_or_default();
+            let mut fields = text.splitn(4, ',');
+            let [server, port, id, start] = std::array::from_fn(|_| fields.next());
+            let (Some(server), Some(port), Some(id), Some(start)) = (server, port, id, start)
+            else {
+                return Ok(());
+            };
+            let key = (
+                count(Some(port), "SVR_PORT")?,
+                count(Some(id), "SESSION_ID")?,
+            );
+            let start = datetime_micros(start).ok_or_else(|| {
+                bad_answer(format!("ACTIVE_TIME `{start}` is not a date and time"))
+            })?;
+            let ages = found.started.entry(server.to_string()).or_default();
+            let known = ages.entry(key).or_insert(start);
+            *known = (*known).min(start);
+        }
+        4 => {
+            let now = value.into_text().unwrap_or_default();
+            found.now = Some(
+                datetime_micros(&now)
+                    .ok_or_else(|| bad_answer(format!("NOW(6) `{now}` is not a date and time")))?,
+            );
         }
         2 => {
             let key = (count(a, "TRANS_ID")?, count(b, "SESSION_ID")?);
@@ -553,12 +612,8 @@ fn decode_session<C: Cell>(
         if idle_in_transaction {
             group.max_idle_in_transaction = time;
         }
-        if let Some(age) = found
-            .ages
-            .get(server)
-            .and_then(|ages| ages.get(&(port, id)))
-        {
-            group.max_transaction_age = *age;
+        if let Some(age) = found.age(server, port, id) {
+            group.max_transaction_age = age;
         }
         if let Some(wait) = found.waits.get(&lock) {
             group.lock_waiting = sessions;
@@ -1653,6 +1708,27 @@ mod tests {
     /// The grouping is flat: one read, one GROUP BY of the raw key columns (NULL
     /// ones left out), no window and no derived table; a session kept apart is one
     /// more key.
+    #[test]
+    fn datetimes_are_read_to_the_microsecond() {
+        let at = |text| datetime_micros(text);
+        assert_eq!(at("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(at("1970-01-02 00:00:01.5"), Some(86_401_500_000));
+        assert_eq!(at("2000-03-01 00:00:00"), Some(951_868_800_000_000));
+        assert_eq!(
+            at("2026-12-03 17:00:00.000001").zip(at("2026-12-03 16:58:20")),
+            Some((1_796_317_200_000_001, 1_796_317_100_000_000))
+        );
+        for bad in [
+            "",
+            "2026-12-03",
+            "2026-13-01 00:00:00",
+            "x-1-1 0:0:0",
+            "2026-01-01 00:00:00.1234567",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+    }
+
     /// The read of the sessions goes one row per session once they make more groups
     /// than a fifth of their number, and back to grouped below a tenth; in between it
     /// stays as it is.
