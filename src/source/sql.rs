@@ -341,8 +341,8 @@ struct DetailRow {
 /// in one column, NUL between them (none of them can hold a NUL: tenant names are
 /// `[A-Za-z0-9_]`, the rest are addresses and the engine's words), and user and db,
 /// free text, are columns of their own. The particulars are the session's server
-/// port, id, TIME, transaction id, SQL id and HOST, commas between them (HOST, last,
-/// may hold one).
+/// port, id, TIME, transaction id, SQL id (empty unless it is active) and HOST (empty
+/// unless it has no `USER_CLIENT_IP`), commas between them (HOST, last, may hold one).
 pub const SESSION_COLUMNS: usize = 4;
 
 /// The fields of a per-session row's key and of its particulars.
@@ -426,10 +426,7 @@ fn decode_particular<C: Cell>(
         1 => {
             // server,port,session,start: a row missing one (NULL) matches no session.
             let text = server.into_text().unwrap_or_default();
-            let mut fields = text.splitn(4, ',');
-            let [server, port, id, start] = std::array::from_fn(|_| fields.next());
-            let (Some(server), Some(port), Some(id), Some(start)) = (server, port, id, start)
-            else {
+            let Some([server, port, id, start]) = fields(&text, ',') else {
                 return Ok(());
             };
             let key = (
@@ -443,13 +440,6 @@ fn decode_particular<C: Cell>(
             let known = ages.entry(key).or_insert(start);
             *known = (*known).min(start);
         }
-        4 => {
-            let now = value.into_text().unwrap_or_default();
-            found.now = Some(
-                datetime_micros(&now)
-                    .ok_or_else(|| bad_answer(format!("NOW(6) `{now}` is not a date and time")))?,
-            );
-        }
         2 => {
             let key = (count(a, "TRANS_ID")?, count(b, "SESSION_ID")?);
             found.waits.insert(key, seconds(value, "lock wait")?);
@@ -458,9 +448,27 @@ fn decode_particular<C: Cell>(
             let key = (count(a, "ID1")?, count(b, "ID2")?);
             found.waiters.insert(key, count(value, "waiters")?);
         }
+        4 => {
+            let now = value.into_text().unwrap_or_default();
+            found.now = Some(
+                datetime_micros(&now)
+                    .ok_or_else(|| bad_answer(format!("NOW(6) `{now}` is not a date and time")))?,
+            );
+        }
         other => return Err(bad_answer(format!("a particular of kind {other}"))),
     }
     Ok(())
+}
+
+/// The first `N - 1` fields of `text` split at `separator`, and the rest; None when
+/// there are fewer than `N`.
+fn fields<const N: usize>(text: &str, separator: char) -> Option<[&str; N]> {
+    let mut fields = text.splitn(N, separator);
+    let fields: [Option<&str>; N] = std::array::from_fn(|_| fields.next());
+    fields
+        .iter()
+        .all(Option::is_some)
+        .then(|| fields.map(Option::unwrap_or_default))
 }
 
 /// What makes two sessions one group: every label they are counted under.
@@ -519,26 +527,8 @@ fn decode_session<C: Cell>(
         None => 1,
     };
     let key = key.into_text().unwrap_or_default();
-    let mut fields = key.split('\0');
-    let [tenant, server, command, state, transaction, client] =
-        std::array::from_fn(|_| fields.next());
-    let (
-        Some(tenant),
-        Some(server),
-        Some(command),
-        Some(state),
-        Some(transaction),
-        Some(client),
-        None,
-    ) = (
-        tenant,
-        server,
-        command,
-        state,
-        transaction,
-        client,
-        fields.next(),
-    )
+    let Some([tenant, server, command, state, transaction, client]) =
+        fields::<KEY_FIELDS>(&key, '\0').filter(|[.., client]| !client.contains('\0'))
     else {
         return Err(bad_answer(format!(
             "a session's key has {} fields, not {KEY_FIELDS} (is one of them NULL?)",
@@ -587,10 +577,8 @@ fn decode_session<C: Cell>(
         add(group, false);
         return Ok(());
     };
-    let mut fields = particulars.splitn(PARTICULAR_FIELDS, ',');
-    let [port, id, time, transaction_id, sql_id, host] = std::array::from_fn(|_| fields.next());
-    let (Some(port), Some(id), Some(time), Some(transaction_id), Some(sql_id), Some(host)) =
-        (port, id, time, transaction_id, sql_id, host)
+    let Some([port, id, time, transaction_id, sql_id, host]) =
+        fields::<PARTICULAR_FIELDS>(particulars, ',')
     else {
         return Err(bad_answer(format!(
             "a session's particulars `{particulars}` have fewer than {PARTICULAR_FIELDS} fields"
