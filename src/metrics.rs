@@ -19,10 +19,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-/// Appended to the help of every session metric: Prometheus' exporter guidelines ask
-/// an exporter that serves cached values to say so.
-const CACHED: &str = "Served from the last collection (every collect_interval); a scrape never queries the database.";
-
 pub const UP: &str = "dbsession_up";
 pub const SESSIONS: &str = "dbsession_sessions";
 pub const ACTIVE_SESSIONS: &str = "dbsession_active_sessions";
@@ -445,12 +441,9 @@ impl SessionCollector {
         active: bool,
     ) -> fmt::Result {
         let (name, help) = if active {
-            (
-                dim.active,
-                format!("Active sessions {}. {CACHED}", dim.what),
-            )
+            (dim.active, format!("Active sessions {}.", dim.what))
         } else {
-            (dim.sessions, format!("Sessions {}. {CACHED}", dim.what))
+            (dim.sessions, format!("Sessions {}.", dim.what))
         };
         let mut metric = encoder.encode_descriptor(name, &help, None, MetricType::Gauge)?;
         for (target, tenant, stats) in self.up_tenants() {
@@ -478,14 +471,14 @@ impl SessionCollector {
         self.part_gauge(
             encoder,
             TRANSACTION_SESSIONS,
-            &format!("Sessions with an open transaction (OceanBase: a row in the transaction schedulers view; MySQL: an INNODB_TRX row, read-only ones included). {CACHED}"),
+            "Sessions with an open transaction (OceanBase: a row in the transaction schedulers view; MySQL: an INNODB_TRX row, read-only ones included).",
             |p| p.transactions,
             |s| s.transaction_sessions,
         )?;
         self.part_gauge(
             encoder,
             IDLE_IN_TRANSACTION,
-            &format!("Sessions with an open transaction that are not running a statement (idle in transaction). {CACHED}"),
+            "Sessions with an open transaction that are not running a statement (idle in transaction).",
             |p| p.transactions,
             |s| s.idle_in_transaction_sessions,
         )?;
@@ -506,36 +499,34 @@ impl SessionCollector {
         self.part_gauge(
             encoder,
             MAX_TRANSACTION_AGE,
-            &format!(
-                "Age of the tenant's oldest open transaction, in seconds; 0 when none. {CACHED}"
-            ),
+            "Age of the tenant's oldest open transaction, in seconds; 0 when none.",
             |p| p.transactions,
             |s| s.max_transaction_age,
         )?;
         self.part_gauge(
             encoder,
             MAX_IDLE_IN_TRANSACTION,
-            &format!("Longest time a session has sat idle inside an open transaction (its TIME since the last statement), in seconds; 0 when none. {CACHED}"),
+            "Longest time a session has sat idle inside an open transaction (its TIME since the last statement), in seconds; 0 when none.",
             |p| p.transactions,
             |s| s.max_idle_in_transaction,
         )?;
         self.part_gauge(
             encoder,
             LOCK_WAITING,
-            &format!("Sessions waiting for a lock: row locks (OceanBase V$OB_LOCKS BLOCK = 1; InnoDB LOCK WAIT) and, on MySQL/MariaDB, metadata and table locks (STATE 'Waiting for ... lock'). {CACHED}"),
+            "Sessions waiting for a lock: row locks (OceanBase V$OB_LOCKS BLOCK = 1; InnoDB LOCK WAIT) and, on MySQL/MariaDB, metadata and table locks (STATE 'Waiting for ... lock').",
             |p| p.locks,
             |s| s.lock_waiting_sessions,
         )?;
         self.part_gauge(
             encoder,
             MAX_LOCK_WAIT,
-            &format!("Longest current lock wait, in seconds; 0 when none waits. {CACHED}"),
+            "Longest current lock wait, in seconds; 0 when none waits.",
             |p| p.locks,
             |s| s.max_lock_wait,
         )?;
         let mut metric = encoder.encode_descriptor(
             TOP_BLOCKER,
-            &format!("Sessions waiting for a lock held by this session (a row lock; on PostgreSQL any lock), for the tenant's top blockers (rank 1 the most waited on; top_sessions per tenant), with what locates the session; never its SQL text. {CACHED}"),
+            "Sessions waiting for a lock held by this session (a row lock; on PostgreSQL any lock), for the tenant's top blockers (rank 1 the most waited on; top_sessions per tenant), with what locates the session; never its SQL text.",
             None,
             MetricType::Gauge,
         )?;
@@ -557,7 +548,7 @@ impl SessionCollector {
         }
         let mut metric = encoder.encode_descriptor(
             STATE_SESSIONS,
-            &format!("Sessions by the processlist's COMMAND and STATE (MySQL: the thread's state text; OceanBase: ACTIVE or SLEEP; __none__: empty), under the cardinality guard. {CACHED}"),
+            "Sessions by the processlist's COMMAND and STATE (MySQL: the thread's state text; OceanBase: ACTIVE or SLEEP; __none__: empty), under the cardinality guard.",
             None,
             MetricType::Gauge,
         )?;
@@ -587,7 +578,9 @@ impl SessionCollector {
         what: &str,
         values: fn(&TenantStats) -> &std::collections::BTreeMap<String, Counts>,
     ) -> fmt::Result {
-        let help = format!("Sessions idle inside an open transaction {what}; values without any have no series. {CACHED}");
+        let help = format!(
+            "Sessions idle inside an open transaction {what}; values without any have no series."
+        );
         let mut metric = encoder.encode_descriptor(name, &help, None, MetricType::Gauge)?;
         for (target, tenant, stats) in self.up_tenants() {
             if !stats.parts.transactions {
@@ -710,22 +703,19 @@ impl SessionCollector {
 impl Collector for SessionCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         self.health(&mut encoder)?;
-        self.tenant_gauge(
-            &mut encoder,
-            SESSIONS,
-            &format!("Sessions of the tenant. {CACHED}"),
-            |s| s.sessions,
-        )?;
+        self.tenant_gauge(&mut encoder, SESSIONS, "Sessions of the tenant.", |s| {
+            s.sessions
+        })?;
         self.tenant_gauge(
             &mut encoder,
             ACTIVE_SESSIONS,
-            &format!("Active sessions of the tenant (OceanBase: STATE = 'ACTIVE'; MySQL: COMMAND not idle). {CACHED}"),
+            "Active sessions of the tenant (OceanBase: STATE = 'ACTIVE'; MySQL: COMMAND not idle).",
             |s| s.active_sessions,
         )?;
         self.tenant_gauge(
             &mut encoder,
             MAX_ACTIVE_TIME,
-            &format!("Longest TIME among the tenant's active sessions, in seconds; 0 when none is active. {CACHED}"),
+            "Longest TIME among the tenant's active sessions, in seconds; 0 when none is active.",
             |s| s.max_active_time,
         )?;
         for dim in &DIMENSIONS {
@@ -734,7 +724,7 @@ impl Collector for SessionCollector {
         }
         let mut metric = encoder.encode_descriptor(
             TOP_ACTIVE_SESSION,
-            &format!("TIME of the tenant's longest active sessions, rank 1 the longest (top_sessions per tenant), with what locates the session; never its SQL text. {CACHED}"),
+            "TIME of the tenant's longest active sessions, rank 1 the longest (top_sessions per tenant), with what locates the session; never its SQL text.",
             None,
             MetricType::Gauge,
         )?;
@@ -752,7 +742,7 @@ impl Collector for SessionCollector {
         self.transactions_and_locks(&mut encoder)?;
         let mut metric = encoder.encode_descriptor(
             DBSS_CLIENT_SESSIONS,
-            &format!("Sessions Huawei Cloud DBSS counted per audited database over the target's time_range (its client session distribution); __none__ where DBSS gave no value. {CACHED}"),
+            "Sessions Huawei Cloud DBSS counted per audited database over the target's time_range (its client session distribution); __none__ where DBSS gave no value.",
             None,
             MetricType::Gauge,
         )?;

@@ -114,9 +114,10 @@ fn exact_series_for_a_collected_cluster() {
         [r#"dbsession_collect_duration_seconds{target="ob",cluster="prod"} 1.5"#]
     );
     assert_eq!(samples(&text, "dbsession_collect_errors_total").len(), 4);
-    assert!(text.contains(
-        "# HELP dbsession_sessions Sessions of the tenant. Served from the last collection"
-    ));
+    // That values are served from the last collection is said once, in the README,
+    // not in every HELP line of every scrape.
+    assert!(text.contains("# HELP dbsession_sessions Sessions of the tenant.\n"));
+    assert!(!text.contains("Served from the last collection"));
 }
 
 #[test]

@@ -1,7 +1,10 @@
-//! The obshell-compatible session API, off by default: `GET /api/v1/tenant/:name/
-//! sessions` (list with filters, sort and paging), `.../sessions/:sessionId` (one
-//! session) and `.../sessions/stats`, answered live from the tenant's database in
-//! obshell's envelope.
+//! The obshell-compatible session API, off by default. Per tenant, under
+//! `/api/v1/tenant/:name/sessions`: the list (filters, sort, paging; `DELETE` ends
+//! sessions), `/queries` (`DELETE` ends their statements), `/stats` and `/:sessionId`;
+//! beside them obshell's `/api/v1/info` and `/api/v1/secret`, which its SDK reads to
+//! authenticate, and `/api/v1/dbss/:target/sqls/:id`, Huawei DBSS's detail of one SQL
+//! statement. Answered live from the tenant's database, in obshell's envelope (DBSS's
+//! in DBSS's shape).
 //!
 //! Unlike `/metrics`, these query a database on request, so they are guarded three
 //! ways: authentication (a bearer token, or the basic auth users of
@@ -10,8 +13,8 @@
 //! API can never take the scheduler's connections.
 //!
 //! `:name` is a tenant the exporter knows: a tenant of an OceanBase target (configured
-//! or found by its last collection), or a MySQL target's name. When two targets have a
-//! tenant of the same name, the first in the configuration answers.
+//! or found by its last collection), or the name of a MySQL or PostgreSQL target. When
+//! two targets have a tenant of the same name, the first in the configuration answers.
 
 mod dbss;
 pub mod envelope;
@@ -164,7 +167,8 @@ pub struct ApiState {
     pub web: Arc<Web>,
 }
 
-/// The three endpoints. They answer 404 in the envelope while the passthrough is off.
+/// Every endpoint of the API (see the module's doc). They answer 404 in the envelope
+/// while the passthrough is off.
 pub fn routes(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/tenant/{name}/sessions", get(list).delete(kill))

@@ -49,6 +49,19 @@ impl Failure {
         }
     }
 
+    /// The database refused what the exporter's own account was asked to do (a kill
+    /// without the grant it needs): 403, not 503, since the service is up and
+    /// retrying cannot help; `message` names the grant.
+    pub fn grant_missing(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            err_code: "Exporter.Account.GrantMissing",
+            message: message.into(),
+            field: None,
+            code: None,
+        }
+    }
+
     /// A refused obshell header: obshell's status, codes and message for it.
     pub fn obshell_header(error: crate::web::obshell::HeaderError) -> Self {
         use crate::web::obshell::HeaderError;

@@ -423,6 +423,8 @@ fn sessions_are_killed_through_the_sdk_only_when_allowed_and_only_their_own() {
 
     // An account without CONNECTION ADMIN is told which grant it needs.
     let weak = sdk_kill(&exporter, "weak", false, &[u64::from(idle1)]);
+    assert_eq!(weak["error"][0], 403, "{weak}");
+    assert_eq!(weak["error"][1], "Exporter.Account.GrantMissing", "{weak}");
     assert!(
         weak["error"][2]
             .as_str()

@@ -517,6 +517,8 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
         "it_sdk_killer",
         "IN ROLE pg_monitor, pg_signal_backend",
     );
+    // This one may see them, not end them.
+    ensure_role(&servers, "it_sdk_weak", "IN ROLE pg_monitor");
     for db in ["it_sdk_db1", "it_sdk_db2"] {
         ensure_database(&servers, db);
     }
@@ -536,8 +538,9 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
     let obshell_password = "obshell-Root-pw-1";
     std::fs::write(dir.path().join("obshell.password"), obshell_password).unwrap();
     let exporter = Exporter::start(&format!(
-        "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n  request_timeout: 5s\n  allow_kill: true\n  obshell_auth:\n    password_file: {}\ntargets:\n  - name: pg\n    kind: postgresql\n    address: {}\n    user: it_sdk_killer\n    password: {PASSWORD}\n    sslmode: disable\n    filter: {{users: {{allow: [it_sdk_app, it_sdk_rpt]}}}}\n",
+        "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n  request_timeout: 5s\n  allow_kill: true\n  obshell_auth:\n    password_file: {}\ntargets:\n  - name: pg\n    kind: postgresql\n    address: {}\n    user: it_sdk_killer\n    password: {PASSWORD}\n    sslmode: disable\n    filter: {{users: {{allow: [it_sdk_app, it_sdk_rpt]}}}}\n  - name: weak\n    kind: postgresql\n    address: {}\n    user: it_sdk_weak\n    password: {PASSWORD}\n    sslmode: disable\n    filter: {{users: {{allow: [it_sdk_app]}}}}\n",
         dir.path().join("obshell.password").display(),
+        servers.postgres_addr,
         servers.postgres_addr,
     ));
     exporter.wait_for_metrics("six sessions", Duration::from_secs(30), |m| {
@@ -594,17 +597,34 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
     );
 
     // KILL QUERY cancels the statement, the session stays; KILL ends the session.
-    let kill = |what: &str, id: u64| {
+    let kill_on = |target: &str, what: &str, id: u64| {
         run(&[
             "kill",
             host,
             port,
             obshell_password,
-            "pg",
+            target,
             what,
             &id.to_string(),
         ])
     };
+    let kill = |what: &str, id: u64| kill_on("pg", what, id);
+    // An account without pg_signal_backend is told that it lacks the grant (403,
+    // not "unavailable"), and the session stays.
+    let refused = kill_on("weak", "session", idle[0]);
+    assert_eq!(refused["error"][0], 403, "{refused}");
+    assert_eq!(
+        refused["error"][1], "Exporter.Account.GrantMissing",
+        "{refused}"
+    );
+    assert!(
+        refused["error"][2]
+            .as_str()
+            .unwrap()
+            .contains("lacks the grant"),
+        "{refused}"
+    );
+    assert!(pids("it_sdk_app", "idle").contains(&idle[0]));
     assert_eq!(kill("query", sleeping[0]), serde_json::json!({"ok": true}));
     assert_eq!(
         kill("session", sleeping[1]),

@@ -389,11 +389,20 @@ impl Sessions {
             let pid = i32::try_from(*id).unwrap_or(i32::MAX);
             let sql = format!("{TAG} SELECT {function}($1)");
             if let Err(err) = client.query_one(&sql, &[&pid]).await {
-                return Err(Failure::unavailable(format!(
-                    "target `{}`: {function}({id}) was refused ({}): ending other users' sessions needs the pg_signal_backend role (GRANT pg_signal_backend TO the account; superusers' sessions only a superuser may end); {done} of the sessions before it were ended",
-                    self.target.name,
-                    classify(&err, &self.target.settings, "ending a session")
-                )));
+                let denied =
+                    err.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+                let why = classify(&err, &self.target.settings, "ending a session");
+                return Err(if denied {
+                    Failure::grant_missing(format!(
+                        "target `{}`: the exporter's account lacks the grant for {function}({id}) ({why}): ending other users' sessions needs the pg_signal_backend role (GRANT pg_signal_backend TO the account; superusers' sessions only a superuser may end); {done} of the sessions before it were ended",
+                        self.target.name,
+                    ))
+                } else {
+                    Failure::unavailable(format!(
+                        "target `{}`: {function}({id}) failed ({why}); {done} of the sessions before it were ended",
+                        self.target.name,
+                    ))
+                });
             }
         }
         self.target.give_back(client);

@@ -330,18 +330,18 @@ impl Backend {
                 let denied =
                     matches!(&err, mysql_async::Error::Server(e) if [1095, 1227].contains(&e.code));
                 let done = ids.iter().take_while(|done| *done != id).count();
-                return Err(Failure::unavailable(if denied {
-                    format!(
-                        "target `{}`: {what} {id} was refused ({err}): {}; {done} of the sessions before it were ended",
+                return Err(if denied {
+                    Failure::grant_missing(format!(
+                        "target `{}`: the exporter's account lacks the grant for {what} {id} ({err}): {}; {done} of the sessions before it were ended",
                         self.target.target(),
                         self.target.kill_grant()
-                    )
+                    ))
                 } else {
-                    format!(
+                    Failure::unavailable(format!(
                         "target `{}`: {what} {id} failed: {err}; {done} of the sessions before it were ended",
                         self.target.target()
-                    )
-                }));
+                    ))
+                });
             }
         }
         Ok(())
