@@ -286,8 +286,9 @@ pub struct Dropped {
 
 impl TenantStats {
     /// Applies the cardinality guard ([`cap`]) to the db, user and client
-    /// dimensions; the server dimension is bounded by the cluster's size and never
-    /// capped.
+    /// dimensions and to the command/state pairs (idle in transaction per user and
+    /// client is capped with its dimension); the server dimension is bounded by the
+    /// cluster's size and never capped.
     pub fn cap(&mut self, max: usize) {
         let other = || OTHER_LABEL.to_string();
         self.dropped = Dropped {

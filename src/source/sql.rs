@@ -1380,8 +1380,9 @@ pub(crate) mod fixtures {
     use mysql_async::Value;
     use std::collections::BTreeMap;
 
-    /// A text-protocol row written as
-    /// `kind|tenant|server|db|user|client|active|sessions|time|id|sql_id`, `∅` for NULL.
+    /// A text-protocol row written as its values between `|`, in the order of the
+    /// statement's columns the test feeds it (see that statement's `*_COLUMNS`), `∅`
+    /// for NULL.
     pub fn row(text: &str) -> Vec<Value> {
         text.split('|')
             .map(|v| match v {

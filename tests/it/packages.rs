@@ -210,6 +210,21 @@ fn expected(family: Family) -> Vec<Entry> {
             config: true,
         },
         file("/usr/share/doc/session-exporter/README.md", 0o644),
+        file(
+            "/usr/share/doc/session-exporter/docs/architecture.md",
+            0o644,
+        ),
+        file(
+            "/usr/share/doc/session-exporter/docs/configuration.md",
+            0o644,
+        ),
+        file("/usr/share/doc/session-exporter/docs/dbss.md", 0o644),
+        file("/usr/share/doc/session-exporter/docs/metrics.md", 0o644),
+        file("/usr/share/doc/session-exporter/docs/openapi.yaml", 0o644),
+        file("/usr/share/doc/session-exporter/docs/operating.md", 0o644),
+        file("/usr/share/doc/session-exporter/docs/reliability.md", 0o644),
+        file("/usr/share/doc/session-exporter/docs/runbook.md", 0o644),
+        file("/usr/share/doc/session-exporter/docs/session-api.md", 0o644),
         file("/usr/share/doc/session-exporter/config.example.yaml", 0o644),
         file("/usr/share/doc/session-exporter/examples/alerts.yml", 0o644),
         file(
