@@ -6,11 +6,11 @@
 //! re-read whenever it changes (see [`crate::secret::TokenFile`]), so a rotation needs
 //! no reload.
 
+use super::pem::read_ca_file;
 use super::{fields_of, parse_duration, KindInput, TargetKind};
-use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Connect timeout when the file names none (capped by the collect timeout).
@@ -318,22 +318,6 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
         insecure_skip_verify,
         connect_timeout,
     })
-}
-
-/// The certificates of a PEM file, for `ca_file`: checked at load, read again by the
-/// client whenever it is (re)built, so a fixed file is picked up.
-pub fn read_ca_file(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
-        .and_then(|iter| iter.collect::<Result<_, _>>())
-        .map_err(|e| format!("cannot read CA certificates from {}: {e}", file.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            file.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// DBSS's project and instance IDs: 32 to 64 characters. They go into a URL path, so

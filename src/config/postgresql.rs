@@ -3,7 +3,8 @@
 //! after the target.
 
 use super::database::{Database, RawDatabase};
-use super::{fields_of, read_ca_file, KindInput, TargetKind};
+use super::pem::read_ca_file;
+use super::{fields_of, KindInput, TargetKind};
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use std::path::PathBuf;

@@ -17,6 +17,7 @@ mod mysql;
 mod oceanbase;
 mod postgresql;
 pub mod processlist;
+pub mod query;
 pub mod sql;
 mod tls;
 

@@ -12,9 +12,10 @@ use super::collect::{BoxFuture, Source};
 use super::conn::{classify, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
+use super::query::{probe_relation, read, SqlError};
 use super::sql::{
-    filter_conditions, host_without_port, probe_relation, read, Grouping, LockWait, Pass,
-    RowContext, Rows, Rules, Shape, SqlError, Statements, OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, Grouping, LockWait, Pass, RowContext, Rows, Rules, Shape,
+    Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Mysql, Parts, Target};
 use crate::sessions::Field;

@@ -12,9 +12,10 @@ use super::collect::{BoxFuture, Source};
 use super::conn::{classify, is_missing_or_denied_relation, Connector};
 use super::error::SourceError;
 use super::processlist::{self, plain_column, Processlist, View};
+use super::query::{self, SqlError};
 use super::sql::{
-    self, filter_conditions, host_without_port, Grouping, LockWait, Pass, RowContext, Rows, Rules,
-    Shape, SqlError, Statements, OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, Grouping, LockWait, Pass, RowContext, Rows, Rules, Shape,
+    Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Oceanbase, Relation, Target};
 use crate::sessions::Field;
@@ -238,7 +239,7 @@ impl OceanbaseSource {
             (&mut parts.locks, locks, "lock waits and blockers"),
         ] {
             if *on {
-                if let Some(err) = sql::probe_relation(conn, &relation).await? {
+                if let Some(err) = query::probe_relation(conn, &relation).await? {
                     *on = false;
                     unread.push(format!(
                         "{relation} is not readable ({err}): {what} are not collected; {GRANT}"
@@ -248,7 +249,7 @@ impl OceanbaseSource {
         }
         let parts = settings.database.collect;
         let trans_state = (parts.transactions || parts.locks)
-            && sql::has_column(conn, &relation(&settings, mode), "TRANS_STATE").await?;
+            && query::has_column(conn, &relation(&settings, mode), "TRANS_STATE").await?;
         let statements = statements(&settings, mode, trans_state);
         statements.log(&self.name);
         Ok(Prepared {
@@ -422,7 +423,7 @@ async fn tenant_stats(
             // No tenant is added up front: one the cluster no longer has is absent.
             // The tenant condition is written twice: the sessions, the zero row.
             let mut rows = Rows::new(&ctx, &[]);
-            sql::read_bound(
+            query::read_bound(
                 conn,
                 &grouping(
                     settings,
@@ -443,7 +444,7 @@ async fn tenant_stats(
         Mode::SingleTenant => {
             let mut rows = Rows::new(&ctx, &[tenant]);
             let sql = grouping(settings, mode, "", "", false, true).statement();
-            sql::read(conn, &sql, &mut rows, Pass::Groups).await?;
+            query::read(conn, &sql, &mut rows, Pass::Groups).await?;
             rows.finish().map_err(SqlError::Answer)
         }
     }

@@ -15,9 +15,8 @@ use crate::sessions::{
     SessionStats, TenantSession,
 };
 use crate::source::conn::{close_in_background, pool};
-use crate::source::sql::{
-    contains_pattern, filter_conditions, with_own_sessions, SqlError, OWN_SESSIONS, TAG,
-};
+use crate::source::query::{with_own_sessions, SqlError};
+use crate::source::sql::{contains_pattern, filter_conditions, OWN_SESSIONS, TAG};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
 use std::collections::HashSet;
@@ -173,7 +172,7 @@ impl Backend {
                 .into_iter()
                 .next()
                 .and_then(|row| row.unwrap().into_iter().next())
-                .and_then(crate::source::sql::text)
+                .and_then(crate::source::query::text)
                 .and_then(|t| t.trim().parse::<u64>().ok())
                 .ok_or_else(|| {
                     Failure::unavailable("the database did not return a session count")
@@ -296,7 +295,7 @@ impl Backend {
                 .unwrap()
                 .into_iter()
                 .next()
-                .and_then(crate::source::sql::text)
+                .and_then(crate::source::query::text)
                 .and_then(|t| t.trim().parse::<u64>().ok())
                 .ok_or_else(|| {
                     Failure::unavailable("the database sent a session id that is not a number")
@@ -635,7 +634,7 @@ fn field_value(value: Value) -> FieldValue {
         // As its text, so an f32 is not widened into digits it never had.
         Value::Float(n) => FieldValue::Text(n.to_string()),
         Value::Double(n) => FieldValue::Float(n),
-        other => FieldValue::Text(crate::source::sql::text(other).unwrap_or_default()),
+        other => FieldValue::Text(crate::source::query::text(other).unwrap_or_default()),
     }
 }
 

@@ -6,7 +6,7 @@
 
 pub mod backend;
 
-use super::sql::SqlError;
+use super::query::SqlError;
 use crate::config::Database;
 use crate::sessions::Field;
 use crate::stats::Collected;

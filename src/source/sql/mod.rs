@@ -8,17 +8,23 @@
 //!
 //! Every query is sent over the text protocol (no prepared statements: nothing is
 //! bound, and the binary protocol's strict integer/double typing broke on `SUM`'s
-//! DECIMAL). Values are decoded here by one tolerant set of helpers.
+//! DECIMAL). Values are decoded here by one tolerant set of helpers, from any
+//! driver's cells ([`Cell`]); sending the statements over a MySQL-protocol
+//! connection is [`super::query`]'s.
 
-use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::{Reason, SourceError};
-use crate::config::{Database, Filter};
+use crate::config::Filter;
 use crate::stats::{
-    client_label, client_label_of, host_without_port as bare_host, Aggregator, Blocker, Collected,
-    Detail, OneSession, Parts, Seen, SessionGroup, TopSession, NONE_LABEL,
+    client_label, Aggregator, Blocker, Collected, Detail, OneSession, Parts, Seen, SessionGroup,
+    TopSession, NONE_LABEL,
 };
-use mysql_async::Value;
-use std::collections::{HashMap, HashSet};
+mod per_session;
+mod scan;
+
+use per_session::{decode_particular, decode_session, group_key};
+pub use per_session::{Particulars, Shape, PARTICULAR_COLUMNS, SESSION_COLUMNS};
+pub use scan::Scan;
+use std::collections::HashSet;
 use std::hash::BuildHasher;
 
 /// Leading comment on every statement, so a DBA reading the processlist or a slow log
@@ -26,21 +32,9 @@ use std::hash::BuildHasher;
 pub const TAG: &str = concat!("/* session_exporter ", env!("CARGO_PKG_VERSION"), " */");
 
 /// Stands, in a statement's text, for the list of the exporter's own session ids on
-/// the server (`ID NOT IN (…)`): [`with_own_sessions`] writes them in just before the
+/// the server (`ID NOT IN (…)`): [`with_own_sessions`](super::query::with_own_sessions) writes them in just before the
 /// statement is sent, so no statement counts or lists the exporter's connections.
 pub const OWN_SESSIONS: &str = "CONNECTION_ID() /* own sessions */";
-
-/// `sql` with [`OWN_SESSIONS`] replaced by `CONNECTION_ID()` and the ids of every
-/// other connection this process holds to `conn`'s server (the collection's pool,
-/// the session API's); `conn` is noted among them.
-pub fn with_own_sessions(conn: &mysql_async::Conn, sql: &str) -> String {
-    let own = super::conn::OwnSessions::of(conn);
-    let mut list = String::from("CONNECTION_ID()");
-    for id in own.ids() {
-        list.push_str(&format!(", {id}"));
-    }
-    sql.replace(OWN_SESSIONS, &list)
-}
 
 /// SQL for "HOST without its `:port`", mirroring [`crate::stats::host_without_port`]
 /// so the database can group by client address instead of by connection.
@@ -330,426 +324,6 @@ struct DetailRow {
     blocker: Option<Blocker>,
 }
 
-/// The columns of OceanBase's read of the sessions (its statement of every cycle):
-/// a key, user and db, and the particulars of a session that is active or in a
-/// transaction (NULL for the others); grouped by all four, a fifth column counts the
-/// sessions of the group (see [`Shape`] for when each is sent). A session with
-/// particulars is a group of its own, since they hold its id.
-///
-/// OceanBase prices every column and expression of every row it sends, so the key is
-/// the session's tenant, server, command, state, transaction state and client address
-/// in one column, NUL between them (none of them can hold a NUL: tenant names are
-/// `[A-Za-z0-9_]`, the rest are addresses and the engine's words), and user and db,
-/// free text, are columns of their own. The particulars are the session's server
-/// port, id, TIME, transaction id, SQL id (empty unless it is active) and HOST (empty
-/// unless it has no `USER_CLIENT_IP`), commas between them (HOST, last, may hold one).
-pub const SESSION_COLUMNS: usize = 4;
-
-/// The fields of a per-session row's key and of its particulars.
-const KEY_FIELDS: usize = 6;
-const PARTICULAR_FIELDS: usize = 6;
-
-/// The columns of a statement of particulars: kind (0 a tenant, 1 an open
-/// transaction, 2 a lock wait, 3 a session others wait on, 4 the server's clock),
-/// then by kind the tenant's name; the transaction's server, port, session id and
-/// start (`ACTIVE_TIME`), commas between them, in the second column (one column, as
-/// OceanBase prices each); the transaction id, session id and longest wait of a
-/// waiting session; the transaction id, session id and number of waiters of a
-/// blocker (the last three columns; the second is NULL); `NOW(6)` in the last.
-pub const PARTICULAR_COLUMNS: usize = 5;
-
-/// What a statement of particulars read, for the sessions of the per-session read
-/// that follows: open transactions by server, port and session id; waits and
-/// waiters by transaction id and session id (lock rows are matched by transaction
-/// and session, not by server: a lock row is reported by the server holding the row).
-#[derive(Debug, Default)]
-pub struct Particulars {
-    /// When each open transaction began (microseconds on the server's clock), and
-    /// the server's clock when they were read: an age is their difference.
-    started: HashMap<String, HashMap<(u64, u64), i64>>,
-    now: Option<i64>,
-    waits: HashMap<(u64, u64), f64>,
-    waiters: HashMap<(u64, u64), u64>,
-}
-
-impl Particulars {
-    /// The age in seconds of the open transaction of session `id` on `server:port`.
-    fn age(&self, server: &str, port: u64, id: u64) -> Option<f64> {
-        let start = self.started.get(server)?.get(&(port, id))?;
-        Some((self.now? - start).max(0) as f64 / 1e6)
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, as the text protocol writes a DATETIME or a
-/// TIMESTAMP, in microseconds since 1970-01-01 00:00:00 of the same time zone; None
-/// for anything else. Only differences of two are used, both read in one session.
-fn datetime_micros(text: &str) -> Option<i64> {
-    let (date, time) = text.trim().split_once(' ')?;
-    let mut date = date.splitn(3, '-').map(|n| n.parse::<i64>().ok());
-    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut clock = clock.splitn(3, ':').map(|n| n.parse::<i64>().ok());
-    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || fraction.len() > 6 {
-        return None;
-    }
-    let micros = match fraction {
-        "" => 0,
-        digits => digits.parse::<i64>().ok()? * 10_i64.pow(6 - digits.len() as u32),
-    };
-    // Days from the civil date (H. Hinnant's algorithm), March-based years.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros)
-}
-
-/// Decodes one row of a statement of particulars (see [`PARTICULAR_COLUMNS`]); a
-/// tenant's row makes it present, like a grouping's zero row.
-fn decode_particular<C: Cell>(
-    values: Vec<C>,
-    found: &mut Particulars,
-    aggregator: &mut Aggregator,
-) -> Result<(), SourceError> {
-    let got = values.len();
-    let [kind, server, a, b, value]: [C; PARTICULAR_COLUMNS] = values
-        .try_into()
-        .map_err(|_| bad_answer(format!("expected {PARTICULAR_COLUMNS} columns, got {got}")))?;
-    match count(kind, "kind")? {
-        0 => aggregator.add_group(SessionGroup {
-            tenant: server.into_text().unwrap_or_default(),
-            ..SessionGroup::default()
-        }),
-        1 => {
-            // server,port,session,start: a row missing one (NULL) matches no session.
-            let text = server.into_text().unwrap_or_default();
-            let Some([server, port, id, start]) = fields(&text, ',') else {
-                return Ok(());
-            };
-            let key = (
-                count(Some(port), "SVR_PORT")?,
-                count(Some(id), "SESSION_ID")?,
-            );
-            let start = datetime_micros(start).ok_or_else(|| {
-                bad_answer(format!("ACTIVE_TIME `{start}` is not a date and time"))
-            })?;
-            let ages = found.started.entry(server.to_string()).or_default();
-            let known = ages.entry(key).or_insert(start);
-            *known = (*known).min(start);
-        }
-        2 => {
-            let key = (count(a, "TRANS_ID")?, count(b, "SESSION_ID")?);
-            found.waits.insert(key, seconds(value, "lock wait")?);
-        }
-        3 => {
-            let key = (count(a, "ID1")?, count(b, "ID2")?);
-            found.waiters.insert(key, count(value, "waiters")?);
-        }
-        4 => {
-            let now = value.into_text().unwrap_or_default();
-            found.now = Some(
-                datetime_micros(&now)
-                    .ok_or_else(|| bad_answer(format!("NOW(6) `{now}` is not a date and time")))?,
-            );
-        }
-        other => return Err(bad_answer(format!("a particular of kind {other}"))),
-    }
-    Ok(())
-}
-
-/// The first `N - 1` fields of `text` split at `separator`, and the rest; None when
-/// there are fewer than `N`.
-fn fields<const N: usize>(text: &str, separator: char) -> Option<[&str; N]> {
-    let mut fields = text.splitn(N, separator);
-    let fields: [Option<&str>; N] = std::array::from_fn(|_| fields.next());
-    fields
-        .iter()
-        .all(Option::is_some)
-        .then(|| fields.map(Option::unwrap_or_default))
-}
-
-/// What makes two sessions one group: every label they are counted under.
-fn group_key<'a>(g: &SessionGroup<&'a str>) -> [&'a str; 9] {
-    let flag = |n: u64| if n > 0 { "1" } else { "0" };
-    [
-        g.tenant,
-        g.server,
-        g.db,
-        g.user,
-        g.client,
-        g.command,
-        g.state,
-        flag(g.active),
-        flag(g.transactions),
-    ]
-}
-
-/// `value`, or [`NONE_LABEL`] when empty.
-fn or_none(value: &str) -> &str {
-    if value.is_empty() {
-        NONE_LABEL
-    } else {
-        value
-    }
-}
-
-/// Decodes one row of a per-session read (see [`SESSION_COLUMNS`]) into a group of
-/// one session, matched with `found`, and hands it to `add` with whether the row had
-/// particulars. The group borrows the row's text: only the aggregator copies a value
-/// it has not seen yet. A session others wait on, or an active one, is kept apart
-/// ([`SessionGroup::session`]).
-fn decode_session<C: Cell>(
-    values: Vec<C>,
-    ctx: &RowContext<'_>,
-    found: &Particulars,
-    add: impl FnOnce(SessionGroup<&str>, bool),
-) -> Result<(), SourceError> {
-    let got = values.len();
-    let mut values = values.into_iter();
-    let (Some(key), Some(user), Some(db), Some(particulars), sessions, None) = (
-        values.next(),
-        values.next(),
-        values.next(),
-        values.next(),
-        values.next(),
-        values.next(),
-    ) else {
-        return Err(bad_answer(format!(
-            "expected {SESSION_COLUMNS} columns, or {} grouped, got {got}",
-            SESSION_COLUMNS + 1
-        )));
-    };
-    let sessions = match sessions {
-        Some(count_column) => count(count_column, "sessions")?,
-        None => 1,
-    };
-    let key = key.into_text().unwrap_or_default();
-    let Some([tenant, server, command, state, transaction, client]) =
-        fields::<KEY_FIELDS>(&key, '\0').filter(|[.., client]| !client.contains('\0'))
-    else {
-        return Err(bad_answer(format!(
-            "a session's key has {} fields, not {KEY_FIELDS} (is one of them NULL?)",
-            key.split('\0').count()
-        )));
-    };
-    let (command, state) = (or_none(command), or_none(state));
-    let rules = ctx.rules;
-    let active = (rules.active)(command, state);
-    let in_transaction = (rules.in_transaction)(transaction);
-    let idle_in_transaction = in_transaction && !active;
-    let (command, state) = if ctx.parts.states {
-        (command, state)
-    } else {
-        ("", "")
-    };
-    let part = |yes: bool| if yes { sessions } else { 0 };
-    let (db, user) = (db_label(db, ctx), user.into_text());
-    // Read before the client, which may borrow its HOST.
-    let particulars = particulars.into_text();
-    let mut client = client_label_of(client);
-    let mut group = SessionGroup {
-        tenant: if tenant.is_empty() {
-            ctx.tenant
-        } else {
-            tenant
-        },
-        server: if server.is_empty() {
-            ctx.server
-        } else {
-            server
-        },
-        db: db.as_str(),
-        user: user.as_deref().unwrap_or(NONE_LABEL),
-        client: "",
-        command,
-        state,
-        active: part(active),
-        sessions,
-        transactions: part(in_transaction),
-        idle_in_transaction: part(idle_in_transaction),
-        ..SessionGroup::default()
-    };
-    let Some(particulars) = &particulars else {
-        group.client = &client;
-        add(group, false);
-        return Ok(());
-    };
-    let Some([port, id, time, transaction_id, sql_id, host]) =
-        fields::<PARTICULAR_FIELDS>(particulars, ',')
-    else {
-        return Err(bad_answer(format!(
-            "a session's particulars `{particulars}` have fewer than {PARTICULAR_FIELDS} fields"
-        )));
-    };
-    if client == NONE_LABEL {
-        client = client_label_of(bare_host(host));
-    }
-    group.client = &client;
-    // The statement's condition is a superset of what the rules call active or in
-    // a transaction: only those are detailed.
-    if active || in_transaction {
-        let (port, id) = (count(Some(port), "SVR_PORT")?, count(Some(id), "ID")?);
-        let time = seconds(Some(time), "TIME")?;
-        let lock = (count(Some(transaction_id), "TRANS_ID")?, id);
-        if active {
-            group.max_active_time = time;
-        }
-        if idle_in_transaction {
-            group.max_idle_in_transaction = time;
-        }
-        if let Some(age) = found.age(server, port, id) {
-            group.max_transaction_age = age;
-        }
-        if let Some(wait) = found.waits.get(&lock) {
-            group.lock_waiting = sessions;
-            group.max_lock_wait = *wait;
-        }
-        let waiters = found.waiters.get(&lock).copied().unwrap_or(0);
-        if active || waiters > 0 {
-            group.session = Some(OneSession {
-                id,
-                sql_id: sql_id.to_string(),
-                waiters,
-            });
-        }
-    }
-    add(group, true);
-    Ok(())
-}
-
-/// How one kind reads its processlist, for [`Scan::statement`]: expressions over the
-/// processlist `p` and whatever [`Scan::from`] joins to it. The default reads no
-/// optional part and has one tenant and one server (see [`Scan::default`]).
-#[derive(Debug, Clone)]
-pub struct Scan {
-    /// What comes before the statement's first SELECT (the tag, MariaDB's bound).
-    pub prefix: String,
-    /// Optimizer hints written right after the first SELECT (MySQL's bound).
-    pub hint: String,
-    /// `p` and its joins.
-    pub from: String,
-    /// Conditions on `p` every counted session meets (the exporter's own excluded,
-    /// the filters).
-    pub filter: String,
-    /// The tenant and server of a row; `NULL` where the target has one.
-    pub tenant: String,
-    pub server: String,
-    pub client: String,
-    /// The condition for an active session.
-    pub active: String,
-    pub sql_id: String,
-    /// 1 for a session with an open transaction, else 0; `0` when not collected.
-    pub in_transaction: String,
-    /// The age of its open transaction in seconds; `NULL` when none.
-    pub transaction_age: String,
-    /// How long it has waited for a lock in seconds; `NULL` when it does not wait.
-    pub lock_wait: String,
-    /// How many sessions wait for a lock it holds; `0` when none.
-    pub waiters: String,
-    /// Whether command and state are grouped by.
-    pub states: bool,
-    /// How many of each tenant's longest active sessions to keep apart.
-    pub top_sessions: usize,
-    /// Rows added after the grouped ones (the cluster's zero row per tenant).
-    pub union: String,
-}
-
-impl Default for Scan {
-    /// A kind that reads no transaction, lock or state, with one tenant and one server
-    /// (NULL: the row context names them) and no SQL id; it still sets where the
-    /// sessions are (`from`, `filter`), `client` and `active`.
-    fn default() -> Self {
-        let null = || "NULL".to_string();
-        Self {
-            prefix: String::new(),
-            hint: String::new(),
-            from: String::new(),
-            filter: String::new(),
-            tenant: null(),
-            server: null(),
-            client: String::new(),
-            active: String::new(),
-            sql_id: null(),
-            in_transaction: "0".to_string(),
-            transaction_age: null(),
-            lock_wait: null(),
-            waiters: "0".to_string(),
-            states: false,
-            top_sessions: 0,
-            union: String::new(),
-        }
-    }
-}
-
-impl Scan {
-    /// The one statement of a cycle. The processlist is read once, in a derived table
-    /// that joins what each session needs (its transaction, its lock wait, how many
-    /// wait on it) and ranks the active ones; the outer query groups those rows by
-    /// (tenant, server, db, user, client, command, state). The longest active
-    /// sessions (a window function ranks them per tenant) and every session others
-    /// wait on are grouped by their own id too, so each is a row of its own (see
-    /// [`COLUMNS`]).
-    pub fn statement(&self) -> String {
-        let Scan {
-            prefix,
-            hint,
-            from,
-            filter,
-            tenant,
-            server,
-            client,
-            active,
-            sql_id,
-            in_transaction,
-            transaction_age,
-            lock_wait,
-            waiters,
-            states,
-            top_sessions,
-            union,
-        } = self;
-        let (command, state) = if *states {
-            ("p.COMMAND", "p.STATE")
-        } else {
-            ("NULL", "NULL")
-        };
-        // The rank is a column of its own, compared a level up: MariaDB 10.11 answers
-        // NULL for `a OR <window function> <= n` in one expression.
-        let (rank, apart) = if *top_sessions > 0 {
-            let partition = if tenant == "NULL" {
-                String::new()
-            } else {
-                format!("PARTITION BY {tenant} ")
-            };
-            (
-                format!(
-                    "ROW_NUMBER() OVER ({partition}ORDER BY CASE WHEN {active} THEN 0 ELSE 1 END, p.TIME DESC, p.ID)"
-                ),
-                format!("y.W > 0 OR (y.A = 1 AND y.R <= {top_sessions})"),
-            )
-        } else {
-            ("NULL".to_string(), "y.W > 0".to_string())
-        };
-        format!(
-            "{prefix}SELECT {hint}x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, NULLIF(SUM(x.A), 0), COUNT(*), \
-             MAX(CASE WHEN x.A = 1 THEN x.T END), NULLIF(SUM(x.IT), 0), NULLIF(SUM(x.IT * (1 - x.A)), 0), \
-             MAX(x.TA), MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), \
-             NULLIF(SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), 0), MAX(x.LW), x.K, \
-             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0) \
-             FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
-             FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
-             {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
-             {sql_id} AS Q, {in_transaction} AS IT, {transaction_age} AS TA, {lock_wait} AS LW, \
-             {waiters} AS W, p.ID AS I, {rank} AS R \
-             FROM {from} WHERE {filter}) y) x \
-             GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K{union}"
-        )
-    }
-}
-
 /// The statement of every cycle on MySQL/MariaDB, and of OceanBase's session API
 /// stats and its sessions without a client address: one flat GROUP BY over the
 /// processlist read once, by the raw columns that decide what a session is (its
@@ -880,34 +454,6 @@ pub struct Statements {
     pub details: Option<String>,
 }
 
-/// Whether a kind that can read its sessions grouped or one row each
-/// ([`Statements::ungrouped`]) sends the grouped read next cycle.
-///
-/// A `GROUP BY` costs OceanBase in proportion to the groups it makes, and every
-/// session with particulars is a group of its own. Measured on seekdb with 100,000
-/// sessions (BENCHMARKS.md, issue 24): in 3,000 groups the grouped read costs 0.75x
-/// sending every session; in 22,000, 2x; in 60,000, 2.5x. The exporter's own work
-/// follows the rows it is sent. Each cycle counts both, and the next one sends the
-/// cheaper read: sessions one by one once the groups are more than a fifth of the
-/// sessions, grouped again once they are fewer than a tenth (apart enough not to
-/// flap).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Shape {
-    pub ungrouped: bool,
-}
-
-impl Shape {
-    /// The shape for the next cycle, given this one's sessions and how many groups
-    /// they make.
-    pub fn next(self, sessions: u64, groups: u64) -> Shape {
-        let ungrouped = match self.ungrouped {
-            false => groups.saturating_mul(5) > sessions,
-            true => groups.saturating_mul(10) >= sessions,
-        };
-        Shape { ungrouped }
-    }
-}
-
 impl Statements {
     /// Says at debug level what a cycle may send, for a DBA reading the log.
     pub fn log(&self, target: &str) {
@@ -925,157 +471,6 @@ impl Statements {
             tracing::debug!(target = %target, sql = %details, "statement of details");
         }
     }
-
-    /// Runs the cycle's statements on `conn` and adds their rows up. `tenants` are
-    /// present even without rows; `shape` says which read of the sessions to send, and
-    /// is updated for the next cycle.
-    pub async fn run(
-        &self,
-        conn: &mut mysql_async::Conn,
-        ctx: &RowContext<'_>,
-        tenants: &[&str],
-        shape: &mut Shape,
-    ) -> Result<Collected, SqlError> {
-        let mut rows = Rows::new(ctx, tenants);
-        if let Some(particulars) = &self.particulars {
-            read(conn, particulars, &mut rows, Pass::Particulars).await?;
-        }
-        let pass = match self.session_read {
-            true => Pass::PerSession,
-            false => Pass::Groups,
-        };
-        let sql = match &self.ungrouped {
-            Some(ungrouped) if shape.ungrouped => ungrouped,
-            _ => &self.groups,
-        };
-        if !rows.failed() {
-            read(conn, sql, &mut rows, pass).await?;
-        }
-        if let Some(fallback) = self
-            .fallback
-            .as_ref()
-            .filter(|_| rows.held && !rows.failed())
-        {
-            read(conn, fallback, &mut rows, Pass::Fallback).await?;
-        }
-        if let Some(details) = &self.details {
-            if rows.seen().lock_waits && !rows.failed() {
-                read(conn, details, &mut rows, Pass::Details).await?;
-            }
-        }
-        if self.ungrouped.is_some() && !rows.failed() {
-            *shape = shape.next(rows.sessions, rows.groups());
-        }
-        rows.finish().map_err(SqlError::Answer)
-    }
-}
-
-/// Whether this account can read `relation`: `Ok(None)` when it can, `Ok(Some(err))`
-/// when the relation is missing or denied (the caller turns off what needs it and
-/// says why), `Err` for anything else (the cycle fails like any other).
-pub async fn probe_relation(
-    conn: &mut mysql_async::Conn,
-    relation: &str,
-) -> Result<Option<mysql_async::Error>, mysql_async::Error> {
-    use mysql_async::prelude::Queryable;
-    // LIMIT 1, not WHERE 1 = 0: for an impossible WHERE MariaDB does not fill an
-    // information_schema table, and so never checks the privilege it needs.
-    match conn
-        .query_drop(format!("{TAG} SELECT 1 FROM {relation} LIMIT 1"))
-        .await
-    {
-        Ok(()) => Ok(None),
-        Err(err) if is_missing_or_denied_relation(&err) => Ok(Some(err)),
-        Err(err) => Err(err),
-    }
-}
-
-/// Whether `relation` has `column`; a missing relation is an error like any other
-/// (the caller probed it first).
-pub async fn has_column(
-    conn: &mut mysql_async::Conn,
-    relation: &str,
-    column: &str,
-) -> Result<bool, mysql_async::Error> {
-    use mysql_async::prelude::Queryable;
-    match conn
-        .query_drop(format!("{TAG} SELECT {column} FROM {relation} LIMIT 1"))
-        .await
-    {
-        Ok(()) => Ok(true),
-        // ER_BAD_FIELD_ERROR: unknown column.
-        Err(mysql_async::Error::Server(err)) if err.code == 1054 => Ok(false),
-        Err(err) => Err(err),
-    }
-}
-
-/// Why a statement gave no statistics: the driver failed (classified by the caller,
-/// who knows what it was doing), or the server's answer is not what we asked for.
-#[derive(Debug)]
-pub enum SqlError {
-    Driver(mysql_async::Error),
-    Answer(SourceError),
-}
-
-impl From<mysql_async::Error> for SqlError {
-    fn from(err: mysql_async::Error) -> Self {
-        SqlError::Driver(err)
-    }
-}
-
-impl SqlError {
-    /// The collection error: a driver error classified with `what` the source was
-    /// doing and the `grant` to suggest; a bad answer as it is.
-    pub fn classify(self, database: &Database, what: &str, grant: &str) -> SourceError {
-        match self {
-            SqlError::Driver(err) => classify(&err, database, what, grant),
-            SqlError::Answer(err) => err,
-        }
-    }
-}
-
-/// Sends `sql` and adds its rows, decoded as `pass` says, to `rows` as they arrive:
-/// one statement of a cycle that may send several.
-pub async fn read(
-    conn: &mut mysql_async::Conn,
-    sql: &str,
-    rows: &mut Rows<'_>,
-    pass: Pass,
-) -> Result<(), SqlError> {
-    use mysql_async::prelude::Queryable;
-    let sql = with_own_sessions(conn, sql);
-    let mut result = conn.query_iter(sql).await?;
-    result
-        .for_each(|row| rows.add_as(row.unwrap(), pass))
-        .await?;
-    Ok(())
-}
-
-/// [`read`] for a statement with parameters (a passthrough request's tenant), which
-/// are bound by the server, never written into the SQL text. The prepared statement
-/// is closed after use: with no statement cache, the driver would otherwise leave it
-/// open on the connection (and OceanBase soon refuses with "maximum open cursors").
-pub async fn read_bound(
-    conn: &mut mysql_async::Conn,
-    sql: &str,
-    params: mysql_async::Params,
-    rows: &mut Rows<'_>,
-    pass: Pass,
-) -> Result<(), SqlError> {
-    use mysql_async::prelude::Queryable;
-    let sql = with_own_sessions(conn, sql);
-    let statement = conn.prep(sql).await?;
-    let read = match conn.exec_iter(&statement, params).await {
-        Ok(mut result) => result
-            .for_each(|row| rows.add_as(row.unwrap(), pass))
-            .await
-            .map_err(SqlError::from),
-        Err(err) => Err(err.into()),
-    };
-    let closed = conn.close(statement).await;
-    read?;
-    closed?;
-    Ok(())
 }
 
 /// Which statement of a cycle a row comes from, and so how it is decoded.
@@ -1096,7 +491,7 @@ pub enum Pass {
 }
 
 /// Decodes rows and adds them up, one at a time; the first bad row stops the
-/// decoding, and is the answer's error. Fed by [`read`] as rows arrive, and by the
+/// decoding, and is the answer's error. Fed by [`read`](super::query::read) as rows arrive, and by the
 /// sources' unit tests with fixed rows.
 pub struct Rows<'a> {
     ctx: &'a RowContext<'a>,
@@ -1197,6 +592,18 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Whether a group was held back for [`Statements::fallback`] (clients without
+    /// an address, to be read again).
+    pub fn held(&self) -> bool {
+        self.held
+    }
+
+    /// The read of the sessions to send next cycle, from what this one added (see
+    /// [`Shape`]).
+    pub fn next_shape(&self, shape: Shape) -> Shape {
+        shape.next(self.sessions, self.groups())
+    }
+
     /// Whether a row was bad: the cycle's answer is then that error.
     pub fn failed(&self) -> bool {
         self.failure.is_some()
@@ -1267,14 +674,14 @@ fn quote_list(names: &[String]) -> String {
         .join(", ")
 }
 
-fn bad_answer(detail: String) -> SourceError {
+pub(super) fn bad_answer(detail: String) -> SourceError {
     SourceError::new(
         Reason::Query,
         format!("unexpected answer from the server: {detail}"),
     )
 }
 
-/// One value of a row as a driver hands it over: MySQL's [`Value`], or the text of
+/// One value of a row as a driver hands it over: MySQL's [`Value`](mysql_async::Value), or the text of
 /// PostgreSQL's simple query protocol (`None` for NULL). Both are decoded by the same
 /// rules, so every kind's answer means the same.
 pub trait Cell {
@@ -1285,31 +692,6 @@ pub trait Cell {
     /// A number from any representation the servers use: integer, double, or a
     /// decimal string (`SUM` is DECIMAL on seekdb and MariaDB). NULL is None.
     fn into_number(self, column: &str) -> Result<Option<f64>, SourceError>;
-}
-
-impl Cell for Value {
-    fn is_null(&self) -> bool {
-        matches!(self, Value::NULL)
-    }
-
-    fn into_text(self) -> Option<String> {
-        text(self)
-    }
-
-    fn into_number(self, column: &str) -> Result<Option<f64>, SourceError> {
-        match self {
-            Value::NULL => Ok(None),
-            Value::Int(n) => Ok(Some(n as f64)),
-            Value::UInt(n) => Ok(Some(n as f64)),
-            Value::Float(n) => Ok(Some(f64::from(n))),
-            Value::Double(n) => Ok(Some(n)),
-            Value::Bytes(bytes) => parse_number(&bytes, column).map(Some),
-            other => Err(bad_answer(format!(
-                "column {column} is {}, not a number",
-                other.as_sql(true)
-            ))),
-        }
-    }
 }
 
 impl Cell for Option<&str> {
@@ -1327,24 +709,8 @@ impl Cell for Option<&str> {
     }
 }
 
-/// A MySQL value as text; NULL is None (see [`Cell::into_text`]).
-pub fn text(value: Value) -> Option<String> {
-    match value {
-        Value::NULL => None,
-        Value::Bytes(bytes) => Some(match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
-        }),
-        Value::Int(n) => Some(n.to_string()),
-        Value::UInt(n) => Some(n.to_string()),
-        Value::Float(n) => Some(n.to_string()),
-        Value::Double(n) => Some(n.to_string()),
-        other => Some(other.as_sql(true)),
-    }
-}
-
 /// A number written as text.
-fn parse_number(bytes: &[u8], column: &str) -> Result<f64, SourceError> {
+pub(super) fn parse_number(bytes: &[u8], column: &str) -> Result<f64, SourceError> {
     // Counts, most of a large answer, are plain digits: summed without the float
     // parser (exact below 2^53, hence at most 15 digits).
     if (1..=15).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_digit) {
@@ -1419,6 +785,8 @@ mod tests {
     use super::*;
     use crate::config::NameList;
     use fixtures::row;
+    use mysql_async::Value;
+    use per_session::datetime_micros;
     use std::time::Duration;
 
     fn bytes(s: &str) -> Value {
