@@ -155,7 +155,8 @@ pub struct TopSession {
 
 /// Rows as a list: what unit tests feed to [`aggregate`]. (Sources add rows up as
 /// they arrive with an [`Aggregator`] instead.) A tenant with no sessions is in
-/// `tenants` and in no group, and reports zeros.
+/// `tenants` and in no group, and reports zeros. Test code only.
+#[cfg(test)]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionRows {
     pub tenants: Vec<String>,
@@ -552,6 +553,7 @@ impl Aggregator {
 
     /// Adds one of a tenant's longest active sessions, as unit tests write them
     /// (sources send sessions as rows of their own, see [`SessionGroup::session`]).
+    #[cfg(test)]
     pub fn add_top(&mut self, session: TopSession) {
         self.rows += 1;
         self.add_top_apart(session);
@@ -651,11 +653,13 @@ fn keep_longest(top: &mut Vec<TopSession>, keep: usize) {
 }
 
 /// Adds up `rows` per tenant. Every tenant of `rows.tenants` is present in the
-/// result, with zeros when it has no sessions.
+/// result, with zeros when it has no sessions. Test code only.
+#[cfg(test)]
 pub fn aggregate(rows: SessionRows) -> BTreeMap<String, TenantStats> {
     Collected::from(rows).into_tenants()
 }
 
+#[cfg(test)]
 impl From<SessionRows> for Collected {
     fn from(rows: SessionRows) -> Self {
         let mut aggregator = Aggregator::default();

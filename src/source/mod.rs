@@ -52,10 +52,12 @@ pub fn session_api(
     timeout: Duration,
 ) -> Option<Arc<dyn SessionApi>> {
     let processlist: Box<dyn processlist::Processlist> = match &target.kind {
-        TargetKind::Oceanbase(settings) => Box::new(oceanbase::Sessions::new(target, settings)),
-        TargetKind::Mysql(settings) => Box::new(mysql::Sessions::new(target, settings)),
+        TargetKind::Oceanbase(settings) => {
+            Box::new(oceanbase::OceanbaseProcesslist::new(target, settings))
+        }
+        TargetKind::Mysql(settings) => Box::new(mysql::MysqlProcesslist::new(target, settings)),
         TargetKind::Postgresql(settings) => {
-            return Some(Arc::new(postgresql::Sessions::new(
+            return Some(Arc::new(postgresql::PostgresqlSessions::new(
                 &target.name,
                 settings,
                 max_concurrent,

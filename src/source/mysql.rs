@@ -43,13 +43,13 @@ const GRANT: &str = "grant it with GRANT PROCESS ON *.* TO the account";
 /// A MySQL/MariaDB target as the session API reads it: `ID, USER, HOST, DB,
 /// COMMAND, TIME, STATE, INFO` (MariaDB adds `TIME_MS` and `MEMORY_USED`); its one
 /// tenant is the target's name.
-pub struct Sessions {
+pub struct MysqlProcesslist {
     name: String,
     database: Database,
     collect_timeout: Duration,
 }
 
-impl Sessions {
+impl MysqlProcesslist {
     pub fn new(target: &Target, settings: &Mysql) -> Self {
         Self {
             name: target.name.clone(),
@@ -59,7 +59,7 @@ impl Sessions {
     }
 }
 
-impl Processlist for Sessions {
+impl Processlist for MysqlProcesslist {
     fn target(&self) -> &str {
         &self.name
     }
@@ -472,7 +472,7 @@ mod tests {
     /// Fixed rows in, exact statistics out: the one tenant is the target's name and
     /// the server its host; a NULL DB is `__none__`, while the string `NULL` is a
     /// database of that name here (only OceanBase writes it for none); background
-    /// threads without a host are `__none__` clients. Sessions kept in rows of their
+    /// threads without a host are `__none__` clients. MysqlProcesslist kept in rows of their
     /// own count like any other, and are the top sessions and the blockers.
     #[test]
     fn processlist_rows_give_exact_statistics() {
@@ -559,7 +559,7 @@ mod tests {
         let settings = Mysql {
             database: testing::database("monitor", 3306),
         };
-        let sessions = Sessions::new(&testing::mysql("maria"), &settings);
+        let sessions = MysqlProcesslist::new(&testing::mysql("maria"), &settings);
         let view = View {
             relation: "`information_schema`.`PROCESSLIST`".into(),
             cluster: false,

@@ -44,14 +44,14 @@ pub struct OceanbaseSource {
     connector: Connector,
     mode: Option<Mode>,
     /// The statement of a mode, written for what this account can read there.
-    prepared: Option<Prepared>,
+    plan: Option<Plan>,
     /// The tenant label in single-tenant mode.
     single_tenant: String,
 }
 
 /// A mode's statements and the settings they were written for: the configured ones
 /// with every part off whose view is missing or denied ([`OceanbaseSource::prepare`]).
-struct Prepared {
+struct Plan {
     mode: Mode,
     settings: Oceanbase,
     statements: Statements,
@@ -64,12 +64,12 @@ struct Prepared {
 /// An OceanBase target as the session API reads it: every processlist column has
 /// the conventional name; seekdb's `V$OB_PROCESSLIST` lacks the server and tenant
 /// columns, which then come from the target.
-pub struct Sessions {
+pub struct OceanbaseProcesslist {
     name: String,
     settings: Oceanbase,
 }
 
-impl Sessions {
+impl OceanbaseProcesslist {
     pub fn new(target: &Target, settings: &Oceanbase) -> Self {
         Self {
             name: target.name.clone(),
@@ -78,7 +78,7 @@ impl Sessions {
     }
 }
 
-impl Processlist for Sessions {
+impl Processlist for OceanbaseProcesslist {
     fn target(&self) -> &str {
         &self.name
     }
@@ -196,7 +196,7 @@ impl OceanbaseSource {
         Self {
             connector,
             mode: configured_mode(settings),
-            prepared: None,
+            plan: None,
             single_tenant: single_tenant_name(&target.name, settings),
             name: target.name.clone(),
             settings: settings.clone(),
@@ -208,12 +208,12 @@ impl OceanbaseSource {
         &mut self,
         conn: &mut mysql_async::Conn,
         mode: Mode,
-    ) -> Result<&mut Prepared, mysql_async::Error> {
-        let prepared = match self.prepared.take() {
-            Some(prepared) if prepared.mode == mode => prepared,
+    ) -> Result<&mut Plan, mysql_async::Error> {
+        let plan = match self.plan.take() {
+            Some(plan) if plan.mode == mode => plan,
             _ => self.write(conn, mode).await?,
         };
-        Ok(self.prepared.insert(prepared))
+        Ok(self.plan.insert(plan))
     }
 
     /// Writes `mode`'s statement for what this account can read: a part whose view
@@ -223,7 +223,7 @@ impl OceanbaseSource {
         &self,
         conn: &mut mysql_async::Conn,
         mode: Mode,
-    ) -> Result<Prepared, mysql_async::Error> {
+    ) -> Result<Plan, mysql_async::Error> {
         let mut settings = self.settings.clone();
         let (transactions, locks) = match mode {
             Mode::Cluster => (transactions_relation(&settings), locks_relation(&settings)),
@@ -252,7 +252,7 @@ impl OceanbaseSource {
             && query::has_column(conn, &relation(&settings, mode), "TRANS_STATE").await?;
         let statements = statements(&settings, mode, trans_state);
         statements.log(&self.name);
-        Ok(Prepared {
+        Ok(Plan {
             mode,
             settings,
             statements,
@@ -261,10 +261,10 @@ impl OceanbaseSource {
         })
     }
 
-    /// Says once what the prepared statement leaves out.
+    /// Says once what the plan leaves out.
     fn say_unread(&mut self) {
-        if let Some(prepared) = &mut self.prepared {
-            for message in prepared.unread.drain(..) {
+        if let Some(plan) = &mut self.plan {
+            for message in plan.unread.drain(..) {
                 tracing::warn!(target = %self.name, "{message}");
             }
         }
@@ -318,7 +318,7 @@ impl OceanbaseSource {
     /// The cluster statement; every tenant comes back in a group row (a zero row
     /// when it has no sessions).
     async fn query_cluster(&mut self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
-        let Prepared {
+        let Plan {
             settings,
             statements,
             shape,
@@ -339,7 +339,7 @@ impl OceanbaseSource {
         };
         let database = self.settings.database.clone();
         let tenant = self.single_tenant.clone();
-        let Prepared {
+        let Plan {
             settings,
             statements,
             shape,
@@ -363,7 +363,7 @@ impl Source for OceanbaseSource {
 
     fn reset(&mut self) {
         self.connector.reset();
-        self.prepared = None;
+        self.plan = None;
     }
 }
 
@@ -792,7 +792,7 @@ mod tests {
 
     #[test]
     fn every_field_is_its_conventional_column_when_the_view_has_it() {
-        let sessions = Sessions::new(
+        let sessions = OceanbaseProcesslist::new(
             &testing::target(
                 "ob",
                 crate::config::TargetKind::Oceanbase(testing::oceanbase("m")),

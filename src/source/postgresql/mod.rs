@@ -24,7 +24,7 @@ use super::sql::{filter_conditions, RowContext, Rows, Rules, Scan, TAG};
 use crate::config::{Postgresql, SslMode, Target};
 use crate::stats::Collected;
 use futures_util::StreamExt;
-pub use sessions::Sessions;
+pub use sessions::PostgresqlSessions;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};

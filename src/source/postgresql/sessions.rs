@@ -55,14 +55,14 @@ const COLUMNS: [(Field, &str); 8] = [
 ];
 
 /// One PostgreSQL target's session API.
-pub struct Sessions {
-    target: Arc<Target>,
+pub struct PostgresqlSessions {
+    target: Arc<Shared>,
     permits: Arc<Semaphore>,
 }
 
 /// What the requests and a list's streaming task share: the target, and its idle
 /// connections (at most `max_concurrent`, handed out one per request).
-struct Target {
+struct Shared {
     name: String,
     settings: Postgresql,
     timeout: Duration,
@@ -70,7 +70,7 @@ struct Target {
     max_idle: usize,
 }
 
-impl Sessions {
+impl PostgresqlSessions {
     pub fn new(
         name: &str,
         settings: &Postgresql,
@@ -78,7 +78,7 @@ impl Sessions {
         timeout: Duration,
     ) -> Self {
         Self {
-            target: Arc::new(Target {
+            target: Arc::new(Shared {
                 name: name.to_string(),
                 settings: settings.clone(),
                 timeout,
@@ -98,7 +98,7 @@ impl Sessions {
     }
 }
 
-impl Target {
+impl Shared {
     /// An idle connection, or a new one.
     async fn client(&self) -> Result<Client, Failure> {
         let reused = {
@@ -222,7 +222,7 @@ impl Target {
     }
 }
 
-impl Sessions {
+impl PostgresqlSessions {
     async fn list(&self, tenant: &str, params: &ListParams) -> Result<PageStream, Failure> {
         self.target.check_tenant(tenant)?;
         let offset = params.offset()?;
@@ -410,7 +410,7 @@ impl Sessions {
     }
 }
 
-impl SessionApi for Sessions {
+impl SessionApi for PostgresqlSessions {
     fn target(&self) -> &str {
         &self.target.name
     }
