@@ -1,6 +1,7 @@
 //! The obshell-compatible session API's model: what a request asks ([`params`]), what
-//! it gets ([`answers`], [`session`]) or why it failed ([`failure`]), and the
-//! [`SessionApi`] a kind of target implements to answer it.
+//! it gets ([`answers`], [`session`]) or why it failed ([`failure`]), the
+//! [`SessionApi`] the HTTP layer calls, and its plumbing ([`serve`]), around the
+//! [`serve::SessionBackend`] a kind of target writes: its connections and its SQL.
 //!
 //! A leaf between the HTTP layer (`passthrough`: routes, authentication, timeouts,
 //! obshell's envelope) and the kinds (`source`), so that neither imports the other.
@@ -8,6 +9,7 @@
 pub mod answers;
 pub mod failure;
 pub mod params;
+pub mod serve;
 pub mod session;
 
 pub use answers::{PageInfo, PageStream, SessionStats};

@@ -25,6 +25,7 @@ pub use collect::{BoxFuture, Source};
 pub use error::{ApiError, Reason, SourceError};
 
 use crate::config::{Target, TargetKind};
+use crate::sessions::serve::Served;
 use crate::sessions::SessionApi;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,19 +58,24 @@ pub fn session_api(
         }
         TargetKind::Mysql(settings) => Box::new(mysql::MysqlProcesslist::new(target, settings)),
         TargetKind::Postgresql(settings) => {
-            return Some(Arc::new(postgresql::PostgresqlSessions::new(
-                &target.name,
-                settings,
+            return Some(Arc::new(Served::new(
+                postgresql::PostgresqlSessions::new(
+                    &target.name,
+                    settings,
+                    max_concurrent,
+                    timeout,
+                ),
                 max_concurrent,
                 timeout,
             )))
         }
         TargetKind::Dbss(_) => return None,
     };
-    Some(Arc::new(processlist::Backend::new(
+    let backend = processlist::ProcesslistBackend::new(
         processlist,
         target.collect_interval,
         max_concurrent,
         timeout,
-    )))
+    );
+    Some(Arc::new(Served::new(backend, max_concurrent, timeout)))
 }

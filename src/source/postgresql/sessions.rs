@@ -14,20 +14,15 @@
 use super::{classify, connect, grouped_sql};
 use crate::config::{Parts, Postgresql};
 use crate::sessions::params::Observer;
-use crate::sessions::{
-    BoxFuture, Failure, Field, FieldValue, ListParams, PageInfo, PageStream, SessionApi,
-    SessionStats, TenantSession,
-};
+use crate::sessions::serve::{PageRows, PageSink, Refusal, SessionBackend};
+use crate::sessions::{Failure, Field, FieldValue, ListParams, TenantSession};
 use crate::source::sql::{contains_pattern, filter_conditions, RowContext, Rows, Rules, TAG};
+use crate::stats::TenantStats;
 use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, SimpleQueryMessage};
-
-/// Sessions converted ahead of the client: what a list holds in memory at most.
-const STREAM_AHEAD: usize = 64;
 
 /// The sessions a request may see: the collection's (client backends, never the
 /// exporter's own), as a relation with obshell's column names, all text.
@@ -57,7 +52,6 @@ const COLUMNS: [(Field, &str); 8] = [
 /// One PostgreSQL target's session API.
 pub struct PostgresqlSessions {
     target: Arc<Shared>,
-    permits: Arc<Semaphore>,
 }
 
 /// What the requests and a list's streaming task share: the target, and its idle
@@ -71,6 +65,8 @@ struct Shared {
 }
 
 impl PostgresqlSessions {
+    /// Keeps at most `max_concurrent` idle connections; `timeout` bounds connecting
+    /// and a client that stops reading a page.
     pub fn new(
         name: &str,
         settings: &Postgresql,
@@ -85,16 +81,7 @@ impl PostgresqlSessions {
                 idle: Mutex::new(Vec::new()),
                 max_idle: max_concurrent,
             }),
-            permits: Arc::new(Semaphore::new(max_concurrent)),
         }
-    }
-
-    async fn permit(&self) -> Result<OwnedSemaphorePermit, Failure> {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Failure::unavailable("the passthrough is shutting down"))
     }
 }
 
@@ -171,38 +158,6 @@ impl Shared {
         (sql, values)
     }
 
-    /// Sends the page's sessions into `tx` as the server sends them; the connection
-    /// goes back to the idle ones only when every row was read.
-    async fn stream(
-        &self,
-        client: Client,
-        sql: String,
-        values: Vec<Param>,
-        tx: mpsc::Sender<Result<TenantSession, Failure>>,
-    ) {
-        let rows = match client.query_raw(&sql, refs(&values)).await {
-            Ok(rows) => rows,
-            Err(err) => {
-                let _ = tx.send(Err(self.failure(&err))).await;
-                return;
-            }
-        };
-        let mut rows = std::pin::pin!(rows);
-        while let Some(row) = rows.next().await {
-            let session = match row {
-                Ok(row) => self.session(&row),
-                Err(err) => Err(self.failure(&err)),
-            };
-            let failed = session.is_err();
-            let sent = tokio::time::timeout(self.timeout, tx.send(session)).await;
-            if failed || !matches!(sent, Ok(Ok(()))) {
-                // Rows may be left unread: the connection is dropped, not reused.
-                return;
-            }
-        }
-        self.give_back(client);
-    }
-
     fn session(&self, row: &tokio_postgres::Row) -> Result<TenantSession, Failure> {
         let mut session = TenantSession::default();
         for (i, (field, _)) in COLUMNS.iter().enumerate() {
@@ -222,12 +177,47 @@ impl Shared {
     }
 }
 
-impl PostgresqlSessions {
-    async fn list(&self, tenant: &str, params: &ListParams) -> Result<PageStream, Failure> {
+/// The columns the list and detail select, as text.
+fn select_list() -> String {
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|(_, column)| format!("s.{column}::text"))
+        .collect();
+    columns.join(", ")
+}
+
+impl SessionBackend for PostgresqlSessions {
+    type Conn = Client;
+    type Page = Page;
+
+    fn target(&self) -> &str {
+        &self.target.name
+    }
+
+    fn serves(&self, _: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
+        self.target.name == name
+    }
+
+    fn tenants(&self, _: &mut dyn Iterator<Item = &String>) -> Vec<String> {
+        vec![self.target.name.clone()]
+    }
+
+    async fn connect(&self) -> Result<Client, Failure> {
+        self.target.client().await
+    }
+
+    fn release(&self, client: Client) {
+        self.target.give_back(client);
+    }
+
+    async fn page(
+        &self,
+        client: &mut Client,
+        tenant: &str,
+        params: &ListParams,
+    ) -> Result<(u64, Page), Failure> {
         self.target.check_tenant(tenant)?;
         let offset = params.offset()?;
-        let permit = self.permit().await?;
-        let client = self.target.client().await?;
         let (conditions, mut values) = self.target.conditions(params);
         let count_sql = format!("{TAG} SELECT count(*) FROM ({SESSIONS}) s WHERE {conditions}");
         let total: i64 = client
@@ -235,76 +225,58 @@ impl PostgresqlSessions {
             .await
             .and_then(|row| row.try_get(0))
             .map_err(|e| self.target.failure(&e))?;
-        let total = total.max(0) as u64;
-        let page = PageInfo {
-            total_elements: total,
-            total_pages: total.div_ceil(params.size),
-            size: params.size,
-            number: params.page,
-        };
         let mut order = String::new();
         if let Some((field, direction)) = params.sort {
             if let Some((_, column)) = COLUMNS.iter().find(|(f, _)| *f == field) {
                 order = format!("s.{column} {}, ", direction.sql());
             }
         }
-        let select: Vec<String> = COLUMNS
-            .iter()
-            .map(|(_, column)| format!("s.{column}::text"))
-            .collect();
         values.push(Param::Int(params.size.min(i64::MAX as u64) as i64));
         let limit = values.len();
         values.push(Param::Int(offset.min(i64::MAX as u64) as i64));
         let sql = format!(
             "{TAG} SELECT {} FROM ({SESSIONS}) s WHERE {conditions} ORDER BY {order}s.id \
              LIMIT ${limit} OFFSET ${}",
-            select.join(", "),
+            select_list(),
             limit + 1
         );
-        let (tx, rx) = mpsc::channel(STREAM_AHEAD);
-        let target = self.target.clone();
-        tokio::spawn(async move {
-            target.stream(client, sql, values, tx).await;
-            drop(permit);
-        });
-        Ok(PageStream { page, sessions: rx })
+        let page = Page {
+            target: self.target.clone(),
+            sql,
+            values,
+        };
+        Ok((total.max(0) as u64, page))
     }
 
-    async fn detail(&self, tenant: &str, id: u64) -> Result<TenantSession, Failure> {
+    async fn detail(
+        &self,
+        client: &mut Client,
+        tenant: &str,
+        id: u64,
+    ) -> Result<Option<TenantSession>, Failure> {
         self.target.check_tenant(tenant)?;
-        let _permit = self.permit().await?;
-        let client = self.target.client().await?;
         let params = ListParams {
             id: Some(id),
             ..ListParams::default()
         };
         let (conditions, values) = self.target.conditions(&params);
-        let select: Vec<String> = COLUMNS
-            .iter()
-            .map(|(_, column)| format!("s.{column}::text"))
-            .collect();
         let sql = format!(
             "{TAG} SELECT {} FROM ({SESSIONS}) s WHERE {conditions}",
-            select.join(", ")
+            select_list()
         );
         let rows = client
             .query(&sql, &refs(&values))
             .await
             .map_err(|e| self.target.failure(&e))?;
-        self.target.give_back(client);
-        match rows.first() {
-            Some(row) => self.target.session(row),
-            None => Err(Failure::not_found(
-                "OB.Tenant.Session.NotExist",
-                format!("tenant `{tenant}` has no session {id} (it may have ended)"),
-            )),
-        }
+        rows.first().map(|row| self.target.session(row)).transpose()
     }
 
-    async fn stats(&self, tenant: &str) -> Result<SessionStats, Failure> {
+    async fn stats(
+        &self,
+        client: &mut Client,
+        tenant: &str,
+    ) -> Result<Option<TenantStats>, Failure> {
         self.target.check_tenant(tenant)?;
-        let _permit = self.permit().await?;
-        let client = self.target.client().await?;
         // The collection's statement, counts only (no top sessions, no parts).
         let mut settings = self.target.settings.clone();
         settings.database.top_sessions = 0;
@@ -329,24 +301,26 @@ impl PostgresqlSessions {
                 rows.add((0..row.len()).map(|i| row.get(i)).collect());
             }
         }
-        self.target.give_back(client);
         let collected = rows
             .finish()
             .map_err(|e| Failure::unavailable(format!("target `{}`: {e}", self.target.name)))?;
-        let stats = collected
-            .into_tenants()
-            .into_values()
-            .next()
-            .unwrap_or_default();
-        Ok(SessionStats::from(stats))
+        // The target is its one tenant: it has stats even with no session.
+        Ok(Some(
+            collected
+                .into_tenants()
+                .into_values()
+                .next()
+                .unwrap_or_default(),
+        ))
     }
 
-    /// Checks that every id is one of the target's sessions now, then ends them one
-    /// by one (stopping at the first the server refuses, as obshell does).
-    async fn kill(&self, tenant: &str, ids: &[u64], query_only: bool) -> Result<(), Failure> {
+    async fn present(
+        &self,
+        client: &mut Client,
+        tenant: &str,
+        ids: &[u64],
+    ) -> Result<Vec<u64>, Failure> {
         self.target.check_tenant(tenant)?;
-        let _permit = self.permit().await?;
-        let client = self.target.client().await?;
         let (conditions, mut values) = self.target.conditions(&ListParams::default());
         let wanted: Vec<i64> = ids
             .iter()
@@ -361,95 +335,73 @@ impl PostgresqlSessions {
             .query(&sql, &refs(&values))
             .await
             .map_err(|e| self.target.failure(&e))?;
-        let found: Vec<u64> = rows
+        Ok(rows
             .iter()
             .filter_map(|row| row.try_get::<_, i64>(0).ok())
             .map(|id| id.max(0) as u64)
-            .collect();
-        let missing: Vec<String> = ids
-            .iter()
-            .filter(|id| !found.contains(id))
-            .map(u64::to_string)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Failure::not_found(
-                "OB.Tenant.Session.NotExist",
-                format!(
-                    "tenant `{tenant}` has no session {}: nothing was ended",
-                    missing.join(", ")
-                ),
-            ));
-        }
+            .collect())
+    }
+
+    async fn end(&self, client: &mut Client, id: u64, query_only: bool) -> Result<(), Refusal> {
         let function = if query_only {
             "pg_cancel_backend"
         } else {
             "pg_terminate_backend"
         };
-        for (done, id) in ids.iter().enumerate() {
-            let pid = i32::try_from(*id).unwrap_or(i32::MAX);
-            let sql = format!("{TAG} SELECT {function}($1)");
-            if let Err(err) = client.query_one(&sql, &[&pid]).await {
-                let denied =
-                    err.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
-                let why = classify(&err, &self.target.settings, "ending a session");
-                return Err(if denied {
-                    Failure::grant_missing(format!(
-                        "target `{}`: the exporter's account lacks the grant for {function}({id}) ({why}): ending other users' sessions needs the pg_signal_backend role (GRANT pg_signal_backend TO the account; superusers' sessions only a superuser may end); {done} of the sessions before it were ended",
-                        self.target.name,
-                    ))
-                } else {
-                    Failure::unavailable(format!(
-                        "target `{}`: {function}({id}) failed ({why}); {done} of the sessions before it were ended",
-                        self.target.name,
-                    ))
-                });
-            }
-        }
-        self.target.give_back(client);
-        Ok(())
+        let pid = i32::try_from(id).unwrap_or(i32::MAX);
+        let sql = format!("{TAG} SELECT {function}($1)");
+        let Err(err) = client.query_one(&sql, &[&pid]).await else {
+            return Ok(());
+        };
+        let what = format!("{function}({id})");
+        let why = classify(&err, &self.target.settings, "ending a session").to_string();
+        Err(
+            if err.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+                Refusal::Denied {
+                    what,
+                    why,
+                    grant: "ending other users' sessions needs the pg_signal_backend role \
+                            (GRANT pg_signal_backend TO the account; superusers' sessions \
+                            only a superuser may end)"
+                        .to_string(),
+                }
+            } else {
+                Refusal::Failed { what, why }
+            },
+        )
     }
 }
 
-impl SessionApi for PostgresqlSessions {
-    fn target(&self) -> &str {
-        &self.target.name
-    }
+/// A page's statement, with the target that turns its rows into sessions.
+pub struct Page {
+    target: Arc<Shared>,
+    sql: String,
+    values: Vec<Param>,
+}
 
-    fn serves(&self, _: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
-        self.target.name == name
-    }
+impl PageRows for Page {
+    type Conn = Client;
 
-    fn tenants(&self, _: &mut dyn Iterator<Item = &String>) -> Vec<String> {
-        vec![self.target.name.clone()]
-    }
-
-    fn list<'a>(
-        &'a self,
-        tenant: &'a str,
-        params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<PageStream, Failure>> {
-        Box::pin(self.list(tenant, params))
-    }
-
-    fn detail<'a>(
-        &'a self,
-        tenant: &'a str,
-        id: u64,
-    ) -> BoxFuture<'a, Result<TenantSession, Failure>> {
-        Box::pin(self.detail(tenant, id))
-    }
-
-    fn stats<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<SessionStats, Failure>> {
-        Box::pin(self.stats(tenant))
-    }
-
-    fn kill<'a>(
-        &'a self,
-        tenant: &'a str,
-        ids: &'a [u64],
-        query_only: bool,
-    ) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(self.kill(tenant, ids, query_only))
+    async fn send(self, client: Client, sink: PageSink) {
+        let rows = match client.query_raw(&self.sql, refs(&self.values)).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                sink.send(Err(self.target.failure(&err))).await;
+                return;
+            }
+        };
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.next().await {
+            let session = match row {
+                Ok(row) => self.target.session(&row),
+                Err(err) => Err(self.target.failure(&err)),
+            };
+            if !sink.send(session).await {
+                // Rows may be left unread: the connection is dropped, not reused.
+                return;
+            }
+        }
+        self.target.give_back(client);
     }
 }
 

@@ -10,23 +10,17 @@
 use super::{Processlist, View};
 use crate::config::Address;
 use crate::sessions::params::Observer;
-use crate::sessions::{
-    BoxFuture, Failure, Field, FieldValue, ListParams, PageInfo, PageStream, SessionApi,
-    SessionStats, TenantSession,
-};
+use crate::sessions::serve::{PageRows, PageSink, Refusal, SessionBackend};
+use crate::sessions::{Failure, Field, FieldValue, ListParams, TenantSession};
 use crate::source::conn::{close_in_background, pool};
 use crate::source::query::{with_own_sessions, SqlError};
 use crate::source::sql::{contains_pattern, filter_conditions, OWN_SESSIONS, TAG};
+use crate::stats::TenantStats;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, Value};
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, OnceCell, OwnedSemaphorePermit, Semaphore};
-
-/// Sessions converted ahead of the client: what the list holds in memory at most,
-/// whatever its size.
-const STREAM_AHEAD: usize = 64;
+use tokio::sync::OnceCell;
 
 /// The relation and columns a target's sessions are read from, found once.
 #[derive(Debug)]
@@ -36,23 +30,25 @@ struct Shape {
 }
 
 /// One target's passthrough connections and what it knows about its relation.
-pub struct Backend {
+pub struct ProcesslistBackend {
     target: Box<dyn Processlist>,
     pool: Pool,
-    permits: Arc<Semaphore>,
-    /// The request timeout: also how long a list waits for a client that stopped
-    /// reading before it gives the connection back.
+    /// The request timeout: how long a page that stopped early waits to close its
+    /// connection.
     timeout: Duration,
     shape: OnceCell<Shape>,
 }
 
-impl Drop for Backend {
+impl Drop for ProcesslistBackend {
     fn drop(&mut self) {
         close_in_background(self.pool.clone());
     }
 }
 
-impl SessionApi for Backend {
+impl SessionBackend for ProcesslistBackend {
+    type Conn = Conn;
+    type Page = Page;
+
     fn target(&self) -> &str {
         self.target.target()
     }
@@ -65,39 +61,137 @@ impl SessionApi for Backend {
         self.target.tenants(found)
     }
 
-    fn list<'a>(
-        &'a self,
-        tenant: &'a str,
-        params: &'a ListParams,
-    ) -> BoxFuture<'a, Result<PageStream, Failure>> {
-        Box::pin(self.list(tenant, params))
+    async fn connect(&self) -> Result<Conn, Failure> {
+        self.pool.get_conn().await.map_err(|e| self.failure(&e))
     }
 
-    fn detail<'a>(
-        &'a self,
-        tenant: &'a str,
+    /// Dropped, a pooled connection goes back to the pool.
+    fn release(&self, conn: Conn) {
+        drop(conn);
+    }
+
+    async fn page(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        params: &ListParams,
+    ) -> Result<(u64, Page), Failure> {
+        let shape = self.shape(conn).await?;
+        let (conditions, values) = self.conditions(shape, tenant, params)?;
+        let count_sql = format!(
+            "{TAG} SELECT COUNT(*) FROM {} WHERE {conditions}",
+            shape.view.relation
+        );
+        let total = exec(conn, &count_sql, values)
+            .await
+            .map_err(|e| self.failure(&e))?
+            .into_iter()
+            .next()
+            .and_then(|row| row.unwrap().into_iter().next())
+            .and_then(crate::source::query::text)
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .ok_or_else(|| Failure::unavailable("the database did not return a session count"))?;
+        Ok((total, self.query(shape, tenant, params)?))
+    }
+
+    async fn detail(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
         id: u64,
-    ) -> BoxFuture<'a, Result<TenantSession, Failure>> {
-        Box::pin(self.detail(tenant, id))
+    ) -> Result<Option<TenantSession>, Failure> {
+        let params = ListParams {
+            id: Some(id),
+            size: 1,
+            ..ListParams::default()
+        };
+        let shape = self.shape(conn).await?;
+        let query = self.query(shape, tenant, &params)?;
+        let rows = exec(conn, &query.sql, query.values)
+            .await
+            .map_err(|e| self.failure(&e))?;
+        rows.into_iter()
+            .next()
+            .map(|row| query.rows.make(row))
+            .transpose()
     }
 
-    fn stats<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<SessionStats, Failure>> {
-        Box::pin(self.stats(tenant))
+    async fn stats(&self, conn: &mut Conn, tenant: &str) -> Result<Option<TenantStats>, Failure> {
+        let shape = self.shape(conn).await?;
+        let collected = self
+            .target
+            .tenant_stats(conn, &shape.view, tenant)
+            .await
+            .map_err(|err| match err {
+                SqlError::Driver(err) => self.failure(&err),
+                SqlError::Answer(err) => {
+                    Failure::unavailable(format!("target `{}`: {err}", self.target.target()))
+                }
+            })?;
+        Ok(collected
+            .into_tenants()
+            .into_iter()
+            .find(|(name, _)| name == tenant)
+            .map(|(_, stats)| stats))
     }
 
-    fn kill<'a>(
-        &'a self,
-        tenant: &'a str,
-        ids: &'a [u64],
-        query_only: bool,
-    ) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(self.kill(tenant, ids, query_only))
+    async fn present(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        ids: &[u64],
+    ) -> Result<Vec<u64>, Failure> {
+        let shape = self.shape(conn).await?;
+        let (conditions, mut values) = self.conditions(shape, tenant, &ListParams::default())?;
+        let marks = vec!["?"; ids.len()].join(", ");
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        let sql = format!(
+            "{TAG} SELECT `ID` FROM {} WHERE {conditions} AND `ID` IN ({marks})",
+            shape.view.relation
+        );
+        let rows = exec(conn, &sql, values)
+            .await
+            .map_err(|e| self.failure(&e))?;
+        rows.into_iter()
+            .map(|row| {
+                row.unwrap()
+                    .into_iter()
+                    .next()
+                    .and_then(crate::source::query::text)
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        Failure::unavailable("the database sent a session id that is not a number")
+                    })
+            })
+            .collect()
+    }
+
+    async fn end(&self, conn: &mut Conn, id: u64, query_only: bool) -> Result<(), Refusal> {
+        let what = if query_only { "KILL QUERY" } else { "KILL" };
+        // A number checked to be a session's, never text from the request.
+        let Err(err) = conn.query_drop(format!("{TAG} {what} {id}")).await else {
+            return Ok(());
+        };
+        let what = format!("{what} {id}");
+        let why = err.to_string();
+        Err(
+            if matches!(&err, mysql_async::Error::Server(e) if [1095, 1227].contains(&e.code)) {
+                Refusal::Denied {
+                    what,
+                    why,
+                    grant: self.target.kill_grant().to_string(),
+                }
+            } else {
+                Refusal::Failed { what, why }
+            },
+        )
     }
 }
 
-impl Backend {
+impl ProcesslistBackend {
     /// `interval` is the target's collect interval, which sets how long idle
-    /// connections are kept; `timeout` is the request timeout.
+    /// connections are kept; at most `max_concurrent` connections; `timeout` is the
+    /// request timeout.
     pub fn new(
         target: Box<dyn Processlist>,
         interval: Duration,
@@ -108,79 +202,15 @@ impl Backend {
         Self {
             pool: pool(target.database(), interval, init, max_concurrent),
             target,
-            permits: Arc::new(Semaphore::new(max_concurrent)),
             timeout,
             shape: OnceCell::new(),
         }
     }
 
-    /// Counts, then streams the page's rows from the database into the answer on a
-    /// task of its own, which holds the connection and the permit until the last row
-    /// is handed over (or the client stops reading for `timeout`).
-    async fn list(&self, tenant: &str, params: &ListParams) -> Result<PageStream, Failure> {
-        let query = self.query(tenant, params, true).await?;
-        let total = query.total.unwrap_or_default();
-        let page = PageInfo {
-            total_elements: total,
-            total_pages: total.div_ceil(params.size),
-            size: params.size,
-            number: params.page,
-        };
-        let (tx, rx) = mpsc::channel(STREAM_AHEAD);
-        let timeout = self.timeout;
-        tokio::spawn(async move {
-            let Query {
-                mut conn,
-                permit,
-                sql,
-                values,
-                rows,
-                ..
-            } = query;
-            let completed = stream_rows(&mut conn, &sql, values, &rows, &tx, timeout).await;
-            if !completed {
-                // Rows may be left unread on it: never back into the pool.
-                let _ = tokio::time::timeout(timeout, conn.disconnect()).await;
-            }
-            drop(permit);
-        });
-        Ok(PageStream { page, sessions: rx })
-    }
-
-    /// The statement `params` asks for, on a connection with its permit, and with
-    /// `count` how many sessions match in all pages (one more query: the detail
-    /// endpoint does without it).
-    async fn query(
-        &self,
-        tenant: &str,
-        params: &ListParams,
-        count: bool,
-    ) -> Result<Query, Failure> {
+    /// The statement of the page `params` asks for.
+    fn query(&self, shape: &Shape, tenant: &str, params: &ListParams) -> Result<Page, Failure> {
         let offset = params.offset()?;
-        let permit = self.permit().await?;
-        let mut conn = self.conn().await?;
-        let shape = self.shape(&mut conn).await?;
         let (conditions, mut values) = self.conditions(shape, tenant, params)?;
-        let total = if count {
-            let count_sql = format!(
-                "{TAG} SELECT COUNT(*) FROM {} WHERE {conditions}",
-                shape.view.relation
-            );
-            let total = exec(&mut conn, &count_sql, values.clone())
-                .await
-                .map_err(|e| self.failure(&e))?
-                .into_iter()
-                .next()
-                .and_then(|row| row.unwrap().into_iter().next())
-                .and_then(crate::source::query::text)
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    Failure::unavailable("the database did not return a session count")
-                })?;
-            Some(total)
-        } else {
-            None
-        };
         let (fields, select) = self.select_list(shape);
         let mut order = String::new();
         if let Some((field, direction)) = params.sort {
@@ -210,154 +240,12 @@ impl Backend {
                 grant: self.target.grant(),
             },
         };
-        Ok(Query {
-            conn,
-            permit,
-            total,
+        Ok(Page {
             sql,
             values,
             rows,
+            timeout: self.timeout,
         })
-    }
-
-    async fn detail(&self, tenant: &str, id: u64) -> Result<TenantSession, Failure> {
-        let params = ListParams {
-            id: Some(id),
-            size: 1,
-            ..ListParams::default()
-        };
-        let mut query = self.query(tenant, &params, false).await?;
-        let rows = exec(&mut query.conn, &query.sql, query.values)
-            .await
-            .map_err(|e| self.failure(&e))?;
-        let session = rows
-            .into_iter()
-            .next()
-            .map(|row| query.rows.make(row))
-            .transpose()?;
-        session.ok_or_else(|| {
-            Failure::not_found(
-                "OB.Tenant.Session.NotExist",
-                format!("tenant `{tenant}` has no session {id} (it may have ended)"),
-            )
-        })
-    }
-
-    async fn stats(&self, tenant: &str) -> Result<SessionStats, Failure> {
-        let _permit = self.permit().await?;
-        let mut conn = self.conn().await?;
-        let shape = self.shape(&mut conn).await?;
-        let collected = self
-            .target
-            .tenant_stats(&mut conn, &shape.view, tenant)
-            .await
-            .map_err(|err| match err {
-                SqlError::Driver(err) => self.failure(&err),
-                SqlError::Answer(err) => {
-                    Failure::unavailable(format!("target `{}`: {err}", self.target.target()))
-                }
-            })?;
-        let stats = collected
-            .into_tenants()
-            .into_iter()
-            .find(|(name, _)| name == tenant)
-            .map(|(_, s)| s);
-        stats.map(SessionStats::from).ok_or_else(|| {
-            Failure::not_found(
-                "OB.Tenant.NotExist",
-                format!(
-                    "tenant `{tenant}` no longer exists in target `{}`",
-                    self.target.target()
-                ),
-            )
-        })
-    }
-
-    /// Checks that every id is a session of `tenant` now, then ends them one by one
-    /// (stopping at the first the server refuses, as obshell does).
-    async fn kill(&self, tenant: &str, ids: &[u64], query_only: bool) -> Result<(), Failure> {
-        let _permit = self.permit().await?;
-        let mut conn = self.conn().await?;
-        let shape = self.shape(&mut conn).await?;
-        let (conditions, mut values) = self.conditions(shape, tenant, &ListParams::default())?;
-        let marks = vec!["?"; ids.len()].join(", ");
-        values.extend(ids.iter().map(|id| Value::from(*id)));
-        let sql = format!(
-            "{TAG} SELECT `ID` FROM {} WHERE {conditions} AND `ID` IN ({marks})",
-            shape.view.relation
-        );
-        let rows = exec(&mut conn, &sql, values)
-            .await
-            .map_err(|e| self.failure(&e))?;
-        let mut found: Vec<u64> = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id = row
-                .unwrap()
-                .into_iter()
-                .next()
-                .and_then(crate::source::query::text)
-                .and_then(|t| t.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    Failure::unavailable("the database sent a session id that is not a number")
-                })?;
-            if found.contains(&id) {
-                return Err(Failure::bad_parameter(
-                    "session_ids",
-                    format!("session {id} of tenant `{tenant}` is on more than one server: end it on its server itself; nothing was ended"),
-                ));
-            }
-            found.push(id);
-        }
-        let missing: Vec<String> = ids
-            .iter()
-            .filter(|id| !found.contains(id))
-            .map(u64::to_string)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Failure::not_found(
-                "OB.Tenant.Session.NotExist",
-                format!(
-                    "tenant `{tenant}` has no session {}: nothing was ended",
-                    missing.join(", ")
-                ),
-            ));
-        }
-        let what = if query_only { "KILL QUERY" } else { "KILL" };
-        for id in ids {
-            // A number checked above, never text from the request.
-            if let Err(err) = conn.query_drop(format!("{TAG} {what} {id}")).await {
-                let denied =
-                    matches!(&err, mysql_async::Error::Server(e) if [1095, 1227].contains(&e.code));
-                let done = ids.iter().take_while(|done| *done != id).count();
-                return Err(if denied {
-                    Failure::grant_missing(format!(
-                        "target `{}`: the exporter's account lacks the grant for {what} {id} ({err}): {}; {done} of the sessions before it were ended",
-                        self.target.target(),
-                        self.target.kill_grant()
-                    ))
-                } else {
-                    Failure::unavailable(format!(
-                        "target `{}`: {what} {id} failed: {err}; {done} of the sessions before it were ended",
-                        self.target.target()
-                    ))
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// A slot of `max_concurrent_per_target`, owned, so a list's streaming task can
-    /// hold it until its last row.
-    async fn permit(&self) -> Result<OwnedSemaphorePermit, Failure> {
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Failure::unavailable("the passthrough is shutting down"))
-    }
-
-    async fn conn(&self) -> Result<Conn, Failure> {
-        self.pool.get_conn().await.map_err(|e| self.failure(&e))
     }
 
     async fn shape(&self, conn: &mut Conn) -> Result<&Shape, Failure> {
@@ -511,14 +399,25 @@ async fn exec(
     Ok(rows)
 }
 
-/// A list statement ready to send, with what it holds.
-struct Query {
-    conn: Conn,
-    permit: OwnedSemaphorePermit,
-    total: Option<u64>,
+/// A page's statement, ready to send, with what turning its rows into sessions
+/// needs.
+pub struct Page {
     sql: String,
     values: Vec<Value>,
     rows: RowMaker,
+    timeout: Duration,
+}
+
+impl PageRows for Page {
+    type Conn = Conn;
+
+    async fn send(self, mut conn: Conn, sink: PageSink) {
+        let completed = stream_rows(&mut conn, &self.sql, self.values, &self.rows, &sink).await;
+        if !completed {
+            // Rows may be left unread on it: never back into the pool.
+            let _ = tokio::time::timeout(self.timeout, conn.disconnect()).await;
+        }
+    }
 }
 
 /// What turning a row into a `TenantSession` needs, owned, so a list's streaming
@@ -577,47 +476,34 @@ impl RowMaker {
     }
 }
 
-/// Sends `sql`'s rows, as sessions, into `tx` as they arrive; false when it stopped
-/// early (an error, sent into `tx`; or a client that went away or stopped reading
-/// for `idle`), leaving `conn` in an unknown state.
+/// Sends `sql`'s rows, as sessions, into `sink` as they arrive; false when it
+/// stopped early (an error, sent into `sink`; or a client that went away or stopped
+/// reading), leaving `conn` in an unknown state.
 async fn stream_rows(
     conn: &mut Conn,
     sql: &str,
     values: Vec<Value>,
     rows: &RowMaker,
-    tx: &mpsc::Sender<Result<TenantSession, Failure>>,
-    idle: Duration,
+    sink: &PageSink,
 ) -> bool {
     let sql = with_own_sessions(conn, sql);
     let statement = match conn.prep(sql).await {
         Ok(statement) => statement,
-        Err(err) => {
-            let _ = tx.send(Err(rows.failure.failure(&err))).await;
-            return false;
-        }
+        Err(err) => return sink.send(Err(rows.failure.failure(&err))).await,
     };
     let mut result = match conn.exec_iter(&statement, values).await {
         Ok(result) => result,
-        Err(err) => {
-            let _ = tx.send(Err(rows.failure.failure(&err))).await;
-            return false;
-        }
+        Err(err) => return sink.send(Err(rows.failure.failure(&err))).await,
     };
     loop {
         match result.next().await {
             Ok(Some(row)) => {
-                let session = rows.make(row);
-                let failed = session.is_err();
-                let sent = tokio::time::timeout(idle, tx.send(session)).await;
-                if failed || !matches!(sent, Ok(Ok(()))) {
+                if !sink.send(rows.make(row)).await {
                     return false;
                 }
             }
             Ok(None) => break,
-            Err(err) => {
-                let _ = tx.send(Err(rows.failure.failure(&err))).await;
-                return false;
-            }
+            Err(err) => return sink.send(Err(rows.failure.failure(&err))).await,
         }
     }
     drop(result);

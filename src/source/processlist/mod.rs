@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 pub use crate::future::BoxFuture;
-pub use backend::Backend;
+pub use backend::ProcesslistBackend;
 
 /// Which relation a target's sessions are read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
