@@ -401,7 +401,7 @@ impl SessionCollector {
         self.part_gauge(
             encoder,
             TRANSACTION_SESSIONS,
-            "Sessions with an open transaction (OceanBase: a row in the transaction schedulers view; MySQL: an INNODB_TRX row, read-only ones included).",
+            "Sessions with an open transaction, read-only ones included (docs/metrics.md says how each engine tells).",
             |p| p.transactions,
             |s| s.transaction_sessions,
         )?;
@@ -443,7 +443,7 @@ impl SessionCollector {
         self.part_gauge(
             encoder,
             LOCK_WAITING,
-            "Sessions waiting for a lock: row locks (OceanBase V$OB_LOCKS BLOCK = 1; InnoDB LOCK WAIT) and, on MySQL/MariaDB, metadata and table locks (STATE 'Waiting for ... lock').",
+            "Sessions waiting for a lock: row locks, and the metadata and table locks an engine reports (docs/metrics.md says which).",
             |p| p.locks,
             |s| s.lock_waiting_sessions,
         )?;
@@ -456,7 +456,7 @@ impl SessionCollector {
         )?;
         let mut metric = encoder.encode_descriptor(
             TOP_BLOCKER,
-            "Sessions waiting for a lock held by this session (a row lock; on PostgreSQL any lock), for the tenant's top blockers (rank 1 the most waited on; top_sessions per tenant), with what locates the session; never its SQL text.",
+            "Sessions waiting for a lock held by this session, for the tenant's top blockers (rank 1 the most waited on; top_sessions per tenant), with what locates the session; never its SQL text.",
             None,
             MetricType::Gauge,
         )?;
@@ -478,7 +478,7 @@ impl SessionCollector {
         }
         let mut metric = encoder.encode_descriptor(
             STATE_SESSIONS,
-            "Sessions by the processlist's COMMAND and STATE (MySQL: the thread's state text; OceanBase: ACTIVE or SLEEP; __none__: empty), under the cardinality guard.",
+            "Sessions by command and state as the engine reports them (__none__: empty), under the cardinality guard.",
             None,
             MetricType::Gauge,
         )?;
@@ -610,7 +610,7 @@ impl SessionCollector {
 
         let mut metric = encoder.encode_descriptor(
             COLLECT_ERRORS,
-            "Failed collection cycles of this target, by reason: connect, auth, timeout, query; for DBSS targets also bad_request (HTTP 400 or another 4xx), forbidden (403) and server (5xx).",
+            "Failed collection cycles of this target, by reason: connect, auth, timeout, query; for targets read over HTTPS also bad_request (HTTP 400 or another 4xx), forbidden (403) and server (5xx).",
             None,
             MetricType::Counter,
         )?;
@@ -639,7 +639,7 @@ impl Collector for SessionCollector {
         self.tenant_gauge(
             &mut encoder,
             ACTIVE_SESSIONS,
-            "Active sessions of the tenant (OceanBase: STATE = 'ACTIVE'; MySQL: COMMAND not idle).",
+            "Active sessions of the tenant: running a statement, not idle (docs/metrics.md says how each engine tells).",
             |s| s.active_sessions,
         )?;
         self.tenant_gauge(

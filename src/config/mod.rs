@@ -112,64 +112,81 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
+    /// This kind's entry in [`KINDS`].
+    fn entry(&self) -> &'static KindEntry {
+        KINDS
+            .iter()
+            .find(|entry| (entry.is)(self))
+            .expect("every TargetKind has its entry in KINDS (config::tests checks each)")
+    }
+
     /// The name written in `kind:`.
     pub fn name(&self) -> &'static str {
-        match self {
-            TargetKind::Oceanbase(_) => "oceanbase",
-            TargetKind::Mysql(_) => "mysql",
-            TargetKind::Postgresql(_) => "postgresql",
-            TargetKind::Dbss(_) => "dbss",
-        }
+        self.entry().name
     }
 
     /// The tenants the configuration names for target `name`: reported (down) even
-    /// when a collection does not find them.
+    /// when a collection does not find them, and served by the session API before
+    /// one does.
     pub fn expected_tenants(&self, name: &str) -> Vec<String> {
-        match self {
-            TargetKind::Oceanbase(settings) => settings.tenants.clone().unwrap_or_default(),
-            // One server, one tenant, named after the target.
-            TargetKind::Mysql(_) | TargetKind::Postgresql(_) => vec![name.to_string()],
-            TargetKind::Dbss(_) => Vec::new(),
-        }
+        (self.entry().expected_tenants)(self, name)
     }
 }
 
 /// A kind as the configuration knows it: its `kind:` name, the keys its settings
 /// accept (read from its settings types), what to tell a user who gives it another
-/// kind's key, and the validation of its keys.
+/// kind's key, the validation of its keys, and the tenants a target of it names.
 pub(crate) struct KindEntry {
     pub name: &'static str,
+    /// True for this kind's variant of [`TargetKind`].
+    pub is: fn(&TargetKind) -> bool,
     pub keys: fn() -> Vec<&'static str>,
     /// Follows "applies to kind X only, not to a `name` target".
     pub foreign_key_hint: &'static str,
     pub validate: fn(&mut KindInput<'_>) -> TargetKind,
+    /// See [`TargetKind::expected_tenants`]; called with this kind's variant only.
+    pub expected_tenants: fn(&TargetKind, &str) -> Vec<String>,
+}
+
+/// One server, one tenant, named after the target.
+fn the_target_is_the_tenant(_: &TargetKind, target: &str) -> Vec<String> {
+    vec![target.to_string()]
 }
 
 /// Every kind of target. Adding a kind is its module and one entry here.
 pub(crate) const KINDS: &[KindEntry] = &[
     KindEntry {
         name: "oceanbase",
+        is: |kind| matches!(kind, TargetKind::Oceanbase(_)),
         keys: oceanbase::keys,
         foreign_key_hint: "",
         validate: oceanbase::validate,
+        expected_tenants: oceanbase::expected_tenants,
     },
     KindEntry {
         name: "mysql",
+        is: |kind| matches!(kind, TargetKind::Mysql(_)),
         keys: mysql::keys,
         foreign_key_hint: "; a mysql target has one tenant named after the target",
         validate: mysql::validate,
+        expected_tenants: the_target_is_the_tenant,
     },
     KindEntry {
         name: "postgresql",
+        is: |kind| matches!(kind, TargetKind::Postgresql(_)),
         keys: postgresql::keys,
         foreign_key_hint: "; a postgresql target has one tenant named after the target",
         validate: postgresql::validate,
+        expected_tenants: the_target_is_the_tenant,
     },
     KindEntry {
         name: "dbss",
+        is: |kind| matches!(kind, TargetKind::Dbss(_)),
         keys: dbss::keys,
         foreign_key_hint: "; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how)",
         validate: dbss::validate,
+        // DBSS's report is by audited database, not by tenant.
+        expected_tenants: |_, _| Vec::new(),
     },
 ];
 

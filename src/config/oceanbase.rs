@@ -83,6 +83,14 @@ pub(super) fn keys() -> Vec<&'static str> {
     [fields_of::<RawDatabase>(), fields_of::<RawOceanbase>()].concat()
 }
 
+/// The tenants listed in `tenants:`, if any (otherwise the cluster's, as found).
+pub(super) fn expected_tenants(kind: &TargetKind, _target: &str) -> Vec<String> {
+    match kind {
+        TargetKind::Oceanbase(settings) => settings.tenants.clone().unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     let database = input.read::<RawDatabase>().validate(input);
     let raw = input.read::<RawOceanbase>();

@@ -592,3 +592,45 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn every_kind_is_found_in_kinds_with_its_name_and_expected_tenants() {
+    let (_dir, path) = dbss_dir();
+    let text = format!(
+        "targets:
+  - {{name: ob, kind: oceanbase, address: 127.0.0.1:2881, user: m@sys, tenants: [t1, t2]}}
+  - {{name: ob-all, kind: oceanbase, address: 127.0.0.1:2881, user: m@sys}}
+  - {{name: maria, kind: mysql, address: 127.0.0.1:3306, user: m}}
+  - {{name: pg, kind: postgresql, address: 127.0.0.1:5432, user: m}}
+  - {{name: audit, kind: dbss, endpoint: https://dbss.example.com, project_id: {PROJECT}, instance_id: {INSTANCE}, token_file: dbss.token, db_ids: [a1]}}
+"
+    );
+    let config = parse(&path, &text, &|_| None).unwrap();
+    let seen: Vec<(&str, &str, Vec<String>)> = config
+        .targets
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_str(),
+                t.kind.name(),
+                t.kind.expected_tenants(&t.name),
+            )
+        })
+        .collect();
+    let s = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        seen,
+        [
+            ("ob", "oceanbase", s(&["t1", "t2"])),
+            ("ob-all", "oceanbase", s(&[])),
+            ("maria", "mysql", s(&["maria"])),
+            ("pg", "postgresql", s(&["pg"])),
+            ("audit", "dbss", s(&[])),
+        ]
+    );
+    // Every registered kind was among them: a new kind extends this test.
+    let mut kinds: Vec<&str> = seen.iter().map(|(_, kind, _)| *kind).collect();
+    kinds.dedup();
+    let registered: Vec<&str> = KINDS.iter().map(|entry| entry.name).collect();
+    assert_eq!(kinds, registered);
+}

@@ -46,7 +46,7 @@ struct Current {
     /// `obshell_auth` unchanged, so clients keep the key they fetched.
     obshell: Option<Arc<obshell::ObshellAuth>>,
     /// Targets with sessions to list, for the obshell-compatible endpoints.
-    backends: HashMap<String, Served>,
+    backends: HashMap<String, TargetApi>,
     /// DBSS targets, for the SQL-detail forward.
     dbss: HashMap<String, Arc<dbss::Forward>>,
 }
@@ -89,7 +89,8 @@ impl Registry {
                 });
                 let served = match kept {
                     Some(kept) => Some(kept.clone()),
-                    None => crate::source::session_api(target, max, timeout).map(|api| Served {
+                    None => crate::source::session_api(target, max, timeout).map(|api| TargetApi {
+                        expected_tenants: target.kind.expected_tenants(&target.name),
                         target: target.clone(),
                         max_concurrent: max,
                         timeout,
@@ -152,8 +153,11 @@ impl Registry {
 /// A target's session API, and what it was built from, so a reload that changes
 /// neither keeps its connections.
 #[derive(Clone)]
-struct Served {
+struct TargetApi {
     target: Target,
+    /// The tenants the configuration names: served even before a collection finds
+    /// them (a single server's one tenant, an OceanBase cluster's listed ones).
+    expected_tenants: Vec<String>,
     max_concurrent: usize,
     timeout: std::time::Duration,
     api: Arc<dyn SessionApi>,
@@ -667,19 +671,25 @@ fn resolve(
     published: &Published,
     name: &str,
 ) -> Result<Arc<dyn SessionApi>, Failure> {
-    // Published targets in config order, with their backend (DBSS targets have none).
-    let with_backends = || {
+    // Published targets in config order, with the tenants each answers for: those
+    // its last collection found and those its configuration names.
+    let with_tenants = || {
         published.targets.iter().filter_map(|entry| {
             let served = current.backends.get(&entry.status.name)?;
-            Some((entry, &served.api))
+            let tenants = entry
+                .status
+                .tenants
+                .keys()
+                .chain(served.expected_tenants.iter());
+            Some((served, tenants))
         })
     };
-    with_backends()
-        .find(|(entry, api)| api.serves(&mut entry.status.tenants.keys(), name))
-        .map(|(_, api)| api.clone())
+    with_tenants()
+        .find_map(|(served, mut tenants)| tenants.any(|t| t == name).then_some(&served.api))
+        .cloned()
         .ok_or_else(|| {
-            let mut known: Vec<String> = with_backends()
-                .flat_map(|(entry, api)| api.tenants(&mut entry.status.tenants.keys()))
+            let mut known: Vec<&str> = with_tenants()
+                .flat_map(|(_, tenants)| tenants.map(String::as_str))
                 .collect();
             known.sort_unstable();
             known.dedup();

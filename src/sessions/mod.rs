@@ -26,13 +26,6 @@ pub trait SessionApi: Send + Sync {
     /// The target's name, for messages.
     fn target(&self) -> &str;
 
-    /// True when this target answers for tenant `name`, given the tenants its last
-    /// collection found.
-    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool;
-
-    /// The tenants it answers for, given those its last collection found.
-    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String>;
-
     /// A page of `tenant`'s sessions, filtered and sorted as `params` asks, streamed.
     fn list<'a>(
         &'a self,

@@ -29,12 +29,6 @@ pub trait SessionBackend: Send + Sync + 'static {
     /// The target's name, for messages.
     fn target(&self) -> &str;
 
-    /// See [`SessionApi::serves`].
-    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool;
-
-    /// See [`SessionApi::tenants`].
-    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String>;
-
     /// A connection for one request.
     fn connect(&self) -> impl Future<Output = Result<Self::Conn, Failure>> + Send;
 
@@ -266,14 +260,6 @@ fn check_present(tenant: &str, ids: &[u64], found: &[u64]) -> Result<(), Failure
 impl<B: SessionBackend> SessionApi for Served<B> {
     fn target(&self) -> &str {
         self.backend.target()
-    }
-
-    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
-        self.backend.serves(found, name)
-    }
-
-    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String> {
-        self.backend.tenants(found)
     }
 
     fn list<'a>(

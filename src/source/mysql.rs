@@ -68,14 +68,6 @@ impl Processlist for MysqlProcesslist {
         &self.database
     }
 
-    fn serves(&self, _: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
-        self.name == name
-    }
-
-    fn tenants(&self, _: &mut dyn Iterator<Item = &String>) -> Vec<String> {
-        vec![self.name.clone()]
-    }
-
     /// Processlist queries are short, and the request is abandoned anyway.
     fn init_statements(&self, _: Duration) -> Vec<String> {
         Vec::new()

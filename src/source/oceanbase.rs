@@ -87,20 +87,6 @@ impl Processlist for OceanbaseProcesslist {
         &self.settings.database
     }
 
-    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
-        // (`any` needs a sized iterator; the loop takes the trait object as it is.)
-        for tenant in found {
-            if tenant == name {
-                return true;
-            }
-        }
-        false
-    }
-
-    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String> {
-        found.cloned().collect()
-    }
-
     fn init_statements(&self, timeout: Duration) -> Vec<String> {
         init_statements(timeout)
     }

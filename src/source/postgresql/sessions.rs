@@ -194,14 +194,6 @@ impl SessionBackend for PostgresqlSessions {
         &self.target.name
     }
 
-    fn serves(&self, _: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
-        self.target.name == name
-    }
-
-    fn tenants(&self, _: &mut dyn Iterator<Item = &String>) -> Vec<String> {
-        vec![self.target.name.clone()]
-    }
-
     async fn connect(&self) -> Result<Client, Failure> {
         self.target.client().await
     }

@@ -53,14 +53,6 @@ impl SessionBackend for ProcesslistBackend {
         self.target.target()
     }
 
-    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool {
-        self.target.serves(found, name)
-    }
-
-    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String> {
-        self.target.tenants(found)
-    }
-
     async fn connect(&self) -> Result<Conn, Failure> {
         self.pool.get_conn().await.map_err(|e| self.failure(&e))
     }

@@ -35,13 +35,6 @@ pub trait Processlist: Send + Sync + 'static {
     /// Where the server is and how to log in.
     fn database(&self) -> &Database;
 
-    /// True when this target answers for tenant `name`, given the tenants its last
-    /// collection found.
-    fn serves(&self, found: &mut dyn Iterator<Item = &String>, name: &str) -> bool;
-
-    /// The tenants it answers for, given those its last collection found.
-    fn tenants(&self, found: &mut dyn Iterator<Item = &String>) -> Vec<String>;
-
     /// Statements a new connection runs first, bounding its queries at `timeout`
     /// where the server can.
     fn init_statements(&self, timeout: Duration) -> Vec<String>;
