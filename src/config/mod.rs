@@ -14,9 +14,11 @@
 mod database;
 mod dbss;
 mod duration;
+mod files;
 mod keys;
 mod locate;
 mod mysql;
+mod names;
 mod oceanbase;
 mod passthrough;
 mod pem;
@@ -32,8 +34,10 @@ pub use pem::read_ca_file;
 pub use postgresql::{Postgresql, SslMode};
 
 use crate::secret::Secret;
+use files::{expand_pattern, load_targets_file};
 use keys::{fields_of, RawTarget};
 use locate::KeyLines;
+use names::{expand_env, valid_label_name, valid_name};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -250,14 +254,6 @@ struct RawConfig {
     passthrough: passthrough::RawPassthrough,
 }
 
-/// A file matched by `targets_files`: targets only.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTargetsFile {
-    #[serde(default)]
-    targets: Vec<RawTarget>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
@@ -472,66 +468,6 @@ fn validate_targets(
         .collect()
 }
 
-/// The files matching `pattern` (relative to `base_dir`), sorted so the target order
-/// does not depend on the file system.
-fn expand_pattern(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let full = base_dir.join(pattern);
-    let full = full
-        .to_str()
-        .ok_or_else(|| format!("`{pattern}` is not valid UTF-8"))?;
-    let matches =
-        glob::glob(full).map_err(|err| format!("`{pattern}` is not a valid pattern: {err}"))?;
-    let mut files = Vec::new();
-    for entry in matches {
-        match entry {
-            Ok(path) if path.is_file() => files.push(path),
-            Ok(_) => {}
-            Err(err) => return Err(format!("cannot read a match of `{pattern}`: {err}")),
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Reads one `targets_files` match; its problems name that file and its lines.
-fn load_targets_file(
-    file: &Path,
-    global: &Defaults,
-    env: &dyn Fn(&str) -> Option<String>,
-    check: &mut Checker,
-    names: &mut HashSet<String>,
-) -> Vec<Target> {
-    let mut local = Checker {
-        file: Some(file.to_path_buf()),
-        lines: KeyLines::default(),
-        problems: Vec::new(),
-    };
-    let targets = match std::fs::read_to_string(file) {
-        Err(err) => {
-            local.problem("targets", format!("cannot read this file: {err}"));
-            Vec::new()
-        }
-        Ok(text) => match serde_yaml::from_str::<RawTargetsFile>(&text) {
-            Err(err) => {
-                local.problems.push(Problem {
-                    file: Some(file.to_path_buf()),
-                    line: err.location().map(|l| l.line()),
-                    key: "targets".to_string(),
-                    message: yaml_message(&err),
-                });
-                Vec::new()
-            }
-            Ok(raw) => {
-                local.lines = KeyLines::index(&text);
-                let base_dir = file.parent().unwrap_or(Path::new("."));
-                validate_targets(raw.targets, global, base_dir, env, &mut local, names)
-            }
-        },
-    };
-    check.problems.append(&mut local.problems);
-    targets
-}
-
 /// The global settings a target inherits unless it sets its own.
 struct Defaults {
     interval: Duration,
@@ -719,43 +655,6 @@ fn default_timeout(timeout: Duration, interval: Duration) -> Duration {
     } else {
         interval.mul_f64(0.8)
     }
-}
-
-/// Replaces `${NAME}` with the environment variable's value. The error names the
-/// variable, never a value.
-fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or("has `${` without a closing `}`: write ${VARIABLE}")?;
-        let name = &after[..end];
-        let value = env(name).ok_or_else(|| {
-            format!("refers to the environment variable {name}, which is not set: set it, or use password_file")
-        })?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(Secret::new(out))
-}
-
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-fn valid_label_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with("__")
-        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

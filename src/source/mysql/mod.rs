@@ -8,19 +8,20 @@
 //! through the `MAX_EXECUTION_TIME` hint that only MySQL reads, so one statement
 //! serves both without asking the server which it is.
 
+mod sessions;
+
+pub use sessions::MysqlProcesslist;
+
 use super::collect::{BoxFuture, Source};
 use super::conn::{classify, Connector};
 use super::error::SourceError;
-use super::processlist::{self, plain_column, Processlist, View};
-use super::query::{probe_relation, read, SqlError};
+use super::query::probe_relation;
 use super::sql::{
-    filter_conditions, host_without_port, Grouping, LockWait, Pass, RowContext, Rows, Rules, Shape,
-    Statements, OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, Grouping, LockWait, RowContext, Rules, Shape, Statements,
+    OWN_SESSIONS, TAG,
 };
-use crate::config::{Database, Mysql, Parts, Target};
-use crate::sessions::Field;
+use crate::config::{Database, Mysql, Target};
 use crate::stats::Collected;
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// `COMMAND` values that do not count as active: an idle client (`Sleep`), server
@@ -40,102 +41,8 @@ pub const IDLE_COMMANDS: [&str; 8] = [
 /// The privilege to suggest when one is missing.
 const GRANT: &str = "grant it with GRANT PROCESS ON *.* TO the account";
 
-/// A MySQL/MariaDB target as the session API reads it: `ID, USER, HOST, DB,
-/// COMMAND, TIME, STATE, INFO` (MariaDB adds `TIME_MS` and `MEMORY_USED`); its one
-/// tenant is the target's name.
-pub struct MysqlProcesslist {
-    name: String,
-    database: Database,
-    collect_timeout: Duration,
-}
-
-impl MysqlProcesslist {
-    pub fn new(target: &Target, settings: &Mysql) -> Self {
-        Self {
-            name: target.name.clone(),
-            database: settings.database.clone(),
-            collect_timeout: target.collect_timeout,
-        }
-    }
-}
-
-impl Processlist for MysqlProcesslist {
-    fn target(&self) -> &str {
-        &self.name
-    }
-
-    fn database(&self) -> &Database {
-        &self.database
-    }
-
-    /// Processlist queries are short, and the request is abandoned anyway.
-    fn init_statements(&self, _: Duration) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn detect<'a>(
-        &'a self,
-        _: &'a mut mysql_async::Conn,
-    ) -> processlist::BoxFuture<'a, Result<View, mysql_async::Error>> {
-        Box::pin(async {
-            Ok(View {
-                relation: "`information_schema`.`PROCESSLIST`".to_string(),
-                cluster: false,
-            })
-        })
-    }
-
-    fn column(&self, _: &View, field: Field, columns: &HashSet<String>) -> Option<String> {
-        let has = |c: &str| columns.contains(c);
-        match field {
-            Field::Id | Field::User | Field::Host | Field::Db | Field::Command | Field::Info => {
-                plain_column(field, columns)
-            }
-            // MariaDB has milliseconds; MySQL whole seconds.
-            Field::Time if has("TIME_MS") => Some("`TIME_MS` / 1000".to_string()),
-            Field::Time => has("TIME").then(|| "`TIME`".to_string()),
-            // The contract's state is OceanBase's ACTIVE/SLEEP; MySQL's STATE column is
-            // a thread stage. The same rule as the metrics' "active" decides it.
-            Field::State => has("COMMAND")
-                .then(|| format!("IF({}, 'ACTIVE', 'SLEEP')", self.active_condition())),
-            Field::MemoryUsage => has("MEMORY_USED").then(|| "`MEMORY_USED`".to_string()),
-            _ => None,
-        }
-    }
-
-    /// information_schema is utf8mb3 on MySQL and MariaDB: compared as is, a 4-byte
-    /// character in the filter is a collation error, not a miss.
-    fn like_operand(&self, expression: &str) -> String {
-        format!("CONVERT({expression} USING utf8mb4)")
-    }
-
-    fn active_condition(&self) -> String {
-        active_condition("`COMMAND`")
-    }
-
-    fn tenant_stats<'a>(
-        &'a self,
-        conn: &'a mut mysql_async::Conn,
-        _: &'a View,
-        tenant: &'a str,
-    ) -> processlist::BoxFuture<'a, Result<Collected, SqlError>> {
-        Box::pin(tenant_stats(
-            conn,
-            &self.database,
-            self.collect_timeout,
-            tenant,
-        ))
-    }
-
-    fn grant(&self) -> &'static str {
-        GRANT
-    }
-
-    fn kill_grant(&self) -> &'static str {
-        "ending other users' sessions needs CONNECTION ADMIN (MariaDB 10.5+: GRANT CONNECTION ADMIN ON *.*; MySQL 8: GRANT CONNECTION_ADMIN ON *.*) or SUPER"
-    }
-}
-
+/// A MySQL/MariaDB target's collection: one grouped statement per cycle, and the
+/// lock waits beside it when the part is on.
 pub struct MysqlSource {
     name: String,
     database: Database,
@@ -293,28 +200,6 @@ const RULES: Rules = Rules {
     },
 };
 
-/// The target's statistics, read now for the session API: the statement of a cycle
-/// without top sessions, bounded at the request's `timeout`, so the API's stats and
-/// `/metrics` cannot disagree on method.
-async fn tenant_stats(
-    conn: &mut mysql_async::Conn,
-    database: &Database,
-    timeout: Duration,
-    tenant: &str,
-) -> Result<Collected, SqlError> {
-    // The API's stats are counts: no top sessions, transactions, locks or states.
-    let database = Database {
-        top_sessions: 0,
-        collect: Parts::NONE,
-        ..database.clone()
-    };
-    let ctx = row_context(&database, tenant);
-    let mut rows = Rows::new(&ctx, &[tenant]);
-    let sql = grouping(&database, timeout).statement();
-    read(conn, &sql, &mut rows, Pass::Groups).await?;
-    rows.finish().map_err(SqlError::Answer)
-}
-
 /// `column` (with its prefix) is none of [`IDLE_COMMANDS`]: the session is active.
 fn active_condition(column: &str) -> String {
     let idle: Vec<String> = IDLE_COMMANDS.iter().map(|c| format!("'{c}'")).collect();
@@ -458,13 +343,13 @@ mod tests {
     use super::*;
     use crate::config::testing;
     use crate::source::sql::fixtures::{counts as c, idle, pairs, row};
-    use crate::source::sql::Rows;
+    use crate::source::sql::{Pass, Rows};
     use crate::stats::{Parts, NONE_LABEL};
 
     /// Fixed rows in, exact statistics out: the one tenant is the target's name and
     /// the server its host; a NULL DB is `__none__`, while the string `NULL` is a
     /// database of that name here (only OceanBase writes it for none); background
-    /// threads without a host are `__none__` clients. MysqlProcesslist kept in rows of their
+    /// threads without a host are `__none__` clients. Sessions kept in rows of their
     /// own count like any other, and are the top sessions and the blockers.
     #[test]
     fn processlist_rows_give_exact_statistics() {
@@ -544,47 +429,6 @@ mod tests {
             .map(|b| (b.session_id, b.user.as_str(), b.client.as_str(), b.waiters))
             .collect();
         assert_eq!(blockers, [(17, "app", "10.0.0.101", 1)]);
-    }
-
-    #[test]
-    fn each_field_comes_from_the_column_this_server_has() {
-        let settings = Mysql {
-            database: testing::database("monitor", 3306),
-        };
-        let sessions = MysqlProcesslist::new(&testing::mysql("maria"), &settings);
-        let view = View {
-            relation: "`information_schema`.`PROCESSLIST`".into(),
-            cluster: false,
-        };
-        let columns =
-            |names: &[&str]| -> HashSet<String> { names.iter().map(|n| n.to_string()).collect() };
-        let maria = columns(&[
-            "ID",
-            "USER",
-            "HOST",
-            "DB",
-            "COMMAND",
-            "TIME",
-            "STATE",
-            "INFO",
-            "TIME_MS",
-            "MEMORY_USED",
-        ]);
-        let column = |field, columns: &HashSet<String>| sessions.column(&view, field, columns);
-        assert_eq!(
-            column(Field::Time, &maria).as_deref(),
-            Some("`TIME_MS` / 1000")
-        );
-        assert_eq!(
-            column(Field::MemoryUsage, &maria).as_deref(),
-            Some("`MEMORY_USED`")
-        );
-        assert!(column(Field::State, &maria).unwrap().contains("'Sleep'"));
-        assert_eq!(column(Field::SvrPort, &maria), None);
-        let mysql = columns(&[
-            "ID", "USER", "HOST", "DB", "COMMAND", "TIME", "STATE", "INFO",
-        ]);
-        assert_eq!(column(Field::Time, &mysql).as_deref(), Some("`TIME`"));
     }
 
     #[test]

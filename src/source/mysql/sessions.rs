@@ -1,0 +1,177 @@
+//! What the session API reads of a MySQL or MariaDB target: its processlist's
+//! columns, each server's own, and its statistics as a cycle computes them.
+
+use super::{active_condition, grouping, row_context, GRANT};
+use crate::config::{Database, Mysql, Parts, Target};
+use crate::sessions::Field;
+use crate::source::processlist::{self, plain_column, Processlist, View};
+use crate::source::query::{read, SqlError};
+use crate::source::sql::{Pass, Rows};
+use crate::stats::Collected;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// A MySQL/MariaDB target as the session API reads it: `ID, USER, HOST, DB,
+/// COMMAND, TIME, STATE, INFO` (MariaDB adds `TIME_MS` and `MEMORY_USED`); its one
+/// tenant is the target's name.
+pub struct MysqlProcesslist {
+    name: String,
+    database: Database,
+    collect_timeout: Duration,
+}
+
+impl MysqlProcesslist {
+    pub fn new(target: &Target, settings: &Mysql) -> Self {
+        Self {
+            name: target.name.clone(),
+            database: settings.database.clone(),
+            collect_timeout: target.collect_timeout,
+        }
+    }
+}
+
+impl Processlist for MysqlProcesslist {
+    fn target(&self) -> &str {
+        &self.name
+    }
+
+    fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Processlist queries are short, and the request is abandoned anyway.
+    fn init_statements(&self, _: Duration) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn detect<'a>(
+        &'a self,
+        _: &'a mut mysql_async::Conn,
+    ) -> processlist::BoxFuture<'a, Result<View, mysql_async::Error>> {
+        Box::pin(async {
+            Ok(View {
+                relation: "`information_schema`.`PROCESSLIST`".to_string(),
+                cluster: false,
+            })
+        })
+    }
+
+    fn column(&self, _: &View, field: Field, columns: &HashSet<String>) -> Option<String> {
+        let has = |c: &str| columns.contains(c);
+        match field {
+            Field::Id | Field::User | Field::Host | Field::Db | Field::Command | Field::Info => {
+                plain_column(field, columns)
+            }
+            // MariaDB has milliseconds; MySQL whole seconds.
+            Field::Time if has("TIME_MS") => Some("`TIME_MS` / 1000".to_string()),
+            Field::Time => has("TIME").then(|| "`TIME`".to_string()),
+            // The contract's state is OceanBase's ACTIVE/SLEEP; MySQL's STATE column is
+            // a thread stage. The same rule as the metrics' "active" decides it.
+            Field::State => has("COMMAND")
+                .then(|| format!("IF({}, 'ACTIVE', 'SLEEP')", self.active_condition())),
+            Field::MemoryUsage => has("MEMORY_USED").then(|| "`MEMORY_USED`".to_string()),
+            _ => None,
+        }
+    }
+
+    /// information_schema is utf8mb3 on MySQL and MariaDB: compared as is, a 4-byte
+    /// character in the filter is a collation error, not a miss.
+    fn like_operand(&self, expression: &str) -> String {
+        format!("CONVERT({expression} USING utf8mb4)")
+    }
+
+    fn active_condition(&self) -> String {
+        active_condition("`COMMAND`")
+    }
+
+    fn tenant_stats<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        _: &'a View,
+        tenant: &'a str,
+    ) -> processlist::BoxFuture<'a, Result<Collected, SqlError>> {
+        Box::pin(tenant_stats(
+            conn,
+            &self.database,
+            self.collect_timeout,
+            tenant,
+        ))
+    }
+
+    fn grant(&self) -> &'static str {
+        GRANT
+    }
+
+    fn kill_grant(&self) -> &'static str {
+        "ending other users' sessions needs CONNECTION ADMIN (MariaDB 10.5+: GRANT CONNECTION ADMIN ON *.*; MySQL 8: GRANT CONNECTION_ADMIN ON *.*) or SUPER"
+    }
+}
+
+/// The target's statistics, read now for the session API: the statement of a cycle
+/// without top sessions, bounded at the request's `timeout`, so the API's stats and
+/// `/metrics` cannot disagree on method.
+async fn tenant_stats(
+    conn: &mut mysql_async::Conn,
+    database: &Database,
+    timeout: Duration,
+    tenant: &str,
+) -> Result<Collected, SqlError> {
+    // The API's stats are counts: no top sessions, transactions, locks or states.
+    let database = Database {
+        top_sessions: 0,
+        collect: Parts::NONE,
+        ..database.clone()
+    };
+    let ctx = row_context(&database, tenant);
+    let mut rows = Rows::new(&ctx, &[tenant]);
+    let sql = grouping(&database, timeout).statement();
+    read(conn, &sql, &mut rows, Pass::Groups).await?;
+    rows.finish().map_err(SqlError::Answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing;
+
+    #[test]
+    fn each_field_comes_from_the_column_this_server_has() {
+        let settings = Mysql {
+            database: testing::database("monitor", 3306),
+        };
+        let sessions = MysqlProcesslist::new(&testing::mysql("maria"), &settings);
+        let view = View {
+            relation: "`information_schema`.`PROCESSLIST`".into(),
+            cluster: false,
+        };
+        let columns =
+            |names: &[&str]| -> HashSet<String> { names.iter().map(|n| n.to_string()).collect() };
+        let maria = columns(&[
+            "ID",
+            "USER",
+            "HOST",
+            "DB",
+            "COMMAND",
+            "TIME",
+            "STATE",
+            "INFO",
+            "TIME_MS",
+            "MEMORY_USED",
+        ]);
+        let column = |field, columns: &HashSet<String>| sessions.column(&view, field, columns);
+        assert_eq!(
+            column(Field::Time, &maria).as_deref(),
+            Some("`TIME_MS` / 1000")
+        );
+        assert_eq!(
+            column(Field::MemoryUsage, &maria).as_deref(),
+            Some("`MEMORY_USED`")
+        );
+        assert!(column(Field::State, &maria).unwrap().contains("'Sleep'"));
+        assert_eq!(column(Field::SvrPort, &maria), None);
+        let mysql = columns(&[
+            "ID", "USER", "HOST", "DB", "COMMAND", "TIME", "STATE", "INFO",
+        ]);
+        assert_eq!(column(Field::Time, &mysql).as_deref(), Some("`TIME`"));
+    }
+}

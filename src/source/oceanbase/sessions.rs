@@ -1,0 +1,173 @@
+//! What the session API reads of an OceanBase target: its processlist's columns,
+//! the view its mode gives, and its statistics as a cycle computes them.
+
+use super::{detect_mode, grouping, init_statements, relation, row_context, Mode, RULES};
+use crate::config::{Database, Oceanbase, Target};
+use crate::sessions::Field;
+use crate::source::processlist::{self, plain_column, Processlist, View};
+use crate::source::query::{self, SqlError};
+use crate::source::sql::{Pass, RowContext, Rows, Rules};
+use crate::stats::Collected;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// An OceanBase target as the session API reads it: every processlist column has
+/// the conventional name; seekdb's `V$OB_PROCESSLIST` lacks the server and tenant
+/// columns, which then come from the target.
+pub struct OceanbaseProcesslist {
+    name: String,
+    settings: Oceanbase,
+}
+
+impl OceanbaseProcesslist {
+    pub fn new(target: &Target, settings: &Oceanbase) -> Self {
+        Self {
+            name: target.name.clone(),
+            settings: settings.clone(),
+        }
+    }
+}
+
+impl Processlist for OceanbaseProcesslist {
+    fn target(&self) -> &str {
+        &self.name
+    }
+
+    fn database(&self) -> &Database {
+        &self.settings.database
+    }
+
+    fn init_statements(&self, timeout: Duration) -> Vec<String> {
+        init_statements(timeout)
+    }
+
+    fn detect<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+    ) -> processlist::BoxFuture<'a, Result<View, mysql_async::Error>> {
+        Box::pin(async move {
+            let mode = detect_mode(conn, &self.settings).await?;
+            Ok(View {
+                relation: relation(&self.settings, mode),
+                cluster: mode == Mode::Cluster,
+            })
+        })
+    }
+
+    fn column(&self, _: &View, field: Field, columns: &HashSet<String>) -> Option<String> {
+        plain_column(field, columns)
+    }
+
+    fn active_condition(&self) -> String {
+        "`STATE` = 'ACTIVE'".to_string()
+    }
+
+    fn tenant_stats<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        view: &'a View,
+        tenant: &'a str,
+    ) -> processlist::BoxFuture<'a, Result<Collected, SqlError>> {
+        let mode = if view.cluster {
+            Mode::Cluster
+        } else {
+            Mode::SingleTenant
+        };
+        Box::pin(tenant_stats(conn, &self.settings, mode, tenant))
+    }
+
+    fn grant(&self) -> &'static str {
+        "grant it with GRANT SELECT ON oceanbase.* TO the account"
+    }
+
+    fn kill_grant(&self) -> &'static str {
+        "ending other users' sessions needs the SUPER privilege in the tenant (GRANT SUPER ON *.* TO the account)"
+    }
+}
+
+/// One tenant's statistics, read now for the session API: the statement and the
+/// aggregation of a collection cycle, restricted to `tenant` (a bound parameter in a
+/// cluster) and without top sessions, so the API's stats and `/metrics` cannot
+/// disagree on method. `tenant` must be the tenant this mode serves.
+async fn tenant_stats(
+    conn: &mut mysql_async::Conn,
+    settings: &Oceanbase,
+    mode: Mode,
+    tenant: &str,
+) -> Result<Collected, SqlError> {
+    let settings = &without_top_sessions(settings);
+    // One statement: every group is added, its client read in full.
+    let ctx = RowContext {
+        rules: Rules {
+            empty_client_read_again: false,
+            ..RULES
+        },
+        ..row_context(settings, tenant, mode)
+    };
+    match mode {
+        Mode::Cluster => {
+            // No tenant is added up front: one the cluster no longer has is absent.
+            // The tenant condition is written twice: the sessions, the zero row.
+            let mut rows = Rows::new(&ctx, &[]);
+            query::read_bound(
+                conn,
+                &grouping(
+                    settings,
+                    mode,
+                    " AND p.TENANT = ?",
+                    " AND t.TENANT_NAME = ?",
+                    false,
+                    true,
+                )
+                .statement(),
+                mysql_async::Params::Positional(vec![tenant.into(), tenant.into()]),
+                &mut rows,
+                Pass::Groups,
+            )
+            .await?;
+            rows.finish().map_err(SqlError::Answer)
+        }
+        Mode::SingleTenant => {
+            let mut rows = Rows::new(&ctx, &[tenant]);
+            let sql = grouping(settings, mode, "", "", false, true).statement();
+            query::read(conn, &sql, &mut rows, Pass::Groups).await?;
+            rows.finish().map_err(SqlError::Answer)
+        }
+    }
+}
+
+/// The settings of a count-only cycle: no top sessions, no parts.
+fn without_top_sessions(settings: &Oceanbase) -> Oceanbase {
+    let mut settings = settings.clone();
+    settings.database.top_sessions = 0;
+    settings.database.collect = crate::stats::Parts::NONE;
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing;
+
+    #[test]
+    fn every_field_is_its_conventional_column_when_the_view_has_it() {
+        let sessions = OceanbaseProcesslist::new(
+            &testing::target(
+                "ob",
+                crate::config::TargetKind::Oceanbase(testing::oceanbase("m")),
+            ),
+            &testing::oceanbase("m"),
+        );
+        let view = View {
+            relation: "`oceanbase`.`GV$OB_PROCESSLIST`".into(),
+            cluster: true,
+        };
+        let columns: HashSet<String> = ["ID", "SVR_IP", "TENANT", "TIME", "STATE"]
+            .map(String::from)
+            .into();
+        let column = |field| sessions.column(&view, field, &columns);
+        assert_eq!(column(Field::SvrIp).as_deref(), Some("`SVR_IP`"));
+        assert_eq!(column(Field::SqlId), None);
+        assert_eq!(column(Field::ProxyIp), None);
+    }
+}
