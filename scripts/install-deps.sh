@@ -5,21 +5,31 @@
 # packages;
 # seekdb (`pylibseekdb`), `kubernetes-validate` and `schemathesis` from PyPI. Idempotent: a second
 # run finds everything present and does nothing.
+# `--quickstart` installs only what scripts/quickstart.sh runs: MariaDB and seekdb.
 set -euo pipefail
+
+only_quickstart=0
+case "${1:-}" in
+  "") ;;
+  --quickstart) only_quickstart=1 ;;
+  *) echo "usage: $0 [--quickstart]" >&2; exit 2 ;;
+esac
 
 need_apt=()
 command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server mariadb-client)
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
-command -v curl >/dev/null 2>&1 || need_apt+=(curl)
-command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
-command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
-# runc, not crun: crun refuses this kind of machine's hybrid cgroups (tests/it/packages.rs).
-command -v podman >/dev/null 2>&1 || need_apt+=(podman)
-command -v runc >/dev/null 2>&1 || need_apt+=(runc)
-command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
-# `man`: the installed package's man page is looked up as users (and systemd-analyze) do.
-command -v man >/dev/null 2>&1 || need_apt+=(man-db)
+if [ "$only_quickstart" = 0 ]; then
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+  command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
+  # runc, not crun: crun refuses this kind of machine's hybrid cgroups (tests/it/packages.rs).
+  command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+  command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+  command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
+  # `man`: the installed package's man page is looked up as users (and systemd-analyze) do.
+  command -v man >/dev/null 2>&1 || need_apt+=(man-db)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo_cmd=()
@@ -31,14 +41,16 @@ fi
 
 need_pip=()
 python3 -c 'import pylibseekdb' >/dev/null 2>&1 || need_pip+=(pylibseekdb)
-# Validates deploy/kubernetes against the Kubernetes JSON schemas it ships.
-command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
-# Fuzzes the session API against docs/openapi.yaml (tests/it/schemathesis.rs); pinned,
-# since its command line changes between major versions.
-# hypothesis is pinned with it: later releases break schemathesis 3's generators.
-command -v schemathesis >/dev/null 2>&1 || need_pip+=(schemathesis==3.39.16 hypothesis==6.123.2)
-# obshell's own Python SDK, which tests/it/obshell_sdk.rs drives unchanged.
-python3 -c 'import obshell' >/dev/null 2>&1 || need_pip+=(obshell==0.0.9)
+if [ "$only_quickstart" = 0 ]; then
+  # Validates deploy/kubernetes against the Kubernetes JSON schemas it ships.
+  command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=(kubernetes-validate)
+  # Fuzzes the session API against docs/openapi.yaml (tests/it/schemathesis.rs); pinned,
+  # since its command line changes between major versions.
+  # hypothesis is pinned with it: later releases break schemathesis 3's generators.
+  command -v schemathesis >/dev/null 2>&1 || need_pip+=(schemathesis==3.39.16 hypothesis==6.123.2)
+  # obshell's own Python SDK, which tests/it/obshell_sdk.rs drives unchanged.
+  python3 -c 'import obshell' >/dev/null 2>&1 || need_pip+=(obshell==0.0.9)
+fi
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "install-deps: pip install ${need_pip[*]}" >&2
   python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"

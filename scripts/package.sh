@@ -10,7 +10,8 @@
 # The binary is linked against glibc 2.17 (cargo-zigbuild, with zig from PyPI), not
 # against this machine's: a build on Debian 12 would need glibc 2.34 and refuse to start
 # on RHEL 8 and its rebuilds (2.28), where many OceanBase clusters run. Installs the
-# pinned cargo-deb, cargo-generate-rpm, cargo-zigbuild and ziglang when missing.
+# pinned cargo-zigbuild and ziglang (PyPI), cargo-deb and cargo-generate-rpm (crates.io)
+# when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,26 +21,35 @@ CARGO_ZIGBUILD_VERSION=0.24.1
 ZIGLANG_VERSION=0.17.1
 GLIBC_VERSION=2.17
 
-# The cargo subcommands, built in one go with a shared target directory and without
-# optimising Rust code (C code at -O2, for xz): twice as fast to build as a release
-# build, which CI pays on every run, and they package in seconds all the same.
+# cargo-zigbuild and zig come from PyPI, prebuilt (the same release as on crates.io);
+# pip puts the subcommand in Python's scripts directory, which cargo must find.
+scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+export PATH="$scripts_dir:$PATH"
+# Both pinned in one command, so that cargo-zigbuild's `ziglang>=` takes our zig.
+if ! cargo-zigbuild --version 2>/dev/null | grep -qF " $CARGO_ZIGBUILD_VERSION" \
+  || ! python3 -c 'import ziglang' 2>/dev/null; then
+  echo "package: pip install cargo-zigbuild==$CARGO_ZIGBUILD_VERSION ziglang==$ZIGLANG_VERSION" >&2
+  python3 -m pip install -q --root-user-action=ignore \
+    "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION" "ziglang==$ZIGLANG_VERSION" >&2
+fi
+
+# cargo-deb and cargo-generate-rpm have no current prebuilt release in the registries
+# this project installs from (PyPI has only 2023's, without xz payloads): built in one
+# go with a shared target directory and without optimising Rust code (C code at -O2,
+# for xz): twice as fast to build as a release build, and they package in seconds all
+# the same.
 missing=()
 need_tool() { # <crate, also its binary's name> <version>
   "$1" --version 2>/dev/null | grep -qF " $2" || missing+=("$1@$2")
 }
 need_tool cargo-deb "$CARGO_DEB_VERSION"
 need_tool cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
-need_tool cargo-zigbuild "$CARGO_ZIGBUILD_VERSION"
 if [ ${#missing[@]} -gt 0 ]; then
   echo "package: cargo install ${missing[*]}" >&2
   tools_target=$(mktemp -d)
   trap 'rm -rf "$tools_target"' EXIT
   CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_CODEGEN_UNITS=64 CFLAGS=-O2 \
     cargo install --quiet --locked --force --target-dir "$tools_target" "${missing[@]}" >&2
-fi
-if ! python3 -c 'import ziglang' 2>/dev/null; then
-  echo "package: pip install ziglang==$ZIGLANG_VERSION" >&2
-  python3 -m pip install -q --root-user-action=ignore "ziglang==$ZIGLANG_VERSION" >&2
 fi
 
 triple="$(uname -m)-unknown-linux-gnu"

@@ -7,7 +7,7 @@
 # Idempotent: a server that already answers is left alone. Each gets a least-privilege
 # account `monitor` (password in $SE_IT_DIR/monitor.password) and root stays local.
 # Prints `export …` lines describing the servers, for `eval "$(… start)"`.
-# Usage: scripts/test-servers.sh start|stop|status|env
+# Usage: scripts/test-servers.sh start|stop|status|env [mariadb] [seekdb] [postgres]
 set -euo pipefail
 
 dir=${SE_IT_DIR:-/tmp/session-exporter-it}
@@ -135,11 +135,32 @@ export SE_TEST_POSTGRES_ADMIN_PASSWORD_FILE=$dir/postgres/admin.password
 ENV
 }
 
-case "${1:-}" in
-  start) start_mariadb; start_seekdb; start_postgres; print_env ;;
-  stop) stop_one "$dir/mariadb/mysqld.pid"; stop_one "$dir/seekdb.pid"; stop_postgres ;;
-  status) mariadb_sql 'SELECT 1' >/dev/null 2>&1 && seekdb_sql 'SELECT 1' >/dev/null 2>&1 \
-    && pg_sql 'SELECT 1' >/dev/null 2>&1 ;;
+# Which servers: the names after the command, all three when none is named (the quick
+# start needs MariaDB and seekdb only).
+cmd=${1:-}
+[ $# -eq 0 ] || shift
+servers=("$@")
+[ ${#servers[@]} -gt 0 ] || servers=(mariadb seekdb postgres)
+for s in "${servers[@]}"; do
+  case "$s" in
+    mariadb|seekdb|postgres) ;;
+    *) echo "$0: unknown server '$s' (mariadb, seekdb or postgres)" >&2; exit 2 ;;
+  esac
+done
+each() { # <start|stop|status>: that step for each chosen server; the first failure ends the script
+  local s
+  for s in "${servers[@]}"; do "$1_$s"; done
+}
+stop_mariadb() { stop_one "$dir/mariadb/mysqld.pid"; }
+stop_seekdb() { stop_one "$dir/seekdb.pid"; }
+status_mariadb() { mariadb_sql 'SELECT 1' >/dev/null 2>&1; }
+status_seekdb() { seekdb_sql 'SELECT 1' >/dev/null 2>&1; }
+status_postgres() { pg_sql 'SELECT 1' >/dev/null 2>&1; }
+
+case "$cmd" in
+  start) each start; print_env ;;
+  stop) each stop ;;
+  status) each status ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env [mariadb] [seekdb] [postgres]" >&2; exit 2 ;;
 esac

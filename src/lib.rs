@@ -23,6 +23,7 @@ pub mod source;
 pub mod stats;
 pub mod status;
 pub mod timefmt;
+pub mod tls;
 pub mod web;
 
 /// The exporter's version, from Cargo.

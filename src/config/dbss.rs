@@ -6,8 +6,8 @@
 //! re-read whenever it changes (see [`crate::secret::TokenFile`]), so a rotation needs
 //! no reload.
 
-use super::pem::read_ca_file;
 use super::{fields_of, parse_duration, KindInput, TargetKind};
+use crate::tls::read_certs;
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -273,7 +273,7 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     }
     let ca_file = raw.ca_file.map(|file| input.base_dir.join(file));
     if let Some(file) = &ca_file {
-        if let Err(message) = read_ca_file(file) {
+        if let Err(message) = read_certs(file) {
             input.problem("ca_file", message);
         }
     }
@@ -374,19 +374,6 @@ mod tests {
             let err = Endpoint::parse(text).unwrap_err();
             assert!(err.contains(expect), "{text}: {err}");
         }
-    }
-
-    #[test]
-    fn ca_files_without_certificates_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ca.pem");
-        std::fs::write(&file, "not a certificate\n").unwrap();
-        assert!(read_ca_file(&file)
-            .unwrap_err()
-            .contains("no PEM certificate"));
-        assert!(read_ca_file(&dir.path().join("missing.pem"))
-            .unwrap_err()
-            .contains("cannot read CA certificates"));
     }
 
     #[test]

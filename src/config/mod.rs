@@ -30,7 +30,6 @@ pub use duration::{format_duration, parse_duration};
 pub use mysql::Mysql;
 pub use oceanbase::{Oceanbase, Relation, RelationError};
 pub use passthrough::{ObshellAuthSettings, Passthrough, DEFAULT_MAX_HEADER_LIFETIME};
-pub use pem::read_ca_file;
 pub use postgresql::{Postgresql, SslMode};
 
 use crate::secret::Secret;

@@ -1,25 +1,8 @@
-//! PEM files the configuration names: CA certificates (`ca_file` of DBSS and
-//! PostgreSQL's `sslrootcert`) and obshell's RSA private key, each checked at load
-//! with a message that says what the file should hold.
+//! obshell's RSA private key, checked at load with a message that says what the file
+//! should hold. (Certificate files, `ca_file` and `sslrootcert`, are read by
+//! [`crate::tls::read_certs`], which the TLS acceptor shares.)
 
-use rustls::pki_types::CertificateDer;
 use std::path::Path;
-
-/// The certificates of a PEM file, for `ca_file`: checked at load, read again by the
-/// client whenever it is (re)built, so a fixed file is picked up.
-pub fn read_ca_file(file: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    use rustls::pki_types::pem::PemObject;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
-        .and_then(|iter| iter.collect::<Result<_, _>>())
-        .map_err(|e| format!("cannot read CA certificates from {}: {e}", file.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            file.display()
-        ));
-    }
-    Ok(certs)
-}
 
 /// The DER of a PKCS#8 PEM file (`-----BEGIN PRIVATE KEY-----`).
 pub(super) fn read_pkcs8_pem(path: &Path) -> Result<Vec<u8>, String> {

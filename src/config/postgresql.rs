@@ -3,8 +3,8 @@
 //! after the target.
 
 use super::database::{Database, RawDatabase};
-use super::pem::read_ca_file;
 use super::{fields_of, KindInput, TargetKind};
+use crate::tls::read_certs;
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -87,7 +87,7 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     };
     let mut root_certs = Vec::new();
     if let Some(file) = &raw.sslrootcert {
-        match read_ca_file(&input.base_dir.join(file)) {
+        match read_certs(&input.base_dir.join(file)) {
             Ok(certs) => root_certs = certs,
             Err(message) => input.problem("sslrootcert", message),
         }

@@ -19,7 +19,6 @@ mod postgresql;
 pub mod processlist;
 pub mod query;
 pub mod sql;
-mod tls;
 
 pub use collect::{BoxFuture, Source};
 pub use error::{ApiError, Reason, SourceError};

@@ -7,7 +7,7 @@
 //! security setting that silently does nothing is worse than an error.
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::PrivateKeyDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use serde::Deserialize;
@@ -113,17 +113,10 @@ pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
 }
 
 fn tls_acceptor(raw: &RawTls, base: &Path) -> Result<TlsAcceptor, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let cert_file = base.join(&raw.cert_file);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
-        .and_then(|iter| iter.collect::<Result<_, _>>())
-        .map_err(|e| format!("tls_server_config.cert_file {}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "tls_server_config.cert_file {}: no PEM certificate in it",
-            cert_file.display()
-        ));
-    }
+    let certs = crate::tls::read_certs(&cert_file)
+        .map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
     let key_file = base.join(&raw.key_file);
     let key = PrivateKeyDer::from_pem_file(&key_file)
         .map_err(|e| format!("tls_server_config.key_file {}: {e}", key_file.display()))?;
@@ -140,13 +133,12 @@ fn tls_acceptor(raw: &RawTls, base: &Path) -> Result<TlsAcceptor, String> {
             })?;
             let ca_file = base.join(ca_file);
             let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(&ca_file)
-                .map_err(|e| format!("tls_server_config.client_ca_file {}: {e}", ca_file.display()))?
-            {
-                let cert = cert.map_err(|e| format!("tls_server_config.client_ca_file {}: {e}", ca_file.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("tls_server_config.client_ca_file {}: {e}", ca_file.display()))?;
+            let certs = crate::tls::read_certs(&ca_file)
+                .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    format!("tls_server_config.client_ca_file {}: {e}", ca_file.display())
+                })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if client_auth == "VerifyClientCertIfGiven" {

@@ -8,9 +8,9 @@
 //! own scheme, host and port, at most [`MAX_REDIRECTS`] times: the token must never
 //! be sent anywhere else. Answers are read up to [`MAX_BODY_BYTES`].
 
-use crate::config::{read_ca_file, Dbss, Endpoint};
+use crate::config::{Dbss, Endpoint};
 use crate::secret::Secret;
-use crate::source::tls::NoVerification;
+use crate::tls::{read_certs, NoVerification};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT};
@@ -79,7 +79,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// Builds the client of `settings`: TLS roots, verification and connect timeout.
     pub fn new(settings: &Dbss) -> Result<Self, ClientError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientError::Setup(format!("TLS setup failed: {e}")))?;
@@ -92,8 +92,7 @@ impl Client {
             let roots = match &settings.ca_file {
                 Some(file) => {
                     let mut roots = RootCertStore::empty();
-                    roots
-                        .add_parsable_certificates(read_ca_file(file).map_err(ClientError::Setup)?);
+                    roots.add_parsable_certificates(read_certs(file).map_err(ClientError::Setup)?);
                     Arc::new(roots)
                 }
                 None => system_roots().map_err(ClientError::Setup)?,

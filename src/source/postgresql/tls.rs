@@ -1,5 +1,5 @@
 //! TLS for PostgreSQL connections, with libpq's `sslmode` meanings, on the rustls the
-//! exporter already uses (ring).
+//! exporter already uses (AWS-LC, [`crate::tls::provider`]).
 //!
 //! tokio-postgres negotiates TLS (`prefer` falls back to plain text when the server
 //! declines); what is checked once TLS is up is the connector's business: nothing
@@ -8,7 +8,7 @@
 //! `verify-full`.
 
 use crate::config::SslMode;
-use crate::source::tls::NoVerification;
+use crate::tls::NoVerification;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -21,7 +21,7 @@ pub fn client_config(
     mode: SslMode,
     roots: &[CertificateDer<'static>],
 ) -> Result<Option<rustls::ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?;

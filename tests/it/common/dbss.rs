@@ -146,7 +146,7 @@ impl ContractServer {
         std::fs::write(&ca_file, ca.pem()).unwrap();
 
         let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .unwrap()
