@@ -342,7 +342,7 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
 mod tests {
     use super::*;
     use crate::config::testing;
-    use crate::source::sql::fixtures::{counts as c, idle, pairs, row};
+    use crate::source::sql::fixtures::{counts as c, detail, group, idle, pairs};
     use crate::source::sql::{Pass, Rows};
     use crate::stats::{Parts, NONE_LABEL};
 
@@ -356,25 +356,74 @@ mod tests {
         let database = testing::database("monitor", 3306);
         let ctx = row_context(&database, "maria");
         let mut rows = Rows::new(&ctx, &["maria"]);
-        for (text, pass) in [
+        let shop = [("db", "shop"), ("user", "app"), ("client", "10.0.0.100")];
+        let sleeping = [("command", "Sleep"), ("state", "")];
+        let with = |parts: &[&[(&'static str, &'static str)]]| parts.concat();
+        for (values, pass) in [
             (
-                "∅|∅|shop|app|10.0.0.100|Sleep||RUNNING|3|60|120|∅|∅",
+                group(&with(&[
+                    &shop,
+                    &sleeping,
+                    &[("transaction", "RUNNING"), ("sessions", "3")],
+                    &[("time", "60"), ("transaction_age", "120")],
+                ])),
                 Pass::Groups,
             ),
-            ("∅|∅|shop|app|10.0.0.100|Sleep||∅|1|5|∅|∅|∅", Pass::Groups),
             (
-                "∅|∅|shop|app|10.0.0.100|Query|Updating|LOCK WAIT|1|7|9|7|42",
+                group(&with(&[
+                    &shop,
+                    &sleeping,
+                    &[("sessions", "1"), ("time", "5")],
+                ])),
                 Pass::Groups,
             ),
             (
-                "∅|∅|∅|app|10.0.0.101|Sleep||RUNNING|1|250|300|∅|∅",
+                group(&with(&[
+                    &shop,
+                    &[("command", "Query"), ("state", "Updating")],
+                    &[("transaction", "LOCK WAIT"), ("sessions", "1")],
+                    &[("time", "7"), ("transaction_age", "9")],
+                    &[("lock_wait", "7"), ("session", "42")],
+                ])),
                 Pass::Groups,
             ),
-            ("∅|∅|NULL|odd|10.0.0.101|Sleep||∅|1|0|∅|∅|∅", Pass::Groups),
-            ("∅|∅|∅|system user||Query||∅|1|86400|∅|∅|5", Pass::Groups),
-            ("∅|17|app|∅|10.0.0.101|∅|∅|∅|∅|∅|∅|1|0", Pass::Details),
+            (
+                group(&with(&[
+                    &[("user", "app"), ("client", "10.0.0.101")],
+                    &sleeping,
+                    &[("transaction", "RUNNING"), ("sessions", "1")],
+                    &[("time", "250"), ("transaction_age", "300")],
+                ])),
+                Pass::Groups,
+            ),
+            (
+                group(&with(&[
+                    &[("db", "NULL"), ("user", "odd"), ("client", "10.0.0.101")],
+                    &sleeping,
+                    &[("sessions", "1"), ("time", "0")],
+                ])),
+                Pass::Groups,
+            ),
+            (
+                group(&with(&[
+                    &[("user", "system user"), ("client", "")],
+                    &[("command", "Query"), ("state", "")],
+                    &[("sessions", "1"), ("time", "86400"), ("session", "5")],
+                ])),
+                Pass::Groups,
+            ),
+            (
+                detail(&[
+                    ("id", "17"),
+                    ("user", "app"),
+                    ("client", "10.0.0.101"),
+                    ("waiters", "1"),
+                    ("active", "0"),
+                ]),
+                Pass::Details,
+            ),
         ] {
-            rows.add_as(row(text), pass);
+            rows.add_as(values, pass);
         }
         let tenants = rows.finish().unwrap().into_tenants();
         assert_eq!(tenants.keys().collect::<Vec<_>>(), ["maria"]);

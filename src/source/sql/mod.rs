@@ -747,8 +747,9 @@ pub(crate) mod fixtures {
     use std::collections::BTreeMap;
 
     /// A text-protocol row written as its values between `|`, in the order of the
-    /// statement's columns the test feeds it (see that statement's `*_COLUMNS`), `∅`
-    /// for NULL.
+    /// statement's columns the test feeds it, `∅` for NULL: for the short rows of
+    /// four or five columns (OceanBase's particulars). Wider rows are written by
+    /// name, with [`scan`], [`group`] and [`detail`].
     pub fn row(text: &str) -> Vec<Value> {
         text.split('|')
             .map(|v| match v {
@@ -756,6 +757,91 @@ pub(crate) mod fixtures {
                 v => Value::Bytes(v.as_bytes().to_vec()),
             })
             .collect()
+    }
+
+    /// The columns of [`super::decode_row`] (PostgreSQL's `Scan`), in order.
+    const SCAN: [&str; super::COLUMNS] = [
+        "tenant",
+        "server",
+        "db",
+        "user",
+        "client",
+        "command",
+        "state",
+        "active",
+        "sessions",
+        "time",
+        "transactions",
+        "idle_in_transaction",
+        "transaction_age",
+        "idle_time",
+        "lock_waiting",
+        "lock_wait",
+        "id",
+        "sql_id",
+        "waiters",
+    ];
+
+    /// The columns of [`super::decode_group`] (MySQL's grouped read), in order.
+    const GROUP: [&str; super::GROUP_COLUMNS] = [
+        "tenant",
+        "server",
+        "db",
+        "user",
+        "client",
+        "command",
+        "state",
+        "transaction",
+        "sessions",
+        "time",
+        "transaction_age",
+        "lock_wait",
+        "session",
+    ];
+
+    /// The columns of MySQL's statement of details, in order.
+    const DETAIL: [&str; super::DETAIL_COLUMNS] = [
+        "tenant",
+        "id",
+        "user",
+        "db",
+        "client",
+        "sql_id",
+        "active_time",
+        "idle_time",
+        "transaction_age",
+        "waiting",
+        "lock_wait",
+        "waiters",
+        "active",
+    ];
+
+    /// A row of [`super::decode_row`] from its named values; every column not named
+    /// is NULL, and a later value of a column replaces an earlier one.
+    pub fn scan(values: &[(&str, &str)]) -> Vec<Value> {
+        named(&SCAN, values)
+    }
+
+    /// A row of [`super::decode_group`] from its named values, as [`scan`].
+    pub fn group(values: &[(&str, &str)]) -> Vec<Value> {
+        named(&GROUP, values)
+    }
+
+    /// A row of the statement of details from its named values, as [`scan`].
+    pub fn detail(values: &[(&str, &str)]) -> Vec<Value> {
+        named(&DETAIL, values)
+    }
+
+    fn named(columns: &[&str], values: &[(&str, &str)]) -> Vec<Value> {
+        let mut row = vec![Value::NULL; columns.len()];
+        for (name, value) in values {
+            let at = columns
+                .iter()
+                .position(|column| column == name)
+                .unwrap_or_else(|| panic!("no column `{name}` among {columns:?}"));
+            row[at] = Value::Bytes(value.as_bytes().to_vec());
+        }
+        row
     }
 
     /// A dimension as (value, (sessions, active)) pairs, in label order.
@@ -784,7 +870,6 @@ pub(crate) mod fixtures {
 mod tests {
     use super::*;
     use crate::config::NameList;
-    use fixtures::row;
     use mysql_async::Value;
     use per_session::datetime_micros;
     use std::time::Duration;
@@ -825,7 +910,25 @@ mod tests {
     #[test]
     fn decodes_text_protocol_rows() {
         let decoded = decode_row(
-            row("t1|10.0.0.1|app|root|10.0.0.100|Sleep|SLEEP|1|3|12.005242|2|1|40.5|33.25|1|7.5|∅|∅|0"),
+            fixtures::scan(&[
+                ("tenant", "t1"),
+                ("server", "10.0.0.1"),
+                ("db", "app"),
+                ("user", "root"),
+                ("client", "10.0.0.100"),
+                ("command", "Sleep"),
+                ("state", "SLEEP"),
+                ("active", "1"),
+                ("sessions", "3"),
+                ("time", "12.005242"),
+                ("transactions", "2"),
+                ("idle_in_transaction", "1"),
+                ("transaction_age", "40.5"),
+                ("idle_time", "33.25"),
+                ("lock_waiting", "1"),
+                ("lock_wait", "7.5"),
+                ("waiters", "0"),
+            ]),
             &OB,
         )
         .unwrap();
@@ -857,8 +960,25 @@ mod tests {
     /// `__none__`; with states off, command and state are empty whatever was sent.
     #[test]
     fn decodes_rows_of_one_session() {
-        let text = "∅|∅|NULL|app|10.0.0.7|Query||1|1|33.5|0|0|∅|∅|0|∅|3221588508|C82D74|4";
-        let decoded = decode_row(row(text), &OB).unwrap();
+        let one = || {
+            fixtures::scan(&[
+                ("db", "NULL"),
+                ("user", "app"),
+                ("client", "10.0.0.7"),
+                ("command", "Query"),
+                ("state", ""),
+                ("active", "1"),
+                ("sessions", "1"),
+                ("time", "33.5"),
+                ("transactions", "0"),
+                ("idle_in_transaction", "0"),
+                ("lock_waiting", "0"),
+                ("id", "3221588508"),
+                ("sql_id", "C82D74"),
+                ("waiters", "4"),
+            ])
+        };
+        let decoded = decode_row(one(), &OB).unwrap();
         assert_eq!(
             (
                 decoded.tenant.as_str(),
@@ -882,7 +1002,7 @@ mod tests {
             },
             ..OB
         };
-        let decoded = decode_row(row(text), &ctx).unwrap();
+        let decoded = decode_row(one(), &ctx).unwrap();
         assert_eq!((decoded.command.as_str(), decoded.state.as_str()), ("", ""));
     }
 
@@ -987,14 +1107,33 @@ mod tests {
         );
         // More active, transactions or waiters than sessions is a broken answer,
         // not a number to show; so is a session id that is not a number.
-        for (text, why) in [
-            ("t|s|d|u|c|Q|A|3|2|∅|0|0|∅|∅|0|∅|∅|∅|0", "has 3 active"),
-            ("t|s|d|u|c|Q|A|0|2|∅|3|0|∅|∅|0|∅|∅|∅|0", "3 in transaction"),
-            ("t|s|d|u|c|Q|A|0|2|∅|0|0|∅|∅|5|∅|∅|∅|0", "5 waiting"),
-            ("t|s|d|u|c|Q|A|0|1|∅|0|0|∅|∅|0|∅|x|∅|0", "column id"),
+        let row_with = |changes: &[(&'static str, &'static str)]| {
+            let mut values = vec![
+                ("tenant", "t"),
+                ("server", "s"),
+                ("db", "d"),
+                ("user", "u"),
+                ("client", "c"),
+                ("command", "Q"),
+                ("state", "A"),
+                ("active", "0"),
+                ("sessions", "2"),
+                ("transactions", "0"),
+                ("idle_in_transaction", "0"),
+                ("lock_waiting", "0"),
+                ("waiters", "0"),
+            ];
+            values.extend_from_slice(changes);
+            fixtures::scan(&values)
+        };
+        for (changes, why) in [
+            (&[("active", "3")][..], "has 3 active"),
+            (&[("transactions", "3")], "3 in transaction"),
+            (&[("lock_waiting", "5")], "5 waiting"),
+            (&[("sessions", "1"), ("id", "x")], "column id"),
         ] {
-            let err = decode_row(row(text), &OB).unwrap_err();
-            assert!(err.message.contains(why), "{text}: {}", err.message);
+            let err = decode_row(row_with(changes), &OB).unwrap_err();
+            assert!(err.message.contains(why), "{changes:?}: {}", err.message);
         }
     }
 
@@ -1161,7 +1300,25 @@ mod tests {
             empty_client_read_again: false,
         };
         let ctx = RowContext { rules: RULES, ..OB };
-        let g = decode_group(row("t|s|NULL|u|c|Sleep|x|RUNNING|3|40|90|∅|∅"), &ctx).unwrap();
+        let group = |values: &[(&str, &str)]| {
+            let mut all = vec![("tenant", "t"), ("server", "s"), ("db", "d")];
+            all.extend([("user", "u"), ("client", "c")]);
+            all.extend_from_slice(values);
+            fixtures::group(&all)
+        };
+        let g = decode_group(
+            group(&[
+                ("db", "NULL"),
+                ("command", "Sleep"),
+                ("state", "x"),
+                ("transaction", "RUNNING"),
+                ("sessions", "3"),
+                ("time", "40"),
+                ("transaction_age", "90"),
+            ]),
+            &ctx,
+        )
+        .unwrap();
         assert_eq!(g.db, NONE_LABEL);
         assert_eq!(
             (g.sessions, g.active, g.transactions, g.idle_in_transaction),
@@ -1175,19 +1332,35 @@ mod tests {
             ),
             (0.0, 40.0, 90.0)
         );
-        let g = decode_group(row("t|s|d|u|c|Query|y|LOCK WAIT|2|9|5|7|∅|"), &ctx).unwrap_err();
+        let waiting = group(&[
+            ("command", "Query"),
+            ("state", "y"),
+            ("transaction", "LOCK WAIT"),
+            ("sessions", "2"),
+            ("time", "9"),
+            ("transaction_age", "5"),
+            ("lock_wait", "7"),
+        ]);
+        let mut too_wide = waiting.clone();
+        too_wide.push(Value::Bytes(Vec::new()));
+        let g = decode_group(too_wide, &ctx).unwrap_err();
         assert!(
             g.message.contains("expected 13 columns, got 14"),
             "{}",
             g.message
         );
-        let g = decode_group(row("t|s|d|u|c|Query|y|LOCK WAIT|2|9|5|7|∅"), &ctx).unwrap();
+        let g = decode_group(waiting, &ctx).unwrap();
         assert_eq!(
             (g.active, g.lock_waiting, g.max_lock_wait, g.max_active_time),
             (2, 2, 7.0, 9.0)
         );
         let g = decode_group(
-            row("t|s|d|u|c|Query|Waiting for table metadata lock|∅|1|30|∅|∅|∅"),
+            group(&[
+                ("command", "Query"),
+                ("state", "Waiting for table metadata lock"),
+                ("sessions", "1"),
+                ("time", "30"),
+            ]),
             &ctx,
         )
         .unwrap();
@@ -1202,7 +1375,16 @@ mod tests {
             },
             ..ctx
         };
-        let g = decode_group(row("t|s|d|u|c|Query|y|∅|1|1|∅|∅|∅"), &ctx).unwrap();
+        let g = decode_group(
+            group(&[
+                ("command", "Query"),
+                ("state", "y"),
+                ("sessions", "1"),
+                ("time", "1"),
+            ]),
+            &ctx,
+        )
+        .unwrap();
         assert_eq!(
             (g.command.as_str(), g.state.as_str(), g.active),
             ("", "", 1)
