@@ -10,7 +10,9 @@ mod families;
 
 pub use families::EncodedFamilies;
 
-use crate::stats::{Blocker, Counts, Parts, TenantStats, TopSession};
+use crate::stats::{
+    Blocker, Counts, Parts, Periodic, TenantStats, TopSession, NONE_LABEL, OTHER_LABEL,
+};
 use crate::status::{TargetStatus, TenantStatus};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -42,10 +44,18 @@ pub const LOCK_WAITING: &str = "dbsession_lock_waiting_sessions";
 pub const MAX_LOCK_WAIT: &str = "dbsession_max_lock_wait_seconds";
 pub const TOP_BLOCKER: &str = "dbsession_top_blocker_sessions";
 pub const STATE_SESSIONS: &str = "dbsession_state_sessions";
+pub const SESSIONS_LIMIT: &str = "dbsession_sessions_limit";
+pub const USER_SESSIONS_LIMIT: &str = "dbsession_user_sessions_limit";
+pub const DB_SESSIONS_LIMIT: &str = "dbsession_db_sessions_limit";
+/// Written as `dbsession_deadlocks_total`: prometheus-client appends `_total`.
+pub const DEADLOCKS: &str = "dbsession_deadlocks";
 pub const DBSS_CLIENT_SESSIONS: &str = "dbsession_dbss_client_sessions";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
 pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
 pub const RELOAD_SUCCESS_TIME: &str = "dbsession_config_last_reload_success_timestamp_seconds";
+
+/// A tenant's values of one dimension.
+type Values = fn(&TenantStats) -> &std::collections::BTreeMap<String, Counts>;
 
 /// One per-dimension pair of families: name of the label, and the two metric names.
 struct Dimension {
@@ -498,6 +508,88 @@ impl SessionCollector {
         Ok(())
     }
 
+    /// The periodic reads (see `limits_interval`): the limits beside the counts, a
+    /// series only where a limit exists, and the deadlock counter.
+    fn limits_and_deadlocks(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let periodic = || {
+            self.up_tenants().filter_map(|(target, tenant, stats)| {
+                Some((target, tenant, stats, stats.periodic.as_deref()?))
+            })
+        };
+        let mut metric = encoder.encode_descriptor(
+            SESSIONS_LIMIT,
+            "Sessions the tenant (the server) accepts: max_connections, less the superuser's reserve on PostgreSQL; no series where it is unlimited. Read every limits_interval.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, _, found) in periodic() {
+            if let Some(limit) = found.sessions {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[],
+                };
+                metric.encode_family(&labels)?.encode_gauge(&limit)?;
+            }
+        }
+        // Limits of the users and databases that have sessions (their own series
+        // exist, under the cardinality guard), so a limit never costs a series alone.
+        type Limit = fn(&Periodic, &str) -> Option<u64>;
+        let scopes: [(&str, &str, &str, Values, Limit); 2] = [
+            (
+                USER_SESSIONS_LIMIT,
+                "user",
+                "Sessions the user may open: the account's own limit, else the server's default per user; for users with sessions, no series where unlimited. Read every limits_interval.",
+                |s| &s.by_user,
+                |p, user| p.user_limit(user),
+            ),
+            (
+                DB_SESSIONS_LIMIT,
+                "db",
+                "Sessions the database accepts (PostgreSQL's datconnlimit); for databases with sessions, no series where unlimited. Read every limits_interval.",
+                |s| &s.by_db,
+                |p, db| p.dbs.get(db).copied(),
+            ),
+        ];
+        for (name, label, help, values, limit) in scopes {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (target, tenant, stats, found) in periodic() {
+                for value in values(stats).keys() {
+                    if value == OTHER_LABEL || value == NONE_LABEL {
+                        continue;
+                    }
+                    if let Some(limit) = limit(found, value) {
+                        let labels = SeriesLabels {
+                            target,
+                            tenant: Some(tenant),
+                            extra: &[(label, value)],
+                        };
+                        metric.encode_family(&labels)?.encode_gauge(&limit)?;
+                    }
+                }
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            DEADLOCKS,
+            "Deadlocks the database detected and resolved: InnoDB's counter, the sum of pg_stat_database.deadlocks, or the events of OceanBase's deadlock history counted once each since the exporter started (starting from the history's size). Read every limits_interval.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (target, tenant, _, found) in periodic() {
+            if let Some(count) = found.deadlocks {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[],
+                };
+                metric
+                    .encode_family(&labels)?
+                    .encode_counter::<SeriesLabels, _, f64>(&count, None)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Idle-in-transaction sessions per value of a dimension: only values with some,
     /// so a large connection pool costs no series while all is well.
     fn idle_dimension(
@@ -670,6 +762,7 @@ impl Collector for SessionCollector {
             }
         }
         self.transactions_and_locks(&mut encoder)?;
+        self.limits_and_deadlocks(&mut encoder)?;
         let mut metric = encoder.encode_descriptor(
             DBSS_CLIENT_SESSIONS,
             "Sessions Huawei Cloud DBSS counted per audited database over the target's time_range (its client session distribution); __none__ where DBSS gave no value.",

@@ -118,6 +118,10 @@ pub struct Parts {
     pub transactions: bool,
     pub locks: bool,
     pub states: bool,
+    /// Session limits (server, user, database), read every `limits_interval`.
+    pub limits: bool,
+    /// The deadlock counter, read with the limits.
+    pub deadlocks: bool,
 }
 
 impl Parts {
@@ -126,16 +130,28 @@ impl Parts {
         transactions: false,
         locks: false,
         states: false,
+        limits: false,
+        deadlocks: false,
     };
+
+    /// Every optional part: the default.
+    pub const ALL: Parts = Parts {
+        transactions: true,
+        locks: true,
+        states: true,
+        limits: true,
+        deadlocks: true,
+    };
+
+    /// Whether any part of the periodic reads is on.
+    pub fn periodic(&self) -> bool {
+        self.limits || self.deadlocks
+    }
 }
 
 impl Default for Parts {
     fn default() -> Self {
-        Self {
-            transactions: true,
-            locks: true,
-            states: true,
-        }
+        Self::ALL
     }
 }
 
@@ -274,6 +290,40 @@ pub struct TenantStats {
     pub blockers: Vec<Blocker>,
     /// Sessions per (command, state).
     pub by_state: BTreeMap<(String, String), u64>,
+    /// What the target's periodic reads last found for this tenant (limits, the
+    /// deadlock counter); None where they are off or have not answered yet.
+    pub periodic: Option<std::sync::Arc<Periodic>>,
+}
+
+/// A tenant's session limits and the deadlocks its database detected, read less
+/// often than the sessions (every `limits_interval`): they are settings and a
+/// counter, not the state of the sessions. A limit that does not exist (unlimited)
+/// is absent, never a large number.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Periodic {
+    /// How many sessions the tenant (the server) accepts.
+    pub sessions: Option<u64>,
+    /// Whether per-user limits were read: without the grant they need, none is
+    /// exported, since a user's own limit could not be told from the default.
+    pub users_read: bool,
+    /// The users with a limit of their own, and the one every other user has.
+    pub users: BTreeMap<String, u64>,
+    pub users_default: Option<u64>,
+    /// The databases with a limit of their own (PostgreSQL's `datconnlimit`).
+    pub dbs: BTreeMap<String, u64>,
+    /// Deadlocks detected, a counter; None where the engine does not count them or
+    /// the part is off.
+    pub deadlocks: Option<u64>,
+}
+
+impl Periodic {
+    /// The limit of `user`'s sessions, if any.
+    pub fn user_limit(&self, user: &str) -> Option<u64> {
+        if !self.users_read {
+            return None;
+        }
+        self.users.get(user).copied().or(self.users_default)
+    }
 }
 
 /// Distinct values summed into [`OTHER_LABEL`], per guarded dimension.

@@ -24,7 +24,13 @@ pub struct Database {
     pub filter: Filter,
     /// Which optional parts each cycle reads (`collect:`); all by default.
     pub collect: Parts,
+    /// How often the limits and the deadlock counter are read (`limits_interval`):
+    /// settings change rarely, so they need not cost a statement every cycle.
+    pub limits_interval: Duration,
 }
+
+/// `limits_interval` when none is given.
+pub const DEFAULT_LIMITS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Which sessions a target counts. Sessions filtered out appear in no series, totals
 /// included, as with mysqld_exporter's `processlist.min_time`.
@@ -134,6 +140,7 @@ pub(super) struct RawDatabase {
     top_sessions: Option<usize>,
     filter: Option<RawFilter>,
     collect: Option<RawParts>,
+    limits_interval: Option<String>,
 }
 
 /// `collect:`: each optional part can be turned off where its view is expensive.
@@ -143,6 +150,8 @@ struct RawParts {
     transactions: Option<bool>,
     locks: Option<bool>,
     states: Option<bool>,
+    limits: Option<bool>,
+    deadlocks: Option<bool>,
 }
 
 impl RawParts {
@@ -152,6 +161,8 @@ impl RawParts {
             transactions: self.transactions.unwrap_or(all.transactions),
             locks: self.locks.unwrap_or(all.locks),
             states: self.states.unwrap_or(all.states),
+            limits: self.limits.unwrap_or(all.limits),
+            deadlocks: self.deadlocks.unwrap_or(all.deadlocks),
         }
     }
 }
@@ -231,6 +242,23 @@ impl RawDatabase {
             users: name_list(input, "filter.users", raw_filter.users),
             databases: name_list(input, "filter.databases", raw_filter.databases),
         };
+        let limits_interval = match self.limits_interval.as_deref() {
+            None => DEFAULT_LIMITS_INTERVAL,
+            Some(text) => match super::parse_duration(text) {
+                Ok(every) if every >= Duration::from_secs(1) => every,
+                Ok(_) => {
+                    input.problem(
+                        "limits_interval",
+                        "is below 1s: the limits change rarely; 1m is the default",
+                    );
+                    DEFAULT_LIMITS_INTERVAL
+                }
+                Err(message) => {
+                    input.problem("limits_interval", message);
+                    DEFAULT_LIMITS_INTERVAL
+                }
+            },
+        };
         Database {
             address: address.unwrap_or(Address {
                 host: String::new(),
@@ -241,6 +269,7 @@ impl RawDatabase {
             top_sessions,
             filter,
             collect: self.collect.map(RawParts::parts).unwrap_or_default(),
+            limits_interval,
         }
     }
 }

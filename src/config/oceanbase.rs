@@ -23,6 +23,10 @@ pub struct Oceanbase {
     /// `oceanbase.GV$OB_LOCKS` in cluster mode.
     pub transactions_view: Option<Relation>,
     pub locks_view: Option<Relation>,
+    /// Relations read instead of `oceanbase.CDB_OB_SYS_VARIABLES` and
+    /// `oceanbase.CDB_OB_DEADLOCK_EVENT_HISTORY` in cluster mode (limits, deadlocks).
+    pub variables_view: Option<Relation>,
+    pub deadlocks_view: Option<Relation>,
 }
 
 /// A schema-qualified relation name such as `oceanbase.GV$OB_PROCESSLIST`.
@@ -76,6 +80,8 @@ struct RawOceanbase {
     tenants_view: Option<String>,
     transactions_view: Option<String>,
     locks_view: Option<String>,
+    variables_view: Option<String>,
+    deadlocks_view: Option<String>,
 }
 
 /// Every key this kind accepts.
@@ -127,6 +133,8 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     let tenants_view = relation("tenants_view", raw.tenants_view.as_deref());
     let transactions_view = relation("transactions_view", raw.transactions_view.as_deref());
     let locks_view = relation("locks_view", raw.locks_view.as_deref());
+    let variables_view = relation("variables_view", raw.variables_view.as_deref());
+    let deadlocks_view = relation("deadlocks_view", raw.deadlocks_view.as_deref());
     TargetKind::Oceanbase(Oceanbase {
         database,
         tenants: raw.tenants,
@@ -135,6 +143,8 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
         tenants_view,
         transactions_view,
         locks_view,
+        variables_view,
+        deadlocks_view,
     })
 }
 

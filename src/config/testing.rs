@@ -15,6 +15,7 @@ pub fn database(user: &str, port: u16) -> Database {
         top_sessions: DEFAULT_TOP_SESSIONS,
         filter: Filter::default(),
         collect: Parts::default(),
+        limits_interval: super::database::DEFAULT_LIMITS_INTERVAL,
     }
 }
 
@@ -40,6 +41,8 @@ pub fn oceanbase(user: &str) -> Oceanbase {
         tenants_view: None,
         transactions_view: None,
         locks_view: None,
+        variables_view: None,
+        deadlocks_view: None,
     }
 }
 

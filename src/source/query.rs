@@ -7,7 +7,8 @@
 use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::SourceError;
 use super::sql::{
-    bad_answer, parse_number, Cell, Pass, RowContext, Rows, Shape, Statements, OWN_SESSIONS, TAG,
+    bad_answer, parse_number, Cell, Pass, PeriodicReads, RowContext, Rows, Shape, Statements,
+    OWN_SESSIONS, TAG,
 };
 use crate::config::Database;
 use crate::stats::Collected;
@@ -149,6 +150,41 @@ pub async fn read(
         .for_each(|row| rows.add_as(row.unwrap(), pass))
         .await?;
     Ok(())
+}
+
+/// Sends a statement of periodic reads and keeps what it found in `reads` for the
+/// tenants of the next cycles; `tenant` stands for an empty tenant column. A failure
+/// is said (with `grant` as the hint) and the last values are kept: limits and
+/// deadlocks never fail the cycle of the sessions.
+pub async fn read_periodic(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    reads: &mut PeriodicReads,
+    tenant: &str,
+    (database, target, grant): (&Database, &str, &str),
+) {
+    use mysql_async::prelude::Queryable;
+    let mut answer = reads.rows(tenant);
+    let mut wrong = None;
+    let sent = async {
+        let mut result = conn.query_iter(sql).await?;
+        result
+            .for_each(|row| {
+                if wrong.is_none() {
+                    wrong = answer.add(row.unwrap()).err();
+                }
+            })
+            .await
+    };
+    let failed = match sent.await {
+        Err(err) => classify(&err, database, "reading limits and deadlocks", grant),
+        Ok(()) => match wrong {
+            Some(err) => err,
+            None => return reads.finish(answer),
+        },
+    };
+    tracing::warn!(target = %target, "{failed}");
+    reads.failed();
 }
 
 /// [`read`] for a statement with parameters (a passthrough request's tenant), which

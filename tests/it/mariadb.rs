@@ -1,7 +1,7 @@
 //! MariaDB, for real: exact gauges, and outage isolation and recovery.
 
 use crate::common::scenario::{assert_exact_sessions, Server};
-use crate::common::{Exporter, PrivateMariadb, Servers};
+use crate::common::{connect_as, Exporter, PrivateMariadb, Servers};
 use std::time::Duration;
 
 #[test]
@@ -137,4 +137,105 @@ targets:
         log.contains("collection recovered") && log.contains("target=doomed"),
         "{log}"
     );
+}
+
+/// Limits and a real deadlock against what the server says: `max_connections` for
+/// both accounts; an account's `MAX_USER_CONNECTIONS 2` only for the one that may read
+/// `mysql.user` (the other is warned, once, naming the grant); `Innodb_deadlocks` one
+/// more after two sessions deadlock.
+#[test]
+fn limits_with_and_without_the_grant_and_a_real_deadlock() {
+    use mysql::prelude::Queryable;
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let root = |sql: &str| servers.mariadb_root(sql).trim().to_string();
+    root(
+        "CREATE DATABASE IF NOT EXISTS it_m_limdb; \
+         CREATE USER IF NOT EXISTS 'it_m_lim'@'%' IDENTIFIED BY 'It-lim-1'; \
+         ALTER USER 'it_m_lim'@'%' WITH MAX_USER_CONNECTIONS 2; \
+         GRANT ALL ON it_m_limdb.* TO 'it_m_lim'@'%'; \
+         CREATE USER IF NOT EXISTS 'it_m_mon'@'%' IDENTIFIED BY 'It-mon-1'; \
+         GRANT PROCESS ON *.* TO 'it_m_mon'@'%'; GRANT SELECT ON mysql.user TO 'it_m_mon'@'%'",
+    );
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: plain\n    kind: mysql\n    address: {addr}\n    user: monitor\n    password_file: {pw}\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_m_lim]}}}}\n  - name: granted\n    kind: mysql\n    address: {addr}\n    user: it_m_mon\n    password: It-mon-1\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_m_lim]}}}}\n",
+        addr = servers.mariadb_addr,
+        pw = servers.monitor_password_file.display()
+    ));
+    let mut a = connect_as(&servers.mariadb_addr, "it_m_lim", "It-lim-1", "127.0.0.60");
+    let mut b = connect_as(&servers.mariadb_addr, "it_m_lim", "It-lim-1", "127.0.0.60");
+    a.query_drop(
+        "CREATE TABLE IF NOT EXISTS it_m_limdb.d (id INT PRIMARY KEY, v INT) ENGINE = InnoDB",
+    )
+    .unwrap();
+    a.query_drop("REPLACE INTO it_m_limdb.d VALUES (1, 1), (2, 2)")
+        .unwrap();
+    let max: f64 = root("SELECT @@GLOBAL.max_connections").parse().unwrap();
+    let plain = [("target", "plain"), ("tenant", "plain")];
+    let granted = [("target", "granted"), ("tenant", "granted")];
+    let user = |t: &[(&'static str, &'static str); 2]| [t[0], t[1], ("user", "it_m_lim")];
+    let m = exporter.wait_for_metrics("both read the limits", Duration::from_secs(30), |m| {
+        m.get("dbsession_user_sessions", &user(&plain)) == Some(2.0)
+            && m.get("dbsession_user_sessions_limit", &user(&granted))
+                .is_some()
+            && m.get("dbsession_sessions_limit", &plain).is_some()
+    });
+    for t in [&plain, &granted] {
+        assert_eq!(m.get("dbsession_sessions_limit", t), Some(max));
+    }
+    assert_eq!(
+        m.get("dbsession_user_sessions_limit", &user(&granted)),
+        Some(2.0)
+    );
+    assert_eq!(m.get("dbsession_user_sessions_limit", &user(&plain)), None);
+    let warned: Vec<String> = exporter
+        .log()
+        .lines()
+        .filter(|l| l.contains("mysql.user is not readable"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("target=plain") && warned[0].contains("GRANT SELECT ON mysql.user"),
+        "{warned:?}"
+    );
+
+    let deadlocks = || -> f64 {
+        root(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+              WHERE VARIABLE_NAME = 'INNODB_DEADLOCKS'",
+        )
+        .parse()
+        .unwrap()
+    };
+    let before = deadlocks();
+    exporter.wait_for_metrics("the counter matches", Duration::from_secs(30), |m| {
+        m.get("dbsession_deadlocks_total", &granted) == Some(before)
+    });
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("UPDATE it_m_limdb.d SET v = 0 WHERE id = 1")
+        .unwrap();
+    b.query_drop("BEGIN").unwrap();
+    b.query_drop("UPDATE it_m_limdb.d SET v = 0 WHERE id = 2")
+        .unwrap();
+    let first = std::thread::spawn(move || {
+        let outcome = a.query_drop("UPDATE it_m_limdb.d SET v = 0 WHERE id = 2");
+        let _ = a.query_drop("ROLLBACK");
+        outcome
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let second = b.query_drop("UPDATE it_m_limdb.d SET v = 0 WHERE id = 1");
+    let _ = b.query_drop("ROLLBACK");
+    let first = first.join().unwrap();
+    assert!(
+        first.is_err() || second.is_err(),
+        "one of the two is chosen as the deadlock's victim"
+    );
+    exporter.wait_for_metrics("the deadlock is counted", Duration::from_secs(30), |m| {
+        let after = deadlocks();
+        after > before
+            && m.get("dbsession_deadlocks_total", &granted) == Some(after)
+            && m.get("dbsession_deadlocks_total", &plain) == Some(after)
+    });
 }

@@ -736,3 +736,80 @@ fn sslmodes_check_what_libpq_checks() {
     assert!(encrypted.trim().parse::<u32>().unwrap() >= 2, "{encrypted}");
     private.stop();
 }
+
+/// The limits beside the counts and a real deadlock, against what the server itself
+/// says: `max_connections` less the reserved connections, a role's and a database's
+/// `CONNECTION LIMIT`, and `pg_stat_database.deadlocks` summed, one more after two
+/// sessions deadlock.
+#[test]
+fn limits_and_a_real_deadlock_are_exported() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let admin = |sql: &str| servers.postgres_admin(sql).trim().to_string();
+    ensure_role(&servers, "it_pg_lim", "");
+    admin("ALTER ROLE it_pg_lim CONNECTION LIMIT 3");
+    ensure_database(&servers, "it_pg_limdb");
+    admin("ALTER DATABASE it_pg_limdb OWNER TO it_pg_lim");
+    admin("ALTER DATABASE it_pg_limdb CONNECTION LIMIT 7");
+    let sessions = EndSessions::of(&servers, &["it_pg_lim"]);
+    let clients = Clients::new(&servers.postgres_addr);
+    let a = clients.open("it_pg_lim", "it_pg_limdb", "127.0.0.95");
+    let b = clients.open("it_pg_lim", "it_pg_limdb", "127.0.0.95");
+    clients.run(
+        &a,
+        "DROP TABLE IF EXISTS d; CREATE TABLE d (id int PRIMARY KEY, v int); \
+         INSERT INTO d VALUES (1, 1), (2, 2)",
+    );
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: pglim\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: disable\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_pg_lim]}}}}\n",
+        servers.postgres_addr,
+        servers.monitor_password_file.display()
+    ));
+    let tenant = [("target", "pglim"), ("tenant", "pglim")];
+    let limit: f64 = admin(
+        "SELECT current_setting('max_connections')::int \
+         - current_setting('superuser_reserved_connections')::int \
+         - COALESCE(current_setting('reserved_connections', true), '0')::int",
+    )
+    .parse()
+    .unwrap();
+    let m = exporter.wait_for_metrics("the limits are read", Duration::from_secs(30), |m| {
+        m.get("dbsession_sessions_limit", &tenant).is_some()
+    });
+    assert_eq!(m.get("dbsession_sessions_limit", &tenant), Some(limit));
+    let user = [tenant[0], tenant[1], ("user", "it_pg_lim")];
+    assert_eq!(m.get("dbsession_user_sessions_limit", &user), Some(3.0));
+    let db = [tenant[0], tenant[1], ("db", "it_pg_limdb")];
+    assert_eq!(m.get("dbsession_db_sessions_limit", &db), Some(7.0));
+    assert_eq!(m.get("dbsession_user_sessions", &user), Some(2.0));
+    // A role without a limit (the monitor's own) has no series, nor has `postgres`.
+    assert!(
+        m.matching("dbsession_db_sessions_limit", &[]).len() == 1,
+        "{}",
+        m.text
+    );
+
+    let deadlocks = || -> f64 {
+        admin("SELECT COALESCE(sum(deadlocks), 0) FROM pg_stat_database")
+            .parse()
+            .unwrap()
+    };
+    let before = deadlocks();
+    exporter.wait_for_metrics("the counter matches", Duration::from_secs(30), |m| {
+        m.get("dbsession_deadlocks_total", &tenant) == Some(before)
+    });
+    clients.run(&a, "BEGIN; UPDATE d SET v = 0 WHERE id = 1");
+    clients.run(&b, "BEGIN; UPDATE d SET v = 0 WHERE id = 2");
+    clients.start(&a, "UPDATE d SET v = 0 WHERE id = 2");
+    // One of the two is ended by the deadlock detector after deadlock_timeout (1 s).
+    let _ = clients.runtime.block_on(tokio::time::timeout(
+        Duration::from_secs(10),
+        b.simple_query("UPDATE d SET v = 0 WHERE id = 1"),
+    ));
+    exporter.wait_for_metrics("the deadlock is counted", Duration::from_secs(30), |m| {
+        let after = deadlocks();
+        after > before && m.get("dbsession_deadlocks_total", &tenant) == Some(after)
+    });
+    drop(sessions);
+}

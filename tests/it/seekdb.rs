@@ -1,7 +1,8 @@
 //! seekdb (a real OceanBase kernel, single tenant through V$OB_PROCESSLIST): exact gauges.
 
 use crate::common::scenario::{assert_exact_sessions, Server};
-use crate::common::Servers;
+use crate::common::{connect_as, Exporter, Servers};
+use std::time::Duration;
 
 #[test]
 fn counts_every_session_exactly() {
@@ -21,5 +22,89 @@ fn counts_every_session_exactly() {
         tenant: "seek",
         prefix: "it_o",
         ip_base: 20,
+    });
+}
+
+/// seekdb's limits and a real deadlock: `max_connections` at its default (its
+/// maximum) has no series, an account's `MAX_USER_CONNECTIONS 2` has one; two
+/// sessions that deadlock make one more event of `DBA_OB_DEADLOCK_EVENT_HISTORY`,
+/// and the counter follows the history's count of events.
+#[test]
+fn limits_and_a_real_deadlock_from_the_history() {
+    use mysql::prelude::Queryable;
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let root = |sql: &str| servers.seekdb_root(sql).trim().to_string();
+    root(
+        "CREATE DATABASE IF NOT EXISTS it_sk_limdb; \
+         CREATE USER IF NOT EXISTS it_sk_lim IDENTIFIED BY 'It-lim-1'; \
+         ALTER USER it_sk_lim WITH MAX_USER_CONNECTIONS 2; \
+         GRANT ALL ON it_sk_limdb.* TO it_sk_lim; \
+         CREATE USER IF NOT EXISTS it_sk_mon IDENTIFIED BY 'It-mon-1'; \
+         GRANT SELECT ON oceanbase.* TO it_sk_mon; GRANT SELECT ON mysql.user TO it_sk_mon",
+    );
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: sklim\n    kind: oceanbase\n    address: {}\n    user: it_sk_mon\n    password: It-mon-1\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_sk_lim]}}}}\n",
+        servers.seekdb_addr,
+    ));
+    let open = || {
+        let mut conn = connect_as(&servers.seekdb_addr, "it_sk_lim", "It-lim-1", "127.0.0.70");
+        // The deadlock detector takes ~40 s here: no timeout may end either first.
+        conn.query_drop(
+            "SET SESSION ob_query_timeout = 120000000, ob_trx_timeout = 240000000, \
+             ob_trx_idle_timeout = 240000000",
+        )
+        .unwrap();
+        conn
+    };
+    let (mut a, mut b) = (open(), open());
+    a.query_drop("CREATE TABLE IF NOT EXISTS it_sk_limdb.d (id INT PRIMARY KEY, v INT)")
+        .unwrap();
+    a.query_drop("REPLACE INTO it_sk_limdb.d VALUES (1, 1), (2, 2)")
+        .unwrap();
+    let tenant = [("target", "sklim"), ("tenant", "sklim")];
+    let user = [tenant[0], tenant[1], ("user", "it_sk_lim")];
+    let events = || -> f64 {
+        root("SELECT COUNT(DISTINCT EVENT_ID) FROM oceanbase.DBA_OB_DEADLOCK_EVENT_HISTORY")
+            .parse()
+            .unwrap()
+    };
+    let before = events();
+    let m = exporter.wait_for_metrics("the limits are read", Duration::from_secs(30), |m| {
+        m.get("dbsession_user_sessions", &user) == Some(2.0)
+            && m.get("dbsession_user_sessions_limit", &user).is_some()
+            && m.get("dbsession_deadlocks_total", &tenant).is_some()
+    });
+    assert_eq!(m.get("dbsession_user_sessions_limit", &user), Some(2.0));
+    assert_eq!(
+        m.get("dbsession_sessions_limit", &tenant),
+        None,
+        "unlimited"
+    );
+    assert_eq!(m.get("dbsession_deadlocks_total", &tenant), Some(before));
+
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop("UPDATE it_sk_limdb.d SET v = 0 WHERE id = 1")
+        .unwrap();
+    b.query_drop("BEGIN").unwrap();
+    b.query_drop("UPDATE it_sk_limdb.d SET v = 0 WHERE id = 2")
+        .unwrap();
+    let first = std::thread::spawn(move || {
+        let outcome = a.query_drop("UPDATE it_sk_limdb.d SET v = 0 WHERE id = 2");
+        let _ = a.query_drop("ROLLBACK");
+        outcome
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let second = b.query_drop("UPDATE it_sk_limdb.d SET v = 0 WHERE id = 1");
+    let _ = b.query_drop("ROLLBACK");
+    let first = first.join().unwrap();
+    assert!(
+        first.is_err() || second.is_err(),
+        "one of the two is chosen as the deadlock's victim: {first:?} {second:?}"
+    );
+    exporter.wait_for_metrics("the deadlock is counted", Duration::from_secs(60), |m| {
+        let after = events();
+        after > before && m.get("dbsession_deadlocks_total", &tenant) == Some(after)
     });
 }

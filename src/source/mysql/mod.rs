@@ -15,10 +15,10 @@ pub use sessions::MysqlProcesslist;
 use super::collect::{BoxFuture, Source};
 use super::conn::{classify, Connector};
 use super::error::SourceError;
-use super::query::probe_relation;
+use super::query::{probe_relation, read_periodic};
 use super::sql::{
-    filter_conditions, host_without_port, Grouping, LockWait, RowContext, Rules, Shape, Statements,
-    OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
+    RowContext, Rules, Shape, Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Mysql, Target};
 use crate::stats::Collected;
@@ -50,7 +50,16 @@ pub struct MysqlSource {
     collect_timeout: Duration,
     /// The statements of a cycle and the settings they were written for (the parts
     /// this account can read), once the server was probed after the pool was (re)made.
-    prepared: Option<(Statements, Database)>,
+    prepared: Option<Prepared>,
+    periodic: PeriodicReads,
+}
+
+/// What [`MysqlSource::prepare`] wrote for this account and server.
+struct Prepared {
+    statements: Statements,
+    database: Database,
+    /// The statement of periodic reads ([`periodic_sql`]), when a part of it is on.
+    periodic: Option<String>,
 }
 
 impl MysqlSource {
@@ -59,6 +68,11 @@ impl MysqlSource {
             connector: Connector::new(&settings.database, target.collect_interval, Vec::new()),
             collect_timeout: target.collect_timeout,
             prepared: None,
+            periodic: PeriodicReads::new(
+                settings.database.collect,
+                settings.database.limits_interval,
+                target.collect_interval,
+            ),
             name: target.name.clone(),
             database: settings.database.clone(),
         }
@@ -67,10 +81,7 @@ impl MysqlSource {
     /// Writes the statement for what this account can read, once per pool: without
     /// `INNODB_TRX` (PROCESS is missing) no transaction or lock is collected, without
     /// the lock-waits relation no blocker is named; each is said once.
-    async fn prepare(
-        &self,
-        conn: &mut mysql_async::Conn,
-    ) -> Result<(Statements, Database), mysql_async::Error> {
+    async fn prepare(&self, conn: &mut mysql_async::Conn) -> Result<Prepared, mysql_async::Error> {
         use mysql_async::prelude::Queryable;
         let mut database = self.database.clone();
         let parts = &mut database.collect;
@@ -86,9 +97,13 @@ impl MysqlSource {
             }
         }
         let mut lock_waits = None;
-        if parts.locks {
+        let flavour = if parts.locks || parts.deadlocks {
             let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
-            let found = LockWaits::of(version.as_deref().unwrap_or_default());
+            Some(LockWaits::of(version.as_deref().unwrap_or_default()))
+        } else {
+            None
+        };
+        if let Some(found) = flavour.filter(|_| parts.locks) {
             match probe_relation(conn, found.relation()).await? {
                 None => lock_waits = Some(found),
                 Some(err) => tracing::warn!(
@@ -100,9 +115,29 @@ impl MysqlSource {
                 ),
             }
         }
+        let users = parts.limits && {
+            let denied = probe_relation(conn, "mysql.user").await?;
+            if let Some(err) = &denied {
+                tracing::warn!(
+                    target = %self.name,
+                    "mysql.user is not readable ({err}): the users' session limits \
+                     (MAX_USER_CONNECTIONS) are not exported; grant it with GRANT SELECT ON \
+                     mysql.user TO the account"
+                );
+            }
+            denied.is_none()
+        };
+        let periodic = periodic_sql(database.collect, users, flavour);
         let statements = statements(&database, self.collect_timeout, lock_waits);
         statements.log(&self.name);
-        Ok((statements, database))
+        if let Some(periodic) = &periodic {
+            tracing::debug!(target = %self.name, sql = %periodic, "statement of limits and deadlocks");
+        }
+        Ok(Prepared {
+            statements,
+            database,
+            periodic,
+        })
     }
 
     /// Warns when the account lacks PROCESS: the server then shows it only its own
@@ -137,7 +172,7 @@ impl MysqlSource {
             .conn()
             .await
             .map_err(|e| classify(&e, &self.database, "connecting", GRANT))?;
-        let (statements, database) = match self.prepared.take() {
+        let prepared = match self.prepared.take() {
             Some(prepared) => prepared,
             None => {
                 self.check_grants(&mut conn).await;
@@ -146,12 +181,24 @@ impl MysqlSource {
                     .map_err(|e| classify(&e, &self.database, "probing the server", GRANT))?
             }
         };
-        let ctx = row_context(&database, &self.name);
-        let collected = statements
+        let ctx = row_context(&prepared.database, &self.name);
+        let collected = prepared
+            .statements
             .run(&mut conn, &ctx, &[&self.name], &mut Shape::default())
             .await
             .map_err(|e| e.classify(&self.database, WHAT, GRANT));
-        self.prepared = Some((statements, database));
+        let collected = match (collected, &prepared.periodic) {
+            (Ok(mut collected), Some(sql)) => {
+                if self.periodic.due() {
+                    let how = (&self.database, self.name.as_str(), GRANT);
+                    read_periodic(&mut conn, sql, &mut self.periodic, &self.name, how).await;
+                }
+                self.periodic.attach(&mut collected);
+                Ok(collected)
+            }
+            (collected, _) => collected,
+        };
+        self.prepared = Some(prepared);
         collected
     }
 }
@@ -248,6 +295,36 @@ impl LockWaits {
             self.relation()
         )
     }
+}
+
+/// The statement of limits and deadlocks ([`PeriodicReads`]), None when both parts
+/// are off: the limits ([`mysql_limits`]; the users' own only when `users`), and
+/// InnoDB's deadlock counter, which MariaDB keeps as the status `Innodb_deadlocks`
+/// and MySQL 8 as the `lock_deadlocks` metric (enabled by default; while it is
+/// disabled there is no series). `flavour` is the server's, from its version.
+fn periodic_sql(
+    parts: crate::stats::Parts,
+    users: bool,
+    flavour: Option<LockWaits>,
+) -> Option<String> {
+    let mut reads = Vec::new();
+    if parts.limits {
+        reads.extend(mysql_limits(users, None));
+    }
+    match flavour.filter(|_| parts.deadlocks) {
+        Some(LockWaits::InformationSchema) => reads.push(
+            "SELECT '', 'deadlocks', '', s.VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS s \
+             WHERE s.VARIABLE_NAME = 'INNODB_DEADLOCKS'"
+                .to_string(),
+        ),
+        Some(LockWaits::PerformanceSchema) => reads.push(
+            "SELECT '', 'deadlocks', '', m.`COUNT` FROM information_schema.INNODB_METRICS m \
+             WHERE m.NAME = 'lock_deadlocks' AND m.STATUS = 'enabled'"
+                .to_string(),
+        ),
+        None => {}
+    }
+    (!reads.is_empty()).then(|| format!("{TAG} {}", reads.join(" UNION ALL ")))
 }
 
 /// The statements of every cycle (see [`Statements`]): the grouping, the top

@@ -17,8 +17,8 @@ use super::conn::{classify, is_missing_or_denied_relation, Connector};
 use super::error::SourceError;
 use super::query::{self, SqlError};
 use super::sql::{
-    filter_conditions, host_without_port, Grouping, LockWait, RowContext, Rules, Shape, Statements,
-    OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
+    RowContext, Rules, Shape, Statements, MAX_EVENTS, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Oceanbase, Relation, Target};
 use crate::stats::Collected;
@@ -48,6 +48,7 @@ pub struct OceanbaseSource {
     plan: Option<Plan>,
     /// The tenant label in single-tenant mode.
     single_tenant: String,
+    periodic: PeriodicReads,
 }
 
 /// A mode's statements and the settings they were written for: the configured ones
@@ -60,6 +61,8 @@ struct Plan {
     shape: Shape,
     /// What was turned off and why, said once the mode proves right.
     unread: Vec<String>,
+    /// Whether the accounts' own limits (`mysql.user`) can be read: a single tenant.
+    users: bool,
 }
 
 /// The statement every new connection runs first: the server stops our queries at
@@ -111,6 +114,11 @@ impl OceanbaseSource {
             mode: configured_mode(settings),
             plan: None,
             single_tenant: single_tenant_name(&target.name, settings),
+            periodic: PeriodicReads::new(
+                settings.database.collect,
+                settings.database.limits_interval,
+                target.collect_interval,
+            ),
             name: target.name.clone(),
             settings: settings.clone(),
         }
@@ -160,6 +168,40 @@ impl OceanbaseSource {
                 }
             }
         }
+        let (variables, deadlocks) = match mode {
+            Mode::Cluster => (
+                Some(variables_relation(&settings)),
+                deadlocks_relation(&settings),
+            ),
+            // A single tenant's limits are its variables, always readable.
+            Mode::SingleTenant => (None, SINGLE_DEADLOCKS.to_string()),
+        };
+        let parts = &mut settings.database.collect;
+        for (on, relation, what) in [
+            (&mut parts.limits, variables, "session limits"),
+            (&mut parts.deadlocks, Some(deadlocks), "deadlocks"),
+        ] {
+            let Some(relation) = relation.filter(|_| *on) else {
+                continue;
+            };
+            if let Some(err) = query::probe_relation(conn, &relation).await? {
+                *on = false;
+                unread.push(format!(
+                    "{relation} is not readable ({err}): {what} are not collected; {GRANT}"
+                ));
+            }
+        }
+        let users = mode == Mode::SingleTenant && parts.limits && {
+            let denied = query::probe_relation(conn, "mysql.user").await?;
+            if let Some(err) = &denied {
+                unread.push(format!(
+                    "mysql.user is not readable ({err}): the users' session limits \
+                     (MAX_USER_CONNECTIONS) are not exported; grant it with GRANT SELECT ON \
+                     mysql.user TO the account"
+                ));
+            }
+            denied.is_none()
+        };
         let parts = settings.database.collect;
         let trans_state = (parts.transactions || parts.locks)
             && query::has_column(conn, &relation(&settings, mode), "TRANS_STATE").await?;
@@ -171,7 +213,27 @@ impl OceanbaseSource {
             statements,
             shape: Shape::default(),
             unread,
+            users,
         })
+    }
+
+    /// Sends the statement of limits and deadlocks when it is due (see
+    /// [`periodic_sql`]) and gives `collected`'s tenants what the last one found.
+    async fn periodic(&mut self, conn: &mut mysql_async::Conn, collected: &mut Collected) {
+        let Some(plan) = &self.plan else {
+            return;
+        };
+        if self.periodic.due() {
+            if let Some(sql) = periodic_sql(plan, self.periodic.events_since()) {
+                let how = (&self.settings.database, self.name.as_str(), GRANT);
+                let tenant = match plan.mode {
+                    Mode::Cluster => "",
+                    Mode::SingleTenant => &self.single_tenant,
+                };
+                query::read_periodic(conn, &sql, &mut self.periodic, tenant, how).await;
+            }
+        }
+        self.periodic.attach(collected);
     }
 
     /// Says once what the plan leaves out.
@@ -222,10 +284,10 @@ impl OceanbaseSource {
                 Err(err) => Err(self.classify_cluster(err)),
             },
         };
-        if collected.is_ok() {
-            self.say_unread();
-        }
-        collected
+        let mut collected = collected?;
+        self.say_unread();
+        self.periodic(&mut conn, &mut collected).await;
+        Ok(collected)
     }
 
     /// The cluster statement; every tenant comes back in a group row (a zero row
@@ -614,6 +676,92 @@ fn locks_relation(settings: &Oceanbase) -> String {
         .locks_view
         .as_ref()
         .map_or("`oceanbase`.`GV$OB_LOCKS`".to_string(), Relation::to_sql)
+}
+
+/// The relations a cluster's limits and deadlocks are read from.
+fn variables_relation(settings: &Oceanbase) -> String {
+    settings.variables_view.as_ref().map_or(
+        "`oceanbase`.`CDB_OB_SYS_VARIABLES`".to_string(),
+        Relation::to_sql,
+    )
+}
+
+fn deadlocks_relation(settings: &Oceanbase) -> String {
+    settings.deadlocks_view.as_ref().map_or(
+        "`oceanbase`.`CDB_OB_DEADLOCK_EVENT_HISTORY`".to_string(),
+        Relation::to_sql,
+    )
+}
+
+/// A single tenant's deadlock history.
+const SINGLE_DEADLOCKS: &str = "`oceanbase`.`DBA_OB_DEADLOCK_EVENT_HISTORY`";
+
+/// `max_connections` at its maximum, OceanBase's default: no limit of the tenant's own.
+const UNLIMITED_CONNECTIONS: u64 = 2_147_483_647;
+
+/// The statement of periodic reads ([`PeriodicReads`]) of `plan`'s mode, None when
+/// both parts are off:
+/// - limits: a single tenant's `max_connections` and `max_user_connections`
+///   variables and its accounts' own (`mysql.user`, when readable); a cluster's
+///   tenants' `max_connections` from the sys tenant's variables view (the accounts'
+///   limits live in each tenant, which the sys tenant does not read);
+/// - deadlocks: the deadlock event history, which OceanBase keeps instead of a
+///   counter: at the first read (`since` None) how many events it holds per tenant
+///   and the events of the last margin before its newest, then the events reported
+///   since `since` (µs), at most [`MAX_EVENTS`].
+fn periodic_sql(plan: &Plan, since: Option<i64>) -> Option<String> {
+    let settings = &plan.settings;
+    let parts = settings.database.collect;
+    let cluster = plan.mode == Mode::Cluster;
+    let (_, tenant_filter) = tenant_filters(settings);
+    let tenants = tenants_relation(settings);
+    let mut reads = Vec::new();
+    if parts.limits {
+        if cluster {
+            reads.push(format!(
+                "SELECT t.TENANT_NAME, 'sessions', '', NULLIF(v.VALUE, '{UNLIMITED_CONNECTIONS}') \
+                 FROM {} v JOIN {tenants} t ON t.TENANT_ID = v.TENANT_ID \
+                 WHERE v.NAME = 'max_connections' AND t.TENANT_TYPE <> 'META'{tenant_filter}",
+                variables_relation(settings)
+            ));
+        } else {
+            reads.extend(mysql_limits(plan.users, Some(UNLIMITED_CONNECTIONS)));
+        }
+    }
+    if parts.deadlocks {
+        let (history, tenant, join) = match cluster {
+            true => (
+                deadlocks_relation(settings),
+                "t.TENANT_NAME",
+                format!(" JOIN {tenants} t ON t.TENANT_ID = h.TENANT_ID"),
+            ),
+            false => (SINGLE_DEADLOCKS.to_string(), "''", String::new()),
+        };
+        let filter = match cluster {
+            true => format!(" AND t.TENANT_TYPE <> 'META'{tenant_filter}"),
+            false => String::new(),
+        };
+        reads.push("SELECT '', 'deadlock_history', '', NULL".to_string());
+        let since = match since {
+            Some(since) => since.to_string(),
+            None => {
+                reads.push(format!(
+                    "SELECT {tenant}, 'deadlock_events', '', COUNT(DISTINCT h.EVENT_ID) \
+                     FROM {history} h{join} WHERE 1 = 1{filter} GROUP BY 1"
+                ));
+                format!(
+                    "(SELECT MAX(m.REPORT_TIME) FROM {history} m) - {}",
+                    super::sql::EVENT_MARGIN_MICROS
+                )
+            }
+        };
+        reads.push(format!(
+            "(SELECT {tenant}, 'deadlock_event', h.EVENT_ID, MAX(h.REPORT_TIME) \
+             FROM {history} h{join} WHERE h.REPORT_TIME >= {since}{filter} \
+             GROUP BY 1, 3 LIMIT {MAX_EVENTS})"
+        ));
+    }
+    (!reads.is_empty()).then(|| format!("{TAG} {}", reads.join(" UNION ALL ")))
 }
 
 /// The tenant label of a single-tenant server, which (seekdb) does not tell its name:

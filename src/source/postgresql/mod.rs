@@ -20,7 +20,7 @@ mod tls;
 
 use super::collect::{BoxFuture, Source};
 use super::error::{Reason, SourceError};
-use super::sql::{filter_conditions, RowContext, Rows, Rules, Scan, TAG};
+use super::sql::{filter_conditions, PeriodicReads, RowContext, Rows, Rules, Scan, TAG};
 use crate::config::{Postgresql, SslMode, Target};
 use crate::stats::Collected;
 use futures_util::StreamExt;
@@ -41,6 +41,7 @@ pub struct PostgresqlSource {
     timeout: Duration,
     sql: String,
     client: Option<Client>,
+    periodic: PeriodicReads,
 }
 
 impl PostgresqlSource {
@@ -48,6 +49,11 @@ impl PostgresqlSource {
         Self {
             name: target.name.clone(),
             sql: grouped_sql(settings),
+            periodic: PeriodicReads::new(
+                settings.database.collect,
+                settings.database.limits_interval,
+                target.collect_interval,
+            ),
             timeout: target.collect_timeout,
             settings: settings.clone(),
             client: None,
@@ -114,8 +120,74 @@ impl PostgresqlSource {
                 rows.add((0..row.len()).map(|i| row.get(i)).collect());
             }
         }
-        rows.finish()
+        let mut collected = rows.finish()?;
+        if self.periodic.due() {
+            self.read_periodic().await;
+        }
+        self.periodic.attach(&mut collected);
+        Ok(collected)
     }
+
+    /// The limits and the deadlock counter ([`periodic_sql`]); a failure is said
+    /// and the last values kept, without failing the cycle.
+    async fn read_periodic(&mut self) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        let sql = periodic_sql(self.periodic.parts());
+        let mut answer = self.periodic.rows(&self.name);
+        let read = async {
+            for message in client.simple_query(&sql).await? {
+                if let SimpleQueryMessage::Row(row) = message {
+                    let values: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+                    if let Err(err) = answer.add(values) {
+                        return Ok(Err(err));
+                    }
+                }
+            }
+            Ok::<_, tokio_postgres::Error>(Ok(()))
+        };
+        match read.await {
+            Ok(Ok(())) => self.periodic.finish(answer),
+            Ok(Err(err)) => {
+                tracing::warn!(target = %self.name, "reading limits and deadlocks: {err}");
+                self.periodic.failed();
+            }
+            Err(err) => {
+                let err = classify(&err, &self.settings, "reading limits and deadlocks");
+                tracing::warn!(target = %self.name, "{err}");
+                self.periodic.failed();
+            }
+        }
+    }
+}
+
+/// The statement of periodic reads ([`PeriodicReads`]): `max_connections` less the
+/// connections reserved for superusers (and, from PostgreSQL 16, for
+/// `pg_use_reserved_connections`); each login role's `rolconnlimit` and each
+/// database's `datconnlimit` that is set (-1 is none; superusers are not held to a
+/// role's limit); the deadlocks of every database, summed. All of it is readable
+/// by any role.
+fn periodic_sql(parts: crate::stats::Parts) -> String {
+    let mut reads = Vec::new();
+    if parts.limits {
+        reads.push(
+            "SELECT '', 'sessions', '', (current_setting('max_connections')::int \
+             - current_setting('superuser_reserved_connections')::int \
+             - COALESCE(current_setting('reserved_connections', true), '0')::int)::text \
+             UNION ALL SELECT '', 'users_default', '', NULL \
+             UNION ALL SELECT '', 'user', rolname, rolconnlimit::text FROM pg_roles \
+             WHERE rolconnlimit >= 0 AND rolcanlogin AND NOT rolsuper \
+             UNION ALL SELECT '', 'db', datname, datconnlimit::text FROM pg_database \
+             WHERE datconnlimit >= 0 AND datallowconn",
+        );
+    }
+    if parts.deadlocks {
+        reads.push(
+            "SELECT '', 'deadlocks', '', COALESCE(sum(deadlocks), 0)::text FROM pg_stat_database",
+        );
+    }
+    format!("{TAG} {}", reads.join(" UNION ALL "))
 }
 
 impl Source for PostgresqlSource {

@@ -19,10 +19,14 @@ use crate::stats::{
     TopSession, NONE_LABEL,
 };
 mod per_session;
+mod periodic;
 mod scan;
 
 use per_session::{decode_particular, decode_session, group_key};
 pub use per_session::{Particulars, Shape, PARTICULAR_COLUMNS, SESSION_COLUMNS};
+pub use periodic::{
+    mysql_limits, PeriodicReads, PeriodicRows, EVENT_MARGIN_MICROS, MAX_EVENTS, PERIODIC_COLUMNS,
+};
 pub use scan::Scan;
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -898,11 +902,7 @@ mod tests {
         server: "10.0.0.9",
         null_string_is_no_db: true,
         keep: 5,
-        parts: Parts {
-            transactions: true,
-            locks: true,
-            states: true,
-        },
+        parts: Parts::ALL,
         rules: Rules::NONE,
         listed_only: false,
     };
