@@ -803,10 +803,13 @@ fn limits_and_a_real_deadlock_are_exported() {
     clients.run(&b, "BEGIN; UPDATE d SET v = 0 WHERE id = 2");
     clients.start(&a, "UPDATE d SET v = 0 WHERE id = 2");
     // One of the two is ended by the deadlock detector after deadlock_timeout (1 s).
-    let _ = clients.runtime.block_on(tokio::time::timeout(
-        Duration::from_secs(10),
-        b.simple_query("UPDATE d SET v = 0 WHERE id = 1"),
-    ));
+    let _ = clients.runtime.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            b.simple_query("UPDATE d SET v = 0 WHERE id = 1"),
+        )
+        .await
+    });
     exporter.wait_for_metrics("the deadlock is counted", Duration::from_secs(30), |m| {
         let after = deadlocks();
         after > before && m.get("dbsession_deadlocks_total", &tenant) == Some(after)
