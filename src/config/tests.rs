@@ -514,7 +514,8 @@ fn the_keys_of_each_kind_come_from_its_settings_types() {
             "password_file",
             "top_sessions",
             "filter",
-            "collect"
+            "collect",
+            "limits_interval"
         ]
     );
     assert!(keys("oceanbase").contains(&"processlist_view"));

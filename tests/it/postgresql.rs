@@ -810,6 +810,10 @@ fn limits_and_a_real_deadlock_are_exported() {
         )
         .await
     });
+    // The victim's backend reports its statistics only once it is out of the
+    // aborted transaction, so both end theirs.
+    clients.run(&a, "ROLLBACK");
+    clients.run(&b, "ROLLBACK");
     exporter.wait_for_metrics("the deadlock is counted", Duration::from_secs(30), |m| {
         let after = deadlocks();
         after > before && m.get("dbsession_deadlocks_total", &tenant) == Some(after)

@@ -135,6 +135,10 @@ impl PeriodicReads {
             for (tenant, total) in totals {
                 found.entry(tenant.clone()).or_default().deadlocks = Some(*total);
             }
+            // A tenant whose limits were read but which has had no event yet.
+            for periodic in found.values_mut() {
+                periodic.deadlocks.get_or_insert(0);
+            }
             self.events.history = true;
         }
         self.found = found
@@ -443,6 +447,24 @@ mod tests {
         );
         let t = attached(&reads, &["pg"]);
         assert_eq!(t["pg"].periodic.as_ref().unwrap().deadlocks, Some(1));
+    }
+
+    #[test]
+    fn limits_beside_an_empty_history_have_a_counter_of_zero() {
+        let mut reads = reads();
+        read(
+            &mut reads,
+            vec![
+                row("", "sessions", "", Some("100")),
+                row("", "deadlock_history", "", None),
+            ],
+        );
+        let t = attached(&reads, &["pg"]);
+        let periodic = t["pg"].periodic.as_ref().unwrap();
+        assert_eq!(
+            (periodic.sessions, periodic.deadlocks),
+            (Some(100), Some(0))
+        );
     }
 
     #[test]
