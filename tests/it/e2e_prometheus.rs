@@ -6,7 +6,7 @@
 
 use crate::common::dbss::ContractServer;
 use crate::common::{
-    connect_as, free_port, http_get, Blocked, Exporter, Servers, Session, SessionSpec,
+    connect_as, free_port, http_get, split_addr, Blocked, Exporter, Servers, Session, SessionSpec,
 };
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
@@ -142,7 +142,8 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn every_dashboard_and_rule_expression_works_and_the_idle_and_long_running_alerts_fire() {
+fn every_dashboard_and_rule_expression_works_and_the_idle_long_running_and_near_limit_alerts_fire()
+{
     let Some(servers) = Servers::get() else {
         return;
     };
@@ -173,6 +174,7 @@ targets:
     user: monitor
     password_file: {pw}
     sslmode: disable
+    limits_interval: 1s
 {d}"#,
         m = servers.mariadb_addr,
         s = servers.seekdb_addr,
@@ -225,6 +227,31 @@ targets:
         }),
     );
 
+    // A PostgreSQL role and database that allow one session each, and that session:
+    // the headroom panels and DbSessionNearLimit need a user and a database at their
+    // limit.
+    servers.postgres_admin(
+        "DO $$ BEGIN CREATE ROLE it_e2e_lim LOGIN PASSWORD 'E2e-pw-1'; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    );
+    if servers
+        .postgres_admin("SELECT 1 FROM pg_database WHERE datname = 'it_e2e_limdb'")
+        .trim()
+        != "1"
+    {
+        servers.postgres_admin("CREATE DATABASE it_e2e_limdb");
+    }
+    servers.postgres_admin("ALTER ROLE it_e2e_lim CONNECTION LIMIT 1");
+    servers.postgres_admin("ALTER DATABASE it_e2e_limdb CONNECTION LIMIT 1");
+    // A killed psql leaves its backend asleep: that of a run before is ended first.
+    let end_sessions = || {
+        servers.postgres_admin(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity              WHERE usename = 'it_e2e_lim'",
+        )
+    };
+    end_sessions();
+    let at_limit = PsqlSession::start(&servers.postgres_addr, "it_e2e_lim", "it_e2e_limdb");
+
     // The shipped rules, with the long-running threshold lowered to 2 s and no wait.
     let mut rules: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(format!("{ROOT}/deploy/prometheus/alerts.yml")).unwrap(),
@@ -236,6 +263,9 @@ targets:
             rule_exprs.push(rule["expr"].as_str().unwrap().to_string());
             if rule["alert"].as_str() == Some("DbSessionLongRunning") {
                 rule["expr"] = "dbsession_max_active_time_seconds > 2".into();
+                rule["for"] = "0s".into();
+            }
+            if rule["alert"].as_str() == Some("DbSessionNearLimit") {
                 rule["for"] = "0s".into();
             }
             if rule["alert"].as_str() == Some("DbSessionIdleInTransaction") {
@@ -255,7 +285,8 @@ targets:
             prometheus.query(r#"dbsession_top_active_session_seconds{target="seek"}"#);
         let (_, blockers, _) = prometheus.query("dbsession_top_blocker_sessions");
         let (_, pg, _) = prometheus.query(r#"dbsession_up{target="pg"} == 1"#);
-        if n > 0 && limits > 0 && top > 0 && blockers > 0 && pg > 0 {
+        let (_, headroom, _) = prometheus.query("dbsession_db_sessions_limit");
+        if n > 0 && limits > 0 && top > 0 && blockers > 0 && pg > 0 && headroom > 0 {
             break;
         }
         assert!(
@@ -329,6 +360,48 @@ targets:
     }
     drop(holder);
 
+    // DbSessionNearLimit fires for the PostgreSQL role and database at their limit,
+    // saying which.
+    let started = Instant::now();
+    loop {
+        let alerts = prometheus.api("/api/v1/alerts");
+        let firing: Vec<&Json> = alerts["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["labels"]["alertname"] == "DbSessionNearLimit" && a["state"] == "firing")
+            .collect();
+        let summary = |key: &str, value: &str| {
+            firing
+                .iter()
+                .find(|a| a["labels"]["target"] == "pg" && a["labels"][key] == value)
+                .map(|a| {
+                    a["annotations"]["summary"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+        };
+        if let (Some(user), Some(db)) =
+            (summary("user", "it_e2e_lim"), summary("db", "it_e2e_limdb"))
+        {
+            assert_eq!(user, "pg/pg user it_e2e_lim uses 100% of its session limit");
+            assert_eq!(
+                db,
+                "pg/pg database it_e2e_limdb uses 100% of its session limit"
+            );
+            drop(at_limit);
+            end_sessions();
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "DbSessionNearLimit did not fire: {alerts}\n{}",
+            exporter.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // The lowered long-running alert fires for both busy sessions' tenants.
     let started = Instant::now();
     loop {
@@ -358,5 +431,31 @@ targets:
             "DbSessionLongRunning did not fire: {alerts}"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A `psql` session that sleeps until dropped, as `user` in `db` (the password
+/// `E2e-pw-1`); ended by its PID.
+struct PsqlSession(std::process::Child);
+
+impl PsqlSession {
+    fn start(addr: &str, user: &str, db: &str) -> Self {
+        let (host, port) = split_addr(addr);
+        let child = Command::new("psql")
+            .args(["-X", "-q", "-h", host, "-p", port, "-U", user, "-d", db])
+            .args(["-c", "SELECT pg_sleep(600)"])
+            .env("PGPASSWORD", "E2e-pw-1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("psql is installed (scripts/install-deps.sh)");
+        Self(child)
+    }
+}
+
+impl Drop for PsqlSession {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

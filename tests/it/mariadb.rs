@@ -1,7 +1,7 @@
 //! MariaDB, for real: exact gauges, and outage isolation and recovery.
 
 use crate::common::scenario::{assert_exact_sessions, Server};
-use crate::common::{connect_as, Exporter, PrivateMariadb, Servers};
+use crate::common::{connect_as, deadlock, Exporter, PrivateMariadb, Servers};
 use std::time::Duration;
 
 #[test]
@@ -164,7 +164,7 @@ fn limits_with_and_without_the_grant_and_a_real_deadlock() {
         pw = servers.monitor_password_file.display()
     ));
     let mut a = connect_as(&servers.mariadb_addr, "it_m_lim", "It-lim-1", "127.0.0.60");
-    let mut b = connect_as(&servers.mariadb_addr, "it_m_lim", "It-lim-1", "127.0.0.60");
+    let b = connect_as(&servers.mariadb_addr, "it_m_lim", "It-lim-1", "127.0.0.60");
     a.query_drop(
         "CREATE TABLE IF NOT EXISTS it_m_limdb.d (id INT PRIMARY KEY, v INT) ENGINE = InnoDB",
     )
@@ -213,21 +213,7 @@ fn limits_with_and_without_the_grant_and_a_real_deadlock() {
     exporter.wait_for_metrics("the counter matches", Duration::from_secs(30), |m| {
         m.get("dbsession_deadlocks_total", &granted) == Some(before)
     });
-    a.query_drop("BEGIN").unwrap();
-    a.query_drop("UPDATE it_m_limdb.d SET v = 0 WHERE id = 1")
-        .unwrap();
-    b.query_drop("BEGIN").unwrap();
-    b.query_drop("UPDATE it_m_limdb.d SET v = 0 WHERE id = 2")
-        .unwrap();
-    let first = std::thread::spawn(move || {
-        let outcome = a.query_drop("UPDATE it_m_limdb.d SET v = 0 WHERE id = 2");
-        let _ = a.query_drop("ROLLBACK");
-        outcome
-    });
-    std::thread::sleep(Duration::from_millis(300));
-    let second = b.query_drop("UPDATE it_m_limdb.d SET v = 0 WHERE id = 1");
-    let _ = b.query_drop("ROLLBACK");
-    let first = first.join().unwrap();
+    let (first, second) = deadlock(a, b, "it_m_limdb.d");
     assert!(
         first.is_err() || second.is_err(),
         "one of the two is chosen as the deadlock's victim"

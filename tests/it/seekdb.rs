@@ -1,7 +1,7 @@
 //! seekdb (a real OceanBase kernel, single tenant through V$OB_PROCESSLIST): exact gauges.
 
 use crate::common::scenario::{assert_exact_sessions, Server};
-use crate::common::{connect_as, Exporter, Servers};
+use crate::common::{connect_as, deadlock, Exporter, Servers};
 use std::time::Duration;
 
 #[test]
@@ -90,22 +90,8 @@ fn limits_and_a_real_deadlock_from_the_history() {
     let mut pair = Some((a, b));
     for attempt in 1..=3 {
         // Both of the last attempt's sessions are gone: the account may open two.
-        let (mut a, mut b) = pair.take().unwrap_or_else(|| (open(), open()));
-        a.query_drop("BEGIN").unwrap();
-        a.query_drop("UPDATE it_sk_limdb.d SET v = 0 WHERE id = 1")
-            .unwrap();
-        b.query_drop("BEGIN").unwrap();
-        b.query_drop("UPDATE it_sk_limdb.d SET v = 0 WHERE id = 2")
-            .unwrap();
-        let first = std::thread::spawn(move || {
-            let outcome = a.query_drop("UPDATE it_sk_limdb.d SET v = 0 WHERE id = 2");
-            let _ = a.query_drop("ROLLBACK");
-            outcome
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        let second = b.query_drop("UPDATE it_sk_limdb.d SET v = 0 WHERE id = 1");
-        let _ = b.query_drop("ROLLBACK");
-        let first = first.join().unwrap();
+        let (a, b) = pair.take().unwrap_or_else(|| (open(), open()));
+        let (first, second) = deadlock(a, b, "it_sk_limdb.d");
         assert!(
             first.is_err() || second.is_err(),
             "one of the two is chosen as the deadlock's victim: {first:?} {second:?}"

@@ -289,6 +289,34 @@ impl Drop for Blocked {
 }
 
 /// A free loopback port (bound and released: a small race, acceptable in tests).
+/// Makes sessions `a` and `b` deadlock on rows 1 and 2 of `table` (`id`, `v`): each
+/// updates one row in a transaction, then the other's row. Returns both outcomes, in
+/// that order (the victim's is an error, unless a timeout ended the wait first); both
+/// transactions are rolled back.
+pub fn deadlock(
+    mut a: mysql::Conn,
+    mut b: mysql::Conn,
+    table: &str,
+) -> (mysql::Result<()>, mysql::Result<()>) {
+    use mysql::prelude::Queryable;
+    let update = |id: u32| format!("UPDATE {table} SET v = 0 WHERE id = {id}");
+    a.query_drop("BEGIN").unwrap();
+    a.query_drop(update(1)).unwrap();
+    b.query_drop("BEGIN").unwrap();
+    b.query_drop(update(2)).unwrap();
+    let second_row = update(2);
+    let first = std::thread::spawn(move || {
+        let outcome = a.query_drop(second_row);
+        let _ = a.query_drop("ROLLBACK");
+        outcome
+    });
+    // `a` waits for row 2 before `b` asks for row 1: the cycle closes on `b`.
+    std::thread::sleep(Duration::from_millis(300));
+    let second = b.query_drop(update(1));
+    let _ = b.query_drop("ROLLBACK");
+    (first.join().unwrap(), second)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
