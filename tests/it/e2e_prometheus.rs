@@ -54,6 +54,30 @@ impl Prometheus {
         }
     }
 
+    /// Polls the alerts named `name` that fire until `found` gets from them what it
+    /// waits for; 30 s at most.
+    fn wait_for_firing<T>(&self, name: &str, mut found: impl FnMut(&[Json]) -> Option<T>) -> T {
+        let started = Instant::now();
+        loop {
+            let alerts = self.api("/api/v1/alerts");
+            let firing: Vec<Json> = alerts["data"]["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["labels"]["alertname"] == name && a["state"] == "firing")
+                .cloned()
+                .collect();
+            if let Some(value) = found(&firing) {
+                return value;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{name} did not fire: {alerts}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     fn api(&self, path_and_query: &str) -> Json {
         let (status, _, body) =
             http_get(&self.addr, path_and_query, &[]).unwrap_or((0, String::new(), Vec::new()));
@@ -331,107 +355,54 @@ targets:
 
     // The lowered idle-in-transaction alert fires for MariaDB, naming the holder's
     // user and client.
-    let started = Instant::now();
-    loop {
-        let alerts = prometheus.api("/api/v1/alerts");
-        let alert = alerts["data"]["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| {
-                a["labels"]["alertname"] == "DbSessionIdleInTransaction"
-                    && a["labels"]["target"] == "maria"
-                    && a["state"] == "firing"
-            });
-        if let Some(alert) = alert {
-            let description = alert["annotations"]["description"].as_str().unwrap();
-            assert!(
-                description.contains("by user: it_e2e (1)")
-                    && description.contains("by client: 127.0.0.44 (1)"),
-                "{description}"
-            );
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "DbSessionIdleInTransaction did not fire: {alerts}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let description = prometheus.wait_for_firing("DbSessionIdleInTransaction", |firing| {
+        let alert = firing.iter().find(|a| a["labels"]["target"] == "maria")?;
+        Some(alert["annotations"]["description"].as_str()?.to_string())
+    });
+    assert!(
+        description.contains("by user: it_e2e (1)")
+            && description.contains("by client: 127.0.0.44 (1)"),
+        "{description}"
+    );
     drop(holder);
 
     // DbSessionNearLimit fires for the PostgreSQL role and database at their limit,
     // saying which.
-    let started = Instant::now();
-    loop {
-        let alerts = prometheus.api("/api/v1/alerts");
-        let firing: Vec<&Json> = alerts["data"]["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["labels"]["alertname"] == "DbSessionNearLimit" && a["state"] == "firing")
-            .collect();
+    let (user, db) = prometheus.wait_for_firing("DbSessionNearLimit", |firing| {
         let summary = |key: &str, value: &str| {
-            firing
+            let alert = firing
                 .iter()
-                .find(|a| a["labels"]["target"] == "pg" && a["labels"][key] == value)
-                .map(|a| {
-                    a["annotations"]["summary"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string()
-                })
+                .find(|a| a["labels"]["target"] == "pg" && a["labels"][key] == value)?;
+            Some(alert["annotations"]["summary"].as_str()?.to_string())
         };
-        if let (Some(user), Some(db)) =
-            (summary("user", "it_e2e_lim"), summary("db", "it_e2e_limdb"))
-        {
-            assert_eq!(user, "pg/pg user it_e2e_lim uses 100% of its session limit");
-            assert_eq!(
-                db,
-                "pg/pg database it_e2e_limdb uses 100% of its session limit"
-            );
-            drop(at_limit);
-            end_sessions();
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "DbSessionNearLimit did not fire: {alerts}\n{}",
-            exporter.log()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        Some((
+            summary("user", "it_e2e_lim")?,
+            summary("db", "it_e2e_limdb")?,
+        ))
+    });
+    assert_eq!(user, "pg/pg user it_e2e_lim uses 100% of its session limit");
+    assert_eq!(
+        db,
+        "pg/pg database it_e2e_limdb uses 100% of its session limit"
+    );
+    drop(at_limit);
+    end_sessions();
 
     // The lowered long-running alert fires for both busy sessions' tenants.
-    let started = Instant::now();
-    loop {
-        let alerts = prometheus.api("/api/v1/alerts");
-        let firing: BTreeSet<String> = alerts["data"]["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| {
-                a["labels"]["alertname"] == "DbSessionLongRunning" && a["state"] == "firing"
-            })
-            .map(|a| a["labels"]["target"].as_str().unwrap_or("").to_string())
+    let summary = prometheus.wait_for_firing("DbSessionLongRunning", |firing| {
+        let targets: BTreeSet<&str> = firing
+            .iter()
+            .filter_map(|a| a["labels"]["target"].as_str())
             .collect();
-        if firing.contains("maria") && firing.contains("seek") {
-            let alert = alerts["data"]["alerts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["labels"]["alertname"] == "DbSessionLongRunning")
-                .unwrap();
-            let summary = alert["annotations"]["summary"].as_str().unwrap();
-            assert!(summary.contains("has been active for"), "{summary}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "DbSessionLongRunning did not fire: {alerts}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        (targets.contains("maria") && targets.contains("seek"))
+            .then(|| {
+                firing[0]["annotations"]["summary"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .flatten()
+    });
+    assert!(summary.contains("has been active for"), "{summary}");
 }
 
 /// A `psql` session that sleeps until dropped, as `user` in `db` (the password

@@ -225,6 +225,7 @@ impl OceanbaseSource {
         };
         if self.periodic.due() {
             if let Some(sql) = periodic_sql(plan, self.periodic.events_since()) {
+                tracing::debug!(target = %self.name, sql = %sql, "statement of limits and deadlocks");
                 let how = (&self.settings.database, self.name.as_str(), GRANT);
                 let tenant = match plan.mode {
                     Mode::Cluster => "",

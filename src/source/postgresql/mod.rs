@@ -135,6 +135,7 @@ impl PostgresqlSource {
             return;
         };
         let sql = periodic_sql(self.periodic.parts());
+        tracing::debug!(target = %self.name, sql = %sql, "statement of limits and deadlocks");
         let mut answer = self.periodic.rows(&self.name);
         let read = async {
             for message in client.simple_query(&sql).await? {
