@@ -36,7 +36,9 @@ start_mariadb() {
   log "starting MariaDB on 127.0.0.1:$mariadb_port"
   setsid mariadbd --no-defaults --datadir="$d/data" --user=root --port="$mariadb_port" \
     --bind-address=127.0.0.1 --socket="$d/mysqld.sock" --pid-file="$d/mysqld.pid" \
-    --max-connections=2000 --skip-name-resolve --log-error="$d/error.log" </dev/null >/dev/null 2>&1 &
+    --max-connections=2000 --skip-name-resolve --log-error="$d/error.log" \
+    --performance-schema=ON --performance-schema-consumer-events-waits-current=ON \
+    --performance-schema-instrument='wait/%=ON' </dev/null >/dev/null 2>&1 &
   for _ in $(seq 1 120); do
     mariadb_sql 'SELECT 1' >/dev/null 2>&1 && break
     sleep 0.25
