@@ -254,23 +254,15 @@ targets:
     // A PostgreSQL role and database that allow one session each, and that session:
     // the headroom panels and DbSessionNearLimit need a user and a database at their
     // limit.
-    servers.postgres_admin(
-        "DO $$ BEGIN CREATE ROLE it_e2e_lim LOGIN PASSWORD 'E2e-pw-1'; \
-         EXCEPTION WHEN duplicate_object THEN NULL; END $$",
-    );
-    if servers
-        .postgres_admin("SELECT 1 FROM pg_database WHERE datname = 'it_e2e_limdb'")
-        .trim()
-        != "1"
-    {
-        servers.postgres_admin("CREATE DATABASE it_e2e_limdb");
-    }
+    servers.postgres_role("it_e2e_lim", "E2e-pw-1", "");
+    servers.postgres_database("it_e2e_limdb");
     servers.postgres_admin("ALTER ROLE it_e2e_lim CONNECTION LIMIT 1");
     servers.postgres_admin("ALTER DATABASE it_e2e_limdb CONNECTION LIMIT 1");
     // A killed psql leaves its backend asleep: that of a run before is ended first.
     let end_sessions = || {
         servers.postgres_admin(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity              WHERE usename = 'it_e2e_lim'",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE usename = 'it_e2e_lim'",
         )
     };
     end_sessions();

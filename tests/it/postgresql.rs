@@ -95,25 +95,6 @@ impl Drop for EndSessions<'_> {
     }
 }
 
-/// Creates login role `name` (password [`PASSWORD`], `options` such as `IN ROLE …`)
-/// unless a run before made it.
-fn ensure_role(servers: &Servers, name: &str, options: &str) {
-    servers.postgres_admin(&format!(
-        "DO $$ BEGIN CREATE ROLE {name} LOGIN PASSWORD '{PASSWORD}' {options}; \
-         EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-    ));
-}
-
-/// Creates database `name` unless a run before made it.
-fn ensure_database(servers: &Servers, name: &str) {
-    let found = servers.postgres_admin(&format!(
-        "SELECT 1 FROM pg_database WHERE datname = '{name}'"
-    ));
-    if found.trim() != "1" {
-        servers.postgres_admin(&format!("CREATE DATABASE {name}"));
-    }
-}
-
 fn pid(m: &Metrics, series: &str) -> String {
     series
         .split("session_id=\"")
@@ -130,10 +111,10 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     };
     let admin = |sql: &str| servers.postgres_admin(sql);
     for user in ["it_pg_app", "it_pg_rpt"] {
-        ensure_role(&servers, user, "");
+        servers.postgres_role(user, PASSWORD, "");
     }
     for db in ["it_pg_db1", "it_pg_db2"] {
-        ensure_database(&servers, db);
+        servers.postgres_database(db);
         // The owner may create tables in its public schema (PostgreSQL 15+).
         admin(&format!("ALTER DATABASE {db} OWNER TO it_pg_app"));
         admin(&format!("GRANT ALL ON DATABASE {db} TO it_pg_rpt"));
@@ -271,7 +252,7 @@ fn a_role_without_pg_monitor_is_warned_about() {
     let Some(servers) = Servers::get() else {
         return;
     };
-    ensure_role(&servers, "it_pg_nomon", "");
+    servers.postgres_role("it_pg_nomon", PASSWORD, "");
     let exporter = Exporter::start(&format!(
         "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: nomon\n    kind: postgresql\n    address: {}\n    user: it_pg_nomon\n    password: {PASSWORD}\n",
         servers.postgres_addr,
@@ -509,18 +490,18 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
     };
     let admin = |sql: &str| servers.postgres_admin(sql);
     for user in ["it_sdk_app", "it_sdk_rpt"] {
-        ensure_role(&servers, user, "");
+        servers.postgres_role(user, PASSWORD, "");
     }
     // The passthrough's account may end other users' sessions.
-    ensure_role(
-        &servers,
+    servers.postgres_role(
         "it_sdk_killer",
+        PASSWORD,
         "IN ROLE pg_monitor, pg_signal_backend",
     );
     // This one may see them, not end them.
-    ensure_role(&servers, "it_sdk_weak", "IN ROLE pg_monitor");
+    servers.postgres_role("it_sdk_weak", PASSWORD, "IN ROLE pg_monitor");
     for db in ["it_sdk_db1", "it_sdk_db2"] {
-        ensure_database(&servers, db);
+        servers.postgres_database(db);
     }
     let sessions = EndSessions::of(&servers, &["it_sdk_app", "it_sdk_rpt"]);
     let clients = Clients::new(&servers.postgres_addr);
@@ -747,9 +728,9 @@ fn limits_and_a_real_deadlock_are_exported() {
         return;
     };
     let admin = |sql: &str| servers.postgres_admin(sql).trim().to_string();
-    ensure_role(&servers, "it_pg_lim", "");
+    servers.postgres_role("it_pg_lim", PASSWORD, "");
     admin("ALTER ROLE it_pg_lim CONNECTION LIMIT 3");
-    ensure_database(&servers, "it_pg_limdb");
+    servers.postgres_database("it_pg_limdb");
     admin("ALTER DATABASE it_pg_limdb OWNER TO it_pg_lim");
     admin("ALTER DATABASE it_pg_limdb CONNECTION LIMIT 7");
     let sessions = EndSessions::of(&servers, &["it_pg_lim"]);

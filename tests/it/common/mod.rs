@@ -118,6 +118,24 @@ impl Servers {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Creates login role `name` on the shared PostgreSQL unless a run before made it.
+    pub fn postgres_role(&self, name: &str, password: &str, options: &str) {
+        self.postgres_admin(&format!(
+            "DO $$ BEGIN CREATE ROLE {name} LOGIN PASSWORD '{password}' {options}; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ));
+    }
+
+    /// Creates database `name` on the shared PostgreSQL unless a run before made it.
+    pub fn postgres_database(&self, name: &str) {
+        let found = self.postgres_admin(&format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+        ));
+        if found.trim() != "1" {
+            self.postgres_admin(&format!("CREATE DATABASE {name}"));
+        }
+    }
+
     /// Runs SQL as root on seekdb (root has no password there).
     pub fn seekdb_root(&self, sql: &str) -> String {
         let (host, port) = split_addr(&self.seekdb_addr);
@@ -288,7 +306,6 @@ impl Drop for Blocked {
     }
 }
 
-/// A free loopback port (bound and released: a small race, acceptable in tests).
 /// Makes sessions `a` and `b` deadlock on rows 1 and 2 of `table` (`id`, `v`): each
 /// updates one row in a transaction, then the other's row. Returns both outcomes, in
 /// that order (the victim's is an error, unless a timeout ended the wait first); both
@@ -317,6 +334,7 @@ pub fn deadlock(
     (first.join().unwrap(), second)
 }
 
+/// A free loopback port (bound and released: a small race, acceptable in tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
