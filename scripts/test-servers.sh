@@ -102,7 +102,7 @@ start_postgres() {
   [ "$(id -u)" != 0 ] || chown -R postgres "$d"
   log "starting PostgreSQL on 127.0.0.1:$postgres_port"
   as_pg "$bin/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t 60 \
-    -o "-p $postgres_port -k $d -c listen_addresses=127.0.0.1 -c max_connections=800" start >/dev/null \
+    -o "-p $postgres_port -k $d -c listen_addresses=127.0.0.1 -c max_connections=800 -c compute_query_id=on" start >/dev/null \
     || { log "PostgreSQL did not start; see $d/server.log"; exit 1; }
   pg_sql "DO \$\$ BEGIN CREATE ROLE monitor LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$;
     ALTER ROLE monitor PASSWORD '$monitor_pw'; GRANT pg_monitor TO monitor;" >/dev/null

@@ -49,6 +49,8 @@ pub const USER_SESSIONS_LIMIT: &str = "dbsession_user_sessions_limit";
 pub const DB_SESSIONS_LIMIT: &str = "dbsession_db_sessions_limit";
 /// Written as `dbsession_deadlocks_total`: prometheus-client appends `_total`.
 pub const DEADLOCKS: &str = "dbsession_deadlocks";
+pub const WAIT_EVENT_SESSIONS: &str = "dbsession_wait_event_sessions";
+pub const SQL_ACTIVE_SESSIONS: &str = "dbsession_sql_active_sessions";
 pub const DBSS_CLIENT_SESSIONS: &str = "dbsession_dbss_client_sessions";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
 pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
@@ -64,15 +66,18 @@ struct Dimension {
     active: &'static str,
     what: &'static str,
     values: fn(&TenantStats) -> &std::collections::BTreeMap<String, Counts>,
+    /// Whether a tenant's target collects it (an optional part).
+    collected: fn(&Parts) -> bool,
 }
 
-const DIMENSIONS: [Dimension; 4] = [
+const DIMENSIONS: [Dimension; 5] = [
     Dimension {
         label: "db",
         sessions: "dbsession_db_sessions",
         active: "dbsession_db_active_sessions",
         what: "per current database (__none__: no database selected)",
         values: |s| &s.by_db,
+        collected: |_| true,
     },
     Dimension {
         label: "user",
@@ -80,6 +85,7 @@ const DIMENSIONS: [Dimension; 4] = [
         active: "dbsession_user_active_sessions",
         what: "per database user",
         values: |s| &s.by_user,
+        collected: |_| true,
     },
     Dimension {
         label: "client_ip",
@@ -87,6 +93,7 @@ const DIMENSIONS: [Dimension; 4] = [
         active: "dbsession_client_active_sessions",
         what: "per client address (__none__: background threads)",
         values: |s| &s.by_client,
+        collected: |_| true,
     },
     Dimension {
         label: "svr_ip",
@@ -94,6 +101,15 @@ const DIMENSIONS: [Dimension; 4] = [
         active: "dbsession_server_active_sessions",
         what: "per server the sessions are on (the target's address for a single server)",
         values: |s| &s.by_server,
+        collected: |_| true,
+    },
+    Dimension {
+        label: "application",
+        sessions: "dbsession_application_sessions",
+        active: "dbsession_application_active_sessions",
+        what: "per application, the program that opened them (PostgreSQL's application_name, MySQL's program_name connection attribute, OceanBase's MODULE else CLIENT_INFO; __none__: it gave none)",
+        values: |s| &s.by_application,
+        collected: |p| p.applications,
     },
 ];
 
@@ -251,9 +267,13 @@ fn estimated_size(targets: &[Arc<TargetStatus>]) -> usize {
         .flat_map(|t| t.tenants.values())
         .map(|status| match status {
             TenantStatus::Up(s) => {
-                let values =
-                    s.by_db.len() + s.by_user.len() + s.by_client.len() + s.by_server.len();
-                let reasons = s.by_state.len() + s.blockers.len();
+                let values = s.by_db.len()
+                    + s.by_user.len()
+                    + s.by_client.len()
+                    + s.by_server.len()
+                    + s.by_application.len();
+                let reasons =
+                    s.by_state.len() + s.blockers.len() + s.by_wait.len() + s.by_statement.len();
                 PER_TENANT + 2 * values + s.top.len() + reasons
             }
             TenantStatus::Down => 1,
@@ -387,6 +407,9 @@ impl SessionCollector {
         };
         let mut metric = encoder.encode_descriptor(name, &help, None, MetricType::Gauge)?;
         for (target, tenant, stats) in self.up_tenants() {
+            if !(dim.collected)(&stats.parts) {
+                continue;
+            }
             for (value, counts) in (dim.values)(stats) {
                 let labels = SeriesLabels {
                     target,
@@ -590,6 +613,49 @@ impl SessionCollector {
         Ok(())
     }
 
+    /// What the active sessions are doing: their waits, and the statements they run.
+    fn waits_and_statements(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut metric = encoder.encode_descriptor(
+            WAIT_EVENT_SESSIONS,
+            "Active sessions by what they wait on now (PostgreSQL's wait_event_type and wait_event, MySQL's performance_schema wait instrument); wait_class=\"CPU\" for those waiting for nothing. Adds up to dbsession_active_sessions; under the cardinality guard.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            if !stats.parts.waits {
+                continue;
+            }
+            for ((class, event), n) in &stats.by_wait {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[("wait_class", class), ("wait_event", event)],
+                };
+                metric.encode_family(&labels)?.encode_gauge(n)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            SQL_ACTIVE_SESSIONS,
+            "Active sessions running each statement (OceanBase's SQL_ID, PostgreSQL's query_id, MySQL's statement digest), the tenant's top_sessions most frequent ones and __other__; never the SQL text.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            if !stats.parts.statements {
+                continue;
+            }
+            for (sql_id, n) in &stats.by_statement {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[("sql_id", sql_id)],
+                };
+                metric.encode_family(&labels)?.encode_gauge(n)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Idle-in-transaction sessions per value of a dimension: only values with some,
     /// so a large connection pool costs no series while all is well.
     fn idle_dimension(
@@ -763,6 +829,7 @@ impl Collector for SessionCollector {
         }
         self.transactions_and_locks(&mut encoder)?;
         self.limits_and_deadlocks(&mut encoder)?;
+        self.waits_and_statements(&mut encoder)?;
         let mut metric = encoder.encode_descriptor(
             DBSS_CLIENT_SESSIONS,
             "Sessions Huawei Cloud DBSS counted per audited database over the target's time_range (its client session distribution); __none__ where DBSS gave no value.",
@@ -784,7 +851,7 @@ impl Collector for SessionCollector {
         }
         let mut metric = encoder.encode_descriptor(
             SERIES_DROPPED,
-            "Distinct values of a dimension (db, user, client_ip, state: command and state pairs; dbss_database for DBSS targets) summed into the `__other__` series by the cardinality guard (max_series_per_dimension); totals stay exact.",
+            "Distinct values of a dimension (db, user, client_ip, application, state: command and state pairs, wait_event: wait class and event pairs; dbss_database for DBSS targets) summed into the `__other__` series by the cardinality guard (max_series_per_dimension); totals stay exact.",
             None,
             MetricType::Gauge,
         )?;
@@ -795,6 +862,8 @@ impl Collector for SessionCollector {
                 ("user", dropped.user),
                 ("client_ip", dropped.client),
                 ("state", dropped.state),
+                ("application", dropped.application),
+                ("wait_event", dropped.wait),
             ] {
                 let labels = SeriesLabels {
                     target,

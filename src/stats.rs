@@ -64,9 +64,25 @@ pub struct SessionGroup<S = String> {
     /// Sessions of the group waiting for a lock, and the longest current wait.
     pub lock_waiting: u64,
     pub max_lock_wait: f64,
+    /// The program that opened the sessions, label-ready ([`NONE_LABEL`] when it
+    /// gave none); empty when the target does not collect applications.
+    pub application: S,
+    /// What the group's active sessions wait on (class and event, label-ready;
+    /// [`CPU`] for both when they wait for nothing); empty when not collected or no
+    /// session of the group is active.
+    pub wait_class: S,
+    pub wait_event: S,
+    /// The statement the group's active sessions run (OceanBase's SQL_ID,
+    /// PostgreSQL's query_id, MySQL's digest); empty when unknown or not collected.
+    pub statement: S,
     /// Set when the row is one session kept apart (see above).
     pub session: Option<OneSession>,
 }
+
+/// The wait class and wait event of an active session that waits for nothing: it
+/// is running on a CPU (or queued for one), as RDS Performance Insights and Oracle's
+/// ASH name it.
+pub const CPU: &str = "CPU";
 
 /// A session the statement kept in a row of its own.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -122,6 +138,13 @@ pub struct Parts {
     pub limits: bool,
     /// The deadlock counter, read with the limits.
     pub deadlocks: bool,
+    /// What active sessions wait on (`dbsession_wait_event_sessions`; OceanBase's
+    /// active session history).
+    pub waits: bool,
+    /// Sessions per application (`dbsession_application_*`).
+    pub applications: bool,
+    /// Active sessions per statement id, a tenant's top `top_sessions`.
+    pub statements: bool,
 }
 
 impl Parts {
@@ -132,6 +155,9 @@ impl Parts {
         states: false,
         limits: false,
         deadlocks: false,
+        waits: false,
+        applications: false,
+        statements: false,
     };
 
     /// Every optional part: the default.
@@ -141,6 +167,9 @@ impl Parts {
         states: true,
         limits: true,
         deadlocks: true,
+        waits: true,
+        applications: true,
+        statements: true,
     };
 
     /// Whether any part of the periodic reads is on.
@@ -241,9 +270,17 @@ pub fn cap<K: Ord, V: Tally>(values: &mut BTreeMap<K, V>, max: usize, other: K) 
     if max == 0 || values.len() <= max {
         return 0;
     }
+    keep_largest(values, max.saturating_sub(1).max(1), other)
+}
+
+/// Keeps the `keep` largest of `values` (ties by key) and sums the rest, if any,
+/// into one entry at `other`; returns how many were summed (see [`cap`]).
+pub fn keep_largest<K: Ord, V: Tally>(values: &mut BTreeMap<K, V>, keep: usize, other: K) -> usize {
+    if values.len() <= keep {
+        return 0;
+    }
     let mut ranked: Vec<(K, V)> = std::mem::take(values).into_iter().collect();
     ranked.sort_by(|(a_key, a), (b_key, b)| b.rank().cmp(&a.rank()).then_with(|| a_key.cmp(b_key)));
-    let keep = max.saturating_sub(1).max(1);
     let mut rest = V::default();
     let mut dropped = 0;
     for (i, (key, value)) in ranked.into_iter().enumerate() {
@@ -290,6 +327,15 @@ pub struct TenantStats {
     pub blockers: Vec<Blocker>,
     /// Sessions per (command, state).
     pub by_state: BTreeMap<(String, String), u64>,
+    /// Sessions per application (the program that opened them).
+    pub by_application: BTreeMap<String, Counts>,
+    /// Active sessions per (wait class, wait event); [`CPU`] when they wait for
+    /// nothing. The values add up to the active sessions.
+    pub by_wait: BTreeMap<(String, String), u64>,
+    /// Active sessions per statement id, the `top_sessions` most frequent ones and
+    /// the rest summed into [`OTHER_LABEL`]; active sessions without an id are not in
+    /// it.
+    pub by_statement: BTreeMap<String, u64>,
     /// What the target's periodic reads last found for this tenant (limits, the
     /// deadlock counter); None where they are off or have not answered yet.
     pub periodic: Option<std::sync::Arc<Periodic>>,
@@ -333,13 +379,16 @@ pub struct Dropped {
     pub user: usize,
     pub client: usize,
     pub state: usize,
+    pub application: usize,
+    pub wait: usize,
 }
 
 impl TenantStats {
     /// Applies the cardinality guard ([`cap`]) to the db, user and client
     /// dimensions and to the command/state pairs (idle in transaction per user and
-    /// client is capped with its dimension); the server dimension is bounded by the
-    /// cluster's size and never capped.
+    /// client is capped with its dimension), the applications and the waits; the
+    /// server dimension is bounded by the cluster's size and never capped, and the
+    /// statements are capped when a cycle ends (see [`Aggregator::finish`]).
     pub fn cap(&mut self, max: usize) {
         let other = || OTHER_LABEL.to_string();
         self.dropped = Dropped {
@@ -347,6 +396,8 @@ impl TenantStats {
             user: cap(&mut self.by_user, max, other()),
             client: cap(&mut self.by_client, max, other()),
             state: cap(&mut self.by_state, max, (other(), other())),
+            application: cap(&mut self.by_application, max, other()),
+            wait: cap(&mut self.by_wait, max, (other(), other())),
         };
     }
 }
@@ -467,6 +518,10 @@ struct TenantTally {
     /// A handful of (command, state) pairs: searched in order, most recent first
     /// being no better, since rows alternate between them.
     by_state: Vec<((String, String), u64)>,
+    by_application: CycleMap<Counts>,
+    /// A handful of (class, event) pairs, searched in order like `by_state`.
+    by_wait: Vec<((String, String), u64)>,
+    by_statement: CycleMap<u64>,
     /// Named by [`Aggregator::add_tenant`] or by a zero row (see
     /// [`Aggregator::listed_only`]).
     listed: bool,
@@ -524,7 +579,8 @@ impl Aggregator {
     /// a tenant without sessions) only makes its tenant present.
     pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, group: SessionGroup<S>) {
         self.rows += 1;
-        let (states, keep) = (self.parts.states, self.keep);
+        let (parts, keep) = (self.parts, self.keep);
+        let states = parts.states;
         let tenant = self.tenant(group.tenant);
         if group.sessions == 0 {
             tenant.listed = true;
@@ -578,16 +634,24 @@ impl Aggregator {
             }
         }
         if states {
-            let (command, state) = (group.command.as_ref(), group.state.as_ref());
-            match tenant
-                .by_state
-                .iter_mut()
-                .find(|((c, s), _)| c == command && s == state)
-            {
-                Some((_, count)) => *count += n,
-                None => tenant
-                    .by_state
-                    .push(((command.to_string(), state.to_string()), n)),
+            add_pair(&mut tenant.by_state, &group.command, &group.state, n);
+        }
+        if active > 0 {
+            if parts.waits && !group.wait_class.as_ref().is_empty() {
+                add_pair(
+                    &mut tenant.by_wait,
+                    &group.wait_class,
+                    &group.wait_event,
+                    active,
+                );
+            }
+            if parts.statements && !group.statement.as_ref().is_empty() {
+                match tenant.by_statement.get_mut(group.statement.as_ref()) {
+                    Some(known) => *known += active,
+                    None => {
+                        tenant.by_statement.insert(group.statement.into(), active);
+                    }
+                }
             }
         }
         let counts = Counts {
@@ -595,6 +659,9 @@ impl Aggregator {
             active,
             idle_in_transaction: group.idle_in_transaction,
         };
+        if parts.applications {
+            add_to(&mut tenant.by_application, group.application, counts);
+        }
         add_to(&mut tenant.by_db, group.db, counts);
         add_to(&mut tenant.by_user, group.user, counts);
         add_to(&mut tenant.by_client, group.client, counts);
@@ -663,6 +730,15 @@ impl Aggregator {
                 stats.by_client = tally.by_client.into_iter().collect();
                 stats.by_server = tally.by_server.into_iter().collect();
                 stats.by_state = tally.by_state.into_iter().collect();
+                stats.by_application = tally.by_application.into_iter().collect();
+                stats.by_wait = tally.by_wait.into_iter().collect();
+                stats.by_statement = tally.by_statement.into_iter().collect();
+                // A tenant's most frequent statements, the rest summed (keep 0: none).
+                if keep == 0 {
+                    stats.by_statement.clear();
+                } else {
+                    keep_largest(&mut stats.by_statement, keep, OTHER_LABEL.to_string());
+                }
                 keep_longest(&mut stats.top, keep);
                 for top in &mut stats.top {
                     top.tenant.clone_from(&name);
@@ -680,6 +756,16 @@ impl Aggregator {
             statistics: Statistics::Tenants(tenants),
             rows: self.rows,
         }
+    }
+}
+
+/// Adds `n` to the entry of (`a`, `b`) in a short list of pairs, copied only when
+/// new.
+fn add_pair<S: AsRef<str>>(pairs: &mut Vec<((String, String), u64)>, a: &S, b: &S, n: u64) {
+    let (a, b) = (a.as_ref(), b.as_ref());
+    match pairs.iter_mut().find(|((x, y), _)| x == a && y == b) {
+        Some((_, count)) => *count += n,
+        None => pairs.push(((a.to_string(), b.to_string()), n)),
     }
 }
 
@@ -1007,6 +1093,8 @@ mod tests {
                 user: 7,
                 client: 0,
                 state: 0,
+                application: 0,
+                wait: 0,
             }
         );
         assert_eq!(

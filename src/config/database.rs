@@ -152,6 +152,9 @@ struct RawParts {
     states: Option<bool>,
     limits: Option<bool>,
     deadlocks: Option<bool>,
+    waits: Option<bool>,
+    applications: Option<bool>,
+    statements: Option<bool>,
 }
 
 impl RawParts {
@@ -163,6 +166,9 @@ impl RawParts {
             states: self.states.unwrap_or(all.states),
             limits: self.limits.unwrap_or(all.limits),
             deadlocks: self.deadlocks.unwrap_or(all.deadlocks),
+            waits: self.waits.unwrap_or(all.waits),
+            applications: self.applications.unwrap_or(all.applications),
+            statements: self.statements.unwrap_or(all.statements),
         }
     }
 }

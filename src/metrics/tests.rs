@@ -390,3 +390,84 @@ fn transactions_locks_and_states_have_exact_series() {
     }
     assert_eq!(samples(&text, SESSIONS).len(), 1);
 }
+
+#[test]
+fn waits_applications_and_statements_have_exact_series() {
+    use crate::stats::{Aggregator, Parts, CPU};
+    let rows = |parts: Parts| {
+        // Keeps 2 statements per tenant: the third most frequent is summed away.
+        let mut aggregator = Aggregator::new(2, parts);
+        let active =
+            |application: &str, wait: (&str, &str), statement: &str, n: u64| SessionGroup {
+                application: application.into(),
+                wait_class: wait.0.into(),
+                wait_event: wait.1.into(),
+                statement: statement.into(),
+                ..group("t1", "app", true, n, 3.0)
+            };
+        aggregator.add_group(SessionGroup {
+            application: "web".into(),
+            ..group("t1", "app", false, 5, 0.0)
+        });
+        aggregator.add_group(active("web", ("Lock", "transactionid"), "q1", 3));
+        aggregator.add_group(active("web", (CPU, CPU), "q2", 2));
+        aggregator.add_group(active(NONE_LABEL, (CPU, CPU), "q3", 1));
+        aggregator.add_group(active(NONE_LABEL, ("IO", "DataFileRead"), "", 1));
+        aggregator.finish()
+    };
+    let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
+    let now = SystemTime::UNIX_EPOCH;
+    status.record_success(rows(Parts::default()), Duration::from_millis(1), now);
+    let text = encode(&[Arc::new(status)]).unwrap();
+    let tenant = r#"target="ob",tenant="t1""#;
+    assert_eq!(
+        samples(&text, "dbsession_application_sessions"),
+        [
+            format!(r#"dbsession_application_sessions{{{tenant},application="__none__"}} 2"#),
+            format!(r#"dbsession_application_sessions{{{tenant},application="web"}} 10"#),
+        ]
+    );
+    assert_eq!(
+        samples(&text, "dbsession_application_active_sessions"),
+        [
+            format!(
+                r#"dbsession_application_active_sessions{{{tenant},application="__none__"}} 2"#
+            ),
+            format!(r#"dbsession_application_active_sessions{{{tenant},application="web"}} 5"#),
+        ]
+    );
+    // The waits add up to the 7 active sessions.
+    assert_eq!(
+        samples(&text, WAIT_EVENT_SESSIONS),
+        [
+            format!(r#"{WAIT_EVENT_SESSIONS}{{{tenant},wait_class="CPU",wait_event="CPU"}} 3"#),
+            format!(
+                r#"{WAIT_EVENT_SESSIONS}{{{tenant},wait_class="IO",wait_event="DataFileRead"}} 1"#
+            ),
+            format!(
+                r#"{WAIT_EVENT_SESSIONS}{{{tenant},wait_class="Lock",wait_event="transactionid"}} 3"#
+            ),
+        ]
+    );
+    // The two most frequent statements, the rest summed; no series without an id.
+    assert_eq!(
+        samples(&text, SQL_ACTIVE_SESSIONS),
+        [
+            format!(r#"{SQL_ACTIVE_SESSIONS}{{{tenant},sql_id="__other__"}} 1"#),
+            format!(r#"{SQL_ACTIVE_SESSIONS}{{{tenant},sql_id="q1"}} 3"#),
+            format!(r#"{SQL_ACTIVE_SESSIONS}{{{tenant},sql_id="q2"}} 2"#),
+        ]
+    );
+
+    let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
+    status.record_success(rows(Parts::NONE), Duration::from_millis(1), now);
+    let text = encode(&[Arc::new(status)]).unwrap();
+    for name in [
+        "dbsession_application_sessions",
+        "dbsession_application_active_sessions",
+        WAIT_EVENT_SESSIONS,
+        SQL_ACTIVE_SESSIONS,
+    ] {
+        assert_eq!(samples(&text, name), Vec::<&str>::new(), "{name}");
+    }
+}

@@ -33,8 +33,16 @@ impl Clients {
 
     /// A session as `user` on `db` from `from`.
     fn open(&self, user: &str, db: &str, from: &str) -> Client {
+        self.open_as(user, db, from, None)
+    }
+
+    /// A session as [`Clients::open`] makes it, naming its `application_name`.
+    fn open_as(&self, user: &str, db: &str, from: &str, application: Option<&str>) -> Client {
         let mut config = tokio_postgres::Config::new();
         config.user(user).password(PASSWORD).dbname(db);
+        if let Some(application) = application {
+            config.application_name(application);
+        }
         let (addr, from) = (self.addr, from.parse().expect("source IP"));
         self.runtime.block_on(async move {
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -139,10 +147,10 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     let tenant = [("target", "pg"), ("tenant", "pg")];
 
     let _idle = [
-        clients.open("it_pg_app", "it_pg_db1", "127.0.0.91"),
-        clients.open("it_pg_app", "it_pg_db1", "127.0.0.91"),
+        clients.open_as("it_pg_app", "it_pg_db1", "127.0.0.91", Some("it-web")),
+        clients.open_as("it_pg_app", "it_pg_db1", "127.0.0.91", Some("it-web")),
     ];
-    let busy = clients.open("it_pg_rpt", "it_pg_db2", "127.0.0.92");
+    let busy = clients.open_as("it_pg_rpt", "it_pg_db2", "127.0.0.92", Some("it-report"));
     clients.start(&busy, "SELECT pg_sleep(60)");
     let holder = clients.open("it_pg_app", "it_pg_db1", "127.0.0.93");
     clients.run(&holder, "BEGIN; UPDATE r SET v = v + 1 WHERE id = 1");
@@ -219,6 +227,54 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
             ),
             Some(n),
             "{command}/{state}"
+        );
+    }
+    // What the two active sessions wait on, which program opened each session, and
+    // the statements they run (ids as pg_stat_activity shows them).
+    for (class, event) in [("Timeout", "PgSleep"), ("Lock", "transactionid")] {
+        assert_eq!(
+            get(
+                "dbsession_wait_event_sessions",
+                &[("wait_class", class), ("wait_event", event)]
+            ),
+            Some(1.0),
+            "{class}/{event}"
+        );
+    }
+    assert_eq!(
+        m.matching("dbsession_wait_event_sessions", &[("target", "pg")])
+            .len(),
+        2,
+        "no session waits for nothing"
+    );
+    for (application, sessions, active) in [
+        ("it-web", 2.0, 0.0),
+        ("it-report", 1.0, 1.0),
+        ("__none__", 2.0, 1.0),
+    ] {
+        let labels = [("application", application)];
+        assert_eq!(
+            get("dbsession_application_sessions", &labels),
+            Some(sessions),
+            "{application}"
+        );
+        assert_eq!(
+            get("dbsession_application_active_sessions", &labels),
+            Some(active),
+            "{application}"
+        );
+    }
+    let running = admin(
+        "SELECT string_agg(query_id::text, ',' ORDER BY query_id) FROM pg_stat_activity \
+         WHERE usename IN ('it_pg_app', 'it_pg_rpt') AND state = 'active'",
+    );
+    let ids: Vec<&str> = running.trim().split(',').collect();
+    assert_eq!(ids.len(), 2, "compute_query_id gives ids: {running}");
+    for id in ids {
+        assert_eq!(
+            get("dbsession_sql_active_sessions", &[("sql_id", id)]),
+            Some(1.0),
+            "{id}"
         );
     }
     let blockers = m.matching("dbsession_top_blocker_sessions", &[("target", "pg")]);

@@ -39,6 +39,8 @@ pub struct PostgresqlSource {
     name: String,
     settings: Postgresql,
     timeout: Duration,
+    /// The statement of every cycle, written for the server's version when a
+    /// connection is made.
     sql: String,
     client: Option<Client>,
     periodic: PeriodicReads,
@@ -48,7 +50,7 @@ impl PostgresqlSource {
     pub fn new(target: &Target, settings: &Postgresql) -> Self {
         Self {
             name: target.name.clone(),
-            sql: grouped_sql(settings),
+            sql: String::new(),
             periodic: PeriodicReads::new(
                 settings.database.collect,
                 settings.database.limits_interval,
@@ -92,6 +94,11 @@ impl PostgresqlSource {
             _ => {
                 let client = connect(&self.settings, self.timeout).await?;
                 self.check_role(&client).await;
+                let version = server_version(&client)
+                    .await
+                    .map_err(|e| classify(&e, &self.settings, "reading server_version_num"))?;
+                self.sql = grouped_sql(&self.settings, version);
+                tracing::debug!(target = %self.name, sql = %self.sql, "statement of every cycle");
                 client
             }
         };
@@ -161,6 +168,21 @@ impl PostgresqlSource {
             }
         }
     }
+}
+
+/// The server's `server_version_num` (150004 for 15.4); 0 when it is not a number,
+/// which writes the statement every version understands.
+async fn server_version(client: &Client) -> Result<u32, tokio_postgres::Error> {
+    let rows = client
+        .simple_query(&format!("{TAG} SHOW server_version_num"))
+        .await?;
+    Ok(rows
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.trim().parse().ok()),
+            _ => None,
+        })
+        .unwrap_or(0))
 }
 
 /// The statement of periodic reads ([`PeriodicReads`]): `max_connections` less the
@@ -309,23 +331,37 @@ pub fn classify(err: &tokio_postgres::Error, settings: &Postgresql, what: &str) 
 /// (`Lock`, `LWLock`, `IO`, `Client`, …; NULL when it waits for nothing); `time` is
 /// how long the session has been in its state: since `query_start` when active,
 /// `state_change` otherwise.
+///
+/// `app` is the session's `application_name`, `wait_event` its wait event (with
+/// `state` its class), `query_id` its statement's id (`{query_id}`: the column from
+/// PostgreSQL 14, NULL before).
 const SESSIONS: &str = "SELECT a.pid AS id, a.datname AS db, a.usename AS user, \
      host(a.client_addr) AS client, a.state AS command, a.wait_event_type AS state, \
      EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
-     ELSE a.state_change END) AS time, a.xact_start, a.query_start, l.waitstart \
+     ELSE a.state_change END) AS time, a.xact_start, a.query_start, l.waitstart, \
+     a.application_name AS app, a.wait_event, {query_id} AS query_id \
      FROM pg_stat_activity a LEFT JOIN (SELECT pid, min(waitstart) AS waitstart FROM pg_locks \
      WHERE NOT granted GROUP BY pid) l ON l.pid = a.pid \
      WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() \
      AND NOT (a.application_name = 'session_exporter' AND a.usename = current_user)";
 
+/// The first PostgreSQL version (`server_version_num`) with `pg_stat_activity.query_id`.
+const QUERY_ID_SINCE: u32 = 140_000;
+
 /// The statement of every cycle (see [`Scan::statement`]). An open transaction is a
 /// session with `xact_start`; a lock wait is `wait_event_type = 'Lock'`, waited since
 /// the lock's `waitstart`; the sessions a waiter waits on are
-/// `pg_blocking_pids(pid)`, counted per blocker.
-fn grouped_sql(settings: &Postgresql) -> String {
+/// `pg_blocking_pids(pid)`, counted per blocker. An active session's wait is its
+/// `wait_event_type` and `wait_event`, its statement its `query_id` (on `version`
+/// 14 and later, when `compute_query_id` computes one).
+fn grouped_sql(settings: &Postgresql, version: u32) -> String {
     let database = &settings.database;
     let parts = database.collect;
-    let mut from = format!("({SESSIONS}) p");
+    let query_id = match version >= QUERY_ID_SINCE {
+        true => "a.query_id::text",
+        false => "NULL::text",
+    };
+    let mut from = format!("({}) p", SESSIONS.replace("{query_id}", query_id));
     let mut scan = Scan {
         prefix: format!("{TAG} "),
         filter: format!("TRUE{}", filter_conditions(&database.filter, "p.")),
@@ -335,6 +371,16 @@ fn grouped_sql(settings: &Postgresql) -> String {
         top_sessions: database.top_sessions,
         ..Scan::default()
     };
+    if parts.applications {
+        scan.application = "p.app".to_string();
+    }
+    if parts.waits {
+        scan.wait_class = "p.state".to_string();
+        scan.wait_event = "p.wait_event".to_string();
+    }
+    if parts.statements && version >= QUERY_ID_SINCE {
+        scan.statement = "p.query_id".to_string();
+    }
     if parts.transactions {
         scan.in_transaction = "CASE WHEN p.xact_start IS NULL THEN 0 ELSE 1 END".to_string();
         scan.transaction_age = "EXTRACT(EPOCH FROM clock_timestamp() - p.xact_start)".to_string();
@@ -372,7 +418,7 @@ mod tests {
 
     #[test]
     fn one_statement_reads_pg_stat_activity_for_sessions_once() {
-        let sql = grouped_sql(&settings());
+        let sql = grouped_sql(&settings(), 150_004);
         assert!(sql.starts_with("/* session_exporter "));
         assert_eq!(sql.matches("FROM pg_stat_activity a").count(), 1, "{sql}");
         assert!(sql.contains("a.backend_type = 'client backend'"));
@@ -386,7 +432,7 @@ mod tests {
         let mut quiet = settings();
         quiet.database.collect = Parts::NONE;
         quiet.database.top_sessions = 0;
-        let sql = grouped_sql(&quiet);
+        let sql = grouped_sql(&quiet, 150_004);
         assert!(!sql.contains("pg_blocking_pids") && !sql.contains("xact_start IS NULL"));
     }
 
@@ -409,9 +455,10 @@ mod tests {
             text.split('|').map(|v| (v != "∅").then_some(v)).collect()
         };
         for text in [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301",
+            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301",
         ] {
             rows.add(row(text));
         }
@@ -419,12 +466,24 @@ mod tests {
         let t = &tenants["pg"];
         assert_eq!(
             (t.sessions, t.active_sessions, t.max_active_time),
-            (5, 1, 4.5)
+            (7, 3, 4.5)
         );
         assert_eq!(
             pairs(&t.by_client),
-            [("10.0.0.7", c(4, 0)), (NONE_LABEL, c(1, 1))]
+            [("10.0.0.7", c(4, 0)), (NONE_LABEL, c(3, 3))]
         );
+        // An empty application_name is none; a session waiting for nothing is on CPU.
+        assert_eq!(
+            pairs(&t.by_application),
+            [(NONE_LABEL, c(2, 2)), ("psql", c(1, 0)), ("web", c(4, 1))]
+        );
+        let waits: Vec<(&str, &str, u64)> = t
+            .by_wait
+            .iter()
+            .map(|((class, event), n)| (class.as_str(), event.as_str(), *n))
+            .collect();
+        assert_eq!(waits, [("CPU", "CPU", 2), ("Lock", "transactionid", 1)]);
+        assert_eq!(t.by_statement.get("-7301"), Some(&3));
         assert_eq!(
             (t.transaction_sessions, t.idle_in_transaction_sessions),
             (2, 1)

@@ -283,7 +283,7 @@ impl SessionBackend for PostgresqlSessions {
             listed_only: false,
         };
         let stream = client
-            .simple_query_raw(&grouped_sql(&settings))
+            .simple_query_raw(&grouped_sql(&settings, 0))
             .await
             .map_err(|e| self.target.failure(&e))?;
         let mut stream = std::pin::pin!(stream);

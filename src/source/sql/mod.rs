@@ -16,7 +16,7 @@ use super::error::{Reason, SourceError};
 use crate::config::Filter;
 use crate::stats::{
     client_label, Aggregator, Blocker, Collected, Detail, OneSession, Parts, Seen, SessionGroup,
-    TopSession, NONE_LABEL,
+    TopSession, CPU, NONE_LABEL,
 };
 mod per_session;
 mod periodic;
@@ -56,7 +56,9 @@ pub fn host_without_port(column: &str) -> String {
 /// transaction, oldest transaction's age, longest idle-in-transaction TIME; lock
 /// waiters, longest wait; then for a session kept in a row of its own its id (NULL
 /// for a group), SQL id and how many sessions wait on it (its TIME is the time
-/// column when it is active). A source that has one
+/// column when it is active); last the group's application, and its active
+/// sessions' wait class, wait event and statement id (NULL: none, a NULL class
+/// [`CPU`]). A source that has one
 /// tenant or one server selects NULL for those and passes the value to
 /// [`decode_row`] as a default. See [`Scan::statement`], which writes such a
 /// statement: one per cycle, reading the processlist once.
@@ -65,7 +67,7 @@ pub fn host_without_port(column: &str) -> String {
 /// the session columns come back as NULL, which the driver decodes without an
 /// allocation (a cycle of a large cluster is tens of thousands of rows); NULL counts
 /// are 0.
-pub const COLUMNS: usize = 19;
+pub const COLUMNS: usize = 23;
 
 /// Defaults and quirks for decoding one source's rows.
 pub struct RowContext<'a> {
@@ -129,7 +131,7 @@ pub fn decode_row<C: Cell>(
     ctx: &RowContext<'_>,
 ) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters]: [C;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement]: [C;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
@@ -165,6 +167,19 @@ pub fn decode_row<C: Cell>(
             waiters: count(waiters, "waiters")?,
         }),
     };
+    let parts = ctx.parts;
+    let application = match parts.applications {
+        true => label(application),
+        false => String::new(),
+    };
+    let (wait_class, wait_event) = match parts.waits && active > 0 {
+        true => wait_labels(wait_class.into_text(), wait_event.into_text()),
+        false => (String::new(), String::new()),
+    };
+    let statement = match parts.statements && active > 0 {
+        true => statement.into_text().unwrap_or_default(),
+        false => String::new(),
+    };
     Ok(SessionGroup {
         tenant: tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string()),
         server: server.into_text().unwrap_or_else(|| ctx.server.to_string()),
@@ -182,8 +197,26 @@ pub fn decode_row<C: Cell>(
         max_idle_in_transaction: seconds(idle_time, "idle time")?,
         lock_waiting,
         max_lock_wait: seconds(lock_wait, "lock wait")?,
+        application,
+        wait_class,
+        wait_event,
+        statement,
         session,
     })
+}
+
+/// The labels of an active session's wait: [`CPU`] for both when it waits for
+/// nothing, [`NONE_LABEL`] for an event not named.
+fn wait_labels(class: Option<String>, event: Option<String>) -> (String, String) {
+    match class.filter(|class| !class.is_empty()) {
+        None => (CPU.to_string(), CPU.to_string()),
+        Some(class) => (
+            class,
+            event
+                .filter(|event| !event.is_empty())
+                .unwrap_or_else(|| NONE_LABEL.to_string()),
+        ),
+    }
 }
 
 /// A database name as a label: `__none__` for NULL, empty, and OceanBase's string
@@ -255,6 +288,10 @@ pub fn decode_group<C: Cell>(
             LockWait::Statement => lock_wait.max(time),
             _ => lock_wait,
         },
+        application: String::new(),
+        wait_class: String::new(),
+        wait_event: String::new(),
+        statement: String::new(),
         session: match session.is_null() {
             true => None,
             false => Some(OneSession {
@@ -784,6 +821,10 @@ pub(crate) mod fixtures {
         "id",
         "sql_id",
         "waiters",
+        "application",
+        "wait_class",
+        "wait_event",
+        "statement",
     ];
 
     /// The columns of [`super::decode_group`] (MySQL's grouped read), in order.
@@ -890,6 +931,7 @@ mod tests {
         row.extend([active, sessions, time]);
         row.extend([bytes("0"), bytes("0"), Value::NULL, Value::NULL, bytes("0")]);
         row.extend([Value::NULL, Value::NULL, Value::NULL, bytes("0")]);
+        row.extend([Value::NULL, Value::NULL, Value::NULL, Value::NULL]);
         row
     }
 
@@ -951,6 +993,10 @@ mod tests {
                 max_idle_in_transaction: 33.25,
                 lock_waiting: 1,
                 max_lock_wait: 7.5,
+                application: NONE_LABEL.into(),
+                wait_class: CPU.into(),
+                wait_event: CPU.into(),
+                statement: String::new(),
                 session: None,
             }
         );
@@ -1101,7 +1147,7 @@ mod tests {
         }
         let err = decode_row(vec![Value::NULL; 3], &OB).unwrap_err();
         assert!(
-            err.message.contains("expected 19 columns, got 3"),
+            err.message.contains("expected 23 columns, got 3"),
             "{}",
             err.message
         );

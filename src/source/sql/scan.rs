@@ -30,6 +30,13 @@ pub struct Scan {
     pub lock_wait: String,
     /// How many sessions wait for a lock it holds; `0` when none.
     pub waiters: String,
+    /// The session's application, and for an active session its wait class, wait
+    /// event and statement id (NULL for none; a NULL class is [`CPU`](crate::stats::CPU));
+    /// `NULL` where not collected.
+    pub application: String,
+    pub wait_class: String,
+    pub wait_event: String,
+    pub statement: String,
     /// Whether command and state are grouped by.
     pub states: bool,
     /// How many of each tenant's longest active sessions to keep apart.
@@ -58,6 +65,10 @@ impl Default for Scan {
             transaction_age: null(),
             lock_wait: null(),
             waiters: "0".to_string(),
+            application: null(),
+            wait_class: null(),
+            wait_event: null(),
+            statement: null(),
             states: false,
             top_sessions: 0,
             union: String::new(),
@@ -88,10 +99,34 @@ impl Scan {
             transaction_age,
             lock_wait,
             waiters,
+            application,
+            wait_class,
+            wait_event,
+            statement,
             states,
             top_sessions,
             union,
         } = self;
+        let when_active = |expression: &str| match expression {
+            "NULL" => "NULL".to_string(),
+            _ => format!("CASE WHEN {active} THEN {expression} END"),
+        };
+        let (wait_class, wait_event, statement) = (
+            when_active(wait_class),
+            when_active(wait_event),
+            when_active(statement),
+        );
+        // The optional keys a part reads; a constant NULL splits no group.
+        let optional: String = [
+            ("AP", application.as_str()),
+            ("WC", &wait_class),
+            ("WE", &wait_event),
+            ("SQ", &statement),
+        ]
+        .iter()
+        .filter(|(_, expression)| *expression != "NULL")
+        .map(|(column, _)| format!(", x.{column}"))
+        .collect();
         let (command, state) = if *states {
             ("p.COMMAND", "p.STATE")
         } else {
@@ -119,14 +154,16 @@ impl Scan {
              MAX(CASE WHEN x.A = 1 THEN x.T END), NULLIF(SUM(x.IT), 0), NULLIF(SUM(x.IT * (1 - x.A)), 0), \
              MAX(x.TA), MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), \
              NULLIF(SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), 0), MAX(x.LW), x.K, \
-             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0) \
+             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0), \
+             x.AP, x.WC, x.WE, x.SQ \
              FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
              FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
              {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
              {sql_id} AS Q, {in_transaction} AS IT, {transaction_age} AS TA, {lock_wait} AS LW, \
-             {waiters} AS W, p.ID AS I, {rank} AS R \
+             {waiters} AS W, p.ID AS I, {rank} AS R, {application} AS AP, {wait_class} AS WC, \
+             {wait_event} AS WE, {statement} AS SQ \
              FROM {from} WHERE {filter}) y) x \
-             GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K{union}"
+             GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K{optional}{union}"
         )
     }
 }
