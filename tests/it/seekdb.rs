@@ -1,7 +1,7 @@
 //! seekdb (a real OceanBase kernel, single tenant through V$OB_PROCESSLIST): exact gauges.
 
 use crate::common::scenario::{assert_exact_sessions, Server};
-use crate::common::{connect_as, deadlock, Exporter, Servers};
+use crate::common::{connect_as, deadlock, Blocked, Exporter, Servers};
 use std::time::Duration;
 
 #[test]
@@ -108,4 +108,117 @@ fn limits_and_a_real_deadlock_from_the_history() {
         let after = events();
         after > before && m.get("dbsession_deadlocks_total", &tenant) == Some(after)
     });
+}
+
+/// seekdb's applications and statements: two sessions that name their module
+/// (`DBMS_APPLICATION_INFO.SET_MODULE`) and one that names only its client info run
+/// the same `SLEEP`, a plain session runs another; each application is counted with
+/// its active sessions, and each statement by the SQL_ID V$OB_PROCESSLIST shows.
+#[test]
+fn applications_and_statements_of_active_sessions() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let root = |sql: &str| servers.seekdb_root(sql).trim().to_string();
+    root(
+        "CREATE USER IF NOT EXISTS it_sk_app IDENTIFIED BY 'It-app-1'; \
+         CREATE USER IF NOT EXISTS it_sk_mon IDENTIFIED BY 'It-mon-1'; \
+         GRANT SELECT ON oceanbase.* TO it_sk_mon",
+    );
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: skapp\n    kind: oceanbase\n    address: {}\n    user: it_sk_mon\n    password: It-mon-1\n    filter: {{users: {{allow: [it_sk_app]}}}}\n",
+        servers.seekdb_addr,
+    ));
+    let addr = servers.seekdb_addr.clone();
+    let start = |setup: &[&str], sql: &str| {
+        let conn = connect_as(&addr, "it_sk_app", "It-app-1", "127.0.0.71");
+        let (host, port) = addr.rsplit_once(':').expect("host:port");
+        let (host, port) = (host.to_string(), port.to_string());
+        Blocked::start(
+            conn,
+            setup,
+            sql,
+            Box::new(move |id| {
+                let _ = std::process::Command::new("mariadb")
+                    .args([
+                        "--no-defaults",
+                        "-h",
+                        &host,
+                        "-P",
+                        &port,
+                        "-uroot",
+                        "--skip-ssl",
+                    ])
+                    .arg("-e")
+                    .arg(format!("KILL {id}"))
+                    .output();
+            }),
+        )
+    };
+    let module = "CALL DBMS_APPLICATION_INFO.SET_MODULE('it-batch', 'load')";
+    let client_info = "CALL DBMS_APPLICATION_INFO.SET_CLIENT_INFO('it-report')";
+    let _running = [
+        start(&[module], "SELECT SLEEP(60)"),
+        start(&[module], "SELECT SLEEP(60)"),
+        start(&[client_info], "SELECT SLEEP(60)"),
+        start(&[], "SELECT SLEEP(61)"),
+    ];
+    let _idle = connect_as(&addr, "it_sk_app", "It-app-1", "127.0.0.71");
+    let tenant = [("target", "skapp"), ("tenant", "skapp")];
+    let m = exporter.wait_for_metrics(
+        "five sessions, four running",
+        Duration::from_secs(30),
+        |m| {
+            m.get("dbsession_sessions", &tenant) == Some(5.0)
+                && m.get("dbsession_active_sessions", &tenant) == Some(4.0)
+        },
+    );
+    let get = |name: &str, extra: (&str, &str)| m.get(name, &[tenant[0], tenant[1], extra]);
+    for (application, sessions, active) in [
+        ("it-batch", 2.0, 2.0),
+        ("it-report", 1.0, 1.0),
+        ("__none__", 2.0, 1.0),
+    ] {
+        let label = ("application", application);
+        assert_eq!(
+            (
+                get("dbsession_application_sessions", label),
+                get("dbsession_application_active_sessions", label)
+            ),
+            (Some(sessions), Some(active)),
+            "{application}"
+        );
+    }
+    let ids = root(
+        "SELECT GROUP_CONCAT(CONCAT(SQL_ID, '=', n) ORDER BY SQL_ID) FROM (SELECT SQL_ID, \
+         COUNT(*) AS n FROM oceanbase.V$OB_PROCESSLIST WHERE USER = 'it_sk_app' \
+         AND STATE = 'ACTIVE' GROUP BY SQL_ID) s",
+    );
+    let expected: Vec<(String, f64)> = ids
+        .split(',')
+        .map(|pair| {
+            let (id, n) = pair.split_once('=').expect("SQL_ID=count");
+            (id.to_string(), n.parse().expect("a count"))
+        })
+        .collect();
+    assert_eq!(
+        expected.iter().map(|(_, n)| *n).sum::<f64>(),
+        4.0,
+        "two statements, four sessions: {ids}"
+    );
+    for (sql_id, n) in &expected {
+        assert_eq!(
+            get("dbsession_sql_active_sessions", ("sql_id", sql_id)),
+            Some(*n),
+            "{sql_id}"
+        );
+    }
+    assert_eq!(
+        m.matching("dbsession_sql_active_sessions", &tenant).len(),
+        expected.len()
+    );
+    // seekdb has no view of the current wait: no series of waits.
+    assert!(m
+        .matching("dbsession_wait_event_sessions", &tenant)
+        .is_empty());
 }

@@ -395,6 +395,7 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
         } else {
             "NULL".to_string()
         },
+        application: "NULL".to_string(),
         union: String::new(),
     };
     if parts.transactions || parts.locks {

@@ -202,9 +202,19 @@ impl OceanbaseSource {
             }
             denied.is_none()
         };
+        let processlist = relation(&settings, mode);
+        if settings.database.collect.applications
+            && !query::has_column(conn, &processlist, "MODULE").await?
+        {
+            settings.database.collect.applications = false;
+            unread.push(format!(
+                "{processlist} has no MODULE column (an OceanBase before 4.2?): applications \
+                 are not collected"
+            ));
+        }
         let parts = settings.database.collect;
         let trans_state = (parts.transactions || parts.locks)
-            && query::has_column(conn, &relation(&settings, mode), "TRANS_STATE").await?;
+            && query::has_column(conn, &processlist, "TRANS_STATE").await?;
         let statements = statements(&settings, mode, trans_state);
         statements.log(&self.name);
         Ok(Plan {
@@ -426,11 +436,15 @@ fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements
     } else {
         "''"
     };
+    let application = match parts.applications {
+        true => format!("IFNULL({APPLICATION}, '')"),
+        false => "''".to_string(),
+    };
     // Of the particulars, the SQL id names a top session (an active one) and HOST the
     // client of a session without USER_CLIENT_IP: each is sent only then.
     let columns = format!(
         "CONCAT_WS(CHAR(0), {tenant}, {server}, {command}, IFNULL(p.STATE, ''), {transaction}, \
-         IFNULL(p.USER_CLIENT_IP, '')), p.USER, p.DB, CASE WHEN {detailed} THEN CONCAT_WS(',', \
+         IFNULL(p.USER_CLIENT_IP, ''), {application}), p.USER, p.DB, CASE WHEN {detailed} THEN CONCAT_WS(',', \
          {port}, IFNULL(p.ID, 0), IFNULL(p.TIME, 0), {transaction_id}, \
          IF(p.STATE = 'ACTIVE', IFNULL(p.SQL_ID, ''), ''), \
          IF(p.USER_CLIENT_IP <> '', '', IFNULL(p.HOST, ''))) END"
@@ -452,6 +466,11 @@ fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements
         details: None,
     }
 }
+
+/// What names a session's program: `MODULE`, which `DBMS_APPLICATION_INFO.SET_MODULE`
+/// and OceanBase's own drivers set, else `CLIENT_INFO`; NULL when neither is (a plain
+/// MySQL client sets neither: seekdb's V$OB_PROCESSLIST shows both empty).
+const APPLICATION: &str = "IF(p.MODULE <> '', p.MODULE, p.CLIENT_INFO)";
 
 /// The statement of particulars (see [`sql::PARTICULAR_COLUMNS`]): a cluster's
 /// tenants, one zero row each (META tenants and those `tenants:` leaves out are not
@@ -590,6 +609,10 @@ fn grouping(
         transaction_age: "NULL".to_string(),
         lock_wait: "NULL".to_string(),
         session: "NULL".to_string(),
+        application: match parts.applications {
+            true => APPLICATION.to_string(),
+            false => "NULL".to_string(),
+        },
         union: String::new(),
     };
     if parts.transactions || parts.locks {
@@ -604,7 +627,7 @@ fn grouping(
     if cluster {
         grouping.union = format!(
             " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
-             NULL, NULL, NULL FROM {} t WHERE t.TENANT_TYPE <> 'META'{tenant_filter}",
+             NULL, NULL, NULL, NULL FROM {} t WHERE t.TENANT_TYPE <> 'META'{tenant_filter}",
             tenants_relation(settings)
         );
     }
@@ -833,12 +856,13 @@ mod tests {
             sql.contains(
                 "CONCAT_WS(CHAR(0), IFNULL(p.TENANT, ''), IFNULL(p.SVR_IP, ''), \
                  IFNULL(p.COMMAND, ''), IFNULL(p.STATE, ''), \
-                 IFNULL(p.TRANS_STATE, ''), IFNULL(p.USER_CLIENT_IP, '')), p.USER, p.DB, \
+                 IFNULL(p.TRANS_STATE, ''), IFNULL(p.USER_CLIENT_IP, ''), \
+                 IFNULL(IF(p.MODULE <> '', p.MODULE, p.CLIENT_INFO), '')), p.USER, p.DB, \
                  CASE WHEN p.STATE = 'ACTIVE' OR p.TRANS_STATE <> '' THEN"
             ),
             "{sql}"
         );
-        for absent in ["GROUP BY", "OVER", "UNION", "JOIN", "INFO"] {
+        for absent in ["GROUP BY", "OVER", "UNION", "JOIN", "p.INFO"] {
             assert!(!sql.contains(absent), "no {absent}: {sql}");
         }
         assert!(sql.contains("IF(p.STATE = 'ACTIVE', IFNULL(p.SQL_ID, ''), '')"));
@@ -963,18 +987,18 @@ mod tests {
             rows.add_as(row(text), Pass::Particulars);
         }
         for text in [
-            "t1/10.0.0.1/Query/ACTIVE//10.0.0.100|root|app|2882,100,11,0,,10.0.0.100:1",
-            "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100|root|app|∅",
-            "t1/10.0.0.1/Query/ACTIVE/ACTIVE/10.0.0.100|root|app|2882,3221487,12.5,7,SQL1,h:2",
-            "t1/10.0.0.2/Sleep/SLEEP//10.0.0.100|root|NULL|∅",
-            "t1/10.0.0.2/Sleep/SLEEP//10.0.0.100|root|NULL|∅",
-            "t1/10.0.0.2/Sleep/SLEEP/IMPLICIT_ACTIVE/10.0.0.100|root|NULL|2882,200,40,8,,h:3",
-            "t1/10.0.0.2/Sleep/SLEEP/IMPLICIT_ACTIVE/|root|NULL|2882,201,3,9,,10.0.0.100:4",
-            "t1/10.0.0.2/Query/ACTIVE/ACTIVE/::ffff:10.0.0.7|etl|app|2882,3221490,30,6,,h:9",
+            "t1/10.0.0.1/Query/ACTIVE//10.0.0.100/web|root|app|2882,100,11,0,,10.0.0.100:1",
+            "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100/web|root|app|∅",
+            "t1/10.0.0.1/Query/ACTIVE/ACTIVE/10.0.0.100/|root|app|2882,3221487,12.5,7,SQL1,h:2",
+            "t1/10.0.0.2/Sleep/SLEEP//10.0.0.100/|root|NULL|∅",
+            "t1/10.0.0.2/Sleep/SLEEP//10.0.0.100/|root|NULL|∅",
+            "t1/10.0.0.2/Sleep/SLEEP/IMPLICIT_ACTIVE/10.0.0.100/|root|NULL|2882,200,40,8,,h:3",
+            "t1/10.0.0.2/Sleep/SLEEP/IMPLICIT_ACTIVE//|root|NULL|2882,201,3,9,,10.0.0.100:4",
+            "t1/10.0.0.2/Query/ACTIVE/ACTIVE/::ffff:10.0.0.7/|etl|app|2882,3221490,30,6,,h:9",
             // Held back for the fallback: no address, no particulars.
-            "t1/10.0.0.2/Sleep/SLEEP//|root|NULL|∅",
+            "t1/10.0.0.2/Sleep/SLEEP///|root|NULL|∅",
             // Not a listed tenant: dropped.
-            "META$1/10.0.0.2/Query/ACTIVE//10.0.0.7|etl|app|2882,5,99,0,,h:1",
+            "META$1/10.0.0.2/Query/ACTIVE//10.0.0.7/|etl|app|2882,5,99,0,,h:1",
         ] {
             rows.add_as(session(text), Pass::PerSession);
         }
@@ -995,6 +1019,17 @@ mod tests {
             pairs(&t1.by_client),
             [("10.0.0.100", c(7, 2)), ("10.0.0.7", c(1, 1))]
         );
+        // MODULE (else CLIENT_INFO) in the key's last field; the SQL id of the active
+        // sessions that run one. OceanBase's waits are its active session history.
+        assert_eq!(
+            pairs(&t1.by_application),
+            [(NONE_LABEL, c(6, 2)), ("web", c(2, 1))]
+        );
+        assert_eq!(
+            t1.by_statement.iter().collect::<Vec<_>>(),
+            [(&"SQL1".to_string(), &1)]
+        );
+        assert!(t1.by_wait.is_empty());
         assert_eq!(
             pairs(&t1.by_server),
             [("10.0.0.1", c(3, 2)), ("10.0.0.2", c(5, 1))]
@@ -1045,25 +1080,20 @@ mod tests {
             (
                 "t1/10.0.0.1/Query/ACTIVE|root|app|∅",
                 Pass::PerSession,
-                "4 fields, not 6",
+                "4 fields, not 7",
             ),
             (
-                "t1/a/b/c/d/e/f|root|app|∅",
-                Pass::PerSession,
-                "7 fields, not 6",
-            ),
-            (
-                "t1/a/Query/ACTIVE//x|root|app",
+                "t1/a/Query/ACTIVE//x/|root|app",
                 Pass::PerSession,
                 "expected 4 columns",
             ),
             (
-                "t1/a/Query/ACTIVE//x|root|app|2882,1,2",
+                "t1/a/Query/ACTIVE//x/|root|app|2882,1,2",
                 Pass::PerSession,
                 "fewer than 6",
             ),
             (
-                "t1/a/Query/ACTIVE//x|root|app|2882,x,1,1,,h",
+                "t1/a/Query/ACTIVE//x/|root|app|2882,x,1,1,,h",
                 Pass::PerSession,
                 "column ID",
             ),
@@ -1100,9 +1130,9 @@ mod tests {
         let mut rows = Rows::new(&ctx, &[]);
         rows.add_as(row("0|t1|∅|∅|∅"), Pass::Particulars);
         for text in [
-            "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100|app|shop|∅|40",
-            "t1/10.0.0.1/Sleep/SLEEP/ACTIVE/10.0.0.100|app|shop|2882,7,12,0,,|1",
-            "t1/10.0.0.2/Query/ACTIVE//10.0.0.101|app|shop|2882,8,3,0,S8,|1",
+            "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100/|app|shop|∅|40",
+            "t1/10.0.0.1/Sleep/SLEEP/ACTIVE/10.0.0.100/|app|shop|2882,7,12,0,,|1",
+            "t1/10.0.0.2/Query/ACTIVE//10.0.0.101/|app|shop|2882,8,3,0,S8,|1",
         ] {
             rows.add_as(session(text), Pass::PerSession);
         }
@@ -1130,11 +1160,11 @@ mod tests {
         assert_eq!(empty["t1"], Default::default());
         let mut rows = Rows::new(&ctx, &["t1"]);
         rows.add_as(
-            session("//Query/ACTIVE//10.0.0.100|app|∅|0,1,4,0,,10.0.0.100:1"),
+            session("//Query/ACTIVE//10.0.0.100/|app|∅|0,1,4,0,,10.0.0.100:1"),
             Pass::PerSession,
         );
         rows.add_as(
-            session("//Sleep/SLEEP//10.0.0.100|app|∅|∅"),
+            session("//Sleep/SLEEP//10.0.0.100/|app|∅|∅"),
             Pass::PerSession,
         );
         let tenants = rows.finish().unwrap().into_tenants();

@@ -242,7 +242,7 @@ pub fn decode_group<C: Cell>(
     ctx: &RowContext<'_>,
 ) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, transaction, sessions, time, transaction_age, lock_wait, session]: [C;
+    let [tenant, server, db, user, client, command, state, transaction, sessions, time, transaction_age, lock_wait, session, application]: [C;
         GROUP_COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {GROUP_COLUMNS} columns, got {got}")))?;
@@ -288,7 +288,10 @@ pub fn decode_group<C: Cell>(
             LockWait::Statement => lock_wait.max(time),
             _ => lock_wait,
         },
-        application: String::new(),
+        application: match ctx.parts.applications {
+            true => label(application),
+            false => String::new(),
+        },
         wait_class: String::new(),
         wait_event: String::new(),
         statement: String::new(),
@@ -409,14 +412,17 @@ pub struct Grouping {
     /// MySQL's active threads, whose group is then a top session with its TIME (see
     /// [`SessionGroup::session`]); `NULL` where no session is kept apart.
     pub session: String,
+    /// The program that opened the session; `NULL` when not collected.
+    pub application: String,
     /// Rows added after the grouped ones (the cluster's zero row per tenant).
     pub union: String,
 }
 
 /// The columns of [`Grouping::statement`]: tenant, server, db, user, client,
 /// command, state, transaction; sessions, longest TIME (NULL when not read), oldest
-/// transaction's age, longest row-lock wait; the session kept apart (NULL for none).
-pub const GROUP_COLUMNS: usize = 13;
+/// transaction's age, longest row-lock wait; the session kept apart (NULL for none);
+/// the application (NULL for none).
+pub const GROUP_COLUMNS: usize = 14;
 
 /// The columns of a statement of details: tenant, session id (NULL for what is not
 /// one session), user, db, client, SQL id; longest active TIME, longest TIME idle in
@@ -444,6 +450,7 @@ impl Grouping {
             transaction_age,
             lock_wait,
             session,
+            application,
             union,
         } = self;
         let keys: Vec<&str> = [
@@ -456,6 +463,7 @@ impl Grouping {
             state,
             transaction,
             session,
+            application,
         ]
         .into_iter()
         .filter(|key| *key != "NULL")
@@ -463,7 +471,7 @@ impl Grouping {
         format!(
             "{prefix}SELECT {hint}{tenant}, {server}, p.DB, p.USER, {client}, {command}, {state}, \
              {transaction}, COUNT(*), MAX({time}), MAX({transaction_age}), MAX({lock_wait}), \
-             {session} FROM {relation}{joins} WHERE {filter} GROUP BY {}{union}",
+             {session}, {application} FROM {relation}{joins} WHERE {filter} GROUP BY {}{union}",
             keys.join(", ")
         )
     }
@@ -842,6 +850,7 @@ pub(crate) mod fixtures {
         "transaction_age",
         "lock_wait",
         "session",
+        "application",
     ];
 
     /// The columns of MySQL's statement of details, in order.
@@ -1209,6 +1218,17 @@ mod tests {
         assert!(sql.contains("y.A = 1 AND y.R <= 3"));
         assert!(sql.contains("p.COMMAND AS CMD, p.STATE AS ST"));
         assert!(sql.ends_with("GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K"));
+        assert!(
+            !sql.contains("x.AP"),
+            "a part not read is neither selected nor grouped by"
+        );
+        let with_application = Scan {
+            application: "p.APP".into(),
+            ..scan.clone()
+        }
+        .statement();
+        assert!(with_application.contains("NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL FROM"));
+        assert!(with_application.ends_with("x.ST, x.K, x.AP"));
         let sql = Scan {
             top_sessions: 0,
             states: false,
@@ -1316,6 +1336,7 @@ mod tests {
             transaction_age: "NULL".into(),
             lock_wait: "NULL".into(),
             session: "NULL".into(),
+            application: "NULL".into(),
             union: String::new(),
         };
         let sql = grouping.statement();
@@ -1327,7 +1348,7 @@ mod tests {
             ..grouping
         }
         .statement();
-        assert!(apart.contains(", CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END FROM PL p "));
+        assert!(apart.contains(", CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END, NULL FROM PL p "));
         assert!(apart.ends_with("t.S, CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END"));
     }
 
@@ -1391,7 +1412,7 @@ mod tests {
         too_wide.push(Value::Bytes(Vec::new()));
         let g = decode_group(too_wide, &ctx).unwrap_err();
         assert!(
-            g.message.contains("expected 13 columns, got 14"),
+            g.message.contains("expected 14 columns, got 15"),
             "{}",
             g.message
         );

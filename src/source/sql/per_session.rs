@@ -20,14 +20,16 @@ use std::collections::HashMap;
 /// OceanBase prices every column and expression of every row it sends, so the key is
 /// the session's tenant, server, command, state, transaction state and client address
 /// in one column, NUL between them (none of them can hold a NUL: tenant names are
-/// `[A-Za-z0-9_]`, the rest are addresses and the engine's words), and user and db,
-/// free text, are columns of their own. The particulars are the session's server
+/// `[A-Za-z0-9_]`, the rest are addresses and the engine's words) and last its
+/// application (`MODULE` else `CLIENT_INFO`, empty when not collected: free text, but
+/// the last field may hold anything), and user and db, free text, are columns of their
+/// own. The particulars are the session's server
 /// port, id, TIME, transaction id, SQL id (empty unless it is active) and HOST (empty
 /// unless it has no `USER_CLIENT_IP`), commas between them (HOST, last, may hold one).
 pub const SESSION_COLUMNS: usize = 4;
 
 /// The fields of a per-session row's key and of its particulars.
-pub(super) const KEY_FIELDS: usize = 6;
+pub(super) const KEY_FIELDS: usize = 7;
 pub(super) const PARTICULAR_FIELDS: usize = 6;
 
 /// The columns of a statement of particulars: kind (0 a tenant, 1 an open
@@ -153,7 +155,7 @@ pub(super) fn fields<const N: usize>(text: &str, separator: char) -> Option<[&st
 }
 
 /// What makes two sessions one group: every label they are counted under.
-pub(super) fn group_key<'a>(g: &SessionGroup<&'a str>) -> [&'a str; 9] {
+pub(super) fn group_key<'a>(g: &SessionGroup<&'a str>) -> [&'a str; 10] {
     let flag = |n: u64| if n > 0 { "1" } else { "0" };
     [
         g.tenant,
@@ -163,6 +165,7 @@ pub(super) fn group_key<'a>(g: &SessionGroup<&'a str>) -> [&'a str; 9] {
         g.client,
         g.command,
         g.state,
+        g.application,
         flag(g.active),
         flag(g.transactions),
     ]
@@ -208,8 +211,8 @@ pub(super) fn decode_session<C: Cell>(
         None => 1,
     };
     let key = key.into_text().unwrap_or_default();
-    let Some([tenant, server, command, state, transaction, client]) =
-        fields::<KEY_FIELDS>(&key, '\0').filter(|[.., client]| !client.contains('\0'))
+    let Some([tenant, server, command, state, transaction, client, application]) =
+        fields::<KEY_FIELDS>(&key, '\0')
     else {
         return Err(bad_answer(format!(
             "a session's key has {} fields, not {KEY_FIELDS} (is one of them NULL?)",
@@ -251,6 +254,10 @@ pub(super) fn decode_session<C: Cell>(
         sessions,
         transactions: part(in_transaction),
         idle_in_transaction: part(idle_in_transaction),
+        application: match ctx.parts.applications {
+            true => or_none(application),
+            false => "",
+        },
         ..SessionGroup::default()
     };
     let Some(particulars) = &particulars else {
@@ -287,6 +294,9 @@ pub(super) fn decode_session<C: Cell>(
         if let Some(wait) = found.waits.get(&lock) {
             group.lock_waiting = sessions;
             group.max_lock_wait = *wait;
+        }
+        if active && ctx.parts.statements {
+            group.statement = sql_id;
         }
         let waiters = found.waiters.get(&lock).copied().unwrap_or(0);
         if active || waiters > 0 {

@@ -116,17 +116,28 @@ impl Scan {
             when_active(wait_event),
             when_active(statement),
         );
-        // The optional keys a part reads; a constant NULL splits no group.
-        let optional: String = [
+        // The optional keys a part reads, selected and grouped by; the others are a
+        // constant NULL, which splits no group.
+        let keys = [
             ("AP", application.as_str()),
             ("WC", &wait_class),
             ("WE", &wait_event),
             ("SQ", &statement),
-        ]
-        .iter()
-        .filter(|(_, expression)| *expression != "NULL")
-        .map(|(column, _)| format!(", x.{column}"))
-        .collect();
+        ];
+        let read = |(column, expression): &(&str, &str)| match *expression {
+            "NULL" => None,
+            _ => Some(format!("x.{column}")),
+        };
+        let selected: Vec<String> = keys
+            .iter()
+            .map(|key| read(key).unwrap_or_else(|| "NULL".to_string()))
+            .collect();
+        let selected = selected.join(", ");
+        let optional: String = keys
+            .iter()
+            .filter_map(read)
+            .map(|key| format!(", {key}"))
+            .collect();
         let (command, state) = if *states {
             ("p.COMMAND", "p.STATE")
         } else {
@@ -154,8 +165,7 @@ impl Scan {
              MAX(CASE WHEN x.A = 1 THEN x.T END), NULLIF(SUM(x.IT), 0), NULLIF(SUM(x.IT * (1 - x.A)), 0), \
              MAX(x.TA), MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), \
              NULLIF(SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), 0), MAX(x.LW), x.K, \
-             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0), \
-             x.AP, x.WC, x.WE, x.SQ \
+             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0), {selected} \
              FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
              FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
              {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
