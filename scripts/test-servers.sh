@@ -38,6 +38,7 @@ start_mariadb() {
     --bind-address=127.0.0.1 --socket="$d/mysqld.sock" --pid-file="$d/mysqld.pid" \
     --max-connections=2000 --skip-name-resolve --log-error="$d/error.log" \
     --performance-schema=ON --performance-schema-consumer-events-waits-current=ON \
+    --performance-schema-consumer-events-statements-current=ON \
     --performance-schema-instrument='wait/%=ON' </dev/null >/dev/null 2>&1 &
   for _ in $(seq 1 120); do
     mariadb_sql 'SELECT 1' >/dev/null 2>&1 && break
@@ -45,7 +46,7 @@ start_mariadb() {
   done
   mariadb_sql 'SELECT 1' >/dev/null || { log "MariaDB did not start; see $d/error.log"; exit 1; }
   mariadb_sql "CREATE USER IF NOT EXISTS 'monitor'@'%' IDENTIFIED BY '$monitor_pw';
-    ALTER USER 'monitor'@'%' IDENTIFIED BY '$monitor_pw'; GRANT PROCESS ON *.* TO 'monitor'@'%';"
+    ALTER USER 'monitor'@'%' IDENTIFIED BY '$monitor_pw'; GRANT PROCESS ON *.* TO 'monitor'@'%'; GRANT SELECT ON performance_schema.* TO 'monitor'@'%';"
 }
 
 seekdb_bin() {

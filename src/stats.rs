@@ -527,6 +527,31 @@ struct TenantTally {
     listed: bool,
 }
 
+impl TenantTally {
+    /// Counts `n` active sessions waiting on (`class`, `event`) and running
+    /// `statement`; an empty value is not counted.
+    fn add_activity<S: AsRef<str> + Into<String>>(
+        &mut self,
+        parts: Parts,
+        class: &S,
+        event: &S,
+        statement: S,
+        n: u64,
+    ) {
+        if parts.waits && !class.as_ref().is_empty() {
+            add_pair(&mut self.by_wait, class, event, n);
+        }
+        if parts.statements && !statement.as_ref().is_empty() {
+            match self.by_statement.get_mut(statement.as_ref()) {
+                Some(known) => *known += n,
+                None => {
+                    self.by_statement.insert(statement.into(), n);
+                }
+            }
+        }
+    }
+}
+
 impl Aggregator {
     /// Keeps `keep` top sessions and top blockers per tenant (the statement may name
     /// more: an active blocker is kept apart for both reasons); `parts` says which
@@ -637,22 +662,13 @@ impl Aggregator {
             add_pair(&mut tenant.by_state, &group.command, &group.state, n);
         }
         if active > 0 {
-            if parts.waits && !group.wait_class.as_ref().is_empty() {
-                add_pair(
-                    &mut tenant.by_wait,
-                    &group.wait_class,
-                    &group.wait_event,
-                    active,
-                );
-            }
-            if parts.statements && !group.statement.as_ref().is_empty() {
-                match tenant.by_statement.get_mut(group.statement.as_ref()) {
-                    Some(known) => *known += active,
-                    None => {
-                        tenant.by_statement.insert(group.statement.into(), active);
-                    }
-                }
-            }
+            tenant.add_activity(
+                parts,
+                &group.wait_class,
+                &group.wait_event,
+                group.statement,
+                active,
+            );
         }
         let counts = Counts {
             sessions: n,
@@ -681,6 +697,17 @@ impl Aggregator {
     pub fn add_top_apart(&mut self, session: TopSession) {
         let tally = self.tenant(session.tenant.as_str());
         tally.stats.top.push(session);
+    }
+
+    /// Adds what active sessions the grouping already counted wait on and run (a
+    /// statement of activity's): `group` has their tenant, wait, statement and their
+    /// number in `active`, nothing else.
+    pub fn add_activity(&mut self, group: SessionGroup<&str>) {
+        self.rows += 1;
+        let parts = self.parts;
+        let (class, event, n) = (group.wait_class, group.wait_event, group.active);
+        self.tenant(group.tenant)
+            .add_activity(parts, &class, &event, group.statement, n);
     }
 
     /// Adds a session others wait on, read by a cycle's statement of details (its

@@ -59,6 +59,9 @@ impl Statements {
         {
             read(conn, fallback, &mut rows, Pass::Fallback).await?;
         }
+        if let Some(activity) = self.activity.as_ref().filter(|_| rows.wants_activity()) {
+            read(conn, activity, &mut rows, Pass::Activity).await?;
+        }
         if let Some(details) = &self.details {
             if rows.seen().lock_waits && !rows.failed() {
                 read(conn, details, &mut rows, Pass::Details).await?;

@@ -1,7 +1,7 @@
 //! MariaDB, for real: exact gauges, and outage isolation and recovery.
 
 use crate::common::scenario::{assert_exact_sessions, Server};
-use crate::common::{connect_as, deadlock, Exporter, PrivateMariadb, Servers};
+use crate::common::{connect_as, deadlock, Blocked, Exporter, PrivateMariadb, Servers};
 use std::time::Duration;
 
 #[test]
@@ -224,4 +224,142 @@ fn limits_with_and_without_the_grant_and_a_real_deadlock() {
             && m.get("dbsession_deadlocks_total", &granted) == Some(after)
             && m.get("dbsession_deadlocks_total", &plain) == Some(after)
     });
+}
+
+/// What active sessions wait on and which program opened each session, through
+/// performance_schema, against what the server itself shows: a `SLEEP` waits on its
+/// condition, a row-lock waiter on the table's handler; the programs are the
+/// `program_name` connection attributes. An account without SELECT on
+/// performance_schema is warned once, naming the grant, and has neither series.
+#[test]
+fn waits_and_applications_through_performance_schema() {
+    use crate::common::connect_as_program;
+    use mysql::prelude::Queryable;
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let root = |sql: &str| servers.mariadb_root(sql).trim().to_string();
+    root(
+        "CREATE DATABASE IF NOT EXISTS it_m_pfsdb; \
+         CREATE USER IF NOT EXISTS 'it_m_pfs'@'%' IDENTIFIED BY 'It-pfs-1'; \
+         GRANT ALL ON it_m_pfsdb.* TO 'it_m_pfs'@'%'; \
+         CREATE USER IF NOT EXISTS 'it_m_nopfs'@'%' IDENTIFIED BY 'It-nopfs-1'; \
+         GRANT PROCESS ON *.* TO 'it_m_nopfs'@'%'",
+    );
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: pfs\n    kind: mysql\n    address: {addr}\n    user: monitor\n    password_file: {pw}\n    filter: {{users: {{allow: [it_m_pfs]}}}}\n  - name: nopfs\n    kind: mysql\n    address: {addr}\n    user: it_m_nopfs\n    password: It-nopfs-1\n    filter: {{users: {{allow: [it_m_pfs]}}}}\n",
+        addr = servers.mariadb_addr,
+        pw = servers.monitor_password_file.display()
+    ));
+    let addr = servers.mariadb_addr.clone();
+    let open = |program: &str| {
+        connect_as_program(&addr, "it_m_pfs", "It-pfs-1", "127.0.0.62", Some(program))
+    };
+    let mut holder = open("it-web");
+    holder
+        .query_drop(
+            "CREATE TABLE IF NOT EXISTS it_m_pfsdb.r (id INT PRIMARY KEY, v INT) ENGINE = InnoDB",
+        )
+        .unwrap();
+    holder
+        .query_drop("REPLACE INTO it_m_pfsdb.r VALUES (1, 1)")
+        .unwrap();
+    holder
+        .query_drop("BEGIN; UPDATE it_m_pfsdb.r SET v = v + 1 WHERE id = 1")
+        .unwrap();
+    let _idle = [open("it-web"), open("it-web")];
+    let socket = servers.mariadb_root_socket.clone();
+    let kill = move |id: u32| {
+        let _ = std::process::Command::new("mariadb")
+            .args(["--no-defaults", "-S", &socket, "-uroot", "-e"])
+            .arg(format!("KILL {id}"))
+            .output();
+    };
+    let _sleeping = Blocked::start(
+        open("it-batch"),
+        &[],
+        "SELECT SLEEP(60)",
+        Box::new(kill.clone()),
+    );
+    let _waiting = Blocked::start(
+        open("it-batch"),
+        &["SET SESSION innodb_lock_wait_timeout = 120"],
+        "UPDATE it_m_pfsdb.r SET v = v + 1 WHERE id = 1",
+        Box::new(kill),
+    );
+    let pfs = [("target", "pfs"), ("tenant", "pfs")];
+    let m = exporter.wait_for_metrics(
+        "five sessions, two of them active",
+        Duration::from_secs(30),
+        |m| {
+            m.get("dbsession_sessions", &pfs) == Some(5.0)
+                && m.get("dbsession_lock_waiting_sessions", &pfs) == Some(1.0)
+                && m.matching("dbsession_wait_event_sessions", &pfs).len() == 2
+        },
+    );
+    let get = |name: &str, extra: &[(&str, &str)]| {
+        let labels: Vec<(&str, &str)> = pfs.iter().chain(extra).copied().collect();
+        m.get(name, &labels)
+    };
+    for (program, sessions, active) in [("it-web", 3.0, 0.0), ("it-batch", 2.0, 2.0)] {
+        let label = [("application", program)];
+        assert_eq!(
+            (
+                get("dbsession_application_sessions", &label),
+                get("dbsession_application_active_sessions", &label)
+            ),
+            (Some(sessions), Some(active)),
+            "{program}"
+        );
+    }
+    // The waits as the server shows them: each active thread's innermost current wait.
+    let shown = root(
+        "SELECT GROUP_CONCAT(w.EVENT_NAME ORDER BY w.EVENT_NAME) FROM performance_schema.threads t \
+         JOIN performance_schema.events_waits_current w ON w.THREAD_ID = t.THREAD_ID \
+         WHERE t.PROCESSLIST_USER = 'it_m_pfs' AND t.PROCESSLIST_COMMAND = 'Query' \
+         AND w.END_EVENT_ID IS NULL AND w.EVENT_ID = (SELECT MAX(i.EVENT_ID) \
+         FROM performance_schema.events_waits_current i WHERE i.THREAD_ID = t.THREAD_ID \
+         AND i.END_EVENT_ID IS NULL)",
+    );
+    let events: Vec<&str> = shown.split(',').collect();
+    assert_eq!(events.len(), 2, "two active threads wait: {shown}");
+    assert!(
+        events.contains(&"wait/synch/cond/sql/Item_func_sleep::cond"),
+        "SLEEP waits on its condition: {shown}"
+    );
+    for event in &events {
+        let class = event.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+        let expected = events.iter().filter(|e| *e == event).count() as f64;
+        assert_eq!(
+            get(
+                "dbsession_wait_event_sessions",
+                &[("wait_class", &class), ("wait_event", event)]
+            ),
+            Some(expected),
+            "{event} in\n{:?}",
+            m.matching("dbsession_wait_event_sessions", &pfs)
+        );
+    }
+    // MariaDB shows no digest of a running statement: no series, said once.
+    assert!(m.matching("dbsession_sql_active_sessions", &pfs).is_empty());
+
+    let nopfs = [("target", "nopfs"), ("tenant", "nopfs")];
+    assert_eq!(m.get("dbsession_sessions", &nopfs), Some(5.0));
+    for name in [
+        "dbsession_application_sessions",
+        "dbsession_wait_event_sessions",
+    ] {
+        assert!(m.matching(name, &nopfs).is_empty(), "{name}");
+    }
+    let log = exporter.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("target=nopfs") && l.contains("performance_schema"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("GRANT SELECT ON performance_schema.*"),
+        "{warned:?}"
+    );
+    holder.query_drop("ROLLBACK").unwrap();
 }

@@ -52,6 +52,9 @@ pub struct MysqlSource {
     /// this account can read), once the server was probed after the pool was (re)made.
     prepared: Option<Prepared>,
     periodic: PeriodicReads,
+    /// What was said of the parts left out, so a pool made again says it only when
+    /// it changed.
+    said: Vec<String>,
 }
 
 /// What [`MysqlSource::prepare`] wrote for this account and server.
@@ -60,6 +63,8 @@ struct Prepared {
     database: Database,
     /// The statement of periodic reads ([`periodic_sql`]), when a part of it is on.
     periodic: Option<String>,
+    /// What the server's performance_schema cannot give, to be said once.
+    unread: Vec<String>,
 }
 
 impl MysqlSource {
@@ -75,6 +80,7 @@ impl MysqlSource {
             ),
             name: target.name.clone(),
             database: settings.database.clone(),
+            said: Vec::new(),
         }
     }
 
@@ -97,7 +103,7 @@ impl MysqlSource {
             }
         }
         let mut lock_waits = None;
-        let flavour = if parts.locks || parts.deadlocks {
+        let flavour = if parts.locks || parts.deadlocks || parts.statements {
             let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
             Some(LockWaits::of(version.as_deref().unwrap_or_default()))
         } else {
@@ -127,6 +133,10 @@ impl MysqlSource {
             }
             denied.is_none()
         };
+        let mut unread = Vec::new();
+        if parts.waits || parts.statements || parts.applications {
+            unread = self.check_performance_schema(conn, parts, flavour).await?;
+        }
         let periodic = periodic_sql(database.collect, users, flavour);
         let statements = statements(&database, self.collect_timeout, lock_waits);
         statements.log(&self.name);
@@ -137,7 +147,103 @@ impl MysqlSource {
             statements,
             database,
             periodic,
+            unread,
         })
+    }
+
+    /// Turns off the parts read from `performance_schema` that this server cannot
+    /// give, and returns what to say about each (the setting or grant it needs): applications need the
+    /// connection attributes, waits the `events_waits_current` consumer, statements
+    /// the `events_statements_current` and `statements_digest` consumers (and all of
+    /// them `performance_schema = ON` and the global and thread instrumentation).
+    async fn check_performance_schema(
+        &self,
+        conn: &mut mysql_async::Conn,
+        parts: &mut crate::stats::Parts,
+        flavour: Option<LockWaits>,
+    ) -> Result<Vec<String>, mysql_async::Error> {
+        use mysql_async::prelude::Queryable;
+        let mut said = Vec::new();
+        let off = |parts: &mut crate::stats::Parts| {
+            parts.waits = false;
+            parts.statements = false;
+            parts.applications = false;
+        };
+        let enabled: Option<i64> = conn.query_first("SELECT @@performance_schema").await?;
+        if enabled != Some(1) {
+            said.push(
+                "performance_schema is off: waits, applications and statements are not \
+                 collected; start the server with performance_schema = ON"
+                    .to_string(),
+            );
+            off(parts);
+            return Ok(said);
+        }
+        for relation in [
+            "performance_schema.setup_consumers",
+            "performance_schema.threads",
+            "performance_schema.session_connect_attrs",
+        ] {
+            if let Some(err) = probe_relation(conn, relation).await? {
+                said.push(format!(
+                    "{relation} is not readable ({err}): waits, applications and statements \
+                     are not collected; grant it with GRANT SELECT ON performance_schema.* \
+                     TO the account"
+                ));
+                off(parts);
+                return Ok(said);
+            }
+        }
+        let consumers: Vec<(String, String)> = conn
+            .query(
+                "SELECT NAME, ENABLED FROM performance_schema.setup_consumers WHERE NAME IN \
+                 ('global_instrumentation', 'thread_instrumentation', 'events_waits_current', \
+                 'events_statements_current', 'statements_digest')",
+            )
+            .await?;
+        let on = |name: &str| consumers.iter().any(|(n, e)| n == name && e == "YES");
+        let needs = |consumers: &[&str]| {
+            let missing: Vec<&str> = ["global_instrumentation", "thread_instrumentation"]
+                .iter()
+                .chain(consumers)
+                .copied()
+                .filter(|name| !on(name))
+                .collect();
+            (!missing.is_empty()).then(|| {
+                let settings: Vec<String> = missing
+                    .iter()
+                    .map(|name| format!("performance-schema-consumer-{}", name.replace('_', "-")))
+                    .collect();
+                settings.join(", ")
+            })
+        };
+        if parts.waits {
+            if let Some(settings) = needs(&["events_waits_current"]) {
+                said.push(format!(
+                    "wait events are not collected: turn on {settings} (and the wait/% \
+                     instruments, performance-schema-instrument='wait/%=ON')"
+                ));
+                parts.waits = false;
+            }
+        }
+        if parts.statements && flavour == Some(LockWaits::InformationSchema) {
+            said.push(
+                "MariaDB shows no digest for a running statement (events_statements_current \
+                 has it only once the statement ends): active sessions are not counted by \
+                 statement"
+                    .to_string(),
+            );
+            parts.statements = false;
+        }
+        if parts.statements {
+            if let Some(settings) = needs(&["events_statements_current", "statements_digest"]) {
+                said.push(format!(
+                    "statement digests are not collected: turn on {settings}"
+                ));
+                parts.statements = false;
+            }
+        }
+        Ok(said)
     }
 
     /// Warns when the account lacks PROCESS: the server then shows it only its own
@@ -176,9 +282,17 @@ impl MysqlSource {
             Some(prepared) => prepared,
             None => {
                 self.check_grants(&mut conn).await;
-                self.prepare(&mut conn)
+                let prepared = self
+                    .prepare(&mut conn)
                     .await
-                    .map_err(|e| classify(&e, &self.database, "probing the server", GRANT))?
+                    .map_err(|e| classify(&e, &self.database, "probing the server", GRANT))?;
+                if prepared.unread != self.said {
+                    for message in &prepared.unread {
+                        tracing::warn!(target = %self.name, "{message}");
+                    }
+                    self.said.clone_from(&prepared.unread);
+                }
+                prepared
             }
         };
         let ctx = row_context(&prepared.database, &self.name);
@@ -348,6 +462,44 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
                 lock_waits.blockers()
             )
         });
+    let parts = database.collect;
+    let activity = (parts.waits || parts.statements).then(|| {
+        let Grouping { prefix, hint, .. } = &grouping;
+        let wait = match parts.waits {
+            true => "w.EVENT_NAME",
+            false => "NULL",
+        };
+        let digest = match parts.statements {
+            true => "s.DIGEST",
+            false => "NULL",
+        };
+        // Materialized by their GROUP BY, so each is joined through a key of its own
+        // (MariaDB's performance_schema tables have no index).
+        let mut joins = String::new();
+        // A thread's current waits are a stack (a mutex inside a table's I/O): its
+        // innermost, the one it waits on now, has the largest EVENT_ID and comes first.
+        let mut order = "t.PROCESSLIST_ID".to_string();
+        if parts.waits {
+            joins.push_str(
+                " LEFT JOIN (SELECT THREAD_ID, EVENT_ID, EVENT_NAME \
+                 FROM performance_schema.events_waits_current WHERE END_EVENT_ID IS NULL \
+                 GROUP BY THREAD_ID, EVENT_ID, EVENT_NAME) w ON w.THREAD_ID = t.THREAD_ID",
+            );
+            order.push_str(", w.EVENT_ID DESC");
+        }
+        if parts.statements {
+            joins.push_str(
+                " LEFT JOIN (SELECT THREAD_ID, MAX(DIGEST) AS DIGEST \
+                 FROM performance_schema.events_statements_current WHERE END_EVENT_ID IS NULL \
+                 GROUP BY THREAD_ID) s ON s.THREAD_ID = t.THREAD_ID",
+            );
+        }
+        format!(
+            "{prefix}SELECT {hint}t.PROCESSLIST_ID, {wait}, {digest} FROM performance_schema.threads t{joins} \
+             WHERE t.TYPE = 'FOREGROUND' AND {} ORDER BY {order}",
+            active_condition("t.PROCESSLIST_COMMAND")
+        )
+    });
     Statements {
         groups: grouping.statement(),
         session_read: false,
@@ -355,6 +507,7 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
         particulars: None,
         fallback: None,
         details,
+        activity,
     }
 }
 
@@ -390,7 +543,9 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
         time: "p.TIME".to_string(),
         transaction_age: "NULL".to_string(),
         lock_wait: "NULL".to_string(),
-        session: if database.top_sessions > 0 {
+        // Active threads are kept apart for the top sessions, and so that the
+        // statement of activity can tell what each waits on and runs.
+        session: if database.top_sessions > 0 || parts.waits || parts.statements {
             format!("CASE WHEN {} THEN p.ID END", active_condition("p.COMMAND"))
         } else {
             "NULL".to_string()
@@ -398,10 +553,19 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
         application: "NULL".to_string(),
         union: String::new(),
     };
+    if parts.applications {
+        // Materialized once by its GROUP BY and joined through a key of its own.
+        grouping.joins.push_str(
+            " LEFT JOIN (SELECT PROCESSLIST_ID, MAX(ATTR_VALUE) AS APPLICATION \
+             FROM performance_schema.session_connect_attrs WHERE ATTR_NAME = 'program_name' \
+             GROUP BY PROCESSLIST_ID) a ON a.PROCESSLIST_ID = p.ID",
+        );
+        grouping.application = "a.APPLICATION".to_string();
+    }
     if parts.transactions || parts.locks {
-        grouping.joins =
-            " LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID"
-                .to_string();
+        grouping
+            .joins
+            .push_str(" LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID");
         grouping.transaction = "t.trx_state".to_string();
     }
     if parts.transactions {
@@ -420,9 +584,70 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
 mod tests {
     use super::*;
     use crate::config::testing;
-    use crate::source::sql::fixtures::{counts as c, detail, group, idle, pairs};
+    use crate::source::sql::fixtures::{counts as c, detail, group, idle, pairs, row};
     use crate::source::sql::{Pass, Rows};
     use crate::stats::{Parts, NONE_LABEL};
+
+    /// The activity of the active threads the grouping kept apart: the first row of
+    /// a thread is its innermost wait; a thread the statement does not find, or finds
+    /// waiting for nothing, is on CPU; a thread the grouping did not see active is not
+    /// counted. The waits add up to the active sessions.
+    #[test]
+    fn activity_rows_count_each_active_thread_once() {
+        let database = testing::database("monitor", 3306);
+        let ctx = row_context(&database, "maria");
+        let mut rows = Rows::new(&ctx, &["maria"]);
+        let active = |id: &'static str| {
+            group(&[
+                ("db", "shop"),
+                ("user", "app"),
+                ("command", "Query"),
+                ("state", "User sleep"),
+                ("sessions", "1"),
+                ("time", "3"),
+                ("session", id),
+                ("application", "it-batch"),
+            ])
+        };
+        for id in ["7", "8", "10"] {
+            rows.add_as(active(id), Pass::Groups);
+        }
+        rows.add_as(
+            group(&[("command", "Sleep"), ("sessions", "4")]),
+            Pass::Groups,
+        );
+        assert!(rows.wants_activity());
+        for text in [
+            "7|wait/io/table/sql/handler|d1",
+            "7|wait/synch/mutex/innodb/lock_mutex|d1",
+            "9|wait/io/file/innodb/innodb_data_file|d2",
+            "10|∅|d1",
+        ] {
+            rows.add_as(row(text), Pass::Activity);
+        }
+        let tenants = rows.finish().unwrap().into_tenants();
+        let t = &tenants["maria"];
+        let waits: Vec<(&str, &str, u64)> = t
+            .by_wait
+            .iter()
+            .map(|((class, event), n)| (class.as_str(), event.as_str(), *n))
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                ("CPU", "CPU", 2),
+                ("wait/io/table", "wait/io/table/sql/handler", 1)
+            ]
+        );
+        assert_eq!(t.active_sessions, 3);
+        assert_eq!(
+            pairs(&t.by_application),
+            [(NONE_LABEL, c(4, 0)), ("it-batch", c(3, 3))]
+        );
+        let mut bad = Rows::new(&ctx, &["maria"]);
+        bad.add_as(row("x|wait/io|d"), Pass::Activity);
+        assert!(bad.finish().is_err(), "a session id that is not a number");
+    }
 
     /// Fixed rows in, exact statistics out: the one tenant is the target's name and
     /// the server its host; a NULL DB is `__none__`, while the string `NULL` is a
@@ -595,13 +820,30 @@ mod tests {
             .as_ref()
             .unwrap()
             .contains("FROM information_schema.INNODB_LOCK_WAITS lw"));
+        assert!(
+            st.activity
+                .as_ref()
+                .unwrap()
+                .contains("ORDER BY t.PROCESSLIST_ID, w.EVENT_ID DESC"),
+            "{st:?}"
+        );
+        // Without top sessions, active threads are kept apart only for their activity.
         database.top_sessions = 0;
         let st = statements(
             &database,
             Duration::from_secs(1),
             Some(LockWaits::PerformanceSchema),
         );
+        assert!(st.groups.contains("THEN p.ID END"), "{}", st.groups);
+        database.collect.waits = false;
+        database.collect.statements = false;
+        let st = statements(
+            &database,
+            Duration::from_secs(1),
+            Some(LockWaits::PerformanceSchema),
+        );
         assert!(!st.groups.contains("THEN p.ID END"), "{}", st.groups);
+        assert!(st.activity.is_none());
         assert!(st.details.unwrap().contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
     }
 

@@ -464,6 +464,7 @@ fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements
         particulars: particulars_sql(settings, mode, &tenants),
         fallback: Some(fallback.statement()),
         details: None,
+        activity: None,
     }
 }
 

@@ -360,6 +360,21 @@ fn decode_detail<C: Cell>(values: Vec<C>, ctx: &RowContext<'_>) -> Result<Detail
     Ok(row)
 }
 
+/// Decodes one row of a statement of activity (see [`ACTIVITY_COLUMNS`]).
+fn decode_activity<C: Cell>(
+    values: Vec<C>,
+) -> Result<(u64, Option<String>, Option<String>), SourceError> {
+    let got = values.len();
+    let [id, event, statement]: [C; ACTIVITY_COLUMNS] = values
+        .try_into()
+        .map_err(|_| bad_answer(format!("expected {ACTIVITY_COLUMNS} columns, got {got}")))?;
+    Ok((
+        count(id, "session id")?,
+        event.into_text(),
+        statement.into_text().filter(|s| !s.is_empty()),
+    ))
+}
+
 /// A row of a statement of details, decoded.
 struct DetailRow {
     tenant: String,
@@ -501,6 +516,25 @@ pub struct Statements {
     /// The kind's statement of blockers ([`DETAIL_COLUMNS`]), read only when a
     /// grouped row shows a session waiting for a lock.
     pub details: Option<String>,
+    /// What the active sessions wait on and run ([`ACTIVITY_COLUMNS`]), read only when
+    /// the grouped rows show an active session (each kept apart, so its id is known).
+    pub activity: Option<String>,
+}
+
+/// The columns of a statement of activity: a session's id, its current wait (an
+/// instrument's name, NULL when it waits for nothing) and its statement's id (NULL
+/// when none). Only the ids the grouping saw active are counted: a session the
+/// statement does not find (it ended between the two reads) or finds waiting for
+/// nothing is on [`CPU`], so the waits add up to the active sessions exactly.
+pub const ACTIVITY_COLUMNS: usize = 3;
+
+/// The wait class of a MySQL instrument name: its first three parts
+/// (`wait/io/table` of `wait/io/table/sql/handler`, `wait/synch/mutex`, `idle`).
+fn instrument_class(event: &str) -> &str {
+    match event.match_indices('/').nth(2) {
+        Some((at, _)) => &event[..at],
+        None => event,
+    }
 }
 
 impl Statements {
@@ -518,6 +552,9 @@ impl Statements {
         }
         if let Some(details) = &self.details {
             tracing::debug!(target = %target, sql = %details, "statement of details");
+        }
+        if let Some(activity) = &self.activity {
+            tracing::debug!(target = %target, sql = %activity, "statement of activity");
         }
     }
 }
@@ -537,6 +574,8 @@ pub enum Pass {
     PerSession,
     /// What a per-session read's sessions are matched with ([`PARTICULAR_COLUMNS`]).
     Particulars,
+    /// [`Statements::activity`]'s rows ([`ACTIVITY_COLUMNS`]).
+    Activity,
 }
 
 /// Decodes rows and adds them up, one at a time; the first bad row stops the
@@ -555,6 +594,9 @@ pub struct Rows<'a> {
     sessions: u64,
     keys: HashSet<u64, foldhash::fast::RandomState>,
     apart: u64,
+    /// The active sessions a grouping kept apart, whose activity is still to be
+    /// counted (see [`ACTIVITY_COLUMNS`]); filled only when a part needs them.
+    active: HashSet<u64, foldhash::fast::RandomState>,
 }
 
 impl<'a> Rows<'a> {
@@ -576,6 +618,7 @@ impl<'a> Rows<'a> {
             sessions: 0,
             keys: HashSet::default(),
             apart: 0,
+            active: HashSet::default(),
         }
     }
 
@@ -596,7 +639,17 @@ impl<'a> Rows<'a> {
                 if ctx.rules.empty_client_read_again && g.sessions > 0 && g.client == NONE_LABEL {
                     self.held = true;
                 } else {
+                    if let Some(session) = g.session.as_ref().filter(|_| g.active > 0) {
+                        if ctx.parts.waits || ctx.parts.statements {
+                            self.active.insert(session.id);
+                        }
+                    }
                     self.aggregator.add_group(g);
+                }
+            }),
+            Pass::Activity => decode_activity(values).map(|(id, event, statement)| {
+                if self.active.remove(&id) {
+                    self.add_activity(event.as_deref(), statement);
                 }
             }),
             Pass::Fallback => decode_group(values, ctx).map(|g| self.aggregator.add_group(g)),
@@ -647,6 +700,33 @@ impl<'a> Rows<'a> {
         self.held
     }
 
+    /// Counts one active session's wait (an instrument name; None: it waits for
+    /// nothing) and statement.
+    fn add_activity(&mut self, event: Option<&str>, statement: Option<String>) {
+        let parts = self.ctx.parts;
+        let (class, event) = match event.filter(|e| !e.is_empty()) {
+            Some(event) => (instrument_class(event), event),
+            None => (CPU, CPU),
+        };
+        let group = SessionGroup {
+            tenant: self.ctx.tenant,
+            wait_class: if parts.waits { class } else { "" },
+            wait_event: event,
+            statement: statement
+                .as_deref()
+                .filter(|_| parts.statements)
+                .unwrap_or_default(),
+            active: 1,
+            ..SessionGroup::default()
+        };
+        self.aggregator.add_activity(group);
+    }
+
+    /// Whether the grouping saw an active session whose activity is to be read.
+    pub fn wants_activity(&self) -> bool {
+        !self.active.is_empty() && !self.failed()
+    }
+
     /// The read of the sessions to send next cycle, from what this one added (see
     /// [`Shape`]).
     pub fn next_shape(&self, shape: Shape) -> Shape {
@@ -668,7 +748,12 @@ impl<'a> Rows<'a> {
         self.aggregator.seen()
     }
 
-    pub fn finish(self) -> Result<Collected, SourceError> {
+    pub fn finish(mut self) -> Result<Collected, SourceError> {
+        // Active sessions the statement of activity did not find have ended their
+        // statement since the grouping: they were running it, on CPU.
+        for _ in 0..std::mem::take(&mut self.active).len() {
+            self.add_activity(None, None);
+        }
         match self.failure {
             Some(err) => Err(err),
             None => Ok(self.aggregator.finish()),

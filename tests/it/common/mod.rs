@@ -254,8 +254,22 @@ impl Drop for Session {
 
 /// A connection as `user` from loopback address `from` (its client IP).
 pub fn connect_as(addr: &str, user: &str, password: &str, from: &str) -> mysql::Conn {
+    connect_as_program(addr, user, password, from, None)
+}
+
+/// A session as [`connect_as`] opens it, its `program_name` connection attribute set
+/// to `program` (the client library's default otherwise: the test binary's path).
+pub fn connect_as_program(
+    addr: &str,
+    user: &str,
+    password: &str,
+    from: &str,
+    program: Option<&str>,
+) -> mysql::Conn {
     let (host, port) = split_addr(addr);
+    let attrs = program.map(|name| std::collections::HashMap::from([("program_name", name)]));
     let opts = mysql::OptsBuilder::new()
+        .connect_attrs(attrs)
         .ip_or_hostname(Some(host))
         .tcp_port(port.parse().expect("port"))
         .user(Some(user))
