@@ -50,6 +50,8 @@ pub const DB_SESSIONS_LIMIT: &str = "dbsession_db_sessions_limit";
 /// Written as `dbsession_deadlocks_total`: prometheus-client appends `_total`.
 pub const DEADLOCKS: &str = "dbsession_deadlocks";
 pub const WAIT_EVENT_SESSIONS: &str = "dbsession_wait_event_sessions";
+/// Written as `dbsession_ash_samples_total`: prometheus-client appends `_total`.
+pub const ASH_SAMPLES: &str = "dbsession_ash_samples";
 pub const SQL_ACTIVE_SESSIONS: &str = "dbsession_sql_active_sessions";
 pub const DBSS_CLIENT_SESSIONS: &str = "dbsession_dbss_client_sessions";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
@@ -608,6 +610,24 @@ impl SessionCollector {
                 metric
                     .encode_family(&labels)?
                     .encode_counter::<SeriesLabels, _, f64>(&count, None)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            ASH_SAMPLES,
+            "OceanBase's active session history: samples by wait class and wait event (CPU for a session on CPU) since the exporter's first read; each is one active session for one second, so rate() is the average active sessions. Read every limits_interval.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (target, tenant, _, found) in periodic() {
+            for ((class, event), count) in found.ash.iter().flatten() {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[("wait_class", class), ("wait_event", event)],
+                };
+                metric
+                    .encode_family(&labels)?
+                    .encode_counter::<SeriesLabels, _, f64>(count, None)?;
             }
         }
         Ok(())

@@ -360,6 +360,9 @@ pub struct Periodic {
     /// Deadlocks detected, a counter; None where the engine does not count them or
     /// the part is off.
     pub deadlocks: Option<u64>,
+    /// OceanBase's active session history: samples per (wait class, wait event)
+    /// since the exporter's first read, counters; None where it is not read.
+    pub ash: Option<BTreeMap<(String, String), u64>>,
 }
 
 impl Periodic {

@@ -27,6 +27,8 @@ pub struct Oceanbase {
     /// `oceanbase.CDB_OB_DEADLOCK_EVENT_HISTORY` in cluster mode (limits, deadlocks).
     pub variables_view: Option<Relation>,
     pub deadlocks_view: Option<Relation>,
+    /// Read instead of `oceanbase.GV$OB_ACTIVE_SESSION_HISTORY` in cluster mode (waits).
+    pub ash_view: Option<Relation>,
 }
 
 /// A schema-qualified relation name such as `oceanbase.GV$OB_PROCESSLIST`.
@@ -82,6 +84,7 @@ struct RawOceanbase {
     locks_view: Option<String>,
     variables_view: Option<String>,
     deadlocks_view: Option<String>,
+    ash_view: Option<String>,
 }
 
 /// Every key this kind accepts.
@@ -135,6 +138,7 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     let locks_view = relation("locks_view", raw.locks_view.as_deref());
     let variables_view = relation("variables_view", raw.variables_view.as_deref());
     let deadlocks_view = relation("deadlocks_view", raw.deadlocks_view.as_deref());
+    let ash_view = relation("ash_view", raw.ash_view.as_deref());
     TargetKind::Oceanbase(Oceanbase {
         database,
         tenants: raw.tenants,
@@ -145,6 +149,7 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
         locks_view,
         variables_view,
         deadlocks_view,
+        ash_view,
     })
 }
 

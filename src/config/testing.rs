@@ -43,6 +43,7 @@ pub fn oceanbase(user: &str) -> Oceanbase {
         locks_view: None,
         variables_view: None,
         deadlocks_view: None,
+        ash_view: None,
     }
 }
 

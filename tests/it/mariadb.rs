@@ -288,11 +288,13 @@ fn waits_and_applications_through_performance_schema() {
         Box::new(kill),
     );
     let pfs = [("target", "pfs"), ("tenant", "pfs")];
+    let nopfs = [("target", "nopfs"), ("tenant", "nopfs")];
     let m = exporter.wait_for_metrics(
-        "five sessions, two of them active",
+        "five sessions, two of them active, on both targets",
         Duration::from_secs(30),
         |m| {
             m.get("dbsession_sessions", &pfs) == Some(5.0)
+                && m.get("dbsession_active_sessions", &nopfs) == Some(2.0)
                 && m.get("dbsession_lock_waiting_sessions", &pfs) == Some(1.0)
                 && m.matching("dbsession_wait_event_sessions", &pfs).len() == 2
         },
@@ -343,7 +345,6 @@ fn waits_and_applications_through_performance_schema() {
     // MariaDB shows no digest of a running statement: no series, said once.
     assert!(m.matching("dbsession_sql_active_sessions", &pfs).is_empty());
 
-    let nopfs = [("target", "nopfs"), ("tenant", "nopfs")];
     assert_eq!(m.get("dbsession_sessions", &nopfs), Some(5.0));
     for name in [
         "dbsession_application_sessions",

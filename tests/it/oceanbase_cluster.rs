@@ -556,3 +556,111 @@ fn cluster_transactions_and_lock_waits_are_joined_by_tenant_server_and_transacti
         Some(2.0)
     );
 }
+
+/// A cluster's applications, statements and active session history on relations
+/// shaped like `GV$OB_PROCESSLIST` (with `MODULE` and `CLIENT_INFO`) and
+/// `GV$OB_ACTIVE_SESSION_HISTORY`: the program is `MODULE`, else `CLIENT_INFO`; active
+/// sessions are counted by `SQL_ID`; the history's samples are counted per tenant and
+/// wait from the first read on (`CPU` for a sample on CPU), each server after its own
+/// newest sample, META tenants left out.
+#[test]
+fn applications_statements_and_active_session_history_of_a_cluster() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.seekdb_root(
+        r#"CREATE DATABASE IF NOT EXISTS it_ash;
+DROP TABLE IF EXISTS it_ash.TENANTS; DROP TABLE IF EXISTS it_ash.PL; DROP TABLE IF EXISTS it_ash.ASH;
+CREATE TABLE it_ash.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
+CREATE TABLE it_ash.PL (
+  ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, USER VARCHAR(128),
+  HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
+  INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64), MODULE VARCHAR(64),
+  CLIENT_INFO VARCHAR(64));
+CREATE TABLE it_ash.ASH (
+  SVR_IP VARCHAR(46), SVR_PORT BIGINT, SAMPLE_ID BIGINT, SAMPLE_TIME TIMESTAMP(6), CON_ID BIGINT,
+  SESSION_ID BIGINT, SESSION_STATE VARCHAR(7), SQL_ID VARCHAR(32), EVENT VARCHAR(64),
+  WAIT_CLASS VARCHAR(64));
+GRANT SELECT ON it_ash.* TO monitor;
+INSERT INTO it_ash.TENANTS VALUES (1, 'sys', 'SYS'), (1001, 'META$1002', 'META'), (1002, 't1', 'USER');
+INSERT INTO it_ash.PL VALUES
+  (1, 't1', '10.0.0.1', 2882, 'app', '', 'shop', 'Query', 2, 'ACTIVE', 'x', '10.1.1.1', 'Q1', 'web', 'ignored'),
+  (2, 't1', '10.0.0.1', 2882, 'app', '', 'shop', 'Query', 3, 'ACTIVE', 'x', '10.1.1.1', 'Q1', '', 'batch'),
+  (3, 't1', '10.0.0.2', 2882, 'app', '', 'shop', 'Query', 4, 'ACTIVE', 'x', '10.1.1.1', 'Q2', NULL, NULL),
+  (4, 't1', '10.0.0.2', 2882, 'app', '', 'shop', 'Sleep', 9, 'SLEEP', NULL, '10.1.1.1', '', 'web', '');
+INSERT INTO it_ash.ASH VALUES
+  ('10.0.0.1', 2882, 1, '2026-12-04 10:00:00.000001', 1002, 1, 'ON CPU', 'Q1', '', ''),
+  ('10.0.0.2', 2882, 7, '2026-12-04 09:00:00', 1002, 3, 'WAITING', 'Q2', 'row lock wait', 'CONCURRENCY');"#,
+    );
+    let pw = servers.monitor_password_file.display();
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: ash\n    kind: oceanbase\n    address: {}\n    user: monitor@sys\n    password_file: {pw}\n    limits_interval: 1s\n    processlist_view: it_ash.PL\n    tenants_view: it_ash.TENANTS\n    ash_view: it_ash.ASH\n",
+        servers.seekdb_addr,
+    ));
+    let t1 = [("target", "ash"), ("tenant", "t1")];
+    let samples = |m: &crate::common::Metrics, class: &str, event: &str| {
+        m.get(
+            "dbsession_ash_samples_total",
+            &[t1[0], t1[1], ("wait_class", class), ("wait_event", event)],
+        )
+    };
+    // The first read only finds where each server's samples end.
+    let m = exporter.wait_for_metrics("the history is read", Duration::from_secs(30), |m| {
+        samples(m, "CPU", "CPU").is_some()
+    });
+    assert_eq!(samples(&m, "CPU", "CPU"), Some(0.0));
+    assert_eq!(samples(&m, "CONCURRENCY", "row lock wait"), Some(0.0));
+    for (application, sessions, active) in [
+        ("web", 2.0, 1.0),
+        ("batch", 1.0, 1.0),
+        ("__none__", 1.0, 1.0),
+    ] {
+        let label = [t1[0], t1[1], ("application", application)];
+        assert_eq!(
+            (
+                m.get("dbsession_application_sessions", &label),
+                m.get("dbsession_application_active_sessions", &label)
+            ),
+            (Some(sessions), Some(active)),
+            "{application}"
+        );
+    }
+    for (sql_id, n) in [("Q1", 2.0), ("Q2", 1.0)] {
+        assert_eq!(
+            m.get(
+                "dbsession_sql_active_sessions",
+                &[t1[0], t1[1], ("sql_id", sql_id)]
+            ),
+            Some(n),
+            "{sql_id}"
+        );
+    }
+
+    // New samples: server 1 after its newest, server 2 after its own older newest, one
+    // of server 1 before its newest (already counted), one of a META tenant.
+    servers.seekdb_root(
+        r#"INSERT INTO it_ash.ASH VALUES
+  ('10.0.0.1', 2882, 2, '2026-12-04 10:00:01', 1002, 1, 'ON CPU', 'Q1', '', ''),
+  ('10.0.0.1', 2882, 3, '2026-12-04 10:00:01', 1002, 2, 'ON CPU', 'Q1', '', ''),
+  ('10.0.0.1', 2882, 4, '2026-12-04 10:00:02', 1002, 2, 'WAITING', 'Q1', 'row lock wait', 'CONCURRENCY'),
+  ('10.0.0.1', 2882, 0, '2026-12-04 09:59:59', 1002, 2, 'ON CPU', 'Q1', '', ''),
+  ('10.0.0.2', 2882, 8, '2026-12-04 09:00:01', 1002, 3, 'WAITING', 'Q2', 'row lock wait', 'CONCURRENCY'),
+  ('10.0.0.2', 2882, 9, '2026-12-04 09:00:02', 1001, 9, 'ON CPU', '', '', '');"#,
+    );
+    let m = exporter.wait_for_metrics(
+        "the new samples are counted",
+        Duration::from_secs(30),
+        |m| samples(m, "CONCURRENCY", "row lock wait") == Some(2.0),
+    );
+    assert_eq!(samples(&m, "CPU", "CPU"), Some(2.0));
+    assert!(m
+        .matching("dbsession_ash_samples_total", &[("tenant", "META$1002")])
+        .is_empty());
+    // No view of the current wait on OceanBase: the history stands for it.
+    assert!(m.matching("dbsession_wait_event_sessions", &t1).is_empty());
+    // Counted once: later reads find nothing new.
+    std::thread::sleep(Duration::from_millis(2500));
+    let later = exporter.metrics();
+    assert_eq!(samples(&later, "CPU", "CPU"), Some(2.0));
+    assert_eq!(samples(&later, "CONCURRENCY", "row lock wait"), Some(2.0));
+}

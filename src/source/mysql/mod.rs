@@ -63,7 +63,8 @@ struct Prepared {
     database: Database,
     /// The statement of periodic reads ([`periodic_sql`]), when a part of it is on.
     periodic: Option<String>,
-    /// What the server's performance_schema cannot give, to be said once.
+    /// What this account or server cannot give, to be said once: a pool made again
+    /// (after an outage) says it again only when it changed.
     unread: Vec<String>,
 }
 
@@ -91,13 +92,13 @@ impl MysqlSource {
         use mysql_async::prelude::Queryable;
         let mut database = self.database.clone();
         let parts = &mut database.collect;
+        let mut unread = Vec::new();
         if parts.transactions || parts.locks {
             if let Some(err) = probe_relation(conn, "information_schema.INNODB_TRX").await? {
-                tracing::warn!(
-                    target = %self.name,
+                unread.push(format!(
                     "information_schema.INNODB_TRX is not readable ({err}): transactions and \
                      lock waits are not collected; {GRANT}"
-                );
+                ));
                 parts.transactions = false;
                 parts.locks = false;
             }
@@ -112,30 +113,27 @@ impl MysqlSource {
         if let Some(found) = flavour.filter(|_| parts.locks) {
             match probe_relation(conn, found.relation()).await? {
                 None => lock_waits = Some(found),
-                Some(err) => tracing::warn!(
-                    target = %self.name,
+                Some(err) => unread.push(format!(
                     "{} is not readable ({err}): lock waits are counted, but their \
                      blockers are not named; grant SELECT on it to `{}`",
                     found.relation(),
                     self.database.user
-                ),
+                )),
             }
         }
         let users = parts.limits && {
             let denied = probe_relation(conn, "mysql.user").await?;
             if let Some(err) = &denied {
-                tracing::warn!(
-                    target = %self.name,
+                unread.push(format!(
                     "mysql.user is not readable ({err}): the users' session limits \
                      (MAX_USER_CONNECTIONS) are not exported; grant it with GRANT SELECT ON \
                      mysql.user TO the account"
-                );
+                ));
             }
             denied.is_none()
         };
-        let mut unread = Vec::new();
         if parts.waits || parts.statements || parts.applications {
-            unread = self.check_performance_schema(conn, parts, flavour).await?;
+            unread.extend(self.check_performance_schema(conn, parts, flavour).await?);
         }
         let periodic = periodic_sql(database.collect, users, flavour);
         let statements = statements(&database, self.collect_timeout, lock_waits);

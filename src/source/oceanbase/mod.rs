@@ -118,7 +118,8 @@ impl OceanbaseSource {
                 settings.database.collect,
                 settings.database.limits_interval,
                 target.collect_interval,
-            ),
+            )
+            .with_ash(target.max_series_per_dimension),
             name: target.name.clone(),
             settings: settings.clone(),
         }
@@ -176,10 +177,17 @@ impl OceanbaseSource {
             // A single tenant's limits are its variables, always readable.
             Mode::SingleTenant => (None, SINGLE_DEADLOCKS.to_string()),
         };
+        let ash = ash_relation(&settings, mode);
         let parts = &mut settings.database.collect;
         for (on, relation, what) in [
             (&mut parts.limits, variables, "session limits"),
             (&mut parts.deadlocks, Some(deadlocks), "deadlocks"),
+            // seekdb has none: its active sessions' waits are not known.
+            (
+                &mut parts.waits,
+                Some(ash),
+                "active session history samples",
+            ),
         ] {
             let Some(relation) = relation.filter(|_| *on) else {
                 continue;
@@ -234,7 +242,8 @@ impl OceanbaseSource {
             return;
         };
         if self.periodic.due() {
-            if let Some(sql) = periodic_sql(plan, self.periodic.events_since()) {
+            let (since, ash_since) = (self.periodic.events_since(), self.periodic.ash_since());
+            if let Some(sql) = periodic_sql(plan, since, ash_since) {
                 tracing::debug!(target = %self.name, sql = %sql, "statement of limits and deadlocks");
                 let how = (&self.settings.database, self.name.as_str(), GRANT);
                 let tenant = match plan.mode {
@@ -721,6 +730,64 @@ fn deadlocks_relation(settings: &Oceanbase) -> String {
 /// A single tenant's deadlock history.
 const SINGLE_DEADLOCKS: &str = "`oceanbase`.`DBA_OB_DEADLOCK_EVENT_HISTORY`";
 
+/// The active session history of `mode`: every tenant's through the sys tenant.
+fn ash_relation(settings: &Oceanbase, mode: Mode) -> String {
+    match mode {
+        Mode::Cluster => settings.ash_view.as_ref().map_or(
+            "`oceanbase`.`GV$OB_ACTIVE_SESSION_HISTORY`".to_string(),
+            Relation::to_sql,
+        ),
+        Mode::SingleTenant => "`oceanbase`.`V$OB_ACTIVE_SESSION_HISTORY`".to_string(),
+    }
+}
+
+/// The condition on the active session history `h` for the samples not counted yet:
+/// those of a server after the newest counted of it (`since`, `ip:port` to its
+/// `SAMPLE_TIME`), and every sample of a server not in it. Values that are not an
+/// address and a time as the server wrote them are left out (they cannot be
+/// quoted into SQL safely, and the server never writes such).
+fn ash_condition(since: &std::collections::BTreeMap<String, String>) -> String {
+    let address = |text: &str| {
+        !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'_'))
+    };
+    let time = |text: &str| {
+        !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b" :.-".contains(&b))
+    };
+    let known: Vec<(&str, &str, &str)> =
+        since
+            .iter()
+            .filter_map(|(server, newest)| {
+                let (ip, port) = server.rsplit_once(':')?;
+                (address(ip) && port.bytes().all(|b| b.is_ascii_digit()) && time(newest))
+                    .then_some((ip, port, newest.as_str()))
+            })
+            .collect();
+    if known.is_empty() {
+        return "1 = 1".to_string();
+    }
+    let servers: Vec<String> = known
+        .iter()
+        .map(|(ip, port, _)| format!("'{ip}:{port}'"))
+        .collect();
+    let mut condition = format!(
+        "(CONCAT(h.SVR_IP, ':', h.SVR_PORT) NOT IN ({})",
+        servers.join(", ")
+    );
+    for (ip, port, newest) in known {
+        condition.push_str(&format!(
+            " OR (h.SVR_IP = '{ip}' AND h.SVR_PORT = {port} AND h.SAMPLE_TIME > '{newest}')"
+        ));
+    }
+    condition.push(')');
+    condition
+}
+
 /// `max_connections` at its maximum, OceanBase's default: no limit of the tenant's own.
 const UNLIMITED_CONNECTIONS: u64 = 2_147_483_647;
 
@@ -734,7 +801,11 @@ const UNLIMITED_CONNECTIONS: u64 = 2_147_483_647;
 ///   counter: at the first read (`since` None) how many events it holds per tenant
 ///   and the events of the last margin before its newest, then the events reported
 ///   since `since` (µs), at most [`MAX_EVENTS`].
-fn periodic_sql(plan: &Plan, since: Option<i64>) -> Option<String> {
+fn periodic_sql(
+    plan: &Plan,
+    since: Option<i64>,
+    ash_since: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
     let settings = &plan.settings;
     let parts = settings.database.collect;
     let cluster = plan.mode == Mode::Cluster;
@@ -784,6 +855,29 @@ fn periodic_sql(plan: &Plan, since: Option<i64>) -> Option<String> {
             "(SELECT {tenant}, 'deadlock_event', h.EVENT_ID, MAX(h.REPORT_TIME) \
              FROM {history} h{join} WHERE h.REPORT_TIME >= {since}{filter} \
              GROUP BY 1, 3 LIMIT {MAX_EVENTS})"
+        ));
+    }
+    if parts.waits {
+        // A sample on CPU has no wait: its class and event are `CPU`.
+        let (class, event) = (
+            "IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.WAIT_CLASS, ''))",
+            "IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.EVENT, ''))",
+        );
+        let (tenant, join, filter) = match cluster {
+            true => (
+                "t.TENANT_NAME",
+                format!(" JOIN {tenants} t ON t.TENANT_ID = h.CON_ID"),
+                format!(" AND t.TENANT_TYPE <> 'META'{tenant_filter}"),
+            ),
+            false => ("''", String::new(), String::new()),
+        };
+        reads.push("SELECT '', 'ash_history', '', NULL".to_string());
+        reads.push(format!(
+            "SELECT {tenant}, 'ash', CONCAT_WS(CHAR(0), h.SVR_IP, h.SVR_PORT, {class}, {event}, \
+             MAX(h.SAMPLE_TIME)), COUNT(*) FROM {} h{join} WHERE {}{filter} \
+             GROUP BY 1, h.SVR_IP, h.SVR_PORT, {class}, {event}",
+            ash_relation(settings, plan.mode),
+            ash_condition(ash_since)
         ));
     }
     (!reads.is_empty()).then(|| format!("{TAG} {}", reads.join(" UNION ALL ")))

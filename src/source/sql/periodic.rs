@@ -16,13 +16,19 @@
 //!   `deadlock_events` how many the history held at the first read, and each
 //!   `deadlock_event` row one event (`name` its id, `value` its `REPORT_TIME` in µs).
 //!
+//! - `ash_history`: OceanBase's active session history is read (see [`AshSamples`]):
+//!   each `ash` row is the samples of a tenant's (`tenant`) server in one wait since the
+//!   last read, `name` the server, port, wait class, wait event and newest
+//!   `SAMPLE_TIME`, NUL between them, `value` how many.
+//!
 //! A limit that is NULL or negative is no limit, and has no series; each kind's
 //! statement writes its engine's "unlimited" (MySQL's 0, PostgreSQL's -1) as NULL.
 //! A limit of 0 is one: PostgreSQL's `CONNECTION LIMIT 0` lets no session in.
 
+use super::per_session::{datetime_micros, fields};
 use super::{bad_answer, Cell};
 use crate::source::error::SourceError;
-use crate::stats::{Collected, Parts, Periodic, Statistics};
+use crate::stats::{Collected, Parts, Periodic, Statistics, OTHER_LABEL};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,6 +83,7 @@ pub struct PeriodicReads {
     last: Option<Instant>,
     found: BTreeMap<String, Arc<Periodic>>,
     events: DeadlockEvents,
+    ash: AshSamples,
 }
 
 impl PeriodicReads {
@@ -90,7 +97,28 @@ impl PeriodicReads {
             last: None,
             found: BTreeMap::new(),
             events: DeadlockEvents::default(),
+            ash: AshSamples::default(),
         }
+    }
+
+    /// Also reads OceanBase's active session history (with the waits part), keeping
+    /// at most `max_series` (wait class, wait event) counters per tenant (0: no cap).
+    pub fn with_ash(mut self, max_series: usize) -> Self {
+        self.ash.read = self.parts.waits;
+        self.ash.max_series = max_series;
+        self
+    }
+
+    /// Whether the active session history is read.
+    pub fn reads_ash(&self) -> bool {
+        self.ash.read
+    }
+
+    /// The newest `SAMPLE_TIME` counted of each server (`ip:port`) of the active
+    /// session history: a read counts only later samples (and every sample of a
+    /// server not in the list).
+    pub fn ash_since(&self) -> &BTreeMap<String, String> {
+        &self.ash.newest
     }
 
     /// Which parts are read.
@@ -100,7 +128,7 @@ impl PeriodicReads {
 
     /// Whether this cycle should send the statement of periodic reads.
     pub fn due(&self) -> bool {
-        self.parts.periodic()
+        (self.parts.periodic() || self.ash.read)
             && self
                 .last
                 .is_none_or(|last| last.elapsed() + self.slack >= self.every)
@@ -123,6 +151,7 @@ impl PeriodicReads {
             history: false,
             events: Vec::new(),
             base: HashMap::new(),
+            ash: None,
         }
     }
 
@@ -140,6 +169,12 @@ impl PeriodicReads {
                 periodic.deadlocks.get_or_insert(0);
             }
             self.events.history = true;
+        }
+        if let Some(samples) = rows.ash {
+            let totals = self.ash.count(samples);
+            for (tenant, counters) in totals {
+                found.entry(tenant.clone()).or_default().ash = Some(counters.clone());
+            }
         }
         self.found = found
             .into_iter()
@@ -162,8 +197,9 @@ impl PeriodicReads {
         for (name, stats) in tenants.iter_mut() {
             stats.periodic = match self.found.get(name) {
                 Some(found) => Some(Arc::clone(found)),
-                None if self.events.history => Some(Arc::new(Periodic {
-                    deadlocks: Some(0),
+                None if self.events.history || self.ash.counted => Some(Arc::new(Periodic {
+                    deadlocks: self.events.history.then_some(0),
+                    ash: self.ash.counted.then(BTreeMap::new),
                     ..Periodic::default()
                 })),
                 None => None,
@@ -180,6 +216,18 @@ pub struct PeriodicRows<'a> {
     history: bool,
     events: Vec<(String, String, i64)>,
     base: HashMap<String, u64>,
+    /// The samples of the active session history, when it was read.
+    ash: Option<Vec<Samples>>,
+}
+
+/// One `ash` row: a tenant's samples on one server in one wait.
+#[derive(Debug)]
+struct Samples {
+    tenant: String,
+    server: String,
+    wait: (String, String),
+    newest: String,
+    count: u64,
 }
 
 impl PeriodicRows<'_> {
@@ -200,6 +248,35 @@ impl PeriodicRows<'_> {
         let name = name.into_text().unwrap_or_default();
         if what == "deadlock_history" {
             self.history = true;
+            return Ok(());
+        }
+        if what == "ash_history" {
+            self.ash.get_or_insert_with(Vec::new);
+            return Ok(());
+        }
+        if what == "ash" {
+            let Some([server, port, class, event, newest]) = fields::<5>(&name, '\0') else {
+                return Err(bad_answer(format!(
+                    "an active session history row `{name}`"
+                )));
+            };
+            if datetime_micros(newest).is_none() {
+                return Err(bad_answer(format!(
+                    "SAMPLE_TIME `{newest}` is not a date and time"
+                )));
+            }
+            let count = whole(value, "samples")?.unwrap_or(0).max(0) as u64;
+            let label = |text: &str| match text.is_empty() {
+                true => crate::stats::NONE_LABEL.to_string(),
+                false => text.to_string(),
+            };
+            self.ash.get_or_insert_with(Vec::new).push(Samples {
+                tenant,
+                server: format!("{server}:{port}"),
+                wait: (label(class), label(event)),
+                newest: newest.to_string(),
+                count,
+            });
             return Ok(());
         }
         if what == "deadlock_event" {
@@ -248,6 +325,60 @@ fn whole(value: impl Cell, column: &str) -> Result<Option<i64>, SourceError> {
         None => Ok(None),
         Some(n) if n.fract() == 0.0 && n.abs() < 9.0e18 => Ok(Some(n as i64)),
         Some(n) => Err(bad_answer(format!("{column} is {n}, not a whole number"))),
+    }
+}
+
+/// Counters of OceanBase's active session history: per tenant and (wait class,
+/// wait event), the samples taken since the exporter's first read (each sample is one
+/// active session for one second, so `rate()` is the average active sessions). The
+/// first read only finds where each server's history ends; the next ones count the
+/// samples after it. A server's samples are kept apart by its own clock
+/// (`SAMPLE_TIME`), which survives its restart (its `SAMPLE_ID`s start again).
+#[derive(Debug, Default)]
+struct AshSamples {
+    /// Whether the target reads the history at all.
+    read: bool,
+    /// Whether a read has answered: tenants without samples then have counters.
+    counted: bool,
+    max_series: usize,
+    /// The newest sample counted of each server, as the server writes its time.
+    newest: BTreeMap<String, String>,
+    totals: BTreeMap<String, BTreeMap<(String, String), u64>>,
+}
+
+impl AshSamples {
+    /// Adds a read's samples, and says which were the newest of each server.
+    fn count(
+        &mut self,
+        samples: Vec<Samples>,
+    ) -> &BTreeMap<String, BTreeMap<(String, String), u64>> {
+        let first = !self.counted;
+        for sample in samples {
+            let newest = self.newest.entry(sample.server).or_default();
+            let later = datetime_micros(&sample.newest) > datetime_micros(newest);
+            if later {
+                newest.clone_from(&sample.newest);
+            }
+            let counters = self.totals.entry(sample.tenant).or_default();
+            // The cardinality guard, for a counter: a wait once counted keeps its
+            // series; a new one beyond the cap (`max_series` series with the
+            // `__other__` one, as `stats::cap` keeps) is counted in `__other__`.
+            let other = (OTHER_LABEL.to_string(), OTHER_LABEL.to_string());
+            let named = counters.len() - usize::from(counters.contains_key(&other));
+            let key = match self.max_series > 0
+                && named >= self.max_series.saturating_sub(1).max(1)
+                && !counters.contains_key(&sample.wait)
+            {
+                true => other,
+                false => sample.wait,
+            };
+            let counter = counters.entry(key).or_default();
+            if !first {
+                *counter = counter.saturating_add(sample.count);
+            }
+        }
+        self.counted = true;
+        &self.totals
     }
 }
 
@@ -433,6 +564,126 @@ mod tests {
         let t = attached(&reads, &["t1", "t2"]);
         assert_eq!(t["t1"].periodic.as_ref().unwrap().deadlocks, Some(8));
         assert_eq!(t["t2"].periodic.as_ref().unwrap().deadlocks, Some(1));
+    }
+
+    /// The first read of the active session history finds where each server's
+    /// samples end and counts nothing; later reads add their samples per tenant and
+    /// wait, and remember each server's newest sample; a tenant without samples has
+    /// counters (none yet); a new wait beyond the cap is counted in `__other__`.
+    #[test]
+    fn ash_samples_are_counted_after_the_first_read() {
+        let mut reads = reads().with_ash(3);
+        assert!(reads.reads_ash() && reads.due());
+        let sample = |tenant: &str, server: &str, wait: &str, newest: &str, n: &str| {
+            row(
+                tenant,
+                "ash",
+                &format!("{server}\0{wait}\0{newest}"),
+                Some(n),
+            )
+        };
+        let history = || row("", "ash_history", "", None);
+        read(
+            &mut reads,
+            vec![
+                history(),
+                sample(
+                    "t1",
+                    "10.0.0.1\x002882",
+                    "CPU\0CPU",
+                    "2026-12-04 10:00:00.5",
+                    "50",
+                ),
+            ],
+        );
+        let ash = |reads: &PeriodicReads, tenant: &str| {
+            attached(reads, &["t1", "t2"])[tenant]
+                .periodic
+                .as_ref()
+                .unwrap()
+                .ash
+                .clone()
+                .unwrap()
+        };
+        let counters = |pairs: &[(&str, &str, u64)]| -> BTreeMap<(String, String), u64> {
+            pairs
+                .iter()
+                .map(|(c, e, n)| ((c.to_string(), e.to_string()), *n))
+                .collect()
+        };
+        assert_eq!(ash(&reads, "t1"), counters(&[("CPU", "CPU", 0)]));
+        assert!(ash(&reads, "t2").is_empty());
+        assert_eq!(
+            reads.ash_since().get("10.0.0.1:2882").map(String::as_str),
+            Some("2026-12-04 10:00:00.5")
+        );
+        read(
+            &mut reads,
+            vec![
+                history(),
+                sample(
+                    "t1",
+                    "10.0.0.1\x002882",
+                    "CPU\0CPU",
+                    "2026-12-04 10:01:00",
+                    "6",
+                ),
+                sample(
+                    "t1",
+                    "10.0.0.1\x002882",
+                    "CONCURRENCY\0row lock wait",
+                    "2026-12-04 10:00:59",
+                    "4",
+                ),
+                sample(
+                    "t1",
+                    "10.0.0.2\x002882",
+                    "CPU\0CPU",
+                    "2026-12-04 09:59:00",
+                    "1",
+                ),
+                sample(
+                    "t1",
+                    "10.0.0.2\x002882",
+                    "USER_IO\0db file read",
+                    "2026-12-04 09:59:01",
+                    "2",
+                ),
+                sample("t2", "10.0.0.2\x002882", "\0", "2026-12-04 09:59:00", "3"),
+            ],
+        );
+        assert_eq!(
+            ash(&reads, "t1"),
+            counters(&[
+                ("CPU", "CPU", 7),
+                ("CONCURRENCY", "row lock wait", 4),
+                (OTHER_LABEL, OTHER_LABEL, 2)
+            ])
+        );
+        assert_eq!(
+            ash(&reads, "t2"),
+            counters(&[(crate::stats::NONE_LABEL, crate::stats::NONE_LABEL, 3)])
+        );
+        let since: Vec<(&str, &str)> = reads
+            .ash_since()
+            .iter()
+            .map(|(server, at)| (server.as_str(), at.as_str()))
+            .collect();
+        assert_eq!(
+            since,
+            [
+                ("10.0.0.1:2882", "2026-12-04 10:01:00"),
+                ("10.0.0.2:2882", "2026-12-04 09:59:01")
+            ]
+        );
+        let mut answer = reads.rows("");
+        for bad in [
+            row("t1", "ash", "10.0.0.1\x002882\0CPU", Some("1")),
+            sample("t1", "a\x001", "CPU\0CPU", "yesterday", "1"),
+        ] {
+            let cells: Vec<Option<&str>> = bad.iter().map(Option::as_deref).collect();
+            assert!(answer.add(cells).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
