@@ -24,7 +24,7 @@ pub struct Database {
     pub filter: Filter,
     /// Which optional parts each cycle reads (`collect:`); all by default.
     pub collect: Parts,
-    /// How often the limits and the deadlock counter are read (`limits_interval`):
+    /// How often the limits, the deadlock counter and OceanBase's active session history are read (`limits_interval`):
     /// settings change rarely, so they need not cost a statement every cycle.
     pub limits_interval: Duration,
 }

@@ -199,12 +199,31 @@ targets:
     password_file: {pw}
     sslmode: disable
     limits_interval: 1s
+  - name: cluster
+    kind: oceanbase
+    address: {s}
+    user: monitor@sys
+    password_file: {pw}
+    limits_interval: 1s
+    processlist_view: it_e2e_ash.PL
+    tenants_view: it_e2e_ash.TENANTS
+    ash_view: it_e2e_ash.ASH
 {d}"#,
         m = servers.mariadb_addr,
         s = servers.seekdb_addr,
         p = servers.postgres_addr,
         d = dbss.target_yaml("dbss", &token, ""),
     ));
+    // A cluster's active session history (seekdb has none of its own): the load panel
+    // needs its counters.
+    servers.seekdb_root(&crate::common::ash_cluster_tables("it_e2e_ash"));
+    servers.seekdb_root(
+        "INSERT INTO it_e2e_ash.TENANTS VALUES (1002, 't1', 'USER'); \
+         INSERT INTO it_e2e_ash.PL VALUES (1, 't1', '10.0.0.1', 2882, 'app', '', 'shop', \
+         'Query', 2, 'ACTIVE', 'x', '10.1.1.1', 'Q1', 'web', ''); \
+         INSERT INTO it_e2e_ash.ASH VALUES ('10.0.0.1', 2882, 1, '2026-12-04 10:00:00', 1002, 1, \
+         'ON CPU', 'Q1', '', '')",
+    );
     // Known sessions: a busy one on each server, an idle one on MariaDB.
     servers.mariadb_root("CREATE USER IF NOT EXISTS 'it_e2e'@'%' IDENTIFIED BY 'E2e-pw-1'");
     servers.seekdb_root("CREATE USER IF NOT EXISTS 'it_e2e'@'%' IDENTIFIED BY 'E2e-pw-1'");
@@ -302,7 +321,8 @@ targets:
         let (_, blockers, _) = prometheus.query("dbsession_top_blocker_sessions");
         let (_, pg, _) = prometheus.query(r#"dbsession_up{target="pg"} == 1"#);
         let (_, headroom, _) = prometheus.query("dbsession_db_sessions_limit");
-        if n > 0 && limits > 0 && top > 0 && blockers > 0 && pg > 0 && headroom > 0 {
+        let (_, load, _) = prometheus.query("rate(dbsession_ash_samples_total[1m])");
+        if n > 0 && limits > 0 && top > 0 && blockers > 0 && pg > 0 && headroom > 0 && load > 0 {
             break;
         }
         assert!(

@@ -568,21 +568,9 @@ fn applications_statements_and_active_session_history_of_a_cluster() {
     let Some(servers) = Servers::get() else {
         return;
     };
+    servers.seekdb_root(&crate::common::ash_cluster_tables("it_ash"));
     servers.seekdb_root(
-        r#"CREATE DATABASE IF NOT EXISTS it_ash;
-DROP TABLE IF EXISTS it_ash.TENANTS; DROP TABLE IF EXISTS it_ash.PL; DROP TABLE IF EXISTS it_ash.ASH;
-CREATE TABLE it_ash.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
-CREATE TABLE it_ash.PL (
-  ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, USER VARCHAR(128),
-  HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
-  INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64), MODULE VARCHAR(64),
-  CLIENT_INFO VARCHAR(64));
-CREATE TABLE it_ash.ASH (
-  SVR_IP VARCHAR(46), SVR_PORT BIGINT, SAMPLE_ID BIGINT, SAMPLE_TIME TIMESTAMP(6), CON_ID BIGINT,
-  SESSION_ID BIGINT, SESSION_STATE VARCHAR(7), SQL_ID VARCHAR(32), EVENT VARCHAR(64),
-  WAIT_CLASS VARCHAR(64));
-GRANT SELECT ON it_ash.* TO monitor;
-INSERT INTO it_ash.TENANTS VALUES (1, 'sys', 'SYS'), (1001, 'META$1002', 'META'), (1002, 't1', 'USER');
+        r#"INSERT INTO it_ash.TENANTS VALUES (1, 'sys', 'SYS'), (1001, 'META$1002', 'META'), (1002, 't1', 'USER');
 INSERT INTO it_ash.PL VALUES
   (1, 't1', '10.0.0.1', 2882, 'app', '', 'shop', 'Query', 2, 'ACTIVE', 'x', '10.1.1.1', 'Q1', 'web', 'ignored'),
   (2, 't1', '10.0.0.1', 2882, 'app', '', 'shop', 'Query', 3, 'ACTIVE', 'x', '10.1.1.1', 'Q1', '', 'batch'),

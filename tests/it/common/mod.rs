@@ -719,3 +719,26 @@ fn wait_for_sql(socket: &Path, limit: Duration) {
         socket.display()
     );
 }
+
+/// SQL for empty tables shaped like a cluster's `DBA_OB_TENANTS` (`TENANTS`),
+/// `GV$OB_PROCESSLIST` with `MODULE` and `CLIENT_INFO` (`PL`) and
+/// `GV$OB_ACTIVE_SESSION_HISTORY` (`ASH`) in `database` on seekdb, readable by the
+/// monitoring account: seekdb has no active session history of its own.
+pub fn ash_cluster_tables(database: &str) -> String {
+    format!(
+        r#"CREATE DATABASE IF NOT EXISTS {database};
+DROP TABLE IF EXISTS {database}.TENANTS; DROP TABLE IF EXISTS {database}.PL;
+DROP TABLE IF EXISTS {database}.ASH;
+CREATE TABLE {database}.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));
+CREATE TABLE {database}.PL (
+  ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, USER VARCHAR(128),
+  HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, STATE VARCHAR(32),
+  INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64), MODULE VARCHAR(64),
+  CLIENT_INFO VARCHAR(64));
+CREATE TABLE {database}.ASH (
+  SVR_IP VARCHAR(46), SVR_PORT BIGINT, SAMPLE_ID BIGINT, SAMPLE_TIME TIMESTAMP(6), CON_ID BIGINT,
+  SESSION_ID BIGINT, SESSION_STATE VARCHAR(7), SQL_ID VARCHAR(32), EVENT VARCHAR(64),
+  WAIT_CLASS VARCHAR(64));
+GRANT SELECT ON {database}.* TO monitor;"#
+    )
+}
