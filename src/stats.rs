@@ -678,7 +678,8 @@ impl Aggregator {
             active,
             idle_in_transaction: group.idle_in_transaction,
         };
-        if parts.applications {
+        // A source that counts applications apart leaves them empty here.
+        if parts.applications && !group.application.as_ref().is_empty() {
             add_to(&mut tenant.by_application, group.application, counts);
         }
         add_to(&mut tenant.by_db, group.db, counts);
@@ -711,6 +712,14 @@ impl Aggregator {
         let (class, event, n) = (group.wait_class, group.wait_event, group.active);
         self.tenant(group.tenant)
             .add_activity(parts, &class, &event, group.statement, n);
+    }
+
+    /// Adds `counts` sessions of `tenant` to application `name`, counted apart from
+    /// the groups that counted them otherwise (MySQL's, by connection).
+    pub fn add_application(&mut self, tenant: &str, name: &str, counts: Counts) {
+        if self.parts.applications {
+            add_to(&mut self.tenant(tenant).by_application, name, counts);
+        }
     }
 
     /// Adds a session others wait on, read by a cycle's statement of details (its

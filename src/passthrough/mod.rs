@@ -1,7 +1,8 @@
 //! The obshell-compatible session API, off by default. Per tenant, under
 //! `/api/v1/tenant/:name/sessions`: the list (filters, sort, paging; `DELETE` ends
-//! sessions), `/queries` (`DELETE` ends their statements), `/stats` and `/:sessionId`;
-//! beside them obshell's `/api/v1/info` and `/api/v1/secret`, which its SDK reads to
+//! sessions), `/queries` (`DELETE` ends their statements), `/stats` and `/:sessionId`,
+//! and `/api/v1/tenant/:name/deadlocks`, the deadlocks the database detected; beside
+//! them obshell's `/api/v1/info` and `/api/v1/secret`, which its SDK reads to
 //! authenticate, and `/api/v1/dbss/:target/sqls/:id`, Huawei DBSS's detail of one SQL
 //! statement. Answered live from the tenant's database, in obshell's envelope (DBSS's
 //! in DBSS's shape).
@@ -20,7 +21,7 @@ mod dbss;
 pub mod envelope;
 
 use crate::config::{Config, Passthrough, Target, TargetKind};
-use crate::sessions::{ListParams, SessionApi};
+use crate::sessions::{ListParams, PageParams, SessionApi};
 use crate::snapshot::Published;
 use crate::web::auth::Credentials;
 use crate::web::{obshell, Web};
@@ -182,6 +183,7 @@ pub fn routes(state: ApiState) -> Router {
         )
         .route("/api/v1/tenant/{name}/sessions/stats", get(stats))
         .route("/api/v1/tenant/{name}/sessions/{session_id}", get(detail))
+        .route("/api/v1/tenant/{name}/deadlocks", get(deadlocks))
         .route("/api/v1/dbss/{target}/sqls/{id}", get(dbss::sql_detail))
         .route("/api/v1/info", get(info))
         .route("/api/v1/secret", get(secret))
@@ -280,7 +282,8 @@ async fn no_such_endpoint(uri: axum::http::Uri) -> Response {
         "Common.NotFound",
         format!(
             "no endpoint {}: the API serves GET /api/v1/tenant/:name/sessions, \
-             /sessions/:sessionId and /sessions/stats, GET /api/v1/info and /api/v1/secret, \
+             /sessions/:sessionId and /sessions/stats, GET /api/v1/tenant/:name/deadlocks, \
+             GET /api/v1/info and /api/v1/secret, \
              and GET /api/v1/dbss/:target/sqls/:id",
             uri.path().chars().take(200).collect::<String>()
         ),
@@ -302,6 +305,26 @@ async fn list(
         |backend, tenant, _| async move {
             let params = ListParams::parse(query.as_deref())?;
             backend.list(&tenant, &params).await
+        },
+    )
+    .await
+}
+
+/// `GET .../deadlocks`: a page of the deadlocks the database detected, newest first.
+async fn deadlocks(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    caller: Caller,
+) -> Response {
+    handle(
+        &state,
+        &caller,
+        "deadlocks",
+        &name,
+        |backend, tenant, _| async move {
+            let params = PageParams::parse(query.as_deref())?;
+            backend.deadlocks(&tenant, &params).await
         },
     )
     .await
@@ -545,6 +568,12 @@ trait Reply: Sized {
 }
 
 impl Reply for crate::sessions::TenantSession {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
+        respond(&result, trace, started)
+    }
+}
+
+impl Reply for crate::sessions::DeadLockPage {
     fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
         respond(&result, trace, started)
     }

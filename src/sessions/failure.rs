@@ -78,6 +78,18 @@ impl Failure {
         }
     }
 
+    /// The engine has no such thing to answer with (PostgreSQL's deadlock history):
+    /// 501, which no retry can change; `message` says what there is instead.
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_IMPLEMENTED,
+            err_code: "Common.NotSupported",
+            message: message.into(),
+            field: None,
+            code: None,
+        }
+    }
+
     pub fn unauthorized() -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,

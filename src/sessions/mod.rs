@@ -7,14 +7,16 @@
 //! obshell's envelope) and the kinds (`source`), so that neither imports the other.
 
 pub mod answers;
+pub mod deadlocks;
 pub mod failure;
 pub mod params;
 pub mod serve;
 pub mod session;
 
 pub use answers::{PageInfo, PageStream, SessionStats};
+pub use deadlocks::{DeadLock, DeadLockNode, DeadLockPage};
 pub use failure::Failure;
-pub use params::ListParams;
+pub use params::{ListParams, PageParams};
 pub use session::{Field, FieldValue, TenantSession};
 
 pub use crate::future::BoxFuture;
@@ -51,4 +53,11 @@ pub trait SessionApi: Send + Sync {
         ids: &'a [u64],
         query_only: bool,
     ) -> BoxFuture<'a, Result<(), Failure>>;
+
+    /// A page of the deadlocks the database detected for `tenant`, newest first.
+    fn deadlocks<'a>(
+        &'a self,
+        tenant: &'a str,
+        params: &'a PageParams,
+    ) -> BoxFuture<'a, Result<DeadLockPage, Failure>>;
 }

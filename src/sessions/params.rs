@@ -89,6 +89,65 @@ fn canonical(key: &'static str) -> &'static str {
     }
 }
 
+/// The query of obshell's deadlock history: `page` (from 1) and `size`, both
+/// optional (obshell's defaults: the first page, every event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageParams {
+    pub page: u64,
+    pub size: u64,
+}
+
+impl PageParams {
+    /// Parses a raw query string (`None`: no `?`); any other parameter is refused.
+    pub fn parse(query: Option<&str>) -> Result<Self, Failure> {
+        let mut params = PageParams {
+            page: 1,
+            size: u64::MAX,
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for (key, value) in pairs(query.unwrap_or(""))? {
+            let key: &'static str = match key.as_str() {
+                "page" => "page",
+                "size" => "size",
+                other => {
+                    return Err(Failure::bad_parameter(
+                        "query",
+                        format!(
+                            "unknown parameter `{}`: accepted are page and size",
+                            printable(other)
+                        ),
+                    ))
+                }
+            };
+            if seen.iter().any(|k| k == key) {
+                return Err(Failure::bad_parameter(
+                    key,
+                    format!("`{key}` is given more than once: give it once"),
+                ));
+            }
+            seen.push(key.to_string());
+            let n = whole(key, &value, 1, u64::MAX)?;
+            match key {
+                "page" => params.page = n,
+                _ => params.size = n,
+            }
+        }
+        Ok(params)
+    }
+
+    /// What a page holds: `size`, at most [`MAX_PAGE_EVENTS`](super::deadlocks::MAX_PAGE_EVENTS).
+    pub fn size(&self) -> u64 {
+        self.size.min(super::deadlocks::MAX_PAGE_EVENTS)
+    }
+
+    /// Events to skip; None when the page is beyond any result SQL can count.
+    pub fn offset(&self) -> Option<u64> {
+        (self.page - 1)
+            .checked_mul(self.size())
+            .filter(|&offset| offset <= i64::MAX as u64)
+    }
+}
+
 impl ListParams {
     /// Parses a raw query string (`None`: no `?`).
     pub fn parse(query: Option<&str>) -> Result<Self, Failure> {

@@ -6,7 +6,8 @@
 //! layer calls.
 
 use super::{
-    BoxFuture, Failure, ListParams, PageInfo, PageStream, SessionApi, SessionStats, TenantSession,
+    BoxFuture, DeadLock, DeadLockPage, Failure, ListParams, PageInfo, PageParams, PageStream,
+    SessionApi, SessionStats, TenantSession,
 };
 use crate::stats::TenantStats;
 use std::future::Future;
@@ -77,6 +78,15 @@ pub trait SessionBackend: Send + Sync + 'static {
         id: u64,
         query_only: bool,
     ) -> impl Future<Output = Result<(), Refusal>> + Send;
+
+    /// How many deadlocks the database detected for `tenant` in all, and those of
+    /// the page `params` asks for (at most [`PageParams::size`]), newest first.
+    fn deadlocks(
+        &self,
+        conn: &mut Self::Conn,
+        tenant: &str,
+        params: &PageParams,
+    ) -> impl Future<Output = Result<(u64, Vec<DeadLock>), Failure>> + Send;
 }
 
 /// A page of sessions to send: owns what it needs, so that it runs on a task of its
@@ -204,6 +214,23 @@ impl<B: SessionBackend> Served<B> {
         })
     }
 
+    async fn deadlocks(&self, tenant: &str, params: &PageParams) -> Result<DeadLockPage, Failure> {
+        if params.offset().is_none() {
+            return Err(Failure::bad_parameter(
+                "page",
+                format!(
+                    "page {} is beyond any result: ask for an earlier page",
+                    params.page
+                ),
+            ));
+        }
+        let _permit = self.permit().await?;
+        let mut conn = self.backend.connect().await?;
+        let (total, events) = self.backend.deadlocks(&mut conn, tenant, params).await?;
+        self.backend.release(conn);
+        Ok(DeadLockPage::new(params, total, events))
+    }
+
     /// Checks that every id is a session of `tenant` now, then ends them one by one,
     /// stopping at the first the server refuses, as obshell does.
     async fn kill(&self, tenant: &str, ids: &[u64], query_only: bool) -> Result<(), Failure> {
@@ -289,6 +316,14 @@ impl<B: SessionBackend> SessionApi for Served<B> {
         query_only: bool,
     ) -> BoxFuture<'a, Result<(), Failure>> {
         Box::pin(self.kill(tenant, ids, query_only))
+    }
+
+    fn deadlocks<'a>(
+        &'a self,
+        tenant: &'a str,
+        params: &'a PageParams,
+    ) -> BoxFuture<'a, Result<DeadLockPage, Failure>> {
+        Box::pin(self.deadlocks(tenant, params))
     }
 }
 

@@ -41,10 +41,13 @@ pub enum Field {
     SqlId,
     TotalCpuTime,
     MemoryUsage,
+    /// Not obshell's: the program that opened the session (see
+    /// [`TenantSession::application`]).
+    Application,
 }
 
 impl Field {
-    pub const ALL: [Field; 23] = [
+    pub const ALL: [Field; 24] = [
         Field::Id,
         Field::SvrIp,
         Field::SvrPort,
@@ -68,6 +71,7 @@ impl Field {
         Field::SqlId,
         Field::TotalCpuTime,
         Field::MemoryUsage,
+        Field::Application,
     ];
 
     /// The JSON name, which is also the name `sort` accepts.
@@ -96,6 +100,7 @@ impl Field {
             Field::SqlId => "sql_id",
             Field::TotalCpuTime => "total_cpu_time",
             Field::MemoryUsage => "memory_usage",
+            Field::Application => "application",
         }
     }
 
@@ -134,6 +139,11 @@ pub struct TenantSession {
     pub sql_id: String,
     pub total_cpu_time: i64,
     pub memory_usage: i64,
+    /// Beside obshell's fields (its SDK reads the ones it knows): the program that
+    /// opened the session, as `dbsession_application_sessions` counts it:
+    /// PostgreSQL's `application_name`, MySQL's `program_name` connection attribute,
+    /// OceanBase's `MODULE` else `CLIENT_INFO`; empty when none.
+    pub application: String,
 }
 
 impl TenantSession {
@@ -167,6 +177,7 @@ impl TenantSession {
             Field::SqlId => self.sql_id = text(value),
             Field::TotalCpuTime => self.total_cpu_time = integer(value, field)?,
             Field::MemoryUsage => self.memory_usage = integer(value, field)?,
+            Field::Application => self.application = text(value),
         }
         Ok(())
     }

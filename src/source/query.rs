@@ -7,8 +7,8 @@
 use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::SourceError;
 use super::sql::{
-    bad_answer, parse_number, Cell, Pass, PeriodicReads, RowContext, Rows, Shape, Statements,
-    OWN_SESSIONS, TAG,
+    bad_answer, parse_number, Cell, Pass, PeriodicReads, Programs, RowContext, Rows, Shape,
+    Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::Database;
 use crate::stats::Collected;
@@ -37,7 +37,23 @@ impl Statements {
         tenants: &[&str],
         shape: &mut Shape,
     ) -> Result<Collected, SqlError> {
+        self.run_with(conn, ctx, tenants, shape, None).await
+    }
+
+    /// [`Statements::run`], counting applications by the connections' `programs`
+    /// (see [`Statements::programs`]), which learns the new connections.
+    pub async fn run_with(
+        &self,
+        conn: &mut mysql_async::Conn,
+        ctx: &RowContext<'_>,
+        tenants: &[&str],
+        shape: &mut Shape,
+        programs: Option<&mut Programs>,
+    ) -> Result<Collected, SqlError> {
         let mut rows = Rows::new(ctx, tenants);
+        if let (Some(programs), Some(_)) = (programs, &self.programs) {
+            rows = rows.with_programs(programs);
+        }
         if let Some(particulars) = &self.particulars {
             read(conn, particulars, &mut rows, Pass::Particulars).await?;
         }
@@ -58,6 +74,19 @@ impl Statements {
             .filter(|_| rows.held() && !rows.failed())
         {
             read(conn, fallback, &mut rows, Pass::Fallback).await?;
+        }
+        if let Some(prefix) = &self.programs {
+            let unknown = rows.unknown_programs();
+            if !unknown.is_empty() {
+                read(
+                    conn,
+                    &Programs::statement(prefix, &unknown),
+                    &mut rows,
+                    Pass::Programs,
+                )
+                .await?;
+                rows.settle_programs(&unknown);
+            }
         }
         if let Some(activity) = self.activity.as_ref().filter(|_| rows.wants_activity()) {
             read(conn, activity, &mut rows, Pass::Activity).await?;

@@ -158,8 +158,18 @@ fn limits_with_and_without_the_grant_and_a_real_deadlock() {
          CREATE USER IF NOT EXISTS 'it_m_mon'@'%' IDENTIFIED BY 'It-mon-1'; \
          GRANT PROCESS ON *.* TO 'it_m_mon'@'%'; GRANT SELECT ON mysql.user TO 'it_m_mon'@'%'",
     );
+    // The session API too, for obshell's SDK to list the deadlock; `blind`'s account
+    // may not read InnoDB's status.
+    root(
+        "CREATE USER IF NOT EXISTS 'it_m_blind'@'%' IDENTIFIED BY 'It-blind-1'; \
+         REVOKE ALL PRIVILEGES, GRANT OPTION FROM 'it_m_blind'@'%'",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let obshell = dir.path().join("obshell.password");
+    std::fs::write(&obshell, "M-obshell-1\n").unwrap();
     let exporter = Exporter::start(&format!(
-        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: plain\n    kind: mysql\n    address: {addr}\n    user: monitor\n    password_file: {pw}\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_m_lim]}}}}\n  - name: granted\n    kind: mysql\n    address: {addr}\n    user: it_m_mon\n    password: It-mon-1\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_m_lim]}}}}\n",
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\npassthrough:\n  enabled: true\n  obshell_auth:\n    password_file: {ob}\ntargets:\n  - name: plain\n    kind: mysql\n    address: {addr}\n    user: monitor\n    password_file: {pw}\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_m_lim]}}}}\n  - name: granted\n    kind: mysql\n    address: {addr}\n    user: it_m_mon\n    password: It-mon-1\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_m_lim]}}}}\n  - name: blind\n    kind: mysql\n    address: {addr}\n    user: it_m_blind\n    password: It-blind-1\n",
+        ob = obshell.display(),
         addr = servers.mariadb_addr,
         pw = servers.monitor_password_file.display()
     ));
@@ -192,7 +202,7 @@ fn limits_with_and_without_the_grant_and_a_real_deadlock() {
     let warned: Vec<String> = exporter
         .log()
         .lines()
-        .filter(|l| l.contains("mysql.user is not readable"))
+        .filter(|l| l.contains("mysql.user is not readable") && !l.contains("target=blind"))
         .map(str::to_string)
         .collect();
     assert_eq!(warned.len(), 1, "{warned:?}");
@@ -224,6 +234,77 @@ fn limits_with_and_without_the_grant_and_a_real_deadlock() {
             && m.get("dbsession_deadlocks_total", &granted) == Some(after)
             && m.get("dbsession_deadlocks_total", &plain) == Some(after)
     });
+
+    // InnoDB keeps the latest deadlock: obshell's SDK lists it, one event of the two
+    // transactions, the victim rolled back, their statements, at the server's time.
+    let listed = crate::obshell_sdk::sdk_deadlocks(&exporter, "M-obshell-1", "granted", None);
+    assert_eq!(
+        listed["page"],
+        serde_json::json!([1, 1, 100, 1]),
+        "{listed}"
+    );
+    let event = &listed["contents"][0];
+    assert_eq!(event["size"], 2, "{event}");
+    let nodes = event["nodes"].as_array().unwrap();
+    assert_eq!(
+        nodes.iter().filter(|n| n["roll_backed"] == true).count(),
+        1,
+        "{event}"
+    );
+    let mut statements: Vec<&str> = nodes.iter().map(|n| n["sql"].as_str().unwrap()).collect();
+    statements.sort_unstable();
+    assert_eq!(
+        statements,
+        [
+            "UPDATE it_m_limdb.d SET v = 0 WHERE id = 1",
+            "UPDATE it_m_limdb.d SET v = 0 WHERE id = 2"
+        ]
+    );
+    for node in nodes {
+        assert_eq!(node["resource"], "index PRIMARY of table `it_m_limdb`.`d`");
+        assert_eq!(node["svr_ip"], "127.0.0.1");
+    }
+    let status = root("SHOW ENGINE INNODB STATUS");
+    let reported = status
+        .split("LATEST DETECTED DEADLOCK")
+        .nth(1)
+        .and_then(|rest| rest.split("\\n").find(|l| l.starts_with("20")))
+        .map(|line| line[..19].to_string())
+        .unwrap_or_else(|| panic!("no deadlock in the status: {status}"));
+    let unix: i64 = root(&format!("SELECT UNIX_TIMESTAMP('{reported}')"))
+        .parse()
+        .unwrap();
+    let at = event["report_time"].as_str().unwrap();
+    assert!(at.ends_with('Z') && at.len() == 27, "{at}");
+    let expected = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{unix}"),
+            "+%Y-%m-%dT%H:%M:%S.000000Z",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        at,
+        String::from_utf8_lossy(&expected.stdout).trim(),
+        "{reported}"
+    );
+    let later =
+        crate::obshell_sdk::sdk_deadlocks(&exporter, "M-obshell-1", "granted", Some((2, 5)));
+    assert_eq!(later["page"], serde_json::json!([1, 1, 5, 2]));
+    assert_eq!(later["contents"], serde_json::json!([]));
+    // Without PROCESS, InnoDB's status is refused: obshell's shape, naming the grant.
+    let refused = crate::obshell_sdk::sdk_deadlocks(&exporter, "M-obshell-1", "blind", None);
+    assert_eq!(refused["error"][0], 403, "{refused}");
+    assert_eq!(refused["error"][1], "Exporter.Account.GrantMissing");
+    assert!(
+        refused["error"][2]
+            .as_str()
+            .unwrap()
+            .contains("GRANT PROCESS"),
+        "{refused}"
+    );
 }
 
 /// What active sessions wait on and which program opened each session, through

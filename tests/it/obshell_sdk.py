@@ -6,9 +6,12 @@ OBShellHandleError is reported as {"error": [code, errCode]}.
 Usage: obshell_sdk.py HOST PORT PASSWORD TENANT APP_USER DB CLIENT_IP SERVER_IP
        obshell_sdk.py header PUBLIC_KEY PASSWORD TS URI
        obshell_sdk.py kill HOST PORT PASSWORD TENANT query|session ID[,ID...]
+       obshell_sdk.py deadlocks HOST PORT PASSWORD TENANT [PAGE SIZE]
 The second form prints an X-OCS-Header made the SDK's way, for any ts and uri; the
 third calls kill_tenant_session_query or kill_tenant_sessions and prints
-{"ok": ...} or {"error": [code, errCode, message]}.
+{"ok": ...} or {"error": [code, errCode, message]}; the fourth calls
+get_tenant_deadlocks (with the SDK's defaults when PAGE and SIZE are not given) and
+prints {"page": [...], "contents": [...]} or the error.
 """
 import json
 import sys
@@ -33,6 +36,24 @@ if sys.argv[1] == "kill":
         else:
             ok = client.kill_tenant_sessions(tenant, ids)
         print(json.dumps({"ok": ok}))
+    except OBShellHandleError as err:
+        print(json.dumps({"error": [err.code, err.err_code, err.message]}))
+    sys.exit(0)
+
+if sys.argv[1] == "deadlocks":
+    host, port, password, tenant = sys.argv[2:6]
+    client = ClientV1(host, int(port), PasswordAuth(password))
+    try:
+        if len(sys.argv) > 6:
+            answer = client.get_tenant_deadlocks(tenant, int(sys.argv[6]), int(sys.argv[7]))
+        else:
+            answer = client.get_tenant_deadlocks(tenant)
+        p = answer.page
+        print(json.dumps({
+            "page": [p.total_elements, p.total_pages, p.size, p.number],
+            "contents": [{"event_id": d.event_id, "report_time": d.report_time, "size": d.size,
+                          "nodes": [n.raw_data for n in d.nodes]} for d in answer.contents],
+        }))
     except OBShellHandleError as err:
         print(json.dumps({"error": [err.code, err.err_code, err.message]}))
     sys.exit(0)

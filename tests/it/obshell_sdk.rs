@@ -341,6 +341,32 @@ fn sdk_kill(exporter: &Exporter, tenant: &str, query_only: bool, ids: &[u64]) ->
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
+/// `get_tenant_deadlocks` through the SDK, against an exporter whose obshell_auth
+/// password is `password`: its page and events, or its error. `page` None: the SDK's
+/// defaults (page 1, size `sys.maxsize`).
+pub(crate) fn sdk_deadlocks(
+    exporter: &Exporter,
+    password: &str,
+    tenant: &str,
+    page: Option<(u64, u64)>,
+) -> Value {
+    let (host, port) = split_addr(&exporter.addr);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/obshell_sdk.py");
+    let mut command = Command::new("python3");
+    command.args([script, "deadlocks", host, port, password, tenant]);
+    if let Some((page, size)) = page {
+        command.args([page.to_string(), size.to_string()]);
+    }
+    let output = command.output().expect("python3 with the obshell SDK");
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        exporter.log()
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
 /// Whether session `id` is in the server's processlist, and busy.
 fn state_of(servers: &Servers, id: u32) -> Option<String> {
     let out = servers.mariadb_root(&format!(

@@ -482,6 +482,14 @@ fn mariadb_sessions_api() {
     assert_eq!(detail["sql_port"], port.parse::<u64>().unwrap());
     assert_eq!(detail["state"], "SLEEP");
     assert_eq!(detail["sql_id"], "", "MySQL has no SQL_ID: the zero value");
+    // The program that opened it, as the server's connection attributes say.
+    let program = admin(&format!(
+        "SELECT ATTR_VALUE FROM performance_schema.session_connect_attrs \
+         WHERE PROCESSLIST_ID = {} AND ATTR_NAME = 'program_name'",
+        opened.idle[0].id
+    ));
+    assert!(!program.trim().is_empty());
+    assert_eq!(detail["application"], program.trim(), "{detail}");
     check_stats_equal_metrics(&exporter, "maria", "maria", &opened);
 }
 
@@ -515,6 +523,10 @@ fn seekdb_sessions_api() {
         busy["sql_id"].as_str().map(str::len),
         Some(32),
         "seekdb has SQL_ID: {busy}"
+    );
+    assert_eq!(
+        busy["application"], "",
+        "a plain client names no MODULE: {busy}"
     );
     check_stats_equal_metrics(&exporter, "seek", "seek", &opened);
 }

@@ -633,6 +633,18 @@ fn the_obshell_sdk_lists_reads_and_ends_postgresql_sessions() {
         "SELECT pg_sleep(300)",
     );
 
+    // PostgreSQL keeps no deadlock history: the SDK is told so, in obshell's shape.
+    let deadlocks = crate::obshell_sdk::sdk_deadlocks(&exporter, obshell_password, "pg", None);
+    assert_eq!(deadlocks["error"][0], 501, "{deadlocks}");
+    assert_eq!(deadlocks["error"][1], "Common.NotSupported");
+    assert!(
+        deadlocks["error"][2]
+            .as_str()
+            .unwrap()
+            .contains("dbsession_deadlocks_total"),
+        "{deadlocks}"
+    );
+
     // KILL QUERY cancels the statement, the session stays; KILL ends the session.
     let kill_on = |target: &str, what: &str, id: u64| {
         run(&[

@@ -44,8 +44,13 @@ fn limits_and_a_real_deadlock_from_the_history() {
          CREATE USER IF NOT EXISTS it_sk_mon IDENTIFIED BY 'It-mon-1'; \
          GRANT SELECT ON oceanbase.* TO it_sk_mon; GRANT SELECT ON mysql.user TO it_sk_mon",
     );
+    // The session API too, for obshell's SDK to list the deadlocks.
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("obshell.password");
+    std::fs::write(&password, "Sk-obshell-1\n").unwrap();
     let exporter = Exporter::start(&format!(
-        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: sklim\n    kind: oceanbase\n    address: {}\n    user: it_sk_mon\n    password: It-mon-1\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_sk_lim]}}}}\n",
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\npassthrough:\n  enabled: true\n  obshell_auth:\n    password_file: {}\ntargets:\n  - name: sklim\n    kind: oceanbase\n    address: {}\n    user: it_sk_mon\n    password: It-mon-1\n    limits_interval: 1s\n    filter: {{users: {{allow: [it_sk_lim]}}}}\n",
+        password.display(),
         servers.seekdb_addr,
     ));
     let open = || {
@@ -108,6 +113,49 @@ fn limits_and_a_real_deadlock_from_the_history() {
         let after = events();
         after > before && m.get("dbsession_deadlocks_total", &tenant) == Some(after)
     });
+
+    // obshell's SDK lists the history's events, newest first, as the server holds them.
+    let complete =
+        "SELECT EVENT_ID FROM oceanbase.DBA_OB_DEADLOCK_EVENT_HISTORY GROUP BY EVENT_ID \
+                    HAVING COUNT(*) = MAX(CYCLE_SIZE)";
+    let total: u64 = root(&format!("SELECT COUNT(*) FROM ({complete}) e"))
+        .parse()
+        .unwrap();
+    let newest = root(&format!(
+        "{complete} ORDER BY MAX(REPORT_TIME) DESC, EVENT_ID LIMIT 2"
+    ));
+    let newest: Vec<&str> = newest.lines().collect();
+    let all = crate::obshell_sdk::sdk_deadlocks(&exporter, "Sk-obshell-1", "sklim", None);
+    assert_eq!(all["page"][0], total, "{all}");
+    assert_eq!(all["page"][3], 1);
+    let first = &all["contents"][0];
+    assert_eq!(first["event_id"], newest[0], "{all}");
+    let nodes = first["nodes"].as_array().unwrap();
+    assert_eq!(first["size"], nodes.len() as u64);
+    assert_eq!(
+        nodes.iter().filter(|n| n["roll_backed"] == true).count(),
+        1,
+        "one victim: {first}"
+    );
+    for node in nodes {
+        assert!(
+            node["sql"]
+                .as_str()
+                .unwrap()
+                .starts_with("UPDATE it_sk_limdb.d SET v = 0"),
+            "{first}"
+        );
+        assert_eq!(node["svr_ip"], "127.0.0.1");
+        assert!(!node["transaction_hash"].as_str().unwrap().is_empty());
+    }
+    assert!(first["report_time"].as_str().unwrap().ends_with('Z'));
+    // Page 2 of size 1 is the next newest.
+    if total > 1 {
+        let second =
+            crate::obshell_sdk::sdk_deadlocks(&exporter, "Sk-obshell-1", "sklim", Some((2, 1)));
+        assert_eq!(second["page"], serde_json::json!([total, total, 1, 2]));
+        assert_eq!(second["contents"][0]["event_id"], newest[1], "{second}");
+    }
 }
 
 /// seekdb's applications and statements: two sessions that name their module

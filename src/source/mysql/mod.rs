@@ -8,6 +8,7 @@
 //! through the `MAX_EXECUTION_TIME` hint that only MySQL reads, so one statement
 //! serves both without asking the server which it is.
 
+mod deadlock;
 mod sessions;
 
 pub use sessions::MysqlProcesslist;
@@ -18,7 +19,7 @@ use super::error::SourceError;
 use super::query::{probe_relation, read_periodic};
 use super::sql::{
     filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
-    RowContext, Rules, Shape, Statements, OWN_SESSIONS, TAG,
+    Programs, RowContext, Rules, Shape, Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Mysql, Target};
 use crate::stats::Collected;
@@ -55,6 +56,8 @@ pub struct MysqlSource {
     /// What was said of the parts left out, so a pool made again says it only when
     /// it changed.
     said: Vec<String>,
+    /// The programs of the server's connections, learnt once each.
+    programs: Programs,
 }
 
 /// What [`MysqlSource::prepare`] wrote for this account and server.
@@ -71,7 +74,13 @@ struct Prepared {
 impl MysqlSource {
     pub fn new(target: &Target, settings: &Mysql) -> Self {
         Self {
-            connector: Connector::new(&settings.database, target.collect_interval, Vec::new()),
+            // A group's connection ids are one GROUP_CONCAT: MySQL 8 cuts it at 1 KiB
+            // by default (MariaDB at 1 MiB).
+            connector: Connector::new(
+                &settings.database,
+                target.collect_interval,
+                vec!["SET SESSION group_concat_max_len = 16777216".to_string()],
+            ),
             collect_timeout: target.collect_timeout,
             prepared: None,
             periodic: PeriodicReads::new(
@@ -82,6 +91,7 @@ impl MysqlSource {
             name: target.name.clone(),
             database: settings.database.clone(),
             said: Vec::new(),
+            programs: Programs::default(),
         }
     }
 
@@ -296,7 +306,13 @@ impl MysqlSource {
         let ctx = row_context(&prepared.database, &self.name);
         let collected = prepared
             .statements
-            .run(&mut conn, &ctx, &[&self.name], &mut Shape::default())
+            .run_with(
+                &mut conn,
+                &ctx,
+                &[&self.name],
+                &mut Shape::default(),
+                Some(&mut self.programs),
+            )
             .await
             .map_err(|e| e.classify(&self.database, WHAT, GRANT));
         let collected = match (collected, &prepared.periodic) {
@@ -463,40 +479,28 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
     let parts = database.collect;
     let activity = (parts.waits || parts.statements).then(|| {
         let Grouping { prefix, hint, .. } = &grouping;
-        let wait = match parts.waits {
-            true => "w.EVENT_NAME",
-            false => "NULL",
-        };
-        let digest = match parts.statements {
-            true => "s.DIGEST",
-            false => "NULL",
-        };
-        // Materialized by their GROUP BY, so each is joined through a key of its own
-        // (MariaDB's performance_schema tables have no index).
-        let mut joins = String::new();
-        // A thread's current waits are a stack (a mutex inside a table's I/O): its
-        // innermost, the one it waits on now, has the largest EVENT_ID and comes first.
-        let mut order = "t.PROCESSLIST_ID".to_string();
+        let mut reads = vec![format!(
+            "SELECT {hint}0, t.PROCESSLIST_ID, t.THREAD_ID, NULL FROM performance_schema.threads t \
+             WHERE t.TYPE = 'FOREGROUND' AND {}",
+            active_condition("t.PROCESSLIST_COMMAND")
+        )];
         if parts.waits {
-            joins.push_str(
-                " LEFT JOIN (SELECT THREAD_ID, EVENT_ID, EVENT_NAME \
-                 FROM performance_schema.events_waits_current WHERE END_EVENT_ID IS NULL \
-                 GROUP BY THREAD_ID, EVENT_ID, EVENT_NAME) w ON w.THREAD_ID = t.THREAD_ID",
+            reads.push(
+                "SELECT 1, w.THREAD_ID, w.EVENT_ID, w.EVENT_NAME \
+                 FROM performance_schema.events_waits_current w \
+                 WHERE w.END_EVENT_ID IS NULL AND w.EVENT_NAME <> 'idle'"
+                    .to_string(),
             );
-            order.push_str(", w.EVENT_ID DESC");
         }
         if parts.statements {
-            joins.push_str(
-                " LEFT JOIN (SELECT THREAD_ID, MAX(DIGEST) AS DIGEST \
-                 FROM performance_schema.events_statements_current WHERE END_EVENT_ID IS NULL \
-                 GROUP BY THREAD_ID) s ON s.THREAD_ID = t.THREAD_ID",
+            reads.push(
+                "SELECT 2, s.THREAD_ID, NULL, s.DIGEST \
+                 FROM performance_schema.events_statements_current s \
+                 WHERE s.END_EVENT_ID IS NULL AND s.DIGEST IS NOT NULL"
+                    .to_string(),
             );
         }
-        format!(
-            "{prefix}SELECT {hint}t.PROCESSLIST_ID, {wait}, {digest} FROM performance_schema.threads t{joins} \
-             WHERE t.TYPE = 'FOREGROUND' AND {} ORDER BY {order}",
-            active_condition("t.PROCESSLIST_COMMAND")
-        )
+        format!("{prefix}{}", reads.join(" UNION ALL "))
     });
     Statements {
         groups: grouping.statement(),
@@ -506,6 +510,7 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
         fallback: None,
         details,
         activity,
+        programs: parts.applications.then(|| grouping.prefix.clone()),
     }
 }
 
@@ -549,17 +554,13 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
             "NULL".to_string()
         },
         application: "NULL".to_string(),
+        // Each connection's program is known by its id (see `sql::programs`).
+        ids: match parts.applications {
+            true => "GROUP_CONCAT(p.ID)".to_string(),
+            false => "NULL".to_string(),
+        },
         union: String::new(),
     };
-    if parts.applications {
-        // Materialized once by its GROUP BY and joined through a key of its own.
-        grouping.joins.push_str(
-            " LEFT JOIN (SELECT PROCESSLIST_ID, MAX(ATTR_VALUE) AS APPLICATION \
-             FROM performance_schema.session_connect_attrs WHERE ATTR_NAME = 'program_name' \
-             GROUP BY PROCESSLIST_ID) a ON a.PROCESSLIST_ID = p.ID",
-        );
-        grouping.application = "a.APPLICATION".to_string();
-    }
     if parts.transactions || parts.locks {
         grouping
             .joins
@@ -586,10 +587,11 @@ mod tests {
     use crate::source::sql::{Pass, Rows};
     use crate::stats::{Parts, NONE_LABEL};
 
-    /// The activity of the active threads the grouping kept apart: the first row of
-    /// a thread is its innermost wait; a thread the statement does not find, or finds
-    /// waiting for nothing, is on CPU; a thread the grouping did not see active is not
-    /// counted. The waits add up to the active sessions.
+    /// The activity of the active threads the grouping kept apart, joined through
+    /// their thread ids: a thread's innermost wait is its latest; a session the
+    /// statement does not find, or finds waiting for nothing, is on CPU; a thread the
+    /// grouping did not see active is not counted. The waits add up to the active
+    /// sessions.
     #[test]
     fn activity_rows_count_each_active_thread_once() {
         let database = testing::database("monitor", 3306);
@@ -616,10 +618,16 @@ mod tests {
         );
         assert!(rows.wants_activity());
         for text in [
-            "7|wait/io/table/sql/handler|d1",
-            "7|wait/synch/mutex/innodb/lock_mutex|d1",
-            "9|wait/io/file/innodb/innodb_data_file|d2",
-            "10|∅|d1",
+            "0|7|107|∅",
+            "0|8|108|∅",
+            "0|9|109|∅",
+            "0|10|110|∅",
+            "1|107|5|wait/synch/mutex/innodb/lock_mutex",
+            "1|107|9|wait/io/table/sql/handler",
+            "1|109|4|wait/io/file/innodb/innodb_data_file",
+            "2|107|∅|d1",
+            "2|110|∅|d1",
+            "2|109|∅|d2",
         ] {
             rows.add_as(row(text), Pass::Activity);
         }
@@ -639,12 +647,68 @@ mod tests {
         );
         assert_eq!(t.active_sessions, 3);
         assert_eq!(
+            t.by_statement.iter().collect::<Vec<_>>(),
+            [(&"d1".to_string(), &2)]
+        );
+        assert_eq!(
             pairs(&t.by_application),
             [(NONE_LABEL, c(4, 0)), ("it-batch", c(3, 3))]
         );
         let mut bad = Rows::new(&ctx, &["maria"]);
-        bad.add_as(row("x|wait/io|d"), Pass::Activity);
+        bad.add_as(row("1|x|1|wait/io"), Pass::Activity);
         assert!(bad.finish().is_err(), "a session id that is not a number");
+    }
+
+    /// Applications by connection: each group sends its connection ids, the
+    /// programs of those not seen before are read once, and the sessions are counted
+    /// by them; the next cycle reads only the new connections, and forgets the ended.
+    #[test]
+    fn applications_are_counted_by_connection_each_read_once() {
+        let database = testing::database("monitor", 3306);
+        let ctx = row_context(&database, "maria");
+        let mut programs = Programs::default();
+        let idle = |ids: &'static str, n: &'static str| {
+            group(&[("command", "Sleep"), ("sessions", n), ("ids", ids)])
+        };
+        let mut rows = Rows::new(&ctx, &["maria"]).with_programs(&mut programs);
+        rows.add_as(idle("1,2,3", "3"), Pass::Groups);
+        rows.add_as(
+            group(&[
+                ("command", "Query"),
+                ("sessions", "1"),
+                ("session", "4"),
+                ("ids", "4"),
+            ]),
+            Pass::Groups,
+        );
+        assert_eq!(rows.unknown_programs(), [1, 2, 3, 4]);
+        rows.add_as(row("1|web"), Pass::Programs);
+        rows.add_as(row("4|batch"), Pass::Programs);
+        rows.settle_programs(&[1, 2, 3, 4]);
+        let tenants = rows.finish().unwrap().into_tenants();
+        assert_eq!(
+            pairs(&tenants["maria"].by_application),
+            [(NONE_LABEL, c(2, 0)), ("batch", c(1, 1)), ("web", c(1, 0))]
+        );
+        // Connection 1 has ended, 5 is new; an id list cut short counts the rest as none.
+        let mut rows = Rows::new(&ctx, &["maria"]).with_programs(&mut programs);
+        rows.add_as(idle("2,3,5", "4"), Pass::Groups);
+        assert_eq!(rows.unknown_programs(), [5]);
+        rows.settle_programs(&[5]);
+        let tenants = rows.finish().unwrap().into_tenants();
+        assert_eq!(
+            pairs(&tenants["maria"].by_application),
+            [(NONE_LABEL, c(4, 0))]
+        );
+        let rows = Rows::new(&ctx, &["maria"]).with_programs(&mut programs);
+        assert_eq!(rows.unknown_programs(), Vec::<u64>::new());
+        let mut rows = Rows::new(&ctx, &["maria"]).with_programs(&mut programs);
+        rows.add_as(idle("1", "1"), Pass::Groups);
+        assert_eq!(
+            rows.unknown_programs(),
+            [1],
+            "ended connections are forgotten"
+        );
     }
 
     /// Fixed rows in, exact statistics out: the one tenant is the target's name and
@@ -822,7 +886,7 @@ mod tests {
             st.activity
                 .as_ref()
                 .unwrap()
-                .contains("ORDER BY t.PROCESSLIST_ID, w.EVENT_ID DESC"),
+                .contains("FROM performance_schema.events_waits_current w WHERE"),
             "{st:?}"
         );
         // Without top sessions, active threads are kept apart only for their activity.

@@ -3,13 +3,17 @@
 
 use super::{active_condition, grouping, row_context, GRANT};
 use crate::config::{Database, Mysql, Parts, Target};
-use crate::sessions::Field;
+use crate::sessions::deadlocks::rfc3339_micros;
+use crate::sessions::{DeadLock, Field, PageParams};
 use crate::source::processlist::{self, plain_column, Processlist, View};
 use crate::source::query::{read, SqlError};
 use crate::source::sql::{Pass, Rows};
 use crate::stats::Collected;
 use std::collections::HashSet;
 use std::time::Duration;
+
+/// Where MySQL keeps each connection's attributes (its `program_name` among them).
+const CONNECT_ATTRIBUTES: &str = "`performance_schema`.`session_connect_attrs`";
 
 /// A MySQL/MariaDB target as the session API reads it: `ID, USER, HOST, DB,
 /// COMMAND, TIME, STATE, INFO` (MariaDB adds `TIME_MS` and `MEMORY_USED`); its one
@@ -46,17 +50,19 @@ impl Processlist for MysqlProcesslist {
 
     fn detect<'a>(
         &'a self,
-        _: &'a mut mysql_async::Conn,
+        conn: &'a mut mysql_async::Conn,
     ) -> processlist::BoxFuture<'a, Result<View, mysql_async::Error>> {
         Box::pin(async {
+            let attributes = crate::source::query::probe_relation(conn, CONNECT_ATTRIBUTES).await?;
             Ok(View {
                 relation: "`information_schema`.`PROCESSLIST`".to_string(),
                 cluster: false,
+                connect_attributes: attributes.is_none(),
             })
         })
     }
 
-    fn column(&self, _: &View, field: Field, columns: &HashSet<String>) -> Option<String> {
+    fn column(&self, view: &View, field: Field, columns: &HashSet<String>) -> Option<String> {
         let has = |c: &str| columns.contains(c);
         match field {
             Field::Id | Field::User | Field::Host | Field::Db | Field::Command | Field::Info => {
@@ -70,6 +76,11 @@ impl Processlist for MysqlProcesslist {
             Field::State => has("COMMAND")
                 .then(|| format!("IF({}, 'ACTIVE', 'SLEEP')", self.active_condition())),
             Field::MemoryUsage => has("MEMORY_USED").then(|| "`MEMORY_USED`".to_string()),
+            // For the rows of a page only (a sort by it reads it for every session).
+            Field::Application if view.connect_attributes => Some(format!(
+                "(SELECT a.`ATTR_VALUE` FROM {CONNECT_ATTRIBUTES} a WHERE a.`PROCESSLIST_ID` = `ID` \
+                 AND a.`ATTR_NAME` = 'program_name' LIMIT 1)"
+            )),
             _ => None,
         }
     }
@@ -96,6 +107,48 @@ impl Processlist for MysqlProcesslist {
             self.collect_timeout,
             tenant,
         ))
+    }
+
+    /// InnoDB's latest detected deadlock, the only one it keeps: one event or none.
+    fn deadlocks<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        _view: &'a View,
+        _tenant: &'a str,
+        params: &'a PageParams,
+    ) -> processlist::BoxFuture<'a, Result<(u64, Vec<DeadLock>), SqlError>> {
+        Box::pin(async move {
+            use mysql_async::prelude::Queryable;
+            let status: Option<(String, String, String)> =
+                conn.query_first("SHOW ENGINE INNODB STATUS").await?;
+            let Some((reported, mut event)) =
+                status.and_then(|(_, _, text)| super::deadlock::latest(&text))
+            else {
+                return Ok((0, Vec::new()));
+            };
+            // The server wrote its local time; it says which instant that was.
+            let unix: Option<i64> = match reported
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b" -:".contains(&b))
+            {
+                true => {
+                    conn.query_first(format!("SELECT UNIX_TIMESTAMP('{reported}')"))
+                        .await?
+                }
+                false => None,
+            };
+            event.report_time = rfc3339_micros(unix.unwrap_or(0).saturating_mul(1_000_000));
+            let address = &self.database.address;
+            for node in &mut event.nodes {
+                node.svr_ip.clone_from(&address.host);
+                node.svr_port = i64::from(address.port);
+            }
+            let page = match params.page {
+                1 => vec![event],
+                _ => Vec::new(),
+            };
+            Ok((1, page))
+        })
     }
 
     fn grant(&self) -> &'static str {
@@ -143,6 +196,7 @@ mod tests {
         let view = View {
             relation: "`information_schema`.`PROCESSLIST`".into(),
             cluster: false,
+            connect_attributes: true,
         };
         let columns =
             |names: &[&str]| -> HashSet<String> { names.iter().map(|n| n.to_string()).collect() };
@@ -173,5 +227,14 @@ mod tests {
             "ID", "USER", "HOST", "DB", "COMMAND", "TIME", "STATE", "INFO",
         ]);
         assert_eq!(column(Field::Time, &mysql).as_deref(), Some("`TIME`"));
+        // The program from the connection attributes, where the account reads them.
+        assert!(column(Field::Application, &mysql)
+            .unwrap()
+            .contains("`ATTR_NAME` = 'program_name'"));
+        let blind = View {
+            connect_attributes: false,
+            ..view.clone()
+        };
+        assert_eq!(sessions.column(&blind, Field::Application, &mysql), None);
     }
 }

@@ -8,6 +8,7 @@
 //! The client address is `USER_CLIENT_IP` (the real client; `HOST` is the proxy for
 //! sessions through OBProxy), falling back to `HOST` without its port.
 
+mod deadlocks;
 mod sessions;
 
 pub use sessions::OceanbaseProcesslist;
@@ -474,6 +475,7 @@ fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements
         fallback: Some(fallback.statement()),
         details: None,
         activity: None,
+        programs: None,
     }
 }
 
@@ -623,6 +625,7 @@ fn grouping(
             true => APPLICATION.to_string(),
             false => "NULL".to_string(),
         },
+        ids: "NULL".to_string(),
         union: String::new(),
     };
     if parts.transactions || parts.locks {
@@ -637,7 +640,7 @@ fn grouping(
     if cluster {
         grouping.union = format!(
             " UNION ALL SELECT t.TENANT_NAME, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, \
-             NULL, NULL, NULL, NULL FROM {} t WHERE t.TENANT_TYPE <> 'META'{tenant_filter}",
+             NULL, NULL, NULL, NULL, NULL FROM {} t WHERE t.TENANT_TYPE <> 'META'{tenant_filter}",
             tenants_relation(settings)
         );
     }

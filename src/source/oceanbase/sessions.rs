@@ -3,7 +3,7 @@
 
 use super::{detect_mode, grouping, init_statements, relation, row_context, Mode, RULES};
 use crate::config::{Database, Oceanbase, Target};
-use crate::sessions::Field;
+use crate::sessions::{DeadLock, Field, PageParams};
 use crate::source::processlist::{self, plain_column, Processlist, View};
 use crate::source::query::{self, SqlError};
 use crate::source::sql::{Pass, RowContext, Rows, Rules};
@@ -50,12 +50,21 @@ impl Processlist for OceanbaseProcesslist {
             Ok(View {
                 relation: relation(&self.settings, mode),
                 cluster: mode == Mode::Cluster,
+                connect_attributes: false,
             })
         })
     }
 
     fn column(&self, _: &View, field: Field, columns: &HashSet<String>) -> Option<String> {
-        plain_column(field, columns)
+        let has = |c: &str| columns.contains(c);
+        match field {
+            // As the metrics name it: MODULE, else CLIENT_INFO.
+            Field::Application if has("MODULE") && has("CLIENT_INFO") => {
+                Some("IF(`MODULE` <> '', `MODULE`, `CLIENT_INFO`)".to_string())
+            }
+            Field::Application => has("MODULE").then(|| "`MODULE`".to_string()),
+            _ => plain_column(field, columns),
+        }
     }
 
     fn active_condition(&self) -> String {
@@ -74,6 +83,29 @@ impl Processlist for OceanbaseProcesslist {
             Mode::SingleTenant
         };
         Box::pin(tenant_stats(conn, &self.settings, mode, tenant))
+    }
+
+    fn deadlocks<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        view: &'a View,
+        tenant: &'a str,
+        params: &'a PageParams,
+    ) -> processlist::BoxFuture<'a, Result<(u64, Vec<DeadLock>), SqlError>> {
+        let mode = if view.cluster {
+            Mode::Cluster
+        } else {
+            Mode::SingleTenant
+        };
+        let address = &self.settings.database.address;
+        Box::pin(super::deadlocks::page(
+            conn,
+            &self.settings,
+            mode,
+            tenant,
+            (&address.host, address.port),
+            params,
+        ))
     }
 
     fn grant(&self) -> &'static str {
@@ -161,6 +193,7 @@ mod tests {
         let view = View {
             relation: "`oceanbase`.`GV$OB_PROCESSLIST`".into(),
             cluster: true,
+            connect_attributes: false,
         };
         let columns: HashSet<String> = ["ID", "SVR_IP", "TENANT", "TIME", "STATE"]
             .map(String::from)
@@ -169,5 +202,13 @@ mod tests {
         assert_eq!(column(Field::SvrIp).as_deref(), Some("`SVR_IP`"));
         assert_eq!(column(Field::SqlId), None);
         assert_eq!(column(Field::ProxyIp), None);
+        assert_eq!(column(Field::Application), None, "no MODULE column");
+        let with_module: HashSet<String> = ["MODULE", "CLIENT_INFO"].map(String::from).into();
+        assert_eq!(
+            sessions
+                .column(&view, Field::Application, &with_module)
+                .as_deref(),
+            Some("IF(`MODULE` <> '', `MODULE`, `CLIENT_INFO`)")
+        );
     }
 }

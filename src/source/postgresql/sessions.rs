@@ -15,7 +15,9 @@ use super::{classify, connect, grouped_sql};
 use crate::config::{Parts, Postgresql};
 use crate::sessions::params::Observer;
 use crate::sessions::serve::{PageRows, PageSink, Refusal, SessionBackend};
-use crate::sessions::{Failure, Field, FieldValue, ListParams, TenantSession};
+use crate::sessions::{
+    DeadLock, Failure, Field, FieldValue, ListParams, PageParams, TenantSession,
+};
 use crate::source::sql::{contains_pattern, filter_conditions, RowContext, Rows, Rules, TAG};
 use crate::stats::TenantStats;
 use futures_util::StreamExt;
@@ -32,13 +34,13 @@ const SESSIONS: &str = "SELECT a.pid::bigint AS id, a.usename::text AS user, \
      EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
      ELSE a.state_change END)::float8 AS time, \
      CASE WHEN a.state = 'active' THEN 'ACTIVE' ELSE 'SLEEP' END AS state, a.query AS info, \
-     host(a.client_addr) AS client \
+     host(a.client_addr) AS client, a.application_name AS application \
      FROM pg_stat_activity a WHERE a.backend_type = 'client backend' \
      AND a.pid <> pg_backend_pid() \
      AND NOT (a.application_name = 'session_exporter' AND a.usename = current_user)";
 
 /// The fields the list selects, and the column of `SESSIONS` each is.
-const COLUMNS: [(Field, &str); 8] = [
+const COLUMNS: [(Field, &str); 9] = [
     (Field::Id, "id"),
     (Field::User, "user"),
     (Field::Db, "db"),
@@ -47,6 +49,7 @@ const COLUMNS: [(Field, &str); 8] = [
     (Field::Time, "time"),
     (Field::State, "state"),
     (Field::Info, "info"),
+    (Field::Application, "application"),
 ];
 
 /// One PostgreSQL target's session API.
@@ -304,6 +307,23 @@ impl SessionBackend for PostgresqlSessions {
                 .next()
                 .unwrap_or_default(),
         ))
+    }
+
+    /// PostgreSQL keeps no history of its deadlocks: it logs each one, and counts
+    /// them in `pg_stat_database.deadlocks` (`dbsession_deadlocks_total`).
+    async fn deadlocks(
+        &self,
+        _client: &mut Client,
+        tenant: &str,
+        _params: &PageParams,
+    ) -> Result<(u64, Vec<DeadLock>), Failure> {
+        self.target.check_tenant(tenant)?;
+        Err(Failure::not_supported(format!(
+            "target `{}`: PostgreSQL keeps no history of the deadlocks it detects (it logs \
+             each one, with log_lock_waits for the waits before it); their number is \
+             dbsession_deadlocks_total, from pg_stat_database.deadlocks",
+            self.target.name
+        )))
     }
 
     async fn present(

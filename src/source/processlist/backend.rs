@@ -11,7 +11,9 @@ use super::{Processlist, View};
 use crate::config::Address;
 use crate::sessions::params::Observer;
 use crate::sessions::serve::{PageRows, PageSink, Refusal, SessionBackend};
-use crate::sessions::{Failure, Field, FieldValue, ListParams, TenantSession};
+use crate::sessions::{
+    DeadLock, Failure, Field, FieldValue, ListParams, PageParams, TenantSession,
+};
 use crate::source::conn::{close_in_background, pool};
 use crate::source::query::{with_own_sessions, SqlError};
 use crate::source::sql::{contains_pattern, filter_conditions, OWN_SESSIONS, TAG};
@@ -125,6 +127,34 @@ impl SessionBackend for ProcesslistBackend {
             .into_iter()
             .find(|(name, _)| name == tenant)
             .map(|(_, stats)| stats))
+    }
+
+    async fn deadlocks(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        params: &PageParams,
+    ) -> Result<(u64, Vec<DeadLock>), Failure> {
+        let shape = self.shape(conn).await?;
+        let target = self.target.target();
+        self.target
+            .deadlocks(conn, &shape.view, tenant, params)
+            .await
+            .map_err(|err| match err {
+                // The account may not read what the deadlocks are kept in.
+                SqlError::Driver(mysql_async::Error::Server(e))
+                    if [1044, 1142, 1227].contains(&e.code) =>
+                {
+                    Failure::grant_missing(format!(
+                        "target `{target}`: the exporter's account may not read the deadlocks \
+                         ({}): {}",
+                        e.message,
+                        self.target.grant()
+                    ))
+                }
+                SqlError::Driver(err) => self.failure(&err),
+                SqlError::Answer(err) => Failure::unavailable(format!("target `{target}`: {err}")),
+            })
     }
 
     async fn present(
@@ -377,7 +407,7 @@ impl ProcesslistBackend {
 /// `sql::OWN_SESSIONS`), and closes it: with no statement cache, the driver would
 /// leave every statement open on the pooled connection (MySQL counts them against
 /// max_prepared_stmt_count; OceanBase soon refuses with "maximum open cursors").
-async fn exec(
+pub(crate) async fn exec(
     conn: &mut Conn,
     sql: &str,
     values: Vec<Value>,

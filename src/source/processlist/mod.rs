@@ -8,7 +8,7 @@ pub mod backend;
 
 use super::query::SqlError;
 use crate::config::Database;
-use crate::sessions::Field;
+use crate::sessions::{DeadLock, Field, PageParams};
 use crate::stats::Collected;
 use mysql_async::Conn;
 use std::collections::HashSet;
@@ -25,6 +25,9 @@ pub struct View {
     /// Every tenant of a cluster, told apart by a `TENANT` column (and servers by
     /// `SVR_IP`); otherwise one server's one tenant, which the configuration names.
     pub cluster: bool,
+    /// Whether MySQL's connection attributes (`performance_schema.session_connect_attrs`)
+    /// can be read, for each session's program.
+    pub connect_attributes: bool,
 }
 
 /// What one SQL kind tells the shared backend.
@@ -65,6 +68,16 @@ pub trait Processlist: Send + Sync + 'static {
         tenant: &'a str,
     ) -> BoxFuture<'a, Result<Collected, SqlError>>;
 
+    /// How many deadlocks the database detected for `tenant` (one this target
+    /// serves) in all, and the page `params` asks for, newest first.
+    fn deadlocks<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        view: &'a View,
+        tenant: &'a str,
+        params: &'a PageParams,
+    ) -> BoxFuture<'a, Result<(u64, Vec<DeadLock>), SqlError>>;
+
     /// The privilege to suggest when one is missing.
     fn grant(&self) -> &'static str;
 
@@ -99,6 +112,8 @@ pub fn column_name(field: Field) -> Option<&'static str> {
         Field::SqlId => "SQL_ID",
         Field::TotalCpuTime => "TOTAL_CPU_TIME",
         Field::MemoryUsage => "MEMORY_USAGE",
+        // Each kind's own expression.
+        Field::Application => return None,
     })
 }
 

@@ -15,11 +15,12 @@
 use super::error::{Reason, SourceError};
 use crate::config::Filter;
 use crate::stats::{
-    client_label, Aggregator, Blocker, Collected, Detail, OneSession, Parts, Seen, SessionGroup,
-    TopSession, CPU, NONE_LABEL,
+    client_label, Aggregator, Blocker, Collected, Counts, Detail, OneSession, Parts, Seen,
+    SessionGroup, TopSession, CPU, NONE_LABEL,
 };
 mod per_session;
 mod periodic;
+pub mod programs;
 mod scan;
 
 use per_session::{decode_particular, decode_session, group_key};
@@ -27,8 +28,9 @@ pub use per_session::{Particulars, Shape, PARTICULAR_COLUMNS, SESSION_COLUMNS};
 pub use periodic::{
     mysql_limits, PeriodicReads, PeriodicRows, EVENT_MARGIN_MICROS, MAX_EVENTS, PERIODIC_COLUMNS,
 };
+pub use programs::Programs;
 pub use scan::Scan;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
 /// Leading comment on every statement, so a DBA reading the processlist or a slow log
@@ -237,12 +239,13 @@ fn client_of<C: Cell>(client: C) -> String {
 }
 
 /// Decodes one row of [`Grouping::statement`] (see [`GROUP_COLUMNS`]).
+/// The group's connection ids come back as they were sent (see [`Grouping::ids`]).
 pub fn decode_group<C: Cell>(
     values: Vec<C>,
     ctx: &RowContext<'_>,
-) -> Result<SessionGroup, SourceError> {
+) -> Result<(SessionGroup, Option<String>), SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, transaction, sessions, time, transaction_age, lock_wait, session, application]: [C;
+    let [tenant, server, db, user, client, command, state, transaction, sessions, time, transaction_age, lock_wait, session, application, ids]: [C;
         GROUP_COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {GROUP_COLUMNS} columns, got {got}")))?;
@@ -268,7 +271,8 @@ pub fn decode_group<C: Cell>(
     };
     let idle_in_transaction = in_transaction && !active;
     let lock_wait = seconds(lock_wait, "lock wait")?;
-    Ok(SessionGroup {
+    let ids = ids.into_text();
+    let group = SessionGroup {
         tenant: tenant.into_text().unwrap_or_else(|| ctx.tenant.to_string()),
         server: server.into_text().unwrap_or_else(|| ctx.server.to_string()),
         db: db_label(db, ctx),
@@ -288,7 +292,8 @@ pub fn decode_group<C: Cell>(
             LockWait::Statement => lock_wait.max(time),
             _ => lock_wait,
         },
-        application: match ctx.parts.applications {
+        // With connection ids, the sessions' programs are counted from them.
+        application: match ctx.parts.applications && ids.is_none() {
             true => label(application),
             false => String::new(),
         },
@@ -302,7 +307,8 @@ pub fn decode_group<C: Cell>(
                 ..OneSession::default()
             }),
         },
-    })
+    };
+    Ok((group, ids))
 }
 
 /// Decodes one row of a statement of details (see [`DETAIL_COLUMNS`]): a tenant's
@@ -360,19 +366,54 @@ fn decode_detail<C: Cell>(values: Vec<C>, ctx: &RowContext<'_>) -> Result<Detail
     Ok(row)
 }
 
-/// Decodes one row of a statement of activity (see [`ACTIVITY_COLUMNS`]).
-fn decode_activity<C: Cell>(
-    values: Vec<C>,
-) -> Result<(u64, Option<String>, Option<String>), SourceError> {
+/// Adds `n` sessions of one session's `counts` to `to`.
+fn add_counts(to: &mut Counts, one: Counts, n: u64) {
+    to.sessions += one.sessions * n;
+    to.active += one.active * n;
+    to.idle_in_transaction += one.idle_in_transaction * n;
+}
+
+/// Decodes one row of a statement of activity (see [`ACTIVITY_COLUMNS`]) into
+/// `found`.
+fn decode_activity<C: Cell>(values: Vec<C>, found: &mut Activity) -> Result<(), SourceError> {
     let got = values.len();
-    let [id, event, statement]: [C; ACTIVITY_COLUMNS] = values
+    let [kind, a, b, text]: [C; ACTIVITY_COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {ACTIVITY_COLUMNS} columns, got {got}")))?;
-    Ok((
-        count(id, "session id")?,
-        event.into_text(),
-        statement.into_text().filter(|s| !s.is_empty()),
-    ))
+    match count(kind, "kind")? {
+        0 => {
+            let session = count(a, "PROCESSLIST_ID")?;
+            found.threads.insert(session, count(b, "THREAD_ID")?);
+        }
+        1 => {
+            let (thread, event) = (count(a, "THREAD_ID")?, count(b, "EVENT_ID")?);
+            let name = text.into_text().unwrap_or_default();
+            match found.waits.get_mut(&thread) {
+                // The innermost of a thread's current waits is the latest.
+                Some((known, _)) if *known >= event => {}
+                _ => {
+                    found.waits.insert(thread, (event, name));
+                }
+            }
+        }
+        2 => {
+            let thread = count(a, "THREAD_ID")?;
+            if let Some(digest) = text.into_text().filter(|d| !d.is_empty()) {
+                found.digests.insert(thread, digest);
+            }
+        }
+        other => return Err(bad_answer(format!("an activity row of kind {other}"))),
+    }
+    Ok(())
+}
+
+/// What a statement of activity read: the active threads' thread ids, and every
+/// thread's innermost current wait and current statement's digest.
+#[derive(Debug, Default)]
+struct Activity {
+    threads: HashMap<u64, u64, foldhash::fast::RandomState>,
+    waits: HashMap<u64, (u64, String), foldhash::fast::RandomState>,
+    digests: HashMap<u64, String, foldhash::fast::RandomState>,
 }
 
 /// A row of a statement of details, decoded.
@@ -429,6 +470,9 @@ pub struct Grouping {
     pub session: String,
     /// The program that opened the session; `NULL` when not collected.
     pub application: String,
+    /// The group's connection ids (`GROUP_CONCAT(p.ID)`), whose programs the
+    /// exporter knows (see [`programs`]); `NULL` when not read.
+    pub ids: String,
     /// Rows added after the grouped ones (the cluster's zero row per tenant).
     pub union: String,
 }
@@ -436,8 +480,8 @@ pub struct Grouping {
 /// The columns of [`Grouping::statement`]: tenant, server, db, user, client,
 /// command, state, transaction; sessions, longest TIME (NULL when not read), oldest
 /// transaction's age, longest row-lock wait; the session kept apart (NULL for none);
-/// the application (NULL for none).
-pub const GROUP_COLUMNS: usize = 14;
+/// the application (NULL for none); the group's connection ids (NULL when not read).
+pub const GROUP_COLUMNS: usize = 15;
 
 /// The columns of a statement of details: tenant, session id (NULL for what is not
 /// one session), user, db, client, SQL id; longest active TIME, longest TIME idle in
@@ -466,6 +510,7 @@ impl Grouping {
             lock_wait,
             session,
             application,
+            ids,
             union,
         } = self;
         let keys: Vec<&str> = [
@@ -486,7 +531,7 @@ impl Grouping {
         format!(
             "{prefix}SELECT {hint}{tenant}, {server}, p.DB, p.USER, {client}, {command}, {state}, \
              {transaction}, COUNT(*), MAX({time}), MAX({transaction_age}), MAX({lock_wait}), \
-             {session}, {application} FROM {relation}{joins} WHERE {filter} GROUP BY {}{union}",
+             {session}, {application}, {ids} FROM {relation}{joins} WHERE {filter} GROUP BY {}{union}",
             keys.join(", ")
         )
     }
@@ -519,14 +564,23 @@ pub struct Statements {
     /// What the active sessions wait on and run ([`ACTIVITY_COLUMNS`]), read only when
     /// the grouped rows show an active session (each kept apart, so its id is known).
     pub activity: Option<String>,
+    /// What comes before a statement of programs ([`Programs::statement`]), for a
+    /// kind whose grouping sends connection ids ([`Grouping::ids`]); read only for
+    /// connections not seen before.
+    pub programs: Option<String>,
 }
 
-/// The columns of a statement of activity: a session's id, its current wait (an
-/// instrument's name, NULL when it waits for nothing) and its statement's id (NULL
-/// when none). Only the ids the grouping saw active are counted: a session the
-/// statement does not find (it ended between the two reads) or finds waiting for
-/// nothing is on [`CPU`], so the waits add up to the active sessions exactly.
-pub const ACTIVITY_COLUMNS: usize = 3;
+/// The columns of a statement of activity: kind (0 an active thread, 1 a current
+/// wait, 2 a current statement), then by kind a session's `PROCESSLIST_ID` and
+/// `THREAD_ID`; a thread's id, the wait's `EVENT_ID` and `EVENT_NAME`; a thread's id,
+/// NULL and its statement's digest. Three flat reads of performance_schema, joined
+/// here: MariaDB's performance_schema tables have no index, and a join of them costs
+/// the server several times the three scans.
+///
+/// Only the sessions the grouping saw active are counted: one the statement does not
+/// find (it ended between the two reads), or finds waiting for nothing, is on
+/// [`CPU`], so the waits add up to the active sessions exactly.
+pub const ACTIVITY_COLUMNS: usize = 4;
 
 /// The wait class of a MySQL instrument name: its first three parts
 /// (`wait/io/table` of `wait/io/table/sql/handler`, `wait/synch/mutex`, `idle`).
@@ -576,6 +630,8 @@ pub enum Pass {
     Particulars,
     /// [`Statements::activity`]'s rows ([`ACTIVITY_COLUMNS`]).
     Activity,
+    /// A statement of programs' rows ([`programs::PROGRAM_COLUMNS`]).
+    Programs,
 }
 
 /// Decodes rows and adds them up, one at a time; the first bad row stops the
@@ -594,9 +650,15 @@ pub struct Rows<'a> {
     sessions: u64,
     keys: HashSet<u64, foldhash::fast::RandomState>,
     apart: u64,
-    /// The active sessions a grouping kept apart, whose activity is still to be
-    /// counted (see [`ACTIVITY_COLUMNS`]); filled only when a part needs them.
-    active: HashSet<u64, foldhash::fast::RandomState>,
+    /// The active sessions a grouping kept apart, whose activity is to be counted
+    /// (see [`ACTIVITY_COLUMNS`]); filled only when a part needs them.
+    active: Vec<u64>,
+    activity: Activity,
+    /// The programs known of the server's connections, and the groups whose
+    /// sessions are to be counted by them: tenant, connection ids, counts of one
+    /// session of the group (see [`programs`]).
+    programs: Option<&'a mut Programs>,
+    by_connection: Vec<(String, Vec<u64>, u64, Counts)>,
 }
 
 impl<'a> Rows<'a> {
@@ -618,7 +680,34 @@ impl<'a> Rows<'a> {
             sessions: 0,
             keys: HashSet::default(),
             apart: 0,
-            active: HashSet::default(),
+            active: Vec::new(),
+            activity: Activity::default(),
+            programs: None,
+            by_connection: Vec::new(),
+        }
+    }
+
+    /// Counts the applications of groups that send their connection ids by the
+    /// programs of `programs`, which learns the connections it did not know.
+    pub fn with_programs(mut self, programs: &'a mut Programs) -> Self {
+        self.programs = Some(programs);
+        self
+    }
+
+    /// The connections of the groups so far whose program is not known yet.
+    pub fn unknown_programs(&self) -> Vec<u64> {
+        match (&self.programs, self.failed()) {
+            (Some(programs), false) => {
+                programs.unknown(self.by_connection.iter().flat_map(|(_, ids, _, _)| ids))
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// After a statement of programs for `asked`: those it did not name named none.
+    pub fn settle_programs(&mut self, asked: &[u64]) {
+        if let Some(programs) = self.programs.as_deref_mut() {
+            programs.settle(asked);
         }
     }
 
@@ -635,24 +724,35 @@ impl<'a> Rows<'a> {
         let ctx = self.ctx;
         let added = match pass {
             Pass::Sessions => decode_row(values, ctx).map(|g| self.aggregator.add_group(g)),
-            Pass::Groups => decode_group(values, ctx).map(|g| {
+            Pass::Groups => decode_group(values, ctx).and_then(|(g, ids)| {
                 if ctx.rules.empty_client_read_again && g.sessions > 0 && g.client == NONE_LABEL {
                     self.held = true;
                 } else {
+                    if let Some(ids) = ids.filter(|_| ctx.parts.applications && g.sessions > 0) {
+                        let one = Counts {
+                            sessions: 1,
+                            active: u64::from(g.active > 0),
+                            idle_in_transaction: u64::from(g.idle_in_transaction > 0),
+                        };
+                        let ids = programs::ids_of(&ids)?;
+                        self.by_connection
+                            .push((g.tenant.clone(), ids, g.sessions, one));
+                    }
                     if let Some(session) = g.session.as_ref().filter(|_| g.active > 0) {
                         if ctx.parts.waits || ctx.parts.statements {
-                            self.active.insert(session.id);
+                            self.active.push(session.id);
                         }
                     }
                     self.aggregator.add_group(g);
                 }
+                Ok(())
             }),
-            Pass::Activity => decode_activity(values).map(|(id, event, statement)| {
-                if self.active.remove(&id) {
-                    self.add_activity(event.as_deref(), statement);
-                }
-            }),
-            Pass::Fallback => decode_group(values, ctx).map(|g| self.aggregator.add_group(g)),
+            Pass::Activity => decode_activity(values, &mut self.activity),
+            Pass::Programs => match self.programs.as_deref_mut() {
+                Some(programs) => programs.learn(values),
+                None => Ok(()),
+            },
+            Pass::Fallback => decode_group(values, ctx).map(|(g, _)| self.aggregator.add_group(g)),
             Pass::Details => decode_detail(values, ctx).map(|row| {
                 if let Some(top) = row.top {
                     self.aggregator.add_top_apart(top);
@@ -722,6 +822,39 @@ impl<'a> Rows<'a> {
         self.aggregator.add_activity(group);
     }
 
+    /// Counts the sessions of the groups that sent their connection ids by each
+    /// connection's program ([`NONE_LABEL`] for none, and for connections a
+    /// truncated id list left out), and forgets the connections that have ended.
+    fn count_programs(&mut self) {
+        let failed = self.failed();
+        let Some(programs) = self.programs.as_deref_mut() else {
+            return;
+        };
+        let mut current = HashSet::new();
+        let mut counted: HashMap<(String, String), Counts> = HashMap::new();
+        for (tenant, ids, sessions, one) in std::mem::take(&mut self.by_connection) {
+            let listed = ids.len() as u64;
+            for id in ids {
+                current.insert(id);
+                let program = programs.of(id).unwrap_or(NONE_LABEL);
+                let entry = counted
+                    .entry((tenant.clone(), program.to_string()))
+                    .or_default();
+                add_counts(entry, one, 1);
+            }
+            if sessions > listed {
+                let entry = counted.entry((tenant, NONE_LABEL.to_string())).or_default();
+                add_counts(entry, one, sessions - listed);
+            }
+        }
+        if !failed {
+            programs.keep_only(&current);
+        }
+        for ((tenant, program), counts) in counted {
+            self.aggregator.add_application(&tenant, &program, counts);
+        }
+    }
+
     /// Whether the grouping saw an active session whose activity is to be read.
     pub fn wants_activity(&self) -> bool {
         !self.active.is_empty() && !self.failed()
@@ -749,10 +882,18 @@ impl<'a> Rows<'a> {
     }
 
     pub fn finish(mut self) -> Result<Collected, SourceError> {
-        // Active sessions the statement of activity did not find have ended their
-        // statement since the grouping: they were running it, on CPU.
-        for _ in 0..std::mem::take(&mut self.active).len() {
-            self.add_activity(None, None);
+        self.count_programs();
+        // Each active session's wait and statement, through its thread; one the
+        // statement of activity did not find has ended its statement since the
+        // grouping: it was running it, on CPU.
+        let activity = std::mem::take(&mut self.activity);
+        for id in std::mem::take(&mut self.active) {
+            let thread = activity.threads.get(&id);
+            let wait = thread
+                .and_then(|t| activity.waits.get(t))
+                .map(|(_, name)| name.as_str());
+            let digest = thread.and_then(|t| activity.digests.get(t)).cloned();
+            self.add_activity(wait, digest);
         }
         match self.failure {
             Some(err) => Err(err),
@@ -936,6 +1077,7 @@ pub(crate) mod fixtures {
         "lock_wait",
         "session",
         "application",
+        "ids",
     ];
 
     /// The columns of MySQL's statement of details, in order.
@@ -1422,6 +1564,7 @@ mod tests {
             lock_wait: "NULL".into(),
             session: "NULL".into(),
             application: "NULL".into(),
+            ids: "NULL".into(),
             union: String::new(),
         };
         let sql = grouping.statement();
@@ -1433,7 +1576,9 @@ mod tests {
             ..grouping
         }
         .statement();
-        assert!(apart.contains(", CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END, NULL FROM PL p "));
+        assert!(
+            apart.contains(", CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END, NULL, NULL FROM PL p ")
+        );
         assert!(apart.ends_with("t.S, CASE WHEN p.COMMAND <> 'Sleep' THEN p.ID END"));
     }
 
@@ -1458,7 +1603,7 @@ mod tests {
             all.extend_from_slice(values);
             fixtures::group(&all)
         };
-        let g = decode_group(
+        let (g, _) = decode_group(
             group(&[
                 ("db", "NULL"),
                 ("command", "Sleep"),
@@ -1497,16 +1642,16 @@ mod tests {
         too_wide.push(Value::Bytes(Vec::new()));
         let g = decode_group(too_wide, &ctx).unwrap_err();
         assert!(
-            g.message.contains("expected 14 columns, got 15"),
+            g.message.contains("expected 15 columns, got 16"),
             "{}",
             g.message
         );
-        let g = decode_group(waiting, &ctx).unwrap();
+        let (g, _) = decode_group(waiting, &ctx).unwrap();
         assert_eq!(
             (g.active, g.lock_waiting, g.max_lock_wait, g.max_active_time),
             (2, 2, 7.0, 9.0)
         );
-        let g = decode_group(
+        let (g, _) = decode_group(
             group(&[
                 ("command", "Query"),
                 ("state", "Waiting for table metadata lock"),
@@ -1527,7 +1672,7 @@ mod tests {
             },
             ..ctx
         };
-        let g = decode_group(
+        let (g, _) = decode_group(
             group(&[
                 ("command", "Query"),
                 ("state", "y"),
