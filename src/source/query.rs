@@ -7,7 +7,7 @@
 use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::SourceError;
 use super::sql::{
-    bad_answer, parse_number, Cell, Pass, PeriodicReads, Programs, RowContext, Rows, Shape,
+    bad_answer, parse_number, Cell, Connections, Pass, PeriodicReads, RowContext, Rows, Shape,
     Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::Database;
@@ -48,11 +48,11 @@ impl Statements {
         ctx: &RowContext<'_>,
         tenants: &[&str],
         shape: &mut Shape,
-        programs: Option<&mut Programs>,
+        programs: Option<&mut Connections>,
     ) -> Result<Collected, SqlError> {
         let mut rows = Rows::new(ctx, tenants);
         if let (Some(programs), Some(_)) = (programs, &self.programs) {
-            rows = rows.with_programs(programs);
+            rows = rows.with_connections(programs);
         }
         if let Some(particulars) = &self.particulars {
             read(conn, particulars, &mut rows, Pass::Particulars).await?;
@@ -80,7 +80,7 @@ impl Statements {
             if !unknown.is_empty() {
                 read(
                     conn,
-                    &Programs::statement(prefix, &unknown),
+                    &Connections::statement(prefix, &unknown),
                     &mut rows,
                     Pass::Programs,
                 )
@@ -89,7 +89,11 @@ impl Statements {
             }
         }
         if let Some(activity) = self.activity.as_ref().filter(|_| rows.wants_activity()) {
-            read(conn, activity, &mut rows, Pass::Activity).await?;
+            let sql = match &self.activity_known {
+                Some(known) if !rows.needs_threads() => known,
+                _ => activity,
+            };
+            read(conn, sql, &mut rows, Pass::Activity).await?;
         }
         if let Some(details) = &self.details {
             if rows.seen().lock_waits && !rows.failed() {

@@ -18,8 +18,8 @@ use super::conn::{classify, Connector};
 use super::error::SourceError;
 use super::query::{probe_relation, read_periodic};
 use super::sql::{
-    filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
-    Programs, RowContext, Rules, Shape, Statements, OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, mysql_limits, Connections, Grouping, LockWait,
+    PeriodicReads, RowContext, Rules, Shape, Statements, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Mysql, Target};
 use crate::stats::Collected;
@@ -57,7 +57,7 @@ pub struct MysqlSource {
     /// it changed.
     said: Vec<String>,
     /// The programs of the server's connections, learnt once each.
-    programs: Programs,
+    programs: Connections,
 }
 
 /// What [`MysqlSource::prepare`] wrote for this account and server.
@@ -91,7 +91,7 @@ impl MysqlSource {
             name: target.name.clone(),
             database: settings.database.clone(),
             said: Vec::new(),
-            programs: Programs::default(),
+            programs: Connections::default(),
         }
     }
 
@@ -477,13 +477,18 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
             )
         });
     let parts = database.collect;
-    let activity = (parts.waits || parts.statements).then(|| {
-        let Grouping { prefix, hint, .. } = &grouping;
-        let mut reads = vec![format!(
-            "SELECT {hint}0, t.PROCESSLIST_ID, t.THREAD_ID, NULL FROM performance_schema.threads t \
-             WHERE t.TYPE = 'FOREGROUND' AND {}",
-            active_condition("t.PROCESSLIST_COMMAND")
-        )];
+    let Grouping { prefix, hint, .. } = &grouping;
+    // The active threads' ids (kind 0) are read while one is not known yet.
+    let threads = format!(
+        "SELECT 0, t.PROCESSLIST_ID, t.THREAD_ID, NULL FROM performance_schema.threads t \
+         WHERE t.TYPE = 'FOREGROUND' AND {}",
+        active_condition("t.PROCESSLIST_COMMAND")
+    );
+    let activity = |with_threads: bool| {
+        let mut reads = Vec::new();
+        if with_threads {
+            reads.push(threads.clone());
+        }
         if parts.waits {
             reads.push(
                 "SELECT 1, w.THREAD_ID, w.EVENT_ID, w.EVENT_NAME \
@@ -500,8 +505,14 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
                     .to_string(),
             );
         }
-        format!("{prefix}{}", reads.join(" UNION ALL "))
-    });
+        let sql = reads.join(" UNION ALL ");
+        // The bound on MySQL is a hint right after the first SELECT.
+        format!(
+            "{prefix}{}",
+            sql.replacen("SELECT ", &format!("SELECT {hint}"), 1)
+        )
+    };
+    let on = parts.waits || parts.statements;
     Statements {
         groups: grouping.statement(),
         session_read: false,
@@ -509,7 +520,8 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
         particulars: None,
         fallback: None,
         details,
-        activity,
+        activity: on.then(|| activity(true)),
+        activity_known: on.then(|| activity(false)),
         programs: parts.applications.then(|| grouping.prefix.clone()),
     }
 }
@@ -659,6 +671,45 @@ mod tests {
         assert!(bad.finish().is_err(), "a session id that is not a number");
     }
 
+    /// A thread id read once serves the next cycles: the statement of activity then
+    /// leaves out the threads' read, and the waits are still found.
+    #[test]
+    fn known_threads_need_no_second_read() {
+        let database = testing::database("monitor", 3306);
+        let ctx = row_context(&database, "maria");
+        let mut connections = Connections::default();
+        let busy = || {
+            group(&[
+                ("command", "Query"),
+                ("sessions", "1"),
+                ("session", "7"),
+                ("ids", "7"),
+            ])
+        };
+        for (cycle, rows_of_activity) in [
+            (1, &["0|7|107|∅", "1|107|3|wait/io/table/sql/handler"][..]),
+            (2, &["1|107|4|wait/io/table/sql/handler"][..]),
+        ] {
+            let mut rows = Rows::new(&ctx, &["maria"]).with_connections(&mut connections);
+            rows.add_as(busy(), Pass::Groups);
+            assert_eq!(rows.needs_threads(), cycle == 1, "cycle {cycle}");
+            rows.settle_programs(&rows.unknown_programs());
+            for text in rows_of_activity {
+                rows.add_as(row(text), Pass::Activity);
+            }
+            let tenants = rows.finish().unwrap().into_tenants();
+            let waits: Vec<_> = tenants["maria"].by_wait.keys().cloned().collect();
+            assert_eq!(
+                waits,
+                [(
+                    "wait/io/table".to_string(),
+                    "wait/io/table/sql/handler".to_string()
+                )],
+                "cycle {cycle}"
+            );
+        }
+    }
+
     /// Applications by connection: each group sends its connection ids, the
     /// programs of those not seen before are read once, and the sessions are counted
     /// by them; the next cycle reads only the new connections, and forgets the ended.
@@ -666,11 +717,11 @@ mod tests {
     fn applications_are_counted_by_connection_each_read_once() {
         let database = testing::database("monitor", 3306);
         let ctx = row_context(&database, "maria");
-        let mut programs = Programs::default();
+        let mut programs = Connections::default();
         let idle = |ids: &'static str, n: &'static str| {
             group(&[("command", "Sleep"), ("sessions", n), ("ids", ids)])
         };
-        let mut rows = Rows::new(&ctx, &["maria"]).with_programs(&mut programs);
+        let mut rows = Rows::new(&ctx, &["maria"]).with_connections(&mut programs);
         rows.add_as(idle("1,2,3", "3"), Pass::Groups);
         rows.add_as(
             group(&[
@@ -691,7 +742,7 @@ mod tests {
             [(NONE_LABEL, c(2, 0)), ("batch", c(1, 1)), ("web", c(1, 0))]
         );
         // Connection 1 has ended, 5 is new; an id list cut short counts the rest as none.
-        let mut rows = Rows::new(&ctx, &["maria"]).with_programs(&mut programs);
+        let mut rows = Rows::new(&ctx, &["maria"]).with_connections(&mut programs);
         rows.add_as(idle("2,3,5", "4"), Pass::Groups);
         assert_eq!(rows.unknown_programs(), [5]);
         rows.settle_programs(&[5]);
@@ -700,9 +751,9 @@ mod tests {
             pairs(&tenants["maria"].by_application),
             [(NONE_LABEL, c(4, 0))]
         );
-        let rows = Rows::new(&ctx, &["maria"]).with_programs(&mut programs);
+        let rows = Rows::new(&ctx, &["maria"]).with_connections(&mut programs);
         assert_eq!(rows.unknown_programs(), Vec::<u64>::new());
-        let mut rows = Rows::new(&ctx, &["maria"]).with_programs(&mut programs);
+        let mut rows = Rows::new(&ctx, &["maria"]).with_connections(&mut programs);
         rows.add_as(idle("1", "1"), Pass::Groups);
         assert_eq!(
             rows.unknown_programs(),
@@ -889,6 +940,11 @@ mod tests {
                 .contains("FROM performance_schema.events_waits_current w WHERE"),
             "{st:?}"
         );
+        assert!(!st
+            .activity_known
+            .as_ref()
+            .unwrap()
+            .contains("performance_schema.threads"));
         // Without top sessions, active threads are kept apart only for their activity.
         database.top_sessions = 0;
         let st = statements(

@@ -475,6 +475,7 @@ fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements
         fallback: Some(fallback.statement()),
         details: None,
         activity: None,
+        activity_known: None,
         programs: None,
     }
 }
@@ -746,7 +747,8 @@ fn ash_relation(settings: &Oceanbase, mode: Mode) -> String {
 
 /// The condition on the active session history `h` for the samples not counted yet:
 /// those of a server after the newest counted of it (`since`, `ip:port` to its
-/// `SAMPLE_TIME`), and every sample of a server not in it. Values that are not an
+/// `SAMPLE_TIME`), and every sample after the oldest of those of a server not in it
+/// (a server that joins the cluster). Values that are not an
 /// address and a time as the server wrote them are left out (they cannot be
 /// quoted into SQL safely, and the server never writes such).
 fn ash_condition(since: &std::collections::BTreeMap<String, String>) -> String {
@@ -778,8 +780,16 @@ fn ash_condition(since: &std::collections::BTreeMap<String, String>) -> String {
         .iter()
         .map(|(ip, port, _)| format!("'{ip}:{port}'"))
         .collect();
+    // One comparison first, which leaves out nearly every sample already counted
+    // (the servers' clocks are close), then each server's own newest.
+    // (`YYYY-MM-DD HH:MM:SS[.f]`, zero-padded: the text sorts as the time does)
+    let oldest = known
+        .iter()
+        .map(|(_, _, newest)| *newest)
+        .min()
+        .unwrap_or_default();
     let mut condition = format!(
-        "(CONCAT(h.SVR_IP, ':', h.SVR_PORT) NOT IN ({})",
+        "h.SAMPLE_TIME > '{oldest}' AND (CONCAT(h.SVR_IP, ':', h.SVR_PORT) NOT IN ({})",
         servers.join(", ")
     );
     for (ip, port, newest) in known {
@@ -925,6 +935,29 @@ mod tests {
         let mut settings = testing::oceanbase("monitor@t1");
         settings.tenant = Some("configured".into());
         assert_eq!(single_tenant_name("ob", &settings), "configured");
+    }
+
+    /// The history is read after each server's newest sample counted, behind one
+    /// cheap comparison; a value that is not an address and a time is left out.
+    #[test]
+    fn ash_reads_follow_each_server_and_quote_nothing_foreign() {
+        assert_eq!(ash_condition(&Default::default()), "1 = 1");
+        let since = [
+            ("10.0.0.1:2882", "2026-12-04 10:00:01.5"),
+            ("10.0.0.2:2882", "2026-12-04 10:00:00"),
+            ("x'; DROP TABLE t; --:1", "2026-12-04 10:00:00"),
+            ("10.0.0.3:2882", "now'"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .into_iter()
+        .collect();
+        assert_eq!(
+            ash_condition(&since),
+            "h.SAMPLE_TIME > '2026-12-04 10:00:00' AND (CONCAT(h.SVR_IP, ':', h.SVR_PORT) \
+             NOT IN ('10.0.0.1:2882', '10.0.0.2:2882') \
+             OR (h.SVR_IP = '10.0.0.1' AND h.SVR_PORT = 2882 AND h.SAMPLE_TIME > '2026-12-04 10:00:01.5') \
+             OR (h.SVR_IP = '10.0.0.2' AND h.SVR_PORT = 2882 AND h.SAMPLE_TIME > '2026-12-04 10:00:00'))"
+        );
     }
 
     #[test]

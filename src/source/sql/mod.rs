@@ -18,17 +18,17 @@ use crate::stats::{
     client_label, Aggregator, Blocker, Collected, Counts, Detail, OneSession, Parts, Seen,
     SessionGroup, TopSession, CPU, NONE_LABEL,
 };
+pub mod connections;
 mod per_session;
 mod periodic;
-pub mod programs;
 mod scan;
 
+pub use connections::Connections;
 use per_session::{decode_particular, decode_session, group_key};
 pub use per_session::{Particulars, Shape, PARTICULAR_COLUMNS, SESSION_COLUMNS};
 pub use periodic::{
     mysql_limits, PeriodicReads, PeriodicRows, EVENT_MARGIN_MICROS, MAX_EVENTS, PERIODIC_COLUMNS,
 };
-pub use programs::Programs;
 pub use scan::Scan;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
@@ -471,7 +471,7 @@ pub struct Grouping {
     /// The program that opened the session; `NULL` when not collected.
     pub application: String,
     /// The group's connection ids (`GROUP_CONCAT(p.ID)`), whose programs the
-    /// exporter knows (see [`programs`]); `NULL` when not read.
+    /// exporter knows (see [`connections`]); `NULL` when not read.
     pub ids: String,
     /// Rows added after the grouped ones (the cluster's zero row per tenant).
     pub union: String,
@@ -564,7 +564,10 @@ pub struct Statements {
     /// What the active sessions wait on and run ([`ACTIVITY_COLUMNS`]), read only when
     /// the grouped rows show an active session (each kept apart, so its id is known).
     pub activity: Option<String>,
-    /// What comes before a statement of programs ([`Programs::statement`]), for a
+    /// The same without the active threads' ids, sent instead when every active
+    /// session's thread is known already ([`Connections::thread`]).
+    pub activity_known: Option<String>,
+    /// What comes before a statement of programs ([`Connections::statement`]), for a
     /// kind whose grouping sends connection ids ([`Grouping::ids`]); read only for
     /// connections not seen before.
     pub programs: Option<String>,
@@ -630,7 +633,7 @@ pub enum Pass {
     Particulars,
     /// [`Statements::activity`]'s rows ([`ACTIVITY_COLUMNS`]).
     Activity,
-    /// A statement of programs' rows ([`programs::PROGRAM_COLUMNS`]).
+    /// A statement of programs' rows ([`connections::PROGRAM_COLUMNS`]).
     Programs,
 }
 
@@ -656,8 +659,8 @@ pub struct Rows<'a> {
     activity: Activity,
     /// The programs known of the server's connections, and the groups whose
     /// sessions are to be counted by them: tenant, connection ids, counts of one
-    /// session of the group (see [`programs`]).
-    programs: Option<&'a mut Programs>,
+    /// session of the group (see [`connections`]).
+    programs: Option<&'a mut Connections>,
     by_connection: Vec<(String, Vec<u64>, u64, Counts)>,
 }
 
@@ -689,7 +692,7 @@ impl<'a> Rows<'a> {
 
     /// Counts the applications of groups that send their connection ids by the
     /// programs of `programs`, which learns the connections it did not know.
-    pub fn with_programs(mut self, programs: &'a mut Programs) -> Self {
+    pub fn with_connections(mut self, programs: &'a mut Connections) -> Self {
         self.programs = Some(programs);
         self
     }
@@ -734,7 +737,7 @@ impl<'a> Rows<'a> {
                             active: u64::from(g.active > 0),
                             idle_in_transaction: u64::from(g.idle_in_transaction > 0),
                         };
-                        let ids = programs::ids_of(&ids)?;
+                        let ids = connections::ids_of(&ids)?;
                         self.by_connection
                             .push((g.tenant.clone(), ids, g.sessions, one));
                     }
@@ -830,7 +833,8 @@ impl<'a> Rows<'a> {
         let Some(programs) = self.programs.as_deref_mut() else {
             return;
         };
-        let mut current = HashSet::new();
+        // The active ones too: without ids (applications off) they are all it knows.
+        let mut current: HashSet<u64> = self.active.iter().copied().collect();
         let mut counted: HashMap<(String, String), Counts> = HashMap::new();
         for (tenant, ids, sessions, one) in std::mem::take(&mut self.by_connection) {
             let listed = ids.len() as u64;
@@ -860,6 +864,17 @@ impl<'a> Rows<'a> {
         !self.active.is_empty() && !self.failed()
     }
 
+    /// Whether an active session's performance_schema thread is not known yet.
+    pub fn needs_threads(&self) -> bool {
+        match self.programs.as_deref() {
+            Some(connections) => self
+                .active
+                .iter()
+                .any(|id| connections.thread(*id).is_none()),
+            None => true,
+        }
+    }
+
     /// The read of the sessions to send next cycle, from what this one added (see
     /// [`Shape`]).
     pub fn next_shape(&self, shape: Shape) -> Shape {
@@ -882,19 +897,27 @@ impl<'a> Rows<'a> {
     }
 
     pub fn finish(mut self) -> Result<Collected, SourceError> {
-        self.count_programs();
-        // Each active session's wait and statement, through its thread; one the
-        // statement of activity did not find has ended its statement since the
-        // grouping: it was running it, on CPU.
+        // Each active session's wait and statement, through its thread (read now, or
+        // known from an earlier cycle); one the statement of activity did not find
+        // has ended its statement since the grouping: it was running it, on CPU.
         let activity = std::mem::take(&mut self.activity);
-        for id in std::mem::take(&mut self.active) {
-            let thread = activity.threads.get(&id);
+        let active = std::mem::take(&mut self.active);
+        for id in &active {
+            let known = self.programs.as_deref().and_then(|c| c.thread(*id));
+            let thread = activity.threads.get(id).copied().or(known);
             let wait = thread
-                .and_then(|t| activity.waits.get(t))
+                .and_then(|t| activity.waits.get(&t))
                 .map(|(_, name)| name.as_str());
-            let digest = thread.and_then(|t| activity.digests.get(t)).cloned();
+            let digest = thread.and_then(|t| activity.digests.get(&t)).cloned();
             self.add_activity(wait, digest);
         }
+        if let Some(connections) = self.programs.as_deref_mut() {
+            for (id, thread) in &activity.threads {
+                connections.learn_thread(*id, *thread);
+            }
+        }
+        self.active = active;
+        self.count_programs();
         match self.failure {
             Some(err) => Err(err),
             None => Ok(self.aggregator.finish()),

@@ -1,5 +1,7 @@
-//! MySQL's applications: each session's `program_name` connection attribute, by
-//! connection id, remembered across cycles.
+//! What is known of a MySQL server's connections across cycles, by connection id:
+//! each one's program (its `program_name` connection attribute, for the
+//! applications) and its performance_schema thread id (for its waits). Both are
+//! fixed for a connection's life, so each is read once.
 //!
 //! A join of the processlist to `performance_schema.session_connect_attrs` each
 //! cycle doubled MariaDB's cost of a cycle (bench 8c): the relation has no index
@@ -17,16 +19,18 @@ use std::collections::{HashMap, HashSet};
 /// way, and the statement stays short).
 const MAX_LISTED: usize = 1000;
 
-/// The programs of the connections seen, by connection id (None: it named none).
+/// The programs of the connections seen, by connection id (None: it named none),
+/// and the thread ids of those seen active.
 #[derive(Debug, Default)]
-pub struct Programs {
+pub struct Connections {
     known: HashMap<u64, Option<String>, foldhash::fast::RandomState>,
+    threads: HashMap<u64, u64, foldhash::fast::RandomState>,
 }
 
 /// The columns of a statement of programs: connection id, its `program_name`.
 pub const PROGRAM_COLUMNS: usize = 2;
 
-impl Programs {
+impl Connections {
     /// The connections of `ids` whose program is not known yet, each once.
     pub fn unknown<'a>(&self, ids: impl Iterator<Item = &'a u64>) -> Vec<u64> {
         let mut seen = HashSet::new();
@@ -49,7 +53,7 @@ impl Programs {
     }
 
     /// Learns one row of a statement of programs; `asked` are the connections it was
-    /// sent for, which learn "none" when it has no row of theirs (see [`Programs::settle`]).
+    /// sent for, which learn "none" when it has no row of theirs (see [`Connections::settle`]).
     pub fn learn<C: Cell>(&mut self, values: Vec<C>) -> Result<(), SourceError> {
         let got = values.len();
         let [id, program]: [C; PROGRAM_COLUMNS] = values.try_into().map_err(|_| {
@@ -75,10 +79,21 @@ impl Programs {
         self.known.get(&id).and_then(|p| p.as_deref())
     }
 
+    /// The performance_schema thread of connection `id`, when known.
+    pub fn thread(&self, id: u64) -> Option<u64> {
+        self.threads.get(&id).copied()
+    }
+
+    /// Learns the performance_schema thread of connection `id`.
+    pub fn learn_thread(&mut self, id: u64, thread: u64) {
+        self.threads.insert(id, thread);
+    }
+
     /// Forgets the connections not in `current` (they have ended): the cache holds
     /// the server's connections, no more.
     pub fn keep_only(&mut self, current: &HashSet<u64>) {
         self.known.retain(|id, _| current.contains(id));
+        self.threads.retain(|id, _| current.contains(id));
     }
 }
 
@@ -100,10 +115,10 @@ mod tests {
 
     #[test]
     fn only_unknown_connections_are_read_and_ended_ones_forgotten() {
-        let mut programs = Programs::default();
+        let mut programs = Connections::default();
         let ids = ids_of("7,8,9").unwrap();
         assert_eq!(programs.unknown(ids.iter().chain(&[7])), [7, 8, 9]);
-        let sql = Programs::statement("", &[7, 8, 9]);
+        let sql = Connections::statement("", &[7, 8, 9]);
         assert!(sql.ends_with("AND a.PROCESSLIST_ID IN (7, 8, 9)"), "{sql}");
         programs.learn(vec![Some("7"), Some("web")]).unwrap();
         programs.learn(vec![Some("8"), Some("")]).unwrap();
@@ -116,7 +131,7 @@ mod tests {
         programs.keep_only(&HashSet::from([8]));
         assert_eq!(programs.unknown([7, 8].iter()), [7]);
         let many: Vec<u64> = (0..=MAX_LISTED as u64).collect();
-        assert!(!Programs::statement("", &many).contains(" IN ("));
+        assert!(!Connections::statement("", &many).contains(" IN ("));
         assert!(ids_of("1,x").is_err());
         assert!(programs.learn(vec![Some("1")]).is_err());
     }
