@@ -7,11 +7,7 @@ use super::answers::PageInfo;
 use super::params::PageParams;
 use serde::Serialize;
 
-/// The most events one page holds, whatever `size` asks (obshell's SDK asks for
-/// `sys.maxsize`): a page answers at most this many, and says so in its `size`, so a
-/// client that pages on gets every event, and a request never costs memory in
-/// proportion to what it asks for.
-pub const MAX_PAGE_EVENTS: u64 = 100;
+pub use super::params::MAX_PAGE_EVENTS;
 
 /// One detected deadlock: obshell's `bo.DeadLock`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

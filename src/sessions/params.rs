@@ -89,6 +89,12 @@ fn canonical(key: &'static str) -> &'static str {
     }
 }
 
+/// The most events one page of the deadlock history holds, whatever `size` asks
+/// (obshell's SDK asks for `sys.maxsize`): a page answers at most this many, and says
+/// so in its `size`, so a client that pages on gets every event, and a request never
+/// costs memory in proportion to what it asks for.
+pub const MAX_PAGE_EVENTS: u64 = 100;
+
 /// The query of obshell's deadlock history: `page` (from 1) and `size`, both
 /// optional (obshell's defaults: the first page, every event).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,9 +141,9 @@ impl PageParams {
         Ok(params)
     }
 
-    /// What a page holds: `size`, at most [`MAX_PAGE_EVENTS`](super::deadlocks::MAX_PAGE_EVENTS).
+    /// What a page holds: `size`, at most [`MAX_PAGE_EVENTS`].
     pub fn size(&self) -> u64 {
-        self.size.min(super::deadlocks::MAX_PAGE_EVENTS)
+        self.size.min(MAX_PAGE_EVENTS)
     }
 
     /// Events to skip; None when the page is beyond any result SQL can count.

@@ -257,17 +257,11 @@ targets:
             .query_drop("UPDATE it_e2e.r SET v = v + 1 WHERE id = 1")
             .unwrap();
     }
-    let socket = servers.mariadb_root_socket.clone();
     let _waiter = Blocked::start(
         connect_as(&servers.mariadb_addr, "it_e2e", "E2e-pw-1", "127.0.0.45"),
         &["SET SESSION innodb_lock_wait_timeout = 300", "BEGIN"],
         "UPDATE it_e2e.r SET v = v + 1 WHERE id = 1",
-        Box::new(move |id| {
-            let _ = Command::new("mariadb")
-                .args(["--no-defaults", "-S", &socket, "-uroot", "-e"])
-                .arg(format!("KILL {id}"))
-                .output();
-        }),
+        Box::new(servers.mariadb_killer()),
     );
 
     // A PostgreSQL role and database that allow one session each, and that session:

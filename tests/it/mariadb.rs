@@ -349,13 +349,7 @@ fn waits_and_applications_through_performance_schema() {
         .query_drop("BEGIN; UPDATE it_m_pfsdb.r SET v = v + 1 WHERE id = 1")
         .unwrap();
     let _idle = [open("it-web"), open("it-web")];
-    let socket = servers.mariadb_root_socket.clone();
-    let kill = move |id: u32| {
-        let _ = std::process::Command::new("mariadb")
-            .args(["--no-defaults", "-S", &socket, "-uroot", "-e"])
-            .arg(format!("KILL {id}"))
-            .output();
-    };
+    let kill = servers.mariadb_killer();
     let _sleeping = Blocked::start(
         open("it-batch"),
         &[],

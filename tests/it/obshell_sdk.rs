@@ -315,21 +315,19 @@ fn delete(addr: &str, path: &str, body: &str) -> (u16, Value) {
 
 /// `kill_tenant_session_query` or `kill_tenant_sessions` through the SDK.
 fn sdk_kill(exporter: &Exporter, tenant: &str, query_only: bool, ids: &[u64]) -> Value {
-    let (host, port) = split_addr(&exporter.addr);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/obshell_sdk.py");
     let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
     let what = if query_only { "query" } else { "session" };
+    run_sdk(exporter, "kill", PASSWORD, tenant, &[what, &ids.join(",")])
+}
+
+/// Runs one of the SDK script's calls (`kill`, `deadlocks`) against `exporter` as
+/// `password`, then `rest`; its JSON answer.
+fn run_sdk(exporter: &Exporter, call: &str, password: &str, tenant: &str, rest: &[&str]) -> Value {
+    let (host, port) = split_addr(&exporter.addr);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/obshell_sdk.py");
     let output = Command::new("python3")
-        .args([
-            script,
-            "kill",
-            host,
-            port,
-            PASSWORD,
-            tenant,
-            what,
-            &ids.join(","),
-        ])
+        .args([script, call, host, port, password, tenant])
+        .args(rest)
         .output()
         .expect("python3 with the obshell SDK");
     assert!(
@@ -350,21 +348,9 @@ pub(crate) fn sdk_deadlocks(
     tenant: &str,
     page: Option<(u64, u64)>,
 ) -> Value {
-    let (host, port) = split_addr(&exporter.addr);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/obshell_sdk.py");
-    let mut command = Command::new("python3");
-    command.args([script, "deadlocks", host, port, password, tenant]);
-    if let Some((page, size)) = page {
-        command.args([page.to_string(), size.to_string()]);
-    }
-    let output = command.output().expect("python3 with the obshell SDK");
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        exporter.log()
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON")
+    let page = page.map(|(page, size)| [page.to_string(), size.to_string()]);
+    let rest: Vec<&str> = page.iter().flatten().map(String::as_str).collect();
+    run_sdk(exporter, "deadlocks", password, tenant, &rest)
 }
 
 /// Whether session `id` is in the server's processlist, and busy.

@@ -6,7 +6,7 @@
 //! only the tests' own two users, so other tests' sessions on the shared servers do
 //! not change them.
 
-use crate::common::{connect_as, split_addr, Blocked, Exporter, Metrics, Servers};
+use crate::common::{connect_as, Blocked, Exporter, Metrics, Servers};
 use mysql::prelude::Queryable;
 use std::time::Duration;
 
@@ -166,13 +166,7 @@ fn mariadb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     drop(reader);
 
     // A second session blocks on the holder's row.
-    let kill_socket = servers.mariadb_root_socket.clone();
-    let kill = move |id: u32| {
-        let _ = std::process::Command::new("mariadb")
-            .args(["--no-defaults", "-S", &kill_socket, "-uroot", "-e"])
-            .arg(format!("KILL {id}"))
-            .output();
-    };
+    let kill = servers.mariadb_killer();
     let waiter = Blocked::start(
         connect(&addr, "it_waiter", "127.0.0.72"),
         &["SET SESSION innodb_lock_wait_timeout = 120", "BEGIN"],
@@ -306,18 +300,11 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     });
     drop(reader);
 
-    let kill_addr = addr.clone();
     let waiter = Blocked::start(
         connect(&addr, "it_waiter", "127.0.0.82"),
         &[long, "BEGIN"],
         "UPDATE it_pileup.r SET v = v + 1 WHERE id = 1",
-        Box::new(move |id| {
-            let (host, port) = split_addr(&kill_addr);
-            let _ = std::process::Command::new("mariadb")
-                .args(["--no-defaults", "-h", host, "-P", port, "-uroot", "-e"])
-                .arg(format!("KILL {id}"))
-                .output();
-        }),
+        Box::new(servers.seekdb_killer()),
     );
     let blocked = assert_one_waits_on_the_holder(&exporter, "sys", &holder_id, "127.0.0.81");
     let state = |command, state_| state_labels("sys", command, state_);

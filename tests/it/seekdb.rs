@@ -180,28 +180,7 @@ fn applications_and_statements_of_active_sessions() {
     let addr = servers.seekdb_addr.clone();
     let start = |setup: &[&str], sql: &str| {
         let conn = connect_as(&addr, "it_sk_app", "It-app-1", "127.0.0.71");
-        let (host, port) = addr.rsplit_once(':').expect("host:port");
-        let (host, port) = (host.to_string(), port.to_string());
-        Blocked::start(
-            conn,
-            setup,
-            sql,
-            Box::new(move |id| {
-                let _ = std::process::Command::new("mariadb")
-                    .args([
-                        "--no-defaults",
-                        "-h",
-                        &host,
-                        "-P",
-                        &port,
-                        "-uroot",
-                        "--skip-ssl",
-                    ])
-                    .arg("-e")
-                    .arg(format!("KILL {id}"))
-                    .output();
-            }),
-        )
+        Blocked::start(conn, setup, sql, Box::new(servers.seekdb_killer()))
     };
     let module = "CALL DBMS_APPLICATION_INFO.SET_MODULE('it-batch', 'load')";
     let client_info = "CALL DBMS_APPLICATION_INFO.SET_CLIENT_INFO('it-report')";

@@ -143,6 +143,40 @@ impl Servers {
     }
 }
 
+impl Servers {
+    /// Ends a session of the shared MariaDB by its id (`KILL`, as root): what ends a
+    /// [`Blocked`] statement there.
+    pub fn mariadb_killer(&self) -> impl Fn(u32) + Clone + 'static {
+        killer(vec![
+            "-S".into(),
+            self.mariadb_root_socket.clone(),
+            "-uroot".into(),
+        ])
+    }
+
+    /// The same on the shared seekdb.
+    pub fn seekdb_killer(&self) -> impl Fn(u32) + Clone + 'static {
+        let (host, port) = split_addr(&self.seekdb_addr);
+        killer(
+            ["-h", host, "-P", port, "-uroot", "--skip-ssl"]
+                .map(String::from)
+                .to_vec(),
+        )
+    }
+}
+
+/// `KILL <id>` through the mariadb client with `args` (where and as whom).
+fn killer(args: Vec<String>) -> impl Fn(u32) + Clone + 'static {
+    move |id| {
+        let _ = Command::new("mariadb")
+            .arg("--no-defaults")
+            .args(&args)
+            .arg("-e")
+            .arg(format!("KILL {id}"))
+            .output();
+    }
+}
+
 pub fn split_addr(addr: &str) -> (&str, &str) {
     addr.rsplit_once(':').expect("host:port")
 }
