@@ -459,6 +459,31 @@ fn waits_applications_and_statements_have_exact_series() {
         ]
     );
 
+    // No application or wait was summed away: those dimensions have no series.
+    let dropped = samples(&text, SERIES_DROPPED);
+    assert!(
+        dropped
+            .iter()
+            .all(|l| !l.contains("application") && !l.contains("wait_event")),
+        "{dropped:?}"
+    );
+    let mut capped = TargetStatus::new(
+        &target("    max_series_per_dimension: 2\n"),
+        1,
+        &Reason::DATABASE,
+    );
+    let mut three = Aggregator::new(2, Parts::default());
+    for application in ["a", "b", "c"] {
+        three.add_group(SessionGroup {
+            application: application.into(),
+            ..group("t1", "app", false, 1, 0.0)
+        });
+    }
+    capped.record_success(three.finish(), Duration::from_millis(1), now);
+    let text = encode(&[Arc::new(capped)]).unwrap();
+    assert!(samples(&text, SERIES_DROPPED)
+        .contains(&format!(r#"{SERIES_DROPPED}{{{tenant},dimension="application"}} 2"#).as_str()));
+
     let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
     status.record_success(rows(Parts::NONE), Duration::from_millis(1), now);
     let text = encode(&[Arc::new(status)]).unwrap();
