@@ -6,7 +6,7 @@
 
 use crate::common::dbss::ContractServer;
 use crate::common::{
-    connect_as, free_port, http_get, split_addr, Blocked, Exporter, Servers, Session, SessionSpec,
+    connect_as, free_port, http_get, Blocked, Exporter, PsqlSession, Servers, Session, SessionSpec,
 };
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
@@ -279,7 +279,13 @@ targets:
         )
     };
     end_sessions();
-    let at_limit = PsqlSession::start(&servers.postgres_addr, "it_e2e_lim", "it_e2e_limdb");
+    let at_limit = PsqlSession::start(
+        &servers.postgres_addr,
+        "it_e2e_lim",
+        "E2e-pw-1",
+        "it_e2e_limdb",
+        None,
+    );
 
     // The shipped rules, with the long-running threshold lowered to 2 s and no wait.
     let mut rules: serde_yaml::Value = serde_yaml::from_str(
@@ -409,30 +415,4 @@ targets:
             .flatten()
     });
     assert!(summary.contains("has been active for"), "{summary}");
-}
-
-/// A `psql` session that sleeps until dropped, as `user` in `db` (the password
-/// `E2e-pw-1`); ended by its PID.
-struct PsqlSession(std::process::Child);
-
-impl PsqlSession {
-    fn start(addr: &str, user: &str, db: &str) -> Self {
-        let (host, port) = split_addr(addr);
-        let child = Command::new("psql")
-            .args(["-X", "-q", "-h", host, "-p", port, "-U", user, "-d", db])
-            .args(["-c", "SELECT pg_sleep(600)"])
-            .env("PGPASSWORD", "E2e-pw-1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("psql is installed (scripts/install-deps.sh)");
-        Self(child)
-    }
-}
-
-impl Drop for PsqlSession {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -531,6 +531,54 @@ fn seekdb_sessions_api() {
     check_stats_equal_metrics(&exporter, "seek", "seek", &opened);
 }
 
+/// A PostgreSQL session's program, in the list and the detail: its
+/// `application_name`, as `dbsession_application_sessions` counts it.
+#[test]
+fn postgresql_sessions_carry_their_application() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.postgres_role("it_pt_pg", "It-pt-pg-1", "");
+    let end = || {
+        servers.postgres_admin(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'it_pt_pg'",
+        )
+    };
+    end();
+    let exporter = start(&format!(
+        "  - name: pg\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: disable\n    filter: {{users: {{allow: [it_pt_pg]}}}}\n",
+        servers.postgres_addr,
+        servers.monitor_password_file.display()
+    ));
+    let session = crate::common::PsqlSession::start(
+        &servers.postgres_addr,
+        "it_pt_pg",
+        "It-pt-pg-1",
+        "postgres",
+        Some("it-pt-report"),
+    );
+    let labels = [
+        ("target", "pg"),
+        ("tenant", "pg"),
+        ("application", "it-pt-report"),
+    ];
+    exporter.wait_for_metrics("the session is counted", Duration::from_secs(30), |m| {
+        m.get("dbsession_application_active_sessions", &labels) == Some(1.0)
+    });
+    let list = ok(&exporter, "/api/v1/tenant/pg/sessions?user=it_pt_pg");
+    assert_eq!(list["contents"][0]["application"], "it-pt-report", "{list}");
+    let id = list["contents"][0]["id"].as_u64().unwrap();
+    let detail = ok(&exporter, &format!("/api/v1/tenant/pg/sessions/{id}"));
+    assert_eq!(detail["application"], "it-pt-report", "{detail}");
+    let sorted = ok(
+        &exporter,
+        "/api/v1/tenant/pg/sessions?user=it_pt_pg&sort=application,asc",
+    );
+    assert_eq!(ids(&sorted), vec![id]);
+    drop(session);
+    end();
+}
+
 const CLUSTER: &str = r#"
 CREATE DATABASE IF NOT EXISTS it_pt_cluster;
 DROP TABLE IF EXISTS it_pt_cluster.`GV$OB_PROCESSLIST`;

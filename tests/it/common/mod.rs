@@ -776,3 +776,43 @@ CREATE TABLE {database}.ASH (
 GRANT SELECT ON {database}.* TO monitor;"#
     )
 }
+
+/// A `psql` session that sleeps (`pg_sleep(600)`) until dropped, as `user` with
+/// `password` in `db`, its `application_name` `application` (psql's own, `psql`,
+/// otherwise); the client is ended by its PID when dropped (its backend sleeps on:
+/// end it on the server).
+pub struct PsqlSession(std::process::Child);
+
+impl PsqlSession {
+    pub fn start(
+        addr: &str,
+        user: &str,
+        password: &str,
+        db: &str,
+        application: Option<&str>,
+    ) -> Self {
+        let (host, port) = split_addr(addr);
+        let mut command = Command::new("psql");
+        command
+            .args(["-X", "-q", "-h", host, "-p", port, "-U", user, "-d", db])
+            .args(["-c", "SELECT pg_sleep(600)"])
+            .env("PGPASSWORD", password)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(application) = application {
+            command.env("PGAPPNAME", application);
+        }
+        Self(
+            command
+                .spawn()
+                .expect("psql is installed (scripts/install-deps.sh)"),
+        )
+    }
+}
+
+impl Drop for PsqlSession {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
