@@ -703,15 +703,12 @@ impl Aggregator {
         tally.stats.top.push(session);
     }
 
-    /// Adds what active sessions the grouping already counted wait on and run (a
-    /// statement of activity's): `group` has their tenant, wait, statement and their
-    /// number in `active`, nothing else.
-    pub fn add_activity(&mut self, group: SessionGroup<&str>) {
-        self.rows += 1;
+    /// Adds what one active session the grouping already counted waits on (class,
+    /// event) and runs (a statement of activity's; an empty statement is none).
+    pub fn add_activity(&mut self, tenant: &str, (class, event): (&str, &str), statement: &str) {
         let parts = self.parts;
-        let (class, event, n) = (group.wait_class, group.wait_event, group.active);
-        self.tenant(group.tenant)
-            .add_activity(parts, &class, &event, group.statement, n);
+        self.tenant(tenant)
+            .add_activity(parts, &class, &event, statement, 1);
     }
 
     /// Adds `counts` sessions of `tenant` to application `name`, counted apart from

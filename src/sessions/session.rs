@@ -15,7 +15,7 @@ pub enum FieldValue {
     Text(String),
 }
 
-/// Every field of obshell's `TenantSession`, in its order.
+/// Every field of obshell's `TenantSession`, in its order, and ours after them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Field {
     Id,

@@ -660,7 +660,7 @@ pub struct Rows<'a> {
     /// The programs known of the server's connections, and the groups whose
     /// sessions are to be counted by them: tenant, connection ids, counts of one
     /// session of the group (see [`connections`]).
-    programs: Option<&'a mut Connections>,
+    connections: Option<&'a mut Connections>,
     by_connection: Vec<(String, Vec<u64>, u64, Counts)>,
 }
 
@@ -685,21 +685,21 @@ impl<'a> Rows<'a> {
             apart: 0,
             active: Vec::new(),
             activity: Activity::default(),
-            programs: None,
+            connections: None,
             by_connection: Vec::new(),
         }
     }
 
     /// Counts the applications of groups that send their connection ids by the
-    /// programs of `programs`, which learns the connections it did not know.
-    pub fn with_connections(mut self, programs: &'a mut Connections) -> Self {
-        self.programs = Some(programs);
+    /// programs in `connections`, which learns the connections it did not know.
+    pub fn with_connections(mut self, connections: &'a mut Connections) -> Self {
+        self.connections = Some(connections);
         self
     }
 
     /// The connections of the groups so far whose program is not known yet.
     pub fn unknown_programs(&self) -> Vec<u64> {
-        match (&self.programs, self.failed()) {
+        match (&self.connections, self.failed()) {
             (Some(programs), false) => {
                 programs.unknown(self.by_connection.iter().flat_map(|(_, ids, _, _)| ids))
             }
@@ -709,7 +709,7 @@ impl<'a> Rows<'a> {
 
     /// After a statement of programs for `asked`: those it did not name named none.
     pub fn settle_programs(&mut self, asked: &[u64]) {
-        if let Some(programs) = self.programs.as_deref_mut() {
+        if let Some(programs) = self.connections.as_deref_mut() {
             programs.settle(asked);
         }
     }
@@ -751,7 +751,7 @@ impl<'a> Rows<'a> {
                 Ok(())
             }),
             Pass::Activity => decode_activity(values, &mut self.activity),
-            Pass::Programs => match self.programs.as_deref_mut() {
+            Pass::Programs => match self.connections.as_deref_mut() {
                 Some(programs) => programs.learn(values),
                 None => Ok(()),
             },
@@ -806,23 +806,13 @@ impl<'a> Rows<'a> {
     /// Counts one active session's wait (an instrument name; None: it waits for
     /// nothing) and statement.
     fn add_activity(&mut self, event: Option<&str>, statement: Option<String>) {
-        let parts = self.ctx.parts;
         let (class, event) = match event.filter(|e| !e.is_empty()) {
             Some(event) => (instrument_class(event), event),
             None => (CPU, CPU),
         };
-        let group = SessionGroup {
-            tenant: self.ctx.tenant,
-            wait_class: if parts.waits { class } else { "" },
-            wait_event: event,
-            statement: statement
-                .as_deref()
-                .filter(|_| parts.statements)
-                .unwrap_or_default(),
-            active: 1,
-            ..SessionGroup::default()
-        };
-        self.aggregator.add_activity(group);
+        let statement = statement.as_deref().unwrap_or_default();
+        self.aggregator
+            .add_activity(self.ctx.tenant, (class, event), statement);
     }
 
     /// Counts the sessions of the groups that sent their connection ids by each
@@ -830,7 +820,7 @@ impl<'a> Rows<'a> {
     /// truncated id list left out), and forgets the connections that have ended.
     fn count_programs(&mut self) {
         let failed = self.failed();
-        let Some(programs) = self.programs.as_deref_mut() else {
+        let Some(programs) = self.connections.as_deref_mut() else {
             return;
         };
         // The active ones too: without ids (applications off) they are all it knows.
@@ -866,7 +856,7 @@ impl<'a> Rows<'a> {
 
     /// Whether an active session's performance_schema thread is not known yet.
     pub fn needs_threads(&self) -> bool {
-        match self.programs.as_deref() {
+        match self.connections.as_deref() {
             Some(connections) => self
                 .active
                 .iter()
@@ -903,7 +893,7 @@ impl<'a> Rows<'a> {
         let activity = std::mem::take(&mut self.activity);
         let active = std::mem::take(&mut self.active);
         for id in &active {
-            let known = self.programs.as_deref().and_then(|c| c.thread(*id));
+            let known = self.connections.as_deref().and_then(|c| c.thread(*id));
             let thread = activity.threads.get(id).copied().or(known);
             let wait = thread
                 .and_then(|t| activity.waits.get(&t))
@@ -911,7 +901,7 @@ impl<'a> Rows<'a> {
             let digest = thread.and_then(|t| activity.digests.get(&t)).cloned();
             self.add_activity(wait, digest);
         }
-        if let Some(connections) = self.programs.as_deref_mut() {
+        if let Some(connections) = self.connections.as_deref_mut() {
             for (id, thread) in &activity.threads {
                 connections.learn_thread(*id, *thread);
             }
