@@ -3,7 +3,10 @@
 # MariaDB, PostgreSQL, Prometheus (promtool), curl, systemd-analyze, and for the packages
 # and the image rpm, podman with runc, mmdebstrap and man-db, from Debian's
 # packages;
-# seekdb (`pylibseekdb`), `kubernetes-validate` and `schemathesis` from PyPI. Idempotent: a second
+# seekdb (`pylibseekdb`), `kubernetes-validate` and `schemathesis` from PyPI; for the sessions
+# page's tests in a real browser, Debian's chromium and chromium-driver, Selenium from PyPI in
+# a virtual environment of its own and axe-core from the npm registry (both under
+# $SE_BROWSER_TOOLS, by default ~/.cache/session-exporter/browser). Idempotent: a second
 # run finds everything present and does nothing.
 # `--quickstart` installs only what scripts/quickstart.sh runs: MariaDB and seekdb.
 set -euo pipefail
@@ -29,6 +32,9 @@ if [ "$only_quickstart" = 0 ]; then
   command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)
   # `man`: the installed package's man page is looked up as users (and systemd-analyze) do.
   command -v man >/dev/null 2>&1 || need_apt+=(man-db)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -54,4 +60,23 @@ fi
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "install-deps: pip install ${need_pip[*]}" >&2
   python3 -m pip install -q --root-user-action=ignore "${need_pip[@]}"
+fi
+
+if [ "$only_quickstart" = 0 ]; then
+  # Selenium pins typing_extensions, so it lives in a virtual environment of its own;
+  # 4.35.0 is the last release whose certifi pin the registry serves.
+  browser_tools="${SE_BROWSER_TOOLS:-$HOME/.cache/session-exporter/browser}"
+  if ! "$browser_tools/venv/bin/python" -c 'import selenium' >/dev/null 2>&1; then
+    echo "install-deps: selenium==4.35.0 into $browser_tools/venv" >&2
+    python3 -m venv "$browser_tools/venv"
+    "$browser_tools/venv/bin/python" -m pip install -q selenium==4.35.0
+  fi
+  # axe-core's one file, injected into the page by tests/it/browser.py.
+  if [ ! -f "$browser_tools/axe-core/axe.min.js" ]; then
+    echo "install-deps: axe-core@4.14.1 into $browser_tools/axe-core" >&2
+    mkdir -p "$browser_tools/axe-core"
+    (cd "$browser_tools" && npm pack --silent axe-core@4.14.1 >/dev/null \
+      && tar -xzf axe-core-4.14.1.tgz -C axe-core --strip-components=1 package/axe.min.js \
+      && rm -f axe-core-4.14.1.tgz)
+  fi
 fi

@@ -11,25 +11,31 @@ pub async fn page(State(state): State<std::sync::Arc<AppState>>) -> Html<String>
     let published = state.current();
     let mut rows = String::new();
     for target in &published.targets {
-        row(&mut rows, &target.status);
+        let status = &target.status;
+        let tenants = state
+            .passthrough
+            .served_tenants(&status.name, status.tenants.keys());
+        row(&mut rows, status, tenants.as_deref());
     }
     let path = escape(&state.telemetry_path);
     Html(format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>session_exporter</title>\
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.down{{color:#b00}}.up{{color:#070}}</style>\
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}.down{{color:#b00}}.up{{color:#070}}.muted{{color:#555}}</style>\
 </head><body><h1>session_exporter</h1>\
 <p>Version {version} (revision {revision}). Prometheus exporter for database session metrics.</p>\
 <ul><li><a href=\"{path}\">Metrics</a> (one target: <code>/probe?target=NAME</code>)</li><li><a href=\"/-/healthy\">Health</a></li>\
 <li><a href=\"/-/ready\">Readiness</a></li></ul>\
 <h2>Targets</h2><table><tr><th>target</th><th>kind</th><th>state</th><th>tenants</th>\
-<th>last success</th><th>last error</th></tr>{rows}</table></body></html>\n",
+<th>last success</th><th>last error</th><th>sessions page</th></tr>{rows}</table></body></html>\n",
         version = crate::VERSION,
         revision = env!("SESSION_EXPORTER_REVISION"),
     ))
 }
 
-fn row(out: &mut String, target: &TargetStatus) {
+/// One target; `tenants`, those the session API serves, each linked to its
+/// sessions page.
+fn row(out: &mut String, target: &TargetStatus, tenants: Option<&[String]>) {
     let state = match (target.tried, target.is_up()) {
         (false, _) => "<td>pending</td>".to_string(),
         (true, true) => "<td class=\"up\">up</td>".to_string(),
@@ -46,9 +52,29 @@ fn row(out: &mut String, target: &TargetStatus) {
         .last_error
         .as_ref()
         .map_or(String::new(), |e| escape(&e.message));
+    let links = match tenants {
+        None => "<span class=\"muted\">session API off</span>".to_string(),
+        Some(tenants) => tenants
+            .iter()
+            .map(|tenant| {
+                let query: String = percent_encoding::utf8_percent_encode(
+                    tenant,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .collect();
+                format!(
+                    "<a href=\"/sessions?tenant={}\">{}</a>",
+                    escape(&query),
+                    escape(tenant)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
     let _ = write!(
         out,
-        "<tr><td>{}</td><td>{}</td>{state}<td>{}</td><td>{last_success}</td><td>{error}</td></tr>",
+        "<tr><td>{}</td><td>{}</td>{state}<td>{}</td><td>{last_success}</td><td>{error}</td>\
+         <td>{links}</td></tr>",
         escape(&target.name),
         target.kind,
         target.tenants.len(),

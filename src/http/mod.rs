@@ -7,6 +7,7 @@
 //! write of bytes encoded earlier, whatever the number of targets or the scrape rate.
 
 mod landing;
+pub mod page;
 pub mod server;
 
 use crate::exposition::Format;
@@ -89,6 +90,11 @@ pub fn router(state: AppState) -> App {
     let state: Shared = Arc::new(state);
     let router = Router::new()
         .route("/", get(landing::page))
+        .route("/sessions", get(page::sessions))
+        .route("/-/ui/sessions.js", get(page::script))
+        .route("/-/ui/sessions.css", get(page::style))
+        .route("/-/ui/icon.svg", get(page::icon))
+        .route("/favicon.ico", get(page::icon))
         .route(&state.telemetry_path.clone(), get(metrics))
         .route("/probe", get(probe))
         .route("/-/healthy", get(healthy))

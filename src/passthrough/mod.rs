@@ -1,6 +1,7 @@
 //! The obshell-compatible session API, off by default. Per tenant, under
 //! `/api/v1/tenant/:name/sessions`: the list (filters, sort, paging; `DELETE` ends
-//! sessions), `/queries` (`DELETE` ends their statements), `/stats` and `/:sessionId`,
+//! sessions), `/queries` (`DELETE` ends their statements), `/stats`, `/:sessionId`
+//! and `/pileup` (ours: lock waits and open transactions, for the sessions page),
 //! and `/api/v1/tenant/:name/deadlocks`, the deadlocks the database detected; beside
 //! them obshell's `/api/v1/info` and `/api/v1/secret`, which its SDK reads to
 //! authenticate, and `/api/v1/dbss/:target/sqls/:id`, Huawei DBSS's detail of one SQL
@@ -143,6 +144,23 @@ impl Registry {
         });
     }
 
+    /// The tenants of `target` the session API serves (those its last collection
+    /// `found` and those its configuration names), sorted; None when it serves none
+    /// of target's (the API is off, or the target has no sessions to list).
+    pub fn served_tenants<'a>(
+        &self,
+        target: &str,
+        found: impl Iterator<Item = &'a String>,
+    ) -> Option<Vec<String>> {
+        let current = self.get();
+        let served = current.backends.get(target)?;
+        let mut names: Vec<String> = found.cloned().collect();
+        names.extend(served.expected_tenants.iter().cloned());
+        names.sort_unstable();
+        names.dedup();
+        Some(names)
+    }
+
     fn get(&self) -> Arc<Current> {
         self.current
             .read()
@@ -182,9 +200,12 @@ pub fn routes(state: ApiState) -> Router {
             get(detail_named_queries).delete(kill_queries),
         )
         .route("/api/v1/tenant/{name}/sessions/stats", get(stats))
+        .route("/api/v1/tenant/{name}/sessions/pileup", get(pileup))
         .route("/api/v1/tenant/{name}/sessions/{session_id}", get(detail))
         .route("/api/v1/tenant/{name}/deadlocks", get(deadlocks))
         .route("/api/v1/dbss/{target}/sqls/{id}", get(dbss::sql_detail))
+        .route("/api/v1/tenants", get(tenants))
+        .route("/api/v1/credentials", get(credentials))
         .route("/api/v1/info", get(info))
         .route("/api/v1/secret", get(secret))
         .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
@@ -276,14 +297,81 @@ async fn secret(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     respond(&result, TraceId::new(), Instant::now())
 }
 
+/// `GET /api/v1/tenants` (ours): every tenant the API serves, with its target, and
+/// whether sessions may be ended: what the sessions page asks first, and how it
+/// learns that its credentials are good.
+#[derive(serde::Serialize)]
+struct Tenants {
+    tenants: Vec<ServedTenant>,
+    allow_kill: bool,
+}
+
+#[derive(serde::Serialize)]
+struct ServedTenant {
+    name: String,
+    target: String,
+    kind: &'static str,
+    /// Whether the engine keeps a history of its deadlocks (PostgreSQL does not).
+    deadlocks: bool,
+}
+
+async fn tenants(State(state): State<ApiState>, caller: Caller) -> Response {
+    let current = state.registry.get();
+    let result = authorize(&current, &state, &caller).await.map(|_| {
+        let published = published(&state);
+        let mut tenants = Vec::new();
+        for entry in &published.targets {
+            let (Some(served), Some(names)) = (
+                current.backends.get(&entry.status.name),
+                state
+                    .registry
+                    .served_tenants(&entry.status.name, entry.status.tenants.keys()),
+            ) else {
+                continue;
+            };
+            tenants.extend(names.into_iter().map(|name| ServedTenant {
+                name,
+                target: entry.status.name.clone(),
+                kind: entry.status.kind,
+                deadlocks: !matches!(served.target.kind, TargetKind::Postgresql(_)),
+            }));
+        }
+        Tenants {
+            tenants,
+            allow_kill: current.settings.allow_kill,
+        }
+    });
+    caller.answer(respond(&result, TraceId::new(), Instant::now()))
+}
+
+/// `GET /api/v1/credentials` (ours): whether the request's credentials are good,
+/// answered 200 either way, so the sessions page can decide to show its sign-in
+/// form without a refused request in the browser's console. It tells no more than
+/// a 401 would.
+#[derive(serde::Serialize)]
+struct Credentialed {
+    accepted: bool,
+}
+
+async fn credentials(State(state): State<ApiState>, caller: Caller) -> Response {
+    let current = state.registry.get();
+    let result = match current.settings.enabled {
+        false => Err(disabled()),
+        true => Ok(Credentialed {
+            accepted: authorize(&current, &state, &caller).await.is_ok(),
+        }),
+    };
+    respond(&result, TraceId::new(), Instant::now())
+}
+
 /// Anything else under /api/ answers in the envelope too.
 async fn no_such_endpoint(uri: axum::http::Uri) -> Response {
     let failure = Failure::not_found(
         "Common.NotFound",
         format!(
             "no endpoint {}: the API serves GET /api/v1/tenant/:name/sessions, \
-             /sessions/:sessionId and /sessions/stats, GET /api/v1/tenant/:name/deadlocks, \
-             GET /api/v1/info and /api/v1/secret, \
+             /sessions/:sessionId, /sessions/stats and /sessions/pileup, GET /api/v1/tenant/:name/deadlocks, \
+             GET /api/v1/tenants and /api/v1/credentials, GET /api/v1/info and /api/v1/secret, \
              and GET /api/v1/dbss/:target/sqls/:id",
             uri.path().chars().take(200).collect::<String>()
         ),
@@ -409,6 +497,7 @@ async fn kill_sessions(
 ) -> Response {
     let endpoint = if query_only { "kill_query" } else { "kill" };
     let allowed = state.registry.get().settings.allow_kill;
+    let proof = caller.same_origin_proof();
     let body = axum::body::to_bytes(body, MAX_KILL_BODY).await;
     handle(
         state,
@@ -416,6 +505,7 @@ async fn kill_sessions(
         endpoint,
         name,
         |backend, tenant, Authorized { verified, trace }| async move {
+            proof?;
             if !allowed {
                 return Err(Failure {
                     status: axum::http::StatusCode::FORBIDDEN,
@@ -478,6 +568,22 @@ async fn kill_sessions(
     .await
 }
 
+/// `GET .../sessions/pileup` (ours): who waits for whom, and the open transactions.
+async fn pileup(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    caller: Caller,
+) -> Response {
+    handle(
+        &state,
+        &caller,
+        "pileup",
+        &name,
+        |backend, tenant, _| async move { backend.pileup(&tenant).await },
+    )
+    .await
+}
+
 async fn stats(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -535,7 +641,7 @@ where
         },
     };
     let error_message = result.as_ref().err().map(|f| f.message.clone());
-    let response = T::reply(result, trace, started);
+    let response = caller.answer(T::reply(result, trace, started));
     let status = response.status().as_u16();
     let error = error_message.as_deref().unwrap_or("");
     if status >= 500 {
@@ -579,6 +685,12 @@ impl Reply for crate::sessions::DeadLockPage {
     }
 }
 
+impl Reply for crate::sessions::Pileup {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
+        respond(&result, trace, started)
+    }
+}
+
 impl Reply for crate::sessions::SessionStats {
     fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
         respond(&result, trace, started)
@@ -614,7 +726,69 @@ pub struct Caller {
     pub peer: Option<std::net::IpAddr>,
 }
 
+/// What the sessions page sends with every request (see [`Caller::answer`] and
+/// [`Caller::same_origin_proof`]).
+pub const PAGE_HEADER: (&str, &str) = ("x-requested-with", "session_exporter");
+
 impl Caller {
+    /// The sessions page signs in with its own form: a refusal it gets carries no
+    /// challenge, which would make the browser ask for basic auth in a dialog.
+    fn answer(&self, mut response: Response) -> Response {
+        if self
+            .headers
+            .get(PAGE_HEADER.0)
+            .is_some_and(|v| v == PAGE_HEADER.1)
+        {
+            response.headers_mut().remove(header::WWW_AUTHENTICATE);
+        }
+        response
+    }
+
+    /// The same-origin proof of a request that ends sessions. A browser tells where
+    /// a request comes from (`Origin`, `Sec-Fetch-Site`); from a browser, a kill must
+    /// come from this exporter's own page, with the page's header, which no other
+    /// site can add without a CORS preflight this server never grants. Another site
+    /// cannot make a signed-in browser (whose basic auth it sends by itself) end
+    /// sessions. Clients that are not browsers (obshell's SDK, curl) send none of
+    /// these headers and are not concerned: they hold their credentials themselves.
+    fn same_origin_proof(&self) -> Result<(), Failure> {
+        let get = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
+        let (origin, site) = (get("origin"), get("sec-fetch-site"));
+        if origin.is_none() && site.is_none() {
+            return Ok(());
+        }
+        let host = get("host").unwrap_or_default();
+        let same_origin = origin.is_none_or(|origin| {
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host))
+        }) && site.is_none_or(|site| site == "same-origin");
+        let from_page = get(PAGE_HEADER.0) == Some(PAGE_HEADER.1);
+        if same_origin && from_page {
+            return Ok(());
+        }
+        Err(Failure {
+            status: axum::http::StatusCode::FORBIDDEN,
+            err_code: "Common.Forbidden",
+            message: format!(
+                "a browser may end sessions only from this exporter's sessions page (origin {}, \
+                 fetch site {}): nothing was ended",
+                origin
+                    .unwrap_or("not sent")
+                    .chars()
+                    .take(100)
+                    .collect::<String>(),
+                site.unwrap_or("not sent")
+                    .chars()
+                    .take(40)
+                    .collect::<String>(),
+            ),
+            field: None,
+            code: None,
+        })
+    }
+
     /// The client's address for a log line: the address, or `unknown` (a request
     /// that did not come through the listener, as in unit tests).
     pub fn peer_display(&self) -> String {
@@ -747,4 +921,92 @@ fn resolve(
                 ),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(headers: &[(&'static str, &str)]) -> Caller {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(*name, value.parse().unwrap());
+        }
+        Caller {
+            headers: map,
+            uri: "/api/v1/tenant/t/sessions".to_string(),
+            peer: None,
+        }
+    }
+
+    #[test]
+    fn a_kill_from_a_browser_must_come_from_the_page_of_this_origin() {
+        let page = PAGE_HEADER;
+        // Not a browser (the SDK, curl): not concerned.
+        assert!(caller(&[("host", "127.0.0.1:9767")])
+            .same_origin_proof()
+            .is_ok());
+        // The page: same origin, its header.
+        assert!(caller(&[
+            ("host", "127.0.0.1:9767"),
+            ("origin", "http://127.0.0.1:9767"),
+            ("sec-fetch-site", "same-origin"),
+            page,
+        ])
+        .same_origin_proof()
+        .is_ok());
+        for headers in [
+            // Another site's form or fetch, even with the header copied.
+            vec![
+                ("host", "127.0.0.1:9767"),
+                ("origin", "http://evil.example"),
+                page,
+            ],
+            vec![
+                ("host", "127.0.0.1:9767"),
+                ("origin", "http://127.0.0.1:9767.evil.example"),
+                page,
+            ],
+            vec![
+                ("host", "127.0.0.1:9767"),
+                ("sec-fetch-site", "cross-site"),
+                page,
+            ],
+            vec![
+                ("host", "127.0.0.1:9767"),
+                ("sec-fetch-site", "same-site"),
+                page,
+            ],
+            // A browser on this origin, but not the page (a link, a plain form).
+            vec![
+                ("host", "127.0.0.1:9767"),
+                ("origin", "http://127.0.0.1:9767"),
+            ],
+            vec![("origin", "http://127.0.0.1:9767"), page],
+            vec![("host", "127.0.0.1:9767"), ("origin", "null"), page],
+        ] {
+            let refused = caller(&headers).same_origin_proof().unwrap_err();
+            assert_eq!(
+                refused.status,
+                axum::http::StatusCode::FORBIDDEN,
+                "{headers:?}"
+            );
+            assert!(refused.message.contains("nothing was ended"), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn the_page_gets_refusals_without_a_challenge() {
+        let refused = || {
+            respond::<()>(
+                &Err(Failure::unauthorized()),
+                TraceId::new(),
+                Instant::now(),
+            )
+        };
+        let plain = caller(&[]).answer(refused());
+        assert!(plain.headers().contains_key(header::WWW_AUTHENTICATE));
+        let from_page = caller(&[PAGE_HEADER]).answer(refused());
+        assert!(!from_page.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
 }

@@ -10,6 +10,7 @@ pub mod answers;
 pub mod deadlocks;
 pub mod failure;
 pub mod params;
+pub mod pileup;
 pub mod serve;
 pub mod session;
 
@@ -17,6 +18,7 @@ pub use answers::{PageInfo, PageStream, SessionStats};
 pub use deadlocks::{DeadLock, DeadLockNode, DeadLockPage};
 pub use failure::Failure;
 pub use params::{ListParams, PageParams};
+pub use pileup::{Pileup, PileupRows};
 pub use session::{Field, FieldValue, TenantSession};
 
 pub use crate::future::BoxFuture;
@@ -53,6 +55,9 @@ pub trait SessionApi: Send + Sync {
         ids: &'a [u64],
         query_only: bool,
     ) -> BoxFuture<'a, Result<(), Failure>>;
+
+    /// Who waits for whom and the open transactions of `tenant` now.
+    fn pileup<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Pileup, Failure>>;
 
     /// A page of the deadlocks the database detected for `tenant`, newest first.
     fn deadlocks<'a>(

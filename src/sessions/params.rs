@@ -20,6 +20,11 @@ pub struct ListParams {
     pub user: Option<String>,
     pub db: Option<String>,
     pub host: Option<String>,
+    /// Not obshell's: a substring of COMMAND or STATE (`Sleep`, `idle in
+    /// transaction`, `ACTIVE`), for the sessions page.
+    pub state: Option<String>,
+    /// Not obshell's: sessions whose TIME is at least this many seconds.
+    pub min_time: Option<f64>,
     pub id: Option<u64>,
     pub observers: Option<Vec<Observer>>,
     pub active_only: bool,
@@ -34,6 +39,8 @@ impl Default for ListParams {
             user: None,
             db: None,
             host: None,
+            state: None,
+            min_time: None,
             id: None,
             observers: None,
             active_only: false,
@@ -76,8 +83,8 @@ impl Direction {
     }
 }
 
-const ACCEPTED: &str =
-    "page, size, user, db, host (or client_ip), id, observer_list (or svr_ip), active_only, sort";
+const ACCEPTED: &str = "page, size, user, db, host (or client_ip), state, min_time, id, \
+     observer_list (or svr_ip), active_only, sort";
 
 /// The other name a parameter is sent under: obshell's SDK sends `client_ip` for
 /// `host` and `svr_ip` for `observer_list`, which mean the same.
@@ -167,6 +174,8 @@ impl ListParams {
                 "db" => "db",
                 "host" => "host",
                 "client_ip" => "client_ip",
+                "state" => "state",
+                "min_time" => "min_time",
                 "id" => "id",
                 "observer_list" => "observer_list",
                 "svr_ip" => "svr_ip",
@@ -197,6 +206,8 @@ impl ListParams {
                 "user" => params.user = Some(value),
                 "db" => params.db = Some(value),
                 "host" => params.host = Some(value),
+                "state" => params.state = Some(value),
+                "min_time" => params.min_time = Some(seconds(key, &value)?),
                 "id" => params.id = Some(whole(key, &value, 0, u64::MAX)?),
                 "observer_list" => params.observers = Some(observers(key, &value)?),
                 "active_only" => params.active_only = boolean(key, &value)?,
@@ -274,6 +285,24 @@ fn whole(key: &'static str, value: &str, min: u64, max: u64) -> Result<u64, Fail
                 key,
                 format!(
                     "`{key}` must be a whole number from {min} to {max}, not `{}`",
+                    printable(value)
+                ),
+            )
+        })
+}
+
+/// A number of seconds, from 0 to a year's (a TIME past it is no filter a person
+/// asks for; the bound keeps every server's comparison exact).
+fn seconds(key: &'static str, value: &str) -> Result<f64, Failure> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|n| (0.0..=31_536_000.0).contains(n))
+        .ok_or_else(|| {
+            Failure::bad_parameter(
+                key,
+                format!(
+                    "`{key}` must be a number of seconds from 0 to 31536000, not `{}`",
                     printable(value)
                 ),
             )
@@ -419,6 +448,11 @@ mod tests {
             parse("sort=user").unwrap().sort,
             Some((Field::User, Direction::Asc))
         );
+        let p = parse("state=idle+in&min_time=2.5").unwrap();
+        assert_eq!(
+            (p.state.as_deref(), p.min_time),
+            (Some("idle in"), Some(2.5))
+        );
     }
 
     #[test]
@@ -430,6 +464,9 @@ mod tests {
         assert_eq!(field_of("size=18446744073709551616"), "size");
         assert_eq!(field_of("id=1.5"), "id");
         assert_eq!(field_of("active_only=yes"), "active_only");
+        for bad in ["-1", "NaN", "inf", "31536001", "1e400", "ten"] {
+            assert_eq!(field_of(&format!("min_time={bad}")), "min_time", "{bad}");
+        }
         assert_eq!(field_of("sort=password,desc"), "sort");
         assert_eq!(field_of("sort=time,sideways"), "sort");
         assert_eq!(field_of("sort=proxy_ip"), "sort");

@@ -7,7 +7,7 @@
 
 use super::{
     BoxFuture, DeadLock, DeadLockPage, Failure, ListParams, PageInfo, PageParams, PageStream,
-    SessionApi, SessionStats, TenantSession,
+    Pileup, PileupRows, SessionApi, SessionStats, TenantSession,
 };
 use crate::stats::TenantStats;
 use std::future::Future;
@@ -70,6 +70,23 @@ pub trait SessionBackend: Send + Sync + 'static {
         tenant: &str,
         ids: &[u64],
     ) -> impl Future<Output = Result<Vec<u64>, Failure>> + Send;
+
+    /// `tenant`'s lock waits and open transactions now, at most
+    /// [`super::pileup::MAX_PILEUP_ROWS`] + 1 of each (the longest waits, the oldest
+    /// transactions), so that the answer can tell when there were more.
+    fn pileup(
+        &self,
+        conn: &mut Self::Conn,
+        tenant: &str,
+    ) -> impl Future<Output = Result<PileupRows, Failure>> + Send;
+
+    /// The sessions of `tenant` among `ids`, as the list answers them.
+    fn sessions(
+        &self,
+        conn: &mut Self::Conn,
+        tenant: &str,
+        ids: &[u64],
+    ) -> impl Future<Output = Result<Vec<TenantSession>, Failure>> + Send;
 
     /// Ends session `id` (`query_only`: its running statement).
     fn end(
@@ -231,6 +248,20 @@ impl<B: SessionBackend> Served<B> {
         Ok(DeadLockPage::new(params, total, events))
     }
 
+    /// Two reads: the waits and transactions, then the sessions they name.
+    async fn pileup(&self, tenant: &str) -> Result<Pileup, Failure> {
+        let _permit = self.permit().await?;
+        let mut conn = self.backend.connect().await?;
+        let rows = self.backend.pileup(&mut conn, tenant).await?;
+        let ids = rows.ids();
+        let sessions = match ids.is_empty() {
+            true => Vec::new(),
+            false => self.backend.sessions(&mut conn, tenant, &ids).await?,
+        };
+        self.backend.release(conn);
+        Ok(rows.answer(sessions))
+    }
+
     /// Checks that every id is a session of `tenant` now, then ends them one by one,
     /// stopping at the first the server refuses, as obshell does.
     async fn kill(&self, tenant: &str, ids: &[u64], query_only: bool) -> Result<(), Failure> {
@@ -324,6 +355,10 @@ impl<B: SessionBackend> SessionApi for Served<B> {
         params: &'a PageParams,
     ) -> BoxFuture<'a, Result<DeadLockPage, Failure>> {
         Box::pin(self.deadlocks(tenant, params))
+    }
+
+    fn pileup<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<Pileup, Failure>> {
+        Box::pin(self.pileup(tenant))
     }
 }
 

@@ -250,6 +250,26 @@ pub async fn read_bound(
     Ok(())
 }
 
+/// Sends a kind's statement of the pile-up (see [`super::sql::add_pileup_row`]),
+/// its parameters bound, and reads its rows.
+pub async fn read_pileup(
+    conn: &mut mysql_async::Conn,
+    sql: &str,
+    params: Vec<Value>,
+) -> Result<crate::sessions::PileupRows, SqlError> {
+    use mysql_async::prelude::Queryable;
+    let sql = with_own_sessions(conn, sql);
+    let statement = conn.prep(sql).await?;
+    let found: Result<Vec<mysql_async::Row>, _> = conn.exec(&statement, params).await;
+    let closed = conn.close(statement).await;
+    let (found, ()) = (found?, closed?);
+    let mut rows = crate::sessions::PileupRows::default();
+    for row in found {
+        super::sql::add_pileup_row(&mut rows, row.unwrap()).map_err(SqlError::Answer)?;
+    }
+    Ok(rows)
+}
+
 impl Cell for Value {
     fn is_null(&self) -> bool {
         matches!(self, Value::NULL)

@@ -407,15 +407,37 @@ impl LockWaits {
         }
     }
 
-    /// Per blocking thread, how many transactions wait on it.
-    fn blockers(self) -> String {
-        let (waiting, blocking) = match self {
+    /// The session API's pile-up (see [`crate::source::sql::add_pileup_row`]): each
+    /// waiting thread with the thread it waits on, the longest waits first, and each
+    /// open transaction's thread, the oldest first, at most `limit` of each.
+    fn pileup(self, limit: usize) -> String {
+        let (waiting, blocking) = self.columns();
+        format!(
+            "{TAG} (SELECT 0, r.trx_mysql_thread_id, b.trx_mysql_thread_id, \
+             TIMESTAMPDIFF(MICROSECOND, r.trx_wait_started, NOW(6)) / 1000000 AS s \
+             FROM {} lw JOIN information_schema.INNODB_TRX r ON r.trx_id = lw.{waiting} \
+             JOIN information_schema.INNODB_TRX b ON b.trx_id = lw.{blocking} \
+             ORDER BY s DESC LIMIT {limit}) UNION ALL (SELECT 1, t.trx_mysql_thread_id, NULL, \
+             TIMESTAMPDIFF(MICROSECOND, t.trx_started, NOW(6)) / 1000000 AS s \
+             FROM information_schema.INNODB_TRX t ORDER BY t.trx_started LIMIT {limit})",
+            self.relation()
+        )
+    }
+
+    /// The waiting and the blocking transaction's columns of [`Self::relation`].
+    fn columns(self) -> (&'static str, &'static str) {
+        match self {
             LockWaits::InformationSchema => ("requesting_trx_id", "blocking_trx_id"),
             LockWaits::PerformanceSchema => (
                 "REQUESTING_ENGINE_TRANSACTION_ID",
                 "BLOCKING_ENGINE_TRANSACTION_ID",
             ),
-        };
+        }
+    }
+
+    /// Per blocking thread, how many transactions wait on it.
+    fn blockers(self) -> String {
+        let (waiting, blocking) = self.columns();
         format!(
             "SELECT bt.trx_mysql_thread_id AS THREAD, COUNT(DISTINCT lw.{waiting}) AS WAITERS \
              FROM {} lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.{blocking} \

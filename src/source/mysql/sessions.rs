@@ -4,9 +4,9 @@
 use super::{active_condition, grouping, row_context, GRANT};
 use crate::config::{Database, Mysql, Parts, Target};
 use crate::sessions::deadlocks::rfc3339_micros;
-use crate::sessions::{DeadLock, Field, PageParams};
+use crate::sessions::{DeadLock, Field, PageParams, PileupRows};
 use crate::source::processlist::{self, plain_column, Processlist, View};
-use crate::source::query::{read, SqlError};
+use crate::source::query::{read, read_pileup, SqlError};
 use crate::source::sql::{Pass, Rows};
 use crate::stats::Collected;
 use std::collections::HashSet;
@@ -107,6 +107,23 @@ impl Processlist for MysqlProcesslist {
             self.collect_timeout,
             tenant,
         ))
+    }
+
+    /// InnoDB's lock waits (MariaDB's information_schema, MySQL 8's
+    /// performance_schema, by the server's version) and its open transactions.
+    fn pileup<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        _view: &'a View,
+        _tenant: &'a str,
+        limit: usize,
+    ) -> processlist::BoxFuture<'a, Result<PileupRows, SqlError>> {
+        Box::pin(async move {
+            use mysql_async::prelude::Queryable;
+            let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+            let flavour = super::LockWaits::of(version.as_deref().unwrap_or_default());
+            read_pileup(conn, &flavour.pileup(limit), Vec::new()).await
+        })
     }
 
     /// InnoDB's latest detected deadlock, the only one it keeps: one event or none.

@@ -529,6 +529,33 @@ fn particulars_sql(settings: &Oceanbase, mode: Mode, tenant_filter: &str) -> Opt
     (!rows.is_empty()).then(|| format!("{TAG} {}", rows.join(" UNION ALL ")))
 }
 
+/// The session API's pile-up (see [`crate::source::sql::add_pileup_row`]): each
+/// session waiting for a transaction's row lock (a `BLOCK = 1`, `TYPE = 'TR'` row of
+/// the locks view) with the session holding it (`ID2`), its longest wait first, and
+/// each open transaction's session by its scheduler's `ACTIVE_TIME`, the oldest
+/// first; at most `limit` of each. In a cluster, of the sessions of the tenant bound
+/// to both `?`.
+fn pileup_sql(settings: &Oceanbase, mode: Mode, limit: usize) -> String {
+    let of_tenant = |column: &str| match mode {
+        Mode::Cluster => format!(
+            " AND {column} IN (SELECT p.ID FROM {} p WHERE p.TENANT = ?)",
+            processlist_relation(settings)
+        ),
+        Mode::SingleTenant => String::new(),
+    };
+    format!(
+        "{TAG} (SELECT 0, l.SESSION_ID, l.ID2, MAX(l.CTIME) / 1000000 AS s FROM {} l \
+         WHERE l.BLOCK = 1 AND l.TYPE = 'TR'{} GROUP BY l.SESSION_ID, l.ID2 \
+         ORDER BY s DESC LIMIT {limit}) UNION ALL (SELECT 1, t.SESSION_ID, NULL, \
+         TIMESTAMPDIFF(MICROSECOND, t.ACTIVE_TIME, NOW(6)) / 1000000 AS s FROM {} t \
+         WHERE 1 = 1{} ORDER BY t.ACTIVE_TIME LIMIT {limit})",
+        locks(settings, mode),
+        of_tenant("l.SESSION_ID"),
+        transactions(settings, mode),
+        of_tenant("t.SESSION_ID"),
+    )
+}
+
 /// The `tenants:` list as conditions on the sessions and on the tenants view.
 /// Tenant names are validated as [A-Za-z0-9_] at config load, so quoting is safe.
 fn tenant_filters(settings: &Oceanbase) -> (String, String) {

@@ -3,7 +3,7 @@
 
 use super::{detect_mode, grouping, init_statements, relation, row_context, Mode, RULES};
 use crate::config::{Database, Oceanbase, Target};
-use crate::sessions::{DeadLock, Field, PageParams};
+use crate::sessions::{DeadLock, Field, PageParams, PileupRows};
 use crate::source::processlist::{self, plain_column, Processlist, View};
 use crate::source::query::{self, SqlError};
 use crate::source::sql::{Pass, RowContext, Rows, Rules};
@@ -106,6 +106,21 @@ impl Processlist for OceanbaseProcesslist {
             (&address.host, address.port),
             params,
         ))
+    }
+
+    fn pileup<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        view: &'a View,
+        tenant: &'a str,
+        limit: usize,
+    ) -> processlist::BoxFuture<'a, Result<PileupRows, SqlError>> {
+        let (mode, params) = match view.cluster {
+            true => (Mode::Cluster, vec![tenant.into(), tenant.into()]),
+            false => (Mode::SingleTenant, Vec::new()),
+        };
+        let sql = super::pileup_sql(&self.settings, mode, limit);
+        Box::pin(async move { query::read_pileup(conn, &sql, params).await })
     }
 
     fn grant(&self) -> &'static str {

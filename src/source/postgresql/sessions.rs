@@ -14,11 +14,14 @@
 use super::{classify, connect, grouped_sql};
 use crate::config::{Parts, Postgresql};
 use crate::sessions::params::Observer;
+use crate::sessions::pileup::{MAX_PILEUP_ROWS, MAX_PILEUP_SQL};
 use crate::sessions::serve::{PageRows, PageSink, Refusal, SessionBackend};
 use crate::sessions::{
-    DeadLock, Failure, Field, FieldValue, ListParams, PageParams, TenantSession,
+    DeadLock, Failure, Field, FieldValue, ListParams, PageParams, PileupRows, TenantSession,
 };
-use crate::source::sql::{contains_pattern, filter_conditions, RowContext, Rows, Rules, TAG};
+use crate::source::sql::{
+    add_pileup_row, contains_pattern, filter_conditions, RowContext, Rows, Rules, TAG,
+};
 use crate::stats::TenantStats;
 use futures_util::StreamExt;
 use std::sync::{Arc, Mutex};
@@ -144,6 +147,17 @@ impl Shared {
                 values.push(Param::Text(contains_pattern(wanted)));
                 sql.push_str(&format!(" AND {column} LIKE ${} ESCAPE '!'", values.len()));
             }
+        }
+        if let Some(wanted) = params.state.as_deref().filter(|w| !w.is_empty()) {
+            values.push(Param::Text(contains_pattern(wanted)));
+            let n = values.len();
+            sql.push_str(&format!(
+                " AND (s.command LIKE ${n} ESCAPE '!' OR s.state LIKE ${n} ESCAPE '!')"
+            ));
+        }
+        if let Some(min) = params.min_time {
+            values.push(Param::Float(min));
+            sql.push_str(&format!(" AND s.time >= ${}", values.len()));
         }
         if let Some(id) = params.id {
             values.push(Param::Int(id.min(i64::MAX as u64) as i64));
@@ -326,6 +340,68 @@ impl SessionBackend for PostgresqlSessions {
         )))
     }
 
+    /// Each waiter with every session `pg_blocking_pids` names (called only for the
+    /// sessions waiting for a lock: it takes the lock manager's locks), waited since
+    /// the lock's `waitstart`; each open transaction by its `xact_start`.
+    async fn pileup(&self, client: &mut Client, tenant: &str) -> Result<PileupRows, Failure> {
+        self.target.check_tenant(tenant)?;
+        let limit = MAX_PILEUP_ROWS + 1;
+        let sql = format!(
+            "{TAG} (SELECT 0, w.pid::text, bp::text, EXTRACT(EPOCH FROM clock_timestamp() \
+             - COALESCE(l.waitstart, w.query_start))::float8::text AS s \
+             FROM pg_stat_activity w CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp \
+             LEFT JOIN (SELECT pid, min(waitstart) AS waitstart FROM pg_locks WHERE NOT granted \
+             GROUP BY pid) l ON l.pid = w.pid WHERE w.wait_event_type = 'Lock' \
+             ORDER BY 4 DESC LIMIT {limit}) UNION ALL (SELECT 1, a.pid::text, NULL, \
+             EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float8::text \
+             FROM pg_stat_activity a WHERE a.xact_start IS NOT NULL \
+             AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() ORDER BY a.xact_start LIMIT {limit})"
+        );
+        let stream = client
+            .simple_query_raw(&sql)
+            .await
+            .map_err(|e| self.target.failure(&e))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut rows = PileupRows::default();
+        while let Some(message) = stream.next().await {
+            if let SimpleQueryMessage::Row(row) = message.map_err(|e| self.target.failure(&e))? {
+                add_pileup_row(&mut rows, (0..row.len()).map(|i| row.get(i))).map_err(|e| {
+                    Failure::unavailable(format!("target `{}`: {e}", self.target.name))
+                })?;
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn sessions(
+        &self,
+        client: &mut Client,
+        tenant: &str,
+        ids: &[u64],
+    ) -> Result<Vec<TenantSession>, Failure> {
+        self.target.check_tenant(tenant)?;
+        let (conditions, mut values) = self.target.conditions(&ListParams::default());
+        values.push(Param::Ints(
+            ids.iter()
+                .map(|id| (*id).min(i64::MAX as u64) as i64)
+                .collect(),
+        ));
+        // The SQL text only as far as the pile-up keeps it.
+        let select = select_list().replace(
+            "s.info::text",
+            &format!("left(s.info, {})", MAX_PILEUP_SQL + 1),
+        );
+        let sql = format!(
+            "{TAG} SELECT {select} FROM ({SESSIONS}) s WHERE {conditions} AND s.id = ANY(${})",
+            values.len()
+        );
+        let rows = client
+            .query(&sql, &refs(&values))
+            .await
+            .map_err(|e| self.target.failure(&e))?;
+        rows.iter().map(|row| self.target.session(row)).collect()
+    }
+
     async fn present(
         &self,
         client: &mut Client,
@@ -422,6 +498,7 @@ impl PageRows for Page {
 enum Param {
     Text(String),
     Int(i64),
+    Float(f64),
     Ints(Vec<i64>),
 }
 
@@ -431,6 +508,7 @@ fn refs(values: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
         .map(|value| match value {
             Param::Text(text) => text as &(dyn ToSql + Sync),
             Param::Int(n) => n as &(dyn ToSql + Sync),
+            Param::Float(n) => n as &(dyn ToSql + Sync),
             Param::Ints(ns) => ns as &(dyn ToSql + Sync),
         })
         .collect()

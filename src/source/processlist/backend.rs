@@ -10,9 +10,10 @@
 use super::{Processlist, View};
 use crate::config::Address;
 use crate::sessions::params::Observer;
+use crate::sessions::pileup::{MAX_PILEUP_ROWS, MAX_PILEUP_SQL};
 use crate::sessions::serve::{PageRows, PageSink, Refusal, SessionBackend};
 use crate::sessions::{
-    DeadLock, Failure, Field, FieldValue, ListParams, PageParams, TenantSession,
+    DeadLock, Failure, Field, FieldValue, ListParams, PageParams, PileupRows, TenantSession,
 };
 use crate::source::conn::{close_in_background, pool};
 use crate::source::query::{with_own_sessions, SqlError};
@@ -136,25 +137,32 @@ impl SessionBackend for ProcesslistBackend {
         params: &PageParams,
     ) -> Result<(u64, Vec<DeadLock>), Failure> {
         let shape = self.shape(conn).await?;
-        let target = self.target.target();
         self.target
             .deadlocks(conn, &shape.view, tenant, params)
             .await
-            .map_err(|err| match err {
-                // The account may not read what the deadlocks are kept in.
-                SqlError::Driver(mysql_async::Error::Server(e))
-                    if [1044, 1142, 1227].contains(&e.code) =>
-                {
-                    Failure::grant_missing(format!(
-                        "target `{target}`: the exporter's account may not read the deadlocks \
-                         ({}): {}",
-                        e.message,
-                        self.target.grant()
-                    ))
-                }
-                SqlError::Driver(err) => self.failure(&err),
-                SqlError::Answer(err) => Failure::unavailable(format!("target `{target}`: {err}")),
-            })
+            .map_err(|err| self.read_failure(err, "the deadlocks"))
+    }
+
+    async fn pileup(&self, conn: &mut Conn, tenant: &str) -> Result<PileupRows, Failure> {
+        let shape = self.shape(conn).await?;
+        self.target
+            .pileup(conn, &shape.view, tenant, MAX_PILEUP_ROWS + 1)
+            .await
+            .map_err(|err| self.read_failure(err, "the lock waits and transactions"))
+    }
+
+    async fn sessions(
+        &self,
+        conn: &mut Conn,
+        tenant: &str,
+        ids: &[u64],
+    ) -> Result<Vec<TenantSession>, Failure> {
+        let shape = self.shape(conn).await?;
+        let query = self.query_of(shape, tenant, &ListParams::default(), ids)?;
+        let rows = exec(conn, &query.sql, query.values)
+            .await
+            .map_err(|e| self.failure(&e))?;
+        rows.into_iter().map(|row| query.rows.make(row)).collect()
     }
 
     async fn present(
@@ -231,9 +239,29 @@ impl ProcesslistBackend {
 
     /// The statement of the page `params` asks for.
     fn query(&self, shape: &Shape, tenant: &str, params: &ListParams) -> Result<Page, Failure> {
+        self.query_of(shape, tenant, params, &[])
+    }
+
+    /// [`Self::query`], of sessions `ids` only when there are some, their SQL text
+    /// cut to what the pile-up keeps (a named session's text is read whole only by
+    /// the detail).
+    fn query_of(
+        &self,
+        shape: &Shape,
+        tenant: &str,
+        params: &ListParams,
+        ids: &[u64],
+    ) -> Result<Page, Failure> {
         let offset = params.offset()?;
-        let (conditions, mut values) = self.conditions(shape, tenant, params)?;
-        let (fields, select) = self.select_list(shape);
+        let (mut conditions, mut values) = self.conditions(shape, tenant, params)?;
+        if !ids.is_empty() {
+            conditions.push_str(&format!(
+                " AND `ID` IN ({})",
+                vec!["?"; ids.len()].join(", ")
+            ));
+            values.extend(ids.iter().map(|id| Value::from(*id)));
+        }
+        let (fields, select) = self.select_list(shape, !ids.is_empty());
         let mut order = String::new();
         if let Some((field, direction)) = params.sort {
             if let Some(expr) = self.target.column(&shape.view, field, &shape.columns) {
@@ -336,6 +364,29 @@ impl ProcesslistBackend {
                 None => sql.push_str(" AND 1 = 0"),
             }
         }
+        if let Some(wanted) = params.state.as_deref().filter(|w| !w.is_empty()) {
+            let either: Vec<String> = [Field::Command, Field::State]
+                .into_iter()
+                .filter_map(|field| self.target.column(&shape.view, field, &shape.columns))
+                .map(|expr| {
+                    values.push(contains_pattern(wanted).into());
+                    format!("{} LIKE ? ESCAPE '!'", self.target.like_operand(&expr))
+                })
+                .collect();
+            match either.is_empty() {
+                true => sql.push_str(" AND 1 = 0"),
+                false => sql.push_str(&format!(" AND ({})", either.join(" OR "))),
+            }
+        }
+        if let Some(min) = params.min_time {
+            match self.target.column(&shape.view, Field::Time, &shape.columns) {
+                Some(expr) => {
+                    sql.push_str(&format!(" AND {expr} >= ?"));
+                    values.push(min.into());
+                }
+                None => sql.push_str(" AND 1 = 0"),
+            }
+        }
         if let Some(id) = params.id {
             sql.push_str(" AND `ID` = ?");
             values.push(id.into());
@@ -379,6 +430,24 @@ impl ProcesslistBackend {
         }
     }
 
+    /// A failed read of `what` (a kind's own statement): a missing grant says which.
+    fn read_failure(&self, err: SqlError, what: &str) -> Failure {
+        let target = self.target.target();
+        match err {
+            SqlError::Driver(mysql_async::Error::Server(e))
+                if [1044, 1142, 1227].contains(&e.code) =>
+            {
+                Failure::grant_missing(format!(
+                    "target `{target}`: the exporter's account may not read {what} ({}): {}",
+                    e.message,
+                    self.target.grant()
+                ))
+            }
+            SqlError::Driver(err) => self.failure(&err),
+            SqlError::Answer(err) => Failure::unavailable(format!("target `{target}`: {err}")),
+        }
+    }
+
     fn failure(&self, err: &mysql_async::Error) -> Failure {
         let error = crate::source::conn::classify(
             err,
@@ -390,13 +459,17 @@ impl ProcesslistBackend {
     }
 
     /// The SELECT list: every field the view can read, and which field each column is.
-    fn select_list(&self, shape: &Shape) -> (Vec<Field>, String) {
+    /// `cut`: the SQL text only as far as the pile-up keeps it.
+    fn select_list(&self, shape: &Shape, cut: bool) -> (Vec<Field>, String) {
         let mut fields = Vec::new();
         let mut columns = Vec::new();
         for field in Field::ALL {
             if let Some(expr) = self.target.column(&shape.view, field, &shape.columns) {
                 fields.push(field);
-                columns.push(expr);
+                columns.push(match (field, cut) {
+                    (Field::Info, true) => format!("SUBSTRING({expr}, 1, {})", MAX_PILEUP_SQL + 1),
+                    _ => expr,
+                });
             }
         }
         (fields, columns.join(", "))

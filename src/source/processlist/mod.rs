@@ -8,7 +8,7 @@ pub mod backend;
 
 use super::query::SqlError;
 use crate::config::Database;
-use crate::sessions::{DeadLock, Field, PageParams};
+use crate::sessions::{DeadLock, Field, PageParams, PileupRows};
 use crate::stats::Collected;
 use mysql_async::Conn;
 use std::collections::HashSet;
@@ -77,6 +77,17 @@ pub trait Processlist: Send + Sync + 'static {
         tenant: &'a str,
         params: &'a PageParams,
     ) -> BoxFuture<'a, Result<(u64, Vec<DeadLock>), SqlError>>;
+
+    /// `tenant`'s lock waits (the longest first) and open transactions (the oldest
+    /// first), at most `limit` of each; for a cluster, only those of sessions of
+    /// `tenant`.
+    fn pileup<'a>(
+        &'a self,
+        conn: &'a mut Conn,
+        view: &'a View,
+        tenant: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PileupRows, SqlError>>;
 
     /// The privilege to suggest when one is missing.
     fn grant(&self) -> &'static str;

@@ -21,6 +21,7 @@ use crate::stats::{
 pub mod connections;
 mod per_session;
 mod periodic;
+mod pileup;
 mod scan;
 
 pub use connections::Connections;
@@ -29,6 +30,7 @@ pub use per_session::{Particulars, Shape, PARTICULAR_COLUMNS, SESSION_COLUMNS};
 pub use periodic::{
     mysql_limits, PeriodicReads, PeriodicRows, EVENT_MARGIN_MICROS, MAX_EVENTS, PERIODIC_COLUMNS,
 };
+pub use pileup::add_pileup_row;
 pub use scan::Scan;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
