@@ -3,7 +3,7 @@
 Reads a plan on stdin, {"base": URL, "artifacts": DIR, "axe": PATH, "steps": [...]},
 runs its steps in order in one browser, and prints one JSON answer per step (a list)
 on stdout: what the page showed, never a verdict; the Rust test asserts. A step that
-cannot be done (an element that never appears) answers {"error": ...} and the run
+cannot be done (an element that never appears) answers {"failed": ...} and the run
 goes on, so the test says which step failed.
 
 Steps: open(path, width, height), signin(token), state, filter(fields), next, prev,
@@ -284,9 +284,9 @@ def run(plan):
                 elif what == "console":
                     answers.append({"entries": driver.get_log("browser")})
                 else:
-                    answers.append({"error": "unknown step " + what})
+                    answers.append({"failed": "unknown step " + what})
             except (WebDriverException, TimeoutException, KeyError, ValueError) as err:
-                answers.append({"error": "%s: %s" % (type(err).__name__, str(err).splitlines()[0] if str(err) else "")})
+                answers.append({"failed": "%s: %s" % (type(err).__name__, str(err).splitlines()[0] if str(err) else "")})
     finally:
         if driver is not None:
             driver.quit()

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod browser;
 mod cli;
 mod dbss;
 mod deploy;

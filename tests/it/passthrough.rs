@@ -7,7 +7,7 @@ use crate::common::{Exporter, Servers, Session, SessionSpec};
 use serde_json::Value;
 use std::time::Duration;
 
-const TOKEN: &str = "pt-test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "pt-test-token-0123456789abcdef";
 
 thread_local! {
     static SPEC: crate::common::openapi::Spec = crate::common::openapi::Spec::load();
@@ -18,6 +18,10 @@ fn template_of(path: &str) -> &'static str {
     let path = path.split('?').next().unwrap_or(path);
     if path.ends_with("/sessions/stats") {
         "/api/v1/tenant/{name}/sessions/stats"
+    } else if path.ends_with("/sessions/pileup") {
+        "/api/v1/tenant/{name}/sessions/pileup"
+    } else if path == "/api/v1/tenants" {
+        "/api/v1/tenants"
     } else if path.ends_with("/sessions") {
         "/api/v1/tenant/{name}/sessions"
     } else {
@@ -72,11 +76,11 @@ fn api_with(exporter: &Exporter, path: &str, auth: Option<&str>) -> (u16, Value)
     (status, json)
 }
 
-fn api(exporter: &Exporter, path: &str) -> (u16, Value) {
+pub(crate) fn api(exporter: &Exporter, path: &str) -> (u16, Value) {
     api_with(exporter, path, Some(&format!("Bearer {TOKEN}")))
 }
 
-fn ok(exporter: &Exporter, path: &str) -> Value {
+pub(crate) fn ok(exporter: &Exporter, path: &str) -> Value {
     let (status, json) = api(exporter, path);
     assert_eq!(status, 200, "GET {path}: {json}\n{}", exporter.log());
     json["data"].clone()
@@ -91,7 +95,7 @@ fn ids(data: &Value) -> Vec<u64> {
         .collect()
 }
 
-fn start(target_yaml: &str) -> Exporter {
+pub(crate) fn start(target_yaml: &str) -> Exporter {
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("api.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");

@@ -791,11 +791,31 @@ impl PsqlSession {
         db: &str,
         application: Option<&str>,
     ) -> Self {
+        Self::run(
+            addr,
+            user,
+            password,
+            db,
+            application,
+            "SELECT pg_sleep(600)",
+        )
+    }
+
+    /// A session running `sql` (one simple query: statements separated by `;` run
+    /// in one transaction) until it ends or the session is dropped.
+    pub fn run(
+        addr: &str,
+        user: &str,
+        password: &str,
+        db: &str,
+        application: Option<&str>,
+        sql: &str,
+    ) -> Self {
         let (host, port) = split_addr(addr);
         let mut command = Command::new("psql");
         command
             .args(["-X", "-q", "-h", host, "-p", port, "-U", user, "-d", db])
-            .args(["-c", "SELECT pg_sleep(600)"])
+            .args(["-c", sql])
             .env("PGPASSWORD", password)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());

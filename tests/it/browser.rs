@@ -1,0 +1,636 @@
+//! The sessions page in a real browser: Debian's headless Chromium, driven by Selenium
+//! through `browser.py` (which reports what the page shows; the assertions are here),
+//! against real MariaDB, seekdb and PostgreSQL sessions this test opens, with exact
+//! counts. Screenshots at 1280x800 and 390x844 are kept in
+//! `target/test-artifacts/sessions-page/`.
+
+use crate::common::{connect_as, Blocked, Exporter, PsqlSession, Servers};
+use crate::passthrough::open_sessions;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "page-test-token-0123456789abcdef";
+const PASSWORD: &str = "Passthrough-pw-1";
+
+/// The venv's Python with Selenium, and axe-core's script, as install-deps.sh puts
+/// them; None outside CI when they are missing (said), a failure in CI.
+fn tools() -> Option<(PathBuf, PathBuf)> {
+    let root = std::env::var_os("SE_BROWSER_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/session-exporter/browser")
+        });
+    let (python, axe) = (
+        root.join("venv/bin/python"),
+        root.join("axe-core/axe.min.js"),
+    );
+    let present = python.exists()
+        && axe.exists()
+        && std::path::Path::new("/usr/bin/chromium").exists()
+        && std::path::Path::new("/usr/bin/chromedriver").exists();
+    if present {
+        return Some((python, axe));
+    }
+    let why = format!(
+        "the browser tools are missing ({} or {} or /usr/bin/chromium, /usr/bin/chromedriver): \
+         run scripts/install-deps.sh",
+        python.display(),
+        axe.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+    None
+}
+
+/// Where the screenshots are kept.
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/sessions-page");
+    std::fs::create_dir_all(&dir).expect("artifacts directory");
+    dir
+}
+
+/// Runs `steps` in one browser against `exporter`; one answer per step, none an
+/// error.
+fn drive(tools: &(PathBuf, PathBuf), exporter: &Exporter, steps: Value) -> Vec<Value> {
+    let plan = json!({
+        "base": format!("http://{}", exporter.addr),
+        "artifacts": artifacts(),
+        "axe": tools.1,
+        "steps": steps,
+    });
+    let mut child = Command::new(&tools.0)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/browser.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the browser venv's python");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(plan.to_string().as_bytes())
+            .expect("the plan");
+    }
+    let out = child.wait_with_output().expect("browser.py");
+    assert!(
+        out.status.success(),
+        "browser.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answers: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("browser.py: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let steps = plan["steps"].as_array().expect("steps");
+    assert_eq!(answers.len(), steps.len(), "{answers:?}");
+    for (step, answer) in steps.iter().zip(&answers) {
+        assert!(
+            answer.get("failed").is_none(),
+            "step {step} failed: {answer}\n{}",
+            exporter.log()
+        );
+    }
+    answers
+}
+
+/// An exporter whose session API takes the bearer token, with `passthrough` lines
+/// added, serving `targets`.
+fn start(passthrough: &str, targets: &str) -> (Exporter, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("api.token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).expect("token file");
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n  \
+         bearer_token_file: {}\n  request_timeout: 5s\n{passthrough}targets:\n{targets}",
+        token_file.display()
+    ));
+    (exporter, dir)
+}
+
+fn mysql_target(name: &str, addr: &str, user: &str, password_file: &std::path::Path) -> String {
+    format!(
+        "  - name: {name}\n    kind: mysql\n    address: {addr}\n    user: {user}\n    password_file: {}\n",
+        password_file.display()
+    )
+}
+
+fn ids(state: &Value) -> Vec<u64> {
+    state["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["id"].as_u64().expect("id"))
+        .collect()
+}
+
+fn id_set(state: &Value) -> BTreeSet<u64> {
+    ids(state).into_iter().collect()
+}
+
+fn set(ids: impl IntoIterator<Item = u32>) -> BTreeSet<u64> {
+    ids.into_iter().map(u64::from).collect()
+}
+
+/// A row's time as the page shows it (`12 s`, `4 m 05 s`), in seconds.
+fn shown_seconds(text: &str) -> f64 {
+    let mut total = 0.0;
+    let mut parts = text.split_whitespace();
+    while let (Some(n), Some(unit)) = (parts.next(), parts.next()) {
+        let n: f64 = n.parse().unwrap_or_else(|_| panic!("a time: {text}"));
+        total += n * match unit {
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            other => panic!("unit {other} in {text}"),
+        };
+    }
+    total
+}
+
+/// No error in the browser's console (a missing asset, a script error, a CSP
+/// violation, a refused request).
+fn assert_console_clean(answer: &Value) {
+    let severe: Vec<&Value> = answer["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .collect();
+    assert!(severe.is_empty(), "console errors: {severe:?}");
+}
+
+/// The injected strings stayed text: no dialog, no element of theirs, no script ran.
+fn assert_inert(probe: &Value) {
+    assert_eq!(probe["alert"], Value::Null, "{probe}");
+    assert_eq!(probe["injected"], 0, "{probe}");
+    assert_eq!(probe["marker"], Value::Null, "{probe}");
+    assert_eq!(probe["scripts"], json!(["/-/ui/sessions.js"]), "{probe}");
+}
+
+fn assert_accessible(axe: &Value) {
+    let bad: Vec<&Value> = axe["violations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("axe: {axe}"))
+        .iter()
+        .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
+        .collect();
+    assert!(bad.is_empty(), "axe-core: {bad:?}");
+}
+
+fn processlist_has(servers: &Servers, id: u32) -> Option<String> {
+    let out = servers.mariadb_root(&format!(
+        "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = {id}"
+    ));
+    let command = out.trim();
+    (!command.is_empty()).then(|| command.to_string())
+}
+
+#[test]
+fn mariadb_sessions_through_the_page() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let Some(tools) = tools() else {
+        return;
+    };
+    let addr = servers.mariadb_addr.clone();
+    let root = |sql: &str| servers.mariadb_root(sql);
+    let o = open_sessions(&addr, &root, "page_m", 140);
+    // A blocker idle in its transaction, and a session waiting for its row lock.
+    let (lock, xss) = ("page_m_lock", "page_m_x<img src=x onerror=window.__xss=5>");
+    for user in [lock, xss] {
+        root(&format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{PASSWORD}'; \
+             GRANT ALL ON page_m_db1.* TO '{user}'@'%'"
+        ));
+    }
+    root(
+        "CREATE TABLE IF NOT EXISTS page_m_db1.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+          INSERT IGNORE INTO page_m_db1.t VALUES (1, 0)",
+    );
+    let mut blocker = connect_as(&addr, lock, PASSWORD, "127.0.0.145");
+    {
+        use mysql::prelude::Queryable;
+        blocker.query_drop("BEGIN").unwrap();
+        blocker
+            .query_drop("UPDATE page_m_db1.t SET v = v + 1 WHERE id = 1")
+            .unwrap();
+    }
+    let blocker_id = blocker.connection_id();
+    let kill = servers.mariadb_killer();
+    let waiter = Blocked::start(
+        connect_as(&addr, lock, PASSWORD, "127.0.0.146"),
+        &["SET SESSION innodb_lock_wait_timeout = 600"],
+        "UPDATE page_m_db1.t SET v = v + 1 WHERE id = 1",
+        Box::new(kill.clone()),
+    );
+    // Statements and a user name that would run script if parsed as HTML.
+    let probes = [
+        "SELECT '<img src=x onerror=alert(1)>', SLEEP(300)",
+        "SELECT '</script><script>window.__xss=2</script>', SLEEP(300)",
+    ];
+    let _xss: Vec<Blocked> = probes
+        .iter()
+        .map(|sql| {
+            Blocked::start(
+                connect_as(&addr, xss, PASSWORD, "127.0.0.147"),
+                &[],
+                sql,
+                Box::new(kill.clone()),
+            )
+        })
+        .collect();
+
+    let killer_pw = tempfile::NamedTempFile::new().expect("password file");
+    std::fs::write(killer_pw.path(), "Page-killer-pw-1").unwrap();
+    root(
+        "CREATE USER IF NOT EXISTS 'page_killer'@'%' IDENTIFIED BY 'Page-killer-pw-1'; \
+          GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'",
+    );
+    let (exporter, _dir) = start(
+        "  allow_kill: true\n",
+        &(mysql_target("page_maria", &addr, "page_killer", killer_pw.path())
+            + &mysql_target(
+                "page_weak",
+                &addr,
+                "monitor",
+                &servers.monitor_password_file,
+            )),
+    );
+    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+        m.get(
+            "dbsession_up",
+            &[("target", "page_maria"), ("tenant", "page_maria")],
+        ) == Some(1.0)
+    });
+    exporter.wait_until("the waiter waits", Duration::from_secs(30), || {
+        processlist_has(&servers, waiter.id).as_deref() == Some("Query")
+    });
+
+    let app = |extra: Value| {
+        let mut fields = json!({"user": "page_m_app", "db": "", "host": "", "state": "",
+                                "min_time": "", "active_only": false, "sort": "time,desc", "size": "50"});
+        for (k, v) in extra.as_object().unwrap() {
+            fields[k] = v.clone();
+        }
+        json!({"do": "filter", "fields": fields})
+    };
+    let (idle, busy): (Vec<u32>, Vec<u32>) = (
+        o.idle.iter().map(|s| s.id).collect(),
+        o.busy[..2].iter().map(|s| s.id).collect(),
+    );
+    let a = drive(
+        &tools,
+        &exporter,
+        json!([
+            {"do": "open", "path": "/sessions?tenant=page_maria"},
+            {"do": "signin", "token": "wrong-token-wrong-token"},
+            {"do": "signin", "token": TOKEN},
+            app(json!({})),
+            app(json!({"active_only": true})),
+            app(json!({"state": "Sleep"})),
+            app(json!({"min_time": "100000"})),
+            app(json!({"sort": "time,asc"})),
+            {"do": "filter", "fields": {"user": "page_m_x", "active_only": false, "state": "", "min_time": "", "sort": "time,desc"}},
+            {"do": "detail", "id": _xss[0].id},
+            {"do": "probe"},
+            {"do": "filter", "fields": {"user": lock, "sort": "id,asc"}},
+            {"do": "axe"},
+            {"do": "screenshot", "name": "mariadb-1280x800"},
+            {"do": "open", "path": "/sessions?tenant=page_maria", "width": 390, "height": 844},
+            {"do": "screenshot", "name": "mariadb-390x844"},
+            {"do": "open", "path": "/sessions?tenant=page_maria", "width": 1280, "height": 800},
+            app(json!({})),
+            {"do": "kill", "ids": [idle[0]], "query": false},
+            {"do": "kill", "ids": [busy[0]], "query": true},
+            {"do": "pause", "seconds": 6},
+            {"do": "console"},
+        ]),
+    );
+    // Nothing but the sign-in form before credentials; a wrong token is said.
+    assert_eq!(a[0]["signin_shown"], true, "{}", a[0]);
+    assert_eq!(
+        (a[0]["content_shown"].clone(), a[0]["rows"].clone()),
+        (json!(false), json!(0))
+    );
+    assert_eq!(a[1]["signin_shown"], true, "{}", a[1]);
+    assert!(
+        a[1]["error"].as_str().unwrap().contains("refused"),
+        "{}",
+        a[1]
+    );
+    assert_eq!(a[2]["content_shown"], true, "{}", a[2]);
+    assert_eq!(
+        a[2]["stored"], 1,
+        "the token in sessionStorage only: {}",
+        a[2]
+    );
+    assert!(!a[2]["url"].as_str().unwrap().contains(TOKEN));
+
+    // Exact counts, and the filters the server applied.
+    assert_eq!(a[3]["total"], "(5 matching)", "{}", a[3]);
+    assert_eq!(id_set(&a[3]), set(idle.iter().chain(&busy).copied()));
+    assert_eq!(id_set(&a[4]), set(busy.clone()), "active only: {}", a[4]);
+    assert_eq!(id_set(&a[5]), set(idle.clone()), "state Sleep: {}", a[5]);
+    assert_eq!(a[6]["total"], "(0 matching)", "{}", a[6]);
+    // Sorted by the server, both ways.
+    let times = |state: &Value| -> Vec<f64> {
+        state["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| shown_seconds(r["time"].as_str().unwrap()))
+            .collect()
+    };
+    assert!(
+        times(&a[3]).windows(2).all(|w| w[0] >= w[1]),
+        "{:?}",
+        times(&a[3])
+    );
+    assert!(
+        times(&a[7]).windows(2).all(|w| w[0] <= w[1]),
+        "{:?}",
+        times(&a[7])
+    );
+    assert_eq!(id_set(&a[7]), id_set(&a[3]));
+
+    // The probes are shown as text, and stay inert.
+    let xss_rows = a[8]["rows"].as_array().unwrap();
+    assert_eq!(xss_rows.len(), 2, "{}", a[8]);
+    assert!(xss_rows.iter().all(|r| r["user"] == xss), "{}", a[8]);
+    let shown: BTreeSet<&str> = xss_rows
+        .iter()
+        .map(|r| r["sql"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, probes.iter().copied().collect());
+    assert_eq!(a[9]["sql"], probes[0], "the detail's SQL: {}", a[9]);
+    assert_eq!(a[9]["fields"]["user"], xss, "{}", a[9]);
+    assert_eq!(a[9]["kill_shown"], true);
+    assert_inert(&a[10]);
+
+    // The waiter under its blocker; the blocker idle in its transaction.
+    let tree = a[11]["tree"].as_array().unwrap();
+    let root_node = tree
+        .iter()
+        .find(|n| n["id"] == blocker_id)
+        .unwrap_or_else(|| panic!("the blocker is a root: {}", a[11]));
+    assert_eq!(root_node["waiters"][0]["id"], waiter.id, "{}", a[11]);
+    assert!(root_node["waiters"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("waits"));
+    assert!(
+        a[11]["idle"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(blocker_id)),
+        "{}",
+        a[11]
+    );
+    let lock_rows = a[11]["rows"].as_array().unwrap();
+    let waiting_row = lock_rows
+        .iter()
+        .find(|r| r["id"] == waiter.id)
+        .expect("the waiter's row");
+    assert!(
+        waiting_row["lock"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("on {blocker_id}")),
+        "{waiting_row}"
+    );
+    assert!(
+        !waiting_row["trx"].as_str().unwrap().is_empty(),
+        "{waiting_row}"
+    );
+    assert_accessible(&a[12]);
+
+    // Kill session and kill query, through the page's confirmation.
+    assert!(
+        a[18]["listed"][0]
+            .as_str()
+            .unwrap()
+            .contains(&idle[0].to_string()),
+        "{}",
+        a[18]
+    );
+    assert_eq!(a[18]["class"], "ok", "{}", a[18]);
+    exporter.wait_until("the session is gone", Duration::from_secs(10), || {
+        processlist_has(&servers, idle[0]).is_none()
+    });
+    assert_eq!(a[19]["class"], "ok", "{}", a[19]);
+    exporter.wait_until("the query is ended", Duration::from_secs(10), || {
+        processlist_has(&servers, busy[0]).as_deref() != Some("Query")
+    });
+    assert!(
+        processlist_has(&servers, idle[1]).is_some(),
+        "only the named session"
+    );
+    // Paused, nothing moves.
+    assert_eq!(a[20]["pressed"], "true");
+    assert_eq!(a[20]["refreshed_while_paused"], 0, "{}", a[20]);
+    assert_console_clean(&a[21]);
+
+    // An account the database refuses: the reason is shown, nothing ends.
+    let weak = drive(
+        &tools,
+        &exporter,
+        json!([
+            {"do": "open", "path": "/sessions?tenant=page_weak"},
+            {"do": "signin", "token": TOKEN},
+            app(json!({})),
+            {"do": "kill", "ids": [idle[1]], "query": false},
+        ]),
+    );
+    assert_eq!(weak[3]["class"], "error", "{}", weak[3]);
+    assert!(
+        weak[3]["result"]
+            .as_str()
+            .unwrap()
+            .contains("CONNECTION ADMIN"),
+        "{}",
+        weak[3]
+    );
+    assert!(processlist_has(&servers, idle[1]).is_some());
+
+    // Without allow_kill, the page offers no way to end a session.
+    let (closed, _dir2) = start(
+        "",
+        &mysql_target("page_maria", &addr, "page_killer", killer_pw.path()),
+    );
+    closed.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+        m.get(
+            "dbsession_up",
+            &[("target", "page_maria"), ("tenant", "page_maria")],
+        ) == Some(1.0)
+    });
+    let c = drive(
+        &tools,
+        &closed,
+        json!([
+            {"do": "open", "path": "/sessions?tenant=page_maria"},
+            {"do": "signin", "token": TOKEN},
+            app(json!({})),
+            {"do": "detail", "id": idle[1]},
+            {"do": "console"},
+        ]),
+    );
+    assert_eq!(c[2]["actions_shown"], false, "{}", c[2]);
+    assert!(c[2]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["checkbox"] == false));
+    assert_eq!(c[3]["kill_shown"], false, "{}", c[3]);
+    assert_console_clean(&c[4]);
+    drop(waiter);
+    drop(blocker);
+}
+
+#[test]
+fn postgresql_sessions_through_the_page() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let Some(tools) = tools() else {
+        return;
+    };
+    servers.postgres_role("it_page_pg", PASSWORD, "");
+    servers.postgres_database("it_page_db");
+    servers.postgres_admin(
+        "GRANT ALL ON DATABASE it_page_db TO it_page_pg; \
+         CREATE TABLE IF NOT EXISTS page_pg_t (id int PRIMARY KEY, v int); \
+         INSERT INTO page_pg_t VALUES (1, 0) ON CONFLICT DO NOTHING; \
+         GRANT ALL ON page_pg_t TO it_page_pg",
+    );
+    let sleepers: Vec<PsqlSession> = (0..3)
+        .map(|_| {
+            PsqlSession::start(
+                &servers.postgres_addr,
+                "it_page_pg",
+                PASSWORD,
+                "it_page_db",
+                Some("page-app"),
+            )
+        })
+        .collect();
+    // A blocker running in its transaction, and a session waiting for its row lock.
+    let blocker = PsqlSession::run(
+        &servers.postgres_addr,
+        "it_page_pg",
+        PASSWORD,
+        "postgres",
+        Some("page-blocker"),
+        "BEGIN; UPDATE page_pg_t SET v = v + 1 WHERE id = 1; SELECT pg_sleep(600)",
+    );
+    let pid_of = |application: &str| -> u64 {
+        let out = servers.postgres_admin(&format!(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = '{application}' \
+             AND state = 'active'"
+        ));
+        out.trim().parse().unwrap_or(0)
+    };
+    let waiter_until = std::time::Instant::now() + Duration::from_secs(20);
+    while pid_of("page-blocker") == 0 && std::time::Instant::now() < waiter_until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let waiter = PsqlSession::run(
+        &servers.postgres_addr,
+        "it_page_pg",
+        PASSWORD,
+        "postgres",
+        Some("page-waiter"),
+        "UPDATE page_pg_t SET v = v + 1 WHERE id = 1",
+    );
+    let (exporter, _dir) = start(
+        "",
+        &format!(
+            "  - name: page_pg\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: disable\n",
+            servers.postgres_addr,
+            servers.monitor_password_file.display()
+        ),
+    );
+    exporter.wait_for_metrics("the sessions are counted", Duration::from_secs(30), |m| {
+        let tenant = [("target", "page_pg"), ("tenant", "page_pg")];
+        m.get(
+            "dbsession_db_active_sessions",
+            &[tenant[0], tenant[1], ("db", "it_page_db")],
+        ) == Some(3.0)
+            && m.get("dbsession_lock_waiting_sessions", &tenant)
+                .is_some_and(|n| n >= 1.0)
+    });
+    let (blocker_pid, waiter_pid) = (pid_of("page-blocker"), pid_of("page-waiter"));
+    let answers = drive(
+        &tools,
+        &exporter,
+        json!([
+            {"do": "open", "path": "/sessions?tenant=page_pg"},
+            {"do": "signin", "token": TOKEN},
+            {"do": "filter", "fields": {"user": "it_page_pg", "db": "it_page_db", "state": "active"}},
+            {"do": "filter", "fields": {"user": "it_page_pg", "db": "postgres", "state": ""}},
+            {"do": "detail", "id": waiter_pid},
+            {"do": "axe"},
+            {"do": "screenshot", "name": "postgresql-1280x800"},
+            {"do": "console"},
+        ]),
+    );
+    assert_eq!(answers[2]["total"], "(3 matching)", "{}", answers[2]);
+    let rows = answers[2]["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["sql"] == "SELECT pg_sleep(600)" && r["db"] == "it_page_db"),
+        "{rows:?}"
+    );
+    assert!(
+        answers[2]["deadlocks_note"]
+            .as_str()
+            .unwrap()
+            .contains("keeps no history"),
+        "{}",
+        answers[2]
+    );
+    let root_node = answers[3]["tree"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == blocker_pid)
+        .cloned()
+        .unwrap_or_else(|| panic!("the blocker {blocker_pid} is a root: {}", answers[3]));
+    assert_eq!(root_node["waiters"][0]["id"], waiter_pid, "{root_node}");
+    assert_eq!(
+        id_set(&answers[3]),
+        [blocker_pid, waiter_pid].into_iter().collect()
+    );
+    assert!(answers[3]["oldest"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(blocker_pid)));
+    assert_eq!(
+        answers[4]["sql"], "UPDATE page_pg_t SET v = v + 1 WHERE id = 1",
+        "{}",
+        answers[4]
+    );
+    assert!(
+        answers[4]["fields"]["lock wait"]
+            .as_str()
+            .unwrap()
+            .contains(&blocker_pid.to_string()),
+        "{}",
+        answers[4]
+    );
+    assert_accessible(&answers[5]);
+    assert_console_clean(&answers[7]);
+    for pid in ids(&answers[2])
+        .into_iter()
+        .chain([blocker_pid, waiter_pid])
+    {
+        servers.postgres_admin(&format!("SELECT pg_terminate_backend({pid})"));
+    }
+    drop((sleepers, blocker, waiter));
+}
