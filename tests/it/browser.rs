@@ -634,3 +634,189 @@ fn postgresql_sessions_through_the_page() {
     }
     drop((sleepers, blocker, waiter));
 }
+
+#[test]
+fn seekdb_sessions_through_the_page() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let Some(tools) = tools() else {
+        return;
+    };
+    let addr = servers.seekdb_addr.clone();
+    let root = |sql: &str| servers.seekdb_root(sql);
+    let o = open_sessions(&addr, &root, "page_s", 150);
+    root(&format!(
+        "CREATE USER IF NOT EXISTS page_s_lock IDENTIFIED BY '{PASSWORD}'; \
+         GRANT ALL ON page_s_db1.* TO page_s_lock; \
+         CREATE TABLE IF NOT EXISTS page_s_db1.t (id INT PRIMARY KEY, v INT); \
+         REPLACE INTO page_s_db1.t VALUES (1, 0)"
+    ));
+    // No timeout may end the blocker's transaction or the waiter's wait first.
+    let timeouts = "SET SESSION ob_query_timeout = 600000000, ob_trx_timeout = 600000000, \
+                    ob_trx_idle_timeout = 600000000";
+    let mut blocker = connect_as(&addr, "page_s_lock", PASSWORD, "127.0.0.155");
+    {
+        use mysql::prelude::Queryable;
+        blocker.query_drop(timeouts).unwrap();
+        blocker.query_drop("BEGIN").unwrap();
+        blocker
+            .query_drop("UPDATE page_s_db1.t SET v = v + 1 WHERE id = 1")
+            .unwrap();
+    }
+    let blocker_id = blocker.connection_id();
+    let waiter = Blocked::start(
+        connect_as(&addr, "page_s_lock", PASSWORD, "127.0.0.156"),
+        &[timeouts],
+        "UPDATE page_s_db1.t SET v = v + 1 WHERE id = 1",
+        Box::new(servers.seekdb_killer()),
+    );
+    let (exporter, _dir) = start(
+        "  allow_kill: true\n",
+        &format!("  - name: page_seek\n    kind: oceanbase\n    address: {addr}\n    user: root\n"),
+    );
+    exporter.wait_for_metrics("the waiter is counted", Duration::from_secs(30), |m| {
+        let tenant = [("target", "page_seek"), ("tenant", "page_seek")];
+        m.get("dbsession_up", &tenant) == Some(1.0)
+            && m.get("dbsession_lock_waiting_sessions", &tenant)
+                .is_some_and(|n| n >= 1.0)
+    });
+    let (idle, busy): (Vec<u32>, Vec<u32>) = (
+        o.idle.iter().map(|s| s.id).collect(),
+        o.busy[..2].iter().map(|s| s.id).collect(),
+    );
+    let a = drive(
+        &tools,
+        &exporter,
+        json!([
+            {"do": "open", "path": "/sessions?tenant=page_seek"},
+            {"do": "signin", "token": TOKEN},
+            {"do": "filter", "fields": {"user": "page_s_app"}},
+            {"do": "filter", "fields": {"user": "page_s_app", "active_only": true}},
+            {"do": "detail", "id": busy[0]},
+            {"do": "filter", "fields": {"user": "page_s_lock", "active_only": false, "sort": "id,asc"}},
+            {"do": "filter", "fields": {"user": "page_s_app", "sort": "time,desc"}},
+            {"do": "kill", "ids": [idle[0]], "query": false},
+            {"do": "axe"},
+            {"do": "screenshot", "name": "seekdb-1280x800"},
+            {"do": "console"},
+        ]),
+    );
+    assert_eq!(a[2]["total"], "(5 matching)", "{}", a[2]);
+    assert_eq!(id_set(&a[2]), set(idle.iter().chain(&busy).copied()));
+    assert_eq!(id_set(&a[3]), set(busy.clone()), "{}", a[3]);
+    assert_eq!(a[4]["sql"], "SELECT SLEEP(300)", "{}", a[4]);
+    let tree = a[5]["tree"].as_array().unwrap();
+    let root_node = tree
+        .iter()
+        .find(|n| n["id"] == blocker_id)
+        .unwrap_or_else(|| panic!("the blocker {blocker_id} is a root: {}", a[5]));
+    assert_eq!(root_node["waiters"][0]["id"], waiter.id, "{}", a[5]);
+    assert!(
+        a[5]["idle"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(blocker_id)),
+        "{}",
+        a[5]
+    );
+    assert_eq!(a[7]["class"], "ok", "{}", a[7]);
+    exporter.wait_until("the session is gone", Duration::from_secs(10), || {
+        root(&format!(
+            "SELECT COUNT(*) FROM oceanbase.V$OB_PROCESSLIST WHERE ID = {}",
+            idle[0]
+        ))
+        .trim()
+            == "0"
+    });
+    assert_accessible(&a[8]);
+    assert_console_clean(&a[10]);
+    drop(waiter);
+    drop(blocker);
+}
+
+/// 10,000 sessions of one tenant in a relation shaped like the sys tenant's views,
+/// on seekdb: every one is reached by paging, each once.
+#[test]
+fn paging_through_ten_thousand_sessions() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let Some(tools) = tools() else {
+        return;
+    };
+    let rows: Vec<String> = (1..=10_000)
+        .map(|id| {
+            format!(
+                "({id}, 'big', '10.0.{}.{}', 2882, 'u{}', '10.9.0.1:{}', 'db', 'Sleep', {}, 'SLEEP', NULL, '10.9.0.1')",
+                id % 4,
+                1 + id % 3,
+                id % 7,
+                1000 + id % 50_000,
+                id % 900
+            )
+        })
+        .collect();
+    servers.seekdb_root(
+        "CREATE DATABASE IF NOT EXISTS it_page10k; \
+         DROP TABLE IF EXISTS it_page10k.PL; DROP TABLE IF EXISTS it_page10k.TENANTS; \
+         DROP TABLE IF EXISTS it_page10k.TX; DROP TABLE IF EXISTS it_page10k.LK; \
+         CREATE TABLE it_page10k.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16)); \
+         INSERT INTO it_page10k.TENANTS VALUES (1002, 'big', 'USER'); \
+         CREATE TABLE it_page10k.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT, \
+           USER VARCHAR(128), HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE, \
+           STATE VARCHAR(32), INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64) DEFAULT '', \
+           TRANS_ID BIGINT DEFAULT 0); \
+         CREATE TABLE it_page10k.TX (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT, SESSION_ID BIGINT, \
+           TX_ID BIGINT, STATE VARCHAR(32), ACTIVE_TIME DATETIME(6)); \
+         CREATE TABLE it_page10k.LK (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT, TRANS_ID BIGINT, \
+           SESSION_ID BIGINT, TYPE VARCHAR(9), ID1 BIGINT, ID2 BIGINT, CTIME BIGINT, BLOCK BIGINT); \
+         GRANT SELECT ON it_page10k.* TO monitor",
+    );
+    // In statements a command line can carry.
+    for chunk in rows.chunks(500) {
+        servers.seekdb_root(&format!(
+            "INSERT INTO it_page10k.PL (ID, TENANT, SVR_IP, SVR_PORT, USER, HOST, DB, COMMAND, \
+             TIME, STATE, INFO, USER_CLIENT_IP) VALUES {}",
+            chunk.join(", ")
+        ));
+    }
+    let (exporter, _dir) = start(
+        "",
+        &format!(
+            "  - name: page10k\n    kind: oceanbase\n    address: {}\n    user: monitor@sys\n    password_file: {}\n    \
+             processlist_view: it_page10k.PL\n    tenants_view: it_page10k.TENANTS\n    \
+             transactions_view: it_page10k.TX\n    locks_view: it_page10k.LK\n",
+            servers.seekdb_addr,
+            servers.monitor_password_file.display()
+        ),
+    );
+    exporter.wait_for_metrics("the tenant is collected", Duration::from_secs(60), |m| {
+        m.get(
+            "dbsession_sessions",
+            &[("target", "page10k"), ("tenant", "big")],
+        ) == Some(10_000.0)
+    });
+    let mut steps = vec![
+        json!({"do": "open", "path": "/sessions?tenant=big"}),
+        json!({"do": "signin", "token": TOKEN}),
+        json!({"do": "filter", "fields": {"sort": "id,asc", "size": "200"}}),
+    ];
+    steps.extend((1..50).map(|_| json!({"do": "next"})));
+    let answers = drive(&tools, &exporter, Value::Array(steps));
+    let pages = &answers[2..];
+    assert_eq!(pages[0]["total"], "(10000 matching)", "{}", pages[0]);
+    let mut seen = Vec::new();
+    for (n, page) in pages.iter().enumerate() {
+        assert_eq!(page["pageinfo"], format!("page {} of 50", n + 1), "{page}");
+        let ids = ids(page);
+        assert_eq!(ids.len(), 200, "page {}", n + 1);
+        seen.extend(ids);
+    }
+    assert_eq!(
+        seen,
+        (1..=10_000).collect::<Vec<u64>>(),
+        "every session once, in order"
+    );
+    assert_eq!(pages[49]["next_enabled"], false);
+}
