@@ -820,3 +820,102 @@ fn paging_through_ten_thousand_sessions() {
     );
     assert_eq!(pages[49]["next_enabled"], false);
 }
+
+/// A raw `DELETE` with the bearer token and `headers`: the status and the envelope.
+fn delete_with(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n{extra}\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("answer");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let json = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(json).expect("JSON envelope"))
+}
+
+/// What a browser sends with a request another site makes it send ends nothing,
+/// credentials or not; the page's own request (same origin, its header) does.
+#[test]
+fn kills_a_browser_sends_for_another_site_are_refused() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let addr = servers.mariadb_addr.clone();
+    let o = open_sessions(&addr, &|sql| servers.mariadb_root(sql), "page_o", 160);
+    let killer_pw = tempfile::NamedTempFile::new().expect("password file");
+    std::fs::write(killer_pw.path(), "Page-killer-pw-1").unwrap();
+    servers.mariadb_root(
+        "CREATE USER IF NOT EXISTS 'page_killer'@'%' IDENTIFIED BY 'Page-killer-pw-1'; \
+         GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'",
+    );
+    let (exporter, _dir) = start(
+        "  allow_kill: true\n",
+        &mysql_target("page_o", &addr, "page_killer", killer_pw.path()),
+    );
+    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+        m.get(
+            "dbsession_up",
+            &[("target", "page_o"), ("tenant", "page_o")],
+        ) == Some(1.0)
+    });
+    let id = o.idle[0].id;
+    let body = format!(r#"{{"session_ids": [{id}]}}"#);
+    let path = "/api/v1/tenant/page_o/sessions";
+    let own = format!("http://{}", exporter.addr);
+    for headers in [
+        vec![
+            ("Origin", "http://evil.example"),
+            ("X-Requested-With", "session_exporter"),
+        ],
+        vec![
+            ("Sec-Fetch-Site", "cross-site"),
+            ("X-Requested-With", "session_exporter"),
+        ],
+        vec![("Origin", own.as_str()), ("Sec-Fetch-Site", "same-origin")],
+    ] {
+        let (status, answer) = delete_with(&exporter.addr, path, &body, &headers);
+        assert_eq!(status, 403, "{headers:?}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nothing was ended"),
+            "{answer}"
+        );
+        assert!(
+            processlist_has(&servers, id).is_some(),
+            "{headers:?} ended it"
+        );
+    }
+    let (status, answer) = delete_with(
+        &exporter.addr,
+        path,
+        &body,
+        &[
+            ("Origin", own.as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
+            ("X-Requested-With", "session_exporter"),
+        ],
+    );
+    assert_eq!(status, 200, "{answer}");
+    exporter.wait_until("the session is gone", Duration::from_secs(10), || {
+        processlist_has(&servers, id).is_none()
+    });
+}
