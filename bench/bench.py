@@ -1404,6 +1404,60 @@ def scenario_list_stream(quick):
     sql("seekdb", "DROP DATABASE bench_list")
 
 
+def scenario_sessions_page(quick):
+    """The sessions page's time to its first rows, from a fresh navigation in headless
+    Chromium, against the API call behind them (the list's first page, sorted by time)
+    fetched by the same browser, interleaved, for one tenant of 100,000 sessions."""
+    sessions = 100_000
+    tools = os.environ.get("SE_BROWSER_TOOLS", os.path.expanduser("~/.cache/session-exporter/browser"))
+    log(f"scenario 10: the sessions page's first rows, one tenant of {sessions:,} sessions")
+    sql("seekdb", "CREATE DATABASE IF NOT EXISTS bench_page; DROP TABLE IF EXISTS bench_page.PL;"
+                  "DROP TABLE IF EXISTS bench_page.TENANTS; DROP TABLE IF EXISTS bench_page.N;"
+                  "DROP TABLE IF EXISTS bench_page.TX; DROP TABLE IF EXISTS bench_page.LK;"
+                  "CREATE TABLE bench_page.TENANTS (TENANT_ID BIGINT, TENANT_NAME VARCHAR(128), TENANT_TYPE VARCHAR(16));"
+                  "INSERT INTO bench_page.TENANTS VALUES (1002, 't1', 'USER');"
+                  "CREATE TABLE bench_page.N (n BIGINT);"
+                  "CREATE TABLE bench_page.PL (ID BIGINT, TENANT VARCHAR(128), SVR_IP VARCHAR(46), SVR_PORT BIGINT,"
+                  " USER VARCHAR(128), HOST VARCHAR(128), DB VARCHAR(128), COMMAND VARCHAR(32), TIME DOUBLE,"
+                  " STATE VARCHAR(32), INFO TEXT, USER_CLIENT_IP VARCHAR(46), SQL_ID VARCHAR(64), TRANS_ID BIGINT);"
+                  "CREATE TABLE bench_page.TX (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT, SESSION_ID BIGINT,"
+                  " TX_ID BIGINT, STATE VARCHAR(32), ACTIVE_TIME DATETIME(6));"
+                  "CREATE TABLE bench_page.LK (TENANT_ID BIGINT, SVR_IP VARCHAR(46), SVR_PORT BIGINT, TRANS_ID BIGINT,"
+                  " SESSION_ID BIGINT, TYPE VARCHAR(9), ID1 BIGINT, ID2 BIGINT, CTIME BIGINT, BLOCK BIGINT);"
+                  "GRANT SELECT ON bench_page.* TO monitor;")
+    sql("seekdb", None, stdin="INSERT INTO bench_page.N VALUES " + ", ".join(f"({i})" for i in range(1000)) + ";")
+    sql("seekdb", "INSERT INTO bench_page.PL SELECT a.n * 1000 + b.n, 't1', CONCAT('10.0.0.', a.n % 10), 2882,"
+                  " CONCAT('u', b.n % 50), CONCAT('10.1.0.', b.n % 200, ':', 20000 + a.n), 'shop',"
+                  " IF(b.n % 10 = 0, 'Query', 'Sleep'), (a.n * 7 + b.n) % 3600, IF(b.n % 10 = 0, 'ACTIVE', 'SLEEP'),"
+                  " IF(b.n % 10 = 0, CONCAT('SELECT * FROM orders WHERE id = ', a.n), NULL), '10.1.0.1', '', 0"
+                  f" FROM bench_page.N a, bench_page.N b WHERE a.n < {sessions // 1000}")
+    config = (f"global:\n  collect_interval: 15s\n  collect_timeout: 10s\npassthrough:\n  enabled: true\n"
+              f"  insecure_no_auth: true\n  request_timeout: 60s\ntargets:\n"
+              f"  - name: page\n    kind: oceanbase\n    address: {ENV['SE_TEST_SEEKDB_ADDR']}\n    user: monitor@sys\n"
+              f"    password_file: {ENV['SE_TEST_MONITOR_PASSWORD_FILE']}\n"
+              f"    processlist_view: bench_page.PL\n    tenants_view: bench_page.TENANTS\n"
+              f"    transactions_view: bench_page.TX\n    locks_view: bench_page.LK\n")
+    ours, url = start_exporter(config)
+    wait_http(url + "/-/ready", 60)
+    runs = 5 if quick else 11
+    plan = {"base": url, "artifacts": tempfile.mkdtemp(prefix="bench-page-"), "axe": "",
+            "steps": [{"do": "first_rows", "path": "/sessions?tenant=t1", "runs": runs,
+                       "api": "/api/v1/tenant/t1/sessions?page=1&size=50&sort=time%2Cdesc"}]}
+    out = subprocess.run([os.path.join(tools, "venv/bin/python"), "tests/it/browser.py"],
+                         input=json.dumps(plan), capture_output=True, text=True, timeout=900)
+    stop(ours)
+    sql("seekdb", "DROP DATABASE bench_page")
+    answer = json.loads(out.stdout)[0] if out.returncode == 0 else {"failed": out.stderr[-500:]}
+    if "failed" in answer:
+        record("10 sessions page, time to first rows vs the API call behind it", "failed", answer["failed"],
+               "", "<= 2x", False)
+        return
+    # The first load starts the browser's caches and connection; the median of the rest.
+    page, api = median(answer["page_ms"][1:]), median(answer["api_ms"][1:])
+    record(f"10 sessions page, {sessions:,} sessions in the tenant: time to first rows vs the list call behind them (ms)",
+           f"{page:.0f}", f"{api:.0f}", f"{page / api:.2f}x", "<= 2x", page <= 2 * api)
+
+
 def scenario_before(before, quick):
     """Scenario 3's CPU per cycle, this build against `before`, interleaved."""
     log(f"scenario 3e: CPU per collection cycle against {before}")
@@ -1430,12 +1484,12 @@ def scenario_before(before, quick):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs; about 12 minutes")
-    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list,cost,pg "
+    parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list,cost,pg,page "
                         "(cost is 8a-8c; mariacost is 8c alone)")
     parser.add_argument("--before", metavar="BINARY",
                         help="another build of session_exporter to compare scenario 3's CPU per cycle with")
     args = parser.parse_args()
-    chosen = set((args.only or "peer,scale,soak,startup,faultload,list,cost,pg").split(","))
+    chosen = set((args.only or "peer,scale,soak,startup,faultload,list,cost,pg,page").split(","))
     t0 = time.monotonic()
     try:
         if "peer" in chosen:
@@ -1456,6 +1510,8 @@ def main():
             scenario_mariadb_cost(args.quick)
         if "pg" in chosen:
             scenario_postgres_exporter(args.quick)
+        if "page" in chosen:
+            scenario_sessions_page(args.quick)
         if args.before:
             scenario_before(os.path.abspath(args.before), args.quick)
     finally:

@@ -7,7 +7,9 @@ cannot be done (an element that never appears) answers {"failed": ...} and the r
 goes on, so the test says which step failed.
 
 Steps: open(path, width, height), signin(token), state, filter(fields), next, prev,
-detail(id), kill(ids, query), pause, probe, axe, screenshot(name), console.
+detail(id), kill(ids, query), pause, probe, axe, screenshot(name), console, and for
+bench/bench.py first_rows(path, api, runs): the page's time to its first rows from a fresh
+navigation, and the API call behind them fetched by the same browser, interleaved.
 """
 
 import json
@@ -281,6 +283,24 @@ def run(plan):
                     path = os.path.join(plan["artifacts"], step["name"] + ".png")
                     driver.save_screenshot(path)
                     answers.append({"path": path})
+                elif what == "first_rows":
+                    if driver is None:
+                        driver = browser(1280, 800)
+                    page_ms, api_ms = [], []
+                    for _ in range(step["runs"]):
+                        driver.get(plan["base"] + step["path"])
+                        WebDriverWait(driver, 120).until(
+                            lambda d: d.execute_script("return document.body.dataset.firstRowsMs || ''")
+                        )
+                        page_ms.append(float(driver.execute_script("return document.body.dataset.firstRowsMs")))
+                        api_ms.append(driver.execute_async_script(
+                            "const done = arguments[arguments.length - 1]; const t0 = performance.now();"
+                            "fetch(arguments[0], {headers: {'X-Requested-With': 'session_exporter'}})"
+                            ".then((r) => r.json()).then(() => done(performance.now() - t0))"
+                            ".catch((e) => done(-1));",
+                            step["api"],
+                        ))
+                    answers.append({"page_ms": page_ms, "api_ms": api_ms})
                 elif what == "console":
                     answers.append({"entries": driver.get_log("browser")})
                 else:
