@@ -6,7 +6,7 @@ on stdout: what the page showed, never a verdict; the Rust test asserts. A step 
 cannot be done (an element that never appears) answers {"failed": ...} and the run
 goes on, so the test says which step failed.
 
-Steps: open(path, width, height), signin(token), state, filter(fields), next, prev,
+Steps: headers(headers), open(path, width, height), signin(token), state, filter(fields), next, prev,
 detail(id), kill(ids, query), pause, probe, axe, screenshot(name), console, and for
 bench/bench.py first_rows(path, api, runs): the page's time to its first rows from a fresh
 navigation, and the API call behind them fetched by the same browser, interleaved.
@@ -235,6 +235,14 @@ def run(plan):
                         "rows": len(driver.find_elements(By.CSS_SELECTOR, "#rows tr.row")),
                         "notice": driver.execute_script("return document.getElementById('notice').textContent"),
                     })
+                elif what == "headers":
+                    # Sent with every request, as a browser sends the basic auth it was
+                    # given once (no dialog to type into headless).
+                    if driver is None:
+                        driver = browser(1280, 800)
+                    driver.execute_cdp_cmd("Network.enable", {})
+                    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": step["headers"]})
+                    answers.append({})
                 elif what == "signin":
                     before = refreshes(driver)
                     driver.find_element(By.ID, "token").send_keys(step["token"])

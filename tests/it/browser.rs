@@ -489,6 +489,11 @@ fn mariadb_sessions_through_the_page() {
         .all(|r| r["checkbox"] == false));
     assert_eq!(c[3]["kill_shown"], false, "{}", c[3]);
     assert_console_clean(&c[4]);
+    // No secret in a log line.
+    for log in [exporter.log(), closed.log()] {
+        assert!(!log.contains(TOKEN), "the token in the log");
+        assert!(!log.contains("Page-killer-pw-1"), "a password in the log");
+    }
     drop(waiter);
     drop(blocker);
 }
@@ -800,17 +805,17 @@ fn paging_through_ten_thousand_sessions() {
     let mut steps = vec![
         json!({"do": "open", "path": "/sessions?tenant=big"}),
         json!({"do": "signin", "token": TOKEN}),
-        json!({"do": "filter", "fields": {"sort": "id,asc", "size": "200"}}),
+        json!({"do": "filter", "fields": {"sort": "id,asc", "size": "500"}}),
     ];
-    steps.extend((1..50).map(|_| json!({"do": "next"})));
+    steps.extend((1..20).map(|_| json!({"do": "next"})));
     let answers = drive(&tools, &exporter, Value::Array(steps));
     let pages = &answers[2..];
     assert_eq!(pages[0]["total"], "(10000 matching)", "{}", pages[0]);
     let mut seen = Vec::new();
     for (n, page) in pages.iter().enumerate() {
-        assert_eq!(page["pageinfo"], format!("page {} of 50", n + 1), "{page}");
+        assert_eq!(page["pageinfo"], format!("page {} of 20", n + 1), "{page}");
         let ids = ids(page);
-        assert_eq!(ids.len(), 200, "page {}", n + 1);
+        assert_eq!(ids.len(), 500, "page {}", n + 1);
         seen.extend(ids);
     }
     assert_eq!(
@@ -818,7 +823,7 @@ fn paging_through_ten_thousand_sessions() {
         (1..=10_000).collect::<Vec<u64>>(),
         "every session once, in order"
     );
-    assert_eq!(pages[49]["next_enabled"], false);
+    assert_eq!(pages[19]["next_enabled"], false);
 }
 
 /// A raw `DELETE` with the bearer token and `headers`: the status and the envelope.
@@ -918,4 +923,69 @@ fn kills_a_browser_sends_for_another_site_are_refused() {
     exporter.wait_until("the session is gone", Duration::from_secs(10), || {
         processlist_has(&servers, id).is_none()
     });
+}
+
+/// Basic auth users of --web.config.file sign the page in as they sign in the API:
+/// without them the page is not served at all.
+#[test]
+fn basic_auth_users_sign_the_page_in() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let Some(tools) = tools() else {
+        return;
+    };
+    let addr = servers.mariadb_addr.clone();
+    let o = open_sessions(&addr, &|sql| servers.mariadb_root(sql), "page_b", 170);
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yaml");
+    let hash = bcrypt::hash("page-basic-pass", 4).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  pat: '{hash}'\n")).unwrap();
+    let exporter = Exporter::start_with(
+        &format!(
+            "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n\
+             targets:\n{}",
+            mysql_target("page_b", &addr, "monitor", &servers.monitor_password_file)
+        ),
+        &[&format!("--web.config.file={}", web.display())],
+    );
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode("pat:page-basic-pass");
+    let authorization = format!("Basic {basic}");
+    exporter.wait_until(
+        "the API lists the sessions",
+        Duration::from_secs(30),
+        || {
+            exporter
+                .try_get_with(
+                    "/api/v1/tenant/page_b/sessions?user=page_b_app",
+                    &[("Authorization", &authorization)],
+                )
+                .is_some_and(|(status, _, body)| {
+                    status == 200
+                        && String::from_utf8_lossy(&body).contains(r#""total_elements":5"#)
+                })
+        },
+    );
+    assert_eq!(
+        exporter.try_get("/sessions").unwrap().0,
+        401,
+        "no page without them"
+    );
+    let a = drive(
+        &tools,
+        &exporter,
+        json!([
+            {"do": "headers", "headers": {"Authorization": format!("Basic {basic}")}},
+            {"do": "open", "path": "/sessions?tenant=page_b"},
+            {"do": "filter", "fields": {"user": "page_b_app"}},
+            {"do": "console"},
+        ]),
+    );
+    assert_eq!(a[1]["signin_shown"], false, "{}", a[1]);
+    assert_eq!(a[1]["content_shown"], true, "{}", a[1]);
+    assert_eq!(a[2]["total"], "(5 matching)", "{}", a[2]);
+    let expected = set(o.idle.iter().chain(&o.busy[..2]).map(|s| s.id));
+    assert_eq!(id_set(&a[2]), expected);
+    assert_console_clean(&a[3]);
 }

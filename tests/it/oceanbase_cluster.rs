@@ -652,3 +652,49 @@ INSERT INTO it_ash.ASH VALUES
     assert_eq!(samples(&later, "CPU", "CPU"), Some(2.0));
     assert_eq!(samples(&later, "CONCURRENCY", "row lock wait"), Some(2.0));
 }
+
+/// The session API's pile-up of a cluster tenant, on the relations of the test above:
+/// the waiter with the session holding its row (`ID2`), the tenant's transactions
+/// oldest first (another tenant's left out), and each named session once.
+#[test]
+fn a_cluster_tenant_s_pileup_is_its_own() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.seekdb_root(&TRANSACTIONS.replace("it_ctx", "it_pileup"));
+    servers.seekdb_root("GRANT SELECT ON it_pileup.* TO monitor");
+    let exporter = crate::passthrough::start(&format!(
+        "  - name: c\n    kind: oceanbase\n    address: {}\n    user: monitor@sys\n    password_file: {}\n    processlist_view: it_pileup.PL\n    tenants_view: it_pileup.TENANTS\n    transactions_view: it_pileup.TX\n    locks_view: it_pileup.LK\n",
+        servers.seekdb_addr,
+        servers.monitor_password_file.display(),
+    ));
+    exporter.wait_for_metrics("both tenants collected", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", "c"), ("tenant", "t2")]) == Some(1.0)
+    });
+    let t1 = crate::passthrough::ok(&exporter, "/api/v1/tenant/t1/sessions/pileup");
+    assert_eq!(
+        t1["lock_waits"],
+        serde_json::json!([{"waiter": 202, "blocker": 201, "wait_seconds": 8.0}]),
+        "{t1}"
+    );
+    let transactions = t1["transactions"].as_array().unwrap();
+    let summary: Vec<(u64, bool)> = transactions
+        .iter()
+        .map(|t| (t["id"].as_u64().unwrap(), t["idle"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(summary, vec![(201, true), (202, false)], "{t1}");
+    let age = transactions[0]["age_seconds"].as_f64().unwrap();
+    assert!((100.0..130.0).contains(&age), "{age}");
+    let named: Vec<u64> = t1["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(named, vec![201, 202], "{t1}");
+    assert_eq!(t1["truncated"], false);
+    let t2 = crate::passthrough::ok(&exporter, "/api/v1/tenant/t2/sessions/pileup");
+    assert_eq!(t2["lock_waits"], serde_json::json!([]), "{t2}");
+    assert_eq!(t2["transactions"][0]["id"], 301, "{t2}");
+    assert_eq!(t2["transactions"].as_array().unwrap().len(), 1, "{t2}");
+}

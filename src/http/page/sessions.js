@@ -22,6 +22,7 @@
     paused: false,
     timer: null,
     busy: false,
+    again: false,
     allowKill: false,
     deadlocks: true,
     rows: [],
@@ -205,12 +206,19 @@
 
   async function refresh() {
     stopTimer();
+    // Asked for while one runs (a filter applied, a page turned): once it ends,
+    // another runs with what is asked now, and only that one counts as drawn.
+    if (state.busy) {
+      state.again = true;
+      return;
+    }
     // A dialog open is a person reading or deciding: nothing moves under them.
-    if (state.busy || $('confirm').open || $('detail').open) {
+    if ($('confirm').open || $('detail').open) {
       schedule();
       return;
     }
     state.busy = true;
+    state.again = false;
     try {
       const calls = [
         api('GET', base + '/sessions?' + listQuery()),
@@ -230,8 +238,8 @@
         if (state.page > 1 && state.page > pages) {
           // Sessions ended since: the last page there is.
           state.page = Math.max(1, pages);
-          state.busy = false;
-          return refresh();
+          state.again = true;
+          return;
         }
         renderList(list.value);
         notice('');
@@ -240,11 +248,14 @@
       }
       renderDeadlocks(deadlocks);
       $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
-      // How many refreshes have been drawn: what a test waits on.
-      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+      // How many refreshes of what is asked now have been drawn: what a test waits on.
+      if (!state.again) {
+        document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+      }
     } finally {
       state.busy = false;
-      if ($('signin').hidden) schedule();
+      if (state.again) refresh();
+      else if ($('signin').hidden) schedule();
     }
   }
 
