@@ -44,10 +44,13 @@ pub enum Field {
     /// Not obshell's: the program that opened the session (see
     /// [`TenantSession::application`]).
     Application,
+    /// Not obshell's: what the session waits on now (see [`TenantSession::wait_class`]).
+    WaitClass,
+    WaitEvent,
 }
 
 impl Field {
-    pub const ALL: [Field; 24] = [
+    pub const ALL: [Field; 26] = [
         Field::Id,
         Field::SvrIp,
         Field::SvrPort,
@@ -72,6 +75,8 @@ impl Field {
         Field::TotalCpuTime,
         Field::MemoryUsage,
         Field::Application,
+        Field::WaitClass,
+        Field::WaitEvent,
     ];
 
     /// The JSON name, which is also the name `sort` accepts.
@@ -101,6 +106,8 @@ impl Field {
             Field::TotalCpuTime => "total_cpu_time",
             Field::MemoryUsage => "memory_usage",
             Field::Application => "application",
+            Field::WaitClass => "wait_class",
+            Field::WaitEvent => "wait_event",
         }
     }
 
@@ -144,6 +151,14 @@ pub struct TenantSession {
     /// PostgreSQL's `application_name`, MySQL's `program_name` connection attribute,
     /// OceanBase's `MODULE` else `CLIENT_INFO`; empty when none.
     pub application: String,
+    /// Beside obshell's fields: what an active session waits on now, as
+    /// `dbsession_wait_event_sessions` names it (`CPU` and `CPU` when it waits for
+    /// nothing); empty when it is idle or the engine does not tell. PostgreSQL's
+    /// `wait_event_type`/`wait_event` in the list and the detail; in the detail only,
+    /// MySQL/MariaDB's innermost current wait of `performance_schema` and OceanBase's
+    /// latest active session history sample of the last seconds.
+    pub wait_class: String,
+    pub wait_event: String,
 }
 
 impl TenantSession {
@@ -178,6 +193,8 @@ impl TenantSession {
             Field::TotalCpuTime => self.total_cpu_time = integer(value, field)?,
             Field::MemoryUsage => self.memory_usage = integer(value, field)?,
             Field::Application => self.application = text(value),
+            Field::WaitClass => self.wait_class = text(value),
+            Field::WaitEvent => self.wait_event = text(value),
         }
         Ok(())
     }

@@ -251,7 +251,8 @@ fn mariadb_sessions_through_the_page() {
     std::fs::write(killer_pw.path(), "Page-killer-pw-1").unwrap();
     root(
         "CREATE USER IF NOT EXISTS 'page_killer'@'%' IDENTIFIED BY 'Page-killer-pw-1'; \
-          GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'",
+          GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'; \
+          GRANT SELECT ON performance_schema.* TO 'page_killer'@'%'",
     );
     let (exporter, _dir) = start(
         "  allow_kill: true\n",
@@ -371,6 +372,17 @@ fn mariadb_sessions_through_the_page() {
     assert_eq!(shown, probes.iter().copied().collect());
     assert_eq!(a[9]["sql"], probes[0], "the detail's SQL: {}", a[9]);
     assert_eq!(a[9]["fields"]["user"], xss, "{}", a[9]);
+    // Its wait, from performance_schema: SLEEP waits on its condition.
+    assert_eq!(a[9]["fields"]["wait_class"], "wait/synch/cond", "{}", a[9]);
+    assert!(
+        a[9]["fields"]["wait_event"]
+            .as_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("sleep"),
+        "{}",
+        a[9]
+    );
     assert_eq!(a[9]["kill_shown"], true);
     assert_inert(&a[10]);
 
@@ -618,6 +630,15 @@ fn postgresql_sessions_through_the_page() {
         .contains(&json!(blocker_pid)));
     assert_eq!(
         answers[4]["sql"], "UPDATE page_pg_t SET v = v + 1 WHERE id = 1",
+        "{}",
+        answers[4]
+    );
+    assert_eq!(
+        (
+            answers[4]["fields"]["wait_class"].clone(),
+            answers[4]["fields"]["wait_event"].clone()
+        ),
+        (json!("Lock"), json!("transactionid")),
         "{}",
         answers[4]
     );

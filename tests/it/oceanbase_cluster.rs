@@ -698,3 +698,55 @@ fn a_cluster_tenant_s_pileup_is_its_own() {
     assert_eq!(t2["transactions"][0]["id"], 301, "{t2}");
     assert_eq!(t2["transactions"].as_array().unwrap().len(), 1, "{t2}");
 }
+
+/// A cluster session's detail carries its wait from the active session history: the
+/// session's own latest sample on its own server, if it is of the last seconds.
+#[test]
+fn a_session_s_detail_carries_its_wait_from_the_history() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.seekdb_root(&crate::common::ash_cluster_tables("it_ashd"));
+    servers.seekdb_root(
+        r#"INSERT INTO it_ashd.TENANTS VALUES (1002, 't1', 'USER');
+INSERT INTO it_ashd.PL VALUES
+  (1, 't1', '10.0.0.1', 2882, 'app', '', 'shop', 'Query', 2, 'ACTIVE', 'UPDATE t', '10.1.1.1', 'Q1', '', ''),
+  (2, 't1', '10.0.0.1', 2882, 'app', '', 'shop', 'Query', 3, 'ACTIVE', 'SELECT 1', '10.1.1.1', 'Q2', '', ''),
+  (3, 't1', '10.0.0.2', 2882, 'app', '', 'shop', 'Query', 4, 'ACTIVE', 'SELECT 2', '10.1.1.1', 'Q3', '', ''),
+  (4, 't1', '10.0.0.1', 2882, 'app', '', 'shop', 'Sleep', 9, 'SLEEP', NULL, '10.1.1.1', '', '', '');
+INSERT INTO it_ashd.ASH VALUES
+  ('10.0.0.1', 2882, 1, NOW(6) - INTERVAL 30 SECOND, 1002, 1, 'ON CPU', 'Q1', '', ''),
+  ('10.0.0.1', 2882, 2, NOW(6), 1002, 1, 'WAITING', 'Q1', 'row lock wait', 'CONCURRENCY'),
+  ('10.0.0.1', 2882, 3, NOW(6), 1002, 2, 'ON CPU', 'Q2', '', ''),
+  ('10.0.0.2', 2882, 4, NOW(6) - INTERVAL 60 SECOND, 1002, 3, 'WAITING', 'Q3', 'io', 'USER_IO'),
+  ('10.0.0.2', 2882, 5, NOW(6), 1002, 1, 'WAITING', 'Q9', 'other server', 'OTHER');"#,
+    );
+    let exporter = crate::passthrough::start(&format!(
+        "  - name: ashd\n    kind: oceanbase\n    address: {}\n    user: monitor@sys\n    password_file: {}\n    processlist_view: it_ashd.PL\n    tenants_view: it_ashd.TENANTS\n    ash_view: it_ashd.ASH\n",
+        servers.seekdb_addr,
+        servers.monitor_password_file.display(),
+    ));
+    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", "ashd"), ("tenant", "t1")]) == Some(1.0)
+    });
+    let wait = |id: u32| {
+        let s = crate::passthrough::ok(&exporter, &format!("/api/v1/tenant/t1/sessions/{id}"));
+        (
+            s["wait_class"].as_str().unwrap().to_string(),
+            s["wait_event"].as_str().unwrap().to_string(),
+        )
+    };
+    let pair = |c: &str, e: &str| (c.to_string(), e.to_string());
+    assert_eq!(
+        wait(1),
+        pair("CONCURRENCY", "row lock wait"),
+        "its newest sample, on its server"
+    );
+    assert_eq!(wait(2), pair("CPU", "CPU"));
+    assert_eq!(
+        wait(3),
+        pair("", ""),
+        "a sample a minute old tells nothing now"
+    );
+    assert_eq!(wait(4), pair("", ""), "idle");
+}

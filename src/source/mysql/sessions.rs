@@ -4,11 +4,12 @@
 use super::{active_condition, grouping, row_context, GRANT};
 use crate::config::{Database, Mysql, Parts, Target};
 use crate::sessions::deadlocks::rfc3339_micros;
-use crate::sessions::{DeadLock, Field, PageParams, PileupRows};
+use crate::sessions::{DeadLock, Field, PageParams, PileupRows, TenantSession};
 use crate::source::processlist::{self, plain_column, Processlist, View};
 use crate::source::query::{read, read_pileup, SqlError};
-use crate::source::sql::{Pass, Rows};
+use crate::source::sql::{instrument_class, Pass, Rows};
 use crate::stats::Collected;
+use crate::stats::CPU;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -123,6 +124,44 @@ impl Processlist for MysqlProcesslist {
             let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
             let flavour = super::LockWaits::of(version.as_deref().unwrap_or_default());
             read_pileup(conn, &flavour.pileup(limit), Vec::new()).await
+        })
+    }
+
+    /// The thread's innermost current wait, as the collection reads it (none while
+    /// the consumers are off: then the server does not tell).
+    fn session_wait<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        view: &'a View,
+        session: &'a TenantSession,
+    ) -> processlist::BoxFuture<'a, Result<Option<(String, String)>, SqlError>> {
+        Box::pin(async move {
+            if !view.connect_attributes {
+                return Ok(None);
+            }
+            let sql = "SELECT (SELECT COUNT(*) FROM performance_schema.setup_consumers c \
+                 WHERE c.NAME IN ('global_instrumentation', 'thread_instrumentation', \
+                 'events_waits_current') AND c.ENABLED = 'YES'), (SELECT w.EVENT_NAME \
+                 FROM performance_schema.threads t JOIN performance_schema.events_waits_current w \
+                 ON w.THREAD_ID = t.THREAD_ID WHERE t.PROCESSLIST_ID = ? AND w.END_EVENT_ID IS NULL \
+                 AND w.EVENT_NAME <> 'idle' ORDER BY w.EVENT_ID DESC LIMIT 1)";
+            let id = u64::try_from(session.id).unwrap_or_default();
+            let rows =
+                crate::source::processlist::backend::exec(conn, sql, vec![id.into()]).await?;
+            let Some(row) = rows.into_iter().next() else {
+                return Ok(None);
+            };
+            let mut cells = row.unwrap().into_iter();
+            let enabled = cells.next().and_then(crate::source::query::text);
+            if enabled.as_deref() != Some("3") {
+                return Ok(None);
+            }
+            Ok(Some(
+                match cells.next().and_then(crate::source::query::text) {
+                    Some(event) => (instrument_class(&event).to_string(), event),
+                    None => (CPU.to_string(), CPU.to_string()),
+                },
+            ))
         })
     }
 

@@ -762,6 +762,10 @@ fn deadlocks_relation(settings: &Oceanbase) -> String {
 const SINGLE_DEADLOCKS: &str = "`oceanbase`.`DBA_OB_DEADLOCK_EVENT_HISTORY`";
 
 /// The active session history of `mode`: every tenant's through the sys tenant.
+/// How recent a session's latest sample of the active session history must be to
+/// tell the wait it is in now (the history samples each active session every second).
+const SAMPLE_RECENT_SECONDS: u32 = 5;
+
 fn ash_relation(settings: &Oceanbase, mode: Mode) -> String {
     match mode {
         Mode::Cluster => settings.ash_view.as_ref().map_or(

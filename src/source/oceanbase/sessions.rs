@@ -3,10 +3,10 @@
 
 use super::{detect_mode, grouping, init_statements, relation, row_context, Mode, RULES};
 use crate::config::{Database, Oceanbase, Target};
-use crate::sessions::{DeadLock, Field, PageParams, PileupRows};
+use crate::sessions::{DeadLock, Field, PageParams, PileupRows, TenantSession};
 use crate::source::processlist::{self, plain_column, Processlist, View};
 use crate::source::query::{self, SqlError};
-use crate::source::sql::{Pass, RowContext, Rows, Rules};
+use crate::source::sql::{Pass, RowContext, Rows, Rules, TAG};
 use crate::stats::Collected;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -121,6 +121,45 @@ impl Processlist for OceanbaseProcesslist {
         };
         let sql = super::pileup_sql(&self.settings, mode, limit);
         Box::pin(async move { query::read_pileup(conn, &sql, params).await })
+    }
+
+    /// The session's latest sample of the active session history, if it is of the
+    /// last seconds (a sample a second of each active session): the wait it is in
+    /// now. seekdb has no such view: none.
+    fn session_wait<'a>(
+        &'a self,
+        conn: &'a mut mysql_async::Conn,
+        view: &'a View,
+        session: &'a TenantSession,
+    ) -> processlist::BoxFuture<'a, Result<Option<(String, String)>, SqlError>> {
+        let (mode, server, mut params) = match view.cluster {
+            true => (
+                Mode::Cluster,
+                " AND h.SVR_IP = ? AND h.SVR_PORT = ?",
+                vec![
+                    mysql_async::Value::from(session.svr_ip.as_str()),
+                    session.svr_port.into(),
+                ],
+            ),
+            false => (Mode::SingleTenant, "", Vec::new()),
+        };
+        params.insert(0, session.id.into());
+        let sql = format!(
+            "{TAG} SELECT IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.WAIT_CLASS, '')), \
+             IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.EVENT, '')) FROM {} h \
+             WHERE h.SESSION_ID = ?{server} AND h.SAMPLE_TIME >= NOW(6) - INTERVAL {} SECOND \
+             ORDER BY h.SAMPLE_TIME DESC LIMIT 1",
+            super::ash_relation(&self.settings, mode),
+            super::SAMPLE_RECENT_SECONDS,
+        );
+        Box::pin(async move {
+            let rows = crate::source::processlist::backend::exec(conn, &sql, params).await?;
+            Ok(rows.into_iter().next().map(|row| {
+                let mut cells = row.unwrap().into_iter().map(query::text);
+                let mut next = || cells.next().flatten().unwrap_or_default();
+                (next(), next())
+            }))
+        })
     }
 
     fn grant(&self) -> &'static str {

@@ -7,7 +7,8 @@
 //! `datname`, `host` `client_addr:client_port` (empty for Unix-socket sessions),
 //! `command` the session's `state` (`active`, `idle`, `idle in transaction`, …),
 //! `state` `ACTIVE` or `SLEEP` by the rule the metrics count with, `time` how long
-//! it has been in its state, `info` the query; `svr_ip` and `sql_port` are the
+//! it has been in its state, `info` the query, `wait_class` and `wait_event` an active
+//! session's `wait_event_type` and `wait_event` (`CPU` for none); `svr_ip` and `sql_port` are the
 //! target's address, `tenant` its name. PostgreSQL has no proxy, SQL id (as text),
 //! level, sampling, CPU time or memory per session: those are zero.
 
@@ -37,13 +38,15 @@ const SESSIONS: &str = "SELECT a.pid::bigint AS id, a.usename::text AS user, \
      EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
      ELSE a.state_change END)::float8 AS time, \
      CASE WHEN a.state = 'active' THEN 'ACTIVE' ELSE 'SLEEP' END AS state, a.query AS info, \
-     host(a.client_addr) AS client, a.application_name AS application \
+     host(a.client_addr) AS client, a.application_name AS application, \
+     CASE WHEN a.state = 'active' THEN COALESCE(a.wait_event_type, 'CPU') ELSE '' END AS wait_class, \
+     CASE WHEN a.state = 'active' THEN COALESCE(a.wait_event, 'CPU') ELSE '' END AS wait_event \
      FROM pg_stat_activity a WHERE a.backend_type = 'client backend' \
      AND a.pid <> pg_backend_pid() \
      AND NOT (a.application_name = 'session_exporter' AND a.usename = current_user)";
 
 /// The fields the list selects, and the column of `SESSIONS` each is.
-const COLUMNS: [(Field, &str); 9] = [
+const COLUMNS: [(Field, &str); 11] = [
     (Field::Id, "id"),
     (Field::User, "user"),
     (Field::Db, "db"),
@@ -53,6 +56,8 @@ const COLUMNS: [(Field, &str); 9] = [
     (Field::State, "state"),
     (Field::Info, "info"),
     (Field::Application, "application"),
+    (Field::WaitClass, "wait_class"),
+    (Field::WaitEvent, "wait_event"),
 ];
 
 /// One PostgreSQL target's session API.

@@ -105,10 +105,29 @@ impl SessionBackend for ProcesslistBackend {
         let rows = exec(conn, &query.sql, query.values)
             .await
             .map_err(|e| self.failure(&e))?;
-        rows.into_iter()
+        let Some(mut session) = rows
+            .into_iter()
             .next()
             .map(|row| query.rows.make(row))
-            .transpose()
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        // What it waits on, where the engine tells: never a reason to fail the detail.
+        if session.state == "ACTIVE" {
+            match self.target.session_wait(conn, &shape.view, &session).await {
+                Ok(Some((class, event))) => {
+                    (session.wait_class, session.wait_event) = (class, event)
+                }
+                Ok(None) => {}
+                Err(err) => tracing::debug!(
+                    target = %self.target.target(),
+                    error = ?err,
+                    "the session's wait could not be read"
+                ),
+            }
+        }
+        Ok(Some(session))
     }
 
     async fn stats(&self, conn: &mut Conn, tenant: &str) -> Result<Option<TenantStats>, Failure> {

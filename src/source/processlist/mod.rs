@@ -8,7 +8,7 @@ pub mod backend;
 
 use super::query::SqlError;
 use crate::config::Database;
-use crate::sessions::{DeadLock, Field, PageParams, PileupRows};
+use crate::sessions::{DeadLock, Field, PageParams, PileupRows, TenantSession};
 use crate::stats::Collected;
 use mysql_async::Conn;
 use std::collections::HashSet;
@@ -89,6 +89,17 @@ pub trait Processlist: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'a, Result<PileupRows, SqlError>>;
 
+    /// What active `session` waits on now, (class, event) as the metrics name it, for
+    /// the detail; None where the engine does not tell (the default).
+    fn session_wait<'a>(
+        &'a self,
+        _conn: &'a mut Conn,
+        _view: &'a View,
+        _session: &'a TenantSession,
+    ) -> BoxFuture<'a, Result<Option<(String, String)>, SqlError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// The privilege to suggest when one is missing.
     fn grant(&self) -> &'static str;
 
@@ -123,8 +134,8 @@ pub fn column_name(field: Field) -> Option<&'static str> {
         Field::SqlId => "SQL_ID",
         Field::TotalCpuTime => "TOTAL_CPU_TIME",
         Field::MemoryUsage => "MEMORY_USAGE",
-        // Each kind's own expression.
-        Field::Application => return None,
+        // Each kind's own expression, or its own read (the detail's wait).
+        Field::Application | Field::WaitClass | Field::WaitEvent => return None,
     })
 }
 

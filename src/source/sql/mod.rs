@@ -589,7 +589,7 @@ pub const ACTIVITY_COLUMNS: usize = 4;
 
 /// The wait class of a MySQL instrument name: its first three parts
 /// (`wait/io/table` of `wait/io/table/sql/handler`, `wait/synch/mutex`, `idle`).
-fn instrument_class(event: &str) -> &str {
+pub fn instrument_class(event: &str) -> &str {
     match event.match_indices('/').nth(2) {
         Some((at, _)) => &event[..at],
         None => event,
