@@ -223,6 +223,20 @@ fn mariadb_sessions_through_the_page() {
             .unwrap();
     }
     let blocker_id = blocker.connection_id();
+    // A deadlock InnoDB detects, for the page's history (the latest the server saw).
+    root(
+        "CREATE TABLE IF NOT EXISTS page_m_db1.d (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+          INSERT IGNORE INTO page_m_db1.d VALUES (1, 0), (2, 0)",
+    );
+    let (first, second) = crate::common::deadlock(
+        connect_as(&addr, lock, PASSWORD, "127.0.0.148"),
+        connect_as(&addr, lock, PASSWORD, "127.0.0.148"),
+        "page_m_db1.d",
+    );
+    assert!(
+        first.is_err() || second.is_err(),
+        "one of the two is the victim"
+    );
     let kill = servers.mariadb_killer();
     let waiter = Blocked::start(
         connect_as(&addr, lock, PASSWORD, "127.0.0.146"),
@@ -420,6 +434,15 @@ fn mariadb_sessions_through_the_page() {
     assert!(
         !waiting_row["trx"].as_str().unwrap().is_empty(),
         "{waiting_row}"
+    );
+    let deadlocks = a[11]["deadlocks"].as_array().unwrap();
+    assert!(
+        deadlocks
+            .first()
+            .and_then(Value::as_str)
+            .is_some_and(|d| d.contains("waits for: T1 → T2 → T1")),
+        "the latest deadlock, as a cycle: {}",
+        a[11]
     );
     assert_accessible(&a[12]);
 
@@ -847,33 +870,12 @@ fn paging_through_ten_thousand_sessions() {
     assert_eq!(pages[19]["next_enabled"], false);
 }
 
-/// A raw `DELETE` with the bearer token and `headers`: the status and the envelope.
+/// A `DELETE` with the bearer token and `headers`: the status and the envelope.
 fn delete_with(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let extra: String = headers
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}\r\n"))
-        .collect();
-    write!(
-        stream,
-        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n{extra}\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("answer");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let json = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(json).expect("JSON envelope"))
+    let bearer = format!("Bearer {TOKEN}");
+    let mut all = vec![("Authorization", bearer.as_str())];
+    all.extend_from_slice(headers);
+    crate::common::http_delete(addr, path, &all, body)
 }
 
 /// What a browser sends with a request another site makes it send ends nothing,

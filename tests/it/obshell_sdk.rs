@@ -291,26 +291,8 @@ const TOKEN: &str = "kill-test-token-0123456789";
 
 /// `DELETE path` with the bearer token and a JSON `body`: the status and the envelope.
 fn delete(addr: &str, path: &str, body: &str) -> (u16, Value) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("answer");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let json = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(json).expect("JSON envelope"))
+    let bearer = format!("Bearer {TOKEN}");
+    crate::common::http_delete(addr, path, &[("Authorization", &bearer)], body)
 }
 
 /// `kill_tenant_session_query` or `kill_tenant_sessions` through the SDK.

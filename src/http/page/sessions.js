@@ -472,12 +472,12 @@
       li.appendChild(el('strong', event.report_time));
       li.appendChild(el('span', ' · ' + event.size + ' transactions in a cycle · event ' + event.event_id, 'muted'));
       const nodes = [...event.nodes].sort((a, b) => a.idx - b.idx);
-      const cycle = nodes.map((n) => 'T' + (n.idx + 1)).concat(nodes.length ? ['T' + (nodes[0].idx + 1)] : []);
+      const cycle = nodes.map((n) => 'T' + n.idx).concat(nodes.length ? ['T' + nodes[0].idx] : []);
       li.appendChild(el('div', 'waits for: ' + cycle.join(' → ')));
       const ul = el('ul');
       for (const n of nodes) {
         const item = el('li');
-        item.appendChild(el('span', 'T' + (n.idx + 1) + (n.roll_backed ? ' (rolled back)' : '') + ' · ' + n.svr_ip + ':' + n.svr_port + ' · ' + n.resource + ' '));
+        item.appendChild(el('span', 'T' + n.idx + (n.roll_backed ? ' (rolled back)' : '') + ' · ' + n.svr_ip + ':' + n.svr_port + ' · ' + n.resource + ' '));
         item.appendChild(el('code', shortSql(n.sql)));
         ul.appendChild(item);
       }

@@ -554,6 +554,40 @@ pub fn http_post(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// A minimal HTTP/1.1 DELETE with a JSON `body` and `headers`: the status and the
+/// answer's JSON (the session API's envelope).
+pub fn http_delete(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "DELETE {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("answer");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let json = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(json).expect("JSON envelope"))
+}
+
 /// A minimal HTTP/1.1 GET over loopback (no client crate needed for tests).
 pub fn http_get(
     addr: &str,
