@@ -57,11 +57,8 @@ fn row(out: &mut String, target: &TargetStatus, tenants: Option<&[String]>) {
         Some(tenants) => tenants
             .iter()
             .map(|tenant| {
-                let query: String = percent_encoding::utf8_percent_encode(
-                    tenant,
-                    percent_encoding::NON_ALPHANUMERIC,
-                )
-                .collect();
+                let query: String =
+                    percent_encoding::utf8_percent_encode(tenant, QUERY_VALUE).collect();
                 format!(
                     "<a href=\"/sessions?tenant={}\">{}</a>",
                     escape(&query),
@@ -80,6 +77,13 @@ fn row(out: &mut String, target: &TargetStatus, tenants: Option<&[String]>) {
         target.tenants.len(),
     );
 }
+
+/// What a query value keeps as it is: RFC 3986's unreserved characters.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// HTML-escapes text from the config or from a database error.
 fn escape(text: &str) -> String {

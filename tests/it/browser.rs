@@ -284,6 +284,16 @@ fn mariadb_sessions_through_the_page() {
             &[("target", "page_maria"), ("tenant", "page_maria")],
         ) == Some(1.0)
     });
+    // The landing page links each tenant's sessions page.
+    let landing = String::from_utf8(exporter.try_get("/").expect("landing page").2).unwrap();
+    for tenant in ["page_maria", "page_weak"] {
+        assert!(
+            landing.contains(&format!(
+                r#"<a href="/sessions?tenant={tenant}">{tenant}</a>"#
+            )),
+            "{landing}"
+        );
+    }
     exporter.wait_until("the waiter waits", Duration::from_secs(30), || {
         processlist_has(&servers, waiter.id).as_deref() == Some("Query")
     });
