@@ -87,12 +87,15 @@ impl Connector {
         }
     }
 
-    /// A connection from the pool, creating the pool on first use or after a reset.
+    /// A connection from the pool, creating the pool on first use or after a reset;
+    /// one of the process's own sessions from then on (see [`OwnSessions`]).
     pub async fn conn(&mut self) -> Result<Conn, mysql_async::Error> {
         let pool = self
             .pool
             .get_or_insert_with(|| Pool::new(self.opts.clone()));
-        pool.get_conn().await
+        let conn = pool.get_conn().await?;
+        OwnSessions::of(&conn);
+        Ok(conn)
     }
 
     /// Drops the pool; its connections are closed in the background, bounded in time

@@ -56,8 +56,13 @@ impl SessionBackend for ProcesslistBackend {
         self.target.target()
     }
 
+    /// Known as one of the exporter's own sessions from the moment it is handed out,
+    /// not only once it has sent a statement: the page's parallel requests must not
+    /// list each other's connections.
     async fn connect(&self) -> Result<Conn, Failure> {
-        self.pool.get_conn().await.map_err(|e| self.failure(&e))
+        let conn = self.pool.get_conn().await.map_err(|e| self.failure(&e))?;
+        crate::source::conn::OwnSessions::of(&conn);
+        Ok(conn)
     }
 
     /// Dropped, a pooled connection goes back to the pool.
