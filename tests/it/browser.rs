@@ -14,6 +14,7 @@ use std::time::Duration;
 
 const TOKEN: &str = "page-test-token-0123456789abcdef";
 const PASSWORD: &str = "Passthrough-pw-1";
+const KILLER_PASSWORD: &str = "Page-killer-pw-1";
 
 /// The venv's Python with Selenium, and axe-core's script, as install-deps.sh puts
 /// them; None outside CI when they are missing (said), a failure in CI.
@@ -183,6 +184,26 @@ fn assert_accessible(axe: &Value) {
     assert!(bad.is_empty(), "axe-core: {bad:?}");
 }
 
+/// The MariaDB account the pages end sessions with (it may end other users' and read
+/// performance_schema), and its password file.
+fn killer_account(servers: &Servers) -> tempfile::NamedTempFile {
+    let password = tempfile::NamedTempFile::new().expect("password file");
+    std::fs::write(password.path(), KILLER_PASSWORD).unwrap();
+    servers.mariadb_root(&format!(
+        "CREATE USER IF NOT EXISTS 'page_killer'@'%' IDENTIFIED BY '{KILLER_PASSWORD}'; \
+         GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'; \
+         GRANT SELECT ON performance_schema.* TO 'page_killer'@'%'"
+    ));
+    password
+}
+
+/// Waits until target `name`, its own one tenant, is collected.
+fn wait_up(exporter: &Exporter, name: &str) {
+    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", name), ("tenant", name)]) == Some(1.0)
+    });
+}
+
 /// Waits until the session API's pile-up of `tenant` shows `waiter` waiting on
 /// `blocker` (the lock waits of the database, as the page reads them).
 fn wait_for_lock_wait(exporter: &Exporter, tenant: &str, waiter: u64, blocker: u64) {
@@ -269,13 +290,7 @@ fn mariadb_sessions_through_the_page() {
         })
         .collect();
 
-    let killer_pw = tempfile::NamedTempFile::new().expect("password file");
-    std::fs::write(killer_pw.path(), "Page-killer-pw-1").unwrap();
-    root(
-        "CREATE USER IF NOT EXISTS 'page_killer'@'%' IDENTIFIED BY 'Page-killer-pw-1'; \
-          GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'; \
-          GRANT SELECT ON performance_schema.* TO 'page_killer'@'%'",
-    );
+    let killer_pw = killer_account(&servers);
     let (exporter, _dir) = start(
         "  allow_kill: true\n",
         &(mysql_target("page_maria", &addr, "page_killer", killer_pw.path())
@@ -286,12 +301,7 @@ fn mariadb_sessions_through_the_page() {
                 &servers.monitor_password_file,
             )),
     );
-    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
-        m.get(
-            "dbsession_up",
-            &[("target", "page_maria"), ("tenant", "page_maria")],
-        ) == Some(1.0)
-    });
+    wait_up(&exporter, "page_maria");
     // The landing page links each tenant's sessions page.
     let landing = String::from_utf8(exporter.try_get("/").expect("landing page").2).unwrap();
     for tenant in ["page_maria", "page_weak"] {
@@ -506,12 +516,7 @@ fn mariadb_sessions_through_the_page() {
         "",
         &mysql_target("page_maria", &addr, "page_killer", killer_pw.path()),
     );
-    closed.wait_for_metrics("collected", Duration::from_secs(30), |m| {
-        m.get(
-            "dbsession_up",
-            &[("target", "page_maria"), ("tenant", "page_maria")],
-        ) == Some(1.0)
-    });
+    wait_up(&closed, "page_maria");
     let c = drive(
         &tools,
         &closed,
@@ -534,7 +539,7 @@ fn mariadb_sessions_through_the_page() {
     // No secret in a log line.
     for log in [exporter.log(), closed.log()] {
         assert!(!log.contains(TOKEN), "the token in the log");
-        assert!(!log.contains("Page-killer-pw-1"), "a password in the log");
+        assert!(!log.contains(KILLER_PASSWORD), "a password in the log");
     }
     drop(waiter);
     drop(blocker);
@@ -896,22 +901,12 @@ fn kills_a_browser_sends_for_another_site_are_refused() {
     };
     let addr = servers.mariadb_addr.clone();
     let o = open_sessions(&addr, &|sql| servers.mariadb_root(sql), "page_o", 160);
-    let killer_pw = tempfile::NamedTempFile::new().expect("password file");
-    std::fs::write(killer_pw.path(), "Page-killer-pw-1").unwrap();
-    servers.mariadb_root(
-        "CREATE USER IF NOT EXISTS 'page_killer'@'%' IDENTIFIED BY 'Page-killer-pw-1'; \
-         GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'",
-    );
+    let killer_pw = killer_account(&servers);
     let (exporter, _dir) = start(
         "  allow_kill: true\n",
         &mysql_target("page_o", &addr, "page_killer", killer_pw.path()),
     );
-    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
-        m.get(
-            "dbsession_up",
-            &[("target", "page_o"), ("tenant", "page_o")],
-        ) == Some(1.0)
-    });
+    wait_up(&exporter, "page_o");
     let id = o.idle[0].id;
     let body = format!(r#"{{"session_ids": [{id}]}}"#);
     let path = "/api/v1/tenant/page_o/sessions";
@@ -1043,12 +1038,7 @@ fn the_page_shows_the_latest_deadlock() {
         "",
         &mysql_target("page_d", &addr, "monitor", &servers.monitor_password_file),
     );
-    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
-        m.get(
-            "dbsession_up",
-            &[("target", "page_d"), ("tenant", "page_d")],
-        ) == Some(1.0)
-    });
+    wait_up(&exporter, "page_d");
     let before = drive(
         &tools,
         &exporter,
