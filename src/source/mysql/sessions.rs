@@ -7,7 +7,7 @@ use crate::sessions::deadlocks::rfc3339_micros;
 use crate::sessions::{DeadLock, Field, PageParams, PileupRows, TenantSession};
 use crate::source::processlist::{self, plain_column, Processlist, View};
 use crate::source::query::{read, read_pileup, SqlError};
-use crate::source::sql::{instrument_class, Pass, Rows};
+use crate::source::sql::{instrument_class, Pass, Rows, TAG};
 use crate::stats::Collected;
 use crate::stats::CPU;
 use std::collections::HashSet;
@@ -121,7 +121,8 @@ impl Processlist for MysqlProcesslist {
     ) -> processlist::BoxFuture<'a, Result<PileupRows, SqlError>> {
         Box::pin(async move {
             use mysql_async::prelude::Queryable;
-            let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+            let version: Option<String> =
+                conn.query_first(format!("{TAG} SELECT VERSION()")).await?;
             let flavour = super::LockWaits::of(version.as_deref().unwrap_or_default());
             read_pileup(conn, &flavour.pileup(limit), Vec::new()).await
         })
@@ -139,15 +140,17 @@ impl Processlist for MysqlProcesslist {
             if !view.connect_attributes {
                 return Ok(None);
             }
-            let sql = "SELECT (SELECT COUNT(*) FROM performance_schema.setup_consumers c \
+            let sql = format!(
+                "{TAG} SELECT (SELECT COUNT(*) FROM performance_schema.setup_consumers c \
                  WHERE c.NAME IN ('global_instrumentation', 'thread_instrumentation', \
                  'events_waits_current') AND c.ENABLED = 'YES'), (SELECT w.EVENT_NAME \
                  FROM performance_schema.threads t JOIN performance_schema.events_waits_current w \
                  ON w.THREAD_ID = t.THREAD_ID WHERE t.PROCESSLIST_ID = ? AND w.END_EVENT_ID IS NULL \
-                 AND w.EVENT_NAME <> 'idle' ORDER BY w.EVENT_ID DESC LIMIT 1)";
+                 AND w.EVENT_NAME <> 'idle' ORDER BY w.EVENT_ID DESC LIMIT 1)"
+            );
             let id = u64::try_from(session.id).unwrap_or_default();
             let rows =
-                crate::source::processlist::backend::exec(conn, sql, vec![id.into()]).await?;
+                crate::source::processlist::backend::exec(conn, &sql, vec![id.into()]).await?;
             let Some(row) = rows.into_iter().next() else {
                 return Ok(None);
             };

@@ -762,6 +762,11 @@ fn deadlocks_relation(settings: &Oceanbase) -> String {
 const SINGLE_DEADLOCKS: &str = "`oceanbase`.`DBA_OB_DEADLOCK_EVENT_HISTORY`";
 
 /// The active session history of `mode`: every tenant's through the sys tenant.
+/// The wait class and event of a sample `h` of the active session history: a sample
+/// on CPU has no wait, its class and event are `CPU`.
+const ASH_CLASS: &str = "IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.WAIT_CLASS, ''))";
+const ASH_EVENT: &str = "IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.EVENT, ''))";
+
 /// How recent a session's latest sample of the active session history must be to
 /// tell the wait it is in now (the history samples each active session every second).
 const SAMPLE_RECENT_SECONDS: u32 = 5;
@@ -902,11 +907,7 @@ fn periodic_sql(
         ));
     }
     if parts.waits {
-        // A sample on CPU has no wait: its class and event are `CPU`.
-        let (class, event) = (
-            "IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.WAIT_CLASS, ''))",
-            "IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.EVENT, ''))",
-        );
+        let (class, event) = (ASH_CLASS, ASH_EVENT);
         let (tenant, join, filter) = match cluster {
             true => (
                 "t.TENANT_NAME",

@@ -145,10 +145,10 @@ impl Processlist for OceanbaseProcesslist {
         };
         params.insert(0, session.id.into());
         let sql = format!(
-            "{TAG} SELECT IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.WAIT_CLASS, '')), \
-             IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.EVENT, '')) FROM {} h \
-             WHERE h.SESSION_ID = ?{server} AND h.SAMPLE_TIME >= NOW(6) - INTERVAL {} SECOND \
+            "{TAG} SELECT {}, {} FROM {} h WHERE h.SESSION_ID = ?{server} AND h.SAMPLE_TIME >= NOW(6) - INTERVAL {} SECOND \
              ORDER BY h.SAMPLE_TIME DESC LIMIT 1",
+            super::ASH_CLASS,
+            super::ASH_EVENT,
             super::ash_relation(&self.settings, mode),
             super::SAMPLE_RECENT_SECONDS,
         );
