@@ -92,7 +92,7 @@ struct Cli {
     web_config_file: Option<PathBuf>,
 
     /// Open HTTP connections served at once; more wait in the kernel's accept queue
-    /// until one closes (an idle or trickling client is closed after 10 s).
+    /// until one closes.
     #[arg(
         long = "web.max-connections",
         env = "SESSION_EXPORTER_WEB_MAX_CONNECTIONS",
@@ -100,6 +100,47 @@ struct Cli {
         value_parser = clap::value_parser!(u32).range(1..=65_536)
     )]
     max_connections: u32,
+
+    /// Open connections one client (an IPv4 address, an IPv6 /64) may hold; more are
+    /// answered 503. Default: half of --web.max-connections, so a scraper from another
+    /// address always finds a slot. Behind a reverse proxy (every client has its
+    /// address), set it to --web.max-connections and let the proxy limit its clients.
+    #[arg(
+        long = "web.max-connections-per-client",
+        env = "SESSION_EXPORTER_WEB_MAX_CONNECTIONS_PER_CLIENT",
+        value_parser = clap::value_parser!(u32).range(1..=65_536)
+    )]
+    max_connections_per_client: Option<u32>,
+
+    /// How long a client may take for the TLS handshake and for a request's headers,
+    /// and how long a keep-alive connection may wait idle for its next request.
+    #[arg(
+        long = "web.header-timeout",
+        env = "SESSION_EXPORTER_WEB_HEADER_TIMEOUT",
+        default_value = "10s",
+        value_parser = web_timeout
+    )]
+    header_timeout: Duration,
+
+    /// How long a client may take to send a request's body (only the session API's
+    /// kills have one; it is read after the credentials are checked).
+    #[arg(
+        long = "web.body-timeout",
+        env = "SESSION_EXPORTER_WEB_BODY_TIMEOUT",
+        default_value = "10s",
+        value_parser = web_timeout
+    )]
+    body_timeout: Duration,
+
+    /// How long a client may take to read an answer, from the first moment it stops
+    /// reading; then the connection is closed.
+    #[arg(
+        long = "web.write-timeout",
+        env = "SESSION_EXPORTER_WEB_WRITE_TIMEOUT",
+        default_value = "10s",
+        value_parser = web_timeout
+    )]
+    write_timeout: Duration,
 
     /// Enable POST /-/reload (SIGHUP always reloads the configuration).
     #[arg(
@@ -126,6 +167,15 @@ struct Cli {
     /// `session_exporter --generate=bash > /etc/bash_completion.d/session_exporter`.
     #[arg(long = "generate", value_enum, value_name = "WHAT")]
     generate: Option<Generated>,
+}
+
+/// A --web.*-timeout: a duration (`500ms`, `10s`, `1m`) from 100 ms to 10 minutes.
+fn web_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = config::parse_duration(text)?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&timeout) {
+        return Err(format!("{text}: use a duration from 100ms to 10m"));
+    }
+    Ok(timeout)
 }
 
 /// What `--generate` prints.
@@ -172,7 +222,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(message) = config.passthrough.check_auth(web_config.auth.is_some()) {
+    if let Err(message) = config.passthrough.check_auth(web_config.auth.as_deref()) {
         eprintln!("{}: {message}", cli.config_file.display());
         return ExitCode::from(2);
     }
@@ -186,6 +236,14 @@ fn main() -> ExitCode {
     }
     if !cli.telemetry_path.starts_with('/') || cli.telemetry_path.len() < 2 {
         eprintln!("--web.telemetry-path must start with / and name a path, e.g. /metrics");
+        return ExitCode::from(2);
+    }
+    if cli.telemetry_path == "/api" || cli.telemetry_path.starts_with("/api/") {
+        eprintln!(
+            "--web.telemetry-path {}: /api/ belongs to the session API, which checks its own \
+             credentials; choose another path, e.g. /metrics",
+            cli.telemetry_path
+        );
         return ExitCode::from(2);
     }
     let listen = match parse_listen_address(&cli.listen_address) {
@@ -352,7 +410,15 @@ async fn run(
     ));
     tokio::spawn(forward_sighup(reload_tx.clone(), cancel.clone()));
 
+    let mut limits = server::Limits::new(cli.max_connections as usize);
+    if let Some(per_client) = cli.max_connections_per_client {
+        limits.max_connections_per_client = per_client as usize;
+    }
+    limits.header_timeout = cli.header_timeout;
+    limits.body_timeout = cli.body_timeout;
+    limits.write_timeout = cli.write_timeout;
     let app = http::router(AppState {
+        body_timeout: limits.body_timeout,
         published: channels.published,
         telemetry_path: Arc::from(cli.telemetry_path.as_str()),
         reload: cli.enable_lifecycle.then_some(reload_tx),
@@ -363,7 +429,7 @@ async fn run(
         listener,
         app.router.clone(),
         app.fast_path(),
-        cli.max_connections as usize,
+        limits,
         web,
         cancel.clone(),
         Duration::from_millis(500),

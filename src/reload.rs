@@ -59,11 +59,12 @@ pub async fn serve(
                     .map_err(|err| err.to_string())?;
                 // Enabling the session API needs authentication: the web config
                 // being loaded (or the one running) must provide it if the file does not.
-                let web_has_users = match &web {
-                    Some(web) => web.auth.is_some(),
-                    None => files.web.get().auth.is_some(),
+                let running = files.web.get();
+                let basic = match &web {
+                    Some(web) => web.auth.as_deref(),
+                    None => running.auth.as_deref(),
                 };
-                config.passthrough.check_auth(web_has_users)?;
+                config.passthrough.check_auth(basic)?;
                 Ok((config, web))
             });
         let outcome = match loaded {

@@ -29,7 +29,9 @@ pub use dbss::{is_path_safe, valid_path_id, Dbss, Endpoint, TimeRange};
 pub use duration::{format_duration, parse_duration};
 pub use mysql::Mysql;
 pub use oceanbase::{Oceanbase, Relation, RelationError};
-pub use passthrough::{ObshellAuthSettings, Passthrough, DEFAULT_MAX_HEADER_LIFETIME};
+pub use passthrough::{
+    Access, Grant, ObshellAuthSettings, Passthrough, DEFAULT_MAX_HEADER_LIFETIME,
+};
 pub use postgresql::{Postgresql, SslMode};
 
 use crate::secret::Secret;

@@ -538,7 +538,7 @@ fn obshell_auth_is_read_and_its_problems_named() {
     assert_eq!(auth.max_header_lifetime, Duration::from_secs(120));
     assert!(auth.private_key.is_none());
     assert!(
-        config.passthrough.check_auth(false).is_ok(),
+        config.passthrough.check_auth(None).is_ok(),
         "obshell_auth authenticates"
     );
     assert!(!format!("{config:?}").contains("root-pw"));

@@ -6,6 +6,8 @@
 //! Handlers only read the published snapshot: a scrape costs a pointer copy and a
 //! write of bytes encoded earlier, whatever the number of targets or the scrape rate.
 
+mod clients;
+mod deadline;
 mod landing;
 pub mod page;
 pub mod server;
@@ -36,6 +38,8 @@ pub struct AppState {
     pub web: Arc<Web>,
     /// The obshell-compatible session API (answers 404 while disabled).
     pub passthrough: Arc<crate::passthrough::Registry>,
+    /// How long a request body may take (--web.body-timeout).
+    pub body_timeout: std::time::Duration,
 }
 
 type Shared = Arc<AppState>;
@@ -76,7 +80,7 @@ impl App {
             bearer: None,
         };
         let authorization = header_str(request.headers(), header::AUTHORIZATION);
-        if credentials.check_cached(authorization) != Cached::Allowed {
+        if !matches!(credentials.check_cached(authorization), Cached::Allowed(_)) {
             return None;
         }
         let mut response = exposition(&self.state.current().all, request.headers());
@@ -105,6 +109,7 @@ pub fn router(state: AppState) -> App {
             registry: state.passthrough.clone(),
             published: state.published.clone(),
             web: state.web.clone(),
+            body_timeout: state.body_timeout,
         }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     App { router, state }
@@ -127,7 +132,7 @@ async fn guard(
             bearer: None,
         };
         let authorization = header_str(request.headers(), header::AUTHORIZATION);
-        if !credentials.check(authorization).await {
+        if credentials.check(authorization).await.is_none() {
             let mut response = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -215,7 +220,17 @@ fn exposition(bodies: &Bodies, headers: &HeaderMap) -> Response {
     response
 }
 
-async fn reload(State(state): State<Shared>) -> Response {
+async fn reload(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    // A form on another site can POST here from the operator's browser; only the
+    // lifecycle's own clients (curl, a deployment tool), which send no Origin, or a
+    // page of this origin may reload.
+    if let Some(origin) = crate::web::cross_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!("a reload from another site ({origin}) is refused: send it from curl or a deployment tool\n"),
+        )
+            .into_response();
+    }
     let Some(requests) = &state.reload else {
         return (
             StatusCode::FORBIDDEN,

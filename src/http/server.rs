@@ -1,13 +1,16 @@
 //! The listener: accepts connections, performs the TLS handshake when the web
 //! configuration asks for it, and serves HTTP/1.1 with the router.
 //!
-//! axum's own `serve` speaks plain TCP only; this loop adds TLS, a bound on how long a
-//! client may take to send its headers (a slow client cannot hold a connection
-//! forever), a cap on open connections, and graceful shutdown that lets in-flight
-//! requests finish. The web configuration is read per connection from [`Web`], so a
-//! reload changes certificates and users for every new connection.
+//! axum's own `serve` speaks plain TCP only; this loop adds TLS, [`Limits`] (a cap on
+//! open connections, each client's share of it, and a deadline on every phase of a
+//! connection, so that no client can hold a connection, or another client's slot, for
+//! as long as it likes), and graceful shutdown that lets in-flight requests finish.
+//! The web configuration is read per connection from [`Web`], so a reload changes
+//! certificates and users for every new connection.
 
-use crate::web::{ClientAddr, Web};
+use super::clients::Shares;
+use super::deadline::WriteDeadline;
+use crate::web::{ClientAddr, ClientKey, Web};
 use axum::response::Response;
 use axum::Router;
 use hyper::body::Incoming;
@@ -20,13 +23,49 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// How long a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections at most by default (--web.max-connections); more wait in the
 /// kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// The default of --web.header-timeout, --web.body-timeout and --web.write-timeout:
+/// Prometheus' default scrape timeout, so a scrape over a slow link still fits.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a connection may hold and for how long (the --web.* flags; docs/operating.md,
+/// "Connections and deadlines").
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may hold at once; more
+    /// are answered 503 and closed.
+    pub max_connections_per_client: usize,
+    /// The TLS handshake, a request's headers, and an idle keep-alive connection's
+    /// wait for its next request (hyper starts its header timer when it waits).
+    pub header_timeout: Duration,
+    /// A request's body, from when its handler asks for it (only the session API's
+    /// kills read one, once credentials and the route are checked).
+    pub body_timeout: Duration,
+    /// An answer, from the first write the client does not take at once until it has
+    /// taken everything ([`WriteDeadline`]).
+    pub write_timeout: Duration,
+}
+
+impl Limits {
+    /// The defaults for `max_connections`: half of them per client.
+    pub fn new(max_connections: usize) -> Self {
+        Self {
+            max_connections,
+            max_connections_per_client: (max_connections / 2).max(1),
+            header_timeout: DEFAULT_TIMEOUT,
+            body_timeout: DEFAULT_TIMEOUT,
+            write_timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// The answer to a connection past its client's share, written before closing it
+/// (no request is read: nothing of it is needed).
+const OVER_SHARE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 92\r\nConnection: close\r\nRetry-After: 1\r\n\r\ntoo many connections from this address: close some, or see --web.max-connections-per-client\n";
 
 /// Answers a request without the router when it can (a scrape), else None.
 pub type FastPath = Arc<dyn Fn(&hyper::Request<Incoming>) -> Option<Response> + Send + Sync>;
@@ -37,16 +76,17 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     fast: FastPath,
-    max_connections: usize,
+    limits: Limits,
     web: Arc<Web>,
     cancel: CancellationToken,
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let shares = Shares::new(limits.max_connections_per_client);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(limits.header_timeout);
     loop {
         let slot = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -67,7 +107,16 @@ pub async fn serve(
                 }
             },
         };
+        let client = ClientKey::from(peer.ip());
+        let Some(share) = shares.take(client) else {
+            // Past its share: told so without reading anything, and closed. The
+            // socket's buffer takes these few bytes at once, or they are dropped.
+            tracing::debug!(%client, "connection refused: the client holds its share of --web.max-connections");
+            let _ = stream.try_write(OVER_SHARE);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let stream = WriteDeadline::new(stream, limits.write_timeout);
         let config = web.get();
         // Scrapes take the direct path; everything else goes through the router.
         let router = TowerToHyperService::new(router.clone());
@@ -85,15 +134,16 @@ pub async fn serve(
         });
         let watcher = graceful.watcher();
         let http = http.clone();
+        let handshake_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            let _slot = slot;
+            let _held = (slot, share);
             match &config.tls {
                 None => {
                     let conn = http.serve_connection(TokioIo::new(stream), service);
                     let _ = watcher.watch(conn).await;
                 }
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
                         .await
                     {
                         Ok(Ok(tls)) => tls,
@@ -114,4 +164,30 @@ pub async fn serve(
     }
     drop(listener);
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_of_a_connection_past_its_share_is_whole() {
+        let text = std::str::from_utf8(OVER_SHARE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
+        assert!(head.starts_with("HTTP/1.1 503 "));
+    }
+
+    #[test]
+    fn a_client_gets_half_the_connections_by_default() {
+        assert_eq!(Limits::new(1024).max_connections_per_client, 512);
+        assert_eq!(Limits::new(16).max_connections_per_client, 8);
+        assert_eq!(Limits::new(1).max_connections_per_client, 1);
+    }
 }

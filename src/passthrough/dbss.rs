@@ -10,7 +10,7 @@
 //! are the passthrough's own.
 
 use super::envelope::{Failure, TraceId};
-use super::{authorize, ApiState, Caller};
+use super::{authorize, not_granted, ApiState, Caller};
 use crate::config::{Dbss, Passthrough};
 use crate::source::dbss::{api, SqlDetail};
 use axum::extract::{Path, State};
@@ -67,13 +67,13 @@ impl Forward {
             )
         })?;
         let answer = ready.fetch(id).await.map_err(|err| self.bad_gateway(err))?;
-        let content_type = answer
-            .content_type
-            .unwrap_or(HeaderValue::from_static("application/json"));
+        // DBSS answers JSON; whatever type it claims, the exporter's origin serves it
+        // as JSON (never as HTML or script a browser would run here).
         let mut response = (answer.status, answer.body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, content_type);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         Ok(response)
     }
 }
@@ -131,9 +131,16 @@ pub async fn sql_detail(
     let started = Instant::now();
     let trace = TraceId::new();
     let current = state.registry.get();
+    // A DBSS target's name is its tenant name in `access`.
     let result = match authorize(&current, &state, &caller).await {
         Err(failure) => Err(dbss_shaped(failure)),
-        Ok(_) => forward(&current.dbss, &current.settings, &target, &id).await,
+        Ok((who, _)) if !current.settings.grant(&who, &target).read => {
+            Err(dbss_shaped(not_granted(&who, &target)))
+        }
+        Ok((who, _)) => {
+            let shown = |name: &str| current.settings.grant(&who, name).read;
+            forward(&current.dbss, &current.settings, &target, &id, shown).await
+        }
     };
     let (mut response, error) = match result {
         Ok(response) => (response, String::new()),
@@ -148,6 +155,8 @@ pub async fn sql_detail(
     let error = error.as_str();
     if status >= 500 {
         tracing::warn!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "passthrough request failed");
+    } else if status == 401 || status == 403 {
+        tracing::debug!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "passthrough request refused");
     } else {
         tracing::info!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "passthrough request");
     }
@@ -173,9 +182,14 @@ async fn forward(
     settings: &Passthrough,
     target: &str,
     id: &str,
+    shown: impl Fn(&str) -> bool,
 ) -> Result<Response, Failure> {
     let Some(forward) = forwards.get(target) else {
-        let mut known: Vec<&str> = forwards.keys().map(String::as_str).collect();
+        let mut known: Vec<&str> = forwards
+            .keys()
+            .map(String::as_str)
+            .filter(|name| shown(name))
+            .collect();
         known.sort_unstable();
         return Err(failure(
             StatusCode::NOT_FOUND,

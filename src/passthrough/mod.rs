@@ -21,10 +21,10 @@
 mod dbss;
 pub mod envelope;
 
-use crate::config::{Config, Passthrough, Target, TargetKind};
+use crate::config::{Config, Grant, Passthrough, Target, TargetKind};
 use crate::sessions::{ListParams, PageParams, SessionApi};
 use crate::snapshot::Published;
-use crate::web::auth::Credentials;
+use crate::web::auth::{Credentials, Principal};
 use crate::web::{obshell, Web};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
@@ -188,6 +188,8 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     pub published: watch::Receiver<Arc<Published>>,
     pub web: Arc<Web>,
+    /// How long a request body may take (--web.body-timeout).
+    pub body_timeout: std::time::Duration,
 }
 
 /// Every endpoint of the API (see the module's doc). They answer 404 in the envelope
@@ -209,7 +211,51 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/info", get(info))
         .route("/api/v1/secret", get(secret))
         .route("/api/{*rest}", axum::routing::any(no_such_endpoint))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            served_hosts,
+        ))
         .with_state(state)
+}
+
+/// Before every endpoint of the API: the request must name a Host it serves (an IP
+/// literal, `localhost`, `allowed_hosts`). A web page whose name an attacker rebinds
+/// to this address (DNS rebinding) is same-origin with it in the browser's eyes, and
+/// would otherwise read every session's SQL; it still sends its own name as Host.
+/// After every endpoint: the answer is JSON, never sniffed as anything else.
+async fn served_hosts(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let mut response = if state.registry.get().settings.serves_host(&host) {
+        next.run(request).await
+    } else {
+        tracing::debug!(host = %host.chars().take(100).collect::<String>(), "session API request for a Host it does not serve");
+        let failure = Failure::forbidden(format!(
+            "the session API does not serve Host `{}`: add the name to passthrough.allowed_hosts \
+             (IP addresses and localhost are always served)",
+            host.chars().take(100).collect::<String>()
+        ));
+        respond::<()>(&Err(failure), TraceId::new(), Instant::now())
+    };
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// The session API is off.
@@ -303,9 +349,11 @@ async fn secret(State(state): State<ApiState>, headers: HeaderMap) -> Response {
 #[derive(serde::Serialize)]
 struct Tenants {
     tenants: Vec<ServedTenant>,
+    /// Whether these credentials may end sessions in some tenant listed.
     allow_kill: bool,
 }
 
+/// A tenant the credentials may read.
 #[derive(serde::Serialize)]
 struct ServedTenant {
     name: String,
@@ -313,11 +361,13 @@ struct ServedTenant {
     kind: &'static str,
     /// Whether the engine keeps a history of its deadlocks (PostgreSQL does not).
     deadlocks: bool,
+    /// Whether these credentials may end sessions here.
+    kill: bool,
 }
 
 async fn tenants(State(state): State<ApiState>, caller: Caller) -> Response {
     let current = state.registry.get();
-    let result = authorize(&current, &state, &caller).await.map(|_| {
+    let result = authorize(&current, &state, &caller).await.map(|(who, _)| {
         let published = published(&state);
         let mut tenants = Vec::new();
         for entry in &published.targets {
@@ -329,16 +379,20 @@ async fn tenants(State(state): State<ApiState>, caller: Caller) -> Response {
             ) else {
                 continue;
             };
-            tenants.extend(names.into_iter().map(|name| ServedTenant {
-                name,
-                target: entry.status.name.clone(),
-                kind: entry.status.kind,
-                deadlocks: !matches!(served.target.kind, TargetKind::Postgresql(_)),
+            tenants.extend(names.into_iter().filter_map(|name| {
+                let grant = current.settings.grant(&who, &name);
+                grant.read.then(|| ServedTenant {
+                    target: entry.status.name.clone(),
+                    kind: entry.status.kind,
+                    deadlocks: !matches!(served.target.kind, TargetKind::Postgresql(_)),
+                    kill: grant.kill,
+                    name,
+                })
             }));
         }
         Tenants {
+            allow_kill: tenants.iter().any(|t| t.kill),
             tenants,
-            allow_kill: current.settings.allow_kill,
         }
     });
     caller.answer(respond(&result, TraceId::new(), Instant::now()))
@@ -487,7 +541,12 @@ async fn kill_queries(
 
 /// Refused unless `allow_kill`, before any database is asked; the ids come from the
 /// body (opened with the obshell header's key when one was sent); every kill is
-/// logged, with its outcome.
+/// logged, with its outcome and who asked.
+///
+/// The body is read last: credentials, the tenant, the grant and the same-origin
+/// proof are checked from the headers alone, so a client that announces a body and
+/// never sends it learns nothing and holds nothing without them, and with them waits
+/// at most --web.body-timeout.
 async fn kill_sessions(
     state: &ApiState,
     caller: &Caller,
@@ -496,31 +555,52 @@ async fn kill_sessions(
     query_only: bool,
 ) -> Response {
     let endpoint = if query_only { "kill_query" } else { "kill" };
-    let allowed = state.registry.get().settings.allow_kill;
+    let switched_on = state.registry.get().settings.allow_kill;
     let proof = caller.same_origin_proof();
-    let body = axum::body::to_bytes(body, MAX_KILL_BODY).await;
+    let body_timeout = state.body_timeout;
     handle(
         state,
         caller,
         endpoint,
         name,
-        |backend, tenant, Authorized { verified, trace }| async move {
+        |backend,
+         tenant,
+         Authorized {
+             verified,
+             trace,
+             who,
+             grant,
+         }| async move {
             proof?;
-            if !allowed {
-                return Err(Failure {
-                    status: axum::http::StatusCode::FORBIDDEN,
-                    err_code: "Common.Forbidden",
-                    message: "ending sessions is off: set passthrough.allow_kill: true".to_string(),
-                    field: None,
-                    code: None,
-                });
+            if !switched_on {
+                return Err(Failure::forbidden(
+                    "ending sessions is off: set passthrough.allow_kill: true",
+                ));
             }
-            let body = body.map_err(|_| {
-                Failure::bad_parameter(
-                    "body",
-                    format!("the body is larger than {} KiB", MAX_KILL_BODY / 1024),
-                )
-            })?;
+            if !grant.kill {
+                return Err(Failure::forbidden(format!(
+                    "the {who} may not end sessions in tenant `{tenant}`: give it kill: true in a \
+                     passthrough.access entry for this tenant (basic auth users of the web \
+                     config, which Prometheus may scrape with, never kill without one): nothing \
+                     was ended"
+                )));
+            }
+            let body =
+                match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, MAX_KILL_BODY))
+                    .await
+                {
+                    Err(_) => return Err(Failure::body_timeout(body_timeout)),
+                    Ok(Err(_)) => {
+                        return Err(Failure::bad_parameter(
+                            "body",
+                            format!(
+                                "the body is larger than {} KiB, or was cut off",
+                                MAX_KILL_BODY / 1024
+                            ),
+                        ))
+                    }
+                    Ok(Ok(body)) => body,
+                };
             let plain = match &verified {
                 Some(verified) => verified.open_body(&body).ok_or_else(|| {
                     Failure::bad_parameter(
@@ -557,7 +637,7 @@ async fn kill_sessions(
                 endpoint,
                 tenant,
                 peer = %caller.peer_display(),
-                by = if verified.is_some() { "obshell header" } else { "bearer or basic" },
+                by = %who,
                 ids = ?ids,
                 outcome = %result,
                 "sessions killed on request"
@@ -616,29 +696,42 @@ where
     let started = Instant::now();
     let trace = TraceId::new();
     let current = state.registry.get();
-    let result = match authorize(&current, state, caller).await {
-        Err(failure) => Err(failure),
-        Ok(verified) => match resolve(&current, &published(state), name) {
-            Err(failure) => Err(failure),
-            Ok(backend) => {
-                let timeout = current.settings.request_timeout;
-                let run = run(
-                    backend.clone(),
-                    name.to_string(),
-                    Authorized { verified, trace },
-                );
-                match tokio::time::timeout(timeout, run).await {
-                    Ok(result) => result,
-                    Err(_) => Err(Failure::unavailable(format!(
-                        "target `{}`: no answer within passthrough.request_timeout ({}): the database \
-                         is slow or unreachable, or {} passthrough queries are already running on it",
-                        backend.target(),
-                        crate::config::format_duration(timeout),
-                        current.settings.max_concurrent_per_target
-                    ))),
-                }
+    let settings = &current.settings;
+    let authorized = authorize(&current, state, caller)
+        .await
+        .and_then(|(who, verified)| {
+            let grant = settings.grant(&who, name);
+            if !grant.read {
+                return Err(not_granted(&who, name));
             }
-        },
+            let shown = |tenant: &str| settings.grant(&who, tenant).read;
+            let backend = resolve(&current, &published(state), name, shown)?;
+            Ok((
+                backend,
+                Authorized {
+                    verified,
+                    trace,
+                    who,
+                    grant,
+                },
+            ))
+        });
+    let result = match authorized {
+        Err(failure) => Err(failure),
+        Ok((backend, authorized)) => {
+            let timeout = current.settings.request_timeout;
+            let run = run(backend.clone(), name.to_string(), authorized);
+            match tokio::time::timeout(timeout, run).await {
+                Ok(result) => result,
+                Err(_) => Err(Failure::unavailable(format!(
+                    "target `{}`: no answer within passthrough.request_timeout ({}): the database \
+                     is slow or unreachable, or {} passthrough queries are already running on it",
+                    backend.target(),
+                    crate::config::format_duration(timeout),
+                    current.settings.max_concurrent_per_target
+                ))),
+            }
+        }
     };
     let error_message = result.as_ref().err().map(|f| f.message.clone());
     let response = caller.answer(T::reply(result, trace, started));
@@ -646,6 +739,17 @@ where
     let error = error_message.as_deref().unwrap_or("");
     if status >= 500 {
         tracing::warn!(trace_id = %trace, endpoint, tenant = name, status, error, "passthrough request failed");
+    } else if status == 401 || status == 403 {
+        // Refusals are what a scan or a flood produces: not worth an info line each.
+        tracing::debug!(
+            trace_id = %trace,
+            endpoint,
+            tenant = name,
+            status,
+            peer = %caller.peer_display(),
+            error,
+            "passthrough request refused"
+        );
     } else {
         tracing::info!(
             trace_id = %trace,
@@ -661,10 +765,13 @@ where
 }
 
 /// What an endpoint's work gets from the checks before it: the verified obshell
-/// header (whose key opens a body), and the request's trace id, for its own log lines.
+/// header (whose key opens a body), the request's trace id, for its own log lines,
+/// who asked and what they may do in the tenant.
 struct Authorized {
     verified: Option<obshell::Verified>,
     trace: TraceId,
+    who: Principal,
+    grant: Grant,
 }
 
 /// How an endpoint's answer becomes a response: whole, in obshell's envelope, or
@@ -752,41 +859,24 @@ impl Caller {
     /// sessions. Clients that are not browsers (obshell's SDK, curl) send none of
     /// these headers and are not concerned: they hold their credentials themselves.
     fn same_origin_proof(&self) -> Result<(), Failure> {
-        let get = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
-        let (origin, site) = (get("origin"), get("sec-fetch-site"));
-        if origin.is_none() && site.is_none() {
+        let browser =
+            self.headers.contains_key("origin") || self.headers.contains_key("sec-fetch-site");
+        if !browser {
             return Ok(());
         }
-        let host = get("host").unwrap_or_default();
-        let same_origin = origin.is_none_or(|origin| {
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                .is_some_and(|authority| !host.is_empty() && authority.eq_ignore_ascii_case(host))
-        }) && site.is_none_or(|site| site == "same-origin");
-        let from_page = get(PAGE_HEADER.0) == Some(PAGE_HEADER.1);
-        if same_origin && from_page {
+        let from_page = self
+            .headers
+            .get(PAGE_HEADER.0)
+            .is_some_and(|v| v == PAGE_HEADER.1);
+        let foreign = crate::web::cross_origin(&self.headers);
+        if foreign.is_none() && from_page {
             return Ok(());
         }
-        Err(Failure {
-            status: axum::http::StatusCode::FORBIDDEN,
-            err_code: "Common.Forbidden",
-            message: format!(
-                "a browser may end sessions only from this exporter's sessions page (origin {}, \
-                 fetch site {}): nothing was ended",
-                origin
-                    .unwrap_or("not sent")
-                    .chars()
-                    .take(100)
-                    .collect::<String>(),
-                site.unwrap_or("not sent")
-                    .chars()
-                    .take(40)
-                    .collect::<String>(),
-            ),
-            field: None,
-            code: None,
-        })
+        Err(Failure::forbidden(format!(
+            "a browser may end sessions only from this exporter's sessions page ({}): nothing \
+             was ended",
+            foreign.unwrap_or_else(|| "this origin, without the page's header".to_string())
+        )))
     }
 
     /// The client's address for a log line: the address, or `unknown` (a request
@@ -819,53 +909,72 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
 }
 
 /// An obshell header (`X-OCS-Header`, when `obshell_auth` is set), or the bearer
-/// token, or basic auth users of --web.config.file, or the explicit opt-out. A
-/// passthrough enabled with none of them (refused at load) stays closed.
+/// token, or basic auth users of --web.config.file, or the explicit opt-out: who
+/// asks, and the verified obshell header. A passthrough enabled with none of them
+/// (refused at load) stays closed; a credential that `access` names nowhere is
+/// refused (403) here, before any tenant is looked at.
 async fn authorize(
     current: &Current,
     state: &ApiState,
     caller: &Caller,
-) -> Result<Option<obshell::Verified>, Failure> {
+) -> Result<(Principal, Option<obshell::Verified>), Failure> {
     let settings = &current.settings;
     if !settings.enabled {
         return Err(disabled());
     }
-    if let Some(header) = caller.headers.get(obshell::HEADER) {
+    let (who, verified) = if let Some(header) = caller.headers.get(obshell::HEADER) {
         let Some(auth) = current.obshell.clone() else {
             return Err(Failure::unauthorized());
         };
-        let header = header.to_str().unwrap_or_default().to_string();
-        let (uri, peer) = (caller.uri.clone(), caller.peer);
-        // RSA decryption is slow by design: off the runtime's workers, as bcrypt.
-        let verified = tokio::task::spawn_blocking(move || {
-            auth.verify(&header, &uri, peer, std::time::SystemTime::now())
-        })
-        .await
-        .unwrap_or(Err(obshell::HeaderError::Undecryptable));
-        return verified.map(Some).map_err(|error| {
-            tracing::info!(peer = %caller.peer_display(), err_code = error.err_code(), "obshell header refused");
-            Failure::obshell_header(error)
-        });
-    }
-    let headers = &caller.headers;
-    let web = state.web.get();
-    let credentials = Credentials {
-        basic: web.auth.as_ref(),
-        bearer: settings.bearer_token.as_ref(),
-    };
-    // Nothing configured is open only when asked for explicitly (an obshell header
-    // is the only way in when obshell_auth is all there is).
-    if credentials.is_empty() && (!settings.insecure_no_auth || current.obshell.is_some()) {
-        return Err(Failure::unauthorized());
-    }
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if credentials.check(given).await {
-        Ok(None)
+        let verified = auth
+            .verify_async(
+                header.to_str().unwrap_or_default(),
+                &caller.uri,
+                caller.peer,
+            )
+            .await
+            .map_err(|error| {
+                tracing::debug!(peer = %caller.peer_display(), err_code = error.err_code(), "obshell header refused");
+                Failure::obshell_header(error)
+            })?;
+        (Principal::Obshell, Some(verified))
     } else {
-        Err(Failure::unauthorized())
+        let web = state.web.get();
+        let credentials = Credentials {
+            basic: web.auth.as_ref(),
+            bearer: settings.bearer_token.as_ref(),
+        };
+        // Nothing configured is open only when asked for explicitly (an obshell header
+        // is the only way in when obshell_auth is all there is).
+        if credentials.is_empty() && (!settings.insecure_no_auth || current.obshell.is_some()) {
+            return Err(Failure::unauthorized());
+        }
+        let given = caller
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let who = credentials
+            .check(given)
+            .await
+            .ok_or_else(Failure::unauthorized)?;
+        (who, None)
+    };
+    if !settings.admits(&who) {
+        return Err(Failure::forbidden(format!(
+            "the {who} is in no passthrough.access entry: add it to one to use the session API"
+        )));
     }
+    Ok((who, verified))
+}
+
+/// The 403 of a tenant outside `who`'s grant. It does not tell whether the tenant
+/// exists.
+fn not_granted(who: &Principal, tenant: &str) -> Failure {
+    Failure::forbidden(format!(
+        "the {who} is not given tenant `{}`: add the tenant to the tenants of one of its \
+         passthrough.access entries",
+        tenant.chars().take(128).collect::<String>()
+    ))
 }
 
 /// The backend serving tenant `name`, from what the last collections found.
@@ -873,6 +982,7 @@ fn resolve(
     current: &Current,
     published: &Published,
     name: &str,
+    shown: impl Fn(&str) -> bool,
 ) -> Result<Arc<dyn SessionApi>, Failure> {
     // Published targets in config order, with the tenants each answers for: those
     // its last collection found and those its configuration names.
@@ -893,6 +1003,7 @@ fn resolve(
         .ok_or_else(|| {
             let mut known: Vec<&str> = with_tenants()
                 .flat_map(|(_, tenants)| tenants.map(String::as_str))
+                .filter(|t| shown(t))
                 .collect();
             known.sort_unstable();
             known.dedup();

@@ -101,4 +101,31 @@ impl Failure {
             code: None,
         }
     }
+
+    /// The credentials are good, but do not give what was asked (a tenant outside
+    /// their grant, a kill they may not send, a Host the API does not serve): 403,
+    /// which no retry with them can change; `message` says what would.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            err_code: "Common.Forbidden",
+            message: message.into(),
+            field: None,
+            code: None,
+        }
+    }
+
+    /// The client did not send the request's body within --web.body-timeout.
+    pub fn body_timeout(timeout: std::time::Duration) -> Self {
+        Self {
+            status: StatusCode::REQUEST_TIMEOUT,
+            err_code: "Common.RequestTimeout",
+            message: format!(
+                "the request's body did not arrive within --web.body-timeout ({}): nothing was done",
+                crate::config::format_duration(timeout)
+            ),
+            field: None,
+            code: None,
+        }
+    }
 }

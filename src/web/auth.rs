@@ -1,11 +1,14 @@
 //! The one credential check: basic auth users (bcrypt, from --web.config.file) on
-//! every endpoint, and a bearer token beside them on the session API.
+//! every endpoint, and a bearer token beside them on the session API; it tells who
+//! asked ([`Principal`]), which the session API's grants are given to.
 //!
 //! bcrypt costs tens of milliseconds by design, so the check has two steps: a cheap
-//! one ([`Credentials::check_cached`]: the token, or basic credentials accepted
-//! before) that a scrape can take inline, and the bcrypt verification, which
-//! [`Credentials::check`] runs on a blocking thread, off the runtime's workers.
+//! one ([`Credentials::check_cached`]: the token, or basic credentials seen before)
+//! that a scrape can take inline, and the bcrypt verification, which
+//! [`Credentials::check`] runs on a blocking thread, off the runtime's workers, one at
+//! a time ([`BasicAuth::turn`]).
 
+use super::config::Seen;
 use super::BasicAuth;
 use crate::secret::Secret;
 use std::sync::Arc;
@@ -17,10 +20,35 @@ pub struct Credentials<'a> {
     pub bearer: Option<&'a Secret>,
 }
 
+/// Who a request's credentials name: what the session API's `access` entries grant
+/// to, and what a kill's audit line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A basic auth user of --web.config.file.
+    User(String),
+    /// The session API's bearer token.
+    Token,
+    /// obshell's password, in an `X-OCS-Header`.
+    Obshell,
+    /// Nothing is configured, and nothing asked for (`insecure_no_auth`).
+    Anyone,
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::User(name) => write!(f, "user {name}"),
+            Principal::Token => f.write_str("bearer token"),
+            Principal::Obshell => f.write_str("obshell password"),
+            Principal::Anyone => f.write_str("anyone (insecure_no_auth)"),
+        }
+    }
+}
+
 /// The outcome of the cheap step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cached {
-    Allowed,
+    Allowed(Principal),
     Denied,
     /// Basic credentials not seen before: only bcrypt can tell.
     NeedsVerification,
@@ -35,41 +63,50 @@ impl Credentials<'_> {
     /// The check without bcrypt, given the `Authorization` header.
     pub fn check_cached(&self, authorization: Option<&str>) -> Cached {
         if self.is_empty() {
-            return Cached::Allowed;
+            return Cached::Allowed(Principal::Anyone);
         }
         let Some(given) = authorization else {
             return Cached::Denied;
         };
         if let (Some(token), Some(bearer)) = (self.bearer, strip_scheme(given, "bearer")) {
             if constant_time_eq(bearer.trim().as_bytes(), token.expose().as_bytes()) {
-                return Cached::Allowed;
+                return Cached::Allowed(Principal::Token);
             }
         }
         match self.basic {
-            Some(auth) if strip_scheme(given, "basic").is_some() => {
-                if auth.cached(given) {
-                    Cached::Allowed
-                } else {
-                    Cached::NeedsVerification
-                }
-            }
+            Some(auth) if strip_scheme(given, "basic").is_some() => match auth.seen(given) {
+                Seen::Accepted(user) => Cached::Allowed(Principal::User(user)),
+                Seen::Refused => Cached::Denied,
+                Seen::New => Cached::NeedsVerification,
+            },
             _ => Cached::Denied,
         }
     }
 
-    /// The whole check; bcrypt, when needed, runs on a blocking thread.
-    pub async fn check(&self, authorization: Option<&str>) -> bool {
+    /// The whole check: who the credentials name, or None. bcrypt, when needed, runs
+    /// on a blocking thread, after the checks before it in line.
+    pub async fn check(&self, authorization: Option<&str>) -> Option<Principal> {
         match self.check_cached(authorization) {
-            Cached::Allowed => true,
-            Cached::Denied => false,
+            Cached::Allowed(who) => Some(who),
+            Cached::Denied => None,
             Cached::NeedsVerification => {
                 let (Some(auth), Some(header)) = (self.basic.cloned(), authorization) else {
-                    return false;
+                    return None;
                 };
-                let header = header.to_string();
-                tokio::task::spawn_blocking(move || auth.verify(&header))
+                // Waiting is async: a queue of guesses holds no thread.
+                let _turn = auth.turn().acquire().await.ok()?;
+                // The same header may have been checked while this one waited.
+                match auth.seen(header) {
+                    Seen::Accepted(user) => return Some(Principal::User(user)),
+                    Seen::Refused => return None,
+                    Seen::New => {}
+                }
+                let (header, worker) = (header.to_string(), auth.clone());
+                tokio::task::spawn_blocking(move || worker.verify(&header))
                     .await
-                    .unwrap_or(false)
+                    .ok()
+                    .flatten()
+                    .map(Principal::User)
             }
         }
     }
@@ -118,14 +155,14 @@ mod tests {
         };
         assert_eq!(
             credentials.check_cached(Some("Bearer 0123456789abcdef")),
-            Cached::Allowed
+            Cached::Allowed(Principal::Token)
         );
         for wrong in [Some("Bearer 0123456789abcdeX"), Some("Basic dTpw"), None] {
             assert_eq!(credentials.check_cached(wrong), Cached::Denied, "{wrong:?}");
         }
         assert_eq!(
             Credentials::default().check_cached(None),
-            Cached::Allowed,
+            Cached::Allowed(Principal::Anyone),
             "nothing configured"
         );
     }

@@ -11,7 +11,7 @@ use rustls::pki_types::PrivateKeyDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio_rustls::TlsAcceptor;
@@ -221,18 +221,49 @@ fn parse_headers(
 }
 
 /// Basic auth users with bcrypt hashes. A bcrypt check costs tens of milliseconds by
-/// design, too much for every scrape, so accepted credentials are remembered (as
-/// exporter-toolkit does) in a small cache that a reload discards with the config.
+/// design, too much for every scrape and a lever for anyone who can reach the port,
+/// so, as exporter-toolkit does:
+/// - credentials are remembered, accepted and refused alike, in caches that a reload
+///   discards with the config (keyed by a digest of the header, not the header);
+/// - one bcrypt runs at a time ([`BasicAuth::turn`]): a flood of new wrong passwords
+///   costs one core, never both, and credentials accepted before never wait for it.
 pub struct BasicAuth {
     users: HashMap<String, String>,
     /// A hash of a random string at the users' cost, checked for unknown users so
     /// that the answer takes as long as for a known one.
     dummy: String,
-    accepted: Mutex<HashMap<String, ()>>,
+    /// Headers accepted before, and whose they are. Only the right password can add
+    /// to it, so a flood cannot push a good scraper out.
+    accepted: Mutex<HashMap<Digest, String>>,
+    /// Headers refused before. A flood of new wrong passwords fills it; it then
+    /// starts over, which costs only the flood its own repeats.
+    refused: Mutex<HashSet<Digest>>,
+    turn: tokio::sync::Semaphore,
+}
+
+/// SHA-256 of an `Authorization` value.
+type Digest = [u8; 32];
+
+/// What the caches know of a header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    Accepted(String),
+    Refused,
+    /// Only bcrypt can tell.
+    New,
 }
 
 /// Accepted `Authorization` values kept; past this the cache starts over.
 const ACCEPTED_CACHE: usize = 256;
+/// Refused `Authorization` values kept; past this the cache starts over.
+const REFUSED_CACHE: usize = 4096;
+
+fn digest(header: &str) -> Digest {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, header.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
 
 impl BasicAuth {
     fn new(users: BTreeMap<String, String>) -> Result<Self, String> {
@@ -256,35 +287,65 @@ impl BasicAuth {
             users: users.into_iter().collect(),
             dummy,
             accepted: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashSet::new()),
+            turn: tokio::sync::Semaphore::new(1),
         })
     }
 
-    /// True when `header` was accepted before: the cheap path every scrape takes.
-    pub fn cached(&self, header: &str) -> bool {
-        self.accepted
-            .lock()
-            .is_ok_and(|cache| cache.contains_key(header))
+    /// The user names, as `passthrough.access` may name them.
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.users.keys().map(String::as_str)
     }
 
-    /// The bcrypt check (slow by design: call it off the async workers).
-    pub fn verify(&self, header: &str) -> bool {
-        let Some((user, password)) = decode_basic(header) else {
-            return false;
-        };
-        let (hash, known) = match self.users.get(&user) {
-            Some(hash) => (hash.as_str(), true),
-            None => (self.dummy.as_str(), false),
-        };
-        let ok = bcrypt::verify(password.as_bytes(), hash).unwrap_or(false) && known;
-        if ok {
-            if let Ok(mut cache) = self.accepted.lock() {
+    /// What the caches know of `header`: the cheap path every scrape takes.
+    pub fn seen(&self, header: &str) -> Seen {
+        let key = digest(header);
+        let accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(user) = accepted.get(&key) {
+            return Seen::Accepted(user.clone());
+        }
+        drop(accepted);
+        let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        if refused.contains(&key) {
+            Seen::Refused
+        } else {
+            Seen::New
+        }
+    }
+
+    /// The turn every bcrypt check waits for: one at a time.
+    pub fn turn(&self) -> &tokio::sync::Semaphore {
+        &self.turn
+    }
+
+    /// The bcrypt check (slow by design: call it off the async workers, in its
+    /// [`turn`](Self::turn)); the user it names when it is right.
+    pub fn verify(&self, header: &str) -> Option<String> {
+        let key = digest(header);
+        let accepted = decode_basic(header).and_then(|(user, password)| {
+            let (hash, known) = match self.users.get(&user) {
+                Some(hash) => (hash.as_str(), true),
+                None => (self.dummy.as_str(), false),
+            };
+            (bcrypt::verify(password.as_bytes(), hash).unwrap_or(false) && known).then_some(user)
+        });
+        match &accepted {
+            Some(user) => {
+                let mut cache = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
                 if cache.len() >= ACCEPTED_CACHE {
                     cache.clear();
                 }
-                cache.insert(header.to_string(), ());
+                cache.insert(key, user.clone());
+            }
+            None => {
+                let mut cache = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() >= REFUSED_CACHE {
+                    cache.clear();
+                }
+                cache.insert(key);
             }
         }
-        ok
+        accepted
     }
 }
 
@@ -328,15 +389,36 @@ mod tests {
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
             format!("Basic {encoded}")
         };
-        assert!(
-            !auth.cached(&header("alice", "s3cret")),
+        assert_eq!(
+            auth.seen(&header("alice", "s3cret")),
+            Seen::New,
             "not before it is verified"
         );
-        assert!(auth.verify(&header("alice", "s3cret")));
-        assert!(auth.cached(&header("alice", "s3cret")), "cached");
-        assert!(!auth.verify(&header("alice", "wrong")));
-        assert!(!auth.verify(&header("bob", "s3cret")));
-        assert!(!auth.verify("Bearer x"));
+        assert_eq!(
+            auth.verify(&header("alice", "s3cret")).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            auth.seen(&header("alice", "s3cret")),
+            Seen::Accepted("alice".to_string())
+        );
+        assert_eq!(auth.verify(&header("alice", "wrong")), None);
+        assert_eq!(
+            auth.seen(&header("alice", "wrong")),
+            Seen::Refused,
+            "remembered"
+        );
+        assert_eq!(auth.verify(&header("bob", "s3cret")), None);
+        assert_eq!(auth.verify("Bearer x"), None);
+        // A flood of refusals starts their cache over; the accepted stay.
+        for n in 0..=REFUSED_CACHE {
+            auth.refused.lock().unwrap().insert(digest(&n.to_string()));
+        }
+        assert_eq!(auth.verify(&header("alice", "wrong-again")), None);
+        assert_eq!(
+            auth.seen(&header("alice", "s3cret")),
+            Seen::Accepted("alice".to_string())
+        );
     }
 
     #[test]

@@ -10,8 +10,12 @@
 //!
 //! Stricter than obshell: the expiry may not lie further ahead than
 //! `max_header_lifetime` (obshell trusts any expiry the client picks, so a captured
-//! header would work for as long as its author chose), and failed attempts are
-//! limited per client address.
+//! header would work for as long as its author chose), a wrong password answers as a
+//! header that does not decrypt (obshell tells them apart, which lets a client check
+//! guesses, and a padding oracle's answers, online), and attempts are limited per
+//! client ([`ClientKey`]: an IPv4 address, an IPv6 /64), counted before the RSA
+//! work, so concurrent attempts cannot all pass the check, with one RSA
+//! decryption at a time.
 //!
 //! PKCS#1 v1.5 decryption on a network path is a padding oracle risk (Bleichenbacher;
 //! the Marvin timing attack). Decryption is AWS-LC's (through aws-lc-rs), not the
@@ -21,32 +25,33 @@
 //! JSON parser. What remains is the library's own timing, which TLS in front of the
 //! exporter (`--web.config.file`) takes off the network.
 
+use super::ClientKey;
 use crate::secret::Secret;
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rsa::{KeySize, Pkcs1PrivateDecryptingKey, PrivateDecryptingKey};
 use base64::Engine as _;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The request header that carries the encrypted credentials.
 pub const HEADER: &str = "x-ocs-header";
 /// Longer headers are refused before any decryption (a real one is under 2 KiB).
 const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Failed attempts a client address may make per [`FAILURE_WINDOW`].
+/// Failed attempts (and attempts under way) a client may make per [`FAILURE_WINDOW`].
 const MAX_FAILURES: u32 = 20;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Client addresses whose failures are remembered at most.
+/// Clients whose attempts are remembered at most; past it, those whose window has
+/// passed go first, then the oldest window, one at a time.
 const MAX_TRACKED_CLIENTS: usize = 4096;
 
 /// Why a header was refused, with obshell's error code for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderError {
-    /// Not base64, not whole blocks, a block that does not decrypt, or not the JSON
-    /// the protocol defines: one answer for all of them.
+    /// Not base64, not whole blocks, a block that does not decrypt, not the JSON the
+    /// protocol defines, or not the password: one answer for all of them.
     Undecryptable,
-    IncorrectPassword,
     /// `uri` is not this request's path and query.
     UriMismatch,
     /// `ts` has passed.
@@ -62,7 +67,6 @@ impl HeaderError {
     pub fn err_code(self) -> &'static str {
         match self {
             HeaderError::Undecryptable => "Security.Authentication.Header.DecryptFailed",
-            HeaderError::IncorrectPassword => "Security.Authentication.IncorrectOceanbasePassword",
             HeaderError::UriMismatch => "Security.Authentication.Header.UriMismatch",
             HeaderError::Expired => "Security.Authentication.Expired",
             HeaderError::TooFarAhead => "Security.Authentication.Timestamp.Invalid",
@@ -83,10 +87,9 @@ impl HeaderError {
     pub fn message(self) -> &'static str {
         match self {
             HeaderError::Undecryptable => {
-                "the X-OCS-Header could not be decrypted: fetch the key again from /api/v1/secret"
-            }
-            HeaderError::IncorrectPassword => {
-                "the password in the X-OCS-Header is not passthrough.obshell_auth's"
+                "the X-OCS-Header was refused: it does not decrypt with this exporter's key, or \
+                 its password is not passthrough.obshell_auth's; fetch the key again from \
+                 /api/v1/secret and check the password"
             }
             HeaderError::UriMismatch => {
                 "the X-OCS-Header was made for another request: its uri must be this request's path and query"
@@ -159,7 +162,16 @@ pub struct ObshellAuth {
     /// The public key as `/api/v1/secret` gives it.
     public_key: String,
     max_lifetime: Duration,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    attempts: Mutex<HashMap<ClientKey, Window>>,
+    /// One RSA decryption at a time: a flood of headers costs one core at most.
+    turn: tokio::sync::Semaphore,
+}
+
+/// A client's attempts since `since`: failed ones and those under way.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    since: Instant,
+    count: u32,
 }
 
 impl std::fmt::Debug for ObshellAuth {
@@ -205,7 +217,8 @@ impl ObshellAuth {
             key: Pkcs1PrivateDecryptingKey::new(key).map_err(|_| KeyError::NotPkcs8)?,
             password,
             max_lifetime,
-            failures: Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+            turn: tokio::sync::Semaphore::new(1),
         })
     }
 
@@ -214,8 +227,36 @@ impl ObshellAuth {
         &self.public_key
     }
 
+    /// [`verify`](Self::verify) on a blocking thread, in its turn: what a request
+    /// calls. The attempt is counted before it waits.
+    pub async fn verify_async(
+        self: &Arc<Self>,
+        header: &str,
+        uri: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Verified, HeaderError> {
+        let client = peer.map(ClientKey::from);
+        if let Some(client) = client {
+            self.begin_attempt(client)?;
+        }
+        let result = match self.turn.acquire().await {
+            Err(_) => Err(HeaderError::Undecryptable),
+            Ok(_turn) => {
+                let (auth, header, uri) = (self.clone(), header.to_string(), uri.to_string());
+                tokio::task::spawn_blocking(move || auth.check(&header, &uri, SystemTime::now()))
+                    .await
+                    .unwrap_or(Err(HeaderError::Undecryptable))
+            }
+        };
+        if let (Ok(_), Some(client)) = (&result, client) {
+            self.forgive_attempt(client);
+        }
+        result
+    }
+
     /// Checks `header` for a request to `uri` (path and query, as received) from
-    /// `peer`. Slow by design (RSA): call it off the async workers.
+    /// `peer`, counting the attempt first. Slow by design (RSA): call it off the
+    /// async workers.
     pub fn verify(
         &self,
         header: &str,
@@ -223,14 +264,13 @@ impl ObshellAuth {
         peer: Option<IpAddr>,
         now: SystemTime,
     ) -> Result<Verified, HeaderError> {
-        if let Some(peer) = peer {
-            if self.failures_of(peer) >= MAX_FAILURES {
-                return Err(HeaderError::TooManyAttempts);
-            }
+        let client = peer.map(ClientKey::from);
+        if let Some(client) = client {
+            self.begin_attempt(client)?;
         }
         let result = self.check(header, uri, now);
-        if let (Err(_), Some(peer)) = (&result, peer) {
-            self.count_failure(peer);
+        if let (Ok(_), Some(client)) = (&result, client) {
+            self.forgive_attempt(client);
         }
         result
     }
@@ -240,7 +280,7 @@ impl ObshellAuth {
         let password_ok =
             constant_time_eq(plain.auth.as_bytes(), self.password.expose().as_bytes());
         if !password_ok {
-            return Err(HeaderError::IncorrectPassword);
+            return Err(HeaderError::Undecryptable);
         }
         if plain.uri != uri {
             return Err(HeaderError::UriMismatch);
@@ -303,27 +343,47 @@ impl ObshellAuth {
         }
     }
 
-    fn failures_of(&self, peer: IpAddr) -> u32 {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match failures.get(&peer) {
-            Some((since, count)) if since.elapsed() < FAILURE_WINDOW => *count,
-            _ => 0,
-        }
-    }
-
-    fn count_failure(&self, peer: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() >= MAX_TRACKED_CLIENTS && !failures.contains_key(&peer) {
-            failures.retain(|_, (since, _)| since.elapsed() < FAILURE_WINDOW);
-            if failures.len() >= MAX_TRACKED_CLIENTS {
-                failures.clear();
+    /// Counts an attempt of `client`, or refuses it when the client has used its
+    /// attempts of the window. Counted before any work, so attempts sent at once
+    /// cannot all pass the check before the first fails.
+    fn begin_attempt(&self, client: ClientKey) -> Result<(), HeaderError> {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if attempts.len() >= MAX_TRACKED_CLIENTS && !attempts.contains_key(&client) {
+            attempts.retain(|_, w| w.since.elapsed() < FAILURE_WINDOW);
+            if attempts.len() >= MAX_TRACKED_CLIENTS {
+                // Never everyone at once: only the oldest window goes.
+                let oldest = attempts
+                    .iter()
+                    .min_by_key(|(_, w)| w.since)
+                    .map(|(k, _)| *k);
+                if let Some(oldest) = oldest {
+                    attempts.remove(&oldest);
+                }
             }
         }
-        let entry = failures.entry(peer).or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= FAILURE_WINDOW {
-            *entry = (Instant::now(), 0);
+        let window = attempts.entry(client).or_insert(Window {
+            since: Instant::now(),
+            count: 0,
+        });
+        if window.since.elapsed() >= FAILURE_WINDOW {
+            *window = Window {
+                since: Instant::now(),
+                count: 0,
+            };
         }
-        entry.1 = entry.1.saturating_add(1);
+        if window.count >= MAX_FAILURES {
+            return Err(HeaderError::TooManyAttempts);
+        }
+        window.count += 1;
+        Ok(())
+    }
+
+    /// A counted attempt succeeded: it does not count against the client.
+    fn forgive_attempt(&self, client: ClientKey) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(window) = attempts.get_mut(&client) {
+            window.count = window.count.saturating_sub(1);
+        }
     }
 }
 
@@ -468,7 +528,7 @@ pub(crate) mod tests {
         for (header, expected) in [
             (
                 header(&auth, "wrong", secs + 60, uri),
-                HeaderError::IncorrectPassword,
+                HeaderError::Undecryptable,
             ),
             (header(&auth, "s3cret", secs - 1, uri), HeaderError::Expired),
             (
@@ -523,6 +583,65 @@ pub(crate) mod tests {
             HeaderError::TooManyAttempts
         );
         assert!(auth.verify(&good, uri, Some(other), now).is_ok());
+        // Good headers do not use up the budget.
+        for _ in 0..(2 * MAX_FAILURES) {
+            assert!(auth.verify(&good, uri, Some(other), now).is_ok());
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let auth = auth();
+        let (now, _) = now();
+        for i in 0..MAX_FAILURES {
+            let address: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            assert_eq!(
+                auth.verify("AAAA", "/x", Some(address), now).unwrap_err(),
+                HeaderError::Undecryptable
+            );
+        }
+        let fresh: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert_eq!(
+            auth.verify("AAAA", "/x", Some(fresh), now).unwrap_err(),
+            HeaderError::TooManyAttempts,
+            "a new address of the same /64 has no new budget"
+        );
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(
+            auth.verify("AAAA", "/x", Some(elsewhere), now).unwrap_err(),
+            HeaderError::Undecryptable
+        );
+    }
+
+    #[test]
+    fn many_clients_never_make_it_forget_everyone() {
+        let auth = auth();
+        let (now, _) = now();
+        let attacker: IpAddr = "127.0.0.9".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            let _ = auth.verify("AAAA", "/x", Some(attacker), now);
+        }
+        // As many other clients as are tracked, one attempt each (counted without
+        // the RSA work).
+        for i in 0..MAX_TRACKED_CLIENTS as u32 {
+            let client = ClientKey::from(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
+            auth.begin_attempt(client).unwrap();
+        }
+        assert!(auth.attempts.lock().unwrap().len() <= MAX_TRACKED_CLIENTS);
+        // The oldest window went, one at a time; a later attacker is still counted.
+        let later: IpAddr = "127.0.0.10".parse().unwrap();
+        for _ in 0..MAX_FAILURES {
+            let _ = auth.verify("AAAA", "/x", Some(later), now);
+        }
+        for i in 0..10u32 {
+            let client = ClientKey::from(IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i)));
+            auth.begin_attempt(client).unwrap();
+        }
+        assert_eq!(
+            auth.verify("AAAA", "/x", Some(later), now).unwrap_err(),
+            HeaderError::TooManyAttempts,
+            "ten new clients do not wipe the others"
+        );
     }
 
     #[test]

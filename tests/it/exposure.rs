@@ -226,9 +226,9 @@ fn a_client_trickling_its_headers_is_cut_off() {
     );
 }
 
-/// With every connection slot taken by clients trickling their headers, a scrape waits
-/// (the cap holds) and is served once the header timeout frees a slot (the slow
-/// clients cannot keep the server).
+/// With every connection slot taken by clients trickling their headers (two clients,
+/// each holding its share of half), a scrape waits (the cap holds) and is served once
+/// the header timeout frees a slot (the slow clients cannot keep the server).
 #[test]
 fn slow_clients_cannot_hold_the_connection_cap() {
     let port = crate::common::free_port();
@@ -242,9 +242,10 @@ fn slow_clients_cannot_hold_the_connection_cap() {
     exporter.wait_until("the exporter answers", Duration::from_secs(10), || {
         http_get(&addr, "/-/healthy", &[]).is_some()
     });
-    let slow: Vec<TcpStream> = (0..4)
-        .map(|_| {
-            let mut s = TcpStream::connect(&addr).unwrap();
+    let slow: Vec<TcpStream> = ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"]
+        .into_iter()
+        .map(|source| {
+            let mut s = crate::common::connect_from(source, &addr);
             s.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
             s
         })

@@ -16,6 +16,7 @@ mod deploy;
 mod e2e_prometheus;
 mod exposure;
 mod faults;
+mod hostile;
 mod load;
 mod mariadb;
 mod modules;

@@ -383,6 +383,28 @@ pub fn deadlock(
 }
 
 /// A free loopback port (bound and released: a small race, acceptable in tests).
+/// A connection to `addr` from the loopback address `source` (std cannot bind
+/// before connecting; tokio's socket can, and hands the stream over).
+pub fn connect_from(source: &str, addr: &str) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(format!("{source}:0").parse().expect("an address"))
+            .expect("bind the source address");
+        socket
+            .connect(addr.parse().expect("the exporter's address"))
+            .await
+            .expect("connect")
+    });
+    let stream = stream.into_std().expect("a std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
