@@ -228,18 +228,14 @@ async fn served_hosts(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let host = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
+    // One Host, or the authority of an absolute URI: a request naming two could
+    // have one checked and another obeyed.
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let host = match (request.uri().authority(), hosts.next(), hosts.next()) {
+        (Some(authority), _, None) => authority.as_str().to_string(),
+        (None, Some(host), None) => host.to_str().unwrap_or_default().to_string(),
+        _ => String::new(),
+    };
     let mut response = if state.registry.get().settings.serves_host(&host) {
         next.run(request).await
     } else {

@@ -4,7 +4,9 @@
 //! counts. Screenshots at 1280x800 and 390x844 are kept in
 //! `target/test-artifacts/sessions-page/`.
 
-use crate::common::{connect_as, Blocked, Exporter, PsqlSession, Servers};
+use crate::common::{
+    connect_as, killer_account, wait_up, Blocked, Exporter, PsqlSession, Servers, KILLER_PASSWORD,
+};
 use crate::passthrough::open_sessions;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -14,7 +16,6 @@ use std::time::Duration;
 
 const TOKEN: &str = "page-test-token-0123456789abcdef";
 const PASSWORD: &str = "Passthrough-pw-1";
-const KILLER_PASSWORD: &str = "Page-killer-pw-1";
 
 /// The venv's Python with Selenium, and axe-core's script, as install-deps.sh puts
 /// them; None outside CI when they are missing (said), a failure in CI.
@@ -182,26 +183,6 @@ fn assert_accessible(axe: &Value) {
         .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
         .collect();
     assert!(bad.is_empty(), "axe-core: {bad:?}");
-}
-
-/// The MariaDB account the pages end sessions with (it may end other users' and read
-/// performance_schema), and its password file.
-fn killer_account(servers: &Servers) -> tempfile::NamedTempFile {
-    let password = tempfile::NamedTempFile::new().expect("password file");
-    std::fs::write(password.path(), KILLER_PASSWORD).unwrap();
-    servers.mariadb_root(&format!(
-        "CREATE USER IF NOT EXISTS 'page_killer'@'%' IDENTIFIED BY '{KILLER_PASSWORD}'; \
-         GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'; \
-         GRANT SELECT ON performance_schema.* TO 'page_killer'@'%'"
-    ));
-    password
-}
-
-/// Waits until target `name`, its own one tenant, is collected.
-fn wait_up(exporter: &Exporter, name: &str) {
-    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
-        m.get("dbsession_up", &[("target", name), ("tenant", name)]) == Some(1.0)
-    });
 }
 
 /// Waits until the session API's pile-up of `tenant` shows `waiter` waiting on

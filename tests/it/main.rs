@@ -9,6 +9,7 @@
 
 mod common;
 
+mod access;
 mod browser;
 mod cli;
 mod dbss;

@@ -383,6 +383,29 @@ pub fn deadlock(
 }
 
 /// A free loopback port (bound and released: a small race, acceptable in tests).
+/// The password of [`killer_account`].
+pub const KILLER_PASSWORD: &str = "Page-killer-pw-1";
+
+/// The MariaDB account the pages end sessions with (it may end other users' and read
+/// performance_schema), and its password file.
+pub fn killer_account(servers: &Servers) -> tempfile::NamedTempFile {
+    let password = tempfile::NamedTempFile::new().expect("password file");
+    std::fs::write(password.path(), KILLER_PASSWORD).unwrap();
+    servers.mariadb_root(&format!(
+        "CREATE USER IF NOT EXISTS 'page_killer'@'%' IDENTIFIED BY '{KILLER_PASSWORD}'; \
+         GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'page_killer'@'%'; \
+         GRANT SELECT ON performance_schema.* TO 'page_killer'@'%'"
+    ));
+    password
+}
+
+/// Waits until target `name`, its own one tenant, is collected.
+pub fn wait_up(exporter: &Exporter, name: &str) {
+    exporter.wait_for_metrics("collected", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", name), ("tenant", name)]) == Some(1.0)
+    });
+}
+
 /// A connection to `addr` from the loopback address `source` (std cannot bind
 /// before connecting; tokio's socket can, and hands the stream over).
 pub fn connect_from(source: &str, addr: &str) -> TcpStream {
