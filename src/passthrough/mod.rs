@@ -22,7 +22,7 @@ mod dbss;
 pub mod envelope;
 
 use crate::config::{Config, Grant, Passthrough, Target, TargetKind};
-use crate::sessions::{ListParams, PageParams, SessionApi};
+use crate::sessions::{ListParams, PageParams, SessionApi, Victim};
 use crate::snapshot::Published;
 use crate::web::auth::{Credentials, Principal};
 use crate::web::{obshell, Web};
@@ -32,7 +32,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use envelope::{respond, Failure, TraceId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use tokio::sync::watch;
@@ -513,6 +513,38 @@ const MAX_KILL_IDS: usize = 1000;
 #[serde(deny_unknown_fields)]
 struct SessionIds {
     session_ids: Vec<u64>,
+    /// Ours, optional: when each session started, as the list showed it (its
+    /// `started`), by id. A session whose id now names another ends nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    started: BTreeMap<String, String>,
+}
+
+impl SessionIds {
+    /// The sessions to end, with the start shown for each where one was sent.
+    fn victims(&self) -> Result<Vec<Victim>, Failure> {
+        for id in self.started.keys() {
+            if !id
+                .parse::<u64>()
+                .is_ok_and(|id| self.session_ids.contains(&id))
+            {
+                return Err(Failure::bad_parameter(
+                    "started",
+                    format!(
+                        "started names `{}`, which is not one of session_ids: key it by the ids",
+                        id.chars().take(32).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        Ok(self
+            .session_ids
+            .iter()
+            .map(|id| Victim {
+                id: *id,
+                started: self.started.get(&id.to_string()).cloned(),
+            })
+            .collect())
+    }
 }
 
 /// `DELETE .../sessions`: KILL each session.
@@ -606,27 +638,31 @@ async fn kill_sessions(
                 })?,
                 None => body.to_vec(),
             };
-            let ids = serde_json::from_slice::<SessionIds>(&plain)
-                .map_err(|err| {
-                    Failure::bad_parameter(
-                        "session_ids",
-                        format!("the body must be {{\"session_ids\": [ids]}}: {err}"),
-                    )
-                })?
-                .session_ids;
+            let asked = serde_json::from_slice::<SessionIds>(&plain).map_err(|err| {
+                Failure::bad_parameter(
+                    "session_ids",
+                    format!(
+                        "the body must be {{\"session_ids\": [ids]}}, optionally with \
+                         \"started\": {{\"id\": \"start\"}}: {err}"
+                    ),
+                )
+            })?;
+            let victims = asked.victims()?;
+            let ids = asked.session_ids;
             if ids.is_empty() || ids.len() > MAX_KILL_IDS {
                 return Err(Failure::bad_parameter(
                     "session_ids",
                     format!("session_ids must list 1 to {MAX_KILL_IDS} sessions"),
                 ));
             }
-            let outcome = backend.kill(&tenant, &ids, query_only).await;
+            let outcome = backend.kill(&tenant, &victims, query_only).await;
             let result = match &outcome {
                 Ok(()) => "ended".to_string(),
                 Err(failure) => failure.message.clone(),
             };
             let outcome = outcome.map(|()| SessionIds {
                 session_ids: ids.clone(),
+                started: BTreeMap::new(),
             });
             tracing::info!(
                 trace_id = %trace,
@@ -1100,6 +1136,58 @@ mod tests {
             );
             assert!(refused.message.contains("nothing was ended"), "{refused:?}");
         }
+    }
+
+    #[test]
+    fn a_kill_body_names_ids_and_optionally_their_starts() {
+        let parse = |json: &str| serde_json::from_str::<SessionIds>(json).unwrap();
+        // obshell's SDK: ids only.
+        let sdk = parse(r#"{"session_ids": [7, 9]}"#).victims().unwrap();
+        assert_eq!(
+            sdk,
+            [
+                Victim {
+                    id: 7,
+                    started: None
+                },
+                Victim {
+                    id: 9,
+                    started: None
+                }
+            ]
+        );
+        // The page: a start for the ids whose engine records one.
+        let page =
+            parse(r#"{"session_ids": [7, 9], "started": {"9": "2026-12-07T01:02:03.000004Z"}}"#)
+                .victims()
+                .unwrap();
+        assert_eq!(page[0].started, None);
+        assert_eq!(
+            page[1].started.as_deref(),
+            Some("2026-12-07T01:02:03.000004Z")
+        );
+        // A start for an id not asked for, or not an id at all.
+        for body in [
+            r#"{"session_ids": [7], "started": {"8": "x"}}"#,
+            r#"{"session_ids": [7], "started": {"seven": "x"}}"#,
+        ] {
+            let refused = parse(body).victims().unwrap_err();
+            assert_eq!(
+                refused.status,
+                axum::http::StatusCode::BAD_REQUEST,
+                "{body}"
+            );
+        }
+        assert!(serde_json::from_str::<SessionIds>(r#"{"session_ids": [1], "x": 1}"#).is_err());
+        // The answer lists the ids alone, as obshell's does.
+        let answer = SessionIds {
+            session_ids: vec![7],
+            started: BTreeMap::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&answer).unwrap(),
+            r#"{"session_ids":[7]}"#
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use deadlocks::{DeadLock, DeadLockNode, DeadLockPage};
 pub use failure::Failure;
 pub use params::{ListParams, PageParams};
 pub use pileup::{Pileup, PileupRows};
-pub use session::{Field, FieldValue, TenantSession};
+pub use session::{Field, FieldValue, TenantSession, Victim};
 
 pub use crate::future::BoxFuture;
 
@@ -47,12 +47,13 @@ pub trait SessionApi: Send + Sync {
     /// `tenant`'s statistics, computed as a collection computes them.
     fn stats<'a>(&'a self, tenant: &'a str) -> BoxFuture<'a, Result<SessionStats, Failure>>;
 
-    /// Ends sessions `ids` of `tenant` (`query_only`: their running statements). Every
-    /// id must be a session of `tenant` now, or nothing is done.
+    /// Ends sessions `victims` of `tenant` (`query_only`: their running statements).
+    /// Every one must be a session of `tenant` now, the same session where its start
+    /// is given, or nothing is done.
     fn kill<'a>(
         &'a self,
         tenant: &'a str,
-        ids: &'a [u64],
+        victims: &'a [Victim],
         query_only: bool,
     ) -> BoxFuture<'a, Result<(), Failure>>;
 

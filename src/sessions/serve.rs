@@ -7,9 +7,10 @@
 
 use super::{
     BoxFuture, DeadLock, DeadLockPage, Failure, ListParams, PageInfo, PageParams, PageStream,
-    Pileup, PileupRows, SessionApi, SessionStats, TenantSession,
+    Pileup, PileupRows, SessionApi, SessionStats, TenantSession, Victim,
 };
 use crate::stats::TenantStats;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,11 +89,27 @@ pub trait SessionBackend: Send + Sync + 'static {
         ids: &[u64],
     ) -> impl Future<Output = Result<Vec<TenantSession>, Failure>> + Send;
 
-    /// Ends session `id` (`query_only`: its running statement).
+    /// When each of `ids`, sessions of `tenant`, started; None when the engine
+    /// records no start (the default), and a kill cannot be tied to one session's
+    /// life beyond its id.
+    fn started(
+        &self,
+        conn: &mut Self::Conn,
+        tenant: &str,
+        ids: &[u64],
+    ) -> impl Future<Output = Result<Option<HashMap<u64, String>>, Failure>> + Send {
+        let _ = (conn, tenant, ids);
+        async { Ok(None) }
+    }
+
+    /// Ends session `id` (`query_only`: its running statement), only if it started
+    /// at `started` when that is given (in the statement that ends it, so that no
+    /// other session can take the id in between).
     fn end(
         &self,
         conn: &mut Self::Conn,
         id: u64,
+        started: Option<&str>,
         query_only: bool,
     ) -> impl Future<Output = Result<(), Refusal>> + Send;
 
@@ -145,6 +162,8 @@ pub enum Refusal {
     },
     /// Anything else (a lost connection, a timeout).
     Failed { what: String, why: String },
+    /// The id names another session than the one that started at the time given.
+    Replaced { id: u64 },
 }
 
 /// A [`SessionBackend`] with the plumbing around it: the [`SessionApi`] of one target.
@@ -262,16 +281,43 @@ impl<B: SessionBackend> Served<B> {
         Ok(rows.answer(sessions))
     }
 
-    /// Checks that every id is a session of `tenant` now, then ends them one by one,
-    /// stopping at the first the server refuses, as obshell does.
-    async fn kill(&self, tenant: &str, ids: &[u64], query_only: bool) -> Result<(), Failure> {
+    /// Checks that every id is a session of `tenant` now (the same session, where
+    /// its start is given), then ends them one by one, stopping at the first the
+    /// server refuses, as obshell does.
+    async fn kill(
+        &self,
+        tenant: &str,
+        victims: &[Victim],
+        query_only: bool,
+    ) -> Result<(), Failure> {
         let _permit = self.permit().await?;
         let mut conn = self.backend.connect().await?;
-        let found = self.backend.present(&mut conn, tenant, ids).await?;
-        check_present(tenant, ids, &found)?;
-        for (done, id) in ids.iter().enumerate() {
-            if let Err(refusal) = self.backend.end(&mut conn, *id, query_only).await {
-                let target = self.backend.target();
+        let ids: Vec<u64> = victims.iter().map(|v| v.id).collect();
+        let found = self.backend.present(&mut conn, tenant, &ids).await?;
+        check_present(tenant, &ids, &found)?;
+        let target = self.backend.target();
+        if victims.iter().any(|v| v.started.is_some()) {
+            let Some(now) = self.backend.started(&mut conn, tenant, &ids).await? else {
+                return Err(Failure::bad_parameter(
+                    "started",
+                    format!("target `{target}` records no session start: send session_ids alone; nothing was ended"),
+                ));
+            };
+            for victim in victims {
+                if let Some(shown) = &victim.started {
+                    let current = now.get(&victim.id).map_or("(not found)", String::as_str);
+                    if current != shown {
+                        return Err(replaced(tenant, victim.id, Some((shown, current))));
+                    }
+                }
+            }
+        }
+        for (done, victim) in victims.iter().enumerate() {
+            let ended = self
+                .backend
+                .end(&mut conn, victim.id, victim.started.as_deref(), query_only)
+                .await;
+            if let Err(refusal) = ended {
                 return Err(match refusal {
                     Refusal::Denied { what, why, grant } => Failure::grant_missing(format!(
                         "target `{target}`: the exporter's account lacks the grant for {what} ({why}): {grant}; {done} of the sessions before it were ended"
@@ -279,11 +325,38 @@ impl<B: SessionBackend> Served<B> {
                     Refusal::Failed { what, why } => Failure::unavailable(format!(
                         "target `{target}`: {what} failed ({why}); {done} of the sessions before it were ended"
                     )),
+                    Refusal::Replaced { id } => {
+                        let mut failure = replaced(tenant, id, None);
+                        failure.message = format!(
+                            "{}; {done} of the sessions before it were ended",
+                            failure.message.trim_end_matches("; nothing was ended")
+                        );
+                        failure
+                    }
                 });
             }
         }
         self.backend.release(conn);
         Ok(())
+    }
+}
+
+/// The 409 of a kill whose id names another session than the one shown: it ended
+/// and the engine gave its id to a new one. `starts`: the start shown, and the
+/// current session's.
+fn replaced(tenant: &str, id: u64, starts: Option<(&str, &str)>) -> Failure {
+    let starts = starts.map_or_else(String::new, |(shown, current)| {
+        format!(" (the one shown started at {shown}; session {id} now started at {current})")
+    });
+    Failure {
+        status: axum::http::StatusCode::CONFLICT,
+        err_code: "Exporter.Session.Replaced",
+        message: format!(
+            "session {id} of tenant `{tenant}` is not the session that was shown{starts}: it \
+             ended, and its id now names another; refresh the list; nothing was ended"
+        ),
+        field: None,
+        code: None,
     }
 }
 
@@ -343,10 +416,10 @@ impl<B: SessionBackend> SessionApi for Served<B> {
     fn kill<'a>(
         &'a self,
         tenant: &'a str,
-        ids: &'a [u64],
+        victims: &'a [Victim],
         query_only: bool,
     ) -> BoxFuture<'a, Result<(), Failure>> {
-        Box::pin(self.kill(tenant, ids, query_only))
+        Box::pin(self.kill(tenant, victims, query_only))
     }
 
     fn deadlocks<'a>(

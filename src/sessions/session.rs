@@ -47,10 +47,11 @@ pub enum Field {
     /// Not obshell's: what the session waits on now (see [`TenantSession::wait_class`]).
     WaitClass,
     WaitEvent,
+    Started,
 }
 
 impl Field {
-    pub const ALL: [Field; 26] = [
+    pub const ALL: [Field; 27] = [
         Field::Id,
         Field::SvrIp,
         Field::SvrPort,
@@ -77,6 +78,7 @@ impl Field {
         Field::Application,
         Field::WaitClass,
         Field::WaitEvent,
+        Field::Started,
     ];
 
     /// The JSON name, which is also the name `sort` accepts.
@@ -108,6 +110,7 @@ impl Field {
             Field::Application => "application",
             Field::WaitClass => "wait_class",
             Field::WaitEvent => "wait_event",
+            Field::Started => "started",
         }
     }
 
@@ -116,11 +119,20 @@ impl Field {
     pub fn sortable(name: &str) -> Option<Field> {
         Field::ALL
             .into_iter()
-            .find(|f| f.name() == name && *f != Field::ProxyIp)
+            .find(|f| f.name() == name && !matches!(f, Field::ProxyIp | Field::Started))
     }
 }
 
 /// obshell's `TenantSession`.
+/// A session a kill names: its id, and when it started as the client was shown it
+/// (where the engine records it). With `started`, an id that now names another
+/// session (PostgreSQL reuses process ids) ends nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Victim {
+    pub id: u64,
+    pub started: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TenantSession {
     pub id: i64,
@@ -159,6 +171,10 @@ pub struct TenantSession {
     /// latest active session history sample of the last seconds.
     pub wait_class: String,
     pub wait_event: String,
+    /// When the session started, RFC 3339 in UTC, where the engine records it
+    /// (PostgreSQL's `backend_start`); what a kill sends to be sure the id still
+    /// names this session.
+    pub started: String,
 }
 
 impl TenantSession {
@@ -195,6 +211,7 @@ impl TenantSession {
             Field::Application => self.application = text(value),
             Field::WaitClass => self.wait_class = text(value),
             Field::WaitEvent => self.wait_event = text(value),
+            Field::Started => self.started = text(value),
         }
         Ok(())
     }

@@ -869,3 +869,96 @@ fn limits_and_a_real_deadlock_are_exported() {
     });
     drop(sessions);
 }
+
+/// A kill names the session's start as the list showed it (`started`, from
+/// `backend_start`). A session whose pid now belongs to another (PostgreSQL reuses
+/// pids) ends nothing, and the answer says why; with the start shown, it ends.
+#[test]
+fn a_kill_of_a_replaced_session_ends_nothing_and_says_why() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.postgres_role("it_rk_app", PASSWORD, "");
+    servers.postgres_role(
+        "it_rk_killer",
+        PASSWORD,
+        "IN ROLE pg_monitor, pg_signal_backend",
+    );
+    servers.postgres_database("it_rk_db");
+    let clients = Clients::new(&servers.postgres_addr);
+    let _victim = clients.open("it_rk_app", "it_rk_db", "127.0.0.103");
+    let dir = tempfile::tempdir().unwrap();
+    let token = "replaced-kill-token-0123456789";
+    std::fs::write(dir.path().join("token"), token).unwrap();
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 800ms\npassthrough:\n  enabled: true\n  allow_kill: true\n  bearer_token_file: {}\ntargets:\n  - name: pg_rk\n    kind: postgresql\n    address: {}\n    user: it_rk_killer\n    password: {PASSWORD}\n    sslmode: disable\n    filter: {{users: {{allow: [it_rk_app]}}}}\n",
+        dir.path().join("token").display(),
+        servers.postgres_addr,
+    ));
+    let bearer = format!("Bearer {token}");
+    let mut shown = serde_json::Value::Null;
+    exporter.wait_until("the session is listed", Duration::from_secs(30), || {
+        let Some((200, _, body)) = exporter.try_get_with(
+            "/api/v1/tenant/pg_rk/sessions",
+            &[("Authorization", &bearer)],
+        ) else {
+            return false;
+        };
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        shown = json["data"]["contents"][0].clone();
+        shown.is_object()
+    });
+    let pid = shown["id"].as_u64().expect("an id");
+    let started = shown["started"].as_str().expect("started").to_string();
+    assert!(
+        started.len() == 27 && started.ends_with('Z') && started.as_bytes()[10] == b'T',
+        "RFC 3339 in UTC to the microsecond: {started}"
+    );
+    let alive = || {
+        servers
+            .postgres_admin(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+            ))
+            .trim()
+            == "1"
+    };
+    // The session shown ended and its pid went to a new one: the start differs.
+    let earlier = format!("2001{}", &started[4..]);
+    let (status, json) = crate::common::http_delete(
+        &exporter.addr,
+        "/api/v1/tenant/pg_rk/sessions",
+        &[("Authorization", &bearer)],
+        &format!("{{\"session_ids\": [{pid}], \"started\": {{\"{pid}\": \"{earlier}\"}}}}"),
+    );
+    assert_eq!(status, 409, "{json}");
+    let message = json["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("not the session that was shown")
+            && message.contains(&started)
+            && message.contains("nothing was ended"),
+        "{json}"
+    );
+    assert_eq!(
+        json["error"]["errCode"], "Exporter.Session.Replaced",
+        "{json}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(), "a refused kill ended the session");
+    // A start for an id not asked for is refused as such.
+    let (status, json) = crate::common::http_delete(
+        &exporter.addr,
+        "/api/v1/tenant/pg_rk/sessions",
+        &[("Authorization", &bearer)],
+        &format!("{{\"session_ids\": [{pid}], \"started\": {{\"1\": \"{started}\"}}}}"),
+    );
+    assert_eq!(status, 400, "{json}");
+    // The session shown, as shown: ended.
+    let (status, json) = crate::common::http_delete(
+        &exporter.addr,
+        "/api/v1/tenant/pg_rk/sessions",
+        &[("Authorization", &bearer)],
+        &format!("{{\"session_ids\": [{pid}], \"started\": {{\"{pid}\": \"{started}\"}}}}"),
+    );
+    assert_eq!(status, 200, "{json}");
+    exporter.wait_until("the session ended", Duration::from_secs(10), || !alive());
+}

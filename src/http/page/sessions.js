@@ -170,7 +170,7 @@
       notice('The exporter serves no tenant "' + tenant + '" (it may not be found yet, or its target has no session API).');
       return;
     }
-    state.allowKill = Boolean(info.allow_kill);
+    state.allowKill = Boolean(known.kill);
     state.deadlocks = Boolean(known.deadlocks);
     $('target').textContent = known.kind + ' target ' + known.target;
     $('signin').hidden = true;
@@ -489,9 +489,12 @@
   // Detail -------------------------------------------------------------------
 
   let detailId = null;
+  // The session the detail shows, whose start a kill from the detail sends.
+  let detailSession = null;
 
   async function openDetail(id) {
     detailId = id;
+    detailSession = null;
     $('detail-title').textContent = 'Session ' + id;
     $('detail-sql').textContent = '';
     clear($('detail-fields'));
@@ -502,6 +505,7 @@
     try {
       const session = await api('GET', base + '/sessions/' + encodeURIComponent(String(id)));
       if (detailId !== id) return;
+      detailSession = session;
       $('detail-sql').textContent = session.info || '(no statement)';
       const fields = $('detail-fields');
       const { ages, waits } = pileupIndex();
@@ -525,7 +529,15 @@
     if (!state.allowKill || ids.length === 0) return;
     const known = new Map(state.rows.map((s) => [s.id, s]));
     if (state.pileup) for (const s of state.pileup.sessions) if (!known.has(s.id)) known.set(s.id, s);
-    pending = { ids: [...ids], queryOnly };
+    if (detailSession && !known.has(detailSession.id)) known.set(detailSession.id, detailSession);
+    // What identifies each session's life where the engine records it (PostgreSQL's
+    // backend_start): the server ends nothing if an id now names another session.
+    const started = {};
+    for (const id of ids) {
+      const s = known.get(id);
+      if (s && s.started) started[String(id)] = s.started;
+    }
+    pending = { ids: [...ids], queryOnly, started };
     $('confirm-title').textContent = queryOnly ? 'End the running statements?' : 'End the sessions?';
     $('confirm-what').textContent = queryOnly
       ? 'The statement each of these ' + ids.length + ' sessions runs is cancelled (KILL QUERY); the sessions stay.'
@@ -548,11 +560,13 @@
 
   async function end() {
     if (!pending) return;
-    const { ids, queryOnly } = pending;
+    const { ids, queryOnly, started } = pending;
     $('confirm-yes').disabled = true;
     const result = $('confirm-result');
+    const body = { session_ids: ids };
+    if (Object.keys(started).length > 0) body.started = started;
     try {
-      await api('DELETE', base + (queryOnly ? '/sessions/queries' : '/sessions'), { session_ids: ids });
+      await api('DELETE', base + (queryOnly ? '/sessions/queries' : '/sessions'), body);
       result.textContent = (queryOnly ? 'Statements cancelled: ' : 'Sessions ended: ') + ids.join(', ');
       result.className = 'ok';
       for (const id of ids) state.selected.delete(id);

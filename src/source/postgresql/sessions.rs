@@ -25,12 +25,18 @@ use crate::source::sql::{
 };
 use crate::stats::TenantStats;
 use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-/// The sessions a request may see: the collection's (client backends, never the
+/// When a backend started, as the session API shows it: RFC 3339 in UTC, to the
+/// microsecond `backend_start` holds, so that equal text is the same start.
+const STARTED: &str =
+    "to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+/// The sessions a request may see (`started` is [`STARTED`]): the collection's (client backends, never the
 /// exporter's own), as a relation with obshell's column names, all text.
 const SESSIONS: &str = "SELECT a.pid::bigint AS id, a.usename::text AS user, \
      a.datname::text AS db, CASE WHEN a.client_addr IS NULL THEN '' \
@@ -40,13 +46,14 @@ const SESSIONS: &str = "SELECT a.pid::bigint AS id, a.usename::text AS user, \
      CASE WHEN a.state = 'active' THEN 'ACTIVE' ELSE 'SLEEP' END AS state, a.query AS info, \
      host(a.client_addr) AS client, a.application_name AS application, \
      CASE WHEN a.state = 'active' THEN COALESCE(a.wait_event_type, 'CPU') ELSE '' END AS wait_class, \
-     CASE WHEN a.state = 'active' THEN COALESCE(a.wait_event, 'CPU') ELSE '' END AS wait_event \
+     CASE WHEN a.state = 'active' THEN COALESCE(a.wait_event, 'CPU') ELSE '' END AS wait_event, \
+     to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS started \
      FROM pg_stat_activity a WHERE a.backend_type = 'client backend' \
      AND a.pid <> pg_backend_pid() \
      AND NOT (a.application_name = 'session_exporter' AND a.usename = current_user)";
 
 /// The fields the list selects, and the column of `SESSIONS` each is.
-const COLUMNS: [(Field, &str); 11] = [
+const COLUMNS: [(Field, &str); 12] = [
     (Field::Id, "id"),
     (Field::User, "user"),
     (Field::Db, "db"),
@@ -58,6 +65,7 @@ const COLUMNS: [(Field, &str); 11] = [
     (Field::Application, "application"),
     (Field::WaitClass, "wait_class"),
     (Field::WaitEvent, "wait_event"),
+    (Field::Started, "started"),
 ];
 
 /// One PostgreSQL target's session API.
@@ -435,16 +443,61 @@ impl SessionBackend for PostgresqlSessions {
             .collect())
     }
 
-    async fn end(&self, client: &mut Client, id: u64, query_only: bool) -> Result<(), Refusal> {
+    async fn started(
+        &self,
+        client: &mut Client,
+        tenant: &str,
+        ids: &[u64],
+    ) -> Result<Option<HashMap<u64, String>>, Failure> {
+        self.target.check_tenant(tenant)?;
+        let wanted: Vec<i64> = ids
+            .iter()
+            .map(|id| (*id).min(i64::MAX as u64) as i64)
+            .collect();
+        let sql = format!(
+            "{TAG} SELECT a.pid::bigint, {STARTED} FROM pg_stat_activity a WHERE a.pid::bigint = ANY($1)"
+        );
+        let rows = client
+            .query(&sql, &[&wanted])
+            .await
+            .map_err(|e| self.target.failure(&e))?;
+        Ok(Some(
+            rows.iter()
+                .filter_map(|row| {
+                    let pid = row.try_get::<_, i64>(0).ok()?;
+                    let started = row.try_get::<_, Option<String>>(1).ok()??;
+                    Some((pid.max(0) as u64, started))
+                })
+                .collect(),
+        ))
+    }
+
+    async fn end(
+        &self,
+        client: &mut Client,
+        id: u64,
+        started: Option<&str>,
+        query_only: bool,
+    ) -> Result<(), Refusal> {
         let function = if query_only {
             "pg_cancel_backend"
         } else {
             "pg_terminate_backend"
         };
         let pid = i32::try_from(id).unwrap_or(i32::MAX);
-        let sql = format!("{TAG} SELECT {function}($1)");
-        let Err(err) = client.query_one(&sql, &[&pid]).await else {
-            return Ok(());
+        // With the start shown, the backend is ended only if it is still that one, in
+        // the same statement: no other session can take the pid in between.
+        let sql = format!(
+            "{TAG} SELECT {function}(a.pid) FROM pg_stat_activity a WHERE a.pid = $1 \
+             AND ($2::text IS NULL OR {STARTED} = $2::text)"
+        );
+        let outcome = client.query(&sql, &[&pid, &started]).await;
+        let err = match outcome {
+            Ok(rows) if rows.is_empty() && started.is_some() => {
+                return Err(Refusal::Replaced { id })
+            }
+            Ok(_) => return Ok(()),
+            Err(err) => err,
         };
         let what = format!("{function}({id})");
         let why = classify(&err, &self.target.settings, "ending a session").to_string();
@@ -517,4 +570,12 @@ fn refs(values: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
             Param::Ints(ns) => ns as &(dyn ToSql + Sync),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_list_shows_the_start_a_kill_checks() {
+        assert!(super::SESSIONS.contains(&format!("{} AS started", super::STARTED)));
+    }
 }

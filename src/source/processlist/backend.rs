@@ -220,7 +220,15 @@ impl SessionBackend for ProcesslistBackend {
             .collect()
     }
 
-    async fn end(&self, conn: &mut Conn, id: u64, query_only: bool) -> Result<(), Refusal> {
+    /// `started` is never given here: these engines record no start, and the kill's
+    /// check refuses an identity before any session is ended.
+    async fn end(
+        &self,
+        conn: &mut Conn,
+        id: u64,
+        _started: Option<&str>,
+        query_only: bool,
+    ) -> Result<(), Refusal> {
         let what = if query_only { "KILL QUERY" } else { "KILL" };
         // A number checked to be a session's, never text from the request.
         let Err(err) = conn.query_drop(format!("{TAG} {what} {id}")).await else {

@@ -135,7 +135,7 @@ pub fn column_name(field: Field) -> Option<&'static str> {
         Field::TotalCpuTime => "TOTAL_CPU_TIME",
         Field::MemoryUsage => "MEMORY_USAGE",
         // Each kind's own expression, or its own read (the detail's wait).
-        Field::Application | Field::WaitClass | Field::WaitEvent => return None,
+        Field::Application | Field::WaitClass | Field::WaitEvent | Field::Started => return None,
     })
 }
 
