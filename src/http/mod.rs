@@ -16,7 +16,7 @@ use crate::exposition::Format;
 use crate::reload::ReloadRequest;
 use crate::snapshot::{Bodies, Published};
 use crate::web::auth::{Cached, Credentials};
-use crate::web::Web;
+use crate::web::{ClientAddr, ClientKey, Web};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -132,7 +132,11 @@ async fn guard(
             bearer: None,
         };
         let authorization = header_str(request.headers(), header::AUTHORIZATION);
-        if credentials.check(authorization).await.is_none() {
+        let client = request
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|addr| ClientKey::from(addr.0.ip()));
+        if credentials.check(authorization, client).await.is_none() {
             let mut response = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

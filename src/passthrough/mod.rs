@@ -985,8 +985,9 @@ async fn authorize(
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
+        let client = caller.peer.map(crate::web::ClientKey::from);
         let who = credentials
-            .check(given)
+            .check(given, client)
             .await
             .ok_or_else(Failure::unauthorized)?;
         (who, None)

@@ -9,7 +9,7 @@
 //! a time ([`BasicAuth::turn`]).
 
 use super::config::Seen;
-use super::BasicAuth;
+use super::{BasicAuth, ClientKey};
 use crate::secret::Secret;
 use std::sync::Arc;
 
@@ -84,8 +84,13 @@ impl Credentials<'_> {
     }
 
     /// The whole check: who the credentials name, or None. bcrypt, when needed, runs
-    /// on a blocking thread, after the checks before it in line.
-    pub async fn check(&self, authorization: Option<&str>) -> Option<Principal> {
+    /// on a blocking thread, after the checks before it in line, where `client` has
+    /// one at a time.
+    pub async fn check(
+        &self,
+        authorization: Option<&str>,
+        client: Option<ClientKey>,
+    ) -> Option<Principal> {
         match self.check_cached(authorization) {
             Cached::Allowed(who) => Some(who),
             Cached::Denied => None,
@@ -93,7 +98,11 @@ impl Credentials<'_> {
                 let (Some(auth), Some(header)) = (self.basic.cloned(), authorization) else {
                     return None;
                 };
-                // Waiting is async: a queue of guesses holds no thread.
+                // Waiting is async: a line of guesses holds no thread.
+                let _own = match client {
+                    Some(client) => Some(auth.client_turn(client).await),
+                    None => None,
+                };
                 let _turn = auth.turn().acquire().await.ok()?;
                 // The same header may have been checked while this one waited.
                 match auth.seen(header) {

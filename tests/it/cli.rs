@@ -49,6 +49,85 @@ fn a_bad_config_exits_2_naming_file_line_and_key() {
         .contains("cannot read the config file /nonexistent/config.yaml"));
 }
 
+/// Flags that would open a way around a limit are refused at start, each naming what
+/// to change: a telemetry path under /api/ (whose requests skip basic auth, the
+/// session API checking its own), timeouts out of range, a share of no connection,
+/// and an `access` entry naming a credential that does not exist.
+#[test]
+fn flags_and_grants_that_open_a_hole_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "targets:\n  - name: a\n    kind: mysql\n    address: 127.0.0.1:1\n    user: m\n",
+    )
+    .unwrap();
+    for (flag, said) in [
+        (
+            "--web.telemetry-path=/api/metrics",
+            "/api/ belongs to the session API",
+        ),
+        (
+            "--web.telemetry-path=/api",
+            "/api/ belongs to the session API",
+        ),
+        ("--web.write-timeout=0s", "use a duration from 100ms to 10m"),
+        (
+            "--web.header-timeout=1h",
+            "use a duration from 100ms to 10m",
+        ),
+        ("--web.body-timeout=soon", "--web.body-timeout"),
+        (
+            "--web.max-connections-per-client=0",
+            "--web.max-connections-per-client",
+        ),
+    ] {
+        let out = exporter_cmd()
+            .arg(format!("--config.file={}", config.display()))
+            .arg(flag)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains(said), "{flag}: {stderr}");
+    }
+    std::fs::write(
+        &config,
+        "passthrough:\n  enabled: true\n  insecure_no_auth: true\n  access:\n    - users: [bob]\n      tenants: [\"[\"]\ntargets:\n  - name: a\n    kind: mysql\n    address: 127.0.0.1:1\n    user: m\n",
+    )
+    .unwrap();
+    let out = exporter_cmd()
+        .arg(format!("--config.file={}", config.display()))
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for said in [
+        "passthrough.access[0].tenants[0]: `[` is not a glob",
+        "insecure_no_auth serves requests without any",
+    ] {
+        assert!(stderr.contains(said), "{said}: {stderr}");
+    }
+    std::fs::write(
+        &config,
+        "passthrough:\n  enabled: true\n  obshell_auth:\n    password_file: pw\n  access:\n    - users: [bob]\ntargets:\n  - name: a\n    kind: mysql\n    address: 127.0.0.1:1\n    user: m\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("pw"), "obshell-pw").unwrap();
+    let out = exporter_cmd()
+        .arg(format!("--config.file={}", config.display()))
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("passthrough.access[0].users: `bob` is not a basic_auth_users entry"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn version_help_and_config_check() {
     let out = exporter_cmd().arg("--version").output().unwrap();
