@@ -120,6 +120,24 @@ impl Passthrough {
     /// Each credential `access` names must exist: a basic auth user of `basic`, the
     /// bearer token, obshell's password.
     pub fn check_auth(&self, basic: Option<&BasicAuth>) -> Result<(), String> {
+        if self.access.is_some() {
+            if let Some(user) = basic
+                .into_iter()
+                .flat_map(BasicAuth::users)
+                .find(|u| *u == "token" || *u == "obshell")
+            {
+                return Err(format!(
+                    "passthrough.access: `{user}` in access names the {}, so the basic auth \
+                     user `{user}` of --web.config.file could not be given anything: rename the \
+                     user",
+                    if user == "token" {
+                        "bearer token"
+                    } else {
+                        "obshell password"
+                    }
+                ));
+            }
+        }
         for (i, entry) in self.access.iter().flatten().enumerate() {
             for who in &entry.users {
                 let missing = match who {
@@ -190,21 +208,22 @@ impl Passthrough {
     /// authority of an absolute URI): an IP literal, `localhost`, or a name of
     /// `allowed_hosts`, with or without a port.
     pub fn serves_host(&self, host: &str) -> bool {
+        let port_ok = |port: &str| !port.is_empty() && port.chars().all(|c| c.is_ascii_digit());
         let name = match host.strip_prefix('[') {
-            // An IPv6 literal, `[::1]:9767`.
+            // An IPv6 literal: `[::1]` or `[::1]:9767`, nothing else.
             Some(rest) => {
-                return rest
-                    .split(']')
-                    .next()
-                    .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+                let Some((ip, after)) = rest.split_once(']') else {
+                    return false;
+                };
+                let port = after.strip_prefix(':');
+                return ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (after.is_empty() || port.is_some_and(port_ok));
             }
-            None => host.rsplit_once(':').map_or(host, |(name, port)| {
-                if port.chars().all(|c| c.is_ascii_digit()) {
-                    name
-                } else {
-                    host
-                }
-            }),
+            None => match host.rsplit_once(':') {
+                Some((name, port)) if port_ok(port) => name,
+                Some(_) => return false,
+                None => host,
+            },
         };
         let name = name.strip_suffix('.').unwrap_or(name);
         name.parse::<std::net::Ipv4Addr>().is_ok()

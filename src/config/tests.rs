@@ -635,3 +635,173 @@ fn every_kind_is_found_in_kinds_with_its_name_and_expected_tenants() {
     let registered: Vec<&str> = KINDS.iter().map(|entry| entry.name).collect();
     assert_eq!(kinds, registered);
 }
+
+/// `access`: what each credential may do, tenant by tenant; without it, every
+/// credential reads every tenant and only the token and obshell's password kill.
+#[test]
+fn access_grants_reads_and_kills_per_credential_and_tenant() {
+    use crate::web::auth::Principal;
+    let user = |name: &str| Principal::User(name.to_string());
+    let open = parse_str(&format!("{MINIMAL}passthrough:\n  allow_kill: true\n")).unwrap();
+    let grant = |config: &Config, who: &Principal, tenant: &str| {
+        let g = config.passthrough.grant(who, tenant);
+        (g.read, g.kill)
+    };
+    assert_eq!(grant(&open, &Principal::Token, "t1"), (true, true));
+    assert_eq!(grant(&open, &Principal::Obshell, "t1"), (true, true));
+    assert_eq!(
+        grant(&open, &user("prometheus"), "t1"),
+        (true, false),
+        "basic auth users never kill"
+    );
+    assert!(open.passthrough.admits(&user("prometheus")));
+
+    let scoped = parse_str(&format!(
+        "{MINIMAL}passthrough:\n  allow_kill: true\n  access:\n    - users: [oncall, token]\n      tenants: [\"shop_*\", ob1]\n      kill: true\n    - users: [prometheus]\n      tenants: [\"shop_?\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(grant(&scoped, &user("oncall"), "shop_eu"), (true, true));
+    assert_eq!(grant(&scoped, &Principal::Token, "ob1"), (true, true));
+    assert_eq!(
+        grant(&scoped, &user("oncall"), "ob10"),
+        (false, false),
+        "globs match whole names"
+    );
+    assert_eq!(
+        grant(&scoped, &user("oncall"), "SHOP_EU"),
+        (false, false),
+        "case matters"
+    );
+    assert_eq!(grant(&scoped, &user("prometheus"), "shop_1"), (true, false));
+    assert_eq!(
+        grant(&scoped, &user("prometheus"), "shop_eu"),
+        (false, false)
+    );
+    assert!(
+        !scoped.passthrough.admits(&Principal::Obshell),
+        "in no entry"
+    );
+    assert_eq!(grant(&scoped, &Principal::Obshell, "ob1"), (false, false));
+
+    // Without allow_kill, no entry kills.
+    let off = parse_str(&format!(
+        "{MINIMAL}passthrough:\n  access:\n    - users: [oncall]\n      kill: true\n"
+    ))
+    .unwrap();
+    assert_eq!(grant(&off, &user("oncall"), "any"), (true, false));
+}
+
+/// The names `access` gives must exist: a user of the web config, a configured
+/// token or obshell password; a web config user cannot be called `token`.
+#[test]
+fn access_names_only_credentials_that_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = |users: &str| {
+        let path = dir.path().join("web.yml");
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let text: String = users
+            .split(',')
+            .map(|u| format!("  {u}: '{hash}'\n"))
+            .collect();
+        std::fs::write(&path, format!("basic_auth_users:\n{text}")).unwrap();
+        crate::web::config::load(&path).unwrap()
+    };
+    let config = |users: &str| {
+        parse_str(&format!(
+            "{MINIMAL}passthrough:\n  enabled: true\n  access:\n    - users: [{users}]\n"
+        ))
+        .unwrap()
+    };
+    let (oncall, named_token) = (web("oncall"), web("oncall,token"));
+    assert!(config("oncall")
+        .passthrough
+        .check_auth(oncall.auth.as_deref())
+        .is_ok());
+    let missing = config("bob")
+        .passthrough
+        .check_auth(oncall.auth.as_deref())
+        .unwrap_err();
+    assert!(
+        missing.contains("passthrough.access[0].users: `bob` is not a basic_auth_users entry"),
+        "{missing}"
+    );
+    let no_token = config("token")
+        .passthrough
+        .check_auth(oncall.auth.as_deref())
+        .unwrap_err();
+    assert!(
+        no_token.contains("bearer_token_file is not set"),
+        "{no_token}"
+    );
+    let no_obshell = config("obshell")
+        .passthrough
+        .check_auth(oncall.auth.as_deref())
+        .unwrap_err();
+    assert!(
+        no_obshell.contains("obshell_auth is not set"),
+        "{no_obshell}"
+    );
+    let clash = config("oncall")
+        .passthrough
+        .check_auth(named_token.auth.as_deref())
+        .unwrap_err();
+    assert!(clash.contains("rename the user"), "{clash}");
+
+    let wrong = problems(&format!(
+        "{MINIMAL}passthrough:\n  access: []\n  allowed_hosts: [\"http://x.example\", \"\"]\n"
+    ));
+    let keys: Vec<&str> = wrong.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "passthrough.access",
+            "passthrough.allowed_hosts[0]",
+            "passthrough.allowed_hosts[1]",
+        ]
+    );
+}
+
+/// The Host names the session API serves: IP literals, localhost, `allowed_hosts`,
+/// each with or without a port, and nothing else.
+#[test]
+fn the_api_serves_ip_literals_localhost_and_allowed_hosts() {
+    let config = parse_str(&format!(
+        "{MINIMAL}passthrough:\n  allowed_hosts: [Exporter.Example]\n"
+    ))
+    .unwrap();
+    let serves = |host: &str| config.passthrough.serves_host(host);
+    for host in [
+        "127.0.0.1",
+        "127.0.0.1:9767",
+        "10.1.2.3:80",
+        "[::1]",
+        "[::1]:9767",
+        "[2001:db8::1]:9767",
+        "localhost",
+        "LOCALHOST:9767",
+        "localhost.",
+        "exporter.example",
+        "EXPORTER.example:9767",
+        "exporter.example.:9767",
+    ] {
+        assert!(serves(host), "{host} is served");
+    }
+    for host in [
+        "",
+        "attacker.example",
+        "attacker.example:9767",
+        "127.0.0.1.attacker.example",
+        "exporter.example.attacker.example",
+        "localhost.attacker.example",
+        "[::1]anything",
+        "[::1]:",
+        "[::1]:port",
+        "[not-an-ip]:9767",
+        "127.0.0.1:",
+        "127.0.0.1:x",
+        "exporter.example:99:99",
+        "::1",
+    ] {
+        assert!(!serves(host), "{host} is refused");
+    }
+}

@@ -10,6 +10,7 @@
 
 use super::clients::Shares;
 use super::deadline::WriteDeadline;
+use crate::web::lines::ClientLines;
 use crate::web::{ClientAddr, ClientKey, Web};
 use axum::response::Response;
 use axum::Router;
@@ -63,6 +64,11 @@ impl Limits {
     }
 }
 
+/// Bytes hyper buffers for a connection's request head (and body reads): a request
+/// line and headers longer than this are refused (431), so that half-sent heads on
+/// every connection cost megabytes, not the ~400 KB each of hyper's default.
+const MAX_BUFFERED: usize = 64 * 1024;
+
 /// The answer to a connection past its client's share, written before closing it
 /// (no request is read: nothing of it is needed).
 const OVER_SHARE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 92\r\nConnection: close\r\nRetry-After: 1\r\n\r\ntoo many connections from this address: close some, or see --web.max-connections-per-client\n";
@@ -84,9 +90,13 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let shares = Shares::new(limits.max_connections_per_client);
+    // A TLS handshake costs the server a key exchange and a signature, and the
+    // client next to nothing: one of a client's handshakes at a time.
+    let handshakes = ClientLines::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_BUFFERED);
     loop {
         let slot = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -135,6 +145,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let http = http.clone();
         let handshake_timeout = limits.header_timeout;
+        let handshakes = handshakes.clone();
         tokio::spawn(async move {
             let _held = (slot, share);
             match &config.tls {
@@ -143,9 +154,11 @@ pub async fn serve(
                     let _ = watcher.watch(conn).await;
                 }
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                        .await
-                    {
+                    let handshake = async {
+                        let _turn = handshakes.turn(client).await;
+                        acceptor.accept(stream).await
+                    };
+                    let tls = match tokio::time::timeout(handshake_timeout, handshake).await {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(err)) => {
                             tracing::debug!(%peer, "TLS handshake failed: {err}");

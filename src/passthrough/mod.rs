@@ -34,7 +34,7 @@ use axum::Router;
 use envelope::{respond, Failure, TraceId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The passthrough's settings and one backend per target, replaced on reload.
@@ -407,8 +407,13 @@ async fn credentials(State(state): State<ApiState>, caller: Caller) -> Response 
     let current = state.registry.get();
     let result = match current.settings.enabled {
         false => Err(disabled()),
+        // Good credentials that `access` names nowhere are accepted here: the page
+        // then shows the 403 that says so, not its sign-in form again.
         true => Ok(Credentialed {
-            accepted: authorize(&current, &state, &caller).await.is_ok(),
+            accepted: match authorize(&current, &state, &caller).await {
+                Ok(_) => true,
+                Err(failure) => failure.status == axum::http::StatusCode::FORBIDDEN,
+            },
         }),
     };
     respond(&result, TraceId::new(), Instant::now())
@@ -521,19 +526,27 @@ struct SessionIds {
 
 impl SessionIds {
     /// The sessions to end, with the start shown for each where one was sent.
+    /// Called once the number of ids is checked.
     fn victims(&self) -> Result<Vec<Victim>, Failure> {
-        for id in self.started.keys() {
-            if !id
-                .parse::<u64>()
-                .is_ok_and(|id| self.session_ids.contains(&id))
-            {
-                return Err(Failure::bad_parameter(
-                    "started",
-                    format!(
-                        "started names `{}`, which is not one of session_ids: key it by the ids",
-                        id.chars().take(32).collect::<String>()
-                    ),
-                ));
+        let asked: std::collections::HashSet<u64> = self.session_ids.iter().copied().collect();
+        let mut started = HashMap::with_capacity(self.started.len());
+        for (key, start) in &self.started {
+            // The id as the list gives it, digits alone: `+7` or `007` would be
+            // another spelling, never silently left unchecked.
+            let id = key.parse::<u64>().ok().filter(|id| id.to_string() == *key);
+            match id {
+                Some(id) if asked.contains(&id) => {
+                    started.insert(id, start.clone());
+                }
+                _ => {
+                    return Err(Failure::bad_parameter(
+                        "started",
+                        format!(
+                            "started names `{}`, which is not one of session_ids: key it by the ids, as the list gives them",
+                            key.chars().take(32).collect::<String>()
+                        ),
+                    ))
+                }
             }
         }
         Ok(self
@@ -541,7 +554,7 @@ impl SessionIds {
             .iter()
             .map(|id| Victim {
                 id: *id,
-                started: self.started.get(&id.to_string()).cloned(),
+                started: started.get(id).cloned(),
             })
             .collect())
     }
@@ -586,11 +599,12 @@ async fn kill_sessions(
     let switched_on = state.registry.get().settings.allow_kill;
     let proof = caller.same_origin_proof();
     let body_timeout = state.body_timeout;
-    handle(
+    handle_with_body(
         state,
         caller,
         endpoint,
         name,
+        body_timeout,
         |backend,
          tenant,
          Authorized {
@@ -599,19 +613,31 @@ async fn kill_sessions(
              who,
              grant,
          }| async move {
-            proof?;
-            if !switched_on {
-                return Err(Failure::forbidden(
+            let refused = match proof {
+                Err(failure) => Some(failure),
+                Ok(()) if !switched_on => Some(Failure::forbidden(
                     "ending sessions is off: set passthrough.allow_kill: true",
-                ));
-            }
-            if !grant.kill {
-                return Err(Failure::forbidden(format!(
+                )),
+                Ok(()) if !grant.kill => Some(Failure::forbidden(format!(
                     "the {who} may not end sessions in tenant `{tenant}`: give it kill: true in a \
                      passthrough.access entry for this tenant (basic auth users of the web \
                      config, which Prometheus may scrape with, never kill without one): nothing \
                      was ended"
-                )));
+                ))),
+                Ok(()) => None,
+            };
+            if let Some(failure) = refused {
+                // Credentials that were good asked for a kill: worth the audit log.
+                tracing::info!(
+                    trace_id = %trace,
+                    endpoint,
+                    tenant,
+                    peer = %caller.peer_display(),
+                    by = %who,
+                    outcome = %failure.message,
+                    "kill refused"
+                );
+                return Err(failure);
             }
             let body =
                 match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, MAX_KILL_BODY))
@@ -647,14 +673,14 @@ async fn kill_sessions(
                     ),
                 )
             })?;
-            let victims = asked.victims()?;
-            let ids = asked.session_ids;
-            if ids.is_empty() || ids.len() > MAX_KILL_IDS {
+            if asked.session_ids.is_empty() || asked.session_ids.len() > MAX_KILL_IDS {
                 return Err(Failure::bad_parameter(
                     "session_ids",
                     format!("session_ids must list 1 to {MAX_KILL_IDS} sessions"),
                 ));
             }
+            let victims = asked.victims()?;
+            let ids = asked.session_ids;
             let outcome = backend.kill(&tenant, &victims, query_only).await;
             let result = match &outcome {
                 Ok(()) => "ended".to_string(),
@@ -725,6 +751,25 @@ where
     F: FnOnce(Arc<dyn SessionApi>, String, Authorized) -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
 {
+    handle_with_body(state, caller, endpoint, name, Duration::ZERO, run).await
+}
+
+/// [`handle`] for an endpoint whose work first reads a body, bounded by
+/// `body_timeout` on its own: the request's whole deadline is that plus
+/// `request_timeout`, so a slow body answers 408, not a database's 503.
+async fn handle_with_body<T, F, Fut>(
+    state: &ApiState,
+    caller: &Caller,
+    endpoint: &'static str,
+    name: &str,
+    body_timeout: Duration,
+    run: F,
+) -> Response
+where
+    T: Reply,
+    F: FnOnce(Arc<dyn SessionApi>, String, Authorized) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
     let started = Instant::now();
     let trace = TraceId::new();
     let current = state.registry.get();
@@ -753,7 +798,7 @@ where
         Ok((backend, authorized)) => {
             let timeout = current.settings.request_timeout;
             let run = run(backend.clone(), name.to_string(), authorized);
-            match tokio::time::timeout(timeout, run).await {
+            match tokio::time::timeout(timeout + body_timeout, run).await {
                 Ok(result) => result,
                 Err(_) => Err(Failure::unavailable(format!(
                     "target `{}`: no answer within passthrough.request_timeout ({}): the database \

@@ -305,9 +305,14 @@ impl<B: SessionBackend> Served<B> {
             };
             for victim in victims {
                 if let Some(shown) = &victim.started {
-                    let current = now.get(&victim.id).map_or("(not found)", String::as_str);
-                    if current != shown {
-                        return Err(replaced(tenant, victim.id, Some((shown, current))));
+                    let current = now.get(&victim.id);
+                    if current != Some(shown) {
+                        let now = current.map_or_else(
+                            || "none by that id is there any more".to_string(),
+                            |current| format!("the one there now started at {current}"),
+                        );
+                        let starts = format!(" (the one shown started at {shown}; {now})");
+                        return Err(replaced(tenant, victim.id, &starts));
                     }
                 }
             }
@@ -326,7 +331,7 @@ impl<B: SessionBackend> Served<B> {
                         "target `{target}`: {what} failed ({why}); {done} of the sessions before it were ended"
                     )),
                     Refusal::Replaced { id } => {
-                        let mut failure = replaced(tenant, id, None);
+                        let mut failure = replaced(tenant, id, "");
                         failure.message = format!(
                             "{}; {done} of the sessions before it were ended",
                             failure.message.trim_end_matches("; nothing was ended")
@@ -341,19 +346,16 @@ impl<B: SessionBackend> Served<B> {
     }
 }
 
-/// The 409 of a kill whose id names another session than the one shown: it ended
-/// and the engine gave its id to a new one. `starts`: the start shown, and the
-/// current session's.
-fn replaced(tenant: &str, id: u64, starts: Option<(&str, &str)>) -> Failure {
-    let starts = starts.map_or_else(String::new, |(shown, current)| {
-        format!(" (the one shown started at {shown}; session {id} now started at {current})")
-    });
+/// The 409 of a kill whose id no longer names the session shown: it ended, and the
+/// engine may have given its id to a new one. `starts`: what was shown and what is
+/// there now, in words, or "".
+fn replaced(tenant: &str, id: u64, starts: &str) -> Failure {
     Failure {
         status: axum::http::StatusCode::CONFLICT,
         err_code: "Exporter.Session.Replaced",
         message: format!(
-            "session {id} of tenant `{tenant}` is not the session that was shown{starts}: it \
-             ended, and its id now names another; refresh the list; nothing was ended"
+            "session {id} of tenant `{tenant}` is not the session that was shown{starts}: that \
+             one ended, and the id may now name another; refresh the list; nothing was ended"
         ),
         field: None,
         code: None,

@@ -99,23 +99,28 @@ impl Credentials<'_> {
                     return None;
                 };
                 // Waiting is async: a line of guesses holds no thread.
-                let _own = match client {
-                    Some(client) => Some(auth.client_turn(client).await),
+                let own = match client {
+                    Some(client) => Some(auth.lines().turn(client).await),
                     None => None,
                 };
-                let _turn = auth.turn().acquire().await.ok()?;
+                let turn = auth.turn().clone().acquire_owned().await.ok()?;
                 // The same header may have been checked while this one waited.
                 match auth.seen(header) {
                     Seen::Accepted(user) => return Some(Principal::User(user)),
                     Seen::Refused => return None,
                     Seen::New => {}
                 }
+                // The turns go with the work: a client that hangs up drops this
+                // future, but bcrypt runs on, and the next starts only after it.
                 let (header, worker) = (header.to_string(), auth.clone());
-                tokio::task::spawn_blocking(move || worker.verify(&header))
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(Principal::User)
+                tokio::task::spawn_blocking(move || {
+                    let _turns = (own, turn);
+                    worker.verify(&header)
+                })
+                .await
+                .ok()
+                .flatten()
+                .map(Principal::User)
             }
         }
     }

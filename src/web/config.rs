@@ -6,7 +6,7 @@
 //! client SAN allow-lists, HTTP/2) are refused by name rather than ignored: a
 //! security setting that silently does nothing is worse than an error.
 
-use super::ClientKey;
+use super::lines::ClientLines;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
 use rustls::server::WebPkiClientVerifier;
@@ -239,31 +239,11 @@ pub struct BasicAuth {
     /// Headers refused before. A flood of new wrong passwords fills it; it then
     /// starts over, which costs only the flood its own repeats.
     refused: Mutex<HashSet<Digest>>,
-    turn: tokio::sync::Semaphore,
-    /// Each client's own line before [`BasicAuth::turn`]: one check of a client at a
-    /// time joins the common line, so a flood from one address makes another
-    /// client's first check wait for one bcrypt of it at most, not for the flood.
-    /// An entry lives while a check of its client holds or waits for it.
-    lines: Mutex<HashMap<ClientKey, Arc<tokio::sync::Semaphore>>>,
-}
-
-/// A client's place at the head of its own line (see `BasicAuth::lines`).
-pub struct ClientTurn<'a> {
-    auth: &'a BasicAuth,
-    client: ClientKey,
-    line: Arc<tokio::sync::Semaphore>,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl Drop for ClientTurn<'_> {
-    fn drop(&mut self) {
-        let mut lines = self.auth.lines.lock().unwrap_or_else(|e| e.into_inner());
-        drop(self.permit.take());
-        // Only the map's and this one: no check of the client waits any more.
-        if Arc::strong_count(&self.line) == 2 {
-            lines.remove(&self.client);
-        }
-    }
+    /// The one bcrypt at a time (see [`BasicAuth::turn`]).
+    turn: Arc<tokio::sync::Semaphore>,
+    /// Each client's own line before `turn`: a flood from one address makes
+    /// another client's first check wait for one bcrypt of it at most.
+    lines: Arc<ClientLines>,
 }
 
 /// SHA-256 of an `Authorization` value.
@@ -313,8 +293,8 @@ impl BasicAuth {
             dummy,
             accepted: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashSet::new()),
-            turn: tokio::sync::Semaphore::new(1),
-            lines: Mutex::new(HashMap::new()),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
+            lines: ClientLines::new(),
         })
     }
 
@@ -339,28 +319,15 @@ impl BasicAuth {
         }
     }
 
-    /// The turn every bcrypt check waits for: one at a time.
-    pub fn turn(&self) -> &tokio::sync::Semaphore {
+    /// The turn every bcrypt check waits for: one at a time. Its permit goes with
+    /// the work, so a client that hangs up mid-check frees it only when bcrypt ends.
+    pub fn turn(&self) -> &Arc<tokio::sync::Semaphore> {
         &self.turn
     }
 
-    /// Waits until `client` has no other check in the common line (see `lines`).
-    pub async fn client_turn(&self, client: ClientKey) -> ClientTurn<'_> {
-        let line = {
-            let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-            lines
-                .entry(client)
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1)))
-                .clone()
-        };
-        // The semaphore is never closed, so acquiring only waits.
-        let permit = line.clone().acquire_owned().await.ok();
-        ClientTurn {
-            auth: self,
-            client,
-            line,
-            permit,
-        }
+    /// Each client's own line before [`turn`](Self::turn).
+    pub fn lines(&self) -> &Arc<ClientLines> {
+        &self.lines
     }
 
     /// The bcrypt check (slow by design: call it off the async workers, in its
@@ -463,32 +430,6 @@ mod tests {
         assert_eq!(
             auth.seen(&header("alice", "s3cret")),
             Seen::Accepted("alice".to_string())
-        );
-    }
-
-    /// One check of a client at a time; another client is not concerned; a line
-    /// goes with its last check.
-    #[tokio::test(start_paused = true)]
-    async fn a_client_has_one_check_in_the_common_line() {
-        let hash = bcrypt::hash("s3cret", 4).unwrap();
-        let auth = BasicAuth::new(BTreeMap::from([("alice".to_string(), hash)])).unwrap();
-        let client = |last: u8| ClientKey::from(std::net::IpAddr::from([127, 0, 0, last]));
-        let first = auth.client_turn(client(2)).await;
-        let second = auth.client_turn(client(2));
-        tokio::pin!(second);
-        // Paused time: the timeout fires as soon as nothing else can move.
-        let waited = tokio::time::timeout(std::time::Duration::from_secs(1), second.as_mut()).await;
-        assert!(
-            waited.is_err(),
-            "the client's second check waits for its first"
-        );
-        let other = auth.client_turn(client(1)).await;
-        drop(first);
-        let second = second.await;
-        drop((second, other));
-        assert!(
-            auth.lines.lock().unwrap().is_empty(),
-            "no line outlives its checks"
         );
     }
 

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod lines;
 pub mod obshell;
 
 pub use config::{BasicAuth, WebConfig, WebConfigError};

@@ -37,13 +37,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The request header that carries the encrypted credentials.
 pub const HEADER: &str = "x-ocs-header";
-/// Longer headers are refused before any decryption (a real one is under 2 KiB).
-const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Longer headers are refused before any decryption: a real one is under 2 KiB
+/// (eight 2048-bit blocks); each block allowed is one more RSA decryption a guess
+/// can cost.
+const MAX_HEADER_BYTES: usize = 8 * 1024;
 /// Failed attempts (and attempts under way) a client may make per [`FAILURE_WINDOW`].
 const MAX_FAILURES: u32 = 20;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Clients whose attempts are remembered at most; past it, those whose window has
-/// passed go first, then the oldest window, one at a time.
+/// passed go first, then the window with the fewest attempts, one at a time: a
+/// client that used up its attempts is the last to be forgotten.
 const MAX_TRACKED_CLIENTS: usize = 4096;
 
 /// Why a header was refused, with obshell's error code for it.
@@ -163,8 +166,10 @@ pub struct ObshellAuth {
     public_key: String,
     max_lifetime: Duration,
     attempts: Mutex<HashMap<ClientKey, Window>>,
-    /// One RSA decryption at a time: a flood of headers costs one core at most.
-    turn: tokio::sync::Semaphore,
+    /// One RSA decryption at a time: a flood of headers costs one core at most. Its
+    /// permit goes with the work, so a client that hangs up frees it only when the
+    /// decryption ends.
+    turn: Arc<tokio::sync::Semaphore>,
 }
 
 /// A client's attempts since `since`: failed ones and those under way.
@@ -218,7 +223,7 @@ impl ObshellAuth {
             password,
             max_lifetime,
             attempts: Mutex::new(HashMap::new()),
-            turn: tokio::sync::Semaphore::new(1),
+            turn: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -239,13 +244,16 @@ impl ObshellAuth {
         if let Some(client) = client {
             self.begin_attempt(client)?;
         }
-        let result = match self.turn.acquire().await {
+        let result = match self.turn.clone().acquire_owned().await {
             Err(_) => Err(HeaderError::Undecryptable),
-            Ok(_turn) => {
+            Ok(turn) => {
                 let (auth, header, uri) = (self.clone(), header.to_string(), uri.to_string());
-                tokio::task::spawn_blocking(move || auth.check(&header, &uri, SystemTime::now()))
-                    .await
-                    .unwrap_or(Err(HeaderError::Undecryptable))
+                tokio::task::spawn_blocking(move || {
+                    let _turn = turn;
+                    auth.check(&header, &uri, SystemTime::now())
+                })
+                .await
+                .unwrap_or(Err(HeaderError::Undecryptable))
             }
         };
         if let (Ok(_), Some(client)) = (&result, client) {
@@ -351,13 +359,14 @@ impl ObshellAuth {
         if attempts.len() >= MAX_TRACKED_CLIENTS && !attempts.contains_key(&client) {
             attempts.retain(|_, w| w.since.elapsed() < FAILURE_WINDOW);
             if attempts.len() >= MAX_TRACKED_CLIENTS {
-                // Never everyone at once: only the oldest window goes.
-                let oldest = attempts
+                // Never everyone at once, and never first those that were refused:
+                // only the window with the fewest attempts (the oldest of them) goes.
+                let least = attempts
                     .iter()
-                    .min_by_key(|(_, w)| w.since)
+                    .min_by_key(|(_, w)| (w.count, w.since))
                     .map(|(k, _)| *k);
-                if let Some(oldest) = oldest {
-                    attempts.remove(&oldest);
+                if let Some(least) = least {
+                    attempts.remove(&least);
                 }
             }
         }
@@ -628,7 +637,13 @@ pub(crate) mod tests {
             auth.begin_attempt(client).unwrap();
         }
         assert!(auth.attempts.lock().unwrap().len() <= MAX_TRACKED_CLIENTS);
-        // The oldest window went, one at a time; a later attacker is still counted.
+        // Windows of one attempt went, one at a time: the attacker, refused, is
+        // still counted, and so is a later one.
+        assert_eq!(
+            auth.verify("AAAA", "/x", Some(attacker), now).unwrap_err(),
+            HeaderError::TooManyAttempts,
+            "the refused client is the last to be forgotten"
+        );
         let later: IpAddr = "127.0.0.10".parse().unwrap();
         for _ in 0..MAX_FAILURES {
             let _ = auth.verify("AAAA", "/x", Some(later), now);

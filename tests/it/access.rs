@@ -20,16 +20,11 @@ fn start(servers: &Servers, extra: &str) -> (Exporter, tempfile::TempDir, tempfi
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, TOKEN).unwrap();
-    let web = dir.path().join("web.yaml");
-    let (scrape, oncall) = (
-        bcrypt::hash("scrape-pass", 4).unwrap(),
-        bcrypt::hash("oncall-pass", 4).unwrap(),
+    let web = crate::common::basic_auth_users(
+        dir.path(),
+        &[("scrape", "scrape-pass"), ("oncall", "oncall-pass")],
+        4,
     );
-    std::fs::write(
-        &web,
-        format!("basic_auth_users:\n  scrape: '{scrape}'\n  oncall: '{oncall}'\n"),
-    )
-    .unwrap();
     let killer_pw = killer_account(servers);
     let target = |name: &str| {
         format!(
@@ -162,15 +157,35 @@ fn without_access_the_scrape_account_reads_but_never_kills() {
     let (status, tenants) = get(&exporter, "/api/v1/tenants", SCRAPE, None);
     assert_eq!(status, 200);
     assert_eq!(tenants["data"]["allow_kill"], false, "{tenants}");
-    let (status, json) = kill(&exporter, "shop_db", &format!("Bearer {TOKEN}"), session.id);
-    assert_eq!(status, 200, "the token kills as before: {json}");
+    let token = format!("Bearer {TOKEN}");
+    ends_and_names_who(
+        &exporter,
+        &servers,
+        &token,
+        session.id,
+        "by=\"bearer token\"",
+    );
+}
+
+/// A kill in `shop_db` with `authorization` ends session `id`, and the audit line
+/// says `who` asked.
+fn ends_and_names_who(
+    exporter: &Exporter,
+    servers: &Servers,
+    authorization: &str,
+    id: u32,
+    who: &str,
+) {
+    let (status, json) = kill(exporter, "shop_db", authorization, id);
+    assert_eq!(status, 200, "{json}");
     exporter.wait_until("the session ended", Duration::from_secs(10), || {
-        !alive(&servers, session.id)
+        !alive(servers, id)
     });
     let log = exporter.log();
     assert!(
         log.lines().any(|l| l.contains("sessions killed on request")
-            && l.contains("by=\"bearer token\"")
+            && l.contains(who)
+            && l.contains("tenant=shop_db")
             && l.contains("outcome=ended")),
         "the audit line names who asked:\n{log}"
     );
@@ -237,17 +252,12 @@ fn access_scopes_each_credential() {
     assert_eq!(status, 403);
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(&servers, session.id), "refused kills end nothing");
-    let (status, json) = kill(&exporter, "shop_db", ONCALL, session.id);
-    assert_eq!(status, 200, "{json}");
-    exporter.wait_until("the session ended", Duration::from_secs(10), || {
-        !alive(&servers, session.id)
-    });
-    let log = exporter.log();
-    assert!(
-        log.lines().any(|l| l.contains("sessions killed on request")
-            && l.contains("by=\"user oncall\"")
-            && l.contains("tenant=shop_db")),
-        "the audit line names who asked:\n{log}"
+    ends_and_names_who(
+        &exporter,
+        &servers,
+        ONCALL,
+        session.id,
+        "by=\"user oncall\"",
     );
 }
 

@@ -56,12 +56,21 @@ fn a_bad_config_exits_2_naming_file_line_and_key() {
 #[test]
 fn flags_and_grants_that_open_a_hole_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        "targets:\n  - name: a\n    kind: mysql\n    address: 127.0.0.1:1\n    user: m\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("pw"), "obshell-pw").unwrap();
+    // Exit 2, and what stderr says.
+    let refused = |config_text: &str, arg: &str| -> String {
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, config_text).unwrap();
+        let out = exporter_cmd()
+            .arg(format!("--config.file={}", config.display()))
+            .arg(arg)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{arg}: {stderr}");
+        stderr
+    };
+    let targets = "targets:\n  - name: a\n    kind: mysql\n    address: 127.0.0.1:1\n    user: m\n";
     for (flag, said) in [
         (
             "--web.telemetry-path=/api/metrics",
@@ -82,46 +91,23 @@ fn flags_and_grants_that_open_a_hole_are_refused_at_start() {
             "--web.max-connections-per-client",
         ),
     ] {
-        let out = exporter_cmd()
-            .arg(format!("--config.file={}", config.display()))
-            .arg(flag)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        let stderr = refused(targets, flag);
         assert!(stderr.contains(said), "{flag}: {stderr}");
     }
-    std::fs::write(
-        &config,
-        "passthrough:\n  enabled: true\n  insecure_no_auth: true\n  access:\n    - users: [bob]\n      tenants: [\"[\"]\ntargets:\n  - name: a\n    kind: mysql\n    address: 127.0.0.1:1\n    user: m\n",
-    )
-    .unwrap();
-    let out = exporter_cmd()
-        .arg(format!("--config.file={}", config.display()))
-        .arg("--config.check")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused(
+        &format!("passthrough:\n  enabled: true\n  insecure_no_auth: true\n  access:\n    - users: [bob]\n      tenants: [\"[\"]\n{targets}"),
+        "--config.check",
+    );
     for said in [
         "passthrough.access[0].tenants[0]: `[` is not a glob",
         "insecure_no_auth serves requests without any",
     ] {
         assert!(stderr.contains(said), "{said}: {stderr}");
     }
-    std::fs::write(
-        &config,
-        "passthrough:\n  enabled: true\n  obshell_auth:\n    password_file: pw\n  access:\n    - users: [bob]\ntargets:\n  - name: a\n    kind: mysql\n    address: 127.0.0.1:1\n    user: m\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("pw"), "obshell-pw").unwrap();
-    let out = exporter_cmd()
-        .arg(format!("--config.file={}", config.display()))
-        .arg("--config.check")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused(
+        &format!("passthrough:\n  enabled: true\n  obshell_auth:\n    password_file: pw\n  access:\n    - users: [bob]\n{targets}"),
+        "--config.check",
+    );
     assert!(
         stderr.contains("passthrough.access[0].users: `bob` is not a basic_auth_users entry"),
         "{stderr}"

@@ -85,13 +85,6 @@ fn a_sentinel_secret_never_appears_anywhere() {
         .any(|(what, text)| what.contains("stats") && text.contains("503")));
 }
 
-fn web_config(dir: &std::path::Path) -> std::path::PathBuf {
-    let web = dir.join("web.yaml");
-    let hash = bcrypt::hash("right-pass", 4).unwrap();
-    std::fs::write(&web, format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
-    web
-}
-
 /// Sends raw bytes as a request; returns the status line's code (0: no answer).
 fn raw(addr: &str, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -113,7 +106,7 @@ fn raw(addr: &str, request: &[u8]) -> (u16, String) {
 #[test]
 fn authentication_cannot_be_bypassed() {
     let dir = tempfile::tempdir().unwrap();
-    let web = web_config(dir.path());
+    let web = crate::common::basic_auth_users(dir.path(), &[("alice", "right-pass")], 4);
     let port = crate::common::free_port();
     let exporter = Exporter::start_with(
         &format!("passthrough:\n  enabled: true\ntargets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{port}\n    user: u\n"),

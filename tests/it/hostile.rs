@@ -113,8 +113,10 @@ fn withheld_bodies_do_not_blind_scrapes() {
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "hostile-test-token-0123456789").unwrap();
+    // request_timeout shorter than the body's: the withheld body must get its own
+    // deadline (408), not the database's (503).
     let api_on = format!(
-        "passthrough:\n  enabled: true\n  allow_kill: true\n  bearer_token_file: {}\n",
+        "passthrough:\n  enabled: true\n  allow_kill: true\n  request_timeout: 1s\n  bearer_token_file: {}\n",
         token.display()
     );
     for (what, passthrough, credentials, answered) in [
@@ -205,14 +207,12 @@ fn unread_pipelined_answers_do_not_blind_scrapes() {
 }
 
 /// Idle keep-alive connections and half-sent headers, from one address, up to its
-/// share and past it: scrapes from another address are answered, and the server
-/// closes each held connection at --web.header-timeout.
+/// share and past it: scrapes from another address are answered (well before the
+/// header timeout would free a slot, so only the share can explain it), and the
+/// server closes each held connection at --web.header-timeout.
 #[test]
 fn idle_and_half_sent_connections_do_not_blind_scrapes() {
-    let exporter = exporter(
-        "",
-        &["--web.max-connections=16", "--web.header-timeout=1500ms"],
-    );
+    let exporter = exporter("", &["--web.max-connections=16", "--web.header-timeout=5s"]);
     let mut held = Vec::new();
     for i in 0..16 {
         let mut stream = connect_from(HOSTILE, &exporter.addr);
@@ -233,10 +233,18 @@ fn idle_and_half_sent_connections_do_not_blind_scrapes() {
         held.push(stream);
     }
     scrapes_stay_answered(&exporter, 5, &[]);
+    // Past the share of 8: answered 503 at once (the answered keep-alive requests
+    // got their 200 first).
+    let refused = held
+        .iter_mut()
+        .map(|stream| first_status(stream, Duration::from_millis(500)))
+        .filter(|status| *status == 503)
+        .count();
+    assert_eq!(refused, 8, "past the share");
     let started = Instant::now();
     for (i, stream) in held.iter_mut().enumerate() {
         assert!(
-            closed_by_server(stream, Duration::from_secs(6)),
+            closed_by_server(stream, Duration::from_secs(10)),
             "held connection {i} is still open after {:?}",
             started.elapsed()
         );
@@ -262,7 +270,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// A flood of wrong basic-auth passwords (bcrypt at cost 10, a new password each
-/// time, 16 at once from 127.0.0.2) costs the exporter about one core, and scrapes
+/// time, 16 at once from 127.0.0.2; then from 8 addresses, each hanging up while its
+/// check runs) costs the exporter about one core, and scrapes
 /// with credentials accepted before are answered within 1 s during it. Credentials
 /// never seen before wait for one of the flood's checks at most (a client has one
 /// check in the common line at a time). The same wrong password again costs no
@@ -270,16 +279,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[test]
 fn a_password_flood_costs_one_core_and_never_delays_a_good_scrape() {
     let dir = tempfile::tempdir().unwrap();
-    let web = dir.path().join("web.yaml");
-    let (alice, bob) = (
-        bcrypt::hash("right-pass", 10).unwrap(),
-        bcrypt::hash("bobs-pass", 10).unwrap(),
+    let web = crate::common::basic_auth_users(
+        dir.path(),
+        &[("alice", "right-pass"), ("bob", "bobs-pass")],
+        10,
     );
-    std::fs::write(
-        &web,
-        format!("basic_auth_users:\n  alice: '{alice}'\n  bob: '{bob}'\n"),
-    )
-    .unwrap();
     let good = ("Authorization", "Basic YWxpY2U6cmlnaHQtcGFzcw==");
     let exporter = exporter_as(
         "",
@@ -291,28 +295,7 @@ fn a_password_flood_costs_one_core_and_never_delays_a_good_scrape() {
         http_get(&exporter.addr, "/metrics", &[good]).map(|(s, _, _)| s),
         Some(200)
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let flooders: Vec<_> = (0..16)
-        .map(|thread| {
-            let (addr, stop, attempts) = (exporter.addr.clone(), stop.clone(), attempts.clone());
-            std::thread::spawn(move || {
-                for n in 0..10_000 {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
-                    let credentials = base64_of(&format!("alice:guess-{thread}-{n}"));
-                    let mut stream = connect_from(HOSTILE, &addr);
-                    let _ = write!(
-                        stream,
-                        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {credentials}\r\nConnection: close\r\n\r\n"
-                    );
-                    let _ = first_status(&mut stream, Duration::from_secs(30));
-                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
+    let flood = Flood::start(&exporter.addr, &[HOSTILE; 16], None);
     std::thread::sleep(Duration::from_secs(1));
     let (cpu_before, started) = (cpu_seconds(exporter.pid()), Instant::now());
     let mut slowest = Duration::ZERO;
@@ -346,11 +329,7 @@ fn a_password_flood_costs_one_core_and_never_delays_a_good_scrape() {
         first_took < Duration::from_secs(2),
         "new credentials waited {first_took:?} behind the flood"
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for flooder in flooders {
-        flooder.join().unwrap();
-    }
-    let tried = attempts.load(std::sync::atomic::Ordering::Relaxed);
+    let tried = flood.stop();
     eprintln!(
         "flood: {tried} wrong passwords, {cores:.2} cores, slowest good scrape {slowest:?}, \
          new credentials answered in {first_took:?}"
@@ -359,6 +338,24 @@ fn a_password_flood_costs_one_core_and_never_delays_a_good_scrape() {
     assert!(
         cores < 1.3,
         "the flood cost {cores:.2} cores: bcrypt must run one at a time"
+    );
+
+    // Clients that hang up while their check runs (each from an address of its own,
+    // so that its check comes at once): bcrypt runs on after a hang-up, and the
+    // next may start only when it ends, or each hang-up would start another.
+    let sources: Vec<String> = (3..11).map(|last| format!("127.0.0.{last}")).collect();
+    let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let flood = Flood::start(&exporter.addr, &sources, Some(Duration::from_millis(30)));
+    std::thread::sleep(Duration::from_secs(1));
+    let (cpu_before, started) = (cpu_seconds(exporter.pid()), Instant::now());
+    std::thread::sleep(Duration::from_secs(4));
+    let cores = (cpu_seconds(exporter.pid()) - cpu_before) / started.elapsed().as_secs_f64();
+    let tried = flood.stop();
+    eprintln!("flood of hang-ups: {tried} wrong passwords, {cores:.2} cores");
+    assert!(tried >= 40, "the hang-ups did run ({tried})");
+    assert!(
+        cores < 1.3,
+        "hang-ups cost {cores:.2} cores: a check must keep its turn until bcrypt ends"
     );
 
     // The same wrong password, again and again: one bcrypt, then remembered.
@@ -375,6 +372,65 @@ fn a_password_flood_costs_one_core_and_never_delays_a_good_scrape() {
         spent < 0.6,
         "40 repeats of one wrong password cost {spent:.2} CPU seconds: failures are not remembered"
     );
+}
+
+/// Threads sending wrong basic-auth passwords to /metrics, a new one each time, one
+/// thread per source address given; each waits for its answer, or hangs up after
+/// `hang_up`.
+struct Flood {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Flood {
+    fn start(addr: &str, sources: &[&str], hang_up: Option<Duration>) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads = sources
+            .iter()
+            .enumerate()
+            .map(|(thread, source)| {
+                let (addr, source) = (addr.to_string(), source.to_string());
+                let (stop, attempts) = (stop.clone(), attempts.clone());
+                std::thread::spawn(move || {
+                    for n in 0..10_000 {
+                        if stop.load(Relaxed) {
+                            break;
+                        }
+                        let credentials = base64_of(&format!("alice:guess-{thread}-{n}"));
+                        let mut stream = connect_from(&source, &addr);
+                        let _ = write!(
+                            stream,
+                            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {credentials}\r\nConnection: close\r\n\r\n"
+                        );
+                        match hang_up {
+                            None => {
+                                let _ = first_status(&mut stream, Duration::from_secs(30));
+                            }
+                            Some(after) => std::thread::sleep(after),
+                        }
+                        attempts.fetch_add(1, Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            attempts,
+            threads,
+        }
+    }
+
+    /// Stops the threads; the attempts they made.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        self.attempts.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Standard base64, for basic auth headers.

@@ -382,7 +382,19 @@ pub fn deadlock(
     (first.join().unwrap(), second)
 }
 
-/// A free loopback port (bound and released: a small race, acceptable in tests).
+/// A web configuration file (`web.yaml` in `dir`) with basic auth `users` (name,
+/// password), their bcrypt hashes at `cost`.
+pub fn basic_auth_users(dir: &Path, users: &[(&str, &str)], cost: u32) -> PathBuf {
+    let web = dir.join("web.yaml");
+    let mut text = String::from("basic_auth_users:\n");
+    for (user, password) in users {
+        let hash = bcrypt::hash(password, cost).expect("a bcrypt hash");
+        text.push_str(&format!("  {user}: '{hash}'\n"));
+    }
+    std::fs::write(&web, text).expect("write the web config");
+    web
+}
+
 /// The password of [`killer_account`].
 pub const KILLER_PASSWORD: &str = "Page-killer-pw-1";
 
@@ -428,6 +440,7 @@ pub fn connect_from(source: &str, addr: &str) -> TcpStream {
     stream
 }
 
+/// A free loopback port (bound and released: a small race, acceptable in tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
