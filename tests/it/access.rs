@@ -307,6 +307,23 @@ fn rebinding_hosts_and_cross_site_reloads_are_refused() {
         );
         assert_eq!(status, 200, "Host {host}: {json}");
     }
+    // Two Hosts: one could be checked and the other obeyed.
+    let two = format!("127.0.0.1:{port}\r\nHost: attacker.example");
+    let (status, json) = get(
+        &exporter,
+        "/api/v1/tenant/shop_db/sessions",
+        &bearer,
+        Some(&two),
+    );
+    assert_eq!(status, 403, "two Hosts: {json}");
+    // An absolute URI names the host it asks for, whatever the Host header says.
+    let (status, _, _) = get_full(
+        &exporter,
+        &format!("http://attacker.example:{port}/api/v1/tenant/shop_db/sessions"),
+        &bearer,
+        None,
+    );
+    assert_eq!(status, 403, "an absolute URI for another host");
     // Every API answer is JSON that no browser sniffs as anything else.
     let (_, head, _) = get_full(
         &exporter,

@@ -19,15 +19,17 @@ fn exporter(passthrough: &str, flags: &[&str]) -> Exporter {
     exporter_as(passthrough, flags, &[])
 }
 
+/// A configuration of one target that never answers, with `passthrough`.
+fn config(passthrough: &str) -> String {
+    let silent = crate::common::free_port();
+    format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 500ms\n{passthrough}targets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{silent}\n    user: u\n"
+    )
+}
+
 /// [`exporter`], waited for with `credentials`.
 fn exporter_as(passthrough: &str, flags: &[&str], credentials: &[(&str, &str)]) -> Exporter {
-    let silent = crate::common::free_port();
-    let exporter = Exporter::start_with(
-        &format!(
-            "global:\n  collect_interval: 1s\n  collect_timeout: 500ms\n{passthrough}targets:\n  - name: m\n    kind: mysql\n    address: 127.0.0.1:{silent}\n    user: u\n"
-        ),
-        flags,
-    );
+    let exporter = Exporter::start_with(&config(passthrough), flags);
     let addr = exporter.addr.clone();
     exporter.wait_until(
         "the first collection ended",
@@ -255,6 +257,48 @@ fn idle_and_half_sent_connections_do_not_blind_scrapes() {
         .write_all(b"GET /-/healthy HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .unwrap();
     assert_eq!(first_status(&mut again, Duration::from_secs(5)), 200);
+}
+
+/// TLS handshakes go one at a time per client: a client on 127.0.0.2 that starts
+/// handshakes and stalls them (a record header, then nothing) holds only its own
+/// line and share, a scraper on 127.0.0.1 completes its handshake and its scrape,
+/// and the stalled connections are closed at --web.header-timeout.
+#[test]
+fn stalled_tls_handshakes_do_not_blind_scrapes() {
+    use crate::web::{curl, web_yml, Pki};
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let web = web_yml(&pki, dir.path(), "", "tls-pass");
+    let exporter = Exporter::start_with(
+        &config(""),
+        &[
+            &format!("--web.config.file={}", web.display()),
+            "--web.max-connections=16",
+            "--web.header-timeout=3s",
+        ],
+    );
+    let mut held: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = connect_from(HOSTILE, &exporter.addr);
+            let _ = stream.write_all(&[0x16, 0x03, 0x01]);
+            stream
+        })
+        .collect();
+    let url = format!("https://{}/metrics", exporter.addr);
+    let ca = pki.path("ca.pem").display().to_string();
+    for i in 0..3 {
+        let asked = Instant::now();
+        let answer = curl(&url, &["--cacert", &ca, "-u", "alice:tls-pass"]);
+        let took = asked.elapsed();
+        assert_eq!(answer.map(|(status, _)| status), Ok(200), "scrape {i}");
+        assert!(took < SCRAPE_BOUND, "scrape {i} took {took:?}");
+    }
+    for (i, stream) in held.iter_mut().enumerate() {
+        assert!(
+            closed_by_server(stream, Duration::from_secs(8)),
+            "stalled handshake {i} is still open"
+        );
+    }
 }
 
 /// CPU seconds (user and system) the process has used, from /proc.

@@ -11,12 +11,12 @@ use std::process::Command;
 use std::time::Duration;
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -51,13 +51,13 @@ impl Pki {
         Self { dir }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
 
 /// curl's answer: Ok(HTTP status, headers) or Err(curl's exit code) when no HTTP answer came.
-fn curl(url: &str, args: &[&str]) -> Result<(u16, String), i32> {
+pub(crate) fn curl(url: &str, args: &[&str]) -> Result<(u16, String), i32> {
     let out = Command::new("curl")
         .args(["-sS", "-D", "-", "-o", "/dev/null", "--max-time", "5"])
         .args(args)
@@ -76,7 +76,7 @@ fn curl(url: &str, args: &[&str]) -> Result<(u16, String), i32> {
     Ok((status, head))
 }
 
-fn web_yml(pki: &Pki, dir: &Path, extra_tls: &str, password: &str) -> PathBuf {
+pub(crate) fn web_yml(pki: &Pki, dir: &Path, extra_tls: &str, password: &str) -> PathBuf {
     let hash = bcrypt::hash(password, 4).unwrap();
     let path = dir.join("web.yml");
     std::fs::write(
