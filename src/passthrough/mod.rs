@@ -247,6 +247,34 @@ async fn served_hosts(
         ));
         respond::<()>(&Err(failure), TraceId::new(), Instant::now())
     };
+    // What the router answers by itself (a method a path does not serve, a path
+    // it cannot decode) is plain text: answered in the envelope like the rest.
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !json {
+        let status = response.status();
+        let failure = Failure {
+            status,
+            err_code: if status == axum::http::StatusCode::METHOD_NOT_ALLOWED {
+                "Common.MethodNotAllowed"
+            } else {
+                "Common.BadRequest"
+            },
+            message: format!(
+                "{}: see GET /api/v1/tenants and docs/openapi.yaml for the endpoints and their methods",
+                status.canonical_reason().unwrap_or("refused")
+            ),
+            field: None,
+            code: None,
+        };
+        let allow = response.headers().get(header::ALLOW).cloned();
+        response = respond::<()>(&Err(failure), TraceId::new(), Instant::now());
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
     response.headers_mut().insert(
         header::X_CONTENT_TYPE_OPTIONS,
         axum::http::HeaderValue::from_static("nosniff"),

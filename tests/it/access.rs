@@ -69,6 +69,17 @@ fn get_full(
     authorization: &str,
     host: Option<&str>,
 ) -> (u16, String, Value) {
+    ask(exporter, "GET", path, authorization, host)
+}
+
+/// [`get_full`] with another method (and no body).
+fn ask(
+    exporter: &Exporter,
+    method: &str,
+    path: &str,
+    authorization: &str,
+    host: Option<&str>,
+) -> (u16, String, Value) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(&exporter.addr).unwrap();
     stream
@@ -76,7 +87,7 @@ fn get_full(
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {authorization}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         host.unwrap_or(&exporter.addr)
     )
     .unwrap();
@@ -334,6 +345,24 @@ fn rebinding_hosts_and_cross_site_reloads_are_refused() {
     let head = head.to_ascii_lowercase();
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
     assert!(head.contains("content-type: application/json"), "{head}");
+    // So are the router's own refusals, a method a path does not serve among them.
+    let (status, head, json) = ask(
+        &exporter,
+        "POST",
+        "/api/v1/tenant/shop_db/sessions",
+        &bearer,
+        None,
+    );
+    assert_eq!(status, 405, "{head}");
+    assert_eq!(
+        json["error"]["errCode"], "Common.MethodNotAllowed",
+        "{json}"
+    );
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/json") && head.contains("allow: "),
+        "{head}"
+    );
 
     let reload = |origin: Option<&str>| -> u16 {
         use std::io::{Read, Write};
