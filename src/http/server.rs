@@ -73,6 +73,28 @@ const MAX_BUFFERED: usize = 64 * 1024;
 /// (no request is read: nothing of it is needed).
 const OVER_SHARE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 92\r\nConnection: close\r\nRetry-After: 1\r\n\r\ntoo many connections from this address: close some, or see --web.max-connections-per-client\n";
 
+/// Answers a connection past its client's share with [`OVER_SHARE`] and closes it,
+/// never waiting: the socket's buffer takes these few bytes at once, or they are
+/// dropped. What the client has sent already is read and dropped first (at most
+/// 16 KiB, only what is there), so that the close is a FIN after the answer, not a
+/// reset that could discard it.
+fn refuse(stream: tokio::net::TcpStream) {
+    use std::io::Read as _;
+    let _ = stream.try_write(OVER_SHARE);
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sent = [0u8; 4096];
+    for _ in 0..4 {
+        // Non-blocking (tokio's socket): WouldBlock ends it at once.
+        match (&stream).read(&mut sent) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}
+
 /// Answers a request without the router when it can (a scrape), else None.
 pub type FastPath = Arc<dyn Fn(&hyper::Request<Incoming>) -> Option<Response> + Send + Sync>;
 
@@ -119,10 +141,9 @@ pub async fn serve(
         };
         let client = ClientKey::from(peer.ip());
         let Some(share) = shares.take(client) else {
-            // Past its share: told so without reading anything, and closed. The
-            // socket's buffer takes these few bytes at once, or they are dropped.
+            // Past its share: told so, and closed, without waiting for anything.
             tracing::debug!(%client, "connection refused: the client holds its share of --web.max-connections");
-            let _ = stream.try_write(OVER_SHARE);
+            refuse(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
