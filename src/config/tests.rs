@@ -805,3 +805,25 @@ fn the_api_serves_ip_literals_localhost_and_allowed_hosts() {
         assert!(!serves(host), "{host} is refused");
     }
 }
+
+/// Filter names go into SQL as string literals, quoted by doubling `'`: what that
+/// cannot quote alike in every engine and SQL mode (a backslash, which MySQL reads
+/// as an escape unless NO_BACKSLASH_ESCAPES, a control character) is refused at
+/// load with its key, so no literal can be broken open.
+#[test]
+fn filter_names_that_quoting_cannot_keep_whole_are_refused() {
+    let refused = problems(&format!(
+        "{MINIMAL}    filter:\n      users:\n        deny: [\"o'brien\", 'a\\b', \"tab\\there\", \"\"]\n"
+    ));
+    let keys: Vec<&str> = refused.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "targets[0].filter.users.deny[1]",
+            "targets[0].filter.users.deny[2]",
+            "targets[0].filter.users.deny[3]",
+        ],
+        "{refused:?}"
+    );
+    assert!(refused[0].message.contains("without backslashes"));
+}
