@@ -410,15 +410,17 @@ async fn run(
     ));
     tokio::spawn(forward_sighup(reload_tx.clone(), cancel.clone()));
 
-    let mut limits = server::Limits::new(cli.max_connections as usize);
-    if let Some(per_client) = cli.max_connections_per_client {
-        limits.max_connections_per_client = per_client as usize;
-    }
-    limits.header_timeout = cli.header_timeout;
-    limits.body_timeout = cli.body_timeout;
-    limits.write_timeout = cli.write_timeout;
+    let max_connections = cli.max_connections as usize;
+    let limits = server::Limits {
+        max_connections,
+        max_connections_per_client: cli
+            .max_connections_per_client
+            .map_or_else(|| server::default_share(max_connections), |n| n as usize),
+        header_timeout: cli.header_timeout,
+        write_timeout: cli.write_timeout,
+    };
     let app = http::router(AppState {
-        body_timeout: limits.body_timeout,
+        body_timeout: cli.body_timeout,
         published: channels.published,
         telemetry_path: Arc::from(cli.telemetry_path.as_str()),
         reload: cli.enable_lifecycle.then_some(reload_tx),

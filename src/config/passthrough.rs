@@ -388,7 +388,7 @@ fn validate_access(raw: RawAccess, i: usize, check: &mut Checker) -> Access {
                     Ok(pattern) => tenants.push(pattern),
                     Err(err) => check.problem(
                         &format!("{key}.tenants[{j}]"),
-                        format!("`{glob}` is not a glob ({err}): use * and ? wildcards, e.g. \"shop_*\""),
+                        format!("`{glob}` is not a glob ({err}): use *, ? and [a-z] wildcards, e.g. \"shop_*\""),
                     ),
                 }
             }

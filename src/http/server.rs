@@ -27,10 +27,6 @@ use tokio_util::sync::CancellationToken;
 /// Open connections at most by default (--web.max-connections); more wait in the
 /// kernel's accept queue.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// The default of --web.header-timeout, --web.body-timeout and --web.write-timeout:
-/// Prometheus' default scrape timeout, so a scrape over a slow link still fits.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What a connection may hold and for how long (the --web.* flags; docs/operating.md,
 /// "Connections and deadlines").
 #[derive(Debug, Clone, Copy)]
@@ -41,27 +37,19 @@ pub struct Limits {
     /// are answered 503 and closed.
     pub max_connections_per_client: usize,
     /// The TLS handshake, a request's headers, and an idle keep-alive connection's
-    /// wait for its next request (hyper starts its header timer when it waits).
-    pub header_timeout: Duration,
-    /// A request's body, from when its handler asks for it (only the session API's
+    /// wait for its next request (hyper starts its header timer when it waits). A
+    /// body's deadline is its handler's (--web.body-timeout: only the session API's
     /// kills read one, once credentials and the route are checked).
-    pub body_timeout: Duration,
+    pub header_timeout: Duration,
     /// An answer, from the first write the client does not take at once until it has
     /// taken everything ([`WriteDeadline`]).
     pub write_timeout: Duration,
 }
 
-impl Limits {
-    /// The defaults for `max_connections`: half of them per client.
-    pub fn new(max_connections: usize) -> Self {
-        Self {
-            max_connections,
-            max_connections_per_client: (max_connections / 2).max(1),
-            header_timeout: DEFAULT_TIMEOUT,
-            body_timeout: DEFAULT_TIMEOUT,
-            write_timeout: DEFAULT_TIMEOUT,
-        }
-    }
+/// --web.max-connections-per-client by default: half of `max_connections`, so a
+/// scraper from another address always finds a slot.
+pub fn default_share(max_connections: usize) -> usize {
+    (max_connections / 2).max(1)
 }
 
 /// Bytes hyper buffers for a connection's request head (and body reads): a request
@@ -220,8 +208,8 @@ mod tests {
 
     #[test]
     fn a_client_gets_half_the_connections_by_default() {
-        assert_eq!(Limits::new(1024).max_connections_per_client, 512);
-        assert_eq!(Limits::new(16).max_connections_per_client, 8);
-        assert_eq!(Limits::new(1).max_connections_per_client, 1);
+        assert_eq!(default_share(1024), 512);
+        assert_eq!(default_share(16), 8);
+        assert_eq!(default_share(1), 1);
     }
 }

@@ -312,7 +312,7 @@ impl<B: SessionBackend> Served<B> {
                             |current| format!("the one there now started at {current}"),
                         );
                         let starts = format!(" (the one shown started at {shown}; {now})");
-                        return Err(replaced(tenant, victim.id, &starts));
+                        return Err(replaced(tenant, victim.id, &starts, "nothing was ended"));
                     }
                 }
             }
@@ -330,14 +330,12 @@ impl<B: SessionBackend> Served<B> {
                     Refusal::Failed { what, why } => Failure::unavailable(format!(
                         "target `{target}`: {what} failed ({why}); {done} of the sessions before it were ended"
                     )),
-                    Refusal::Replaced { id } => {
-                        let mut failure = replaced(tenant, id, "");
-                        failure.message = format!(
-                            "{}; {done} of the sessions before it were ended",
-                            failure.message.trim_end_matches("; nothing was ended")
-                        );
-                        failure
-                    }
+                    Refusal::Replaced { id } => replaced(
+                        tenant,
+                        id,
+                        "",
+                        &format!("{done} of the sessions before it were ended"),
+                    ),
                 });
             }
         }
@@ -348,14 +346,14 @@ impl<B: SessionBackend> Served<B> {
 
 /// The 409 of a kill whose id no longer names the session shown: it ended, and the
 /// engine may have given its id to a new one. `starts`: what was shown and what is
-/// there now, in words, or "".
-fn replaced(tenant: &str, id: u64, starts: &str) -> Failure {
+/// there now, in words, or ""; `ended`: what the request ended before it.
+fn replaced(tenant: &str, id: u64, starts: &str, ended: &str) -> Failure {
     Failure {
         status: axum::http::StatusCode::CONFLICT,
         err_code: "Exporter.Session.Replaced",
         message: format!(
             "session {id} of tenant `{tenant}` is not the session that was shown{starts}: that \
-             one ended, and the id may now name another; refresh the list; nothing was ended"
+             one ended, and the id may now name another; refresh the list; {ended}"
         ),
         field: None,
         code: None,

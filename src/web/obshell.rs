@@ -232,13 +232,15 @@ impl ObshellAuth {
         &self.public_key
     }
 
-    /// [`verify`](Self::verify) on a blocking thread, in its turn: what a request
-    /// calls. The attempt is counted before it waits.
-    pub async fn verify_async(
+    /// Checks `header` for a request to `uri` (path and query, as received) from
+    /// `peer`, at `now`. The attempt is counted first, before it waits for its turn;
+    /// the RSA work (slow by design) runs on a blocking thread, one at a time.
+    pub async fn verify(
         self: &Arc<Self>,
         header: &str,
         uri: &str,
         peer: Option<IpAddr>,
+        now: SystemTime,
     ) -> Result<Verified, HeaderError> {
         let client = peer.map(ClientKey::from);
         if let Some(client) = client {
@@ -250,33 +252,12 @@ impl ObshellAuth {
                 let (auth, header, uri) = (self.clone(), header.to_string(), uri.to_string());
                 tokio::task::spawn_blocking(move || {
                     let _turn = turn;
-                    auth.check(&header, &uri, SystemTime::now())
+                    auth.check(&header, &uri, now)
                 })
                 .await
                 .unwrap_or(Err(HeaderError::Undecryptable))
             }
         };
-        if let (Ok(_), Some(client)) = (&result, client) {
-            self.forgive_attempt(client);
-        }
-        result
-    }
-
-    /// Checks `header` for a request to `uri` (path and query, as received) from
-    /// `peer`, counting the attempt first. Slow by design (RSA): call it off the
-    /// async workers.
-    pub fn verify(
-        &self,
-        header: &str,
-        uri: &str,
-        peer: Option<IpAddr>,
-        now: SystemTime,
-    ) -> Result<Verified, HeaderError> {
-        let client = peer.map(ClientKey::from);
-        if let Some(client) = client {
-            self.begin_attempt(client)?;
-        }
-        let result = self.check(header, uri, now);
         if let (Ok(_), Some(client)) = (&result, client) {
             self.forgive_attempt(client);
         }
@@ -493,8 +474,10 @@ pub(crate) mod tests {
         element(0x30, &content)
     }
 
-    fn auth() -> ObshellAuth {
-        ObshellAuth::new(Secret::new("s3cret".into()), None, Duration::from_secs(600)).unwrap()
+    fn auth() -> Arc<ObshellAuth> {
+        Arc::new(
+            ObshellAuth::new(Secret::new("s3cret".into()), None, Duration::from_secs(600)).unwrap(),
+        )
     }
 
     fn header(auth: &ObshellAuth, password: &str, ts: i64, uri: &str) -> String {
@@ -514,23 +497,23 @@ pub(crate) mod tests {
         )
     }
 
-    #[test]
-    fn the_sdk_s_header_is_accepted_for_its_uri_only() {
+    #[tokio::test]
+    async fn the_sdk_s_header_is_accepted_for_its_uri_only() {
         let auth = auth();
         let (now, secs) = now();
         let uri = "/api/v1/tenant/t1/sessions?page=1&size=9223372036854775807";
         let good = header(&auth, "s3cret", secs + 60, uri);
-        let verified = auth.verify(&good, uri, None, now).unwrap();
+        let verified = auth.verify(&good, uri, None, now).await.unwrap();
         assert_eq!(verified.body_key, Some([7u8; 32]));
         let other = "/api/v1/tenant/t1/sessions/stats";
         assert_eq!(
-            auth.verify(&good, other, None, now).unwrap_err(),
+            auth.verify(&good, other, None, now).await.unwrap_err(),
             HeaderError::UriMismatch
         );
     }
 
-    #[test]
-    fn each_check_refuses_with_obshell_s_code() {
+    #[tokio::test]
+    async fn each_check_refuses_with_obshell_s_code() {
         let auth = auth();
         let (now, secs) = now();
         let uri = "/api/v1/tenant/t1/sessions";
@@ -555,26 +538,29 @@ pub(crate) mod tests {
             ),
             ("A".repeat(MAX_HEADER_BYTES + 4), HeaderError::Undecryptable),
         ] {
-            assert_eq!(auth.verify(&header, uri, None, now).unwrap_err(), expected);
+            assert_eq!(
+                auth.verify(&header, uri, None, now).await.unwrap_err(),
+                expected
+            );
         }
         assert_eq!(HeaderError::Undecryptable.code(), 1);
         assert_eq!(HeaderError::Expired.code(), 10008);
     }
 
-    #[test]
-    fn a_header_for_another_key_is_undecryptable() {
+    #[tokio::test]
+    async fn a_header_for_another_key_is_undecryptable() {
         let (mine, theirs) = (auth(), auth());
         let (now, secs) = now();
         let uri = "/api/v1/tenant/t1/sessions";
         let foreign = header(&theirs, "s3cret", secs + 60, uri);
         assert_eq!(
-            mine.verify(&foreign, uri, None, now).unwrap_err(),
+            mine.verify(&foreign, uri, None, now).await.unwrap_err(),
             HeaderError::Undecryptable
         );
     }
 
-    #[test]
-    fn failures_are_limited_per_client_address() {
+    #[tokio::test]
+    async fn failures_are_limited_per_client_address() {
         let auth = auth();
         let (now, secs) = now();
         let uri = "/x";
@@ -582,53 +568,63 @@ pub(crate) mod tests {
             ("127.0.0.9".parse().unwrap(), "127.0.0.8".parse().unwrap());
         for _ in 0..MAX_FAILURES {
             assert_eq!(
-                auth.verify("AAAA", uri, Some(attacker), now).unwrap_err(),
+                auth.verify("AAAA", uri, Some(attacker), now)
+                    .await
+                    .unwrap_err(),
                 HeaderError::Undecryptable
             );
         }
         let good = header(&auth, "s3cret", secs + 60, uri);
         assert_eq!(
-            auth.verify(&good, uri, Some(attacker), now).unwrap_err(),
+            auth.verify(&good, uri, Some(attacker), now)
+                .await
+                .unwrap_err(),
             HeaderError::TooManyAttempts
         );
-        assert!(auth.verify(&good, uri, Some(other), now).is_ok());
+        assert!(auth.verify(&good, uri, Some(other), now).await.is_ok());
         // Good headers do not use up the budget.
         for _ in 0..(2 * MAX_FAILURES) {
-            assert!(auth.verify(&good, uri, Some(other), now).is_ok());
+            assert!(auth.verify(&good, uri, Some(other), now).await.is_ok());
         }
     }
 
-    #[test]
-    fn ipv6_clients_are_counted_per_64() {
+    #[tokio::test]
+    async fn ipv6_clients_are_counted_per_64() {
         let auth = auth();
         let (now, _) = now();
         for i in 0..MAX_FAILURES {
             let address: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
             assert_eq!(
-                auth.verify("AAAA", "/x", Some(address), now).unwrap_err(),
+                auth.verify("AAAA", "/x", Some(address), now)
+                    .await
+                    .unwrap_err(),
                 HeaderError::Undecryptable
             );
         }
         let fresh: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
         assert_eq!(
-            auth.verify("AAAA", "/x", Some(fresh), now).unwrap_err(),
+            auth.verify("AAAA", "/x", Some(fresh), now)
+                .await
+                .unwrap_err(),
             HeaderError::TooManyAttempts,
             "a new address of the same /64 has no new budget"
         );
         let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
         assert_eq!(
-            auth.verify("AAAA", "/x", Some(elsewhere), now).unwrap_err(),
+            auth.verify("AAAA", "/x", Some(elsewhere), now)
+                .await
+                .unwrap_err(),
             HeaderError::Undecryptable
         );
     }
 
-    #[test]
-    fn many_clients_never_make_it_forget_everyone() {
+    #[tokio::test]
+    async fn many_clients_never_make_it_forget_everyone() {
         let auth = auth();
         let (now, _) = now();
         let attacker: IpAddr = "127.0.0.9".parse().unwrap();
         for _ in 0..MAX_FAILURES {
-            let _ = auth.verify("AAAA", "/x", Some(attacker), now);
+            let _ = auth.verify("AAAA", "/x", Some(attacker), now).await;
         }
         // As many other clients as are tracked, one attempt each (counted without
         // the RSA work).
@@ -640,20 +636,24 @@ pub(crate) mod tests {
         // Windows of one attempt went, one at a time: the attacker, refused, is
         // still counted, and so is a later one.
         assert_eq!(
-            auth.verify("AAAA", "/x", Some(attacker), now).unwrap_err(),
+            auth.verify("AAAA", "/x", Some(attacker), now)
+                .await
+                .unwrap_err(),
             HeaderError::TooManyAttempts,
             "the refused client is the last to be forgotten"
         );
         let later: IpAddr = "127.0.0.10".parse().unwrap();
         for _ in 0..MAX_FAILURES {
-            let _ = auth.verify("AAAA", "/x", Some(later), now);
+            let _ = auth.verify("AAAA", "/x", Some(later), now).await;
         }
         for i in 0..10u32 {
             let client = ClientKey::from(IpAddr::from(std::net::Ipv4Addr::from(0x0b00_0000 + i)));
             auth.begin_attempt(client).unwrap();
         }
         assert_eq!(
-            auth.verify("AAAA", "/x", Some(later), now).unwrap_err(),
+            auth.verify("AAAA", "/x", Some(later), now)
+                .await
+                .unwrap_err(),
             HeaderError::TooManyAttempts,
             "ten new clients do not wipe the others"
         );
