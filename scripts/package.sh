@@ -4,8 +4,14 @@
 #   target/package/session-exporter-<version>-1.<arch>.rpm   (cargo-generate-rpm)
 # and stages target/package/session_exporter, the stripped binary that both packages
 # and deploy/docker/Dockerfile take. Prints the paths of the two packages, one per line,
-# on stdout. `--build-only` stops after the release build.
+# on stdout.
 #   ./scripts/package.sh && sudo apt-get install ./target/package/session-exporter_*.deb
+# Options (one at most):
+#   --tools-only     install the packaging tools (below) and stop;
+#   --build-only     stop after the release build;
+#   --binary PATH    package PATH instead of a release build: a binary built the same
+#                    way (cargo-zigbuild, glibc 2.17) in another profile. The test
+#                    command packages its test build's binary so (scripts/test.sh).
 #
 # The binary is linked against glibc 2.17 (cargo-zigbuild, with zig from PyPI), not
 # against this machine's: a build on Debian 12 would need glibc 2.34 and refuse to start
@@ -14,6 +20,14 @@
 # when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=${1:-}
+case "$mode" in
+  "" | --tools-only | --build-only) ;;
+  --binary)
+    [ $# -eq 2 ] && [ -x "$2" ] || { echo "package: --binary needs an executable file, got '${2:-}'" >&2; exit 2; }
+    given=$(realpath "$2") ;;
+  *) echo "usage: $0 [--tools-only | --build-only | --binary PATH]" >&2; exit 2 ;;
+esac
 
 CARGO_DEB_VERSION=3.8.0
 CARGO_GENERATE_RPM_VERSION=0.21.0
@@ -52,11 +66,18 @@ if [ ${#missing[@]} -gt 0 ]; then
     cargo install --quiet --locked --force --target-dir "$tools_target" "${missing[@]}" >&2
 fi
 
-triple="$(uname -m)-unknown-linux-gnu"
-cargo zigbuild --release --locked --target "$triple.$GLIBC_VERSION" --bin session_exporter >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-built="$target_dir/$triple/release/session_exporter"
-if [ "${1:-}" = --build-only ]; then
+if [ "$mode" = --tools-only ]; then
+  exit 0
+fi
+if [ "$mode" = --binary ]; then
+  built=$given
+else
+  triple="$(uname -m)-unknown-linux-gnu"
+  cargo zigbuild --release --locked --target "$triple.$GLIBC_VERSION" --bin session_exporter >&2
+  target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  built="$target_dir/$triple/release/session_exporter"
+fi
+if [ "$mode" = --build-only ]; then
   exit 0
 fi
 

@@ -2,9 +2,10 @@
 # Runs every test: unit tests, and integration tests against real MariaDB, seekdb and
 # PostgreSQL servers, promtool, and the .deb, .rpm and image built and used for real.
 # Installs what is missing (Debian packages, PyPI packages, the packaging tools
-# of scripts/package.sh) and starts the servers on loopback; servers this run started are
-# stopped at the end unless SE_KEEP_SERVERS=1 (keeping them makes the next run start in
-# a second).
+# of scripts/package.sh) and starts the servers on loopback; servers this run started
+# are stopped at the end unless SE_KEEP_SERVERS=1 (keeping them makes the next run start
+# in a second). With no arguments it checks the code's form first, as CI does:
+# `cargo fmt --check` and clippy with -D warnings.
 # Extra arguments go to `cargo test`, e.g. `./scripts/test.sh --test mariadb`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,10 +18,20 @@ if [ "$started_here" = 1 ] && [ "${SE_KEEP_SERVERS:-0}" != 1 ]; then
   trap 'bash scripts/test-servers.sh stop' EXIT
 fi
 
-# The whole suite builds, installs and runs the packages (tests/it/packages.rs): make
-# their release build first, so that it does not compete with the other tests for
-# the CPU. (Run alone, the package tests make it themselves.)
+# One build serves every test, the packages' included: the tests are built with
+# cargo-zigbuild against glibc 2.17, the way scripts/package.sh links a release, so
+# tests/it/packages.rs packages the test build's own binary (SE_TEST_BUILD_GLIBC says
+# so) instead of waiting for a release build of its own. The packaging tools come first:
+# package.sh installs cargo-zigbuild and zig with them.
+bash scripts/package.sh --tools-only
+export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+export SE_TEST_BUILD_GLIBC=2.17
+target="$(uname -m)-unknown-linux-gnu.$SE_TEST_BUILD_GLIBC"
+
+# The whole suite also holds the code to its form, as CI: rustfmt's layout, and no
+# clippy warning (its check build shares the build scripts' output with the tests').
 if [ $# -eq 0 ]; then
-  bash scripts/package.sh --build-only
+  cargo fmt --all --check
+  cargo-zigbuild clippy --locked --all-targets --target "$target" -- -D warnings
 fi
-cargo test --locked "$@"
+cargo-zigbuild test --locked --target "$target" "$@"

@@ -32,17 +32,23 @@ struct Built {
 }
 
 /// Runs `scripts/package.sh` once for every test of this module (it rebuilds
-/// target/package/ from scratch, so two runs at once would race).
+/// target/package/ from scratch, so two runs at once would race). Under
+/// `scripts/test.sh`, whose build links against glibc 2.17 as a release does
+/// (`SE_TEST_BUILD_GLIBC`), it packages the binary these tests run; else it makes its
+/// own release build.
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         // An operator's environment, not `cargo test`'s: build scripts rerun when
         // variables such as CARGO_PKG_NAME or OUT_DIR differ from the last build's,
-        // and the release build `scripts/test.sh` made beforehand would be redone.
+        // and a release build made beforehand would be redone.
         let mut package = Command::new("bash");
         package
             .arg(Path::new(ROOT).join("scripts/package.sh"))
             .env_clear();
+        if std::env::var_os("SE_TEST_BUILD_GLIBC").is_some() {
+            package.args(["--binary", env!("CARGO_BIN_EXE_session_exporter")]);
+        }
         for name in [
             "PATH",
             "HOME",
