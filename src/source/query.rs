@@ -1,17 +1,13 @@
-//! Statements sent over a MySQL-protocol connection (OceanBase, seekdb, MySQL,
-//! MariaDB): the exporter's own sessions written into them, the probes of optional
-//! relations and columns, a cycle's [`Statements`] run into [`Rows`], and the
-//! driver's values read as [`Cell`]s. What the statements say, and how their rows are
-//! decoded, is [`super::sql`]'s: it knows nothing of the driver.
+//! Statements sent over a MySQL-protocol connection: the exporter's own sessions
+//! written into them, the driver as a cycle's [`Connection`], the probes of optional
+//! relations and columns, and the driver's values read as [`Cell`]s. Which statements
+//! a cycle sends is its kind's; how rows are decoded is [`super::sql`]'s, which knows
+//! nothing of the driver.
 
 use super::conn::{classify, is_missing_or_denied_relation};
 use super::error::SourceError;
-use super::sql::{
-    bad_answer, parse_number, Cell, Connections, Pass, PeriodicReads, RowContext, Rows, Shape,
-    Statements, OWN_SESSIONS, TAG,
-};
+use super::sql::{bad_answer, parse_number, Cell, Connection, PeriodicReads, OWN_SESSIONS, TAG};
 use crate::config::Database;
-use crate::stats::Collected;
 use mysql_async::Value;
 
 /// `sql` with [`OWN_SESSIONS`] replaced by `CONNECTION_ID()` and the ids of every
@@ -26,84 +22,20 @@ pub fn with_own_sessions(conn: &mysql_async::Conn, sql: &str) -> String {
     sql.replace(OWN_SESSIONS, &list)
 }
 
-impl Statements {
-    /// Runs the cycle's statements on `conn` and adds their rows up. `tenants` are
-    /// present even without rows; `shape` says which read of the sessions to send, and
-    /// is updated for the next cycle.
-    pub async fn run(
-        &self,
-        conn: &mut mysql_async::Conn,
-        ctx: &RowContext<'_>,
-        tenants: &[&str],
-        shape: &mut Shape,
-    ) -> Result<Collected, SqlError> {
-        self.run_with(conn, ctx, tenants, shape, None).await
-    }
+impl Connection for mysql_async::Conn {
+    type Cell<'r> = Value;
+    type Error = mysql_async::Error;
 
-    /// [`Statements::run`], counting applications by the connections' `programs`
-    /// (see [`Statements::programs`]), which learns the new connections.
-    pub async fn run_with(
-        &self,
-        conn: &mut mysql_async::Conn,
-        ctx: &RowContext<'_>,
-        tenants: &[&str],
-        shape: &mut Shape,
-        programs: Option<&mut Connections>,
-    ) -> Result<Collected, SqlError> {
-        let mut rows = Rows::new(ctx, tenants);
-        if let (Some(programs), Some(_)) = (programs, &self.programs) {
-            rows = rows.with_connections(programs);
-        }
-        if let Some(particulars) = &self.particulars {
-            read(conn, particulars, &mut rows, Pass::Particulars).await?;
-        }
-        let pass = match self.session_read {
-            true => Pass::PerSession,
-            false => Pass::Groups,
-        };
-        let sql = match &self.ungrouped {
-            Some(ungrouped) if shape.ungrouped => ungrouped,
-            _ => &self.groups,
-        };
-        if !rows.failed() {
-            read(conn, sql, &mut rows, pass).await?;
-        }
-        if let Some(fallback) = self
-            .fallback
-            .as_ref()
-            .filter(|_| rows.held() && !rows.failed())
-        {
-            read(conn, fallback, &mut rows, Pass::Fallback).await?;
-        }
-        if let Some(prefix) = &self.programs {
-            let unknown = rows.unknown_programs();
-            if !unknown.is_empty() {
-                read(
-                    conn,
-                    &Connections::statement(prefix, &unknown),
-                    &mut rows,
-                    Pass::Programs,
-                )
-                .await?;
-                rows.settle_programs(&unknown);
-            }
-        }
-        if let Some(activity) = self.activity.as_ref().filter(|_| rows.wants_activity()) {
-            let sql = match &self.activity_known {
-                Some(known) if !rows.needs_threads() => known,
-                _ => activity,
-            };
-            read(conn, sql, &mut rows, Pass::Activity).await?;
-        }
-        if let Some(details) = &self.details {
-            if rows.seen().lock_waits && !rows.failed() {
-                read(conn, details, &mut rows, Pass::Details).await?;
-            }
-        }
-        if self.ungrouped.is_some() && !rows.failed() {
-            *shape = rows.next_shape(*shape);
-        }
-        rows.finish().map_err(SqlError::Answer)
+    /// Writes this process's own session ids where the statement says
+    /// [`OWN_SESSIONS`], and streams the rows as the server sends them.
+    async fn rows<F>(&mut self, sql: &str, mut each: F) -> Result<(), mysql_async::Error>
+    where
+        F: for<'r> FnMut(Vec<Value>) + Send,
+    {
+        use mysql_async::prelude::Queryable;
+        let sql = with_own_sessions(self, sql);
+        let mut result = self.query_iter(sql).await?;
+        result.for_each(|row| each(row.unwrap())).await
     }
 }
 
@@ -146,13 +78,8 @@ pub async fn has_column(
     }
 }
 
-/// Why a statement gave no statistics: the driver failed (classified by the caller,
-/// who knows what it was doing), or the server's answer is not what we asked for.
-#[derive(Debug)]
-pub enum SqlError {
-    Driver(mysql_async::Error),
-    Answer(SourceError),
-}
+/// Why a statement over a MySQL-protocol connection gave no statistics.
+pub type SqlError = super::sql::SqlError<mysql_async::Error>;
 
 impl From<mysql_async::Error> for SqlError {
     fn from(err: mysql_async::Error) -> Self {
@@ -169,23 +96,6 @@ impl SqlError {
             SqlError::Answer(err) => err,
         }
     }
-}
-
-/// Sends `sql` and adds its rows, decoded as `pass` says, to `rows` as they arrive:
-/// one statement of a cycle that may send several.
-pub async fn read(
-    conn: &mut mysql_async::Conn,
-    sql: &str,
-    rows: &mut Rows<'_>,
-    pass: Pass,
-) -> Result<(), SqlError> {
-    use mysql_async::prelude::Queryable;
-    let sql = with_own_sessions(conn, sql);
-    let mut result = conn.query_iter(sql).await?;
-    result
-        .for_each(|row| rows.add_as(row.unwrap(), pass))
-        .await?;
-    Ok(())
 }
 
 /// Sends a statement of periodic reads and keeps what it found in `reads` for the
@@ -223,23 +133,28 @@ pub async fn read_periodic(
     reads.failed();
 }
 
-/// [`read`] for a statement with parameters (a passthrough request's tenant), which
-/// are bound by the server, never written into the SQL text. The prepared statement
-/// is closed after use: with no statement cache, the driver would otherwise leave it
-/// open on the connection (and OceanBase soon refuses with "maximum open cursors").
+/// [`read`](super::sql::read) for a statement with parameters (a session API
+/// request's tenant), which are bound by the server, never written into the SQL text.
+/// The prepared statement is closed after use: with no statement cache, the driver
+/// would otherwise leave it open on the connection (and OceanBase soon refuses with
+/// "maximum open cursors").
 pub async fn read_bound(
     conn: &mut mysql_async::Conn,
     sql: &str,
     params: mysql_async::Params,
-    rows: &mut Rows<'_>,
-    pass: Pass,
+    mut each: impl FnMut(Vec<Value>) -> Result<(), SourceError> + Send,
 ) -> Result<(), SqlError> {
     use mysql_async::prelude::Queryable;
     let sql = with_own_sessions(conn, sql);
     let statement = conn.prep(sql).await?;
+    let mut refused = None;
     let read = match conn.exec_iter(&statement, params).await {
         Ok(mut result) => result
-            .for_each(|row| rows.add_as(row.unwrap(), pass))
+            .for_each(|row| {
+                if refused.is_none() {
+                    refused = each(row.unwrap()).err();
+                }
+            })
             .await
             .map_err(SqlError::from),
         Err(err) => Err(err.into()),
@@ -247,7 +162,10 @@ pub async fn read_bound(
     let closed = conn.close(statement).await;
     read?;
     closed?;
-    Ok(())
+    match refused {
+        Some(err) => Err(SqlError::Answer(err)),
+        None => Ok(()),
+    }
 }
 
 /// Sends a kind's statement of the pile-up (see [`super::sql::add_pileup_row`]),

@@ -8,6 +8,8 @@
 //! through the `MAX_EXECUTION_TIME` hint that only MySQL reads, so one statement
 //! serves both without asking the server which it is.
 
+mod connections;
+mod cycle;
 mod deadlock;
 mod sessions;
 
@@ -18,11 +20,13 @@ use super::conn::{classify, Connector};
 use super::error::SourceError;
 use super::query::{probe_relation, read_periodic};
 use super::sql::{
-    filter_conditions, host_without_port, mysql_limits, Connections, Grouping, LockWait,
-    PeriodicReads, RowContext, Rules, Shape, Statements, OWN_SESSIONS, TAG,
+    filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
+    RowContext, Rules, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Mysql, Target};
 use crate::stats::Collected;
+use connections::Connections;
+use cycle::Cycle;
 use std::time::Duration;
 
 /// `COMMAND` values that do not count as active: an idle client (`Sleep`), server
@@ -62,7 +66,7 @@ pub struct MysqlSource {
 
 /// What [`MysqlSource::prepare`] wrote for this account and server.
 struct Prepared {
-    statements: Statements,
+    cycle: Cycle,
     database: Database,
     /// The statement of periodic reads ([`periodic_sql`]), when a part of it is on.
     periodic: Option<String>,
@@ -146,13 +150,13 @@ impl MysqlSource {
             unread.extend(self.check_performance_schema(conn, parts, flavour).await?);
         }
         let periodic = periodic_sql(database.collect, users, flavour);
-        let statements = statements(&database, self.collect_timeout, lock_waits);
-        statements.log(&self.name);
+        let cycle = cycle(&database, self.collect_timeout, lock_waits);
+        cycle.log(&self.name);
         if let Some(periodic) = &periodic {
             tracing::debug!(target = %self.name, sql = %periodic, "statement of limits and deadlocks");
         }
         Ok(Prepared {
-            statements,
+            cycle,
             database,
             periodic,
             unread,
@@ -305,14 +309,8 @@ impl MysqlSource {
         };
         let ctx = row_context(&prepared.database, &self.name);
         let collected = prepared
-            .statements
-            .run_with(
-                &mut conn,
-                &ctx,
-                &[&self.name],
-                &mut Shape::default(),
-                Some(&mut self.programs),
-            )
+            .cycle
+            .run(&mut conn, &ctx, &mut self.programs)
             .await
             .map_err(|e| e.classify(&self.database, WHAT, GRANT));
         let collected = match (collected, &prepared.periodic) {
@@ -363,7 +361,6 @@ fn row_context<'a>(database: &'a Database, tenant: &'a str) -> RowContext<'a> {
 const RULES: Rules = Rules {
     active: |command, _| !IDLE_COMMANDS.contains(&command),
     in_transaction: |_| true,
-    empty_client_read_again: false,
     lock_wait: |transaction, state| {
         if transaction == "LOCK WAIT" {
             LockWait::Row
@@ -477,12 +474,12 @@ fn periodic_sql(
     (!reads.is_empty()).then(|| format!("{TAG} {}", reads.join(" UNION ALL ")))
 }
 
-/// The statements of every cycle (see [`Statements`]): the grouping, the top
-/// sessions, and who blocks whom when a thread waits (blockers come from
-/// `lock_waits` when the server lets the account read it).
-fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWaits>) -> Statements {
+/// The statements of every cycle (see [`Cycle`]): the grouping, the top sessions,
+/// and who blocks whom when a thread waits (blockers come from `lock_waits` when the
+/// server lets the account read it).
+fn cycle(database: &Database, timeout: Duration, lock_waits: Option<LockWaits>) -> Cycle {
     let grouping = grouping(database, timeout);
-    let details = lock_waits
+    let blockers = lock_waits
         .filter(|_| database.collect.locks)
         .map(|lock_waits| {
             let Grouping {
@@ -535,15 +532,10 @@ fn statements(database: &Database, timeout: Duration, lock_waits: Option<LockWai
         )
     };
     let on = parts.waits || parts.statements;
-    Statements {
-        groups: grouping.statement(),
-        session_read: false,
-        ungrouped: None,
-        particulars: None,
-        fallback: None,
-        details,
-        activity: on.then(|| activity(true)),
-        activity_known: on.then(|| activity(false)),
+    Cycle {
+        grouping: grouping.statement(),
+        blockers,
+        activity: on.then(|| (activity(true), activity(false))),
         programs: parts.applications.then(|| grouping.prefix.clone()),
     }
 }
@@ -588,7 +580,7 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
             "NULL".to_string()
         },
         application: "NULL".to_string(),
-        // Each connection's program is known by its id (see `sql::programs`).
+        // Each connection's program is known by its id (see `connections`).
         ids: match parts.applications {
             true => "GROUP_CONCAT(p.ID)".to_string(),
             false => "NULL".to_string(),
@@ -617,316 +609,17 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
 mod tests {
     use super::*;
     use crate::config::testing;
-    use crate::source::sql::fixtures::{counts as c, detail, group, idle, pairs, row};
-    use crate::source::sql::{Pass, Rows};
-    use crate::stats::{Parts, NONE_LABEL};
-
-    /// The activity of the active threads the grouping kept apart, joined through
-    /// their thread ids: a thread's innermost wait is its latest; a session the
-    /// statement does not find, or finds waiting for nothing, is on CPU; a thread the
-    /// grouping did not see active is not counted. The waits add up to the active
-    /// sessions.
-    #[test]
-    fn activity_rows_count_each_active_thread_once() {
-        let database = testing::database("monitor", 3306);
-        let ctx = row_context(&database, "maria");
-        let mut rows = Rows::new(&ctx, &["maria"]);
-        let active = |id: &'static str| {
-            group(&[
-                ("db", "shop"),
-                ("user", "app"),
-                ("command", "Query"),
-                ("state", "User sleep"),
-                ("sessions", "1"),
-                ("time", "3"),
-                ("session", id),
-                ("application", "it-batch"),
-            ])
-        };
-        for id in ["7", "8", "10"] {
-            rows.add_as(active(id), Pass::Groups);
-        }
-        rows.add_as(
-            group(&[("command", "Sleep"), ("sessions", "4")]),
-            Pass::Groups,
-        );
-        assert!(rows.wants_activity());
-        for text in [
-            "0|7|107|∅",
-            "0|8|108|∅",
-            "0|9|109|∅",
-            "0|10|110|∅",
-            "1|107|5|wait/synch/mutex/innodb/lock_mutex",
-            "1|107|9|wait/io/table/sql/handler",
-            "1|109|4|wait/io/file/innodb/innodb_data_file",
-            "2|107|∅|d1",
-            "2|110|∅|d1",
-            "2|109|∅|d2",
-        ] {
-            rows.add_as(row(text), Pass::Activity);
-        }
-        let tenants = rows.finish().unwrap().into_tenants();
-        let t = &tenants["maria"];
-        let waits: Vec<(&str, &str, u64)> = t
-            .by_wait
-            .iter()
-            .map(|((class, event), n)| (class.as_str(), event.as_str(), *n))
-            .collect();
-        assert_eq!(
-            waits,
-            [
-                ("CPU", "CPU", 2),
-                ("wait/io/table", "wait/io/table/sql/handler", 1)
-            ]
-        );
-        assert_eq!(t.active_sessions, 3);
-        assert_eq!(
-            t.by_statement.iter().collect::<Vec<_>>(),
-            [(&"d1".to_string(), &2)]
-        );
-        assert_eq!(
-            pairs(&t.by_application),
-            [(NONE_LABEL, c(4, 0)), ("it-batch", c(3, 3))]
-        );
-        let mut bad = Rows::new(&ctx, &["maria"]);
-        bad.add_as(row("1|x|1|wait/io"), Pass::Activity);
-        assert!(bad.finish().is_err(), "a session id that is not a number");
-    }
-
-    /// A thread id read once serves the next cycles: the statement of activity then
-    /// leaves out the threads' read, and the waits are still found.
-    #[test]
-    fn known_threads_need_no_second_read() {
-        let database = testing::database("monitor", 3306);
-        let ctx = row_context(&database, "maria");
-        let mut connections = Connections::default();
-        let busy = || {
-            group(&[
-                ("command", "Query"),
-                ("sessions", "1"),
-                ("session", "7"),
-                ("ids", "7"),
-            ])
-        };
-        for (cycle, rows_of_activity) in [
-            (1, &["0|7|107|∅", "1|107|3|wait/io/table/sql/handler"][..]),
-            (2, &["1|107|4|wait/io/table/sql/handler"][..]),
-        ] {
-            let mut rows = Rows::new(&ctx, &["maria"]).with_connections(&mut connections);
-            rows.add_as(busy(), Pass::Groups);
-            assert_eq!(rows.needs_threads(), cycle == 1, "cycle {cycle}");
-            rows.settle_programs(&rows.unknown_programs());
-            for text in rows_of_activity {
-                rows.add_as(row(text), Pass::Activity);
-            }
-            let tenants = rows.finish().unwrap().into_tenants();
-            let waits: Vec<_> = tenants["maria"].by_wait.keys().cloned().collect();
-            assert_eq!(
-                waits,
-                [(
-                    "wait/io/table".to_string(),
-                    "wait/io/table/sql/handler".to_string()
-                )],
-                "cycle {cycle}"
-            );
-        }
-    }
-
-    /// Applications by connection: each group sends its connection ids, the
-    /// programs of those not seen before are read once, and the sessions are counted
-    /// by them; the next cycle reads only the new connections, and forgets the ended.
-    #[test]
-    fn applications_are_counted_by_connection_each_read_once() {
-        let database = testing::database("monitor", 3306);
-        let ctx = row_context(&database, "maria");
-        let mut programs = Connections::default();
-        let idle = |ids: &'static str, n: &'static str| {
-            group(&[("command", "Sleep"), ("sessions", n), ("ids", ids)])
-        };
-        let mut rows = Rows::new(&ctx, &["maria"]).with_connections(&mut programs);
-        rows.add_as(idle("1,2,3", "3"), Pass::Groups);
-        rows.add_as(
-            group(&[
-                ("command", "Query"),
-                ("sessions", "1"),
-                ("session", "4"),
-                ("ids", "4"),
-            ]),
-            Pass::Groups,
-        );
-        assert_eq!(rows.unknown_programs(), [1, 2, 3, 4]);
-        rows.add_as(row("1|web"), Pass::Programs);
-        rows.add_as(row("4|batch"), Pass::Programs);
-        rows.settle_programs(&[1, 2, 3, 4]);
-        let tenants = rows.finish().unwrap().into_tenants();
-        assert_eq!(
-            pairs(&tenants["maria"].by_application),
-            [(NONE_LABEL, c(2, 0)), ("batch", c(1, 1)), ("web", c(1, 0))]
-        );
-        // Connection 1 has ended, 5 is new; an id list cut short counts the rest as none.
-        let mut rows = Rows::new(&ctx, &["maria"]).with_connections(&mut programs);
-        rows.add_as(idle("2,3,5", "4"), Pass::Groups);
-        assert_eq!(rows.unknown_programs(), [5]);
-        rows.settle_programs(&[5]);
-        let tenants = rows.finish().unwrap().into_tenants();
-        assert_eq!(
-            pairs(&tenants["maria"].by_application),
-            [(NONE_LABEL, c(4, 0))]
-        );
-        let rows = Rows::new(&ctx, &["maria"]).with_connections(&mut programs);
-        assert_eq!(rows.unknown_programs(), Vec::<u64>::new());
-        let mut rows = Rows::new(&ctx, &["maria"]).with_connections(&mut programs);
-        rows.add_as(idle("1", "1"), Pass::Groups);
-        assert_eq!(
-            rows.unknown_programs(),
-            [1],
-            "ended connections are forgotten"
-        );
-    }
-
-    /// Fixed rows in, exact statistics out: the one tenant is the target's name and
-    /// the server its host; a NULL DB is `__none__`, while the string `NULL` is a
-    /// database of that name here (only OceanBase writes it for none); background
-    /// threads without a host are `__none__` clients. Sessions kept in rows of their
-    /// own count like any other, and are the top sessions and the blockers.
-    #[test]
-    fn processlist_rows_give_exact_statistics() {
-        let database = testing::database("monitor", 3306);
-        let ctx = row_context(&database, "maria");
-        let mut rows = Rows::new(&ctx, &["maria"]);
-        let shop = [("db", "shop"), ("user", "app"), ("client", "10.0.0.100")];
-        let sleeping = [("command", "Sleep"), ("state", "")];
-        let with = |parts: &[&[(&'static str, &'static str)]]| parts.concat();
-        for (values, pass) in [
-            (
-                group(&with(&[
-                    &shop,
-                    &sleeping,
-                    &[("transaction", "RUNNING"), ("sessions", "3")],
-                    &[("time", "60"), ("transaction_age", "120")],
-                ])),
-                Pass::Groups,
-            ),
-            (
-                group(&with(&[
-                    &shop,
-                    &sleeping,
-                    &[("sessions", "1"), ("time", "5")],
-                ])),
-                Pass::Groups,
-            ),
-            (
-                group(&with(&[
-                    &shop,
-                    &[("command", "Query"), ("state", "Updating")],
-                    &[("transaction", "LOCK WAIT"), ("sessions", "1")],
-                    &[("time", "7"), ("transaction_age", "9")],
-                    &[("lock_wait", "7"), ("session", "42")],
-                ])),
-                Pass::Groups,
-            ),
-            (
-                group(&with(&[
-                    &[("user", "app"), ("client", "10.0.0.101")],
-                    &sleeping,
-                    &[("transaction", "RUNNING"), ("sessions", "1")],
-                    &[("time", "250"), ("transaction_age", "300")],
-                ])),
-                Pass::Groups,
-            ),
-            (
-                group(&with(&[
-                    &[("db", "NULL"), ("user", "odd"), ("client", "10.0.0.101")],
-                    &sleeping,
-                    &[("sessions", "1"), ("time", "0")],
-                ])),
-                Pass::Groups,
-            ),
-            (
-                group(&with(&[
-                    &[("user", "system user"), ("client", "")],
-                    &[("command", "Query"), ("state", "")],
-                    &[("sessions", "1"), ("time", "86400"), ("session", "5")],
-                ])),
-                Pass::Groups,
-            ),
-            (
-                detail(&[
-                    ("id", "17"),
-                    ("user", "app"),
-                    ("client", "10.0.0.101"),
-                    ("waiters", "1"),
-                    ("active", "0"),
-                ]),
-                Pass::Details,
-            ),
-        ] {
-            rows.add_as(values, pass);
-        }
-        let tenants = rows.finish().unwrap().into_tenants();
-        assert_eq!(tenants.keys().collect::<Vec<_>>(), ["maria"]);
-        let t = &tenants["maria"];
-        assert_eq!(
-            (t.sessions, t.active_sessions, t.max_active_time),
-            (8, 2, 86400.0)
-        );
-        assert_eq!(
-            (t.transaction_sessions, t.idle_in_transaction_sessions),
-            (5, 4)
-        );
-        assert_eq!(
-            (t.max_transaction_age, t.max_idle_in_transaction),
-            (300.0, 250.0)
-        );
-        assert_eq!((t.lock_waiting_sessions, t.max_lock_wait), (1, 7.0));
-        assert_eq!(
-            pairs(&t.by_db),
-            [("NULL", c(1, 0)), (NONE_LABEL, c(2, 1)), ("shop", c(5, 1))]
-        );
-        assert_eq!(
-            pairs(&t.by_client),
-            [
-                ("10.0.0.100", c(5, 1)),
-                ("10.0.0.101", c(2, 0)),
-                (NONE_LABEL, c(1, 1))
-            ]
-        );
-        assert_eq!(t.by_server.keys().collect::<Vec<_>>(), ["10.0.0.1"]);
-        let state = |command: &str, state: &str| (command.to_string(), state.to_string());
-        assert_eq!(
-            t.by_state,
-            [
-                (state("Query", NONE_LABEL), 1),
-                (state("Query", "Updating"), 1),
-                (state("Sleep", NONE_LABEL), 6),
-            ]
-            .into()
-        );
-        assert_eq!(idle(&t.by_user), [("app", 4)]);
-        assert_eq!(idle(&t.by_client), [("10.0.0.100", 3), ("10.0.0.101", 1)]);
-        let top: Vec<(u64, &str, &str)> = t
-            .top
-            .iter()
-            .map(|s| (s.session_id, s.user.as_str(), s.sql_id.as_str()))
-            .collect();
-        assert_eq!(top, [(5, "system user", ""), (42, "app", "")]);
-        let blockers: Vec<(u64, &str, &str, u64)> = t
-            .blockers
-            .iter()
-            .map(|b| (b.session_id, b.user.as_str(), b.client.as_str(), b.waiters))
-            .collect();
-        assert_eq!(blockers, [(17, "app", "10.0.0.101", 1)]);
-    }
+    use crate::stats::Parts;
 
     #[test]
     fn every_statement_bounds_itself_on_both_servers() {
         let mut database = testing::database("monitor", 3306);
-        let st = statements(
+        let st = cycle(
             &database,
             Duration::from_millis(2500),
             Some(LockWaits::InformationSchema),
         );
-        for sql in [&st.groups, st.details.as_ref().unwrap()] {
+        for sql in [&st.grouping, st.blockers.as_ref().unwrap()] {
             assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) */ "), "{sql}");
             assert!(
                 sql.contains(&format!("WHERE p.ID NOT IN ({OWN_SESSIONS})")),
@@ -934,7 +627,7 @@ mod tests {
             );
             assert!(!sql.contains("INFO"), "statistics never read the SQL text");
         }
-        let sql = &st.groups;
+        let sql = &st.grouping;
         assert_eq!(
             sql.matches("information_schema.PROCESSLIST").count(),
             1,
@@ -951,40 +644,34 @@ mod tests {
             "active threads are kept apart, the top sessions, by default: {sql}"
         );
         assert!(st
-            .details
+            .blockers
             .as_ref()
             .unwrap()
             .contains("FROM information_schema.INNODB_LOCK_WAITS lw"));
+        let (with_threads, without) = st.activity.as_ref().unwrap();
         assert!(
-            st.activity
-                .as_ref()
-                .unwrap()
-                .contains("FROM performance_schema.events_waits_current w WHERE"),
+            with_threads.contains("FROM performance_schema.events_waits_current w WHERE"),
             "{st:?}"
         );
-        assert!(!st
-            .activity_known
-            .as_ref()
-            .unwrap()
-            .contains("performance_schema.threads"));
+        assert!(!without.contains("performance_schema.threads"));
         // Without top sessions, active threads are kept apart only for their activity.
         database.top_sessions = 0;
-        let st = statements(
+        let st = cycle(
             &database,
             Duration::from_secs(1),
             Some(LockWaits::PerformanceSchema),
         );
-        assert!(st.groups.contains("THEN p.ID END"), "{}", st.groups);
+        assert!(st.grouping.contains("THEN p.ID END"), "{}", st.grouping);
         database.collect.waits = false;
         database.collect.statements = false;
-        let st = statements(
+        let st = cycle(
             &database,
             Duration::from_secs(1),
             Some(LockWaits::PerformanceSchema),
         );
-        assert!(!st.groups.contains("THEN p.ID END"), "{}", st.groups);
+        assert!(!st.grouping.contains("THEN p.ID END"), "{}", st.grouping);
         assert!(st.activity.is_none());
-        assert!(st.details.unwrap().contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
+        assert!(st.blockers.unwrap().contains("FROM performance_schema.data_lock_waits lw JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.BLOCKING_ENGINE_TRANSACTION_ID"));
     }
 
     /// Each part can be turned off, and then reads nothing: no INNODB_TRX, no lock
@@ -993,29 +680,29 @@ mod tests {
     fn parts_turned_off_read_nothing() {
         let mut database = testing::database("monitor", 3306);
         database.collect = Parts::NONE;
-        let st = statements(
+        let st = cycle(
             &database,
             Duration::from_secs(1),
             Some(LockWaits::InformationSchema),
         );
         assert!(
-            !st.groups.contains("INNODB") && st.details.is_none(),
+            !st.grouping.contains("INNODB") && st.blockers.is_none(),
             "{st:?}"
         );
         assert!(
-            st.groups.contains("p.COMMAND, NULL, NULL, COUNT(*)"),
+            st.grouping.contains("p.COMMAND, NULL, NULL, COUNT(*)"),
             "{}",
-            st.groups
+            st.grouping
         );
         database.collect.locks = true;
-        let st = statements(&database, Duration::from_secs(1), None);
+        let st = cycle(&database, Duration::from_secs(1), None);
         assert!(
-            st.groups.contains("INNODB_TRX t"),
+            st.grouping.contains("INNODB_TRX t"),
             "row lock waits are in INNODB_TRX"
         );
-        assert!(st.details.is_none(), "{st:?}");
+        assert!(st.blockers.is_none(), "{st:?}");
         assert!(
-            st.groups.contains("p.STATE"),
+            st.grouping.contains("p.STATE"),
             "metadata lock waits are a STATE"
         );
     }

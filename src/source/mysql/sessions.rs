@@ -1,13 +1,14 @@
 //! What the session API reads of a MySQL or MariaDB target: its processlist's
 //! columns, each server's own, and its statistics as a cycle computes them.
 
+use super::cycle::instrument_class;
 use super::{active_condition, grouping, row_context, GRANT};
 use crate::config::{Database, Mysql, Parts, Target};
 use crate::sessions::deadlocks::rfc3339_micros;
 use crate::sessions::{DeadLock, Field, PageParams, PileupRows, TenantSession};
 use crate::source::processlist::{self, plain_column, Processlist, View};
-use crate::source::query::{read, read_pileup, SqlError};
-use crate::source::sql::{instrument_class, Pass, Rows, TAG};
+use crate::source::query::{read_pileup, SqlError};
+use crate::source::sql::{add_group_row, read, TAG};
 use crate::stats::Collected;
 use crate::stats::CPU;
 use std::collections::HashSet;
@@ -235,10 +236,10 @@ async fn tenant_stats(
         ..database.clone()
     };
     let ctx = row_context(&database, tenant);
-    let mut rows = Rows::new(&ctx, &[tenant]);
+    let mut aggregator = ctx.aggregator(&[tenant]);
     let sql = grouping(&database, timeout).statement();
-    read(conn, &sql, &mut rows, Pass::Groups).await?;
-    rows.finish().map_err(SqlError::Answer)
+    read(conn, &sql, |row| add_group_row(&mut aggregator, row, &ctx)).await?;
+    Ok(aggregator.finish())
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //! The client address is `USER_CLIENT_IP` (the real client; `HOST` is the proxy for
 //! sessions through OBProxy), falling back to `HOST` without its port.
 
+mod cycle;
 mod deadlocks;
+mod per_session;
 mod sessions;
 
 pub use sessions::OceanbaseProcesslist;
@@ -19,10 +21,12 @@ use super::error::SourceError;
 use super::query::{self, SqlError};
 use super::sql::{
     filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
-    RowContext, Rules, Shape, Statements, MAX_EVENTS, OWN_SESSIONS, TAG,
+    RowContext, Rules, MAX_EVENTS, OWN_SESSIONS, TAG,
 };
 use crate::config::{Database, Oceanbase, Relation, Target};
 use crate::stats::Collected;
+use cycle::Cycle;
+use per_session::Shape;
 use std::time::Duration;
 
 /// The privilege to suggest when one is missing.
@@ -57,7 +61,7 @@ pub struct OceanbaseSource {
 struct Plan {
     mode: Mode,
     settings: Oceanbase,
-    statements: Statements,
+    cycle: Cycle,
     /// Which read of the sessions the next cycle sends.
     shape: Shape,
     /// What was turned off and why, said once the mode proves right.
@@ -224,12 +228,12 @@ impl OceanbaseSource {
         let parts = settings.database.collect;
         let trans_state = (parts.transactions || parts.locks)
             && query::has_column(conn, &processlist, "TRANS_STATE").await?;
-        let statements = statements(&settings, mode, trans_state);
-        statements.log(&self.name);
+        let cycle = cycle(&settings, mode, trans_state);
+        cycle.log(&self.name);
         Ok(Plan {
             mode,
             settings,
-            statements,
+            cycle,
             shape: Shape::default(),
             unread,
             users,
@@ -316,12 +320,12 @@ impl OceanbaseSource {
     async fn query_cluster(&mut self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
         let Plan {
             settings,
-            statements,
+            cycle,
             shape,
             ..
         } = self.prepare(conn, Mode::Cluster).await?;
         let ctx = row_context(settings, "", Mode::Cluster);
-        statements.run(conn, &ctx, &[], shape).await
+        cycle.run(conn, &ctx, &[], shape).await
     }
 
     fn classify_cluster(&self, err: SqlError) -> SourceError {
@@ -337,7 +341,7 @@ impl OceanbaseSource {
         let tenant = self.single_tenant.clone();
         let Plan {
             settings,
-            statements,
+            cycle,
             shape,
             ..
         } = self
@@ -345,7 +349,7 @@ impl OceanbaseSource {
             .await
             .map_err(|e| classify(SqlError::Driver(e), &database))?;
         let ctx = row_context(settings, &tenant, Mode::SingleTenant);
-        statements
+        cycle
             .run(conn, &ctx, &[&tenant], shape)
             .await
             .map_err(|e| classify(e, &database))
@@ -392,17 +396,16 @@ const RULES: Rules = Rules {
             .any(|none| state.eq_ignore_ascii_case(none))
     },
     lock_wait: |_, _| LockWait::No,
-    empty_client_read_again: true,
 };
 
-/// The statements of a cycle in `mode` (see [`Statements`]): first the
-/// particulars (a cluster's tenants, the open transactions, the lock waits and who
-/// holds them: a few rows, none when there is nothing to detail), then the sessions,
-/// grouped or one row each (see [`sql::SESSION_COLUMNS`] and [`sql::Shape`]), and
-/// the sessions without a client address grouped by HOST only when there are such.
-/// `trans_state` says whether the processlist has `TRANS_STATE`, which tells each
-/// session's transaction without a join.
-fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements {
+/// The statements of a cycle in `mode` (see [`Cycle`]): first the particulars (a
+/// cluster's tenants, the open transactions, the lock waits and who holds them: a few
+/// rows, none when there is nothing to detail), then the sessions, grouped or one row
+/// each (see [`per_session::SESSION_COLUMNS`] and [`Shape`]), and the sessions
+/// without a client address grouped by HOST only when there are such. `trans_state`
+/// says whether the processlist has `TRANS_STATE`, which tells each session's
+/// transaction without a join.
+fn cycle(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Cycle {
     let (sessions, tenants) = match mode {
         Mode::Cluster => tenant_filters(settings),
         Mode::SingleTenant => (String::new(), String::new()),
@@ -467,16 +470,11 @@ fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements
          AND CASE WHEN {detailed} THEN 0 ELSE 1 END = 1"
     ));
     fallback.union = String::new();
-    Statements {
-        groups: format!("{TAG} SELECT {columns}, COUNT(*) {from} GROUP BY 1, 2, 3, 4"),
-        session_read: true,
-        ungrouped: Some(format!("{TAG} SELECT {columns} {from}")),
+    Cycle {
         particulars: particulars_sql(settings, mode, &tenants),
-        fallback: Some(fallback.statement()),
-        details: None,
-        activity: None,
-        activity_known: None,
-        programs: None,
+        grouped: format!("{TAG} SELECT {columns}, COUNT(*) {from} GROUP BY 1, 2, 3, 4"),
+        ungrouped: format!("{TAG} SELECT {columns} {from}"),
+        fallback: fallback.statement(),
     }
 }
 
@@ -485,7 +483,7 @@ fn statements(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Statements
 /// MySQL client sets neither: seekdb's V$OB_PROCESSLIST shows both empty).
 const APPLICATION: &str = "IF(p.MODULE <> '', p.MODULE, p.CLIENT_INFO)";
 
-/// The statement of particulars (see [`sql::PARTICULAR_COLUMNS`]): a cluster's
+/// The statement of particulars (see [`per_session::PARTICULAR_COLUMNS`]): a cluster's
 /// tenants, one zero row each (META tenants and those `tenants:` leaves out are not
 /// listed, and their sessions are dropped when added up); each open transaction's
 /// age from its scheduler's `ACTIVE_TIME`; each session waiting for a lock (a
@@ -577,7 +575,7 @@ fn tenant_filters(settings: &Oceanbase) -> (String, String) {
 /// session API's stats group by. A cycle's per-session read sends `USER_CLIENT_IP`,
 /// and `HOST` only among a detailed session's particulars (the exporter cuts its
 /// port); its statement of clients without an address groups the rest by this cut
-/// (see [`Statements::fallback`]).
+/// (see [`Cycle::fallback`]).
 fn client() -> String {
     format!(
         "CASE WHEN p.USER_CLIENT_IP <> '' THEN p.USER_CLIENT_IP ELSE {} END",
@@ -952,9 +950,9 @@ fn single_tenant_name(target: &str, settings: &Oceanbase) -> String {
 mod tests {
     use super::*;
     use crate::config::testing;
-    use crate::source::sql::fixtures::{counts as c, pairs, row};
-    use crate::source::sql::{Pass, Rows};
-    use crate::stats::{TopSession, NONE_LABEL};
+    use crate::source::sql::fixtures::{block_on, counts as c, pairs, row, Scripted};
+    use crate::source::sql::SqlError;
+    use crate::stats::{Collected, TopSession, NONE_LABEL};
 
     #[test]
     fn single_tenant_name_sources_in_order() {
@@ -995,10 +993,9 @@ mod tests {
     #[test]
     fn cluster_statements_filter_tenants_and_read_configured_views() {
         let mut settings = testing::oceanbase("monitor@sys");
-        let st = statements(&settings, Mode::Cluster, true);
-        let grouped = &st.groups;
-        assert!(st.session_read);
-        let sql = st.ungrouped.as_ref().unwrap();
+        let st = cycle(&settings, Mode::Cluster, true);
+        let grouped = &st.grouped;
+        let sql = &st.ungrouped;
         assert_eq!(
             grouped,
             &sql.replacen(" END FROM ", " END, COUNT(*) FROM ", 1)
@@ -1055,7 +1052,7 @@ mod tests {
             !particulars.contains("PROCESSLIST"),
             "particulars never join the processlist: {particulars}"
         );
-        let fallback = st.fallback.as_deref().unwrap();
+        let fallback = &st.fallback;
         assert!(fallback.contains("AND (p.USER_CLIENT_IP = '' OR p.USER_CLIENT_IP IS NULL)"));
         assert!(
             fallback.contains(
@@ -1065,22 +1062,21 @@ mod tests {
         );
         assert!(fallback.contains("p.HOST REGEXP"), "{fallback}");
         assert!(!fallback.contains("UNION"), "{fallback}");
-        assert!(st.details.is_none());
 
         // Without TRANS_STATE the read joins the transactions view instead.
-        let st = statements(&settings, Mode::Cluster, false);
+        let st = cycle(&settings, Mode::Cluster, false);
         assert!(st
-            .groups
+            .grouped
             .contains("LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s"));
-        assert!(st.groups.contains("OR s.SESSION_ID IS NOT NULL THEN"));
+        assert!(st.grouped.contains("OR s.SESSION_ID IS NOT NULL THEN"));
 
         settings.tenants = Some(vec!["t1".into(), "t2".into()]);
         settings.processlist_view = Some(Relation::parse("test.PL").unwrap());
         settings.transactions_view = Some(Relation::parse("test.TX").unwrap());
         settings.locks_view = Some(Relation::parse("test.LK").unwrap());
-        let st = statements(&settings, Mode::Cluster, true);
-        assert!(st.groups.contains("AND p.TENANT IN ('t1', 't2')"));
-        assert!(st.groups.contains("FROM `test`.`PL` p WHERE"));
+        let st = cycle(&settings, Mode::Cluster, true);
+        assert!(st.grouped.contains("AND p.TENANT IN ('t1', 't2')"));
+        assert!(st.grouped.contains("FROM `test`.`PL` p WHERE"));
         let particulars = st.particulars.unwrap();
         assert!(particulars.contains("AND t.TENANT_NAME IN ('t1', 't2')"));
         assert!(particulars.contains("FROM `test`.`TX` s"));
@@ -1095,23 +1091,43 @@ mod tests {
             states: true,
             ..crate::stats::Parts::NONE
         };
-        let st = statements(&settings, Mode::Cluster, true);
-        assert!(!st.groups.contains("TRANS_STATE"), "{st:?}");
+        let st = cycle(&settings, Mode::Cluster, true);
+        assert!(!st.grouped.contains("TRANS_STATE"), "{st:?}");
         assert!(
-            st.groups.contains("CASE WHEN p.STATE = 'ACTIVE' THEN"),
+            st.grouped.contains("CASE WHEN p.STATE = 'ACTIVE' THEN"),
             "{}",
-            st.groups
+            st.grouped
         );
         let particulars = st.particulars.unwrap();
         assert!(
             !particulars.contains("`test`.`TX`") && !particulars.contains("`test`.`LK`"),
             "{particulars}"
         );
-        let st = statements(&settings, Mode::SingleTenant, true);
+        let st = cycle(&settings, Mode::SingleTenant, true);
         assert!(st.particulars.is_none(), "{st:?}");
         assert!(st
-            .groups
+            .grouped
             .contains("CONCAT_WS(CHAR(0), '', '', IFNULL(p.COMMAND, '')"));
+    }
+
+    fn rows(texts: &[&str]) -> Vec<Vec<mysql_async::Value>> {
+        texts.iter().map(|text| row(text)).collect()
+    }
+
+    /// Runs `cycle` on `conn` in `shape`: what it collected, and the statements it
+    /// sent in order.
+    fn run(
+        cycle: &Cycle,
+        conn: &mut Scripted,
+        ctx: &RowContext<'_>,
+        tenants: &[&str],
+        shape: &mut Shape,
+    ) -> (
+        Result<Collected, SqlError<std::convert::Infallible>>,
+        Vec<String>,
+    ) {
+        let collected = block_on(cycle.run(conn, ctx, tenants, shape));
+        (collected, conn.take_sent())
     }
 
     /// A per-session row as a test writes it: [`row`], with the key's fields
@@ -1131,8 +1147,8 @@ mod tests {
     fn cluster_rows_give_exact_statistics() {
         let settings = testing::oceanbase("monitor@sys");
         let ctx = row_context(&settings, "", Mode::Cluster);
-        let mut rows = Rows::new(&ctx, &[]);
-        for text in [
+        let cycle = cycle(&settings, Mode::Cluster, true);
+        let particulars = rows(&[
             "0|t1|∅|∅|∅",
             "0|idle|∅|∅|∅",
             "4|∅|∅|∅|2026-12-03 12:00:50",
@@ -1146,10 +1162,8 @@ mod tests {
             "2|∅|6|3221490|4.5",
             "2|∅|99|1|60",
             "3|∅|7|3221487|2",
-        ] {
-            rows.add_as(row(text), Pass::Particulars);
-        }
-        for text in [
+        ]);
+        let sessions: Vec<_> = [
             "t1/10.0.0.1/Query/ACTIVE//10.0.0.100/web|root|app|2882,100,11,0,,10.0.0.100:1",
             "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100/web|root|app|∅",
             "t1/10.0.0.1/Query/ACTIVE/ACTIVE/10.0.0.100/|root|app|2882,3221487,12.5,7,SQL1,h:2",
@@ -1162,10 +1176,27 @@ mod tests {
             "t1/10.0.0.2/Sleep/SLEEP///|root|NULL|∅",
             // Not a listed tenant: dropped.
             "META$1/10.0.0.2/Query/ACTIVE//10.0.0.7/|etl|app|2882,5,99,0,,h:1",
-        ] {
-            rows.add_as(session(text), Pass::PerSession);
-        }
-        let collected = rows.finish().unwrap();
+        ]
+        .into_iter()
+        .map(session)
+        .collect();
+        let particulars_sql = cycle.particulars.clone().unwrap();
+        let mut conn = Scripted::default()
+            .answer(&particulars_sql, particulars)
+            .answer(&cycle.grouped, sessions);
+        let mut shape = Shape::default();
+        let (collected, sent) = run(&cycle, &mut conn, &ctx, &[], &mut shape);
+        // A session was held back: its clients are read by the fallback, after the
+        // particulars and the sessions.
+        assert_eq!(
+            sent,
+            [
+                particulars_sql,
+                cycle.grouped.clone(),
+                cycle.fallback.clone()
+            ]
+        );
+        let collected = collected.unwrap();
         // Nine sessions added and two zero rows.
         assert_eq!(collected.rows, 11);
         let tenants = collected.into_tenants();
@@ -1239,48 +1270,42 @@ mod tests {
     fn malformed_session_rows_are_errors() {
         let settings = testing::oceanbase("monitor@sys");
         let ctx = row_context(&settings, "", Mode::Cluster);
-        for (text, pass, says) in [
+        let cycle = cycle(&settings, Mode::Cluster, true);
+        let particulars = cycle.particulars.clone().unwrap();
+        for (text, of_session, says) in [
             (
                 "t1/10.0.0.1/Query/ACTIVE|root|app|∅",
-                Pass::PerSession,
+                true,
                 "4 fields, not 7",
             ),
-            (
-                "t1/a/Query/ACTIVE//x/|root|app",
-                Pass::PerSession,
-                "expected 4 columns",
-            ),
+            ("t1/a/Query/ACTIVE//x/|root|app", true, "expected 4 columns"),
             (
                 "t1/a/Query/ACTIVE//x/|root|app|2882,1,2",
-                Pass::PerSession,
+                true,
                 "fewer than 6",
             ),
             (
                 "t1/a/Query/ACTIVE//x/|root|app|2882,x,1,1,,h",
-                Pass::PerSession,
+                true,
                 "column ID",
             ),
-            ("7|∅|∅|∅|∅", Pass::Particulars, "kind 7"),
-            (
-                "1|a,-1,2,2026-01-01 00:00:00|∅|∅|∅",
-                Pass::Particulars,
-                "SVR_PORT",
-            ),
-            (
-                "1|a,1,2,yesterday|∅|∅|∅",
-                Pass::Particulars,
-                "not a date and time",
-            ),
-            ("4|∅|∅|∅|soon", Pass::Particulars, "NOW(6)"),
+            ("7|∅|∅|∅|∅", false, "kind 7"),
+            ("1|a,-1,2,2026-01-01 00:00:00|∅|∅|∅", false, "SVR_PORT"),
+            ("1|a,1,2,yesterday|∅|∅|∅", false, "not a date and time"),
+            ("4|∅|∅|∅|soon", false, "NOW(6)"),
         ] {
-            let mut rows = Rows::new(&ctx, &[]);
-            let values = match pass {
-                Pass::PerSession => session(text),
-                _ => row(text),
+            let mut conn = match of_session {
+                true => Scripted::default().answer(&cycle.grouped, vec![session(text)]),
+                false => Scripted::default().answer(&particulars, vec![row(text)]),
             };
-            rows.add_as(values, pass);
-            let err = rows.finish().unwrap_err().to_string();
+            let (collected, sent) = run(&cycle, &mut conn, &ctx, &[], &mut Shape::default());
+            let Err(SqlError::Answer(err)) = collected else {
+                panic!("{text}: {collected:?}");
+            };
+            let err = err.to_string();
             assert!(err.contains(says), "{text}: {err}");
+            // Nothing is sent after the statement that answered wrong.
+            assert_eq!(sent.len(), if of_session { 2 } else { 1 }, "{text}");
         }
     }
 
@@ -1290,16 +1315,25 @@ mod tests {
     fn grouped_rows_count_their_sessions() {
         let settings = testing::oceanbase("monitor@sys");
         let ctx = row_context(&settings, "", Mode::Cluster);
-        let mut rows = Rows::new(&ctx, &[]);
-        rows.add_as(row("0|t1|∅|∅|∅"), Pass::Particulars);
-        for text in [
+        let cycle = cycle(&settings, Mode::Cluster, true);
+        let particulars = cycle.particulars.clone().unwrap();
+        let sessions: Vec<_> = [
             "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100/|app|shop|∅|40",
             "t1/10.0.0.1/Sleep/SLEEP/ACTIVE/10.0.0.100/|app|shop|2882,7,12,0,,|1",
             "t1/10.0.0.2/Query/ACTIVE//10.0.0.101/|app|shop|2882,8,3,0,S8,|1",
-        ] {
-            rows.add_as(session(text), Pass::PerSession);
-        }
-        let tenants = rows.finish().unwrap().into_tenants();
+        ]
+        .into_iter()
+        .map(session)
+        .collect();
+        let mut conn = Scripted::default()
+            .answer(&particulars, rows(&["0|t1|∅|∅|∅"]))
+            .answer(&cycle.grouped, sessions);
+        let mut shape = Shape::default();
+        let (collected, sent) = run(&cycle, &mut conn, &ctx, &[], &mut shape);
+        assert_eq!(sent, [particulars, cycle.grouped.clone()]);
+        // 42 sessions in 3 groups: the grouped read stays the cheaper one.
+        assert_eq!(shape, Shape::default());
+        let tenants = collected.unwrap().into_tenants();
         let t1 = &tenants["t1"];
         assert_eq!((t1.sessions, t1.active_sessions), (42, 1));
         assert_eq!(
@@ -1319,18 +1353,30 @@ mod tests {
     fn single_tenant_rows_take_tenant_and_server_from_the_target() {
         let settings = testing::oceanbase("monitor@t1");
         let ctx = row_context(&settings, "t1", Mode::SingleTenant);
-        let empty = Rows::new(&ctx, &["t1"]).finish().unwrap().into_tenants();
-        assert_eq!(empty["t1"], Default::default());
-        let mut rows = Rows::new(&ctx, &["t1"]);
-        rows.add_as(
-            session("//Query/ACTIVE//10.0.0.100/|app|∅|0,1,4,0,,10.0.0.100:1"),
-            Pass::PerSession,
+        let cycle = cycle(&settings, Mode::SingleTenant, true);
+        let particulars = cycle.particulars.clone().unwrap();
+        let (empty, sent) = run(
+            &cycle,
+            &mut Scripted::default(),
+            &ctx,
+            &["t1"],
+            &mut Shape::default(),
         );
-        rows.add_as(
-            session("//Sleep/SLEEP//10.0.0.100/|app|∅|∅"),
-            Pass::PerSession,
+        assert_eq!(empty.unwrap().into_tenants()["t1"], Default::default());
+        assert_eq!(sent, [particulars.clone(), cycle.grouped.clone()]);
+        // Sent one row per session while the sessions make nearly as many groups.
+        let mut shape = Shape { ungrouped: true };
+        let mut conn = Scripted::default().answer(
+            &cycle.ungrouped,
+            vec![
+                session("//Query/ACTIVE//10.0.0.100/|app|∅|0,1,4,0,,10.0.0.100:1"),
+                session("//Sleep/SLEEP//10.0.0.100/|app|∅|∅"),
+            ],
         );
-        let tenants = rows.finish().unwrap().into_tenants();
+        let (collected, sent) = run(&cycle, &mut conn, &ctx, &["t1"], &mut shape);
+        assert_eq!(sent, [particulars, cycle.ungrouped.clone()]);
+        assert_eq!(shape, Shape { ungrouped: true }, "2 sessions in 2 groups");
+        let tenants = collected.unwrap().into_tenants();
         let t1 = &tenants["t1"];
         assert_eq!(
             (t1.sessions, t1.active_sessions, t1.max_active_time),

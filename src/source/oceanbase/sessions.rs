@@ -1,12 +1,12 @@
 //! What the session API reads of an OceanBase target: its processlist's columns,
 //! the view its mode gives, and its statistics as a cycle computes them.
 
-use super::{detect_mode, grouping, init_statements, relation, row_context, Mode, RULES};
+use super::{detect_mode, grouping, init_statements, relation, row_context, Mode};
 use crate::config::{Database, Oceanbase, Target};
 use crate::sessions::{DeadLock, Field, PageParams, PileupRows, TenantSession};
 use crate::source::processlist::{self, plain_column, Processlist, View};
 use crate::source::query::{self, SqlError};
-use crate::source::sql::{Pass, RowContext, Rows, Rules, TAG};
+use crate::source::sql::{add_group_row, read, TAG};
 use crate::stats::Collected;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -183,18 +183,12 @@ async fn tenant_stats(
 ) -> Result<Collected, SqlError> {
     let settings = &without_top_sessions(settings);
     // One statement: every group is added, its client read in full.
-    let ctx = RowContext {
-        rules: Rules {
-            empty_client_read_again: false,
-            ..RULES
-        },
-        ..row_context(settings, tenant, mode)
-    };
+    let ctx = row_context(settings, tenant, mode);
     match mode {
         Mode::Cluster => {
             // No tenant is added up front: one the cluster no longer has is absent.
             // The tenant condition is written twice: the sessions, the zero row.
-            let mut rows = Rows::new(&ctx, &[]);
+            let mut aggregator = ctx.aggregator(&[]);
             query::read_bound(
                 conn,
                 &grouping(
@@ -207,17 +201,16 @@ async fn tenant_stats(
                 )
                 .statement(),
                 mysql_async::Params::Positional(vec![tenant.into(), tenant.into()]),
-                &mut rows,
-                Pass::Groups,
+                |row| add_group_row(&mut aggregator, row, &ctx),
             )
             .await?;
-            rows.finish().map_err(SqlError::Answer)
+            Ok(aggregator.finish())
         }
         Mode::SingleTenant => {
-            let mut rows = Rows::new(&ctx, &[tenant]);
+            let mut aggregator = ctx.aggregator(&[tenant]);
             let sql = grouping(settings, mode, "", "", false, true).statement();
-            query::read(conn, &sql, &mut rows, Pass::Groups).await?;
-            rows.finish().map_err(SqlError::Answer)
+            read(conn, &sql, |row| add_group_row(&mut aggregator, row, &ctx)).await?;
+            Ok(aggregator.finish())
         }
     }
 }

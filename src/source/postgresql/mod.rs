@@ -1,7 +1,7 @@
 //! PostgreSQL: `pg_stat_activity`, on one connection of its own per target.
 //!
-//! One statement per cycle ([`Scan`]), the shape the MySQL-protocol kinds had before
-//! they split theirs (pg_stat_activity is no virtual table priced per row): one read of
+//! One statement per cycle ([`Scan`]; pg_stat_activity is no virtual table priced per
+//! row, so the server's grouping costs it less than sending every session): one read of
 //! `pg_stat_activity` per cycle, joined to the lock waits of `pg_locks` and to the
 //! blockers `pg_blocking_pids()` names, grouped by (db, user, client, state,
 //! wait_event_type) in the server, each of the longest active sessions and every
@@ -15,15 +15,19 @@
 //! is `pg_backend_pid()`, and every connection it makes (the session API's too) is
 //! named `application_name = 'session_exporter'` under its own user.
 
+mod scan;
 mod sessions;
 mod tls;
 
 use super::collect::{BoxFuture, Source};
 use super::error::{Reason, SourceError};
-use super::sql::{filter_conditions, PeriodicReads, RowContext, Rows, Rules, Scan, TAG};
+use super::sql::{
+    filter_conditions, read, Connection, PeriodicReads, RowContext, Rules, SqlError, TAG,
+};
 use crate::config::{Postgresql, SslMode, Target};
 use crate::stats::Collected;
 use futures_util::StreamExt;
+use scan::Scan;
 pub use sessions::PostgresqlSessions;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -113,21 +117,12 @@ impl PostgresqlSource {
             rules: Rules::NONE,
             listed_only: false,
         };
-        let what = "reading pg_stat_activity";
-        let stream = client
-            .simple_query_raw(&self.sql)
+        let mut collected = cycle(client, &self.sql, &ctx)
             .await
-            .map_err(|e| classify(&e, &self.settings, what))?;
-        let mut stream = std::pin::pin!(stream);
-        let mut rows = Rows::new(&ctx, &[&self.name]);
-        while let Some(message) = stream.next().await {
-            if let SimpleQueryMessage::Row(row) =
-                message.map_err(|e| classify(&e, &self.settings, what))?
-            {
-                rows.add((0..row.len()).map(|i| row.get(i)).collect());
-            }
-        }
-        let mut collected = rows.finish()?;
+            .map_err(|err| match err {
+                SqlError::Driver(err) => classify(&err, &self.settings, "reading pg_stat_activity"),
+                SqlError::Answer(err) => err,
+            })?;
         if self.periodic.due() {
             self.read_periodic().await;
         }
@@ -167,6 +162,37 @@ impl PostgresqlSource {
                 self.periodic.failed();
             }
         }
+    }
+}
+
+/// A cycle's one statement ([`grouped_sql`]) on `conn`, its rows added up.
+async fn cycle<C: Connection>(
+    conn: &mut C,
+    sql: &str,
+    ctx: &RowContext<'_>,
+) -> Result<Collected, SqlError<C::Error>> {
+    let mut aggregator = ctx.aggregator(&[ctx.tenant]);
+    read(conn, sql, |row| scan::add_row(&mut aggregator, row, ctx)).await?;
+    Ok(aggregator.finish())
+}
+
+impl Connection for Client {
+    type Cell<'r> = Option<&'r str>;
+    type Error = tokio_postgres::Error;
+
+    /// The simple query protocol: every value as text, the rows streamed.
+    async fn rows<F>(&mut self, sql: &str, mut each: F) -> Result<(), tokio_postgres::Error>
+    where
+        F: for<'r> FnMut(Vec<Option<&'r str>>) + Send,
+    {
+        let stream = self.simple_query_raw(sql).await?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(message) = stream.next().await {
+            if let SimpleQueryMessage::Row(row) = message? {
+                each((0..row.len()).map(|i| row.get(i)).collect());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -404,7 +430,7 @@ fn grouped_sql(settings: &Postgresql, version: u32) -> String {
 mod tests {
     use super::*;
     use crate::config::testing;
-    use crate::source::sql::fixtures::{counts as c, pairs};
+    use crate::source::sql::fixtures::{block_on, counts as c, pairs, row, Scripted};
     use crate::stats::{Parts, NONE_LABEL};
 
     fn settings() -> Postgresql {
@@ -450,19 +476,18 @@ mod tests {
             rules: Rules::NONE,
             listed_only: false,
         };
-        let mut rows = Rows::new(&ctx, &["pg"]);
-        let row = |text: &'static str| -> Vec<Option<&'static str>> {
-            text.split('|').map(|v| (v != "∅").then_some(v)).collect()
-        };
-        for text in [
+        let sql = grouped_sql(&settings, 150_004);
+        let rows = [
             "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅",
             "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅",
             "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301",
             "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301",
-        ] {
-            rows.add(row(text));
-        }
-        let tenants = rows.finish().unwrap().into_tenants();
+        ];
+        let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
+        let tenants = block_on(cycle(&mut conn, &sql, &ctx))
+            .unwrap()
+            .into_tenants();
+        assert_eq!(conn.take_sent(), [sql], "one statement a cycle");
         let t = &tenants["pg"];
         assert_eq!(
             (t.sessions, t.active_sessions, t.max_active_time),
@@ -492,6 +517,5 @@ mod tests {
         assert_eq!(t.blockers.len(), 1);
         assert_eq!((t.blockers[0].session_id, t.blockers[0].waiters), (41, 1));
         assert_eq!(t.top.iter().map(|s| s.session_id).collect::<Vec<_>>(), [42]);
-        let _ = settings;
     }
 }

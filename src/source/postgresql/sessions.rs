@@ -12,7 +12,7 @@
 //! target's address, `tenant` its name. PostgreSQL has no proxy, SQL id (as text),
 //! level, sampling, CPU time or memory per session: those are zero.
 
-use super::{classify, connect, grouped_sql};
+use super::{classify, connect, cycle, grouped_sql};
 use crate::config::{Parts, Postgresql};
 use crate::sessions::params::Observer;
 use crate::sessions::pileup::{MAX_PILEUP_ROWS, MAX_PILEUP_SQL};
@@ -21,7 +21,7 @@ use crate::sessions::{
     DeadLock, Failure, Field, FieldValue, ListParams, PageParams, PileupRows, TenantSession,
 };
 use crate::source::sql::{
-    add_pileup_row, contains_pattern, filter_conditions, RowContext, Rows, Rules, TAG,
+    add_pileup_row, contains_pattern, filter_conditions, RowContext, Rules, SqlError, TAG,
 };
 use crate::stats::TenantStats;
 use futures_util::StreamExt;
@@ -312,20 +312,14 @@ impl SessionBackend for PostgresqlSessions {
             rules: Rules::NONE,
             listed_only: false,
         };
-        let stream = client
-            .simple_query_raw(&grouped_sql(&settings, 0))
+        let collected = cycle(client, &grouped_sql(&settings, 0), &ctx)
             .await
-            .map_err(|e| self.target.failure(&e))?;
-        let mut stream = std::pin::pin!(stream);
-        let mut rows = Rows::new(&ctx, &[&self.target.name]);
-        while let Some(message) = stream.next().await {
-            if let SimpleQueryMessage::Row(row) = message.map_err(|e| self.target.failure(&e))? {
-                rows.add((0..row.len()).map(|i| row.get(i)).collect());
-            }
-        }
-        let collected = rows
-            .finish()
-            .map_err(|e| Failure::unavailable(format!("target `{}`: {e}", self.target.name)))?;
+            .map_err(|err| match err {
+                SqlError::Driver(err) => self.target.failure(&err),
+                SqlError::Answer(err) => {
+                    Failure::unavailable(format!("target `{}`: {err}", self.target.name))
+                }
+            })?;
         // The target is its one tenant: it has stats even with no session.
         Ok(Some(
             collected

@@ -25,8 +25,7 @@
 //! statement writes its engine's "unlimited" (MySQL's 0, PostgreSQL's -1) as NULL.
 //! A limit of 0 is one: PostgreSQL's `CONNECTION LIMIT 0` lets no session in.
 
-use super::per_session::{datetime_micros, fields};
-use super::{bad_answer, Cell};
+use super::{bad_answer, datetime_micros, fields, Cell};
 use crate::source::error::SourceError;
 use crate::stats::{Collected, Parts, Periodic, Statistics, OTHER_LABEL};
 use std::collections::{BTreeMap, HashMap};

@@ -3,8 +3,10 @@
 //! session, locks by transaction and session (see [`SESSION_COLUMNS`] and
 //! [`PARTICULAR_COLUMNS`]).
 
-use super::{bad_answer, count, db_label, seconds, Cell, RowContext};
 use crate::source::error::SourceError;
+use crate::source::sql::{
+    bad_answer, count, datetime_micros, db_label, fields, seconds, Cell, RowContext,
+};
 use crate::stats::{
     client_label_of, host_without_port as bare_host, Aggregator, OneSession, SessionGroup,
     NONE_LABEL,
@@ -29,8 +31,8 @@ use std::collections::HashMap;
 pub const SESSION_COLUMNS: usize = 4;
 
 /// The fields of a per-session row's key and of its particulars.
-pub(super) const KEY_FIELDS: usize = 7;
-pub(super) const PARTICULAR_FIELDS: usize = 6;
+const KEY_FIELDS: usize = 7;
+const PARTICULAR_FIELDS: usize = 6;
 
 /// The columns of a statement of particulars: kind (0 a tenant, 1 an open
 /// transaction, 2 a lock wait, 3 a session others wait on, 4 the server's clock),
@@ -61,33 +63,6 @@ impl Particulars {
         let start = self.started.get(server)?.get(&(port, id))?;
         Some((self.now? - start).max(0) as f64 / 1e6)
     }
-}
-
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]`, as the text protocol writes a DATETIME or a
-/// TIMESTAMP, in microseconds since 1970-01-01 00:00:00 of the same time zone; None
-/// for anything else. Only differences of two are used, both read in one session.
-pub(super) fn datetime_micros(text: &str) -> Option<i64> {
-    let (date, time) = text.trim().split_once(' ')?;
-    let mut date = date.splitn(3, '-').map(|n| n.parse::<i64>().ok());
-    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut clock = clock.splitn(3, ':').map(|n| n.parse::<i64>().ok());
-    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || fraction.len() > 6 {
-        return None;
-    }
-    let micros = match fraction {
-        "" => 0,
-        digits => digits.parse::<i64>().ok()? * 10_i64.pow(6 - digits.len() as u32),
-    };
-    // Days from the civil date (H. Hinnant's algorithm), March-based years.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros)
 }
 
 /// Decodes one row of a statement of particulars (see [`PARTICULAR_COLUMNS`]); a
@@ -143,17 +118,6 @@ pub(super) fn decode_particular<C: Cell>(
     Ok(())
 }
 
-/// The first `N - 1` fields of `text` split at `separator`, and the rest; None when
-/// there are fewer than `N`.
-pub(super) fn fields<const N: usize>(text: &str, separator: char) -> Option<[&str; N]> {
-    let mut fields = text.splitn(N, separator);
-    let fields: [Option<&str>; N] = std::array::from_fn(|_| fields.next());
-    fields
-        .iter()
-        .all(Option::is_some)
-        .then(|| fields.map(Option::unwrap_or_default))
-}
-
 /// What makes two sessions one group: every label they are counted under.
 pub(super) fn group_key<'a>(g: &SessionGroup<&'a str>) -> [&'a str; 10] {
     let flag = |n: u64| if n > 0 { "1" } else { "0" };
@@ -172,7 +136,7 @@ pub(super) fn group_key<'a>(g: &SessionGroup<&'a str>) -> [&'a str; 10] {
 }
 
 /// `value`, or [`NONE_LABEL`] when empty.
-pub(super) fn or_none(value: &str) -> &str {
+fn or_none(value: &str) -> &str {
     if value.is_empty() {
         NONE_LABEL
     } else {
@@ -311,8 +275,7 @@ pub(super) fn decode_session<C: Cell>(
     Ok(())
 }
 
-/// Whether a kind that can read its sessions grouped or one row each
-/// ([`Statements::ungrouped`](super::Statements::ungrouped)) sends the grouped read next cycle.
+/// Whether the read of the sessions is sent grouped or one row each next cycle.
 ///
 /// A `GROUP BY` costs OceanBase in proportion to the groups it makes, and every
 /// session with particulars is a group of its own. Measured on seekdb with 100,000
@@ -336,5 +299,37 @@ impl Shape {
             true => groups.saturating_mul(10) >= sessions,
         };
         Shape { ungrouped }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The read of the sessions goes one row per session once they make more groups
+    /// than a fifth of their number, and back to grouped below a tenth; in between it
+    /// stays as it is.
+    #[test]
+    fn the_shape_follows_how_many_groups_the_sessions_make() {
+        let grouped = Shape::default();
+        let ungrouped = Shape { ungrouped: true };
+        for (shape, sessions, groups, next) in [
+            (grouped, 100_000, 60_000, ungrouped),
+            (grouped, 100_000, 20_001, ungrouped),
+            (grouped, 100_000, 20_000, grouped),
+            (grouped, 2_000, 40, grouped),
+            (grouped, 0, 0, grouped),
+            (ungrouped, 100_000, 15_000, ungrouped),
+            (ungrouped, 100_000, 10_000, ungrouped),
+            (ungrouped, 100_000, 9_999, grouped),
+            // Nothing to tell: as it was.
+            (ungrouped, 0, 0, ungrouped),
+        ] {
+            assert_eq!(
+                shape.next(sessions, groups),
+                next,
+                "{shape:?} {sessions} {groups}"
+            );
+        }
     }
 }
