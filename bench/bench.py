@@ -1458,7 +1458,7 @@ def scenario_sessions_page(quick):
     plan = {"base": url, "artifacts": tempfile.mkdtemp(prefix="bench-page-"), "axe": "",
             "steps": [{"do": "first_rows", "path": "/sessions?tenant=t1", "runs": runs,
                        "api": "/api/v1/tenant/t1/sessions?page=1&size=50&sort=time%2Cdesc"}]}
-    out = subprocess.run([os.path.join(tools, "venv/bin/python"), "tests/it/browser.py"],
+    out = subprocess.run([os.path.join(tools, "venv/bin/python"), "tests/it/browser/browser.py"],
                          input=json.dumps(plan), capture_output=True, text=True, timeout=900)
     stop(ours)
     sql("seekdb", "DROP DATABASE bench_page")

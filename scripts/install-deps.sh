@@ -71,7 +71,7 @@ if [ "$only_quickstart" = 0 ]; then
     python3 -m venv "$browser_tools/venv"
     "$browser_tools/venv/bin/python" -m pip install -q selenium==4.35.0
   fi
-  # axe-core's one file, injected into the page by tests/it/browser.py.
+  # axe-core's one file, injected into the page by tests/it/browser/browser.py.
   if [ ! -f "$browser_tools/axe-core/axe.min.js" ]; then
     echo "install-deps: axe-core@4.14.1 into $browser_tools/axe-core" >&2
     mkdir -p "$browser_tools/axe-core"

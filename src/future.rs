@@ -2,7 +2,7 @@
 //! [`SessionApi`] and `Processlist`), in a leaf module every layer may import.
 //!
 //! [`Source`]: crate::source::Source
-//! [`SessionApi`]: crate::sessions::SessionApi
+//! [`SessionApi`]: crate::api::SessionApi
 
 use std::future::Future;
 use std::pin::Pin;

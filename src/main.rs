@@ -393,13 +393,16 @@ async fn run(
         );
     }
 
-    let passthrough = Arc::new(session_exporter::passthrough::Registry::new(&config));
+    let session_api = Arc::new(session_exporter::api::http::Registry::new(
+        &config,
+        session_exporter::source::api_backend,
+    ));
     let (reload_tx, reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let files = reload::Files {
         config: cli.config_file.clone(),
         web_config: cli.web_config_file.clone(),
         web: web.clone(),
-        passthrough: passthrough.clone(),
+        session_api: session_api.clone(),
     };
     let reloader = tokio::spawn(reload::serve(
         files,
@@ -425,7 +428,7 @@ async fn run(
         telemetry_path: Arc::from(cli.telemetry_path.as_str()),
         reload: cli.enable_lifecycle.then_some(reload_tx),
         web: web.clone(),
-        passthrough,
+        session_api,
     });
     let server = tokio::spawn(server::serve(
         listener,

@@ -7,17 +7,17 @@
 //! target's, for `/probe`) by concatenation, never per scrape.
 
 mod families;
+mod labels;
 
 pub use families::EncodedFamilies;
+use labels::{BlockerLabels, SeriesLabels, TopLabels};
 
-use crate::stats::{
-    Blocker, Counts, Parts, Periodic, TenantStats, TopSession, NONE_LABEL, OTHER_LABEL,
-};
+use crate::source::OWN_FAMILIES;
+use crate::stats::own::Series;
+use crate::stats::{CollectParts, Counts, Periodic, TenantStats, NONE_LABEL, OTHER_LABEL};
 use crate::status::{TargetStatus, TenantStatus};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeGaugeValue, EncodeLabel, EncodeLabelSet, LabelSetEncoder,
-};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::fmt;
@@ -53,7 +53,6 @@ pub const WAIT_EVENT_SESSIONS: &str = "dbsession_wait_event_sessions";
 /// Written as `dbsession_ash_samples_total`: prometheus-client appends `_total`.
 pub const ASH_SAMPLES: &str = "dbsession_ash_samples";
 pub const SQL_ACTIVE_SESSIONS: &str = "dbsession_sql_active_sessions";
-pub const DBSS_CLIENT_SESSIONS: &str = "dbsession_dbss_client_sessions";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
 pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
 pub const RELOAD_SUCCESS_TIME: &str = "dbsession_config_last_reload_success_timestamp_seconds";
@@ -69,7 +68,7 @@ struct Dimension {
     what: &'static str,
     values: fn(&TenantStats) -> &std::collections::BTreeMap<String, Counts>,
     /// Whether a tenant's target collects it (an optional part).
-    collected: fn(&Parts) -> bool,
+    collected: fn(&CollectParts) -> bool,
 }
 
 const DIMENSIONS: [Dimension; 5] = [
@@ -114,127 +113,6 @@ const DIMENSIONS: [Dimension; 5] = [
         collected: |p| p.applications,
     },
 ];
-
-/// The labels of one series: target, then tenant and one dimension where they apply,
-/// then the target's constant labels.
-///
-/// Written by hand rather than derived: the derive cannot borrow, and encoding
-/// 100,000 series should not clone 100,000 label strings.
-struct SeriesLabels<'a> {
-    target: &'a TargetStatus,
-    tenant: Option<&'a str>,
-    extra: &'a [(&'static str, &'a str)],
-}
-
-impl EncodeLabelSet for SeriesLabels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        label(encoder, "target", &self.target.name)?;
-        if let Some(tenant) = self.tenant {
-            label(encoder, "tenant", tenant)?;
-        }
-        for (key, value) in self.extra {
-            label(encoder, key, value)?;
-        }
-        constant_labels(encoder, self.target)
-    }
-}
-
-/// Encodes one label; pair by pair rather than through a slice, so a series costs
-/// no allocation.
-fn label(encoder: &mut LabelSetEncoder, key: &str, value: &str) -> Result<(), fmt::Error> {
-    (key, value).encode(encoder.encode_label())
-}
-
-/// The target's constant labels, after the series' own.
-fn constant_labels(encoder: &mut LabelSetEncoder, target: &TargetStatus) -> Result<(), fmt::Error> {
-    for (key, value) in &target.labels {
-        label(encoder, key, value)?;
-    }
-    Ok(())
-}
-
-/// The labels of one of the longest active sessions. Each rank is its own series, and
-/// the session in it changes as sessions come and go: bounded by `top_sessions`, but
-/// churning, which is why the default is small.
-struct TopLabels<'a> {
-    target: &'a TargetStatus,
-    tenant: &'a str,
-    rank: usize,
-    session: &'a TopSession,
-}
-
-impl EncodeLabelSet for TopLabels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        let rank = self.rank.to_string();
-        let session_id = self.session.session_id.to_string();
-        let s = self.session;
-        for (key, value) in [
-            ("target", self.target.name.as_str()),
-            ("tenant", self.tenant),
-            ("rank", &rank),
-            ("session_id", &session_id),
-            ("user", &s.user),
-            ("db", &s.db),
-            ("client_ip", &s.client),
-            ("sql_id", &s.sql_id),
-        ] {
-            label(encoder, key, value)?;
-        }
-        constant_labels(encoder, self.target)
-    }
-}
-
-/// The labels of one of the sessions others wait on most; like [`TopLabels`], one
-/// series per rank, bounded by `top_sessions`.
-struct BlockerLabels<'a> {
-    target: &'a TargetStatus,
-    tenant: &'a str,
-    rank: usize,
-    blocker: &'a Blocker,
-}
-
-impl EncodeLabelSet for BlockerLabels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        let rank = self.rank.to_string();
-        let session_id = self.blocker.session_id.to_string();
-        let b = self.blocker;
-        for (key, value) in [
-            ("target", self.target.name.as_str()),
-            ("tenant", self.tenant),
-            ("rank", &rank),
-            ("session_id", &session_id),
-            ("user", &b.user),
-            ("db", &b.db),
-            ("client_ip", &b.client),
-        ] {
-            label(encoder, key, value)?;
-        }
-        constant_labels(encoder, self.target)
-    }
-}
-
-/// The labels of one database in a DBSS target's client session distribution.
-struct DbssLabels<'a> {
-    target: &'a TargetStatus,
-    instance_id: &'a str,
-    database: &'a (String, String, String),
-}
-
-impl EncodeLabelSet for DbssLabels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        let (db_id, db_ip, db_name) = self.database;
-        for (key, value) in [
-            ("target", self.target.name.as_str()),
-            ("instance_id", self.instance_id),
-            ("db_id", db_id),
-            ("db_ip", db_ip),
-            ("db_name", db_name),
-        ] {
-            label(encoder, key, value)?;
-        }
-        constant_labels(encoder, self.target)
-    }
-}
 
 #[derive(Debug)]
 struct SessionCollector {
@@ -283,8 +161,8 @@ fn estimated_size(targets: &[Arc<TargetStatus>]) -> usize {
         .sum::<usize>()
         + targets
             .iter()
-            .filter_map(|t| t.clients.as_ref())
-            .map(|d| d.sessions.len())
+            .filter_map(|t| t.own.as_ref())
+            .map(|own| own.series().len())
             .sum::<usize>();
     16 * 1024 + series * LINE
 }
@@ -349,6 +227,36 @@ impl Collector for ProcessCollector {
 }
 
 impl SessionCollector {
+    /// The families the kinds' own statistics fill (`source::OWN_FAMILIES`), each
+    /// with its header whether or not a target has series of it.
+    fn own_families(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let series: Vec<(&TargetStatus, Vec<Series>)> = self
+            .targets
+            .iter()
+            .filter_map(|target| Some((target.as_ref(), target.own.as_ref()?.series())))
+            .collect();
+        for family in OWN_FAMILIES {
+            let mut metric =
+                encoder.encode_descriptor(family.name, family.help, None, MetricType::Gauge)?;
+            for (target, series) in &series {
+                for one in series.iter().filter(|one| one.family == family) {
+                    let extra: Vec<(&'static str, &str)> = one
+                        .labels
+                        .iter()
+                        .map(|(name, value)| (*name, value.as_str()))
+                        .collect();
+                    let labels = SeriesLabels {
+                        target,
+                        tenant: None,
+                        extra: &extra,
+                    };
+                    metric.encode_family(&labels)?.encode_gauge(&one.value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every (target, tenant, stats) whose last cycle succeeded.
     fn up_tenants(&self) -> impl Iterator<Item = (&TargetStatus, &str, &TenantStats)> {
         self.targets.iter().flat_map(|t| {
@@ -378,7 +286,7 @@ impl SessionCollector {
         encoder: &mut DescriptorEncoder,
         name: &str,
         help: &str,
-        collected: fn(&Parts) -> bool,
+        collected: fn(&CollectParts) -> bool,
         value: fn(&TenantStats) -> V,
     ) -> fmt::Result {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
@@ -850,25 +758,7 @@ impl Collector for SessionCollector {
         self.transactions_and_locks(&mut encoder)?;
         self.limits_and_deadlocks(&mut encoder)?;
         self.waits_and_statements(&mut encoder)?;
-        let mut metric = encoder.encode_descriptor(
-            DBSS_CLIENT_SESSIONS,
-            "Sessions Huawei Cloud DBSS counted per audited database over the target's time_range (its client session distribution); __none__ where DBSS gave no value.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for target in &self.targets {
-            let Some(dbss) = &target.clients else {
-                continue;
-            };
-            for (database, sessions) in &dbss.sessions {
-                let labels = DbssLabels {
-                    target,
-                    instance_id: &dbss.instance_id,
-                    database,
-                };
-                metric.encode_family(&labels)?.encode_gauge(sessions)?;
-            }
-        }
+        self.own_families(&mut encoder)?;
         let mut metric = encoder.encode_descriptor(
             SERIES_DROPPED,
             "Distinct values of a dimension (db, user, client_ip, state: command and state pairs; application and wait_event, wait class and event pairs, only once some are; dbss_database for DBSS targets) summed into the `__other__` series by the cardinality guard (max_series_per_dimension); totals stay exact.",
@@ -901,17 +791,19 @@ impl Collector for SessionCollector {
             }
         }
         for target in &self.targets {
-            let Some(dbss) = &target.clients else {
+            let Some(own) = &target.own else {
                 continue;
             };
-            let labels = SeriesLabels {
-                target,
-                tenant: None,
-                extra: &[("dimension", "dbss_database")],
-            };
-            metric
-                .encode_family(&labels)?
-                .encode_gauge(&(dbss.dropped as u64))?;
+            for (dimension, count) in own.dropped() {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: None,
+                    extra: &[("dimension", dimension)],
+                };
+                metric
+                    .encode_family(&labels)?
+                    .encode_gauge(&(count as u64))?;
+            }
         }
         Ok(())
     }

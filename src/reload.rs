@@ -27,7 +27,7 @@ pub struct Files {
     /// --web.config.file, re-read too: certificates and users change without restart.
     pub web_config: Option<PathBuf>,
     pub web: Arc<Web>,
-    pub passthrough: Arc<crate::passthrough::Registry>,
+    pub session_api: Arc<crate::api::http::Registry>,
 }
 
 /// Serves reload requests until `cancel` fires, then hands the scheduler back for
@@ -73,7 +73,7 @@ pub async fn serve(
                     files.web.set(web);
                 }
                 let applied = scheduler.apply(&config).await;
-                files.passthrough.apply(&config);
+                files.session_api.apply(&config);
                 let summary = format!(
                     "configuration reloaded: {} started, {} restarted, {} stopped, {} unchanged{}",
                     applied.started.len(),

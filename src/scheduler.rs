@@ -9,8 +9,9 @@
 //! every [`REPEAT_LOG_EVERY`] while they last; recovery is logged once.
 
 use crate::config::{Config, Target};
+use crate::error::{Reason, SourceError};
 use crate::snapshot::Update;
-use crate::source::{self, Reason, Source, SourceError};
+use crate::source::{self, Source};
 use crate::status::TargetStatus;
 use std::collections::HashMap;
 use std::sync::Arc;

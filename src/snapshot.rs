@@ -341,7 +341,7 @@ impl Publisher {
 mod tests {
     use super::*;
     use crate::config::{testing, Target};
-    use crate::source::{Reason, SourceError};
+    use crate::error::{Reason, SourceError};
     use crate::stats::SessionRows;
     use std::time::{Duration, SystemTime};
 

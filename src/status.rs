@@ -5,8 +5,8 @@
 //! source errors, and nothing that uses it.
 
 use crate::config::Target;
-use crate::source::error::{Reason, SourceError};
-use crate::stats::{ClientDistribution, Collected, Statistics, TenantStats};
+use crate::error::{Reason, SourceError};
+use crate::stats::{Collected, KindStatistics, Statistics, TenantStats};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -36,9 +36,9 @@ pub struct TargetStatus {
     /// Shared, so that sending the status to the publisher every cycle copies a
     /// pointer, not every tenant's maps. A cycle replaces it whole.
     pub tenants: Arc<BTreeMap<String, TenantStatus>>,
-    /// A DBSS target's last client session distribution; `None` after a failure
-    /// (and always for database targets).
-    pub clients: Option<Arc<ClientDistribution>>,
+    /// The last statistics of a kind that shapes its own (DBSS's report); `None`
+    /// after a failure, and for the kinds whose statistics are per tenant.
+    pub own: Option<Arc<dyn KindStatistics>>,
     pub last_success: Option<SystemTime>,
     pub last_duration: Option<Duration>,
     pub errors: BTreeMap<Reason, u64>,
@@ -59,7 +59,7 @@ impl TargetStatus {
             generation,
             tried: false,
             tenants: Arc::default(),
-            clients: None,
+            own: None,
             last_success: None,
             last_duration: None,
             errors: reasons.iter().map(|r| (*r, 0)).collect(),
@@ -80,12 +80,12 @@ impl TargetStatus {
         let max_series = self.max_series_per_dimension;
         let found = match collected.into().statistics {
             Statistics::Tenants(tenants) => {
-                self.clients = None;
+                self.own = None;
                 tenants
             }
-            Statistics::Clients(mut clients) => {
-                clients.cap(max_series);
-                self.clients = Some(Arc::new(clients));
+            Statistics::Own(mut own) => {
+                own.cap(max_series);
+                self.own = Some(Arc::from(own));
                 BTreeMap::new()
             }
         };
@@ -116,7 +116,7 @@ impl TargetStatus {
             .map(|name| (name.clone(), TenantStatus::Down))
             .collect();
         self.tenants = Arc::new(down);
-        self.clients = None;
+        self.own = None;
         *self.errors.entry(error.reason).or_default() += 1;
         self.tried = true;
         self.last_duration = Some(took);

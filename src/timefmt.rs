@@ -1,4 +1,4 @@
-//! RFC 3339 timestamps in UTC, without a date crate: log lines and the passthrough's
+//! RFC 3339 timestamps in UTC, without a date crate: log lines and the session API's
 //! envelope are the only places a wall-clock time is printed.
 
 use std::time::{SystemTime, UNIX_EPOCH};

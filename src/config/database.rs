@@ -6,7 +6,7 @@
 
 use super::{KindInput, MAX_TOP_SESSIONS};
 use crate::secret::{read_password_file, Secret};
-pub use crate::stats::Parts;
+pub use crate::stats::CollectParts;
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ pub struct Database {
     /// Which sessions count at all.
     pub filter: Filter,
     /// Which optional parts each cycle reads (`collect:`); all by default.
-    pub collect: Parts,
+    pub collect: CollectParts,
     /// How often the limits, the deadlock counter and OceanBase's active session history are read (`limits_interval`):
     /// settings change rarely, so they need not cost a statement every cycle.
     pub limits_interval: Duration,
@@ -158,9 +158,9 @@ struct RawParts {
 }
 
 impl RawParts {
-    fn parts(self) -> Parts {
-        let all = Parts::default();
-        Parts {
+    fn parts(self) -> CollectParts {
+        let all = CollectParts::default();
+        CollectParts {
             transactions: self.transactions.unwrap_or(all.transactions),
             locks: self.locks.unwrap_or(all.locks),
             states: self.states.unwrap_or(all.states),

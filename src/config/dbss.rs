@@ -333,6 +333,16 @@ pub fn is_path_safe(id: &str) -> bool {
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// This kind in the configuration ([`super::KINDS`]).
+pub(crate) const KIND: super::KindEntry = super::KindEntry {
+    name: "dbss",
+    keys,
+    foreign_key_hint: "; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how)",
+    validate,
+    // DBSS's report is by audited database, not by tenant.
+    expected_tenants: |_, _| Vec::new(),
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ mod passthrough;
 mod pem;
 mod postgresql;
 
-pub use database::{Address, AddressError, Database, Filter, NameList, Parts};
+pub use database::{Address, AddressError, CollectParts, Database, Filter, NameList};
 pub use dbss::{is_path_safe, valid_path_id, Dbss, Endpoint, TimeRange};
 pub use duration::{format_duration, parse_duration};
 pub use mysql::Mysql;
@@ -52,9 +52,9 @@ pub const DEFAULT_COLLECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_SERIES_PER_DIMENSION: usize = 100;
 /// Longest active sessions exported per tenant when the file names none.
 pub const DEFAULT_TOP_SESSIONS: usize = 5;
-/// More would turn the top-sessions series into a session list: use the passthrough.
+/// More would turn the top-sessions series into a session list: use the session API.
 pub const MAX_TOP_SESSIONS: usize = 50;
-/// Concurrent passthrough queries per target when the file names none.
+/// Concurrent session API queries per target when the file names none.
 pub const DEFAULT_PASSTHROUGH_CONCURRENCY: usize = 4;
 /// Passthrough request timeout when the file names none.
 pub const DEFAULT_PASSTHROUGH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,12 +117,15 @@ pub enum TargetKind {
 }
 
 impl TargetKind {
-    /// This kind's entry in [`KINDS`].
+    /// This kind's entry in [`KINDS`]: a `match`, so the compiler sees that every
+    /// kind has one.
     fn entry(&self) -> &'static KindEntry {
-        KINDS
-            .iter()
-            .find(|entry| (entry.is)(self))
-            .expect("every TargetKind has its entry in KINDS (config::tests checks each)")
+        match self {
+            TargetKind::Oceanbase(_) => &oceanbase::KIND,
+            TargetKind::Mysql(_) => &mysql::KIND,
+            TargetKind::Postgresql(_) => &postgresql::KIND,
+            TargetKind::Dbss(_) => &dbss::KIND,
+        }
     }
 
     /// The name written in `kind:`.
@@ -143,8 +146,6 @@ impl TargetKind {
 /// kind's key, the validation of its keys, and the tenants a target of it names.
 pub(crate) struct KindEntry {
     pub name: &'static str,
-    /// True for this kind's variant of [`TargetKind`].
-    pub is: fn(&TargetKind) -> bool,
     pub keys: fn() -> Vec<&'static str>,
     /// Follows "applies to kind X only, not to a `name` target".
     pub foreign_key_hint: &'static str,
@@ -154,45 +155,17 @@ pub(crate) struct KindEntry {
 }
 
 /// One server, one tenant, named after the target.
-fn the_target_is_the_tenant(_: &TargetKind, target: &str) -> Vec<String> {
+pub(crate) fn the_target_is_the_tenant(_: &TargetKind, target: &str) -> Vec<String> {
     vec![target.to_string()]
 }
 
-/// Every kind of target. Adding a kind is its module and one entry here.
-pub(crate) const KINDS: &[KindEntry] = &[
-    KindEntry {
-        name: "oceanbase",
-        is: |kind| matches!(kind, TargetKind::Oceanbase(_)),
-        keys: oceanbase::keys,
-        foreign_key_hint: "",
-        validate: oceanbase::validate,
-        expected_tenants: oceanbase::expected_tenants,
-    },
-    KindEntry {
-        name: "mysql",
-        is: |kind| matches!(kind, TargetKind::Mysql(_)),
-        keys: mysql::keys,
-        foreign_key_hint: "; a mysql target has one tenant named after the target",
-        validate: mysql::validate,
-        expected_tenants: the_target_is_the_tenant,
-    },
-    KindEntry {
-        name: "postgresql",
-        is: |kind| matches!(kind, TargetKind::Postgresql(_)),
-        keys: postgresql::keys,
-        foreign_key_hint: "; a postgresql target has one tenant named after the target",
-        validate: postgresql::validate,
-        expected_tenants: the_target_is_the_tenant,
-    },
-    KindEntry {
-        name: "dbss",
-        is: |kind| matches!(kind, TargetKind::Dbss(_)),
-        keys: dbss::keys,
-        foreign_key_hint: "; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how)",
-        validate: dbss::validate,
-        // DBSS's report is by audited database, not by tenant.
-        expected_tenants: |_, _| Vec::new(),
-    },
+/// Every kind of target, each entry in its kind's module ([`TargetKind::entry`] maps
+/// a variant to it).
+pub(crate) const KINDS: [&KindEntry; 4] = [
+    &oceanbase::KIND,
+    &mysql::KIND,
+    &postgresql::KIND,
+    &dbss::KIND,
 ];
 
 /// Why a configuration could not be used. Each message says what to change.
@@ -645,7 +618,7 @@ impl KindInput<'_> {
 
 /// The problem with a `top_sessions` above [`MAX_TOP_SESSIONS`].
 fn top_sessions_problem(n: usize) -> String {
-    format!("{n} is more than {MAX_TOP_SESSIONS}: keep it small (each rank is a series that churns), and list sessions through the passthrough API")
+    format!("{n} is more than {MAX_TOP_SESSIONS}: keep it small (each rank is a series that churns), and list sessions through the session API")
 }
 
 /// The timeout when none is given: `timeout` if it fits in `interval`, else 80 % of

@@ -19,3 +19,12 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     let database = input.read::<RawDatabase>().validate(input);
     TargetKind::Mysql(Mysql { database })
 }
+
+/// This kind in the configuration ([`super::KINDS`]).
+pub(crate) const KIND: super::KindEntry = super::KindEntry {
+    name: "mysql",
+    keys,
+    foreign_key_hint: "; a mysql target has one tenant named after the target",
+    validate,
+    expected_tenants: super::the_target_is_the_tenant,
+};

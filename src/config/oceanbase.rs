@@ -162,3 +162,12 @@ fn valid_tenant(name: &str) -> bool {
         && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// This kind in the configuration ([`super::KINDS`]).
+pub(crate) const KIND: super::KindEntry = super::KindEntry {
+    name: "oceanbase",
+    keys,
+    foreign_key_hint: "",
+    validate,
+    expected_tenants,
+};

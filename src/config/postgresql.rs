@@ -110,6 +110,15 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     })
 }
 
+/// This kind in the configuration ([`super::KINDS`]).
+pub(crate) const KIND: super::KindEntry = super::KindEntry {
+    name: "postgresql",
+    keys,
+    foreign_key_hint: "; a postgresql target has one tenant named after the target",
+    validate,
+    expected_tenants: super::the_target_is_the_tenant,
+};
+
 #[cfg(test)]
 mod tests {
     use super::SslMode;

@@ -14,7 +14,7 @@ pub fn database(user: &str, port: u16) -> Database {
         password: Secret::default(),
         top_sessions: DEFAULT_TOP_SESSIONS,
         filter: Filter::default(),
-        collect: Parts::default(),
+        collect: CollectParts::default(),
         limits_interval: super::database::DEFAULT_LIMITS_INTERVAL,
     }
 }

@@ -13,7 +13,7 @@ pub async fn page(State(state): State<std::sync::Arc<AppState>>) -> Html<String>
     for target in &published.targets {
         let status = &target.status;
         let tenants = state
-            .passthrough
+            .session_api
             .served_tenants(&status.name, status.tenants.keys());
         row(&mut rows, status, tenants.as_deref());
     }

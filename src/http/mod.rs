@@ -9,9 +9,9 @@
 mod clients;
 mod deadline;
 mod landing;
-pub mod page;
 pub mod server;
 
+use crate::api::page;
 use crate::exposition::Format;
 use crate::reload::ReloadRequest;
 use crate::snapshot::{Bodies, Published};
@@ -37,7 +37,7 @@ pub struct AppState {
     /// TLS, basic auth users and headers from --web.config.file.
     pub web: Arc<Web>,
     /// The obshell-compatible session API (answers 404 while disabled).
-    pub passthrough: Arc<crate::passthrough::Registry>,
+    pub session_api: Arc<crate::api::http::Registry>,
     /// How long a request body may take (--web.body-timeout).
     pub body_timeout: std::time::Duration,
 }
@@ -105,8 +105,8 @@ pub fn router(state: AppState) -> App {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
         .with_state(state.clone())
-        .merge(crate::passthrough::routes(crate::passthrough::ApiState {
-            registry: state.passthrough.clone(),
+        .merge(crate::api::http::routes(crate::api::http::ApiState {
+            registry: state.session_api.clone(),
             published: state.published.clone(),
             web: state.web.clone(),
             body_timeout: state.body_timeout,

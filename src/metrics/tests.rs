@@ -1,6 +1,6 @@
 use super::*;
 use crate::config;
-use crate::source::{Reason, SourceError};
+use crate::error::{Reason, SourceError};
 use crate::stats::{SessionGroup, SessionRows, NONE_LABEL};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -117,7 +117,7 @@ fn exact_series_for_a_collected_cluster() {
     // That values are served from the last collection is said once, in the README,
     // not in every HELP line of every scrape.
     assert!(text.contains("# HELP dbsession_sessions Sessions of the tenant.\n"));
-    assert!(!text.contains("Served from the last collection"));
+    assert!(!text.contains("BackendApi from the last collection"));
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn a_failed_target_keeps_up_and_errors_but_drops_session_series() {
         SystemTime::now(),
     );
     status.record_failure(
-        SourceError::new(crate::source::Reason::Timeout, "slow"),
+        SourceError::new(crate::error::Reason::Timeout, "slow"),
         Duration::from_secs(5),
     );
     let text = encode(&[Arc::new(status)]).unwrap();
@@ -166,7 +166,7 @@ fn a_target_never_reached_reports_up_zero_once_tried() {
         "nothing before the first cycle"
     );
     status.record_failure(
-        SourceError::new(crate::source::Reason::Connect, "refused"),
+        SourceError::new(crate::error::Reason::Connect, "refused"),
         Duration::ZERO,
     );
     let text = encode(&[Arc::new(status)]).unwrap();
@@ -288,8 +288,8 @@ proptest::proptest! {
 /// a target does not collect has no series at all (not zeros that read as "none").
 #[test]
 fn transactions_locks_and_states_have_exact_series() {
-    use crate::stats::{Aggregator, OneSession, Parts};
-    let rows = |parts: Parts| {
+    use crate::stats::{Aggregator, CollectParts, OneSession};
+    let rows = |parts: CollectParts| {
         let mut aggregator = Aggregator::new(5, parts);
         let base = |user: &str, command: &str, state: &str| SessionGroup {
             command: command.into(),
@@ -329,7 +329,7 @@ fn transactions_locks_and_states_have_exact_series() {
     };
     let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
     let now = SystemTime::UNIX_EPOCH;
-    status.record_success(rows(Parts::default()), Duration::from_millis(1), now);
+    status.record_success(rows(CollectParts::default()), Duration::from_millis(1), now);
     let text = encode(&[Arc::new(status)]).unwrap();
     let tenant = r#"target="ob",tenant="t1""#;
     for (name, value) in [
@@ -372,7 +372,7 @@ fn transactions_locks_and_states_have_exact_series() {
         ]
     );
 
-    let off = Parts::NONE;
+    let off = CollectParts::NONE;
     let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
     status.record_success(rows(off), Duration::from_millis(1), now);
     let text = encode(&[Arc::new(status)]).unwrap();
@@ -393,8 +393,8 @@ fn transactions_locks_and_states_have_exact_series() {
 
 #[test]
 fn waits_applications_and_statements_have_exact_series() {
-    use crate::stats::{Aggregator, Parts, CPU};
-    let rows = |parts: Parts| {
+    use crate::stats::{Aggregator, CollectParts, CPU};
+    let rows = |parts: CollectParts| {
         // Keeps 2 statements per tenant: the third most frequent is summed away.
         let mut aggregator = Aggregator::new(2, parts);
         let active =
@@ -417,7 +417,7 @@ fn waits_applications_and_statements_have_exact_series() {
     };
     let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
     let now = SystemTime::UNIX_EPOCH;
-    status.record_success(rows(Parts::default()), Duration::from_millis(1), now);
+    status.record_success(rows(CollectParts::default()), Duration::from_millis(1), now);
     let text = encode(&[Arc::new(status)]).unwrap();
     let tenant = r#"target="ob",tenant="t1""#;
     assert_eq!(
@@ -472,7 +472,7 @@ fn waits_applications_and_statements_have_exact_series() {
         1,
         &Reason::DATABASE,
     );
-    let mut three = Aggregator::new(2, Parts::default());
+    let mut three = Aggregator::new(2, CollectParts::default());
     for application in ["a", "b", "c"] {
         three.add_group(SessionGroup {
             application: application.into(),
@@ -485,7 +485,7 @@ fn waits_applications_and_statements_have_exact_series() {
         .contains(&format!(r#"{SERIES_DROPPED}{{{tenant},dimension="application"}} 2"#).as_str()));
 
     let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
-    status.record_success(rows(Parts::NONE), Duration::from_millis(1), now);
+    status.record_success(rows(CollectParts::NONE), Duration::from_millis(1), now);
     let text = encode(&[Arc::new(status)]).unwrap();
     for name in [
         "dbsession_application_sessions",

@@ -3,13 +3,14 @@
 //! A leaf of `source`: each kind implements the trait here, and the registry in
 //! `source/mod.rs` builds them, so no kind imports the registry.
 
-use super::error::{Reason, SourceError};
+use crate::error::{Reason, SourceError};
 pub use crate::future::BoxFuture;
 use crate::stats::Collected;
 
-/// One target's way of reading its sessions: one statement (or request) per cycle.
+/// One target's way of reading its sessions: its kind's cycle.
 pub trait Source: Send {
-    /// Runs one collection: connect if needed, send the grouped query, decode it.
+    /// Runs one cycle: connect if needed, send the kind's statements (or request),
+    /// add their answers up.
     /// The caller bounds it with the target's `collect_timeout`.
     fn collect(&mut self) -> BoxFuture<'_, Result<Collected, SourceError>>;
 

@@ -1,33 +1,29 @@
-//! Where session statistics come from: one [`Source`] per target, built for its kind
-//! by [`build`], the one place here that knows every kind.
+//! Where session statistics come from: one module per kind of target, each running
+//! its own cycle ([`Source`]) and serving its sessions to the session API, and the
+//! one registration of every kind: [`build`], [`api_backend`] and [`OWN_FAMILIES`].
 //!
-//! A SQL source never reads SQL text (`INFO`) and never pulls one row per session:
-//! the database groups by (tenant, server, db, user, client), counting the active
-//! sessions of each group, so the answer is as small as the number of distinct
-//! combinations. Each kind lives in its own module: its statement and its decoding,
-//! its mode detection, and what the session API reads of it (see [`processlist`]).
-//! Adding a kind means its module and one arm in [`build`] (and in [`session_api`]
-//! when it has sessions to list).
+//! A kind decides which statements its cycle sends and when, through the toolbox of
+//! `crate::sql`, and gives its statistics per tenant (`stats::Aggregator`) or in a
+//! shape of its own (`stats::own`). No kind reads the SQL text in a cycle. The
+//! checklist for adding one is in docs/architecture.md; `tests/it/shape.rs` holds a
+//! new kind to it.
 
 mod collect;
-mod conn;
 pub mod dbss;
-pub mod error;
 mod mysql;
 mod oceanbase;
 mod postgresql;
-pub mod processlist;
-pub mod query;
-pub mod sql;
 
 pub use collect::{BoxFuture, Source};
-pub use error::{ApiError, Reason, SourceError};
 
+use crate::api::http::Backend;
 use crate::config::{Target, TargetKind};
-use crate::sessions::serve::Served;
-use crate::sessions::SessionApi;
-use std::sync::Arc;
+use crate::stats::own::Family;
 use std::time::Duration;
+
+/// The metric families the kinds' own statistics fill ([`crate::stats::own`]),
+/// registered here so that their headers are written with no target of the kind.
+pub static OWN_FAMILIES: [&Family; 1] = [&dbss::CLIENT_SESSIONS];
 
 /// Builds the source for `target`.
 pub fn build(target: &Target) -> Box<dyn Source> {
@@ -43,38 +39,16 @@ pub fn build(target: &Target) -> Box<dyn Source> {
     }
 }
 
-/// The session API of `target`, on a pool of at most `max_concurrent` connections of
-/// its own, its queries bounded at `timeout` where the server can; None for a kind
-/// without one (DBSS, whose SQL detail the passthrough forwards instead).
-pub fn session_api(
-    target: &Target,
-    max_concurrent: usize,
-    timeout: Duration,
-) -> Option<Arc<dyn SessionApi>> {
-    let processlist: Box<dyn processlist::Processlist> = match &target.kind {
-        TargetKind::Oceanbase(settings) => {
-            Box::new(oceanbase::OceanbaseProcesslist::new(target, settings))
-        }
-        TargetKind::Mysql(settings) => Box::new(mysql::MysqlProcesslist::new(target, settings)),
-        TargetKind::Postgresql(settings) => {
-            return Some(Arc::new(Served::new(
-                postgresql::PostgresqlSessions::new(
-                    &target.name,
-                    settings,
-                    max_concurrent,
-                    timeout,
-                ),
-                max_concurrent,
-                timeout,
-            )))
-        }
-        TargetKind::Dbss(_) => return None,
-    };
-    let backend = processlist::ProcesslistBackend::new(
-        processlist,
-        target.collect_interval,
-        max_concurrent,
-        timeout,
-    );
-    Some(Arc::new(Served::new(backend, max_concurrent, timeout)))
+/// What the session API serves of `target` ([`api::http::Backends`]): a kind's
+/// sessions, on a pool of at most `max_concurrent` connections of their own, their
+/// queries bounded at `timeout` where the server can; or (DBSS) its statements'
+/// detail.
+pub fn api_backend(target: &Target, max_concurrent: usize, timeout: Duration) -> Option<Backend> {
+    let limits = (max_concurrent, timeout);
+    Some(match &target.kind {
+        TargetKind::Oceanbase(settings) => oceanbase::api_backend(target, settings, limits),
+        TargetKind::Mysql(settings) => mysql::api_backend(target, settings, limits),
+        TargetKind::Postgresql(settings) => postgresql::api_backend(target, settings, limits),
+        TargetKind::Dbss(settings) => dbss::api_backend(settings),
+    })
 }

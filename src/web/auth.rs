@@ -8,7 +8,7 @@
 //! [`Credentials::check`] runs on a blocking thread, off the runtime's workers, one at
 //! a time ([`BasicAuth::turn`]).
 
-use super::config::Seen;
+use super::config::Known;
 use super::{BasicAuth, ClientKey};
 use crate::secret::Secret;
 use std::sync::Arc;
@@ -75,9 +75,9 @@ impl Credentials<'_> {
         }
         match self.basic {
             Some(auth) if strip_scheme(given, "basic").is_some() => match auth.seen(given) {
-                Seen::Accepted(user) => Cached::Allowed(Principal::User(user)),
-                Seen::Refused => Cached::Denied,
-                Seen::New => Cached::NeedsVerification,
+                Known::Accepted(user) => Cached::Allowed(Principal::User(user)),
+                Known::Refused => Cached::Denied,
+                Known::New => Cached::NeedsVerification,
             },
             _ => Cached::Denied,
         }
@@ -106,9 +106,9 @@ impl Credentials<'_> {
                 let turn = auth.turn().clone().acquire_owned().await.ok()?;
                 // The same header may have been checked while this one waited.
                 match auth.seen(header) {
-                    Seen::Accepted(user) => return Some(Principal::User(user)),
-                    Seen::Refused => return None,
-                    Seen::New => {}
+                    Known::Accepted(user) => return Some(Principal::User(user)),
+                    Known::Refused => return None,
+                    Known::New => {}
                 }
                 // The turns go with the work: a client that hangs up drops this
                 // future, but bcrypt runs on, and the next starts only after it.

@@ -251,7 +251,7 @@ type Digest = [u8; 32];
 
 /// What the caches know of a header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seen {
+pub enum Known {
     Accepted(String),
     Refused,
     /// Only bcrypt can tell.
@@ -304,18 +304,18 @@ impl BasicAuth {
     }
 
     /// What the caches know of `header`: the cheap path every scrape takes.
-    pub fn seen(&self, header: &str) -> Seen {
+    pub fn seen(&self, header: &str) -> Known {
         let key = digest(header);
         let accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(user) = accepted.get(&key) {
-            return Seen::Accepted(user.clone());
+            return Known::Accepted(user.clone());
         }
         drop(accepted);
         let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         if refused.contains(&key) {
-            Seen::Refused
+            Known::Refused
         } else {
-            Seen::New
+            Known::New
         }
     }
 
@@ -403,7 +403,7 @@ mod tests {
         };
         assert_eq!(
             auth.seen(&header("alice", "s3cret")),
-            Seen::New,
+            Known::New,
             "not before it is verified"
         );
         assert_eq!(
@@ -412,12 +412,12 @@ mod tests {
         );
         assert_eq!(
             auth.seen(&header("alice", "s3cret")),
-            Seen::Accepted("alice".to_string())
+            Known::Accepted("alice".to_string())
         );
         assert_eq!(auth.verify(&header("alice", "wrong")), None);
         assert_eq!(
             auth.seen(&header("alice", "wrong")),
-            Seen::Refused,
+            Known::Refused,
             "remembered"
         );
         assert_eq!(auth.verify(&header("bob", "s3cret")), None);
@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(auth.verify(&header("alice", "wrong-again")), None);
         assert_eq!(
             auth.seen(&header("alice", "s3cret")),
-            Seen::Accepted("alice".to_string())
+            Known::Accepted("alice".to_string())
         );
     }
 

@@ -1,12 +1,11 @@
 //! The web configuration (--web.config.file: TLS, basic auth users, headers), swapped
 //! whole on reload, and the one credential check every endpoint uses ([`auth`]).
 //!
-//! A leaf beside `http` and `passthrough`: both read it, and it imports neither.
+//! A leaf beside `http` and `api`: both read it, and it imports neither.
 
 pub mod auth;
 pub mod config;
 pub mod lines;
-pub mod obshell;
 
 pub use config::{BasicAuth, WebConfig, WebConfigError};
 

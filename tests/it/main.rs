@@ -30,4 +30,5 @@ mod pileup;
 mod postgresql;
 mod schemathesis;
 mod seekdb;
+mod shape;
 mod web;

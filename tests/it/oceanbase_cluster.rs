@@ -309,7 +309,7 @@ fn sql_host_cut_matches_the_rust_reference() {
         "host:",
         "host:abc",
     ];
-    let expr = session_exporter::source::sql::host_without_port("h");
+    let expr = session_exporter::sql::host_without_port("h");
     let rows: Vec<String> = inputs
         .iter()
         .map(|h| format!("SELECT '{h}' AS h"))

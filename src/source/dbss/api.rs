@@ -4,10 +4,10 @@
 //! 400, 401, 403 and 500 (`error_code`, `error_msg`, `details`,
 //! `encoded_authorization_message`).
 
+use super::report::ClientEntry;
 use crate::config::Dbss;
+use crate::error::{ApiError, Reason};
 use crate::secret::Secret;
-use crate::source::error::{ApiError, Reason};
-use crate::stats::ClientEntry;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 

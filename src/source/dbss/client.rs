@@ -4,7 +4,7 @@
 //! alone when one is given (as Prometheus' `tls_config.ca_file`); turning
 //! verification off takes `insecure_skip_verify`. Connecting is bounded by
 //! `connect_timeout`; the whole exchange by the caller (the collect timeout, or the
-//! passthrough's request timeout). Redirects are followed only within the endpoint's
+//! session API's request timeout). Redirects are followed only within the endpoint's
 //! own scheme, host and port, at most [`MAX_REDIRECTS`] times: the token must never
 //! be sent anywhere else. Answers are read up to [`MAX_BODY_BYTES`].
 

@@ -1,5 +1,5 @@
 //! Huawei Cloud DBSS (Database Security Service), everything of the kind but its
-//! settings (`config::dbss`) and its passthrough endpoint: the API contract ([`api`]),
+//! settings (`config::dbss`) and its session API endpoint: the API contract ([`api`]),
 //! the HTTPS client ([`client`]), and the source.
 //!
 //! Each cycle, one `POST .../statistics/session/db-client` for the
@@ -13,15 +13,18 @@
 
 pub mod api;
 pub mod client;
+mod report;
 
 use super::collect::{BoxFuture, Source};
-use super::error::{Reason, SourceError};
-use crate::config::{Dbss, Target};
+use crate::api::http::DetailSource;
+use crate::config::{Dbss, Target, TargetKind};
+use crate::error::{Reason, SourceError};
 use crate::secret::TokenFile;
-use crate::stats::{ClientDistribution, Collected, Statistics};
+use crate::stats::{Collected, Statistics};
 use bytes::Bytes;
 use client::{Client, ClientError};
 use hyper::{Method, StatusCode};
+pub use report::{ClientDistribution, ClientEntry, CLIENT_SESSIONS};
 
 /// The reasons a DBSS target can fail with (401 is `auth`).
 const REASONS: [Reason; 7] = [
@@ -107,16 +110,16 @@ impl DbssSource {
         }
         Ok(Collected {
             rows: entries.len(),
-            statistics: Statistics::Clients(ClientDistribution::new(
+            statistics: Statistics::Own(Box::new(ClientDistribution::new(
                 &self.settings.instance_id,
                 entries,
-            )),
+            ))),
         })
     }
 }
 
 /// DBSS's SQL statement detail (`GET /v2/{project_id}/audit/{instance_id}/sqls/{id}`),
-/// which the passthrough forwards: the kind's one request on demand.
+/// which the session API forwards: the kind's one request on demand.
 pub struct SqlDetail {
     settings: Dbss,
     /// Built once; a client that cannot be built (a bad `ca_file`) is every
@@ -176,6 +179,34 @@ impl ReadyDetail<'_> {
             .client
             .send(Method::GET, &path, &self.token, None)
             .await?)
+    }
+}
+
+/// What the session API serves of a DBSS target: the detail of its statements,
+/// forwarded (see [`crate::source::api_backend`]).
+pub fn api_backend(settings: &Dbss) -> crate::api::http::Backend {
+    crate::api::http::Backend::Detail(Box::new(SqlDetail::new(settings)))
+}
+
+impl DetailSource for SqlDetail {
+    fn serves(&self, target: &Target) -> bool {
+        matches!(&target.kind, TargetKind::Dbss(settings) if *settings == self.settings)
+    }
+
+    fn valid_id(&self, id: &str) -> bool {
+        api::valid_sql_id(id)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.ready().map(|_| ()).map_err(|err| err.to_string())
+    }
+
+    fn fetch<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(StatusCode, Bytes), String>> {
+        Box::pin(async move {
+            let ready = self.ready().map_err(|err| err.to_string())?;
+            let answer = ready.fetch(id).await.map_err(|err| err.to_string())?;
+            Ok((answer.status, answer.body))
+        })
     }
 }
 

@@ -10,8 +10,8 @@
 //! each group's connection ids instead (`GROUP_CONCAT(p.ID)`), and only the
 //! connections not seen before are read, by a statement of their own.
 
-use crate::source::error::SourceError;
-use crate::source::sql::{bad_answer, count, Cell};
+use crate::error::SourceError;
+use crate::sql::{bad_answer, count, Cell};
 use std::collections::{HashMap, HashSet};
 
 /// Above this many unknown connections, the statement reads every connection's

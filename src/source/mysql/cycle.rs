@@ -12,8 +12,8 @@
 //!    waiting for a lock.
 
 use super::connections::{ids_of, Connections};
-use crate::source::error::SourceError;
-use crate::source::sql::{
+use crate::error::SourceError;
+use crate::sql::{
     bad_answer, client_of, count, db_label, decode_group, read, seconds, Cell, Connection,
     RowContext, SqlError,
 };
@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 /// The statements of a cycle, written once per pool for what the account can read.
 #[derive(Debug, Clone)]
 pub(super) struct Cycle {
-    /// [`Grouping::statement`](crate::source::sql::Grouping::statement).
+    /// [`Grouping::statement`](crate::sql::Grouping::statement).
     pub grouping: String,
     /// Who blocks whom; None when lock waits are off or their relation is not
     /// readable.
@@ -85,7 +85,7 @@ impl Cycle {
             }
         }
         if let Some(blockers) = &self.blockers {
-            if found.aggregator.seen().lock_waits {
+            if found.aggregator.present().lock_waits {
                 read(conn, blockers, |row| {
                     let row = decode_blocker_row(row, ctx)?;
                     if let Some(top) = row.top {
@@ -353,9 +353,7 @@ mod tests {
     use super::super::{cycle, row_context, LockWaits};
     use super::*;
     use crate::config::testing;
-    use crate::source::sql::fixtures::{
-        block_on, counts as c, group, idle, named, pairs, row, Scripted,
-    };
+    use crate::sql::fixtures::{block_on, counts as c, group, idle, named, pairs, row, Scripted};
     use mysql_async::Value;
     use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! resolved (since the server started), and this is it, parsed: one event, whose
 //! nodes are its transactions, the victim the one InnoDB rolled back.
 
-use crate::sessions::{DeadLock, DeadLockNode};
+use crate::api::{DeadLock, DeadLockNode};
 
 /// The latest deadlock of an InnoDB status text, its time as the server wrote it
 /// (`YYYY-MM-DD HH:MM:SS`, the server's local time); None when there was none since

@@ -13,17 +13,17 @@ mod cycle;
 mod deadlock;
 mod sessions;
 
-pub use sessions::MysqlProcesslist;
+use sessions::MysqlProcesslist;
 
 use super::collect::{BoxFuture, Source};
-use super::conn::{classify, Connector};
-use super::error::SourceError;
-use super::query::{probe_relation, read_periodic};
-use super::sql::{
+use crate::config::{Database, Mysql, Target};
+use crate::error::SourceError;
+use crate::sql::conn::{classify, Connector};
+use crate::sql::query::{probe_relation, read_periodic};
+use crate::sql::{
     filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
     RowContext, Rules, OWN_SESSIONS, TAG,
 };
-use crate::config::{Database, Mysql, Target};
 use crate::stats::Collected;
 use connections::Connections;
 use cycle::Cycle;
@@ -46,8 +46,8 @@ pub const IDLE_COMMANDS: [&str; 8] = [
 /// The privilege to suggest when one is missing.
 const GRANT: &str = "grant it with GRANT PROCESS ON *.* TO the account";
 
-/// A MySQL/MariaDB target's collection: one grouped statement per cycle, and the
-/// lock waits beside it when the part is on.
+/// A MySQL/MariaDB target's collection: its [`Cycle`] (one grouping every cycle, the
+/// rest only when there is something to read), and the periodic reads.
 pub struct MysqlSource {
     name: String,
     database: Database,
@@ -55,7 +55,7 @@ pub struct MysqlSource {
     collect_timeout: Duration,
     /// The statements of a cycle and the settings they were written for (the parts
     /// this account can read), once the server was probed after the pool was (re)made.
-    prepared: Option<Prepared>,
+    prepared: Option<Probed>,
     periodic: PeriodicReads,
     /// What was said of the parts left out, so a pool made again says it only when
     /// it changed.
@@ -65,7 +65,7 @@ pub struct MysqlSource {
 }
 
 /// What [`MysqlSource::prepare`] wrote for this account and server.
-struct Prepared {
+struct Probed {
     cycle: Cycle,
     database: Database,
     /// The statement of periodic reads ([`periodic_sql`]), when a part of it is on.
@@ -102,7 +102,7 @@ impl MysqlSource {
     /// Writes the statement for what this account can read, once per pool: without
     /// `INNODB_TRX` (PROCESS is missing) no transaction or lock is collected, without
     /// the lock-waits relation no blocker is named; each is said once.
-    async fn prepare(&self, conn: &mut mysql_async::Conn) -> Result<Prepared, mysql_async::Error> {
+    async fn prepare(&self, conn: &mut mysql_async::Conn) -> Result<Probed, mysql_async::Error> {
         use mysql_async::prelude::Queryable;
         let mut database = self.database.clone();
         let parts = &mut database.collect;
@@ -155,7 +155,7 @@ impl MysqlSource {
         if let Some(periodic) = &periodic {
             tracing::debug!(target = %self.name, sql = %periodic, "statement of limits and deadlocks");
         }
-        Ok(Prepared {
+        Ok(Probed {
             cycle,
             database,
             periodic,
@@ -171,12 +171,12 @@ impl MysqlSource {
     async fn check_performance_schema(
         &self,
         conn: &mut mysql_async::Conn,
-        parts: &mut crate::stats::Parts,
+        parts: &mut crate::stats::CollectParts,
         flavour: Option<LockWaits>,
     ) -> Result<Vec<String>, mysql_async::Error> {
         use mysql_async::prelude::Queryable;
         let mut said = Vec::new();
-        let off = |parts: &mut crate::stats::Parts| {
+        let off = |parts: &mut crate::stats::CollectParts| {
             parts.waits = false;
             parts.statements = false;
             parts.applications = false;
@@ -340,6 +340,16 @@ impl Source for MysqlSource {
     }
 }
 
+/// The session API of a target of this kind (see [`crate::source::api_backend`]).
+pub fn api_backend(
+    target: &Target,
+    settings: &Mysql,
+    limits: (usize, Duration),
+) -> crate::api::http::Backend {
+    let processlist = Box::new(MysqlProcesslist::new(target, settings));
+    crate::api::processlist::backend(processlist, target.collect_interval, limits)
+}
+
 /// How rows of this kind are decoded: the one tenant is the target's name, the
 /// server its host.
 fn row_context<'a>(database: &'a Database, tenant: &'a str) -> RowContext<'a> {
@@ -404,7 +414,7 @@ impl LockWaits {
         }
     }
 
-    /// The session API's pile-up (see [`crate::source::sql::add_pileup_row`]): each
+    /// The session API's pile-up (see [`crate::sql::add_pileup_row`]): each
     /// waiting thread with the thread it waits on, the longest waits first, and each
     /// open transaction's thread, the oldest first, at most `limit` of each.
     fn pileup(self, limit: usize) -> String {
@@ -450,7 +460,7 @@ impl LockWaits {
 /// and MySQL 8 as the `lock_deadlocks` metric (enabled by default; while it is
 /// disabled there is no series). `flavour` is the server's, from its version.
 fn periodic_sql(
-    parts: crate::stats::Parts,
+    parts: crate::stats::CollectParts,
     users: bool,
     flavour: Option<LockWaits>,
 ) -> Option<String> {
@@ -609,7 +619,7 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
 mod tests {
     use super::*;
     use crate::config::testing;
-    use crate::stats::Parts;
+    use crate::stats::CollectParts;
 
     #[test]
     fn every_statement_bounds_itself_on_both_servers() {
@@ -679,7 +689,7 @@ mod tests {
     #[test]
     fn parts_turned_off_read_nothing() {
         let mut database = testing::database("monitor", 3306);
-        database.collect = Parts::NONE;
+        database.collect = CollectParts::NONE;
         let st = cycle(
             &database,
             Duration::from_secs(1),

@@ -3,12 +3,14 @@
 
 use super::cycle::instrument_class;
 use super::{active_condition, grouping, row_context, GRANT};
-use crate::config::{Database, Mysql, Parts, Target};
-use crate::sessions::deadlocks::rfc3339_micros;
-use crate::sessions::{DeadLock, Field, PageParams, PileupRows, TenantSession};
-use crate::source::processlist::{self, plain_column, Processlist, View};
-use crate::source::query::{read_pileup, SqlError};
-use crate::source::sql::{add_group_row, read, TAG};
+use crate::api::deadlocks::rfc3339_micros;
+use crate::api::processlist::read_pileup;
+use crate::api::processlist::{self, plain_column, Processlist, View};
+use crate::api::Capabilities;
+use crate::api::{DeadLock, Field, PageParams, PileupRows, TenantSession};
+use crate::config::{CollectParts, Database, Mysql, Target};
+use crate::sql::query::SqlError;
+use crate::sql::{add_group_row, read, TAG};
 use crate::stats::Collected;
 use crate::stats::CPU;
 use std::collections::HashSet;
@@ -41,6 +43,13 @@ impl Processlist for MysqlProcesslist {
         &self.name
     }
 
+    /// InnoDB keeps its latest deadlock (see `deadlock.rs`).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            deadlock_history: true,
+        }
+    }
+
     fn database(&self) -> &Database {
         &self.database
     }
@@ -55,7 +64,7 @@ impl Processlist for MysqlProcesslist {
         conn: &'a mut mysql_async::Conn,
     ) -> processlist::BoxFuture<'a, Result<View, mysql_async::Error>> {
         Box::pin(async {
-            let attributes = crate::source::query::probe_relation(conn, CONNECT_ATTRIBUTES).await?;
+            let attributes = crate::sql::query::probe_relation(conn, CONNECT_ATTRIBUTES).await?;
             Ok(View {
                 relation: "`information_schema`.`PROCESSLIST`".to_string(),
                 cluster: false,
@@ -150,22 +159,19 @@ impl Processlist for MysqlProcesslist {
                  AND w.EVENT_NAME <> 'idle' ORDER BY w.EVENT_ID DESC LIMIT 1)"
             );
             let id = u64::try_from(session.id).unwrap_or_default();
-            let rows =
-                crate::source::processlist::backend::exec(conn, &sql, vec![id.into()]).await?;
+            let rows = crate::api::processlist::backend::exec(conn, &sql, vec![id.into()]).await?;
             let Some(row) = rows.into_iter().next() else {
                 return Ok(None);
             };
             let mut cells = row.unwrap().into_iter();
-            let enabled = cells.next().and_then(crate::source::query::text);
+            let enabled = cells.next().and_then(crate::sql::query::text);
             if enabled.as_deref() != Some("3") {
                 return Ok(None);
             }
-            Ok(Some(
-                match cells.next().and_then(crate::source::query::text) {
-                    Some(event) => (instrument_class(&event).to_string(), event),
-                    None => (CPU.to_string(), CPU.to_string()),
-                },
-            ))
+            Ok(Some(match cells.next().and_then(crate::sql::query::text) {
+                Some(event) => (instrument_class(&event).to_string(), event),
+                None => (CPU.to_string(), CPU.to_string()),
+            }))
         })
     }
 
@@ -232,7 +238,7 @@ async fn tenant_stats(
     // The API's stats are counts: no top sessions, transactions, locks or states.
     let database = Database {
         top_sessions: 0,
-        collect: Parts::NONE,
+        collect: CollectParts::NONE,
         ..database.clone()
     };
     let ctx = row_context(&database, tenant);

@@ -9,12 +9,12 @@
 //! 3. The sessions without a client address, grouped by `HOST` ([`Grouping`]), only
 //!    when the read of the sessions held some back.
 //!
-//! [`Grouping`]: crate::source::sql::Grouping
+//! [`Grouping`]: crate::sql::Grouping
 
 use super::per_session::{decode_particular, decode_session, group_key, Particulars, Shape};
 #[cfg(doc)]
 use super::per_session::{PARTICULAR_COLUMNS, SESSION_COLUMNS};
-use crate::source::sql::{add_group_row, read, Connection, RowContext, SqlError};
+use crate::sql::{add_group_row, read, Connection, RowContext, SqlError};
 use crate::stats::{Collected, NONE_LABEL};
 use std::collections::HashSet;
 use std::hash::BuildHasher;

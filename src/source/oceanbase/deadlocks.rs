@@ -6,12 +6,12 @@
 //! rows are read: a request holds one page, whatever the history's size.
 
 use super::{deadlocks_relation, tenants_relation, Mode, SINGLE_DEADLOCKS};
+use crate::api::deadlocks::rfc3339_micros;
+use crate::api::processlist::backend::exec;
+use crate::api::{DeadLock, DeadLockNode, PageParams};
 use crate::config::Oceanbase;
-use crate::sessions::deadlocks::rfc3339_micros;
-use crate::sessions::{DeadLock, DeadLockNode, PageParams};
-use crate::source::processlist::backend::exec;
-use crate::source::query::SqlError;
-use crate::source::sql::{bad_answer, TAG};
+use crate::sql::query::SqlError;
+use crate::sql::{bad_answer, TAG};
 use mysql_async::{Row, Value};
 use std::collections::BTreeMap;
 
@@ -98,14 +98,14 @@ struct HistoryRow {
     extra_value: String,
 }
 
-fn history_row(row: Row, address: (&str, u16)) -> Result<HistoryRow, crate::source::SourceError> {
+fn history_row(row: Row, address: (&str, u16)) -> Result<HistoryRow, crate::error::SourceError> {
     let values = row.unwrap();
     let got = values.len();
     let [event_id, report_time, svr_ip, svr_port, cycle_idx, cycle_size, role, visitor, object, extra_name, extra_value]: [Value; 11] =
         values
             .try_into()
             .map_err(|_| bad_answer(format!("expected 11 columns of the deadlock history, got {got}")))?;
-    let number = |value: Value, column: &str| -> Result<i64, crate::source::SourceError> {
+    let number = |value: Value, column: &str| -> Result<i64, crate::error::SourceError> {
         match value {
             Value::Int(n) => Ok(n),
             Value::UInt(n) => i64::try_from(n).map_err(|_| bad_answer(format!("{column} is {n}"))),

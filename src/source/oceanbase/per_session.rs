@@ -3,10 +3,8 @@
 //! session, locks by transaction and session (see [`SESSION_COLUMNS`] and
 //! [`PARTICULAR_COLUMNS`]).
 
-use crate::source::error::SourceError;
-use crate::source::sql::{
-    bad_answer, count, datetime_micros, db_label, fields, seconds, Cell, RowContext,
-};
+use crate::error::SourceError;
+use crate::sql::{bad_answer, count, datetime_micros, db_label, fields, seconds, Cell, RowContext};
 use crate::stats::{
     client_label_of, host_without_port as bare_host, Aggregator, OneSession, SessionGroup,
     NONE_LABEL,

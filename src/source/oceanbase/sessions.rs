@@ -2,11 +2,12 @@
 //! the view its mode gives, and its statistics as a cycle computes them.
 
 use super::{detect_mode, grouping, init_statements, relation, row_context, Mode};
+use crate::api::processlist::{self, plain_column, Processlist, View};
+use crate::api::Capabilities;
+use crate::api::{DeadLock, Field, PageParams, PileupRows, TenantSession};
 use crate::config::{Database, Oceanbase, Target};
-use crate::sessions::{DeadLock, Field, PageParams, PileupRows, TenantSession};
-use crate::source::processlist::{self, plain_column, Processlist, View};
-use crate::source::query::{self, SqlError};
-use crate::source::sql::{add_group_row, read, TAG};
+use crate::sql::query::{self, SqlError};
+use crate::sql::{add_group_row, read, TAG};
 use crate::stats::Collected;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -31,6 +32,13 @@ impl OceanbaseProcesslist {
 impl Processlist for OceanbaseProcesslist {
     fn target(&self) -> &str {
         &self.name
+    }
+
+    /// OceanBase keeps its deadlock history (`DBA_OB_DEADLOCK_EVENT_HISTORY`).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            deadlock_history: true,
+        }
     }
 
     fn database(&self) -> &Database {
@@ -120,7 +128,7 @@ impl Processlist for OceanbaseProcesslist {
             false => (Mode::SingleTenant, Vec::new()),
         };
         let sql = super::pileup_sql(&self.settings, mode, limit);
-        Box::pin(async move { query::read_pileup(conn, &sql, params).await })
+        Box::pin(async move { crate::api::processlist::read_pileup(conn, &sql, params).await })
     }
 
     /// The session's latest sample of the active session history, if it is of the
@@ -153,7 +161,7 @@ impl Processlist for OceanbaseProcesslist {
             super::SAMPLE_RECENT_SECONDS,
         );
         Box::pin(async move {
-            let rows = crate::source::processlist::backend::exec(conn, &sql, params).await?;
+            let rows = crate::api::processlist::backend::exec(conn, &sql, params).await?;
             Ok(rows.into_iter().next().map(|row| {
                 let mut cells = row.unwrap().into_iter().map(query::text);
                 let mut next = || cells.next().flatten().unwrap_or_default();
@@ -219,7 +227,7 @@ async fn tenant_stats(
 fn without_top_sessions(settings: &Oceanbase) -> Oceanbase {
     let mut settings = settings.clone();
     settings.database.top_sessions = 0;
-    settings.database.collect = crate::stats::Parts::NONE;
+    settings.database.collect = crate::stats::CollectParts::NONE;
     settings
 }
 

@@ -20,15 +20,15 @@ mod sessions;
 mod tls;
 
 use super::collect::{BoxFuture, Source};
-use super::error::{Reason, SourceError};
-use super::sql::{
+use crate::config::{Postgresql, SslMode, Target};
+use crate::error::{Reason, SourceError};
+use crate::sql::{
     filter_conditions, read, Connection, PeriodicReads, RowContext, Rules, SqlError, TAG,
 };
-use crate::config::{Postgresql, SslMode, Target};
 use crate::stats::Collected;
 use futures_util::StreamExt;
 use scan::Scan;
-pub use sessions::PostgresqlSessions;
+use sessions::PostgresqlSessions;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
@@ -165,6 +165,18 @@ impl PostgresqlSource {
     }
 }
 
+/// The session API of a PostgreSQL target (see [`crate::source::api_backend`]): its
+/// own connections, at most `max_concurrent`, each request bounded at `timeout`.
+pub fn api_backend(
+    target: &Target,
+    settings: &Postgresql,
+    (max_concurrent, timeout): (usize, Duration),
+) -> crate::api::http::Backend {
+    let sessions = PostgresqlSessions::new(&target.name, settings, max_concurrent, timeout);
+    let served = crate::api::serve::BackendApi::new(sessions, max_concurrent, timeout);
+    crate::api::http::Backend::Sessions(std::sync::Arc::new(served))
+}
+
 /// A cycle's one statement ([`grouped_sql`]) on `conn`, its rows added up.
 async fn cycle<C: Connection>(
     conn: &mut C,
@@ -217,7 +229,7 @@ async fn server_version(client: &Client) -> Result<u32, tokio_postgres::Error> {
 /// database's `datconnlimit` that is set (-1 is none; superusers are not held to a
 /// role's limit); the deadlocks of every database, summed. All of it is readable
 /// by any role.
-fn periodic_sql(parts: crate::stats::Parts) -> String {
+fn periodic_sql(parts: crate::stats::CollectParts) -> String {
     let mut reads = Vec::new();
     if parts.limits {
         reads.push(
@@ -430,8 +442,8 @@ fn grouped_sql(settings: &Postgresql, version: u32) -> String {
 mod tests {
     use super::*;
     use crate::config::testing;
-    use crate::source::sql::fixtures::{block_on, counts as c, pairs, row, Scripted};
-    use crate::stats::{Parts, NONE_LABEL};
+    use crate::sql::fixtures::{block_on, counts as c, pairs, row, Scripted};
+    use crate::stats::{CollectParts, NONE_LABEL};
 
     fn settings() -> Postgresql {
         Postgresql {
@@ -456,7 +468,7 @@ mod tests {
             "statistics never read the SQL text"
         );
         let mut quiet = settings();
-        quiet.database.collect = Parts::NONE;
+        quiet.database.collect = CollectParts::NONE;
         quiet.database.top_sessions = 0;
         let sql = grouped_sql(&quiet, 150_004);
         assert!(!sql.contains("pg_blocking_pids") && !sql.contains("xact_start IS NULL"));
@@ -472,7 +484,7 @@ mod tests {
             server: "10.0.0.1",
             null_string_is_no_db: false,
             keep: 5,
-            parts: Parts::default(),
+            parts: CollectParts::default(),
             rules: Rules::NONE,
             listed_only: false,
         };

@@ -1,8 +1,8 @@
 //! PostgreSQL's one statement ([`Scan`]): the grouping, the top sessions' window and
 //! the lock joins in one read of `pg_stat_activity`, decoded by [`decode_row`].
 
-use crate::source::error::SourceError;
-use crate::source::sql::{bad_answer, client_of, count, db_label, seconds, Cell, RowContext};
+use crate::error::SourceError;
+use crate::sql::{bad_answer, client_of, count, db_label, seconds, Cell, RowContext};
 use crate::stats::{Aggregator, OneSession, SessionGroup, CPU, NONE_LABEL};
 
 /// How one kind reads its processlist, for [`Scan::statement`]: expressions over the
@@ -341,16 +341,15 @@ pub(super) mod fixtures {
     /// A row of [`decode_row`] from its named values; every column not named is
     /// NULL, and a later value of a column replaces an earlier one.
     pub fn scan(values: &[(&str, &str)]) -> Vec<Value> {
-        crate::source::sql::fixtures::named(&SCAN, values)
+        crate::sql::fixtures::named(&SCAN, values)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::error::Reason;
-    use crate::source::sql::Rules;
-    use crate::stats::Parts;
+    use crate::error::Reason;
+    use crate::stats::CollectParts;
     use mysql_async::Value;
 
     fn bytes(s: &str) -> Value {
@@ -373,15 +372,7 @@ mod tests {
         decode_row(group_row(values), ctx)
     }
 
-    const OB: RowContext<'static> = RowContext {
-        tenant: "fallback-tenant",
-        server: "10.0.0.9",
-        null_string_is_no_db: true,
-        keep: 5,
-        parts: Parts::ALL,
-        rules: Rules::NONE,
-        listed_only: false,
-    };
+    const OB: RowContext<'static> = crate::sql::fixtures::CONTEXT;
 
     #[test]
     fn decodes_text_protocol_rows() {
@@ -476,7 +467,7 @@ mod tests {
             })
         );
         let ctx = RowContext {
-            parts: Parts {
+            parts: CollectParts {
                 states: false,
                 ..OB.parts
             },

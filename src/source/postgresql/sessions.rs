@@ -13,16 +13,15 @@
 //! level, sampling, CPU time or memory per session: those are zero.
 
 use super::{classify, connect, cycle, grouped_sql};
-use crate::config::{Parts, Postgresql};
-use crate::sessions::params::Observer;
-use crate::sessions::pileup::{MAX_PILEUP_ROWS, MAX_PILEUP_SQL};
-use crate::sessions::serve::{PageRows, PageSink, Refusal, SessionBackend};
-use crate::sessions::{
+use crate::api::params::Observer;
+use crate::api::pileup::{add_pileup_row, MAX_PILEUP_ROWS, MAX_PILEUP_SQL};
+use crate::api::serve::{PageRows, PageSink, Refusal, SessionBackend};
+use crate::api::Capabilities;
+use crate::api::{
     DeadLock, Failure, Field, FieldValue, ListParams, PageParams, PileupRows, TenantSession,
 };
-use crate::source::sql::{
-    add_pileup_row, contains_pattern, filter_conditions, RowContext, Rules, SqlError, TAG,
-};
+use crate::config::{CollectParts, Postgresql};
+use crate::sql::{contains_pattern, filter_conditions, RowContext, Rules, SqlError, TAG};
 use crate::stats::TenantStats;
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -128,7 +127,7 @@ impl Shared {
     }
 
     fn failure(&self, err: &tokio_postgres::Error) -> Failure {
-        let error = classify(err, &self.settings, "reading sessions for the passthrough");
+        let error = classify(err, &self.settings, "reading sessions for the session API");
         Failure::unavailable(format!("target `{}`: {error}", self.name))
     }
 
@@ -224,6 +223,13 @@ impl SessionBackend for PostgresqlSessions {
         &self.target.name
     }
 
+    /// PostgreSQL keeps no history of its deadlocks: it logs and counts them.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            deadlock_history: false,
+        }
+    }
+
     async fn connect(&self) -> Result<Client, Failure> {
         self.target.client().await
     }
@@ -302,13 +308,13 @@ impl SessionBackend for PostgresqlSessions {
         // The collection's statement, counts only (no top sessions, no parts).
         let mut settings = self.target.settings.clone();
         settings.database.top_sessions = 0;
-        settings.database.collect = Parts::NONE;
+        settings.database.collect = CollectParts::NONE;
         let ctx = RowContext {
             tenant: &self.target.name,
             server: &settings.database.address.host,
             null_string_is_no_db: false,
             keep: 0,
-            parts: Parts::NONE,
+            parts: CollectParts::NONE,
             rules: Rules::NONE,
             listed_only: false,
         };

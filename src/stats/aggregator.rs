@@ -1,0 +1,368 @@
+//! Adding a cycle's rows up, tenant by tenant, as they arrive.
+
+use super::*;
+
+/// Adds rows up into per-tenant statistics as they arrive, so a cycle holds the
+/// statistics, never the list of rows.
+///
+/// It uses hash maps while adding (a row costs up to five lookups, and a cluster sends
+/// tens of thousands of rows); [`Aggregator::finish`] turns them into the ordered maps
+/// that encoding and the stats API walk. The databases send a tenant's rows together,
+/// so the tenant of the previous row is checked before any lookup.
+#[derive(Debug)]
+pub struct Aggregator {
+    tenants: Vec<(String, TenantTally)>,
+    index: CycleMap<usize>,
+    last: Option<usize>,
+    rows: usize,
+    /// How many top sessions and top blockers a tenant keeps.
+    keep: usize,
+    parts: CollectParts,
+    /// Whether only listed tenants are kept (see [`Aggregator::listed_only`]).
+    listed_only: bool,
+}
+
+impl Default for Aggregator {
+    /// Keeps every session a row names, and expects every part.
+    fn default() -> Self {
+        Self::new(usize::MAX, CollectParts::default())
+    }
+}
+
+/// One tenant while adding up: totals and top sessions in `stats`, dimensions here.
+#[derive(Debug, Default)]
+struct TenantTally {
+    stats: TenantStats,
+    by_db: CycleMap<Counts>,
+    by_user: CycleMap<Counts>,
+    by_client: CycleMap<Counts>,
+    by_server: CycleMap<Counts>,
+    /// A handful of (command, state) pairs: searched in order, most recent first
+    /// being no better, since rows alternate between them.
+    by_state: Vec<((String, String), u64)>,
+    by_application: CycleMap<Counts>,
+    /// A handful of (class, event) pairs, searched in order like `by_state`.
+    by_wait: Vec<((String, String), u64)>,
+    by_statement: CycleMap<u64>,
+    /// Named by [`Aggregator::add_tenant`] or by a zero row (see
+    /// [`Aggregator::listed_only`]).
+    listed: bool,
+}
+
+impl TenantTally {
+    /// Counts `n` active sessions waiting on (`class`, `event`) and running
+    /// `statement`; an empty value is not counted.
+    fn add_activity<S: AsRef<str> + Into<String>>(
+        &mut self,
+        parts: CollectParts,
+        class: &S,
+        event: &S,
+        statement: S,
+        n: u64,
+    ) {
+        if parts.waits && !class.as_ref().is_empty() {
+            add_pair(&mut self.by_wait, class, event, n);
+        }
+        if parts.statements && !statement.as_ref().is_empty() {
+            match self.by_statement.get_mut(statement.as_ref()) {
+                Some(known) => *known += n,
+                None => {
+                    self.by_statement.insert(statement.into(), n);
+                }
+            }
+        }
+    }
+}
+
+impl Aggregator {
+    /// Keeps `keep` top sessions and top blockers per tenant (the statement may name
+    /// more: an active blocker is kept apart for both reasons); `parts` says which
+    /// optional statistics the rows carry.
+    pub fn new(keep: usize, parts: CollectParts) -> Self {
+        Self {
+            tenants: Vec::new(),
+            index: CycleMap::default(),
+            last: None,
+            rows: 0,
+            keep,
+            parts,
+            listed_only: false,
+        }
+    }
+
+    /// Keeps only the tenants a zero row (a group of 0 sessions) or
+    /// [`Aggregator::add_tenant`] names: a cluster's statement lists its tenants in
+    /// zero rows, so the processlist is read without a join to the tenants view, and
+    /// sessions of a tenant it does not list (a META tenant) are dropped here.
+    pub fn listed_only(mut self) -> Self {
+        self.listed_only = true;
+        self
+    }
+
+    /// Makes `tenant` present even if no row names it (it then reports zeros).
+    pub fn add_tenant(&mut self, tenant: &str) {
+        self.tenant(tenant).listed = true;
+    }
+
+    /// The tally of tenant `name`, created on first sight.
+    fn tenant<S: AsRef<str> + Into<String>>(&mut self, name: S) -> &mut TenantTally {
+        let i = match self.last {
+            Some(i) if self.tenants[i].0 == name.as_ref() => i,
+            _ => match self.index.get(name.as_ref()) {
+                Some(&i) => i,
+                None => {
+                    let name: String = name.into();
+                    self.index.insert(name.clone(), self.tenants.len());
+                    self.tenants.push((name, TenantTally::default()));
+                    self.tenants.len() - 1
+                }
+            },
+        };
+        self.last = Some(i);
+        &mut self.tenants[i].1
+    }
+
+    /// Adds one group of sessions. A group of 0 sessions (the cluster query's row for
+    /// a tenant without sessions) only makes its tenant present.
+    pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, group: SessionGroup<S>) {
+        self.rows += 1;
+        let (parts, keep) = (self.parts, self.keep);
+        let states = parts.states;
+        let tenant = self.tenant(group.tenant);
+        if group.sessions == 0 {
+            tenant.listed = true;
+            return;
+        }
+        let (n, active) = (group.sessions, group.active);
+        let stats = &mut tenant.stats;
+        stats.sessions += n;
+        stats.active_sessions += active;
+        if active > 0 {
+            stats.max_active_time = stats.max_active_time.max(group.max_active_time);
+        }
+        stats.transaction_sessions += group.transactions;
+        stats.idle_in_transaction_sessions += group.idle_in_transaction;
+        stats.max_transaction_age = stats.max_transaction_age.max(group.max_transaction_age);
+        stats.max_idle_in_transaction = stats
+            .max_idle_in_transaction
+            .max(group.max_idle_in_transaction);
+        stats.lock_waiting_sessions += group.lock_waiting;
+        stats.max_lock_wait = stats.max_lock_wait.max(group.max_lock_wait);
+        if let Some(session) = group.session {
+            let (user, db, client) = (
+                group.user.as_ref(),
+                group.db.as_ref(),
+                group.client.as_ref(),
+            );
+            if active > 0 {
+                stats.top.push(TopSession {
+                    tenant: String::new(),
+                    session_id: session.id,
+                    user: user.to_string(),
+                    db: db.to_string(),
+                    client: client.to_string(),
+                    sql_id: session.sql_id,
+                    time: group.max_active_time,
+                });
+                // A server with thousands of active threads sends each in a row of
+                // its own: keep at most twice what is exported, not all of them.
+                if stats.top.len() >= 2 * keep.max(1) {
+                    keep_longest(&mut stats.top, keep);
+                }
+            }
+            if session.waiters > 0 {
+                stats.blockers.push(Blocker {
+                    session_id: session.id,
+                    user: user.to_string(),
+                    db: db.to_string(),
+                    client: client.to_string(),
+                    waiters: session.waiters,
+                });
+            }
+        }
+        if states {
+            add_pair(&mut tenant.by_state, &group.command, &group.state, n);
+        }
+        if active > 0 {
+            tenant.add_activity(
+                parts,
+                &group.wait_class,
+                &group.wait_event,
+                group.statement,
+                active,
+            );
+        }
+        let counts = Counts {
+            sessions: n,
+            active,
+            idle_in_transaction: group.idle_in_transaction,
+        };
+        // A source that counts applications apart leaves them empty here.
+        if parts.applications && !group.application.as_ref().is_empty() {
+            add_to(&mut tenant.by_application, group.application, counts);
+        }
+        add_to(&mut tenant.by_db, group.db, counts);
+        add_to(&mut tenant.by_user, group.user, counts);
+        add_to(&mut tenant.by_client, group.client, counts);
+        add_to(&mut tenant.by_server, group.server, counts);
+    }
+
+    /// Adds one of a tenant's longest active sessions, as unit tests write them
+    /// (sources send sessions as rows of their own, see [`SessionGroup::session`]).
+    #[cfg(test)]
+    pub fn add_top(&mut self, session: TopSession) {
+        self.rows += 1;
+        self.add_top_apart(session);
+    }
+
+    /// Adds one of a tenant's longest active sessions, read by a cycle's statement of
+    /// details (its row is counted by [`Aggregator::add_detail`]).
+    pub fn add_top_apart(&mut self, session: TopSession) {
+        let tally = self.tenant(session.tenant.as_str());
+        tally.stats.top.push(session);
+    }
+
+    /// Adds what one active session the grouping already counted waits on (class,
+    /// event) and runs (a statement of activity's; an empty statement is none).
+    pub fn add_activity(&mut self, tenant: &str, (class, event): (&str, &str), statement: &str) {
+        let parts = self.parts;
+        self.tenant(tenant)
+            .add_activity(parts, &class, &event, statement, 1);
+    }
+
+    /// Adds `counts` sessions of `tenant` to application `name`, counted apart from
+    /// the groups that counted them otherwise (MySQL's, by connection).
+    pub fn add_application(&mut self, tenant: &str, name: &str, counts: Counts) {
+        if self.parts.applications {
+            add_to(&mut self.tenant(tenant).by_application, name, counts);
+        }
+    }
+
+    /// Adds a session others wait on, read by a cycle's statement of details (its
+    /// row is counted by [`Aggregator::add_detail`]).
+    pub fn add_blocker(&mut self, tenant: String, blocker: Blocker) {
+        self.tenant(tenant).stats.blockers.push(blocker);
+    }
+
+    /// Adds what a cycle's statement of details read of `tenant`'s transactions and
+    /// lock waits (the kinds whose grouped rows cannot carry them).
+    pub fn add_detail(&mut self, tenant: String, detail: Detail) {
+        self.rows += 1;
+        let stats = &mut self.tenant(tenant).stats;
+        stats.max_active_time = stats.max_active_time.max(detail.max_active_time);
+        stats.max_idle_in_transaction = stats
+            .max_idle_in_transaction
+            .max(detail.max_idle_in_transaction);
+        stats.max_transaction_age = stats.max_transaction_age.max(detail.max_transaction_age);
+        stats.lock_waiting_sessions += detail.lock_waiting;
+        stats.max_lock_wait = stats.max_lock_wait.max(detail.max_lock_wait);
+    }
+
+    /// Whether a group added so far has active sessions, sessions in a transaction,
+    /// or sessions waiting for a lock: what decides whether a cycle reads details.
+    pub fn present(&self) -> Present {
+        let mut present = Present::default();
+        for (_, tally) in &self.tenants {
+            let stats = &tally.stats;
+            present.active |= stats.active_sessions > 0;
+            present.transactions |= stats.transaction_sessions > 0;
+            present.lock_waits |= stats.lock_waiting_sessions > 0;
+        }
+        present
+    }
+
+    pub fn finish(self) -> Collected {
+        let (keep, parts, listed_only) = (self.keep, self.parts, self.listed_only);
+        let tenants = self
+            .tenants
+            .into_iter()
+            .filter(|(_, tally)| tally.listed || !listed_only)
+            .map(|(name, tally)| {
+                let mut stats = tally.stats;
+                stats.parts = parts;
+                stats.by_db = tally.by_db.into_iter().collect();
+                stats.by_user = tally.by_user.into_iter().collect();
+                stats.by_client = tally.by_client.into_iter().collect();
+                stats.by_server = tally.by_server.into_iter().collect();
+                stats.by_state = tally.by_state.into_iter().collect();
+                stats.by_application = tally.by_application.into_iter().collect();
+                stats.by_wait = tally.by_wait.into_iter().collect();
+                stats.by_statement = tally.by_statement.into_iter().collect();
+                // A tenant's most frequent statements, the rest summed (keep 0: none).
+                if keep == 0 {
+                    stats.by_statement.clear();
+                } else {
+                    keep_largest(&mut stats.by_statement, keep, OTHER_LABEL.to_string());
+                }
+                keep_longest(&mut stats.top, keep);
+                for top in &mut stats.top {
+                    top.tenant.clone_from(&name);
+                }
+                stats.blockers.sort_by(|a, b| {
+                    b.waiters
+                        .cmp(&a.waiters)
+                        .then(a.session_id.cmp(&b.session_id))
+                });
+                stats.blockers.truncate(keep);
+                (name, stats)
+            })
+            .collect();
+        Collected {
+            statistics: Statistics::Tenants(tenants),
+            rows: self.rows,
+        }
+    }
+}
+
+/// Adds `n` to the entry of (`a`, `b`) in a short list of pairs, copied only when
+/// new.
+fn add_pair<S: AsRef<str>>(pairs: &mut Vec<((String, String), u64)>, a: &S, b: &S, n: u64) {
+    let (a, b) = (a.as_ref(), b.as_ref());
+    match pairs.iter_mut().find(|((x, y), _)| x == a && y == b) {
+        Some((_, count)) => *count += n,
+        None => pairs.push(((a.to_string(), b.to_string()), n)),
+    }
+}
+
+/// Adds `counts` to `key`'s entry, which is copied only when new.
+fn add_to<S: AsRef<str> + Into<String>>(map: &mut CycleMap<Counts>, key: S, counts: Counts) {
+    match map.get_mut(key.as_ref()) {
+        Some(known) => known.add(counts),
+        None => map.entry(key.into()).or_default().add(counts),
+    }
+}
+
+/// Keeps the `keep` longest sessions of `top`, longest first; equal times in
+/// session id order, so ranks do not flap.
+fn keep_longest(top: &mut Vec<TopSession>, keep: usize) {
+    top.sort_by(|a, b| {
+        b.time
+            .total_cmp(&a.time)
+            .then(a.session_id.cmp(&b.session_id))
+    });
+    top.truncate(keep);
+}
+
+/// Adds up `rows` per tenant. Every tenant of `rows.tenants` is present in the
+/// result, with zeros when it has no sessions. Test code only.
+#[cfg(test)]
+pub fn aggregate(rows: SessionRows) -> BTreeMap<String, TenantStats> {
+    Collected::from(rows).into_tenants()
+}
+
+#[cfg(test)]
+impl From<SessionRows> for Collected {
+    fn from(rows: SessionRows) -> Self {
+        let mut aggregator = Aggregator::default();
+        for tenant in &rows.tenants {
+            aggregator.add_tenant(tenant);
+        }
+        for group in rows.groups {
+            aggregator.add_group(group);
+        }
+        for top in rows.top {
+            aggregator.add_top(top);
+        }
+        aggregator.finish()
+    }
+}
