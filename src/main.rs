@@ -376,7 +376,7 @@ async fn run(
     let web = Arc::new(Web::new(web_config));
 
     let cancel = CancellationToken::new();
-    let channels = match snapshot::start() {
+    let channels = match snapshot::start(&session_exporter::source::OWN_FAMILIES) {
         Ok(channels) => channels,
         Err(err) => {
             tracing::error!("cannot start the publisher thread: {err}");

@@ -12,8 +12,7 @@ mod labels;
 pub use families::EncodedFamilies;
 use labels::{BlockerLabels, SeriesLabels, TopLabels};
 
-use crate::source::OWN_FAMILIES;
-use crate::stats::own::Series;
+use crate::stats::own::{Family, Series};
 use crate::stats::{CollectParts, Counts, Periodic, TenantStats, NONE_LABEL, OTHER_LABEL};
 use crate::status::{TargetStatus, TenantStatus};
 use prometheus_client::collector::Collector;
@@ -117,15 +116,21 @@ const DIMENSIONS: [Dimension; 5] = [
 #[derive(Debug)]
 struct SessionCollector {
     targets: Vec<Arc<TargetStatus>>,
+    /// The families the kinds' own statistics fill (`source::OWN_FAMILIES`).
+    own: &'static [&'static Family],
 }
 
 /// Encodes the per-target families (OpenMetrics text, no `# EOF`) for `targets`.
 /// With no targets it yields the headers alone, which is how the exposition is
 /// assembled from per-target chunks (see `snapshot`).
-pub fn encode_families(targets: &[Arc<TargetStatus>]) -> Result<EncodedFamilies, fmt::Error> {
+pub fn encode_families(
+    targets: &[Arc<TargetStatus>],
+    own: &'static [&'static Family],
+) -> Result<EncodedFamilies, fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SessionCollector {
         targets: targets.to_vec(),
+        own,
     }));
     let mut out = String::with_capacity(estimated_size(targets));
     prometheus_client::encoding::text::encode_registry(&mut out, &registry)?;
@@ -227,19 +232,19 @@ impl Collector for ProcessCollector {
 }
 
 impl SessionCollector {
-    /// The families the kinds' own statistics fill (`source::OWN_FAMILIES`), each
-    /// with its header whether or not a target has series of it.
+    /// The families the kinds' own statistics fill, each with its header whether or
+    /// not a target has series of it.
     fn own_families(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let series: Vec<(&TargetStatus, Vec<Series>)> = self
             .targets
             .iter()
             .filter_map(|target| Some((target.as_ref(), target.own.as_ref()?.series())))
             .collect();
-        for family in OWN_FAMILIES {
+        for family in self.own {
             let mut metric =
                 encoder.encode_descriptor(family.name, family.help, None, MetricType::Gauge)?;
             for (target, series) in &series {
-                for one in series.iter().filter(|one| one.family == family) {
+                for one in series.iter().filter(|one| one.family == *family) {
                     let extra: Vec<(&'static str, &str)> = one
                         .labels
                         .iter()

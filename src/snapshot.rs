@@ -16,6 +16,7 @@
 
 use crate::exposition::{openmetrics_to_classic, Format};
 use crate::metrics::{self, EncodedFamilies, ReloadStatus};
+use crate::stats::own::Family;
 use crate::status::TargetStatus;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -129,8 +130,9 @@ impl TargetEntry {
     fn new(
         status: Arc<TargetStatus>,
         headers: &Arc<EncodedFamilies>,
+        own: &'static [&'static Family],
     ) -> Result<Self, std::fmt::Error> {
-        let families = metrics::encode_families(std::slice::from_ref(&status))?;
+        let families = metrics::encode_families(std::slice::from_ref(&status), own)?;
         Ok(Self {
             status,
             families,
@@ -208,8 +210,9 @@ pub struct Channels {
 /// It runs on its own thread, not on the runtime: encoding and compressing a large
 /// exposition takes tens of milliseconds of CPU, which on a runtime worker would stall
 /// the scrapes queued behind it (measured as the p99 of `bench/` scenario 3).
-pub fn start() -> std::io::Result<Channels> {
-    let mut publisher = Publisher::new();
+/// `own` are the metric families of the kinds' own statistics (`source::OWN_FAMILIES`).
+pub fn start(own: &'static [&'static Family]) -> std::io::Result<Channels> {
+    let mut publisher = Publisher::new(own);
     let first = publisher.publish();
     let (published_tx, published_rx) = watch::channel(Arc::new(first));
     let (updates_tx, updates_rx) = mpsc::channel(256);
@@ -224,6 +227,7 @@ pub fn start() -> std::io::Result<Channels> {
 
 struct Publisher {
     headers: Arc<EncodedFamilies>,
+    own: &'static [&'static Family],
     order: Vec<String>,
     /// The run generation of every configured target: only its results are taken.
     generations: HashMap<String, u64>,
@@ -234,15 +238,16 @@ struct Publisher {
 }
 
 impl Publisher {
-    fn new() -> Self {
+    fn new(own: &'static [&'static Family]) -> Self {
         let reload = ReloadStatus {
             last_successful: true,
             last_success: SystemTime::now(),
         };
         Self {
             headers: Arc::new(
-                metrics::encode_families(&[]).expect("encoding into a String cannot fail"),
+                metrics::encode_families(&[], own).expect("encoding into a String cannot fail"),
             ),
+            own,
             order: Vec::new(),
             generations: HashMap::new(),
             entries: HashMap::new(),
@@ -294,7 +299,7 @@ impl Publisher {
         if self.generations.get(&status.name) != Some(&status.generation) {
             return Ok(());
         }
-        let entry = TargetEntry::new(status, &self.headers)?;
+        let entry = TargetEntry::new(status, &self.headers, self.own)?;
         self.entries
             .insert(entry.status.name.clone(), Arc::new(entry));
         Ok(())
@@ -310,7 +315,7 @@ impl Publisher {
             let entry = match self.entries.remove(&name) {
                 // A kept or restarted target shows its last state until its run reports.
                 Some(entry) => entry,
-                None => Arc::new(TargetEntry::new(pending, &self.headers)?),
+                None => Arc::new(TargetEntry::new(pending, &self.headers, self.own)?),
             };
             self.order.push(name.clone());
             entries.insert(name, entry);
@@ -368,7 +373,7 @@ mod tests {
 
     #[test]
     fn assembly_equals_a_direct_encoding_of_all_targets() {
-        let mut publisher = Publisher::new();
+        let mut publisher = Publisher::new(&crate::source::OWN_FAMILIES);
         publisher
             .apply_targets(plan(&[("a", 1), ("b", 1)]))
             .unwrap();
@@ -389,7 +394,7 @@ mod tests {
             statuses.push(status);
         }
         let published = publisher.publish();
-        let direct = metrics::encode_families(&statuses).unwrap();
+        let direct = metrics::encode_families(&statuses, &crate::source::OWN_FAMILIES).unwrap();
         let direct = std::str::from_utf8(direct.text()).unwrap();
         let body = published.all.get(Format::OpenMetrics);
         assert!(body.pieces.len() > 2, "assembled from slices, not one copy");
@@ -427,7 +432,7 @@ mod tests {
 
     #[test]
     fn reloads_keep_state_drop_removed_and_ignore_stale_runs() {
-        let mut publisher = Publisher::new();
+        let mut publisher = Publisher::new(&crate::source::OWN_FAMILIES);
         publisher
             .apply_targets(plan(&[("keep", 1), ("gone", 1)]))
             .unwrap();
@@ -475,7 +480,7 @@ mod tests {
 
     #[test]
     fn reload_outcomes_are_exported() {
-        let mut publisher = Publisher::new();
+        let mut publisher = Publisher::new(&crate::source::OWN_FAMILIES);
         publisher.apply(Update::Reload {
             successful: false,
             at: SystemTime::now(),

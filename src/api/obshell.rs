@@ -187,16 +187,7 @@ impl std::fmt::Debug for ObshellAuth {
     }
 }
 
-/// Why the key could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyError {
-    #[error("not an RSA private key in PKCS#8 (-----BEGIN PRIVATE KEY-----, e.g. from `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`)")]
-    NotPkcs8,
-    #[error("the RSA key is {0} bits: use 2048 bits or more")]
-    TooSmall(usize),
-    #[error("generating an RSA key failed")]
-    Generate,
-}
+pub use crate::config::pem::KeyError;
 
 impl ObshellAuth {
     /// With the key in `pkcs8` (DER), or a new 2048-bit one.
@@ -206,14 +197,11 @@ impl ObshellAuth {
         max_lifetime: Duration,
     ) -> Result<Self, KeyError> {
         let key = match pkcs8 {
-            Some(der) => PrivateDecryptingKey::from_pkcs8(der).map_err(|_| KeyError::NotPkcs8)?,
+            Some(der) => crate::config::pem::decrypting_key(der)?,
             None => {
                 PrivateDecryptingKey::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate)?
             }
         };
-        if key.key_size_bits() < 2048 {
-            return Err(KeyError::TooSmall(key.key_size_bits()));
-        }
         let spki =
             AsDer::<PublicKeyX509Der>::as_der(&key.public_key()).map_err(|_| KeyError::NotPkcs8)?;
         let pkcs1 = rsa_public_key_of(spki.as_ref()).ok_or(KeyError::NotPkcs8)?;

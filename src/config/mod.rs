@@ -12,27 +12,23 @@
 //! kind's own module; `KINDS` registers them, and is the only list of kinds here.
 
 mod database;
-mod dbss;
+pub mod dbss;
 mod duration;
 mod files;
 mod keys;
 mod locate;
-mod mysql;
+pub mod mysql;
 mod names;
-mod oceanbase;
+pub mod oceanbase;
 mod passthrough;
-mod pem;
-mod postgresql;
+pub mod pem;
+pub mod postgresql;
 
 pub use database::{Address, AddressError, CollectParts, Database, Filter, NameList};
-pub use dbss::{is_path_safe, valid_path_id, Dbss, Endpoint, TimeRange};
 pub use duration::{format_duration, parse_duration};
-pub use mysql::Mysql;
-pub use oceanbase::{Oceanbase, Relation, RelationError};
 pub use passthrough::{
     Access, Grant, ObshellAuthSettings, Passthrough, DEFAULT_MAX_HEADER_LIFETIME,
 };
-pub use postgresql::{Postgresql, SslMode};
 
 use crate::secret::Secret;
 use files::{expand_pattern, load_targets_file};
@@ -106,14 +102,14 @@ pub struct Target {
 pub enum TargetKind {
     /// OceanBase through `GV$OB_PROCESSLIST` (a cluster's sys tenant), or
     /// `V$OB_PROCESSLIST` for single-tenant servers such as seekdb.
-    Oceanbase(Oceanbase),
+    Oceanbase(oceanbase::Oceanbase),
     /// MySQL or MariaDB through `information_schema.PROCESSLIST`.
-    Mysql(Mysql),
+    Mysql(mysql::Mysql),
     /// PostgreSQL through `pg_stat_activity`.
-    Postgresql(Postgresql),
+    Postgresql(postgresql::Postgresql),
     /// Huawei Cloud Database Security Service: its client session distribution report,
     /// over HTTPS.
-    Dbss(Dbss),
+    Dbss(dbss::Dbss),
 }
 
 impl TargetKind {

@@ -1,6 +1,8 @@
 //! Test builders: a target with every setting at its default, so a unit test names
 //! only the fields it cares about (`mysql("maria")`, then change what matters).
 
+use super::mysql::Mysql;
+use super::oceanbase::Oceanbase;
 use super::*;
 
 /// A database on 10.0.0.1:`port` with account `user`, defaults elsewhere.

@@ -1,3 +1,5 @@
+use super::dbss::{Dbss, TimeRange};
+use super::oceanbase::Oceanbase;
 use super::*;
 
 fn parse_str(text: &str) -> Result<Config, ConfigError> {

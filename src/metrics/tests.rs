@@ -31,7 +31,10 @@ fn group(tenant: &str, user: &str, active: bool, sessions: u64, max_time: f64) -
 
 /// Every family of `targets`, headers and samples, as one text.
 fn encode(targets: &[Arc<TargetStatus>]) -> Result<String, fmt::Error> {
-    Ok(String::from_utf8_lossy(encode_families(targets)?.text()).into_owned())
+    Ok(
+        String::from_utf8_lossy(encode_families(targets, &crate::source::OWN_FAMILIES)?.text())
+            .into_owned(),
+    )
 }
 
 /// The sample lines (no comments) of `name`.

@@ -60,6 +60,8 @@ fn code_lines(text: &str) -> impl Iterator<Item = &str> {
 /// left out (a message or a metric's help may name an engine).
 fn production_code(text: &str) -> Vec<String> {
     let mut lines = Vec::new();
+    // A string may go on over several lines.
+    let mut quoted = false;
     let mut text = text.lines().peekable();
     while let Some(line) = text.next() {
         let test_module = text.peek().is_some_and(|next| {
@@ -69,12 +71,11 @@ fn production_code(text: &str) -> Vec<String> {
         if line.trim() == "#[cfg(test)]" && test_module {
             break;
         }
-        let line = match line.find("//") {
-            Some(cut) => &line[..cut],
-            None => line,
+        let line = match (quoted, line.find("//")) {
+            (false, Some(cut)) => &line[..cut],
+            _ => line,
         };
         let mut code = String::new();
-        let mut quoted = false;
         let mut escaped = false;
         for c in line.chars() {
             match (quoted, escaped, c) {
@@ -184,7 +185,7 @@ fn every_kind_has_taken_every_step_of_the_checklist() {
             ),
             (
                 "its variant of TargetKind, and its entry in KINDS and TargetKind::entry",
-                config_mod.contains(&format!("{type_name}({type_name})"))
+                config_mod.contains(&format!("{type_name}({kind}::{type_name})"))
                     && config_mod.contains(&format!("&{kind}::KIND")),
             ),
             (
@@ -198,8 +199,11 @@ fn every_kind_has_taken_every_step_of_the_checklist() {
                     && source_mod.contains(&format!("{kind}::api_backend(")),
             ),
             (
-                "its section in docs/configuration.md",
-                configuration.contains(&format!("kind: {kind}")),
+                "its name in the `targets[].kind` row of docs/configuration.md, and its keys there \
+                 or in a page of its own, docs/{kind}.md",
+                configuration.lines().any(|line| {
+                    line.starts_with("| `targets[].kind` |") && line.contains(&format!("`{kind}`"))
+                }),
             ),
             (
                 "a target of it in config.example.yaml",
@@ -235,7 +239,7 @@ fn a_line_names_a_kind_by_its_module_or_its_type_only() {
         "TargetKind::Mysql(s) => mysql::api_backend(t, s, l),",
         "mysql"
     ));
-    assert!(names_kind("use crate::config::Mysql;", "mysql"));
+    assert!(names_kind("use crate::config::mysql::Mysql;", "mysql"));
     assert!(!names_kind("use mysql_async::Conn;", "mysql"));
     assert!(!names_kind("let mysqlish = 1;", "mysql"));
     assert_eq!(

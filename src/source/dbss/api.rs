@@ -5,7 +5,7 @@
 //! `encoded_authorization_message`).
 
 use super::report::ClientEntry;
-use crate::config::Dbss;
+use crate::config::dbss::Dbss;
 use crate::error::{ApiError, Reason};
 use crate::secret::Secret;
 use hyper::StatusCode;
@@ -34,7 +34,7 @@ pub fn sql_detail_path(settings: &Dbss, id: &str) -> String {
 /// `J8Zcg5gBPj4d6CRtK3Y4`). It goes into a URL path: letters, digits, `-` and `_`
 /// only, 1 to 128 of them, so nothing can escape the path.
 pub fn valid_sql_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && crate::config::is_path_safe(id)
+    (1..=128).contains(&id.len()) && crate::config::dbss::is_path_safe(id)
 }
 
 #[derive(Serialize)]
@@ -180,7 +180,7 @@ fn clean(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Endpoint, TimeRange};
+    use crate::config::dbss::{Endpoint, TimeRange};
 
     fn settings(db_ids: &[&str]) -> Dbss {
         Dbss {

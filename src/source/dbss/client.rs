@@ -8,7 +8,7 @@
 //! own scheme, host and port, at most [`MAX_REDIRECTS`] times: the token must never
 //! be sent anywhere else. Answers are read up to [`MAX_BODY_BYTES`].
 
-use crate::config::{Dbss, Endpoint};
+use crate::config::dbss::{Dbss, Endpoint};
 use crate::secret::Secret;
 use crate::tls::{read_certs, NoVerification};
 use bytes::Bytes;
@@ -288,7 +288,7 @@ mod tests {
             instance_id: "i".repeat(32),
             token_file: "/dev/null".into(),
             db_ids: Vec::new(),
-            time_range: crate::config::TimeRange::HalfHour,
+            time_range: crate::config::dbss::TimeRange::HalfHour,
             ca_file: None,
             insecure_skip_verify: true,
             connect_timeout: Duration::from_secs(1),

@@ -17,7 +17,8 @@ mod report;
 
 use super::collect::{BoxFuture, Source};
 use crate::api::http::DetailSource;
-use crate::config::{Dbss, Target, TargetKind};
+use crate::config::dbss::Dbss;
+use crate::config::{Target, TargetKind};
 use crate::error::{Reason, SourceError};
 use crate::secret::TokenFile;
 use crate::stats::{Collected, Statistics};

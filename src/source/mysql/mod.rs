@@ -16,7 +16,8 @@ mod sessions;
 use sessions::MysqlProcesslist;
 
 use super::collect::{BoxFuture, Source};
-use crate::config::{Database, Mysql, Target};
+use crate::config::mysql::Mysql;
+use crate::config::{Database, Target};
 use crate::error::SourceError;
 use crate::sql::conn::{classify, Connector};
 use crate::sql::query::{probe_relation, read_periodic};

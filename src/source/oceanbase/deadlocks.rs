@@ -9,7 +9,7 @@ use super::{deadlocks_relation, tenants_relation, Mode, SINGLE_DEADLOCKS};
 use crate::api::deadlocks::rfc3339_micros;
 use crate::api::processlist::backend::exec;
 use crate::api::{DeadLock, DeadLockNode, PageParams};
-use crate::config::Oceanbase;
+use crate::config::oceanbase::Oceanbase;
 use crate::sql::query::SqlError;
 use crate::sql::{bad_answer, TAG};
 use mysql_async::{Row, Value};

@@ -16,7 +16,8 @@ mod sessions;
 use sessions::OceanbaseProcesslist;
 
 use super::collect::{BoxFuture, Source};
-use crate::config::{Database, Oceanbase, Relation, Target};
+use crate::config::oceanbase::{Oceanbase, Relation};
+use crate::config::{Database, Target};
 use crate::error::SourceError;
 use crate::sql::conn::{classify, is_missing_or_denied_relation, Connector};
 use crate::sql::query::{self, SqlError};

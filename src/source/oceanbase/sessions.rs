@@ -5,7 +5,8 @@ use super::{detect_mode, grouping, init_statements, relation, row_context, Mode}
 use crate::api::processlist::{self, plain_column, Processlist, View};
 use crate::api::Capabilities;
 use crate::api::{DeadLock, Field, PageParams, PileupRows, TenantSession};
-use crate::config::{Database, Oceanbase, Target};
+use crate::config::oceanbase::Oceanbase;
+use crate::config::{Database, Target};
 use crate::sql::query::{self, SqlError};
 use crate::sql::{add_group_row, read, TAG};
 use crate::stats::Collected;

@@ -20,7 +20,8 @@ mod sessions;
 mod tls;
 
 use super::collect::{BoxFuture, Source};
-use crate::config::{Postgresql, SslMode, Target};
+use crate::config::postgresql::{Postgresql, SslMode};
+use crate::config::Target;
 use crate::error::{Reason, SourceError};
 use crate::sql::{
     filter_conditions, read, Connection, PeriodicReads, RowContext, Rules, SqlError, TAG,

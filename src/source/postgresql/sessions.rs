@@ -20,7 +20,8 @@ use crate::api::Capabilities;
 use crate::api::{
     DeadLock, Failure, Field, FieldValue, ListParams, PageParams, PileupRows, TenantSession,
 };
-use crate::config::{CollectParts, Postgresql};
+use crate::config::postgresql::Postgresql;
+use crate::config::CollectParts;
 use crate::sql::{contains_pattern, filter_conditions, RowContext, Rules, SqlError, TAG};
 use crate::stats::TenantStats;
 use futures_util::StreamExt;

@@ -7,7 +7,7 @@
 //! authentication), the chain for `verify-ca`, the chain and the host for
 //! `verify-full`.
 
-use crate::config::SslMode;
+use crate::config::postgresql::SslMode;
 use crate::tls::NoVerification;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
