@@ -26,7 +26,7 @@ if [ "$only_quickstart" = 0 ]; then
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
   command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
-  # runc, not crun: crun refuses this kind of machine's hybrid cgroups (tests/it/packages.rs).
+  # runc, not crun: crun refuses this kind of machine's hybrid cgroups (tests/it/packages/).
   command -v podman >/dev/null 2>&1 || need_apt+=(podman)
   command -v runc >/dev/null 2>&1 || need_apt+=(runc)
   command -v mmdebstrap >/dev/null 2>&1 || need_apt+=(mmdebstrap)

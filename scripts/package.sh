@@ -19,14 +19,18 @@
 # pinned cargo-zigbuild and ziglang (PyPI), cargo-deb and cargo-generate-rpm (crates.io)
 # when missing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 mode=${1:-}
 case "$mode" in
   "" | --tools-only | --build-only) ;;
   --binary)
+    # Resolved from the caller's directory, before the one below.
     [ $# -eq 2 ] && [ -x "$2" ] || { echo "package: --binary needs an executable file, got '${2:-}'" >&2; exit 2; }
     given=$(realpath "$2") ;;
   *) echo "usage: $0 [--tools-only | --build-only | --binary PATH]" >&2; exit 2 ;;
+esac
+cd "$(dirname "$0")/.."
+case "${given:-}" in
+  "$PWD/target/package/"*) echo "package: --binary must not be inside target/package/, which is rebuilt" >&2; exit 2 ;;
 esac
 
 CARGO_DEB_VERSION=3.8.0

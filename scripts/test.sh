@@ -6,7 +6,7 @@
 # are stopped at the end unless SE_KEEP_SERVERS=1 (keeping them makes the next run start
 # in a second). With no arguments it checks the code's form first, as CI does:
 # `cargo fmt --check` and clippy with -D warnings.
-# Extra arguments go to `cargo test`, e.g. `./scripts/test.sh --test mariadb`.
+# Extra arguments go to `cargo test`, e.g. `./scripts/test.sh --test it mariadb::`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,17 +20,28 @@ fi
 
 # One build serves every test, the packages' included: the tests are built with
 # cargo-zigbuild against glibc 2.17, the way scripts/package.sh links a release, so
-# tests/it/packages.rs packages the test build's own binary (SE_TEST_BUILD_GLIBC says
+# tests/it/packages/ packages the test build's own binary (SE_TEST_BUILD_GLIBC says
 # so) instead of waiting for a release build of its own. The packaging tools come first:
 # package.sh installs cargo-zigbuild and zig with them.
 bash scripts/package.sh --tools-only
-export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+# Where pip put cargo-zigbuild: Python's scripts directory, or the user base's bin when
+# pip installed for the user.
+scripts_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+user_bin=$(python3 -c 'import site; print(site.getuserbase())')/bin
+export PATH="$scripts_dir:$user_bin:$PATH"
+command -v cargo-zigbuild >/dev/null || {
+  echo "test: cargo-zigbuild is not on PATH after scripts/package.sh --tools-only" >&2
+  exit 1
+}
 export SE_TEST_BUILD_GLIBC=2.17
 target="$(uname -m)-unknown-linux-gnu.$SE_TEST_BUILD_GLIBC"
 
 # The whole suite also holds the code to its form, as CI: rustfmt's layout, and no
 # clippy warning (its check build shares the build scripts' output with the tests').
 if [ $# -eq 0 ]; then
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+  fi
   cargo fmt --all --check
   cargo-zigbuild clippy --locked --all-targets --target "$target" -- -D warnings
 fi

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The crypto provider of every TLS connection, served or made: AWS-LC, the library
-/// obshell's RSA decryption needs anyway (`web::obshell`), so that one C crypto
+/// obshell's RSA decryption needs anyway (`api::obshell`), so that one C crypto
 /// library is built rather than two (ring and AWS-LC).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())

@@ -1,6 +1,6 @@
 //! Why a session-API request failed, in obshell's terms: the HTTP status, obshell's
 //! `errCode`, and a message that says what to change. The HTTP layer
-//! (`passthrough::envelope`) puts it into obshell's envelope.
+//! (`api::http::envelope`) puts it into obshell's envelope.
 
 use axum::http::StatusCode;
 

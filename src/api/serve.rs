@@ -196,7 +196,7 @@ impl<B: SessionBackend> BackendApi<B> {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| Failure::unavailable("the session API is shutting down"))
+            .map_err(|_| Failure::unavailable("the passthrough is shutting down"))
     }
 
     /// Counts, then streams the page on a task of its own, which holds the

@@ -614,7 +614,7 @@ impl KindInput<'_> {
 
 /// The problem with a `top_sessions` above [`MAX_TOP_SESSIONS`].
 fn top_sessions_problem(n: usize) -> String {
-    format!("{n} is more than {MAX_TOP_SESSIONS}: keep it small (each rank is a series that churns), and list sessions through the session API")
+    format!("{n} is more than {MAX_TOP_SESSIONS}: keep it small (each rank is a series that churns), and list sessions through the passthrough API")
 }
 
 /// The timeout when none is given: `timeout` if it fits in `interval`, else 80 % of

@@ -120,7 +120,7 @@ fn exact_series_for_a_collected_cluster() {
     // That values are served from the last collection is said once, in the README,
     // not in every HELP line of every scrape.
     assert!(text.contains("# HELP dbsession_sessions Sessions of the tenant.\n"));
-    assert!(!text.contains("BackendApi from the last collection"));
+    assert!(!text.contains("Served from the last collection"));
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub use read::{read, Connection, SqlError};
 pub const TAG: &str = concat!("/* session_exporter ", env!("CARGO_PKG_VERSION"), " */");
 
 /// Stands, in a statement's text, for the list of the exporter's own session ids on
-/// the server (`ID NOT IN (…)`): [`with_own_sessions`](super::query::with_own_sessions) writes them in just before the
+/// the server (`ID NOT IN (…)`): [`with_own_sessions`](query::with_own_sessions) writes them in just before the
 /// statement is sent, so no statement counts or lists the exporter's connections.
 pub const OWN_SESSIONS: &str = "CONNECTION_ID() /* own sessions */";
 

@@ -443,7 +443,7 @@ impl Collected {
 /// a bare host, or empty. A trailing `:digits` is the port; MySQL writes IPv6 clients
 /// without brackets (`::1:51234`), so the last colon group is the port there too.
 ///
-/// The sources do the same cut in SQL (`source::sql::host_without_port`) so the
+/// The sources do the same cut in SQL (`sql::host_without_port`) so the
 /// database can group by client; this is the reference the SQL is tested against.
 pub fn host_without_port(host: &str) -> &str {
     let host = host.trim();

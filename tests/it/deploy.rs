@@ -273,7 +273,7 @@ fn compose_demo_and_dockerfile_reference_what_exists() {
         .join(build["dockerfile"].as_str().unwrap())
         .exists());
 
-    // The image packages a binary built outside it (tests/it/packages.rs builds and
+    // The image packages a binary built outside it (tests/it/packages/ builds and
     // runs it): every binary it may copy is let through .dockerignore.
     let dockerfile = std::fs::read_to_string(path("deploy/docker/Dockerfile")).unwrap();
     let dockerignore = std::fs::read_to_string(path(".dockerignore")).unwrap();

@@ -32,12 +32,16 @@ pub trait DetailSource: Send + Sync {
     /// Whether `id` can name a statement of this service, checked before asking.
     fn valid_id(&self, id: &str) -> bool;
 
-    /// Why a request cannot be sent now, found without asking (a client that could
-    /// not be set up, an unreadable token): checked before waiting for a slot.
-    fn check(&self) -> Result<(), String>;
+    /// What a request needs, found without asking (a client set up, a token read), or
+    /// why it cannot be sent: read once, before waiting for a slot, and used for the
+    /// request.
+    fn ready(&self) -> Result<Box<dyn DetailRequest + '_>, String>;
+}
 
-    /// Asks for statement `id`: the service's status and body as they came, or why it
-    /// could not be asked (set up, credentials, connection).
+/// One request of a statement's detail, ready to send ([`DetailSource::ready`]).
+pub trait DetailRequest: Send + Sync {
+    /// Asks for statement `id`: the service's status and body as they came, or why no
+    /// answer came.
     fn fetch<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(StatusCode, Bytes), String>>;
 }
 
@@ -78,7 +82,7 @@ impl Forward {
 
     async fn fetch(&self, id: &str) -> Result<Response, Failure> {
         // What can fail without asking fails before waiting for a slot.
-        self.detail.check().map_err(|err| self.bad_gateway(err))?;
+        let ready = self.detail.ready().map_err(|err| self.bad_gateway(err))?;
         let _permit = self.permits.acquire().await.map_err(|_| {
             failure(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -86,11 +90,7 @@ impl Forward {
                 "the exporter is shutting down",
             )
         })?;
-        let (status, body) = self
-            .detail
-            .fetch(id)
-            .await
-            .map_err(|err| self.bad_gateway(err))?;
+        let (status, body) = ready.fetch(id).await.map_err(|err| self.bad_gateway(err))?;
         // DBSS answers JSON; whatever type it claims, the exporter's origin serves it
         // as JSON (never as HTML or script a browser would run here).
         let mut response = (status, body).into_response();
@@ -178,11 +178,11 @@ pub async fn sql_detail(
     let duration_ms = started.elapsed().as_millis() as u64;
     let error = error.as_str();
     if status >= 500 {
-        tracing::warn!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "session API request failed");
+        tracing::warn!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "passthrough request failed");
     } else if status == 401 || status == 403 {
-        tracing::debug!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "session API request refused");
+        tracing::debug!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "passthrough request refused");
     } else {
-        tracing::info!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "session API request");
+        tracing::info!(trace_id = %trace, endpoint = "dbss_sql", target, status, duration_ms, error, "passthrough request");
     }
     response
 }

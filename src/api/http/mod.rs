@@ -30,7 +30,7 @@ use kill::{kill, kill_queries, SessionIds};
 use registry::Applied;
 pub use registry::{Backend, Backends, Registry};
 
-pub use detail::DetailSource;
+pub use detail::{DetailRequest, DetailSource};
 
 use crate::api::obshell;
 use crate::api::{ListParams, PageParams, SessionApi, Victim};
@@ -499,7 +499,7 @@ where
                 Ok(result) => result,
                 Err(_) => Err(Failure::unavailable(format!(
                     "target `{}`: no answer within passthrough.request_timeout ({}): the database \
-                     is slow or unreachable, or {} session API queries are already running on it",
+                     is slow or unreachable, or {} passthrough queries are already running on it",
                     backend.target(),
                     crate::config::format_duration(timeout),
                     current.settings.max_concurrent_per_target
@@ -512,7 +512,7 @@ where
     let status = response.status().as_u16();
     let error = error_message.as_deref().unwrap_or("");
     if status >= 500 {
-        tracing::warn!(trace_id = %trace, endpoint, tenant = name, status, error, "session API request failed");
+        tracing::warn!(trace_id = %trace, endpoint, tenant = name, status, error, "passthrough request failed");
     } else if status == 401 || status == 403 {
         // Refusals are what a scan or a flood produces: not worth an info line each.
         tracing::debug!(
@@ -522,7 +522,7 @@ where
             status,
             peer = %caller.peer_display(),
             error,
-            "session API request refused"
+            "passthrough request refused"
         );
     } else {
         tracing::info!(
@@ -532,7 +532,7 @@ where
             status,
             duration_ms = started.elapsed().as_millis() as u64,
             error,
-            "session API request"
+            "passthrough request"
         );
     }
     response

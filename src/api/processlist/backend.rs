@@ -353,7 +353,7 @@ impl ProcesslistBackend {
                 result.drop_result().await.map_err(|e| self.failure(&e))?;
                 if view.cluster && !columns.contains("TENANT") {
                     return Err(Failure::unavailable(format!(
-                        "{} has no TENANT column: the session API needs it to tell tenants apart",
+                        "{} has no TENANT column: the passthrough needs it to tell tenants apart",
                         view.relation
                     )));
                 }
@@ -489,7 +489,7 @@ impl ProcesslistBackend {
         let error = crate::sql::conn::classify(
             err,
             self.target.database(),
-            "reading sessions for the session API",
+            "reading sessions for the passthrough",
             self.target.grant(),
         );
         Failure::unavailable(format!("target `{}`: {error}", self.target.target()))
@@ -577,7 +577,7 @@ impl FailureContext {
         let error = crate::sql::conn::classify(
             err,
             &self.database,
-            "reading sessions for the session API",
+            "reading sessions for the passthrough",
             self.grant,
         );
         Failure::unavailable(format!("target `{}`: {error}", self.target))

@@ -16,7 +16,7 @@ pub mod client;
 mod report;
 
 use super::collect::{BoxFuture, Source};
-use crate::api::http::DetailSource;
+use crate::api::http::{DetailRequest, DetailSource};
 use crate::config::dbss::Dbss;
 use crate::config::{Target, TargetKind};
 use crate::error::{Reason, SourceError};
@@ -198,14 +198,20 @@ impl DetailSource for SqlDetail {
         api::valid_sql_id(id)
     }
 
-    fn check(&self) -> Result<(), String> {
-        self.ready().map(|_| ()).map_err(|err| err.to_string())
+    fn ready(&self) -> Result<Box<dyn DetailRequest + '_>, String> {
+        match SqlDetail::ready(self) {
+            Ok(ready) => Ok(Box::new(ready)),
+            Err(err) => Err(err.to_string()),
+        }
     }
+}
 
+impl DetailRequest for ReadyDetail<'_> {
     fn fetch<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(StatusCode, Bytes), String>> {
         Box::pin(async move {
-            let ready = self.ready().map_err(|err| err.to_string())?;
-            let answer = ready.fetch(id).await.map_err(|err| err.to_string())?;
+            let answer = ReadyDetail::fetch(self, id)
+                .await
+                .map_err(|err| err.to_string())?;
             Ok((answer.status, answer.body))
         })
     }

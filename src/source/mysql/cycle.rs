@@ -42,7 +42,7 @@ impl Cycle {
     pub fn log(&self, target: &str) {
         tracing::debug!(target = %target, sql = %self.grouping, "statement of every cycle");
         if let Some(blockers) = &self.blockers {
-            tracing::debug!(target = %target, sql = %blockers, "statement of blockers");
+            tracing::debug!(target = %target, sql = %blockers, "statement of details");
         }
         if let Some((activity, _)) = &self.activity {
             tracing::debug!(target = %target, sql = %activity, "statement of activity");
@@ -70,8 +70,12 @@ impl Cycle {
             let unknown = known.unknown(found.by_connection.iter().flat_map(|(_, ids, ..)| ids));
             if !unknown.is_empty() {
                 let sql = Connections::statement(prefix, &unknown);
-                read(conn, &sql, |row| known.learn(row)).await?;
-                known.settle(&unknown);
+                let learnt = read(conn, &sql, |row| known.learn(row)).await;
+                // Asked once, answered (if strangely): those without a row named none.
+                if !matches!(learnt, Err(SqlError::Driver(_))) {
+                    known.settle(&unknown);
+                }
+                learnt?;
             }
         }
         let mut activity = Activity::default();
@@ -81,12 +85,14 @@ impl Cycle {
                     .as_deref()
                     .is_some_and(|known| found.active.iter().all(|id| known.thread(*id).is_some()));
                 let sql = if threads_known { without } else { with_threads };
-                read(conn, sql, |row| decode_activity(row, &mut activity)).await?;
+                let answer = read(conn, sql, |row| decode_activity(row, &mut activity)).await;
+                keep_threads(&answer, &activity, known.as_deref_mut());
+                answer?;
             }
         }
         if let Some(blockers) = &self.blockers {
             if found.aggregator.present().lock_waits {
-                read(conn, blockers, |row| {
+                let answer = read(conn, blockers, |row| {
                     let row = decode_blocker_row(row, ctx)?;
                     if let Some(top) = row.top {
                         found.aggregator.add_top_apart(top);
@@ -97,10 +103,27 @@ impl Cycle {
                     found.aggregator.add_detail(row.tenant, row.detail);
                     Ok(())
                 })
-                .await?;
+                .await;
+                keep_threads(&answer, &activity, known.as_deref_mut());
+                answer?;
             }
         }
         Ok(found.finish(ctx, activity, known))
+    }
+}
+
+/// After an answer that could not be read (a bad row), the threads the statement of
+/// activity found are learnt all the same: they are the server's, whatever came after
+/// them, and the next cycle need not read them again.
+fn keep_threads<E>(
+    answer: &Result<(), SqlError<E>>,
+    activity: &Activity,
+    known: Option<&mut Connections>,
+) {
+    if let (Err(SqlError::Answer(_)), Some(known)) = (answer, known) {
+        for (id, thread) in &activity.threads {
+            known.learn_thread(*id, *thread);
+        }
     }
 }
 
@@ -726,5 +749,49 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(conn.take_sent(), std::slice::from_ref(&cycle.grouping));
+    }
+
+    /// An answer that cannot be read fails its cycle, but what was learnt of the
+    /// server's connections stays: the programs asked for are not asked again, and
+    /// the threads read before the bad row are known next cycle.
+    #[test]
+    fn a_bad_answer_keeps_what_was_learnt() {
+        let (database, cycle) = every_part();
+        let ctx = row_context(&database, "maria");
+        let (with_threads, without) = cycle.activity.clone().unwrap();
+        let prefix = cycle.programs.clone().unwrap();
+        let busy = || {
+            group(&[
+                ("command", "Query"),
+                ("sessions", "1"),
+                ("session", "7"),
+                ("ids", "7"),
+            ])
+        };
+        let mut known = Connections::default();
+        let programs = Connections::statement(&prefix, &[7]);
+        let mut conn = Scripted::default()
+            .answer(&cycle.grouping, vec![busy()])
+            .answer(&programs, rows(&["x|web"]));
+        let failed = block_on(cycle.run(&mut conn, &ctx, &mut known));
+        assert!(matches!(failed, Err(SqlError::Answer(_))), "{failed:?}");
+        assert_eq!(conn.take_sent(), [cycle.grouping.clone(), programs]);
+        let mut conn = Scripted::default()
+            .answer(&cycle.grouping, vec![busy()])
+            .answer(&with_threads, rows(&["0|7|107|∅", "1|x|1|wait/io"]));
+        let failed = block_on(cycle.run(&mut conn, &ctx, &mut known));
+        assert!(matches!(failed, Err(SqlError::Answer(_))), "{failed:?}");
+        assert_eq!(
+            conn.take_sent(),
+            [cycle.grouping.clone(), with_threads.clone()],
+            "connection 7 was asked for its program once"
+        );
+        let mut conn = Scripted::default().answer(&cycle.grouping, vec![busy()]);
+        block_on(cycle.run(&mut conn, &ctx, &mut known)).unwrap();
+        assert_eq!(
+            conn.take_sent(),
+            [cycle.grouping.clone(), without],
+            "thread 107 was learnt before the bad row"
+        );
     }
 }

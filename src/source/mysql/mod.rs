@@ -415,7 +415,7 @@ impl LockWaits {
         }
     }
 
-    /// The session API's pile-up (see [`crate::sql::add_pileup_row`]): each
+    /// The session API's pile-up (see [`crate::api::pileup::add_pileup_row`]): each
     /// waiting thread with the thread it waits on, the longest waits first, and each
     /// open transaction's thread, the oldest first, at most `limit` of each.
     fn pileup(self, limit: usize) -> String {

@@ -538,7 +538,7 @@ fn particulars_sql(settings: &Oceanbase, mode: Mode, tenant_filter: &str) -> Opt
     (!rows.is_empty()).then(|| format!("{TAG} {}", rows.join(" UNION ALL ")))
 }
 
-/// The session API's pile-up (see [`crate::sql::add_pileup_row`]): each
+/// The session API's pile-up (see [`crate::api::pileup::add_pileup_row`]): each
 /// session waiting for a transaction's row lock (a `BLOCK = 1`, `TYPE = 'TR'` row of
 /// the locks view) with the session holding it (`ID2`), its longest wait first, and
 /// each open transaction's session by its scheduler's `ACTIVE_TIME`, the oldest

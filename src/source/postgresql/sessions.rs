@@ -128,7 +128,7 @@ impl Shared {
     }
 
     fn failure(&self, err: &tokio_postgres::Error) -> Failure {
-        let error = classify(err, &self.settings, "reading sessions for the session API");
+        let error = classify(err, &self.settings, "reading sessions for the passthrough");
         Failure::unavailable(format!("target `{}`: {error}", self.name))
     }
 

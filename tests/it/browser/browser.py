@@ -1,4 +1,4 @@
-"""Drives the sessions page in headless Chromium with Selenium, for tests/it/browser.rs.
+"""Drives the sessions page in headless Chromium with Selenium, for tests/it/browser/.
 
 Reads a plan on stdin, {"base": URL, "artifacts": DIR, "axe": PATH, "steps": [...]},
 runs its steps in order in one browser, and prints one JSON answer per step (a list)
