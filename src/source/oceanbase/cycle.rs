@@ -4,8 +4,12 @@
 //! 1. The particulars ([`PARTICULAR_COLUMNS`]), when any part needs them: a
 //!    cluster's tenants, the open transactions and the lock waits, a few rows (none
 //!    when there is nothing to detail).
-//! 2. The sessions, grouped or one row each as [`Shape`] decides
-//!    ([`SESSION_COLUMNS`]), matched with the particulars.
+//! 2. The sessions ([`SESSION_COLUMNS`]), matched with the particulars, read as
+//!    [`Shape`] decides: one row each, or in two statements, those without particulars
+//!    grouped by their raw columns and those with them one row each. On seekdb the
+//!    pair costs a third of one grouping of every session by a computed key (what this
+//!    read was before issue 39), and half of sending every session, when the sessions
+//!    make few groups (BENCHMARKS.md, Issue 39).
 //! 3. The sessions without a client address, grouped by `HOST` ([`Grouping`]), only
 //!    when the read of the sessions held some back.
 //!
@@ -26,8 +30,10 @@ pub(super) struct Cycle {
     /// The particulars; None when no part needs them (a single tenant without
     /// transactions and locks).
     pub particulars: Option<String>,
-    /// The read of the sessions, grouped by its four columns and counted.
-    pub grouped: String,
+    /// The sessions without particulars, grouped by their raw columns and counted.
+    pub idle_groups: String,
+    /// The sessions with particulars (active, or in a transaction), one row each.
+    pub detailed: String,
     /// The same read, one row per session.
     pub ungrouped: String,
     /// The sessions without a client address, by `HOST` without its port.
@@ -40,7 +46,8 @@ impl Cycle {
         if let Some(particulars) = &self.particulars {
             tracing::debug!(target = %target, sql = %particulars, "statement of particulars");
         }
-        tracing::debug!(target = %target, sql = %self.grouped, "statement of every cycle");
+        tracing::debug!(target = %target, sql = %self.idle_groups, "statement of every cycle");
+        tracing::debug!(target = %target, sql = %self.detailed, "statement of every cycle, the detailed sessions");
         tracing::debug!(target = %target, sql = %self.ungrouped, "statement of every cycle, one row per session");
         tracing::debug!(target = %target, sql = %self.fallback, "statement of clients without an address");
     }
@@ -63,36 +70,38 @@ impl Cycle {
             })
             .await?;
         }
-        let sql = match shape.ungrouped {
-            true => &self.ungrouped,
-            false => &self.grouped,
+        let reads = match shape.ungrouped {
+            true => vec![&self.ungrouped],
+            false => vec![&self.idle_groups, &self.detailed],
         };
         // The sessions the read added, and how many groups they make: the distinct
         // keys of those without particulars (each with particulars is a group of
         // its own), whatever the read's shape (see [`Shape`]).
         let (mut sessions, mut apart, mut held) = (0u64, 0u64, false);
         let mut keys = HashSet::<u64, foldhash::fast::RandomState>::default();
-        read(conn, sql, |row| {
-            decode_session(row, ctx, &particulars, |g, detailed| {
-                // A session with particulars has its client already (see
-                // [`decode_session`]); the fallback reads only the others again.
-                if !detailed && g.client == NONE_LABEL {
-                    held = true;
-                    return;
-                }
-                if g.sessions > 0 {
-                    sessions += g.sessions;
-                    match detailed {
-                        true => apart += 1,
-                        false => {
-                            keys.insert(keys.hasher().hash_one(group_key(&g)));
+        for sql in reads {
+            read(conn, sql, |row| {
+                decode_session(row, ctx, &particulars, |g, detailed| {
+                    // A session with particulars has its client already (see
+                    // [`decode_session`]); the fallback reads only the others again.
+                    if !detailed && g.client == NONE_LABEL {
+                        held = true;
+                        return;
+                    }
+                    if g.sessions > 0 {
+                        sessions += g.sessions;
+                        match detailed {
+                            true => apart += 1,
+                            false => {
+                                keys.insert(keys.hasher().hash_one(group_key(&g)));
+                            }
                         }
                     }
-                }
-                aggregator.add_group(g);
+                    aggregator.add_group(g);
+                })
             })
-        })
-        .await?;
+            .await?;
+        }
         if held {
             read(conn, &self.fallback, |row| {
                 add_group_row(&mut aggregator, row, ctx)

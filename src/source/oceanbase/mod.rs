@@ -411,8 +411,9 @@ const RULES: Rules = Rules {
 
 /// The statements of a cycle in `mode` (see [`Cycle`]): first the particulars (a
 /// cluster's tenants, the open transactions, the lock waits and who holds them: a few
-/// rows, none when there is nothing to detail), then the sessions, grouped or one row
-/// each (see [`per_session::SESSION_COLUMNS`] and [`Shape`]), and the sessions
+/// rows, none when there is nothing to detail), then the sessions (see
+/// [`per_session::SESSION_COLUMNS`] and [`Shape`]): one row each, or the sessions
+/// without particulars grouped and those with them one row each; and the sessions
 /// without a client address grouped by HOST only when there are such. `trans_state`
 /// says whether the processlist has `TRANS_STATE`, which tells each session's
 /// transaction without a join.
@@ -474,6 +475,25 @@ fn cycle(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Cycle {
          IF(p.USER_CLIENT_IP <> '', '', IFNULL(p.HOST, ''))) END"
     );
     let from = format!("FROM {relation}{joins} WHERE {filter}");
+    // The sessions without particulars, grouped by their raw columns and keyed after
+    // the grouping (the key's expressions run once a group, not once a session): their
+    // transaction is none, by the condition that leaves them out of the detailed read.
+    let idle_key = format!(
+        "CONCAT_WS(CHAR(0), {tenant}, {server}, {command}, IFNULL(p.STATE, ''), '', \
+         IFNULL(p.USER_CLIENT_IP, ''), {application}), p.USER, p.DB, NULL"
+    );
+    let mut idle_keys: Vec<&str> = Vec::new();
+    if cluster {
+        idle_keys.extend(["p.TENANT", "p.SVR_IP"]);
+    }
+    if parts.states {
+        idle_keys.push("p.COMMAND");
+    }
+    idle_keys.extend(["p.STATE", "p.USER_CLIENT_IP"]);
+    if parts.applications {
+        idle_keys.extend(["p.MODULE", "p.CLIENT_INFO"]);
+    }
+    idle_keys.extend(["p.USER", "p.DB"]);
     let mut fallback = grouping(settings, mode, &sessions, &tenants, trans_state, false);
     fallback.client = host_without_port("p.HOST");
     fallback.filter.push_str(&format!(
@@ -483,7 +503,12 @@ fn cycle(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Cycle {
     fallback.union = String::new();
     Cycle {
         particulars: particulars_sql(settings, mode, &tenants),
-        grouped: format!("{TAG} SELECT {columns}, COUNT(*) {from} GROUP BY 1, 2, 3, 4"),
+        idle_groups: format!(
+            "{TAG} SELECT {idle_key}, COUNT(*) {from} AND CASE WHEN {detailed} THEN 0 ELSE 1 END = 1 \
+             GROUP BY {}",
+            idle_keys.join(", ")
+        ),
+        detailed: format!("{TAG} SELECT {columns} {from} AND ({detailed})"),
         ungrouped: format!("{TAG} SELECT {columns} {from}"),
         fallback: fallback.statement(),
     }

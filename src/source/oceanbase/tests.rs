@@ -46,13 +46,29 @@ fn ash_reads_follow_each_server_and_quote_nothing_foreign() {
 fn cluster_statements_filter_tenants_and_read_configured_views() {
     let mut settings = testing::oceanbase("monitor@sys");
     let st = cycle(&settings, Mode::Cluster, true);
-    let grouped = &st.grouped;
     let sql = &st.ungrouped;
+    let detailed = "p.STATE = 'ACTIVE' OR p.TRANS_STATE <> ''";
     assert_eq!(
-        grouped,
-        &sql.replacen(" END FROM ", " END, COUNT(*) FROM ", 1)
-            .replace(" HOST_IP())", " HOST_IP()) GROUP BY 1, 2, 3, 4"),
-        "the same read, grouped"
+        st.detailed,
+        format!("{sql} AND ({detailed})"),
+        "the same read, of the sessions with particulars"
+    );
+    // The others, grouped by raw columns, the key made once a group: no transaction.
+    assert!(
+        st.idle_groups.ends_with(&format!(
+            " AND CASE WHEN {detailed} THEN 0 ELSE 1 END = 1 GROUP BY p.TENANT, p.SVR_IP, \
+             p.COMMAND, p.STATE, p.USER_CLIENT_IP, p.MODULE, p.CLIENT_INFO, p.USER, p.DB"
+        )),
+        "{}",
+        st.idle_groups
+    );
+    assert!(
+        st.idle_groups.contains(
+            "IFNULL(p.STATE, ''), '', IFNULL(p.USER_CLIENT_IP, ''), \
+             IFNULL(IF(p.MODULE <> '', p.MODULE, p.CLIENT_INFO), '')), p.USER, p.DB, NULL, COUNT(*) FROM"
+        ),
+        "{}",
+        st.idle_groups
     );
     assert!(sql.starts_with("/* session_exporter "));
     assert_eq!(
@@ -117,18 +133,20 @@ fn cluster_statements_filter_tenants_and_read_configured_views() {
 
     // Without TRANS_STATE the read joins the transactions view instead.
     let st = cycle(&settings, Mode::Cluster, false);
-    assert!(st
-        .grouped
-        .contains("LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s"));
-    assert!(st.grouped.contains("OR s.SESSION_ID IS NOT NULL THEN"));
+    for read in [&st.ungrouped, &st.idle_groups, &st.detailed] {
+        assert!(read.contains("LEFT JOIN `oceanbase`.`GV$OB_TRANSACTION_SCHEDULERS` s"));
+        assert!(read.contains("OR s.SESSION_ID IS NOT NULL"), "{read}");
+    }
 
     settings.tenants = Some(vec!["t1".into(), "t2".into()]);
     settings.processlist_view = Some(Relation::parse("test.PL").unwrap());
     settings.transactions_view = Some(Relation::parse("test.TX").unwrap());
     settings.locks_view = Some(Relation::parse("test.LK").unwrap());
     let st = cycle(&settings, Mode::Cluster, true);
-    assert!(st.grouped.contains("AND p.TENANT IN ('t1', 't2')"));
-    assert!(st.grouped.contains("FROM `test`.`PL` p WHERE"));
+    for read in [&st.ungrouped, &st.idle_groups, &st.detailed] {
+        assert!(read.contains("AND p.TENANT IN ('t1', 't2')"), "{read}");
+        assert!(read.contains("FROM `test`.`PL` p WHERE"), "{read}");
+    }
     let particulars = st.particulars.unwrap();
     assert!(particulars.contains("AND t.TENANT_NAME IN ('t1', 't2')"));
     assert!(particulars.contains("FROM `test`.`TX` s"));
@@ -144,11 +162,18 @@ fn cluster_statements_filter_tenants_and_read_configured_views() {
         ..crate::stats::CollectParts::NONE
     };
     let st = cycle(&settings, Mode::Cluster, true);
-    assert!(!st.grouped.contains("TRANS_STATE"), "{st:?}");
+    assert!(!st.ungrouped.contains("TRANS_STATE"), "{st:?}");
     assert!(
-        st.grouped.contains("CASE WHEN p.STATE = 'ACTIVE' THEN"),
+        st.ungrouped.contains("CASE WHEN p.STATE = 'ACTIVE' THEN"),
         "{}",
-        st.grouped
+        st.ungrouped
+    );
+    assert!(
+        st.idle_groups.ends_with(
+            "GROUP BY p.TENANT, p.SVR_IP, p.COMMAND, p.STATE, p.USER_CLIENT_IP, p.USER, p.DB"
+        ),
+        "{}",
+        st.idle_groups
     );
     let particulars = st.particulars.unwrap();
     assert!(
@@ -158,8 +183,11 @@ fn cluster_statements_filter_tenants_and_read_configured_views() {
     let st = cycle(&settings, Mode::SingleTenant, true);
     assert!(st.particulars.is_none(), "{st:?}");
     assert!(st
-        .grouped
+        .ungrouped
         .contains("CONCAT_WS(CHAR(0), '', '', IFNULL(p.COMMAND, '')"));
+    assert!(st
+        .idle_groups
+        .ends_with("GROUP BY p.COMMAND, p.STATE, p.USER_CLIENT_IP, p.USER, p.DB"));
 }
 
 fn rows(texts: &[&str]) -> Vec<Vec<mysql_async::Value>> {
@@ -235,8 +263,8 @@ fn cluster_rows_give_exact_statistics() {
     let particulars_sql = cycle.particulars.clone().unwrap();
     let mut conn = Scripted::default()
         .answer(&particulars_sql, particulars)
-        .answer(&cycle.grouped, sessions);
-    let mut shape = Shape::default();
+        .answer(&cycle.ungrouped, sessions);
+    let mut shape = Shape { ungrouped: true };
     let (collected, sent) = run(&cycle, &mut conn, &ctx, &[], &mut shape);
     // A session was held back: its clients are read by the fallback, after the
     // particulars and the sessions.
@@ -244,7 +272,7 @@ fn cluster_rows_give_exact_statistics() {
         sent,
         [
             particulars_sql,
-            cycle.grouped.clone(),
+            cycle.ungrouped.clone(),
             cycle.fallback.clone()
         ]
     );
@@ -347,7 +375,7 @@ fn malformed_session_rows_are_errors() {
         ("4|∅|∅|∅|soon", false, "NOW(6)"),
     ] {
         let mut conn = match of_session {
-            true => Scripted::default().answer(&cycle.grouped, vec![session(text)]),
+            true => Scripted::default().answer(&cycle.idle_groups, vec![session(text)]),
             false => Scripted::default().answer(&particulars, vec![row(text)]),
         };
         let (collected, sent) = run(&cycle, &mut conn, &ctx, &[], &mut Shape::default());
@@ -361,28 +389,41 @@ fn malformed_session_rows_are_errors() {
     }
 }
 
-/// A grouped read's rows count their sessions in a fifth column; each session
-/// with particulars is a row of its own (its id is in them).
+/// Read in two statements: the sessions without particulars grouped, their rows
+/// counting their sessions in a fifth column, then each session with particulars in
+/// a row of its own (its id is in them).
 #[test]
 fn grouped_rows_count_their_sessions() {
     let settings = testing::oceanbase("monitor@sys");
     let ctx = row_context(&settings, "", Mode::Cluster);
     let cycle = cycle(&settings, Mode::Cluster, true);
     let particulars = cycle.particulars.clone().unwrap();
-    let sessions: Vec<_> = [
-        "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100/|app|shop|∅|40",
-        "t1/10.0.0.1/Sleep/SLEEP/ACTIVE/10.0.0.100/|app|shop|2882,7,12,0,,|1",
-        "t1/10.0.0.2/Query/ACTIVE//10.0.0.101/|app|shop|2882,8,3,0,S8,|1",
+    let detailed: Vec<_> = [
+        "t1/10.0.0.1/Sleep/SLEEP/ACTIVE/10.0.0.100/|app|shop|2882,7,12,0,,",
+        "t1/10.0.0.2/Query/ACTIVE//10.0.0.101/|app|shop|2882,8,3,0,S8,",
     ]
     .into_iter()
     .map(session)
     .collect();
     let mut conn = Scripted::default()
         .answer(&particulars, rows(&["0|t1|∅|∅|∅"]))
-        .answer(&cycle.grouped, sessions);
+        .answer(
+            &cycle.idle_groups,
+            vec![session(
+                "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100/|app|shop|∅|40",
+            )],
+        )
+        .answer(&cycle.detailed, detailed);
     let mut shape = Shape::default();
     let (collected, sent) = run(&cycle, &mut conn, &ctx, &[], &mut shape);
-    assert_eq!(sent, [particulars, cycle.grouped.clone()]);
+    assert_eq!(
+        sent,
+        [
+            particulars,
+            cycle.idle_groups.clone(),
+            cycle.detailed.clone()
+        ]
+    );
     // 42 sessions in 3 groups: the grouped read stays the cheaper one.
     assert_eq!(shape, Shape::default());
     let tenants = collected.unwrap().into_tenants();
@@ -415,7 +456,14 @@ fn single_tenant_rows_take_tenant_and_server_from_the_target() {
         &mut Shape::default(),
     );
     assert_eq!(empty.unwrap().into_tenants()["t1"], Default::default());
-    assert_eq!(sent, [particulars.clone(), cycle.grouped.clone()]);
+    assert_eq!(
+        sent,
+        [
+            particulars.clone(),
+            cycle.idle_groups.clone(),
+            cycle.detailed.clone()
+        ]
+    );
     // Sent one row per session while the sessions make nearly as many groups.
     let mut shape = Shape { ungrouped: true };
     let mut conn = Scripted::default().answer(
