@@ -478,6 +478,30 @@ def processlist_row(i, tenant, server, c, client, j, active, tx):
             f" NULL, NULL)")
 
 
+class Inserts:
+    """Rows for the tables of database `db`, sent as multi-row INSERTs of 2,000 rows
+    in one client run (`send`)."""
+
+    def __init__(self, db):
+        self.db, self.batches, self.statements = db, {}, []
+
+    def add(self, table, row):
+        batch = self.batches.setdefault(table, [])
+        batch.append(row)
+        if len(batch) == 2000:
+            self.flush(table)
+
+    def flush(self, table):
+        if self.batches.get(table):
+            self.statements.append(f"INSERT INTO {self.db}.{table} VALUES {', '.join(self.batches[table])};")
+            self.batches[table] = []
+
+    def send(self):
+        for table in list(self.batches):
+            self.flush(table)
+        sql("seekdb", None, stdin="\n".join(self.statements))
+
+
 loaded_scale = None  # the (sessions, tenants, servers) the scale tables hold, and their groups
 
 
@@ -511,14 +535,8 @@ def load_scale_tables(sessions, tenants, servers):
     rows = [f"({t}, 't{t:04d}', 'USER')" for t in range(tenants)]
     rows.append(f"({tenants}, 'META$x', 'META')")
     sql("seekdb", None, stdin=f"INSERT INTO bench_scale.TENANTS VALUES {', '.join(rows)};")
-    statements = []
-    batches = {"PL": [], "TX": [], "LK": [], "VARS": [], "DL": [], "ASH": []}
-
-    def add(table, row):
-        batches[table].append(row)
-        if len(batches[table]) == 2000:
-            statements.append(f"INSERT INTO bench_scale.{table} VALUES {', '.join(batches[table])};")
-            batches[table] = []
+    inserts = Inserts("bench_scale")
+    add = inserts.add
 
     # Realistic shape: per tenant, 8 application clients, each with its own user and
     # database, their sessions spread over the servers; 10 % active.
@@ -571,10 +589,7 @@ def load_scale_tables(sessions, tenants, servers):
                                       else ("WAITING", waits[n % len(waits)]))
         add("ASH", f"('{server}', 2882, {n}, {at}, {n % tenants}, {n % 5000}, 'FOREGROUND', '{state}',"
                    f" '{n % 500:032X}', {n % 500}, '', '{event}', {n % 40}, '{wait_class}', {n % 8}, {n % 1000})")
-    for table, batch in batches.items():
-        if batch:
-            statements.append(f"INSERT INTO bench_scale.{table} VALUES {', '.join(batch)};")
-    sql("seekdb", None, stdin="\n".join(statements))
+    inserts.send()
     groups = sql("seekdb", "SELECT COUNT(*) FROM (SELECT DISTINCT TENANT, SVR_IP, DB, USER, USER_CLIENT_IP, "
                            "COMMAND, STATE, TRANS_STATE FROM bench_scale.PL) g").strip()
     loaded_scale = ((sessions, tenants, servers), int(groups))
@@ -609,14 +624,8 @@ def load_pooled_tables(sessions=100_000, tenants=1000, servers=10):
     rows = [f"({t}, 't{t:04d}', 'USER')" for t in range(tenants)]
     rows.append(f"({tenants}, 'META$x', 'META')")
     sql("seekdb", None, stdin=f"INSERT INTO bench_pooled.TENANTS VALUES {', '.join(rows)};")
-    statements = []
-    batches = {"PL": [], "TX": [], "LK": []}
-
-    def add(table, row):
-        batches[table].append(row)
-        if len(batches[table]) == 2000:
-            statements.append(f"INSERT INTO bench_pooled.{table} VALUES {', '.join(batches[table])};")
-            batches[table] = []
+    inserts = Inserts("bench_pooled")
+    add = inserts.add
 
     per_tenant = sessions // tenants
     active_at, idle_tx_at = (0, 1, 50, 51, 80), (10, 11, 60, 61, 90)
@@ -638,10 +647,7 @@ def load_pooled_tables(sessions=100_000, tenants=1000, servers=10):
             holder = i + 10
             add("LK", f"({tenant}, '{server}', 2882, {tx}, {i}, 'TR', {holder + 1}, {holder},"
                       f" {(j + 2) * 1000000}, 1)")
-    for table, batch in batches.items():
-        if batch:
-            statements.append(f"INSERT INTO bench_pooled.{table} VALUES {', '.join(batch)};")
-    sql("seekdb", None, stdin="\n".join(statements))
+    inserts.send()
     groups = sql("seekdb", "SELECT COUNT(*) FROM (SELECT DISTINCT TENANT, SVR_IP, DB, USER, USER_CLIENT_IP, "
                            "COMMAND, STATE, TRANS_STATE FROM bench_pooled.PL) g").strip()
     loaded_pooled = int(groups)
