@@ -69,7 +69,13 @@ if [ "$run_tests" = 1 ]; then
   (cd "$clone" && ./scripts/test.sh) >"$work/test.log" 2>&1 || status=$?
   end=$(date +%s.%N)
   grep -E '^test result' "$work/test.log" | tail -3 || true
-  [ "$status" = 0 ] || { tail -n 40 "$work/test.log" >&2; echo "newcomer: the tests failed" >&2; exit 1; }
+  if [ "$status" != 0 ]; then
+    # The whole log outlives the clone: the failures' messages come before the list.
+    cp "$work/test.log" /tmp/newcomer-test.log
+    tail -n 40 "$work/test.log" >&2
+    echo "newcomer: the tests failed; their whole output: /tmp/newcomer-test.log" >&2
+    exit 1
+  fi
   test_s=$(python3 -c "print(round($end - $start, 1))")
   python3 -c "print(f'newcomer: the test command: $test_s s, {$test_s/720:.2f}x the goal of 720 s ({\"pass\" if $test_s <= 720 else \"FAIL\"})')"
 fi

@@ -343,19 +343,35 @@ pub(crate) mod fixtures {
     }
 
     /// A connection with fixed answers, for a kind's cycle in a unit test: every
-    /// statement sent is kept in `sent`, in order, and answered with the rows of the
-    /// first answer still unused whose text it contains (none: no rows). Each answer
-    /// serves one statement, so a test scripts one cycle after another.
+    /// statement sent is kept in `sent`, in order, and answered with the first answer
+    /// still unused whose text it contains: rows, or a driver's failure (none: no
+    /// rows). Each answer serves one statement, so a test scripts one cycle after
+    /// another.
     #[derive(Debug, Default)]
     pub struct Scripted {
-        answers: Vec<(String, Vec<Vec<Value>>)>,
+        answers: Vec<(String, Answer)>,
         pub sent: Vec<String>,
     }
+
+    /// A scripted statement's answer: its rows, or the driver's failure.
+    type Answer = Result<Vec<Vec<Value>>, DriverFailed>;
+
+    /// What a [`Scripted`] connection fails with: the connection broke, the server
+    /// refused the statement.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct DriverFailed(pub String);
 
     impl Scripted {
         /// Answers the next statement containing `text` with `rows`.
         pub fn answer(mut self, text: &str, rows: Vec<Vec<Value>>) -> Self {
-            self.answers.push((text.to_string(), rows));
+            self.answers.push((text.to_string(), Ok(rows)));
+            self
+        }
+
+        /// Fails the next statement containing `text` in the driver, before any row.
+        pub fn fail(mut self, text: &str) -> Self {
+            let failure = DriverFailed(format!("scripted failure of `{text}`"));
+            self.answers.push((text.to_string(), Err(failure)));
             self
         }
 
@@ -367,7 +383,7 @@ pub(crate) mod fixtures {
 
     impl Connection for Scripted {
         type Cell<'r> = Value;
-        type Error = std::convert::Infallible;
+        type Error = DriverFailed;
 
         fn rows<F>(
             &mut self,
@@ -378,12 +394,15 @@ pub(crate) mod fixtures {
             F: for<'r> FnMut(Vec<Value>) + Send,
         {
             self.sent.push(sql.to_string());
-            if let Some(at) = self.answers.iter().position(|(text, _)| sql.contains(text)) {
-                for row in self.answers.remove(at).1 {
+            let answer = match self.answers.iter().position(|(text, _)| sql.contains(text)) {
+                Some(at) => self.answers.remove(at).1,
+                None => Ok(Vec::new()),
+            };
+            std::future::ready(answer.map(|rows| {
+                for row in rows {
                     each(row);
                 }
-            }
-            std::future::ready(Ok(()))
+            }))
         }
     }
 

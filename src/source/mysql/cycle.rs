@@ -794,4 +794,46 @@ mod tests {
             "thread 107 was learnt before the bad row"
         );
     }
+
+    /// A statement the driver fails ends the cycle there, and what it did not read is
+    /// not taken as read: the programs asked for are asked again, the threads are read
+    /// again.
+    #[test]
+    fn a_driver_failure_learns_nothing_it_did_not_read() {
+        let (database, cycle) = every_part();
+        let ctx = row_context(&database, "maria");
+        let (with_threads, _) = cycle.activity.clone().unwrap();
+        let prefix = cycle.programs.clone().unwrap();
+        let programs = Connections::statement(&prefix, &[7]);
+        let busy = || {
+            group(&[
+                ("command", "Query"),
+                ("sessions", "1"),
+                ("session", "7"),
+                ("ids", "7"),
+            ])
+        };
+        let mut known = Connections::default();
+        let mut conn = Scripted::default()
+            .answer(&cycle.grouping, vec![busy()])
+            .fail(&programs);
+        let failed = block_on(cycle.run(&mut conn, &ctx, &mut known));
+        assert!(matches!(failed, Err(SqlError::Driver(_))), "{failed:?}");
+        assert_eq!(conn.take_sent(), [cycle.grouping.clone(), programs.clone()]);
+        // The program is asked for again; then the activity fails.
+        let mut conn = Scripted::default()
+            .answer(&cycle.grouping, vec![busy()])
+            .answer(&programs, rows(&["7|web"]))
+            .fail(&with_threads);
+        let failed = block_on(cycle.run(&mut conn, &ctx, &mut known));
+        assert!(matches!(failed, Err(SqlError::Driver(_))), "{failed:?}");
+        assert_eq!(
+            conn.take_sent(),
+            [cycle.grouping.clone(), programs, with_threads.clone()]
+        );
+        // The program is known now; the thread is read again.
+        let mut conn = Scripted::default().answer(&cycle.grouping, vec![busy()]);
+        block_on(cycle.run(&mut conn, &ctx, &mut known)).unwrap();
+        assert_eq!(conn.take_sent(), [cycle.grouping.clone(), with_threads]);
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::testing;
-use crate::sql::fixtures::{block_on, counts as c, pairs, row, Scripted};
+use crate::sql::fixtures::{block_on, counts as c, pairs, row, DriverFailed, Scripted};
 use crate::sql::SqlError;
 use crate::stats::{Collected, TopSession, NONE_LABEL};
 
@@ -202,10 +202,7 @@ fn run(
     ctx: &RowContext<'_>,
     tenants: &[&str],
     shape: &mut Shape,
-) -> (
-    Result<Collected, SqlError<std::convert::Infallible>>,
-    Vec<String>,
-) {
+) -> (Result<Collected, SqlError<DriverFailed>>, Vec<String>) {
     let collected = block_on(cycle.run(conn, ctx, tenants, shape));
     (collected, conn.take_sent())
 }
@@ -484,4 +481,34 @@ fn single_tenant_rows_take_tenant_and_server_from_the_target() {
     );
     assert_eq!(t1.by_server.keys().collect::<Vec<_>>(), ["10.0.0.1"]);
     assert_eq!(t1.by_db.keys().collect::<Vec<_>>(), [NONE_LABEL]);
+}
+
+/// A statement the driver fails ends the cycle there: nothing after it is sent, and
+/// the read's shape stays as it was.
+#[test]
+fn a_driver_failure_ends_the_cycle_where_it_happens() {
+    let settings = testing::oceanbase("monitor@sys");
+    let ctx = row_context(&settings, "", Mode::Cluster);
+    let cycle = cycle(&settings, Mode::Cluster, true);
+    let particulars = cycle.particulars.clone().unwrap();
+    for (fails, sent_before) in [
+        (&particulars, vec![]),
+        (&cycle.idle_groups, vec![particulars.clone()]),
+        (
+            &cycle.detailed,
+            vec![particulars.clone(), cycle.idle_groups.clone()],
+        ),
+    ] {
+        let mut conn = Scripted::default().fail(fails);
+        let mut shape = Shape::default();
+        let (collected, sent) = run(&cycle, &mut conn, &ctx, &[], &mut shape);
+        assert!(
+            matches!(collected, Err(SqlError::Driver(_))),
+            "{collected:?}"
+        );
+        let mut expected = sent_before;
+        expected.push(fails.clone());
+        assert_eq!(sent, expected);
+        assert_eq!(shape, Shape::default());
+    }
 }
