@@ -20,6 +20,9 @@ case "${1:-}" in
 esac
 
 work=$(mktemp -d /tmp/newcomer.XXXXXX)
+# mktemp's 0700 would keep out the servers' own users (PostgreSQL's initdb runs as
+# postgres), as a clone in a home directory does not.
+chmod 755 "$work"
 clone=$work/clone
 git clone -q --no-hardlinks "$repo" "$clone"
 export SE_IT_DIR=$work/it SE_MARIADB_PORT=43306 SE_SEEKDB_PORT=42881 SE_POSTGRES_PORT=45432

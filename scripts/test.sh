@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 started_here=0
 bash scripts/test-servers.sh status || started_here=1
-eval "$(bash scripts/test-servers.sh start)"
+# An assignment, so that a server that fails to start stops the run here (set -e).
+servers_env=$(bash scripts/test-servers.sh start)
+eval "$servers_env"
 if [ "$started_here" = 1 ] && [ "${SE_KEEP_SERVERS:-0}" != 1 ]; then
   trap 'bash scripts/test-servers.sh stop' EXIT
 fi
