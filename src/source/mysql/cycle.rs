@@ -402,6 +402,16 @@ mod tests {
         named(&DETAIL, values)
     }
 
+    /// The grouping's row of one active thread, connection 7, kept apart.
+    fn busy_thread_7() -> Vec<Value> {
+        group(&[
+            ("command", "Query"),
+            ("sessions", "1"),
+            ("session", "7"),
+            ("ids", "7"),
+        ])
+    }
+
     fn rows(texts: &[&str]) -> Vec<Vec<Value>> {
         texts.iter().map(|text| row(text)).collect()
     }
@@ -504,14 +514,6 @@ mod tests {
         let ctx = row_context(&database, "maria");
         let (with_threads, without) = cycle.activity.clone().unwrap();
         let mut known = Connections::default();
-        let busy = || {
-            group(&[
-                ("command", "Query"),
-                ("sessions", "1"),
-                ("session", "7"),
-                ("ids", "7"),
-            ])
-        };
         for (n, activity, rows_of_activity) in [
             (
                 1,
@@ -521,7 +523,7 @@ mod tests {
             (2, &without, &["1|107|4|wait/io/table/sql/handler"][..]),
         ] {
             let mut conn = Scripted::default()
-                .answer(&cycle.grouping, vec![busy()])
+                .answer(&cycle.grouping, vec![busy_thread_7()])
                 .answer(activity, rows(rows_of_activity));
             let tenants = block_on(cycle.run(&mut conn, &ctx, &mut known))
                 .unwrap()
@@ -760,24 +762,16 @@ mod tests {
         let ctx = row_context(&database, "maria");
         let (with_threads, without) = cycle.activity.clone().unwrap();
         let prefix = cycle.programs.clone().unwrap();
-        let busy = || {
-            group(&[
-                ("command", "Query"),
-                ("sessions", "1"),
-                ("session", "7"),
-                ("ids", "7"),
-            ])
-        };
         let mut known = Connections::default();
         let programs = Connections::statement(&prefix, &[7]);
         let mut conn = Scripted::default()
-            .answer(&cycle.grouping, vec![busy()])
+            .answer(&cycle.grouping, vec![busy_thread_7()])
             .answer(&programs, rows(&["x|web"]));
         let failed = block_on(cycle.run(&mut conn, &ctx, &mut known));
         assert!(matches!(failed, Err(SqlError::Answer(_))), "{failed:?}");
         assert_eq!(conn.take_sent(), [cycle.grouping.clone(), programs]);
         let mut conn = Scripted::default()
-            .answer(&cycle.grouping, vec![busy()])
+            .answer(&cycle.grouping, vec![busy_thread_7()])
             .answer(&with_threads, rows(&["0|7|107|∅", "1|x|1|wait/io"]));
         let failed = block_on(cycle.run(&mut conn, &ctx, &mut known));
         assert!(matches!(failed, Err(SqlError::Answer(_))), "{failed:?}");
@@ -786,7 +780,7 @@ mod tests {
             [cycle.grouping.clone(), with_threads.clone()],
             "connection 7 was asked for its program once"
         );
-        let mut conn = Scripted::default().answer(&cycle.grouping, vec![busy()]);
+        let mut conn = Scripted::default().answer(&cycle.grouping, vec![busy_thread_7()]);
         block_on(cycle.run(&mut conn, &ctx, &mut known)).unwrap();
         assert_eq!(
             conn.take_sent(),
@@ -805,24 +799,16 @@ mod tests {
         let (with_threads, _) = cycle.activity.clone().unwrap();
         let prefix = cycle.programs.clone().unwrap();
         let programs = Connections::statement(&prefix, &[7]);
-        let busy = || {
-            group(&[
-                ("command", "Query"),
-                ("sessions", "1"),
-                ("session", "7"),
-                ("ids", "7"),
-            ])
-        };
         let mut known = Connections::default();
         let mut conn = Scripted::default()
-            .answer(&cycle.grouping, vec![busy()])
+            .answer(&cycle.grouping, vec![busy_thread_7()])
             .fail(&programs);
         let failed = block_on(cycle.run(&mut conn, &ctx, &mut known));
         assert!(matches!(failed, Err(SqlError::Driver(_))), "{failed:?}");
         assert_eq!(conn.take_sent(), [cycle.grouping.clone(), programs.clone()]);
         // The program is asked for again; then the activity fails.
         let mut conn = Scripted::default()
-            .answer(&cycle.grouping, vec![busy()])
+            .answer(&cycle.grouping, vec![busy_thread_7()])
             .answer(&programs, rows(&["7|web"]))
             .fail(&with_threads);
         let failed = block_on(cycle.run(&mut conn, &ctx, &mut known));
@@ -832,7 +818,7 @@ mod tests {
             [cycle.grouping.clone(), programs, with_threads.clone()]
         );
         // The program is known now; the thread is read again.
-        let mut conn = Scripted::default().answer(&cycle.grouping, vec![busy()]);
+        let mut conn = Scripted::default().answer(&cycle.grouping, vec![busy_thread_7()]);
         block_on(cycle.run(&mut conn, &ctx, &mut known)).unwrap();
         assert_eq!(conn.take_sent(), [cycle.grouping.clone(), with_threads]);
     }
