@@ -499,3 +499,50 @@ fn waits_applications_and_statements_have_exact_series() {
         assert_eq!(samples(&text, name), Vec::<&str>::new(), "{name}");
     }
 }
+
+/// A kind's own statistics (DBSS's report by audited database) are encoded among the
+/// target's series exactly as their family says: its header with or without a
+/// target of the kind, the labels in the family's order after `target` and before
+/// the constant labels, whole numbers, and the guard's count under its dimension.
+#[test]
+fn a_kinds_own_statistics_are_its_own_family() {
+    use crate::source::dbss::{ClientDistribution, ClientEntry};
+    use crate::stats::{Collected, Statistics};
+    let headers = encode(&[]).unwrap();
+    assert!(
+        headers.contains("# TYPE dbsession_dbss_client_sessions gauge"),
+        "{headers}"
+    );
+    let mut status = TargetStatus::new(
+        &target("    labels: {cluster: prod}\n"),
+        1,
+        &Reason::DATABASE,
+    );
+    let entry = |db_id: Option<&str>, sessions| ClientEntry {
+        db_id: db_id.map(str::to_string),
+        db_ip: Some("10.0.0.37".into()),
+        db_name: None,
+        session_num: sessions,
+    };
+    let report = ClientDistribution::new("inst", vec![entry(Some("d1"), 16), entry(None, 3)]);
+    status.record_success(
+        Collected {
+            statistics: Statistics::Own(Box::new(report)),
+            rows: 2,
+        },
+        Duration::from_millis(5),
+        SystemTime::now(),
+    );
+    let text = encode(&[Arc::new(status)]).unwrap();
+    assert_eq!(
+        samples(&text, "dbsession_dbss_client_sessions"),
+        [
+            "dbsession_dbss_client_sessions{target=\"ob\",instance_id=\"inst\",db_id=\"__none__\",db_ip=\"10.0.0.37\",db_name=\"__none__\",cluster=\"prod\"} 3",
+            "dbsession_dbss_client_sessions{target=\"ob\",instance_id=\"inst\",db_id=\"d1\",db_ip=\"10.0.0.37\",db_name=\"__none__\",cluster=\"prod\"} 16",
+        ]
+    );
+    assert_eq!(
+        samples(&text, "dbsession_series_dropped"),
+        ["dbsession_series_dropped{target=\"ob\",dimension=\"dbss_database\",cluster=\"prod\"} 0"]
+    );
+}
