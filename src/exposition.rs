@@ -37,12 +37,14 @@ impl Format {
 }
 
 /// Rewrites OpenMetrics text as written by prometheus-client into text format 0.0.4.
-pub fn openmetrics_to_classic(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
+/// The text comes as the pieces it was assembled from, each of whole lines, so it is
+/// never copied into one buffer first.
+pub fn openmetrics_to_classic(openmetrics: &[&str]) -> String {
+    let mut out = String::with_capacity(openmetrics.iter().map(|piece| piece.len()).sum());
     // The HELP line comes before TYPE, but a counter's HELP must be renamed once TYPE
     // tells us it is a counter, so it is held back one line.
     let mut pending_help: Option<(&str, &str)> = None;
-    for line in openmetrics.lines() {
+    for line in openmetrics.iter().flat_map(|piece| piece.lines()) {
         if let Some(rest) = line.strip_prefix("# HELP ") {
             flush_help(&mut out, pending_help.take(), "");
             pending_help = Some(rest.split_once(' ').unwrap_or((rest, "")));
@@ -105,7 +107,7 @@ x_seconds 1.5
 # EOF
 ";
         assert_eq!(
-            openmetrics_to_classic(om),
+            openmetrics_to_classic(&[om]),
             "\
 # HELP dbsession_up 1 if up.
 # TYPE dbsession_up gauge
@@ -117,6 +119,12 @@ dbsession_collect_errors_total{target=\"a\",reason=\"auth\"} 2
 # TYPE x_seconds untyped
 x_seconds 1.5
 "
+        );
+        // Cut at its lines, as an assembled exposition is, it reads the same.
+        let (head, tail) = om.split_at(om.find("dbsession_collect_errors_total").unwrap());
+        assert_eq!(
+            openmetrics_to_classic(&[head, tail]),
+            openmetrics_to_classic(&[om])
         );
     }
 

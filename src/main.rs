@@ -322,10 +322,12 @@ fn config_failure(err: &ConfigError) -> ExitCode {
 /// fixed 128 KiB threshold (freed mmaps go straight back to the kernel). An operator's
 /// own `MALLOC_MMAP_THRESHOLD_` wins. Other allocators (mimalloc) measured worse.
 ///
-/// Two arenas instead of glibc's eight per core: a cycle's rows are decoded on a
-/// runtime worker and encoded on the publisher thread, and each arena of its own kept
-/// its freed chunks apart, ~10 MiB of peak RSS in the same scenario (65 -> 55 MiB);
-/// the exporter's few threads allocate little outside a cycle, so they hardly contend.
+/// One arena instead of glibc's eight per core: a cycle's rows are decoded on a
+/// runtime worker, encoded on the publisher thread and served by the others, and each
+/// arena of its own kept its freed chunks apart. Two arenas took the same scenario's
+/// peak from 65 to 55 MiB; under its scrapes (wrk, 8 connections) the second arena still
+/// grew the peak from 50 to 60-66 MiB, where one held it at 50 (issue 39). The
+/// exporter's few threads allocate little outside a cycle, so they hardly contend.
 /// An operator's own `MALLOC_ARENA_MAX` wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
@@ -338,7 +340,7 @@ fn tune_allocator() {
     }
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }
 }

@@ -29,15 +29,15 @@ use tokio::sync::{mpsc, watch};
 /// collection, and a burst of results costs one assembly.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-/// One encoded exposition: gzip-compressed at once (what Prometheus asks for), plain
-/// when first asked for. Its text is kept as the pieces it is made of, slices of each
-/// target's encoded families, which live as long anyway: at 100,000 sessions the plain
-/// text is ~15 MB, and a copy of it for every publish, beside the previous one still
-/// being served, was a quarter of the peak RSS of `bench/` scenario 3.
+/// One encoded exposition: gzip-compressed at once (what Prometheus asks for), and
+/// otherwise served as the pieces it is made of, slices of each target's encoded
+/// families, which live as long anyway. At 100,000 sessions the plain text is 8 to 15
+/// MB: a copy of it for every publish, beside the previous one still being served,
+/// was a quarter of the peak RSS of `bench/` scenario 3, and a plain copy made for one
+/// curl lived until the next publish (about 8 MB of issue 39's 3d).
 #[derive(Debug)]
 pub struct Body {
     pieces: Vec<Bytes>,
-    plain: OnceLock<Bytes>,
     pub gzip: Bytes,
 }
 
@@ -57,29 +57,23 @@ impl Body {
             .unwrap_or_default();
         Self {
             pieces,
-            plain: OnceLock::new(),
             gzip: Bytes::from(gzip),
         }
     }
 
-    /// The text uncompressed, assembled once (one piece is itself).
-    pub fn plain(&self) -> Bytes {
-        self.plain
-            .get_or_init(|| match self.pieces.as_slice() {
-                [one] => one.clone(),
-                pieces => Bytes::from(concat(pieces)),
-            })
-            .clone()
+    /// The text uncompressed, as its pieces (each a reference, not a copy), for a
+    /// response body that writes them one after the other.
+    pub fn pieces(&self) -> Vec<Bytes> {
+        self.pieces.clone()
     }
-}
 
-/// `pieces` as one text.
-fn concat(pieces: &[Bytes]) -> Vec<u8> {
-    let mut text = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
-    for piece in pieces {
-        text.extend_from_slice(piece);
+    /// The pieces as text: each is whole lines of UTF-8, as encoded.
+    fn texts(&self) -> Vec<std::borrow::Cow<'_, str>> {
+        self.pieces
+            .iter()
+            .map(|piece| String::from_utf8_lossy(piece))
+            .collect()
     }
-    text
 }
 
 /// An exposition in both formats: OpenMetrics prepared now, the classic format when
@@ -102,15 +96,11 @@ impl Bodies {
         match format {
             Format::OpenMetrics => &self.openmetrics,
             Format::Classic => self.classic.get_or_init(|| {
-                // From a copy not kept: the OpenMetrics text is rarely asked for plain.
-                let body = &self.openmetrics;
-                let text = match body.plain.get() {
-                    Some(plain) => plain.to_vec(),
-                    None => concat(&body.pieces),
-                };
-                let openmetrics = String::from_utf8_lossy(&text);
+                // Converted piece by piece: the OpenMetrics text is never copied whole.
+                let texts = self.openmetrics.texts();
+                let texts: Vec<&str> = texts.iter().map(|text| text.as_ref()).collect();
                 Body::new(vec![Bytes::from(
-                    openmetrics_to_classic(&openmetrics).into_bytes(),
+                    openmetrics_to_classic(&texts).into_bytes(),
                 )])
             }),
         }
@@ -368,7 +358,7 @@ mod tests {
     }
 
     fn text(body: &Body) -> String {
-        String::from_utf8(body.plain().to_vec()).unwrap()
+        body.texts().concat()
     }
 
     #[test]
@@ -408,10 +398,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(unzipped, all);
-        // The classic text, made from a copy, leaves the plain text unassembled.
+        // The classic text, converted piece by piece, says the same.
         let fresh = publisher.publish();
         let classic = text(fresh.all.get(Format::Classic));
-        assert!(fresh.all.get(Format::OpenMetrics).plain.get().is_none());
+        assert_eq!(classic, crate::exposition::openmetrics_to_classic(&[&all]));
         assert!(classic.contains(r#"dbsession_up{target="a",tenant="a"} 1"#));
         assert!(!classic.contains("# EOF"));
         assert!(published.ready);

@@ -9,6 +9,7 @@
 mod clients;
 mod deadline;
 mod landing;
+mod pieces;
 pub mod server;
 
 use crate::api::page;
@@ -210,7 +211,7 @@ fn exposition(bodies: &Bodies, headers: &HeaderMap) -> Response {
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         response
     } else {
-        Response::new(Body::from(body.plain()))
+        Response::new(Body::new(pieces::Pieces::new(body.pieces())))
     };
     let headers = response.headers_mut();
     headers.insert(

@@ -274,7 +274,7 @@ proptest::proptest! {
             SystemTime::UNIX_EPOCH,
         );
         let text = encode(&[Arc::new(status)]).unwrap();
-        let classic = crate::exposition::openmetrics_to_classic(&format!("{text}# EOF\n"));
+        let classic = crate::exposition::openmetrics_to_classic(&[&text, "# EOF\n"]);
         for body in [&text, &classic] {
             let mut seen = Vec::new();
             for line in body.lines().filter(|l| !l.starts_with('#')) {
