@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod exposition;
 pub mod future;
+pub mod history;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -207,6 +207,52 @@ pub struct TopSession {
     pub time: f64,
 }
 
+/// A session worth keeping in the session history: active, in an open transaction,
+/// waiting for a lock, or blocking one. Kept only when the target records history
+/// (see [`Aggregator::keep_sessions`]), at most a cap per tenant and cycle, blockers
+/// and the longest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeptSession {
+    pub id: u64,
+    pub server: String,
+    pub user: String,
+    pub db: String,
+    pub client: String,
+    /// Label-ready, as the metrics' application (empty when not collected).
+    pub application: String,
+    pub command: String,
+    pub state: String,
+    pub active: bool,
+    /// Seconds in its current state (the processlist's TIME).
+    pub time: f64,
+    /// Age of its open transaction in seconds; None when it has none (or it is
+    /// not known).
+    pub transaction_age: Option<f64>,
+    /// Seconds it has waited for a lock; None when it waits for none.
+    pub lock_wait: Option<f64>,
+    /// The session holding the lock it waits for, when the engine says.
+    pub blocked_by: Option<u64>,
+    /// Sessions waiting for a lock this one holds.
+    pub waiters: u64,
+    /// What it waits on (class and event), empty when not known.
+    pub wait_class: String,
+    pub wait_event: String,
+    /// The statement's id (SQL_ID, query_id, digest) and text; empty when unknown.
+    pub sql_id: String,
+    pub sql_text: String,
+}
+
+impl KeptSession {
+    /// Blockers first (most waiters first), then the longest in their state; equal
+    /// ones by id, so a cap keeps the same sessions from cycle to cycle.
+    pub fn rank(a: &KeptSession, b: &KeptSession) -> std::cmp::Ordering {
+        b.waiters
+            .cmp(&a.waiters)
+            .then(b.time.total_cmp(&a.time))
+            .then(a.id.cmp(&b.id))
+    }
+}
+
 /// Rows as a list: what unit tests feed to [`aggregate`]. (Sources add rows up as
 /// they arrive with an [`Aggregator`] instead.) A tenant with no sessions is in
 /// `tenants` and in no group, and reports zeros. Test code only.
@@ -348,6 +394,11 @@ pub struct TenantStats {
     /// What the target's periodic reads last found for this tenant (limits, the
     /// deadlock counter); None where they are off or have not answered yet.
     pub periodic: Option<std::sync::Arc<Periodic>>,
+    /// The sessions worth keeping in the history, in [`KeptSession::rank`] order;
+    /// empty unless the target records history.
+    pub kept: Vec<KeptSession>,
+    /// How many more the cap per tenant and cycle left out.
+    pub kept_truncated: u64,
 }
 
 /// A tenant's session limits and the deadlocks its database detected, read less

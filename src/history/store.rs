@@ -1,0 +1,616 @@
+//! The history's SQLite store: its schema, a cycle's write, the bounds, and the reads.
+//!
+//! A sample must cost little on disk (issue 40: at most 64 bytes a recorded session),
+//! so a sample row holds integers only: what repeats from cycle to cycle is stored
+//! once and referred to. A session's identity (tenant, id, server, user, db, client,
+//! application) is a row of `sessions`; a statement (its id and text) a row of
+//! `statements`; every other word (command, state, wait class and event) a row of
+//! `words`. Times are whole milliseconds. `samples` is keyed by (cycle, session)
+//! without a rowid, so the key is the row's place and no index is kept beside it.
+//!
+//! Each cycle is one transaction: after a `kill -9` a cycle reads back whole or not
+//! at all (WAL journal). The schema is documented in docs/history.md; its version is
+//! in `meta`, and a store of another version is not read (the recorder moves it
+//! aside).
+
+use super::{unix_millis, CycleSample};
+use crate::stats::KeptSession;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The schema's version, in `meta`; a store of another is not read.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// The tables (docs/history.md describes each column).
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tenants (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (target, name)
+);
+CREATE TABLE cycles (
+    id INTEGER PRIMARY KEY,
+    tenant INTEGER NOT NULL REFERENCES tenants (id),
+    at INTEGER NOT NULL,
+    sessions INTEGER NOT NULL,
+    active INTEGER NOT NULL,
+    lock_waiting INTEGER NOT NULL,
+    idle_in_transaction INTEGER NOT NULL,
+    longest_active_ms INTEGER NOT NULL,
+    kept INTEGER NOT NULL,
+    truncated INTEGER NOT NULL
+);
+CREATE INDEX cycles_by_tenant ON cycles (tenant, at);
+CREATE INDEX cycles_by_time ON cycles (at);
+CREATE TABLE cycle_waits (
+    cycle INTEGER NOT NULL,
+    class INTEGER NOT NULL REFERENCES words (id),
+    sessions INTEGER NOT NULL,
+    PRIMARY KEY (cycle, class)
+) WITHOUT ROWID;
+CREATE TABLE words (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE statements (
+    id INTEGER PRIMARY KEY,
+    sql_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    UNIQUE (sql_id, text)
+);
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    tenant INTEGER NOT NULL REFERENCES tenants (id),
+    session_id INTEGER NOT NULL,
+    server INTEGER NOT NULL REFERENCES words (id),
+    user INTEGER NOT NULL REFERENCES words (id),
+    db INTEGER NOT NULL REFERENCES words (id),
+    client INTEGER NOT NULL REFERENCES words (id),
+    application INTEGER NOT NULL REFERENCES words (id),
+    UNIQUE (tenant, session_id, server, user, db, client, application)
+);
+CREATE TABLE samples (
+    cycle INTEGER NOT NULL,
+    session INTEGER NOT NULL REFERENCES sessions (id),
+    command INTEGER NOT NULL REFERENCES words (id),
+    state INTEGER NOT NULL REFERENCES words (id),
+    active INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    transaction_age_ms INTEGER,
+    lock_wait_ms INTEGER,
+    blocked_by INTEGER,
+    waiters INTEGER NOT NULL,
+    wait_class INTEGER NOT NULL REFERENCES words (id),
+    wait_event INTEGER NOT NULL REFERENCES words (id),
+    statement INTEGER REFERENCES statements (id),
+    PRIMARY KEY (cycle, session)
+) WITHOUT ROWID;
+";
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{path}: schema version {found}, this build reads {SCHEMA_VERSION}")]
+    Version { path: PathBuf, found: String },
+}
+
+impl StoreError {
+    /// Whether the store's file is not a store this build can read (corrupt, another
+    /// version): it is then moved aside, not retried.
+    pub fn unreadable(&self) -> bool {
+        match self {
+            StoreError::Version { .. } => true,
+            StoreError::Sqlite { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            ),
+        }
+    }
+
+    /// Whether the disk (or the file system's quota) is full.
+    pub fn disk_full(&self) -> bool {
+        matches!(self, StoreError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+    }
+}
+
+/// Remembers the ids of what was stored already, so a cycle of repeated sessions
+/// and statements costs one lookup each, not a statement each. Cleared when large:
+/// a miss costs one upsert, never a wrong id.
+#[derive(Debug, Default)]
+struct Ids {
+    tenants: HashMap<(String, String), i64>,
+    words: HashMap<String, i64>,
+    statements: HashMap<(String, String), i64>,
+    sessions: HashMap<[i64; 7], i64>,
+}
+
+impl Ids {
+    const MAX: usize = 200_000;
+
+    fn bound(&mut self) {
+        if self.words.len() + self.statements.len() + self.sessions.len() > Self::MAX {
+            *self = Ids::default();
+        }
+    }
+}
+
+/// An open store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    ids: Ids,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// A session of a recorded moment, as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedSession {
+    pub session: KeptSession,
+}
+
+/// One cycle of a tenant, as read back: when, its counts and its sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Moment {
+    pub at_ms: i64,
+    pub sessions: u64,
+    pub active: u64,
+    pub lock_waiting: u64,
+    pub idle_in_transaction: u64,
+    pub longest_active: f64,
+    pub truncated: u64,
+    pub kept: Vec<KeptSession>,
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it (and its schema) when new.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let wrap = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        // Reading the header and the schema is what finds a file that is no
+        // database, or a corrupt one.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA auto_vacuum = INCREMENTAL; PRAGMA foreign_keys = OFF;",
+        )
+        .map_err(wrap)?;
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(wrap)?;
+        if tables == 0 {
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            ))
+            .map_err(wrap)?;
+        } else {
+            let found: Option<String> = conn
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()
+                .unwrap_or(None);
+            if found.as_deref() != Some(SCHEMA_VERSION) {
+                return Err(StoreError::Version {
+                    path: path.to_path_buf(),
+                    found: found.unwrap_or_else(|| "none".to_string()),
+                });
+            }
+            let check: String = conn
+                .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+                .map_err(wrap)?;
+            if check != "ok" {
+                return Err(StoreError::Sqlite {
+                    path: path.to_path_buf(),
+                    source: rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                        Some(check),
+                    ),
+                });
+            }
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+            ids: Ids::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn wrap(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Writes one cycle of a target, all its tenants in one transaction. The SQL
+    /// text is cut at `sql_text_max` characters (0 keeps none).
+    pub fn record(&mut self, sample: &CycleSample, sql_text_max: usize) -> Result<(), StoreError> {
+        self.ids.bound();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| wrap_path(&self.path, e))?;
+        let result = write_cycle(&tx, &mut self.ids, sample, sql_text_max);
+        match result.and_then(|()| tx.commit()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The ids learnt in a transaction rolled back may not exist.
+                self.ids = Ids::default();
+                Err(self.wrap(e))
+            }
+        }
+    }
+
+    /// Bytes the store takes on disk: its file and its write-ahead log.
+    pub fn bytes(&self) -> u64 {
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        size(&self.path) + size(&wal_path(&self.path))
+    }
+
+    /// Bytes its pages hold (the file less its free pages).
+    fn used_bytes(&self) -> Result<u64, StoreError> {
+        let pragma = |name: &str| -> Result<i64, StoreError> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .map_err(|e| self.wrap(e))
+        };
+        let pages = pragma("page_count")? - pragma("freelist_count")?;
+        Ok((pages.max(0) * pragma("page_size")?) as u64)
+    }
+
+    /// The time of the oldest cycle kept, in Unix milliseconds.
+    pub fn oldest(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT MIN(at) FROM cycles", [], |r| r.get(0))
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Deletes the cycles older than `before_ms`, then the oldest ones until the
+    /// pages in use fit `max_bytes` (a tenth of it left free, so a bound is not met
+    /// again at the next cycle), and what no sample refers to any more. Returns how
+    /// many cycles went.
+    pub fn prune(&mut self, before_ms: i64, max_bytes: u64) -> Result<u64, StoreError> {
+        let mut gone = self.delete_cycles_before(before_ms)?;
+        for _ in 0..64 {
+            if self.used_bytes()? <= max_bytes {
+                break;
+            }
+            // The oldest tenth of what is kept, at least one cycle.
+            let (count, _): (i64, Option<i64>) = self
+                .conn
+                .query_row("SELECT COUNT(*), MIN(id) FROM cycles", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(|e| self.wrap(e))?;
+            if count == 0 {
+                break;
+            }
+            let cut: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT at FROM cycles ORDER BY at LIMIT 1 OFFSET ?1",
+                    [(count / 10).max(1) - 1],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.wrap(e))?;
+            let Some(cut) = cut else { break };
+            gone += self.delete_cycles_before(cut + 1)?;
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum")
+                .map_err(|e| self.wrap(e))?;
+        }
+        if gone > 0 {
+            self.ids = Ids::default();
+            self.conn
+                .execute_batch(
+                    "BEGIN;
+                     DELETE FROM sessions WHERE id NOT IN (SELECT session FROM samples);
+                     DELETE FROM statements WHERE id NOT IN
+                         (SELECT statement FROM samples WHERE statement IS NOT NULL);
+                     COMMIT;
+                     PRAGMA incremental_vacuum;",
+                )
+                .map_err(|e| self.wrap(e))?;
+        }
+        Ok(gone)
+    }
+
+    fn delete_cycles_before(&mut self, before_ms: i64) -> Result<u64, StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| wrap_path(&path, e))?;
+        let doomed = "SELECT id FROM cycles WHERE at < ?1";
+        tx.execute(
+            &format!("DELETE FROM samples WHERE cycle IN ({doomed})"),
+            [before_ms],
+        )
+        .and_then(|_| {
+            tx.execute(
+                &format!("DELETE FROM cycle_waits WHERE cycle IN ({doomed})"),
+                [before_ms],
+            )
+        })
+        .map_err(|e| wrap_path(&path, e))?;
+        let gone = tx
+            .execute("DELETE FROM cycles WHERE at < ?1", [before_ms])
+            .map_err(|e| wrap_path(&path, e))?;
+        tx.commit().map_err(|e| wrap_path(&path, e))?;
+        Ok(gone as u64)
+    }
+
+    /// The last cycle of `tenant` of `target` at or before `at_ms`, with its
+    /// sessions in the order they were kept.
+    pub fn moment(
+        &self,
+        target: &str,
+        tenant: &str,
+        at_ms: i64,
+    ) -> Result<Option<Moment>, StoreError> {
+        let cycle = self
+            .conn
+            .query_row(
+                "SELECT c.id, c.at, c.sessions, c.active, c.lock_waiting, c.idle_in_transaction, \
+                 c.longest_active_ms, c.truncated FROM cycles c JOIN tenants t ON t.id = c.tenant \
+                 WHERE t.target = ?1 AND t.name = ?2 AND c.at <= ?3 ORDER BY c.at DESC LIMIT 1",
+                params![target, tenant, at_ms],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        Moment {
+                            at_ms: r.get(1)?,
+                            sessions: r.get::<_, i64>(2)? as u64,
+                            active: r.get::<_, i64>(3)? as u64,
+                            lock_waiting: r.get::<_, i64>(4)? as u64,
+                            idle_in_transaction: r.get::<_, i64>(5)? as u64,
+                            longest_active: r.get::<_, i64>(6)? as f64 / 1000.0,
+                            truncated: r.get::<_, i64>(7)? as u64,
+                            kept: Vec::new(),
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.wrap(e))?;
+        let Some((cycle, mut moment)) = cycle else {
+            return Ok(None);
+        };
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT s.session_id, sv.text, u.text, d.text, cl.text, ap.text, cm.text, st.text, \
+                 x.active, x.time_ms, x.transaction_age_ms, x.lock_wait_ms, x.blocked_by, x.waiters, \
+                 wc.text, we.text, q.sql_id, q.text \
+                 FROM samples x JOIN sessions s ON s.id = x.session \
+                 JOIN words sv ON sv.id = s.server JOIN words u ON u.id = s.user \
+                 JOIN words d ON d.id = s.db JOIN words cl ON cl.id = s.client \
+                 JOIN words ap ON ap.id = s.application JOIN words cm ON cm.id = x.command \
+                 JOIN words st ON st.id = x.state JOIN words wc ON wc.id = x.wait_class \
+                 JOIN words we ON we.id = x.wait_event LEFT JOIN statements q ON q.id = x.statement \
+                 WHERE x.cycle = ?1",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let seconds = |ms: Option<i64>| ms.map(|ms| ms as f64 / 1000.0);
+        let rows = statement
+            .query_map([cycle], |r| {
+                Ok(KeptSession {
+                    id: r.get::<_, i64>(0)? as u64,
+                    server: r.get(1)?,
+                    user: r.get(2)?,
+                    db: r.get(3)?,
+                    client: r.get(4)?,
+                    application: r.get(5)?,
+                    command: r.get(6)?,
+                    state: r.get(7)?,
+                    active: r.get::<_, i64>(8)? != 0,
+                    time: r.get::<_, i64>(9)? as f64 / 1000.0,
+                    transaction_age: seconds(r.get(10)?),
+                    lock_wait: seconds(r.get(11)?),
+                    blocked_by: r.get::<_, Option<i64>>(12)?.map(|id| id as u64),
+                    waiters: r.get::<_, i64>(13)? as u64,
+                    wait_class: r.get(14)?,
+                    wait_event: r.get(15)?,
+                    sql_id: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
+                    sql_text: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        for row in rows {
+            moment.kept.push(row.map_err(|e| self.wrap(e))?);
+        }
+        moment.kept.sort_by(KeptSession::rank);
+        Ok(Some(moment))
+    }
+}
+
+fn wrap_path(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The write-ahead log beside a store.
+pub fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+/// Milliseconds of `seconds`, as stored.
+fn millis(seconds: f64) -> i64 {
+    (seconds * 1000.0).round().clamp(0.0, i64::MAX as f64) as i64
+}
+
+/// `text` cut at `max` characters.
+fn cut(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+fn write_cycle(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &mut Ids,
+    sample: &CycleSample,
+    sql_text_max: usize,
+) -> rusqlite::Result<()> {
+    let at = unix_millis(sample.at);
+    for tenant in &sample.tenants {
+        let tenant_id = match ids
+            .tenants
+            .get(&(sample.target.clone(), tenant.tenant.clone()))
+        {
+            Some(id) => *id,
+            None => {
+                let id: i64 = tx.query_row(
+                    "INSERT INTO tenants (target, name) VALUES (?1, ?2) \
+                     ON CONFLICT (target, name) DO UPDATE SET name = excluded.name RETURNING id",
+                    params![sample.target, tenant.tenant],
+                    |r| r.get(0),
+                )?;
+                ids.tenants
+                    .insert((sample.target.clone(), tenant.tenant.clone()), id);
+                id
+            }
+        };
+        tx.prepare_cached(
+            "INSERT INTO cycles (tenant, at, sessions, active, lock_waiting, idle_in_transaction, \
+             longest_active_ms, kept, truncated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            tenant_id,
+            at,
+            tenant.sessions as i64,
+            tenant.active as i64,
+            tenant.lock_waiting as i64,
+            tenant.idle_in_transaction as i64,
+            millis(tenant.longest_active),
+            tenant.kept.len() as i64,
+            tenant.truncated as i64,
+        ])?;
+        let cycle = tx.last_insert_rowid();
+        for (class, n) in &tenant.by_wait_class {
+            let class = word(tx, ids, class)?;
+            tx.prepare_cached(
+                "INSERT INTO cycle_waits (cycle, class, sessions) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![cycle, class, *n as i64])?;
+        }
+        for kept in &tenant.kept {
+            let key = [
+                tenant_id,
+                kept.id as i64,
+                word(tx, ids, &kept.server)?,
+                word(tx, ids, &kept.user)?,
+                word(tx, ids, &kept.db)?,
+                word(tx, ids, &kept.client)?,
+                word(tx, ids, &kept.application)?,
+            ];
+            let session = match ids.sessions.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let id: i64 = tx.prepare_cached(
+                        "INSERT INTO sessions (tenant, session_id, server, user, db, client, application) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                         ON CONFLICT (tenant, session_id, server, user, db, client, application) \
+                         DO UPDATE SET tenant = excluded.tenant \
+                         RETURNING id",
+                    )?
+                    .query_row(params![key[0], key[1], key[2], key[3], key[4], key[5], key[6]], |r| r.get(0))?;
+                    ids.sessions.insert(key, id);
+                    id
+                }
+            };
+            let text = cut(&kept.sql_text, sql_text_max);
+            let statement = match (kept.sql_id.is_empty(), text.is_empty()) {
+                (true, true) => None,
+                _ => Some(statement(tx, ids, &kept.sql_id, text)?),
+            };
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO samples (cycle, session, command, state, active, time_ms, \
+                 transaction_age_ms, lock_wait_ms, blocked_by, waiters, wait_class, wait_event, statement) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            )?
+            .execute(params![
+                cycle,
+                session,
+                word(tx, ids, &kept.command)?,
+                word(tx, ids, &kept.state)?,
+                kept.active as i64,
+                millis(kept.time),
+                kept.transaction_age.map(millis),
+                kept.lock_wait.map(millis),
+                kept.blocked_by.map(|id| id as i64),
+                kept.waiters as i64,
+                word(tx, ids, &kept.wait_class)?,
+                word(tx, ids, &kept.wait_event)?,
+                statement,
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// The id of `text` in `words`, stored when new.
+fn word(tx: &rusqlite::Transaction<'_>, ids: &mut Ids, text: &str) -> rusqlite::Result<i64> {
+    if let Some(id) = ids.words.get(text) {
+        return Ok(*id);
+    }
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO words (text) VALUES (?1) ON CONFLICT (text) DO UPDATE SET text = excluded.text \
+             RETURNING id",
+        )?
+        .query_row([text], |r| r.get(0))?;
+    ids.words.insert(text.to_string(), id);
+    Ok(id)
+}
+
+/// The id of a statement (its id and text) in `statements`, stored when new.
+fn statement(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &mut Ids,
+    sql_id: &str,
+    text: &str,
+) -> rusqlite::Result<i64> {
+    let key = (sql_id.to_string(), text.to_string());
+    if let Some(id) = ids.statements.get(&key) {
+        return Ok(*id);
+    }
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO statements (sql_id, text) VALUES (?1, ?2) ON CONFLICT (sql_id, text) \
+             DO UPDATE SET text = excluded.text RETURNING id",
+        )?
+        .query_row([sql_id, text], |r| r.get(0))?;
+    ids.statements.insert(key, id);
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests;
