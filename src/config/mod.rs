@@ -15,6 +15,7 @@ mod database;
 pub mod dbss;
 mod duration;
 mod files;
+pub mod history;
 mod keys;
 mod locate;
 pub mod mysql;
@@ -26,6 +27,7 @@ pub mod postgresql;
 
 pub use database::{Address, AddressError, CollectParts, Database, Filter, NameList};
 pub use duration::{format_duration, parse_duration};
+pub use history::History;
 pub use passthrough::{
     Access, Grant, ObshellAuthSettings, Passthrough, DEFAULT_MAX_HEADER_LIFETIME,
 };
@@ -78,6 +80,8 @@ const RESERVED_LABELS: [&str; 14] = [
 pub struct Config {
     pub targets: Vec<Target>,
     pub passthrough: Passthrough,
+    /// The session history; None records nothing.
+    pub history: Option<History>,
 }
 
 /// One target to collect from: what every kind has, and its kind's own settings.
@@ -93,6 +97,9 @@ pub struct Target {
     /// user, client_ip; a DBSS target's databases), `__other__` included; 0 turns it
     /// off.
     pub max_series_per_dimension: usize,
+    /// Sessions per tenant and cycle kept for the session history (`history:`'s
+    /// `max_sessions`); None when nothing is recorded.
+    pub history_sessions: Option<usize>,
     pub kind: TargetKind,
 }
 
@@ -222,6 +229,7 @@ struct RawConfig {
     targets_files: Vec<String>,
     #[serde(default)]
     passthrough: passthrough::RawPassthrough,
+    history: Option<history::RawHistory>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -405,9 +413,14 @@ fn validate(
         );
     }
     let passthrough = passthrough::validate_passthrough(raw.passthrough, base_dir, check);
+    let history = history::validate_history(raw.history, base_dir, check);
+    for target in &mut targets {
+        target.history_sessions = history.as_ref().map(|h| h.max_sessions);
+    }
     Config {
         targets,
         passthrough,
+        history,
     }
 }
 
@@ -521,6 +534,7 @@ fn validate_target(
         collect_interval: interval,
         collect_timeout: timeout,
         max_series_per_dimension: max_series,
+        history_sessions: None,
         kind,
     }
 }

@@ -66,6 +66,9 @@ pub struct RowContext<'a> {
     /// [`Aggregator::listed_only`]): a cluster's statements read the processlist
     /// without a join to the tenants view.
     pub listed_only: bool,
+    /// Sessions per tenant kept for the session history ([`Aggregator::keep_sessions`]);
+    /// None when the target records none.
+    pub history: Option<usize>,
 }
 
 impl RowContext<'_> {
@@ -75,6 +78,9 @@ impl RowContext<'_> {
         let mut aggregator = Aggregator::new(self.keep, self.parts);
         if self.listed_only {
             aggregator = aggregator.listed_only();
+        }
+        if let Some(max) = self.history {
+            aggregator = aggregator.keep_sessions(max);
         }
         for tenant in tenants {
             aggregator.add_tenant(tenant);
@@ -417,6 +423,7 @@ pub(crate) mod fixtures {
         parts: crate::stats::CollectParts::ALL,
         rules: super::Rules::NONE,
         listed_only: false,
+        history: None,
     };
 
     /// Runs a cycle on a [`Scripted`] connection, whose answers are ready at once.

@@ -20,6 +20,9 @@ pub struct Aggregator {
     parts: CollectParts,
     /// Whether only listed tenants are kept (see [`Aggregator::listed_only`]).
     listed_only: bool,
+    /// Sessions per tenant kept for the session history (see
+    /// [`Aggregator::keep_sessions`]); None keeps none.
+    history: Option<usize>,
 }
 
 impl Default for Aggregator {
@@ -87,7 +90,17 @@ impl Aggregator {
             keep,
             parts,
             listed_only: false,
+            history: None,
         }
+    }
+
+    /// Keeps, of each tenant, up to `max` of the sessions that rows of their own
+    /// name ([`SessionGroup::session`]) for the session history: active, in a
+    /// transaction, waiting or blocking, blockers and the longest first
+    /// ([`KeptSession::rank`]), counting the rest (`TenantStats::kept_truncated`).
+    pub fn keep_sessions(mut self, max: usize) -> Self {
+        self.history = Some(max);
+        self
     }
 
     /// Keeps only the tenants a zero row (a group of 0 sessions) or
@@ -126,8 +139,12 @@ impl Aggregator {
     /// a tenant without sessions) only makes its tenant present.
     pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, group: SessionGroup<S>) {
         self.rows += 1;
-        let (parts, keep) = (self.parts, self.keep);
+        let (parts, keep, history) = (self.parts, self.keep, self.history);
         let states = parts.states;
+        let kept = match (history, &group.session) {
+            (Some(max), Some(session)) => Some((max, kept_session(&group, session))),
+            _ => None,
+        };
         let tenant = self.tenant(group.tenant);
         if group.sessions == 0 {
             tenant.listed = true;
@@ -154,6 +171,12 @@ impl Aggregator {
                 group.db.as_ref(),
                 group.client.as_ref(),
             );
+            if let Some((max, kept)) = kept {
+                stats.kept.push(kept);
+                if stats.kept.len() >= 2 * max.max(1) {
+                    cut_kept(stats, max);
+                }
+            }
             if active > 0 {
                 stats.top.push(TopSession {
                     tenant: String::new(),
@@ -272,7 +295,8 @@ impl Aggregator {
     }
 
     pub fn finish(self) -> Collected {
-        let (keep, parts, listed_only) = (self.keep, self.parts, self.listed_only);
+        let (keep, parts, listed_only, history) =
+            (self.keep, self.parts, self.listed_only, self.history);
         let tenants = self
             .tenants
             .into_iter()
@@ -304,6 +328,9 @@ impl Aggregator {
                         .then(a.session_id.cmp(&b.session_id))
                 });
                 stats.blockers.truncate(keep);
+                if let Some(max) = history {
+                    cut_kept(&mut stats, max);
+                }
                 (name, stats)
             })
             .collect();
@@ -311,6 +338,50 @@ impl Aggregator {
             statistics: Statistics::Tenants(tenants),
             rows: self.rows,
         }
+    }
+}
+
+/// The session of a row of its own, as the history keeps it (past twice the cap a
+/// tenant's list is cut to the cap by rank, the rest counted).
+fn kept_session<S: AsRef<str>>(group: &SessionGroup<S>, session: &OneSession) -> KeptSession {
+    let active = group.active > 0;
+    let owned = |s: &S| s.as_ref().to_string();
+    KeptSession {
+        id: session.id,
+        server: owned(&group.server),
+        user: owned(&group.user),
+        db: owned(&group.db),
+        client: owned(&group.client),
+        application: owned(&group.application),
+        command: owned(&group.command),
+        state: owned(&group.state),
+        active,
+        time: match active {
+            true => group.max_active_time,
+            false => group.max_idle_in_transaction,
+        },
+        // An age of 0 is one the read did not find (no transaction's start matched).
+        transaction_age: (group.transactions > 0 && group.max_transaction_age > 0.0)
+            .then_some(group.max_transaction_age),
+        lock_wait: (group.lock_waiting > 0).then_some(group.max_lock_wait),
+        blocked_by: session.blocked_by,
+        waiters: session.waiters,
+        wait_class: owned(&group.wait_class),
+        wait_event: owned(&group.wait_event),
+        sql_id: match session.sql_id.is_empty() {
+            true => owned(&group.statement),
+            false => session.sql_id.clone(),
+        },
+        sql_text: session.sql_text.clone(),
+    }
+}
+
+/// Cuts a tenant's kept sessions to the `max` first by rank, counting the rest.
+fn cut_kept(stats: &mut TenantStats, max: usize) {
+    stats.kept.sort_by(KeptSession::rank);
+    if stats.kept.len() > max {
+        stats.kept_truncated += (stats.kept.len() - max) as u64;
+        stats.kept.truncate(max);
     }
 }
 

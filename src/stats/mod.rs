@@ -101,6 +101,11 @@ pub struct OneSession {
     pub sql_id: String,
     /// How many sessions wait for a lock this session holds.
     pub waiters: u64,
+    /// The session holding the lock it waits for, where the read says (the history
+    /// keeps it).
+    pub blocked_by: Option<u64>,
+    /// Its statement's text, where the read has it (the history keeps it).
+    pub sql_text: String,
 }
 
 /// A session others wait on: enough to find and kill it, never its SQL text.

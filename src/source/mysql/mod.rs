@@ -362,6 +362,7 @@ fn row_context<'a>(database: &'a Database, tenant: &'a str) -> RowContext<'a> {
         parts: database.collect,
         rules: RULES,
         listed_only: false,
+        history: None,
     }
 }
 

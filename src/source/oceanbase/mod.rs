@@ -55,6 +55,8 @@ pub struct OceanbaseSource {
     /// The tenant label in single-tenant mode.
     single_tenant: String,
     periodic: PeriodicReads,
+    /// Sessions per tenant kept for the session history; None: none.
+    history: Option<usize>,
 }
 
 /// A mode's statements and the settings they were written for: the configured ones
@@ -128,6 +130,7 @@ impl OceanbaseSource {
             .with_ash(target.max_series_per_dimension),
             name: target.name.clone(),
             settings: settings.clone(),
+            history: target.history_sessions,
         }
     }
 
@@ -319,13 +322,17 @@ impl OceanbaseSource {
     /// The cluster statement; every tenant comes back in a group row (a zero row
     /// when it has no sessions).
     async fn query_cluster(&mut self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
+        let history = self.history;
         let Probed {
             settings,
             cycle,
             shape,
             ..
         } = self.prepare(conn, Mode::Cluster).await?;
-        let ctx = row_context(settings, "", Mode::Cluster);
+        let ctx = RowContext {
+            history,
+            ..row_context(settings, "", Mode::Cluster)
+        };
         cycle.run(conn, &ctx, &[], shape).await
     }
 
@@ -340,6 +347,7 @@ impl OceanbaseSource {
         };
         let database = self.settings.database.clone();
         let tenant = self.single_tenant.clone();
+        let history = self.history;
         let Probed {
             settings,
             cycle,
@@ -349,7 +357,10 @@ impl OceanbaseSource {
             .prepare(conn, Mode::SingleTenant)
             .await
             .map_err(|e| classify(SqlError::Driver(e), &database))?;
-        let ctx = row_context(settings, &tenant, Mode::SingleTenant);
+        let ctx = RowContext {
+            history,
+            ..row_context(settings, &tenant, Mode::SingleTenant)
+        };
         cycle
             .run(conn, &ctx, &[&tenant], shape)
             .await
@@ -391,6 +402,7 @@ fn row_context<'a>(settings: &'a Oceanbase, tenant: &'a str, mode: Mode) -> RowC
         rules: RULES,
         // A cluster's tenants are the ones its zero rows list.
         listed_only: mode == Mode::Cluster,
+        history: None,
     }
 }
 

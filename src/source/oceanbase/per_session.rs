@@ -261,11 +261,14 @@ pub(super) fn decode_session<C: Cell>(
             group.statement = sql_id;
         }
         let waiters = found.waiters.get(&lock).copied().unwrap_or(0);
-        if active || waiters > 0 {
+        // The history keeps every session detailed here: active, in a transaction,
+        // waiting or blocking.
+        if active || waiters > 0 || ctx.history.is_some() {
             group.session = Some(OneSession {
                 id,
                 sql_id: sql_id.to_string(),
                 waiters,
+                ..OneSession::default()
             });
         }
     }

@@ -437,6 +437,106 @@ fn grouped_rows_count_their_sessions() {
     assert_eq!(t1.top.len(), 1);
 }
 
+/// With the session history on, every session read with particulars (active, or in
+/// a transaction) is kept with what its row and the particulars say, blockers and
+/// the longest first, up to the cap; the grouped idle ones are not; the statistics
+/// are those of the cycle without it.
+#[test]
+fn the_history_keeps_the_sessions_read_one_by_one() {
+    let settings = testing::oceanbase("monitor@sys");
+    let cycle = cycle(&settings, Mode::Cluster, true);
+    let particulars = cycle.particulars.clone().unwrap();
+    let answers = || {
+        Scripted::default()
+            .answer(
+                &particulars,
+                rows(&[
+                    "0|t1|∅|∅|∅",
+                    "1|10.0.0.1,2882,7,2026-01-01 00:00:00|∅|∅|∅",
+                    "4|∅|∅|∅|2026-01-01 00:00:30",
+                    "2|∅|41|8|2.5",
+                    "3|∅|40|7|1",
+                ]),
+            )
+            .answer(
+                &cycle.idle_groups,
+                vec![session(
+                    "t1/10.0.0.1/Sleep/SLEEP//10.0.0.100/|app|shop|∅|40",
+                )],
+            )
+            .answer(
+                &cycle.detailed,
+                [
+                    "t1/10.0.0.1/Sleep/SLEEP/ACTIVE/10.0.0.100/|app|shop|2882,7,12,40,,",
+                    "t1/10.0.0.2/Query/ACTIVE/ACTIVE/10.0.0.101/|app|shop|2882,8,3,41,S8,",
+                ]
+                .into_iter()
+                .map(session)
+                .collect(),
+            )
+    };
+    let plain = row_context(&settings, "", Mode::Cluster);
+    let (without, _) = run(&cycle, &mut answers(), &plain, &[], &mut Shape::default());
+    let without = without.unwrap().into_tenants();
+    assert!(
+        without["t1"].kept.is_empty(),
+        "nothing kept without history"
+    );
+    let ctx = RowContext {
+        history: Some(10),
+        ..plain
+    };
+    let (with, _) = run(&cycle, &mut answers(), &ctx, &[], &mut Shape::default());
+    let mut t1 = with.unwrap().into_tenants().remove("t1").unwrap();
+    let kept = std::mem::take(&mut t1.kept);
+    let mut expected_stats = without["t1"].clone();
+    expected_stats.kept.clear();
+    assert_eq!(t1, expected_stats, "the statistics do not change");
+    let ids: Vec<u64> = kept.iter().map(|k| k.id).collect();
+    assert_eq!(ids, [7, 8], "the blocker first");
+    let (blocker, waiter) = (&kept[0], &kept[1]);
+    assert_eq!(
+        (
+            blocker.active,
+            blocker.time,
+            blocker.transaction_age,
+            blocker.waiters
+        ),
+        (false, 12.0, Some(30.0), 1)
+    );
+    assert_eq!(
+        (
+            blocker.server.as_str(),
+            blocker.user.as_str(),
+            blocker.client.as_str()
+        ),
+        ("10.0.0.1", "app", "10.0.0.100")
+    );
+    assert_eq!(
+        (
+            waiter.active,
+            waiter.time,
+            waiter.lock_wait,
+            waiter.sql_id.as_str()
+        ),
+        (true, 3.0, Some(2.5), "S8")
+    );
+    assert_eq!(
+        (waiter.command.as_str(), waiter.state.as_str()),
+        ("Query", "ACTIVE")
+    );
+
+    // A cap of one keeps the blocker and counts the other.
+    let ctx = RowContext {
+        history: Some(1),
+        ..plain
+    };
+    let (capped, _) = run(&cycle, &mut answers(), &ctx, &[], &mut Shape::default());
+    let t1 = capped.unwrap().into_tenants().remove("t1").unwrap();
+    assert_eq!(t1.kept.iter().map(|k| k.id).collect::<Vec<_>>(), [7]);
+    assert_eq!(t1.kept_truncated, 1);
+}
+
 /// A single-tenant server names neither tenant nor server: both come from the
 /// configuration, and the tenant is there even without sessions.
 #[test]

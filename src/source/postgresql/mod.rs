@@ -117,6 +117,7 @@ impl PostgresqlSource {
             parts: database.collect,
             rules: Rules::NONE,
             listed_only: false,
+            history: None,
         };
         let mut collected = cycle(client, &self.sql, &ctx)
             .await
@@ -488,6 +489,7 @@ mod tests {
             parts: CollectParts::default(),
             rules: Rules::NONE,
             listed_only: false,
+            history: None,
         };
         let sql = grouped_sql(&settings, 150_004);
         let rows = [

@@ -241,6 +241,7 @@ pub fn decode_row<C: Cell>(
             id: count(id, "id")?,
             sql_id: sql_id.into_text().unwrap_or_default(),
             waiters: count(waiters, "waiters")?,
+            ..OneSession::default()
         }),
     };
     let parts = ctx.parts;
@@ -464,6 +465,7 @@ mod tests {
                 id: 3_221_588_508,
                 sql_id: "C82D74".into(),
                 waiters: 4,
+                ..OneSession::default()
             })
         );
         let ctx = RowContext {

@@ -318,6 +318,7 @@ impl SessionBackend for PostgresqlSessions {
             parts: CollectParts::NONE,
             rules: Rules::NONE,
             listed_only: false,
+            history: None,
         };
         let collected = cycle(client, &grouped_sql(&settings, 0), &ctx)
             .await
