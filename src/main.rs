@@ -9,6 +9,7 @@
 
 use clap::Parser;
 use session_exporter::config::{self, ConfigError};
+use session_exporter::history::Recorder;
 use session_exporter::http::server;
 use session_exporter::http::{self, AppState};
 use session_exporter::logging::{self, LogFormat, LogLevel};
@@ -378,14 +379,33 @@ async fn run(
     let web = Arc::new(Web::new(web_config));
 
     let cancel = CancellationToken::new();
-    let channels = match snapshot::start(&session_exporter::source::OWN_FAMILIES) {
+    let recorder = match &config.history {
+        None => {
+            tracing::info!(
+                "no `history:` in the configuration: the session history records nothing (see docs/history.md)"
+            );
+            None
+        }
+        Some(history) => match Recorder::start(history.clone()) {
+            Ok(recorder) => Some(recorder),
+            Err(err) => {
+                tracing::error!("cannot start the session history's thread: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let channels = match snapshot::start(
+        &session_exporter::source::OWN_FAMILIES,
+        recorder.as_ref().map(Recorder::health),
+    ) {
         Ok(channels) => channels,
         Err(err) => {
             tracing::error!("cannot start the publisher thread: {err}");
             return ExitCode::FAILURE;
         }
     };
-    let mut scheduler = Scheduler::new(channels.updates.clone(), cancel.clone(), shard);
+    let mut scheduler =
+        Scheduler::new(channels.updates.clone(), cancel.clone(), shard).with_recorder(recorder);
     let applied = scheduler.apply(&config).await;
     if applied.other_shards > 0 {
         tracing::info!(
@@ -405,6 +425,7 @@ async fn run(
         web_config: cli.web_config_file.clone(),
         web: web.clone(),
         session_api: session_api.clone(),
+        history: config.history.clone(),
     };
     let reloader = tokio::spawn(reload::serve(
         files,

@@ -12,6 +12,7 @@ mod labels;
 pub use families::EncodedFamilies;
 use labels::{BlockerLabels, SeriesLabels, TopLabels};
 
+use crate::history::HealthReading;
 use crate::stats::own::{Family, Series};
 use crate::stats::{CollectParts, Counts, Periodic, TenantStats, NONE_LABEL, OTHER_LABEL};
 use crate::status::{TargetStatus, TenantStatus};
@@ -55,6 +56,11 @@ pub const SQL_ACTIVE_SESSIONS: &str = "dbsession_sql_active_sessions";
 pub const BUILD_INFO: &str = "dbsession_exporter_build_info";
 pub const RELOAD_SUCCESSFUL: &str = "dbsession_config_last_reload_successful";
 pub const RELOAD_SUCCESS_TIME: &str = "dbsession_config_last_reload_success_timestamp_seconds";
+pub const HISTORY_BYTES: &str = "dbsession_history_bytes";
+pub const HISTORY_OLDEST: &str = "dbsession_history_oldest_timestamp_seconds";
+pub const HISTORY_RECORDING: &str = "dbsession_history_recording";
+/// Written as `dbsession_history_errors_total`: prometheus-client appends `_total`.
+pub const HISTORY_ERRORS: &str = "dbsession_history_errors";
 
 /// A tenant's values of one dimension.
 type Values = fn(&TenantStats) -> &std::collections::BTreeMap<String, Counts>;
@@ -180,10 +186,14 @@ pub struct ReloadStatus {
     pub last_success: std::time::SystemTime,
 }
 
-/// Encodes the process-wide families (build info, config reloads) with headers.
-pub fn encode_process(reload: ReloadStatus) -> Result<String, fmt::Error> {
+/// Encodes the process-wide families (build info, config reloads, the session
+/// history's recorder when it runs) with headers.
+pub fn encode_process(
+    reload: ReloadStatus,
+    history: Option<HealthReading>,
+) -> Result<String, fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(ProcessCollector { reload }));
+    registry.register_collector(Box::new(ProcessCollector { reload, history }));
     let mut out = String::with_capacity(1024);
     prometheus_client::encoding::text::encode_registry(&mut out, &registry)?;
     Ok(out)
@@ -192,6 +202,7 @@ pub fn encode_process(reload: ReloadStatus) -> Result<String, fmt::Error> {
 #[derive(Debug)]
 struct ProcessCollector {
     reload: ReloadStatus,
+    history: Option<HealthReading>,
 }
 
 impl Collector for ProcessCollector {
@@ -227,8 +238,50 @@ impl Collector for ProcessCollector {
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         metric.encode_gauge(&seconds)?;
+        if let Some(history) = &self.history {
+            encode_history(&mut encoder, history)?;
+        }
         Ok(())
     }
+}
+
+/// The session history's recorder: none of these series exist without `history:`.
+fn encode_history(encoder: &mut DescriptorEncoder, history: &HealthReading) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(
+        HISTORY_RECORDING,
+        "1 while the session history records; 0 while it cannot (its store could not be opened, or the disk is full: see dbsession_history_errors_total).",
+        None,
+        MetricType::Gauge,
+    )?;
+    metric.encode_gauge(&i64::from(history.recording))?;
+    let mut metric = encoder.encode_descriptor(
+        HISTORY_BYTES,
+        "Bytes the session history's store takes on disk (its file and write-ahead log), read once a minute.",
+        None,
+        MetricType::Gauge,
+    )?;
+    metric.encode_gauge(&(history.bytes as i64))?;
+    if let Some(oldest) = history.oldest {
+        let mut metric = encoder.encode_descriptor(
+            HISTORY_OLDEST,
+            "Unix time of the oldest cycle the session history keeps.",
+            None,
+            MetricType::Gauge,
+        )?;
+        metric.encode_gauge(&oldest)?;
+    }
+    let mut metric = encoder.encode_descriptor(
+        HISTORY_ERRORS,
+        "Cycles the session history could not record, by reason: open (the store could not be opened), unreadable (corrupt or another version: moved aside), disk_full (recording paused), write, behind (the store fell behind and a cycle was dropped).",
+        None,
+        MetricType::Counter,
+    )?;
+    for (reason, n) in &history.errors {
+        metric
+            .encode_family(&[("reason", reason.label())])?
+            .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(n, None)?;
+    }
+    Ok(())
 }
 
 impl SessionCollector {

@@ -28,6 +28,9 @@ pub struct Files {
     pub web_config: Option<PathBuf>,
     pub web: Arc<Web>,
     pub session_api: Arc<crate::api::http::Registry>,
+    /// The session history as the exporter started with it: its recorder is not
+    /// restarted by a reload.
+    pub history: Option<crate::config::History>,
 }
 
 /// Serves reload requests until `cancel` fires, then hands the scheduler back for
@@ -71,6 +74,11 @@ pub async fn serve(
             Ok((config, web)) => {
                 if let Some(web) = web {
                     files.web.set(web);
+                }
+                if config.history != files.history {
+                    tracing::warn!(
+                        "`history:` changed: the session history keeps the settings it started with until the exporter restarts"
+                    );
                 }
                 let applied = scheduler.apply(&config).await;
                 files.session_api.apply(&config);

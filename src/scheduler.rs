@@ -10,8 +10,10 @@
 
 use crate::config::{Config, Target};
 use crate::error::{Reason, SourceError};
+use crate::history::{CycleSample, Recorder, TenantSample};
 use crate::snapshot::Update;
 use crate::source::{self, Source};
+use crate::stats::{Collected, Statistics};
 use crate::status::TargetStatus;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub struct Scheduler {
     cancel: CancellationToken,
     shard: Shard,
     next_generation: u64,
+    /// Where the loops hand their cycles for the session history; None records none.
+    recorder: Option<Recorder>,
 }
 
 struct Running {
@@ -85,7 +89,14 @@ impl Scheduler {
             cancel,
             shard,
             next_generation: 1,
+            recorder: None,
         }
+    }
+
+    /// Hands every loop's cycles to `recorder` (the session history).
+    pub fn with_recorder(mut self, recorder: Option<Recorder>) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     /// Makes the running loops match `config`. A target whose settings are unchanged
@@ -101,6 +112,13 @@ impl Scheduler {
                 applied.other_shards += 1;
                 continue;
             }
+            // Without a recorder (no `history:` when the exporter started) a cycle
+            // keeps no session for it.
+            let mut target = target.clone();
+            if self.recorder.is_none() {
+                target.history_sessions = None;
+            }
+            let target = &target;
             match previous.remove(&target.name) {
                 Some(running) if running.target == *target => {
                     applied.kept += 1;
@@ -137,7 +155,10 @@ impl Scheduler {
                 target.clone(),
                 generation,
                 source,
-                self.updates.clone(),
+                Outputs {
+                    updates: self.updates.clone(),
+                    recorder: self.recorder.clone(),
+                },
                 stop.clone(),
             ));
             self.running.insert(
@@ -167,11 +188,17 @@ impl Scheduler {
     }
 }
 
+/// Where a target's loop hands what it collected.
+struct Outputs {
+    updates: mpsc::Sender<Update>,
+    recorder: Option<Recorder>,
+}
+
 async fn run_target(
     target: Target,
     generation: u64,
     mut source: Box<dyn Source>,
-    updates: mpsc::Sender<Update>,
+    Outputs { updates, recorder }: Outputs,
     cancel: CancellationToken,
 ) {
     let mut status = TargetStatus::new(&target, generation, source.reasons());
@@ -186,7 +213,14 @@ async fn run_target(
         };
         let took = started.elapsed();
         match outcome.unwrap_or_else(|_| Err(SourceError::timeout(target.collect_timeout))) {
-            Ok(collection) => {
+            Ok(mut collection) => {
+                if let Some(recorder) = &recorder {
+                    let sample = sample(&target.name, &mut collection);
+                    // A kind without tenants (DBSS's report) has no sessions to keep.
+                    if !sample.tenants.is_empty() {
+                        recorder.record(sample);
+                    }
+                }
                 if failures > 0 {
                     tracing::info!(target = %target.name, after_failures = failures, "collection recovered");
                 }
@@ -223,6 +257,23 @@ async fn run_target(
         }
     }
     source.reset();
+}
+
+/// The session history's sample of a cycle: its tenants' counts, and the sessions
+/// it kept, taken out of the statistics (the metrics do not read them).
+fn sample(target: &str, collection: &mut Collected) -> CycleSample {
+    let tenants = match &mut collection.statistics {
+        Statistics::Tenants(tenants) => tenants
+            .iter_mut()
+            .map(|(name, stats)| TenantSample::take(name, stats))
+            .collect(),
+        Statistics::Own(_) => Vec::new(),
+    };
+    CycleSample {
+        target: target.to_string(),
+        at: SystemTime::now(),
+        tenants,
+    }
 }
 
 /// Time from the start of one cycle to the start of the next: the interval while

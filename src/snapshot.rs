@@ -15,6 +15,7 @@
 //! never queries a database.
 
 use crate::exposition::{openmetrics_to_classic, Format};
+use crate::history::Health;
 use crate::metrics::{self, EncodedFamilies, ReloadStatus};
 use crate::stats::own::Family;
 use crate::status::TargetStatus;
@@ -201,8 +202,12 @@ pub struct Channels {
 /// exposition takes tens of milliseconds of CPU, which on a runtime worker would stall
 /// the scrapes queued behind it (measured as the p99 of `bench/` scenario 3).
 /// `own` are the metric families of the kinds' own statistics (`source::OWN_FAMILIES`).
-pub fn start(own: &'static [&'static Family]) -> std::io::Result<Channels> {
+pub fn start(
+    own: &'static [&'static Family],
+    history: Option<Arc<Health>>,
+) -> std::io::Result<Channels> {
     let mut publisher = Publisher::new(own);
+    publisher.history = history;
     let first = publisher.publish();
     let (published_tx, published_rx) = watch::channel(Arc::new(first));
     let (updates_tx, updates_rx) = mpsc::channel(256);
@@ -225,6 +230,8 @@ struct Publisher {
     ever_ready: bool,
     reload: ReloadStatus,
     process: String,
+    /// The session history's recorder, whose state every publish reads.
+    history: Option<Arc<Health>>,
 }
 
 impl Publisher {
@@ -243,7 +250,9 @@ impl Publisher {
             entries: HashMap::new(),
             ever_ready: false,
             reload,
-            process: metrics::encode_process(reload).expect("encoding into a String cannot fail"),
+            process: metrics::encode_process(reload, None)
+                .expect("encoding into a String cannot fail"),
+            history: None,
         }
     }
 
@@ -276,7 +285,7 @@ impl Publisher {
                 if successful {
                     self.reload.last_success = at;
                 }
-                metrics::encode_process(self.reload).map(|text| self.process = text)
+                self.encode_process()
             }
         };
         if let Err(err) = result {
@@ -314,7 +323,19 @@ impl Publisher {
         Ok(())
     }
 
+    /// The process-wide families, with the recorder's state as it is now.
+    fn encode_process(&mut self) -> Result<(), std::fmt::Error> {
+        let history = self.history.as_ref().map(|health| health.read());
+        self.process = metrics::encode_process(self.reload, history)?;
+        Ok(())
+    }
+
     fn publish(&mut self) -> Published {
+        if self.history.is_some() {
+            if let Err(err) = self.encode_process() {
+                tracing::error!("encoding the exposition failed: {err}");
+            }
+        }
         let targets: Vec<Arc<TargetEntry>> = self
             .order
             .iter()
