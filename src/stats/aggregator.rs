@@ -253,6 +253,16 @@ impl Aggregator {
             .add_activity(parts, &class, &event, statement, 1);
     }
 
+    /// The sessions of `tenant` kept so far for the history (none when it is off),
+    /// for a later read of the cycle to complete (MySQL's waits, statements and
+    /// programs come after its grouping).
+    pub fn kept_mut(&mut self, tenant: &str) -> &mut [KeptSession] {
+        match self.history {
+            Some(_) => &mut self.tenant(tenant).stats.kept,
+            None => &mut [],
+        }
+    }
+
     /// Adds `counts` sessions of `tenant` to application `name`, counted apart from
     /// the groups that counted them otherwise (MySQL's, by connection).
     pub fn add_application(&mut self, tenant: &str, name: &str, counts: Counts) {

@@ -187,10 +187,23 @@ impl Found {
             let statement = digest.map(String::as_str).unwrap_or_default();
             self.aggregator
                 .add_activity(ctx.tenant, (class, event), statement);
+            if let Some(kept) = self
+                .aggregator
+                .kept_mut(ctx.tenant)
+                .iter_mut()
+                .find(|kept| kept.id == *id)
+            {
+                kept.wait_class = class.to_string();
+                kept.wait_event = event.to_string();
+                kept.sql_id = statement.to_string();
+            }
         }
         if let Some(known) = known {
             for (id, thread) in &activity.threads {
                 known.learn_thread(*id, *thread);
+            }
+            for kept in self.aggregator.kept_mut(ctx.tenant) {
+                kept.application = known.of(kept.id).unwrap_or(NONE_LABEL).to_string();
             }
             self.count_programs(known);
         }
@@ -423,6 +436,7 @@ mod tests {
             &database,
             Duration::from_secs(1),
             Some(LockWaits::InformationSchema),
+            false,
         );
         (database, cycle)
     }
@@ -506,6 +520,109 @@ mod tests {
         );
     }
 
+    /// With the session history on, a thread in a transaction is kept apart as an
+    /// active one is, and both are kept with what the later reads found: the active
+    /// one's wait and statement, each one's program (none known here). The
+    /// statistics are those of the cycle without it.
+    #[test]
+    fn the_history_keeps_active_threads_and_those_in_a_transaction() {
+        let database = testing::database("monitor", 3306);
+        let cycle = cycle(
+            &database,
+            Duration::from_secs(1),
+            Some(LockWaits::InformationSchema),
+            true,
+        );
+        assert!(
+            cycle
+                .grouping
+                .contains("OR t.trx_id IS NOT NULL THEN p.ID END"),
+            "{}",
+            cycle.grouping
+        );
+        let groups = vec![
+            group(&[
+                ("db", "shop"),
+                ("user", "app"),
+                ("command", "Query"),
+                ("state", "updating"),
+                ("transaction", "RUNNING"),
+                ("sessions", "1"),
+                ("time", "3"),
+                ("transaction_age", "5"),
+                ("session", "7"),
+            ]),
+            group(&[
+                ("db", "shop"),
+                ("user", "app"),
+                ("command", "Sleep"),
+                ("transaction", "RUNNING"),
+                ("sessions", "1"),
+                ("time", "40"),
+                ("transaction_age", "41"),
+                ("session", "12"),
+            ]),
+            group(&[("command", "Sleep"), ("sessions", "4")]),
+        ];
+        let (with_threads, _) = cycle.activity.clone().unwrap();
+        let answers = || {
+            Scripted::default()
+                .answer(&cycle.grouping, groups.clone())
+                .answer(
+                    &with_threads,
+                    rows(&[
+                        "0|7|107|∅",
+                        "1|107|5|wait/io/table/sql/handler",
+                        "2|107|∅|d1",
+                    ]),
+                )
+        };
+        let plain = row_context(&database, "maria");
+        let without = block_on(cycle.run(&mut answers(), &plain, &mut Connections::default()))
+            .unwrap()
+            .into_tenants();
+        let ctx = RowContext {
+            history: Some(10),
+            ..plain
+        };
+        let mut with = block_on(cycle.run(&mut answers(), &ctx, &mut Connections::default()))
+            .unwrap()
+            .into_tenants();
+        let t = with.get_mut("maria").unwrap();
+        let kept = std::mem::take(&mut t.kept);
+        assert_eq!(*t, without["maria"], "the statistics do not change");
+        let seen: Vec<_> = kept
+            .iter()
+            .map(|k| {
+                (
+                    k.id,
+                    k.active,
+                    k.time,
+                    k.transaction_age,
+                    k.wait_event.as_str(),
+                    k.sql_id.as_str(),
+                    k.application.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (12, false, 40.0, Some(41.0), "", "", NONE_LABEL),
+                (
+                    7,
+                    true,
+                    3.0,
+                    Some(5.0),
+                    "wait/io/table/sql/handler",
+                    "d1",
+                    NONE_LABEL
+                ),
+            ],
+            "the longest first"
+        );
+    }
+
     /// A thread id read once serves the next cycles: the statement of activity then
     /// leaves out the threads' read, and the waits are still found.
     #[test]
@@ -556,7 +673,7 @@ mod tests {
         // Without waits and statements, the active thread's activity is not read.
         database.collect.waits = false;
         database.collect.statements = false;
-        let cycle = cycle(&database, Duration::from_secs(1), None);
+        let cycle = cycle(&database, Duration::from_secs(1), None, false);
         let ctx = row_context(&database, "maria");
         let prefix = cycle.programs.clone().unwrap();
         let mut known = Connections::default();

@@ -63,6 +63,8 @@ pub struct MysqlSource {
     said: Vec<String>,
     /// The programs of the server's connections, learnt once each.
     programs: Connections,
+    /// Sessions per tenant kept for the session history; None: none.
+    history: Option<usize>,
 }
 
 /// What [`MysqlSource::prepare`] wrote for this account and server.
@@ -97,6 +99,7 @@ impl MysqlSource {
             database: settings.database.clone(),
             said: Vec::new(),
             programs: Connections::default(),
+            history: target.history_sessions,
         }
     }
 
@@ -151,7 +154,12 @@ impl MysqlSource {
             unread.extend(self.check_performance_schema(conn, parts, flavour).await?);
         }
         let periodic = periodic_sql(database.collect, users, flavour);
-        let cycle = cycle(&database, self.collect_timeout, lock_waits);
+        let cycle = cycle(
+            &database,
+            self.collect_timeout,
+            lock_waits,
+            self.history.is_some(),
+        );
         cycle.log(&self.name);
         if let Some(periodic) = &periodic {
             tracing::debug!(target = %self.name, sql = %periodic, "statement of limits and deadlocks");
@@ -308,7 +316,10 @@ impl MysqlSource {
                 prepared
             }
         };
-        let ctx = row_context(&prepared.database, &self.name);
+        let ctx = RowContext {
+            history: self.history,
+            ..row_context(&prepared.database, &self.name)
+        };
         let collected = prepared
             .cycle
             .run(&mut conn, &ctx, &mut self.programs)
@@ -489,8 +500,13 @@ fn periodic_sql(
 /// The statements of every cycle (see [`Cycle`]): the grouping, the top sessions,
 /// and who blocks whom when a thread waits (blockers come from `lock_waits` when the
 /// server lets the account read it).
-fn cycle(database: &Database, timeout: Duration, lock_waits: Option<LockWaits>) -> Cycle {
-    let grouping = grouping(database, timeout);
+fn cycle(
+    database: &Database,
+    timeout: Duration,
+    lock_waits: Option<LockWaits>,
+    history: bool,
+) -> Cycle {
+    let grouping = grouping(database, timeout, history);
     let blockers = lock_waits
         .filter(|_| database.collect.locks)
         .map(|lock_waits| {
@@ -555,7 +571,8 @@ fn cycle(database: &Database, timeout: Duration, lock_waits: Option<LockWaits>) 
 /// The grouping of every cycle (see [`Grouping`]). An open transaction is an
 /// `INNODB_TRX` row of the thread, whose `trx_state` is a key of the grouping; its
 /// age and a row-lock wait (since `trx_wait_started`) are aggregated per group.
-fn grouping(database: &Database, timeout: Duration) -> Grouping {
+/// With the session history on, a thread in a transaction is kept apart too.
+fn grouping(database: &Database, timeout: Duration, history: bool) -> Grouping {
     let parts = database.collect;
     let mut grouping = Grouping {
         prefix: format!(
@@ -586,7 +603,7 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
         lock_wait: "NULL".to_string(),
         // Active threads are kept apart for the top sessions, and so that the
         // statement of activity can tell what each waits on and runs.
-        session: if database.top_sessions > 0 || parts.waits || parts.statements {
+        session: if database.top_sessions > 0 || parts.waits || parts.statements || history {
             format!("CASE WHEN {} THEN p.ID END", active_condition("p.COMMAND"))
         } else {
             "NULL".to_string()
@@ -604,6 +621,12 @@ fn grouping(database: &Database, timeout: Duration) -> Grouping {
             .joins
             .push_str(" LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID");
         grouping.transaction = "t.trx_state".to_string();
+        if history {
+            grouping.session = format!(
+                "CASE WHEN {} OR t.trx_id IS NOT NULL THEN p.ID END",
+                active_condition("p.COMMAND")
+            );
+        }
     }
     if parts.transactions {
         // InnoDB keeps whole seconds.
@@ -630,6 +653,7 @@ mod tests {
             &database,
             Duration::from_millis(2500),
             Some(LockWaits::InformationSchema),
+            false,
         );
         for sql in [&st.grouping, st.blockers.as_ref().unwrap()] {
             assert!(sql.contains("/*M!100108 SET STATEMENT max_statement_time = 2.500 FOR */ SELECT /*+ MAX_EXECUTION_TIME(2500) */ "), "{sql}");
@@ -672,6 +696,7 @@ mod tests {
             &database,
             Duration::from_secs(1),
             Some(LockWaits::PerformanceSchema),
+            false,
         );
         assert!(st.grouping.contains("THEN p.ID END"), "{}", st.grouping);
         database.collect.waits = false;
@@ -680,6 +705,7 @@ mod tests {
             &database,
             Duration::from_secs(1),
             Some(LockWaits::PerformanceSchema),
+            false,
         );
         assert!(!st.grouping.contains("THEN p.ID END"), "{}", st.grouping);
         assert!(st.activity.is_none());
@@ -696,6 +722,7 @@ mod tests {
             &database,
             Duration::from_secs(1),
             Some(LockWaits::InformationSchema),
+            false,
         );
         assert!(
             !st.grouping.contains("INNODB") && st.blockers.is_none(),
@@ -707,7 +734,7 @@ mod tests {
             st.grouping
         );
         database.collect.locks = true;
-        let st = cycle(&database, Duration::from_secs(1), None);
+        let st = cycle(&database, Duration::from_secs(1), None, false);
         assert!(
             st.grouping.contains("INNODB_TRX t"),
             "row lock waits are in INNODB_TRX"

@@ -244,7 +244,7 @@ async fn tenant_stats(
     };
     let ctx = row_context(&database, tenant);
     let mut aggregator = ctx.aggregator(&[tenant]);
-    let sql = grouping(&database, timeout).statement();
+    let sql = grouping(&database, timeout, false).statement();
     read(conn, &sql, |row| add_group_row(&mut aggregator, row, &ctx)).await?;
     Ok(aggregator.finish())
 }
