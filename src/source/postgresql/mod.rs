@@ -49,6 +49,8 @@ pub struct PostgresqlSource {
     sql: String,
     client: Option<Client>,
     periodic: PeriodicReads,
+    /// Sessions per tenant kept for the session history; None: none.
+    history: Option<usize>,
 }
 
 impl PostgresqlSource {
@@ -64,6 +66,7 @@ impl PostgresqlSource {
             timeout: target.collect_timeout,
             settings: settings.clone(),
             client: None,
+            history: target.history_sessions,
         }
     }
 
@@ -102,7 +105,7 @@ impl PostgresqlSource {
                 let version = server_version(&client)
                     .await
                     .map_err(|e| classify(&e, &self.settings, "reading server_version_num"))?;
-                self.sql = grouped_sql(&self.settings, version);
+                self.sql = grouped_sql(&self.settings, version, self.history.is_some());
                 tracing::debug!(target = %self.name, sql = %self.sql, "statement of every cycle");
                 client
             }
@@ -117,7 +120,7 @@ impl PostgresqlSource {
             parts: database.collect,
             rules: Rules::NONE,
             listed_only: false,
-            history: None,
+            history: self.history,
         };
         let mut collected = cycle(client, &self.sql, &ctx)
             .await
@@ -394,7 +397,7 @@ const QUERY_ID_SINCE: u32 = 140_000;
 /// `pg_blocking_pids(pid)`, counted per blocker. An active session's wait is its
 /// `wait_event_type` and `wait_event`, its statement its `query_id` (on `version`
 /// 14 and later, when `compute_query_id` computes one).
-fn grouped_sql(settings: &Postgresql, version: u32) -> String {
+fn grouped_sql(settings: &Postgresql, version: u32, history: bool) -> String {
     let database = &settings.database;
     let parts = database.collect;
     let query_id = match version >= QUERY_ID_SINCE {
@@ -409,6 +412,7 @@ fn grouped_sql(settings: &Postgresql, version: u32) -> String {
         active: "p.command = 'active'".to_string(),
         states: parts.states,
         top_sessions: database.top_sessions,
+        history,
         ..Scan::default()
     };
     if parts.applications {
@@ -458,7 +462,7 @@ mod tests {
 
     #[test]
     fn one_statement_reads_pg_stat_activity_for_sessions_once() {
-        let sql = grouped_sql(&settings(), 150_004);
+        let sql = grouped_sql(&settings(), 150_004, false);
         assert!(sql.starts_with("/* session_exporter "));
         assert_eq!(sql.matches("FROM pg_stat_activity a").count(), 1, "{sql}");
         assert!(sql.contains("a.backend_type = 'client backend'"));
@@ -472,7 +476,7 @@ mod tests {
         let mut quiet = settings();
         quiet.database.collect = CollectParts::NONE;
         quiet.database.top_sessions = 0;
-        let sql = grouped_sql(&quiet, 150_004);
+        let sql = grouped_sql(&quiet, 150_004, false);
         assert!(!sql.contains("pg_blocking_pids") && !sql.contains("xact_start IS NULL"));
     }
 
@@ -491,7 +495,7 @@ mod tests {
             listed_only: false,
             history: None,
         };
-        let sql = grouped_sql(&settings, 150_004);
+        let sql = grouped_sql(&settings, 150_004, false);
         let rows = [
             "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅",
             "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅",
@@ -532,5 +536,72 @@ mod tests {
         assert_eq!(t.blockers.len(), 1);
         assert_eq!((t.blockers[0].session_id, t.blockers[0].waiters), (41, 1));
         assert_eq!(t.top.iter().map(|s| s.session_id).collect::<Vec<_>>(), [42]);
+    }
+
+    /// With the session history on, the statement keeps every active session, every
+    /// one in a transaction and every waiter apart, each a row of its own, and the
+    /// cycle keeps them with their wait, statement and transaction, blockers and the
+    /// longest first.
+    #[test]
+    fn the_history_keeps_the_sessions_kept_apart() {
+        let sql = grouped_sql(&settings(), 150_004, true);
+        assert!(
+            sql.contains("OR y.A = 1 OR y.IT = 1 OR y.LW IS NOT NULL"),
+            "{sql}"
+        );
+        assert!(!grouped_sql(&settings(), 150_004, false).contains("y.A = 1 OR y.IT"));
+        let ctx = RowContext {
+            tenant: "pg",
+            server: "10.0.0.1",
+            null_string_is_no_db: false,
+            keep: 5,
+            parts: CollectParts::default(),
+            rules: Rules::NONE,
+            listed_only: false,
+            history: Some(10),
+        };
+        let rows = [
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301",
+            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301",
+        ];
+        let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
+        let tenants = block_on(cycle(&mut conn, &sql, &ctx))
+            .unwrap()
+            .into_tenants();
+        let kept: Vec<_> = tenants["pg"]
+            .kept
+            .iter()
+            .map(|k| {
+                (
+                    k.id,
+                    k.active,
+                    k.time,
+                    k.transaction_age,
+                    k.lock_wait,
+                    k.waiters,
+                    k.wait_event.as_str(),
+                    k.sql_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (41, false, 29.25, Some(30.5), None, 1, "", ""),
+                (
+                    42,
+                    true,
+                    4.5,
+                    Some(4.5),
+                    Some(4.25),
+                    0,
+                    "transactionid",
+                    "-7301"
+                ),
+                (43, true, 1.5, None, None, 0, "CPU", "-7301"),
+            ]
+        );
     }
 }

@@ -45,6 +45,9 @@ pub struct Scan {
     pub states: bool,
     /// How many of each tenant's longest active sessions to keep apart.
     pub top_sessions: usize,
+    /// Whether every session worth keeping in the session history (active, in a
+    /// transaction, waiting for a lock, or blocking one) is kept apart.
+    pub history: bool,
     /// Rows added after the grouped ones (the cluster's zero row per tenant).
     pub union: String,
 }
@@ -75,6 +78,7 @@ impl Default for Scan {
             statement: null(),
             states: false,
             top_sessions: 0,
+            history: false,
             union: String::new(),
         }
     }
@@ -109,6 +113,7 @@ impl Scan {
             statement,
             states,
             top_sessions,
+            history,
             union,
         } = self;
         let when_active = |expression: &str| match expression {
@@ -163,6 +168,10 @@ impl Scan {
             )
         } else {
             ("NULL".to_string(), "y.W > 0".to_string())
+        };
+        let apart = match history {
+            true => format!("{apart} OR y.A = 1 OR y.IT = 1 OR y.LW IS NOT NULL"),
+            false => apart,
         };
         format!(
             "{prefix}SELECT {hint}x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, NULLIF(SUM(x.A), 0), COUNT(*), \

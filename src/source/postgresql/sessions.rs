@@ -320,7 +320,7 @@ impl SessionBackend for PostgresqlSessions {
             listed_only: false,
             history: None,
         };
-        let collected = cycle(client, &grouped_sql(&settings, 0), &ctx)
+        let collected = cycle(client, &grouped_sql(&settings, 0, false), &ctx)
             .await
             .map_err(|err| match err {
                 SqlError::Driver(err) => self.target.failure(&err),
