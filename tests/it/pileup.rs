@@ -8,6 +8,7 @@
 
 use crate::common::{connect_as, Blocked, Exporter, Metrics, Servers};
 use mysql::prelude::Queryable;
+use session_exporter::history::store::{Moment, Store};
 use std::time::Duration;
 
 const PASSWORD: &str = "it-pileup-pw";
@@ -18,8 +19,46 @@ fn connect(addr: &str, user: &str, from: &str) -> mysql::Conn {
 
 fn exporter_for(target_yaml: &str) -> Exporter {
     Exporter::start(&format!(
-        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: t\n{target_yaml}    filter: {{users: {{allow: [it_holder, it_waiter]}}}}\n"
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: t\n{target_yaml}    filter: {{users: {{allow: [it_holder, it_waiter]}}}}\nhistory:\n  path: history.db\n"
     ))
+}
+
+/// The last cycle of `tenant` the exporter recorded in its session history.
+fn recorded(exporter: &Exporter, tenant: &str) -> Option<Moment> {
+    let store = Store::open(&exporter.dir.path().join("history.db")).ok()?;
+    store.moment("t", tenant, i64::MAX).ok()?
+}
+
+/// Waits until the session history has recorded the pile-up: the holder, idle in
+/// its transaction with one waiter, kept first, and the waiter waiting for a lock
+/// (and, where the engine names it, on the holder). Returns that cycle.
+fn assert_recorded_pileup(exporter: &Exporter, tenant: &str, holder_id: &str) -> Moment {
+    let holder_id: u64 = holder_id.parse().unwrap();
+    let mut last = None;
+    exporter.wait_until(
+        "the history records the holder and its waiter",
+        Duration::from_secs(20),
+        || {
+            last = recorded(exporter, tenant);
+            last.as_ref().is_some_and(|m| {
+                m.kept.iter().any(|k| k.id == holder_id && k.waiters == 1)
+                    && m.kept.iter().any(|k| k.lock_wait.is_some())
+            })
+        },
+    );
+    let moment = last.unwrap();
+    let holder = &moment.kept[0];
+    assert_eq!(holder.id, holder_id, "the blocker first: {:?}", moment.kept);
+    assert_eq!((holder.user.as_str(), holder.active), ("it_holder", false));
+    assert!(holder.transaction_age.is_some(), "{holder:?}");
+    let waiter = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
+    assert_eq!((waiter.user.as_str(), waiter.active), ("it_waiter", true));
+    assert!(
+        waiter.blocked_by.is_none() || waiter.blocked_by == Some(holder_id),
+        "{waiter:?}"
+    );
+    assert_eq!(moment.lock_waiting, 1);
+    moment
 }
 
 /// A session as `it_waiter` from `from` that ran `setup`, then a plain SELECT with
@@ -174,6 +213,8 @@ fn mariadb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
         Box::new(kill.clone()),
     );
     let blocked = assert_one_waits_on_the_holder(&exporter, "t", &holder_id, "127.0.0.71");
+    let moment = assert_recorded_pileup(&exporter, "t", &holder_id);
+    assert_eq!(moment.kept[0].client, "127.0.0.71");
     let state = |command, state_| state_labels("t", command, state_);
     assert_eq!(
         value(
@@ -307,6 +348,8 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
         Box::new(servers.seekdb_killer()),
     );
     let blocked = assert_one_waits_on_the_holder(&exporter, "sys", &holder_id, "127.0.0.81");
+    let moment = assert_recorded_pileup(&exporter, "sys", &holder_id);
+    assert_eq!(moment.kept[0].client, "127.0.0.81");
     let state = |command, state_| state_labels("sys", command, state_);
     assert_eq!(
         value(

@@ -98,6 +98,14 @@ impl Cycle {
                         found.aggregator.add_top_apart(top);
                     }
                     if let Some(blocker) = row.blocker {
+                        if let Some(kept) = found
+                            .aggregator
+                            .kept_mut(&row.tenant)
+                            .iter_mut()
+                            .find(|kept| kept.id == blocker.session_id)
+                        {
+                            kept.waiters = blocker.waiters;
+                        }
                         found.aggregator.add_blocker(row.tenant.clone(), blocker);
                     }
                     found.aggregator.add_detail(row.tenant, row.detail);

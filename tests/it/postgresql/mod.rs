@@ -142,7 +142,7 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     drop(setup);
 
     let exporter = Exporter::start(&format!(
-        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: pg\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: disable\n    filter: {{users: {{allow: [it_pg_app, it_pg_rpt]}}}}\n",
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: pg\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: disable\n    filter: {{users: {{allow: [it_pg_app, it_pg_rpt]}}}}\nhistory:\n  path: history.db\n",
         servers.postgres_addr,
         servers.monitor_password_file.display()
     ));
@@ -292,6 +292,46 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
     assert_eq!(top.len(), 2, "{top:?}");
     assert!(top.iter().any(|(s, _)| s.contains(r#"user="it_pg_rpt""#)));
     assert_ne!(pid(&m, &blockers[0].0), pid(&m, &top[0].0));
+    // The session history recorded the same moment: the blocker first, its waiter on
+    // a lock, the active report waiting on its sleep, with its statement id.
+    let blocker: u64 = pid(&m, &blockers[0].0).parse().unwrap();
+    let store = exporter.dir.path().join("history.db");
+    let mut moment = None;
+    exporter.wait_until(
+        "the history records the pile-up",
+        Duration::from_secs(20),
+        || {
+            moment = session_exporter::history::store::Store::open(&store)
+                .ok()
+                .and_then(|s| s.moment("pg", "pg", i64::MAX).ok().flatten());
+            moment.as_ref().is_some_and(|m| {
+                m.kept
+                    .first()
+                    .is_some_and(|k| k.id == blocker && k.waiters == 1)
+            })
+        },
+    );
+    let moment = moment.unwrap();
+    let waiter = moment
+        .kept
+        .iter()
+        .find(|k| k.lock_wait.is_some())
+        .expect("a waiter");
+    assert_eq!(
+        (waiter.wait_class.as_str(), waiter.wait_event.as_str()),
+        ("Lock", "transactionid")
+    );
+    let report = moment
+        .kept
+        .iter()
+        .find(|k| k.user == "it_pg_rpt")
+        .expect("the report");
+    assert_eq!(
+        (report.active, report.wait_event.as_str()),
+        (true, "PgSleep")
+    );
+    assert!(!report.sql_id.is_empty(), "{report:?}");
+    assert_eq!(moment.kept[0].client, "127.0.0.93");
     // The whole exposition, PostgreSQL's series among them, is valid for promtool.
     let (_, _, body) = exporter.try_get("/metrics").expect("/metrics");
     crate::common::promtool_check_metrics(&body);
