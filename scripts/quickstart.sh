@@ -49,6 +49,8 @@ targets:
     address: $SE_TEST_SEEKDB_ADDR
     user: monitor
     password_file: $SE_TEST_MONITOR_PASSWORD_FILE
+history:
+  path: $dir/history.db
 YAML
 cat >&2 <<MSG
 

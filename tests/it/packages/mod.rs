@@ -512,6 +512,11 @@ fn the_deb_installs_runs_as_its_user_and_purges_without_a_trace() {
         stat("/etc/session-exporter"),
         (0o750, "root".into(), USER.into())
     );
+    // The session history's store is the service's own.
+    assert_eq!(
+        stat("/var/lib/session-exporter"),
+        (0o750, USER.into(), USER.into())
+    );
     let conffiles: BTreeSet<String> =
         run(Command::new("dpkg-query").args(["-W", "-f=${Conffiles}", PACKAGE]))
             .lines()
@@ -648,6 +653,7 @@ fn the_deb_installs_runs_as_its_user_and_purges_without_a_trace() {
     }
     for path in [
         "/etc/session-exporter",
+        "/var/lib/session-exporter",
         "/etc/systemd/system/multi-user.target.wants/session-exporter.service",
         "/etc/systemd/system/session-exporter.service",
         "/var/lib/systemd/deb-systemd-helper-enabled/session-exporter.service.dsh-also",
