@@ -7,9 +7,11 @@
 //! cycles going first. What the recorder cannot do (a store it cannot open, a full
 //! disk) it counts and says, and collection goes on without it.
 
+pub mod read;
 pub mod recorder;
 pub mod store;
 
+pub use read::{Moment, Spread, Step};
 pub use recorder::{Health, HealthReading, Recorder};
 
 use crate::stats::{KeptSession, TenantStats};

@@ -14,7 +14,6 @@
 //! aside).
 
 use super::{unix_millis, CycleSample};
-use crate::stats::KeptSession;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +49,12 @@ CREATE TABLE cycle_waits (
     class INTEGER NOT NULL REFERENCES words (id),
     sessions INTEGER NOT NULL,
     PRIMARY KEY (cycle, class)
+) WITHOUT ROWID;
+CREATE TABLE cycle_statements (
+    cycle INTEGER NOT NULL,
+    statement INTEGER NOT NULL REFERENCES statements (id),
+    sessions INTEGER NOT NULL,
+    PRIMARY KEY (cycle, statement)
 ) WITHOUT ROWID;
 CREATE TABLE words (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
 CREATE TABLE statements (
@@ -143,7 +148,7 @@ impl Ids {
 
 /// An open store.
 pub struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
     path: PathBuf,
     ids: Ids,
 }
@@ -152,25 +157,6 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
     }
-}
-
-/// A session of a recorded moment, as read back.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedSession {
-    pub session: KeptSession,
-}
-
-/// One cycle of a tenant, as read back: when, its counts and its sessions.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Moment {
-    pub at_ms: i64,
-    pub sessions: u64,
-    pub active: u64,
-    pub lock_waiting: u64,
-    pub idle_in_transaction: u64,
-    pub longest_active: f64,
-    pub truncated: u64,
-    pub kept: Vec<KeptSession>,
 }
 
 impl Store {
@@ -235,11 +221,20 @@ impl Store {
         })
     }
 
+    /// A store opened for reading (see `read.rs`): nothing is written through it.
+    pub(super) fn reading(conn: Connection, path: &Path) -> Store {
+        Store {
+            conn,
+            path: path.to_path_buf(),
+            ids: Ids::default(),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn wrap(&self, source: rusqlite::Error) -> StoreError {
+    pub(super) fn wrap(&self, source: rusqlite::Error) -> StoreError {
         StoreError::Sqlite {
             path: self.path.clone(),
             source,
@@ -331,7 +326,8 @@ impl Store {
                     "BEGIN;
                      DELETE FROM sessions WHERE id NOT IN (SELECT session FROM samples);
                      DELETE FROM statements WHERE id NOT IN
-                         (SELECT statement FROM samples WHERE statement IS NOT NULL);
+                         (SELECT statement FROM samples WHERE statement IS NOT NULL)
+                         AND id NOT IN (SELECT statement FROM cycle_statements);
                      COMMIT;
                      PRAGMA incremental_vacuum;",
                 )
@@ -354,95 +350,18 @@ impl Store {
                 [before_ms],
             )
         })
+        .and_then(|_| {
+            tx.execute(
+                &format!("DELETE FROM cycle_statements WHERE cycle IN ({doomed})"),
+                [before_ms],
+            )
+        })
         .map_err(|e| wrap_path(&path, e))?;
         let gone = tx
             .execute("DELETE FROM cycles WHERE at < ?1", [before_ms])
             .map_err(|e| wrap_path(&path, e))?;
         tx.commit().map_err(|e| wrap_path(&path, e))?;
         Ok(gone as u64)
-    }
-
-    /// The last cycle of `tenant` of `target` at or before `at_ms`, with its
-    /// sessions in the order they were kept.
-    pub fn moment(
-        &self,
-        target: &str,
-        tenant: &str,
-        at_ms: i64,
-    ) -> Result<Option<Moment>, StoreError> {
-        let cycle = self
-            .conn
-            .query_row(
-                "SELECT c.id, c.at, c.sessions, c.active, c.lock_waiting, c.idle_in_transaction, \
-                 c.longest_active_ms, c.truncated FROM cycles c JOIN tenants t ON t.id = c.tenant \
-                 WHERE t.target = ?1 AND t.name = ?2 AND c.at <= ?3 ORDER BY c.at DESC LIMIT 1",
-                params![target, tenant, at_ms],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        Moment {
-                            at_ms: r.get(1)?,
-                            sessions: r.get::<_, i64>(2)? as u64,
-                            active: r.get::<_, i64>(3)? as u64,
-                            lock_waiting: r.get::<_, i64>(4)? as u64,
-                            idle_in_transaction: r.get::<_, i64>(5)? as u64,
-                            longest_active: r.get::<_, i64>(6)? as f64 / 1000.0,
-                            truncated: r.get::<_, i64>(7)? as u64,
-                            kept: Vec::new(),
-                        },
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| self.wrap(e))?;
-        let Some((cycle, mut moment)) = cycle else {
-            return Ok(None);
-        };
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT s.session_id, sv.text, u.text, d.text, cl.text, ap.text, cm.text, st.text, \
-                 x.active, x.time_ms, x.transaction_age_ms, x.lock_wait_ms, x.blocked_by, x.waiters, \
-                 wc.text, we.text, q.sql_id, q.text \
-                 FROM samples x JOIN sessions s ON s.id = x.session \
-                 JOIN words sv ON sv.id = s.server JOIN words u ON u.id = s.user \
-                 JOIN words d ON d.id = s.db JOIN words cl ON cl.id = s.client \
-                 JOIN words ap ON ap.id = s.application JOIN words cm ON cm.id = x.command \
-                 JOIN words st ON st.id = x.state JOIN words wc ON wc.id = x.wait_class \
-                 JOIN words we ON we.id = x.wait_event LEFT JOIN statements q ON q.id = x.statement \
-                 WHERE x.cycle = ?1",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let seconds = |ms: Option<i64>| ms.map(|ms| ms as f64 / 1000.0);
-        let rows = statement
-            .query_map([cycle], |r| {
-                Ok(KeptSession {
-                    id: r.get::<_, i64>(0)? as u64,
-                    server: r.get(1)?,
-                    user: r.get(2)?,
-                    db: r.get(3)?,
-                    client: r.get(4)?,
-                    application: r.get(5)?,
-                    command: r.get(6)?,
-                    state: r.get(7)?,
-                    active: r.get::<_, i64>(8)? != 0,
-                    time: r.get::<_, i64>(9)? as f64 / 1000.0,
-                    transaction_age: seconds(r.get(10)?),
-                    lock_wait: seconds(r.get(11)?),
-                    blocked_by: r.get::<_, Option<i64>>(12)?.map(|id| id as u64),
-                    waiters: r.get::<_, i64>(13)? as u64,
-                    wait_class: r.get(14)?,
-                    wait_event: r.get(15)?,
-                    sql_id: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
-                    sql_text: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
-                })
-            })
-            .map_err(|e| self.wrap(e))?;
-        for row in rows {
-            moment.kept.push(row.map_err(|e| self.wrap(e))?);
-        }
-        moment.kept.sort_by(KeptSession::rank);
-        Ok(Some(moment))
     }
 }
 
@@ -521,6 +440,8 @@ fn write_cycle(
             )?
             .execute(params![cycle, class, *n as i64])?;
         }
+        // Active sessions per statement, for the timeline's top statements.
+        let mut by_statement: Vec<(i64, i64)> = Vec::new();
         for kept in &tenant.kept {
             let key = [
                 tenant_id,
@@ -551,6 +472,12 @@ fn write_cycle(
                 (true, true) => None,
                 _ => Some(statement(tx, ids, &kept.sql_id, text)?),
             };
+            if let Some(id) = statement.filter(|_| kept.active) {
+                match by_statement.iter_mut().find(|(known, _)| *known == id) {
+                    Some((_, n)) => *n += 1,
+                    None => by_statement.push((id, 1)),
+                }
+            }
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO samples (cycle, session, command, state, active, time_ms, \
                  transaction_age_ms, lock_wait_ms, blocked_by, waiters, wait_class, wait_event, statement) \
@@ -571,6 +498,12 @@ fn write_cycle(
                 word(tx, ids, &kept.wait_event)?,
                 statement,
             ])?;
+        }
+        for (statement, n) in by_statement {
+            tx.prepare_cached(
+                "INSERT INTO cycle_statements (cycle, statement, sessions) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![cycle, statement, n])?;
         }
     }
     Ok(())

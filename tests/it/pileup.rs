@@ -8,7 +8,8 @@
 
 use crate::common::{connect_as, Blocked, Exporter, Metrics, Servers};
 use mysql::prelude::Queryable;
-use session_exporter::history::store::{Moment, Store};
+use session_exporter::history::store::Store;
+use session_exporter::history::Moment;
 use std::time::Duration;
 
 const PASSWORD: &str = "it-pileup-pw";
@@ -25,7 +26,7 @@ fn exporter_for(target_yaml: &str) -> Exporter {
 
 /// The last cycle of `tenant` the exporter recorded in its session history.
 fn recorded(exporter: &Exporter, tenant: &str) -> Option<Moment> {
-    let store = Store::open(&exporter.dir.path().join("history.db")).ok()?;
+    let store = Store::open_read(&exporter.dir.path().join("history.db")).ok()?;
     store.moment("t", tenant, i64::MAX).ok()?
 }
 

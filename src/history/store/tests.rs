@@ -1,5 +1,7 @@
 use super::*;
+use crate::history::read::Spread;
 use crate::history::TenantSample;
+use crate::stats::KeptSession;
 use std::time::{Duration, SystemTime};
 
 fn at(seconds: u64) -> SystemTime {
@@ -283,4 +285,102 @@ fn a_reopened_store_keeps_its_cycles() {
         3
     );
     assert!(store.bytes() > 0);
+}
+
+/// The timeline: per step its cycles' averages and peaks, the active sessions by
+/// wait class, and the statements with the most active samples; a step without a
+/// cycle is there with zeros; the end of the range is not included.
+#[test]
+fn the_timeline_averages_and_peaks_per_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.db")).unwrap();
+    // Two cycles in the first minute (the second with one more active session, the
+    // waiter gone), none in the second, one in the third.
+    store.record(&sample(0, pileup()), 1024).unwrap();
+    let mut busier = sample(30, pileup());
+    busier.tenants[0].active = 4;
+    busier.tenants[0].lock_waiting = 0;
+    busier.tenants[0].by_wait_class = vec![("CPU".into(), 4)];
+    store.record(&busier, 1024).unwrap();
+    store.record(&sample(120, pileup()), 1024).unwrap();
+    store.record(&sample(180, pileup()), 1024).unwrap();
+    let steps = store
+        .timeline("db1", "t1", (ms(0), ms(180), 60_000))
+        .unwrap();
+    assert_eq!(steps.len(), 3);
+    let first = &steps[0];
+    assert_eq!((first.at_ms, first.cycles), (ms(0), 2));
+    assert_eq!(first.active, Spread { avg: 3.0, peak: 4 });
+    assert_eq!(first.lock_waiting, Spread { avg: 0.5, peak: 1 });
+    assert_eq!(
+        first.by_wait_class,
+        [
+            ("CPU".to_string(), Spread { avg: 2.5, peak: 4 }),
+            ("Lock".to_string(), Spread { avg: 0.5, peak: 1 })
+        ]
+    );
+    // Each cycle has two active sessions, running A1 and B2.
+    assert_eq!(
+        first.top_statements,
+        [("A1".to_string(), 2), ("B2".to_string(), 2)]
+    );
+    assert_eq!((steps[1].cycles, steps[1].active), (0, Spread::default()));
+    assert_eq!(steps[2].cycles, 1, "the cycle at the end is not in range");
+    assert!(store
+        .timeline("db1", "nobody", (ms(0), ms(60), 60_000))
+        .unwrap()
+        .iter()
+        .all(|s| s.cycles == 0));
+}
+
+/// A session's story: the cycles it was seen in, oldest first, with its state in
+/// each, up to a limit that says there were more.
+#[test]
+fn a_sessions_story_is_the_cycles_it_was_seen_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.db")).unwrap();
+    for cycle in 0..5 {
+        let mut sessions = pileup();
+        sessions[1].time = cycle as f64;
+        if cycle == 2 {
+            sessions.remove(1);
+        }
+        store.record(&sample(cycle * 15, sessions), 1024).unwrap();
+    }
+    let (story, more) = store
+        .session_story("db1", "t1", 9, (ms(0), ms(60)), 10)
+        .unwrap();
+    assert!(!more);
+    let seen: Vec<(i64, f64)> = story.iter().map(|(at, s)| (*at, s.time)).collect();
+    assert_eq!(
+        seen,
+        [(ms(0), 0.0), (ms(15), 1.0), (ms(45), 3.0), (ms(60), 4.0)]
+    );
+    assert_eq!(story[0].1.blocked_by, Some(7));
+    let (two, more) = store
+        .session_story("db1", "t1", 9, (ms(0), ms(60)), 2)
+        .unwrap();
+    assert_eq!((two.len(), more), (2, true));
+}
+
+/// A store opened for reading changes nothing, and refuses a file that is none.
+#[test]
+fn reading_opens_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    assert!(Store::open_read(&path).is_err(), "no store is made");
+    assert!(!path.exists());
+    let mut store = Store::open(&path).unwrap();
+    store.record(&sample(0, pileup()), 1024).unwrap();
+    let reader = Store::open_read(&path).unwrap();
+    assert_eq!(
+        reader
+            .moment("db1", "t1", ms(0))
+            .unwrap()
+            .unwrap()
+            .kept
+            .len(),
+        3
+    );
+    assert!(reader.conn.execute("DELETE FROM cycles", []).is_err());
 }

@@ -301,7 +301,7 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
         "the history records the pile-up",
         Duration::from_secs(20),
         || {
-            moment = session_exporter::history::store::Store::open(&store)
+            moment = session_exporter::history::store::Store::open_read(&store)
                 .ok()
                 .and_then(|s| s.moment("pg", "pg", i64::MAX).ok().flatten());
             moment.as_ref().is_some_and(|m| {
