@@ -1,5 +1,5 @@
 //! RFC 3339 timestamps in UTC, without a date crate: log lines and the session API's
-//! envelope are the only places a wall-clock time is printed.
+//! envelope print them, and the session history's endpoints read them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -35,10 +35,108 @@ pub fn rfc3339(time: SystemTime, digits: u32) -> String {
     out
 }
 
+/// Parses an RFC 3339 date and time (`2026-12-07T03:12:00Z`, with a fraction of a
+/// second and an offset such as `+08:00` allowed; `T` may be a space or `t`) into Unix
+/// milliseconds. None for anything else, or a date before 1970.
+pub fn parse_rfc3339_millis(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(part).ok()?.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0i64;
+    if b[i] == b'.' {
+        let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        let fraction = &text[i + 1..i + 1 + digits.min(3)];
+        millis = fraction.parse::<i64>().ok()? * 10i64.pow(3 - digits.min(3) as u32);
+        i += 1 + digits;
+    }
+    let offset = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b[i + 3] == b':' => {
+            let minutes = num(i + 1..i + 3)? * 60 + num(i + 4..i + 6)?;
+            if *sign == b'+' {
+                minutes
+            } else {
+                -minutes
+            }
+        }
+        _ => return None,
+    };
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
+    (seconds >= 0).then_some(seconds * 1000 + millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn rfc3339_reads_back_what_it_writes_and_offsets() {
+        for (secs, nanos) in [
+            (0, 0),
+            (951_782_400, 5_000_000),
+            (1_795_000_000, 123_000_000),
+        ] {
+            let text = rfc3339(at(secs, nanos), 3);
+            assert_eq!(
+                parse_rfc3339_millis(&text),
+                Some(secs as i64 * 1000 + nanos as i64 / 1_000_000),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            parse_rfc3339_millis("2026-11-18T19:06:40+08:00"),
+            parse_rfc3339_millis("2026-11-18T11:06:40Z")
+        );
+        assert_eq!(
+            parse_rfc3339_millis("2026-11-18 11:06:40.5z"),
+            Some(1_795_000_000_500)
+        );
+        for bad in [
+            "",
+            "2026-11-18",
+            "2026-11-18T11:06:40",
+            "2026-13-18T11:06:40Z",
+            "2026-11-18T11:06:40+0800",
+            "2026-11-18T11:06:40.Z",
+            "1969-12-31T23:59:59Z",
+            "２０２６-11-18T11:06:40Z",
+        ] {
+            assert_eq!(parse_rfc3339_millis(bad), None, "{bad}");
+        }
+    }
 
     fn at(secs: u64, nanos: u32) -> SystemTime {
         UNIX_EPOCH + Duration::new(secs, nanos)

@@ -23,6 +23,13 @@ pub struct PageInfo {
     pub total_pages: u64,
     pub size: u64,
     pub number: u64,
+    /// Not obshell's, and only in a list read from the session history (`at`): the
+    /// time of the cycle that recorded it, and how many of its sessions the cap per
+    /// cycle left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<u64>,
 }
 
 /// obshell's `TenantSessionStats`; `max_active_time` covers active sessions only.

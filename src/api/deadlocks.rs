@@ -55,6 +55,8 @@ impl DeadLockPage {
                 total_pages: total.div_ceil(size),
                 size,
                 number: params.page,
+                recorded_at: None,
+                truncated: None,
             },
             contents,
         }
@@ -122,7 +124,9 @@ mod tests {
                 total_elements: 250,
                 total_pages: 3,
                 size: MAX_PAGE_EVENTS,
-                number: 2
+                number: 2,
+                recorded_at: None,
+                truncated: None,
             }
         );
         assert_eq!(params.offset(), Some(100));

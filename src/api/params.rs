@@ -29,6 +29,9 @@ pub struct ListParams {
     pub observers: Option<Vec<Observer>>,
     pub active_only: bool,
     pub sort: Option<(Field, Direction)>,
+    /// Not obshell's: the sessions as the session history recorded them by the last
+    /// cycle at or before this time (Unix milliseconds), instead of live.
+    pub at: Option<i64>,
 }
 
 impl Default for ListParams {
@@ -45,6 +48,7 @@ impl Default for ListParams {
             observers: None,
             active_only: false,
             sort: None,
+            at: None,
         }
     }
 }
@@ -84,7 +88,7 @@ impl Direction {
 }
 
 const ACCEPTED: &str = "page, size, user, db, host (or client_ip), state, min_time, id, \
-     observer_list (or svr_ip), active_only, sort";
+     observer_list (or svr_ip), active_only, sort, at";
 
 /// The other name a parameter is sent under: obshell's SDK sends `client_ip` for
 /// `host` and `svr_ip` for `observer_list`, which mean the same.
@@ -181,6 +185,7 @@ impl ListParams {
                 "svr_ip" => "svr_ip",
                 "active_only" => "active_only",
                 "sort" => "sort",
+                "at" => "at",
                 other => {
                     return Err(Failure::bad_parameter(
                         "query",
@@ -211,6 +216,7 @@ impl ListParams {
                 "id" => params.id = Some(whole(key, &value, 0, u64::MAX)?),
                 "observer_list" => params.observers = Some(observers(key, &value)?),
                 "active_only" => params.active_only = boolean(key, &value)?,
+                "at" => params.at = Some(moment(key, &value)?),
                 _ => params.sort = Some(sort(&value)?),
             }
         }
@@ -307,6 +313,120 @@ fn seconds(key: &'static str, value: &str) -> Result<f64, Failure> {
                 ),
             )
         })
+}
+
+/// A moment: RFC 3339 (`2026-12-07T03:12:00Z`), or Unix milliseconds (what a
+/// Grafana data link's `${__value.time}` gives), as Unix milliseconds.
+pub fn moment(key: &'static str, value: &str) -> Result<i64, Failure> {
+    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    let parsed = match digits {
+        true => value.parse::<i64>().ok(),
+        false => crate::timefmt::parse_rfc3339_millis(value),
+    };
+    parsed.ok_or_else(|| {
+        Failure::bad_parameter(
+            key,
+            format!(
+                "`{key}` must be an RFC 3339 time such as 2026-12-07T03:12:00Z, or Unix \
+                 milliseconds, not `{}`",
+                printable(value)
+            ),
+        )
+    })
+}
+
+/// The query of the history's timeline (`from`, `to`, `step`) and of a session's
+/// story (`from`, `to`): times as [`moment`] reads them, the step a duration
+/// (`15s`, `1m`) or seconds. Unset, `to` is `now_ms`, `from` an hour before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeParams {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// None: the caller's default.
+    pub step_ms: Option<i64>,
+}
+
+/// How many steps a timeline may have: a day in minutes.
+pub const MAX_STEPS: i64 = 1440;
+
+impl RangeParams {
+    /// Parses a raw query string; `step` only where `with_step`.
+    pub fn parse(query: Option<&str>, now_ms: i64, with_step: bool) -> Result<Self, Failure> {
+        let (mut from, mut to, mut step) = (None, None, None);
+        for (key, value) in pairs(query.unwrap_or(""))? {
+            let slot = match key.as_str() {
+                "from" => &mut from,
+                "to" => &mut to,
+                "step" if with_step => &mut step,
+                other => {
+                    let accepted = if with_step {
+                        "from, to, step"
+                    } else {
+                        "from, to"
+                    };
+                    return Err(Failure::bad_parameter(
+                        "query",
+                        format!(
+                            "unknown parameter `{}`: accepted are {accepted}",
+                            printable(other)
+                        ),
+                    ));
+                }
+            };
+            if slot.is_some() {
+                return Err(Failure::bad_parameter(
+                    "query",
+                    format!("`{key}` is given more than once: give it once"),
+                ));
+            }
+            *slot = Some(value);
+        }
+        let to_ms = match to {
+            Some(value) => moment("to", &value)?,
+            None => now_ms,
+        };
+        let from_ms = match from {
+            Some(value) => moment("from", &value)?,
+            None => to_ms - 3_600_000,
+        };
+        if from_ms >= to_ms {
+            return Err(Failure::bad_parameter("from", "`from` must be before `to`"));
+        }
+        let step_ms = step
+            .map(|value| {
+                let ms = match value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+                    true => value.parse::<i64>().ok().map(|s| s.saturating_mul(1000)),
+                    false => crate::config::parse_duration(&value)
+                        .ok()
+                        .and_then(|d| i64::try_from(d.as_millis()).ok()),
+                };
+                ms.filter(|&ms| ms >= 1000).ok_or_else(|| {
+                    Failure::bad_parameter(
+                        "step",
+                        format!(
+                            "`step` must be a duration of a second or more (15s, 1m) or seconds, not `{}`",
+                            printable(&value)
+                        ),
+                    )
+                })
+            })
+            .transpose()?;
+        if let Some(step_ms) = step_ms {
+            if (to_ms - from_ms) / step_ms > MAX_STEPS {
+                return Err(Failure::bad_parameter(
+                    "step",
+                    format!(
+                        "more than {MAX_STEPS} steps from `from` to `to`: ask for a longer step"
+                    ),
+                ));
+            }
+        }
+        Ok(Self {
+            from_ms,
+            to_ms,
+            step_ms,
+        })
+    }
 }
 
 /// Go's `strconv.ParseBool`, which obshell's binding uses.

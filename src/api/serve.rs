@@ -211,6 +211,8 @@ impl<B: SessionBackend> BackendApi<B> {
             total_pages: total.div_ceil(params.size),
             size: params.size,
             number: params.page,
+            recorded_at: None,
+            truncated: None,
         };
         let (tx, rx) = mpsc::channel(STREAM_AHEAD);
         let sink = PageSink {

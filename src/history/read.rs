@@ -23,7 +23,7 @@ pub struct Moment {
 }
 
 /// A value over the cycles of a step: their average and their peak.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Spread {
     pub avg: f64,
     pub peak: u64,

@@ -20,7 +20,7 @@ fn connect(addr: &str, user: &str, from: &str) -> mysql::Conn {
 
 fn exporter_for(target_yaml: &str) -> Exporter {
     Exporter::start(&format!(
-        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: t\n{target_yaml}    filter: {{users: {{allow: [it_holder, it_waiter]}}}}\nhistory:\n  path: history.db\n"
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: t\n{target_yaml}    filter: {{users: {{allow: [it_holder, it_waiter]}}}}\nhistory:\n  path: history.db\npassthrough:\n  enabled: true\n  insecure_no_auth: true\n"
     ))
 }
 
@@ -125,6 +125,63 @@ fn assert_one_waits_on_the_holder(
     blocked
 }
 
+/// The session API answers from the history: the list at the recorded moment (its
+/// cycle named, the holder and the waiter in it, filters applied), the timeline
+/// with the waiter in its last steps, and the holder's own story.
+fn assert_history_answers(exporter: &Exporter, tenant: &str, holder_id: &str, moment: &Moment) {
+    let get = |path: &str| -> serde_json::Value {
+        let (status, _, body) = crate::common::http_get(&exporter.addr, path, &[]).expect(path);
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(status, 200, "{path}: {body}");
+        body["data"].clone()
+    };
+    let at = moment.at_ms;
+    let list = get(&format!(
+        "/api/v1/tenant/{tenant}/sessions?at={at}&sort=time,desc"
+    ));
+    assert!(list["page"]["recorded_at"].is_string(), "{list}");
+    let ids: Vec<String> = list["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].to_string())
+        .collect();
+    assert!(ids.contains(&holder_id.to_string()), "{list}");
+    assert_eq!(ids.len(), moment.kept.len(), "{list}");
+    let waiting = get(&format!(
+        "/api/v1/tenant/{tenant}/sessions?at={at}&user=it_waiter&active_only=true"
+    ));
+    assert!(waiting["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["user"] == "it_waiter"));
+    let (from, to) = (at - 120_000, at + 1);
+    let timeline = get(&format!(
+        "/api/v1/tenant/{tenant}/history?from={from}&to={to}&step=10s"
+    ));
+    let steps = timeline["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 13, "{timeline}");
+    assert!(
+        steps.iter().any(|s| s["lock_waiting"]["peak"] == 1),
+        "{timeline}"
+    );
+    let story = get(&format!(
+        "/api/v1/tenant/{tenant}/sessions/{holder_id}/history?from={from}&to={to}"
+    ));
+    let samples = story["samples"].as_array().unwrap();
+    assert!(!samples.is_empty(), "{story}");
+    assert!(samples.iter().all(|s| s["user"] == "it_holder"), "{story}");
+    // A moment before anything was recorded is a 404 that says so.
+    let (status, _, body) = crate::common::http_get(
+        &exporter.addr,
+        &format!("/api/v1/tenant/{tenant}/sessions?at=2000-01-01T00:00:00Z"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+}
+
 fn state_labels<'a>(tenant: &'a str, command: &'a str, state: &'a str) -> [(&'a str, &'a str); 4] {
     [
         ("target", "t"),
@@ -216,6 +273,7 @@ fn mariadb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     let blocked = assert_one_waits_on_the_holder(&exporter, "t", &holder_id, "127.0.0.71");
     let moment = assert_recorded_pileup(&exporter, "t", &holder_id);
     assert_eq!(moment.kept[0].client, "127.0.0.71");
+    assert_history_answers(&exporter, "t", &holder_id, &moment);
     let state = |command, state_| state_labels("t", command, state_);
     assert_eq!(
         value(

@@ -21,6 +21,7 @@
 mod caller;
 mod detail;
 pub mod envelope;
+mod history;
 mod kill;
 mod registry;
 
@@ -71,6 +72,11 @@ pub fn routes(state: ApiState) -> Router {
         .route("/api/v1/tenant/{name}/sessions/stats", get(stats))
         .route("/api/v1/tenant/{name}/sessions/pileup", get(pileup))
         .route("/api/v1/tenant/{name}/sessions/{session_id}", get(detail))
+        .route(
+            "/api/v1/tenant/{name}/sessions/{session_id}/history",
+            get(history::session_history),
+        )
+        .route("/api/v1/tenant/{name}/history", get(history::timeline))
         .route("/api/v1/tenant/{name}/deadlocks", get(deadlocks))
         .route("/api/v1/dbss/{target}/sqls/{id}", get(detail::sql_detail))
         .route("/api/v1/tenants", get(tenants))
@@ -320,7 +326,8 @@ async fn no_such_endpoint(uri: axum::http::Uri) -> Response {
         "Common.NotFound",
         format!(
             "no endpoint {}: the API serves GET /api/v1/tenant/:name/sessions, \
-             /sessions/:sessionId, /sessions/stats and /sessions/pileup, GET /api/v1/tenant/:name/deadlocks, \
+             /sessions/:sessionId, /sessions/:sessionId/history, /sessions/stats and /sessions/pileup, \
+             GET /api/v1/tenant/:name/history and /deadlocks, \
              GET /api/v1/tenants and /api/v1/credentials, GET /api/v1/info and /api/v1/secret, \
              and GET /api/v1/dbss/:target/sqls/:id",
             uri.path().chars().take(200).collect::<String>()
@@ -335,6 +342,7 @@ async fn list(
     RawQuery(query): RawQuery,
     caller: Caller,
 ) -> Response {
+    let history = state.clone();
     handle(
         &state,
         &caller,
@@ -342,7 +350,13 @@ async fn list(
         &name,
         |backend, tenant, _| async move {
             let params = ListParams::parse(query.as_deref())?;
-            backend.list(&tenant, &params).await
+            match params.at {
+                Some(at) => {
+                    let target = backend.target().to_string();
+                    history::list_at(&history, target, tenant, params, at).await
+                }
+                None => backend.list(&tenant, &params).await,
+            }
         },
     )
     .await

@@ -21,6 +21,9 @@ pub type Backends = fn(&Target, usize, Duration) -> Option<Backend>;
 pub struct Registry {
     current: RwLock<Arc<Applied>>,
     backends: Backends,
+    /// The session history's store, as the exporter started with it (its recorder
+    /// keeps those settings until a restart); None when nothing is recorded.
+    history: Option<std::path::PathBuf>,
 }
 
 /// The configuration applied last: the settings, and what each target serves.
@@ -45,9 +48,15 @@ impl Registry {
                 details: HashMap::new(),
             })),
             backends,
+            history: config.history.as_ref().map(|h| h.path.clone()),
         };
         registry.apply(config);
         registry
+    }
+
+    /// The session history's store; None when nothing is recorded.
+    pub(super) fn history(&self) -> Option<&std::path::Path> {
+        self.history.as_deref()
     }
 
     /// Takes a new configuration: backends of unchanged targets keep their

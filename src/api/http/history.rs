@@ -1,0 +1,412 @@
+//! The session history through the session API, authenticated and scoped as the rest
+//! (see [`handle`]): a tenant's sessions as the last cycle at or before a moment
+//! recorded them (the list's `at`), its timeline, and one session's story. Each is
+//! read from the store opened read-only, on a blocking thread, and is bounded by what
+//! it may return (a tenant's cap per cycle, [`MAX_STEPS`], [`MAX_STORY`]).
+
+use super::*;
+use crate::api::params::Direction;
+use crate::api::params::{RangeParams, MAX_STEPS};
+use crate::api::{Field, PageInfo, PageStream, TenantSession};
+use crate::history::store::Store;
+use crate::history::{Moment, Spread, Step};
+use crate::stats::KeptSession;
+use crate::timefmt::rfc3339;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// Cycles of one session's story answered at most.
+pub const MAX_STORY: usize = 2000;
+
+/// Steps of a timeline by default: its range in this many.
+const DEFAULT_STEPS: i64 = 240;
+
+fn now_ms() -> i64 {
+    crate::history::unix_millis(SystemTime::now())
+}
+
+fn time(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    rfc3339(
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+        3,
+    )
+}
+
+/// The store's path, or why there is none.
+fn store_path(state: &ApiState) -> Result<PathBuf, Failure> {
+    state
+        .registry
+        .history()
+        .map(std::path::Path::to_path_buf)
+        .ok_or_else(|| {
+            Failure::not_found(
+                "History.NotRecorded",
+                "this exporter records no session history: add `history:` to its configuration \
+             (docs/history.md) and restart it",
+            )
+        })
+}
+
+/// Runs `read` on the store at `path`, opened read-only, on a blocking thread.
+async fn read<T: Send + 'static>(
+    path: PathBuf,
+    read: impl FnOnce(&Store) -> Result<T, crate::history::store::StoreError> + Send + 'static,
+) -> Result<T, Failure> {
+    let answer = tokio::task::spawn_blocking(move || {
+        let store = Store::open_read(&path)?;
+        read(&store)
+    })
+    .await;
+    match answer {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(Failure::unavailable(format!(
+            "the session history cannot be read: {err}"
+        ))),
+        Err(err) => Err(Failure::unavailable(format!(
+            "the session history's read failed: {err}"
+        ))),
+    }
+}
+
+/// The list at a moment (`GET .../sessions?at=`): the recorded sessions filtered,
+/// sorted and paged as the live list is, in its shape; its page says which cycle it
+/// is (`recorded_at`) and how many the cap left out.
+pub(super) async fn list_at(
+    state: &ApiState,
+    target: String,
+    tenant: String,
+    params: ListParams,
+    at_ms: i64,
+) -> Result<PageStream, Failure> {
+    let path = store_path(state)?;
+    let tenant_name = tenant.clone();
+    let moment = read(path, move |store| store.moment(&target, &tenant, at_ms)).await?;
+    let Some(moment) = moment else {
+        return Err(Failure::not_found(
+            "History.NoCycle",
+            format!(
+                "no cycle of this tenant is recorded at or before {}: the history begins later, \
+                 or this tenant was not collected then",
+                time(at_ms)
+            ),
+        ));
+    };
+    Ok(page_of(moment, &params, &tenant_name))
+}
+
+/// The recorded sessions of `moment` that `params` selects, sorted and paged, listed
+/// under `tenant`.
+fn page_of(moment: Moment, params: &ListParams, tenant: &str) -> PageStream {
+    let contains = |value: &str, part: &Option<String>| {
+        part.as_ref()
+            .is_none_or(|part| value.to_lowercase().contains(&part.to_lowercase()))
+    };
+    let mut sessions: Vec<KeptSession> = moment
+        .kept
+        .into_iter()
+        .filter(|s| {
+            contains(&s.user, &params.user)
+                && contains(&s.db, &params.db)
+                && contains(&s.client, &params.host)
+                && (contains(&s.command, &params.state) || contains(&s.state, &params.state))
+                && params.min_time.is_none_or(|min| s.time >= min)
+                && params.id.is_none_or(|id| s.id == id)
+                && (!params.active_only || s.active)
+                && params
+                    .observers
+                    .as_ref()
+                    .is_none_or(|observers| observers.iter().any(|o| o.ip.to_string() == s.server))
+        })
+        .collect();
+    if let Some((field, direction)) = params.sort {
+        sessions.sort_by(|a, b| {
+            let order = compare(field, a, b).then(a.id.cmp(&b.id));
+            match direction {
+                Direction::Asc => order,
+                Direction::Desc => order.reverse(),
+            }
+        });
+    }
+    let total = sessions.len() as u64;
+    let size = params.size.max(1);
+    let skip = params.page.saturating_sub(1).saturating_mul(size);
+    let page: Vec<TenantSession> = sessions
+        .iter()
+        .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+        .take(usize::try_from(size).unwrap_or(usize::MAX))
+        .map(|s| listed(s, tenant))
+        .collect();
+    let (tx, rx) = tokio::sync::mpsc::channel(page.len().max(1));
+    for session in page {
+        // The channel holds the whole page: this never waits.
+        let _ = tx.try_send(Ok(session));
+    }
+    PageStream {
+        page: PageInfo {
+            total_elements: total,
+            total_pages: total.div_ceil(size),
+            size,
+            number: params.page,
+            recorded_at: Some(time(moment.at_ms)),
+            truncated: Some(moment.truncated),
+        },
+        sessions: rx,
+    }
+}
+
+/// A recorded session in the live list's shape (what is not recorded is left empty).
+fn listed(s: &KeptSession, tenant: &str) -> TenantSession {
+    TenantSession {
+        id: s.id as i64,
+        svr_ip: s.server.clone(),
+        user: s.user.clone(),
+        db: s.db.clone(),
+        tenant: tenant.to_string(),
+        host: s.client.clone(),
+        command: s.command.clone(),
+        time: s.time,
+        state: s.state.clone(),
+        info: s.sql_text.clone(),
+        sql_id: s.sql_id.clone(),
+        application: s.application.clone(),
+        wait_class: s.wait_class.clone(),
+        wait_event: s.wait_event.clone(),
+        ..TenantSession::default()
+    }
+}
+
+/// Orders two recorded sessions by a sortable field of the list (fields the history
+/// does not keep compare equal).
+fn compare(field: Field, a: &KeptSession, b: &KeptSession) -> std::cmp::Ordering {
+    match field {
+        Field::Id => a.id.cmp(&b.id),
+        Field::SvrIp => a.server.cmp(&b.server),
+        Field::User => a.user.cmp(&b.user),
+        Field::Db => a.db.cmp(&b.db),
+        Field::Host => a.client.cmp(&b.client),
+        Field::Command => a.command.cmp(&b.command),
+        Field::Time => a.time.total_cmp(&b.time),
+        Field::State => a.state.cmp(&b.state),
+        Field::Info => a.sql_text.cmp(&b.sql_text),
+        Field::SqlId => a.sql_id.cmp(&b.sql_id),
+        Field::Application => a.application.cmp(&b.application),
+        Field::WaitClass => a.wait_class.cmp(&b.wait_class),
+        Field::WaitEvent => a.wait_event.cmp(&b.wait_event),
+        _ => std::cmp::Ordering::Equal,
+    }
+}
+
+/// `GET .../history`: the timeline.
+#[derive(Debug, Serialize)]
+pub(super) struct Timeline {
+    from: String,
+    to: String,
+    step_seconds: f64,
+    steps: Vec<TimelineStep>,
+}
+
+#[derive(Debug, Serialize)]
+struct TimelineStep {
+    at: String,
+    cycles: u64,
+    sessions: Spread,
+    active: Spread,
+    by_wait_class: Vec<WaitClass>,
+    lock_waiting: Spread,
+    idle_in_transaction: Spread,
+    top_statements: Vec<StatementSamples>,
+}
+
+#[derive(Debug, Serialize)]
+struct WaitClass {
+    wait_class: String,
+    #[serde(flatten)]
+    sessions: Spread,
+}
+
+#[derive(Debug, Serialize)]
+struct StatementSamples {
+    sql_id: String,
+    active_samples: u64,
+}
+
+impl From<Step> for TimelineStep {
+    fn from(step: Step) -> Self {
+        Self {
+            at: time(step.at_ms),
+            cycles: step.cycles,
+            sessions: step.sessions,
+            active: step.active,
+            by_wait_class: step
+                .by_wait_class
+                .into_iter()
+                .map(|(wait_class, sessions)| WaitClass {
+                    wait_class,
+                    sessions,
+                })
+                .collect(),
+            lock_waiting: step.lock_waiting,
+            idle_in_transaction: step.idle_in_transaction,
+            top_statements: step
+                .top_statements
+                .into_iter()
+                .map(|(sql_id, active_samples)| StatementSamples {
+                    sql_id,
+                    active_samples,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub(super) async fn timeline(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    caller: Caller,
+) -> Response {
+    let path = store_path(&state);
+    handle(
+        &state,
+        &caller,
+        "history",
+        &name,
+        |backend, tenant, _| async move {
+            let path = path?;
+            let range = RangeParams::parse(query.as_deref(), now_ms(), true)?;
+            let span = range.to_ms - range.from_ms;
+            let step_ms = range
+                .step_ms
+                .unwrap_or_else(|| (span / DEFAULT_STEPS).max(1000))
+                .max(span / MAX_STEPS + 1);
+            let target = backend.target().to_string();
+            let steps = read(path, move |store| {
+                store.timeline(&target, &tenant, (range.from_ms, range.to_ms, step_ms))
+            })
+            .await?;
+            Ok(Timeline {
+                from: time(range.from_ms),
+                to: time(range.to_ms),
+                step_seconds: step_ms as f64 / 1000.0,
+                steps: steps.into_iter().map(TimelineStep::from).collect(),
+            })
+        },
+    )
+    .await
+}
+
+/// `GET .../sessions/{id}/history`: the cycles one session was seen in.
+#[derive(Debug, Serialize)]
+pub(super) struct Story {
+    session_id: u64,
+    from: String,
+    to: String,
+    /// Whether more cycles than [`MAX_STORY`] matched (the first ones are given).
+    truncated: bool,
+    samples: Vec<StorySample>,
+}
+
+#[derive(Debug, Serialize)]
+struct StorySample {
+    at: String,
+    svr_ip: String,
+    user: String,
+    db: String,
+    host: String,
+    application: String,
+    command: String,
+    state: String,
+    active: bool,
+    time: f64,
+    transaction_age: Option<f64>,
+    lock_wait: Option<f64>,
+    blocked_by: Option<u64>,
+    waiters: u64,
+    wait_class: String,
+    wait_event: String,
+    sql_id: String,
+    sql_text: String,
+}
+
+pub(super) async fn session_history(
+    State(state): State<ApiState>,
+    Path((name, session_id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    caller: Caller,
+) -> Response {
+    let path = store_path(&state);
+    handle(
+        &state,
+        &caller,
+        "session history",
+        &name,
+        |backend, tenant, _| async move {
+            let path = path?;
+            let id = session_id.parse::<u64>().map_err(|_| {
+                Failure::bad_parameter(
+                    "sessionId",
+                    format!(
+                        "sessionId must be a whole number (a session ID), not `{}`",
+                        session_id.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?;
+            let range = RangeParams::parse(query.as_deref(), now_ms(), false)?;
+            let target = backend.target().to_string();
+            let (story, truncated) = read(path, move |store| {
+                store.session_story(
+                    &target,
+                    &tenant,
+                    id,
+                    (range.from_ms, range.to_ms),
+                    MAX_STORY,
+                )
+            })
+            .await?;
+            Ok(Story {
+                session_id: id,
+                from: time(range.from_ms),
+                to: time(range.to_ms),
+                truncated,
+                samples: story
+                    .into_iter()
+                    .map(|(at, s)| StorySample {
+                        at: time(at),
+                        svr_ip: s.server,
+                        user: s.user,
+                        db: s.db,
+                        host: s.client,
+                        application: s.application,
+                        command: s.command,
+                        state: s.state,
+                        active: s.active,
+                        time: s.time,
+                        transaction_age: s.transaction_age,
+                        lock_wait: s.lock_wait,
+                        blocked_by: s.blocked_by,
+                        waiters: s.waiters,
+                        wait_class: s.wait_class,
+                        wait_event: s.wait_event,
+                        sql_id: s.sql_id,
+                        sql_text: s.sql_text,
+                    })
+                    .collect(),
+            })
+        },
+    )
+    .await
+}
+
+impl Reply for Timeline {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
+        respond(&result, trace, started)
+    }
+}
+
+impl Reply for Story {
+    fn reply(result: Result<Self, Failure>, trace: TraceId, started: Instant) -> Response {
+        respond(&result, trace, started)
+    }
+}
