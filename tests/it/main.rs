@@ -17,6 +17,7 @@ mod deploy;
 mod e2e_prometheus;
 mod exposure;
 mod faults;
+mod history;
 mod hostile;
 mod load;
 mod mariadb;

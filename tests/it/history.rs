@@ -1,0 +1,128 @@
+//! The session history's store under faults, with the real binary on a real server:
+//! a `kill -9` while it records loses no cycle written before it, and a store that
+//! is no store is moved aside, kept, and replaced, while collection goes on.
+
+use crate::common::{Exporter, Servers};
+use session_exporter::history::store::Store;
+use std::path::Path;
+use std::time::Duration;
+
+/// A MariaDB target collected twice a second, recording into `store`.
+fn config(servers: &Servers, store: &Path) -> String {
+    format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\ntargets:\n  - name: m\n    kind: mysql\n    address: {}\n    user: monitor\n    password_file: {}\nhistory:\n  path: {}\n",
+        servers.mariadb_addr,
+        servers.monitor_password_file.display(),
+        store.display()
+    )
+}
+
+/// The times of every cycle of tenant `m` recorded in `store`, oldest first.
+fn cycles(store: &Path) -> Vec<i64> {
+    let Ok(store) = Store::open_read(store) else {
+        return Vec::new();
+    };
+    let Ok(steps) = store.timeline("m", "m", (0, i64::MAX / 2, i64::MAX / 4)) else {
+        return Vec::new();
+    };
+    let cycles: u64 = steps.iter().map(|s| s.cycles).sum();
+    let mut times = Vec::new();
+    let mut at = i64::MAX / 2;
+    // Walk back moment by moment: each cycle reads back whole.
+    for _ in 0..cycles {
+        match store.moment("m", "m", at) {
+            Ok(Some(moment)) => {
+                times.push(moment.at_ms);
+                at = moment.at_ms - 1;
+            }
+            _ => break,
+        }
+    }
+    times.reverse();
+    times
+}
+
+#[test]
+fn a_kill_9_loses_no_recorded_cycle() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("history.db");
+    let config = config(&servers, &store);
+    let mut exporter = Exporter::start(&config);
+    exporter.wait_until("a few cycles are recorded", Duration::from_secs(30), || {
+        cycles(&store).len() >= 4
+    });
+    exporter.child().kill().expect("SIGKILL");
+    exporter.child().wait().unwrap();
+    let before = cycles(&store);
+    assert!(before.len() >= 4, "{before:?}");
+
+    let restarted = Exporter::start(&config);
+    restarted.wait_until(
+        "the restarted exporter records on",
+        Duration::from_secs(30),
+        || cycles(&store).len() >= before.len() + 2,
+    );
+    let after = cycles(&store);
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "every earlier cycle reads back"
+    );
+    let m = restarted.metrics();
+    assert_eq!(m.get("dbsession_history_recording", &[]), Some(1.0));
+    assert_eq!(
+        m.get(
+            "dbsession_history_errors_total",
+            &[("reason", "unreadable")]
+        ),
+        Some(0.0),
+        "the store was not taken for a corrupt one:\n{}",
+        restarted.log()
+    );
+}
+
+#[test]
+fn a_store_that_is_no_store_is_moved_aside_and_collection_goes_on() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("history.db");
+    let junk = b"not a database, whatever it once was".repeat(200);
+    std::fs::write(&store, &junk).unwrap();
+    let exporter = Exporter::start(&config(&servers, &store));
+    let m = exporter.wait_for_metrics("collected and recording", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &[("target", "m"), ("tenant", "m")]) == Some(1.0)
+            && m.get("dbsession_history_recording", &[]) == Some(1.0)
+    });
+    assert_eq!(
+        m.get(
+            "dbsession_history_errors_total",
+            &[("reason", "unreadable")]
+        ),
+        Some(1.0)
+    );
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("history.db.unreadable-") && !n.ends_with("-wal"))
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), junk, "kept as it was");
+    let log = exporter.log();
+    assert!(
+        log.contains(&aside[0].display().to_string()) && log.contains("cannot be read"),
+        "the error names both paths:\n{log}"
+    );
+    exporter.wait_until("the new store records", Duration::from_secs(30), || {
+        !cycles(&store).is_empty()
+    });
+}
