@@ -272,7 +272,7 @@ fn encode_history(encoder: &mut DescriptorEncoder, history: &HealthReading) -> f
     }
     let mut metric = encoder.encode_descriptor(
         HISTORY_ERRORS,
-        "Cycles the session history could not record, by reason: open (the store could not be opened), unreadable (corrupt or another version: moved aside), disk_full (recording paused), write, behind (the store fell behind and a cycle was dropped).",
+        "Failures of the session history, by reason: open (the store could not be opened; one per try), unreadable (corrupt or another version: moved aside), disk_full (recording paused; one per try), write (a cycle or the bounds not written), behind (the store fell behind and a cycle was dropped).",
         None,
         MetricType::Counter,
     )?;

@@ -112,12 +112,10 @@ impl Scheduler {
                 applied.other_shards += 1;
                 continue;
             }
-            // Without a recorder (no `history:` when the exporter started) a cycle
-            // keeps no session for it.
+            // The recorder's settings are those the exporter started with (a reload
+            // does not restart it): without one, a cycle keeps no session.
             let mut target = target.clone();
-            if self.recorder.is_none() {
-                target.history_sessions = None;
-            }
+            target.history_sessions = self.recorder.as_ref().map(Recorder::max_sessions);
             let target = &target;
             match previous.remove(&target.name) {
                 Some(running) if running.target == *target => {

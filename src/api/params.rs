@@ -323,16 +323,18 @@ pub fn moment(key: &'static str, value: &str) -> Result<i64, Failure> {
         true => value.parse::<i64>().ok(),
         false => crate::timefmt::parse_rfc3339_millis(value),
     };
-    parsed.ok_or_else(|| {
-        Failure::bad_parameter(
-            key,
-            format!(
-                "`{key}` must be an RFC 3339 time such as 2026-12-07T03:12:00Z, or Unix \
-                 milliseconds, not `{}`",
-                printable(value)
-            ),
-        )
-    })
+    parsed
+        .filter(|ms| (0..=LATEST_MS).contains(ms))
+        .ok_or_else(|| {
+            Failure::bad_parameter(
+                key,
+                format!(
+                    "`{key}` must be an RFC 3339 time such as 2026-12-07T03:12:00Z, or Unix \
+                 milliseconds, from 1970 to 9999, not `{}`",
+                    printable(value)
+                ),
+            )
+        })
 }
 
 /// The query of the history's timeline (`from`, `to`, `step`) and of a session's
@@ -346,8 +348,10 @@ pub struct RangeParams {
     pub step_ms: Option<i64>,
 }
 
-/// How many steps a timeline may have: a day in minutes.
-pub const MAX_STEPS: i64 = 1440;
+pub use crate::history::read::MAX_STEPS;
+
+/// The latest moment accepted: the end of year 9999 (Unix milliseconds).
+const LATEST_MS: i64 = 253_402_300_799_999;
 
 impl RangeParams {
     /// Parses a raw query string; `step` only where `with_step`.
@@ -387,7 +391,7 @@ impl RangeParams {
         };
         let from_ms = match from {
             Some(value) => moment("from", &value)?,
-            None => to_ms - 3_600_000,
+            None => (to_ms - 3_600_000).max(0),
         };
         if from_ms >= to_ms {
             return Err(Failure::bad_parameter("from", "`from` must be before `to`"));
@@ -400,7 +404,7 @@ impl RangeParams {
                         .ok()
                         .and_then(|d| i64::try_from(d.as_millis()).ok()),
                 };
-                ms.filter(|&ms| ms >= 1000).ok_or_else(|| {
+                ms.filter(|&ms| (1000..=LATEST_MS).contains(&ms)).ok_or_else(|| {
                     Failure::bad_parameter(
                         "step",
                         format!(
@@ -648,5 +652,37 @@ mod properties {
                 }
             }
         }
+    }
+
+    /// The history's ranges: RFC 3339 or Unix milliseconds from 1970 to 9999; `from`
+    /// before `to`; a default hour that does not reach before 1970; at most
+    /// MAX_STEPS steps; unknown or repeated parameters refused.
+    #[test]
+    fn history_ranges_are_bounded() {
+        let parse = |q: &str| RangeParams::parse(Some(q), 5_000_000, true);
+        let range = parse("from=2026-12-07T03:00:00Z&to=1796655600000&step=1m").unwrap();
+        assert_eq!(range.from_ms, 1_796_655_600_000 - 12 * 3_600_000);
+        assert_eq!(range.step_ms, Some(60_000));
+        assert_eq!(parse("").unwrap().from_ms, 1_400_000);
+        assert_eq!(RangeParams::parse(None, 1000, false).unwrap().from_ms, 0);
+        for bad in [
+            "to=9223372036854775807",
+            "from=-5",
+            "from=2&to=1",
+            "step=0",
+            "step=9223372036854775",
+            "from=0&to=100000000&step=1s",
+            "at=1",
+            "from=1&from=2",
+            "step=1m",
+        ] {
+            let with_step = !bad.starts_with("step=1m");
+            assert!(
+                RangeParams::parse(Some(bad), 5_000_000, with_step).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(moment("at", "2026-02-30T00:00:00Z").is_err());
+        assert_eq!(moment("at", "0"), Ok(0));
     }
 }

@@ -15,6 +15,10 @@ pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 pub const DEFAULT_MAX_SESSIONS: usize = 1000;
 /// Characters of SQL text kept by default.
 pub const DEFAULT_SQL_TEXT_MAX: usize = 1024;
+/// The most sessions per tenant and cycle, and characters of SQL text, a cycle may
+/// carry to the store.
+const MAX_MAX_SESSIONS: usize = 100_000;
+const MAX_SQL_TEXT: usize = 65_536;
 /// The smallest store worth keeping: below it a single busy cycle would not fit.
 const MIN_MAX_SIZE: u64 = 1 << 20;
 
@@ -99,12 +103,26 @@ pub(super) fn validate_history(
             "0 would keep no session: remove `history:` to record nothing",
         );
     }
+    // Bounds on what one cycle may hold in memory on its way to the store.
+    if max_sessions > MAX_MAX_SESSIONS {
+        check.problem(
+            "history.max_sessions",
+            format!("{max_sessions} is more than {MAX_MAX_SESSIONS} sessions per tenant and cycle"),
+        );
+    }
+    let sql_text_max = raw.sql_text_max.unwrap_or(DEFAULT_SQL_TEXT_MAX);
+    if sql_text_max > MAX_SQL_TEXT {
+        check.problem(
+            "history.sql_text_max",
+            format!("{sql_text_max} is more than {MAX_SQL_TEXT} characters"),
+        );
+    }
     Some(History {
         path,
         retention,
         max_size,
         max_sessions,
-        sql_text_max: raw.sql_text_max.unwrap_or(DEFAULT_SQL_TEXT_MAX),
+        sql_text_max,
     })
 }
 

@@ -46,6 +46,9 @@ pub struct Step {
     pub top_statements: Vec<(String, u64)>,
 }
 
+/// Steps a timeline has at most (a day in minutes); a longer range is cut.
+pub const MAX_STEPS: i64 = 1440;
+
 /// Statements listed per step of a timeline.
 pub const TOP_STATEMENTS: usize = 5;
 
@@ -115,6 +118,11 @@ impl Store {
             });
         }
         Ok(Store::reading(conn, path))
+    }
+
+    /// What interrupts this store's running read from another thread.
+    pub fn interrupt_handle(&self) -> rusqlite::InterruptHandle {
+        self.conn.get_interrupt_handle()
     }
 
     fn tenant_id(&self, target: &str, tenant: &str) -> Result<Option<i64>, StoreError> {
@@ -192,7 +200,9 @@ impl Store {
         (from_ms, to_ms, step_ms): (i64, i64, i64),
     ) -> Result<Vec<Step>, StoreError> {
         let step_ms = step_ms.max(1);
-        let count = ((to_ms - from_ms).max(0) + step_ms - 1) / step_ms;
+        let span = to_ms.saturating_sub(from_ms).max(0);
+        // Bounded here too, whatever the caller checked: a step a slot in memory.
+        let count = (span / step_ms + i64::from(span % step_ms > 0)).min(MAX_STEPS);
         let mut steps: Vec<Step> = (0..count)
             .map(|i| Step {
                 at_ms: from_ms + i * step_ms,

@@ -105,6 +105,8 @@ impl Health {
 pub struct Recorder {
     queue: SyncSender<CycleSample>,
     health: Arc<Health>,
+    /// Sessions per tenant and cycle it keeps (`history.max_sessions` at start).
+    max_sessions: usize,
 }
 
 impl Recorder {
@@ -112,6 +114,7 @@ impl Recorder {
     pub fn start(settings: History) -> std::io::Result<Recorder> {
         let (queue, cycles) = sync_channel(QUEUE);
         let health = Arc::new(Health::default());
+        let max_sessions = settings.max_sessions;
         let thread = Thread {
             settings,
             health: health.clone(),
@@ -119,11 +122,21 @@ impl Recorder {
             next_open: Instant::now(),
             paused_until: None,
             last_prune: None,
+            failures: 0,
         };
         std::thread::Builder::new()
             .name("history".into())
             .spawn(move || thread.run(cycles))?;
-        Ok(Recorder { queue, health })
+        Ok(Recorder {
+            queue,
+            health,
+            max_sessions,
+        })
+    }
+
+    /// Sessions per tenant and cycle the targets keep for it.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
     }
 
     /// Hands a cycle to the recorder without waiting; a full queue drops it.
@@ -131,7 +144,11 @@ impl Recorder {
         match self.queue.try_send(sample) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.health.count(ErrorReason::Behind),
-            Err(TrySendError::Disconnected(_)) => self.health.count(ErrorReason::Write),
+            Err(TrySendError::Disconnected(_)) => {
+                // The recorder's thread is gone: nothing records any more.
+                self.health.count(ErrorReason::Write);
+                self.health.recording.store(false, Ordering::Relaxed);
+            }
         }
     }
 
@@ -149,7 +166,14 @@ struct Thread {
     /// Set while the disk is full: when the next write is tried.
     paused_until: Option<Instant>,
     last_prune: Option<Instant>,
+    /// Writes that failed in a row (other than a full disk): past [`REOPEN_AFTER`]
+    /// the store is closed and opened again.
+    failures: u32,
 }
+
+/// Failed writes in a row after which the store is opened again (a connection left
+/// in a bad state, a file replaced under it).
+const REOPEN_AFTER: u32 = 3;
 
 impl Thread {
     fn run(mut self, cycles: Receiver<CycleSample>) {
@@ -245,6 +269,7 @@ impl Thread {
                     tracing::info!(path = %store.path().display(), "the session history records again: the disk has room");
                 }
                 self.health.recording.store(true, Ordering::Relaxed);
+                self.failures = 0;
                 if self.health.oldest_ms.load(Ordering::Relaxed) == 0 {
                     self.health
                         .oldest_ms
@@ -263,13 +288,23 @@ impl Thread {
                 self.paused_until = Some(Instant::now() + RETRY);
             }
             Err(err) => {
-                self.health.count(ErrorReason::Write);
                 tracing::warn!(target = %sample.target, "a cycle was not recorded in the session history: {err}");
-                if err.unreadable() {
-                    // Corrupted under us: moved aside at the next cycle.
-                    self.store = None;
-                }
+                let unreadable = err.unreadable();
+                self.failed(unreadable);
             }
+        }
+    }
+
+    /// Counts a failed write or bound; a store corrupted under the recorder, or one
+    /// that failed [`REOPEN_AFTER`] times in a row, is closed (and opened again, or
+    /// moved aside, at the next cycle).
+    fn failed(&mut self, unreadable: bool) {
+        self.health.count(ErrorReason::Write);
+        self.health.recording.store(false, Ordering::Relaxed);
+        self.failures += 1;
+        if unreadable || self.failures >= REOPEN_AFTER {
+            self.store = None;
+            self.failures = 0;
         }
     }
 
@@ -294,8 +329,10 @@ impl Thread {
             }
             Ok(_) => {}
             Err(err) => {
-                self.health.count(ErrorReason::Write);
                 tracing::warn!("the session history's bounds could not be applied: {err}");
+                let unreadable = err.unreadable();
+                self.failed(unreadable);
+                return;
             }
         }
         self.health.bytes.store(store.bytes(), Ordering::Relaxed);
@@ -314,7 +351,7 @@ fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     let mut aside = path.as_os_str().to_owned();
     aside.push(format!(".unreadable-{stamp}"));
     let aside = PathBuf::from(aside);
-    std::fs::rename(path, &aside)?;
+    // Its log first: a log left beside a new store would be replayed into it.
     for (from, suffix) in [(wal_path(path), "-wal"), (shm_path(path), "-shm")] {
         if from.exists() {
             let mut to = aside.as_os_str().to_owned();
@@ -322,6 +359,7 @@ fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
             std::fs::rename(&from, PathBuf::from(to))?;
         }
     }
+    std::fs::rename(path, &aside)?;
     Ok(aside)
 }
 
@@ -373,6 +411,7 @@ mod tests {
             next_open: Instant::now(),
             paused_until: None,
             last_prune: None,
+            failures: 0,
         }
     }
 
@@ -430,6 +469,7 @@ mod tests {
         let recorder = Recorder {
             queue,
             health: Arc::new(Health::default()),
+            max_sessions: 10,
         };
         recorder.record(sample());
         recorder.record(sample());

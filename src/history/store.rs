@@ -168,10 +168,11 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(wrap)?;
         // Reading the header and the schema is what finds a file that is no
-        // database, or a corrupt one.
+        // database, or a corrupt one. auto_vacuum first: it takes effect only on a
+        // database whose header nothing has written yet (journal_mode = WAL does).
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA auto_vacuum = INCREMENTAL; PRAGMA foreign_keys = OFF;",
+            "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;",
         )
         .map_err(wrap)?;
         let tables: i64 = conn
@@ -187,14 +188,26 @@ impl Store {
             ))
             .map_err(wrap)?;
         } else {
-            let found: Option<String> = conn
+            // Only a store without `meta` is of another kind; any other error (busy,
+            // an I/O error) is not a reason to move a store aside.
+            let meta: i64 = conn
                 .query_row(
-                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
                     [],
                     |r| r.get(0),
                 )
-                .optional()
-                .unwrap_or(None);
+                .map_err(wrap)?;
+            let found: Option<String> = match meta {
+                0 => None,
+                _ => conn
+                    .query_row(
+                        "SELECT value FROM meta WHERE key = 'schema_version'",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(wrap)?,
+            };
             if found.as_deref() != Some(SCHEMA_VERSION) {
                 return Err(StoreError::Version {
                     path: path.to_path_buf(),
@@ -313,27 +326,53 @@ impl Store {
                 )
                 .optional()
                 .map_err(|e| self.wrap(e))?;
-            let Some(cut) = cut else { break };
-            gone += self.delete_cycles_before(cut + 1)?;
+            let newest: Option<i64> = self
+                .conn
+                .query_row("SELECT MAX(at) FROM cycles", [], |r| r.get(0))
+                .map_err(|e| self.wrap(e))?;
+            // The newest cycle stays, whatever the bound: a store of one cycle is
+            // what the history needs at least.
+            let Some(cut) = cut.zip(newest).map(|(cut, newest)| cut.min(newest - 1)) else {
+                break;
+            };
+            let deleted = self.delete_cycles_before(cut + 1)?;
+            if deleted == 0 {
+                break;
+            }
+            gone += deleted;
             self.conn
                 .execute_batch("PRAGMA incremental_vacuum")
                 .map_err(|e| self.wrap(e))?;
         }
         if gone > 0 {
             self.ids = Ids::default();
-            self.conn
-                .execute_batch(
-                    "BEGIN;
-                     DELETE FROM sessions WHERE id NOT IN (SELECT session FROM samples);
-                     DELETE FROM statements WHERE id NOT IN
-                         (SELECT statement FROM samples WHERE statement IS NOT NULL)
-                         AND id NOT IN (SELECT statement FROM cycle_statements);
-                     COMMIT;
-                     PRAGMA incremental_vacuum;",
-                )
-                .map_err(|e| self.wrap(e))?;
+            self.collect_garbage()?;
         }
         Ok(gone)
+    }
+
+    /// Deletes the sessions, statements and words no cycle refers to any more (in
+    /// one transaction: an error leaves none open), and gives free pages back.
+    fn collect_garbage(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| wrap_path(&path, e))?;
+        tx.execute_batch(
+            "DELETE FROM sessions WHERE id NOT IN (SELECT session FROM samples);
+             DELETE FROM statements WHERE id NOT IN
+                 (SELECT statement FROM samples WHERE statement IS NOT NULL)
+                 AND id NOT IN (SELECT statement FROM cycle_statements);
+             DELETE FROM words WHERE id NOT IN (
+                 SELECT server FROM sessions UNION SELECT user FROM sessions
+                 UNION SELECT db FROM sessions UNION SELECT client FROM sessions
+                 UNION SELECT application FROM sessions UNION SELECT command FROM samples
+                 UNION SELECT state FROM samples UNION SELECT wait_class FROM samples
+                 UNION SELECT wait_event FROM samples UNION SELECT class FROM cycle_waits);",
+        )
+        .map_err(|e| wrap_path(&path, e))?;
+        tx.commit().map_err(|e| wrap_path(&path, e))?;
+        self.conn
+            .execute_batch("PRAGMA incremental_vacuum")
+            .map_err(|e| self.wrap(e))
     }
 
     fn delete_cycles_before(&mut self, before_ms: i64) -> Result<u64, StoreError> {

@@ -3,7 +3,8 @@
 use super::*;
 
 /// Adds rows up into per-tenant statistics as they arrive, so a cycle holds the
-/// statistics, never the list of rows.
+/// statistics, never the list of rows (with the session history on, also the
+/// sessions kept for it: at most twice its cap per tenant).
 ///
 /// It uses hash maps while adding (a row costs up to five lookups, and a cluster sends
 /// tens of thousands of rows); [`Aggregator::finish`] turns them into the ordered maps

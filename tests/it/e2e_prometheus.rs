@@ -208,7 +208,9 @@ targets:
     processlist_view: it_e2e_ash.PL
     tenants_view: it_e2e_ash.TENANTS
     ash_view: it_e2e_ash.ASH
-{d}"#,
+{d}history:
+  path: history.db
+"#,
         m = servers.mariadb_addr,
         s = servers.seekdb_addr,
         p = servers.postgres_addr,

@@ -49,25 +49,54 @@ fn store_path(state: &ApiState) -> Result<PathBuf, Failure> {
         })
 }
 
-/// Runs `read` on the store at `path`, opened read-only, on a blocking thread.
+/// History reads at once, for every client together: each holds a blocking thread
+/// and the store's pages, so a flood of them waits here, within its request's
+/// deadline, instead of taking what the scrapes and the other endpoints need.
+static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Interrupts a read whose request is gone (its deadline passed, its client left),
+/// so a blocking thread does not go on reading for nobody.
+struct Interrupt(Option<rusqlite::InterruptHandle>);
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.interrupt();
+        }
+    }
+}
+
+/// Runs `read` on the store at `path`, opened read-only, on a blocking thread, one
+/// of [`READS`] at a time.
 async fn read<T: Send + 'static>(
     path: PathBuf,
     read: impl FnOnce(&Store) -> Result<T, crate::history::store::StoreError> + Send + 'static,
 ) -> Result<T, Failure> {
-    let answer = tokio::task::spawn_blocking(move || {
-        let store = Store::open_read(&path)?;
-        read(&store)
-    })
-    .await;
+    let _turn = READS
+        .acquire()
+        .await
+        .map_err(|_| Failure::unavailable("the session history is not read any more"))?;
+    let opened = tokio::task::spawn_blocking(move || Store::open_read(&path)).await;
+    let store = match opened {
+        Ok(Ok(store)) => store,
+        Ok(Err(err)) => return Err(unreadable(&err)),
+        Err(err) => return Err(unreadable(&err)),
+    };
+    let mut interrupt = Interrupt(Some(store.interrupt_handle()));
+    let answer = tokio::task::spawn_blocking(move || read(&store)).await;
+    // Finished: nothing to interrupt.
+    interrupt.0 = None;
     match answer {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(Failure::unavailable(format!(
-            "the session history cannot be read: {err}"
-        ))),
-        Err(err) => Err(Failure::unavailable(format!(
-            "the session history's read failed: {err}"
-        ))),
+        Ok(Err(err)) => Err(unreadable(&err)),
+        Err(err) => Err(unreadable(&err)),
     }
+}
+
+/// Why a read failed, for the log (with the store's path), and the answer without it.
+fn unreadable(err: &dyn std::fmt::Display) -> Failure {
+    tracing::warn!("the session history could not be read: {err}");
+    Failure::unavailable("the session history cannot be read now: the exporter's log says why")
 }
 
 /// The list at a moment (`GET .../sessions?at=`): the recorded sessions filtered,
@@ -277,10 +306,11 @@ pub(super) async fn timeline(
             let path = path?;
             let range = RangeParams::parse(query.as_deref(), now_ms(), true)?;
             let span = range.to_ms - range.from_ms;
+            // At most MAX_STEPS: a range over a day at 1m asks for longer steps.
             let step_ms = range
                 .step_ms
                 .unwrap_or_else(|| (span / DEFAULT_STEPS).max(1000))
-                .max(span / MAX_STEPS + 1);
+                .max((span + MAX_STEPS - 1) / MAX_STEPS);
             let target = backend.target().to_string();
             let steps = read(path, move |store| {
                 store.timeline(&target, &tenant, (range.from_ms, range.to_ms, step_ms))

@@ -513,7 +513,8 @@ where
                 Ok(result) => result,
                 Err(_) => Err(Failure::unavailable(format!(
                     "target `{}`: no answer within passthrough.request_timeout ({}): the database \
-                     is slow or unreachable, or {} passthrough queries are already running on it",
+                     (or the session history's store) is slow or unreachable, or {} passthrough \
+                     queries are already running on it",
                     backend.target(),
                     crate::config::format_duration(timeout),
                     current.settings.max_concurrent_per_target

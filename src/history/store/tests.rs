@@ -384,3 +384,33 @@ fn reading_opens_read_only() {
     );
     assert!(reader.conn.execute("DELETE FROM cycles", []).is_err());
 }
+
+/// Whatever the bound, the newest cycle stays; the file's pages are given back
+/// (auto_vacuum is incremental from the start); a timeline is at most MAX_STEPS
+/// steps whatever the range asked.
+#[test]
+fn bounds_keep_the_newest_cycle_and_timelines_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.db")).unwrap();
+    let vacuum: i64 = store
+        .conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(vacuum, 2, "incremental");
+    for cycle in 0..5 {
+        store.record(&sample(cycle * 15, pileup()), 1024).unwrap();
+    }
+    store.prune(0, 0).unwrap();
+    assert_eq!(store.oldest().unwrap(), Some(ms(60)));
+    assert_eq!(
+        store
+            .moment("db1", "t1", ms(60))
+            .unwrap()
+            .unwrap()
+            .kept
+            .len(),
+        3
+    );
+    let steps = store.timeline("db1", "t1", (0, i64::MAX, 1)).unwrap();
+    assert_eq!(steps.len() as i64, crate::history::read::MAX_STEPS);
+}

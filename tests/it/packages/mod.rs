@@ -233,6 +233,7 @@ fn expected(family: Family) -> Vec<Entry> {
         file("/usr/share/doc/session-exporter/docs/reliability.md", 0o644),
         file("/usr/share/doc/session-exporter/docs/runbook.md", 0o644),
         file("/usr/share/doc/session-exporter/docs/session-api.md", 0o644),
+        file("/usr/share/doc/session-exporter/docs/history.md", 0o644),
         file("/usr/share/doc/session-exporter/config.example.yaml", 0o644),
         file("/usr/share/doc/session-exporter/examples/alerts.yml", 0o644),
         file(
