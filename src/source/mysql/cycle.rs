@@ -6,7 +6,8 @@
 //! 2. The programs of connections not seen before ([`Connections`]), when
 //!    applications are collected and the grouping named a new connection.
 //! 3. What the active threads wait on and run ([`ACTIVITY_COLUMNS`]), when waits or
-//!    statements are collected and a thread is active; the threads' read is left out
+//!    statements are collected, or the session history keeps their text, and a thread
+//!    is active; the threads' read is left out
 //!    once every active thread's id is known.
 //! 4. Who blocks whom ([`DETAIL_COLUMNS`]), only when the grouping shows a thread
 //!    waiting for a lock.
@@ -159,7 +160,7 @@ impl Found {
                 .push((g.tenant.clone(), ids_of(&ids)?, g.sessions, one));
         }
         if let Some(session) = g.session.as_ref().filter(|_| g.active > 0) {
-            if ctx.parts.waits || ctx.parts.statements {
+            if ctx.parts.waits || ctx.parts.statements || ctx.history.is_some() {
                 self.active.push(session.id);
             }
         }
@@ -201,9 +202,16 @@ impl Found {
                 .iter_mut()
                 .find(|kept| kept.id == *id)
             {
-                kept.wait_class = class.to_string();
-                kept.wait_event = event.to_string();
-                kept.sql_id = statement.to_string();
+                if ctx.parts.waits {
+                    kept.wait_class = class.to_string();
+                    kept.wait_event = event.to_string();
+                }
+                if ctx.parts.statements {
+                    kept.sql_id = statement.to_string();
+                }
+                if let Some(text) = thread.and_then(|t| activity.texts.get(&t)) {
+                    kept.sql_text = text.clone();
+                }
             }
         }
         if let Some(known) = known {
@@ -341,6 +349,12 @@ fn decode_activity<C: Cell>(values: Vec<C>, found: &mut Activity) -> Result<(), 
                 found.digests.insert(thread, digest);
             }
         }
+        3 => {
+            let thread = count(a, "THREAD_ID")?;
+            if let Some(sql) = text.into_text().filter(|t| !t.is_empty()) {
+                found.texts.insert(thread, sql);
+            }
+        }
         other => return Err(bad_answer(format!("an activity row of kind {other}"))),
     }
     Ok(())
@@ -353,6 +367,8 @@ struct Activity {
     threads: HashMap<u64, u64, foldhash::fast::RandomState>,
     waits: HashMap<u64, (u64, String), foldhash::fast::RandomState>,
     digests: HashMap<u64, String, foldhash::fast::RandomState>,
+    /// The statements' text, read for the session history only.
+    texts: HashMap<u64, String, foldhash::fast::RandomState>,
 }
 
 /// A row of the statement of blockers, decoded.
@@ -372,9 +388,10 @@ struct DetailRow {
 pub(super) const DETAIL_COLUMNS: usize = 13;
 
 /// The columns of a statement of activity: kind (0 an active thread, 1 a current
-/// wait, 2 a current statement), then by kind a session's `PROCESSLIST_ID` and
-/// `THREAD_ID`; a thread's id, the wait's `EVENT_ID` and `EVENT_NAME`; a thread's id,
-/// NULL and its statement's digest. Three flat reads of performance_schema, joined
+/// wait, 2 a current statement, 3 its text, for the session history), then by kind a
+/// session's `PROCESSLIST_ID` and `THREAD_ID`; a thread's id, the wait's `EVENT_ID`
+/// and `EVENT_NAME`; a thread's id, NULL and its statement's digest, or its text.
+/// Flat reads of performance_schema, joined
 /// here: MariaDB's performance_schema tables have no index, and a join of them costs
 /// the server several times the three scans.
 ///

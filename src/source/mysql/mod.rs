@@ -552,6 +552,16 @@ fn cycle(
                     .to_string(),
             );
         }
+        // The session history keeps the active threads' statements' text (as the
+        // server keeps it: performance_schema_max_sql_text_length, 1024 by default).
+        if history {
+            reads.push(
+                "SELECT 3, s.THREAD_ID, NULL, s.SQL_TEXT \
+                 FROM performance_schema.events_statements_current s \
+                 WHERE s.END_EVENT_ID IS NULL AND s.SQL_TEXT IS NOT NULL"
+                    .to_string(),
+            );
+        }
         let sql = reads.join(" UNION ALL ");
         // The bound on MySQL is a hint right after the first SELECT.
         format!(
@@ -559,7 +569,7 @@ fn cycle(
             sql.replacen("SELECT ", &format!("SELECT {hint}"), 1)
         )
     };
-    let on = parts.waits || parts.statements;
+    let on = parts.waits || parts.statements || history;
     Cycle {
         grouping: grouping.statement(),
         blockers,

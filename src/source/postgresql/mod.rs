@@ -382,7 +382,7 @@ const SESSIONS: &str = "SELECT a.pid AS id, a.datname AS db, a.usename AS user, 
      host(a.client_addr) AS client, a.state AS command, a.wait_event_type AS state, \
      EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
      ELSE a.state_change END) AS time, a.xact_start, a.query_start, l.waitstart, \
-     a.application_name AS app, a.wait_event, {query_id} AS query_id \
+     a.application_name AS app, a.wait_event, {query_id} AS query_id, {query} AS query \
      FROM pg_stat_activity a LEFT JOIN (SELECT pid, min(waitstart) AS waitstart FROM pg_locks \
      WHERE NOT granted GROUP BY pid) l ON l.pid = a.pid \
      WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() \
@@ -404,7 +404,17 @@ fn grouped_sql(settings: &Postgresql, version: u32, history: bool) -> String {
         true => "a.query_id::text",
         false => "NULL::text",
     };
-    let mut from = format!("({}) p", SESSIONS.replace("{query_id}", query_id));
+    // The statement's text only for the session history, which keeps it.
+    let query = match history {
+        true => "a.query",
+        false => "NULL::text",
+    };
+    let mut from = format!(
+        "({}) p",
+        SESSIONS
+            .replace("{query_id}", query_id)
+            .replace("{query}", query)
+    );
     let mut scan = Scan {
         prefix: format!("{TAG} "),
         filter: format!("TRUE{}", filter_conditions(&database.filter, "p.")),
@@ -424,6 +434,11 @@ fn grouped_sql(settings: &Postgresql, version: u32, history: bool) -> String {
     }
     if parts.statements && version >= QUERY_ID_SINCE {
         scan.statement = "p.query_id".to_string();
+    }
+    // The session history keeps a kept session's statement text (PostgreSQL cuts it
+    // at track_activity_query_size, 1024 bytes by default).
+    if history {
+        scan.sql_text = "p.query".to_string();
     }
     if parts.transactions {
         scan.in_transaction = "CASE WHEN p.xact_start IS NULL THEN 0 ELSE 1 END".to_string();
@@ -497,10 +512,10 @@ mod tests {
         };
         let sql = grouped_sql(&settings, 150_004, false);
         let rows = [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301",
-            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|∅",
+            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301|∅",
         ];
         let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
         let tenants = block_on(cycle(&mut conn, &sql, &ctx))
@@ -549,6 +564,8 @@ mod tests {
             sql.contains("OR y.A = 1 OR y.IT = 1 OR y.LW IS NOT NULL"),
             "{sql}"
         );
+        assert!(sql.contains("p.query AS QT"), "{sql}");
+        assert!(grouped_sql(&settings(), 150_004, false).contains("NULL AS QT"));
         assert!(!grouped_sql(&settings(), 150_004, false).contains("y.A = 1 OR y.IT"));
         let ctx = RowContext {
             tenant: "pg",
@@ -561,10 +578,10 @@ mod tests {
             history: Some(10),
         };
         let rows = [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301",
-            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|UPDATE t SET v = 1",
+            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301|∅",
         ];
         let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
         let tenants = block_on(cycle(&mut conn, &sql, &ctx))
@@ -583,13 +600,14 @@ mod tests {
                     k.waiters,
                     k.wait_event.as_str(),
                     k.sql_id.as_str(),
+                    k.sql_text.as_str(),
                 )
             })
             .collect();
         assert_eq!(
             kept,
             [
-                (41, false, 29.25, Some(30.5), None, 1, "", ""),
+                (41, false, 29.25, Some(30.5), None, 1, "", "", ""),
                 (
                     42,
                     true,
@@ -598,9 +616,10 @@ mod tests {
                     Some(4.25),
                     0,
                     "transactionid",
-                    "-7301"
+                    "-7301",
+                    "UPDATE t SET v = 1"
                 ),
-                (43, true, 1.5, None, None, 0, "CPU", "-7301"),
+                (43, true, 1.5, None, None, 0, "CPU", "-7301", ""),
             ]
         );
     }

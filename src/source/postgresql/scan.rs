@@ -41,6 +41,9 @@ pub struct Scan {
     pub wait_class: String,
     pub wait_event: String,
     pub statement: String,
+    /// The session's statement text, selected for a session kept apart only (the
+    /// session history keeps it); `NULL` when not read.
+    pub sql_text: String,
     /// Whether command and state are grouped by.
     pub states: bool,
     /// How many of each tenant's longest active sessions to keep apart.
@@ -76,6 +79,7 @@ impl Default for Scan {
             wait_class: null(),
             wait_event: null(),
             statement: null(),
+            sql_text: null(),
             states: false,
             top_sessions: 0,
             history: false,
@@ -111,6 +115,7 @@ impl Scan {
             wait_class,
             wait_event,
             statement,
+            sql_text,
             states,
             top_sessions,
             history,
@@ -178,13 +183,14 @@ impl Scan {
              MAX(CASE WHEN x.A = 1 THEN x.T END), NULLIF(SUM(x.IT), 0), NULLIF(SUM(x.IT * (1 - x.A)), 0), \
              MAX(x.TA), MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), \
              NULLIF(SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), 0), MAX(x.LW), x.K, \
-             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0), {selected} \
+             CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0), {selected}, \
+             CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END \
              FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
              FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
              {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
              {sql_id} AS Q, {in_transaction} AS IT, {transaction_age} AS TA, {lock_wait} AS LW, \
              {waiters} AS W, p.ID AS I, {rank} AS R, {application} AS AP, {wait_class} AS WC, \
-             {wait_event} AS WE, {statement} AS SQ \
+             {wait_event} AS WE, {statement} AS SQ, {sql_text} AS QT \
              FROM {from} WHERE {filter}) y) x \
              GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K{optional}{union}"
         )
@@ -197,9 +203,10 @@ impl Scan {
 /// transaction, oldest transaction's age, longest idle-in-transaction TIME; lock
 /// waiters, longest wait; then for a session kept in a row of its own its id (NULL
 /// for a group), SQL id and how many sessions wait on it (its TIME is the time
-/// column when it is active); last the group's application, and its active
+/// column when it is active); then the group's application, and its active
 /// sessions' wait class, wait event and statement id (NULL: none, a NULL class
-/// [`CPU`]). A source that has one
+/// [`CPU`]); last a kept session's statement text (NULL unless the session history
+/// reads it). A source that has one
 /// tenant or one server selects NULL for those and passes the value to
 /// [`decode_row`] as a default. See [`Scan::statement`], which writes such a
 /// statement: one per cycle, reading the processlist once.
@@ -208,7 +215,7 @@ impl Scan {
 /// the session columns come back as NULL, which the driver decodes without an
 /// allocation (a cycle of a large cluster is tens of thousands of rows); NULL counts
 /// are 0.
-pub const COLUMNS: usize = 23;
+pub const COLUMNS: usize = 24;
 
 /// Decodes one row (see [`COLUMNS`]).
 pub fn decode_row<C: Cell>(
@@ -216,7 +223,7 @@ pub fn decode_row<C: Cell>(
     ctx: &RowContext<'_>,
 ) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement]: [C;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement, sql_text]: [C;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
@@ -250,6 +257,7 @@ pub fn decode_row<C: Cell>(
             id: count(id, "id")?,
             sql_id: sql_id.into_text().unwrap_or_default(),
             waiters: count(waiters, "waiters")?,
+            sql_text: sql_text.into_text().unwrap_or_default(),
             ..OneSession::default()
         }),
     };
@@ -346,6 +354,7 @@ pub(super) mod fixtures {
         "wait_class",
         "wait_event",
         "statement",
+        "sql_text",
     ];
 
     /// A row of [`decode_row`] from its named values; every column not named is
@@ -374,7 +383,13 @@ mod tests {
         row.extend([active, sessions, time]);
         row.extend([bytes("0"), bytes("0"), Value::NULL, Value::NULL, bytes("0")]);
         row.extend([Value::NULL, Value::NULL, Value::NULL, bytes("0")]);
-        row.extend([Value::NULL, Value::NULL, Value::NULL, Value::NULL]);
+        row.extend([
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+            Value::NULL,
+        ]);
         row
     }
 
@@ -583,7 +598,7 @@ mod tests {
         }
         let err = decode_row(vec![Value::NULL; 3], &OB).unwrap_err();
         assert!(
-            err.message.contains("expected 23 columns, got 3"),
+            err.message.contains("expected 24 columns, got 3"),
             "{}",
             err.message
         );
@@ -654,7 +669,9 @@ mod tests {
             ..scan.clone()
         }
         .statement();
-        assert!(with_application.contains("NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL FROM"));
+        assert!(with_application.contains(
+            "NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL, CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END FROM"
+        ));
         assert!(with_application.ends_with("x.ST, x.K, x.AP"));
         let sql = Scan {
             top_sessions: 0,

@@ -152,6 +152,8 @@ fn the_history_keeps_active_threads_and_those_in_a_transaction() {
         "{}",
         cycle.grouping
     );
+    let (with_threads, _) = cycle.activity.clone().unwrap();
+    assert!(with_threads.contains("SELECT 3, s.THREAD_ID, NULL, s.SQL_TEXT"));
     let groups = vec![
         group(&[
             ("db", "shop"),
@@ -176,7 +178,6 @@ fn the_history_keeps_active_threads_and_those_in_a_transaction() {
         ]),
         group(&[("command", "Sleep"), ("sessions", "4")]),
     ];
-    let (with_threads, _) = cycle.activity.clone().unwrap();
     let answers = || {
         Scripted::default()
             .answer(&cycle.grouping, groups.clone())
@@ -186,6 +187,7 @@ fn the_history_keeps_active_threads_and_those_in_a_transaction() {
                     "0|7|107|∅",
                     "1|107|5|wait/io/table/sql/handler",
                     "2|107|∅|d1",
+                    "3|107|∅|UPDATE stock SET n = n - 1",
                 ]),
             )
     };
@@ -213,6 +215,7 @@ fn the_history_keeps_active_threads_and_those_in_a_transaction() {
                 k.transaction_age,
                 k.wait_event.as_str(),
                 k.sql_id.as_str(),
+                k.sql_text.as_str(),
                 k.application.as_str(),
             )
         })
@@ -220,7 +223,7 @@ fn the_history_keeps_active_threads_and_those_in_a_transaction() {
     assert_eq!(
         seen,
         [
-            (12, false, 40.0, Some(41.0), "", "", NONE_LABEL),
+            (12, false, 40.0, Some(41.0), "", "", "", NONE_LABEL),
             (
                 7,
                 true,
@@ -228,6 +231,7 @@ fn the_history_keeps_active_threads_and_those_in_a_transaction() {
                 Some(5.0),
                 "wait/io/table/sql/handler",
                 "d1",
+                "UPDATE stock SET n = n - 1",
                 NONE_LABEL
             ),
         ],
