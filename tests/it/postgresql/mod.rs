@@ -331,6 +331,7 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
         (true, "PgSleep")
     );
     assert!(!report.sql_id.is_empty(), "{report:?}");
+    assert!(report.sql_text.contains("pg_sleep"), "{report:?}");
     assert_eq!(moment.kept[0].client, "127.0.0.93");
     // The whole exposition, PostgreSQL's series among them, is valid for promtool.
     let (_, _, body) = exporter.try_get("/metrics").expect("/metrics");
