@@ -274,9 +274,9 @@ fn mariadb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     let moment = assert_recorded_pileup(&exporter, "t", &holder_id);
     assert_eq!(moment.kept[0].client, "127.0.0.71");
     // MariaDB's statement of activity gives the waiter's text.
-    let waiter = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
+    let recorded = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
     assert_eq!(
-        waiter.sql_text,
+        recorded.sql_text,
         "UPDATE it_pileup.r SET v = v + 1 WHERE id = 1"
     );
     assert_history_answers(&exporter, "t", &holder_id, &moment);

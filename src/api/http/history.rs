@@ -374,15 +374,7 @@ pub(super) async fn session_history(
         &name,
         |backend, tenant, _| async move {
             let path = path?;
-            let id = session_id.parse::<u64>().map_err(|_| {
-                Failure::bad_parameter(
-                    "sessionId",
-                    format!(
-                        "sessionId must be a whole number (a session ID), not `{}`",
-                        session_id.chars().take(64).collect::<String>()
-                    ),
-                )
-            })?;
+            let id = session_id_of(&session_id)?;
             let range = RangeParams::parse(query.as_deref(), now_ms(), false)?;
             let target = backend.target().to_string();
             let (story, truncated) = read(path, move |store| {

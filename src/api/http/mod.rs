@@ -393,19 +393,24 @@ async fn detail(
         "detail",
         &name,
         |backend, tenant, _| async move {
-            let id = session_id.parse::<u64>().map_err(|_| {
-                Failure::bad_parameter(
-                    "sessionId",
-                    format!(
-                        "sessionId must be a whole number (a session ID), not `{}`",
-                        session_id.chars().take(64).collect::<String>()
-                    ),
-                )
-            })?;
+            let id = session_id_of(&session_id)?;
             backend.detail(&tenant, id).await
         },
     )
     .await
+}
+
+/// The `{session_id}` of a path: a whole number.
+fn session_id_of(text: &str) -> Result<u64, Failure> {
+    text.parse::<u64>().map_err(|_| {
+        Failure::bad_parameter(
+            "sessionId",
+            format!(
+                "sessionId must be a whole number (a session ID), not `{}`",
+                text.chars().take(64).collect::<String>()
+            ),
+        )
+    })
 }
 
 /// `GET .../sessions/queries` is a session id that is not a number, as for detail.

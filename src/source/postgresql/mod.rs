@@ -497,10 +497,9 @@ mod tests {
 
     /// Text rows in, exact statistics out: a socket session has no client address,
     /// and a session without a database (a replication connection) no db.
-    #[test]
-    fn text_rows_give_exact_statistics() {
-        let settings = settings();
-        let ctx = RowContext {
+    /// How a target named `pg` on 10.0.0.1 decodes its rows, every part on.
+    fn context(history: Option<usize>) -> RowContext<'static> {
+        RowContext {
             tenant: "pg",
             server: "10.0.0.1",
             null_string_is_no_db: false,
@@ -508,8 +507,14 @@ mod tests {
             parts: CollectParts::default(),
             rules: Rules::NONE,
             listed_only: false,
-            history: None,
-        };
+            history,
+        }
+    }
+
+    #[test]
+    fn text_rows_give_exact_statistics() {
+        let settings = settings();
+        let ctx = context(None);
         let sql = grouped_sql(&settings, 150_004, false);
         let rows = [
             "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅",
@@ -567,16 +572,7 @@ mod tests {
         assert!(sql.contains("p.query AS QT"), "{sql}");
         assert!(grouped_sql(&settings(), 150_004, false).contains("NULL AS QT"));
         assert!(!grouped_sql(&settings(), 150_004, false).contains("y.A = 1 OR y.IT"));
-        let ctx = RowContext {
-            tenant: "pg",
-            server: "10.0.0.1",
-            null_string_is_no_db: false,
-            keep: 5,
-            parts: CollectParts::default(),
-            rules: Rules::NONE,
-            listed_only: false,
-            history: Some(10),
-        };
+        let ctx = context(Some(10));
         let rows = [
             "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅",
             "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅",
