@@ -415,6 +415,9 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     let blocked = assert_one_waits_on_the_holder(&exporter, "sys", &holder_id, "127.0.0.81");
     let moment = assert_recorded_pileup(&exporter, "sys", &holder_id);
     assert_eq!(moment.kept[0].client, "127.0.0.81");
+    // OceanBase's locks view names the holder of the row lock.
+    let recorded = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
+    assert_eq!(recorded.blocked_by, Some(moment.kept[0].id));
     let state = |command, state_| state_labels("sys", command, state_);
     assert_eq!(
         value(

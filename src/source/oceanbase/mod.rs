@@ -535,7 +535,8 @@ const APPLICATION: &str = "IF(p.MODULE <> '', p.MODULE, p.CLIENT_INFO)";
 /// tenants, one zero row each (META tenants and those `tenants:` leaves out are not
 /// listed, and their sessions are dropped when added up); each open transaction's
 /// age from its scheduler's `ACTIVE_TIME`; each session waiting for a lock (a
-/// `BLOCK = 1` row of the locks view) with its longest wait; and each session others
+/// `BLOCK = 1` row of the locks view) with its longest wait and the session holding
+/// the row lock (`ID2` of its `TYPE = 'TR'` row), which the session history keeps; and each session others
 /// wait on (the transaction and session a waiting `TYPE = 'TR'` row names in `ID1`
 /// and `ID2`) with how many wait. None of it joins the processlist: the per-session
 /// read that follows is matched with these rows by the exporter.
@@ -564,8 +565,8 @@ fn particulars_sql(settings: &Oceanbase, mode: Mode, tenant_filter: &str) -> Opt
     if parts.locks {
         let locks = locks(settings, mode);
         rows.push(format!(
-            "SELECT 2, NULL, l.TRANS_ID, l.SESSION_ID, MAX(l.CTIME) / 1000000 FROM {locks} l \
-             WHERE l.BLOCK = 1 GROUP BY l.TRANS_ID, l.SESSION_ID"
+            "SELECT 2, MAX(CASE WHEN l.TYPE = 'TR' THEN l.ID2 END), l.TRANS_ID, l.SESSION_ID, \
+             MAX(l.CTIME) / 1000000 FROM {locks} l WHERE l.BLOCK = 1 GROUP BY l.TRANS_ID, l.SESSION_ID"
         ));
         rows.push(format!(
             "SELECT 3, NULL, l.ID1, l.ID2, COUNT(DISTINCT l.TRANS_ID) FROM {locks} l \

@@ -36,8 +36,8 @@ const PARTICULAR_FIELDS: usize = 6;
 /// transaction, 2 a lock wait, 3 a session others wait on, 4 the server's clock),
 /// then by kind the tenant's name; the transaction's server, port, session id and
 /// start (`ACTIVE_TIME`), commas between them, in the second column (one column, as
-/// OceanBase prices each); the transaction id, session id and longest wait of a
-/// waiting session; the transaction id, session id and number of waiters of a
+/// OceanBase prices each); the session holding the row lock (NULL when none is
+/// named), transaction id, session id and longest wait of a waiting session; the transaction id, session id and number of waiters of a
 /// blocker (the last three columns; the second is NULL); `NOW(6)` in the last.
 pub const PARTICULAR_COLUMNS: usize = 5;
 
@@ -51,7 +51,9 @@ pub struct Particulars {
     /// the server's clock when they were read: an age is their difference.
     started: HashMap<String, HashMap<(u64, u64), i64>>,
     now: Option<i64>,
-    waits: HashMap<(u64, u64), f64>,
+    /// A waiting session's longest wait, and the session holding the row lock it
+    /// waits for (a `TYPE = 'TR'` row's `ID2`), when the locks view names one.
+    waits: HashMap<(u64, u64), (f64, Option<u64>)>,
     waiters: HashMap<(u64, u64), u64>,
 }
 
@@ -98,7 +100,13 @@ pub(super) fn decode_particular<C: Cell>(
         }
         2 => {
             let key = (count(a, "TRANS_ID")?, count(b, "SESSION_ID")?);
-            found.waits.insert(key, seconds(value, "lock wait")?);
+            let holder = match server.is_null() {
+                true => None,
+                false => Some(count(server, "ID2")?),
+            };
+            found
+                .waits
+                .insert(key, (seconds(value, "lock wait")?, holder));
         }
         3 => {
             let key = (count(a, "ID1")?, count(b, "ID2")?);
@@ -253,9 +261,11 @@ pub(super) fn decode_session<C: Cell>(
         if let Some(age) = found.age(server, port, id) {
             group.max_transaction_age = age;
         }
-        if let Some(wait) = found.waits.get(&lock) {
+        let mut blocked_by = None;
+        if let Some((wait, holder)) = found.waits.get(&lock) {
             group.lock_waiting = sessions;
             group.max_lock_wait = *wait;
+            blocked_by = *holder;
         }
         if active && ctx.parts.statements {
             group.statement = sql_id;
@@ -268,6 +278,7 @@ pub(super) fn decode_session<C: Cell>(
                 id,
                 sql_id: sql_id.to_string(),
                 waiters,
+                blocked_by,
                 ..OneSession::default()
             });
         }

@@ -454,7 +454,7 @@ fn the_history_keeps_the_sessions_read_one_by_one() {
                     "0|t1|∅|∅|∅",
                     "1|10.0.0.1,2882,7,2026-01-01 00:00:00|∅|∅|∅",
                     "4|∅|∅|∅|2026-01-01 00:00:30",
-                    "2|∅|41|8|2.5",
+                    "2|7|41|8|2.5",
                     "3|∅|40|7|1",
                 ]),
             )
@@ -525,6 +525,7 @@ fn the_history_keeps_the_sessions_read_one_by_one() {
         (waiter.command.as_str(), waiter.state.as_str()),
         ("Query", "ACTIVE")
     );
+    assert_eq!(waiter.blocked_by, Some(7), "the row lock's holder");
 
     // A cap of one keeps the blocker and counts the other.
     let ctx = RowContext {

@@ -440,6 +440,12 @@ fn grouped_sql(settings: &Postgresql, version: u32, history: bool) -> String {
     if history {
         scan.sql_text = "p.query".to_string();
     }
+    // And on whom a waiter waits: the first session pg_blocking_pids names, asked of
+    // the waiters only.
+    if history && parts.locks {
+        scan.blocked_by =
+            "CASE WHEN p.state = 'Lock' THEN (pg_blocking_pids(p.id))[1] END".to_string();
+    }
     if parts.transactions {
         scan.in_transaction = "CASE WHEN p.xact_start IS NULL THEN 0 ELSE 1 END".to_string();
         scan.transaction_age = "EXTRACT(EPOCH FROM clock_timestamp() - p.xact_start)".to_string();
@@ -517,10 +523,10 @@ mod tests {
         let ctx = context(None);
         let sql = grouped_sql(&settings, 150_004, false);
         let rows = [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|∅",
-            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301|∅",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|∅|∅",
+            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301|∅|∅",
         ];
         let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
         let tenants = block_on(cycle(&mut conn, &sql, &ctx))
@@ -570,14 +576,18 @@ mod tests {
             "{sql}"
         );
         assert!(sql.contains("p.query AS QT"), "{sql}");
+        assert!(
+            sql.contains("(pg_blocking_pids(p.id))[1] END AS BB"),
+            "{sql}"
+        );
         assert!(grouped_sql(&settings(), 150_004, false).contains("NULL AS QT"));
         assert!(!grouped_sql(&settings(), 150_004, false).contains("y.A = 1 OR y.IT"));
         let ctx = context(Some(10));
         let rows = [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|UPDATE t SET v = 1",
-            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301|∅",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|UPDATE t SET v = 1|41",
+            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301|∅|∅",
         ];
         let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
         let tenants = block_on(cycle(&mut conn, &sql, &ctx))
@@ -618,5 +628,7 @@ mod tests {
                 (43, true, 1.5, None, None, 0, "CPU", "-7301", ""),
             ]
         );
+        let waiter = tenants["pg"].kept.iter().find(|k| k.id == 42).unwrap();
+        assert_eq!(waiter.blocked_by, Some(41));
     }
 }

@@ -44,6 +44,8 @@ pub struct Scan {
     /// The session's statement text, selected for a session kept apart only (the
     /// session history keeps it); `NULL` when not read.
     pub sql_text: String,
+    /// The session holding the lock it waits for, likewise; `NULL` when not read.
+    pub blocked_by: String,
     /// Whether command and state are grouped by.
     pub states: bool,
     /// How many of each tenant's longest active sessions to keep apart.
@@ -80,6 +82,7 @@ impl Default for Scan {
             wait_event: null(),
             statement: null(),
             sql_text: null(),
+            blocked_by: null(),
             states: false,
             top_sessions: 0,
             history: false,
@@ -116,6 +119,7 @@ impl Scan {
             wait_event,
             statement,
             sql_text,
+            blocked_by,
             states,
             top_sessions,
             history,
@@ -184,13 +188,13 @@ impl Scan {
              MAX(x.TA), MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), \
              NULLIF(SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), 0), MAX(x.LW), x.K, \
              CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0), {selected}, \
-             CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END \
+             CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END, CASE WHEN x.K IS NOT NULL THEN MAX(x.BB) END \
              FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
              FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
              {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
              {sql_id} AS Q, {in_transaction} AS IT, {transaction_age} AS TA, {lock_wait} AS LW, \
              {waiters} AS W, p.ID AS I, {rank} AS R, {application} AS AP, {wait_class} AS WC, \
-             {wait_event} AS WE, {statement} AS SQ, {sql_text} AS QT \
+             {wait_event} AS WE, {statement} AS SQ, {sql_text} AS QT, {blocked_by} AS BB \
              FROM {from} WHERE {filter}) y) x \
              GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K{optional}{union}"
         )
@@ -205,8 +209,8 @@ impl Scan {
 /// for a group), SQL id and how many sessions wait on it (its TIME is the time
 /// column when it is active); then the group's application, and its active
 /// sessions' wait class, wait event and statement id (NULL: none, a NULL class
-/// [`CPU`]); last a kept session's statement text (NULL unless the session history
-/// reads it). A source that has one
+/// [`CPU`]); last a kept session's statement text and the session holding the lock
+/// it waits for (NULL unless the session history reads them). A source that has one
 /// tenant or one server selects NULL for those and passes the value to
 /// [`decode_row`] as a default. See [`Scan::statement`], which writes such a
 /// statement: one per cycle, reading the processlist once.
@@ -215,7 +219,7 @@ impl Scan {
 /// the session columns come back as NULL, which the driver decodes without an
 /// allocation (a cycle of a large cluster is tens of thousands of rows); NULL counts
 /// are 0.
-pub const COLUMNS: usize = 24;
+pub const COLUMNS: usize = 25;
 
 /// Decodes one row (see [`COLUMNS`]).
 pub fn decode_row<C: Cell>(
@@ -223,7 +227,7 @@ pub fn decode_row<C: Cell>(
     ctx: &RowContext<'_>,
 ) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement, sql_text]: [C;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement, sql_text, blocked_by]: [C;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
@@ -258,7 +262,10 @@ pub fn decode_row<C: Cell>(
             sql_id: sql_id.into_text().unwrap_or_default(),
             waiters: count(waiters, "waiters")?,
             sql_text: sql_text.into_text().unwrap_or_default(),
-            ..OneSession::default()
+            blocked_by: match blocked_by.is_null() {
+                true => None,
+                false => Some(count(blocked_by, "blocked by")?),
+            },
         }),
     };
     let parts = ctx.parts;
@@ -355,6 +362,7 @@ pub(super) mod fixtures {
         "wait_event",
         "statement",
         "sql_text",
+        "blocked_by",
     ];
 
     /// A row of [`decode_row`] from its named values; every column not named is
@@ -384,6 +392,7 @@ mod tests {
         row.extend([bytes("0"), bytes("0"), Value::NULL, Value::NULL, bytes("0")]);
         row.extend([Value::NULL, Value::NULL, Value::NULL, bytes("0")]);
         row.extend([
+            Value::NULL,
             Value::NULL,
             Value::NULL,
             Value::NULL,
@@ -598,7 +607,7 @@ mod tests {
         }
         let err = decode_row(vec![Value::NULL; 3], &OB).unwrap_err();
         assert!(
-            err.message.contains("expected 24 columns, got 3"),
+            err.message.contains("expected 25 columns, got 3"),
             "{}",
             err.message
         );
@@ -670,7 +679,7 @@ mod tests {
         }
         .statement();
         assert!(with_application.contains(
-            "NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL, CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END FROM"
+            "NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL, CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END, CASE WHEN x.K IS NOT NULL THEN MAX(x.BB) END FROM"
         ));
         assert!(with_application.ends_with("x.ST, x.K, x.AP"));
         let sql = Scan {
