@@ -350,6 +350,27 @@ pub struct RangeParams {
 
 pub use crate::history::read::MAX_STEPS;
 
+/// The query of the pile-up: nothing (now), or `at` (a moment of the session
+/// history, as [`moment`] reads it).
+pub fn at_only(query: Option<&str>) -> Result<Option<i64>, Failure> {
+    let mut at = None;
+    for (key, value) in pairs(query.unwrap_or(""))? {
+        if key != "at" {
+            return Err(Failure::bad_parameter(
+                "query",
+                format!("unknown parameter `{}`: accepted is at", printable(&key)),
+            ));
+        }
+        if at.replace(moment("at", &value)?).is_some() {
+            return Err(Failure::bad_parameter(
+                "at",
+                "`at` is given more than once: give it once",
+            ));
+        }
+    }
+    Ok(at)
+}
+
 /// The latest moment accepted: the end of year 9999 (Unix milliseconds).
 const LATEST_MS: i64 = 253_402_300_799_999;
 

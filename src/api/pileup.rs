@@ -51,6 +51,9 @@ pub struct Pileup {
     pub sessions: Vec<TenantSession>,
     /// More waits or transactions exist than the answer holds.
     pub truncated: bool,
+    /// With `at` only: when the cycle of the session history shown was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<String>,
 }
 
 /// What a kind reads: pairs of (waiter, blocker, seconds) and (session, age).
@@ -130,6 +133,7 @@ impl PileupRows {
             transactions,
             sessions,
             truncated,
+            recorded_at: None,
         }
     }
 }

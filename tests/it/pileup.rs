@@ -418,6 +418,19 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     // OceanBase's locks view names the holder of the row lock.
     let recorded = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
     assert_eq!(recorded.blocked_by, Some(moment.kept[0].id));
+    // The pile-up at that moment, through the session API: the waiter under the holder.
+    let (status, _, body) = crate::common::http_get(
+        &exporter.addr,
+        &format!("/api/v1/tenant/sys/sessions/pileup?at={}", moment.at_ms),
+        &[],
+    )
+    .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let waits = &body["data"]["lock_waits"];
+    assert_eq!(waits[0]["waiter"], recorded.id, "{body}");
+    assert_eq!(waits[0]["blocker"], moment.kept[0].id, "{body}");
+    assert!(body["data"]["recorded_at"].is_string(), "{body}");
     let state = |command, state_| state_labels("sys", command, state_);
     assert_eq!(
         value(

@@ -113,16 +113,70 @@ pub(super) async fn list_at(
     let tenant_name = tenant.clone();
     let moment = read(path, move |store| store.moment(&target, &tenant, at_ms)).await?;
     let Some(moment) = moment else {
-        return Err(Failure::not_found(
-            "History.NoCycle",
-            format!(
-                "no cycle of this tenant is recorded at or before {}: the history begins later, \
-                 or this tenant was not collected then",
-                time(at_ms)
-            ),
-        ));
+        return Err(no_cycle(at_ms));
     };
     Ok(page_of(moment, &params, &tenant_name))
+}
+
+/// The pile-up at a moment (`GET .../sessions/pileup?at=`): who waited for whom and
+/// the open transactions, as the last cycle at or before it recorded them, in the
+/// live pile-up's shape, ordered and bounded as it is; `recorded_at` names the cycle.
+pub(super) async fn pileup_at(
+    state: &ApiState,
+    target: String,
+    tenant: String,
+    at_ms: i64,
+) -> Result<crate::api::Pileup, Failure> {
+    let path = store_path(state)?;
+    let name = tenant.clone();
+    let moment = read(path, move |store| store.moment(&target, &name, at_ms))
+        .await?
+        .ok_or_else(|| no_cycle(at_ms))?;
+    let rows = crate::api::PileupRows {
+        lock_waits: moment
+            .kept
+            .iter()
+            .filter_map(|k| {
+                Some(crate::api::pileup::LockWait {
+                    waiter: k.id,
+                    blocker: k.blocked_by?,
+                    wait_seconds: k.lock_wait?,
+                })
+            })
+            .collect(),
+        transactions: moment
+            .kept
+            .iter()
+            .filter_map(|k| Some((k.id, k.transaction_age?)))
+            .collect(),
+    };
+    // The pile-up calls a session active by its state, as every kind's live one sets it.
+    let sessions = moment
+        .kept
+        .iter()
+        .map(|k| {
+            let mut session = listed(k, &tenant);
+            if k.active {
+                session.state = "ACTIVE".to_string();
+            }
+            session
+        })
+        .collect();
+    let mut pileup = rows.answer(sessions);
+    pileup.recorded_at = Some(time(moment.at_ms));
+    Ok(pileup)
+}
+
+/// No cycle of the tenant is recorded at or before `at_ms`.
+fn no_cycle(at_ms: i64) -> Failure {
+    Failure::not_found(
+        "History.NoCycle",
+        format!(
+            "no cycle of this tenant is recorded at or before {}: the history begins later, \
+             or this tenant was not collected then",
+            time(at_ms)
+        ),
+    )
 }
 
 /// The recorded sessions of `moment` that `params` selects, sorted and paged, listed

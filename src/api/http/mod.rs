@@ -426,14 +426,24 @@ async fn detail_named_queries(
 async fn pileup(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     caller: Caller,
 ) -> Response {
+    let history = state.clone();
     handle(
         &state,
         &caller,
         "pileup",
         &name,
-        |backend, tenant, _| async move { backend.pileup(&tenant).await },
+        |backend, tenant, _| async move {
+            match crate::api::params::at_only(query.as_deref())? {
+                Some(at) => {
+                    let target = backend.target().to_string();
+                    history::pileup_at(&history, target, tenant, at).await
+                }
+                None => backend.pileup(&tenant).await,
+            }
+        },
     )
     .await
 }

@@ -321,7 +321,11 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
         (waiter.wait_class.as_str(), waiter.wait_event.as_str()),
         ("Lock", "transactionid")
     );
-    assert_eq!(waiter.blocked_by, Some(blocker), "pg_blocking_pids names its blocker");
+    assert_eq!(
+        waiter.blocked_by,
+        Some(blocker),
+        "pg_blocking_pids names its blocker"
+    );
     let report = moment
         .kept
         .iter()
