@@ -116,6 +116,7 @@ impl Scheduler {
             // does not restart it): without one, a cycle keeps no session.
             let mut target = target.clone();
             target.history_sessions = self.recorder.as_ref().map(Recorder::max_sessions);
+            target.history_sql_text = self.recorder.as_ref().map_or(0, Recorder::sql_text_max);
             let target = &target;
             match previous.remove(&target.name) {
                 Some(running) if running.target == *target => {

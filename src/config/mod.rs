@@ -100,6 +100,9 @@ pub struct Target {
     /// Sessions per tenant and cycle kept for the session history (`history:`'s
     /// `max_sessions`); None when nothing is recorded.
     pub history_sessions: Option<usize>,
+    /// Characters of a kept session's SQL text the history keeps (`sql_text_max`),
+    /// for the kinds that cut it in their statement; 0 when nothing is recorded.
+    pub history_sql_text: usize,
     pub kind: TargetKind,
 }
 
@@ -416,6 +419,7 @@ fn validate(
     let history = history::validate_history(raw.history, base_dir, check);
     for target in &mut targets {
         target.history_sessions = history.as_ref().map(|h| h.max_sessions);
+        target.history_sql_text = history.as_ref().map_or(0, |h| h.sql_text_max);
     }
     Config {
         targets,
@@ -535,6 +539,7 @@ fn validate_target(
         collect_timeout: timeout,
         max_series_per_dimension: max_series,
         history_sessions: None,
+        history_sql_text: 0,
         kind,
     }
 }

@@ -30,6 +30,7 @@ pub fn target(name: &str, kind: TargetKind) -> Target {
         collect_timeout: DEFAULT_COLLECT_TIMEOUT,
         max_series_per_dimension: DEFAULT_MAX_SERIES_PER_DIMENSION,
         history_sessions: None,
+        history_sql_text: 0,
         kind,
     }
 }

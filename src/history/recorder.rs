@@ -107,6 +107,8 @@ pub struct Recorder {
     health: Arc<Health>,
     /// Sessions per tenant and cycle it keeps (`history.max_sessions` at start).
     max_sessions: usize,
+    /// Characters of SQL text it keeps (`history.sql_text_max` at start).
+    sql_text_max: usize,
 }
 
 impl Recorder {
@@ -114,7 +116,7 @@ impl Recorder {
     pub fn start(settings: History) -> std::io::Result<Recorder> {
         let (queue, cycles) = sync_channel(QUEUE);
         let health = Arc::new(Health::default());
-        let max_sessions = settings.max_sessions;
+        let (max_sessions, sql_text_max) = (settings.max_sessions, settings.sql_text_max);
         let thread = Thread {
             settings,
             health: health.clone(),
@@ -131,7 +133,13 @@ impl Recorder {
             queue,
             health,
             max_sessions,
+            sql_text_max,
         })
+    }
+
+    /// Characters of SQL text it keeps, for the kinds that cut it when they read it.
+    pub fn sql_text_max(&self) -> usize {
+        self.sql_text_max
     }
 
     /// Sessions per tenant and cycle the targets keep for it.
@@ -470,6 +478,7 @@ mod tests {
             queue,
             health: Arc::new(Health::default()),
             max_sessions: 10,
+            sql_text_max: 100,
         };
         recorder.record(sample());
         recorder.record(sample());

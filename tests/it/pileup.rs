@@ -418,6 +418,10 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     // OceanBase's locks view names the holder of the row lock.
     let recorded = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
     assert_eq!(recorded.blocked_by, Some(moment.kept[0].id));
+    assert_eq!(
+        recorded.sql_text,
+        "UPDATE it_pileup.r SET v = v + 1 WHERE id = 1"
+    );
     // The pile-up at that moment, through the session API: the waiter under the holder.
     let (status, _, body) = crate::common::http_get(
         &exporter.addr,

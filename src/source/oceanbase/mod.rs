@@ -57,6 +57,8 @@ pub struct OceanbaseSource {
     periodic: PeriodicReads,
     /// Sessions per tenant kept for the session history; None: none.
     history: Option<usize>,
+    /// Characters of their SQL text it keeps (0: none).
+    history_sql_text: usize,
 }
 
 /// A mode's statements and the settings they were written for: the configured ones
@@ -131,6 +133,7 @@ impl OceanbaseSource {
             name: target.name.clone(),
             settings: settings.clone(),
             history: target.history_sessions,
+            history_sql_text: target.history_sql_text,
         }
     }
 
@@ -232,7 +235,7 @@ impl OceanbaseSource {
         let parts = settings.database.collect;
         let trans_state = (parts.transactions || parts.locks)
             && query::has_column(conn, &processlist, "TRANS_STATE").await?;
-        let cycle = cycle(&settings, mode, trans_state);
+        let cycle = cycle_reading(&settings, mode, trans_state, self.history_sql_text);
         cycle.log(&self.name);
         Ok(Probed {
             mode,
@@ -429,7 +432,15 @@ const RULES: Rules = Rules {
 /// without a client address grouped by HOST only when there are such. `trans_state`
 /// says whether the processlist has `TRANS_STATE`, which tells each session's
 /// transaction without a join.
+#[cfg(test)]
 fn cycle(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Cycle {
+    cycle_reading(settings, mode, trans_state, 0)
+}
+
+/// [`cycle`], whose per-session reads also select the `INFO` of the sessions with
+/// particulars, cut at `sql_text` characters, for the session history (0: none; the
+/// one-row reads then have six columns, see [`per_session::SESSION_COLUMNS`]).
+fn cycle_reading(settings: &Oceanbase, mode: Mode, trans_state: bool, sql_text: usize) -> Cycle {
     let (sessions, tenants) = match mode {
         Mode::Cluster => tenant_filters(settings),
         Mode::SingleTenant => (String::new(), String::new()),
@@ -487,6 +498,10 @@ fn cycle(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Cycle {
          IF(p.USER_CLIENT_IP <> '', '', IFNULL(p.HOST, ''))) END"
     );
     let from = format!("FROM {relation}{joins} WHERE {filter}");
+    let text = match sql_text {
+        0 => String::new(),
+        n => format!(", NULL, CASE WHEN {detailed} THEN SUBSTR(p.INFO, 1, {n}) END"),
+    };
     // The sessions without particulars, grouped by their raw columns and keyed after
     // the grouping (the key's expressions run once a group, not once a session): their
     // transaction is none, by the condition that leaves them out of the detailed read.
@@ -520,8 +535,8 @@ fn cycle(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Cycle {
              GROUP BY {}",
             idle_keys.join(", ")
         ),
-        detailed: format!("{TAG} SELECT {columns} {from} AND ({detailed})"),
-        ungrouped: format!("{TAG} SELECT {columns} {from}"),
+        detailed: format!("{TAG} SELECT {columns}{text} {from} AND ({detailed})"),
+        ungrouped: format!("{TAG} SELECT {columns}{text} {from}"),
         fallback: fallback.statement(),
     }
 }

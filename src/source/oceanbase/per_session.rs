@@ -26,6 +26,8 @@ use std::collections::HashMap;
 /// own. The particulars are the session's server
 /// port, id, TIME, transaction id, SQL id (empty unless it is active) and HOST (empty
 /// unless it has no `USER_CLIENT_IP`), commas between them (HOST, last, may hold one).
+/// For the session history the one-row reads add a sixth column, the `INFO` of a
+/// session with particulars (the fifth, the count, then NULL: one session).
 pub const SESSION_COLUMNS: usize = 4;
 
 /// The fields of a per-session row's key and of its particulars.
@@ -163,7 +165,8 @@ pub(super) fn decode_session<C: Cell>(
 ) -> Result<(), SourceError> {
     let got = values.len();
     let mut values = values.into_iter();
-    let (Some(key), Some(user), Some(db), Some(particulars), sessions, None) = (
+    let (Some(key), Some(user), Some(db), Some(particulars), sessions, text, None) = (
+        values.next(),
         values.next(),
         values.next(),
         values.next(),
@@ -172,14 +175,16 @@ pub(super) fn decode_session<C: Cell>(
         values.next(),
     ) else {
         return Err(bad_answer(format!(
-            "expected {SESSION_COLUMNS} columns, or {} grouped, got {got}",
-            SESSION_COLUMNS + 1
+            "expected {SESSION_COLUMNS} columns, {} grouped, or {} with the SQL text, got {got}",
+            SESSION_COLUMNS + 1,
+            SESSION_COLUMNS + 2
         )));
     };
     let sessions = match sessions {
-        Some(count_column) => count(count_column, "sessions")?,
-        None => 1,
+        Some(count_column) if !count_column.is_null() => count(count_column, "sessions")?,
+        _ => 1,
     };
+    let sql_text = text.and_then(Cell::into_text).unwrap_or_default();
     let key = key.into_text().unwrap_or_default();
     let Some([tenant, server, command, state, transaction, client, application]) =
         fields::<KEY_FIELDS>(&key, '\0')
@@ -279,7 +284,7 @@ pub(super) fn decode_session<C: Cell>(
                 sql_id: sql_id.to_string(),
                 waiters,
                 blocked_by,
-                ..OneSession::default()
+                sql_text,
             });
         }
     }

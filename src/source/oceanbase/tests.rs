@@ -538,6 +538,46 @@ fn the_history_keeps_the_sessions_read_one_by_one() {
     assert_eq!(t1.kept_truncated, 1);
 }
 
+/// With the session history keeping SQL text, the one-row reads select the INFO of
+/// the sessions with particulars, cut at the limit, as a sixth column after a NULL
+/// count; it is kept with the session, and the statistics do not change.
+#[test]
+fn the_history_reads_the_text_of_the_sessions_it_keeps() {
+    let settings = testing::oceanbase("monitor@sys");
+    let cycle = cycle_reading(&settings, Mode::Cluster, true, 100);
+    assert!(
+        cycle
+            .detailed
+            .contains(", NULL, CASE WHEN p.STATE = 'ACTIVE' OR p.TRANS_STATE <> '' THEN SUBSTR(p.INFO, 1, 100) END FROM"),
+        "{}",
+        cycle.detailed
+    );
+    assert!(cycle.ungrouped.contains("SUBSTR(p.INFO, 1, 100)"));
+    assert!(
+        !cycle.idle_groups.contains("SUBSTR(p.INFO"),
+        "idle sessions run nothing"
+    );
+    let particulars = cycle.particulars.clone().unwrap();
+    let mut conn = Scripted::default()
+        .answer(&particulars, rows(&["0|t1|∅|∅|∅"]))
+        .answer(&cycle.idle_groups, Vec::new())
+        .answer(
+            &cycle.detailed,
+            vec![session(
+                "t1/10.0.0.2/Query/ACTIVE//10.0.0.101/|app|shop|2882,8,3,0,S8,|∅|SELECT 1",
+            )],
+        );
+    let ctx = RowContext {
+        history: Some(10),
+        ..row_context(&settings, "", Mode::Cluster)
+    };
+    let (collected, _) = run(&cycle, &mut conn, &ctx, &[], &mut Shape::default());
+    let t1 = collected.unwrap().into_tenants().remove("t1").unwrap();
+    assert_eq!((t1.sessions, t1.active_sessions), (1, 1));
+    assert_eq!(t1.kept[0].sql_text, "SELECT 1");
+    assert_eq!(t1.kept[0].sql_id, "S8");
+}
+
 /// A single-tenant server names neither tenant nor server: both come from the
 /// configuration, and the tenant is there even without sessions.
 #[test]
