@@ -26,7 +26,9 @@ use crate::sql::{
     RowContext, Rules, MAX_EVENTS, OWN_SESSIONS, TAG,
 };
 use crate::stats::Collected;
-use cycle::Cycle;
+#[cfg(test)]
+use cycle::cycle;
+use cycle::{cycle_reading, Cycle};
 use per_session::Shape;
 use std::time::Duration;
 
@@ -423,123 +425,6 @@ const RULES: Rules = Rules {
     },
     lock_wait: |_, _| LockWait::No,
 };
-
-/// The statements of a cycle in `mode` (see [`Cycle`]): first the particulars (a
-/// cluster's tenants, the open transactions, the lock waits and who holds them: a few
-/// rows, none when there is nothing to detail), then the sessions (see
-/// [`per_session::SESSION_COLUMNS`] and [`Shape`]): one row each, or the sessions
-/// without particulars grouped and those with them one row each; and the sessions
-/// without a client address grouped by HOST only when there are such. `trans_state`
-/// says whether the processlist has `TRANS_STATE`, which tells each session's
-/// transaction without a join.
-#[cfg(test)]
-fn cycle(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Cycle {
-    cycle_reading(settings, mode, trans_state, 0)
-}
-
-/// [`cycle`], whose per-session reads also select the `INFO` of the sessions with
-/// particulars, cut at `sql_text` characters, for the session history (0: none; the
-/// one-row reads then have six columns, see [`per_session::SESSION_COLUMNS`]).
-fn cycle_reading(settings: &Oceanbase, mode: Mode, trans_state: bool, sql_text: usize) -> Cycle {
-    let (sessions, tenants) = match mode {
-        Mode::Cluster => tenant_filters(settings),
-        Mode::SingleTenant => (String::new(), String::new()),
-    };
-    let cluster = mode == Mode::Cluster;
-    let parts = settings.database.collect;
-    let (relation, filter) = sessions_read(settings, mode, &sessions);
-    // Which sessions have particulars: a cheap superset of "active or in a
-    // transaction", which the rules decide from the key.
-    let (joins, transaction, detailed) = match (parts.transactions || parts.locks, trans_state) {
-        (false, _) => (String::new(), "''", "p.STATE = 'ACTIVE'"),
-        (true, true) => (
-            String::new(),
-            "IFNULL(p.TRANS_STATE, '')",
-            "p.STATE = 'ACTIVE' OR p.TRANS_STATE <> ''",
-        ),
-        (true, false) => (
-            transactions_join(&transactions(settings, mode), cluster),
-            "CASE WHEN s.SESSION_ID IS NOT NULL THEN 'ACTIVE' ELSE '' END",
-            "p.STATE = 'ACTIVE' OR s.SESSION_ID IS NOT NULL",
-        ),
-    };
-    let (tenant, server) = match cluster {
-        true => ("IFNULL(p.TENANT, '')", "IFNULL(p.SVR_IP, '')"),
-        false => ("''", "''"),
-    };
-    // The port tells a transaction's session (ids are unique per server); without
-    // transactions it is not read, and a configured view may lack it.
-    let port = match cluster && parts.transactions {
-        true => "p.SVR_PORT",
-        false => "0",
-    };
-    // Lock rows name a session by its transaction id: read only with locks.
-    let transaction_id = if parts.locks {
-        "IFNULL(p.TRANS_ID, 0)"
-    } else {
-        "0"
-    };
-    let command = if parts.states {
-        "IFNULL(p.COMMAND, '')"
-    } else {
-        "''"
-    };
-    let application = match parts.applications {
-        true => format!("IFNULL({APPLICATION}, '')"),
-        false => "''".to_string(),
-    };
-    // Of the particulars, the SQL id names a top session (an active one) and HOST the
-    // client of a session without USER_CLIENT_IP: each is sent only then.
-    let columns = format!(
-        "CONCAT_WS(CHAR(0), {tenant}, {server}, {command}, IFNULL(p.STATE, ''), {transaction}, \
-         IFNULL(p.USER_CLIENT_IP, ''), {application}), p.USER, p.DB, CASE WHEN {detailed} THEN CONCAT_WS(',', \
-         {port}, IFNULL(p.ID, 0), IFNULL(p.TIME, 0), {transaction_id}, \
-         IF(p.STATE = 'ACTIVE', IFNULL(p.SQL_ID, ''), ''), \
-         IF(p.USER_CLIENT_IP <> '', '', IFNULL(p.HOST, ''))) END"
-    );
-    let from = format!("FROM {relation}{joins} WHERE {filter}");
-    let text = match sql_text {
-        0 => String::new(),
-        n => format!(", NULL, CASE WHEN {detailed} THEN SUBSTR(p.INFO, 1, {n}) END"),
-    };
-    // The sessions without particulars, grouped by their raw columns and keyed after
-    // the grouping (the key's expressions run once a group, not once a session): their
-    // transaction is none, by the condition that leaves them out of the detailed read.
-    let idle_key = format!(
-        "CONCAT_WS(CHAR(0), {tenant}, {server}, {command}, IFNULL(p.STATE, ''), '', \
-         IFNULL(p.USER_CLIENT_IP, ''), {application}), p.USER, p.DB, NULL"
-    );
-    let mut idle_keys: Vec<&str> = Vec::new();
-    if cluster {
-        idle_keys.extend(["p.TENANT", "p.SVR_IP"]);
-    }
-    if parts.states {
-        idle_keys.push("p.COMMAND");
-    }
-    idle_keys.extend(["p.STATE", "p.USER_CLIENT_IP"]);
-    if parts.applications {
-        idle_keys.extend(["p.MODULE", "p.CLIENT_INFO"]);
-    }
-    idle_keys.extend(["p.USER", "p.DB"]);
-    let mut fallback = grouping(settings, mode, &sessions, &tenants, trans_state, false);
-    fallback.client = host_without_port("p.HOST");
-    fallback.filter.push_str(&format!(
-        " AND (p.USER_CLIENT_IP = '' OR p.USER_CLIENT_IP IS NULL) \
-         AND CASE WHEN {detailed} THEN 0 ELSE 1 END = 1"
-    ));
-    fallback.union = String::new();
-    Cycle {
-        particulars: particulars_sql(settings, mode, &tenants),
-        idle_groups: format!(
-            "{TAG} SELECT {idle_key}, COUNT(*) {from} AND CASE WHEN {detailed} THEN 0 ELSE 1 END = 1 \
-             GROUP BY {}",
-            idle_keys.join(", ")
-        ),
-        detailed: format!("{TAG} SELECT {columns}{text} {from} AND ({detailed})"),
-        ungrouped: format!("{TAG} SELECT {columns}{text} {from}"),
-        fallback: fallback.statement(),
-    }
-}
 
 /// What names a session's program: `MODULE`, which `DBMS_APPLICATION_INFO.SET_MODULE`
 /// and OceanBase's own drivers set, else `CLIENT_INFO`; NULL when neither is (a plain
