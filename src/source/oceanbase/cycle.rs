@@ -128,17 +128,19 @@ impl Cycle {
 /// transaction without a join.
 #[cfg(test)]
 pub(super) fn cycle(settings: &Oceanbase, mode: Mode, trans_state: bool) -> Cycle {
-    cycle_reading(settings, mode, trans_state, 0)
+    cycle_reading(settings, mode, trans_state, None)
 }
 
-/// [`cycle`], whose per-session reads also select the `INFO` of the sessions with
-/// particulars, cut at `sql_text` characters, for the session history (0: none; the
-/// one-row reads then have six columns, see [`SESSION_COLUMNS`]).
+/// [`cycle`], and with the session history on (`history` is its `sql_text_max`) the
+/// statement of particulars names the holder of each waited-for row lock, and the
+/// per-session reads select the `INFO` of the sessions with particulars, cut at that
+/// many characters (0: none; the one-row reads then have six columns, see
+/// [`SESSION_COLUMNS`]). Without it the statements are those of [`cycle`].
 pub(super) fn cycle_reading(
     settings: &Oceanbase,
     mode: Mode,
     trans_state: bool,
-    sql_text: usize,
+    history: Option<usize>,
 ) -> Cycle {
     let (sessions, tenants) = match mode {
         Mode::Cluster => tenant_filters(settings),
@@ -197,7 +199,7 @@ pub(super) fn cycle_reading(
          IF(p.USER_CLIENT_IP <> '', '', IFNULL(p.HOST, ''))) END"
     );
     let from = format!("FROM {relation}{joins} WHERE {filter}");
-    let text = match sql_text {
+    let text = match history.unwrap_or(0) {
         0 => String::new(),
         n => format!(", NULL, CASE WHEN {detailed} THEN SUBSTR(p.INFO, 1, {n}) END"),
     };
@@ -228,7 +230,7 @@ pub(super) fn cycle_reading(
     ));
     fallback.union = String::new();
     Cycle {
-        particulars: particulars_sql(settings, mode, &tenants),
+        particulars: particulars_sql(settings, mode, &tenants, history.is_some()),
         idle_groups: format!(
             "{TAG} SELECT {idle_key}, COUNT(*) {from} AND CASE WHEN {detailed} THEN 0 ELSE 1 END = 1 \
              GROUP BY {}",

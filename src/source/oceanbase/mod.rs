@@ -237,7 +237,8 @@ impl OceanbaseSource {
         let parts = settings.database.collect;
         let trans_state = (parts.transactions || parts.locks)
             && query::has_column(conn, &processlist, "TRANS_STATE").await?;
-        let cycle = cycle_reading(&settings, mode, trans_state, self.history_sql_text);
+        let history = self.history.map(|_| self.history_sql_text);
+        let cycle = cycle_reading(&settings, mode, trans_state, history);
         cycle.log(&self.name);
         Ok(Probed {
             mode,
@@ -440,7 +441,12 @@ const APPLICATION: &str = "IF(p.MODULE <> '', p.MODULE, p.CLIENT_INFO)";
 /// wait on (the transaction and session a waiting `TYPE = 'TR'` row names in `ID1`
 /// and `ID2`) with how many wait. None of it joins the processlist: the per-session
 /// read that follows is matched with these rows by the exporter.
-fn particulars_sql(settings: &Oceanbase, mode: Mode, tenant_filter: &str) -> Option<String> {
+fn particulars_sql(
+    settings: &Oceanbase,
+    mode: Mode,
+    tenant_filter: &str,
+    history: bool,
+) -> Option<String> {
     let parts = settings.database.collect;
     let mut rows = Vec::new();
     if mode == Mode::Cluster {
@@ -464,9 +470,14 @@ fn particulars_sql(settings: &Oceanbase, mode: Mode, tenant_filter: &str) -> Opt
     }
     if parts.locks {
         let locks = locks(settings, mode);
+        // The holder only for the session history, which keeps it.
+        let holder = match history {
+            true => "MAX(CASE WHEN l.TYPE = 'TR' THEN l.ID2 END)",
+            false => "NULL",
+        };
         rows.push(format!(
-            "SELECT 2, MAX(CASE WHEN l.TYPE = 'TR' THEN l.ID2 END), l.TRANS_ID, l.SESSION_ID, \
-             MAX(l.CTIME) / 1000000 FROM {locks} l WHERE l.BLOCK = 1 GROUP BY l.TRANS_ID, l.SESSION_ID"
+            "SELECT 2, {holder}, l.TRANS_ID, l.SESSION_ID, MAX(l.CTIME) / 1000000 FROM {locks} l \
+             WHERE l.BLOCK = 1 GROUP BY l.TRANS_ID, l.SESSION_ID"
         ));
         rows.push(format!(
             "SELECT 3, NULL, l.ID1, l.ID2, COUNT(DISTINCT l.TRANS_ID) FROM {locks} l \

@@ -444,7 +444,16 @@ fn grouped_rows_count_their_sessions() {
 #[test]
 fn the_history_keeps_the_sessions_read_one_by_one() {
     let settings = testing::oceanbase("monitor@sys");
-    let cycle = cycle(&settings, Mode::Cluster, true);
+    let cycle = cycle_reading(&settings, Mode::Cluster, true, Some(0));
+    // Only the history asks who holds a row lock; without it the statement is as before.
+    let holder = "MAX(CASE WHEN l.TYPE = 'TR' THEN l.ID2 END)";
+    assert!(cycle.particulars.as_ref().unwrap().contains(holder));
+    let plain_cycle = super::cycle::cycle(&settings, Mode::Cluster, true);
+    assert!(!plain_cycle.particulars.as_ref().unwrap().contains(holder));
+    assert_eq!(
+        plain_cycle.detailed, cycle.detailed,
+        "no text is read with 0"
+    );
     let particulars = cycle.particulars.clone().unwrap();
     let answers = || {
         Scripted::default()
@@ -544,7 +553,7 @@ fn the_history_keeps_the_sessions_read_one_by_one() {
 #[test]
 fn the_history_reads_the_text_of_the_sessions_it_keeps() {
     let settings = testing::oceanbase("monitor@sys");
-    let cycle = cycle_reading(&settings, Mode::Cluster, true, 100);
+    let cycle = cycle_reading(&settings, Mode::Cluster, true, Some(100));
     assert!(
         cycle
             .detailed
