@@ -19,9 +19,49 @@ fn connect(addr: &str, user: &str, from: &str) -> mysql::Conn {
 }
 
 fn exporter_for(target_yaml: &str) -> Exporter {
+    exporter_recording_into(target_yaml, "history.db")
+}
+
+/// An exporter of the target, recording its history into `store`.
+fn exporter_recording_into(target_yaml: &str, store: &str) -> Exporter {
     Exporter::start(&format!(
-        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: t\n{target_yaml}    filter: {{users: {{allow: [it_holder, it_waiter]}}}}\nhistory:\n  path: history.db\npassthrough:\n  enabled: true\n  insecure_no_auth: true\n"
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: t\n{target_yaml}    filter: {{users: {{allow: [it_holder, it_waiter]}}}}\nhistory:\n  path: {store}\npassthrough:\n  enabled: true\n  insecure_no_auth: true\n"
     ))
+}
+
+/// After the pile-up resolved: the exporter is killed, another starts on the same
+/// store, and the pile-up's moment still answers with the waiter under the holder.
+fn assert_a_restart_keeps_it(
+    mut exporter: Exporter,
+    target_yaml: &str,
+    tenant: &str,
+    moment: &Moment,
+) {
+    exporter.child().kill().expect("SIGKILL");
+    exporter.child().wait().unwrap();
+    let store = exporter.dir.path().join("history.db");
+    let restarted = exporter_recording_into(target_yaml, &store.display().to_string());
+    let path = format!(
+        "/api/v1/tenant/{tenant}/sessions/pileup?at={}",
+        moment.at_ms
+    );
+    // The tenant is known once the restarted exporter's first cycle collected it.
+    let mut answer = None;
+    restarted.wait_until(
+        "the restarted exporter answers",
+        Duration::from_secs(20),
+        || {
+            answer = crate::common::http_get(&restarted.addr, &path, &[]);
+            answer.as_ref().is_some_and(|(status, _, _)| *status == 200)
+        },
+    );
+    let body: serde_json::Value = serde_json::from_slice(&answer.unwrap().2).expect("JSON");
+    let waiter = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
+    assert_eq!(body["data"]["lock_waits"][0]["waiter"], waiter.id, "{body}");
+    assert_eq!(
+        body["data"]["lock_waits"][0]["blocker"], moment.kept[0].id,
+        "{body}"
+    );
 }
 
 /// The last cycle of `tenant` the exporter recorded in its session history.
@@ -32,7 +72,7 @@ fn recorded(exporter: &Exporter, tenant: &str) -> Option<Moment> {
 
 /// Waits until the session history has recorded the pile-up: the holder, idle in
 /// its transaction with one waiter, kept first, and the waiter waiting for a lock
-/// (and, where the engine names it, on the holder). Returns that cycle.
+/// on the holder. Returns that cycle.
 fn assert_recorded_pileup(exporter: &Exporter, tenant: &str, holder_id: &str) -> Moment {
     let holder_id: u64 = holder_id.parse().unwrap();
     let mut last = None;
@@ -43,7 +83,7 @@ fn assert_recorded_pileup(exporter: &Exporter, tenant: &str, holder_id: &str) ->
             last = recorded(exporter, tenant);
             last.as_ref().is_some_and(|m| {
                 m.kept.iter().any(|k| k.id == holder_id && k.waiters == 1)
-                    && m.kept.iter().any(|k| k.lock_wait.is_some())
+                    && m.kept.iter().any(|k| k.blocked_by == Some(holder_id))
             })
         },
     );
@@ -54,10 +94,7 @@ fn assert_recorded_pileup(exporter: &Exporter, tenant: &str, holder_id: &str) ->
     assert!(holder.transaction_age.is_some(), "{holder:?}");
     let waiter = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
     assert_eq!((waiter.user.as_str(), waiter.active), ("it_waiter", true));
-    assert!(
-        waiter.blocked_by.is_none() || waiter.blocked_by == Some(holder_id),
-        "{waiter:?}"
-    );
+    assert_eq!(waiter.blocked_by, Some(holder_id), "{waiter:?}");
     assert_eq!(moment.lock_waiting, 1);
     moment
 }
@@ -126,7 +163,8 @@ fn assert_one_waits_on_the_holder(
 }
 
 /// The session API answers from the history: the list at the recorded moment (its
-/// cycle named, the holder and the waiter in it, filters applied), the timeline
+/// cycle named, the holder and the waiter in it, filters applied), the pile-up (the
+/// waiter under the holder), the timeline
 /// with the waiter in its last steps, and the holder's own story.
 fn assert_history_answers(exporter: &Exporter, tenant: &str, holder_id: &str, moment: &Moment) {
     let get = |path: &str| -> serde_json::Value {
@@ -156,6 +194,16 @@ fn assert_history_answers(exporter: &Exporter, tenant: &str, holder_id: &str, mo
         .unwrap()
         .iter()
         .all(|s| s["user"] == "it_waiter"));
+    // The pile-up at that moment: the waiter under the holder.
+    let pileup = get(&format!("/api/v1/tenant/{tenant}/sessions/pileup?at={at}"));
+    let waiter = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
+    assert_eq!(pileup["lock_waits"][0]["waiter"], waiter.id, "{pileup}");
+    assert_eq!(
+        pileup["lock_waits"][0]["blocker"],
+        holder_id.parse::<u64>().unwrap(),
+        "{pileup}"
+    );
+    assert!(pileup["recorded_at"].is_string(), "{pileup}");
     let (from, to) = (at - 120_000, at + 1);
     let timeline = get(&format!(
         "/api/v1/tenant/{tenant}/history?from={from}&to={to}&step=10s"
@@ -210,10 +258,11 @@ fn mariadb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
          GRANT ALL ON it_pileup.* TO 'it_holder'@'%'; GRANT ALL ON it_pileup.* TO 'it_waiter'@'%';"
     ));
     let addr = servers.mariadb_addr.clone();
-    let exporter = exporter_for(&format!(
+    let target = format!(
         "    kind: mysql\n    address: {addr}\n    user: monitor\n    password_file: {}\n",
         servers.monitor_password_file.display()
-    ));
+    );
+    let exporter = exporter_for(&target);
     let tenant = [("target", "t"), ("tenant", "t")];
 
     // A read-only transaction: a plain SELECT with autocommit off opens one in InnoDB.
@@ -328,6 +377,7 @@ fn mariadb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
             && value(m, "dbsession_lock_waiting_sessions", &tenant) == Some(0.0)
             && value(m, "dbsession_max_transaction_age_seconds", &tenant) == Some(0.0)
     });
+    assert_a_restart_keeps_it(exporter, &target, "t", &moment);
 }
 
 #[test]
@@ -347,10 +397,11 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
         root(&format!("GRANT ALL ON it_pileup.* TO {user}"));
     }
     let addr = servers.seekdb_addr.clone();
-    let exporter = exporter_for(&format!(
+    let target = format!(
         "    kind: oceanbase\n    address: {addr}\n    user: monitor\n    password_file: {}\n    tenant: sys\n",
         servers.monitor_password_file.display()
-    ));
+    );
+    let exporter = exporter_for(&target);
     let tenant = [("target", "t"), ("tenant", "sys")];
     // seekdb ends idle and long transactions itself unless told not to.
     let long = "SET SESSION ob_query_timeout = 120000000, ob_trx_timeout = 120000000, \
@@ -415,26 +466,12 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     let blocked = assert_one_waits_on_the_holder(&exporter, "sys", &holder_id, "127.0.0.81");
     let moment = assert_recorded_pileup(&exporter, "sys", &holder_id);
     assert_eq!(moment.kept[0].client, "127.0.0.81");
-    // OceanBase's locks view names the holder of the row lock.
     let recorded = moment.kept.iter().find(|k| k.lock_wait.is_some()).unwrap();
-    assert_eq!(recorded.blocked_by, Some(moment.kept[0].id));
     assert_eq!(
         recorded.sql_text,
         "UPDATE it_pileup.r SET v = v + 1 WHERE id = 1"
     );
-    // The pile-up at that moment, through the session API: the waiter under the holder.
-    let (status, _, body) = crate::common::http_get(
-        &exporter.addr,
-        &format!("/api/v1/tenant/sys/sessions/pileup?at={}", moment.at_ms),
-        &[],
-    )
-    .unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(status, 200, "{body}");
-    let waits = &body["data"]["lock_waits"];
-    assert_eq!(waits[0]["waiter"], recorded.id, "{body}");
-    assert_eq!(waits[0]["blocker"], moment.kept[0].id, "{body}");
-    assert!(body["data"]["recorded_at"].is_string(), "{body}");
+    assert_history_answers(&exporter, "sys", &holder_id, &moment);
     let state = |command, state_| state_labels("sys", command, state_);
     assert_eq!(
         value(
@@ -458,4 +495,5 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
         value(m, "dbsession_transaction_sessions", &tenant) == Some(0.0)
             && value(m, "dbsession_lock_waiting_sessions", &tenant) == Some(0.0)
     });
+    assert_a_restart_keeps_it(exporter, &target, "sys", &moment);
 }

@@ -95,6 +95,17 @@ impl Cycle {
             if found.aggregator.present().lock_waits {
                 let answer = read(conn, blockers, |row| {
                     let row = decode_blocker_row(row, ctx)?;
+                    if let Some((waiter, blocker)) = row.waits_on {
+                        if let Some(kept) = found
+                            .aggregator
+                            .kept_mut(&row.tenant)
+                            .iter_mut()
+                            .find(|kept| kept.id == waiter)
+                        {
+                            kept.blocked_by = Some(blocker);
+                        }
+                        return Ok(());
+                    }
                     if let Some(top) = row.top {
                         found.aggregator.add_top_apart(top);
                     }
@@ -257,12 +268,17 @@ impl Found {
 
 /// Decodes one row of the statement of blockers (see [`DETAIL_COLUMNS`]): a tenant's
 /// longest times, transactions and lock waits, and the session the row names when
-/// it is one of the longest active ones or others wait on it.
+/// it is one of the longest active ones or others wait on it. With the session
+/// history on, a last column names the thread a waiting one waits on.
 fn decode_blocker_row<C: Cell>(
-    values: Vec<C>,
+    mut values: Vec<C>,
     ctx: &RowContext<'_>,
 ) -> Result<DetailRow, SourceError> {
     let got = values.len();
+    let blocked_by = match got == DETAIL_COLUMNS + 1 {
+        true => values.pop(),
+        false => None,
+    };
     let [tenant, id, user, db, client, sql_id, active_time, idle_time, transaction_age, waiting, lock_wait, waiters, active]: [C;
         DETAIL_COLUMNS] = values
         .try_into()
@@ -282,7 +298,12 @@ fn decode_blocker_row<C: Cell>(
         detail,
         top: None,
         blocker: None,
+        waits_on: None,
     };
+    if let Some(blocker) = blocked_by.filter(|b| !b.is_null()) {
+        row.waits_on = Some((count(id, "id")?, count(blocker, "blocked by")?));
+        return Ok(row);
+    }
     if id.is_null() || !(active || waiters > 0) {
         return Ok(row);
     }
@@ -377,6 +398,8 @@ struct DetailRow {
     detail: Detail,
     top: Option<TopSession>,
     blocker: Option<Blocker>,
+    /// A waiting thread and the thread it waits on (for the session history).
+    waits_on: Option<(u64, u64)>,
 }
 
 /// The columns of the statement of blockers (written in the shape of a statement of

@@ -455,6 +455,21 @@ impl LockWaits {
         }
     }
 
+    /// Per waiting thread, the thread it waits on (the lowest id when it waits on
+    /// several), in the shape of the statement of blockers with a last column, the
+    /// blocker's id: what the session history keeps of who blocks whom.
+    fn waits_on(self) -> String {
+        let (waiting, blocking) = self.columns();
+        format!(
+            "SELECT NULL, rt.trx_mysql_thread_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+             NULL, NULL, 0, 0, MIN(bt.trx_mysql_thread_id) \
+             FROM {} lw JOIN information_schema.INNODB_TRX rt ON rt.trx_id = lw.{waiting} \
+             JOIN information_schema.INNODB_TRX bt ON bt.trx_id = lw.{blocking} \
+             GROUP BY rt.trx_mysql_thread_id",
+            self.relation()
+        )
+    }
+
     /// Per blocking thread, how many transactions wait on it.
     fn blockers(self) -> String {
         let (waiting, blocking) = self.columns();
@@ -517,9 +532,15 @@ fn cycle(
                 client,
                 ..
             } = &grouping;
+            // With the session history on, each waiter's blocker comes too (a last
+            // column, NULL in the rows of blockers).
+            let (blocked_by, waits_on) = match history {
+                true => (", NULL", format!(" UNION ALL {}", lock_waits.waits_on())),
+                false => ("", String::new()),
+            };
             format!(
                 "{prefix}SELECT {hint}NULL, p.ID, p.USER, p.DB, {client}, NULL, NULL, NULL, NULL, NULL, \
-                 NULL, b.WAITERS, 0 FROM information_schema.PROCESSLIST p JOIN ({}) b ON b.THREAD = p.ID WHERE {filter}",
+                 NULL, b.WAITERS, 0{blocked_by} FROM information_schema.PROCESSLIST p JOIN ({}) b ON b.THREAD = p.ID WHERE {filter}{waits_on}",
                 lock_waits.blockers()
             )
         });

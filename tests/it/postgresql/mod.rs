@@ -348,6 +348,17 @@ fn every_gauge_is_exact_and_the_blocker_is_named() {
         m.get("dbsession_sessions", &tenant) == Some(0.0)
     });
     drop((busy, holder, waiter));
+    // After a kill -9, the pile-up's moment reads back as it was recorded.
+    let mut exporter = exporter;
+    exporter.child().kill().expect("SIGKILL");
+    exporter.child().wait().unwrap();
+    let again = session_exporter::history::store::Store::open_read(&store)
+        .unwrap()
+        .moment("pg", "pg", moment.at_ms)
+        .unwrap()
+        .expect("the moment");
+    assert_eq!(again.at_ms, moment.at_ms);
+    assert_eq!(again.kept, moment.kept, "the moment reads back whole");
 }
 
 /// Also the default sslmode, `prefer`, against a server without TLS: plain text.

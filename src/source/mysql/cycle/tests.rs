@@ -239,6 +239,90 @@ fn the_history_keeps_active_threads_and_those_in_a_transaction() {
     );
 }
 
+/// With the session history on, the statement of blockers also names each waiting
+/// thread's blocker (a last column), and the history keeps it beside the waiter;
+/// without it the statement is the one before the history, and so are the
+/// statistics either way.
+#[test]
+fn the_history_keeps_whom_a_waiter_waits_on() {
+    let database = testing::database("monitor", 3306);
+    let plain_cycle = cycle(
+        &database,
+        Duration::from_secs(1),
+        Some(LockWaits::InformationSchema),
+        false,
+    );
+    let cycle = cycle(
+        &database,
+        Duration::from_secs(1),
+        Some(LockWaits::InformationSchema),
+        true,
+    );
+    let blockers = cycle.blockers.clone().unwrap();
+    assert!(blockers
+        .contains("MIN(bt.trx_mysql_thread_id) FROM information_schema.INNODB_LOCK_WAITS lw"));
+    assert!(!plain_cycle.blockers.unwrap().contains("MIN("));
+    let groups = vec![
+        group(&[
+            ("user", "app"),
+            ("command", "Sleep"),
+            ("transaction", "RUNNING"),
+            ("sessions", "1"),
+            ("time", "30"),
+            ("transaction_age", "31"),
+            ("session", "17"),
+        ]),
+        group(&[
+            ("user", "app"),
+            ("command", "Query"),
+            ("state", "Updating"),
+            ("transaction", "LOCK WAIT"),
+            ("sessions", "1"),
+            ("time", "4"),
+            ("transaction_age", "4"),
+            ("lock_wait", "4"),
+            ("session", "42"),
+        ]),
+    ];
+    let mut holder = detail(&[
+        ("id", "17"),
+        ("user", "app"),
+        ("waiters", "1"),
+        ("active", "0"),
+    ]);
+    holder.push(Value::NULL);
+    let mut waits_on = detail(&[("id", "42"), ("waiters", "0"), ("active", "0")]);
+    waits_on.push(Value::Bytes(b"17".to_vec()));
+    let (with_threads, _) = cycle.activity.clone().unwrap();
+    let mut conn = Scripted::default()
+        .answer(&cycle.grouping, groups)
+        .answer(&with_threads, rows(&["0|42|142|∅"]))
+        .answer(&blockers, vec![holder, waits_on]);
+    let ctx = RowContext {
+        history: Some(10),
+        ..row_context(&database, "maria")
+    };
+    let tenants = block_on(cycle.run(&mut conn, &ctx, &mut Connections::default()))
+        .unwrap()
+        .into_tenants();
+    assert_eq!(
+        conn.take_sent(),
+        [cycle.grouping.clone(), with_threads, blockers]
+    );
+    let t = &tenants["maria"];
+    let kept: Vec<_> = t
+        .kept
+        .iter()
+        .map(|k| (k.id, k.waiters, k.blocked_by))
+        .collect();
+    assert_eq!(
+        kept,
+        [(17, 1, None), (42, 0, Some(17))],
+        "the blocker first"
+    );
+    assert_eq!((t.lock_waiting_sessions, t.blockers.len()), (1, 1));
+}
+
 /// A thread id read once serves the next cycles: the statement of activity then
 /// leaves out the threads' read, and the waits are still found.
 #[test]
