@@ -98,6 +98,8 @@ pub fn router(state: AppState) -> App {
         .route("/sessions", get(page::sessions))
         .route("/-/ui/sessions.js", get(page::script))
         .route("/-/ui/sessions.css", get(page::style))
+        .route("/-/ui/uPlot.js", get(page::chart_script))
+        .route("/-/ui/uPlot.css", get(page::chart_style))
         .route("/-/ui/icon.svg", get(page::icon))
         .route("/favicon.ico", get(page::icon))
         .route(&state.telemetry_path.clone(), get(metrics))

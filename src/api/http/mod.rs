@@ -248,6 +248,9 @@ struct Tenants {
     tenants: Vec<ServedTenant>,
     /// Whether these credentials may end sessions in some tenant listed.
     allow_kill: bool,
+    /// Whether the exporter records the session history (`history:`), which the
+    /// `at=` reads, the timeline and a session's story answer from.
+    history: bool,
 }
 
 /// A tenant the credentials may read.
@@ -289,6 +292,7 @@ async fn tenants(State(state): State<ApiState>, caller: Caller) -> Response {
         }
         Tenants {
             allow_kill: tenants.iter().any(|t| t.kill),
+            history: state.registry.history().is_some(),
             tenants,
         }
     });

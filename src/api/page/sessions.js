@@ -3,6 +3,9 @@
 // textContent (never parsed as HTML); the page runs no inline script (the
 // exporter's Content-Security-Policy forbids it) and fetches from its own origin
 // only. A bearer token typed in is kept in sessionStorage: this tab, until it closes.
+// With the session history on, a timeline (drawn by uPlot, served beside this file)
+// tops the page, and a moment picked on it (or given as `&at=`, as Grafana's data
+// links do) shows the list and the blocking tree as they were recorded then.
 'use strict';
 
 (() => {
@@ -11,7 +14,14 @@
   const SQL_SHOWN = 120;
   const DEADLOCKS_SHOWN = 10;
   const OLDEST_SHOWN = 10;
-  const tenant = new URLSearchParams(location.search).get('tenant') || '';
+  const TOP_STATEMENTS_SHOWN = 5;
+  const WAIT_CLASSES_SHOWN = 6;
+  // How often a live page asks for the timeline again (it changes once a cycle).
+  const TIMELINE_REFRESH_MS = 15000;
+  const STORY_RUNS_SHOWN = 50;
+  const PALETTE = ['#2f7d32', '#1f5fa8', '#b35900', '#7b3fa0', '#a11d48', '#00727a', '#6b6b6b'];
+  const params = new URLSearchParams(location.search);
+  const tenant = params.get('tenant') || '';
   const base = '/api/v1/tenant/' + encodeURIComponent(tenant);
   const $ = (id) => document.getElementById(id);
 
@@ -29,6 +39,13 @@
     selected: new Set(),
     pileup: null,
     totalPages: 0,
+    // The moment shown (Unix ms), or null for now.
+    at: null,
+    history: false,
+    window: 3600,
+    timeline: null,
+    timelineAt: 0,
+    chart: null,
   };
 
   class ApiError extends Error {
@@ -172,13 +189,23 @@
     }
     state.allowKill = Boolean(known.kill);
     state.deadlocks = Boolean(known.deadlocks);
+    state.history = Boolean(info.history);
+    $('timeline-card').hidden = !state.history;
+    const asked = params.get('at');
+    if (asked) {
+      const at = parseMoment(asked);
+      if (at === null) {
+        notice('"' + asked + '" is not a moment: give RFC 3339 (2026-12-07T03:12:00Z) or Unix milliseconds.');
+        return;
+      }
+      state.at = at;
+    }
     $('target').textContent = known.kind + ' target ' + known.target;
     $('signin').hidden = true;
     $('signout').hidden = !(token() || memoryToken);
     $('content').hidden = false;
-    $('actions').hidden = !state.allowKill;
-    $('pick-all').hidden = !state.allowKill;
     notice('');
+    showMoment();
     await refresh();
   }
 
@@ -191,7 +218,8 @@
 
   function schedule() {
     stopTimer();
-    if (!state.paused) state.timer = setTimeout(refresh, REFRESH_MS);
+    // A moment of the past does not change: nothing to refresh.
+    if (!state.paused && state.at === null) state.timer = setTimeout(refresh, REFRESH_MS);
   }
 
   function listQuery() {
@@ -201,6 +229,7 @@
     for (const [key, value] of Object.entries(state.query)) {
       if (value !== '' && value !== false) query.set(key, value === true ? 'true' : value);
     }
+    if (state.at !== null) query.set('at', String(state.at));
     return query.toString();
   }
 
@@ -220,13 +249,15 @@
     state.busy = true;
     state.again = false;
     try {
+      const at = state.at;
       const calls = [
         api('GET', base + '/sessions?' + listQuery()),
-        api('GET', base + '/sessions/pileup'),
+        api('GET', base + '/sessions/pileup' + (at === null ? '' : '?at=' + at)),
         state.deadlocks ? api('GET', base + '/deadlocks?page=1&size=' + DEADLOCKS_SHOWN) : Promise.resolve(null),
+        timelineDue() ? api('GET', base + '/history?' + timelineQuery()) : Promise.resolve(null),
       ];
-      const [list, pileup, deadlocks] = await Promise.allSettled(calls);
-      const refused = [list, pileup, deadlocks].find((r) => r.status === 'rejected' && r.reason.status === 401);
+      const [list, pileup, deadlocks, timeline] = await Promise.allSettled(calls);
+      const refused = [list, pileup, deadlocks, timeline].find((r) => r.status === 'rejected' && r.reason.status === 401);
       if (refused) {
         showSignIn('The session API refused the credentials: ' + refused.reason.message);
         return;
@@ -247,7 +278,17 @@
         notice('The list failed: ' + list.reason.message);
       }
       renderDeadlocks(deadlocks);
-      $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+      if (timeline.status === 'rejected') {
+        $('timeline-note').textContent = 'The timeline could not be read: ' + timeline.reason.message;
+      } else if (timeline.value) {
+        state.timeline = timeline.value;
+        state.timelineAt = Date.now();
+        $('timeline-note').textContent = '';
+        drawTimeline();
+      }
+      renderTopStatements();
+      if (at !== null && list.status === 'fulfilled') showMoment(list.value.page.recorded_at);
+      $('updated').textContent = at === null ? 'updated ' + new Date().toLocaleTimeString() : '';
       // How many refreshes of what is asked now have been drawn: what a test waits on.
       if (!state.again) {
         document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
@@ -289,7 +330,7 @@
       tr.tabIndex = 0;
       tr.dataset.id = String(session.id);
       const pick = cell(tr, null, 'pick');
-      if (state.allowKill) {
+      if (canKill()) {
         const box = el('input');
         box.type = 'checkbox';
         box.checked = state.selected.has(session.id);
@@ -486,6 +527,320 @@
     }
   }
 
+  // The moment and the timeline ---------------------------------------------
+
+  // Sessions of the past cannot be ended: the actions are offered for now only.
+  function canKill() {
+    return state.allowKill && state.at === null;
+  }
+
+  // A moment as a URL gives it: Unix milliseconds (Grafana's ${__value.time}) or
+  // RFC 3339; null for anything else.
+  function parseMoment(text) {
+    if (/^\d{1,15}$/.test(text)) return Number(text);
+    const ms = Date.parse(text);
+    return isFinite(ms) ? ms : null;
+  }
+
+  function clock(ms) {
+    const d = new Date(ms);
+    return d.toLocaleDateString() + ' ' + d.toLocaleTimeString();
+  }
+
+  // Says plainly whether the page shows now or a moment of the past, and offers
+  // the actions that fit.
+  function showMoment(recordedAt) {
+    const past = state.at !== null;
+    $('moment').hidden = !past;
+    if (past) {
+      const recorded = recordedAt ? Date.parse(recordedAt) : NaN;
+      $('moment-text').textContent = 'History: the sessions as recorded at '
+        + (isFinite(recorded) ? clock(recorded) : clock(state.at))
+        + ' (the last cycle at or before ' + clock(state.at) + '), not now.';
+    }
+    $('actions').hidden = !canKill();
+    $('pick-all').hidden = !canKill();
+    $('pause').disabled = past;
+    document.body.dataset.moment = past ? String(state.at) : '';
+  }
+
+  // Shows `at` (Unix ms), or now when null, and keeps it in the URL to share.
+  function pick(at) {
+    state.at = at;
+    state.page = 1;
+    state.selected.clear();
+    const url = new URL(location.href);
+    if (at === null) url.searchParams.delete('at');
+    else url.searchParams.set('at', String(at));
+    history.replaceState(null, '', url.pathname + url.search);
+    // The timeline is read again around the moment.
+    state.timelineAt = 0;
+    showMoment();
+    refresh();
+  }
+
+  // The timeline's span, in Unix ms: the window up to now, or around the moment
+  // (three quarters of it before, a quarter after, never past now).
+  function span() {
+    const now = Date.now();
+    const windowMs = state.window * 1000;
+    const to = state.at === null ? now : Math.min(now, state.at + windowMs / 4);
+    return [to - windowMs, to];
+  }
+
+  function timelineDue() {
+    // Around a moment once; live, again every TIMELINE_REFRESH_MS.
+    return state.history && (state.timelineAt === 0
+      || (state.at === null && Date.now() - state.timelineAt >= TIMELINE_REFRESH_MS));
+  }
+
+  function timelineQuery() {
+    const [from, to] = span();
+    return 'from=' + Math.floor(from) + '&to=' + Math.ceil(to);
+  }
+
+  // The series of a timeline: the wait classes with the most active sessions
+  // (the rest summed as "other"), each stacked on the ones before it.
+  function series(timeline) {
+    const totals = new Map();
+    for (const step of timeline.steps) {
+      for (const w of step.by_wait_class) totals.set(w.wait_class, (totals.get(w.wait_class) || 0) + w.avg);
+    }
+    const ranked = [...totals.keys()].sort((a, b) => totals.get(b) - totals.get(a));
+    const shown = ranked.length > WAIT_CLASSES_SHOWN ? ranked.slice(0, WAIT_CLASSES_SHOWN - 1) : ranked;
+    const names = shown.concat(ranked.length > shown.length ? ['other'] : []);
+    const x = [];
+    const own = names.map(() => []);
+    const waiting = [];
+    const idle = [];
+    for (const step of timeline.steps) {
+      x.push(Date.parse(step.at) / 1000);
+      const seen = step.cycles > 0;
+      const byClass = new Map(step.by_wait_class.map((w) => [w.wait_class, w.avg]));
+      names.forEach((name, i) => {
+        let value = byClass.get(name) || 0;
+        if (name === 'other' && !shown.includes('other')) {
+          value = step.by_wait_class.filter((w) => !shown.includes(w.wait_class)).reduce((sum, w) => sum + w.avg, 0);
+        }
+        own[i].push(seen ? value : null);
+      });
+      waiting.push(seen ? step.lock_waiting.avg : null);
+      idle.push(seen ? step.idle_in_transaction.avg : null);
+    }
+    const stacked = [];
+    own.forEach((values, i) => {
+      stacked.push(values.map((v, j) => (v === null ? null : v + (i > 0 ? stacked[i - 1][j] : 0))));
+    });
+    return { x, names, own, stacked, waiting, idle };
+  }
+
+  function drawTimeline() {
+    const timeline = state.timeline;
+    const box = $('chart');
+    if (!timeline || typeof uPlot === 'undefined') {
+      if (typeof uPlot === 'undefined') $('timeline-note').textContent = 'The chart could not be loaded.';
+      return;
+    }
+    const s = series(timeline);
+    const [from, to] = [Date.parse(timeline.from) / 1000, Date.parse(timeline.to) / 1000];
+    // Drawn from the top of the stack down, so each lower class covers its share.
+    const order = s.names.map((_, i) => i).reverse();
+    const data = [s.x].concat(order.map((i) => s.stacked[i]), [s.waiting, s.idle]);
+    const uSeries = [{}].concat(
+      order.map((i) => ({
+        label: s.names[i],
+        stroke: PALETTE[i % PALETTE.length],
+        fill: PALETTE[i % PALETTE.length] + 'cc',
+        width: 1,
+        points: { show: false },
+      })),
+      [
+        { label: 'lock waiters', stroke: '#c00000', width: 2, dash: [6, 3], points: { show: false } },
+        { label: 'idle in a transaction', stroke: '#111111', width: 2, dash: [2, 3], points: { show: false } },
+      ],
+    );
+    const marker = {
+      hooks: {
+        draw: [(u) => {
+          if (state.at === null) return;
+          const x = u.valToPos(state.at / 1000, 'x', true);
+          const ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = '#b86e00';
+          ctx.lineWidth = 2 * devicePixelRatio;
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+          ctx.restore();
+        }],
+        setCursor: [(u) => legendValues(u.cursor.idx)],
+        // A drag across the chart: its busiest moment.
+        setSelect: [(u) => {
+          if (u.select.width <= 3) return;
+          const a = u.posToVal(u.select.left, 'x');
+          const b = u.posToVal(u.select.left + u.select.width, 'x');
+          u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false);
+          pick(busiest(a * 1000, b * 1000));
+        }],
+      },
+    };
+    const options = {
+      width: Math.max(300, box.clientWidth),
+      height: 220,
+      legend: { show: false },
+      scales: { x: { time: true, range: () => [from, to] }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+      axes: [{}, { label: 'sessions', size: 50 }],
+      cursor: { drag: { x: true, y: false, setScale: false }, points: { show: false } },
+      series: uSeries,
+      plugins: [marker],
+    };
+    if (state.chart) state.chart.destroy();
+    clear(box);
+    state.chart = new uPlot(options, data, box);
+    state.chartSeries = { s, order };
+    box.dataset.from = String(from * 1000);
+    box.dataset.to = String(to * 1000);
+    box.dataset.steps = String(s.x.length);
+    box.dataset.classes = s.names.join(',');
+    const over = state.chart.over;
+    let downAt = null;
+    over.addEventListener('mousedown', (event) => { downAt = event.clientX; });
+    // A click (not the end of a drag): the moment under the pointer.
+    over.addEventListener('mouseup', (event) => {
+      const chart = state.chart;
+      if (downAt === null || !chart) return;
+      const dragged = Math.abs(event.clientX - downAt) > 3;
+      downAt = null;
+      if (dragged) return;
+      const t = chart.posToVal(event.clientX - over.getBoundingClientRect().left, 'x');
+      pick(Math.min(Date.now(), Math.round(t * 1000)));
+    });
+    legendValues(null);
+    const peak = Math.max(0, ...timeline.steps.map((step) => step.active.peak));
+    box.setAttribute('aria-label', 'Active sessions by wait class, lock waiters and sessions idle in a transaction, '
+      + clock(from * 1000) + ' to ' + clock(to * 1000) + '; at most ' + peak + ' active at once.');
+    document.body.dataset.timelines = String(Number(document.body.dataset.timelines || 0) + 1);
+  }
+
+  // Within [a, b] (Unix ms), the end of the step with the most active sessions
+  // (its peak), never past now; the span's end when it holds no recorded step.
+  function busiest(a, b) {
+    const timeline = state.timeline;
+    const stepMs = timeline.step_seconds * 1000;
+    let best = null;
+    for (const step of timeline.steps) {
+      const at = Date.parse(step.at);
+      if (step.cycles === 0 || at + stepMs < a || at > b) continue;
+      if (!best || step.active.peak > best.active.peak) best = step;
+    }
+    const end = best ? Date.parse(best.at) + stepMs - 1 : b;
+    return Math.min(Date.now(), Math.round(end));
+  }
+
+  // The legend: each series with its own value at the cursor (none: the latest).
+  function legendValues(idx) {
+    const list = $('legend');
+    const drawn = state.chartSeries;
+    if (!drawn) return;
+    const { s } = drawn;
+    const last = s.x.length - 1;
+    const i = idx === null || idx === undefined ? last : idx;
+    const value = (values) => (i >= 0 && values[i] !== null && values[i] !== undefined ? values[i].toFixed(1) : '–');
+    const items = s.names.map((name, k) => [name, PALETTE[k % PALETTE.length], value(s.own[k]), false])
+      .concat([['lock waiters', '#c00000', value(s.waiting), true], ['idle in a transaction', '#111111', value(s.idle), true]]);
+    clear(list);
+    for (const [name, color, v, line] of items) {
+      const li = el('li');
+      const swatch = el('span', null, line ? 'swatch line' : 'swatch');
+      swatch.style.backgroundColor = color;
+      li.appendChild(swatch);
+      li.appendChild(el('span', name));
+      li.appendChild(el('span', v, 'value'));
+      list.appendChild(li);
+    }
+  }
+
+  // The top statements by active samples: at the moment's step, or over the window.
+  function renderTopStatements() {
+    const body = $('top-statements');
+    const timeline = state.timeline;
+    if (!timeline) return;
+    clear(body);
+    const stepMs = timeline.step_seconds * 1000;
+    const steps = state.at === null
+      ? timeline.steps
+      : timeline.steps.filter((step) => Date.parse(step.at) <= state.at && state.at < Date.parse(step.at) + stepMs);
+    const samples = new Map();
+    for (const step of steps) {
+      for (const t of step.top_statements) samples.set(t.sql_id, (samples.get(t.sql_id) || 0) + t.active_samples);
+    }
+    const total = [...samples.values()].reduce((a, b) => a + b, 0);
+    const top = [...samples.entries()].sort((a, b) => b[1] - a[1]).slice(0, TOP_STATEMENTS_SHOWN);
+    $('top-when').textContent = state.at === null
+      ? '(the window shown)'
+      : '(the step of ' + clock(state.at) + ')';
+    for (const [sqlId, n] of top) {
+      const tr = el('tr');
+      if (sqlId) cell(tr, sqlId, 'sql');
+      else cell(tr, '(no statement id)', 'muted');
+      cell(tr, n, 'num');
+      cell(tr, total > 0 ? Math.round((100 * n) / total) + ' %' : '', 'num');
+      body.appendChild(tr);
+    }
+    if (top.length === 0) emptyRow(body, 3, 'No statement was active.');
+  }
+
+  // A session's story: the cycles it was seen in, runs of the same state, wait and
+  // statement drawn as one row, the latest last.
+  async function showStory(id) {
+    const now = Date.now();
+    const to = state.at === null ? now : Math.min(now, state.at + 15 * 60000);
+    const from = to - 3600000;
+    let story;
+    try {
+      story = await api('GET', base + '/sessions/' + encodeURIComponent(String(id)) + '/history?from=' + from + '&to=' + to);
+    } catch (err) {
+      if (detailId === id) {
+        $('detail-history').hidden = false;
+        $('detail-history-when').textContent = '(could not be read: ' + err.message + ')';
+      }
+      return;
+    }
+    if (detailId !== id) return;
+    const runs = [];
+    for (const sample of story.samples) {
+      const key = [sample.command, sample.state, sample.wait_event, sample.blocked_by, sample.sql_id, sample.sql_text].join('\u0000');
+      const last = runs[runs.length - 1];
+      if (last && last.key === key) {
+        last.to = sample.at;
+        last.cycles += 1;
+        last.sample = sample;
+      } else {
+        runs.push({ key, from: sample.at, to: sample.at, cycles: 1, sample });
+      }
+    }
+    const body = $('detail-story');
+    clear(body);
+    for (const run of runs.slice(-STORY_RUNS_SHOWN)) {
+      const s = run.sample;
+      const tr = el('tr');
+      cell(tr, new Date(Date.parse(run.from)).toLocaleTimeString());
+      cell(tr, new Date(Date.parse(run.to)).toLocaleTimeString());
+      cell(tr, run.cycles, 'num');
+      cell(tr, s.command + ' / ' + s.state);
+      cell(tr, s.wait_event ? s.wait_class + ': ' + s.wait_event : '');
+      cell(tr, s.lock_wait === null ? '' : seconds(s.lock_wait) + (s.blocked_by === null ? '' : ' on ' + s.blocked_by));
+      const sql = cell(tr, shortSql(s.sql_text || s.sql_id), 'sql');
+      sql.title = String(s.sql_text || '').slice(0, 2000);
+      body.appendChild(tr);
+    }
+    if (runs.length === 0) emptyRow(body, 7, 'Not recorded in this hour (only sessions active, in a transaction, waiting or blocking are).');
+    $('detail-history-when').textContent = '(' + clock(from) + ' to ' + clock(to)
+      + (story.truncated ? ', its first cycles' : '') + (runs.length > STORY_RUNS_SHOWN ? ', the latest ' + STORY_RUNS_SHOWN + ' changes' : '') + ')';
+    $('detail-history').hidden = false;
+  }
+
   // Detail -------------------------------------------------------------------
 
   let detailId = null;
@@ -499,11 +854,16 @@
     $('detail-sql').textContent = '';
     clear($('detail-fields'));
     $('detail-error').textContent = '';
-    $('detail-kill').hidden = !state.allowKill;
-    $('detail-kill-query').hidden = !state.allowKill;
+    $('detail-kill').hidden = !canKill();
+    $('detail-kill-query').hidden = !canKill();
+    clear($('detail-story'));
+    $('detail-history').hidden = true;
     if (!$('detail').open) $('detail').showModal();
+    if (state.history) showStory(id);
     try {
-      const session = await api('GET', base + '/sessions/' + encodeURIComponent(String(id)));
+      // At a moment of the past, the session as it was recorded; now, as it is.
+      const recorded = state.at === null ? null : state.rows.find((s) => s.id === id);
+      const session = recorded || await api('GET', base + '/sessions/' + encodeURIComponent(String(id)));
       if (detailId !== id) return;
       detailSession = session;
       $('detail-sql').textContent = session.info || '(no statement)';
@@ -526,7 +886,7 @@
   let pending = null;
 
   function askToEnd(ids, queryOnly) {
-    if (!state.allowKill || ids.length === 0) return;
+    if (!canKill() || ids.length === 0) return;
     const known = new Map(state.rows.map((s) => [s.id, s]));
     if (state.pileup) for (const s of state.pileup.sessions) if (!known.has(s.id)) known.set(s.id, s);
     if (detailSession && !known.has(detailSession.id)) known.set(detailSession.id, detailSession);
@@ -638,6 +998,28 @@
     refresh();
   });
   $('detail').addEventListener('close', () => { detailId = null; });
+  $('live').addEventListener('click', () => pick(null));
+  // The keyboard's way to a moment: a local date and time.
+  $('at-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const at = new Date($('at-input').value).getTime();
+    if (isFinite(at)) pick(Math.min(Date.now(), at));
+  });
+  for (const button of $('windows').querySelectorAll('button')) {
+    button.addEventListener('click', () => {
+      state.window = Number(button.dataset.window);
+      for (const b of $('windows').querySelectorAll('button')) b.setAttribute('aria-pressed', String(b === button));
+      state.timelineAt = 0;
+      refresh();
+    });
+  }
+  let resizing = null;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => {
+      if (state.chart) state.chart.setSize({ width: Math.max(300, $('chart').clientWidth), height: 220 });
+    }, 150);
+  });
 
   // The sort shown is the sort asked for.
   state.query.sort = 'time,desc';

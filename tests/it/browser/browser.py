@@ -7,7 +7,9 @@ cannot be done (an element that never appears) answers {"failed": ...} and the r
 goes on, so the test says which step failed.
 
 Steps: headers(headers), open(path, width, height), signin(token), state, filter(fields), next, prev,
-detail(id), kill(ids, query), pause, probe, axe, screenshot(name), console, and for
+detail(id), kill(ids, query), pause, probe, axe, screenshot(name), console, and for the
+session history window(seconds), timeline, pick(at: Unix ms, clicked on the chart),
+live, story(id); and for
 bench/bench.py first_rows(path, api, runs): the page's time to its first rows from a fresh
 navigation, and the API call behind them fetched by the same browser, interleaved.
 """
@@ -20,6 +22,7 @@ import time
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -98,6 +101,9 @@ def state(driver):
         "deadlocks": texts(driver, "#deadlocks > li"),
         "notice": driver.execute_script("return document.getElementById('notice').textContent"),
         "actions_shown": driver.find_element(By.ID, "actions").is_displayed(),
+        "moment": driver.find_element(By.ID, "moment-text").text
+        if driver.find_element(By.ID, "moment").is_displayed() else None,
+        "url": driver.current_url,
         "next_enabled": driver.find_element(By.ID, "next").is_enabled(),
     }
 
@@ -169,6 +175,60 @@ def kill(driver, ids, query_only):
     before = refreshes(driver)
     driver.find_element(By.ID, "confirm-no").click()
     wait_refresh(driver, before)
+    return answer
+
+
+def timelines(driver):
+    return int(driver.execute_script("return document.body.dataset.timelines || '0'"))
+
+
+def timeline(driver):
+    """The chart as drawn: its span, steps and series, and the legend."""
+    WebDriverWait(driver, WAIT).until(lambda d: timelines(d) > 0)
+    chart = driver.find_element(By.ID, "chart")
+    return {
+        "canvas": len(chart.find_elements(By.TAG_NAME, "canvas")),
+        "from": float(chart.get_attribute("data-from")),
+        "to": float(chart.get_attribute("data-to")),
+        "steps": int(chart.get_attribute("data-steps")),
+        "classes": [c for c in chart.get_attribute("data-classes").split(",") if c],
+        "label": chart.get_attribute("aria-label"),
+        "legend": texts(driver, "#legend li"),
+        "top": texts(driver, "#top-statements tr"),
+        "note": driver.find_element(By.ID, "timeline-note").text,
+    }
+
+
+def pick(driver, at):
+    """Clicks the chart where its time axis puts `at` (Unix ms)."""
+    chart = driver.find_element(By.ID, "chart")
+    over = chart.find_element(By.CSS_SELECTOR, ".u-over")
+    start, end = float(chart.get_attribute("data-from")), float(chart.get_attribute("data-to"))
+    width = over.size["width"]
+    x = (at - start) / (end - start) * width
+    before = refreshes(driver)
+    ActionChains(driver).move_to_element_with_offset(over, int(x - width / 2), 0).click().perform()
+    wait_refresh(driver, before)
+    return state(driver)
+
+
+def story(driver, session_id):
+    """A session's detail, with its history's rows."""
+    driver.find_element(By.CSS_SELECTOR, '#tree li[data-id="%d"] button' % session_id).click()
+    WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.ID, "detail-history").is_displayed())
+    rows = driver.execute_script(
+        """
+        return [...document.querySelectorAll('#detail-story tr')].map((tr) =>
+          [...tr.children].map((td) => td.textContent));
+        """
+    )
+    answer = {
+        "rows": rows,
+        "when": driver.find_element(By.ID, "detail-history-when").text,
+        "sql": driver.execute_script("return document.getElementById('detail-sql').textContent"),
+        "kill_shown": driver.find_element(By.ID, "detail-kill").is_displayed(),
+    }
+    driver.find_element(By.ID, "detail-close").click()
     return answer
 
 
@@ -283,6 +343,20 @@ def run(plan):
                         "refreshed_while_paused": refreshes(driver) - before,
                     })
                     driver.find_element(By.ID, "pause").click()
+                elif what == "window":
+                    before = timelines(driver)
+                    driver.find_element(By.CSS_SELECTOR, '#windows button[data-window="%d"]' % step["seconds"]).click()
+                    WebDriverWait(driver, WAIT).until(lambda d: timelines(d) > before)
+                    answers.append(timeline(driver))
+                elif what == "timeline":
+                    answers.append(timeline(driver))
+                elif what == "pick":
+                    answers.append(pick(driver, step["at"]))
+                elif what == "live":
+                    click_and_wait(driver, "live")
+                    answers.append(state(driver))
+                elif what == "story":
+                    answers.append(story(driver, step["id"]))
                 elif what == "probe":
                     answers.append(probe(driver))
                 elif what == "axe":

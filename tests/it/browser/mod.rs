@@ -10,6 +10,7 @@ use crate::common::{
 use crate::passthrough::open_sessions;
 
 mod engines;
+mod history;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -177,7 +178,11 @@ fn assert_inert(probe: &Value) {
     assert_eq!(probe["alert"], Value::Null, "{probe}");
     assert_eq!(probe["injected"], 0, "{probe}");
     assert_eq!(probe["marker"], Value::Null, "{probe}");
-    assert_eq!(probe["scripts"], json!(["/-/ui/sessions.js"]), "{probe}");
+    assert_eq!(
+        probe["scripts"],
+        json!(["/-/ui/uPlot.js", "/-/ui/sessions.js"]),
+        "{probe}"
+    );
 }
 
 fn assert_accessible(axe: &Value) {
