@@ -197,7 +197,29 @@ impl Store {
         &self,
         target: &str,
         tenant: &str,
+        range: (i64, i64, i64),
+    ) -> Result<Vec<Step>, StoreError> {
+        self.steps(target, tenant, range, true)
+    }
+
+    /// The counts of a tenant's timeline only, without its wait classes and
+    /// statements: one statement over `cycles`, what the landing page's sparkline
+    /// draws.
+    pub fn activity(
+        &self,
+        target: &str,
+        tenant: &str,
+        range: (i64, i64, i64),
+    ) -> Result<Vec<Step>, StoreError> {
+        self.steps(target, tenant, range, false)
+    }
+
+    fn steps(
+        &self,
+        target: &str,
+        tenant: &str,
         (from_ms, to_ms, step_ms): (i64, i64, i64),
+        detailed: bool,
     ) -> Result<Vec<Step>, StoreError> {
         let step_ms = step_ms.max(1);
         let span = to_ms.saturating_sub(from_ms).max(0);
@@ -254,6 +276,9 @@ impl Store {
             step.active = spread(active, active_peak);
             step.lock_waiting = spread(waiting, waiting_peak);
             step.idle_in_transaction = spread(idle, idle_peak);
+        }
+        if !detailed {
+            return Ok(steps);
         }
         let mut waits = self
             .conn

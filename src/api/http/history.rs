@@ -54,6 +54,55 @@ fn store_path(state: &ApiState) -> Result<PathBuf, Failure> {
 /// deadline, instead of taking what the scrapes and the other endpoints need.
 static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
+/// The landing page's sparklines: per target, its active sessions over the last
+/// hour in [`SPARK_STEPS`] steps (the average of each, summed over its tenants; None
+/// for a step without a recorded cycle). Best effort: None when nothing is recorded,
+/// or when the reads of the session API hold the store (the landing page never
+/// waits for them, nor makes them wait). At most [`SPARK_TENANTS`] tenants a target.
+impl Registry {
+    pub async fn sparklines(
+        &self,
+        targets: Vec<(String, Vec<String>)>,
+    ) -> Option<HashMap<String, Vec<Option<f64>>>> {
+        let path = self.history()?.to_path_buf();
+        let _turn = READS.try_acquire().ok()?;
+        let to_ms = now_ms();
+        let from_ms = to_ms - 3_600_000;
+        let range = (from_ms, to_ms, (to_ms - from_ms) / SPARK_STEPS as i64);
+        let read = move || -> Result<_, crate::history::store::StoreError> {
+            let store = Store::open_read(&path)?;
+            let mut lines = HashMap::new();
+            for (target, tenants) in targets {
+                let mut line: Vec<Option<f64>> = vec![None; SPARK_STEPS];
+                for tenant in tenants.iter().take(SPARK_TENANTS) {
+                    for (slot, step) in line.iter_mut().zip(store.activity(&target, tenant, range)?)
+                    {
+                        if step.cycles > 0 {
+                            *slot = Some(slot.unwrap_or(0.0) + step.active.avg);
+                        }
+                    }
+                }
+                lines.insert(target, line);
+            }
+            Ok(lines)
+        };
+        match tokio::task::spawn_blocking(read).await {
+            Ok(Ok(lines)) => Some(lines),
+            Ok(Err(err)) => {
+                unreadable(&err);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// Steps of a sparkline (one a minute of its hour).
+pub const SPARK_STEPS: usize = 60;
+
+/// Tenants of one target a sparkline sums at most.
+const SPARK_TENANTS: usize = 64;
+
 /// Interrupts a read whose request is gone (its deadline passed, its client left),
 /// so a blocking thread does not go on reading for nobody.
 struct Interrupt(Option<rusqlite::InterruptHandle>);

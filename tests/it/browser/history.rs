@@ -2,7 +2,8 @@
 //! resolved. The timeline is drawn; a click on the pile-up's moment shows the waiter
 //! under its blocker and the recorded SQL (probes among it) as text, says that it
 //! is history and offers no kill; "Live" goes back to now, where the pile-up is
-//! gone; a link with `&at=` (Grafana's) opens the moment too.
+//! gone; a link with `&at=` (Grafana's) opens the moment too. The landing page
+//! shows the target's sessions now and its last hour.
 
 use super::*;
 use session_exporter::history::store::Store;
@@ -99,6 +100,22 @@ fn a_moment_of_the_past_through_the_page() {
     });
     let last = recorded_wait(&store, "page_hist", waiter_id, blocker_id).unwrap();
     let moment = (first + last) / 2;
+    // The landing page: the target's sessions now (the blocker, the waiter and the
+    // probe; two active, one waiting) and its last hour from the history.
+    let landing = String::from_utf8(exporter.try_get("/").expect("landing page").2).unwrap();
+    let row = landing
+        .split("<tr>")
+        .find(|r| r.contains("<td>page_hist</td>"))
+        .unwrap_or_else(|| panic!("{landing}"));
+    assert!(
+        row.contains(r#"<td class="num">3</td><td class="num">2</td><td class="num">1</td>"#),
+        "{row}"
+    );
+    assert!(row.contains(r#"<svg class="spark""#), "{row}");
+    assert!(
+        row.contains("<polyline") || row.contains("<circle"),
+        "{row}"
+    );
     drop(probe);
     drop(waiter);
     drop(blocker);
