@@ -338,10 +338,13 @@ fn the_dashboard_is_grafana_10_with_units_and_variables() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(variables, ["datasource", "target", "tenant"]);
-    for variable in &dashboard["templating"]["list"].as_array().unwrap()[1..] {
+    assert_eq!(variables, ["datasource", "target", "tenant", "exporter"]);
+    for variable in &dashboard["templating"]["list"].as_array().unwrap()[1..3] {
         assert_eq!(variable["multi"].as_bool(), Some(true), "{variable}");
     }
+    // From a spike on a session panel to who was there: the sessions page at the
+    // clicked time, from the session history.
+    let mut linked = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         if panel["type"] == "row" {
             continue;
@@ -366,5 +369,24 @@ fn the_dashboard_is_grafana_10_with_units_and_variables() {
                 "{title}"
             );
         }
+        if let Some(links) = panel["fieldConfig"]["defaults"]["links"].as_array() {
+            assert_eq!(
+                links[0]["url"],
+                "${exporter}/sessions?tenant=${__field.labels.tenant}&at=${__value.time}",
+                "{title}"
+            );
+            linked.push(title);
+        }
+    }
+    for title in [
+        "Sessions per tenant: total and active",
+        "Sessions waiting for a lock",
+        "Idle in transaction by user",
+        "Open transactions",
+    ] {
+        assert!(
+            linked.contains(&title),
+            "{title} links no moment: {linked:?}"
+        );
     }
 }
