@@ -20,5 +20,5 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 eval "$(bash scripts/test-servers.sh start)"
-cargo build --release --locked --bin session_exporter --example http_limit --example hold_sessions
+cargo build --release --locked --bin session_exporter --example http_limit --example hold_sessions --example history_store
 exec python3 bench/bench.py "$@"

@@ -128,19 +128,25 @@ impl StoreError {
 /// Remembers the ids of what was stored already, so a cycle of repeated sessions
 /// and statements costs one lookup each, not a statement each. Cleared when large:
 /// a miss costs one upsert, never a wrong id.
+/// Hashed with foldhash: every kept session looks up about ten of them.
 #[derive(Debug, Default)]
 struct Ids {
-    tenants: HashMap<(String, String), i64>,
-    words: HashMap<String, i64>,
-    statements: HashMap<(String, String), i64>,
-    sessions: HashMap<[i64; 7], i64>,
+    tenants: HashMap<(String, String), i64, Fold>,
+    words: HashMap<String, i64, Fold>,
+    /// By the hash of (SQL id, text), so a lookup allocates nothing: the ones of
+    /// that hash, each with its id.
+    statements: HashMap<u64, Vec<(String, String, i64)>, Fold>,
+    statement_count: usize,
+    sessions: HashMap<[i64; 7], i64, Fold>,
 }
+
+type Fold = foldhash::fast::FixedState;
 
 impl Ids {
     const MAX: usize = 200_000;
 
     fn bound(&mut self) {
-        if self.words.len() + self.statements.len() + self.sessions.len() > Self::MAX {
+        if self.words.len() + self.statement_count + self.sessions.len() > Self::MAX {
             *self = Ids::default();
         }
     }
@@ -438,6 +444,17 @@ fn write_cycle(
     sql_text_max: usize,
 ) -> rusqlite::Result<()> {
     let at = unix_millis(sample.at);
+    // Prepared once a cycle: the statement cache's lookup, which hashes and compares
+    // the SQL text, would otherwise be paid once a row.
+    let mut insert_sample = tx.prepare_cached(
+        "INSERT OR REPLACE INTO samples (cycle, session, command, state, active, time_ms, \
+         transaction_age_ms, lock_wait_ms, blocked_by, waiters, wait_class, wait_event, statement) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    let mut insert_cycle = tx.prepare_cached(
+        "INSERT INTO cycles (tenant, at, sessions, active, lock_waiting, idle_in_transaction, \
+         longest_active_ms, kept, truncated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
     for tenant in &sample.tenants {
         let tenant_id = match ids
             .tenants
@@ -456,11 +473,7 @@ fn write_cycle(
                 id
             }
         };
-        tx.prepare_cached(
-            "INSERT INTO cycles (tenant, at, sessions, active, lock_waiting, idle_in_transaction, \
-             longest_active_ms, kept, truncated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?
-        .execute(params![
+        insert_cycle.execute(params![
             tenant_id,
             at,
             tenant.sessions as i64,
@@ -517,12 +530,7 @@ fn write_cycle(
                     None => by_statement.push((id, 1)),
                 }
             }
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO samples (cycle, session, command, state, active, time_ms, \
-                 transaction_age_ms, lock_wait_ms, blocked_by, waiters, wait_class, wait_event, statement) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-            )?
-            .execute(params![
+            insert_sample.execute(params![
                 cycle,
                 session,
                 word(tx, ids, &kept.command)?,
@@ -570,9 +578,17 @@ fn statement(
     sql_id: &str,
     text: &str,
 ) -> rusqlite::Result<i64> {
-    let key = (sql_id.to_string(), text.to_string());
-    if let Some(id) = ids.statements.get(&key) {
-        return Ok(*id);
+    let hash = {
+        use std::hash::BuildHasher;
+        Fold::default().hash_one((sql_id, text))
+    };
+    let known = ids.statements.get(&hash).and_then(|same| {
+        same.iter()
+            .find(|(i, t, _)| i == sql_id && t == text)
+            .map(|(_, _, id)| *id)
+    });
+    if let Some(id) = known {
+        return Ok(id);
     }
     let id: i64 = tx
         .prepare_cached(
@@ -580,7 +596,11 @@ fn statement(
              DO UPDATE SET text = excluded.text RETURNING id",
         )?
         .query_row([sql_id, text], |r| r.get(0))?;
-    ids.statements.insert(key, id);
+    ids.statements
+        .entry(hash)
+        .or_default()
+        .push((sql_id.to_string(), text.to_string(), id));
+    ids.statement_count += 1;
     Ok(id)
 }
 

@@ -227,6 +227,29 @@ fn access_scopes_each_credential() {
         );
         assert_eq!(status, 403, "{tenant}: {json}");
     }
+    // The session history's reads are scoped alike, before any store is opened:
+    // outside the grant 403, without a good credential 401.
+    for path in [
+        "sessions?at=0",
+        "sessions/pileup?at=0",
+        "history",
+        "sessions/1/history",
+    ] {
+        let (status, json) = get(
+            &exporter,
+            &format!("/api/v1/tenant/other_db/{path}"),
+            ONCALL,
+            None,
+        );
+        assert_eq!(status, 403, "{path}: {json}");
+        let (status, json) = get(
+            &exporter,
+            &format!("/api/v1/tenant/shop_db/{path}"),
+            "Bearer not-the-token",
+            None,
+        );
+        assert_eq!(status, 401, "{path}: {json}");
+    }
     let (status, json) = get(
         &exporter,
         "/api/v1/tenant/shop_db/sessions/stats",

@@ -1,6 +1,7 @@
 //! The session history's store under faults, with the real binary on a real server:
-//! a `kill -9` while it records loses no cycle written before it, and a store that
-//! is no store is moved aside, kept, and replaced, while collection goes on.
+//! a `kill -9` while it records loses no cycle written before it, a store that is no
+//! store is moved aside, kept, and replaced, and a full disk pauses recording until
+//! there is room again, while collection goes on.
 
 use crate::common::{Exporter, Servers};
 use session_exporter::history::store::Store;
@@ -125,4 +126,112 @@ fn a_store_that_is_no_store_is_moved_aside_and_collection_goes_on() {
     exporter.wait_until("the new store records", Duration::from_secs(30), || {
         !cycles(&store).is_empty()
     });
+}
+
+/// A full disk, for real: the exporter in a user and mount namespace of its own
+/// (`unshare`, no privilege needed) records into a 2 MiB tmpfs, which is then
+/// filled up from inside the namespace (`nsenter`). Recording pauses and says so,
+/// collection and `/metrics` go on; once the filler is gone, recording resumes by
+/// itself and the session API reads a cycle recorded after it.
+#[test]
+fn a_full_disk_pauses_recording_and_it_resumes_by_itself() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let mount = tempfile::tempdir().unwrap();
+    let dir = mount.path().display().to_string();
+    let probe = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=2m none \"$0\"")
+        .arg(&dir)
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        let why = format!("unshare cannot mount a tmpfs here: {probe:?}");
+        assert!(std::env::var("CI").ok().as_deref() != Some("true"), "{why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let config = config(&servers, &mount.path().join("history.db"))
+        + "passthrough:\n  enabled: true\n  insecure_no_auth: true\n";
+    let exporter = Exporter::start_wrapped(
+        &config,
+        &[
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=2m none \"$0\" && exec \"$@\"",
+            &dir,
+        ],
+    );
+    // Run in the exporter's namespaces: what the tmpfs is to it.
+    let inside = |script: &str| {
+        let status = std::process::Command::new("nsenter")
+            .args(["--target", &exporter.pid().to_string()])
+            .args(["--user", "--mount", "--preserve-credentials", "sh", "-c"])
+            .arg(script)
+            .arg(&dir)
+            .status()
+            .expect("nsenter");
+        assert!(status.success(), "{script}: {status}");
+    };
+    let up = [("target", "m"), ("tenant", "m")];
+    exporter.wait_for_metrics("recording", Duration::from_secs(30), |m| {
+        m.get("dbsession_up", &up) == Some(1.0)
+            && m.get("dbsession_history_recording", &[]) == Some(1.0)
+    });
+    inside("cat /dev/zero > \"$0/filler\" 2>/dev/null; test -s \"$0/filler\"");
+    let full = exporter.wait_for_metrics("recording paused", Duration::from_secs(30), |m| {
+        m.get("dbsession_history_recording", &[]) == Some(0.0)
+    });
+    assert!(
+        full.get("dbsession_history_errors_total", &[("reason", "disk_full")])
+            .is_some_and(|n| n >= 1.0),
+        "{}",
+        exporter.log()
+    );
+    assert!(
+        exporter.log().contains("the disk is full"),
+        "{}",
+        exporter.log()
+    );
+    // Collection goes on meanwhile.
+    let success = |m: &crate::common::Metrics| {
+        m.get(
+            "dbsession_last_collect_success_timestamp_seconds",
+            &[("target", "m")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = success(&full);
+    exporter.wait_for_metrics("collection goes on", Duration::from_secs(10), |m| {
+        m.get("dbsession_up", &up) == Some(1.0) && success(m) > before
+    });
+    inside("rm \"$0/filler\"");
+    let freed = now_ms();
+    exporter.wait_for_metrics(
+        "recording resumes",
+        Duration::from_secs(session_exporter::history::recorder::RETRY.as_secs() + 20),
+        |m| m.get("dbsession_history_recording", &[]) == Some(1.0),
+    );
+    let (status, _, body) = crate::common::http_get(
+        &exporter.addr,
+        &format!("/api/v1/tenant/m/sessions?at={}", now_ms()),
+        &[],
+    )
+    .expect("the session API");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let recorded = body["data"]["page"]["recorded_at"].as_str().unwrap();
+    let recorded_ms = session_exporter::timefmt::parse_rfc3339_millis(recorded).unwrap();
+    assert!(
+        recorded_ms >= freed,
+        "{recorded} is a cycle after the room was made"
+    );
+}
+
+fn now_ms() -> i64 {
+    session_exporter::history::unix_millis(std::time::SystemTime::now())
 }

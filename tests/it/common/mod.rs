@@ -461,13 +461,32 @@ impl Exporter {
     }
 
     pub fn start_with(config_yaml: &str, extra_args: &[&str]) -> Self {
+        Self::spawn(config_yaml, &[], extra_args)
+    }
+
+    /// The exporter started by `wrapper` (a command that ends by running the
+    /// binary and its arguments, appended to it), as `unshare` does.
+    pub fn start_wrapped(config_yaml: &str, wrapper: &[&str]) -> Self {
+        Self::spawn(config_yaml, wrapper, &[])
+    }
+
+    fn spawn(config_yaml: &str, wrapper: &[&str], extra_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, config_yaml).expect("write config");
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let log = std::fs::File::create(dir.path().join("exporter.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_session_exporter"))
+        let binary = env!("CARGO_BIN_EXE_session_exporter");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={addr}"))
             .args(["--log.level=debug"])
