@@ -32,15 +32,12 @@ pub async fn page(State(state): State<std::sync::Arc<AppState>>) -> Html<String>
         let tenants = state
             .session_api
             .served_tenants(&status.name, status.tenants.keys());
-        let line = sparklines
-            .as_ref()
-            .and_then(|lines| lines.get(&status.name));
-        row(
-            &mut rows,
-            status,
-            tenants.as_deref(),
-            line.map(Vec::as_slice),
-        );
+        let line = match (&sparklines, state.session_api.records_history()) {
+            (Some(lines), _) => Spark::Line(lines.get(&status.name).map_or(&[][..], Vec::as_slice)),
+            (None, true) => Spark::NotYet,
+            (None, false) => Spark::Off,
+        };
+        row(&mut rows, status, tenants.as_deref(), line);
     }
     let path = escape(&state.telemetry_path);
     Html(format!(
@@ -60,14 +57,19 @@ td.num{{text-align:right;font-variant-numeric:tabular-nums}}</style>\
     ))
 }
 
+/// What the landing page shows of a target's last hour.
+enum Spark<'a> {
+    /// Its active sessions, a minute a step.
+    Line(&'a [Option<f64>]),
+    /// Recorded, but not read yet (or the store could not be read: the log says).
+    NotYet,
+    /// Nothing is recorded (no `history:`).
+    Off,
+}
+
 /// One target; `tenants`, those the session API serves, each linked to its
 /// sessions page; `line`, its active sessions over the last hour.
-fn row(
-    out: &mut String,
-    target: &TargetStatus,
-    tenants: Option<&[String]>,
-    line: Option<&[Option<f64>]>,
-) {
+fn row(out: &mut String, target: &TargetStatus, tenants: Option<&[String]>, line: Spark<'_>) {
     let state = match (target.tried, target.is_up()) {
         (false, _) => "<td>pending</td>".to_string(),
         (true, true) => "<td class=\"up\">up</td>".to_string(),
@@ -116,10 +118,11 @@ fn row(
         ),
         false => "<td></td><td></td><td></td>".to_string(),
     };
-    let spark = line.map_or_else(
-        || "<span class=\"muted\">no history</span>".to_string(),
-        sparkline,
-    );
+    let spark = match line {
+        Spark::Line(line) => sparkline(line),
+        Spark::NotYet => "<span class=\"muted\">not read yet</span>".to_string(),
+        Spark::Off => "<span class=\"muted\">no history recorded</span>".to_string(),
+    };
     let _ = write!(
         out,
         "<tr><td>{}</td><td>{}</td>{state}<td>{}</td>{now}<td>{spark}</td><td>{last_success}</td>\

@@ -372,7 +372,7 @@ fn the_dashboard_is_grafana_10_with_units_and_variables() {
         if let Some(links) = panel["fieldConfig"]["defaults"]["links"].as_array() {
             assert_eq!(
                 links[0]["url"],
-                "${exporter}/sessions?tenant=${__field.labels.tenant}&at=${__value.time}",
+                "${exporter:raw}/sessions?tenant=${__field.labels.tenant}&at=${__value.time}",
                 "{title}"
             );
             linked.push(title);

@@ -55,44 +55,92 @@ fn store_path(state: &ApiState) -> Result<PathBuf, Failure> {
 static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// The landing page's sparklines: per target, its active sessions over the last
-/// hour in [`SPARK_STEPS`] steps (the average of each, summed over its tenants; None
-/// for a step without a recorded cycle). Best effort: None when nothing is recorded,
-/// or when the reads of the session API hold the store (the landing page never
-/// waits for them, nor makes them wait). At most [`SPARK_TENANTS`] tenants a target.
+/// hour in [`SPARK_STEPS`] steps (the average of each, summed over its tenants, at
+/// most [`SPARK_TENANTS`] of them; None for a step without a recorded cycle).
+///
+/// They change once a minute, so they are read at most once a [`SPARK_EVERY`], by
+/// one blocking task at a time that holds its own permit and fills the cache itself
+/// (a client that leaves does not start another read). Every other request, a
+/// flood of `GET /` among them, is answered from the cache: it never waits, holds
+/// nothing, and never takes a turn of the session API's history reads ([`READS`]).
+pub struct Sparklines {
+    cache: Arc<std::sync::Mutex<Option<Read>>>,
+    /// One read at a time.
+    reading: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Sparklines {
+    fn default() -> Self {
+        Self {
+            cache: Arc::default(),
+            reading: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+}
+
+/// Each target's sparkline.
+pub type Lines = HashMap<String, Vec<Option<f64>>>;
+
+/// The sparklines read last, and when.
+type Read = (std::time::Instant, Arc<Lines>);
+
+/// How long the sparklines are served from the cache.
+const SPARK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Registry {
-    pub async fn sparklines(
-        &self,
-        targets: Vec<(String, Vec<String>)>,
-    ) -> Option<HashMap<String, Vec<Option<f64>>>> {
+    /// The sparklines of `targets` (each with its tenants); None when nothing is
+    /// recorded, or before a first read succeeded.
+    pub async fn sparklines(&self, targets: Vec<(String, Vec<String>)>) -> Option<Arc<Lines>> {
         let path = self.history()?.to_path_buf();
-        let _turn = READS.try_acquire().ok()?;
-        let to_ms = now_ms();
-        let from_ms = to_ms - 3_600_000;
-        let range = (from_ms, to_ms, (to_ms - from_ms) / SPARK_STEPS as i64);
-        let read = move || -> Result<_, crate::history::store::StoreError> {
-            let store = Store::open_read(&path)?;
-            let mut lines = HashMap::new();
-            for (target, tenants) in targets {
-                let mut line: Vec<Option<f64>> = vec![None; SPARK_STEPS];
-                for tenant in tenants.iter().take(SPARK_TENANTS) {
-                    for (slot, step) in line.iter_mut().zip(store.activity(&target, tenant, range)?)
-                    {
-                        if step.cycles > 0 {
-                            *slot = Some(slot.unwrap_or(0.0) + step.active.avg);
+        let Sparklines { cache, reading } = &self.sparklines;
+        let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((at, lines)) = &cached {
+            if at.elapsed() < SPARK_EVERY {
+                return Some(lines.clone());
+            }
+        }
+        let Ok(permit) = reading.clone().try_acquire_owned() else {
+            return cached.map(|(_, lines)| lines);
+        };
+        let cache = cache.clone();
+        let read = move || -> Option<Arc<Lines>> {
+            let _permit = permit;
+            let to_ms = now_ms();
+            let from_ms = to_ms - 3_600_000;
+            let range = (from_ms, to_ms, (to_ms - from_ms) / SPARK_STEPS as i64);
+            let read = || -> Result<Lines, crate::history::store::StoreError> {
+                let store = Store::open_read(&path)?;
+                let mut lines = HashMap::new();
+                for (target, tenants) in targets {
+                    let mut line: Vec<Option<f64>> = vec![None; SPARK_STEPS];
+                    for tenant in tenants.iter().take(SPARK_TENANTS) {
+                        let steps = store.activity(&target, tenant, range)?;
+                        for (slot, step) in line.iter_mut().zip(steps) {
+                            if step.cycles > 0 {
+                                *slot = Some(slot.unwrap_or(0.0) + step.active.avg);
+                            }
                         }
                     }
+                    lines.insert(target, line);
                 }
-                lines.insert(target, line);
+                Ok(lines)
+            };
+            match read() {
+                Ok(lines) => {
+                    let lines = Arc::new(lines);
+                    *cache.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((std::time::Instant::now(), lines.clone()));
+                    Some(lines)
+                }
+                Err(err) => {
+                    unreadable(&err);
+                    None
+                }
             }
-            Ok(lines)
         };
         match tokio::task::spawn_blocking(read).await {
-            Ok(Ok(lines)) => Some(lines),
-            Ok(Err(err)) => {
-                unreadable(&err);
-                None
-            }
-            Err(_) => None,
+            Ok(Some(lines)) => Some(lines),
+            _ => cached.map(|(_, lines)| lines),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Registry {
     /// The session history's store, as the exporter started with it (its recorder
     /// keeps those settings until a restart); None when nothing is recorded.
     history: Option<std::path::PathBuf>,
+    /// The landing page's sparklines, read at most once a minute.
+    pub(super) sparklines: super::history::Sparklines,
 }
 
 /// The configuration applied last: the settings, and what each target serves.
@@ -49,6 +51,7 @@ impl Registry {
             })),
             backends,
             history: config.history.as_ref().map(|h| h.path.clone()),
+            sparklines: Default::default(),
         };
         registry.apply(config);
         registry
@@ -57,6 +60,11 @@ impl Registry {
     /// The session history's store; None when nothing is recorded.
     pub(super) fn history(&self) -> Option<&std::path::Path> {
         self.history.as_deref()
+    }
+
+    /// Whether the exporter records the session history.
+    pub fn records_history(&self) -> bool {
+        self.history.is_some()
     }
 
     /// Takes a new configuration: backends of unchanged targets keep their

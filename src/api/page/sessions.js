@@ -41,6 +41,8 @@
     totalPages: 0,
     // The moment shown (Unix ms), or null for now.
     at: null,
+    // Why a moment asked for is not shown, until another is picked.
+    said: '',
     history: false,
     window: 3600,
     timeline: null,
@@ -194,17 +196,17 @@
     const asked = params.get('at');
     if (asked) {
       const at = parseMoment(asked);
-      if (at === null) {
-        notice('"' + asked + '" is not a moment: give RFC 3339 (2026-12-07T03:12:00Z) or Unix milliseconds.');
-        return;
-      }
-      state.at = at;
+      if (!state.history) state.said = 'This exporter records no session history (docs/history.md): the page shows now, not ' + asked + '.';
+      else if (at === null) state.said = '"' + asked + '" is not a moment (give RFC 3339, 2026-12-07T03:12:00Z, or Unix milliseconds): the page shows now.';
+      else state.at = Math.min(Date.now(), at);
+      // What is shown is what the address says.
+      if (state.at === null) keepInUrl(null);
     }
     $('target').textContent = known.kind + ' target ' + known.target;
     $('signin').hidden = true;
     $('signout').hidden = !(token() || memoryToken);
     $('content').hidden = false;
-    notice('');
+    notice(state.said);
     showMoment();
     await refresh();
   }
@@ -256,6 +258,7 @@
         state.deadlocks ? api('GET', base + '/deadlocks?page=1&size=' + DEADLOCKS_SHOWN) : Promise.resolve(null),
         timelineDue() ? api('GET', base + '/history?' + timelineQuery()) : Promise.resolve(null),
       ];
+      const asked = state.timelineAsked;
       const [list, pileup, deadlocks, timeline] = await Promise.allSettled(calls);
       const refused = [list, pileup, deadlocks, timeline].find((r) => r.status === 'rejected' && r.reason.status === 401);
       if (refused) {
@@ -273,14 +276,22 @@
           return;
         }
         renderList(list.value);
-        notice('');
+        notice(state.said);
+      } else if (at !== null) {
+        // Nothing of now may stay under the banner of a moment.
+        renderList({ contents: [], page: { number: 1, total_pages: 0, total_elements: 0 } });
+        notice(list.reason.status === 404
+          ? 'Nothing was recorded at or before ' + clock(at) + ': ' + list.reason.message
+          : 'The list at that moment failed: ' + list.reason.message);
       } else {
         notice('The list failed: ' + list.reason.message);
       }
       renderDeadlocks(deadlocks);
       if (timeline.status === 'rejected') {
         $('timeline-note').textContent = 'The timeline could not be read: ' + timeline.reason.message;
-      } else if (timeline.value) {
+      } else if (timeline.value && asked === state.timelineAsked) {
+        // Only the answer for the span asked last: a window or a moment picked
+        // meanwhile asks again.
         state.timeline = timeline.value;
         state.timelineAt = Date.now();
         $('timeline-note').textContent = '';
@@ -505,9 +516,9 @@
       return;
     }
     const page = result.value;
-    note.textContent = page.page.total_elements === 0
+    note.textContent = (state.at === null ? '' : 'Now, not at the moment shown: ') + (page.page.total_elements === 0
       ? 'No deadlock detected.'
-      : page.page.total_elements + ' detected; the latest ' + page.contents.length + ' below.';
+      : page.page.total_elements + ' detected; the latest ' + page.contents.length + ' below.');
     for (const event of page.contents) {
       const li = el('li');
       li.appendChild(el('strong', event.report_time));
@@ -567,16 +578,21 @@
   // Shows `at` (Unix ms), or now when null, and keeps it in the URL to share.
   function pick(at) {
     state.at = at;
+    state.said = '';
     state.page = 1;
     state.selected.clear();
+    keepInUrl(at);
+    // The timeline is read again around the moment.
+    askTimeline();
+    showMoment();
+    refresh();
+  }
+
+  function keepInUrl(at) {
     const url = new URL(location.href);
     if (at === null) url.searchParams.delete('at');
     else url.searchParams.set('at', String(at));
     history.replaceState(null, '', url.pathname + url.search);
-    // The timeline is read again around the moment.
-    state.timelineAt = 0;
-    showMoment();
-    refresh();
   }
 
   // The timeline's span, in Unix ms: the window up to now, or around the moment
@@ -586,6 +602,13 @@
     const windowMs = state.window * 1000;
     const to = state.at === null ? now : Math.min(now, state.at + windowMs / 4);
     return [to - windowMs, to];
+  }
+
+  // Asks for the timeline again (a new window or moment): answers to earlier
+  // asks are then ignored.
+  function askTimeline() {
+    state.timelineAt = 0;
+    state.timelineAsked = (state.timelineAsked || 0) + 1;
   }
 
   function timelineDue() {
@@ -705,9 +728,9 @@
     box.dataset.classes = s.names.join(',');
     const over = state.chart.over;
     let downAt = null;
-    over.addEventListener('mousedown', (event) => { downAt = event.clientX; });
+    over.addEventListener('pointerdown', (event) => { downAt = event.clientX; });
     // A click (not the end of a drag): the moment under the pointer.
-    over.addEventListener('mouseup', (event) => {
+    over.addEventListener('pointerup', (event) => {
       const chart = state.chart;
       if (downAt === null || !chart) return;
       const dragged = Math.abs(event.clientX - downAt) > 3;
@@ -861,9 +884,19 @@
     if (!$('detail').open) $('detail').showModal();
     if (state.history) showStory(id);
     try {
-      // At a moment of the past, the session as it was recorded; now, as it is.
-      const recorded = state.at === null ? null : state.rows.find((s) => s.id === id);
-      const session = recorded || await api('GET', base + '/sessions/' + encodeURIComponent(String(id)));
+      // At a moment of the past, the session as it was recorded (never as it is
+      // now); now, as it is.
+      let session;
+      if (state.at === null) {
+        session = await api('GET', base + '/sessions/' + encodeURIComponent(String(id)));
+      } else {
+        session = state.rows.find((s) => s.id === id)
+          || (state.pileup ? state.pileup.sessions.find((s) => s.id === id) : null);
+        if (!session) {
+          $('detail-error').textContent = 'Session ' + id + ' is not among the sessions recorded at that moment on this page; its history is below.';
+          return;
+        }
+      }
       if (detailId !== id) return;
       detailSession = session;
       $('detail-sql').textContent = session.info || '(no statement)';
@@ -1009,7 +1042,7 @@
     button.addEventListener('click', () => {
       state.window = Number(button.dataset.window);
       for (const b of $('windows').querySelectorAll('button')) b.setAttribute('aria-pressed', String(b === button));
-      state.timelineAt = 0;
+      askTimeline();
       refresh();
     });
   }

@@ -143,6 +143,12 @@ fn a_moment_of_the_past_through_the_page() {
             {"do": "timeline"},
             {"do": "state"},
             {"do": "console"},
+            // The answers of 404 below are errors in the console, as they should be.
+            {"do": "open", "path": format!("{page}&at=2000-01-01T00:00:00Z")},
+            {"do": "timeline"},
+            {"do": "state"},
+            {"do": "open", "path": format!("{page}&at=not-a-moment")},
+            {"do": "state", "wait": true},
         ]),
     );
     // The timeline: 15 minutes up to now, its series named.
@@ -216,4 +222,22 @@ fn a_moment_of_the_past_through_the_page() {
         "{linked}"
     );
     assert_console_clean(&a[12]);
+    // Before anything was recorded: said, and nothing of now shown under the banner.
+    let before = &a[15];
+    assert!(
+        before["notice"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nothing was recorded at or before"),
+        "{before}"
+    );
+    assert!(before["rows"].as_array().unwrap().is_empty(), "{before}");
+    assert!(before["moment"].is_string(), "{before}");
+    // Not a moment: said, and the page shows now.
+    let bad = &a[17];
+    assert!(
+        bad["notice"].as_str().unwrap().contains("is not a moment"),
+        "{bad}"
+    );
+    assert_eq!(bad["moment"], Value::Null, "{bad}");
 }
