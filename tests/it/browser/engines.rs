@@ -17,32 +17,13 @@ fn mariadb_sessions_through_the_page() {
     let o = open_sessions(&addr, &root, "page_m", 140);
     // A blocker idle in its transaction, and a session waiting for its row lock.
     let (lock, xss) = ("page_m_lock", "page_m_x<img src=x onerror=window.__xss=5>");
-    for user in [lock, xss] {
-        root(&format!(
-            "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{PASSWORD}'; \
-             GRANT ALL ON page_m_db1.* TO '{user}'@'%'"
-        ));
-    }
-    root(
-        "CREATE TABLE IF NOT EXISTS page_m_db1.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
-          INSERT IGNORE INTO page_m_db1.t VALUES (1, 0)",
-    );
-    let mut blocker = connect_as(&addr, lock, PASSWORD, "127.0.0.145");
-    {
-        use mysql::prelude::Queryable;
-        blocker.query_drop("BEGIN").unwrap();
-        blocker
-            .query_drop("UPDATE page_m_db1.t SET v = v + 1 WHERE id = 1")
-            .unwrap();
-    }
-    let blocker_id = blocker.connection_id();
+    mariadb_users_and_table(&servers, "page_m_db1", &[lock, xss]);
+    let RowLockPileup {
+        blocker,
+        blocker_id,
+        waiter,
+    } = row_lock_pileup(&servers, "page_m_db1", lock, ("127.0.0.145", "127.0.0.146"));
     let kill = servers.mariadb_killer();
-    let waiter = Blocked::start(
-        connect_as(&addr, lock, PASSWORD, "127.0.0.146"),
-        &["SET SESSION innodb_lock_wait_timeout = 600"],
-        "UPDATE page_m_db1.t SET v = v + 1 WHERE id = 1",
-        Box::new(kill.clone()),
-    );
     // Statements and a user name that would run script if parsed as HTML.
     let probes = [
         "SELECT '<img src=x onerror=alert(1)>', SLEEP(300)",

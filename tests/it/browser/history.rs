@@ -31,19 +31,8 @@ fn a_moment_of_the_past_through_the_page() {
         return;
     };
     let addr = servers.mariadb_addr.clone();
-    let root = |sql: &str| servers.mariadb_root(sql);
     let (lock, xss) = ("page_h_lock", "page_h_x<img src=x onerror=window.__xss=6>");
-    for user in [lock, xss] {
-        root(&format!(
-            "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{PASSWORD}'; \
-             GRANT ALL ON page_h_db.* TO '{user}'@'%'"
-        ));
-    }
-    root(
-        "CREATE DATABASE IF NOT EXISTS page_h_db; \
-         CREATE TABLE IF NOT EXISTS page_h_db.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
-         INSERT IGNORE INTO page_h_db.t VALUES (1, 0)",
-    );
+    mariadb_users_and_table(&servers, "page_h_db", &[lock, xss]);
     let target = format!(
         "{}    filter: {{users: {{allow: ['{lock}', '{xss}']}}}}\nhistory:\n  path: history.db\n",
         mysql_target(
@@ -58,22 +47,13 @@ fn a_moment_of_the_past_through_the_page() {
 
     // The pile-up: a blocker idle in its transaction, a waiter on its row, and a
     // statement that would run script if its text were parsed as HTML.
-    let mut blocker = connect_as(&addr, lock, PASSWORD, "127.0.0.151");
-    {
-        use mysql::prelude::Queryable;
-        blocker.query_drop("BEGIN").unwrap();
-        blocker
-            .query_drop("UPDATE page_h_db.t SET v = v + 1 WHERE id = 1")
-            .unwrap();
-    }
-    let blocker_id = u64::from(blocker.connection_id());
+    let RowLockPileup {
+        blocker,
+        blocker_id,
+        waiter,
+    } = row_lock_pileup(&servers, "page_h_db", lock, ("127.0.0.151", "127.0.0.152"));
+    let blocker_id = u64::from(blocker_id);
     let kill = servers.mariadb_killer();
-    let waiter = Blocked::start(
-        connect_as(&addr, lock, PASSWORD, "127.0.0.152"),
-        &["SET SESSION innodb_lock_wait_timeout = 600"],
-        "UPDATE page_h_db.t SET v = v + 1 WHERE id = 1",
-        Box::new(kill.clone()),
-    );
     let probe_sql = "SELECT '<img src=x onerror=alert(1)>', SLEEP(300)";
     let probe = Blocked::start(
         connect_as(&addr, xss, PASSWORD, "127.0.0.153"),

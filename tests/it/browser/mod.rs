@@ -217,6 +217,52 @@ fn wait_for_lock_wait(exporter: &Exporter, tenant: &str, waiter: u64, blocker: u
     );
 }
 
+/// MariaDB users `users` with every right on `db`, and its table `t` with row 1.
+fn mariadb_users_and_table(servers: &Servers, db: &str, users: &[&str]) {
+    let root = |sql: &str| servers.mariadb_root(sql);
+    for user in users {
+        root(&format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{PASSWORD}'; \
+             GRANT ALL ON {db}.* TO '{user}'@'%'"
+        ));
+    }
+    root(&format!(
+        "CREATE DATABASE IF NOT EXISTS {db}; \
+         CREATE TABLE IF NOT EXISTS {db}.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+         INSERT IGNORE INTO {db}.t VALUES (1, 0)"
+    ));
+}
+
+/// A row-lock pile-up on MariaDB as `user`: a blocker (from `from.0`) that updated
+/// row 1 of `db.t` and idles in its transaction, and a waiter (from `from.1`) on
+/// that row.
+struct RowLockPileup {
+    blocker: mysql::Conn,
+    blocker_id: u32,
+    waiter: Blocked,
+}
+
+fn row_lock_pileup(servers: &Servers, db: &str, user: &str, from: (&str, &str)) -> RowLockPileup {
+    use mysql::prelude::Queryable;
+    let addr = &servers.mariadb_addr;
+    let update = format!("UPDATE {db}.t SET v = v + 1 WHERE id = 1");
+    let mut blocker = connect_as(addr, user, PASSWORD, from.0);
+    blocker.query_drop("BEGIN").unwrap();
+    blocker.query_drop(&update).unwrap();
+    let blocker_id = blocker.connection_id();
+    let waiter = Blocked::start(
+        connect_as(addr, user, PASSWORD, from.1),
+        &["SET SESSION innodb_lock_wait_timeout = 600"],
+        &update,
+        Box::new(servers.mariadb_killer()),
+    );
+    RowLockPileup {
+        blocker,
+        blocker_id,
+        waiter,
+    }
+}
+
 fn processlist_has(servers: &Servers, id: u32) -> Option<String> {
     let out = servers.mariadb_root(&format!(
         "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = {id}"
