@@ -446,10 +446,17 @@ fn write_cycle(
     let at = unix_millis(sample.at);
     // Prepared once a cycle: the statement cache's lookup, which hashes and compares
     // the SQL text, would otherwise be paid once a row.
-    let mut insert_sample = tx.prepare_cached(
+    let mut samples = Batch::new(
+        tx,
         "INSERT OR REPLACE INTO samples (cycle, session, command, state, active, time_ms, \
-         transaction_age_ms, lock_wait_ms, blocked_by, waiters, wait_class, wait_event, statement) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         transaction_age_ms, lock_wait_ms, blocked_by, waiters, wait_class, wait_event, statement)",
+        13,
+    )?;
+    let mut waits = Batch::new(tx, "INSERT INTO cycle_waits (cycle, class, sessions)", 3)?;
+    let mut statements = Batch::new(
+        tx,
+        "INSERT INTO cycle_statements (cycle, statement, sessions)",
+        3,
     )?;
     let mut insert_cycle = tx.prepare_cached(
         "INSERT INTO cycles (tenant, at, sessions, active, lock_waiting, idle_in_transaction, \
@@ -487,10 +494,7 @@ fn write_cycle(
         let cycle = tx.last_insert_rowid();
         for (class, n) in &tenant.by_wait_class {
             let class = word(tx, ids, class)?;
-            tx.prepare_cached(
-                "INSERT INTO cycle_waits (cycle, class, sessions) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![cycle, class, *n as i64])?;
+            waits.push(&[Some(cycle), Some(class), Some(*n as i64)])?;
         }
         // Active sessions per statement, for the timeline's top statements.
         let mut by_statement: Vec<(i64, i64)> = Vec::new();
@@ -530,30 +534,87 @@ fn write_cycle(
                     None => by_statement.push((id, 1)),
                 }
             }
-            insert_sample.execute(params![
-                cycle,
-                session,
-                word(tx, ids, &kept.command)?,
-                word(tx, ids, &kept.state)?,
-                kept.active as i64,
-                millis(kept.time),
+            samples.push(&[
+                Some(cycle),
+                Some(session),
+                Some(word(tx, ids, &kept.command)?),
+                Some(word(tx, ids, &kept.state)?),
+                Some(kept.active as i64),
+                Some(millis(kept.time)),
                 kept.transaction_age.map(millis),
                 kept.lock_wait.map(millis),
                 kept.blocked_by.map(|id| id as i64),
-                kept.waiters as i64,
-                word(tx, ids, &kept.wait_class)?,
-                word(tx, ids, &kept.wait_event)?,
+                Some(kept.waiters as i64),
+                Some(word(tx, ids, &kept.wait_class)?),
+                Some(word(tx, ids, &kept.wait_event)?),
                 statement,
             ])?;
         }
         for (statement, n) in by_statement {
-            tx.prepare_cached(
-                "INSERT INTO cycle_statements (cycle, statement, sessions) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![cycle, statement, n])?;
+            statements.push(&[Some(cycle), Some(statement), Some(n)])?;
         }
     }
-    Ok(())
+    samples.finish()?;
+    waits.finish()?;
+    statements.finish()
+}
+
+/// Rows of one table written [`Batch::ROWS`] to a statement: a statement's start and
+/// its binding, paid once a row, were a fifth of a cycle's write.
+struct Batch<'t> {
+    tx: &'t rusqlite::Transaction<'t>,
+    /// `INSERT INTO table (columns)`.
+    head: &'static str,
+    columns: usize,
+    full: rusqlite::CachedStatement<'t>,
+    values: Vec<Option<i64>>,
+}
+
+impl<'t> Batch<'t> {
+    /// Rows a statement writes (at most 13 x 64 parameters, far below SQLite's 32,766).
+    const ROWS: usize = 64;
+
+    fn new(
+        tx: &'t rusqlite::Transaction<'t>,
+        head: &'static str,
+        columns: usize,
+    ) -> rusqlite::Result<Self> {
+        Ok(Self {
+            tx,
+            head,
+            columns,
+            full: tx.prepare_cached(&Self::sql(head, columns, Self::ROWS))?,
+            values: Vec::with_capacity(columns * Self::ROWS),
+        })
+    }
+
+    fn sql(head: &str, columns: usize, rows: usize) -> String {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        format!("{head} VALUES {}", vec![row; rows].join(", "))
+    }
+
+    /// Adds a row (of `columns` values), writing the batch once it is full.
+    fn push(&mut self, row: &[Option<i64>]) -> rusqlite::Result<()> {
+        debug_assert_eq!(row.len(), self.columns);
+        self.values.extend_from_slice(row);
+        if self.values.len() == self.columns * Self::ROWS {
+            self.full
+                .execute(rusqlite::params_from_iter(self.values.drain(..)))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows left (fewer than a batch).
+    fn finish(mut self) -> rusqlite::Result<()> {
+        if self.values.is_empty() {
+            return Ok(());
+        }
+        let rows = self.values.len() / self.columns;
+        self.tx
+            .prepare_cached(&Self::sql(self.head, self.columns, rows))?
+            .execute(rusqlite::params_from_iter(self.values.drain(..)))?;
+        Ok(())
+    }
 }
 
 /// The id of `text` in `words`, stored when new.

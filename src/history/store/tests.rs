@@ -103,6 +103,42 @@ fn a_cycle_reads_back_whole() {
     assert_eq!(moment.kept[0].id, 7, "the blocker comes first");
 }
 
+/// Rows are written in batches: a cycle of two full batches and a part of one, of
+/// two tenants, reads back whole, each tenant's own.
+#[test]
+fn a_cycle_larger_than_a_batch_reads_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.db")).unwrap();
+    let many = |first: u64| -> Vec<KeptSession> {
+        (first..first + 70)
+            .map(|id| KeptSession {
+                id,
+                command: "Query".into(),
+                active: true,
+                time: id as f64,
+                sql_id: format!("S{}", id % 7),
+                ..KeptSession::default()
+            })
+            .collect()
+    };
+    let mut cycle = sample(0, many(1000));
+    let mut second = cycle.tenants[0].clone();
+    second.tenant = "t2".into();
+    second.kept = many(2000);
+    cycle.tenants.push(second);
+    store.record(&cycle, 1024).unwrap();
+    for (tenant, first) in [("t1", 1000), ("t2", 2000)] {
+        let moment = store.moment("db1", tenant, ms(0)).unwrap().unwrap();
+        let mut ids: Vec<u64> = moment.kept.iter().map(|k| k.id).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (first..first + 70).collect::<Vec<_>>(), "{tenant}");
+    }
+    let steps = store.timeline("db1", "t2", (ms(0), ms(1), 1000)).unwrap();
+    // Seven statements of ten sessions each; the top five are given.
+    let top: Vec<u64> = steps[0].top_statements.iter().map(|(_, n)| *n).collect();
+    assert_eq!(top, [10; 5], "{:?}", steps[0]);
+}
+
 /// `at` finds the last cycle at or before it; nothing before the first; another
 /// tenant or target has none.
 #[test]
