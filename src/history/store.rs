@@ -178,7 +178,7 @@ impl Store {
         // database whose header nothing has written yet (journal_mode = WAL does).
         conn.execute_batch(
             "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;",
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -16384;",
         )
         .map_err(wrap)?;
         let tables: i64 = conn

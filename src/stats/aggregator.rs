@@ -138,11 +138,12 @@ impl Aggregator {
 
     /// Adds one group of sessions. A group of 0 sessions (the cluster query's row for
     /// a tenant without sessions) only makes its tenant present.
-    pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, group: SessionGroup<S>) {
+    pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, mut group: SessionGroup<S>) {
         self.rows += 1;
         let (parts, keep, history) = (self.parts, self.keep, self.history);
         let states = parts.states;
-        let kept = match (history, &group.session) {
+        let mut session = group.session.take();
+        let kept = match (history, session.as_mut()) {
             (Some(max), Some(session)) => Some((max, kept_session(&group, session))),
             _ => None,
         };
@@ -166,7 +167,7 @@ impl Aggregator {
             .max(group.max_idle_in_transaction);
         stats.lock_waiting_sessions += group.lock_waiting;
         stats.max_lock_wait = stats.max_lock_wait.max(group.max_lock_wait);
-        if let Some(session) = group.session {
+        if let Some(session) = session {
             let (user, db, client) = (
                 group.user.as_ref(),
                 group.db.as_ref(),
@@ -353,8 +354,9 @@ impl Aggregator {
 }
 
 /// The session of a row of its own, as the history keeps it (past twice the cap a
-/// tenant's list is cut to the cap by rank, the rest counted).
-fn kept_session<S: AsRef<str>>(group: &SessionGroup<S>, session: &OneSession) -> KeptSession {
+/// tenant's list is cut to the cap by rank, the rest counted). Its SQL text is
+/// taken, not copied: nothing else of the cycle reads it.
+fn kept_session<S: AsRef<str>>(group: &SessionGroup<S>, session: &mut OneSession) -> KeptSession {
     let active = group.active > 0;
     let owned = |s: &S| s.as_ref().to_string();
     KeptSession {
@@ -383,7 +385,7 @@ fn kept_session<S: AsRef<str>>(group: &SessionGroup<S>, session: &OneSession) ->
             true => owned(&group.statement),
             false => session.sql_id.clone(),
         },
-        sql_text: session.sql_text.clone(),
+        sql_text: std::mem::take(&mut session.sql_text),
     }
 }
 
