@@ -232,6 +232,59 @@ fn a_full_disk_pauses_recording_and_it_resumes_by_itself() {
     );
 }
 
+/// A flood of the landing page (whose sparklines read the store) holds nothing the
+/// session API's history reads need: during 40 clients' back-to-back `GET /`, the
+/// timeline answers, and so does every landing page, with its sparkline.
+#[test]
+fn a_flood_of_landing_pages_does_not_hold_the_history_reads() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&servers, &dir.path().join("history.db"))
+        + "passthrough:\n  enabled: true\n  insecure_no_auth: true\n";
+    let exporter = Exporter::start(&config);
+    exporter.wait_for_metrics("recording", Duration::from_secs(30), |m| {
+        m.get("dbsession_history_recording", &[]) == Some(1.0)
+            && m.get("dbsession_history_bytes", &[])
+                .is_some_and(|b| b > 0.0)
+    });
+    let addr = exporter.addr.clone();
+    let flood: Vec<_> = (0..40)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        crate::common::http_get(&addr, "/", &[])
+                            .map(|(status, _, body)| {
+                                status == 200
+                                    && String::from_utf8_lossy(&body)
+                                        .contains("<svg class=\"spark\"")
+                            })
+                            .unwrap_or(false)
+                    })
+                    .filter(|ok| !ok)
+                    .count()
+            })
+        })
+        .collect();
+    let path = format!(
+        "/api/v1/tenant/m/history?from={}&to={}",
+        now_ms() - 600_000,
+        now_ms()
+    );
+    for _ in 0..5 {
+        let (status, _, body) = crate::common::http_get(&addr, &path, &[]).expect("the timeline");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    let failed: usize = flood.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(
+        failed, 0,
+        "landing pages without their sparkline or refused"
+    );
+}
+
 fn now_ms() -> i64 {
     session_exporter::history::unix_millis(std::time::SystemTime::now())
 }
