@@ -657,7 +657,23 @@
     return { x, names, own, stacked, waiting, idle };
   }
 
+  // A press on the chart (a click or a drag under way): a new timeline waits for
+  // its release, so a refresh does not take the chart from under the pointer.
+  let pressed = false;
+  let drawLater = false;
+  window.addEventListener('pointerup', () => {
+    pressed = false;
+    if (drawLater) {
+      drawLater = false;
+      drawTimeline();
+    }
+  });
+
   function drawTimeline() {
+    if (pressed) {
+      drawLater = true;
+      return;
+    }
     const timeline = state.timeline;
     const box = $('chart');
     if (!timeline || typeof uPlot === 'undefined') {
@@ -728,7 +744,10 @@
     box.dataset.classes = s.names.join(',');
     const over = state.chart.over;
     let downAt = null;
-    over.addEventListener('pointerdown', (event) => { downAt = event.clientX; });
+    over.addEventListener('pointerdown', (event) => {
+      downAt = event.clientX;
+      pressed = true;
+    });
     // A click (not the end of a drag): the moment under the pointer.
     over.addEventListener('pointerup', (event) => {
       const chart = state.chart;
