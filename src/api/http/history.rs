@@ -146,7 +146,7 @@ impl Registry {
 }
 
 /// Steps of a sparkline (one a minute of its hour).
-pub const SPARK_STEPS: usize = 60;
+const SPARK_STEPS: usize = 60;
 
 /// Tenants of one target a sparkline sums at most.
 const SPARK_TENANTS: usize = 64;
