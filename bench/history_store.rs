@@ -15,7 +15,7 @@
 
 use session_exporter::history::store::Store;
 use session_exporter::history::{CycleSample, TenantSample};
-use session_exporter::stats::KeptSession;
+use session_exporter::stats::{KeptSession, Words};
 use std::time::{Duration, Instant, SystemTime};
 
 const TENANTS: usize = 1000;
@@ -28,20 +28,20 @@ const SQL_TEXT_MAX: usize = 1024;
 /// One cycle of one tenant: `ACTIVE` active sessions (rotating through the tenant's
 /// hundred), `IN_TRANSACTION` idle ones in a transaction, the first of them holding
 /// a lock two active ones wait for.
-fn tenant(t: usize, cycle: u64) -> TenantSample {
+fn tenant(t: usize, cycle: u64, words: &Words) -> TenantSample {
     let base = t as u64 * SESSIONS;
     let mut kept = Vec::new();
     let holder = base + 90;
     for k in 0..IN_TRANSACTION {
         kept.push(KeptSession {
             id: base + 90 + k,
-            server: format!("10.0.0.{}", t % 10 + 1),
-            user: format!("app{}", t % 4),
-            db: format!("db{}", t % 3),
-            client: format!("10.1.{}.{}", t % 200, k),
-            application: "checkout".into(),
-            command: "Sleep".into(),
-            state: "SLEEP".into(),
+            server: words.word(&format!("10.0.0.{}", t % 10 + 1)),
+            user: words.word(&format!("app{}", t % 4)),
+            db: words.word(&format!("db{}", t % 3)),
+            client: words.word(&format!("10.1.{}.{}", t % 200, k)),
+            application: words.word("checkout"),
+            command: words.word("Sleep"),
+            state: words.word("SLEEP"),
             time: (cycle % 40) as f64,
             transaction_age: Some((cycle % 40) as f64 + 1.0),
             waiters: if k == 0 { 2 } else { 0 },
@@ -54,25 +54,25 @@ fn tenant(t: usize, cycle: u64) -> TenantSample {
         let waits = k < 2;
         kept.push(KeptSession {
             id,
-            server: format!("10.0.0.{}", t % 10 + 1),
-            user: format!("app{}", t % 4),
-            db: format!("db{}", t % 3),
-            client: format!("10.1.{}.{}", t % 200, id % 50),
-            application: "checkout".into(),
-            command: "Query".into(),
-            state: "ACTIVE".into(),
+            server: words.word(&format!("10.0.0.{}", t % 10 + 1)),
+            user: words.word(&format!("app{}", t % 4)),
+            db: words.word(&format!("db{}", t % 3)),
+            client: words.word(&format!("10.1.{}.{}", t % 200, id % 50)),
+            application: words.word("checkout"),
+            command: words.word("Query"),
+            state: words.word("ACTIVE"),
             active: true,
             time: (k % 5) as f64 * 0.5,
             transaction_age: waits.then_some(3.0),
             lock_wait: waits.then_some(2.5),
             blocked_by: waits.then_some(holder),
-            wait_class: if waits { "Lock" } else { "CPU" }.into(),
-            wait_event: if waits { "row lock" } else { "CPU" }.into(),
-            sql_id: format!("{statement:032X}"),
-            sql_text: format!(
+            wait_class: words.word(if waits { "Lock" } else { "CPU" }),
+            wait_event: words.word(if waits { "row lock" } else { "CPU" }),
+            sql_id: words.word(&format!("{statement:032X}")),
+            sql_text: words.word(&format!(
                 "SELECT o.id, o.total, o.status FROM orders o JOIN customers c ON c.id = o.customer_id \
                  WHERE o.customer_id = ? AND o.created_at > ? /* statement {statement} */"
-            ),
+            )),
             ..KeptSession::default()
         });
     }
@@ -123,8 +123,11 @@ fn main() {
     let start = SystemTime::now() - Duration::from_secs(cycles * interval);
     let (written_before, began) = (written_bytes(), Instant::now());
     let mut samples = 0u64;
+    // The target's words, from cycle to cycle, as its aggregator keeps them.
+    let words = Words::default();
     for cycle in 0..cycles {
-        let tenants: Vec<TenantSample> = (0..TENANTS).map(|t| tenant(t, cycle)).collect();
+        words.sweep();
+        let tenants: Vec<TenantSample> = (0..TENANTS).map(|t| tenant(t, cycle, &words)).collect();
         samples += tenants.iter().map(|t| t.kept.len() as u64).sum::<u64>();
         let sample = CycleSample {
             target: "scale".into(),

@@ -3,7 +3,7 @@
 //! number of steps, a number of samples), never by what a caller asks for.
 
 use super::store::{Store, StoreError, SCHEMA_VERSION};
-use crate::stats::KeptSession;
+use crate::stats::{KeptSession, Word};
 use rusqlite::{params, OpenFlags, OptionalExtension, Row};
 use std::path::Path;
 
@@ -68,25 +68,31 @@ const SESSION_JOINS: &str = "JOIN sessions s ON s.id = x.session \
 fn session_of(r: &Row<'_>, first: usize) -> rusqlite::Result<KeptSession> {
     let seconds = |ms: Option<i64>| ms.map(|ms| ms as f64 / 1000.0);
     let at = |i: usize| first + i;
+    // Text, or NULL (a session without a statement) as empty.
+    let text = |i: usize| -> rusqlite::Result<Word> {
+        Ok(Word::from(
+            r.get_ref(i)?.as_str_or_null()?.unwrap_or_default(),
+        ))
+    };
     Ok(KeptSession {
         id: r.get::<_, i64>(at(0))? as u64,
-        server: r.get(at(1))?,
-        user: r.get(at(2))?,
-        db: r.get(at(3))?,
-        client: r.get(at(4))?,
-        application: r.get(at(5))?,
-        command: r.get(at(6))?,
-        state: r.get(at(7))?,
+        server: text(at(1))?,
+        user: text(at(2))?,
+        db: text(at(3))?,
+        client: text(at(4))?,
+        application: text(at(5))?,
+        command: text(at(6))?,
+        state: text(at(7))?,
         active: r.get::<_, i64>(at(8))? != 0,
         time: r.get::<_, i64>(at(9))? as f64 / 1000.0,
         transaction_age: seconds(r.get(at(10))?),
         lock_wait: seconds(r.get(at(11))?),
         blocked_by: r.get::<_, Option<i64>>(at(12))?.map(|id| id as u64),
         waiters: r.get::<_, i64>(at(13))? as u64,
-        wait_class: r.get(at(14))?,
-        wait_event: r.get(at(15))?,
-        sql_id: r.get::<_, Option<String>>(at(16))?.unwrap_or_default(),
-        sql_text: r.get::<_, Option<String>>(at(17))?.unwrap_or_default(),
+        wait_class: text(at(14))?,
+        wait_event: text(at(15))?,
+        sql_id: text(at(16))?,
+        sql_text: text(at(17))?,
     })
 }
 

@@ -14,6 +14,7 @@
 //! aside).
 
 use super::{unix_millis, CycleSample};
+use crate::stats::Word;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -126,28 +127,53 @@ impl StoreError {
 }
 
 /// Remembers the ids of what was stored already, so a cycle of repeated sessions
-/// and statements costs one lookup each, not a statement each. Cleared when large:
-/// a miss costs one upsert, never a wrong id.
-/// Hashed with foldhash: every kept session looks up about ten of them.
+/// and statements costs one lookup each, not a statement each. Each map is cleared
+/// when large: a miss costs one upsert, never a wrong id.
+///
+/// A kept session's text is a [`Word`] its target shares from cycle to cycle, so
+/// it is looked up by the word's identity: a repeated value is hashed as one
+/// number, its text neither hashed nor compared. A map holds the words it is keyed
+/// by, so no other word takes their identity while they are in it.
 #[derive(Debug, Default)]
 struct Ids {
-    tenants: HashMap<(String, String), i64, Fold>,
-    words: HashMap<String, i64, Fold>,
-    /// By the hash of (SQL id, text), so a lookup allocates nothing: the ones of
-    /// that hash, each with its id.
-    statements: HashMap<u64, Vec<(String, String, i64)>, Fold>,
-    statement_count: usize,
+    /// By target, then tenant: looked up without copying either name.
+    tenants: HashMap<String, HashMap<String, i64, Fold>, Fold>,
+    /// Words by identity, and text that comes as a string (the wait classes).
+    words: HashMap<usize, (Word, i64), Fold>,
+    texts: HashMap<String, i64, Fold>,
+    /// By the identities of (SQL id, text), for the `sql_text_max` they were cut at.
+    statements: HashMap<(usize, usize), (Word, Word, i64), Fold>,
+    statement_bytes: usize,
+    sql_text_max: usize,
     sessions: HashMap<[i64; 7], i64, Fold>,
 }
 
 type Fold = foldhash::fast::FixedState;
 
 impl Ids {
+    /// Entries a map holds at most.
     const MAX: usize = 200_000;
+    /// Bytes of statements' text the cache holds alive at most: texts differ by
+    /// their literals, so a busy server brings new ones every cycle.
+    const MAX_STATEMENT_BYTES: usize = 8 << 20;
 
-    fn bound(&mut self) {
-        if self.words.len() + self.statement_count + self.sessions.len() > Self::MAX {
-            *self = Ids::default();
+    /// Clears what has grown past its bound, and the statements if they were cut
+    /// at another length.
+    fn bound(&mut self, sql_text_max: usize) {
+        if self.words.len() + self.texts.len() > Self::MAX {
+            self.words.clear();
+            self.texts.clear();
+        }
+        if self.statements.len() > Self::MAX
+            || self.statement_bytes > Self::MAX_STATEMENT_BYTES
+            || self.sql_text_max != sql_text_max
+        {
+            self.statements.clear();
+            self.statement_bytes = 0;
+            self.sql_text_max = sql_text_max;
+        }
+        if self.sessions.len() > Self::MAX {
+            self.sessions.clear();
         }
     }
 }
@@ -263,7 +289,7 @@ impl Store {
     /// Writes one cycle of a target, all its tenants in one transaction. The SQL
     /// text is cut at `sql_text_max` characters (0 keeps none).
     pub fn record(&mut self, sample: &CycleSample, sql_text_max: usize) -> Result<(), StoreError> {
-        self.ids.bound();
+        self.ids.bound(sql_text_max);
         let tx = self
             .conn
             .transaction()
@@ -463,10 +489,11 @@ fn write_cycle(
          longest_active_ms, kept, truncated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     for tenant in &sample.tenants {
-        let tenant_id = match ids
+        let known = ids
             .tenants
-            .get(&(sample.target.clone(), tenant.tenant.clone()))
-        {
+            .get(&sample.target)
+            .and_then(|tenants| tenants.get(&tenant.tenant));
+        let tenant_id = match known {
             Some(id) => *id,
             None => {
                 let id: i64 = tx.query_row(
@@ -476,7 +503,9 @@ fn write_cycle(
                     |r| r.get(0),
                 )?;
                 ids.tenants
-                    .insert((sample.target.clone(), tenant.tenant.clone()), id);
+                    .entry(sample.target.clone())
+                    .or_default()
+                    .insert(tenant.tenant.clone(), id);
                 id
             }
         };
@@ -493,7 +522,7 @@ fn write_cycle(
         ])?;
         let cycle = tx.last_insert_rowid();
         for (class, n) in &tenant.by_wait_class {
-            let class = word(tx, ids, class)?;
+            let class = text(tx, ids, class)?;
             waits.push(&[Some(cycle), Some(class), Some(*n as i64)])?;
         }
         // Active sessions per statement, for the timeline's top statements.
@@ -523,10 +552,15 @@ fn write_cycle(
                     id
                 }
             };
-            let text = cut(&kept.sql_text, sql_text_max);
-            let statement = match (kept.sql_id.is_empty(), text.is_empty()) {
+            let statement = match (kept.sql_id.is_empty(), kept.sql_text.is_empty()) {
                 (true, true) => None,
-                _ => Some(statement(tx, ids, &kept.sql_id, text)?),
+                _ => Some(statement(
+                    tx,
+                    ids,
+                    &kept.sql_id,
+                    &kept.sql_text,
+                    sql_text_max,
+                )?),
             };
             if let Some(id) = statement.filter(|_| kept.active) {
                 match by_statement.iter_mut().find(|(known, _)| *known == id) {
@@ -618,50 +652,56 @@ impl<'t> Batch<'t> {
 }
 
 /// The id of `text` in `words`, stored when new.
-fn word(tx: &rusqlite::Transaction<'_>, ids: &mut Ids, text: &str) -> rusqlite::Result<i64> {
-    if let Some(id) = ids.words.get(text) {
+fn upsert_word(tx: &rusqlite::Transaction<'_>, text: &str) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO words (text) VALUES (?1) ON CONFLICT (text) DO UPDATE SET text = excluded.text \
+         RETURNING id",
+    )?
+    .query_row([text], |r| r.get(0))
+}
+
+/// The id of a kept session's word in `words`.
+fn word(tx: &rusqlite::Transaction<'_>, ids: &mut Ids, word: &Word) -> rusqlite::Result<i64> {
+    if let Some((_, id)) = ids.words.get(&word.identity()) {
         return Ok(*id);
     }
-    let id: i64 = tx
-        .prepare_cached(
-            "INSERT INTO words (text) VALUES (?1) ON CONFLICT (text) DO UPDATE SET text = excluded.text \
-             RETURNING id",
-        )?
-        .query_row([text], |r| r.get(0))?;
-    ids.words.insert(text.to_string(), id);
+    let id = upsert_word(tx, word)?;
+    ids.words.insert(word.identity(), (word.clone(), id));
     Ok(id)
 }
 
-/// The id of a statement (its id and text) in `statements`, stored when new.
+/// The id of a text that comes as a string in `words`.
+fn text(tx: &rusqlite::Transaction<'_>, ids: &mut Ids, text: &str) -> rusqlite::Result<i64> {
+    if let Some(id) = ids.texts.get(text) {
+        return Ok(*id);
+    }
+    let id = upsert_word(tx, text)?;
+    ids.texts.insert(text.to_string(), id);
+    Ok(id)
+}
+
+/// The id of a statement (its id, and its text cut at `sql_text_max` characters)
+/// in `statements`, stored when new.
 fn statement(
     tx: &rusqlite::Transaction<'_>,
     ids: &mut Ids,
-    sql_id: &str,
-    text: &str,
+    sql_id: &Word,
+    text: &Word,
+    sql_text_max: usize,
 ) -> rusqlite::Result<i64> {
-    let hash = {
-        use std::hash::BuildHasher;
-        Fold::default().hash_one((sql_id, text))
-    };
-    let known = ids.statements.get(&hash).and_then(|same| {
-        same.iter()
-            .find(|(i, t, _)| i == sql_id && t == text)
-            .map(|(_, _, id)| *id)
-    });
-    if let Some(id) = known {
-        return Ok(id);
+    let key = (sql_id.identity(), text.identity());
+    if let Some((_, _, id)) = ids.statements.get(&key) {
+        return Ok(*id);
     }
     let id: i64 = tx
         .prepare_cached(
             "INSERT INTO statements (sql_id, text) VALUES (?1, ?2) ON CONFLICT (sql_id, text) \
              DO UPDATE SET text = excluded.text RETURNING id",
         )?
-        .query_row([sql_id, text], |r| r.get(0))?;
+        .query_row([sql_id.as_str(), cut(text, sql_text_max)], |r| r.get(0))?;
+    ids.statement_bytes += sql_id.len() + text.len();
     ids.statements
-        .entry(hash)
-        .or_default()
-        .push((sql_id.to_string(), text.to_string(), id));
-    ids.statement_count += 1;
+        .insert(key, (sql_id.clone(), text.clone(), id));
     Ok(id)
 }
 

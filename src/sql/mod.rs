@@ -18,7 +18,7 @@
 
 use crate::config::Filter;
 use crate::error::{Reason, SourceError};
-use crate::stats::{client_label, Aggregator, CollectParts, NONE_LABEL};
+use crate::stats::{client_label, Aggregator, CollectParts, Keeping, NONE_LABEL};
 pub mod conn;
 mod grouping;
 mod periodic;
@@ -66,9 +66,9 @@ pub struct RowContext<'a> {
     /// [`Aggregator::listed_only`]): a cluster's statements read the processlist
     /// without a join to the tenants view.
     pub listed_only: bool,
-    /// Sessions per tenant kept for the session history ([`Aggregator::keep_sessions`]);
+    /// How sessions are kept for the session history ([`Aggregator::keep_sessions`]);
     /// None when the target records none.
-    pub history: Option<usize>,
+    pub history: Option<Keeping>,
 }
 
 impl RowContext<'_> {
@@ -79,8 +79,8 @@ impl RowContext<'_> {
         if self.listed_only {
             aggregator = aggregator.listed_only();
         }
-        if let Some(max) = self.history {
-            aggregator = aggregator.keep_sessions(max);
+        if let Some(keeping) = &self.history {
+            aggregator = aggregator.keep_sessions(keeping.clone());
         }
         for tenant in tenants {
             aggregator.add_tenant(tenant);

@@ -21,9 +21,9 @@ pub struct Aggregator {
     parts: CollectParts,
     /// Whether only listed tenants are kept (see [`Aggregator::listed_only`]).
     listed_only: bool,
-    /// Sessions per tenant kept for the session history (see
+    /// How sessions are kept for the session history (see
     /// [`Aggregator::keep_sessions`]); None keeps none.
-    history: Option<usize>,
+    history: Option<Keeping>,
 }
 
 impl Default for Aggregator {
@@ -99,9 +99,22 @@ impl Aggregator {
     /// name ([`SessionGroup::session`]) for the session history: active, in a
     /// transaction, waiting or blocking, blockers and the longest first
     /// ([`KeptSession::rank`]), counting the rest (`TenantStats::kept_truncated`).
-    pub fn keep_sessions(mut self, max: usize) -> Self {
-        self.history = Some(max);
+    /// Their text comes from `keeping`'s words, which forget here what the cycles
+    /// before no longer hold.
+    pub fn keep_sessions(mut self, keeping: Keeping) -> Self {
+        keeping.words.sweep();
+        self.history = Some(keeping);
         self
+    }
+
+    /// The words of the sessions kept (see [`Words`]; a set of its own when the
+    /// history is off): for a later read of the cycle completing what the grouping
+    /// kept.
+    pub fn words(&self) -> Words {
+        self.history
+            .as_ref()
+            .map(|keeping| keeping.words.clone())
+            .unwrap_or_default()
     }
 
     /// Keeps only the tenants a zero row (a group of 0 sessions) or
@@ -140,11 +153,13 @@ impl Aggregator {
     /// a tenant without sessions) only makes its tenant present.
     pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, mut group: SessionGroup<S>) {
         self.rows += 1;
-        let (parts, keep, history) = (self.parts, self.keep, self.history);
+        let (parts, keep) = (self.parts, self.keep);
         let states = parts.states;
-        let mut session = group.session.take();
-        let kept = match (history, session.as_mut()) {
-            (Some(max), Some(session)) => Some((max, kept_session(&group, session))),
+        let session = group.session.take();
+        let kept = match (&self.history, session.as_ref()) {
+            (Some(keeping), Some(session)) => {
+                Some((keeping.max, kept_session(&group, session, &keeping.words)))
+            }
             _ => None,
         };
         let tenant = self.tenant(group.tenant);
@@ -307,8 +322,8 @@ impl Aggregator {
     }
 
     pub fn finish(self) -> Collected {
-        let (keep, parts, listed_only, history) =
-            (self.keep, self.parts, self.listed_only, self.history);
+        let (keep, parts, listed_only) = (self.keep, self.parts, self.listed_only);
+        let history = self.history.map(|keeping| keeping.max);
         let tenants = self
             .tenants
             .into_iter()
@@ -354,20 +369,41 @@ impl Aggregator {
 }
 
 /// The session of a row of its own, as the history keeps it (past twice the cap a
-/// tenant's list is cut to the cap by rank, the rest counted). Its SQL text is
-/// taken, not copied: nothing else of the cycle reads it.
-fn kept_session<S: AsRef<str>>(group: &SessionGroup<S>, session: &mut OneSession) -> KeptSession {
+/// tenant's list is cut to the cap by rank, the rest counted). Its text is the
+/// target's shared words, looked up under one lock.
+fn kept_session<S: AsRef<str>>(
+    group: &SessionGroup<S>,
+    session: &OneSession,
+    words: &Words,
+) -> KeptSession {
     let active = group.active > 0;
-    let owned = |s: &S| s.as_ref().to_string();
+    let sql_id = match session.sql_id.is_empty() {
+        true => group.statement.as_ref(),
+        false => &session.sql_id,
+    };
+    let [server, user, db, client, application, command, state, wait_class, wait_event, sql_id, sql_text] =
+        words.words([
+            group.server.as_ref(),
+            group.user.as_ref(),
+            group.db.as_ref(),
+            group.client.as_ref(),
+            group.application.as_ref(),
+            group.command.as_ref(),
+            group.state.as_ref(),
+            group.wait_class.as_ref(),
+            group.wait_event.as_ref(),
+            sql_id,
+            &session.sql_text,
+        ]);
     KeptSession {
         id: session.id,
-        server: owned(&group.server),
-        user: owned(&group.user),
-        db: owned(&group.db),
-        client: owned(&group.client),
-        application: owned(&group.application),
-        command: owned(&group.command),
-        state: owned(&group.state),
+        server,
+        user,
+        db,
+        client,
+        application,
+        command,
+        state,
         active,
         time: match active {
             true => group.max_active_time,
@@ -379,13 +415,10 @@ fn kept_session<S: AsRef<str>>(group: &SessionGroup<S>, session: &mut OneSession
         lock_wait: (group.lock_waiting > 0).then_some(group.max_lock_wait),
         blocked_by: session.blocked_by,
         waiters: session.waiters,
-        wait_class: owned(&group.wait_class),
-        wait_event: owned(&group.wait_event),
-        sql_id: match session.sql_id.is_empty() {
-            true => owned(&group.statement),
-            false => session.sql_id.clone(),
-        },
-        sql_text: std::mem::take(&mut session.sql_text),
+        wait_class,
+        wait_event,
+        sql_id,
+        sql_text,
     }
 }
 

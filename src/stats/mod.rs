@@ -18,11 +18,13 @@ use std::net::IpAddr;
 
 mod aggregator;
 pub mod own;
+mod words;
 
 #[cfg(test)]
 pub use aggregator::aggregate;
 pub use aggregator::Aggregator;
 pub use own::KindStatistics;
+pub use words::{Word, Words};
 
 /// Maps that only live while a cycle's rows are aggregated.
 type CycleMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
@@ -219,14 +221,14 @@ pub struct TopSession {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeptSession {
     pub id: u64,
-    pub server: String,
-    pub user: String,
-    pub db: String,
-    pub client: String,
+    pub server: Word,
+    pub user: Word,
+    pub db: Word,
+    pub client: Word,
     /// Label-ready, as the metrics' application (empty when not collected).
-    pub application: String,
-    pub command: String,
-    pub state: String,
+    pub application: Word,
+    pub command: Word,
+    pub state: Word,
     pub active: bool,
     /// Seconds in its current state (the processlist's TIME).
     pub time: f64,
@@ -240,11 +242,28 @@ pub struct KeptSession {
     /// Sessions waiting for a lock this one holds.
     pub waiters: u64,
     /// What it waits on (class and event), empty when not known.
-    pub wait_class: String,
-    pub wait_event: String,
+    pub wait_class: Word,
+    pub wait_event: Word,
     /// The statement's id (SQL_ID, query_id, digest) and text; empty when unknown.
-    pub sql_id: String,
-    pub sql_text: String,
+    pub sql_id: Word,
+    pub sql_text: Word,
+}
+
+/// How a target keeps sessions for its history: at most `max` per tenant and
+/// cycle, their text shared through `words` from cycle to cycle.
+#[derive(Debug, Clone, Default)]
+pub struct Keeping {
+    pub max: usize,
+    pub words: Words,
+}
+
+impl Keeping {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            words: Words::default(),
+        }
+    }
 }
 
 impl KeptSession {

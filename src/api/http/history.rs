@@ -294,10 +294,9 @@ fn page_of(moment: Moment, params: &ListParams, tenant: &str) -> PageStream {
                 && params.min_time.is_none_or(|min| s.time >= min)
                 && params.id.is_none_or(|id| s.id == id)
                 && (!params.active_only || s.active)
-                && params
-                    .observers
-                    .as_ref()
-                    .is_none_or(|observers| observers.iter().any(|o| o.ip.to_string() == s.server))
+                && params.observers.as_ref().is_none_or(|observers| {
+                    observers.iter().any(|o| *s.server == *o.ip.to_string())
+                })
         })
         .collect();
     if let Some((field, direction)) = params.sort {
@@ -340,19 +339,19 @@ fn page_of(moment: Moment, params: &ListParams, tenant: &str) -> PageStream {
 fn listed(s: &KeptSession, tenant: &str) -> TenantSession {
     TenantSession {
         id: s.id as i64,
-        svr_ip: s.server.clone(),
-        user: s.user.clone(),
-        db: s.db.clone(),
+        svr_ip: s.server.to_string(),
+        user: s.user.to_string(),
+        db: s.db.to_string(),
         tenant: tenant.to_string(),
-        host: s.client.clone(),
-        command: s.command.clone(),
+        host: s.client.to_string(),
+        command: s.command.to_string(),
         time: s.time,
-        state: s.state.clone(),
-        info: s.sql_text.clone(),
-        sql_id: s.sql_id.clone(),
-        application: s.application.clone(),
-        wait_class: s.wait_class.clone(),
-        wait_event: s.wait_event.clone(),
+        state: s.state.to_string(),
+        info: s.sql_text.to_string(),
+        sql_id: s.sql_id.to_string(),
+        application: s.application.to_string(),
+        wait_class: s.wait_class.to_string(),
+        wait_event: s.wait_event.to_string(),
         ..TenantSession::default()
     }
 }
@@ -547,23 +546,23 @@ pub(super) async fn session_history(
                     .into_iter()
                     .map(|(at, s)| StorySample {
                         at: time(at),
-                        svr_ip: s.server,
-                        user: s.user,
-                        db: s.db,
-                        host: s.client,
-                        application: s.application,
-                        command: s.command,
-                        state: s.state,
+                        svr_ip: s.server.to_string(),
+                        user: s.user.to_string(),
+                        db: s.db.to_string(),
+                        host: s.client.to_string(),
+                        application: s.application.to_string(),
+                        command: s.command.to_string(),
+                        state: s.state.to_string(),
                         active: s.active,
                         time: s.time,
                         transaction_age: s.transaction_age,
                         lock_wait: s.lock_wait,
                         blocked_by: s.blocked_by,
                         waiters: s.waiters,
-                        wait_class: s.wait_class,
-                        wait_event: s.wait_event,
-                        sql_id: s.sql_id,
-                        sql_text: s.sql_text,
+                        wait_class: s.wait_class.to_string(),
+                        wait_event: s.wait_event.to_string(),
+                        sql_id: s.sql_id.to_string(),
+                        sql_text: s.sql_text.to_string(),
                     })
                     .collect(),
             })

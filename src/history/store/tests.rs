@@ -1,7 +1,7 @@
 use super::*;
 use crate::history::read::Spread;
 use crate::history::TenantSample;
-use crate::stats::KeptSession;
+use crate::stats::{KeptSession, Word};
 use std::time::{Duration, SystemTime};
 
 fn at(seconds: u64) -> SystemTime {
@@ -20,15 +20,15 @@ fn pileup() -> Vec<KeptSession> {
         db: "shop".into(),
         client: "10.1.1.1".into(),
         application: "checkout".into(),
-        wait_class: String::new(),
-        wait_event: String::new(),
+        wait_class: Word::default(),
+        wait_event: Word::default(),
         ..KeptSession::default()
     };
     vec![
         KeptSession {
             id: 7,
             command: "Sleep".into(),
-            state: String::new(),
+            state: Word::default(),
             time: 40.0,
             transaction_age: Some(41.5),
             waiters: 1,
@@ -116,7 +116,7 @@ fn a_cycle_larger_than_a_batch_reads_back_whole() {
                 command: "Query".into(),
                 active: true,
                 time: id as f64,
-                sql_id: format!("S{}", id % 7),
+                sql_id: format!("S{}", id % 7).into(),
                 ..KeptSession::default()
             })
             .collect()
@@ -171,7 +171,7 @@ fn statements_are_stored_once_and_cut() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("history.db")).unwrap();
     let mut sessions = pileup();
-    sessions[1].sql_text = "UPDATE é".repeat(3);
+    sessions[1].sql_text = "UPDATE é".repeat(3).into();
     for cycle in 0..10 {
         store
             .record(&sample(cycle * 15, sessions.clone()), 8)
@@ -180,15 +180,36 @@ fn statements_are_stored_once_and_cut() {
     let moment = store.moment("db1", "t1", ms(150)).unwrap().unwrap();
     let waiter = moment.kept.iter().find(|s| s.id == 9).unwrap();
     assert_eq!(waiter.sql_text, "UPDATE é");
-    let count = |table: &str| -> i64 {
+    fn count(store: &Store, table: &str) -> i64 {
         store
             .conn
             .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
             .unwrap()
-    };
-    assert_eq!(count("statements"), 2);
-    assert_eq!(count("sessions"), 3, "a session's identity is stored once");
-    assert_eq!(count("samples"), 30);
+    }
+    assert_eq!(count(&store, "statements"), 2);
+    assert_eq!(
+        count(&store, "sessions"),
+        3,
+        "a session's identity is stored once"
+    );
+    assert_eq!(count(&store, "samples"), 30);
+    // The same text in words of its own (another target's, or after its words
+    // forgot it) is the same statement and the same words.
+    let words = count(&store, "words");
+    let mut copied = sessions.clone();
+    for s in &mut copied {
+        s.sql_text = Word::from(s.sql_text.to_string());
+        s.user = Word::from(s.user.to_string());
+    }
+    assert_ne!(
+        copied[1].sql_text.identity(),
+        sessions[1].sql_text.identity()
+    );
+    store.record(&sample(160, copied), 8).unwrap();
+    assert_eq!(
+        (count(&store, "statements"), count(&store, "words")),
+        (2, words)
+    );
     store.record(&sample(200, sessions), 0).unwrap();
     let moment = store.moment("db1", "t1", ms(200)).unwrap().unwrap();
     let waiter = moment.kept.iter().find(|s| s.id == 9).unwrap();
@@ -239,9 +260,9 @@ fn pruning_by_size_takes_the_oldest_first() {
     let many: Vec<KeptSession> = (0..200)
         .map(|id| KeptSession {
             id,
-            client: format!("10.2.0.{}", id % 250),
-            sql_text: format!("SELECT {id}"),
-            sql_id: format!("S{id}"),
+            client: format!("10.2.0.{}", id % 250).into(),
+            sql_text: format!("SELECT {id}").into(),
+            sql_id: format!("S{id}").into(),
             ..pileup()[2].clone()
         })
         .collect();

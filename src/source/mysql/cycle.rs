@@ -189,6 +189,7 @@ impl Found {
         activity: Activity,
         known: Option<&mut Connections>,
     ) -> Collected {
+        let words = self.aggregator.words();
         for id in &self.active {
             let thread = activity
                 .threads
@@ -207,6 +208,9 @@ impl Found {
             let statement = digest.map(String::as_str).unwrap_or_default();
             self.aggregator
                 .add_activity(ctx.tenant, (class, event), statement);
+            let text = thread.and_then(|t| activity.texts.get(&t));
+            let [class, event, statement, text] =
+                words.words([class, event, statement, text.map_or("", String::as_str)]);
             if let Some(kept) = self
                 .aggregator
                 .kept_mut(ctx.tenant)
@@ -214,14 +218,14 @@ impl Found {
                 .find(|kept| kept.id == *id)
             {
                 if ctx.parts.waits {
-                    kept.wait_class = class.to_string();
-                    kept.wait_event = event.to_string();
+                    kept.wait_class = class;
+                    kept.wait_event = event;
                 }
                 if ctx.parts.statements {
-                    kept.sql_id = statement.to_string();
+                    kept.sql_id = statement;
                 }
-                if let Some(text) = thread.and_then(|t| activity.texts.get(&t)) {
-                    kept.sql_text = text.clone();
+                if !text.is_empty() {
+                    kept.sql_text = text;
                 }
             }
         }
@@ -230,7 +234,7 @@ impl Found {
                 known.learn_thread(*id, *thread);
             }
             for kept in self.aggregator.kept_mut(ctx.tenant) {
-                kept.application = known.of(kept.id).unwrap_or(NONE_LABEL).to_string();
+                kept.application = words.word(known.of(kept.id).unwrap_or(NONE_LABEL));
             }
             self.count_programs(known);
         }

@@ -25,7 +25,7 @@ use crate::sql::{
     filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
     RowContext, Rules, OWN_SESSIONS, TAG,
 };
-use crate::stats::Collected;
+use crate::stats::{Collected, Keeping};
 use connections::Connections;
 use cycle::Cycle;
 use std::time::Duration;
@@ -63,8 +63,8 @@ pub struct MysqlSource {
     said: Vec<String>,
     /// The programs of the server's connections, learnt once each.
     programs: Connections,
-    /// Sessions per tenant kept for the session history; None: none.
-    history: Option<usize>,
+    /// How sessions are kept for the session history; None: none.
+    history: Option<Keeping>,
 }
 
 /// What [`MysqlSource::prepare`] wrote for this account and server.
@@ -99,7 +99,7 @@ impl MysqlSource {
             database: settings.database.clone(),
             said: Vec::new(),
             programs: Connections::default(),
-            history: target.history_sessions,
+            history: target.history_sessions.map(Keeping::new),
         }
     }
 
@@ -317,7 +317,7 @@ impl MysqlSource {
             }
         };
         let ctx = RowContext {
-            history: self.history,
+            history: self.history.clone(),
             ..row_context(&prepared.database, &self.name)
         };
         let collected = prepared

@@ -25,7 +25,7 @@ use crate::sql::{
     filter_conditions, host_without_port, mysql_limits, Grouping, LockWait, PeriodicReads,
     RowContext, Rules, MAX_EVENTS, OWN_SESSIONS, TAG,
 };
-use crate::stats::Collected;
+use crate::stats::{Collected, Keeping};
 #[cfg(test)]
 use cycle::cycle;
 use cycle::{cycle_reading, Cycle};
@@ -57,8 +57,8 @@ pub struct OceanbaseSource {
     /// The tenant label in single-tenant mode.
     single_tenant: String,
     periodic: PeriodicReads,
-    /// Sessions per tenant kept for the session history; None: none.
-    history: Option<usize>,
+    /// How sessions are kept for the session history; None: none.
+    history: Option<Keeping>,
     /// Characters of their SQL text it keeps (0: none).
     history_sql_text: usize,
 }
@@ -134,7 +134,7 @@ impl OceanbaseSource {
             .with_ash(target.max_series_per_dimension),
             name: target.name.clone(),
             settings: settings.clone(),
-            history: target.history_sessions,
+            history: target.history_sessions.map(Keeping::new),
             history_sql_text: target.history_sql_text,
         }
     }
@@ -237,7 +237,7 @@ impl OceanbaseSource {
         let parts = settings.database.collect;
         let trans_state = (parts.transactions || parts.locks)
             && query::has_column(conn, &processlist, "TRANS_STATE").await?;
-        let history = self.history.map(|_| self.history_sql_text);
+        let history = self.history.as_ref().map(|_| self.history_sql_text);
         let cycle = cycle_reading(&settings, mode, trans_state, history);
         cycle.log(&self.name);
         Ok(Probed {
@@ -328,7 +328,7 @@ impl OceanbaseSource {
     /// The cluster statement; every tenant comes back in a group row (a zero row
     /// when it has no sessions).
     async fn query_cluster(&mut self, conn: &mut mysql_async::Conn) -> Result<Collected, SqlError> {
-        let history = self.history;
+        let history = self.history.clone();
         let Probed {
             settings,
             cycle,
@@ -353,7 +353,7 @@ impl OceanbaseSource {
         };
         let database = self.settings.database.clone();
         let tenant = self.single_tenant.clone();
-        let history = self.history;
+        let history = self.history.clone();
         let Probed {
             settings,
             cycle,

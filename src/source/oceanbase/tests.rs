@@ -492,7 +492,7 @@ fn the_history_keeps_the_sessions_read_one_by_one() {
         "nothing kept without history"
     );
     let ctx = RowContext {
-        history: Some(10),
+        history: Some(Keeping::new(10)),
         ..plain
     };
     let (with, _) = run(&cycle, &mut answers(), &ctx, &[], &mut Shape::default());
@@ -538,7 +538,7 @@ fn the_history_keeps_the_sessions_read_one_by_one() {
 
     // A cap of one keeps the blocker and counts the other.
     let ctx = RowContext {
-        history: Some(1),
+        history: Some(Keeping::new(1)),
         ..plain
     };
     let (capped, _) = run(&cycle, &mut answers(), &ctx, &[], &mut Shape::default());
@@ -577,7 +577,7 @@ fn the_history_reads_the_text_of_the_sessions_it_keeps() {
             )],
         );
     let ctx = RowContext {
-        history: Some(10),
+        history: Some(Keeping::new(10)),
         ..row_context(&settings, "", Mode::Cluster)
     };
     let (collected, _) = run(&cycle, &mut conn, &ctx, &[], &mut Shape::default());

@@ -26,7 +26,7 @@ use crate::error::{Reason, SourceError};
 use crate::sql::{
     filter_conditions, read, Connection, PeriodicReads, RowContext, Rules, SqlError, TAG,
 };
-use crate::stats::Collected;
+use crate::stats::{Collected, Keeping};
 use futures_util::StreamExt;
 use scan::Scan;
 use sessions::PostgresqlSessions;
@@ -49,8 +49,8 @@ pub struct PostgresqlSource {
     sql: String,
     client: Option<Client>,
     periodic: PeriodicReads,
-    /// Sessions per tenant kept for the session history; None: none.
-    history: Option<usize>,
+    /// How sessions are kept for the session history; None: none.
+    history: Option<Keeping>,
 }
 
 impl PostgresqlSource {
@@ -66,7 +66,7 @@ impl PostgresqlSource {
             timeout: target.collect_timeout,
             settings: settings.clone(),
             client: None,
-            history: target.history_sessions,
+            history: target.history_sessions.map(Keeping::new),
         }
     }
 
@@ -120,7 +120,7 @@ impl PostgresqlSource {
             parts: database.collect,
             rules: Rules::NONE,
             listed_only: false,
-            history: self.history,
+            history: self.history.clone(),
         };
         let mut collected = cycle(client, &self.sql, &ctx)
             .await
@@ -513,7 +513,7 @@ mod tests {
             parts: CollectParts::default(),
             rules: Rules::NONE,
             listed_only: false,
-            history,
+            history: history.map(Keeping::new),
         }
     }
 

@@ -2,6 +2,7 @@ use super::super::{cycle, row_context, LockWaits};
 use super::*;
 use crate::config::testing;
 use crate::sql::fixtures::{block_on, counts as c, group, idle, named, pairs, row, Scripted};
+use crate::stats::Keeping;
 use mysql_async::Value;
 use std::time::Duration;
 
@@ -196,7 +197,7 @@ fn the_history_keeps_active_threads_and_those_in_a_transaction() {
         .unwrap()
         .into_tenants();
     let ctx = RowContext {
-        history: Some(10),
+        history: Some(Keeping::new(10)),
         ..plain
     };
     let mut with = block_on(cycle.run(&mut answers(), &ctx, &mut Connections::default()))
@@ -299,7 +300,7 @@ fn the_history_keeps_whom_a_waiter_waits_on() {
         .answer(&with_threads, rows(&["0|42|142|∅"]))
         .answer(&blockers, vec![holder, waits_on]);
     let ctx = RowContext {
-        history: Some(10),
+        history: Some(Keeping::new(10)),
         ..row_context(&database, "maria")
     };
     let tenants = block_on(cycle.run(&mut conn, &ctx, &mut Connections::default()))
