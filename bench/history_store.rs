@@ -175,10 +175,18 @@ fn main() {
             .expect("a timeline");
         assert!(steps.iter().any(|s| s.cycles > 0));
     });
+    drop(reader);
+    // The recorder's pruning once a minute at retention: the oldest minute goes,
+    // and what no cycle refers to any more.
+    let mut store = Store::open(&path).expect("the store");
+    let pruning = Instant::now();
+    let gone = store.prune(from + 60_000, u64::MAX).expect("pruned");
+    let prune_ms = pruning.elapsed().as_secs_f64() * 1000.0;
+    assert!(gone > 0, "the oldest minute pruned");
     println!(
         "{{\"cycles\": {cycles}, \"samples\": {samples}, \"bytes\": {bytes}, \"bytes_per_sample\": {:.2}, \
          \"written_per_cycle\": {written:.0}, \"write_ms_per_cycle\": {write_ms:.2}, \
-         \"moment_ms\": {moment_ms:.2}, \"timeline_ms\": {timeline_ms:.2}}}",
+         \"moment_ms\": {moment_ms:.2}, \"timeline_ms\": {timeline_ms:.2}, \"prune_ms\": {prune_ms:.1}}}",
         bytes as f64 / samples.max(1) as f64
     );
 }

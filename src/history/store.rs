@@ -19,8 +19,17 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The schema's version, in `meta`; a store of another is not read.
-pub const SCHEMA_VERSION: &str = "1";
+/// The schema's version, in `meta`; a store of another is not read. Version 1
+/// (without `last_at`) is brought to it when opened for writing.
+pub const SCHEMA_VERSION: &str = "2";
+
+/// How stale a row's `last_at` may be: a cycle that uses a word, statement or
+/// session writes its time only when the stored one is older than this. The
+/// cycles' write then updates a row about once this long, not once a cycle, and
+/// pruning deletes what no cycle left refers to by reading `last_at`, not the
+/// samples: a row whose `last_at` is older than the oldest cycle left by more than
+/// this is used by none of them.
+pub const LAST_USE_SLACK_MS: i64 = 10 * 60 * 1000;
 
 /// The tables (docs/history.md describes each column).
 const SCHEMA: &str = "
@@ -57,13 +66,19 @@ CREATE TABLE cycle_statements (
     sessions INTEGER NOT NULL,
     PRIMARY KEY (cycle, statement)
 ) WITHOUT ROWID;
-CREATE TABLE words (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE words (
+    id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL UNIQUE,
+    last_at INTEGER NOT NULL
+);
 CREATE TABLE statements (
     id INTEGER PRIMARY KEY,
     sql_id TEXT NOT NULL,
     text TEXT NOT NULL,
+    last_at INTEGER NOT NULL,
     UNIQUE (sql_id, text)
 );
+CREATE INDEX statements_by_last_use ON statements (last_at);
 CREATE TABLE sessions (
     id INTEGER PRIMARY KEY,
     tenant INTEGER NOT NULL REFERENCES tenants (id),
@@ -73,8 +88,10 @@ CREATE TABLE sessions (
     db INTEGER NOT NULL REFERENCES words (id),
     client INTEGER NOT NULL REFERENCES words (id),
     application INTEGER NOT NULL REFERENCES words (id),
+    last_at INTEGER NOT NULL,
     UNIQUE (tenant, session_id, server, user, db, client, application)
 );
+CREATE INDEX sessions_by_last_use ON sessions (last_at);
 CREATE TABLE samples (
     cycle INTEGER NOT NULL,
     session INTEGER NOT NULL REFERENCES sessions (id),
@@ -139,13 +156,20 @@ struct Ids {
     /// By target, then tenant: looked up without copying either name.
     tenants: HashMap<String, HashMap<String, i64, Fold>, Fold>,
     /// Words by identity, and text that comes as a string (the wait classes).
-    words: HashMap<usize, (Word, i64), Fold>,
-    texts: HashMap<String, i64, Fold>,
+    words: HashMap<usize, (Word, Used), Fold>,
+    texts: HashMap<String, Used, Fold>,
     /// By the identities of (SQL id, text), for the `sql_text_max` they were cut at.
-    statements: HashMap<(usize, usize), (Word, Word, i64), Fold>,
+    statements: HashMap<(usize, usize), (Word, Word, Used), Fold>,
     statement_bytes: usize,
     sql_text_max: usize,
-    sessions: HashMap<[i64; 7], i64, Fold>,
+    sessions: HashMap<[i64; 7], Used, Fold>,
+}
+
+/// A row's id, and the `last_at` stored for it.
+#[derive(Debug, Clone, Copy)]
+struct Used {
+    id: i64,
+    last_at: i64,
 }
 
 type Fold = foldhash::fast::FixedState;
@@ -176,6 +200,66 @@ impl Ids {
             self.sessions.clear();
         }
     }
+
+    /// Forgets the rows that pruning may have deleted: those whose `last_at` is
+    /// older than `cut`.
+    fn forget_older(&mut self, cut: i64) {
+        self.words.retain(|_, (_, used)| used.last_at >= cut);
+        self.texts.retain(|_, used| used.last_at >= cut);
+        self.statements
+            .retain(|_, (_, _, used)| used.last_at >= cut);
+        self.sessions.retain(|_, used| used.last_at >= cut);
+    }
+}
+
+/// The tables whose rows pruning deletes once no cycle uses them.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Words,
+    Statements,
+    Sessions,
+}
+
+impl Table {
+    fn touch_sql(self) -> &'static str {
+        match self {
+            Table::Words => "UPDATE words SET last_at = ?1 WHERE id = ?2",
+            Table::Statements => "UPDATE statements SET last_at = ?1 WHERE id = ?2",
+            Table::Sessions => "UPDATE sessions SET last_at = ?1 WHERE id = ?2",
+        }
+    }
+}
+
+/// The id of a cached row used by the cycle at `at`, whose `last_at` is written
+/// again once older than [`LAST_USE_SLACK_MS`].
+fn reuse(
+    tx: &rusqlite::Transaction<'_>,
+    table: Table,
+    used: &mut Used,
+    at: i64,
+) -> rusqlite::Result<i64> {
+    if at - used.last_at > LAST_USE_SLACK_MS {
+        tx.prepare_cached(table.touch_sql())?
+            .execute(params![at, used.id])?;
+        used.last_at = at;
+    }
+    Ok(used.id)
+}
+
+/// Brings a store of schema version 1 to this one: every word, statement and
+/// session counts as used now, so pruning keeps them until the cycles of now go.
+fn migrate_from_1(conn: &Connection) -> rusqlite::Result<()> {
+    let now = unix_millis(std::time::SystemTime::now());
+    conn.execute_batch(&format!(
+        "BEGIN;
+         ALTER TABLE words ADD COLUMN last_at INTEGER NOT NULL DEFAULT {now};
+         ALTER TABLE statements ADD COLUMN last_at INTEGER NOT NULL DEFAULT {now};
+         ALTER TABLE sessions ADD COLUMN last_at INTEGER NOT NULL DEFAULT {now};
+         CREATE INDEX statements_by_last_use ON statements (last_at);
+         CREATE INDEX sessions_by_last_use ON sessions (last_at);
+         UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
+         COMMIT;"
+    ))
 }
 
 /// An open store.
@@ -240,7 +324,9 @@ impl Store {
                     .optional()
                     .map_err(wrap)?,
             };
-            if found.as_deref() != Some(SCHEMA_VERSION) {
+            if found.as_deref() == Some("1") {
+                migrate_from_1(&conn).map_err(wrap)?;
+            } else if found.as_deref() != Some(SCHEMA_VERSION) {
                 return Err(StoreError::Version {
                     path: path.to_path_buf(),
                     found: found.unwrap_or_else(|| "none".to_string()),
@@ -377,31 +463,29 @@ impl Store {
                 .map_err(|e| self.wrap(e))?;
         }
         if gone > 0 {
-            self.ids = Ids::default();
             self.collect_garbage()?;
         }
         Ok(gone)
     }
 
-    /// Deletes the sessions, statements and words no cycle refers to any more (in
-    /// one transaction: an error leaves none open), and gives free pages back.
+    /// Deletes the sessions, statements and words no cycle left uses (see
+    /// [`LAST_USE_SLACK_MS`]: read from their `last_at`, not from the samples, so
+    /// it costs what it deletes, not the store's size), in one transaction, and
+    /// gives free pages back.
     fn collect_garbage(&mut self) -> Result<(), StoreError> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| wrap_path(&path, e))?;
-        tx.execute_batch(
-            "DELETE FROM sessions WHERE id NOT IN (SELECT session FROM samples);
-             DELETE FROM statements WHERE id NOT IN
-                 (SELECT statement FROM samples WHERE statement IS NOT NULL)
-                 AND id NOT IN (SELECT statement FROM cycle_statements);
-             DELETE FROM words WHERE id NOT IN (
-                 SELECT server FROM sessions UNION SELECT user FROM sessions
-                 UNION SELECT db FROM sessions UNION SELECT client FROM sessions
-                 UNION SELECT application FROM sessions UNION SELECT command FROM samples
-                 UNION SELECT state FROM samples UNION SELECT wait_class FROM samples
-                 UNION SELECT wait_event FROM samples UNION SELECT class FROM cycle_waits);",
-        )
-        .map_err(|e| wrap_path(&path, e))?;
+        let oldest: Option<i64> = tx
+            .query_row("SELECT MIN(at) FROM cycles", [], |r| r.get(0))
+            .map_err(|e| wrap_path(&path, e))?;
+        // No cycle left: nothing is used.
+        let cut = oldest.map_or(i64::MAX, |at| at.saturating_sub(LAST_USE_SLACK_MS));
+        for table in ["sessions", "statements", "words"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE last_at < ?1"), [cut])
+                .map_err(|e| wrap_path(&path, e))?;
+        }
         tx.commit().map_err(|e| wrap_path(&path, e))?;
+        self.ids.forget_older(cut);
         self.conn
             .execute_batch("PRAGMA incremental_vacuum")
             .map_err(|e| self.wrap(e))
@@ -522,7 +606,7 @@ fn write_cycle(
         ])?;
         let cycle = tx.last_insert_rowid();
         for (class, n) in &tenant.by_wait_class {
-            let class = text(tx, ids, class)?;
+            let class = text(tx, ids, class, at)?;
             waits.push(&[Some(cycle), Some(class), Some(*n as i64)])?;
         }
         // Active sessions per statement, for the timeline's top statements.
@@ -531,24 +615,24 @@ fn write_cycle(
             let key = [
                 tenant_id,
                 kept.id as i64,
-                word(tx, ids, &kept.server)?,
-                word(tx, ids, &kept.user)?,
-                word(tx, ids, &kept.db)?,
-                word(tx, ids, &kept.client)?,
-                word(tx, ids, &kept.application)?,
+                word(tx, ids, &kept.server, at)?,
+                word(tx, ids, &kept.user, at)?,
+                word(tx, ids, &kept.db, at)?,
+                word(tx, ids, &kept.client, at)?,
+                word(tx, ids, &kept.application, at)?,
             ];
-            let session = match ids.sessions.get(&key) {
-                Some(id) => *id,
+            let session = match ids.sessions.get_mut(&key) {
+                Some(used) => reuse(tx, Table::Sessions, used, at)?,
                 None => {
                     let id: i64 = tx.prepare_cached(
-                        "INSERT INTO sessions (tenant, session_id, server, user, db, client, application) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                        "INSERT INTO sessions (tenant, session_id, server, user, db, client, application, last_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                          ON CONFLICT (tenant, session_id, server, user, db, client, application) \
-                         DO UPDATE SET tenant = excluded.tenant \
+                         DO UPDATE SET last_at = excluded.last_at \
                          RETURNING id",
                     )?
-                    .query_row(params![key[0], key[1], key[2], key[3], key[4], key[5], key[6]], |r| r.get(0))?;
-                    ids.sessions.insert(key, id);
+                    .query_row(params![key[0], key[1], key[2], key[3], key[4], key[5], key[6], at], |r| r.get(0))?;
+                    ids.sessions.insert(key, Used { id, last_at: at });
                     id
                 }
             };
@@ -559,7 +643,7 @@ fn write_cycle(
                     ids,
                     &kept.sql_id,
                     &kept.sql_text,
-                    sql_text_max,
+                    (sql_text_max, at),
                 )?),
             };
             if let Some(id) = statement.filter(|_| kept.active) {
@@ -571,16 +655,16 @@ fn write_cycle(
             samples.push(&[
                 Some(cycle),
                 Some(session),
-                Some(word(tx, ids, &kept.command)?),
-                Some(word(tx, ids, &kept.state)?),
+                Some(word(tx, ids, &kept.command, at)?),
+                Some(word(tx, ids, &kept.state, at)?),
                 Some(kept.active as i64),
                 Some(millis(kept.time)),
                 kept.transaction_age.map(millis),
                 kept.lock_wait.map(millis),
                 kept.blocked_by.map(|id| id as i64),
                 Some(kept.waiters as i64),
-                Some(word(tx, ids, &kept.wait_class)?),
-                Some(word(tx, ids, &kept.wait_event)?),
+                Some(word(tx, ids, &kept.wait_class, at)?),
+                Some(word(tx, ids, &kept.wait_event, at)?),
                 statement,
             ])?;
         }
@@ -651,57 +735,73 @@ impl<'t> Batch<'t> {
     }
 }
 
-/// The id of `text` in `words`, stored when new.
-fn upsert_word(tx: &rusqlite::Transaction<'_>, text: &str) -> rusqlite::Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO words (text) VALUES (?1) ON CONFLICT (text) DO UPDATE SET text = excluded.text \
-         RETURNING id",
-    )?
-    .query_row([text], |r| r.get(0))
+/// The id of `text` in `words`, stored when new, used at `at`.
+fn upsert_word(tx: &rusqlite::Transaction<'_>, text: &str, at: i64) -> rusqlite::Result<Used> {
+    let id = tx
+        .prepare_cached(
+            "INSERT INTO words (text, last_at) VALUES (?1, ?2) \
+             ON CONFLICT (text) DO UPDATE SET last_at = excluded.last_at RETURNING id",
+        )?
+        .query_row(params![text, at], |r| r.get(0))?;
+    Ok(Used { id, last_at: at })
 }
 
-/// The id of a kept session's word in `words`.
-fn word(tx: &rusqlite::Transaction<'_>, ids: &mut Ids, word: &Word) -> rusqlite::Result<i64> {
-    if let Some((_, id)) = ids.words.get(&word.identity()) {
-        return Ok(*id);
+/// The id of a kept session's word in `words`, used by the cycle at `at`.
+fn word(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &mut Ids,
+    word: &Word,
+    at: i64,
+) -> rusqlite::Result<i64> {
+    if let Some((_, used)) = ids.words.get_mut(&word.identity()) {
+        return reuse(tx, Table::Words, used, at);
     }
-    let id = upsert_word(tx, word)?;
-    ids.words.insert(word.identity(), (word.clone(), id));
-    Ok(id)
+    let used = upsert_word(tx, word, at)?;
+    ids.words.insert(word.identity(), (word.clone(), used));
+    Ok(used.id)
 }
 
-/// The id of a text that comes as a string in `words`.
-fn text(tx: &rusqlite::Transaction<'_>, ids: &mut Ids, text: &str) -> rusqlite::Result<i64> {
-    if let Some(id) = ids.texts.get(text) {
-        return Ok(*id);
+/// The id of a text that comes as a string in `words`, used at `at`.
+fn text(
+    tx: &rusqlite::Transaction<'_>,
+    ids: &mut Ids,
+    text: &str,
+    at: i64,
+) -> rusqlite::Result<i64> {
+    if let Some(used) = ids.texts.get_mut(text) {
+        return reuse(tx, Table::Words, used, at);
     }
-    let id = upsert_word(tx, text)?;
-    ids.texts.insert(text.to_string(), id);
-    Ok(id)
+    let used = upsert_word(tx, text, at)?;
+    ids.texts.insert(text.to_string(), used);
+    Ok(used.id)
 }
 
 /// The id of a statement (its id, and its text cut at `sql_text_max` characters)
-/// in `statements`, stored when new.
+/// in `statements`, stored when new, used at `at`.
 fn statement(
     tx: &rusqlite::Transaction<'_>,
     ids: &mut Ids,
     sql_id: &Word,
     text: &Word,
-    sql_text_max: usize,
+    (sql_text_max, at): (usize, i64),
 ) -> rusqlite::Result<i64> {
     let key = (sql_id.identity(), text.identity());
-    if let Some((_, _, id)) = ids.statements.get(&key) {
-        return Ok(*id);
+    if let Some((_, _, used)) = ids.statements.get_mut(&key) {
+        return reuse(tx, Table::Statements, used, at);
     }
     let id: i64 = tx
         .prepare_cached(
-            "INSERT INTO statements (sql_id, text) VALUES (?1, ?2) ON CONFLICT (sql_id, text) \
-             DO UPDATE SET text = excluded.text RETURNING id",
+            "INSERT INTO statements (sql_id, text, last_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (sql_id, text) DO UPDATE SET last_at = excluded.last_at RETURNING id",
         )?
-        .query_row([sql_id.as_str(), cut(text, sql_text_max)], |r| r.get(0))?;
+        .query_row(params![sql_id.as_str(), cut(text, sql_text_max), at], |r| {
+            r.get(0)
+        })?;
     ids.statement_bytes += sql_id.len() + text.len();
-    ids.statements
-        .insert(key, (sql_id.clone(), text.clone(), id));
+    ids.statements.insert(
+        key,
+        (sql_id.clone(), text.clone(), Used { id, last_at: at }),
+    );
     Ok(id)
 }
 

@@ -91,7 +91,16 @@ impl fmt::Display for Word {
 /// Only the target's own cycle uses it, and its cycles never overlap, so the lock
 /// is never contended; it is taken once per kept session.
 #[derive(Clone, Default)]
-pub struct Words(Arc<Mutex<HashSet<Word, foldhash::fast::RandomState>>>);
+pub struct Words(Arc<Mutex<Set>>);
+
+#[derive(Default)]
+struct Set {
+    words: HashSet<Word, foldhash::fast::RandomState>,
+    /// The word last given at each position of [`Words::words`]: consecutive
+    /// sessions often share their state, wait or user, and a word just used is
+    /// compared in cache, not looked up in a set of thousands.
+    last: Vec<Word>,
+}
 
 impl fmt::Debug for Words {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,14 +112,26 @@ impl Words {
     /// The words of `texts`, in order, each made only if the set has none of its
     /// text.
     pub fn words<const N: usize>(&self, texts: [&str; N]) -> [Word; N] {
-        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        texts.map(|text| match set.get(text) {
-            Some(word) => word.clone(),
-            None => {
-                let word = Word::from(text);
-                set.insert(word.clone());
-                word
+        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Set { words, last } = &mut *guard;
+        if last.len() < N {
+            last.resize(N, Word::default());
+        }
+        let mut at = 0;
+        texts.map(|text| {
+            let slot = &mut last[at];
+            at += 1;
+            if slot.as_str() != text {
+                *slot = match words.get(text) {
+                    Some(word) => word.clone(),
+                    None => {
+                        let word = Word::from(text);
+                        words.insert(word.clone());
+                        word
+                    }
+                };
             }
+            slot.clone()
         })
     }
 
@@ -125,12 +146,14 @@ impl Words {
     /// they hold. Called once a cycle: a pass over the set, no allocation.
     pub fn sweep(&self) {
         let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        set.retain(|word| Arc::strong_count(&word.0) > 1);
+        set.last.clear();
+        set.words.retain(|word| Arc::strong_count(&word.0) > 1);
     }
 
     /// How many distinct words the set holds.
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+        let set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.words.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -150,6 +173,12 @@ mod tests {
         assert_eq!(a.identity(), c.identity());
         assert_ne!(a.identity(), b.identity());
         assert_eq!(words.word("db").identity(), b.identity());
+        // Again, each position's last word, or the set's.
+        let again = words.words(["db", "db", "app"]);
+        assert_eq!(
+            again.map(|w| w.identity()),
+            [b.identity(), b.identity(), a.identity()]
+        );
         assert_eq!((a.as_str(), &*b), ("app", "db"));
         assert_eq!(words.len(), 2);
     }

@@ -97,10 +97,15 @@ fn a_cycle_reads_back_whole() {
     );
     assert_eq!(moment.idle_in_transaction, 1);
     assert_eq!(moment.longest_active, 12.25);
+    assert_eq!(moment.kept, pileup_as_read());
+    assert_eq!(moment.kept[0].id, 7, "the blocker comes first");
+}
+
+/// [`pileup`] as a moment reads it back: in rank order.
+fn pileup_as_read() -> Vec<KeptSession> {
     let mut expected = pileup();
     expected.sort_by(KeptSession::rank);
-    assert_eq!(moment.kept, expected);
-    assert_eq!(moment.kept[0].id, 7, "the blocker comes first");
+    expected
 }
 
 /// Rows are written in batches: a cycle of two full batches and a part of one, of
@@ -219,16 +224,26 @@ fn statements_are_stored_once_and_cut() {
     );
 }
 
-/// Retention: cycles older than the cut go, and what only they referred to; the
-/// rest stays readable.
+/// Retention: cycles older than the cut go, and, once they are older than the
+/// oldest cycle left by the slack of `last_at`, the words, statements and sessions
+/// only they referred to; the rest stays readable.
 #[test]
 fn pruning_by_age_takes_the_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("history.db")).unwrap();
     let mut old = pileup();
     old[2].sql_text = "SELECT 'only then'".into();
+    old[2].id = 12;
+    let later = 60 + LAST_USE_SLACK_MS as u64 / 1000 + 60;
     store.record(&sample(0, old), 1024).unwrap();
     store.record(&sample(60, pileup()), 1024).unwrap();
+    store.record(&sample(later, pileup()), 1024).unwrap();
+    let count = |store: &Store, table: &str| -> i64 {
+        store
+            .conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
     assert_eq!(store.prune(ms(30), u64::MAX).unwrap(), 1);
     assert_eq!(store.oldest().unwrap(), Some(ms(60)));
     assert_eq!(store.moment("db1", "t1", ms(59)).unwrap(), None);
@@ -241,14 +256,43 @@ fn pruning_by_age_takes_the_oldest_first() {
             .len(),
         3
     );
-    let statements: i64 = store
-        .conn
-        .query_row("SELECT COUNT(*) FROM statements", [], |r| r.get(0))
-        .unwrap();
     assert_eq!(
-        statements, 2,
-        "the statement only the old cycle ran went with it"
+        (count(&store, "statements"), count(&store, "sessions")),
+        (3, 4),
+        "within the slack, what the old cycle used stays"
     );
+    assert_eq!(store.prune(ms(61), u64::MAX).unwrap(), 1);
+    assert_eq!(
+        (count(&store, "statements"), count(&store, "sessions")),
+        (2, 3),
+        "the statement and the session only the old cycle had went with it"
+    );
+    let moment = store.moment("db1", "t1", ms(later)).unwrap().unwrap();
+    assert_eq!(moment.kept, pileup_as_read());
+}
+
+/// A word, statement or session used all along has its `last_at` written again
+/// as the cycles go, so pruning never takes what a cycle left still refers to,
+/// however long ago it was first stored.
+#[test]
+fn pruning_keeps_what_the_cycles_left_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.db")).unwrap();
+    let sessions = pileup();
+    for cycle in 0..=15 {
+        store
+            .record(&sample(cycle * 100, sessions.clone()), 1024)
+            .unwrap();
+    }
+    assert_eq!(store.prune(ms(1400), u64::MAX).unwrap(), 14);
+    let moment = store.moment("db1", "t1", ms(1500)).unwrap().unwrap();
+    assert_eq!(moment.kept, pileup_as_read());
+    // And a store opened again (its caches empty) writes them anew.
+    drop(store);
+    let mut store = Store::open(&dir.path().join("history.db")).unwrap();
+    store.record(&sample(1600, sessions), 1024).unwrap();
+    let moment = store.moment("db1", "t1", ms(1600)).unwrap().unwrap();
+    assert_eq!(moment.kept, pileup_as_read());
 }
 
 /// Size: past the limit the oldest cycles go until the pages in use fit, and the
@@ -278,6 +322,43 @@ fn pruning_by_size_takes_the_oldest_first() {
     assert!(oldest > ms(0));
     assert!(store.moment("db1", "t1", ms(39)).unwrap().is_some());
     assert_eq!(store.moment("db1", "t1", oldest - 1).unwrap(), None);
+}
+
+/// A store of schema version 1 (before `last_at`) is brought to this version when
+/// opened: its cycles read back, and it records and prunes as a new one does.
+#[test]
+fn a_version_1_store_is_brought_up_to_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        store.record(&sample(0, pileup()), 1024).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "DROP INDEX statements_by_last_use; DROP INDEX sessions_by_last_use;
+                 ALTER TABLE words DROP COLUMN last_at; ALTER TABLE statements DROP COLUMN last_at;
+                 ALTER TABLE sessions DROP COLUMN last_at;
+                 UPDATE meta SET value = '1' WHERE key = 'schema_version';",
+            )
+            .unwrap();
+    }
+    assert!(
+        Store::open_read(&path).is_err(),
+        "a reader does not change it"
+    );
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.moment("db1", "t1", ms(0)).unwrap().unwrap().kept,
+        pileup_as_read()
+    );
+    store.record(&sample(15, pileup()), 1024).unwrap();
+    assert_eq!(store.prune(ms(10), u64::MAX).unwrap(), 1);
+    assert_eq!(
+        store.moment("db1", "t1", ms(15)).unwrap().unwrap().kept,
+        pileup_as_read()
+    );
+    assert!(Store::open_read(&path).is_ok());
 }
 
 /// A file that is no store, or a store of another schema version, is refused as
