@@ -102,6 +102,18 @@ struct Set {
     last: Vec<Word>,
 }
 
+/// The set's word of `text`, made when it has none.
+fn intern(words: &mut HashSet<Word, foldhash::fast::RandomState>, text: &str) -> Word {
+    match words.get(text) {
+        Some(word) => word.clone(),
+        None => {
+            let word = Word::from(text);
+            words.insert(word.clone());
+            word
+        }
+    }
+}
+
 impl fmt::Debug for Words {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Words").finish_non_exhaustive()
@@ -115,21 +127,17 @@ impl Words {
         let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let Set { words, last } = &mut *guard;
         if last.len() < N {
-            last.resize(N, Word::default());
+            // Empty at first, as the set's own empty word: a word the set does not
+            // hold would reach the store with an identity of its own each cycle.
+            let empty = intern(words, "");
+            last.resize(N, empty);
         }
         let mut at = 0;
         texts.map(|text| {
             let slot = &mut last[at];
             at += 1;
             if slot.as_str() != text {
-                *slot = match words.get(text) {
-                    Some(word) => word.clone(),
-                    None => {
-                        let word = Word::from(text);
-                        words.insert(word.clone());
-                        word
-                    }
-                };
+                *slot = intern(words, text);
             }
             slot.clone()
         })
@@ -180,7 +188,16 @@ mod tests {
             [b.identity(), b.identity(), a.identity()]
         );
         assert_eq!((a.as_str(), &*b), ("app", "db"));
-        assert_eq!(words.len(), 2);
+        assert_eq!(words.len(), 3, "app, db and the empty word");
+        // An empty text is the set's one empty word, at any position, and stays
+        // it after a sweep.
+        let [e1, e2, e3, e4] = words.words(["", "", "", ""]);
+        assert!([&e2, &e3, &e4]
+            .iter()
+            .all(|e| e.identity() == e1.identity()));
+        drop([e2, e3, e4]);
+        words.sweep();
+        assert_eq!(words.words(["x", ""])[1].identity(), e1.identity());
     }
 
     /// A sweep forgets what nothing holds, and keeps what something does: a word
