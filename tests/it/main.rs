@@ -15,6 +15,7 @@ mod cli;
 mod dbss;
 mod deploy;
 mod e2e_prometheus;
+mod exclusive;
 mod exposure;
 mod faults;
 mod history;

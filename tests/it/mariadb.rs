@@ -1,28 +1,8 @@
-//! MariaDB, for real: exact gauges, and outage isolation and recovery.
+//! MariaDB, for real: outage isolation and recovery, limits and deadlocks, waits and
+//! applications (its exact gauges are in `exclusive.rs`).
 
-use crate::common::scenario::{assert_exact_sessions, Server};
 use crate::common::{connect_as, deadlock, Blocked, Exporter, PrivateMariadb, Servers};
 use std::time::Duration;
-
-#[test]
-fn counts_every_session_exactly() {
-    let Some(servers) = Servers::exclusive() else {
-        return;
-    };
-    let admin = |sql: &str| servers.mariadb_root(sql);
-    assert_exact_sessions(&Server {
-        addr: &servers.mariadb_addr,
-        admin: &admin,
-        target_yaml: format!(
-            "    kind: mysql\n    user: monitor\n    password_file: {}\n",
-            servers.monitor_password_file.display()
-        ),
-        target: "maria",
-        tenant: "maria",
-        prefix: "it_m",
-        ip_base: 10,
-    });
-}
 
 /// One server dies: its `up` drops to 0 with a reason, its session series go, the
 /// other target stays fresh; the server comes back and so does its data, without

@@ -1,29 +1,8 @@
-//! seekdb (a real OceanBase kernel, single tenant through V$OB_PROCESSLIST): exact gauges.
+//! seekdb (a real OceanBase kernel, single tenant through V$OB_PROCESSLIST): limits and
+//! deadlocks (its exact gauges are in `exclusive.rs`).
 
-use crate::common::scenario::{assert_exact_sessions, Server};
 use crate::common::{connect_as, deadlock, Blocked, Exporter, Servers};
 use std::time::Duration;
-
-#[test]
-fn counts_every_session_exactly() {
-    let Some(servers) = Servers::exclusive() else {
-        return;
-    };
-    let admin = |sql: &str| servers.seekdb_root(sql);
-    assert_exact_sessions(&Server {
-        addr: &servers.seekdb_addr,
-        admin: &admin,
-        // No `tenant:` and no `@tenant` in the user: the tenant label is the target name.
-        target_yaml: format!(
-            "    kind: oceanbase\n    user: monitor\n    password_file: {}\n",
-            servers.monitor_password_file.display()
-        ),
-        target: "seek",
-        tenant: "seek",
-        prefix: "it_o",
-        ip_base: 20,
-    });
-}
 
 /// seekdb's limits and a real deadlock: `max_connections` at its default (its
 /// maximum) has no series, an account's `MAX_USER_CONNECTIONS 2` has one; two
