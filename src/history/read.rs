@@ -98,7 +98,9 @@ fn session_of(r: &Row<'_>, first: usize) -> rusqlite::Result<KeptSession> {
 
 impl Store {
     /// Opens the store at `path` for reading only: nothing is created or changed,
-    /// and a store of another version is refused.
+    /// and a store of another version is refused. Version 1 differs only by the
+    /// `last_at` no read uses, so it is read as it is (a recorder that could not
+    /// bring it up to date, on a full disk, leaves it readable).
     pub fn open_read(path: &Path) -> Result<Store, StoreError> {
         let wrap = |source| StoreError::Sqlite {
             path: path.to_path_buf(),
@@ -117,7 +119,7 @@ impl Store {
             )
             .optional()
             .map_err(wrap)?;
-        if found.as_deref() != Some(SCHEMA_VERSION) {
+        if !matches!(found.as_deref(), Some(v) if v == SCHEMA_VERSION || v == "1") {
             return Err(StoreError::Version {
                 path: path.to_path_buf(),
                 found: found.unwrap_or_else(|| "none".to_string()),

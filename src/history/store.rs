@@ -10,8 +10,8 @@
 //!
 //! Each cycle is one transaction: after a `kill -9` a cycle reads back whole or not
 //! at all (WAL journal). The schema is documented in docs/history.md; its version is
-//! in `meta`, and a store of another version is not read (the recorder moves it
-//! aside).
+//! in `meta`. A store of version 1 is brought to this one when opened for writing;
+//! one of any other version is not read (the recorder moves it aside).
 
 use super::{unix_millis, CycleSample};
 use crate::stats::Word;
@@ -71,6 +71,7 @@ CREATE TABLE words (
     text TEXT NOT NULL UNIQUE,
     last_at INTEGER NOT NULL
 );
+CREATE INDEX words_by_last_use ON words (last_at);
 CREATE TABLE statements (
     id INTEGER PRIMARY KEY,
     sql_id TEXT NOT NULL,
@@ -145,7 +146,9 @@ impl StoreError {
 
 /// Remembers the ids of what was stored already, so a cycle of repeated sessions
 /// and statements costs one lookup each, not a statement each. Each map is cleared
-/// when large: a miss costs one upsert, never a wrong id.
+/// when large: a miss costs one upsert, never a wrong id. An entry's `last_at` is
+/// never later than the row's (a row's only grows), which is what lets pruning
+/// forget exactly the entries whose rows it may have deleted.
 ///
 /// A kept session's text is a [`Word`] its target shares from cycle to cycle, so
 /// it is looked up by the word's identity: a repeated value is hashed as one
@@ -206,8 +209,15 @@ impl Ids {
     fn forget_older(&mut self, cut: i64) {
         self.words.retain(|_, (_, used)| used.last_at >= cut);
         self.texts.retain(|_, used| used.last_at >= cut);
-        self.statements
-            .retain(|_, (_, _, used)| used.last_at >= cut);
+        let mut bytes = 0;
+        self.statements.retain(|_, (sql_id, text, used)| {
+            let keep = used.last_at >= cut;
+            if keep {
+                bytes += sql_id.len() + text.len();
+            }
+            keep
+        });
+        self.statement_bytes = bytes;
         self.sessions.retain(|_, used| used.last_at >= cut);
     }
 }
@@ -221,40 +231,57 @@ enum Table {
 }
 
 impl Table {
+    /// Moves a row's `last_at` forward only: cycles of several targets, or a clock
+    /// stepped back, may come with an earlier time than the row's.
     fn touch_sql(self) -> &'static str {
         match self {
-            Table::Words => "UPDATE words SET last_at = ?1 WHERE id = ?2",
-            Table::Statements => "UPDATE statements SET last_at = ?1 WHERE id = ?2",
-            Table::Sessions => "UPDATE sessions SET last_at = ?1 WHERE id = ?2",
+            Table::Words => {
+                "UPDATE words SET last_at = MAX(last_at, ?1) WHERE id = ?2 RETURNING last_at"
+            }
+            Table::Statements => {
+                "UPDATE statements SET last_at = MAX(last_at, ?1) WHERE id = ?2 RETURNING last_at"
+            }
+            Table::Sessions => {
+                "UPDATE sessions SET last_at = MAX(last_at, ?1) WHERE id = ?2 RETURNING last_at"
+            }
         }
     }
 }
 
 /// The id of a cached row used by the cycle at `at`, whose `last_at` is written
-/// again once older than [`LAST_USE_SLACK_MS`].
+/// again once older than [`LAST_USE_SLACK_MS`]; None if the row is gone (the
+/// caller stores it anew).
 fn reuse(
     tx: &rusqlite::Transaction<'_>,
     table: Table,
     used: &mut Used,
     at: i64,
-) -> rusqlite::Result<i64> {
+) -> rusqlite::Result<Option<i64>> {
     if at - used.last_at > LAST_USE_SLACK_MS {
-        tx.prepare_cached(table.touch_sql())?
-            .execute(params![at, used.id])?;
-        used.last_at = at;
+        let stored: Option<i64> = tx
+            .prepare_cached(table.touch_sql())?
+            .query_row(params![at, used.id], |r| r.get(0))
+            .optional()?;
+        match stored {
+            Some(last_at) => used.last_at = last_at,
+            None => return Ok(None),
+        }
     }
-    Ok(used.id)
+    Ok(Some(used.id))
 }
 
 /// Brings a store of schema version 1 to this one: every word, statement and
-/// session counts as used now, so pruning keeps them until the cycles of now go.
+/// session counts as used by its newest cycle (or now, if later), so pruning
+/// keeps them until the cycles of then have gone.
 fn migrate_from_1(conn: &Connection) -> rusqlite::Result<()> {
-    let now = unix_millis(std::time::SystemTime::now());
+    let newest: Option<i64> = conn.query_row("SELECT MAX(at) FROM cycles", [], |r| r.get(0))?;
+    let now = unix_millis(std::time::SystemTime::now()).max(newest.unwrap_or(0));
     conn.execute_batch(&format!(
         "BEGIN;
          ALTER TABLE words ADD COLUMN last_at INTEGER NOT NULL DEFAULT {now};
          ALTER TABLE statements ADD COLUMN last_at INTEGER NOT NULL DEFAULT {now};
          ALTER TABLE sessions ADD COLUMN last_at INTEGER NOT NULL DEFAULT {now};
+         CREATE INDEX words_by_last_use ON words (last_at);
          CREATE INDEX statements_by_last_use ON statements (last_at);
          CREATE INDEX sessions_by_last_use ON sessions (last_at);
          UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
@@ -324,9 +351,8 @@ impl Store {
                     .optional()
                     .map_err(wrap)?,
             };
-            if found.as_deref() == Some("1") {
-                migrate_from_1(&conn).map_err(wrap)?;
-            } else if found.as_deref() != Some(SCHEMA_VERSION) {
+            let old = found.as_deref() == Some("1");
+            if !old && found.as_deref() != Some(SCHEMA_VERSION) {
                 return Err(StoreError::Version {
                     path: path.to_path_buf(),
                     found: found.unwrap_or_else(|| "none".to_string()),
@@ -343,6 +369,9 @@ impl Store {
                         Some(check),
                     ),
                 });
+            }
+            if old {
+                migrate_from_1(&conn).map_err(wrap)?;
             }
         }
         Ok(Store {
@@ -621,19 +650,27 @@ fn write_cycle(
                 word(tx, ids, &kept.client, at)?,
                 word(tx, ids, &kept.application, at)?,
             ];
-            let session = match ids.sessions.get_mut(&key) {
+            let known = match ids.sessions.get_mut(&key) {
                 Some(used) => reuse(tx, Table::Sessions, used, at)?,
+                None => None,
+            };
+            let session = match known {
+                Some(id) => id,
                 None => {
-                    let id: i64 = tx.prepare_cached(
-                        "INSERT INTO sessions (tenant, session_id, server, user, db, client, application, last_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                         ON CONFLICT (tenant, session_id, server, user, db, client, application) \
-                         DO UPDATE SET last_at = excluded.last_at \
-                         RETURNING id",
-                    )?
-                    .query_row(params![key[0], key[1], key[2], key[3], key[4], key[5], key[6], at], |r| r.get(0))?;
-                    ids.sessions.insert(key, Used { id, last_at: at });
-                    id
+                    let used = tx
+                        .prepare_cached(
+                            "INSERT INTO sessions (tenant, session_id, server, user, db, client, \
+                             application, last_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                             ON CONFLICT (tenant, session_id, server, user, db, client, application) \
+                             DO UPDATE SET last_at = MAX(last_at, excluded.last_at) \
+                             RETURNING id, last_at",
+                        )?
+                        .query_row(
+                            params![key[0], key[1], key[2], key[3], key[4], key[5], key[6], at],
+                            used_row,
+                        )?;
+                    ids.sessions.insert(key, used);
+                    used.id
                 }
             };
             let statement = match (kept.sql_id.is_empty(), kept.sql_text.is_empty()) {
@@ -735,15 +772,21 @@ impl<'t> Batch<'t> {
     }
 }
 
+/// A row's id and `last_at`, as an upsert returns them.
+fn used_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Used> {
+    Ok(Used {
+        id: r.get(0)?,
+        last_at: r.get(1)?,
+    })
+}
+
 /// The id of `text` in `words`, stored when new, used at `at`.
 fn upsert_word(tx: &rusqlite::Transaction<'_>, text: &str, at: i64) -> rusqlite::Result<Used> {
-    let id = tx
-        .prepare_cached(
-            "INSERT INTO words (text, last_at) VALUES (?1, ?2) \
-             ON CONFLICT (text) DO UPDATE SET last_at = excluded.last_at RETURNING id",
-        )?
-        .query_row(params![text, at], |r| r.get(0))?;
-    Ok(Used { id, last_at: at })
+    tx.prepare_cached(
+        "INSERT INTO words (text, last_at) VALUES (?1, ?2) ON CONFLICT (text) \
+         DO UPDATE SET last_at = MAX(last_at, excluded.last_at) RETURNING id, last_at",
+    )?
+    .query_row(params![text, at], used_row)
 }
 
 /// The id of a kept session's word in `words`, used by the cycle at `at`.
@@ -754,7 +797,9 @@ fn word(
     at: i64,
 ) -> rusqlite::Result<i64> {
     if let Some((_, used)) = ids.words.get_mut(&word.identity()) {
-        return reuse(tx, Table::Words, used, at);
+        if let Some(id) = reuse(tx, Table::Words, used, at)? {
+            return Ok(id);
+        }
     }
     let used = upsert_word(tx, word, at)?;
     ids.words.insert(word.identity(), (word.clone(), used));
@@ -769,7 +814,9 @@ fn text(
     at: i64,
 ) -> rusqlite::Result<i64> {
     if let Some(used) = ids.texts.get_mut(text) {
-        return reuse(tx, Table::Words, used, at);
+        if let Some(id) = reuse(tx, Table::Words, used, at)? {
+            return Ok(id);
+        }
     }
     let used = upsert_word(tx, text, at)?;
     ids.texts.insert(text.to_string(), used);
@@ -787,22 +834,28 @@ fn statement(
 ) -> rusqlite::Result<i64> {
     let key = (sql_id.identity(), text.identity());
     if let Some((_, _, used)) = ids.statements.get_mut(&key) {
-        return reuse(tx, Table::Statements, used, at);
+        if let Some(id) = reuse(tx, Table::Statements, used, at)? {
+            return Ok(id);
+        }
     }
-    let id: i64 = tx
+    let used = tx
         .prepare_cached(
             "INSERT INTO statements (sql_id, text, last_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (sql_id, text) DO UPDATE SET last_at = excluded.last_at RETURNING id",
+             ON CONFLICT (sql_id, text) DO UPDATE SET last_at = MAX(last_at, excluded.last_at) \
+             RETURNING id, last_at",
         )?
-        .query_row(params![sql_id.as_str(), cut(text, sql_text_max), at], |r| {
-            r.get(0)
-        })?;
+        .query_row(
+            params![sql_id.as_str(), cut(text, sql_text_max), at],
+            used_row,
+        )?;
+    if let Some((old_id, old_text, _)) = ids
+        .statements
+        .insert(key, (sql_id.clone(), text.clone(), used))
+    {
+        ids.statement_bytes -= old_id.len() + old_text.len();
+    }
     ids.statement_bytes += sql_id.len() + text.len();
-    ids.statements.insert(
-        key,
-        (sql_id.clone(), text.clone(), Used { id, last_at: at }),
-    );
-    Ok(id)
+    Ok(used.id)
 }
 
 #[cfg(test)]

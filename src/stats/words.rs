@@ -6,8 +6,10 @@
 //! cycle to cycle. Copied, they were one allocation each, made by the cycle and
 //! freed by the recorder's thread: at 20,000 kept sessions a cycle, a third of
 //! what the history cost the exporter. A [`Word`] is one shared allocation per
-//! distinct value, and the store caches its ids by the word's identity, so a
-//! repeated value is neither copied, hashed as text nor compared again.
+//! distinct value: the cycle looks a value up (or finds it in the memo of its
+//! position) but copies it only when new, and the store caches its ids by the
+//! word's identity, so there a repeated value is neither hashed as text nor
+//! compared.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -89,7 +91,8 @@ impl fmt::Display for Word {
 /// One target's words, kept from cycle to cycle. A handle: clones share the set.
 ///
 /// Only the target's own cycle uses it, and its cycles never overlap, so the lock
-/// is never contended; it is taken once per kept session.
+/// is never contended; a kept session takes it once or twice (MySQL's later reads
+/// complete what the grouping kept).
 #[derive(Clone, Default)]
 pub struct Words(Arc<Mutex<Set>>);
 

@@ -333,32 +333,94 @@ fn a_version_1_store_is_brought_up_to_date() {
     {
         let mut store = Store::open(&path).unwrap();
         store.record(&sample(0, pileup()), 1024).unwrap();
+        store.record(&sample(15, pileup()), 1024).unwrap();
         store
             .conn
             .execute_batch(
-                "DROP INDEX statements_by_last_use; DROP INDEX sessions_by_last_use;
+                "DROP INDEX words_by_last_use; DROP INDEX statements_by_last_use;
+                 DROP INDEX sessions_by_last_use;
                  ALTER TABLE words DROP COLUMN last_at; ALTER TABLE statements DROP COLUMN last_at;
                  ALTER TABLE sessions DROP COLUMN last_at;
                  UPDATE meta SET value = '1' WHERE key = 'schema_version';",
             )
             .unwrap();
     }
-    assert!(
-        Store::open_read(&path).is_err(),
-        "a reader does not change it"
-    );
-    let mut store = Store::open(&path).unwrap();
+    // A reader reads it as it is (no read uses `last_at`), and changes nothing.
+    let reader = Store::open_read(&path).unwrap();
     assert_eq!(
-        store.moment("db1", "t1", ms(0)).unwrap().unwrap().kept,
+        reader.moment("db1", "t1", ms(0)).unwrap().unwrap().kept,
         pileup_as_read()
     );
-    store.record(&sample(15, pileup()), 1024).unwrap();
+    drop(reader);
+    let mut store = Store::open(&path).unwrap();
+    let oldest_use: i64 = store
+        .conn
+        .query_row(
+            "SELECT MIN(last_at) FROM (SELECT last_at FROM words UNION ALL \
+             SELECT last_at FROM statements UNION ALL SELECT last_at FROM sessions)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        oldest_use >= ms(15),
+        "every row counts as used by the newest cycle"
+    );
+    // Pruned before anything new is recorded: the cycle left still reads whole.
     assert_eq!(store.prune(ms(10), u64::MAX).unwrap(), 1);
     assert_eq!(
         store.moment("db1", "t1", ms(15)).unwrap().unwrap().kept,
         pileup_as_read()
     );
-    assert!(Store::open_read(&path).is_ok());
+    store.record(&sample(30, pileup()), 1024).unwrap();
+    assert_eq!(
+        store.moment("db1", "t1", ms(30)).unwrap().unwrap().kept,
+        pileup_as_read()
+    );
+}
+
+/// A row's `last_at` only moves forward: a cycle that comes with an earlier time
+/// (another target's, or after the clock stepped back), through another word of
+/// the same text, does not move it back, so pruning never takes a row a cached id
+/// still names. A cached row that is gone anyway is stored anew.
+#[test]
+fn last_use_only_moves_forward_and_a_lost_row_is_stored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.db")).unwrap();
+    let later = pileup();
+    store.record(&sample(700, later.clone()), 1024).unwrap();
+    // The same texts in words of their own, at an earlier time.
+    let earlier: Vec<KeptSession> = pileup()
+        .into_iter()
+        .map(|s| KeptSession {
+            command: Word::from(s.command.to_string()),
+            sql_text: Word::from(s.sql_text.to_string()),
+            ..s
+        })
+        .collect();
+    store.record(&sample(0, earlier), 1024).unwrap();
+    let last_use =
+        |store: &Store, sql: &str| -> i64 { store.conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        last_use(&store, "SELECT last_at FROM words WHERE text = 'Query'"),
+        ms(700)
+    );
+    assert_eq!(
+        last_use(&store, "SELECT MIN(last_at) FROM statements"),
+        ms(700)
+    );
+    // A row the cache names, gone (as if pruned by another store handle): the
+    // next cycle that needs it past the slack stores it again, and reads back whole.
+    store
+        .conn
+        .execute("DELETE FROM words WHERE text = 'Query'", [])
+        .unwrap();
+    let at = 700 + LAST_USE_SLACK_MS as u64 / 1000 + 1;
+    store.record(&sample(at, later), 1024).unwrap();
+    assert_eq!(
+        store.moment("db1", "t1", ms(at)).unwrap().unwrap().kept,
+        pileup_as_read()
+    );
 }
 
 /// A file that is no store, or a store of another schema version, is refused as

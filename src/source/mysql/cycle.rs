@@ -209,14 +209,16 @@ impl Found {
             self.aggregator
                 .add_activity(ctx.tenant, (class, event), statement);
             let text = thread.and_then(|t| activity.texts.get(&t));
-            let [class, event, statement, text] =
-                words.words([class, event, statement, text.map_or("", String::as_str)]);
             if let Some(kept) = self
                 .aggregator
                 .kept_mut(ctx.tenant)
                 .iter_mut()
                 .find(|kept| kept.id == *id)
             {
+                // Words only for a kept session: an active one the history does not
+                // keep (or none, without the history) copies nothing.
+                let [class, event, statement, text] =
+                    words.words([class, event, statement, text.map_or("", String::as_str)]);
                 if ctx.parts.waits {
                     kept.wait_class = class;
                     kept.wait_event = event;
