@@ -601,6 +601,8 @@ fn write_cycle(
         "INSERT INTO cycles (tenant, at, sessions, active, lock_waiting, idle_in_transaction, \
          longest_active_ms, kept, truncated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
+    // A tenant's sample rows, put in key order before they are written.
+    let mut rows: Vec<[Option<i64>; 13]> = Vec::new();
     for tenant in &sample.tenants {
         let known = ids
             .tenants
@@ -634,9 +636,13 @@ fn write_cycle(
             tenant.truncated as i64,
         ])?;
         let cycle = tx.last_insert_rowid();
+        let mut classes = Vec::with_capacity(tenant.by_wait_class.len());
         for (class, n) in &tenant.by_wait_class {
-            let class = text(tx, ids, class, at)?;
-            waits.push(&[Some(cycle), Some(class), Some(*n as i64)])?;
+            classes.push((text(tx, ids, class, at)?, *n as i64));
+        }
+        classes.sort_unstable();
+        for (class, n) in classes {
+            waits.push(&[Some(cycle), Some(class), Some(n)])?;
         }
         // Active sessions per statement, for the timeline's top statements.
         let mut by_statement: Vec<(i64, i64)> = Vec::new();
@@ -689,7 +695,7 @@ fn write_cycle(
                     None => by_statement.push((id, 1)),
                 }
             }
-            samples.push(&[
+            rows.push([
                 Some(cycle),
                 Some(session),
                 Some(word(tx, ids, &kept.command, at)?),
@@ -703,8 +709,15 @@ fn write_cycle(
                 Some(word(tx, ids, &kept.wait_class, at)?),
                 Some(word(tx, ids, &kept.wait_event, at)?),
                 statement,
-            ])?;
+            ]);
         }
+        // In key order: each row then goes at the end of the table, where SQLite
+        // appends to the last page, instead of splitting pages through the cycle.
+        rows.sort_unstable_by_key(|row| row[1]);
+        for row in rows.drain(..) {
+            samples.push(&row)?;
+        }
+        by_statement.sort_unstable();
         for (statement, n) in by_statement {
             statements.push(&[Some(cycle), Some(statement), Some(n)])?;
         }
