@@ -151,12 +151,11 @@ impl Aggregator {
 
     /// Adds one group of sessions. A group of 0 sessions (the cluster query's row for
     /// a tenant without sessions) only makes its tenant present.
-    pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, mut group: SessionGroup<S>) {
+    pub fn add_group<S: AsRef<str> + Into<String>>(&mut self, group: SessionGroup<S>) {
         self.rows += 1;
         let (parts, keep) = (self.parts, self.keep);
         let states = parts.states;
-        let session = group.session.take();
-        let kept = match (&self.history, session.as_ref()) {
+        let kept = match (&self.history, &group.session) {
             (Some(keeping), Some(session)) => {
                 Some((keeping.max, kept_session(&group, session, &keeping.words)))
             }
@@ -182,7 +181,7 @@ impl Aggregator {
             .max(group.max_idle_in_transaction);
         stats.lock_waiting_sessions += group.lock_waiting;
         stats.max_lock_wait = stats.max_lock_wait.max(group.max_lock_wait);
-        if let Some(session) = session {
+        if let Some(session) = group.session {
             let (user, db, client) = (
                 group.user.as_ref(),
                 group.db.as_ref(),

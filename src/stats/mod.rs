@@ -251,7 +251,7 @@ pub struct KeptSession {
 
 /// How a target keeps sessions for its history: at most `max` per tenant and
 /// cycle, their text shared through `words` from cycle to cycle.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Keeping {
     pub max: usize,
     pub words: Words,
