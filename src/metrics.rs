@@ -6,6 +6,7 @@
 //! target, split by family, so `snapshot` assembles the whole exposition (and one
 //! target's, for `/probe`) by concatenation, never per scrape.
 
+mod connections;
 mod families;
 mod labels;
 
@@ -815,6 +816,7 @@ impl Collector for SessionCollector {
         }
         self.transactions_and_locks(&mut encoder)?;
         self.limits_and_deadlocks(&mut encoder)?;
+        self.connections(&mut encoder)?;
         self.waits_and_statements(&mut encoder)?;
         self.own_families(&mut encoder)?;
         let mut metric = encoder.encode_descriptor(

@@ -29,6 +29,8 @@ pub struct Oceanbase {
     pub deadlocks_view: Option<Relation>,
     /// Read instead of `oceanbase.GV$OB_ACTIVE_SESSION_HISTORY` in cluster mode (waits).
     pub ash_view: Option<Relation>,
+    /// Read instead of `oceanbase.GV$SYSSTAT` in cluster mode (connection counters).
+    pub sysstat_view: Option<Relation>,
 }
 
 /// A schema-qualified relation name such as `oceanbase.GV$OB_PROCESSLIST`.
@@ -85,6 +87,7 @@ struct RawOceanbase {
     variables_view: Option<String>,
     deadlocks_view: Option<String>,
     ash_view: Option<String>,
+    sysstat_view: Option<String>,
 }
 
 /// Every key this kind accepts.
@@ -139,6 +142,7 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
     let variables_view = relation("variables_view", raw.variables_view.as_deref());
     let deadlocks_view = relation("deadlocks_view", raw.deadlocks_view.as_deref());
     let ash_view = relation("ash_view", raw.ash_view.as_deref());
+    let sysstat_view = relation("sysstat_view", raw.sysstat_view.as_deref());
     TargetKind::Oceanbase(Oceanbase {
         database,
         tenants: raw.tenants,
@@ -150,6 +154,7 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
         variables_view,
         deadlocks_view,
         ash_view,
+        sysstat_view,
     })
 }
 

@@ -48,6 +48,7 @@ pub fn oceanbase(user: &str) -> Oceanbase {
         variables_view: None,
         deadlocks_view: None,
         ash_view: None,
+        sysstat_view: None,
     }
 }
 

@@ -11,6 +11,11 @@
 //!   could be read, which makes them known;
 //! - `db`: a database's limit (`name`);
 //! - `deadlocks`: the engine's own deadlock counter;
+//! - `connections`: the server's count of connection attempts (logons) since its
+//!   start; `refused` and `ended` its counts of connections refused and of sessions
+//!   ended, by reason (`name`: `max_connections`, `aborted`, `killed`, ...);
+//!   `peak` the most sessions it has had at once. Each is sent only where the
+//!   engine keeps it, and rows of one reason (a cluster's servers) are summed;
 //! - `deadlock_history`: OceanBase keeps a history of deadlock events instead of a
 //!   counter (see [`DeadlockEvents`]): this row says that the events follow,
 //!   `deadlock_events` how many the history held at the first read, and each
@@ -291,6 +296,7 @@ impl PeriodicRows<'_> {
             return Ok(());
         }
         let limit = number.filter(|n| *n >= 0).map(|n| n as u64);
+        let counter = number.map(|n| n.max(0) as u64);
         let periodic = self.found.entry(tenant).or_default();
         match what.as_str() {
             "sessions" => periodic.sessions = limit,
@@ -312,6 +318,19 @@ impl PeriodicRows<'_> {
                 }
             }
             "deadlocks" => periodic.deadlocks = Some(number.unwrap_or(0).max(0) as u64),
+            // The server's counters: NULL is one it does not keep (no series).
+            "connections" => periodic.connections = counter,
+            "peak" => periodic.peak = counter,
+            "refused" | "ended" => {
+                let by_reason = match what.as_str() {
+                    "refused" => &mut periodic.refused,
+                    _ => &mut periodic.ended,
+                };
+                if let Some(n) = counter {
+                    // Servers of a cluster each count their own: summed.
+                    *by_reason.entry(name).or_insert(0) += n;
+                }
+            }
             other => return Err(bad_answer(format!("a periodic read of `{other}`"))),
         }
         Ok(())
@@ -500,6 +519,39 @@ mod tests {
         assert_eq!(p.user_limit("nobody"), Some(0));
         assert_eq!(p.dbs, BTreeMap::from([("shop".to_string(), 10)]));
         assert_eq!(p.deadlocks, Some(4));
+    }
+
+    /// The connection counters: a reason's rows (a cluster's servers) are summed per
+    /// tenant, a NULL is a counter the server does not keep, and a reset server's
+    /// negative reading is 0.
+    #[test]
+    fn connection_counters_are_summed_per_tenant_and_reason() {
+        let mut reads = reads();
+        read(
+            &mut reads,
+            vec![
+                row("t1", "connections", "", Some("120")),
+                row("t1", "refused", "failed", Some("3")),
+                row("t1", "refused", "failed", Some("4")),
+                row("t1", "ended", "logout", Some("90")),
+                row("t2", "connections", "", None),
+                row("t2", "refused", "max_connections", Some("-1")),
+                row("t2", "peak", "", Some("17")),
+            ],
+        );
+        let t = attached(&reads, &["t1", "t2"]);
+        let (p1, p2) = (
+            t["t1"].periodic.as_ref().unwrap(),
+            t["t2"].periodic.as_ref().unwrap(),
+        );
+        assert_eq!(p1.connections, Some(120));
+        assert_eq!(p1.refused, BTreeMap::from([("failed".to_string(), 7)]));
+        assert_eq!(p1.ended, BTreeMap::from([("logout".to_string(), 90)]));
+        assert_eq!((p1.peak, p2.connections, p2.peak), (None, None, Some(17)));
+        assert_eq!(
+            p2.refused,
+            BTreeMap::from([("max_connections".to_string(), 0)])
+        );
     }
 
     #[test]

@@ -154,6 +154,9 @@ pub struct CollectParts {
     pub limits: bool,
     /// The deadlock counter, read with the limits.
     pub deadlocks: bool,
+    /// The server's own counters of connections made, refused and ended, and its
+    /// peak of sessions, read with the limits.
+    pub connections: bool,
     /// What active sessions wait on (`dbsession_wait_event_sessions`; OceanBase's
     /// active session history).
     pub waits: bool,
@@ -171,6 +174,7 @@ impl CollectParts {
         states: false,
         limits: false,
         deadlocks: false,
+        connections: false,
         waits: false,
         applications: false,
         statements: false,
@@ -183,6 +187,7 @@ impl CollectParts {
         states: true,
         limits: true,
         deadlocks: true,
+        connections: true,
         waits: true,
         applications: true,
         statements: true,
@@ -190,7 +195,7 @@ impl CollectParts {
 
     /// Whether any part of the periodic reads is on.
     pub fn periodic(&self) -> bool {
-        self.limits || self.deadlocks
+        self.limits || self.deadlocks || self.connections
     }
 }
 
@@ -447,6 +452,13 @@ pub struct Periodic {
     /// OceanBase's active session history: samples per (wait class, wait event)
     /// since the exporter's first read, counters; None where it is not read.
     pub ash: Option<BTreeMap<(String, String), u64>>,
+    /// The server's connection counters (since its start), where it keeps them:
+    /// attempts or logons; refusals and ended sessions by reason; the peak of
+    /// sessions at once.
+    pub connections: Option<u64>,
+    pub refused: BTreeMap<String, u64>,
+    pub ended: BTreeMap<String, u64>,
+    pub peak: Option<u64>,
 }
 
 impl Periodic {

@@ -2,7 +2,8 @@
 //! the shipped alerting rules; every PromQL expression of the Grafana dashboard and of
 //! the rules is evaluated through Prometheus' HTTP API, and the long-running-session
 //! and idle-in-transaction alerts must actually fire when a session sleeps (or idles
-//! inside a transaction) past a lowered threshold.
+//! inside a transaction) past a lowered threshold, and the refusals alert when a
+//! MariaDB of the test's own refuses connections at `max_connections`.
 
 use crate::common::dbss::ContractServer;
 use crate::common::{
@@ -177,6 +178,9 @@ fn every_dashboard_and_rule_expression_works_and_the_idle_long_running_and_near_
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("dbss.token");
     std::fs::write(&token, "e2e-dbss-token").unwrap();
+    // A MariaDB of its own lets few sessions in: DbSessionConnectionsRefused fires
+    // when it refuses some.
+    let full = crate::connections::limited_mariadb("E2e-full-mon-1");
     let exporter = Exporter::start(&format!(
         r#"global:
   collect_interval: 1s
@@ -187,6 +191,12 @@ targets:
     address: {m}
     user: monitor
     password_file: {pw}
+  - name: full
+    kind: mysql
+    address: {f}
+    user: monitor
+    password: E2e-full-mon-1
+    limits_interval: 1s
   - name: seek
     kind: oceanbase
     address: {s}
@@ -212,6 +222,7 @@ targets:
   path: history.db
 "#,
         m = servers.mariadb_addr,
+        f = full.addr(),
         s = servers.seekdb_addr,
         p = servers.postgres_addr,
         d = dbss.target_yaml("dbss", &token, ""),
@@ -324,7 +335,16 @@ targets:
         let (_, pg, _) = prometheus.query(r#"dbsession_up{target="pg"} == 1"#);
         let (_, headroom, _) = prometheus.query("dbsession_db_sessions_limit");
         let (_, load, _) = prometheus.query("rate(dbsession_ash_samples_total[1m])");
-        if n > 0 && limits > 0 && top > 0 && blockers > 0 && pg > 0 && headroom > 0 && load > 0 {
+        let (_, usual, _) = prometheus.query("dbsession:connections:rate5m:avg1d");
+        if n > 0
+            && limits > 0
+            && top > 0
+            && blockers > 0
+            && pg > 0
+            && headroom > 0
+            && load > 0
+            && usual > 0
+        {
             break;
         }
         assert!(
@@ -366,6 +386,17 @@ targets:
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // The private MariaDB refuses connections at max_connections: the alert fires
+    // for it alone.
+    crate::connections::refuse_at_the_limit(&full, 2);
+    let firing = prometheus.wait_for_firing("DbSessionConnectionsRefused", |firing| {
+        firing
+            .iter()
+            .any(|a| a["labels"]["target"] == "full")
+            .then_some(firing.len())
+    });
+    assert_eq!(firing, 1, "only the target that refused");
 
     // The lowered idle-in-transaction alert fires for MariaDB, naming the holder's
     // user and client.

@@ -12,6 +12,7 @@ mod common;
 mod access;
 mod browser;
 mod cli;
+mod connections;
 mod dbss;
 mod deploy;
 mod e2e_prometheus;

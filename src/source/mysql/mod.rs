@@ -122,7 +122,7 @@ impl MysqlSource {
             }
         }
         let mut lock_waits = None;
-        let flavour = if parts.locks || parts.deadlocks || parts.statements {
+        let flavour = if parts.locks || parts.deadlocks || parts.statements || parts.connections {
             let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
             Some(LockWaits::of(version.as_deref().unwrap_or_default()))
         } else {
@@ -509,7 +509,34 @@ fn periodic_sql(
         ),
         None => {}
     }
+    if let Some(flavour) = flavour.filter(|_| parts.connections) {
+        reads.push(connection_counters(flavour));
+    }
     (!reads.is_empty()).then(|| format!("{TAG} {}", reads.join(" UNION ALL ")))
+}
+
+/// The server's connection counters, from its global status (MariaDB's
+/// `information_schema`, MySQL 8's `performance_schema`): `Connections` (every
+/// attempt), `Max_used_connections` (the peak), `Aborted_clients` (sessions ended
+/// without a proper goodbye), and the refusals: `Connection_errors_max_connections`,
+/// `Aborted_connects` (every failed attempt) and MariaDB's `Access_denied_errors`.
+/// A variable the server does not have sends no row, and has no series.
+fn connection_counters(flavour: LockWaits) -> String {
+    let status = match flavour {
+        LockWaits::InformationSchema => "information_schema.GLOBAL_STATUS",
+        LockWaits::PerformanceSchema => "performance_schema.global_status",
+    };
+    format!(
+        "SELECT '', CASE UPPER(s.VARIABLE_NAME) WHEN 'CONNECTIONS' THEN 'connections' \
+         WHEN 'MAX_USED_CONNECTIONS' THEN 'peak' WHEN 'ABORTED_CLIENTS' THEN 'ended' \
+         ELSE 'refused' END, CASE UPPER(s.VARIABLE_NAME) \
+         WHEN 'CONNECTION_ERRORS_MAX_CONNECTIONS' THEN 'max_connections' \
+         WHEN 'ACCESS_DENIED_ERRORS' THEN 'access_denied' \
+         WHEN 'ABORTED_CONNECTS' THEN 'aborted' WHEN 'ABORTED_CLIENTS' THEN 'aborted' \
+         ELSE '' END, s.VARIABLE_VALUE FROM {status} s WHERE UPPER(s.VARIABLE_NAME) IN \
+         ('CONNECTIONS', 'MAX_USED_CONNECTIONS', 'ABORTED_CLIENTS', 'ABORTED_CONNECTS', \
+         'CONNECTION_ERRORS_MAX_CONNECTIONS', 'ACCESS_DENIED_ERRORS')"
+    )
 }
 
 /// The statements of every cycle (see [`Cycle`]): the grouping, the top sessions,
@@ -774,6 +801,43 @@ mod tests {
         assert!(
             st.grouping.contains("p.STATE"),
             "metadata lock waits are a STATE"
+        );
+    }
+
+    /// The connection counters come from the flavour's global status, in the
+    /// statement of limits, and not at all with the part off.
+    #[test]
+    fn connection_counters_are_read_from_the_flavours_status() {
+        let parts = CollectParts {
+            connections: true,
+            ..CollectParts::NONE
+        };
+        let maria = periodic_sql(parts, false, Some(LockWaits::InformationSchema)).unwrap();
+        assert!(
+            maria.contains("FROM information_schema.GLOBAL_STATUS s WHERE"),
+            "{maria}"
+        );
+        let mysql = periodic_sql(parts, false, Some(LockWaits::PerformanceSchema)).unwrap();
+        assert!(
+            mysql.contains("FROM performance_schema.global_status s WHERE"),
+            "{mysql}"
+        );
+        for name in [
+            "'CONNECTION_ERRORS_MAX_CONNECTIONS' THEN 'max_connections'",
+            "'MAX_USED_CONNECTIONS' THEN 'peak'",
+        ] {
+            assert!(mysql.contains(name), "{name}: {mysql}");
+        }
+        let all =
+            periodic_sql(CollectParts::ALL, true, Some(LockWaits::InformationSchema)).unwrap();
+        assert!(all.contains("max_connections") && all.contains("GLOBAL_STATUS s WHERE UPPER"));
+        assert_eq!(
+            periodic_sql(
+                CollectParts::NONE,
+                false,
+                Some(LockWaits::InformationSchema)
+            ),
+            None
         );
     }
 

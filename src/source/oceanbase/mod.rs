@@ -192,6 +192,7 @@ impl OceanbaseSource {
             Mode::SingleTenant => (None, SINGLE_DEADLOCKS.to_string()),
         };
         let ash = ash_relation(&settings, mode);
+        let sysstat = sysstat_relation(&settings, mode);
         let parts = &mut settings.database.collect;
         for (on, relation, what) in [
             (&mut parts.limits, variables, "session limits"),
@@ -202,6 +203,8 @@ impl OceanbaseSource {
                 Some(ash),
                 "active session history samples",
             ),
+            // seekdb has none either: it counts no logons.
+            (&mut parts.connections, Some(sysstat), "connection counters"),
         ] {
             let Some(relation) = relation.filter(|_| *on) else {
                 continue;
@@ -729,6 +732,17 @@ const ASH_EVENT: &str = "IF(h.SESSION_STATE = 'ON CPU', 'CPU', IFNULL(h.EVENT, '
 /// tell the wait it is in now (the history samples each active session every second).
 const SAMPLE_RECENT_SECONDS: u32 = 5;
 
+/// The statistics that count logons: every tenant's through the sys tenant.
+fn sysstat_relation(settings: &Oceanbase, mode: Mode) -> String {
+    match mode {
+        Mode::Cluster => settings
+            .sysstat_view
+            .as_ref()
+            .map_or("`oceanbase`.`GV$SYSSTAT`".to_string(), Relation::to_sql),
+        Mode::SingleTenant => "`oceanbase`.`V$SYSSTAT`".to_string(),
+    }
+}
+
 fn ash_relation(settings: &Oceanbase, mode: Mode) -> String {
     match mode {
         Mode::Cluster => settings.ash_view.as_ref().map_or(
@@ -883,8 +897,33 @@ fn periodic_sql(
             ash_condition(ash_since)
         ));
     }
+    if parts.connections {
+        let (tenant, join, filter) = match cluster {
+            true => (
+                "t.TENANT_NAME",
+                format!(" JOIN {tenants} t ON t.TENANT_ID = s.CON_ID"),
+                format!(" AND t.TENANT_TYPE <> 'META'{tenant_filter}"),
+            ),
+            false => ("''", String::new(), String::new()),
+        };
+        // Each server counts its own sessions: summed per tenant.
+        reads.push(format!(
+            "SELECT {tenant}, CASE s.NAME WHEN '{LOGONS}' THEN 'connections' \
+             WHEN '{LOGONS_FAILED}' THEN 'refused' ELSE 'ended' END, CASE s.NAME \
+             WHEN '{LOGONS_FAILED}' THEN 'failed' WHEN '{LOGOUTS}' THEN 'logout' ELSE '' END, \
+             SUM(s.VALUE) FROM {} s{join} WHERE s.NAME IN ('{LOGONS}', '{LOGONS_FAILED}', \
+             '{LOGOUTS}'){filter} GROUP BY 1, s.NAME",
+            sysstat_relation(settings, plan.mode)
+        ));
+    }
     (!reads.is_empty()).then(|| format!("{TAG} {}", reads.join(" UNION ALL ")))
 }
+
+/// The statistics of `GV$SYSSTAT` that count a tenant's logons, failed logons and
+/// logouts (connection attempts, refusals and sessions ended).
+const LOGONS: &str = "user logons cumulative";
+const LOGONS_FAILED: &str = "user logons failed cumulative";
+const LOGOUTS: &str = "user logouts cumulative";
 
 /// The tenant label of a single-tenant server, which (seekdb) does not tell its name:
 /// `tenant` from the config, else the tenant in `user` (`monitor@t1`, `monitor@t1#c`,

@@ -47,6 +47,8 @@ pub struct PostgresqlSource {
     /// The statement of every cycle, written for the server's version when a
     /// connection is made.
     sql: String,
+    /// The server's `server_version_num`, known once connected.
+    version: u32,
     client: Option<Client>,
     periodic: PeriodicReads,
     /// How sessions are kept for the session history; None: none.
@@ -58,6 +60,7 @@ impl PostgresqlSource {
         Self {
             name: target.name.clone(),
             sql: String::new(),
+            version: 0,
             periodic: PeriodicReads::new(
                 settings.database.collect,
                 settings.database.limits_interval,
@@ -106,6 +109,7 @@ impl PostgresqlSource {
                     .await
                     .map_err(|e| classify(&e, &self.settings, "reading server_version_num"))?;
                 self.sql = grouped_sql(&self.settings, version, self.history.is_some());
+                self.version = version;
                 tracing::debug!(target = %self.name, sql = %self.sql, "statement of every cycle");
                 client
             }
@@ -141,9 +145,13 @@ impl PostgresqlSource {
         let Some(client) = &self.client else {
             return;
         };
-        let sql = periodic_sql(self.periodic.parts());
-        tracing::debug!(target = %self.name, sql = %sql, "statement of limits and deadlocks");
         let mut answer = self.periodic.rows(&self.name);
+        // Only the connection counters are on, and the server keeps none.
+        let Some(sql) = periodic_sql(self.periodic.parts(), self.version) else {
+            self.periodic.finish(answer);
+            return;
+        };
+        tracing::debug!(target = %self.name, sql = %sql, "statement of limits and deadlocks");
         let read = async {
             for message in client.simple_query(&sql).await? {
                 if let SimpleQueryMessage::Row(row) = message {
@@ -232,9 +240,11 @@ async fn server_version(client: &Client) -> Result<u32, tokio_postgres::Error> {
 /// connections reserved for superusers (and, from PostgreSQL 16, for
 /// `pg_use_reserved_connections`); each login role's `rolconnlimit` and each
 /// database's `datconnlimit` that is set (-1 is none; superusers are not held to a
-/// role's limit); the deadlocks of every database, summed. All of it is readable
-/// by any role.
-fn periodic_sql(parts: crate::stats::CollectParts) -> String {
+/// role's limit); the deadlocks of every database, summed; from PostgreSQL 14
+/// (`version`, `server_version_num`), the sessions every database had and how many
+/// of them ended abandoned, fatal or killed, summed. All of it is readable by any
+/// role. PostgreSQL counts no refused connection, and keeps no peak.
+fn periodic_sql(parts: crate::stats::CollectParts, version: u32) -> Option<String> {
     let mut reads = Vec::new();
     if parts.limits {
         reads.push(
@@ -253,7 +263,16 @@ fn periodic_sql(parts: crate::stats::CollectParts) -> String {
             "SELECT '', 'deadlocks', '', COALESCE(sum(deadlocks), 0)::text FROM pg_stat_database",
         );
     }
-    format!("{TAG} {}", reads.join(" UNION ALL "))
+    if parts.connections && version >= SESSION_COUNTERS_VERSION {
+        reads.push(
+            "SELECT '', 'connections', '', sum(sessions)::text FROM pg_stat_database \
+             UNION ALL SELECT '', 'ended', 'abandoned', sum(sessions_abandoned)::text \
+             FROM pg_stat_database UNION ALL SELECT '', 'ended', 'fatal', \
+             sum(sessions_fatal)::text FROM pg_stat_database UNION ALL SELECT '', 'ended', \
+             'killed', sum(sessions_killed)::text FROM pg_stat_database",
+        );
+    }
+    (!reads.is_empty()).then(|| format!("{TAG} {}", reads.join(" UNION ALL ")))
 }
 
 impl Source for PostgresqlSource {
@@ -388,6 +407,10 @@ const SESSIONS: &str = "SELECT a.pid AS id, a.datname AS db, a.usename AS user, 
      WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() \
      AND NOT (a.application_name = 'session_exporter' AND a.usename = current_user)";
 
+/// The first PostgreSQL version (`server_version_num`) whose `pg_stat_database`
+/// counts sessions (`sessions`, `sessions_abandoned`, ...).
+const SESSION_COUNTERS_VERSION: u32 = 140_000;
+
 /// The first PostgreSQL version (`server_version_num`) with `pg_stat_activity.query_id`.
 const QUERY_ID_SINCE: u32 = 140_000;
 
@@ -479,6 +502,30 @@ mod tests {
             sslmode: SslMode::Prefer,
             root_certs: Vec::new(),
         }
+    }
+
+    /// The session counters exist from PostgreSQL 14: before, the part reads
+    /// nothing, and with nothing else on no statement is sent.
+    #[test]
+    fn session_counters_are_read_from_postgresql_14() {
+        let parts = CollectParts {
+            connections: true,
+            ..CollectParts::NONE
+        };
+        let sql = periodic_sql(parts, 150_004).unwrap();
+        for column in [
+            "sum(sessions)",
+            "'abandoned', sum(sessions_abandoned)",
+            "'killed', sum(sessions_killed)",
+        ] {
+            assert!(sql.contains(column), "{column}: {sql}");
+        }
+        assert_eq!(periodic_sql(parts, 130_012), None);
+        let older = periodic_sql(CollectParts::ALL, 130_012).unwrap();
+        assert!(
+            older.contains("deadlocks") && !older.contains("sessions_killed"),
+            "{older}"
+        );
     }
 
     #[test]
