@@ -8,6 +8,7 @@
 
 mod connections;
 mod families;
+mod horizon;
 mod labels;
 
 pub use families::EncodedFamilies;
@@ -815,6 +816,7 @@ impl Collector for SessionCollector {
             }
         }
         self.transactions_and_locks(&mut encoder)?;
+        self.horizon(&mut encoder)?;
         self.limits_and_deadlocks(&mut encoder)?;
         self.connections(&mut encoder)?;
         self.waits_and_statements(&mut encoder)?;

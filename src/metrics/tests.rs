@@ -305,6 +305,7 @@ fn transactions_locks_and_states_have_exact_series() {
             idle_in_transaction: 2,
             max_transaction_age: 61.5,
             max_idle_in_transaction: 60.25,
+            idle_in_transaction_holding_horizon: Some(0),
             ..base("app", "Sleep", "SLEEP")
         });
         aggregator.add_group(SessionGroup {
@@ -317,6 +318,8 @@ fn transactions_locks_and_states_have_exact_series() {
                 waiters: 1,
                 ..OneSession::default()
             }),
+            horizon_age: Some(5000),
+            idle_in_transaction_holding_horizon: Some(1),
             ..base("batch", "Sleep", "SLEEP")
         });
         aggregator.add_group(SessionGroup {
@@ -374,6 +377,36 @@ fn transactions_locks_and_states_have_exact_series() {
             format!(r#"{STATE_SESSIONS}{{{tenant},command="Sleep",state="SLEEP"}} 4"#),
         ]
     );
+
+    // The horizon: its age, its holder named, the idle one holding it; a target
+    // whose rows do not say has none of them (below, the same rows: they say).
+    assert_eq!(
+        samples(&text, horizon::HORIZON_AGE),
+        [format!("{}{{{tenant}}} 5000", horizon::HORIZON_AGE)]
+    );
+    assert_eq!(
+        samples(&text, horizon::HORIZON_HOLDER_AGE),
+        [format!(
+            r#"{}{{{tenant},session_id="42",user="batch",db="__none__",client_ip="10.0.0.100",application=""}} 5000"#,
+            horizon::HORIZON_HOLDER_AGE
+        )]
+    );
+    assert_eq!(
+        samples(&text, horizon::IDLE_HOLDING_HORIZON),
+        [format!("{}{{{tenant}}} 1", horizon::IDLE_HOLDING_HORIZON)]
+    );
+    let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
+    let mut quiet = Aggregator::new(5, CollectParts::default());
+    quiet.add_group(group("t1", "app", false, 2, 0.0));
+    status.record_success(quiet.finish(), Duration::from_millis(1), now);
+    let text = encode(&[Arc::new(status)]).unwrap();
+    for name in [
+        horizon::HORIZON_AGE,
+        horizon::HORIZON_HOLDER_AGE,
+        horizon::IDLE_HOLDING_HORIZON,
+    ] {
+        assert_eq!(samples(&text, name), Vec::<&str>::new(), "{name}");
+    }
 
     let off = CollectParts::NONE;
     let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);

@@ -180,6 +180,9 @@ pub fn decode_group<C: Cell>(
                 ..OneSession::default()
             }),
         },
+        // The grouping reads no snapshot horizon.
+        horizon_age: None,
+        idle_in_transaction_holding_horizon: None,
     };
     Ok((group, ids))
 }

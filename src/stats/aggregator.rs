@@ -181,6 +181,12 @@ impl Aggregator {
             .max(group.max_idle_in_transaction);
         stats.lock_waiting_sessions += group.lock_waiting;
         stats.max_lock_wait = stats.max_lock_wait.max(group.max_lock_wait);
+        if let Some(n) = group.idle_in_transaction_holding_horizon {
+            *stats.idle_in_transaction_holding_horizon.get_or_insert(0) += n;
+        }
+        if let Some(age) = group.horizon_age {
+            stats.horizon_age = Some(stats.horizon_age.map_or(age, |oldest| oldest.max(age)));
+        }
         if let Some(session) = group.session {
             let (user, db, client) = (
                 group.user.as_ref(),
@@ -207,6 +213,19 @@ impl Aggregator {
                 // its own: keep at most twice what is exported, not all of them.
                 if stats.top.len() >= 2 * keep.max(1) {
                     keep_longest(&mut stats.top, keep);
+                }
+            }
+            if let Some(age) = group.horizon_age {
+                stats.horizon_holders.push(HorizonHolder {
+                    session_id: session.id,
+                    user: user.to_string(),
+                    db: db.to_string(),
+                    client: client.to_string(),
+                    application: group.application.as_ref().to_string(),
+                    age,
+                });
+                if stats.horizon_holders.len() >= 2 * keep.max(1) {
+                    keep_oldest(&mut stats.horizon_holders, keep);
                 }
             }
             if session.waiters > 0 {
@@ -345,6 +364,7 @@ impl Aggregator {
                     keep_largest(&mut stats.by_statement, keep, OTHER_LABEL.to_string());
                 }
                 keep_longest(&mut stats.top, keep);
+                keep_oldest(&mut stats.horizon_holders, keep);
                 for top in &mut stats.top {
                     top.tenant.clone_from(&name);
                 }
@@ -450,6 +470,12 @@ fn add_to<S: AsRef<str> + Into<String>>(map: &mut CycleMap<Counts>, key: S, coun
 
 /// Keeps the `keep` longest sessions of `top`, longest first; equal times in
 /// session id order, so ranks do not flap.
+/// Keeps the `keep` sessions holding the oldest snapshots, oldest first.
+fn keep_oldest(holders: &mut Vec<HorizonHolder>, keep: usize) {
+    holders.sort_by(|a, b| b.age.cmp(&a.age).then(a.session_id.cmp(&b.session_id)));
+    holders.truncate(keep);
+}
+
 fn keep_longest(top: &mut Vec<TopSession>, keep: usize) {
     top.sort_by(|a, b| {
         b.time

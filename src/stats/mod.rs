@@ -88,6 +88,14 @@ pub struct SessionGroup<S = String> {
     pub statement: S,
     /// Set when the row is one session kept apart (see above).
     pub session: Option<OneSession>,
+    /// The age (in transactions) of the oldest snapshot the group's sessions hold,
+    /// which keeps the rows every later transaction deleted from being vacuumed
+    /// (PostgreSQL's `backend_xmin`); None when none holds one, or the engine does
+    /// not say. For a session kept apart, its own.
+    pub horizon_age: Option<u64>,
+    /// The group's sessions idle in a transaction that hold such a snapshot; None
+    /// where the engine does not say.
+    pub idle_in_transaction_holding_horizon: Option<u64>,
 }
 
 /// The wait class and wait event of an active session that waits for nothing: it
@@ -428,6 +436,27 @@ pub struct TenantStats {
     pub kept: Vec<KeptSession>,
     /// How many more the cap per tenant and cycle left out.
     pub kept_truncated: u64,
+    /// The age (in transactions) of the oldest snapshot a session holds, the
+    /// horizon vacuum cannot pass; None where none holds one or the engine does not
+    /// say.
+    pub horizon_age: Option<u64>,
+    /// The sessions holding the oldest snapshots, oldest first (`top_sessions`).
+    pub horizon_holders: Vec<HorizonHolder>,
+    /// Sessions idle in a transaction that hold a snapshot; None where the engine
+    /// does not say.
+    pub idle_in_transaction_holding_horizon: Option<u64>,
+}
+
+/// A session holding back the horizon: enough to find and end it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HorizonHolder {
+    pub session_id: u64,
+    pub user: String,
+    pub db: String,
+    pub client: String,
+    pub application: String,
+    /// The age of the snapshot it holds, in transactions.
+    pub age: u64,
 }
 
 /// A tenant's session limits and the deadlocks its database detected, read less

@@ -401,7 +401,8 @@ const SESSIONS: &str = "SELECT a.pid AS id, a.datname AS db, a.usename AS user, 
      host(a.client_addr) AS client, a.state AS command, a.wait_event_type AS state, \
      EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
      ELSE a.state_change END) AS time, a.xact_start, a.query_start, l.waitstart, \
-     a.application_name AS app, a.wait_event, {query_id} AS query_id, {query} AS query \
+     a.application_name AS app, a.wait_event, {query_id} AS query_id, {query} AS query, \
+     age(a.backend_xmin) AS xmin_age \
      FROM pg_stat_activity a LEFT JOIN (SELECT pid, min(waitstart) AS waitstart FROM pg_locks \
      WHERE NOT granted GROUP BY pid) l ON l.pid = a.pid \
      WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() \
@@ -472,6 +473,7 @@ fn grouped_sql(settings: &Postgresql, version: u32, history: bool) -> String {
     if parts.transactions {
         scan.in_transaction = "CASE WHEN p.xact_start IS NULL THEN 0 ELSE 1 END".to_string();
         scan.transaction_age = "EXTRACT(EPOCH FROM clock_timestamp() - p.xact_start)".to_string();
+        scan.horizon_age = "p.xmin_age".to_string();
     }
     if parts.locks {
         scan.lock_wait = "CASE WHEN p.state = 'Lock' THEN EXTRACT(EPOCH FROM clock_timestamp() \
@@ -541,11 +543,28 @@ mod tests {
             !sql.contains("a.query "),
             "statistics never read the SQL text"
         );
+        // The oldest snapshots' holders are ranked apart; idle holders counted.
+        assert!(
+            sql.contains("ROW_NUMBER() OVER (ORDER BY p.xmin_age DESC NULLS LAST, p.ID)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains(&format!(
+                "OR y.XR <= {}",
+                crate::config::DEFAULT_TOP_SESSIONS
+            )),
+            "{sql}"
+        );
+        assert!(sql.contains("x.XA IS NOT NULL THEN 1 ELSE 0 END)"), "{sql}");
         let mut quiet = settings();
         quiet.database.collect = CollectParts::NONE;
         quiet.database.top_sessions = 0;
         let sql = grouped_sql(&quiet, 150_004, false);
         assert!(!sql.contains("pg_blocking_pids") && !sql.contains("xact_start IS NULL"));
+        assert!(
+            sql.contains("NULL AS XA, NULL AS XR"),
+            "no horizon without transactions"
+        );
     }
 
     /// Text rows in, exact statistics out: a socket session has no client address,
@@ -570,10 +589,10 @@ mod tests {
         let ctx = context(None);
         let sql = grouped_sql(&settings, 150_004, false);
         let rows = [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|∅|∅",
-            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|0",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅|1500|1",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|∅|∅|20|0",
+            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301|∅|∅|∅|0",
         ];
         let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
         let tenants = block_on(cycle(&mut conn, &sql, &ctx))
@@ -609,6 +628,18 @@ mod tests {
         assert_eq!(t.blockers.len(), 1);
         assert_eq!((t.blockers[0].session_id, t.blockers[0].waiters), (41, 1));
         assert_eq!(t.top.iter().map(|s| s.session_id).collect::<Vec<_>>(), [42]);
+        // The horizon: the oldest snapshot, its holders oldest first, and the one
+        // idle in a transaction that holds one.
+        assert_eq!(
+            (t.horizon_age, t.idle_in_transaction_holding_horizon),
+            (Some(1500), Some(1))
+        );
+        let holders: Vec<_> = t
+            .horizon_holders
+            .iter()
+            .map(|h| (h.session_id, h.age, h.application.as_str()))
+            .collect();
+        assert_eq!(holders, [(41, 1500, "psql"), (42, 20, "web")]);
     }
 
     /// With the session history on, the statement keeps every active session, every
@@ -631,10 +662,10 @@ mod tests {
         assert!(!grouped_sql(&settings(), 150_004, false).contains("y.A = 1 OR y.IT"));
         let ctx = context(Some(10));
         let rows = [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|UPDATE t SET v = 1|41",
-            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|UPDATE t SET v = 1|41|∅|∅",
+            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301|∅|∅|∅|∅",
         ];
         let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
         let tenants = block_on(cycle(&mut conn, &sql, &ctx))

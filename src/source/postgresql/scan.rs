@@ -46,6 +46,10 @@ pub struct Scan {
     pub sql_text: String,
     /// The session holding the lock it waits for, likewise; `NULL` when not read.
     pub blocked_by: String,
+    /// The age of the snapshot the session holds (the horizon vacuum cannot pass),
+    /// `NULL` when it holds none; `NULL` when not read. The `top_sessions` oldest
+    /// are kept apart, named.
+    pub horizon_age: String,
     /// Whether command and state are grouped by.
     pub states: bool,
     /// How many of each tenant's longest active sessions to keep apart.
@@ -83,6 +87,7 @@ impl Default for Scan {
             statement: null(),
             sql_text: null(),
             blocked_by: null(),
+            horizon_age: null(),
             states: false,
             top_sessions: 0,
             history: false,
@@ -120,6 +125,7 @@ impl Scan {
             statement,
             sql_text,
             blocked_by,
+            horizon_age,
             states,
             top_sessions,
             history,
@@ -182,19 +188,38 @@ impl Scan {
             true => format!("{apart} OR y.A = 1 OR y.IT = 1 OR y.LW IS NOT NULL"),
             false => apart,
         };
+        // The sessions holding the oldest snapshots, ranked apart; and, when read, how
+        // many idle in a transaction hold one.
+        let (horizon_rank, apart, holding) = match (horizon_age.as_str(), *top_sessions) {
+            ("NULL", _) => ("NULL".to_string(), apart, "NULL"),
+            (_, 0) => (
+                "NULL".to_string(),
+                apart,
+                "SUM(CASE WHEN x.IT = 1 AND x.A = 0 AND x.XA IS NOT NULL THEN 1 ELSE 0 END)",
+            ),
+            (age, keep) => (
+                format!(
+                    "CASE WHEN {age} IS NOT NULL THEN ROW_NUMBER() OVER (ORDER BY {age} DESC NULLS LAST, p.ID) END"
+                ),
+                format!("{apart} OR y.XR <= {keep}"),
+                "SUM(CASE WHEN x.IT = 1 AND x.A = 0 AND x.XA IS NOT NULL THEN 1 ELSE 0 END)",
+            ),
+        };
         format!(
             "{prefix}SELECT {hint}x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, NULLIF(SUM(x.A), 0), COUNT(*), \
              MAX(CASE WHEN x.A = 1 THEN x.T END), NULLIF(SUM(x.IT), 0), NULLIF(SUM(x.IT * (1 - x.A)), 0), \
              MAX(x.TA), MAX(CASE WHEN x.IT = 1 AND x.A = 0 THEN x.T END), \
              NULLIF(SUM(CASE WHEN x.LW IS NULL THEN 0 ELSE 1 END), 0), MAX(x.LW), x.K, \
              CASE WHEN x.K IS NOT NULL THEN MAX(x.Q) END, NULLIF(MAX(x.W), 0), {selected}, \
-             CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END, CASE WHEN x.K IS NOT NULL THEN MAX(x.BB) END \
+             CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END, CASE WHEN x.K IS NOT NULL THEN MAX(x.BB) END, \
+             MAX(x.XA), {holding} \
              FROM (SELECT y.*, CASE WHEN {apart} THEN y.I END AS K \
              FROM (SELECT {tenant} AS TN, {server} AS SV, p.DB AS D, p.USER AS U, {client} AS C, \
              {command} AS CMD, {state} AS ST, CASE WHEN {active} THEN 1 ELSE 0 END AS A, p.TIME AS T, \
              {sql_id} AS Q, {in_transaction} AS IT, {transaction_age} AS TA, {lock_wait} AS LW, \
              {waiters} AS W, p.ID AS I, {rank} AS R, {application} AS AP, {wait_class} AS WC, \
-             {wait_event} AS WE, {statement} AS SQ, {sql_text} AS QT, {blocked_by} AS BB \
+             {wait_event} AS WE, {statement} AS SQ, {sql_text} AS QT, {blocked_by} AS BB, \
+             {horizon_age} AS XA, {horizon_rank} AS XR \
              FROM {from} WHERE {filter}) y) x \
              GROUP BY x.TN, x.SV, x.D, x.U, x.C, x.CMD, x.ST, x.K{optional}{union}"
         )
@@ -210,7 +235,9 @@ impl Scan {
 /// column when it is active); then the group's application, and its active
 /// sessions' wait class, wait event and statement id (NULL: none, a NULL class
 /// [`CPU`]); last a kept session's statement text and the session holding the lock
-/// it waits for (NULL unless the session history reads them). A source that has one
+/// it waits for (NULL unless the session history reads them); then the age of the
+/// oldest snapshot the group holds (NULL: none), and how many of its sessions idle in
+/// a transaction hold one (NULL: not read). A source that has one
 /// tenant or one server selects NULL for those and passes the value to
 /// [`decode_row`] as a default. See [`Scan::statement`], which writes such a
 /// statement: one per cycle, reading the processlist once.
@@ -219,7 +246,7 @@ impl Scan {
 /// the session columns come back as NULL, which the driver decodes without an
 /// allocation (a cycle of a large cluster is tens of thousands of rows); NULL counts
 /// are 0.
-pub const COLUMNS: usize = 25;
+pub const COLUMNS: usize = 27;
 
 /// Decodes one row (see [`COLUMNS`]).
 pub fn decode_row<C: Cell>(
@@ -227,7 +254,7 @@ pub fn decode_row<C: Cell>(
     ctx: &RowContext<'_>,
 ) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement, sql_text, blocked_by]: [C;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement, sql_text, blocked_by, horizon_age, holding_horizon]: [C;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
@@ -255,6 +282,17 @@ pub fn decode_row<C: Cell>(
     let transactions = part(transactions, "in transaction")?;
     let idle_in_transaction = part(idle_in_transaction, "idle in transaction")?;
     let lock_waiting = part(lock_waiting, "waiting for a lock")?;
+    let idle_in_transaction_holding_horizon = match holding_horizon.is_null() {
+        true => None,
+        false => Some(part(
+            holding_horizon,
+            "idle in transaction holding the horizon",
+        )?),
+    };
+    let horizon_age = match horizon_age.is_null() {
+        true => None,
+        false => Some(count(horizon_age, "horizon age")?),
+    };
     let session = match id.is_null() {
         true => None,
         false => Some(OneSession {
@@ -303,6 +341,8 @@ pub fn decode_row<C: Cell>(
         wait_event,
         statement,
         session,
+        horizon_age,
+        idle_in_transaction_holding_horizon,
     })
 }
 
@@ -363,6 +403,8 @@ pub(super) mod fixtures {
         "statement",
         "sql_text",
         "blocked_by",
+        "horizon_age",
+        "holding_horizon",
     ];
 
     /// A row of [`decode_row`] from its named values; every column not named is
@@ -392,6 +434,8 @@ mod tests {
         row.extend([bytes("0"), bytes("0"), Value::NULL, Value::NULL, bytes("0")]);
         row.extend([Value::NULL, Value::NULL, Value::NULL, bytes("0")]);
         row.extend([
+            Value::NULL,
+            Value::NULL,
             Value::NULL,
             Value::NULL,
             Value::NULL,
@@ -429,6 +473,8 @@ mod tests {
                 ("lock_waiting", "1"),
                 ("lock_wait", "7.5"),
                 ("waiters", "0"),
+                ("horizon_age", "1200"),
+                ("holding_horizon", "1"),
             ]),
             &OB,
         )
@@ -457,6 +503,8 @@ mod tests {
                 wait_event: CPU.into(),
                 statement: String::new(),
                 session: None,
+                horizon_age: Some(1200),
+                idle_in_transaction_holding_horizon: Some(1),
             }
         );
     }
@@ -607,7 +655,7 @@ mod tests {
         }
         let err = decode_row(vec![Value::NULL; 3], &OB).unwrap_err();
         assert!(
-            err.message.contains("expected 25 columns, got 3"),
+            err.message.contains("expected 27 columns, got 3"),
             "{}",
             err.message
         );
@@ -679,7 +727,7 @@ mod tests {
         }
         .statement();
         assert!(with_application.contains(
-            "NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL, CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END, CASE WHEN x.K IS NOT NULL THEN MAX(x.BB) END FROM"
+            "NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL, CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END, CASE WHEN x.K IS NOT NULL THEN MAX(x.BB) END, MAX(x.XA), NULL FROM"
         ));
         assert!(with_application.ends_with("x.ST, x.K, x.AP"));
         let sql = Scan {

@@ -1,0 +1,76 @@
+//! The vacuum horizon: the oldest snapshot a session holds keeps every row deleted
+//! since from being vacuumed. Only some sessions idle in a transaction hold one, so
+//! these say which do (engines that report it: PostgreSQL's `backend_xmin`).
+
+use super::labels::SeriesLabels;
+use super::SessionCollector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+use std::fmt;
+
+pub const HORIZON_AGE: &str = "dbsession_xmin_horizon_age";
+pub const HORIZON_HOLDER_AGE: &str = "dbsession_horizon_holder_age";
+pub const IDLE_HOLDING_HORIZON: &str = "dbsession_idle_in_transaction_holding_horizon_sessions";
+
+impl SessionCollector {
+    /// The horizon's age, the sessions holding it back, and how many of those idle
+    /// in a transaction; no series where the engine does not say.
+    pub(super) fn horizon(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let mut metric = encoder.encode_descriptor(
+            HORIZON_AGE,
+            "Age in transactions of the oldest snapshot a client session holds (PostgreSQL: the oldest backend_xmin): vacuum keeps every row deleted since. No series while no session holds one.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            if let Some(age) = stats.horizon_age {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[],
+                };
+                metric.encode_family(&labels)?.encode_gauge(&age)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            HORIZON_HOLDER_AGE,
+            "Age in transactions of the snapshot each of the tenant's top_sessions oldest holders holds, with what locates the session (end it, or its transaction, to free the horizon).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            for holder in &stats.horizon_holders {
+                let id = holder.session_id.to_string();
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[
+                        ("session_id", &id),
+                        ("user", &holder.user),
+                        ("db", &holder.db),
+                        ("client_ip", &holder.client),
+                        ("application", &holder.application),
+                    ],
+                };
+                metric.encode_family(&labels)?.encode_gauge(&holder.age)?;
+            }
+        }
+        let mut metric = encoder.encode_descriptor(
+            IDLE_HOLDING_HORIZON,
+            "Of the sessions idle in a transaction, those holding a snapshot (PostgreSQL: with a backend_xmin): these hold back vacuum; the others (READ COMMITTED between statements) do not.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            if let Some(n) = stats.idle_in_transaction_holding_horizon {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[],
+                };
+                metric.encode_family(&labels)?.encode_gauge(&n)?;
+            }
+        }
+        Ok(())
+    }
+}
