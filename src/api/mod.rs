@@ -31,7 +31,7 @@ pub use answers::{PageInfo, PageStream, SessionStats};
 pub use deadlocks::{DeadLock, DeadLockNode, DeadLockPage};
 pub use failure::Failure;
 pub use params::{ListParams, PageParams};
-pub use pileup::{Pileup, PileupRows};
+pub use pileup::{Pileup, PileupRows, Waiter};
 pub use session::{Field, FieldValue, TenantSession, Victim};
 
 pub use crate::future::BoxFuture;

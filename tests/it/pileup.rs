@@ -497,3 +497,108 @@ fn seekdb_idle_in_transaction_lock_waits_and_blockers_are_exact() {
     });
     assert_a_restart_keeps_it(exporter, &target, "sys", &moment);
 }
+
+/// The pile-up's graph as a tree draws it ([`session_exporter::api::Waiter`]), once
+/// every one of `waiters` waits: none of them on a cycle, each reaching `holder` by
+/// the blockers it is drawn under, the holder itself waiting for none. Returns the
+/// waiters' `also_waits_on` lists.
+pub fn assert_no_cycle_under_the_holder(
+    exporter: &Exporter,
+    tenant: &str,
+    holder: u64,
+    waiters: &[u64],
+) -> Vec<Vec<u64>> {
+    let path = format!("/api/v1/tenant/{tenant}/sessions/pileup");
+    let mut body = serde_json::Value::Null;
+    exporter.wait_until("every waiter waits", Duration::from_secs(30), || {
+        let Some((200, _, bytes)) = crate::common::http_get(&exporter.addr, &path, &[]) else {
+            return false;
+        };
+        body = serde_json::from_slice(&bytes).expect("JSON");
+        let placed = body["data"]["waiters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        waiters
+            .iter()
+            .all(|id| placed.iter().any(|w| w["id"] == *id))
+    });
+    let placed = body["data"]["waiters"].as_array().unwrap();
+    let under = |id: u64| -> Option<u64> {
+        placed
+            .iter()
+            .find(|w| w["id"] == id)
+            .and_then(|w| w["under"].as_u64())
+    };
+    assert!(placed.iter().all(|w| w["id"] != holder), "{body}");
+    let mut also = Vec::new();
+    for &waiter in waiters {
+        let w = placed.iter().find(|w| w["id"] == waiter).unwrap();
+        assert_eq!(w["in_cycle"], false, "no deadlock here: {body}");
+        let (mut at, mut steps) = (waiter, 0);
+        while let Some(next) = under(at) {
+            at = next;
+            steps += 1;
+            assert!(steps <= waiters.len(), "{body}");
+        }
+        assert_eq!(at, holder, "{waiter} reaches the holder: {body}");
+        also.push(
+            w["also_waits_on"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap())
+                .collect(),
+        );
+    }
+    also
+}
+
+/// Three sessions update the row an idle transaction holds. InnoDB names, for each
+/// later one, the earlier waiters as blockers too: that is no cycle. Each is drawn
+/// under the holder, the earlier waiters named beside it.
+#[test]
+fn mariadb_three_waiters_on_one_row_are_no_cycle() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.mariadb_root(&format!(
+        "CREATE DATABASE IF NOT EXISTS it_pileup; \
+         CREATE OR REPLACE TABLE it_pileup.g (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+         INSERT INTO it_pileup.g VALUES (1, 1); \
+         CREATE USER IF NOT EXISTS 'it_g_user'@'%' IDENTIFIED BY '{PASSWORD}'; \
+         GRANT ALL ON it_pileup.* TO 'it_g_user'@'%';"
+    ));
+    let addr = servers.mariadb_addr.clone();
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: g\n    kind: mysql\n    address: {addr}\n    user: monitor\n    password_file: {}\n    filter: {{users: {{allow: [it_g_user]}}}}\npassthrough:\n  enabled: true\n  insecure_no_auth: true\n",
+        servers.monitor_password_file.display()
+    ));
+    let mut holder = connect(&addr, "it_g_user", "127.0.0.75");
+    holder.query_drop("BEGIN").unwrap();
+    holder
+        .query_drop("UPDATE it_pileup.g SET v = v + 1 WHERE id = 1")
+        .unwrap();
+    let mut blocked = Vec::new();
+    let mut ids = Vec::new();
+    for from in ["127.0.0.76", "127.0.0.77", "127.0.0.78"] {
+        let conn = connect(&addr, "it_g_user", from);
+        ids.push(u64::from(conn.connection_id()));
+        blocked.push(Blocked::start(
+            conn,
+            &["SET SESSION innodb_lock_wait_timeout = 120", "BEGIN"],
+            "UPDATE it_pileup.g SET v = v + 1 WHERE id = 1",
+            Box::new(servers.mariadb_killer()),
+        ));
+        // In this order: each queues behind the one before.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let holder_id = u64::from(holder.connection_id());
+    let also = assert_no_cycle_under_the_holder(&exporter, "g", holder_id, &ids);
+    assert!(
+        also.iter().any(|others| !others.is_empty()),
+        "InnoDB names an earlier waiter as a blocker too: {also:?}"
+    );
+    drop(blocked);
+    drop(holder);
+}

@@ -416,21 +416,32 @@
     }
     const pileup = result.value;
     const sessions = new Map(pileup.sessions.map((s) => [s.id, s]));
-    const waitersOf = new Map();
-    const waiting = new Set();
+    // The API places each waiter under one of its blockers (the one nearest a
+    // session that waits for none) and names the others: InnoDB and PostgreSQL
+    // count earlier waiters for the same lock as blockers too, which is no cycle.
+    const graph = { sessions, placed: new Map(), below: new Map(), waits: new Map(), waitedOn: new Map() };
     for (const w of pileup.lock_waits) {
-      if (!waitersOf.has(w.blocker)) waitersOf.set(w.blocker, []);
-      waitersOf.get(w.blocker).push(w);
-      waiting.add(w.waiter);
+      graph.waits.set(w.waiter + ':' + w.blocker, w.wait_seconds);
+      graph.waitedOn.set(w.blocker, (graph.waitedOn.get(w.blocker) || 0) + 1);
     }
-    // Root blockers hold locks and wait for none; a cycle (a deadlock not yet
-    // resolved) has none, and is drawn from its first blocker.
-    const roots = [...waitersOf.keys()].filter((id) => !waiting.has(id));
-    roots.sort((a, b) => waitersOf.get(b).length - waitersOf.get(a).length);
+    const cycleStarts = [];
+    for (const w of pileup.waiters || []) {
+      graph.placed.set(w.id, w);
+      if (w.under === null) {
+        cycleStarts.push(w.id);
+        continue;
+      }
+      if (!graph.below.has(w.under)) graph.below.set(w.under, []);
+      graph.below.get(w.under).push(w);
+    }
+    // Roots hold locks and wait for none; a cycle of waits (a deadlock not yet
+    // resolved) has none, and is drawn from the session the API names.
+    const roots = [...graph.waitedOn.keys()].filter((id) => !graph.placed.has(id));
+    roots.sort((a, b) => graph.waitedOn.get(b) - graph.waitedOn.get(a));
     const drawn = new Set();
-    for (const root of roots.concat([...waitersOf.keys()])) {
+    for (const root of roots.concat(cycleStarts)) {
       if (drawn.has(root)) continue;
-      tree.appendChild(treeNode(root, null, sessions, waitersOf, drawn, 0, 'root'));
+      tree.appendChild(treeNode(root, graph, drawn, 0, 'root'));
     }
     if (pileup.lock_waits.length === 0) tree.appendChild(el('li', 'No session waits for a lock.', 'muted'));
     const idleOnes = pileup.transactions.filter((t) => t.idle);
@@ -473,28 +484,36 @@
     return button;
   }
 
-  function treeNode(id, wait, sessions, waitersOf, drawn, depth, className) {
+  // One session of the blocking tree, and the waiters placed under it.
+  function treeNode(id, graph, drawn, depth, className) {
     const li = el('li', null, className || '');
     li.dataset.id = String(id);
     const node = el('span', null, 'node');
     idLink(node, id).classList.add('id');
-    const s = sessions.get(id);
+    const s = graph.sessions.get(id);
     node.appendChild(el('span', s ? who(s) : '(session gone)'));
     if (s) node.appendChild(el('span', s.command + ' / ' + s.state, 'muted'));
-    if (wait) node.appendChild(el('span', 'waits ' + seconds(wait.wait_seconds), 'waited'));
-    const waiters = waitersOf.get(id) || [];
-    if (waiters.length > 0) node.appendChild(el('span', waiters.length + (waiters.length === 1 ? ' waiter' : ' waiters'), 'muted'));
+    const placed = graph.placed.get(id);
+    if (placed && placed.under !== null) {
+      node.appendChild(el('span', 'waits ' + seconds(graph.waits.get(id + ':' + placed.under)), 'waited'));
+    }
+    if (placed && placed.also_waits_on.length > 0) {
+      node.appendChild(el('span', 'also waits on ' + placed.also_waits_on.join(', '), 'muted'));
+    }
+    if (placed && placed.in_cycle) {
+      node.appendChild(el('span', 'in a cycle of waits: a deadlock not yet resolved', 'waited'));
+    }
+    const waitedOn = graph.waitedOn.get(id) || 0;
+    if (waitedOn > 0) node.appendChild(el('span', waitedOn + (waitedOn === 1 ? ' waiter' : ' waiters'), 'muted'));
     if (s && s.info) node.appendChild(el('code', shortSql(s.info)));
     li.appendChild(node);
     drawn.add(id);
-    if (waiters.length > 0 && depth < 16) {
+    const below = (graph.below.get(id) || []).filter((w) => !drawn.has(w.id));
+    if (below.length > 0 && depth < 16) {
       const ul = el('ul');
-      for (const w of [...waiters].sort((a, b) => b.wait_seconds - a.wait_seconds)) {
-        if (drawn.has(w.waiter)) {
-          ul.appendChild(el('li', w.waiter + ' (shown above: a cycle)', 'muted'));
-          continue;
-        }
-        ul.appendChild(treeNode(w.waiter, w, sessions, waitersOf, drawn, depth + 1));
+      const wait = (w) => graph.waits.get(w.id + ':' + id) || 0;
+      for (const w of below.sort((a, b) => wait(b) - wait(a))) {
+        ul.appendChild(treeNode(w.id, graph, drawn, depth + 1));
       }
       li.appendChild(ul);
     }

@@ -13,6 +13,7 @@ use tokio_postgres::{Client, NoTls};
 const PASSWORD: &str = "It-pg-pw-1";
 
 mod api;
+mod graph;
 mod horizon;
 
 /// Sessions opened from chosen loopback addresses: libpq cannot pick a source
