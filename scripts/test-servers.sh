@@ -34,6 +34,7 @@ start_mariadb() {
       --auth-root-authentication-method=socket >"$d/install.log" 2>&1
   fi
   log "starting MariaDB on 127.0.0.1:$mariadb_port"
+  # wait/% includes wait/lock/metadata/sql/mdl, which names metadata lock holders.
   setsid mariadbd --no-defaults --datadir="$d/data" --user=root --port="$mariadb_port" \
     --bind-address=127.0.0.1 --socket="$d/mysqld.sock" --pid-file="$d/mysqld.pid" \
     --max-connections=2000 --skip-name-resolve --log-error="$d/error.log" \

@@ -11,6 +11,7 @@
 use super::session::TenantSession;
 use crate::error::SourceError;
 use crate::sql::{bad_answer, Cell};
+use crate::stats::HeldLock;
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -27,6 +28,18 @@ pub struct LockWait {
     pub blocker: u64,
     /// How long the waiter has waited for this lock, in seconds.
     pub wait_seconds: f64,
+    /// A row lock (any lock the engine's lock waits show), or a metadata lock.
+    pub lock: HeldLock,
+    /// The object of a metadata lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<LockedObject>,
+}
+
+/// The table (or other object) a metadata lock is on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockedObject {
+    pub schema: String,
+    pub name: String,
 }
 
 /// A waiting session's place in the blocking graph, so that a tree draws the graph as
@@ -303,13 +316,32 @@ pub fn add_pileup_row<C: Cell>(
                     waiter,
                     blocker,
                     wait_seconds: seconds,
+                    lock: HeldLock::Row,
+                    object: None,
+                });
+            }
+        }
+        (Some(2), Some(waiter)) => {
+            let object = cells.next().and_then(Cell::into_text).unwrap_or_default();
+            let (schema, name) = object.split_once('\0').unwrap_or(("", &object));
+            if let Some(blocker) = id(blocker, 2)? {
+                rows.lock_waits.push(LockWait {
+                    waiter,
+                    blocker,
+                    wait_seconds: seconds,
+                    lock: HeldLock::Metadata,
+                    object: Some(LockedObject {
+                        schema: schema.to_string(),
+                        name: name.to_string(),
+                    }),
                 });
             }
         }
         (Some(1), Some(session)) => rows.transactions.push((session, seconds)),
         (other, _) => {
             return Err(bad_answer(format!(
-                "the pile-up row's kind is {other:?}, not 0 (a wait) or 1 (a transaction)"
+                "the pile-up row's kind is {other:?}, not 0 (a wait), 1 (a transaction) or 2 \
+                 (a metadata lock wait)"
             )))
         }
     }
@@ -341,6 +373,8 @@ mod tests {
                 waiter,
                 blocker,
                 wait_seconds: 100.0 - waiter as f64,
+                lock: HeldLock::Row,
+                object: None,
             })
             .collect()
     }
@@ -411,7 +445,9 @@ mod tests {
             vec![LockWait {
                 waiter: 12,
                 blocker: 7,
-                wait_seconds: 3.5
+                wait_seconds: 3.5,
+                lock: HeldLock::Row,
+                object: None,
             }]
         );
         assert_eq!(rows.transactions, vec![(7, 40.25), (8, 0.0)]);
@@ -444,17 +480,23 @@ mod tests {
                     waiter: 2,
                     blocker: 1,
                     wait_seconds: 3.0,
+                    lock: HeldLock::Row,
+                    object: None,
                 },
                 LockWait {
                     waiter: 3,
                     blocker: 1,
                     wait_seconds: 9.0,
+                    lock: HeldLock::Row,
+                    object: None,
                 },
                 // Its blocker is gone (or another tenant's): left out.
                 LockWait {
                     waiter: 4,
                     blocker: 99,
                     wait_seconds: 1.0,
+                    lock: HeldLock::Row,
+                    object: None,
                 },
             ],
             transactions: vec![(1, 20.0), (2, 5.0), (3, 30.0), (77, 40.0)],

@@ -105,6 +105,7 @@ impl EncodeLabelSet for BlockerLabels<'_> {
             ("user", &b.user),
             ("db", &b.db),
             ("client_ip", &b.client),
+            ("lock", b.lock.label()),
         ] {
             label(encoder, key, value)?;
         }

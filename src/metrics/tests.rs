@@ -367,7 +367,7 @@ fn transactions_locks_and_states_have_exact_series() {
     assert_eq!(
         samples(&text, TOP_BLOCKER),
         [format!(
-            r#"{TOP_BLOCKER}{{{tenant},rank="1",session_id="42",user="batch",db="__none__",client_ip="10.0.0.100"}} 1"#
+            r#"{TOP_BLOCKER}{{{tenant},rank="1",session_id="42",user="batch",db="__none__",client_ip="10.0.0.100",lock="row"}} 1"#
         )]
     );
     assert_eq!(

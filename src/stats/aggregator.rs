@@ -235,6 +235,7 @@ impl Aggregator {
                     db: db.to_string(),
                     client: client.to_string(),
                     waiters: session.waiters,
+                    lock: HeldLock::Row,
                 });
             }
         }

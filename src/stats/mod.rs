@@ -127,6 +127,29 @@ pub struct Blocker {
     pub client: String,
     /// Sessions waiting for a lock this one holds.
     pub waiters: u64,
+    /// Which lock they wait for.
+    pub lock: HeldLock,
+}
+
+/// The kind of lock a blocker holds: a row (or any lock the engine's lock waits
+/// show), or a metadata lock (a table's definition: DDL waits behind a transaction
+/// that read it, and every later statement on the table behind the DDL).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldLock {
+    #[default]
+    Row,
+    Metadata,
+}
+
+impl HeldLock {
+    /// The `lock` label's value.
+    pub fn label(self) -> &'static str {
+        match self {
+            HeldLock::Row => "row",
+            HeldLock::Metadata => "metadata",
+        }
+    }
 }
 
 /// A tenant's transactions and lock waits as a statement of details reads them.

@@ -138,6 +138,13 @@ fn mariadb_refusals_and_connections_are_the_servers_own_counts() {
         "MariaDB's other counters are there: {:?}",
         m.matching("dbsession_connections_refused_total", &tenant)
     );
+    // This server runs without performance_schema: the metadata locks' holders
+    // cannot be named, which is said once.
+    let said = exporter
+        .log()
+        .matches("performance_schema is off: metadata lock holders are not named")
+        .count();
+    assert_eq!(said, 1, "{}", exporter.log());
 }
 
 /// PostgreSQL 14+ counts sessions and how they ended, per database: a terminated

@@ -518,7 +518,7 @@ fn cluster_transactions_and_lock_waits_are_joined_by_tenant_server_and_transacti
     assert_eq!(
         m.matching("dbsession_top_blocker_sessions", &[("target", "c")]),
         [(
-            r#"dbsession_top_blocker_sessions{target="c",tenant="t1",rank="1",session_id="201",user="holder",db="shop",client_ip="10.1.1.1"}"#.to_string(),
+            r#"dbsession_top_blocker_sessions{target="c",tenant="t1",rank="1",session_id="201",user="holder",db="shop",client_ip="10.1.1.1",lock="row"}"#.to_string(),
             1.0
         )]
     );

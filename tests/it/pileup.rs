@@ -154,7 +154,7 @@ fn assert_one_waits_on_the_holder(
         blocked.matching("dbsession_top_blocker_sessions", &[]),
         [(
             format!(
-                "dbsession_top_blocker_sessions{{target=\"t\",tenant=\"{tenant}\",rank=\"1\",session_id=\"{holder_id}\",user=\"it_holder\",db=\"__none__\",client_ip=\"{holder_ip}\"}}"
+                "dbsession_top_blocker_sessions{{target=\"t\",tenant=\"{tenant}\",rank=\"1\",session_id=\"{holder_id}\",user=\"it_holder\",db=\"__none__\",client_ip=\"{holder_ip}\",lock=\"row\"}}"
             ),
             1.0
         )]
@@ -600,5 +600,94 @@ fn mariadb_three_waiters_on_one_row_are_no_cycle() {
         "InnoDB names an earlier waiter as a blocker too: {also:?}"
     );
     drop(blocked);
+    drop(holder);
+}
+
+/// An `ALTER TABLE` queued behind a transaction that read the table, and a reader
+/// queued behind the `ALTER`: the processlist shows only "Waiting for table metadata
+/// lock". The transaction is named as the holder of both, with `lock="metadata"`,
+/// in the metrics and in the pile-up with the table's schema and name.
+#[test]
+fn mariadb_names_the_metadata_lock_holder() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    servers.mariadb_root(&format!(
+        "CREATE DATABASE IF NOT EXISTS it_pileup; \
+         CREATE OR REPLACE TABLE it_pileup.m (id INT PRIMARY KEY) ENGINE=InnoDB; \
+         INSERT INTO it_pileup.m VALUES (1); \
+         CREATE USER IF NOT EXISTS 'it_md_user'@'%' IDENTIFIED BY '{PASSWORD}'; \
+         GRANT ALL ON it_pileup.* TO 'it_md_user'@'%';"
+    ));
+    let addr = servers.mariadb_addr.clone();
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n  - name: md\n    kind: mysql\n    address: {addr}\n    user: monitor\n    password_file: {}\n    filter: {{users: {{allow: [it_md_user]}}}}\npassthrough:\n  enabled: true\n  insecure_no_auth: true\n",
+        servers.monitor_password_file.display()
+    ));
+    let mut holder = connect(&addr, "it_md_user", "127.0.0.79");
+    holder.query_drop("BEGIN").unwrap();
+    let _: Vec<i32> = holder.query("SELECT id FROM it_pileup.m").unwrap();
+    let holder_id = holder.connection_id().to_string();
+    let wait = ["SET SESSION lock_wait_timeout = 120"];
+    let alter_conn = connect(&addr, "it_md_user", "127.0.0.80");
+    let alter_id = u64::from(alter_conn.connection_id());
+    let _alter = Blocked::start(
+        alter_conn,
+        &wait,
+        "ALTER TABLE it_pileup.m ADD COLUMN c INT",
+        Box::new(servers.mariadb_killer()),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let reader_conn = connect(&addr, "it_md_user", "127.0.0.81");
+    let reader_id = u64::from(reader_conn.connection_id());
+    let _reader = Blocked::start(
+        reader_conn,
+        &wait,
+        "SELECT id FROM it_pileup.m",
+        Box::new(servers.mariadb_killer()),
+    );
+    let m = exporter.wait_for_metrics(
+        "the holder is named for both",
+        Duration::from_secs(30),
+        |m| {
+            let holder_labels = [
+                ("target", "md"),
+                ("lock", "metadata"),
+                ("session_id", holder_id.as_str()),
+            ];
+            m.matching("dbsession_top_blocker_sessions", &holder_labels)
+                .iter()
+                .any(|(_, v)| *v == 2.0)
+        },
+    );
+    let named = m.matching("dbsession_top_blocker_sessions", &[("target", "md")]);
+    assert!(
+        named.iter().all(
+            |(series, _)| series.contains(&format!("session_id=\"{holder_id}\""))
+                && series.contains("user=\"it_md_user\"")
+                && series.contains("client_ip=\"127.0.0.79\"")
+        ),
+        "only the holder, never the ALTER: {named:?}"
+    );
+
+    let body: serde_json::Value = serde_json::from_slice(
+        &crate::common::http_get(&exporter.addr, "/api/v1/tenant/md/sessions/pileup", &[])
+            .expect("the pile-up answers")
+            .2,
+    )
+    .expect("JSON");
+    let holder_id: u64 = holder_id.parse().unwrap();
+    for waiter in [alter_id, reader_id] {
+        let wait = body["data"]["lock_waits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["waiter"] == waiter && w["blocker"] == holder_id)
+            .unwrap_or_else(|| panic!("{waiter} waits on {holder_id}: {body}"));
+        assert_eq!(wait["lock"], "metadata", "{wait}");
+        assert_eq!(wait["object"]["schema"], "it_pileup", "{wait}");
+        assert_eq!(wait["object"]["name"], "m", "{wait}");
+    }
+    assert_no_cycle_under_the_holder(&exporter, "md", holder_id, &[alter_id, reader_id]);
     drop(holder);
 }

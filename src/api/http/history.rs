@@ -238,6 +238,8 @@ pub(super) async fn pileup_at(
                     waiter: k.id,
                     blocker: k.blocked_by?,
                     wait_seconds: k.lock_wait?,
+                    lock: crate::stats::HeldLock::Row,
+                    object: None,
                 })
             })
             .collect(),

@@ -421,7 +421,7 @@
     // count earlier waiters for the same lock as blockers too, which is no cycle.
     const graph = { sessions, placed: new Map(), below: new Map(), waits: new Map(), waitedOn: new Map() };
     for (const w of pileup.lock_waits) {
-      graph.waits.set(w.waiter + ':' + w.blocker, w.wait_seconds);
+      graph.waits.set(w.waiter + ':' + w.blocker, w);
       graph.waitedOn.set(w.blocker, (graph.waitedOn.get(w.blocker) || 0) + 1);
     }
     const cycleStarts = [];
@@ -494,8 +494,12 @@
     node.appendChild(el('span', s ? who(s) : '(session gone)'));
     if (s) node.appendChild(el('span', s.command + ' / ' + s.state, 'muted'));
     const placed = graph.placed.get(id);
-    if (placed && placed.under !== null) {
-      node.appendChild(el('span', 'waits ' + seconds(graph.waits.get(id + ':' + placed.under)), 'waited'));
+    const edge = placed && placed.under !== null ? graph.waits.get(id + ':' + placed.under) : null;
+    if (edge) {
+      const what = edge.lock === 'metadata' && edge.object
+        ? ' for the metadata lock of ' + edge.object.schema + '.' + edge.object.name
+        : '';
+      node.appendChild(el('span', 'waits ' + seconds(edge.wait_seconds) + what, 'waited'));
     }
     if (placed && placed.also_waits_on.length > 0) {
       node.appendChild(el('span', 'also waits on ' + placed.also_waits_on.join(', '), 'muted'));
@@ -511,7 +515,7 @@
     const below = (graph.below.get(id) || []).filter((w) => !drawn.has(w.id));
     if (below.length > 0 && depth < 16) {
       const ul = el('ul');
-      const wait = (w) => graph.waits.get(w.id + ':' + id) || 0;
+      const wait = (w) => (graph.waits.get(w.id + ':' + id) || { wait_seconds: 0 }).wait_seconds;
       for (const w of below.sort((a, b) => wait(b) - wait(a))) {
         ul.appendChild(treeNode(w.id, graph, drawn, depth + 1));
       }

@@ -11,6 +11,7 @@
 //!    once every active thread's id is known.
 //! 4. Who blocks whom ([`DETAIL_COLUMNS`]), only when the grouping shows a thread
 //!    waiting for a lock.
+//! 5. Who holds the metadata locks waited for ([`super::metadata`]), likewise.
 
 use super::connections::{ids_of, Connections};
 use crate::error::SourceError;
@@ -18,7 +19,9 @@ use crate::sql::{
     bad_answer, client_of, count, db_label, decode_group, read, seconds, Cell, Connection,
     RowContext, SqlError,
 };
-use crate::stats::{Aggregator, Blocker, Collected, Counts, Detail, TopSession, CPU, NONE_LABEL};
+use crate::stats::{
+    Aggregator, Blocker, Collected, Counts, Detail, HeldLock, TopSession, CPU, NONE_LABEL,
+};
 use std::collections::{HashMap, HashSet};
 
 /// The statements of a cycle, written once per pool for what the account can read.
@@ -36,6 +39,9 @@ pub(super) struct Cycle {
     /// What comes before a statement of programs ([`Connections::statement`]); None
     /// when applications are not collected.
     pub programs: Option<String>,
+    /// Who holds the metadata locks waited for ([`super::metadata::statement`]);
+    /// None when lock waits are off or the server does not show metadata locks.
+    pub metadata: Option<String>,
 }
 
 impl Cycle {
@@ -47,6 +53,9 @@ impl Cycle {
         }
         if let Some((activity, _)) = &self.activity {
             tracing::debug!(target = %target, sql = %activity, "statement of activity");
+        }
+        if let Some(metadata) = &self.metadata {
+            tracing::debug!(target = %target, sql = %metadata, "statement of metadata locks");
         }
     }
 
@@ -128,6 +137,19 @@ impl Cycle {
                 answer?;
             }
         }
+        if let Some(metadata) = &self.metadata {
+            if found.aggregator.present().lock_waits {
+                let mut waits = Vec::new();
+                let answer = read(conn, metadata, |row| {
+                    waits.push(super::metadata::decode(row, ctx)?);
+                    Ok(())
+                })
+                .await;
+                keep_threads(&answer, &activity, known.as_deref_mut());
+                answer?;
+                found.add_metadata_waits(&waits, ctx);
+            }
+        }
         Ok(found.finish(ctx, activity, known))
     }
 }
@@ -177,6 +199,32 @@ impl Found {
         }
         self.aggregator.add_group(g);
         Ok(())
+    }
+
+    /// The holders of the metadata locks waited for, as blockers; with the session
+    /// history, each kept waiter waits on its holder (when the row locks named none).
+    fn add_metadata_waits(
+        &mut self,
+        waits: &[super::metadata::MetadataWait],
+        ctx: &RowContext<'_>,
+    ) {
+        let kept = self.aggregator.kept_mut(ctx.tenant);
+        for wait in waits {
+            if let Some(kept) = kept.iter_mut().find(|k| k.id == wait.waiter) {
+                kept.blocked_by.get_or_insert(wait.holder.session_id);
+            }
+        }
+        for holder in super::metadata::holders(waits) {
+            if let Some(kept) = self
+                .aggregator
+                .kept_mut(ctx.tenant)
+                .iter_mut()
+                .find(|k| k.id == holder.session_id)
+            {
+                kept.waiters += holder.waiters;
+            }
+            self.aggregator.add_blocker(ctx.tenant.to_string(), holder);
+        }
     }
 
     /// Each active session's wait and statement, through its thread (read now, or
@@ -335,6 +383,7 @@ fn decode_blocker_row<C: Cell>(
             db,
             client,
             waiters,
+            lock: HeldLock::Row,
         });
     }
     Ok(row)

@@ -11,6 +11,7 @@
 mod connections;
 mod cycle;
 mod deadlock;
+mod metadata;
 mod sessions;
 
 use sessions::MysqlProcesslist;
@@ -154,12 +155,23 @@ impl MysqlSource {
             unread.extend(self.check_performance_schema(conn, parts, flavour).await?);
         }
         let periodic = periodic_sql(database.collect, users, flavour);
-        let cycle = cycle(
+        let mut cycle = cycle(
             &database,
             self.collect_timeout,
             lock_waits,
             self.history.is_some(),
         );
+        // The metadata locks' holders, where the server shows them.
+        if database.collect.locks && flavour.is_some() {
+            match metadata::unreadable(conn).await? {
+                None => {
+                    let Grouping { prefix, hint, .. } =
+                        grouping(&database, self.collect_timeout, self.history.is_some());
+                    cycle.metadata = Some(metadata::statement(&prefix, &hint, &database));
+                }
+                Some(said) => unread.push(said),
+            }
+        }
         cycle.log(&self.name);
         if let Some(periodic) = &periodic {
             tracing::debug!(target = %self.name, sql = %periodic, "statement of limits and deadlocks");
@@ -623,6 +635,7 @@ fn cycle(
         blockers,
         activity: on.then(|| (activity(true), activity(false))),
         programs: parts.applications.then(|| grouping.prefix.clone()),
+        metadata: None,
     }
 }
 

@@ -135,7 +135,14 @@ impl Processlist for MysqlProcesslist {
             let version: Option<String> =
                 conn.query_first(format!("{TAG} SELECT VERSION()")).await?;
             let flavour = super::LockWaits::of(version.as_deref().unwrap_or_default());
-            read_pileup(conn, &flavour.pileup(limit), Vec::new()).await
+            let mut rows = read_pileup(conn, &flavour.pileup(limit), Vec::new()).await?;
+            // Metadata lock waits, where the server shows them: without the grant or
+            // performance_schema the read fails, and only row locks are answered.
+            let metadata = super::metadata::pileup(&self.database, limit);
+            if let Ok(more) = read_pileup(conn, &metadata, Vec::new()).await {
+                rows.lock_waits.extend(more.lock_waits);
+            }
+            Ok(rows)
         })
     }
 
