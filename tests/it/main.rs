@@ -10,6 +10,7 @@
 mod common;
 
 mod access;
+mod amplifier;
 mod browser;
 mod cli;
 mod connections;

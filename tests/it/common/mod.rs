@@ -829,6 +829,11 @@ impl PrivateMariadb {
         wait_for_sql(&self.socket(), Duration::from_secs(30));
     }
 
+    /// The server's process, for signals (SIGSTOP: a server that stops answering).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Kills the server abruptly, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
