@@ -1,6 +1,7 @@
-//! The vacuum horizon: the oldest snapshot a session holds keeps every row deleted
-//! since from being vacuumed. Only some sessions idle in a transaction hold one, so
-//! these say which do (engines that report it: PostgreSQL's `backend_xmin`).
+//! The vacuum horizon: the oldest snapshot (or transaction id) a session holds keeps
+//! every row deleted since from being vacuumed. Only some sessions idle in a
+//! transaction hold one, so these say which do (engines that report it:
+//! PostgreSQL's `backend_xmin` and `backend_xid`).
 
 use super::labels::SeriesLabels;
 use super::SessionCollector;
@@ -18,7 +19,7 @@ impl SessionCollector {
     pub(super) fn horizon(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let mut metric = encoder.encode_descriptor(
             HORIZON_AGE,
-            "Age in transactions of the oldest snapshot a client session holds (PostgreSQL: the oldest backend_xmin): vacuum keeps every row deleted since. No series while no session holds one.",
+            "Age in transactions of the oldest snapshot or transaction id a client session holds (PostgreSQL: the oldest of backend_xmin and backend_xid): vacuum keeps every row deleted since. No series while no session holds one.",
             None,
             MetricType::Gauge,
         )?;
@@ -57,7 +58,7 @@ impl SessionCollector {
         }
         let mut metric = encoder.encode_descriptor(
             IDLE_HOLDING_HORIZON,
-            "Of the sessions idle in a transaction, those holding a snapshot (PostgreSQL: with a backend_xmin): these hold back vacuum; the others (READ COMMITTED between statements) do not.",
+            "Of the sessions idle in a transaction, those holding back vacuum (PostgreSQL: with a backend_xmin or a backend_xid: a snapshot, or a write); the others (READ COMMITTED reads between statements) do not.",
             None,
             MetricType::Gauge,
         )?;

@@ -469,14 +469,14 @@ fn add_to<S: AsRef<str> + Into<String>>(map: &mut CycleMap<Counts>, key: S, coun
     }
 }
 
-/// Keeps the `keep` longest sessions of `top`, longest first; equal times in
-/// session id order, so ranks do not flap.
 /// Keeps the `keep` sessions holding the oldest snapshots, oldest first.
 fn keep_oldest(holders: &mut Vec<HorizonHolder>, keep: usize) {
     holders.sort_by(|a, b| b.age.cmp(&a.age).then(a.session_id.cmp(&b.session_id)));
     holders.truncate(keep);
 }
 
+/// Keeps the `keep` longest sessions of `top`, longest first; equal times in
+/// session id order, so ranks do not flap.
 fn keep_longest(top: &mut Vec<TopSession>, keep: usize) {
     top.sort_by(|a, b| {
         b.time

@@ -25,7 +25,8 @@ fn exporter(targets: &str) -> Exporter {
     ))
 }
 
-/// The exporter's open TCP connections to `port` on loopback, from its own sockets.
+/// The exporter's TCP connections to `port` on loopback, from its own sockets,
+/// connecting or established.
 fn connections_to(pid: u32, port: u16) -> usize {
     let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|fds| {
@@ -51,9 +52,9 @@ fn connections_to(pid: u32, port: u16) -> usize {
                 .get(2)
                 .and_then(|remote| remote.rsplit(':').next())
                 .and_then(|hex| u16::from_str_radix(hex, 16).ok());
-            // Every state but LISTEN (0A): connecting, established, closing.
+            // Connecting or established: a socket being closed holds no session.
             remote_port == Some(port)
-                && fields.get(3) != Some(&"0A")
+                && matches!(fields.get(3), Some(&"01") | Some(&"02"))
                 && fields.get(9).is_some_and(|inode| inodes.contains(*inode))
         })
         .count()
@@ -188,7 +189,8 @@ fn a_stopped_server_costs_no_more_connections_and_blinds_nothing_else() {
         up(m, "stopped") == Some(1.0)
     });
     assert!(
-        resumed.elapsed() <= 2 * INTERVAL + Duration::from_secs(1),
+        // Two intervals, and the slack of a loaded machine's scrape and startup.
+        resumed.elapsed() <= 2 * INTERVAL + Duration::from_secs(3),
         "back within two intervals: {:?}",
         resumed.elapsed()
     );

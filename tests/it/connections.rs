@@ -102,16 +102,17 @@ fn mariadb_refusals_and_connections_are_the_servers_own_counts() {
 
     refuse_at_the_limit(&server, 3);
 
-    let (at_limit, aborted, peak) = (
-        status("CONNECTION_ERRORS_MAX_CONNECTIONS"),
-        status("ABORTED_CONNECTS"),
-        status("MAX_USED_CONNECTIONS"),
-    );
-    assert_eq!(at_limit, 3.0, "counted only once the SUPER slot was taken");
+    let at_limit = status("CONNECTION_ERRORS_MAX_CONNECTIONS");
     assert!(
-        aborted >= 4.0,
-        "every refusal is an aborted connect: {aborted}"
+        at_limit >= 3.0,
+        "counted once the SUPER slot was taken: {at_limit}"
     );
+    assert!(
+        status("ABORTED_CONNECTS") >= 4.0,
+        "every refusal is an aborted connect"
+    );
+    // The server's counters as they are now (an exporter reconnecting while the
+    // slots were full would have moved them too): the exporter's end equal.
     let m = exporter.wait_for_metrics(
         "the exporter reads what the server counted",
         Duration::from_secs(30),
@@ -119,12 +120,13 @@ fn mariadb_refusals_and_connections_are_the_servers_own_counts() {
             m.get(
                 "dbsession_connections_refused_total",
                 &refused("max_connections"),
-            ) == Some(at_limit)
+            ) == Some(status("CONNECTION_ERRORS_MAX_CONNECTIONS"))
                 && m.get("dbsession_connections_refused_total", &refused("aborted"))
-                    == Some(aborted)
-                && m.get("dbsession_sessions_peak", &tenant) == Some(peak)
+                    == Some(status("ABORTED_CONNECTS"))
+                && m.get("dbsession_sessions_peak", &tenant) == Some(status("MAX_USED_CONNECTIONS"))
         },
     );
+    let peak = status("MAX_USED_CONNECTIONS");
     // Five ordinary sessions and the SUPER one at least (a closed session's thread
     // may still count while it ends).
     assert!(peak >= 6.0, "{peak}");

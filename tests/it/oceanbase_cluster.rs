@@ -674,7 +674,7 @@ fn a_cluster_tenant_s_pileup_is_its_own() {
     let t1 = crate::passthrough::ok(&exporter, "/api/v1/tenant/t1/sessions/pileup");
     assert_eq!(
         t1["lock_waits"],
-        serde_json::json!([{"waiter": 202, "blocker": 201, "wait_seconds": 8.0}]),
+        serde_json::json!([{"waiter": 202, "blocker": 201, "wait_seconds": 8.0, "lock": "row"}]),
         "{t1}"
     );
     let transactions = t1["transactions"].as_array().unwrap();

@@ -146,8 +146,18 @@ impl Cycle {
                 })
                 .await;
                 keep_threads(&answer, &activity, known.as_deref_mut());
-                answer?;
-                found.add_metadata_waits(&waits, ctx);
+                // Naming the holder is an extra: a failed read (a timeout on a huge
+                // metadata_locks, a grant revoked) loses the holders, not the cycle,
+                // and never while a pile-up is on.
+                match answer {
+                    Ok(()) => found.add_metadata_waits(&waits, ctx),
+                    Err(SqlError::Answer(err)) => {
+                        tracing::debug!(target = %ctx.tenant, "reading the metadata locks: {err}");
+                    }
+                    Err(SqlError::Driver(_)) => {
+                        tracing::debug!(target = %ctx.tenant, "reading the metadata locks failed");
+                    }
+                }
             }
         }
         Ok(found.finish(ctx, activity, known))

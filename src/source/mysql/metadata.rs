@@ -30,12 +30,17 @@ pub(super) async fn unreadable(
             "performance_schema is off: {fix}; start the server with performance_schema = ON"
         )));
     }
-    let relation = "performance_schema.metadata_locks";
-    if let Some(err) = crate::sql::query::probe_relation(conn, relation).await? {
-        return Ok(Some(format!(
-            "{relation} is not readable ({err}): {fix}; grant it with GRANT SELECT ON \
-             performance_schema.* TO the account"
-        )));
+    for relation in [
+        "performance_schema.metadata_locks",
+        "performance_schema.threads",
+        "performance_schema.setup_instruments",
+    ] {
+        if let Some(err) = crate::sql::query::probe_relation(conn, relation).await? {
+            return Ok(Some(format!(
+                "{relation} is not readable ({err}): {fix}; grant it with GRANT SELECT ON \
+                 performance_schema.* TO the account"
+            )));
+        }
     }
     let on: Option<String> = conn
         .query_first(format!(
@@ -54,8 +59,11 @@ pub(super) async fn unreadable(
 
 /// The statement of metadata lock waits, sent only while a session waits for a lock:
 /// each pending lock with the sessions holding a granted lock on the same object
-/// that wait for none themselves (a DDL's own granted upgradable lock is not what
-/// the statements queued behind it wait for: the transaction the DDL waits for is),
+/// that wait for none on it themselves (a DDL's own granted upgradable lock is not
+/// what the statements queued behind it wait for: the transaction the DDL waits for
+/// is; a holder queued on another table is still named for this one). A granted
+/// lock compatible with the pending one is named too (readers behind an `ALTER
+/// TABLE ... LOCK=SHARED`): the queue is the object's, not the lock mode's;
 /// as `waiter, holder, holder's user, db, client, object schema, object name, how
 /// long the waiter's statement has waited`. The holders are the sessions the target
 /// counts (its filters apply, its own excluded).
@@ -77,7 +85,9 @@ pub(super) fn statement(prefix: &str, hint: &str, database: &Database) -> String
          WHERE pending.LOCK_STATUS = 'PENDING' AND w.PROCESSLIST_ID IS NOT NULL \
          AND hp.ID NOT IN ({OWN_SESSIONS}){filter} \
          AND NOT EXISTS (SELECT 1 FROM performance_schema.metadata_locks other \
-         WHERE other.OWNER_THREAD_ID = granted.OWNER_THREAD_ID AND other.LOCK_STATUS = 'PENDING') \
+         WHERE other.OWNER_THREAD_ID = granted.OWNER_THREAD_ID AND other.LOCK_STATUS = 'PENDING' \
+         AND other.OBJECT_TYPE = pending.OBJECT_TYPE AND other.OBJECT_SCHEMA <=> pending.OBJECT_SCHEMA \
+         AND other.OBJECT_NAME <=> pending.OBJECT_NAME) \
          LIMIT {MAX_WAITS}",
         client = host_without_port("hp.HOST"),
         filter = filter_conditions(&database.filter, "hp."),
@@ -168,8 +178,9 @@ mod tests {
             .starts_with("/* t */ SELECT w.PROCESSLIST_ID AS waiter, h.PROCESSLIST_ID AS holder"));
         assert!(sql.contains("granted.OBJECT_NAME <=> pending.OBJECT_NAME"));
         assert!(sql.contains(
-            "other.OWNER_THREAD_ID = granted.OWNER_THREAD_ID AND other.LOCK_STATUS = 'PENDING'"
-        ));
+            "other.OWNER_THREAD_ID = granted.OWNER_THREAD_ID AND other.LOCK_STATUS = 'PENDING' \
+             AND other.OBJECT_TYPE = pending.OBJECT_TYPE"
+        ), "a holder waiting on another object is still named: {sql}");
         assert!(sql.contains("hp.USER NOT IN ('batch')"), "{sql}");
         assert!(sql.ends_with(&format!("LIMIT {MAX_WAITS}")));
     }

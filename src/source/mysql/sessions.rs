@@ -139,8 +139,11 @@ impl Processlist for MysqlProcesslist {
             // Metadata lock waits, where the server shows them: without the grant or
             // performance_schema the read fails, and only row locks are answered.
             let metadata = super::metadata::pileup(&self.database, limit);
-            if let Ok(more) = read_pileup(conn, &metadata, Vec::new()).await {
-                rows.lock_waits.extend(more.lock_waits);
+            match read_pileup(conn, &metadata, Vec::new()).await {
+                Ok(more) => rows.lock_waits.extend(more.lock_waits),
+                Err(err) => {
+                    tracing::debug!(target = %self.name, "reading the metadata locks: {err:?}")
+                }
             }
             Ok(rows)
         })

@@ -402,7 +402,7 @@ const SESSIONS: &str = "SELECT a.pid AS id, a.datname AS db, a.usename AS user, 
      EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
      ELSE a.state_change END) AS time, a.xact_start, a.query_start, l.waitstart, \
      a.application_name AS app, a.wait_event, {query_id} AS query_id, {query} AS query, \
-     age(a.backend_xmin) AS xmin_age \
+     GREATEST(age(a.backend_xid), age(a.backend_xmin)) AS xmin_age \
      FROM pg_stat_activity a LEFT JOIN (SELECT pid, min(waitstart) AS waitstart FROM pg_locks \
      WHERE NOT granted GROUP BY pid) l ON l.pid = a.pid \
      WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() \

@@ -831,7 +831,7 @@ impl PrivateMariadb {
 
     /// The server's process, for signals (SIGSTOP: a server that stops answering).
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
+        self.child.as_ref().map(Child::id).expect("the server runs")
     }
 
     /// Kills the server abruptly, as a crash would.

@@ -1,6 +1,7 @@
 //! The vacuum horizon on a real PostgreSQL: an idle `REPEATABLE READ` transaction
 //! that ran a statement keeps its snapshot (`backend_xmin`) and holds the horizon,
-//! named with its age; an idle `READ COMMITTED` one holds none.
+//! named with its age; so does an idle `READ COMMITTED` one that took a transaction
+//! id (`backend_xid`); an idle `READ COMMITTED` one that only read holds none.
 
 use super::{Clients, EndSessions, PASSWORD};
 use crate::common::{Exporter, Servers};
@@ -18,6 +19,10 @@ fn the_idle_repeatable_read_session_holds_the_horizon_and_is_named() {
     clients.run(&holder, "BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1");
     let harmless = clients.open_as("it_pg_hz", "postgres", "127.0.0.94", Some("it-web"));
     clients.run(&harmless, "BEGIN; SELECT 1");
+    // A READ COMMITTED transaction that wrote (here: took a transaction id) holds
+    // no snapshot between statements, but its id holds the horizon all the same.
+    let writer = clients.open_as("it_pg_hz", "postgres", "127.0.0.99", Some("it-writer"));
+    clients.run(&writer, "BEGIN; SELECT txid_current()");
     // Transactions after the snapshot age it.
     for _ in 0..5 {
         servers.postgres_admin("SELECT txid_current()");
@@ -29,15 +34,14 @@ fn the_idle_repeatable_read_session_holds_the_horizon_and_is_named() {
     ));
     let tenant = [("target", "hz"), ("tenant", "hz")];
     let m = exporter.wait_for_metrics("the holder is named", Duration::from_secs(30), |m| {
-        m.get("dbsession_idle_in_transaction_sessions", &tenant) == Some(2.0)
-            && !m
-                .matching("dbsession_horizon_holder_age", &tenant)
-                .is_empty()
+        m.get("dbsession_idle_in_transaction_sessions", &tenant) == Some(3.0)
+            && m.matching("dbsession_horizon_holder_age", &tenant).len() == 2
     });
     let server_age = |application: &str| -> f64 {
         servers
             .postgres_admin(&format!(
-                "SELECT COALESCE(age(backend_xmin)::text, 'none') FROM pg_stat_activity \
+                "SELECT COALESCE(GREATEST(age(backend_xid), age(backend_xmin))::text, 'none') \
+                 FROM pg_stat_activity \
                  WHERE application_name = '{application}'"
             ))
             .trim()
@@ -51,31 +55,39 @@ fn the_idle_repeatable_read_session_holds_the_horizon_and_is_named() {
     );
 
     let holders = m.matching("dbsession_horizon_holder_age", &tenant);
-    assert_eq!(holders.len(), 1, "{holders:?}");
-    let (series, age) = &holders[0];
-    for label in [
-        "user=\"it_pg_hz\"",
-        "db=\"postgres\"",
-        "client_ip=\"127.0.0.93\"",
-        "application=\"it-report\"",
-    ] {
-        assert!(series.contains(label), "{label}: {series}");
+    let ages: Vec<f64> = holders.iter().map(|(_, age)| *age).collect();
+    for (client, application) in [("127.0.0.93", "it-report"), ("127.0.0.99", "it-writer")] {
+        let (series, age) = holders
+            .iter()
+            .find(|(series, _)| series.contains(&format!("client_ip=\"{client}\"")))
+            .unwrap_or_else(|| panic!("{client} holds the horizon: {holders:?}"));
+        for label in [
+            "user=\"it_pg_hz\"".to_string(),
+            "db=\"postgres\"".to_string(),
+            format!("application=\"{application}\""),
+        ] {
+            assert!(series.contains(&label), "{label}: {series}");
+        }
+        assert!(
+            (5.0..=age_after).contains(age),
+            "{client}'s age, {age}, is at least the 5 transactions since and at most the oldest's {age_after} read later"
+        );
     }
-    assert!(
-        (5.0..=age_after).contains(age),
-        "the snapshot's age, {age}, is at least the 5 transactions since and at most the server's {age_after} read later"
+    assert_eq!(
+        m.get("dbsession_xmin_horizon_age", &tenant),
+        ages.iter().copied().reduce(f64::max)
     );
-    assert_eq!(m.get("dbsession_xmin_horizon_age", &tenant), Some(*age));
     assert_eq!(
         m.get(
             "dbsession_idle_in_transaction_holding_horizon_sessions",
             &tenant
         ),
-        Some(1.0),
-        "of the two idle in a transaction, only the one with a snapshot"
+        Some(2.0),
+        "of the three idle in a transaction, the snapshot and the writer"
     );
 
-    // Its transaction ends: nothing holds the horizon.
+    // Their transactions end: nothing holds the horizon.
+    clients.run(&writer, "COMMIT");
     clients.run(&holder, "COMMIT");
     exporter.wait_for_metrics("the horizon is free", Duration::from_secs(30), |m| {
         m.get(
