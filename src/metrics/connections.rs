@@ -26,29 +26,20 @@ impl SessionCollector {
     /// where it keeps none (PostgreSQL refuses without counting, seekdb counts no
     /// logons).
     pub(super) fn connections(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        self.tenant_optional(
+            encoder,
+            (
+                CONNECTIONS,
+                "Connections the server was asked for since its start: MySQL's Connections (attempts), PostgreSQL's pg_stat_database.sessions summed (14+), OceanBase's `user logons cumulative` summed over the tenant's servers. rate() is the tenant's connection rate. Read every limits_interval.",
+                MetricType::Counter,
+            ),
+            |s| s.periodic.as_ref()?.connections,
+        )?;
         let periodic = || {
             self.up_tenants().filter_map(|(target, tenant, stats)| {
                 Some((target, tenant, stats.periodic.as_deref()?))
             })
         };
-        let mut metric = encoder.encode_descriptor(
-            CONNECTIONS,
-            "Connections the server was asked for since its start: MySQL's Connections (attempts), PostgreSQL's pg_stat_database.sessions summed (14+), OceanBase's `user logons cumulative` summed over the tenant's servers. rate() is the tenant's connection rate. Read every limits_interval.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (target, tenant, found) in periodic() {
-            if let Some(n) = found.connections {
-                let labels = SeriesLabels {
-                    target,
-                    tenant: Some(tenant),
-                    extra: &[],
-                };
-                metric
-                    .encode_family(&labels)?
-                    .encode_counter::<SeriesLabels, _, f64>(&n, None)?;
-            }
-        }
         let by_reason: [(&str, &str, ByReason); 2] = [
             (
                 CONNECTIONS_REFUSED,
@@ -76,22 +67,14 @@ impl SessionCollector {
                 }
             }
         }
-        let mut metric = encoder.encode_descriptor(
-            SESSIONS_PEAK,
-            "The most sessions the server has had at once since its start (MySQL's Max_used_connections), beside dbsession_sessions_limit; where the engine keeps one. Read every limits_interval.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (target, tenant, found) in periodic() {
-            if let Some(n) = found.peak {
-                let labels = SeriesLabels {
-                    target,
-                    tenant: Some(tenant),
-                    extra: &[],
-                };
-                metric.encode_family(&labels)?.encode_gauge(&n)?;
-            }
-        }
-        Ok(())
+        self.tenant_optional(
+            encoder,
+            (
+                SESSIONS_PEAK,
+                "The most sessions the server has had at once since its start (MySQL's Max_used_connections), beside dbsession_sessions_limit; where the engine keeps one. Read every limits_interval.",
+                MetricType::Gauge,
+            ),
+            |s| s.periodic.as_ref()?.peak,
+        )
     }
 }

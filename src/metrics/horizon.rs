@@ -17,22 +17,15 @@ impl SessionCollector {
     /// The horizon's age, the sessions holding it back, and how many of those idle
     /// in a transaction; no series where the engine does not say.
     pub(super) fn horizon(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        let mut metric = encoder.encode_descriptor(
-            HORIZON_AGE,
-            "Age in transactions of the oldest snapshot or transaction id a client session holds (PostgreSQL: the oldest of backend_xmin and backend_xid): vacuum keeps every row deleted since. No series while no session holds one.",
-            None,
-            MetricType::Gauge,
+        self.tenant_optional(
+            encoder,
+            (
+                HORIZON_AGE,
+                "Age in transactions of the oldest snapshot or transaction id a client session holds (PostgreSQL: the oldest of backend_xmin and backend_xid): vacuum keeps every row deleted since. No series while no session holds one.",
+                MetricType::Gauge,
+            ),
+            |s| s.horizon_age,
         )?;
-        for (target, tenant, stats) in self.up_tenants() {
-            if let Some(age) = stats.horizon_age {
-                let labels = SeriesLabels {
-                    target,
-                    tenant: Some(tenant),
-                    extra: &[],
-                };
-                metric.encode_family(&labels)?.encode_gauge(&age)?;
-            }
-        }
         let mut metric = encoder.encode_descriptor(
             HORIZON_HOLDER_AGE,
             "Age in transactions of the snapshot each of the tenant's top_sessions oldest holders holds, with what locates the session (end it, or its transaction, to free the horizon).",
@@ -56,22 +49,14 @@ impl SessionCollector {
                 metric.encode_family(&labels)?.encode_gauge(&holder.age)?;
             }
         }
-        let mut metric = encoder.encode_descriptor(
-            IDLE_HOLDING_HORIZON,
-            "Of the sessions idle in a transaction, those holding back vacuum (PostgreSQL: with a backend_xmin or a backend_xid: a snapshot, or a write); the others (READ COMMITTED reads between statements) do not.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (target, tenant, stats) in self.up_tenants() {
-            if let Some(n) = stats.idle_in_transaction_holding_horizon {
-                let labels = SeriesLabels {
-                    target,
-                    tenant: Some(tenant),
-                    extra: &[],
-                };
-                metric.encode_family(&labels)?.encode_gauge(&n)?;
-            }
-        }
-        Ok(())
+        self.tenant_optional(
+            encoder,
+            (
+                IDLE_HOLDING_HORIZON,
+                "Of the sessions idle in a transaction, those holding back vacuum (PostgreSQL: with a backend_xmin or a backend_xid: a snapshot, or a write); the others (READ COMMITTED reads between statements) do not.",
+                MetricType::Gauge,
+            ),
+            |s| s.idle_in_transaction_holding_horizon,
+        )
     }
 }

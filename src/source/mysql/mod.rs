@@ -169,7 +169,17 @@ impl MysqlSource {
                         grouping(&database, self.collect_timeout, self.history.is_some());
                     cycle.metadata = Some(metadata::statement(&prefix, &hint, &database));
                 }
-                Some(said) => unread.push(said),
+                // One cause, said once: performance_schema off or unreadable was
+                // said already for the waits, applications and statements.
+                Some(said) => match unread
+                    .iter_mut()
+                    .find(|earlier| earlier.starts_with("performance_schema"))
+                {
+                    Some(earlier) => {
+                        earlier.push_str("; metadata lock holders are not named either")
+                    }
+                    None => unread.push(said),
+                },
             }
         }
         cycle.log(&self.name);
