@@ -76,6 +76,10 @@ impl OwnSessions {
 pub struct Connector {
     opts: Opts,
     pool: Option<Pool>,
+    /// The close of the pool a reset dropped, while it lasts: no new pool connects
+    /// before it is over, so a server that hangs never holds more of our
+    /// connections than one pool's, however many cycles fail.
+    closing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Connector {
@@ -84,12 +88,19 @@ impl Connector {
         Self {
             opts: opts(database, interval, init, 2),
             pool: None,
+            closing: None,
         }
     }
 
     /// A connection from the pool, creating the pool on first use or after a reset;
     /// one of the process's own sessions from then on (see [`OwnSessions`]).
     pub async fn conn(&mut self) -> Result<Conn, mysql_async::Error> {
+        if let Some(closing) = &mut self.closing {
+            // Bounded by close_in_background's own limit, and by the cycle's timeout
+            // (which drops this wait, and leaves the close to the next cycle).
+            let _ = closing.await;
+            self.closing = None;
+        }
         let pool = self
             .pool
             .get_or_insert_with(|| Pool::new(self.opts.clone()));
@@ -102,7 +113,7 @@ impl Connector {
     /// because a server that hangs would otherwise hold the close forever.
     pub fn reset(&mut self) {
         if let Some(pool) = self.pool.take() {
-            close_in_background(pool);
+            self.closing = close_in_background(pool);
         }
     }
 }
@@ -114,13 +125,13 @@ pub fn pool(database: &Database, interval: Duration, init: Vec<String>, max: usi
     Pool::new(opts(database, interval, init, max))
 }
 
-/// Closes `pool`'s connections in the background, bounded in time.
-pub fn close_in_background(pool: Pool) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), pool.disconnect()).await;
-        });
-    }
+/// Closes `pool`'s connections in the background, bounded in time; the task doing
+/// it, when there is a runtime to run it.
+pub fn close_in_background(pool: Pool) -> Option<tokio::task::JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    Some(runtime.spawn(async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), pool.disconnect()).await;
+    }))
 }
 
 fn opts(database: &Database, interval: Duration, init: Vec<String>, max: usize) -> Opts {

@@ -20,6 +20,7 @@ use crate::config::Filter;
 use crate::error::{Reason, SourceError};
 use crate::stats::{client_label, Aggregator, CollectParts, Keeping, NONE_LABEL};
 pub mod conn;
+mod counters;
 mod grouping;
 mod periodic;
 pub mod query;

@@ -13,7 +13,9 @@
 //! - `deadlocks`: the engine's own deadlock counter;
 //! - `connections`: the server's count of connection attempts (logons) since its
 //!   start; `refused` and `ended` its counts of connections refused and of sessions
-//!   ended, by reason (`name`: `max_connections`, `aborted`, `killed`, ...);
+//!   ended, by reason (`name`: `max_connections`, `aborted`, `killed`, ...; a part
+//!   of them, a server or a database, after a `/`: summed part by part, see
+//!   [`SummedCounters`]);
 //!   `peak` the most sessions it has had at once. Each is sent only where the
 //!   engine keeps it, and rows of one reason (a cluster's servers) are summed;
 //! - `deadlock_history`: OceanBase keeps a history of deadlock events instead of a
@@ -30,6 +32,7 @@
 //! statement writes its engine's "unlimited" (MySQL's 0, PostgreSQL's -1) as NULL.
 //! A limit of 0 is one: PostgreSQL's `CONNECTION LIMIT 0` lets no session in.
 
+use super::counters::{CounterParts, SummedCounters};
 use super::{bad_answer, datetime_micros, fields, Cell};
 use crate::error::SourceError;
 use crate::stats::{CollectParts, Collected, Periodic, Statistics, OTHER_LABEL};
@@ -88,6 +91,7 @@ pub struct PeriodicReads {
     found: BTreeMap<String, Arc<Periodic>>,
     events: DeadlockEvents,
     ash: AshSamples,
+    counters: SummedCounters,
 }
 
 impl PeriodicReads {
@@ -102,6 +106,7 @@ impl PeriodicReads {
             found: BTreeMap::new(),
             events: DeadlockEvents::default(),
             ash: AshSamples::default(),
+            counters: SummedCounters::default(),
         }
     }
 
@@ -156,6 +161,7 @@ impl PeriodicReads {
             events: Vec::new(),
             base: HashMap::new(),
             ash: None,
+            counters: CounterParts::new(),
         }
     }
 
@@ -173,6 +179,14 @@ impl PeriodicReads {
                 periodic.deadlocks.get_or_insert(0);
             }
             self.events.history = true;
+        }
+        for ((tenant, what, reason), total) in self.counters.count(rows.counters) {
+            let periodic = found.entry(tenant).or_default();
+            match what.as_str() {
+                "connections" => periodic.connections = Some(total),
+                "refused" => _ = periodic.refused.insert(reason, total),
+                _ => _ = periodic.ended.insert(reason, total),
+            }
         }
         if let Some(samples) = rows.ash {
             let totals = self.ash.count(samples);
@@ -222,6 +236,8 @@ pub struct PeriodicRows<'a> {
     base: HashMap<String, u64>,
     /// The samples of the active session history, when it was read.
     ash: Option<Vec<Samples>>,
+    /// The connection counters, per part.
+    counters: CounterParts,
 }
 
 /// One `ash` row: a tenant's samples on one server in one wait.
@@ -297,6 +313,7 @@ impl PeriodicRows<'_> {
         }
         let limit = number.filter(|n| *n >= 0).map(|n| n as u64);
         let counter = number.map(|n| n.max(0) as u64);
+        let periodic_tenant = tenant.clone();
         let periodic = self.found.entry(tenant).or_default();
         match what.as_str() {
             "sessions" => periodic.sessions = limit,
@@ -319,16 +336,20 @@ impl PeriodicRows<'_> {
             }
             "deadlocks" => periodic.deadlocks = Some(number.unwrap_or(0).max(0) as u64),
             // The server's counters: NULL is one it does not keep (no series).
-            "connections" => periodic.connections = counter,
             "peak" => periodic.peak = counter,
-            "refused" | "ended" => {
-                let by_reason = match what.as_str() {
-                    "refused" => &mut periodic.refused,
-                    _ => &mut periodic.ended,
-                };
+            "connections" | "refused" | "ended" => {
+                // Each part (a server, a database) counts its own: summed from read
+                // to read so that the total only grows (see [`SummedCounters`]).
                 if let Some(n) = counter {
-                    // Servers of a cluster each count their own: summed.
-                    *by_reason.entry(name).or_insert(0) += n;
+                    let (reason, part) = name.split_once('/').unwrap_or((&name, ""));
+                    let key = (periodic_tenant, what.clone(), reason.to_string());
+                    let value = self
+                        .counters
+                        .entry(key)
+                        .or_default()
+                        .entry(part.to_string())
+                        .or_insert(0);
+                    *value = value.saturating_add(n);
                 }
             }
             other => return Err(bad_answer(format!("a periodic read of `{other}`"))),
@@ -552,6 +573,30 @@ mod tests {
             p2.refused,
             BTreeMap::from([("max_connections".to_string(), 0)])
         );
+    }
+
+    /// Counters in parts (a cluster's servers) are summed part by part across
+    /// reads: a part that restarts adds what it counted since, never lowers the total.
+    #[test]
+    fn counters_in_parts_only_grow() {
+        let mut reads = reads();
+        let rows = |a: &str, b: &str| {
+            vec![
+                row("t1", "connections", "/s1", Some(a)),
+                row("t1", "connections", "/s2", Some(b)),
+                row("t1", "refused", "failed/s1", Some("1")),
+            ]
+        };
+        read(&mut reads, rows("100", "50"));
+        let total = |reads: &PeriodicReads| {
+            let t = attached(reads, &["t1"]);
+            let p = t["t1"].periodic.clone().unwrap();
+            (p.connections, p.refused.get("failed").copied())
+        };
+        assert_eq!(total(&reads), (Some(150), Some(1)));
+        // s2 restarted: 3 since; s1 counted 10 more.
+        read(&mut reads, rows("110", "3"));
+        assert_eq!(total(&reads), (Some(163), Some(1)));
     }
 
     #[test]

@@ -906,13 +906,15 @@ fn periodic_sql(
             ),
             false => ("''", String::new(), String::new()),
         };
-        // Each server counts its own sessions: summed per tenant.
+        // Each server counts its own sessions: a row per server, summed part by part
+        // so that a server's restart lowers nothing.
         reads.push(format!(
             "SELECT {tenant}, CASE s.NAME WHEN '{LOGONS}' THEN 'connections' \
-             WHEN '{LOGONS_FAILED}' THEN 'refused' ELSE 'ended' END, CASE s.NAME \
+             WHEN '{LOGONS_FAILED}' THEN 'refused' ELSE 'ended' END, CONCAT(CASE s.NAME \
              WHEN '{LOGONS_FAILED}' THEN 'failed' WHEN '{LOGOUTS}' THEN 'logout' ELSE '' END, \
-             SUM(s.VALUE) FROM {} s{join} WHERE s.NAME IN ('{LOGONS}', '{LOGONS_FAILED}', \
-             '{LOGOUTS}'){filter} GROUP BY 1, s.NAME",
+             '/', s.SVR_IP, ':', s.SVR_PORT), SUM(s.VALUE) FROM {} s{join} \
+             WHERE s.NAME IN ('{LOGONS}', '{LOGONS_FAILED}', '{LOGOUTS}'){filter} \
+             GROUP BY 1, s.NAME, s.SVR_IP, s.SVR_PORT",
             sysstat_relation(settings, plan.mode)
         ));
     }

@@ -242,7 +242,8 @@ async fn server_version(client: &Client) -> Result<u32, tokio_postgres::Error> {
 /// database's `datconnlimit` that is set (-1 is none; superusers are not held to a
 /// role's limit); the deadlocks of every database, summed; from PostgreSQL 14
 /// (`version`, `server_version_num`), the sessions every database had and how many
-/// of them ended abandoned, fatal or killed, summed. All of it is readable by any
+/// of them ended abandoned, fatal or killed, per database (summed from read to read
+/// so that a dropped database takes nothing away). All of it is readable by any
 /// role. PostgreSQL counts no refused connection, and keeps no peak.
 fn periodic_sql(parts: crate::stats::CollectParts, version: u32) -> Option<String> {
     let mut reads = Vec::new();
@@ -265,11 +266,11 @@ fn periodic_sql(parts: crate::stats::CollectParts, version: u32) -> Option<Strin
     }
     if parts.connections && version >= SESSION_COUNTERS_VERSION {
         reads.push(
-            "SELECT '', 'connections', '', sum(sessions)::text FROM pg_stat_database \
-             UNION ALL SELECT '', 'ended', 'abandoned', sum(sessions_abandoned)::text \
-             FROM pg_stat_database UNION ALL SELECT '', 'ended', 'fatal', \
-             sum(sessions_fatal)::text FROM pg_stat_database UNION ALL SELECT '', 'ended', \
-             'killed', sum(sessions_killed)::text FROM pg_stat_database",
+            "SELECT '', c.what, c.reason || '/' || d.datid::text, c.n::text \
+             FROM pg_stat_database d CROSS JOIN LATERAL (VALUES \
+             ('connections', '', d.sessions), ('ended', 'abandoned', d.sessions_abandoned), \
+             ('ended', 'fatal', d.sessions_fatal), ('ended', 'killed', d.sessions_killed)) \
+             AS c (what, reason, n) WHERE d.datid <> 0",
         );
     }
     (!reads.is_empty()).then(|| format!("{TAG} {}", reads.join(" UNION ALL ")))
@@ -516,9 +517,9 @@ mod tests {
         };
         let sql = periodic_sql(parts, 150_004).unwrap();
         for column in [
-            "sum(sessions)",
-            "'abandoned', sum(sessions_abandoned)",
-            "'killed', sum(sessions_killed)",
+            "('connections', '', d.sessions)",
+            "('ended', 'killed', d.sessions_killed)",
+            "c.reason || '/' || d.datid::text",
         ] {
             assert!(sql.contains(column), "{column}: {sql}");
         }
