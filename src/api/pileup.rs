@@ -310,30 +310,23 @@ pub fn add_pileup_row<C: Cell>(
     let seconds = next(3)?.into_number(COLUMNS[3])?.unwrap_or(0.0).max(0.0);
     match (kind, session) {
         (_, None) => {}
-        (Some(0), Some(waiter)) => {
+        (Some(kind @ (0 | 2)), Some(waiter)) => {
+            // A metadata lock wait names its object in two more columns.
+            let (lock, object) = match kind {
+                2 => {
+                    let mut text = || cells.next().and_then(Cell::into_text).unwrap_or_default();
+                    let (schema, name) = (text(), text());
+                    (HeldLock::Metadata, Some(LockedObject { schema, name }))
+                }
+                _ => (HeldLock::Row, None),
+            };
             if let Some(blocker) = id(blocker, 2)? {
                 rows.lock_waits.push(LockWait {
                     waiter,
                     blocker,
                     wait_seconds: seconds,
-                    lock: HeldLock::Row,
-                    object: None,
-                });
-            }
-        }
-        (Some(2), Some(waiter)) => {
-            let object = cells.next().and_then(Cell::into_text).unwrap_or_default();
-            let (schema, name) = object.split_once('\0').unwrap_or(("", &object));
-            if let Some(blocker) = id(blocker, 2)? {
-                rows.lock_waits.push(LockWait {
-                    waiter,
-                    blocker,
-                    wait_seconds: seconds,
-                    lock: HeldLock::Metadata,
-                    object: Some(LockedObject {
-                        schema: schema.to_string(),
-                        name: name.to_string(),
-                    }),
+                    lock,
+                    object,
                 });
             }
         }
@@ -456,6 +449,30 @@ mod tests {
         let bad = add_pileup_row(&mut rows, [Some("5"), Some("1"), None, None]).unwrap_err();
         assert!(bad.to_string().contains("kind"), "{bad}");
         assert!(add_pileup_row(&mut rows, [Some("0"), Some("1")]).is_err());
+        // A metadata lock wait, with its table.
+        let mut rows = PileupRows::default();
+        let cells = [
+            Some("2"),
+            Some("13"),
+            Some("7"),
+            Some("4"),
+            Some("shop"),
+            Some("orders"),
+        ];
+        add_pileup_row(&mut rows, cells).unwrap();
+        assert_eq!(
+            rows.lock_waits,
+            vec![LockWait {
+                waiter: 13,
+                blocker: 7,
+                wait_seconds: 4.0,
+                lock: HeldLock::Metadata,
+                object: Some(LockedObject {
+                    schema: "shop".into(),
+                    name: "orders".into(),
+                }),
+            }]
+        );
     }
 
     fn session(id: i64, info: &str) -> TenantSession {

@@ -96,11 +96,11 @@ pub(super) fn statement(prefix: &str, hint: &str, database: &Database) -> String
 
 /// The session API's pile-up rows of metadata lock waits (kind 2, see
 /// [`crate::api::pileup::add_pileup_row`]): waiter, holder, seconds waited, and the
-/// object's schema and name, NUL between them; the longest waits first.
+/// object's schema and name; the longest waits first.
 pub(super) fn pileup(database: &Database, limit: usize) -> String {
     format!(
-        "{TAG} SELECT 2, x.waiter, x.holder, x.waited, CONCAT(IFNULL(x.object_schema, ''), \
-         CHAR(0), IFNULL(x.object_name, '')) FROM ({}) x ORDER BY x.waited DESC LIMIT {limit}",
+        "{TAG} SELECT 2, x.waiter, x.holder, x.waited, x.object_schema, x.object_name \
+         FROM ({}) x ORDER BY x.waited DESC LIMIT {limit}",
         statement("", "", database)
     )
 }
