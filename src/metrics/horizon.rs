@@ -12,6 +12,8 @@ use std::fmt;
 pub const HORIZON_AGE: &str = "dbsession_xmin_horizon_age";
 pub const HORIZON_HOLDER_AGE: &str = "dbsession_horizon_holder_age";
 pub const IDLE_HOLDING_HORIZON: &str = "dbsession_idle_in_transaction_holding_horizon_sessions";
+pub const MAX_IDLE_HOLDING_HORIZON: &str =
+    "dbsession_max_idle_in_transaction_holding_horizon_seconds";
 
 impl SessionCollector {
     /// The horizon's age, the sessions holding it back, and how many of those idle
@@ -57,6 +59,23 @@ impl SessionCollector {
                 MetricType::Gauge,
             ),
             |s| s.idle_in_transaction_holding_horizon,
-        )
+        )?;
+        let mut metric = encoder.encode_descriptor(
+            MAX_IDLE_HOLDING_HORIZON,
+            "The longest a session idle in a transaction that holds back vacuum has been idle, in seconds; 0 when none does. What DbSessionIdleInTransaction pages on where the engine says (PostgreSQL).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (target, tenant, stats) in self.up_tenants() {
+            if let Some(seconds) = stats.max_idle_holding_horizon {
+                let labels = SeriesLabels {
+                    target,
+                    tenant: Some(tenant),
+                    extra: &[],
+                };
+                metric.encode_family(&labels)?.encode_gauge(&seconds)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -320,6 +320,7 @@ fn transactions_locks_and_states_have_exact_series() {
             }),
             horizon_age: Some(5000),
             idle_in_transaction_holding_horizon: Some(1),
+            max_idle_holding_horizon: Some(89.0),
             ..base("batch", "Sleep", "SLEEP")
         });
         aggregator.add_group(SessionGroup {
@@ -395,6 +396,13 @@ fn transactions_locks_and_states_have_exact_series() {
         samples(&text, horizon::IDLE_HOLDING_HORIZON),
         [format!("{}{{{tenant}}} 1", horizon::IDLE_HOLDING_HORIZON)]
     );
+    assert_eq!(
+        samples(&text, horizon::MAX_IDLE_HOLDING_HORIZON),
+        [format!(
+            "{}{{{tenant}}} 89.0",
+            horizon::MAX_IDLE_HOLDING_HORIZON
+        )]
+    );
     let mut status = TargetStatus::new(&target(""), 1, &Reason::DATABASE);
     let mut quiet = Aggregator::new(5, CollectParts::default());
     quiet.add_group(group("t1", "app", false, 2, 0.0));
@@ -404,6 +412,7 @@ fn transactions_locks_and_states_have_exact_series() {
         horizon::HORIZON_AGE,
         horizon::HORIZON_HOLDER_AGE,
         horizon::IDLE_HOLDING_HORIZON,
+        horizon::MAX_IDLE_HOLDING_HORIZON,
     ] {
         assert_eq!(samples(&text, name), Vec::<&str>::new(), "{name}");
     }

@@ -4,7 +4,15 @@
 //! observer gone), and Prometheus reads any drop as a reset of the whole counter:
 //! `rate()` would then read the whole sum as new connections, a storm that never
 //! was. Summed here part by part, the total only grows: a part's reset adds what it
-//! counted since, a part that goes takes nothing away.
+//! counted since, a part that goes takes nothing away, and one that comes back
+//! (a server a read did not reach, the server a single tenant's view answered
+//! from) adds only what it counted while it was away.
+//!
+//! A counter of one part only (a MySQL server's) is its own value: Prometheus
+//! handles that server's restarts itself, and the value then stays continuous
+//! across a restart of the exporter, which forgets what it summed. A summed total
+//! can drop on such a restart after a part has reset (it becomes the parts' plain
+//! sum again), which Prometheus reads as one reset.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,30 +31,50 @@ pub struct SummedCounters {
 
 #[derive(Debug, Default)]
 struct Summed {
-    /// Each part's value at the last read.
-    last: BTreeMap<String, u64>,
+    /// Each part's value at the last read that found it, and how many reads in a
+    /// row have not found it since.
+    last: BTreeMap<String, (u64, u32)>,
     total: u64,
 }
+
+/// Reads in a row a part may be missing before it is forgotten (an hour at the
+/// default `limits_interval`): what is kept stays bounded by the parts of that
+/// hour, and a part back within it adds only its increase.
+const MAX_MISSED_READS: u32 = 60;
+
+/// The part name of a counter that has no parts.
+const NO_PART: &str = "";
 
 impl SummedCounters {
     /// Adds a read's parts, and gives each counter it found its total. The first read
     /// of a counter is the sum of its parts; later ones add each part's increase (a
-    /// part lower than before restarted: all of it is new). A counter or part the
-    /// read did not find is forgotten, so what is kept is bounded by one read.
+    /// part lower than before restarted: all of it is new). A part the read did not
+    /// find keeps its last value for [`MAX_MISSED_READS`] reads; a counter the read
+    /// did not find is forgotten. A counter without parts is its value.
     pub fn count(&mut self, read: CounterParts) -> BTreeMap<CounterKey, u64> {
         self.counters.retain(|key, _| read.contains_key(key));
         read.into_iter()
             .map(|(key, parts)| {
                 let summed = self.counters.entry(key.clone()).or_default();
+                if parts.len() == 1 && parts.contains_key(NO_PART) {
+                    summed.total = parts[NO_PART];
+                    summed.last.clear();
+                    return (key, summed.total);
+                }
                 for (part, &now) in &parts {
-                    let before = summed.last.get(part).copied();
-                    let added = match before {
-                        Some(before) if now >= before => now - before,
+                    let added = match summed.last.get(part) {
+                        Some(&(before, _)) if now >= before => now - before,
                         _ => now,
                     };
                     summed.total = summed.total.saturating_add(added);
                 }
-                summed.last = parts;
+                summed.last.retain(|part, (_, missed)| {
+                    *missed += 1;
+                    parts.contains_key(part) || *missed <= MAX_MISSED_READS
+                });
+                for (part, now) in parts {
+                    summed.last.insert(part, (now, 0));
+                }
                 (key, summed.total)
             })
             .collect()
@@ -83,5 +111,41 @@ mod tests {
         // A counter the read no longer has is forgotten.
         assert!(counters.count(BTreeMap::new()).is_empty());
         assert!(counters.counters.is_empty());
+    }
+
+    /// A part that a read misses and the next finds again (a server unreachable
+    /// for a while; a single tenant's view answered by another server each time)
+    /// adds what it counted while away, not its whole count again; one missing for
+    /// longer than [`MAX_MISSED_READS`] reads is forgotten.
+    #[test]
+    fn a_part_back_after_a_missed_read_adds_only_its_increase() {
+        let mut counters = SummedCounters::default();
+        assert_eq!(total(&mut counters, &[("a", 1_000_000)]), 1_000_000);
+        assert_eq!(total(&mut counters, &[("b", 2_000_000)]), 3_000_000);
+        assert_eq!(total(&mut counters, &[("a", 1_000_010)]), 3_000_010);
+        assert_eq!(total(&mut counters, &[("b", 2_000_005)]), 3_000_015);
+        for _ in 0..=MAX_MISSED_READS {
+            total(&mut counters, &[("b", 2_000_005)]);
+        }
+        let kept = &counters.counters.values().next().unwrap().last;
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["b"], "a is forgotten");
+        // Back after that: its whole count is new, as for a part never seen.
+        assert_eq!(
+            total(&mut counters, &[("a", 1_000_020), ("b", 2_000_005)]),
+            4_000_035
+        );
+    }
+
+    /// A counter without parts (one MySQL server's) is the server's own value, so a
+    /// restart of the exporter does not lower it; the server's restart lowers it,
+    /// which Prometheus reads as the reset it is.
+    #[test]
+    fn a_counter_without_parts_is_its_value() {
+        let mut counters = SummedCounters::default();
+        assert_eq!(total(&mut counters, &[("", 100)]), 100);
+        assert_eq!(total(&mut counters, &[("", 130)]), 130);
+        assert_eq!(total(&mut counters, &[("", 4)]), 4);
+        let mut restarted = SummedCounters::default();
+        assert_eq!(total(&mut restarted, &[("", 7)]), 7);
     }
 }

@@ -112,11 +112,12 @@ impl Grouping {
 }
 
 /// Decodes one row of [`Grouping::statement`] (see [`GROUP_COLUMNS`]).
-/// The group's connection ids come back as they were sent (see [`Grouping::ids`]).
+/// The group's connection ids come back as they were sent (see [`Grouping::ids`]),
+/// with what its sessions wait for by the rules (whatever the states part says).
 pub fn decode_group<C: Cell>(
     values: Vec<C>,
     ctx: &RowContext<'_>,
-) -> Result<(SessionGroup, Option<String>), SourceError> {
+) -> Result<(SessionGroup, Option<String>, LockWait), SourceError> {
     let got = values.len();
     let [tenant, server, db, user, client, command, state, transaction, sessions, time, transaction_age, lock_wait, session, application, ids]: [C;
         GROUP_COLUMNS] = values
@@ -183,8 +184,9 @@ pub fn decode_group<C: Cell>(
         // The grouping reads no snapshot horizon.
         horizon_age: None,
         idle_in_transaction_holding_horizon: None,
+        max_idle_holding_horizon: None,
     };
-    Ok((group, ids))
+    Ok((group, ids, waits))
 }
 
 /// Adds one row of a [`Grouping::statement`] to `aggregator` as it is: a group's
@@ -194,7 +196,7 @@ pub fn add_group_row<C: Cell>(
     row: Vec<C>,
     ctx: &RowContext<'_>,
 ) -> Result<(), SourceError> {
-    let (group, _) = decode_group(row, ctx)?;
+    let (group, ..) = decode_group(row, ctx)?;
     aggregator.add_group(group);
     Ok(())
 }
@@ -271,7 +273,7 @@ mod tests {
             all.extend_from_slice(values);
             fixtures::group(&all)
         };
-        let (g, _) = decode_group(
+        let (g, ..) = decode_group(
             group(&[
                 ("db", "NULL"),
                 ("command", "Sleep"),
@@ -314,12 +316,12 @@ mod tests {
             "{}",
             g.message
         );
-        let (g, _) = decode_group(waiting, &ctx).unwrap();
+        let (g, ..) = decode_group(waiting, &ctx).unwrap();
         assert_eq!(
             (g.active, g.lock_waiting, g.max_lock_wait, g.max_active_time),
             (2, 2, 7.0, 9.0)
         );
-        let (g, _) = decode_group(
+        let (g, ..) = decode_group(
             group(&[
                 ("command", "Query"),
                 ("state", "Waiting for table metadata lock"),
@@ -340,7 +342,7 @@ mod tests {
             },
             ..ctx
         };
-        let (g, _) = decode_group(
+        let (g, ..) = decode_group(
             group(&[
                 ("command", "Query"),
                 ("state", "y"),

@@ -183,6 +183,8 @@ impl Aggregator {
         stats.max_lock_wait = stats.max_lock_wait.max(group.max_lock_wait);
         if let Some(n) = group.idle_in_transaction_holding_horizon {
             *stats.idle_in_transaction_holding_horizon.get_or_insert(0) += n;
+            let longest = stats.max_idle_holding_horizon.get_or_insert(0.0);
+            *longest = longest.max(group.max_idle_holding_horizon.unwrap_or(0.0));
         }
         if let Some(age) = group.horizon_age {
             stats.horizon_age = Some(stats.horizon_age.map_or(age, |oldest| oldest.max(age)));

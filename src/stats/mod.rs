@@ -96,6 +96,8 @@ pub struct SessionGroup<S = String> {
     /// The group's sessions idle in a transaction that hold such a snapshot; None
     /// where the engine does not say.
     pub idle_in_transaction_holding_horizon: Option<u64>,
+    /// The longest TIME among those, in seconds; None when none, or not read.
+    pub max_idle_holding_horizon: Option<f64>,
 }
 
 /// The wait class and wait event of an active session that waits for nothing: it
@@ -468,6 +470,9 @@ pub struct TenantStats {
     /// Sessions idle in a transaction that hold a snapshot; None where the engine
     /// does not say.
     pub idle_in_transaction_holding_horizon: Option<u64>,
+    /// The longest any of them has been idle, in seconds (0 when none); None where
+    /// the engine does not say.
+    pub max_idle_holding_horizon: Option<f64>,
 }
 
 /// A session holding back the horizon: enough to find and end it.

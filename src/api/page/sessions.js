@@ -422,7 +422,9 @@
     const graph = { sessions, placed: new Map(), below: new Map(), waits: new Map(), waitedOn: new Map() };
     for (const w of pileup.lock_waits) {
       graph.waits.set(w.waiter + ':' + w.blocker, w);
-      graph.waitedOn.set(w.blocker, (graph.waitedOn.get(w.blocker) || 0) + 1);
+      // Each waiter once, though it may wait on a row and a metadata lock of one holder.
+      if (!graph.waitedOn.has(w.blocker)) graph.waitedOn.set(w.blocker, new Set());
+      graph.waitedOn.get(w.blocker).add(w.waiter);
     }
     const cycleStarts = [];
     for (const w of pileup.waiters || []) {
@@ -437,7 +439,7 @@
     // Roots hold locks and wait for none; a cycle of waits (a deadlock not yet
     // resolved) has none, and is drawn from the session the API names.
     const roots = [...graph.waitedOn.keys()].filter((id) => !graph.placed.has(id));
-    roots.sort((a, b) => graph.waitedOn.get(b) - graph.waitedOn.get(a));
+    roots.sort((a, b) => graph.waitedOn.get(b).size - graph.waitedOn.get(a).size);
     const drawn = new Set();
     for (const root of roots.concat(cycleStarts)) {
       if (drawn.has(root)) continue;
@@ -507,7 +509,7 @@
     if (placed && placed.in_cycle) {
       node.appendChild(el('span', 'in a cycle of waits: a deadlock not yet resolved', 'waited'));
     }
-    const waitedOn = graph.waitedOn.get(id) || 0;
+    const waitedOn = graph.waitedOn.has(id) ? graph.waitedOn.get(id).size : 0;
     if (waitedOn > 0) node.appendChild(el('span', waitedOn + (waitedOn === 1 ? ' waiter' : ' waiters'), 'muted'));
     if (s && s.info) node.appendChild(el('code', shortSql(s.info)));
     li.appendChild(node);

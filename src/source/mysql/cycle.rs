@@ -17,7 +17,7 @@ use super::connections::{ids_of, Connections};
 use crate::error::SourceError;
 use crate::sql::{
     bad_answer, client_of, count, db_label, decode_group, read, seconds, Cell, Connection,
-    RowContext, SqlError,
+    LockWait, RowContext, SqlError,
 };
 use crate::stats::{
     Aggregator, Blocker, Collected, Counts, Detail, HeldLock, TopSession, CPU, NONE_LABEL,
@@ -72,6 +72,7 @@ impl Cycle {
             aggregator: ctx.aggregator(&[ctx.tenant]),
             active: Vec::new(),
             by_connection: Vec::new(),
+            statement_lock_waits: false,
         };
         // Without applications nothing is known of the connections across cycles.
         let mut known = self.programs.as_ref().map(|_| known);
@@ -138,7 +139,7 @@ impl Cycle {
             }
         }
         if let Some(metadata) = &self.metadata {
-            if found.aggregator.present().lock_waits {
+            if found.statement_lock_waits {
                 let mut waits = Vec::new();
                 let answer = read(conn, metadata, |row| {
                     waits.push(super::metadata::decode(row, ctx)?);
@@ -187,12 +188,17 @@ struct Found {
     aggregator: Aggregator,
     active: Vec<u64>,
     by_connection: Vec<(String, Vec<u64>, u64, Counts)>,
+    /// Whether a session waits for a metadata or table lock (a STATE `Waiting for
+    /// … lock`): only then are the metadata locks' holders read, never for the row
+    /// lock waits of an InnoDB pile-up.
+    statement_lock_waits: bool,
 }
 
 impl Found {
     /// Adds a row of the grouping.
     fn add_group<C: Cell>(&mut self, row: Vec<C>, ctx: &RowContext<'_>) -> Result<(), SourceError> {
-        let (g, ids) = decode_group(row, ctx)?;
+        let (g, ids, waits) = decode_group(row, ctx)?;
+        self.statement_lock_waits |= waits == LockWait::Statement && g.sessions > 0;
         if let Some(ids) = ids.filter(|_| ctx.parts.applications && g.sessions > 0) {
             let one = Counts {
                 sessions: 1,

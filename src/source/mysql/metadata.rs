@@ -65,8 +65,9 @@ pub(super) async fn unreadable(
 /// lock compatible with the pending one is named too (readers behind an `ALTER
 /// TABLE ... LOCK=SHARED`): the queue is the object's, not the lock mode's;
 /// as `waiter, holder, holder's user, db, client, object schema, object name, how
-/// long the waiter's statement has waited`. The holders are the sessions the target
-/// counts (its filters apply, its own excluded).
+/// long the waiter's statement has waited`, the longest waits first (past
+/// [`MAX_WAITS`] pairs, the shorter ones are left out). The holders are the sessions
+/// the target counts (its filters apply, its own excluded).
 pub(super) fn statement(prefix: &str, hint: &str, database: &Database) -> String {
     format!(
         "{prefix}SELECT {hint}w.PROCESSLIST_ID AS waiter, h.PROCESSLIST_ID AS holder, hp.USER, \
@@ -88,7 +89,7 @@ pub(super) fn statement(prefix: &str, hint: &str, database: &Database) -> String
          WHERE other.OWNER_THREAD_ID = granted.OWNER_THREAD_ID AND other.LOCK_STATUS = 'PENDING' \
          AND other.OBJECT_TYPE = pending.OBJECT_TYPE AND other.OBJECT_SCHEMA <=> pending.OBJECT_SCHEMA \
          AND other.OBJECT_NAME <=> pending.OBJECT_NAME) \
-         LIMIT {MAX_WAITS}",
+         ORDER BY wp.TIME DESC LIMIT {MAX_WAITS}",
         client = host_without_port("hp.HOST"),
         filter = filter_conditions(&database.filter, "hp."),
     )

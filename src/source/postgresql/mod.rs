@@ -590,10 +590,10 @@ mod tests {
         let ctx = context(None);
         let sql = grouped_sql(&settings, 150_004, false);
         let rows = [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|0",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅|1500|1",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|∅|∅|20|0",
-            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301|∅|∅|∅|0",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|0|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅|1500|1|29.25",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|∅|∅|20|0|∅",
+            "∅|∅|shop|app|∅|active|∅|2|2|1.5|∅|∅|∅|∅|∅|∅|∅|∅|∅||∅|∅|-7301|∅|∅|∅|0|∅",
         ];
         let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
         let tenants = block_on(cycle(&mut conn, &sql, &ctx))
@@ -632,8 +632,12 @@ mod tests {
         // The horizon: the oldest snapshot, its holders oldest first, and the one
         // idle in a transaction that holds one.
         assert_eq!(
-            (t.horizon_age, t.idle_in_transaction_holding_horizon),
-            (Some(1500), Some(1))
+            (
+                t.horizon_age,
+                t.idle_in_transaction_holding_horizon,
+                t.max_idle_holding_horizon
+            ),
+            (Some(1500), Some(1), Some(29.25))
         );
         let holders: Vec<_> = t
             .horizon_holders
@@ -663,10 +667,10 @@ mod tests {
         assert!(!grouped_sql(&settings(), 150_004, false).contains("y.A = 1 OR y.IT"));
         let ctx = context(Some(10));
         let rows = [
-            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|∅",
-            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅|∅|∅",
-            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|UPDATE t SET v = 1|41|∅|∅",
-            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301|∅|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|Lock|1|1|4.5|1|∅|4.5|∅|1|4.25|42|∅|∅|web|Lock|transactionid|-7301|UPDATE t SET v = 1|41|∅|∅|∅",
+            "∅|∅|shop|app|∅|active|∅|1|1|1.5|∅|∅|∅|∅|∅|∅|43|∅|∅||∅|∅|-7301|∅|∅|∅|∅|∅",
         ];
         let mut conn = Scripted::default().answer(&sql, rows.map(row).to_vec());
         let tenants = block_on(cycle(&mut conn, &sql, &ctx))

@@ -189,20 +189,19 @@ impl Scan {
             false => apart,
         };
         // The sessions holding the oldest snapshots, ranked apart; and, when read, how
-        // many idle in a transaction hold one.
+        // many idle in a transaction hold one, and the longest idle of those.
+        const HOLDING: &str =
+            "SUM(CASE WHEN x.IT = 1 AND x.A = 0 AND x.XA IS NOT NULL THEN 1 ELSE 0 END), \
+             MAX(CASE WHEN x.IT = 1 AND x.A = 0 AND x.XA IS NOT NULL THEN x.T END)";
         let (horizon_rank, apart, holding) = match (horizon_age.as_str(), *top_sessions) {
-            ("NULL", _) => ("NULL".to_string(), apart, "NULL"),
-            (_, 0) => (
-                "NULL".to_string(),
-                apart,
-                "SUM(CASE WHEN x.IT = 1 AND x.A = 0 AND x.XA IS NOT NULL THEN 1 ELSE 0 END)",
-            ),
+            ("NULL", _) => ("NULL".to_string(), apart, "NULL, NULL"),
+            (_, 0) => ("NULL".to_string(), apart, HOLDING),
             (age, keep) => (
                 format!(
                     "CASE WHEN {age} IS NOT NULL THEN ROW_NUMBER() OVER (ORDER BY {age} DESC NULLS LAST, p.ID) END"
                 ),
                 format!("{apart} OR y.XR <= {keep}"),
-                "SUM(CASE WHEN x.IT = 1 AND x.A = 0 AND x.XA IS NOT NULL THEN 1 ELSE 0 END)",
+                HOLDING,
             ),
         };
         format!(
@@ -236,8 +235,8 @@ impl Scan {
 /// sessions' wait class, wait event and statement id (NULL: none, a NULL class
 /// [`CPU`]); last a kept session's statement text and the session holding the lock
 /// it waits for (NULL unless the session history reads them); then the age of the
-/// oldest snapshot the group holds (NULL: none), and how many of its sessions idle in
-/// a transaction hold one (NULL: not read). A source that has one
+/// oldest snapshot the group holds (NULL: none), how many of its sessions idle in
+/// a transaction hold one, and the longest TIME of those (NULL: not read). A source that has one
 /// tenant or one server selects NULL for those and passes the value to
 /// [`decode_row`] as a default. See [`Scan::statement`], which writes such a
 /// statement: one per cycle, reading the processlist once.
@@ -246,7 +245,7 @@ impl Scan {
 /// the session columns come back as NULL, which the driver decodes without an
 /// allocation (a cycle of a large cluster is tens of thousands of rows); NULL counts
 /// are 0.
-pub const COLUMNS: usize = 27;
+pub const COLUMNS: usize = 28;
 
 /// Decodes one row (see [`COLUMNS`]).
 pub fn decode_row<C: Cell>(
@@ -254,7 +253,7 @@ pub fn decode_row<C: Cell>(
     ctx: &RowContext<'_>,
 ) -> Result<SessionGroup, SourceError> {
     let got = values.len();
-    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement, sql_text, blocked_by, horizon_age, holding_horizon]: [C;
+    let [tenant, server, db, user, client, command, state, active, sessions, time, transactions, idle_in_transaction, transaction_age, idle_time, lock_waiting, lock_wait, id, sql_id, waiters, application, wait_class, wait_event, statement, sql_text, blocked_by, horizon_age, holding_horizon, holding_idle]: [C;
         COLUMNS] = values
         .try_into()
         .map_err(|_| bad_answer(format!("expected {COLUMNS} columns, got {got}")))?;
@@ -343,6 +342,10 @@ pub fn decode_row<C: Cell>(
         session,
         horizon_age,
         idle_in_transaction_holding_horizon,
+        max_idle_holding_horizon: match holding_idle.is_null() {
+            true => None,
+            false => Some(seconds(holding_idle, "idle time holding the horizon")?),
+        },
     })
 }
 
@@ -405,6 +408,7 @@ pub(super) mod fixtures {
         "blocked_by",
         "horizon_age",
         "holding_horizon",
+        "holding_idle",
     ];
 
     /// A row of [`decode_row`] from its named values; every column not named is
@@ -434,6 +438,7 @@ mod tests {
         row.extend([bytes("0"), bytes("0"), Value::NULL, Value::NULL, bytes("0")]);
         row.extend([Value::NULL, Value::NULL, Value::NULL, bytes("0")]);
         row.extend([
+            Value::NULL,
             Value::NULL,
             Value::NULL,
             Value::NULL,
@@ -475,6 +480,7 @@ mod tests {
                 ("waiters", "0"),
                 ("horizon_age", "1200"),
                 ("holding_horizon", "1"),
+                ("holding_idle", "33.25"),
             ]),
             &OB,
         )
@@ -505,6 +511,7 @@ mod tests {
                 session: None,
                 horizon_age: Some(1200),
                 idle_in_transaction_holding_horizon: Some(1),
+                max_idle_holding_horizon: Some(33.25),
             }
         );
     }
@@ -655,7 +662,7 @@ mod tests {
         }
         let err = decode_row(vec![Value::NULL; 3], &OB).unwrap_err();
         assert!(
-            err.message.contains("expected 27 columns, got 3"),
+            err.message.contains("expected 28 columns, got 3"),
             "{}",
             err.message
         );
@@ -727,7 +734,7 @@ mod tests {
         }
         .statement();
         assert!(with_application.contains(
-            "NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL, CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END, CASE WHEN x.K IS NOT NULL THEN MAX(x.BB) END, MAX(x.XA), NULL FROM"
+            "NULLIF(MAX(x.W), 0), x.AP, NULL, NULL, NULL, CASE WHEN x.K IS NOT NULL THEN MAX(x.QT) END, CASE WHEN x.K IS NOT NULL THEN MAX(x.BB) END, MAX(x.XA), NULL, NULL FROM"
         ));
         assert!(with_application.ends_with("x.ST, x.K, x.AP"));
         let sql = Scan {

@@ -85,6 +85,21 @@ fn the_idle_repeatable_read_session_holds_the_horizon_and_is_named() {
         Some(2.0),
         "of the three idle in a transaction, the snapshot and the writer"
     );
+    // How long the longest of those two has been idle: no longer than the longest
+    // idle in a transaction of all three.
+    let holding_idle = m
+        .get(
+            "dbsession_max_idle_in_transaction_holding_horizon_seconds",
+            &tenant,
+        )
+        .expect("the longest idle holder's time");
+    let any_idle = m
+        .get("dbsession_max_idle_in_transaction_seconds", &tenant)
+        .expect("the longest idle in a transaction");
+    assert!(
+        holding_idle > 0.0 && holding_idle <= any_idle,
+        "{holding_idle} s of {any_idle} s"
+    );
 
     // Their transactions end: nothing holds the horizon.
     clients.run(&writer, "COMMIT");
@@ -94,6 +109,10 @@ fn the_idle_repeatable_read_session_holds_the_horizon_and_is_named() {
             "dbsession_idle_in_transaction_holding_horizon_sessions",
             &tenant,
         ) == Some(0.0)
+            && m.get(
+                "dbsession_max_idle_in_transaction_holding_horizon_seconds",
+                &tenant,
+            ) == Some(0.0)
             && m.get("dbsession_xmin_horizon_age", &tenant).is_none()
             && m.matching("dbsession_horizon_holder_age", &tenant)
                 .is_empty()

@@ -640,3 +640,48 @@ fn a_driver_failure_learns_nothing_it_did_not_read() {
     block_on(cycle.run(&mut conn, &ctx, &mut known)).unwrap();
     assert_eq!(conn.take_sent(), [cycle.grouping.clone(), with_threads]);
 }
+
+/// The metadata locks are read only while a session waits for a metadata (or
+/// table) lock: a row lock waiter of an InnoDB pile-up sends the statement of
+/// blockers, never the heavier one of metadata locks.
+#[test]
+fn only_a_metadata_lock_wait_reads_the_metadata_locks() {
+    let (database, mut cycle) = every_part();
+    cycle.activity = None;
+    let metadata = super::super::metadata::statement("", "", &database);
+    cycle.metadata = Some(metadata.clone());
+    let blockers = cycle.blockers.clone().unwrap();
+    let ctx = row_context(&database, "maria");
+    let waiter = |state: &str, transaction: &str| {
+        vec![group(&[
+            ("user", "app"),
+            ("command", "Query"),
+            ("state", state),
+            ("transaction", transaction),
+            ("sessions", "1"),
+            ("time", "4"),
+            ("lock_wait", "4"),
+            ("session", "42"),
+        ])]
+    };
+    let mut row_wait = Scripted::default()
+        .answer(&cycle.grouping, waiter("Updating", "LOCK WAIT"))
+        .answer(&blockers, Vec::new());
+    block_on(cycle.run(&mut row_wait, &ctx, &mut Connections::default())).unwrap();
+    assert_eq!(
+        row_wait.take_sent(),
+        [cycle.grouping.clone(), blockers.clone()]
+    );
+    let mut metadata_wait = Scripted::default()
+        .answer(
+            &cycle.grouping,
+            waiter("Waiting for table metadata lock", "RUNNING"),
+        )
+        .answer(&blockers, Vec::new())
+        .answer(&metadata, Vec::new());
+    block_on(cycle.run(&mut metadata_wait, &ctx, &mut Connections::default())).unwrap();
+    assert_eq!(
+        metadata_wait.take_sent(),
+        [cycle.grouping.clone(), blockers, metadata]
+    );
+}
