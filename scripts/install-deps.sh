@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every server and tool the tests need on a fresh Debian machine:
-# MariaDB, PostgreSQL, Prometheus (promtool), curl, systemd-analyze, and for the packages
+# MariaDB, PostgreSQL, PgBouncer, Prometheus (promtool), curl, systemd-analyze, and for the packages
 # and the image rpm, podman with runc, mmdebstrap and man-db, from Debian's
 # packages;
 # seekdb (`pylibseekdb`), `kubernetes-validate` and `schemathesis` from PyPI; for the sessions
@@ -25,6 +25,7 @@ if [ "$only_quickstart" = 0 ]; then
   command -v curl >/dev/null 2>&1 || need_apt+=(curl)
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+  [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || need_apt+=(pgbouncer)
   command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
   # runc, not crun: crun refuses this kind of machine's hybrid cgroups (tests/it/packages/).
   command -v podman >/dev/null 2>&1 || need_apt+=(podman)

@@ -3,17 +3,20 @@
 # start use, on loopback only, under $SE_IT_DIR (default /tmp/session-exporter-it):
 #   MariaDB on 127.0.0.1:$SE_MARIADB_PORT (33306), seekdb on 127.0.0.1:$SE_SEEKDB_PORT (32881),
 #   PostgreSQL on 127.0.0.1:$SE_POSTGRES_PORT (35432; superuser `admin`, password in
-#   $SE_IT_DIR/postgres/admin.password).
+#   $SE_IT_DIR/postgres/admin.password); PgBouncer on 127.0.0.1:$SE_PGBOUNCER_PORT (36432), in
+#   front of that PostgreSQL: database `postgres` with pool_size 2, the application role
+#   `it_pgb` (password in $SE_IT_DIR/pgbouncer/app.password) and `monitor` as a stats user.
 # Idempotent: a server that already answers is left alone. Each gets a least-privilege
 # account `monitor` (password in $SE_IT_DIR/monitor.password) and root stays local.
 # Prints `export …` lines describing the servers, for `eval "$(… start)"`.
-# Usage: scripts/test-servers.sh start|stop|status|env [mariadb] [seekdb] [postgres]
+# Usage: scripts/test-servers.sh start|stop|status|env [mariadb] [seekdb] [postgres] [pgbouncer]
 set -euo pipefail
 
 dir=${SE_IT_DIR:-/tmp/session-exporter-it}
 mariadb_port=${SE_MARIADB_PORT:-33306}
 seekdb_port=${SE_SEEKDB_PORT:-32881}
 postgres_port=${SE_POSTGRES_PORT:-35432}
+pgbouncer_port=${SE_PGBOUNCER_PORT:-36432}
 mkdir -p "$dir"
 pwfile=$dir/monitor.password
 [ -s "$pwfile" ] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$pwfile"; chmod 600 "$pwfile"; }
@@ -117,6 +120,53 @@ stop_postgres() {
   as_pg "$bin/pg_ctl" -D "$d/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+pgbouncer_sql() {
+  PGPASSWORD=$monitor_pw psql -h 127.0.0.1 -p "$pgbouncer_port" -U monitor -d pgbouncer -At -c "$1"
+}
+
+# PgBouncer (it refuses to run as root: as root it runs as Debian's postgres user), in
+# front of the PostgreSQL above, which must be up: its application role is made there.
+start_pgbouncer() {
+  local d=$dir/pgbouncer app_pw
+  if pgbouncer_sql 'SHOW VERSION' >/dev/null 2>&1; then log "PgBouncer already up on $pgbouncer_port"; return; fi
+  command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] \
+    || { log "PgBouncer is not installed: run scripts/install-deps.sh"; exit 1; }
+  status_postgres || { log "PgBouncer needs the test PostgreSQL: start postgres first"; exit 1; }
+  mkdir -p "$d"
+  [ -s "$d/app.password" ] || { head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$d/app.password"; chmod 600 "$d/app.password"; }
+  app_pw=$(cat "$d/app.password")
+  pg_sql "DO \$\$ BEGIN CREATE ROLE it_pgb LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$;
+    ALTER ROLE it_pgb PASSWORD '$app_pw';" >/dev/null
+  printf '"monitor" "%s"\n"it_pgb" "%s"\n' "$monitor_pw" "$app_pw" > "$d/userlist.txt"
+  chmod 600 "$d/userlist.txt"
+  cat > "$d/pgbouncer.ini" <<INI
+[databases]
+postgres = host=127.0.0.1 port=$postgres_port dbname=postgres pool_size=2
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $pgbouncer_port
+unix_socket_dir = $d
+auth_type = md5
+auth_file = $d/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 2
+stats_users = monitor
+logfile = $d/pgbouncer.log
+pidfile = $d/pgbouncer.pid
+ignore_startup_parameters = extra_float_digits
+INI
+  [ "$(id -u)" != 0 ] || chown -R postgres "$d"
+  log "starting PgBouncer on 127.0.0.1:$pgbouncer_port"
+  as_pg "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" -d "$d/pgbouncer.ini" >/dev/null 2>&1 \
+    || { log "PgBouncer did not start; see $d/pgbouncer.log"; exit 1; }
+  for _ in $(seq 1 100); do
+    pgbouncer_sql 'SHOW VERSION' >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  pgbouncer_sql 'SHOW VERSION' >/dev/null || { log "PgBouncer did not answer; see $d/pgbouncer.log"; exit 1; }
+}
+
 stop_one() {
   local pidfile=$1
   [ -s "$pidfile" ] || return 0
@@ -136,35 +186,42 @@ export SE_TEST_SEEKDB_ADDR=127.0.0.1:$seekdb_port
 export SE_TEST_MONITOR_PASSWORD_FILE=$pwfile
 export SE_TEST_POSTGRES_ADDR=127.0.0.1:$postgres_port
 export SE_TEST_POSTGRES_ADMIN_PASSWORD_FILE=$dir/postgres/admin.password
+export SE_TEST_PGBOUNCER_ADDR=127.0.0.1:$pgbouncer_port
+export SE_TEST_PGBOUNCER_APP_PASSWORD_FILE=$dir/pgbouncer/app.password
+export SE_TEST_PGBOUNCER_INI=$dir/pgbouncer/pgbouncer.ini
 ENV
 }
 
-# Which servers: the names after the command, all three when none is named (the quick
+# Which servers: the names after the command, all four when none is named (the quick
 # start needs MariaDB and seekdb only).
 cmd=${1:-}
 [ $# -eq 0 ] || shift
 servers=("$@")
-[ ${#servers[@]} -gt 0 ] || servers=(mariadb seekdb postgres)
+[ ${#servers[@]} -gt 0 ] || servers=(mariadb seekdb postgres pgbouncer)
 for s in "${servers[@]}"; do
   case "$s" in
-    mariadb|seekdb|postgres) ;;
-    *) echo "$0: unknown server '$s' (mariadb, seekdb or postgres)" >&2; exit 2 ;;
+    mariadb|seekdb|postgres|pgbouncer) ;;
+    *) echo "$0: unknown server '$s' (mariadb, seekdb, postgres or pgbouncer)" >&2; exit 2 ;;
   esac
 done
 each() { # <start|stop|status>: that step for each chosen server; the first failure ends the script
   local s
   for s in "${servers[@]}"; do "$1_$s"; done
 }
+# PgBouncer stops before the PostgreSQL behind it.
+stop_order() { local s; for s in pgbouncer mariadb seekdb postgres; do [[ " ${servers[*]} " != *" $s "* ]] || "stop_$s"; done; }
 stop_mariadb() { stop_one "$dir/mariadb/mysqld.pid"; }
 stop_seekdb() { stop_one "$dir/seekdb.pid"; }
 status_mariadb() { mariadb_sql 'SELECT 1' >/dev/null 2>&1; }
 status_seekdb() { seekdb_sql 'SELECT 1' >/dev/null 2>&1; }
 status_postgres() { pg_sql 'SELECT 1' >/dev/null 2>&1; }
+stop_pgbouncer() { stop_one "$dir/pgbouncer/pgbouncer.pid"; }
+status_pgbouncer() { pgbouncer_sql 'SHOW VERSION' >/dev/null 2>&1; }
 
 case "$cmd" in
   start) each start; print_env ;;
-  stop) each stop ;;
+  stop) stop_order ;;
   status) each status ;;
   env) print_env ;;
-  *) echo "usage: $0 start|stop|status|env [mariadb] [seekdb] [postgres]" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|env [mariadb] [seekdb] [postgres] [pgbouncer]" >&2; exit 2 ;;
 esac

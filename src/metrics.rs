@@ -16,7 +16,7 @@ pub use families::EncodedFamilies;
 use labels::{BlockerLabels, SeriesLabels, TopLabels};
 
 use crate::history::HealthReading;
-use crate::stats::own::{Family, Series};
+use crate::stats::own::{Family, Series, Value};
 use crate::stats::{CollectParts, Counts, TenantStats};
 use crate::status::{TargetStatus, TenantStatus};
 use prometheus_client::collector::Collector;
@@ -311,7 +311,11 @@ impl SessionCollector {
                         tenant: None,
                         extra: &extra,
                     };
-                    metric.encode_family(&labels)?.encode_gauge(&one.value)?;
+                    let mut series = metric.encode_family(&labels)?;
+                    match one.value {
+                        Value::Count(n) => series.encode_gauge(&n)?,
+                        Value::Amount(x) => series.encode_gauge(&x)?,
+                    }
                 }
             }
         }

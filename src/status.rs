@@ -78,9 +78,13 @@ impl TargetStatus {
         now: SystemTime,
     ) {
         let max_series = self.max_series_per_dimension;
-        let found = match collected.into().statistics {
+        let collected = collected.into();
+        let found = match collected.statistics {
             Statistics::Tenants(tenants) => {
-                self.own = None;
+                self.own = collected.beside.map(|mut own| {
+                    own.cap(max_series);
+                    Arc::from(own)
+                });
                 tenants
             }
             Statistics::Own(mut own) => {

@@ -44,6 +44,17 @@ pub struct Capabilities {
     /// Whether the database keeps the deadlocks it detected, for
     /// [`SessionApi::deadlocks`] (PostgreSQL only logs and counts them).
     pub deadlock_history: bool,
+    /// Whether one session can be ended ([`SessionApi::kill`]).
+    pub kill: Kill,
+}
+
+/// Whether a kind can end one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    Supported,
+    /// It cannot: a kill answers 501 with this (why, and what to do instead), and
+    /// the page offers none.
+    Unsupported(&'static str),
 }
 
 /// One target's sessions, read live on request. Implementations bound their own

@@ -6,8 +6,8 @@
 //! layer calls.
 
 use super::{
-    BoxFuture, Capabilities, DeadLock, DeadLockPage, Failure, ListParams, PageInfo, PageParams,
-    PageStream, Pileup, PileupRows, SessionApi, SessionStats, TenantSession, Victim,
+    BoxFuture, Capabilities, DeadLock, DeadLockPage, Failure, Kill, ListParams, PageInfo,
+    PageParams, PageStream, Pileup, PileupRows, SessionApi, SessionStats, TenantSession, Victim,
 };
 use crate::stats::TenantStats;
 use std::collections::HashMap;
@@ -295,6 +295,12 @@ impl<B: SessionBackend> BackendApi<B> {
         victims: &[Victim],
         query_only: bool,
     ) -> Result<(), Failure> {
+        if let Kill::Unsupported(why) = self.backend.capabilities().kill {
+            let target = self.backend.target();
+            return Err(Failure::not_supported(format!(
+                "target `{target}` cannot end one session: {why}; nothing was ended"
+            )));
+        }
         let _permit = self.permit().await?;
         let mut conn = self.backend.connect().await?;
         let ids: Vec<u64> = victims.iter().map(|v| v.id).collect();

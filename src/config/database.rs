@@ -53,6 +53,25 @@ impl NameList {
     pub fn is_empty(&self) -> bool {
         self.allow.is_none() && self.deny.is_empty()
     }
+
+    /// Whether `name` is kept: allowed (when a list of allowed names is given) and
+    /// not denied, as the statements' conditions keep it.
+    pub fn admits(&self, name: &str) -> bool {
+        self.allow
+            .as_ref()
+            .is_none_or(|allow| allow.iter().any(|a| a == name))
+            && !self.deny.iter().any(|d| d == name)
+    }
+}
+
+impl Filter {
+    /// Whether a session of `user` in `db`, `time` seconds in its state, counts: the
+    /// filter applied in memory, for a kind whose server takes no conditions.
+    pub fn admits(&self, user: &str, db: &str, time: f64) -> bool {
+        self.min_time.is_none_or(|min| time >= min.as_secs_f64())
+            && self.users.admits(user)
+            && self.databases.admits(db)
+    }
 }
 
 /// `host:port` of a database server.

@@ -23,6 +23,7 @@ mod names;
 pub mod oceanbase;
 mod passthrough;
 pub mod pem;
+pub mod pgbouncer;
 pub mod postgresql;
 
 pub use database::{Address, AddressError, CollectParts, Database, Filter, NameList};
@@ -120,6 +121,8 @@ pub enum TargetKind {
     /// Huawei Cloud Database Security Service: its client session distribution report,
     /// over HTTPS.
     Dbss(dbss::Dbss),
+    /// PgBouncer through its admin console: its clients, pools and limits.
+    Pgbouncer(pgbouncer::Pgbouncer),
 }
 
 impl TargetKind {
@@ -131,6 +134,7 @@ impl TargetKind {
             TargetKind::Mysql(_) => &mysql::KIND,
             TargetKind::Postgresql(_) => &postgresql::KIND,
             TargetKind::Dbss(_) => &dbss::KIND,
+            TargetKind::Pgbouncer(_) => &pgbouncer::KIND,
         }
     }
 
@@ -167,11 +171,12 @@ pub(crate) fn the_target_is_the_tenant(_: &TargetKind, target: &str) -> Vec<Stri
 
 /// Every kind of target, each entry in its kind's module ([`TargetKind::entry`] maps
 /// a variant to it).
-pub(crate) const KINDS: [&KindEntry; 4] = [
+pub(crate) const KINDS: [&KindEntry; 5] = [
     &oceanbase::KIND,
     &mysql::KIND,
     &postgresql::KIND,
     &dbss::KIND,
+    &pgbouncer::KIND,
 ];
 
 /// Why a configuration could not be used. Each message says what to change.

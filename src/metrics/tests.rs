@@ -571,6 +571,7 @@ fn a_kinds_own_statistics_are_its_own_family() {
         Collected {
             statistics: Statistics::Own(Box::new(report)),
             rows: 2,
+            beside: None,
         },
         Duration::from_millis(5),
         SystemTime::now(),

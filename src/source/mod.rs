@@ -12,6 +12,7 @@ mod collect;
 pub mod dbss;
 mod mysql;
 mod oceanbase;
+mod pgbouncer;
 mod postgresql;
 
 pub use collect::{BoxFuture, Source};
@@ -23,7 +24,10 @@ use std::time::Duration;
 
 /// The metric families the kinds' own statistics fill ([`crate::stats::own`]),
 /// registered here so that their headers are written with no target of the kind.
-pub static OWN_FAMILIES: [&Family; 1] = [&dbss::CLIENT_SESSIONS];
+pub static OWN_FAMILIES: [&Family; 5] = {
+    let [pools, waits, servers, sizes] = pgbouncer::FAMILIES;
+    [&dbss::CLIENT_SESSIONS, pools, waits, servers, sizes]
+};
 
 /// Builds the source for `target`.
 pub fn build(target: &Target) -> Box<dyn Source> {
@@ -36,6 +40,7 @@ pub fn build(target: &Target) -> Box<dyn Source> {
             Box::new(postgresql::PostgresqlSource::new(target, settings))
         }
         TargetKind::Dbss(settings) => Box::new(dbss::DbssSource::new(target, settings)),
+        TargetKind::Pgbouncer(settings) => pgbouncer::build(target, settings),
     }
 }
 
@@ -50,5 +55,6 @@ pub fn api_backend(target: &Target, max_concurrent: usize, timeout: Duration) ->
         TargetKind::Mysql(settings) => mysql::api_backend(target, settings, limits),
         TargetKind::Postgresql(settings) => postgresql::api_backend(target, settings, limits),
         TargetKind::Dbss(settings) => dbss::api_backend(settings),
+        TargetKind::Pgbouncer(settings) => pgbouncer::api_backend(target, settings, limits),
     })
 }

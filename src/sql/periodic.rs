@@ -497,6 +497,7 @@ mod tests {
                     .map(|t| (t.to_string(), TenantStats::default()))
                     .collect(),
             ),
+            beside: None,
             rows: 0,
         };
         reads.attach(&mut collected);

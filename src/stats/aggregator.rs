@@ -385,6 +385,7 @@ impl Aggregator {
             .collect();
         Collected {
             statistics: Statistics::Tenants(tenants),
+            beside: None,
             rows: self.rows,
         }
     }

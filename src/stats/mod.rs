@@ -562,6 +562,10 @@ impl TenantStats {
 #[derive(Debug)]
 pub struct Collected {
     pub statistics: Statistics,
+    /// Series of the kind's own families beside its tenants' statistics (see
+    /// [`own`]): what a kind reports of itself beyond its sessions, such as a
+    /// pooler's pools.
+    pub beside: Option<Box<dyn KindStatistics>>,
     pub rows: usize,
 }
 

@@ -15,12 +15,19 @@ pub struct Family {
 }
 
 /// One series of a [`Family`]: its labels after `target` (the target's constant
-/// labels follow them), and its value, a count.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// labels follow them), and its value.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub family: &'static Family,
     pub labels: Vec<(&'static str, String)>,
-    pub value: u64,
+    pub value: Value,
+}
+
+/// A series' value: a count, or an amount such as seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Count(u64),
+    Amount(f64),
 }
 
 /// Statistics a kind shapes itself (see the module's doc).

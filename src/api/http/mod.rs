@@ -261,7 +261,7 @@ struct ServedTenant {
     kind: &'static str,
     /// Whether the engine keeps a history of its deadlocks (PostgreSQL does not).
     deadlocks: bool,
-    /// Whether these credentials may end sessions here.
+    /// Whether these credentials may end sessions here, and the kind can.
     kill: bool,
 }
 
@@ -285,7 +285,8 @@ async fn tenants(State(state): State<ApiState>, caller: Caller) -> Response {
                     target: entry.status.name.clone(),
                     kind: entry.status.kind,
                     deadlocks: served.api.capabilities().deadlock_history,
-                    kill: grant.kill,
+                    kill: grant.kill
+                        && served.api.capabilities().kill == crate::api::Kill::Supported,
                     name,
                 })
             }));

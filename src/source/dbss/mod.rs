@@ -111,6 +111,7 @@ impl DbssSource {
         }
         Ok(Collected {
             rows: entries.len(),
+            beside: None,
             statistics: Statistics::Own(Box::new(ClientDistribution::new(
                 &self.settings.instance_id,
                 entries,

@@ -2,7 +2,7 @@
 //! own statistics ([`KindStatistics`]) with its own metric family,
 //! [`CLIENT_SESSIONS`].
 
-use crate::stats::own::{Family, KindStatistics, Series};
+use crate::stats::own::{Family, KindStatistics, Series, Value};
 use crate::stats::{cap, Tally, NONE_LABEL, OTHER_LABEL};
 use std::collections::BTreeMap;
 
@@ -81,7 +81,7 @@ impl KindStatistics for ClientDistribution {
                     ("db_ip", db_ip.clone()),
                     ("db_name", db_name.clone()),
                 ],
-                value: *sessions,
+                value: Value::Count(*sessions),
             })
             .collect()
     }
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(series[0].family, &CLIENT_SESSIONS);
         let names: Vec<&str> = series[0].labels.iter().map(|(name, _)| *name).collect();
         assert_eq!(names, ["instance_id", "db_id", "db_ip", "db_name"]);
-        assert_eq!(series[0].value, 4);
+        assert_eq!(series[0].value, Value::Count(4));
         assert_eq!(KindStatistics::dropped(&clients), [("dbss_database", 0)]);
     }
 }

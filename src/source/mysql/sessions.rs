@@ -48,6 +48,7 @@ impl Processlist for MysqlProcesslist {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             deadlock_history: true,
+            kill: crate::api::Kill::Supported,
         }
     }
 

@@ -39,6 +39,7 @@ impl Processlist for OceanbaseProcesslist {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             deadlock_history: true,
+            kill: crate::api::Kill::Supported,
         }
     }
 

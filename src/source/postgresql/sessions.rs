@@ -228,6 +228,7 @@ impl SessionBackend for PostgresqlSessions {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             deadlock_history: false,
+            kill: crate::api::Kill::Supported,
         }
     }
 
