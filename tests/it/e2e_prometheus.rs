@@ -181,6 +181,12 @@ fn every_dashboard_and_rule_expression_works_and_the_idle_long_running_and_near_
     // A MariaDB of its own lets few sessions in: DbSessionConnectionsRefused fires
     // when it refuses some.
     let full = crate::connections::limited_mariadb("E2e-full-mon-1");
+    // PgBouncer's pool of two, with three clients asleep: DbSessionPoolClientsWaiting
+    // fires for the one that waits.
+    let Some(bouncer) = servers.pgbouncer() else {
+        return;
+    };
+    let _pool = crate::postgresql::pgbouncer::take_the_pool(&servers);
     let exporter = Exporter::start(&format!(
         r#"global:
   collect_interval: 1s
@@ -209,6 +215,12 @@ targets:
     password_file: {pw}
     sslmode: disable
     limits_interval: 1s
+  - name: bouncer
+    kind: pgbouncer
+    address: {b}
+    user: monitor
+    password_file: {pw}
+    limits_interval: 1s
   - name: cluster
     kind: oceanbase
     address: {s}
@@ -225,6 +237,7 @@ targets:
         f = full.addr(),
         s = servers.seekdb_addr,
         p = servers.postgres_addr,
+        b = bouncer.addr,
         d = dbss.target_yaml("dbss", &token, ""),
     ));
     // A cluster's active session history (seekdb has none of its own): the load panel
@@ -299,6 +312,17 @@ targets:
         "it_e2e_limdb",
         None,
     );
+    let _pooled: Vec<PsqlSession> = (0..3)
+        .map(|_| {
+            PsqlSession::start(
+                &bouncer.addr,
+                "it_pgb",
+                &bouncer.app_password,
+                "postgres",
+                None,
+            )
+        })
+        .collect();
 
     // The shipped rules, with the long-running threshold lowered to 2 s and no wait.
     let mut rules: serde_yaml::Value = serde_yaml::from_str(
@@ -314,6 +338,10 @@ targets:
                 rule["for"] = "0s".into();
             }
             if rule["alert"].as_str() == Some("DbSessionNearLimit") {
+                rule["for"] = "0s".into();
+            }
+            if rule["alert"].as_str() == Some("DbSessionPoolClientsWaiting") {
+                rule["expr"] = "dbsession_pool_max_wait_seconds > 1".into();
                 rule["for"] = "0s".into();
             }
             if rule["alert"].as_str() == Some("DbSessionIdleInTransaction") {
@@ -336,6 +364,7 @@ targets:
         let (_, headroom, _) = prometheus.query("dbsession_db_sessions_limit");
         let (_, load, _) = prometheus.query("rate(dbsession_ash_samples_total[1m])");
         let (_, usual, _) = prometheus.query("dbsession:connections:rate5m:avg1d");
+        let (_, pools, _) = prometheus.query("dbsession_pool_size");
         if n > 0
             && limits > 0
             && top > 0
@@ -344,6 +373,7 @@ targets:
             && headroom > 0
             && load > 0
             && usual > 0
+            && pools > 0
         {
             break;
         }
@@ -397,6 +427,16 @@ targets:
             .then_some(firing.len())
     });
     assert_eq!(firing, 1, "only the target that refused");
+
+    // The pool of two is full and the third client waits.
+    let pool = prometheus.wait_for_firing("DbSessionPoolClientsWaiting", |firing| {
+        let alert = firing.iter().find(|a| a["labels"]["target"] == "bouncer")?;
+        Some(format!(
+            "{}/{}",
+            alert["labels"]["db"], alert["labels"]["user"]
+        ))
+    });
+    assert_eq!(pool, "\"postgres\"/\"it_pgb\"");
 
     // The lowered idle-in-transaction alert fires for MariaDB, naming the holder's
     // user and client.

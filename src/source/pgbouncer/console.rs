@@ -90,13 +90,13 @@ pub mod fixtures {
 
     use super::Console;
 
+    /// A scripted answer: the column names and the rows, or the driver's failure.
+    type Answer = Result<(Vec<String>, Vec<Vec<Option<String>>>), String>;
+
     /// Answers each command with the rows scripted for it; records what was sent.
     #[derive(Debug, Default)]
     pub struct ScriptedConsole {
-        answers: Vec<(
-            String,
-            Result<(Vec<String>, Vec<Vec<Option<String>>>), String>,
-        )>,
+        answers: Vec<(String, Answer)>,
         pub sent: Vec<String>,
     }
 

@@ -1,6 +1,5 @@
 //! The rows of the `SHOW` commands the cycle and the session API read, decoded by
-//! column name ([`Columns`]): clients, server connections, pools, databases and the
-//! settings.
+//! column name ([`Columns`]): clients, pools, databases and the settings.
 //!
 //! Text is taken as PgBouncer writes it; a number that is not one is the answer's
 //! error, naming the column, and fails the read that sent it (the last good limits
@@ -96,41 +95,6 @@ impl ClientRows {
             wait: whole(wait).unwrap_or(0) as f64 + whole(wait_us).unwrap_or(0) as f64 / 1e6,
             link: cell(row, link).and_then(pointer),
             application: without_added_host(cell(row, app).unwrap_or("")).to_string(),
-        }
-    }
-}
-
-/// One server connection (`SHOW SERVERS`): what ties a PostgreSQL backend to the
-/// client behind PgBouncer.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Server {
-    pub user: String,
-    pub db: String,
-    pub state: String,
-    /// The client it serves (its `ptr`), if any.
-    pub link: Option<u64>,
-    /// The backend's pid on PostgreSQL.
-    pub remote_pid: Option<u32>,
-}
-
-/// Decodes `SHOW SERVERS` rows.
-#[derive(Debug, Default)]
-pub struct ServerRows(Columns<5>);
-
-impl ServerRows {
-    pub fn decode(&mut self, names: &[String], row: &[Option<&str>]) -> Server {
-        let [user, db, state, link, pid] = self
-            .0
-            .resolve(names, ["user", "database", "state", "link", "remote_pid"]);
-        let text = |at| cell(row, at).unwrap_or("").to_string();
-        Server {
-            user: text(user),
-            db: text(db),
-            state: text(state),
-            link: cell(row, link).and_then(pointer),
-            remote_pid: cell(row, pid)
-                .and_then(|v| v.trim().parse().ok())
-                .filter(|&pid| pid != 0),
         }
     }
 }

@@ -7,6 +7,8 @@
 
 pub mod dbss;
 pub mod openapi;
+mod pgbouncer;
+pub use pgbouncer::Pgbouncer;
 pub mod scenario;
 
 use std::collections::BTreeMap;
@@ -29,6 +31,7 @@ pub struct Servers {
     pub monitor_password_file: PathBuf,
     pub postgres_addr: String,
     postgres_admin_password_file: PathBuf,
+    pgbouncer: Option<Pgbouncer>,
     _access: Access,
 }
 
@@ -70,6 +73,7 @@ impl Servers {
                 monitor_password_file: p.into(),
                 postgres_addr: pg,
                 postgres_admin_password_file: pg_pw.into(),
+                pgbouncer: Pgbouncer::from_env(),
                 _access: access(),
             }),
             _ => {

@@ -227,6 +227,7 @@ fn expected(family: Family) -> Vec<Entry> {
             0o644,
         ),
         file("/usr/share/doc/session-exporter/docs/dbss.md", 0o644),
+        file("/usr/share/doc/session-exporter/docs/pgbouncer.md", 0o644),
         file("/usr/share/doc/session-exporter/docs/metrics.md", 0o644),
         file("/usr/share/doc/session-exporter/docs/openapi.yaml", 0o644),
         file("/usr/share/doc/session-exporter/docs/operating.md", 0o644),

@@ -15,6 +15,7 @@ const PASSWORD: &str = "It-pg-pw-1";
 mod api;
 mod graph;
 mod horizon;
+pub mod pgbouncer;
 
 /// Sessions opened from chosen loopback addresses: libpq cannot pick a source
 /// address, so the socket is bound here and handed to tokio-postgres.
@@ -42,8 +43,20 @@ impl Clients {
 
     /// A session as [`Clients::open`] makes it, naming its `application_name`.
     fn open_as(&self, user: &str, db: &str, from: &str, application: Option<&str>) -> Client {
+        self.open_with(user, PASSWORD, db, from, application)
+    }
+
+    /// A session as [`Clients::open_as`] makes it, with `password`.
+    fn open_with(
+        &self,
+        user: &str,
+        password: &str,
+        db: &str,
+        from: &str,
+        application: Option<&str>,
+    ) -> Client {
         let mut config = tokio_postgres::Config::new();
-        config.user(user).password(PASSWORD).dbname(db);
+        config.user(user).password(password).dbname(db);
         if let Some(application) = application {
             config.application_name(application);
         }
