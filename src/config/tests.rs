@@ -481,7 +481,7 @@ fn another_kind_s_key_is_refused_by_key_with_the_kinds_that_take_it() {
             (
                 "targets[1].address",
                 Some(13),
-                "applies to kinds oceanbase, mysql and postgresql only, not to a dbss target; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how): remove it"
+                "applies to kinds oceanbase, mysql, postgresql and pgbouncer only, not to a dbss target; a dbss target reads DBSS's report over HTTPS (the endpoint and token_file say where and how): remove it"
             ),
         ]
     );
@@ -606,6 +606,7 @@ fn every_kind_is_found_in_kinds_with_its_name_and_expected_tenants() {
   - {{name: maria, kind: mysql, address: 127.0.0.1:3306, user: m}}
   - {{name: pg, kind: postgresql, address: 127.0.0.1:5432, user: m}}
   - {{name: audit, kind: dbss, endpoint: https://dbss.example.com, project_id: {PROJECT}, instance_id: {INSTANCE}, token_file: dbss.token, db_ids: [a1]}}
+  - {{name: bouncer, kind: pgbouncer, address: 127.0.0.1:6432, user: m}}
 "
     );
     let config = parse(&path, &text, &|_| None).unwrap();
@@ -629,6 +630,7 @@ fn every_kind_is_found_in_kinds_with_its_name_and_expected_tenants() {
             ("maria", "mysql", s(&["maria"])),
             ("pg", "postgresql", s(&["pg"])),
             ("audit", "dbss", s(&[])),
+            ("bouncer", "pgbouncer", s(&["bouncer"])),
         ]
     );
     // Every registered kind was among them: a new kind extends this test.
