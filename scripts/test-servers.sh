@@ -151,6 +151,9 @@ auth_file = $d/userlist.txt
 pool_mode = session
 max_client_conn = 200
 default_pool_size = 2
+; The tests end the pool's backends between them: an idle server connection is
+; checked before a client gets it, so none is handed a dead one.
+server_check_delay = 0
 stats_users = monitor
 logfile = $d/pgbouncer.log
 pidfile = $d/pgbouncer.pid

@@ -341,6 +341,8 @@ pub(crate) const KIND: super::KindEntry = super::KindEntry {
     validate,
     // DBSS's report is by audited database, not by tenant.
     expected_tenants: |_, _| Vec::new(),
+    fronts: false,
+    behind: super::nothing_in_front,
 };
 
 #[cfg(test)]

@@ -143,6 +143,12 @@ impl TargetKind {
         self.entry().name
     }
 
+    /// The targets in front of this one (its `behind:`): poolers whose clients are
+    /// the real clients of its sessions.
+    pub fn behind(&self) -> &[String] {
+        (self.entry().behind)(self)
+    }
+
     /// The tenants the configuration names for target `name`: reported (down) even
     /// when a collection does not find them, and served by the session API before
     /// one does.
@@ -162,6 +168,17 @@ pub(crate) struct KindEntry {
     pub validate: fn(&mut KindInput<'_>) -> TargetKind,
     /// See [`TargetKind::expected_tenants`]; called with this kind's variant only.
     pub expected_tenants: fn(&TargetKind, &str) -> Vec<String>,
+    /// Whether a target of this kind can stand in front of another (a pooler), which
+    /// that one names in its `behind:`.
+    pub fronts: bool,
+    /// The targets a target of this kind names in its `behind:` (see
+    /// [`TargetKind::behind`]); called with this kind's variant only.
+    pub behind: fn(&TargetKind) -> &[String],
+}
+
+/// A kind whose targets name none in front of them.
+pub(crate) fn nothing_in_front(_: &TargetKind) -> &[String] {
+    &[]
 }
 
 /// One server, one tenant, named after the target.
@@ -420,6 +437,7 @@ fn validate(
             "no targets: add at least one here or in a targets_files match (see config.example.yaml)",
         );
     }
+    check_fronts(&targets, check);
     let passthrough = passthrough::validate_passthrough(raw.passthrough, base_dir, check);
     let history = history::validate_history(raw.history, base_dir, check);
     for target in &mut targets {
@@ -430,6 +448,35 @@ fn validate(
         targets,
         passthrough,
         history,
+    }
+}
+
+/// Each name a target lists in `behind:` is a target of a kind that stands in front
+/// of another, in any file.
+fn check_fronts(targets: &[Target], check: &mut Checker) {
+    let kind_of = |name: &str| {
+        targets
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.kind.entry())
+    };
+    let fronting: Vec<&str> = KINDS.iter().filter(|k| k.fronts).map(|k| k.name).collect();
+    for target in targets {
+        for name in target.kind.behind() {
+            let problem = match kind_of(name) {
+                Some(entry) if entry.fronts => continue,
+                Some(entry) => format!("`{name}` is a {} target", entry.name),
+                None => format!("there is no target `{name}`"),
+            };
+            check.problem(
+                "targets",
+                format!(
+                    "target `{}`: behind: {problem}: name {} targets in front of it",
+                    target.name,
+                    fronting.join(" or ")
+                ),
+            );
+        }
     }
 }
 

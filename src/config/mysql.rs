@@ -27,4 +27,6 @@ pub(crate) const KIND: super::KindEntry = super::KindEntry {
     foreign_key_hint: "; a mysql target has one tenant named after the target",
     validate,
     expected_tenants: super::the_target_is_the_tenant,
+    fronts: false,
+    behind: super::nothing_in_front,
 };

@@ -175,4 +175,6 @@ pub(crate) const KIND: super::KindEntry = super::KindEntry {
     foreign_key_hint: "",
     validate,
     expected_tenants,
+    fronts: false,
+    behind: super::nothing_in_front,
 };

@@ -32,4 +32,6 @@ pub(crate) const KIND: super::KindEntry = super::KindEntry {
                        and has one tenant named after the target",
     validate,
     expected_tenants: super::the_target_is_the_tenant,
+    fronts: true,
+    behind: super::nothing_in_front,
 };

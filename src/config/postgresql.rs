@@ -20,6 +20,9 @@ pub struct Postgresql {
     /// CA certificates to verify the server with (`sslrootcert`); the system's when
     /// none are given.
     pub root_certs: Vec<CertificateDer<'static>>,
+    /// The targets of poolers in front of this server (`behind:`): its sessions
+    /// from them get the real client's address and application.
+    pub behind: Vec<String>,
 }
 
 /// libpq's `sslmode`, with libpq's meanings: `prefer` and `require` encrypt without
@@ -56,6 +59,7 @@ struct RawPostgresql {
     database: Option<String>,
     sslmode: Option<String>,
     sslrootcert: Option<PathBuf>,
+    behind: Option<Vec<String>>,
 }
 
 /// Every key this kind accepts.
@@ -102,11 +106,19 @@ pub(super) fn validate(input: &mut KindInput<'_>) -> TargetKind {
             );
         }
     }
+    let behind = raw.behind.unwrap_or_default();
+    if behind.iter().any(|name| name.trim().is_empty()) {
+        input.problem(
+            "behind",
+            "names an empty target: list the names of the PgBouncer targets in front of this server",
+        );
+    }
     TargetKind::Postgresql(Postgresql {
         database,
         dbname,
         sslmode,
         root_certs,
+        behind,
     })
 }
 
@@ -117,6 +129,11 @@ pub(crate) const KIND: super::KindEntry = super::KindEntry {
     foreign_key_hint: "; a postgresql target has one tenant named after the target",
     validate,
     expected_tenants: super::the_target_is_the_tenant,
+    fronts: false,
+    behind: |kind| match kind {
+        TargetKind::Postgresql(settings) => &settings.behind,
+        _ => &[],
+    },
 };
 
 #[cfg(test)]

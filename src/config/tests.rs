@@ -831,3 +831,23 @@ fn filter_names_that_quoting_cannot_keep_whole_are_refused() {
     );
     assert!(refused[0].message.contains("without backslashes"));
 }
+
+/// `behind:` names targets of a kind that stands in front (PgBouncer), in any
+/// file: another kind, or no such target, is a problem naming both.
+#[test]
+fn behind_names_a_target_in_front() {
+    let text = "targets:
+  - {name: pg, kind: postgresql, address: 127.0.0.1:5432, user: m, behind: [pgb, maria, ghost]}
+  - {name: pgb, kind: pgbouncer, address: 127.0.0.1:6432, user: m}
+  - {name: maria, kind: mysql, address: 127.0.0.1:3306, user: m}
+";
+    let messages: Vec<String> = problems(text).into_iter().map(|p| p.message).collect();
+    assert_eq!(
+        messages,
+        [
+            "target `pg`: behind: `maria` is a mysql target: name pgbouncer targets in front of it",
+            "target `pg`: behind: there is no target `ghost`: name pgbouncer targets in front of it",
+        ]
+    );
+    assert!(parse_str(&text.replace(", maria, ghost", "")).is_ok());
+}

@@ -10,6 +10,7 @@
 
 mod collect;
 pub mod dbss;
+mod front;
 mod mysql;
 mod oceanbase;
 mod pgbouncer;

@@ -15,6 +15,7 @@
 //! database under the target's user named `application_name = session_exporter`.
 
 mod console;
+mod front;
 mod pools;
 mod sessions;
 mod show;
@@ -52,8 +53,15 @@ pub struct PgbouncerSource {
     history: Option<Keeping>,
 }
 
-/// Builds the source of a `kind: pgbouncer` target (see [`crate::source::build`]).
+/// Builds the source of a `kind: pgbouncer` target (see [`crate::source::build`]),
+/// and registers it as a front for the PostgreSQL targets behind it.
 pub fn build(target: &Target, settings: &Pgbouncer) -> Box<dyn Source> {
+    let in_front = front::BouncerFront {
+        settings: settings.clone(),
+        timeout: target.collect_timeout,
+        conn: tokio::sync::Mutex::new(None),
+    };
+    super::front::register(&target.name, std::sync::Arc::new(in_front));
     Box::new(PgbouncerSource {
         name: target.name.clone(),
         settings: settings.clone(),

@@ -15,11 +15,13 @@
 //! is `pg_backend_pid()`, and every connection it makes (the session API's too) is
 //! named `application_name = 'session_exporter'` under its own user.
 
+mod behind;
 mod scan;
 mod sessions;
 mod tls;
 
 use super::collect::{BoxFuture, Source};
+use super::front::{backends_of, Backends};
 use crate::config::postgresql::{Postgresql, SslMode};
 use crate::config::Target;
 use crate::error::{Reason, SourceError};
@@ -27,6 +29,7 @@ use crate::sql::{
     filter_conditions, read, Connection, PeriodicReads, RowContext, Rules, SqlError, TAG,
 };
 use crate::stats::{Collected, Keeping};
+use behind::RealClients;
 use futures_util::StreamExt;
 use scan::Scan;
 use sessions::PostgresqlSessions;
@@ -108,7 +111,12 @@ impl PostgresqlSource {
                 let version = server_version(&client)
                     .await
                     .map_err(|e| classify(&e, &self.settings, "reading server_version_num"))?;
-                self.sql = grouped_sql(&self.settings, version, self.history.is_some());
+                self.sql = grouped_sql(
+                    &self.settings,
+                    version,
+                    self.history.is_some(),
+                    &Backends::new(),
+                );
                 self.version = version;
                 tracing::debug!(target = %self.name, sql = %self.sql, "statement of every cycle");
                 client
@@ -126,12 +134,21 @@ impl PostgresqlSource {
             listed_only: false,
             history: self.history.clone(),
         };
-        let mut collected = cycle(client, &self.sql, &ctx)
-            .await
-            .map_err(|err| match err {
-                SqlError::Driver(err) => classify(&err, &self.settings, "reading pg_stat_activity"),
-                SqlError::Answer(err) => err,
-            })?;
+        // Behind a pooler, its real clients of the moment are in this cycle's text.
+        let behind = &self.settings.behind;
+        let sql = match behind.is_empty() {
+            true => None,
+            false => {
+                let real = backends_of(behind, self.timeout / 2).await;
+                let history = self.history.is_some();
+                Some(grouped_sql(&self.settings, self.version, history, &real))
+            }
+        };
+        let sql = sql.as_deref().unwrap_or(&self.sql);
+        let mut collected = cycle(client, sql, &ctx).await.map_err(|err| match err {
+            SqlError::Driver(err) => classify(&err, &self.settings, "reading pg_stat_activity"),
+            SqlError::Answer(err) => err,
+        })?;
         if self.periodic.due() {
             self.read_periodic().await;
         }
@@ -395,16 +412,18 @@ pub fn classify(err: &tokio_postgres::Error, settings: &Postgresql, what: &str) 
 /// how long the session has been in its state: since `query_start` when active,
 /// `state_change` otherwise.
 ///
-/// `app` is the session's `application_name`, `wait_event` its wait event (with
+/// `client` is the session's address and `app` its `application_name`, or, for a
+/// session a pooler in front serves ([`RealClients`]), the real client's;
+/// `wait_event` its wait event (with
 /// `state` its class), `query_id` its statement's id (`{query_id}`: the column from
 /// PostgreSQL 14, NULL before).
 const SESSIONS: &str = "SELECT a.pid AS id, a.datname AS db, a.usename AS user, \
-     host(a.client_addr) AS client, a.state AS command, a.wait_event_type AS state, \
+     {client} AS client, a.state AS command, a.wait_event_type AS state, \
      EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
      ELSE a.state_change END) AS time, a.xact_start, a.query_start, l.waitstart, \
-     a.application_name AS app, a.wait_event, {query_id} AS query_id, {query} AS query, \
+     {app} AS app, a.wait_event, {query_id} AS query_id, {query} AS query, \
      GREATEST(age(a.backend_xid), age(a.backend_xmin)) AS xmin_age \
-     FROM pg_stat_activity a LEFT JOIN (SELECT pid, min(waitstart) AS waitstart FROM pg_locks \
+     FROM pg_stat_activity a {real}LEFT JOIN (SELECT pid, min(waitstart) AS waitstart FROM pg_locks \
      WHERE NOT granted GROUP BY pid) l ON l.pid = a.pid \
      WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() \
      AND NOT (a.application_name = 'session_exporter' AND a.usename = current_user)";
@@ -422,9 +441,10 @@ const QUERY_ID_SINCE: u32 = 140_000;
 /// `pg_blocking_pids(pid)`, counted per blocker. An active session's wait is its
 /// `wait_event_type` and `wait_event`, its statement its `query_id` (on `version`
 /// 14 and later, when `compute_query_id` computes one).
-fn grouped_sql(settings: &Postgresql, version: u32, history: bool) -> String {
+fn grouped_sql(settings: &Postgresql, version: u32, history: bool, real: &Backends) -> String {
     let database = &settings.database;
     let parts = database.collect;
+    let real = RealClients::of(settings, real);
     let query_id = match version >= QUERY_ID_SINCE {
         true => "a.query_id::text",
         false => "NULL::text",
@@ -439,6 +459,9 @@ fn grouped_sql(settings: &Postgresql, version: u32, history: bool) -> String {
         SESSIONS
             .replace("{query_id}", query_id)
             .replace("{query}", query)
+            .replace("{client}", &real.client)
+            .replace("{app}", &real.app)
+            .replace("{real}", &real.join)
     );
     let mut scan = Scan {
         prefix: format!("{TAG} "),
@@ -504,6 +527,7 @@ mod tests {
             dbname: "postgres".into(),
             sslmode: SslMode::Prefer,
             root_certs: Vec::new(),
+            behind: Vec::new(),
         }
     }
 
@@ -533,7 +557,7 @@ mod tests {
 
     #[test]
     fn one_statement_reads_pg_stat_activity_for_sessions_once() {
-        let sql = grouped_sql(&settings(), 150_004, false);
+        let sql = grouped_sql(&settings(), 150_004, false, &Backends::new());
         assert!(sql.starts_with("/* session_exporter "));
         assert_eq!(sql.matches("FROM pg_stat_activity a").count(), 1, "{sql}");
         assert!(sql.contains("a.backend_type = 'client backend'"));
@@ -560,7 +584,7 @@ mod tests {
         let mut quiet = settings();
         quiet.database.collect = CollectParts::NONE;
         quiet.database.top_sessions = 0;
-        let sql = grouped_sql(&quiet, 150_004, false);
+        let sql = grouped_sql(&quiet, 150_004, false, &Backends::new());
         assert!(!sql.contains("pg_blocking_pids") && !sql.contains("xact_start IS NULL"));
         assert!(
             sql.contains("NULL AS XA, NULL AS XR"),
@@ -588,7 +612,7 @@ mod tests {
     fn text_rows_give_exact_statistics() {
         let settings = settings();
         let ctx = context(None);
-        let sql = grouped_sql(&settings, 150_004, false);
+        let sql = grouped_sql(&settings, 150_004, false, &Backends::new());
         let rows = [
             "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|0|∅",
             "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅|1500|1|29.25",
@@ -653,7 +677,7 @@ mod tests {
     /// longest first.
     #[test]
     fn the_history_keeps_the_sessions_kept_apart() {
-        let sql = grouped_sql(&settings(), 150_004, true);
+        let sql = grouped_sql(&settings(), 150_004, true, &Backends::new());
         assert!(
             sql.contains("OR y.A = 1 OR y.IT = 1 OR y.LW IS NOT NULL"),
             "{sql}"
@@ -663,8 +687,10 @@ mod tests {
             sql.contains("(pg_blocking_pids(p.id))[1] END AS BB"),
             "{sql}"
         );
-        assert!(grouped_sql(&settings(), 150_004, false).contains("NULL AS QT"));
-        assert!(!grouped_sql(&settings(), 150_004, false).contains("y.A = 1 OR y.IT"));
+        assert!(grouped_sql(&settings(), 150_004, false, &Backends::new()).contains("NULL AS QT"));
+        assert!(
+            !grouped_sql(&settings(), 150_004, false, &Backends::new()).contains("y.A = 1 OR y.IT")
+        );
         let ctx = context(Some(10));
         let rows = [
             "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|∅|∅",

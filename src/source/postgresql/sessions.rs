@@ -12,6 +12,7 @@
 //! target's address, `tenant` its name. PostgreSQL has no proxy, SQL id (as text),
 //! level, sampling, CPU time or memory per session: those are zero.
 
+use super::behind::RealClients;
 use super::{classify, connect, cycle, grouped_sql};
 use crate::api::params::Observer;
 use crate::api::pileup::{add_pileup_row, MAX_PILEUP_ROWS, MAX_PILEUP_SQL};
@@ -22,6 +23,7 @@ use crate::api::{
 };
 use crate::config::postgresql::Postgresql;
 use crate::config::CollectParts;
+use crate::source::front::{backends_of, Backends};
 use crate::sql::{contains_pattern, filter_conditions, RowContext, Rules, SqlError, TAG};
 use crate::stats::TenantStats;
 use futures_util::StreamExt;
@@ -37,18 +39,19 @@ const STARTED: &str =
     "to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
 /// The sessions a request may see (`started` is [`STARTED`]): the collection's (client backends, never the
-/// exporter's own), as a relation with obshell's column names, all text.
+/// exporter's own), as a relation with obshell's column names, all text; the
+/// client's address and application are the real client's behind a pooler
+/// ([`Shared::sessions`]).
 const SESSIONS: &str = "SELECT a.pid::bigint AS id, a.usename::text AS user, \
-     a.datname::text AS db, CASE WHEN a.client_addr IS NULL THEN '' \
-     ELSE host(a.client_addr) || ':' || a.client_port END AS host, a.state AS command, \
+     a.datname::text AS db, {host} AS host, a.state AS command, \
      EXTRACT(EPOCH FROM clock_timestamp() - CASE WHEN a.state = 'active' THEN a.query_start \
      ELSE a.state_change END)::float8 AS time, \
      CASE WHEN a.state = 'active' THEN 'ACTIVE' ELSE 'SLEEP' END AS state, a.query AS info, \
-     host(a.client_addr) AS client, a.application_name AS application, \
+     {client} AS client, {app} AS application, \
      CASE WHEN a.state = 'active' THEN COALESCE(a.wait_event_type, 'CPU') ELSE '' END AS wait_class, \
      CASE WHEN a.state = 'active' THEN COALESCE(a.wait_event, 'CPU') ELSE '' END AS wait_event, \
      to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS started \
-     FROM pg_stat_activity a WHERE a.backend_type = 'client backend' \
+     FROM pg_stat_activity a {real}WHERE a.backend_type = 'client backend' \
      AND a.pid <> pg_backend_pid() \
      AND NOT (a.application_name = 'session_exporter' AND a.usename = current_user)";
 
@@ -130,6 +133,27 @@ impl Shared {
     fn failure(&self, err: &tokio_postgres::Error) -> Failure {
         let error = classify(err, &self.settings, "reading sessions for the passthrough");
         Failure::unavailable(format!("target `{}`: {error}", self.name))
+    }
+
+    /// [`SESSIONS`] of this moment: behind a pooler, each session it serves with the
+    /// real client's address (as `host`, without a port) and application.
+    async fn sessions(&self) -> String {
+        let backends = match self.settings.behind.is_empty() {
+            true => Backends::new(),
+            false => backends_of(&self.settings.behind, self.timeout / 2).await,
+        };
+        let real = RealClients::of(&self.settings, &backends);
+        let port = "CASE WHEN a.client_addr IS NULL THEN '' \
+                    ELSE host(a.client_addr) || ':' || a.client_port END";
+        let host = match real.join.is_empty() {
+            true => port.to_string(),
+            false => format!("CASE WHEN r.pid IS NULL THEN {port} ELSE COALESCE(r.addr, '') END"),
+        };
+        SESSIONS
+            .replace("{host}", &host)
+            .replace("{client}", &real.client)
+            .replace("{app}", &real.app)
+            .replace("{real}", &real.join)
     }
 
     fn check_tenant(&self, tenant: &str) -> Result<(), Failure> {
@@ -247,9 +271,10 @@ impl SessionBackend for PostgresqlSessions {
         params: &ListParams,
     ) -> Result<(u64, Page), Failure> {
         self.target.check_tenant(tenant)?;
+        let sessions = self.target.sessions().await;
         let offset = params.offset()?;
         let (conditions, mut values) = self.target.conditions(params);
-        let count_sql = format!("{TAG} SELECT count(*) FROM ({SESSIONS}) s WHERE {conditions}");
+        let count_sql = format!("{TAG} SELECT count(*) FROM ({sessions}) s WHERE {conditions}");
         let total: i64 = client
             .query_one(&count_sql, &refs(&values))
             .await
@@ -265,7 +290,7 @@ impl SessionBackend for PostgresqlSessions {
         let limit = values.len();
         values.push(Param::Int(offset.min(i64::MAX as u64) as i64));
         let sql = format!(
-            "{TAG} SELECT {} FROM ({SESSIONS}) s WHERE {conditions} ORDER BY {order}s.id \
+            "{TAG} SELECT {} FROM ({sessions}) s WHERE {conditions} ORDER BY {order}s.id \
              LIMIT ${limit} OFFSET ${}",
             select_list(),
             limit + 1
@@ -285,13 +310,14 @@ impl SessionBackend for PostgresqlSessions {
         id: u64,
     ) -> Result<Option<TenantSession>, Failure> {
         self.target.check_tenant(tenant)?;
+        let sessions = self.target.sessions().await;
         let params = ListParams {
             id: Some(id),
             ..ListParams::default()
         };
         let (conditions, values) = self.target.conditions(&params);
         let sql = format!(
-            "{TAG} SELECT {} FROM ({SESSIONS}) s WHERE {conditions}",
+            "{TAG} SELECT {} FROM ({sessions}) s WHERE {conditions}",
             select_list()
         );
         let rows = client
@@ -321,14 +347,18 @@ impl SessionBackend for PostgresqlSessions {
             listed_only: false,
             history: None,
         };
-        let collected = cycle(client, &grouped_sql(&settings, 0, false), &ctx)
-            .await
-            .map_err(|err| match err {
-                SqlError::Driver(err) => self.target.failure(&err),
-                SqlError::Answer(err) => {
-                    Failure::unavailable(format!("target `{}`: {err}", self.target.name))
-                }
-            })?;
+        let collected = cycle(
+            client,
+            &grouped_sql(&settings, 0, false, &Default::default()),
+            &ctx,
+        )
+        .await
+        .map_err(|err| match err {
+            SqlError::Driver(err) => self.target.failure(&err),
+            SqlError::Answer(err) => {
+                Failure::unavailable(format!("target `{}`: {err}", self.target.name))
+            }
+        })?;
         // The target is its one tenant: it has stats even with no session.
         Ok(Some(
             collected
@@ -396,6 +426,7 @@ impl SessionBackend for PostgresqlSessions {
         ids: &[u64],
     ) -> Result<Vec<TenantSession>, Failure> {
         self.target.check_tenant(tenant)?;
+        let sessions = self.target.sessions().await;
         let (conditions, mut values) = self.target.conditions(&ListParams::default());
         values.push(Param::Ints(
             ids.iter()
@@ -408,7 +439,7 @@ impl SessionBackend for PostgresqlSessions {
             &format!("left(s.info, {})", MAX_PILEUP_SQL + 1),
         );
         let sql = format!(
-            "{TAG} SELECT {select} FROM ({SESSIONS}) s WHERE {conditions} AND s.id = ANY(${})",
+            "{TAG} SELECT {select} FROM ({sessions}) s WHERE {conditions} AND s.id = ANY(${})",
             values.len()
         );
         let rows = client
@@ -425,6 +456,7 @@ impl SessionBackend for PostgresqlSessions {
         ids: &[u64],
     ) -> Result<Vec<u64>, Failure> {
         self.target.check_tenant(tenant)?;
+        let sessions = self.target.sessions().await;
         let (conditions, mut values) = self.target.conditions(&ListParams::default());
         let wanted: Vec<i64> = ids
             .iter()
@@ -432,7 +464,7 @@ impl SessionBackend for PostgresqlSessions {
             .collect();
         values.push(Param::Ints(wanted));
         let sql = format!(
-            "{TAG} SELECT s.id FROM ({SESSIONS}) s WHERE {conditions} AND s.id = ANY(${})",
+            "{TAG} SELECT s.id FROM ({sessions}) s WHERE {conditions} AND s.id = ANY(${})",
             values.len()
         );
         let rows = client

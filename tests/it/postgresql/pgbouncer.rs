@@ -349,3 +349,90 @@ fn a_restarted_pgbouncer_is_back_within_two_intervals() {
         back.elapsed()
     );
 }
+
+/// A PostgreSQL target behind the PgBouncer names each session it serves by the
+/// real client (its address and application), in the metrics and the session API;
+/// without `behind:`, the same sessions all come from PgBouncer's address.
+#[test]
+fn the_postgresql_behind_pgbouncer_names_the_real_clients() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let Some(bouncer) = servers.pgbouncer() else {
+        return;
+    };
+    let _pool = take_the_pool(&servers);
+    let clients = Clients::new(&bouncer.addr);
+    let sources = ["127.0.0.121", "127.0.0.122"];
+    let sessions: Vec<_> = sources
+        .iter()
+        .map(|from| {
+            let session = clients.open_with(
+                "it_pgb",
+                &bouncer.app_password,
+                "postgres",
+                from,
+                Some("it-real"),
+            );
+            clients.start(&session, "SELECT pg_sleep(30)");
+            session
+        })
+        .collect();
+    let pg = |name: &str, behind: &str| {
+        format!(
+            "  - name: {name}\n    kind: postgresql\n    address: {}\n    user: monitor\n    password_file: {}\n    sslmode: disable\n    filter: {{users: {{allow: [it_pgb]}}}}\n{behind}",
+            servers.postgres_addr,
+            servers.monitor_password_file.display()
+        )
+    };
+    let exporter = Exporter::start(&format!(
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\npassthrough:\n  enabled: true\n  insecure_no_auth: true\ntargets:\n{}{}{}",
+        target_yaml("pgb", &bouncer.addr, &servers),
+        pg("real", "    behind: [pgb]\n"),
+        pg("plain", ""),
+    ));
+    let client = |m: &Metrics, target: &str, ip: &str| {
+        m.get(
+            "dbsession_client_sessions",
+            &[("target", target), ("tenant", target), ("client_ip", ip)],
+        )
+    };
+    let m = exporter.wait_for_metrics("the real clients", Duration::from_secs(30), |m| {
+        sources.iter().all(|ip| client(m, "real", ip) == Some(1.0))
+    });
+    assert_eq!(
+        client(&m, "real", "127.0.0.1"),
+        None,
+        "no session left at PgBouncer's address"
+    );
+    assert_eq!(
+        m.get(
+            "dbsession_application_sessions",
+            &[
+                ("target", "real"),
+                ("tenant", "real"),
+                ("application", "it-real")
+            ]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        client(&m, "plain", "127.0.0.1"),
+        Some(2.0),
+        "without behind: every session from PgBouncer's address"
+    );
+    let (status, _, body) =
+        crate::common::http_get(&exporter.addr, "/api/v1/tenant/real/sessions?size=10", &[])
+            .expect("the list");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let list: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let mut hosts: Vec<String> = list["data"]["contents"]
+        .as_array()
+        .expect("contents")
+        .iter()
+        .map(|s| s["host"].as_str().unwrap_or_default().to_string())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, sources, "{list}");
+    drop(sessions);
+}
