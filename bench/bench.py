@@ -53,6 +53,7 @@ HISTORY_STORE = os.path.join(RELEASE, "examples", "history_store")
 PEER = shutil.which("prometheus-mysqld-exporter") or "prometheus-mysqld-exporter"
 PG_PEER = shutil.which("prometheus-postgres-exporter") or "prometheus-postgres-exporter"
 PGBENCH = (sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench")) or ["pgbench"])[-1]
+PGB_PEER = shutil.which("prometheus-pgbouncer-exporter") or "prometheus-pgbouncer-exporter"
 
 ENV = {k: os.environ[k] for k in ("SE_TEST_MARIADB_ADDR", "SE_TEST_MARIADB_ROOT_SOCKET",
                                   "SE_TEST_SEEKDB_ADDR", "SE_TEST_MONITOR_PASSWORD_FILE",
@@ -360,6 +361,139 @@ def scenario_postgres_exporter(quick):
     for proc in [ours, peer, *holders]:
         stop(proc)
     pg_sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = 'bench_sessions'")
+
+
+def private_pgbouncer(max_clients):
+    """A PgBouncer of its own, made from the test one's configuration on a free port
+    with room for `max_clients`; (its port, its PID, its directory). Ended by its PID
+    at the end of the scenario."""
+    directory = tempfile.mkdtemp(prefix="bench-pgb-")
+    port = free_port()
+    lines = []
+    for line in open(os.environ["SE_TEST_PGBOUNCER_INI"]).read().splitlines():
+        key = line.split("=", 1)[0].strip()
+        line = {"listen_port": f"listen_port = {port}", "unix_socket_dir": "unix_socket_dir =",
+                "logfile": f"logfile = {directory}/pgbouncer.log",
+                "pidfile": f"pidfile = {directory}/pgbouncer.pid",
+                "max_client_conn": f"max_client_conn = {max_clients}"}.get(key, line)
+        lines.append(line)
+    ini = os.path.join(directory, "pgbouncer.ini")
+    with open(ini, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    command = [binary, "-d", ini]
+    if os.getuid() == 0:
+        shutil.chown(directory, user="postgres")
+        command = ["runuser", "-u", "postgres", "--"] + command
+    subprocess.run(command, check=True)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(os.path.join(directory, "pgbouncer.pid")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the private PgBouncer did not start")
+        time.sleep(0.05)
+    time.sleep(0.2)
+    pid = int(open(os.path.join(directory, "pgbouncer.pid")).read().strip())
+    return port, pid, directory
+
+
+def pid_cycle_cpu(pid, config_text, target, seconds, idle):
+    """[`cycle_cpu`] for any process `pid`: its CPU per collection cycle of
+    `target`, less its idle rate."""
+    log_file = tempfile.mktemp(suffix=".log")
+    proc, _ = start_exporter(config_text, ["--log.level=debug", "--log.format=json"], log_file)
+    def cycles():
+        n = 0
+        for line in open(log_file) if os.path.exists(log_file) else []:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            n += event.get("message") == "collected" and event.get("target") == target
+        return n
+    deadline = time.monotonic() + 60
+    while cycles() < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    n0, c0, t0 = cycles(), pid_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    n1, c1, wall = cycles(), pid_cpu_seconds(pid), time.monotonic() - t0
+    stop(proc)
+    if n1 <= n0:
+        raise RuntimeError(f"no cycle of {target} finished while measured")
+    return max(c1 - c0 - idle * wall, 0.0) / (n1 - n0), n1 - n0
+
+
+def scenario_pgbouncer(quick):
+    """Issue 42: what a PgBouncer target costs PgBouncer per cycle, at 1,000 clients,
+    against pgbouncer_exporter's scrape (Debian's prometheus-pgbouncer-exporter) and
+    against the cycle's two SHOW commands sent alone."""
+    log("scenario 12: PgBouncer's CPU per cycle at 1,000 clients, vs pgbouncer_exporter's scrape")
+    port, pid, directory = private_pgbouncer(1200)
+    addr = f"127.0.0.1:{port}"
+    app_pw = open(os.environ["SE_TEST_PGBOUNCER_APP_PASSWORD_FILE"]).read().strip()
+    scripts = tempfile.mkdtemp(prefix="bench-pgb-scripts-")
+    for name, script in (("idle.sql", "\\sleep 3600 s\n"), ("busy.sql", "SELECT pg_sleep(3600);\n")):
+        with open(os.path.join(scripts, name), "w") as f:
+            f.write(script)
+    env = dict(os.environ, PGPASSWORD=app_pw)
+    # 990 idle clients and 10 in pg_sleep: on the pool of 2, 2 active and 8 waiting.
+    holders = [spawn([PGBENCH, "-n", "-h", "127.0.0.1", "-p", str(port), "-U", "it_pgb", "-c", str(n), "-j", "2",
+                      "-T", "900", "-f", os.path.join(scripts, script), "postgres"], env=env)
+               for n, script in ((495, "idle.sql"), (495, "idle.sql"), (10, "busy.sql"))]
+    def clients():
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "monitor", "-At", "-c",
+                              "SHOW CLIENTS", "pgbouncer"], env=dict(os.environ, PGPASSWORD=MONITOR_PW),
+                             capture_output=True, text=True).stdout
+        return sum(1 for line in out.splitlines() if "|it_pgb|" in line)
+    deadline = time.monotonic() + 120
+    while clients() < 1000:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PgBouncer has {clients()} of the 1,000 clients")
+        time.sleep(0.5)
+    idle = settled_idle_rate(pid)
+    seconds = 30 if quick else 120
+    config = (f"global:\n  collect_interval: 1s\n  collect_timeout: 900ms\ntargets:\n"
+              f"  - name: pgb\n    kind: pgbouncer\n    address: {addr}\n    user: monitor\n"
+              f"    password_file: {ENV['SE_TEST_MONITOR_PASSWORD_FILE']}\n")
+    runs = 3
+    ours, peer = [], []
+    for _ in range(runs):
+        cpu, _ = pid_cycle_cpu(pid, config, "pgb", seconds, idle)
+        ours.append(cpu)
+        peer_port = free_port()
+        exporter = spawn([PGB_PEER, "--port", str(peer_port), "--host", "127.0.0.1", "--pgbouncer-host",
+                          "127.0.0.1", "--pgbouncer-port", str(port), "--pgbouncer-user", "monitor"],
+                         env=dict(os.environ, PGPASSWORD=MONITOR_PW))
+        url = f"http://127.0.0.1:{peer_port}/metrics"
+        wait_http(url)
+        scrapes, c0, t0 = 0, pid_cpu_seconds(pid), time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            started_at = time.monotonic()
+            http(url)
+            scrapes += 1
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started_at)))
+        wall = time.monotonic() - t0
+        peer.append(max(pid_cpu_seconds(pid) - c0 - idle * wall, 0.0) / scrapes)
+        stop(exporter)
+    # The floor: SHOW POOLS and SHOW CLIENTS alone, once a second on one connection.
+    times = seconds
+    text = "SHOW POOLS;\nSHOW CLIENTS;\nSELECT pg_sleep(1);\n" * times
+    c0, t0 = pid_cpu_seconds(pid), time.monotonic()
+    subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "monitor", "-q", "pgbouncer"],
+                   input=text.replace("SELECT pg_sleep(1);", "\\! sleep 1"), text=True,
+                   env=dict(os.environ, PGPASSWORD=MONITOR_PW), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    wall = time.monotonic() - t0
+    alone = max(pid_cpu_seconds(pid) - c0 - idle * wall, 0.0) / times
+    ratio = median([o / p for o, p in zip(ours, peer)]) if all(peer) else float("inf")
+    record("12a PgBouncer CPU per cycle at 1,000 clients, vs pgbouncer_exporter's scrape (ms)",
+           f"{median(ours) * 1000:.2f}", f"{median(peer) * 1000:.2f}", f"{ratio:.2f}x",
+           "<= 2x (ours reads every client, the peer pools and lists only)", ratio <= 2.0)
+    floor = median(ours) / alone if alone else float("inf")
+    record("12b the same vs SHOW POOLS and SHOW CLIENTS sent alone by psql (ms)",
+           f"{median(ours) * 1000:.2f}", f"{alone * 1000:.2f}", f"{floor:.2f}x", "<= 1.5x", floor <= 1.5)
+    for proc in holders:
+        stop(proc)
+    subprocess.run(["kill", str(pid)], check=False)
 
 
 def scenario_mysqld_exporter(quick):
@@ -1723,12 +1857,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs; about 12 minutes")
     parser.add_argument("--only", help="comma-separated scenarios to run: peer,scale,soak,startup,faultload,list,cost,pg,page,"
-                        "history "
+                        "history,pgbouncer "
                         "(cost is 8a-8c; mariacost is 8c alone)")
     parser.add_argument("--before", metavar="BINARY",
                         help="another build of session_exporter to compare scenario 3's CPU per cycle with")
     args = parser.parse_args()
-    chosen = set((args.only or "peer,scale,soak,startup,faultload,list,cost,pg,page,history").split(","))
+    chosen = set((args.only or "peer,scale,soak,startup,faultload,list,cost,pg,page,history,pgbouncer").split(","))
     t0 = time.monotonic()
     try:
         if "peer" in chosen:
@@ -1753,6 +1887,8 @@ def main():
             scenario_sessions_page(args.quick)
         if "history" in chosen:
             scenario_history(args.quick)
+        if "pgbouncer" in chosen:
+            scenario_pgbouncer(args.quick)
         if args.before:
             scenario_before(os.path.abspath(args.before), args.quick)
     finally:

@@ -13,6 +13,7 @@ need=()
 command -v prometheus-mysqld-exporter >/dev/null 2>&1 || need+=(prometheus-mysqld-exporter)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v prometheus-postgres-exporter >/dev/null 2>&1 || need+=(prometheus-postgres-exporter)
+command -v prometheus-pgbouncer-exporter >/dev/null 2>&1 || need+=(prometheus-pgbouncer-exporter)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=()
   [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
