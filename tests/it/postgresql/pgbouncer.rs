@@ -385,11 +385,16 @@ fn the_postgresql_behind_pgbouncer_names_the_real_clients() {
             servers.monitor_password_file.display()
         )
     };
+    // A PgBouncer that does not answer: the target behind it goes on with the
+    // pooler's addresses.
+    let nobody = format!("127.0.0.1:{}", crate::common::free_port());
     let exporter = Exporter::start(&format!(
-        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\npassthrough:\n  enabled: true\n  insecure_no_auth: true\ntargets:\n{}{}{}",
+        "global:\n  collect_interval: 500ms\n  collect_timeout: 400ms\npassthrough:\n  enabled: true\n  insecure_no_auth: true\ntargets:\n{}{}{}{}{}",
         target_yaml("pgb", &bouncer.addr, &servers),
+        target_yaml("gone", &nobody, &servers),
         pg("real", "    behind: [pgb]\n"),
         pg("plain", ""),
+        pg("orphan", "    behind: [gone]\n"),
     ));
     let client = |m: &Metrics, target: &str, ip: &str| {
         m.get(
@@ -399,6 +404,7 @@ fn the_postgresql_behind_pgbouncer_names_the_real_clients() {
     };
     let m = exporter.wait_for_metrics("the real clients", Duration::from_secs(30), |m| {
         sources.iter().all(|ip| client(m, "real", ip) == Some(1.0))
+            && client(m, "orphan", "127.0.0.1").is_some()
     });
     assert_eq!(
         client(&m, "real", "127.0.0.1"),
@@ -420,6 +426,18 @@ fn the_postgresql_behind_pgbouncer_names_the_real_clients() {
         client(&m, "plain", "127.0.0.1"),
         Some(2.0),
         "without behind: every session from PgBouncer's address"
+    );
+    assert_eq!(
+        client(&m, "orphan", "127.0.0.1"),
+        Some(2.0),
+        "behind a PgBouncer that does not answer: PgBouncer's address"
+    );
+    assert_eq!(
+        m.get(
+            "dbsession_up",
+            &[("target", "orphan"), ("tenant", "orphan")]
+        ),
+        Some(1.0)
     );
     let (status, _, body) =
         crate::common::http_get(&exporter.addr, "/api/v1/tenant/real/sessions?size=10", &[])
