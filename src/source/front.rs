@@ -47,21 +47,30 @@ pub fn lookup(name: &str) -> Option<Arc<dyn Front>> {
     fronts.get(name).cloned()
 }
 
-/// The backends of every front named, merged; a front not built yet, or whose read
-/// fails within `timeout`, adds none (its backends keep the pooler's address this
-/// cycle), and says why at debug level.
+/// The backends of every front named, asked at once and merged; a front not built
+/// yet, or whose read fails within `timeout` (one deadline for all), adds none (its
+/// backends keep the pooler's address this cycle), and says why at debug level.
 pub async fn backends_of(names: &[String], timeout: std::time::Duration) -> Backends {
-    let mut all = Backends::new();
-    for name in names {
+    let reads = names.iter().map(|name| async move {
         let Some(front) = lookup(name) else {
             tracing::debug!(front = %name, "the target in front is not built yet");
-            continue;
+            return Backends::new();
         };
         match tokio::time::timeout(timeout, front.backends()).await {
-            Ok(Ok(backends)) => all.extend(backends),
-            Ok(Err(err)) => tracing::debug!(front = %name, "reading the real clients: {err}"),
-            Err(_) => tracing::debug!(front = %name, "reading the real clients timed out"),
+            Ok(Ok(backends)) => backends,
+            Ok(Err(err)) => {
+                tracing::debug!(front = %name, "reading the real clients: {err}");
+                Backends::new()
+            }
+            Err(_) => {
+                tracing::debug!(front = %name, "reading the real clients timed out");
+                Backends::new()
+            }
         }
-    }
-    all
+    });
+    futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }

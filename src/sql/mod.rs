@@ -247,6 +247,14 @@ pub fn count(value: impl Cell, column: &str) -> Result<u64, SourceError> {
     }
 }
 
+/// The text of column `i` of a row of PostgreSQL's simple query protocol. A value
+/// that is not UTF-8 (a `SQL_ASCII` database keeps any bytes; PgBouncer keeps an
+/// `application_name` as its client sent it) reads as U+FFFD: the driver's `get`
+/// would panic on it, and one client must not stop a target's collection.
+pub fn simple_text(row: &tokio_postgres::SimpleQueryRow, i: usize) -> Option<&str> {
+    row.try_get(i).unwrap_or(Some("\u{FFFD}"))
+}
+
 /// A duration in seconds; NULL (no sessions) and negative values (clock skew) are 0.
 pub fn seconds(value: impl Cell, column: &str) -> Result<f64, SourceError> {
     Ok(value.into_number(column)?.unwrap_or(0.0).max(0.0))

@@ -153,7 +153,7 @@ fn version_help_and_config_check() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         stderr.matches("password_file: cannot read").count(),
-        3,
+        4,
         "{stderr}"
     );
     assert_eq!(
@@ -166,7 +166,7 @@ fn version_help_and_config_check() {
             .lines()
             .filter(|l| l.contains("config.example.yaml:"))
             .count(),
-        4,
+        5,
         "{stderr}"
     );
 }

@@ -8,6 +8,7 @@
 //! position; a column this PgBouncer lacks reads as NULL. [`Console`] is the seam
 //! the cycle's unit tests fill with fixed answers.
 
+use crate::sql::simple_text;
 use std::future::Future;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -42,7 +43,8 @@ impl Console for Client {
                 if names.len() != row.columns().len() {
                     names = row.columns().iter().map(|c| c.name().to_string()).collect();
                 }
-                let values: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+                let values: Vec<Option<&str>> =
+                    (0..row.len()).map(|i| simple_text(&row, i)).collect();
                 each(&names, &values);
             }
         }

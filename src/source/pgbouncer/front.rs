@@ -4,8 +4,10 @@
 //! backend's `client_port`) and to the client it serves (`link`, that client's
 //! `ptr`); `SHOW CLIENTS` gives that client's address and application. Read on a
 //! console connection of its own, when a PostgreSQL target behind it asks, in that
-//! target's cycle: the same moment as its `pg_stat_activity`, so a transaction
-//! pooler's links of the moment are the ones matched.
+//! target's cycle, just before its `pg_stat_activity` is read. In session pooling a
+//! link lasts the client's session; in transaction pooling it lasts a transaction,
+//! and a backend relinked in between is credited to the client it served a moment
+//! earlier.
 
 use super::console::{cell, Columns, Console};
 use super::show::{pointer, ClientRows};

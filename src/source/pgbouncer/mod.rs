@@ -8,8 +8,7 @@
 //! (`active`, `waiting`, `idle`, …) and it is active while it holds a server
 //! connection (a `link`). Waiting clients count as sessions. The pools
 //! ([`pools`]) are families of their own beside the session statistics. Limits:
-//! `max_client_conn` is the sessions' limit, and each database's
-//! `max_db_connections` (server connections) its own.
+//! `max_client_conn` is the sessions' limit.
 //!
 //! The exporter's own console connection is never counted: a client of the admin
 //! database under the target's user named `application_name = session_exporter`.
@@ -192,31 +191,22 @@ async fn read_limits<C: Console>(conn: &mut C) -> Result<Limits, ReadError<C::Er
     Ok(limits)
 }
 
-/// The limits as the periodic reads' rows (`sql::periodic`): `max_client_conn`, and
-/// the limit of each database's server connections.
+/// The limits as the periodic reads' rows (`sql::periodic`): `max_client_conn`, the
+/// clients PgBouncer accepts. A database's `max_db_connections` limits its server
+/// connections, not its clients: beside the clients counted per database it would
+/// read as a limit they are near (`DbSessionNearLimit`) when pooling does its job,
+/// so it is not a session limit here.
 fn limit_rows(
     limits: &Limits,
     answer: &mut crate::sql::PeriodicRows<'_>,
 ) -> Result<(), SourceError> {
-    let text = |n: Option<u64>| n.map(|n| n.to_string());
-    let sessions = text(limits.max_client_conn);
+    let sessions = limits.max_client_conn.map(|n| n.to_string());
     answer.add(vec![
         Some(""),
         Some("sessions"),
         Some(""),
         sessions.as_deref(),
-    ])?;
-    for db in limits.dbs.keys() {
-        if let Some(max) = text(limits.db_limit(db)) {
-            answer.add(vec![
-                Some(""),
-                Some("db"),
-                Some(db.as_str()),
-                Some(max.as_str()),
-            ])?;
-        }
-    }
-    Ok(())
+    ])
 }
 
 /// One cycle: the pools, then the clients of `database`'s filter, added up; `now`
@@ -235,6 +225,10 @@ async fn cycle<C: Console>(
         Ok(())
     })
     .await?;
+    let modes: std::collections::HashMap<(&str, &str), &str> = pools
+        .iter()
+        .map(|p| ((p.db.as_str(), p.user.as_str()), p.mode.as_str()))
+        .collect();
     let mut aggregator = ctx.aggregator(&[ctx.tenant]);
     let mut decoder = ClientRows::default();
     show(conn, "SHOW CLIENTS", |names, row| {
@@ -258,10 +252,17 @@ async fn cycle<C: Console>(
             addr => client_label_of(addr),
         };
         let (command, state) = match ctx.parts.states {
-            true => (label(&client.state), NONE_LABEL),
+            true => (label(client.command()), NONE_LABEL),
             false => ("", ""),
         };
-        let kept = client.is_active() || client.state == "waiting";
+        // In session pooling a client keeps its server connection between queries:
+        // linked, it is active, but its time since its last request is no
+        // statement's running time (the longest active sessions, LongRunning).
+        let session_pool = modes
+            .get(&(client.db.as_str(), client.user.as_str()))
+            .is_some_and(|mode| *mode == "session");
+        let running = client.is_active() && !session_pool;
+        let kept = running || client.state == "waiting";
         aggregator.add_group(SessionGroup {
             tenant: ctx.tenant,
             server: ctx.server,
@@ -272,7 +273,7 @@ async fn cycle<C: Console>(
             state,
             active,
             sessions: 1,
-            max_active_time: time,
+            max_active_time: if running { time } else { 0.0 },
             application: match ctx.parts.applications {
                 true => label(&client.application),
                 false => "",
@@ -287,6 +288,10 @@ async fn cycle<C: Console>(
     })
     .await?;
     let mut collected = aggregator.finish();
+    // The target's filter applies to the pools too: a pool of a user or database
+    // left out has no series.
+    let filter = &database.filter;
+    pools.retain(|p| filter.users.admits(&p.user) && filter.databases.admits(&p.db));
     collected.beside = Some(Box::new(PoolStatistics::new(pools, limits)));
     Ok(collected)
 }
@@ -397,8 +402,10 @@ mod tests {
         }
     }
 
-    /// Two pools' worth of clients: two active, two waiting, one idle, one of them
-    /// on a Unix socket; the exporter's own console client is not counted.
+    /// Two pools' worth of clients: two active and two waiting in a transaction pool,
+    /// one idle on a Unix socket and one linked in a session pool (active, but not
+    /// among the longest running); the exporter's own console client is not
+    /// counted.
     #[test]
     fn clients_and_pools_give_exact_statistics() {
         let at = "2026-12-07 10:00:00 UTC";
@@ -432,7 +439,11 @@ mod tests {
             client(
                 "app", "shop", "waiting", "10.0.0.9", "500000", "0x13", "", "web",
             ),
-            client("report", "blog", "idle", "unix", "0", "0x14", "", ""),
+            client("report", "blog", "active", "unix", "0", "0x14", "", ""),
+            // Linked in a session pool: active, but no statement's running time.
+            client(
+                "report", "blog", "active", "10.0.0.3", "0", "0x16", "0x92", "",
+            ),
             client(
                 "monitor",
                 "pgbouncer",
@@ -451,14 +462,14 @@ mod tests {
                 POOLS,
                 &[
                     "pgbouncer|pgbouncer|1|0|0|0|0|0|0|0|0|0|0|0|0|statement",
-                    "shop|app|2|2|0|0|2|0|0|0|0|0|0|1|500000|session",
+                    "shop|app|2|2|0|0|2|0|0|0|0|0|0|1|500000|transaction",
                     "blog|report|0|0|0|0|0|0|0|1|0|0|0|0|0|session",
                 ],
             )
             .answer("SHOW CLIENTS", CLIENTS, &rows);
         let database = testing::database("monitor", 6432);
         let mut limits = Limits::default();
-        limits.dbs.insert("shop".into(), (Some(2), None));
+        limits.dbs.insert("shop".into(), Some(2));
         let now = show::utc_micros(at).unwrap() + 3_000_000;
         let collected = block_on(cycle(&mut console, &context(), &database, &limits, now)).unwrap();
         assert_eq!(
@@ -486,12 +497,13 @@ mod tests {
         let t = &tenants["bouncer"];
         assert_eq!(
             (t.sessions, t.active_sessions, t.max_active_time),
-            (5, 2, 3.0)
+            (6, 3, 3.0)
         );
-        assert_eq!(pairs(&t.by_db), [("blog", c(1, 0)), ("shop", c(4, 2))]);
+        assert_eq!(pairs(&t.by_db), [("blog", c(2, 1)), ("shop", c(4, 2))]);
         assert_eq!(
             pairs(&t.by_client),
             [
+                ("10.0.0.3", c(1, 1)),
                 ("10.0.0.7", c(1, 1)),
                 ("10.0.0.8", c(1, 1)),
                 ("10.0.0.9", c(2, 0)),
@@ -500,20 +512,20 @@ mod tests {
         );
         assert_eq!(
             pairs(&t.by_application),
-            [(NONE_LABEL, c(1, 0)), ("web", c(4, 2))]
+            [(NONE_LABEL, c(2, 1)), ("web", c(4, 2))]
         );
         let states: Vec<_> = t
             .by_state
             .iter()
             .map(|((command, _), n)| (command.as_str(), *n))
             .collect();
-        assert_eq!(states, [("active", 2), ("idle", 1), ("waiting", 2)]);
+        assert_eq!(states, [("active", 3), ("idle", 1), ("waiting", 2)]);
         let top: Vec<u64> = t.top.iter().map(|s| s.session_id).collect();
         assert_eq!(top, [0x10, 0x11]);
     }
 
     /// The limits, every limits_interval: max_client_conn is the sessions' limit,
-    /// a database's max_connections its own.
+    /// and each database's pool_size (else default_pool_size) its pools' size.
     #[test]
     fn limits_are_read_from_config_and_databases() {
         let mut console = ScriptedConsole::default()
@@ -532,10 +544,10 @@ mod tests {
         assert_eq!(
             (
                 limits.max_client_conn,
-                limits.db_limit("shop"),
+                limits.pool_size("shop"),
                 limits.pool_size("x")
             ),
-            (Some(200), Some(10), Some(20))
+            (Some(200), Some(2), Some(20))
         );
         let failing = ScriptedConsole::default().fail("SHOW CONFIG");
         let mut failing = failing;

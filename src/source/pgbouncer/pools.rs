@@ -160,7 +160,7 @@ mod tests {
             default_pool_size: Some(20),
             ..Limits::default()
         };
-        limits.dbs.insert("shop".into(), (Some(2), None));
+        limits.dbs.insert("shop".into(), Some(2));
         let stats = PoolStatistics::new(
             vec![
                 pool("pgbouncer", "pgbouncer", 0, 0.0),

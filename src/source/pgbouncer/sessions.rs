@@ -105,6 +105,7 @@ impl Shared {
             (addr, port) if addr.contains(':') => format!("[{addr}]:{port}"),
             (addr, port) => format!("{addr}:{port}"),
         };
+        let command = client.command().to_string();
         TenantSession {
             id: i64::try_from(client.id).unwrap_or(i64::MAX),
             svr_ip: address.host.clone(),
@@ -118,7 +119,7 @@ impl Shared {
                 false => "SLEEP",
             }
             .to_string(),
-            command: client.state,
+            command,
             time,
             application: client.application,
             started: client
@@ -161,21 +162,21 @@ fn matches(session: &TenantSession, params: &ListParams, address: (&str, u16)) -
 
 /// `a` against `b` on `field`: numbers as numbers, the rest as text.
 fn compare(a: &TenantSession, b: &TenantSession, field: Field) -> Ordering {
-    let text = |s: &TenantSession| -> String {
+    fn text(s: &TenantSession, field: Field) -> &str {
         match field {
-            Field::User => s.user.clone(),
-            Field::Db => s.db.clone(),
-            Field::Host => s.host.clone(),
-            Field::Command => s.command.clone(),
-            Field::State => s.state.clone(),
-            Field::Application => s.application.clone(),
-            _ => String::new(),
+            Field::User => &s.user,
+            Field::Db => &s.db,
+            Field::Host => &s.host,
+            Field::Command => &s.command,
+            Field::State => &s.state,
+            Field::Application => &s.application,
+            _ => "",
         }
-    };
+    }
     match field {
         Field::Id => a.id.cmp(&b.id),
         Field::Time => a.time.total_cmp(&b.time),
-        _ => text(a).cmp(&text(b)),
+        _ => text(a, field).cmp(text(b, field)),
     }
 }
 

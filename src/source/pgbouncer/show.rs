@@ -22,7 +22,8 @@ pub struct Client {
     pub id: u64,
     pub user: String,
     pub db: String,
-    /// `active` (linked to a server connection), `waiting` (for one), `idle`, …
+    /// As PgBouncer names it: `active` (logged in: linked to a server connection or
+    /// not), `waiting` (for one), `active_cancel_req`, … (see [`Client::command`]).
     pub state: String,
     pub addr: String,
     pub port: String,
@@ -43,6 +44,18 @@ impl Client {
     /// session pooling.
     pub fn is_active(&self) -> bool {
         self.link.is_some()
+    }
+
+    /// What it is doing, as the `command` label and the API say it: `active` while
+    /// linked to a server connection, `idle` when logged in without one (PgBouncer
+    /// calls both `active`), `waiting` for one, and PgBouncer's other states as
+    /// they are.
+    pub fn command(&self) -> &str {
+        match (self.state.as_str(), self.link.is_some()) {
+            (_, true) => "active",
+            ("active", false) => "idle",
+            (state, false) => state,
+        }
     }
 
     /// How long it has been in its state at `now` (µs since 1970): its wait while
@@ -156,13 +169,10 @@ impl PoolRows {
 pub struct Limits {
     /// `max_client_conn`: how many clients it accepts.
     pub max_client_conn: Option<u64>,
-    /// `max_db_connections` (0: none), each database's own `max_connections`
-    /// when set, else this.
-    pub max_db_connections: Option<u64>,
     /// `default_pool_size`, each database's own `pool_size` when set.
     pub default_pool_size: Option<u64>,
-    /// Per database: its pool size and its limit of server connections.
-    pub dbs: BTreeMap<String, (Option<u64>, Option<u64>)>,
+    /// Per database: its own pool size, if set.
+    pub dbs: BTreeMap<String, Option<u64>>,
 }
 
 impl Limits {
@@ -178,7 +188,6 @@ impl Limits {
         };
         let slot = match key {
             "max_client_conn" => &mut self.max_client_conn,
-            "max_db_connections" => &mut self.max_db_connections,
             "default_pool_size" => &mut self.default_pool_size,
             _ => return Ok(()),
         };
@@ -186,8 +195,8 @@ impl Limits {
         Ok(())
     }
 
-    /// A `SHOW DATABASES` row: its `name`, `pool_size` and `max_connections` (0 is
-    /// none). The admin console's database is not a pool of server connections.
+    /// A `SHOW DATABASES` row: its `name` and `pool_size` (0 is none). The admin
+    /// console's database is not a pool of server connections.
     pub fn add_database(
         &mut self,
         names: &[String],
@@ -198,14 +207,8 @@ impl Limits {
             return Ok(());
         };
         let pool_size = count(cell(row, at("pool_size")), "pool_size")?;
-        let max = count(cell(row, at("max_connections")), "max_connections")?;
-        self.dbs.insert(
-            name.to_string(),
-            (
-                Some(pool_size).filter(|&n| n > 0),
-                Some(max).filter(|&n| n > 0),
-            ),
-        );
+        self.dbs
+            .insert(name.to_string(), Some(pool_size).filter(|&n| n > 0));
         Ok(())
     }
 
@@ -213,16 +216,9 @@ impl Limits {
     pub fn pool_size(&self, db: &str) -> Option<u64> {
         self.dbs
             .get(db)
-            .and_then(|(size, _)| *size)
+            .copied()
+            .flatten()
             .or(self.default_pool_size)
-    }
-
-    /// The most server connections database `db` may have, if limited.
-    pub fn db_limit(&self, db: &str) -> Option<u64> {
-        self.dbs
-            .get(db)
-            .and_then(|(_, max)| *max)
-            .or(self.max_db_connections)
     }
 }
 
@@ -372,12 +368,8 @@ mod tests {
         }
         assert_eq!(limits.max_client_conn, Some(200));
         assert_eq!(
-            (limits.pool_size("shop"), limits.db_limit("shop")),
-            (Some(2), Some(10))
-        );
-        assert_eq!(
-            (limits.pool_size("blog"), limits.db_limit("blog")),
-            (Some(20), None)
+            (limits.pool_size("shop"), limits.pool_size("blog")),
+            (Some(2), Some(20))
         );
         assert!(!limits.dbs.contains_key(ADMIN_DB));
     }

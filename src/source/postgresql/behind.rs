@@ -26,8 +26,11 @@ const WITHOUT_ADDED_HOST: &str = "regexp_replace(a.application_name, ' - [^ ]+:[
 
 impl RealClients {
     /// The expressions for `settings`, with the backends the poolers in front named
-    /// this cycle.
-    pub fn of(settings: &Postgresql, real: &Backends) -> Self {
+    /// this cycle. `utf8`: the server's encoding is UTF-8, so any character of an
+    /// application's name can be sent; else only ASCII is (the server converts the
+    /// whole statement, and one character it cannot hold would refuse it), and the
+    /// rest reads `?`.
+    pub fn of(settings: &Postgresql, real: &Backends, utf8: bool) -> Self {
         let plain = |app: &str| Self {
             client: "host(a.client_addr)".to_string(),
             app: app.to_string(),
@@ -47,7 +50,14 @@ impl RealClients {
                     "" | "unix" => "NULL::text".to_string(),
                     addr => literal(addr),
                 };
-                format!("({pid}, {port}, {addr}, {})", literal(&client.application))
+                let mut application = bounded(&client.application);
+                if !utf8 {
+                    application = application
+                        .chars()
+                        .map(|c| if c.is_ascii() { c } else { '?' })
+                        .collect();
+                }
+                format!("({pid}, {port}, {addr}, {})", literal(&application))
             })
             .collect();
         Self {
@@ -60,6 +70,23 @@ impl RealClients {
             ),
         }
     }
+}
+
+/// The most bytes of an application's name PostgreSQL keeps (`NAMEDATALEN` - 1):
+/// what a client sends beyond it could not be its `application_name` anyway.
+const MAX_APPLICATION: usize = 63;
+
+/// An application's name as the statement carries it: at most [`MAX_APPLICATION`]
+/// bytes (cut at a character), without control characters.
+fn bounded(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > MAX_APPLICATION {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `text` as a PostgreSQL string literal of type text, whatever
@@ -100,12 +127,12 @@ mod tests {
 
     #[test]
     fn without_a_pooler_nothing_changes() {
-        let real = RealClients::of(&settings(&[]), &Backends::new());
+        let real = RealClients::of(&settings(&[]), &Backends::new(), true);
         assert_eq!(
             (real.client.as_str(), real.app.as_str(), real.join.as_str()),
             ("host(a.client_addr)", "a.application_name", "")
         );
-        let behind = RealClients::of(&settings(&["pgb"]), &Backends::new());
+        let behind = RealClients::of(&settings(&["pgb"]), &Backends::new(), true);
         assert_eq!(
             behind.app, WITHOUT_ADDED_HOST,
             "the suffix is cut all the same"
@@ -122,7 +149,7 @@ mod tests {
                 (42, 5001),
                 RealClient {
                     addr: "10.0.0.7".into(),
-                    application: "it's \\ web\0".into(),
+                    application: "it's \\ web\0\n".into(),
                 },
             ),
             (
@@ -133,7 +160,14 @@ mod tests {
                 },
             ),
         ]);
-        let real = RealClients::of(&settings(&["pgb"]), &backends);
+        let real = RealClients::of(&settings(&["pgb"]), &backends, true);
+        let latin1 = RealClients::of(&settings(&["pgb"]), &backends, false);
+        let app = |c: &str| c.replace("10.0.0.7", "");
+        assert_eq!(
+            app(&real.join),
+            app(&latin1.join),
+            "ASCII names are sent as they are"
+        );
         assert_eq!(
             real.join,
             "LEFT JOIN (VALUES (7, 5000, NULL::text, E''::text), \
@@ -141,6 +175,21 @@ mod tests {
              ON r.pid = a.pid AND r.port = a.client_port "
         );
         assert!(real.client.contains("ELSE r.addr END"));
+        let accented = Backends::from([(
+            (1, 2),
+            RealClient {
+                addr: "10.0.0.1".into(),
+                application: "café".into(),
+            },
+        )]);
+        let sent = |utf8| RealClients::of(&settings(&["pgb"]), &accented, utf8).join;
+        assert!(sent(true).contains("E'café'") && sent(false).contains("E'caf?'"));
+        let long = "é".repeat(40);
+        assert_eq!(
+            bounded(&long).len(),
+            62,
+            "cut at a character, within 63 bytes"
+        );
         assert!(real.app.contains(WITHOUT_ADDED_HOST));
     }
 }

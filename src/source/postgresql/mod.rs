@@ -26,7 +26,8 @@ use crate::config::postgresql::{Postgresql, SslMode};
 use crate::config::Target;
 use crate::error::{Reason, SourceError};
 use crate::sql::{
-    filter_conditions, read, Connection, PeriodicReads, RowContext, Rules, SqlError, TAG,
+    filter_conditions, read, simple_text, Connection, PeriodicReads, RowContext, Rules, SqlError,
+    TAG,
 };
 use crate::stats::{Collected, Keeping};
 use behind::RealClients;
@@ -52,6 +53,8 @@ pub struct PostgresqlSource {
     sql: String,
     /// The server's `server_version_num`, known once connected.
     version: u32,
+    /// Whether the server's encoding is UTF-8 (see [`RealClients::of`]).
+    utf8: bool,
     client: Option<Client>,
     periodic: PeriodicReads,
     /// How sessions are kept for the session history; None: none.
@@ -64,6 +67,7 @@ impl PostgresqlSource {
             name: target.name.clone(),
             sql: String::new(),
             version: 0,
+            utf8: false,
             periodic: PeriodicReads::new(
                 settings.database.collect,
                 settings.database.limits_interval,
@@ -108,14 +112,16 @@ impl PostgresqlSource {
             _ => {
                 let client = connect(&self.settings, self.timeout).await?;
                 self.check_role(&client).await;
-                let version = server_version(&client)
+                let (version, utf8) = server_version(&client)
                     .await
                     .map_err(|e| classify(&e, &self.settings, "reading server_version_num"))?;
+                self.utf8 = utf8;
                 self.sql = grouped_sql(
                     &self.settings,
                     version,
                     self.history.is_some(),
                     &Backends::new(),
+                    utf8,
                 );
                 self.version = version;
                 tracing::debug!(target = %self.name, sql = %self.sql, "statement of every cycle");
@@ -141,7 +147,13 @@ impl PostgresqlSource {
             false => {
                 let real = backends_of(behind, self.timeout / 2).await;
                 let history = self.history.is_some();
-                Some(grouped_sql(&self.settings, self.version, history, &real))
+                Some(grouped_sql(
+                    &self.settings,
+                    self.version,
+                    history,
+                    &real,
+                    self.utf8,
+                ))
             }
         };
         let sql = sql.as_deref().unwrap_or(&self.sql);
@@ -172,7 +184,8 @@ impl PostgresqlSource {
         let read = async {
             for message in client.simple_query(&sql).await? {
                 if let SimpleQueryMessage::Row(row) = message {
-                    let values: Vec<Option<&str>> = (0..row.len()).map(|i| row.get(i)).collect();
+                    let values: Vec<Option<&str>> =
+                        (0..row.len()).map(|i| simple_text(&row, i)).collect();
                     if let Err(err) = answer.add(values) {
                         return Ok(Err(err));
                     }
@@ -231,26 +244,34 @@ impl Connection for Client {
         let mut stream = std::pin::pin!(stream);
         while let Some(message) = stream.next().await {
             if let SimpleQueryMessage::Row(row) = message? {
-                each((0..row.len()).map(|i| row.get(i)).collect());
+                each((0..row.len()).map(|i| simple_text(&row, i)).collect());
             }
         }
         Ok(())
     }
 }
 
-/// The server's `server_version_num` (150004 for 15.4); 0 when it is not a number,
-/// which writes the statement every version understands.
-async fn server_version(client: &Client) -> Result<u32, tokio_postgres::Error> {
+/// The server's `server_version_num` (150004 for 15.4; 0 when it is not a number,
+/// which writes the statement every version understands), and whether its encoding
+/// is UTF-8.
+pub(super) async fn server_version(client: &Client) -> Result<(u32, bool), tokio_postgres::Error> {
     let rows = client
-        .simple_query(&format!("{TAG} SHOW server_version_num"))
+        .simple_query(&format!(
+            "{TAG} SELECT current_setting('server_version_num'), current_setting('server_encoding')"
+        ))
         .await?;
     Ok(rows
         .iter()
         .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0).and_then(|v| v.trim().parse().ok()),
+            SimpleQueryMessage::Row(row) => Some((
+                simple_text(row, 0)
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0),
+                simple_text(row, 1) == Some("UTF8"),
+            )),
             _ => None,
         })
-        .unwrap_or(0))
+        .unwrap_or((0, false)))
 }
 
 /// The statement of periodic reads ([`PeriodicReads`]): `max_connections` less the
@@ -441,10 +462,16 @@ const QUERY_ID_SINCE: u32 = 140_000;
 /// `pg_blocking_pids(pid)`, counted per blocker. An active session's wait is its
 /// `wait_event_type` and `wait_event`, its statement its `query_id` (on `version`
 /// 14 and later, when `compute_query_id` computes one).
-fn grouped_sql(settings: &Postgresql, version: u32, history: bool, real: &Backends) -> String {
+fn grouped_sql(
+    settings: &Postgresql,
+    version: u32,
+    history: bool,
+    real: &Backends,
+    utf8: bool,
+) -> String {
     let database = &settings.database;
     let parts = database.collect;
-    let real = RealClients::of(settings, real);
+    let real = RealClients::of(settings, real, utf8);
     let query_id = match version >= QUERY_ID_SINCE {
         true => "a.query_id::text",
         false => "NULL::text",
@@ -557,7 +584,7 @@ mod tests {
 
     #[test]
     fn one_statement_reads_pg_stat_activity_for_sessions_once() {
-        let sql = grouped_sql(&settings(), 150_004, false, &Backends::new());
+        let sql = grouped_sql(&settings(), 150_004, false, &Backends::new(), true);
         assert!(sql.starts_with("/* session_exporter "));
         assert_eq!(sql.matches("FROM pg_stat_activity a").count(), 1, "{sql}");
         assert!(sql.contains("a.backend_type = 'client backend'"));
@@ -584,7 +611,7 @@ mod tests {
         let mut quiet = settings();
         quiet.database.collect = CollectParts::NONE;
         quiet.database.top_sessions = 0;
-        let sql = grouped_sql(&quiet, 150_004, false, &Backends::new());
+        let sql = grouped_sql(&quiet, 150_004, false, &Backends::new(), true);
         assert!(!sql.contains("pg_blocking_pids") && !sql.contains("xact_start IS NULL"));
         assert!(
             sql.contains("NULL AS XA, NULL AS XR"),
@@ -612,7 +639,7 @@ mod tests {
     fn text_rows_give_exact_statistics() {
         let settings = settings();
         let ctx = context(None);
-        let sql = grouped_sql(&settings, 150_004, false, &Backends::new());
+        let sql = grouped_sql(&settings, 150_004, false, &Backends::new(), true);
         let rows = [
             "∅|∅|shop|app|10.0.0.7|idle|Client|∅|3|∅|∅|∅|∅|∅|∅|∅|∅|∅|∅|web|∅|∅|∅|∅|∅|∅|0|∅",
             "∅|∅|shop|app|10.0.0.7|idle in transaction|Client|∅|1|∅|1|1|30.5|29.25|∅|∅|41|∅|1|psql|∅|∅|∅|∅|∅|1500|1|29.25",
@@ -677,7 +704,7 @@ mod tests {
     /// longest first.
     #[test]
     fn the_history_keeps_the_sessions_kept_apart() {
-        let sql = grouped_sql(&settings(), 150_004, true, &Backends::new());
+        let sql = grouped_sql(&settings(), 150_004, true, &Backends::new(), true);
         assert!(
             sql.contains("OR y.A = 1 OR y.IT = 1 OR y.LW IS NOT NULL"),
             "{sql}"
@@ -687,9 +714,12 @@ mod tests {
             sql.contains("(pg_blocking_pids(p.id))[1] END AS BB"),
             "{sql}"
         );
-        assert!(grouped_sql(&settings(), 150_004, false, &Backends::new()).contains("NULL AS QT"));
         assert!(
-            !grouped_sql(&settings(), 150_004, false, &Backends::new()).contains("y.A = 1 OR y.IT")
+            grouped_sql(&settings(), 150_004, false, &Backends::new(), true).contains("NULL AS QT")
+        );
+        assert!(
+            !grouped_sql(&settings(), 150_004, false, &Backends::new(), true)
+                .contains("y.A = 1 OR y.IT")
         );
         let ctx = context(Some(10));
         let rows = [

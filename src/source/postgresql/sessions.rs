@@ -13,7 +13,7 @@
 //! level, sampling, CPU time or memory per session: those are zero.
 
 use super::behind::RealClients;
-use super::{classify, connect, cycle, grouped_sql};
+use super::{classify, connect, cycle, grouped_sql, server_version};
 use crate::api::params::Observer;
 use crate::api::pileup::{add_pileup_row, MAX_PILEUP_ROWS, MAX_PILEUP_SQL};
 use crate::api::serve::{PageRows, PageSink, Refusal, SessionBackend};
@@ -84,6 +84,9 @@ struct Shared {
     timeout: Duration,
     idle: Mutex<Vec<Client>>,
     max_idle: usize,
+    /// Whether the server's encoding is UTF-8, learnt on the first connection of a
+    /// target behind a pooler (see [`RealClients::of`]).
+    utf8: std::sync::OnceLock<bool>,
 }
 
 impl PostgresqlSessions {
@@ -102,6 +105,7 @@ impl PostgresqlSessions {
                 timeout,
                 idle: Mutex::new(Vec::new()),
                 max_idle: max_concurrent,
+                utf8: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -114,12 +118,19 @@ impl Shared {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
             std::iter::from_fn(|| idle.pop()).find(|c| !c.is_closed())
         };
-        match reused {
-            Some(client) => Ok(client),
+        let client = match reused {
+            Some(client) => client,
             None => connect(&self.settings, self.timeout)
                 .await
-                .map_err(|e| Failure::unavailable(format!("target `{}`: {e}", self.name))),
+                .map_err(|e| Failure::unavailable(format!("target `{}`: {e}", self.name)))?,
+        };
+        if !self.settings.behind.is_empty() && self.utf8.get().is_none() {
+            let (_, utf8) = server_version(&client)
+                .await
+                .map_err(|e| self.failure(&e))?;
+            let _ = self.utf8.set(utf8);
         }
+        Ok(client)
     }
 
     /// Keeps `client` for the next request, if it is still up and there is room.
@@ -135,14 +146,19 @@ impl Shared {
         Failure::unavailable(format!("target `{}`: {error}", self.name))
     }
 
+    /// The backends the poolers in front serve now (none when there is none).
+    async fn backends(&self) -> Backends {
+        match self.settings.behind.is_empty() {
+            true => Backends::new(),
+            false => backends_of(&self.settings.behind, self.timeout / 2).await,
+        }
+    }
+
     /// [`SESSIONS`] of this moment: behind a pooler, each session it serves with the
     /// real client's address (as `host`, without a port) and application.
     async fn sessions(&self) -> String {
-        let backends = match self.settings.behind.is_empty() {
-            true => Backends::new(),
-            false => backends_of(&self.settings.behind, self.timeout / 2).await,
-        };
-        let real = RealClients::of(&self.settings, &backends);
+        let utf8 = self.utf8.get().copied().unwrap_or(false);
+        let real = RealClients::of(&self.settings, &self.backends().await, utf8);
         let port = "CASE WHEN a.client_addr IS NULL THEN '' \
                     ELSE host(a.client_addr) || ':' || a.client_port END";
         let host = match real.join.is_empty() {
@@ -349,7 +365,13 @@ impl SessionBackend for PostgresqlSessions {
         };
         let collected = cycle(
             client,
-            &grouped_sql(&settings, 0, false, &Default::default()),
+            &grouped_sql(
+                &settings,
+                0,
+                false,
+                &self.target.backends().await,
+                self.target.utf8.get().copied().unwrap_or(false),
+            ),
             &ctx,
         )
         .await
@@ -411,9 +433,11 @@ impl SessionBackend for PostgresqlSessions {
         let mut rows = PileupRows::default();
         while let Some(message) = stream.next().await {
             if let SimpleQueryMessage::Row(row) = message.map_err(|e| self.target.failure(&e))? {
-                add_pileup_row(&mut rows, (0..row.len()).map(|i| row.get(i))).map_err(|e| {
-                    Failure::unavailable(format!("target `{}`: {e}", self.target.name))
-                })?;
+                add_pileup_row(
+                    &mut rows,
+                    (0..row.len()).map(|i| crate::sql::simple_text(&row, i)),
+                )
+                .map_err(|e| Failure::unavailable(format!("target `{}`: {e}", self.target.name)))?;
             }
         }
         Ok(rows)

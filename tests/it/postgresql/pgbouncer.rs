@@ -405,6 +405,7 @@ fn the_postgresql_behind_pgbouncer_names_the_real_clients() {
     let m = exporter.wait_for_metrics("the real clients", Duration::from_secs(30), |m| {
         sources.iter().all(|ip| client(m, "real", ip) == Some(1.0))
             && client(m, "orphan", "127.0.0.1").is_some()
+            && client(m, "plain", "127.0.0.1").is_some()
     });
     assert_eq!(
         client(&m, "real", "127.0.0.1"),
