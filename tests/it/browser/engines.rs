@@ -548,3 +548,86 @@ fn seekdb_sessions_through_the_page() {
     drop(waiter);
     drop(blocker);
 }
+
+/// A PgBouncer target's clients through the page: each client a row, who waits for
+/// a server connection, and no way to end one (PgBouncer 1.18 has no kill of one
+/// client), with `allow_kill` on.
+#[test]
+fn pgbouncer_clients_through_the_page() {
+    let Some(servers) = Servers::get() else {
+        return;
+    };
+    let Some(bouncer) = servers.pgbouncer() else {
+        return;
+    };
+    let Some(tools) = tools() else {
+        return;
+    };
+    let _pool = crate::postgresql::pgbouncer::take_the_pool(&servers);
+    // Three clients in pg_sleep on the pool of two: two active, one waiting.
+    let clients: Vec<PsqlSession> = (0..3)
+        .map(|_| {
+            PsqlSession::start(
+                &bouncer.addr,
+                "it_pgb",
+                &bouncer.app_password,
+                "postgres",
+                Some("page-pool"),
+            )
+        })
+        .collect();
+    let (exporter, _dir) = start(
+        "  allow_kill: true\n",
+        &format!(
+            "  - name: page_pgb\n    kind: pgbouncer\n    address: {}\n    user: monitor\n    password_file: {}\n    filter: {{users: {{allow: [it_pgb]}}}}\n",
+            bouncer.addr,
+            servers.monitor_password_file.display()
+        ),
+    );
+    exporter.wait_for_metrics("the clients are counted", Duration::from_secs(30), |m| {
+        let tenant = [("target", "page_pgb"), ("tenant", "page_pgb")];
+        m.get("dbsession_sessions", &tenant) == Some(3.0)
+            && m.get("dbsession_active_sessions", &tenant) == Some(2.0)
+    });
+    let list = |fields: Value| json!({"do": "filter", "fields": fields});
+    let answers = drive(
+        &tools,
+        &exporter,
+        json!([
+            {"do": "open", "path": "/sessions?tenant=page_pgb"},
+            {"do": "signin", "token": TOKEN},
+            list(json!({"user": "it_pgb", "db": "", "host": "", "state": ""})),
+            list(json!({"user": "it_pgb", "db": "", "host": "", "state": "waiting"})),
+            {"do": "axe"},
+            {"do": "console"},
+        ]),
+    );
+    assert_eq!(answers[2]["total"], "(3 matching)", "{}", answers[2]);
+    assert_eq!(answers[3]["total"], "(1 matching)", "{}", answers[3]);
+    assert_eq!(answers[2]["actions_shown"], false, "{}", answers[2]);
+    assert!(
+        answers[2]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["checkbox"] == false),
+        "{}",
+        answers[2]
+    );
+    assert_accessible(&answers[4]);
+    assert_console_clean(&answers[5]);
+    let first = ids(&answers[2])[0];
+    let detail = drive(
+        &tools,
+        &exporter,
+        json!([
+            {"do": "open", "path": "/sessions?tenant=page_pgb"},
+            {"do": "signin", "token": TOKEN},
+            {"do": "detail", "id": first},
+            {"do": "console"},
+        ]),
+    );
+    assert_eq!(detail[2]["kill_shown"], false, "{}", detail[2]);
+    assert_console_clean(&detail[3]);
+    drop(clients);
+}
