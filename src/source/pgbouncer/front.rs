@@ -67,7 +67,7 @@ pub(super) async fn backends<C: Console>(conn: &mut C) -> Result<Backends, ReadE
             addr: client.addr,
             application: client.application,
         };
-        clients.insert(client.id, real);
+        clients.insert(client.ptr, real);
         Ok(())
     })
     .await?;

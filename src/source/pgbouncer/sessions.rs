@@ -3,7 +3,8 @@
 //! paged here, since the console takes no conditions. Their number is PgBouncer's
 //! `max_client_conn` at most, a setting of the server, not of the request.
 //!
-//! obshell's fields from PgBouncer's columns: `id` the client's `ptr`, `user`,
+//! obshell's fields from PgBouncer's columns: `id` the client's `ptr` hashed with
+//! a key of this process (see `show::Client::id`), `user`,
 //! `db` its database, `host` `addr:port`, `command` its state (`active`, `waiting`,
 //! `idle`, …), `state` `ACTIVE` while it holds a server connection (`SLEEP`
 //! otherwise), `time` how long it has waited for one, else since its last request,
@@ -107,7 +108,7 @@ impl Shared {
         };
         let command = client.command().to_string();
         TenantSession {
-            id: i64::try_from(client.id).unwrap_or(i64::MAX),
+            id: i64::try_from(client.id()).unwrap_or(i64::MAX),
             svr_ip: address.host.clone(),
             sql_port: i64::from(address.port),
             user: client.user,

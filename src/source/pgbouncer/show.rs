@@ -18,8 +18,9 @@ pub const ADMIN_DB: &str = "pgbouncer";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Client {
     /// Its `ptr`, the address PgBouncer keeps it at: unique among the clients of the
-    /// moment, and what a server connection's `link` names.
-    pub id: u64,
+    /// moment, and what a server connection's `link` names. Never shown: see
+    /// [`Client::id`].
+    pub ptr: u64,
     pub user: String,
     pub db: String,
     /// As PgBouncer names it: `active` (logged in: linked to a server connection or
@@ -40,6 +41,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// Its id as the metrics and the session API show it: its `ptr` through a
+    /// hash keyed once per process, so that whoever reads them does not learn where
+    /// PgBouncer keeps its memory; below 2^53, a number the page's JavaScript reads
+    /// exactly. The same client has the same id for the process's life.
+    pub fn id(&self) -> u64 {
+        use std::hash::BuildHasher;
+        static KEY: std::sync::OnceLock<foldhash::fast::RandomState> = std::sync::OnceLock::new();
+        KEY.get_or_init(Default::default).hash_one(self.ptr) & ((1 << 53) - 1)
+    }
+
     /// Linked to a server connection: running, or holding one between statements in
     /// session pooling.
     pub fn is_active(&self) -> bool {
@@ -97,7 +108,7 @@ impl ClientRows {
         let text = |at| cell(row, at).unwrap_or("").to_string();
         let whole = |at| cell(row, at).and_then(|v| v.trim().parse::<u64>().ok());
         Client {
-            id: cell(row, ptr).and_then(pointer).unwrap_or(0),
+            ptr: cell(row, ptr).and_then(pointer).unwrap_or(0),
             user: text(user),
             db: text(db),
             state: text(state),
@@ -297,7 +308,8 @@ mod tests {
         ]
         .map(Some);
         let client = ClientRows::default().decode(&header, &row);
-        assert_eq!(client.id, 0x563c8e4ae960);
+        assert_eq!(client.ptr, 0x563c8e4ae960);
+        assert!(client.id() < 1 << 53 && client.id() != client.ptr);
         assert_eq!((client.user.as_str(), client.db.as_str()), ("app", "shop"));
         assert_eq!((client.wait, client.link), (1.43419, None));
         assert_eq!(client.application, "web");
