@@ -397,19 +397,19 @@ def private_pgbouncer(max_clients):
 
 
 def pid_cycle_cpu(pid, config_text, target, seconds, idle):
-    """[`cycle_cpu`] for any process `pid`: its CPU per collection cycle of
-    `target`, less its idle rate."""
+    """The CPU of process `pid` (a database server, a pooler) per collection cycle
+    while an exporter collects `target`, less its idle rate; and the statements the
+    exporter said it may send, by what it called them."""
     log_file = tempfile.mktemp(suffix=".log")
     proc, _ = start_exporter(config_text, ["--log.level=debug", "--log.format=json"], log_file)
-    def cycles():
-        n = 0
+    def events():
         for line in open(log_file) if os.path.exists(log_file) else []:
             try:
-                event = json.loads(line)
+                yield json.loads(line)
             except ValueError:
                 continue
-            n += event.get("message") == "collected" and event.get("target") == target
-        return n
+    def cycles():
+        return sum(e.get("message") == "collected" and e.get("target") == target for e in events())
     deadline = time.monotonic() + 60
     while cycles() < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -417,9 +417,15 @@ def pid_cycle_cpu(pid, config_text, target, seconds, idle):
     time.sleep(seconds)
     n1, c1, wall = cycles(), pid_cpu_seconds(pid), time.monotonic() - t0
     stop(proc)
+    statements = {}
+    for event in events():
+        if str(event.get("message", "")).startswith("statement of") and event.get("target") == target:
+            # The first of each is kept apart too: a periodic read's first differs.
+            statements.setdefault("first " + event["message"], event["sql"])
+            statements[event["message"]] = event["sql"]
     if n1 <= n0:
         raise RuntimeError(f"no cycle of {target} finished while measured")
-    return max(c1 - c0 - idle * wall, 0.0) / (n1 - n0), n1 - n0
+    return max(c1 - c0 - idle * wall, 0.0) / (n1 - n0), statements
 
 
 def console_cpu(pid, port, commands, times, idle):
@@ -969,37 +975,7 @@ def cycle_cpu(server, config_text, target, seconds, idle):
     `target` (everything the cycle sends counts), less its idle rate; and the
     statements the exporter said it may send, by what it called them."""
     pid = server_pid("seekdb" if server == "seekdb" else "mariadbd")
-    log_file = tempfile.mktemp(suffix=".log")
-    proc, _ = start_exporter(config_text, ["--log.level=debug", "--log.format=json"], log_file)
-    def cycles():
-        n = 0
-        for line in open(log_file) if os.path.exists(log_file) else []:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            n += event.get("message") == "collected" and event.get("target") == target
-        return n
-    deadline = time.monotonic() + 60
-    while cycles() < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    n0, c0, t0 = cycles(), pid_cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
-    n1, c1, wall = cycles(), pid_cpu_seconds(pid), time.monotonic() - t0
-    stop(proc)
-    statements = {}
-    for line in open(log_file):
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if str(event.get("message", "")).startswith("statement of") and event.get("target") == target:
-            # The first of each is kept apart too: a periodic read's first differs.
-            statements.setdefault("first " + event["message"], event["sql"])
-            statements[event["message"]] = event["sql"]
-    if n1 <= n0:
-        raise RuntimeError(f"no cycle of {target} finished while measured")
-    return max(c1 - c0 - idle * wall, 0.0) / (n1 - n0), statements
+    return pid_cycle_cpu(pid, config_text, target, seconds, idle)
 
 
 def compact_scale_tables():
