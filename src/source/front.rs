@@ -3,13 +3,15 @@
 //! which real client each of its backends serves.
 //!
 //! A leaf of `source`: a kind that stands in front registers a [`Front`] for each of
-//! its targets when it is built ([`register`]); a kind behind one looks its fronts up
-//! by target name ([`lookup`]). Neither names the other.
+//! its targets when it is built ([`register`]), and owns it; a kind behind one looks
+//! its fronts up by target name ([`lookup`]). Neither names the other. The registry
+//! holds no front alive: a target removed by a reload takes its front (and the
+//! front's connection) with it.
 
 use crate::error::SourceError;
 use crate::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// The client a backend serves: its address and its application, as the pooler
 /// sees them.
@@ -30,21 +32,23 @@ pub trait Front: Send + Sync {
     fn backends(&self) -> BoxFuture<'_, Result<Backends, SourceError>>;
 }
 
-type Registry = Mutex<BTreeMap<String, Arc<dyn Front>>>;
+type Registry = Mutex<BTreeMap<String, Weak<dyn Front>>>;
 
 static FRONTS: Registry = Mutex::new(BTreeMap::new());
 
 /// Makes `front` the one of target `name` (replacing the one of an earlier
-/// configuration).
-pub fn register(name: &str, front: Arc<dyn Front>) {
+/// configuration) for as long as its owner keeps it; the entries of fronts gone
+/// are forgotten meanwhile.
+pub fn register(name: &str, front: &Arc<dyn Front>) {
     let mut fronts = FRONTS.lock().unwrap_or_else(|e| e.into_inner());
-    fronts.insert(name.to_string(), front);
+    fronts.retain(|_, front| front.strong_count() > 0);
+    fronts.insert(name.to_string(), Arc::downgrade(front));
 }
 
-/// The front of target `name`, once it is built.
+/// The front of target `name`, while its target is built.
 pub fn lookup(name: &str) -> Option<Arc<dyn Front>> {
     let fronts = FRONTS.lock().unwrap_or_else(|e| e.into_inner());
-    fronts.get(name).cloned()
+    fronts.get(name).and_then(Weak::upgrade)
 }
 
 /// The backends of every front named, asked at once and merged; a front not built
@@ -73,4 +77,31 @@ pub async fn backends_of(names: &[String], timeout: std::time::Duration) -> Back
         .into_iter()
         .flatten()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+
+    impl Front for Fixed {
+        fn backends(&self) -> BoxFuture<'_, Result<Backends, SourceError>> {
+            Box::pin(async { Ok(Backends::new()) })
+        }
+    }
+
+    /// A front lives as long as its owner: a target removed by a reload (its source
+    /// dropped) is no longer found, and a rebuilt one replaces it.
+    #[test]
+    fn a_front_is_found_while_its_owner_keeps_it() {
+        let owner: Arc<dyn Front> = Arc::new(Fixed);
+        register("front-test-a", &owner);
+        assert!(lookup("front-test-a").is_some());
+        drop(owner);
+        assert!(lookup("front-test-a").is_none());
+        let rebuilt: Arc<dyn Front> = Arc::new(Fixed);
+        register("front-test-a", &rebuilt);
+        assert!(lookup("front-test-a").is_some());
+    }
 }

@@ -50,18 +50,23 @@ pub struct PgbouncerSource {
     /// The limits of the last read (kept between reads, and when one fails).
     limits: Limits,
     history: Option<Keeping>,
+    /// Its front for the PostgreSQL targets behind it, registered while this
+    /// source lives.
+    _front: std::sync::Arc<dyn super::front::Front>,
 }
 
 /// Builds the source of a `kind: pgbouncer` target (see [`crate::source::build`]),
 /// and registers it as a front for the PostgreSQL targets behind it.
 pub fn build(target: &Target, settings: &Pgbouncer) -> Box<dyn Source> {
-    let in_front = front::BouncerFront {
-        settings: settings.clone(),
-        timeout: target.collect_timeout,
-        conn: tokio::sync::Mutex::new(None),
-    };
-    super::front::register(&target.name, std::sync::Arc::new(in_front));
+    let in_front: std::sync::Arc<dyn super::front::Front> =
+        std::sync::Arc::new(front::BouncerFront {
+            settings: settings.clone(),
+            timeout: target.collect_timeout,
+            conn: tokio::sync::Mutex::new(None),
+        });
+    super::front::register(&target.name, &in_front);
     Box::new(PgbouncerSource {
+        _front: in_front,
         name: target.name.clone(),
         settings: settings.clone(),
         timeout: target.collect_timeout,
