@@ -12,6 +12,7 @@ use crate::error::SourceError;
 use crate::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// The client a backend serves: its address and its application, as the pooler
 /// sees them.
@@ -26,11 +27,16 @@ pub struct RealClient {
 /// connection of one server.
 pub type Backends = HashMap<(u32, u16), RealClient>;
 
-/// A pooler that can say, now, which real client each of its server connections
-/// serves.
+/// A pooler that can say which real client each of its server connections serves.
 pub trait Front: Send + Sync {
-    fn backends(&self) -> BoxFuture<'_, Result<Backends, SourceError>>;
+    /// Read now, or an answer read at most `max_age` ago (a cycle asks for now; the
+    /// session API's requests, which come several at once for one page, share one).
+    fn backends(&self, max_age: Duration) -> BoxFuture<'_, Result<Backends, SourceError>>;
 }
+
+/// How old an answer the session API's requests may share: a page's list, pile-up
+/// and stats come together.
+pub const API_MAX_AGE: Duration = Duration::from_secs(2);
 
 type Registry = Mutex<BTreeMap<String, Weak<dyn Front>>>;
 
@@ -51,16 +57,17 @@ pub fn lookup(name: &str) -> Option<Arc<dyn Front>> {
     fronts.get(name).and_then(Weak::upgrade)
 }
 
-/// The backends of every front named, asked at once and merged; a front not built
-/// yet, or whose read fails within `timeout` (one deadline for all), adds none (its
-/// backends keep the pooler's address this cycle), and says why at debug level.
-pub async fn backends_of(names: &[String], timeout: std::time::Duration) -> Backends {
+/// The backends of every front named (each read at most `max_age` ago), asked at
+/// once and merged; a front not built yet, or whose read fails within `timeout` (one
+/// deadline for all), adds none (its backends keep the pooler's address this
+/// cycle), and says why at debug level.
+pub async fn backends_of(names: &[String], timeout: Duration, max_age: Duration) -> Backends {
     let reads = names.iter().map(|name| async move {
         let Some(front) = lookup(name) else {
             tracing::debug!(front = %name, "the target in front is not built yet");
             return Backends::new();
         };
-        match tokio::time::timeout(timeout, front.backends()).await {
+        match tokio::time::timeout(timeout, front.backends(max_age)).await {
             Ok(Ok(backends)) => backends,
             Ok(Err(err)) => {
                 tracing::debug!(front = %name, "reading the real clients: {err}");
@@ -86,7 +93,7 @@ mod tests {
     struct Fixed;
 
     impl Front for Fixed {
-        fn backends(&self) -> BoxFuture<'_, Result<Backends, SourceError>> {
+        fn backends(&self, _: Duration) -> BoxFuture<'_, Result<Backends, SourceError>> {
             Box::pin(async { Ok(Backends::new()) })
         }
     }

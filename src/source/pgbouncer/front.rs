@@ -17,7 +17,7 @@ use crate::error::SourceError;
 use crate::future::BoxFuture;
 use crate::source::front::{Backends, Front, RealClient};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 /// One server connection (`SHOW SERVERS`) linked to a client.
@@ -77,25 +77,48 @@ pub(super) async fn backends<C: Console>(conn: &mut C) -> Result<Backends, ReadE
         .collect())
 }
 
-/// A PgBouncer target as a front, with its console connection of its own.
+/// A PgBouncer target as a front, with its console connection of its own and its
+/// last answer.
 pub(super) struct BouncerFront {
     pub settings: Pgbouncer,
     pub timeout: Duration,
     pub conn: tokio::sync::Mutex<Option<Client>>,
+    pub last: std::sync::Mutex<Option<(Instant, Backends)>>,
+}
+
+impl BouncerFront {
+    /// The last answer, if read at most `max_age` ago.
+    fn recent(&self, max_age: Duration) -> Option<Backends> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| !max_age.is_zero() && at.elapsed() <= max_age)
+            .map(|(_, backends)| backends.clone())
+    }
 }
 
 impl Front for BouncerFront {
-    fn backends(&self) -> BoxFuture<'_, Result<Backends, SourceError>> {
+    fn backends(&self, max_age: Duration) -> BoxFuture<'_, Result<Backends, SourceError>> {
         Box::pin(async move {
+            if let Some(backends) = self.recent(max_age) {
+                return Ok(backends);
+            }
             let mut held = self.conn.lock().await;
+            // Another request may have read it while this one waited.
+            if let Some(backends) = self.recent(max_age) {
+                return Ok(backends);
+            }
             let client = match held.take() {
                 Some(client) if !client.is_closed() => client,
                 _ => connect(&self.settings, self.timeout).await?,
             };
             let client = held.insert(client);
             let read = backends(client).await;
-            if read.is_err() {
-                *held = None;
+            match &read {
+                Ok(found) => {
+                    let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                    *last = Some((Instant::now(), found.clone()));
+                }
+                Err(_) => *held = None,
             }
             read.map_err(|err| match err {
                 ReadError::Driver(err) => classify(
@@ -152,6 +175,18 @@ mod tests {
                 }
             )])
         );
+        // The last answer is shared for at most the age asked for; a cycle (age 0)
+        // always reads anew.
+        let front = BouncerFront {
+            settings: Pgbouncer {
+                database: crate::config::testing::database("monitor", 6432),
+            },
+            timeout: Duration::from_secs(1),
+            conn: tokio::sync::Mutex::new(None),
+            last: std::sync::Mutex::new(Some((Instant::now(), found.clone()))),
+        };
+        assert_eq!(front.recent(Duration::from_secs(60)), Some(found));
+        assert_eq!(front.recent(Duration::ZERO), None);
         // No server connection linked: the clients are not read.
         let mut quiet = ScriptedConsole::default().answer("SHOW SERVERS", SERVERS, &[]);
         assert!(block_on(backends(&mut quiet)).unwrap().is_empty());

@@ -63,6 +63,7 @@ pub fn build(target: &Target, settings: &Pgbouncer) -> Box<dyn Source> {
             settings: settings.clone(),
             timeout: target.collect_timeout,
             conn: tokio::sync::Mutex::new(None),
+            last: std::sync::Mutex::new(None),
         });
     super::front::register(&target.name, &in_front);
     Box::new(PgbouncerSource {

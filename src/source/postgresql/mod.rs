@@ -145,7 +145,7 @@ impl PostgresqlSource {
         let sql = match behind.is_empty() {
             true => None,
             false => {
-                let real = backends_of(behind, self.timeout / 2).await;
+                let real = backends_of(behind, self.timeout / 2, Duration::ZERO).await;
                 let history = self.history.is_some();
                 Some(grouped_sql(
                     &self.settings,

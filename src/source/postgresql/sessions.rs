@@ -23,7 +23,7 @@ use crate::api::{
 };
 use crate::config::postgresql::Postgresql;
 use crate::config::CollectParts;
-use crate::source::front::{backends_of, Backends};
+use crate::source::front::{backends_of, Backends, API_MAX_AGE};
 use crate::sql::{contains_pattern, filter_conditions, RowContext, Rules, SqlError, TAG};
 use crate::stats::TenantStats;
 use futures_util::StreamExt;
@@ -150,7 +150,7 @@ impl Shared {
     async fn backends(&self) -> Backends {
         match self.settings.behind.is_empty() {
             true => Backends::new(),
-            false => backends_of(&self.settings.behind, self.timeout / 2).await,
+            false => backends_of(&self.settings.behind, self.timeout / 2, API_MAX_AGE).await,
         }
     }
 
