@@ -72,6 +72,23 @@ pub struct RowContext<'a> {
     pub history: Option<Keeping>,
 }
 
+impl<'a> RowContext<'a> {
+    /// The context of a count only (the session API's stats of a one-tenant target):
+    /// `tenant` on `server`, no top sessions, no optional part, no history.
+    pub fn counts_only(tenant: &'a str, server: &'a str) -> Self {
+        RowContext {
+            tenant,
+            server,
+            null_string_is_no_db: false,
+            keep: 0,
+            parts: crate::stats::CollectParts::NONE,
+            rules: Rules::NONE,
+            listed_only: false,
+            history: None,
+        }
+    }
+}
+
 impl RowContext<'_> {
     /// An aggregator for this context's rows, with `tenants` present even without
     /// a row of theirs.

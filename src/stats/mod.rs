@@ -578,6 +578,12 @@ pub enum Statistics {
 }
 
 impl Collected {
+    /// The statistics of a target that is its one tenant: zeros when it has no
+    /// session (a count of none is still a count).
+    pub fn into_one_tenant(self) -> TenantStats {
+        self.into_tenants().into_values().next().unwrap_or_default()
+    }
+
     /// The per-tenant statistics; empty for a kind without tenants.
     pub fn into_tenants(self) -> BTreeMap<String, TenantStats> {
         match self.statistics {

@@ -23,8 +23,8 @@ use crate::api::{
     Capabilities, DeadLock, Failure, Field, Kill, ListParams, PageParams, PileupRows, TenantSession,
 };
 use crate::config::pgbouncer::Pgbouncer;
-use crate::sql::{RowContext, Rules};
-use crate::stats::{CollectParts, TenantStats};
+use crate::sql::RowContext;
+use crate::stats::TenantStats;
 use std::cmp::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -282,16 +282,7 @@ impl SessionBackend for PgbouncerSessions {
     ) -> Result<Option<TenantStats>, Failure> {
         self.target.check_tenant(tenant)?;
         let database = &self.target.settings.database;
-        let ctx = RowContext {
-            tenant: &self.target.name,
-            server: &database.address.host,
-            null_string_is_no_db: false,
-            keep: 0,
-            parts: CollectParts::NONE,
-            rules: Rules::NONE,
-            listed_only: false,
-            history: None,
-        };
+        let ctx = RowContext::counts_only(&self.target.name, &database.address.host);
         let collected = cycle(conn, &ctx, database, &Limits::default(), now_micros())
             .await
             .map_err(|err| match err {
@@ -300,13 +291,7 @@ impl SessionBackend for PgbouncerSessions {
                     Failure::unavailable(format!("target `{}`: {err}", self.target.name))
                 }
             })?;
-        Ok(Some(
-            collected
-                .into_tenants()
-                .into_values()
-                .next()
-                .unwrap_or_default(),
-        ))
+        Ok(Some(collected.into_one_tenant()))
     }
 
     async fn present(

@@ -24,7 +24,7 @@ use crate::api::{
 use crate::config::postgresql::Postgresql;
 use crate::config::CollectParts;
 use crate::source::front::{backends_of, Backends, API_MAX_AGE};
-use crate::sql::{contains_pattern, filter_conditions, RowContext, Rules, SqlError, TAG};
+use crate::sql::{contains_pattern, filter_conditions, RowContext, SqlError, TAG};
 use crate::stats::TenantStats;
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -353,16 +353,7 @@ impl SessionBackend for PostgresqlSessions {
         let mut settings = self.target.settings.clone();
         settings.database.top_sessions = 0;
         settings.database.collect = CollectParts::NONE;
-        let ctx = RowContext {
-            tenant: &self.target.name,
-            server: &settings.database.address.host,
-            null_string_is_no_db: false,
-            keep: 0,
-            parts: CollectParts::NONE,
-            rules: Rules::NONE,
-            listed_only: false,
-            history: None,
-        };
+        let ctx = RowContext::counts_only(&self.target.name, &settings.database.address.host);
         let collected = cycle(
             client,
             &grouped_sql(
@@ -381,14 +372,7 @@ impl SessionBackend for PostgresqlSessions {
                 Failure::unavailable(format!("target `{}`: {err}", self.target.name))
             }
         })?;
-        // The target is its one tenant: it has stats even with no session.
-        Ok(Some(
-            collected
-                .into_tenants()
-                .into_values()
-                .next()
-                .unwrap_or_default(),
-        ))
+        Ok(Some(collected.into_one_tenant()))
     }
 
     /// PostgreSQL keeps no history of its deadlocks: it logs each one, and counts
