@@ -193,6 +193,29 @@ struct Outputs {
     recorder: Option<Recorder>,
 }
 
+/// A cycle whose panic (a bug, or an answer no decoder foresaw) is a failed cycle of
+/// its target, not the end of the target's loop: the target is down with the
+/// message, its source reset, and it is tried again at its next interval.
+async fn contained(
+    cycle: crate::future::BoxFuture<'_, Result<Collected, SourceError>>,
+) -> Result<Collected, SourceError> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(cycle).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            Err(SourceError::new(
+                Reason::Query,
+                format!("the collection stopped on an internal error ({what}); it is tried again at the next interval: please report it, with the log"),
+            ))
+        }
+    }
+}
+
 async fn run_target(
     target: Target,
     generation: u64,
@@ -208,7 +231,7 @@ async fn run_target(
         let started = Instant::now();
         let outcome = tokio::select! {
             _ = cancel.cancelled() => break,
-            outcome = tokio::time::timeout(target.collect_timeout, source.collect()) => outcome,
+            outcome = tokio::time::timeout(target.collect_timeout, contained(source.collect())) => outcome,
         };
         let took = started.elapsed();
         match outcome.unwrap_or_else(|_| Err(SourceError::timeout(target.collect_timeout))) {
@@ -347,6 +370,73 @@ impl FailureLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A source whose first cycle panics; later ones find nothing.
+    struct PanicsOnce {
+        cycles: usize,
+        resets: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Source for PanicsOnce {
+        fn collect(&mut self) -> crate::future::BoxFuture<'_, Result<Collected, SourceError>> {
+            self.cycles += 1;
+            let first = self.cycles == 1;
+            Box::pin(async move {
+                if first {
+                    panic!("an answer no decoder foresaw");
+                }
+                Ok(Collected {
+                    statistics: Statistics::Tenants(Default::default()),
+                    beside: None,
+                    rows: 0,
+                })
+            })
+        }
+
+        fn reset(&mut self) {
+            self.resets
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A panic in a cycle fails that cycle, says so, resets the source, and the
+    /// target is collected again at its next interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_cycle_fails_that_cycle_only() {
+        let resets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let source = PanicsOnce {
+            cycles: 0,
+            resets: resets.clone(),
+        };
+        let (updates, mut received) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        let target = crate::config::testing::mysql("panics");
+        let run = tokio::spawn(run_target(
+            target,
+            1,
+            Box::new(source),
+            Outputs {
+                updates,
+                recorder: None,
+            },
+            cancel.clone(),
+        ));
+        let Some(Update::Status(first)) = received.recv().await else {
+            panic!("no first status");
+        };
+        let error = first.last_error.clone().expect("the first cycle failed");
+        assert!(
+            error.to_string().contains("an answer no decoder foresaw"),
+            "{error}"
+        );
+        assert_eq!(resets.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let Some(Update::Status(second)) = received.recv().await else {
+            panic!("no second status");
+        };
+        assert!(second.is_up(), "collected again: {:?}", second.last_error);
+        cancel.cancel();
+        run.await.expect("the target's loop ends when cancelled");
+    }
 
     #[test]
     fn shards_split_targets_exactly_once_and_stably() {
