@@ -42,7 +42,7 @@ fn the_idle_repeatable_read_session_holds_the_horizon_and_is_named() {
             .postgres_admin(&format!(
                 "SELECT COALESCE(GREATEST(age(backend_xid), age(backend_xmin))::text, 'none') \
                  FROM pg_stat_activity \
-                 WHERE application_name = '{application}'"
+                 WHERE application_name = '{application}' AND usename = 'it_pg_hz'"
             ))
             .trim()
             .parse()
